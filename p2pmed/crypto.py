@@ -1,0 +1,277 @@
+"""Keys, signatures and record encryption.
+
+Signatures are Ed25519 over a domain-separated message: the canonical CBOR of
+``["p2pmed-signature-v1", domain, chain_id, payload]``. A signature made for one
+kind of object (a transaction, a prepare vote, a checkpoint...) or for one chain
+therefore never verifies as another, even over identical payload bytes.
+
+Health records are sealed with AES-256-GCM under a fresh random data key, with
+the record id as associated data so a ciphertext cannot be passed off as another
+record. The data key is wrapped for each authorised reader with HPKE (RFC 9180,
+base mode, HKDF-SHA256, AES-256-GCM), with X25519 by default or the
+ML-KEM-768 + X25519 hybrid KEM for post-quantum protection; the record id is
+again bound in, as the HPKE ``info``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from p2pmed import codec
+
+__all__ = [
+    "CryptoError",
+    "EncryptionPrivateKey",
+    "EncryptionPublicKey",
+    "Kem",
+    "KeyFileError",
+    "SignatureDomain",
+    "SigningKey",
+    "decrypt_record",
+    "encrypt_record",
+    "load_signing_key",
+    "save_signing_key",
+    "unwrap_key",
+    "verify",
+    "wrap_key",
+]
+
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+DATA_KEY_SIZE = 32
+NONCE_SIZE = 12
+_SIGNATURE_CONTEXT = "p2pmed-signature-v1"
+_WRAP_INFO_PREFIX = b"p2pmed-key-wrap-v1\x00"
+
+
+class CryptoError(Exception):
+    """A ciphertext, wrapped key or key that does not open with what was given."""
+
+
+class KeyFileError(Exception):
+    """A key file that is missing, unsafe, encrypted with another passphrase or not a key."""
+
+
+class SignatureDomain(enum.StrEnum):
+    """What a signature is for; part of every signed message."""
+
+    TRANSACTION = "transaction"
+    BLOCK = "block"
+    PRE_PREPARE = "pre-prepare"
+    PREPARE = "prepare"
+    COMMIT = "commit"
+    CHECKPOINT = "checkpoint"
+    VIEW_CHANGE = "view-change"
+    NEW_VIEW = "new-view"
+
+
+def _signed_message(domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:
+    return codec.encode([_SIGNATURE_CONTEXT, domain.value, chain_id, payload])
+
+
+class SigningKey:
+    """An Ed25519 identity key: a validator's, a site's or a person's."""
+
+    __slots__ = ("_key", "public_key")
+
+    def __init__(self, key: ed25519.Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public_key: bytes = key.public_key().public_bytes_raw()
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> SigningKey:
+        """A key from 32 seed bytes; the simulator derives its keys this way."""
+        if len(seed) != 32:
+            raise ValueError(f"Ed25519 seed must be 32 bytes, got {len(seed)}")
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+
+    def seed(self) -> bytes:
+        return self._key.private_bytes_raw()
+
+    def sign(self, domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:
+        return self._key.sign(_signed_message(domain, chain_id, payload))
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public_key={self.public_key.hex()[:16]}…)"
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_public_key(public_key: bytes) -> ed25519.Ed25519PublicKey | None:
+    try:
+        return ed25519.Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        return None
+
+
+def verify(
+    public_key: bytes, signature: bytes, domain: SignatureDomain, chain_id: str, payload: bytes
+) -> bool:
+    """True when ``signature`` is ``public_key``'s over this domain, chain and payload."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    key = _load_public_key(bytes(public_key))
+    if key is None:
+        return False
+    try:
+        key.verify(signature, _signed_message(domain, chain_id, payload))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def save_signing_key(path: Path, key: SigningKey, passphrase: bytes | None = None) -> None:
+    """Write ``key`` as PKCS#8 PEM, readable by the owner only; never overwrite."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    pem = key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pem)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def load_signing_key(path: Path, passphrase: bytes | None = None) -> SigningKey:
+    """Read a key written by ``save_signing_key``; refuse files others can read."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: no such key file") from None
+    except OSError as error:
+        raise KeyFileError(f"{path}: cannot read key file: {error.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path}: key file is readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as error:
+        reason = "needs a passphrase" if passphrase is None else "is not encrypted; give no passphrase"
+        raise KeyFileError(f"{path}: key file {reason}") from error
+    except ValueError:
+        raise KeyFileError(f"{path}: not a PEM private key, or wrong passphrase") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise KeyFileError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
+    return SigningKey(key)
+
+
+class Kem(enum.StrEnum):
+    """HPKE key encapsulation mechanisms a reader's encryption key may use."""
+
+    X25519 = "x25519"
+    MLKEM768_X25519 = "mlkem768-x25519"
+
+
+_HPKE_KEMS = {Kem.X25519: hpke.KEM.X25519, Kem.MLKEM768_X25519: hpke.KEM.MLKEM768_X25519}
+_MLKEM768_PUBLIC_SIZE = 1184
+_MLKEM_SEED_SIZE = 64
+_X25519_SIZE = 32
+
+
+@functools.cache
+def _suite(kem: Kem) -> hpke.Suite:
+    return hpke.Suite(_HPKE_KEMS[kem], hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+
+
+@dataclass(frozen=True)
+class EncryptionPublicKey:
+    """A reader's public encryption key as published on the ledger."""
+
+    kem: Kem
+    key: bytes
+
+    def __post_init__(self) -> None:
+        expected = _X25519_SIZE if self.kem is Kem.X25519 else _MLKEM768_PUBLIC_SIZE + _X25519_SIZE
+        if len(self.key) != expected:
+            raise ValueError(f"{self.kem} public key must be {expected} bytes, got {len(self.key)}")
+
+    def _hpke_key(self) -> x25519.X25519PublicKey | hpke.MLKEM768X25519PublicKey:
+        try:
+            if self.kem is Kem.X25519:
+                return x25519.X25519PublicKey.from_public_bytes(self.key)
+            return hpke.MLKEM768X25519PublicKey(
+                mlkem.MLKEM768PublicKey.from_public_bytes(self.key[:_MLKEM768_PUBLIC_SIZE]),
+                x25519.X25519PublicKey.from_public_bytes(self.key[_MLKEM768_PUBLIC_SIZE:]),
+            )
+        except ValueError as error:
+            raise CryptoError(f"invalid {self.kem} public key: {error}") from None
+
+
+class EncryptionPrivateKey:
+    """A reader's private encryption key (X25519, or ML-KEM-768 seed + X25519)."""
+
+    __slots__ = ("_hpke_key", "_secret", "kem", "public_key")
+
+    def __init__(self, kem: Kem, secret: bytes) -> None:
+        self.kem = kem
+        self._secret = secret
+        if kem is Kem.X25519:
+            x_key = x25519.X25519PrivateKey.from_private_bytes(secret)
+            self._hpke_key: x25519.X25519PrivateKey | hpke.MLKEM768X25519PrivateKey = x_key
+            public = x_key.public_key().public_bytes_raw()
+        else:
+            if len(secret) != _MLKEM_SEED_SIZE + _X25519_SIZE:
+                raise ValueError(f"{kem} secret must be {_MLKEM_SEED_SIZE + _X25519_SIZE} bytes")
+            m_key = mlkem.MLKEM768PrivateKey.from_seed_bytes(secret[:_MLKEM_SEED_SIZE])
+            x_key = x25519.X25519PrivateKey.from_private_bytes(secret[_MLKEM_SEED_SIZE:])
+            self._hpke_key = hpke.MLKEM768X25519PrivateKey(m_key, x_key)
+            public = m_key.public_key().public_bytes_raw() + x_key.public_key().public_bytes_raw()
+        self.public_key = EncryptionPublicKey(kem, public)
+
+    @classmethod
+    def generate(cls, kem: Kem = Kem.X25519) -> EncryptionPrivateKey:
+        size = _X25519_SIZE if kem is Kem.X25519 else _MLKEM_SEED_SIZE + _X25519_SIZE
+        return cls(kem, os.urandom(size))
+
+    def secret(self) -> bytes:
+        return self._secret
+
+    def __repr__(self) -> str:
+        return f"EncryptionPrivateKey(kem={self.kem.value})"
+
+
+def encrypt_record(record_id: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """Seal a record under a fresh data key; returns ``(data_key, nonce || ciphertext)``."""
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(NONCE_SIZE)
+    return data_key, nonce + AESGCM(data_key).encrypt(nonce, plaintext, record_id)
+
+
+def decrypt_record(record_id: bytes, sealed: bytes, data_key: bytes) -> bytes:
+    if len(data_key) != DATA_KEY_SIZE:
+        raise CryptoError(f"data key must be {DATA_KEY_SIZE} bytes, got {len(data_key)}")
+    if len(sealed) < NONCE_SIZE + 16:
+        raise CryptoError("sealed record is too short to hold a nonce and a tag")
+    try:
+        return AESGCM(data_key).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], record_id)
+    except InvalidTag:
+        raise CryptoError("record does not decrypt: wrong key, wrong record id or tampered ciphertext") from None
+
+
+def wrap_key(data_key: bytes, reader: EncryptionPublicKey, record_id: bytes) -> bytes:
+    """HPKE-seal ``data_key`` to ``reader``, bound to ``record_id``."""
+    return _suite(reader.kem).encrypt(data_key, reader._hpke_key(), info=_WRAP_INFO_PREFIX + record_id)
+
+
+def unwrap_key(wrapped: bytes, reader: EncryptionPrivateKey, record_id: bytes) -> bytes:
+    try:
+        return _suite(reader.kem).decrypt(wrapped, reader._hpke_key, info=_WRAP_INFO_PREFIX + record_id)
+    except (InvalidTag, ValueError) as error:
+        raise CryptoError(f"key wrap does not open with this {reader.kem} key for this record: {error}") from None

@@ -1,0 +1,1 @@
+"""The ledger: transactions, blocks, the state they change, and the rules that change it."""
