@@ -50,6 +50,28 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
     CREATE TABLE consensus (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT, WITHOUT ROWID;
     """,
+    # A decided block may carry a transaction that an earlier block already holds
+    # (a replay, refused as stale-nonce): key transactions by their place in the
+    # chain, not by id, so such a block can be stored.
+    """
+    CREATE TABLE transactions_new (
+        id BLOB NOT NULL,
+        height INTEGER NOT NULL REFERENCES blocks (height),
+        position INTEGER NOT NULL,
+        sender BLOB NOT NULL,
+        nonce INTEGER NOT NULL,
+        encoded BLOB NOT NULL,
+        reject_reason TEXT,
+        reject_detail TEXT NOT NULL,
+        PRIMARY KEY (height, position)
+    ) STRICT;
+    INSERT INTO transactions_new SELECT id, height, position, sender, nonce, encoded, reject_reason, reject_detail
+        FROM transactions;
+    DROP TABLE transactions;
+    ALTER TABLE transactions_new RENAME TO transactions;
+    CREATE INDEX transactions_by_id ON transactions (id);
+    CREATE INDEX transactions_by_sender ON transactions (sender, nonce);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -158,8 +180,11 @@ class Store:
         return Block(header, tuple(self._decode_transaction(row[0]) for row in rows))
 
     def transaction(self, tx_id: bytes) -> StoredTransaction | None:
+        """Where ``tx_id`` took effect, else its first appearance (a replay can appear again)."""
         row = self._db.execute(
-            "SELECT encoded, height, position, reject_reason, reject_detail FROM transactions WHERE id = ?", (tx_id,)
+            "SELECT encoded, height, position, reject_reason, reject_detail FROM transactions WHERE id = ?"
+            " ORDER BY reject_reason IS NOT NULL, height, position LIMIT 1",
+            (tx_id,),
         ).fetchone()
         return None if row is None else self._stored_transaction(row)
 
