@@ -101,6 +101,10 @@ _PLAIN_SCALARS = (bool, int, str, bytes, type(None))
 def _check_plain(value: Any, path: str, depth: int) -> None:
     if depth > DEPTH_MAX:
         raise CodecError(path, f"nested deeper than {DEPTH_MAX}")
+    if isinstance(value, int) and not -(1 << 64) <= value < (1 << 64):
+        # cbor2 reads bignum tags 2/3 as plain ints and writes them back, so the
+        # canonical re-encoding check alone would let these tags through.
+        raise CodecError(path, "integer outside the 64-bit CBOR range (bignum tag 2/3 is not allowed)")
     if isinstance(value, _PLAIN_SCALARS):
         return
     if isinstance(value, list):
@@ -117,18 +121,45 @@ def _check_plain(value: Any, path: str, depth: int) -> None:
 
 
 def to_value(obj: Any) -> Any:
-    """The plain CBOR value of a dataclass, enum, tuple or plain value."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {name: to_value(getattr(obj, name)) for name in _field_types(type(obj))}
+    """The plain CBOR value of a dataclass, enum, tuple or plain value.
+
+    Classes that set ``CODEC_CACHE = True`` (frozen, with a ``__dict__``) keep
+    their plain value after the first call, so an object that is encoded many
+    times (a transaction inside proposals, certificates and records) is walked once.
+    """
+    kind = type(obj)
+    if kind in _SCALAR_TYPES:
+        return obj
+    names = _dataclass_field_names(kind)
+    if names is not None:
+        if getattr(kind, "CODEC_CACHE", False):
+            cached = obj.__dict__.get("_codec_value")
+            if cached is None:
+                cached = obj.__dict__["_codec_value"] = {name: to_value(getattr(obj, name)) for name in names}
+            return cached
+        return {name: to_value(getattr(obj, name)) for name in names}
     if isinstance(obj, enum.Enum):
         return obj.value
-    if isinstance(obj, (tuple, list)):
+    if kind is tuple or kind is list:
         return [to_value(item) for item in obj]
-    if isinstance(obj, dict):
+    if kind is dict:
         return {key: to_value(item) for key, item in obj.items()}
     if isinstance(obj, _PLAIN_SCALARS):
         return obj
-    raise TypeError(f"cannot encode {type(obj).__name__}")
+    raise TypeError(f"cannot encode {kind.__name__}")
+
+
+_SCALAR_TYPES = frozenset(_PLAIN_SCALARS)
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _dataclass_field_names(kind: type) -> tuple[str, ...] | None:
+    try:
+        return _FIELD_NAMES[kind]
+    except KeyError:
+        names = tuple(_field_types(kind)) if dataclasses.is_dataclass(kind) else None
+        _FIELD_NAMES[kind] = names
+        return names
 
 
 def from_value(cls: Any, value: Any, path: str) -> Any:
@@ -196,6 +227,9 @@ def _from_dict(cls: Any, value: Any, path: str) -> dict[str, Any]:
 
 def _from_enum(cls: type[enum.Enum], value: Any, path: str) -> enum.Enum:
     try:
+        # Same type as a member's value: an IntEnum must not take true/false.
+        if not any(type(value) is type(member.value) for member in cls):
+            raise ValueError
         return cls(value)
     except ValueError:
         allowed = ", ".join(repr(member.value) for member in cls)
@@ -214,9 +248,14 @@ def _from_dataclass(cls: Any, value: Any, path: str) -> Any:
         raise CodecError(path, f"missing field {missing[0]!r}")
     fields = {name: from_value(hint, value[name], f"{path}.{name}") for name, hint in hints.items()}
     try:
-        return cls(**fields)
+        built = cls(**fields)
     except (ValueError, TypeError) as error:
         raise CodecError(path, str(error)) from None
+    if getattr(cls, "CODEC_CACHE", False):
+        # The decoded map is exactly what to_value would rebuild (tuples come back
+        # as lists, enums as their values, both as decoded), so keep it.
+        built.__dict__["_codec_value"] = value
+    return built
 
 
 @functools.cache

@@ -21,6 +21,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
@@ -31,17 +32,20 @@ from p2pmed import codec
 
 __all__ = [
     "CryptoError",
+    "Ed25519Verifier",
     "EncryptionPrivateKey",
     "EncryptionPublicKey",
     "Kem",
     "KeyFileError",
     "SignatureDomain",
+    "Signer",
     "SigningKey",
     "decrypt_record",
     "encrypt_record",
     "load_signing_key",
     "save_signing_key",
     "unwrap_key",
+    "Verifier",
     "verify",
     "wrap_key",
 ]
@@ -77,6 +81,20 @@ class SignatureDomain(enum.StrEnum):
 
 def _signed_message(domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:
     return codec.encode([_SIGNATURE_CONTEXT, domain.value, chain_id, payload])
+
+
+class Signer(Protocol):
+    """What signs consensus messages: a ``SigningKey``, or the simulator's fast stand-in."""
+
+    public_key: bytes
+
+    def sign(self, domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes: ...
+
+
+class Verifier(Protocol):
+    def verify(
+        self, public_key: bytes, signature: bytes, domain: SignatureDomain, chain_id: str, payload: bytes
+    ) -> bool: ...
 
 
 class SigningKey:
@@ -133,8 +151,19 @@ def verify(
     return True
 
 
+class Ed25519Verifier:
+    """``verify`` as a ``Verifier`` object, for code that takes the scheme as a parameter."""
+
+    def verify(
+        self, public_key: bytes, signature: bytes, domain: SignatureDomain, chain_id: str, payload: bytes
+    ) -> bool:
+        return verify(public_key, signature, domain, chain_id, payload)
+
+
 def save_signing_key(path: Path, key: SigningKey, passphrase: bytes | None = None) -> None:
     """Write ``key`` as PKCS#8 PEM, readable by the owner only; never overwrite."""
+    if passphrase is not None and not passphrase:
+        raise KeyFileError(f"{path}: empty passphrase; give a real one, or none for an unencrypted key")
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
@@ -267,7 +296,11 @@ def decrypt_record(record_id: bytes, sealed: bytes, data_key: bytes) -> bytes:
 
 def wrap_key(data_key: bytes, reader: EncryptionPublicKey, record_id: bytes) -> bytes:
     """HPKE-seal ``data_key`` to ``reader``, bound to ``record_id``."""
-    return _suite(reader.kem).encrypt(data_key, reader._hpke_key(), info=_WRAP_INFO_PREFIX + record_id)
+    hpke_key = reader._hpke_key()
+    try:
+        return _suite(reader.kem).encrypt(data_key, hpke_key, info=_WRAP_INFO_PREFIX + record_id)
+    except ValueError as error:  # e.g. a low-order X25519 point: no usable shared secret
+        raise CryptoError(f"cannot wrap a key for this {reader.kem} public key: {error}") from None
 
 
 def unwrap_key(wrapped: bytes, reader: EncryptionPrivateKey, record_id: bytes) -> bytes:

@@ -53,6 +53,8 @@ class UnsignedTransaction:
 class Transaction(UnsignedTransaction):
     signature: bytes
 
+    CODEC_CACHE = True
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.signature) != SIGNATURE_SIZE:
