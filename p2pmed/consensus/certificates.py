@@ -1,0 +1,194 @@
+"""Checking signed messages and the certificates built from them.
+
+Everything here is pure and raises ``InvalidMessage`` when a peer's message or
+certificate does not hold up: a bad signature, a vote from a replica outside the
+validator set, too few distinct voters, votes that do not match each other, a
+proposal whose digest is not the one voted for. The replica treats that as "a
+peer sent garbage": it drops the message, counts it and carries on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from p2pmed.consensus import quorum
+from p2pmed.consensus.messages import (
+    Checkpoint,
+    CommitCertificate,
+    NewView,
+    PrePrepare,
+    PreparedCertificate,
+    Proposal,
+    ViewChange,
+    Vote,
+    VoteKind,
+    proposal_digest,
+    signing_payload,
+)
+from p2pmed.crypto import Verifier
+from p2pmed.ledger.block import Block, check_block
+from p2pmed.ledger.errors import BlockRejected
+
+__all__ = ["InvalidMessage", "Validators"]
+
+
+class InvalidMessage(Exception):
+    """A message or certificate from a peer that fails verification; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Validators:
+    """The static validator set from genesis and the rules for counting its votes.
+
+    ``quorum_override`` exists only so tests can plant a quorum bug and prove the
+    safety checker catches it; it is never set outside tests.
+    """
+
+    chain_id: str
+    keys: tuple[bytes, ...]
+    verifier: Verifier
+    quorum_override: int | None = None
+
+    def __post_init__(self) -> None:
+        assert len(self.keys) >= 1 and len(set(self.keys)) == len(self.keys), "validator keys must be distinct"
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    @property
+    def f(self) -> int:
+        return quorum.fault_tolerance(self.n)
+
+    @property
+    def quorum(self) -> int:
+        return self.quorum_override or quorum.quorum_size(self.n)
+
+    def primary(self, view: int) -> int:
+        return view % self.n
+
+    def check_signed(self, message: Vote | Checkpoint | ViewChange | NewView) -> None:
+        if not 0 <= message.replica < self.n:
+            raise InvalidMessage(f"replica {message.replica} is not a validator")
+        if not self.verifier.verify(
+            self.keys[message.replica], message.signature, message.domain, self.chain_id, signing_payload(message)
+        ):
+            raise InvalidMessage(f"bad {message.domain.value} signature from replica {message.replica}")
+
+    def check_pre_prepare(self, pre_prepare: PrePrepare) -> None:
+        vote = pre_prepare.vote
+        if vote.kind is not VoteKind.PRE_PREPARE:
+            raise InvalidMessage(f"a pre-prepare carries a {vote.kind.value} vote")
+        if vote.replica != self.primary(vote.view):
+            raise InvalidMessage(f"pre-prepare for view {vote.view} from replica {vote.replica}, not its primary")
+        if pre_prepare.proposal.height != vote.sequence or pre_prepare.proposal.digest != vote.digest:
+            raise InvalidMessage("pre-prepare proposal does not match its vote")
+        self.check_signed(vote)
+
+    def check_votes(self, votes: Iterable[Vote], kind: VoteKind, view: int, sequence: int, digest: bytes) -> set[int]:
+        """Verify matching votes; return the distinct replicas that cast them."""
+        voters: set[int] = set()
+        for vote in votes:
+            if (vote.kind, vote.view, vote.sequence, vote.digest) != (kind, view, sequence, digest):
+                raise InvalidMessage(f"{kind.value} votes in a certificate do not match")
+            if vote.replica in voters:
+                raise InvalidMessage(f"replica {vote.replica} votes twice in a certificate")
+            self.check_signed(vote)
+            voters.add(vote.replica)
+        return voters
+
+    def check_prepared_certificate(self, certificate: PreparedCertificate) -> None:
+        """A pre-prepare from the view's primary and quorum - 1 prepares from other replicas."""
+        pre_prepare = PrePrepare(certificate.pre_prepare, certificate.proposal)
+        self.check_pre_prepare(pre_prepare)
+        vote = certificate.pre_prepare
+        voters = self.check_votes(certificate.prepares, VoteKind.PREPARE, vote.view, vote.sequence, vote.digest)
+        if self.primary(vote.view) in voters:
+            raise InvalidMessage("the primary's prepare does not count towards a prepared certificate")
+        if len(voters) < self.quorum - 1:
+            raise InvalidMessage(f"prepared certificate has {len(voters)} prepares, needs {self.quorum - 1}")
+
+    def check_commit_certificate(self, certificate: CommitCertificate, sequence: int, digest: bytes) -> None:
+        view = certificate.commits[0].view
+        voters = self.check_votes(certificate.commits, VoteKind.COMMIT, view, sequence, digest)
+        if len(voters) < self.quorum:
+            raise InvalidMessage(f"commit certificate has {len(voters)} commits, needs {self.quorum}")
+
+    def check_committed_block(self, block: Block, certificate: CommitCertificate, previous_hash: bytes) -> None:
+        """A block that extends ``previous_hash`` and that a quorum committed."""
+        try:
+            check_block(block, self.chain_id, block.height, previous_hash)
+        except BlockRejected as error:
+            raise InvalidMessage(f"block {block.height}: {error}") from None
+        self.check_commit_certificate(certificate, block.height, proposal_digest(block.header))
+
+    def check_checkpoint_proof(self, sequence: int, proof: tuple[Checkpoint, ...]) -> bytes | None:
+        """The block hash a quorum signed at ``sequence`` (None for the genesis checkpoint)."""
+        if sequence == 0:
+            if proof:
+                raise InvalidMessage("the genesis checkpoint needs no proof")
+            return None
+        hashes = {checkpoint.block_hash for checkpoint in proof}
+        voters = {checkpoint.replica for checkpoint in proof}
+        if len(hashes) != 1 or any(checkpoint.sequence != sequence for checkpoint in proof):
+            raise InvalidMessage("checkpoint proof does not agree on one sequence and hash")
+        if len(voters) != len(proof) or len(voters) < self.quorum:
+            raise InvalidMessage(f"checkpoint proof has {len(voters)} distinct signers, needs {self.quorum}")
+        for checkpoint in proof:
+            self.check_signed(checkpoint)
+        return hashes.pop()
+
+    def check_view_change(self, view_change: ViewChange, window: int) -> None:
+        self.check_signed(view_change)
+        stable = view_change.stable_sequence
+        self.check_checkpoint_proof(stable, view_change.checkpoint_proof)
+        sequences = set()
+        for certificate in view_change.prepared:
+            vote = certificate.pre_prepare
+            if not stable < vote.sequence <= stable + window:
+                raise InvalidMessage(f"prepared certificate for sequence {vote.sequence} outside ({stable}, {stable + window}]")
+            if vote.view >= view_change.new_view:
+                raise InvalidMessage("prepared certificate from a view not before the new one")
+            if vote.sequence in sequences:
+                raise InvalidMessage(f"two prepared certificates for sequence {vote.sequence}")
+            sequences.add(vote.sequence)
+            self.check_prepared_certificate(certificate)
+
+    def check_new_view(self, new_view: NewView, window: int) -> None:
+        """Signed by the view's primary, carrying a quorum of valid view changes for it."""
+        if new_view.replica != self.primary(new_view.view):
+            raise InvalidMessage(f"new-view for view {new_view.view} from replica {new_view.replica}, not its primary")
+        self.check_signed(new_view)
+        senders = {view_change.replica for view_change in new_view.view_changes}
+        if len(senders) != len(new_view.view_changes) or len(senders) < self.quorum:
+            raise InvalidMessage(f"new-view carries {len(senders)} distinct view changes, needs {self.quorum}")
+        for view_change in new_view.view_changes:
+            if view_change.new_view != new_view.view:
+                raise InvalidMessage("new-view carries a view change for another view")
+            self.check_view_change(view_change, window)
+        for pre_prepare in new_view.pre_prepares:
+            if pre_prepare.vote.view != new_view.view:
+                raise InvalidMessage("new-view carries a pre-prepare for another view")
+            self.check_pre_prepare(pre_prepare)
+
+
+def selected_proposals(view_changes: Iterable[ViewChange]) -> tuple[int, dict[int, Proposal]]:
+    """What a new view must re-propose (Castro & Liskov §4.4): the stable point and, for each
+    sequence above it that prepared anywhere, the proposal prepared in the highest view."""
+    view_changes = list(view_changes)
+    low = max(view_change.stable_sequence for view_change in view_changes)
+    best: dict[int, PreparedCertificate] = {}
+    for view_change in view_changes:
+        for certificate in view_change.prepared:
+            sequence = certificate.pre_prepare.sequence
+            if sequence <= low:
+                continue
+            current = best.get(sequence)
+            if current is None or certificate.pre_prepare.view > current.pre_prepare.view:
+                best[sequence] = certificate
+    return low, {sequence: certificate.proposal for sequence, certificate in sorted(best.items())}

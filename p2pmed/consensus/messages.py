@@ -1,0 +1,307 @@
+"""PBFT messages: frozen dataclasses, canonical CBOR on the wire, each signed by its replica.
+
+Ordering is decoupled from chaining. PBFT orders *proposals* (a height, a time,
+a proposer and a batch of transactions) at sequence numbers, one sequence number
+per block height; the block's ``previous_hash`` is then derived by every replica
+from the block it committed before. Votes sign the *proposal digest*, the hash of
+the block header without ``previous_hash``, so a re-proposal after a view change
+keeps its digest, and a commit certificate (2f+1 commit votes for one view,
+sequence and digest) proves a block was decided to anyone holding the validator
+keys: recompute the digest from the block header and check the votes.
+
+On the wire every message is an ``Envelope(kind, body)``; ``decode_message``
+turns untrusted bytes into a typed message or raises ``CodecError``. Signatures
+are checked by the replica, which knows the validator set.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from p2pmed import codec
+from p2pmed.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SignatureDomain
+from p2pmed.ledger.block import HASH_SIZE, Block, BlockHeader, merkle_root
+from p2pmed.ledger.tx import Transaction
+
+__all__ = [
+    "BlockWithCertificate",
+    "Blocks",
+    "Checkpoint",
+    "CommitCertificate",
+    "Envelope",
+    "FetchBlocks",
+    "Message",
+    "MessageKind",
+    "NewView",
+    "PrePrepare",
+    "PreparedCertificate",
+    "Proposal",
+    "ViewChange",
+    "Vote",
+    "VoteKind",
+    "decode_message",
+    "encode_message",
+    "proposal_digest",
+    "signing_payload",
+]
+
+PROPOSAL_TXS_MAX = 10_000
+FETCH_BLOCKS_MAX = 64
+
+
+@dataclass(frozen=True)
+class ProposalHeader:
+    """The hashed part of a proposal: a block header without ``previous_hash``."""
+
+    height: int
+    time_ms: int
+    proposer: bytes
+    tx_root: bytes
+    tx_count: int
+
+
+def proposal_digest(header: BlockHeader) -> bytes:
+    """The digest votes sign for the block with this header."""
+    fields = ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count)
+    return hashlib.sha256(codec.encode(fields)).digest()
+
+
+@dataclass(frozen=True, eq=False)
+class Proposal:
+    height: int
+    time_ms: int
+    proposer: bytes
+    txs: tuple[Transaction, ...]
+
+    CODEC_CACHE = True
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.time_ms < 0:
+            raise ValueError("height must be >= 1 and time_ms >= 0")
+        if len(self.proposer) != PUBLIC_KEY_SIZE:
+            raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
+        if len(self.txs) > PROPOSAL_TXS_MAX:
+            raise ValueError(f"at most {PROPOSAL_TXS_MAX} transactions per proposal")
+
+    @functools.cached_property
+    def tx_root(self) -> bytes:
+        return merkle_root([tx.id for tx in self.txs])
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        fields = ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs))
+        return hashlib.sha256(codec.encode(fields)).digest()
+
+    def block_header(self, chain_id: str, previous_hash: bytes) -> BlockHeader:
+        return BlockHeader(chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Proposal) and self.digest == other.digest and self.txs == other.txs
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+
+class VoteKind(enum.StrEnum):
+    PRE_PREPARE = "pre-prepare"
+    PREPARE = "prepare"
+    COMMIT = "commit"
+
+
+_VOTE_DOMAINS = {
+    VoteKind.PRE_PREPARE: SignatureDomain.PRE_PREPARE,
+    VoteKind.PREPARE: SignatureDomain.PREPARE,
+    VoteKind.COMMIT: SignatureDomain.COMMIT,
+}
+
+
+def _check_signature_shape(signature: bytes) -> None:
+    if len(signature) != SIGNATURE_SIZE:
+        raise ValueError(f"signature must be {SIGNATURE_SIZE} bytes")
+
+
+def _check_digest_shape(digest: bytes) -> None:
+    if len(digest) != HASH_SIZE:
+        raise ValueError(f"digest must be {HASH_SIZE} bytes")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A replica's signed pre-prepare, prepare or commit for (view, sequence, digest)."""
+
+    kind: VoteKind
+    view: int
+    sequence: int
+    digest: bytes
+    replica: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if self.view < 0 or self.sequence < 1 or self.replica < 0:
+            raise ValueError("view and replica must be >= 0, sequence >= 1")
+        _check_digest_shape(self.digest)
+        _check_signature_shape(self.signature)
+
+    @property
+    def domain(self) -> SignatureDomain:
+        return _VOTE_DOMAINS[self.kind]
+
+
+@dataclass(frozen=True)
+class PrePrepare:
+    """The primary's proposal for a sequence number in its view."""
+
+    vote: Vote
+    proposal: Proposal
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A replica's signed claim that the block at ``sequence`` has hash ``block_hash``."""
+
+    sequence: int
+    block_hash: bytes
+    replica: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if self.sequence < 0 or self.replica < 0:
+            raise ValueError("sequence and replica must be >= 0")
+        _check_digest_shape(self.block_hash)
+        _check_signature_shape(self.signature)
+
+    domain = SignatureDomain.CHECKPOINT
+
+
+@dataclass(frozen=True)
+class PreparedCertificate:
+    """Proof that a proposal prepared: the pre-prepare and 2f matching prepares."""
+
+    pre_prepare: Vote
+    prepares: tuple[Vote, ...]
+    proposal: Proposal
+
+
+@dataclass(frozen=True)
+class CommitCertificate:
+    """Proof that a proposal was decided: 2f+1 matching commit votes from distinct replicas."""
+
+    commits: tuple[Vote, ...]
+
+    def __post_init__(self) -> None:
+        if not self.commits:
+            raise ValueError("a commit certificate needs commit votes")
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    new_view: int
+    stable_sequence: int
+    checkpoint_proof: tuple[Checkpoint, ...]
+    prepared: tuple[PreparedCertificate, ...]
+    replica: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if self.new_view < 1 or self.stable_sequence < 0 or self.replica < 0:
+            raise ValueError("new_view must be >= 1, stable_sequence and replica >= 0")
+        _check_signature_shape(self.signature)
+
+    domain = SignatureDomain.VIEW_CHANGE
+
+
+@dataclass(frozen=True)
+class NewView:
+    view: int
+    view_changes: tuple[ViewChange, ...]
+    pre_prepares: tuple[PrePrepare, ...]
+    replica: int
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if self.view < 1 or self.replica < 0:
+            raise ValueError("view must be >= 1 and replica >= 0")
+        _check_signature_shape(self.signature)
+
+    domain = SignatureDomain.NEW_VIEW
+
+
+@dataclass(frozen=True)
+class FetchBlocks:
+    """A lagging replica asks for committed blocks from ``from_height`` on."""
+
+    from_height: int
+    replica: int
+
+    def __post_init__(self) -> None:
+        if self.from_height < 1 or self.replica < 0:
+            raise ValueError("from_height must be >= 1 and replica >= 0")
+
+
+@dataclass(frozen=True)
+class BlockWithCertificate:
+    block: Block
+    certificate: CommitCertificate
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Committed blocks in height order, each with its commit certificate."""
+
+    blocks: tuple[BlockWithCertificate, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.blocks) > FETCH_BLOCKS_MAX:
+            raise ValueError(f"at most {FETCH_BLOCKS_MAX} blocks per response")
+
+
+Message = PrePrepare | Vote | Checkpoint | ViewChange | NewView | FetchBlocks | Blocks
+
+
+class MessageKind(enum.StrEnum):
+    PRE_PREPARE = "pre-prepare"
+    VOTE = "vote"
+    CHECKPOINT = "checkpoint"
+    VIEW_CHANGE = "view-change"
+    NEW_VIEW = "new-view"
+    FETCH_BLOCKS = "fetch-blocks"
+    BLOCKS = "blocks"
+
+
+_MESSAGE_TYPES: dict[MessageKind, type] = {
+    MessageKind.PRE_PREPARE: PrePrepare,
+    MessageKind.VOTE: Vote,
+    MessageKind.CHECKPOINT: Checkpoint,
+    MessageKind.VIEW_CHANGE: ViewChange,
+    MessageKind.NEW_VIEW: NewView,
+    MessageKind.FETCH_BLOCKS: FetchBlocks,
+    MessageKind.BLOCKS: Blocks,
+}
+_KINDS = {message_type: kind for kind, message_type in _MESSAGE_TYPES.items()}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    kind: MessageKind
+    body: Any
+
+
+def encode_message(message: Message) -> bytes:
+    return codec.encode(Envelope(_KINDS[type(message)], message))
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode untrusted bytes into a typed message; raises ``CodecError``."""
+    envelope = codec.decode(Envelope, data, codec.MESSAGE_SIZE_MAX)
+    return codec.from_value(_MESSAGE_TYPES[envelope.kind], envelope.body, f"{envelope.kind.value}")
+
+
+def signing_payload(message: Vote | Checkpoint | ViewChange | NewView) -> bytes:
+    """What a message's signature covers: its canonical encoding without the signature."""
+    value = dict(codec.to_value(message))
+    del value["signature"]
+    return codec.encode(value)

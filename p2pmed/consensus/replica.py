@@ -1,0 +1,802 @@
+"""A PBFT replica with no I/O: messages, transactions and time go in, actions come out.
+
+Theory of operation (Castro & Liskov, OSDI '99 §4, with signed messages):
+
+Normal case (§4.2). The primary of view v, replica ``v mod n``, batches pending
+transactions into a proposal and sends PRE-PREPARE(v, s, d). A backup accepts it
+when it is in view v, s lies within the watermarks (h, h + L], it has not
+accepted another digest for (v, s), and the transactions check out; it then
+persists and broadcasts PREPARE(v, s, d). A slot is *prepared* with the
+pre-prepare and q - 1 matching prepares from other replicas (q = 2f+1 for
+n = 3f+1); the replica then persists and broadcasts COMMIT(v, s, d). It is
+*committed* with q matching commits, and blocks execute in sequence order. Each
+executed block yields a ``CommitBlock`` action carrying its commit certificate.
+
+Checkpoints (§4.3). After executing a sequence number that is a multiple of K,
+a replica broadcasts CHECKPOINT(s, block hash). q matching checkpoints make it
+stable: the low watermark h moves to s and the log up to s is dropped.
+
+View change (§4.4). A backup that waited ``request_timeout_ms`` for pending
+transactions to commit, or saw f+1 replicas move to higher views, moves to view
+v+1: it stops accepting messages of view v and broadcasts VIEW-CHANGE with its
+stable checkpoint proof and every prepared certificate above it. The new
+primary collects q view changes and broadcasts NEW-VIEW, re-proposing for each
+sequence above the highest stable checkpoint the proposal prepared in the
+highest view, or an empty proposal where none prepared. Backups recompute that
+choice from the view changes and reject a NEW-VIEW that does not match. If the
+new view does not start in time, the replica moves on to v+2 with a doubled
+timeout.
+
+State transfer. A replica that sees f+1 replicas ahead of it asks one of them
+for committed blocks (``FetchBlocks``); the host answers (``ServeBlocks``) from
+its store, and the replica applies only blocks that chain onto its head and carry
+a valid commit certificate.
+
+Crash recovery. Every vote, the view and the stable checkpoint are written with
+a ``Persist`` action placed before the messages that depend on them, so a
+restarted replica, rebuilt from those records and the host's last block, never
+signs something that contradicts what it signed before.
+
+Message handling is split into "a peer sent garbage" (``InvalidMessage``,
+``CodecError``: dropped and counted in ``rejected``) and "we have a bug"
+(``AssertionError``: raised).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from p2pmed import codec
+from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
+from p2pmed.consensus.certificates import InvalidMessage, Validators, selected_proposals
+from p2pmed.consensus.messages import (
+    Blocks,
+    Checkpoint,
+    CommitCertificate,
+    FETCH_BLOCKS_MAX,
+    FetchBlocks,
+    Message,
+    NewView,
+    PrePrepare,
+    PreparedCertificate,
+    Proposal,
+    ViewChange,
+    Vote,
+    VoteKind,
+    decode_message,
+    signing_payload,
+)
+from p2pmed.crypto import SignatureDomain, Signer
+from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
+from p2pmed.ledger.tx import Transaction
+
+__all__ = ["Replica", "ReplicaConfig"]
+
+VIEW_CHANGE_TIMEOUT_MAX_MS = 120_000
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    batch_size_max: int = 500
+    batch_delay_ms: int = 10
+    pipeline_max: int = 8
+    checkpoint_interval: int = 16
+    watermark_window: int = 64
+    request_timeout_ms: int = 2_000
+    view_change_timeout_ms: int = 2_000
+    retransmit_interval_ms: int = 300
+    pending_max: int = 100_000
+    committed_ids_max: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        assert self.batch_size_max >= 1 and self.pipeline_max >= 1
+        assert self.watermark_window >= 2 * self.checkpoint_interval, "L must cover two checkpoint intervals"
+        assert self.watermark_window % self.checkpoint_interval == 0
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    view: int
+    active: bool
+
+
+@dataclass(frozen=True)
+class StableRecord:
+    sequence: int
+    proof: tuple[Checkpoint, ...]
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """What this replica signed for one sequence number, and what it saw prepare."""
+
+    pre_prepare: PrePrepare | None
+    my_prepare: Vote | None
+    my_commit: Vote | None
+    prepared_certificate: PreparedCertificate | None
+
+
+@dataclass
+class Slot:
+    pre_prepare: PrePrepare | None = None
+    prepares: dict[int, Vote] = field(default_factory=dict)
+    commits: dict[int, Vote] = field(default_factory=dict)
+    my_prepare: Vote | None = None
+    my_commit: Vote | None = None
+    prepared_certificate: PreparedCertificate | None = None
+    certificate: CommitCertificate | None = None
+
+    def record(self) -> SlotRecord:
+        return SlotRecord(self.pre_prepare, self.my_prepare, self.my_commit, self.prepared_certificate)
+
+    def reset_view(self) -> None:
+        self.pre_prepare, self.my_prepare, self.my_commit = None, None, None
+        self.prepares, self.commits = {}, {}
+
+
+def _slot_key(sequence: int) -> str:
+    return f"slot/{sequence:020d}"
+
+
+class Replica:
+    """One validator's PBFT state machine. Feed it with ``submit``, ``receive`` and ``tick``."""
+
+    def __init__(
+        self,
+        validators: Validators,
+        signer: Signer,
+        config: ReplicaConfig,
+        tx_check: Callable[[Transaction], bool],
+        *,
+        now_ms: int = 0,
+        last_executed: int = 0,
+        last_block_hash: bytes = GENESIS_PARENT_HASH,
+        records: Mapping[str, bytes] | None = None,
+    ) -> None:
+        assert signer.public_key in validators.keys, "the signer must be a validator"
+        self.validators = validators
+        self.config = config
+        self.index = validators.keys.index(signer.public_key)
+        self._signer = signer
+        self._tx_check = tx_check
+        self._now = now_ms
+        self.view = 0
+        self.view_active = True
+        self.last_executed = last_executed
+        self.last_block_hash = last_block_hash
+        self.stable_sequence = 0
+        self._stable_proof: tuple[Checkpoint, ...] = ()
+        self._log: dict[int, Slot] = {}
+        self._executed_digests: dict[int, bytes] = {}
+        self._my_checkpoints: dict[int, bytes] = {}
+        self._checkpoint_votes: dict[int, dict[int, Checkpoint]] = {}
+        self._pending: dict[bytes, tuple[Transaction, int]] = {}
+        self._committed_ids: dict[bytes, None] = {}
+        self._view_changes: dict[int, ViewChange] = {}
+        self._new_view: NewView | None = None
+        self._next_sequence = last_executed + 1
+        self._progress_deadline: int | None = None
+        self._view_change_deadline: int | None = None
+        self._view_change_timeout = config.view_change_timeout_ms
+        self._retransmit_at = now_ms + config.retransmit_interval_ms
+        self._ahead: dict[int, int] = {}
+        self._later_views: dict[int, int] = {}
+        self._probed_peers = False
+        self._my_latest_checkpoint: Checkpoint | None = None
+        self._sync_at: int | None = None
+        self._records: dict[str, bytes | None] = {}
+        self._messages: list[Action] = []
+        self._decided: list[Action] = []
+        self.rejected: Counter[str] = Counter()
+        self.view_changes_started = 0
+        if records:
+            self._restore(records)
+
+    # -- public surface -------------------------------------------------------
+
+    @property
+    def primary(self) -> int:
+        return self.validators.primary(self.view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.index
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def start(self, now_ms: int) -> list[Action]:
+        """First call after construction; a restarted replica asks its peers what it missed."""
+        self._now = now_ms
+        if self.last_executed > 0 or self._log:
+            self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
+        return self._flush()
+
+    def submit(self, tx: Transaction, now_ms: int) -> list[Action]:
+        """A client transaction reached this node (already checked by the host)."""
+        self._now = now_ms
+        if tx.id in self._pending or tx.id in self._committed_ids:
+            self.rejected["duplicate-transaction"] += 1
+            return []
+        if len(self._pending) >= self.config.pending_max:
+            self.rejected["pending-full"] += 1
+            return []
+        self._pending[tx.id] = (tx, now_ms)
+        if self._progress_deadline is None and not self.is_primary:
+            self._progress_deadline = now_ms + self.config.request_timeout_ms
+        self._maybe_propose()
+        return self._flush()
+
+    def receive(self, sender: int, data: bytes, now_ms: int) -> list[Action]:
+        """Bytes from validator ``sender`` (the transport authenticated who sent them)."""
+        self._now = now_ms
+        try:
+            message = decode_message(data)
+            self._dispatch(sender, message)
+        except codec.CodecError as error:
+            self.rejected["malformed"] += 1
+            self._note(f"malformed message from {sender}: {error}")
+        except InvalidMessage as error:
+            self.rejected["invalid"] += 1
+            self._note(f"invalid message from {sender}: {error.reason}")
+        return self._flush()
+
+    def tick(self, now_ms: int) -> list[Action]:
+        self._now = now_ms
+        syncing = self._sync_at is not None
+        if self.view_active and not syncing and self._progress_deadline is not None and now_ms >= self._progress_deadline:
+            self._suspect_primary()
+        elif not self.view_active and self._view_change_deadline is not None and now_ms >= self._view_change_deadline:
+            self._start_view_change(self.view + 1)
+        self._maybe_propose()
+        if now_ms >= self._retransmit_at:
+            self._retransmit_at = now_ms + self.config.retransmit_interval_ms
+            self._retransmit()
+        if self._sync_at is not None and now_ms >= self._sync_at:
+            self._request_blocks()
+        return self._flush()
+
+    def next_deadline_ms(self) -> int:
+        """When ``tick`` next has work to do."""
+        deadlines = [self._retransmit_at]
+        if self.view_active and self._progress_deadline is not None:
+            deadlines.append(self._progress_deadline)
+        if not self.view_active and self._view_change_deadline is not None:
+            deadlines.append(self._view_change_deadline)
+        if self._sync_at is not None:
+            deadlines.append(self._sync_at)
+        if self._can_propose():
+            oldest = next(iter(self._unproposed()), None)
+            if oldest is not None:
+                deadlines.append(self._pending[oldest.id][1] + self.config.batch_delay_ms)
+        return max(self._now, min(deadlines))
+
+    def note_log(self) -> list[str]:
+        """Recent reasons messages were dropped (for the host's debug log)."""
+        notes, self._notes = getattr(self, "_notes", []), []
+        return notes
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _dispatch(self, sender: int, message: Message) -> None:
+        if isinstance(message, PrePrepare):
+            self._require_sender(sender, message.vote.replica)
+            self._on_pre_prepare(message)
+        elif isinstance(message, Vote):
+            self._require_sender(sender, message.replica)
+            self._on_vote(message)
+        elif isinstance(message, Checkpoint):
+            self._require_sender(sender, message.replica)
+            self._on_checkpoint(message)
+        elif isinstance(message, ViewChange):
+            self._require_sender(sender, message.replica)
+            self._on_view_change(message)
+        elif isinstance(message, NewView):
+            self._require_sender(sender, message.replica)
+            self._on_new_view(message)
+        elif isinstance(message, FetchBlocks):
+            self._require_sender(sender, message.replica)
+            self._decided.append(ServeBlocks(sender, message.from_height))
+        else:
+            self._on_blocks(sender, message)
+
+    def _require_sender(self, sender: int, replica: int) -> None:
+        if sender != replica:
+            raise InvalidMessage(f"replica {sender} relayed a message signed by {replica}")
+
+    def _in_window(self, sequence: int) -> bool:
+        return self.stable_sequence < sequence <= self.stable_sequence + self.config.watermark_window
+
+    # -- normal case ----------------------------------------------------------
+
+    def _unproposed(self) -> list[Transaction]:
+        in_flight = {tx.id for slot in self._log.values() if slot.pre_prepare for tx in slot.pre_prepare.proposal.txs}
+        return [tx for tx_id, (tx, _) in self._pending.items() if tx_id not in in_flight]
+
+    def _can_propose(self) -> bool:
+        return (
+            self.is_primary
+            and self.view_active
+            and self._in_window(self._next_sequence)
+            and self._next_sequence - self.last_executed <= self.config.pipeline_max
+        )
+
+    def _maybe_propose(self) -> None:
+        while self._can_propose():
+            batch = self._unproposed()[: self.config.batch_size_max]
+            if not batch:
+                return
+            full = len(batch) >= self.config.batch_size_max
+            if not full and self._now < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
+                return
+            proposal = Proposal(self._next_sequence, self._now, self._signer.public_key, tuple(batch))
+            pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
+            slot = self._slot(proposal.height)
+            assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
+            slot.pre_prepare = pre_prepare
+            self._persist_slot(proposal.height)
+            self._messages.append(Broadcast(pre_prepare))
+            self._next_sequence += 1
+
+    def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
+        vote = pre_prepare.vote
+        if vote.view > self.view:
+            self.validators.check_signed(vote)
+            self._note_view(vote.replica, vote.view)
+            return
+        if vote.view != self.view or not self.view_active or not self._in_window(vote.sequence):
+            return
+        if vote.sequence <= self.last_executed:
+            return
+        self.validators.check_pre_prepare(pre_prepare)
+        self._note_ahead(vote.replica, vote.sequence)
+        slot = self._slot(vote.sequence)
+        if slot.pre_prepare is not None:
+            if slot.pre_prepare.vote.digest != vote.digest:
+                raise InvalidMessage(f"primary {vote.replica} equivocated at view {vote.view} sequence {vote.sequence}")
+            return
+        self._check_proposal(pre_prepare.proposal, vote.sequence)
+        slot.pre_prepare = pre_prepare
+        if not self.is_primary:
+            slot.my_prepare = self._vote(VoteKind.PREPARE, vote.sequence, vote.digest)
+            slot.prepares[self.index] = slot.my_prepare
+            self._persist_slot(vote.sequence)
+            self._messages.append(Broadcast(slot.my_prepare))
+        self._check_prepared(vote.sequence)
+
+    def _check_proposal(self, proposal: Proposal, sequence: int) -> None:
+        if proposal.proposer != self.validators.keys[self.primary]:
+            raise InvalidMessage("proposal names a proposer other than the primary")
+        ids = [tx.id for tx in proposal.txs]
+        if len(set(ids)) != len(ids):
+            raise InvalidMessage("proposal carries a transaction twice")
+        taken = {
+            tx.id
+            for other, slot in self._log.items()
+            if other != sequence and slot.pre_prepare and other > self.last_executed
+            for tx in slot.pre_prepare.proposal.txs
+        }
+        for tx in proposal.txs:
+            if tx.id in self._committed_ids or tx.id in taken:
+                raise InvalidMessage(f"proposal repeats transaction {tx.id.hex()[:16]} already ordered")
+            if tx.id not in self._pending and not self._tx_check(tx):
+                raise InvalidMessage(f"proposal carries invalid transaction {tx.id.hex()[:16]}")
+
+    def _on_vote(self, vote: Vote) -> None:
+        if vote.kind is VoteKind.PRE_PREPARE:
+            raise InvalidMessage("a pre-prepare vote must come with its proposal")
+        if vote.view > self.view:
+            self.validators.check_signed(vote)
+            self._note_view(vote.replica, vote.view)
+            return
+        if vote.view != self.view or not self.view_active or not self._in_window(vote.sequence):
+            return
+        if vote.sequence <= self.last_executed:
+            return
+        if vote.kind is VoteKind.PREPARE and vote.replica == self.primary:
+            raise InvalidMessage("the primary does not send prepares")
+        self.validators.check_signed(vote)
+        self._note_ahead(vote.replica, vote.sequence)
+        slot = self._slot(vote.sequence)
+        votes = slot.prepares if vote.kind is VoteKind.PREPARE else slot.commits
+        existing = votes.get(vote.replica)
+        if existing is not None:
+            if existing.digest != vote.digest:
+                raise InvalidMessage(f"replica {vote.replica} sent conflicting {vote.kind.value} votes")
+            return
+        votes[vote.replica] = vote
+        self._check_prepared(vote.sequence)
+
+    def _matching(self, votes: dict[int, Vote], digest: bytes) -> list[Vote]:
+        return sorted(
+            (vote for vote in votes.values() if vote.view == self.view and vote.digest == digest),
+            key=lambda vote: vote.replica,
+        )
+
+    def _check_prepared(self, sequence: int) -> None:
+        slot = self._log[sequence]
+        if slot.pre_prepare is None:
+            return
+        digest = slot.pre_prepare.vote.digest
+        if slot.my_commit is None:
+            prepares = [vote for vote in self._matching(slot.prepares, digest) if vote.replica != self.primary]
+            if len(prepares) < self.validators.quorum - 1:
+                return
+            slot.prepared_certificate = PreparedCertificate(
+                slot.pre_prepare.vote, tuple(prepares[: self.validators.quorum - 1]), slot.pre_prepare.proposal
+            )
+            slot.my_commit = self._vote(VoteKind.COMMIT, sequence, digest)
+            slot.commits[self.index] = slot.my_commit
+            self._persist_slot(sequence)
+            self._messages.append(Broadcast(slot.my_commit))
+        if slot.certificate is None:
+            commits = self._matching(slot.commits, digest)
+            if len(commits) >= self.validators.quorum:
+                slot.certificate = CommitCertificate(tuple(commits[: self.validators.quorum]))
+                self._execute_ready()
+
+    def _execute_ready(self) -> None:
+        while True:
+            slot = self._log.get(self.last_executed + 1)
+            if slot is None or slot.certificate is None or slot.pre_prepare is None:
+                self._notice_gap()
+                return
+            proposal = slot.pre_prepare.proposal
+            self._apply(Block(proposal.block_header(self.validators.chain_id, self.last_block_hash), proposal.txs), slot.certificate)
+
+    def _notice_gap(self) -> None:
+        """A decided slot above one we cannot execute: we missed messages, so fetch blocks."""
+        decided = [(s, slot) for s, slot in self._log.items() if s > self.last_executed + 1 and slot.certificate]
+        if decided and self._sync_at is None:
+            sequence, slot = max(decided, key=lambda item: item[0])
+            assert slot.certificate is not None
+            voters = {vote.replica for vote in slot.certificate.commits}
+            self._behind(sequence, voters)
+            self._sync_at = self._now + self.config.retransmit_interval_ms
+
+    def _apply(self, block: Block, certificate: CommitCertificate) -> None:
+        assert block.height == self.last_executed + 1, "blocks execute in order"
+        self._decided.append(CommitBlock(block, certificate))
+        self.last_executed = block.height
+        self.last_block_hash = block.hash
+        self._executed_digests[block.height] = certificate.commits[0].digest
+        for tx in block.txs:
+            self._pending.pop(tx.id, None)
+            self._committed_ids[tx.id] = None
+        while len(self._committed_ids) > self.config.committed_ids_max:
+            del self._committed_ids[next(iter(self._committed_ids))]
+        self._next_sequence = max(self._next_sequence, block.height + 1)
+        self._view_change_timeout = self.config.view_change_timeout_ms
+        self._probed_peers = False
+        has_waiting = bool(self._pending) and not self.is_primary
+        self._progress_deadline = self._now + self.config.request_timeout_ms if has_waiting else None
+        if self._sync_at is not None and self.last_executed >= max(self._ahead.values(), default=0):
+            self._sync_at = None
+        if block.height % self.config.checkpoint_interval == 0:
+            checkpoint = self._sign(Checkpoint(block.height, block.hash, self.index, bytes(64)))
+            self._my_checkpoints[block.height] = block.hash
+            self._my_latest_checkpoint = checkpoint
+            self._messages.append(Broadcast(checkpoint))
+            self._on_checkpoint(checkpoint)
+        self._maybe_stabilize()
+
+    # -- checkpoints and garbage collection ------------------------------------
+
+    def _on_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.sequence <= self.stable_sequence or checkpoint.sequence % self.config.checkpoint_interval:
+            return
+        if checkpoint.replica != self.index:
+            self.validators.check_signed(checkpoint)
+        self._note_ahead(checkpoint.replica, checkpoint.sequence)
+        horizon = self.stable_sequence + 4 * self.config.watermark_window
+        if checkpoint.sequence <= horizon:
+            self._checkpoint_votes.setdefault(checkpoint.sequence, {})[checkpoint.replica] = checkpoint
+        self._maybe_stabilize()
+
+    def _maybe_stabilize(self) -> None:
+        for sequence in sorted(self._checkpoint_votes, reverse=True):
+            if sequence > self.last_executed or sequence <= self.stable_sequence:
+                continue
+            votes = self._checkpoint_votes[sequence]
+            my_hash = self._my_checkpoints.get(sequence)
+            matching = tuple(sorted((c for c in votes.values() if c.block_hash == my_hash), key=lambda c: c.replica))
+            if len(matching) >= self.validators.quorum:
+                self._make_stable(sequence, matching[: self.validators.quorum])
+                return
+
+    def _make_stable(self, sequence: int, proof: tuple[Checkpoint, ...]) -> None:
+        assert sequence > self.stable_sequence
+        self.stable_sequence, self._stable_proof = sequence, proof
+        self._records["stable"] = codec.encode(StableRecord(sequence, proof))
+        for old in [s for s in self._log if s <= sequence]:
+            del self._log[old]
+            self._records[_slot_key(old)] = None
+        for table in (self._checkpoint_votes, self._my_checkpoints, self._executed_digests):
+            for old in [s for s in table if s < sequence]:
+                del table[old]
+        self._maybe_propose()
+
+    # -- view change ----------------------------------------------------------
+
+    def _suspect_primary(self) -> None:
+        """Pending transactions waited too long. First make sure we are not simply behind
+        (ask every peer for blocks after our head); if that brings nothing, change view."""
+        if not self._probed_peers:
+            self._probed_peers = True
+            self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
+            self._progress_deadline = self._now + self.config.request_timeout_ms // 2
+            return
+        self._start_view_change(self.view + 1)
+
+    def _start_view_change(self, new_view: int) -> None:
+        assert new_view > self.view or (new_view == self.view and self.view_active)
+        self.view, self.view_active = new_view, False
+        self.view_changes_started += 1
+        self._probed_peers = False
+        self._new_view = None
+        self._progress_deadline = None
+        self._view_change_deadline = None
+        for slot in self._log.values():
+            slot.reset_view()
+        prepared = tuple(
+            slot.prepared_certificate
+            for sequence, slot in sorted(self._log.items())
+            if slot.prepared_certificate is not None and self._in_window(sequence)
+        )
+        view_change = self._sign(
+            ViewChange(new_view, self.stable_sequence, self._stable_proof, prepared, self.index, bytes(64))
+        )
+        self._view_changes[self.index] = view_change
+        self._records["view"] = codec.encode(ViewRecord(new_view, False))
+        self._messages.append(Broadcast(view_change))
+        self._maybe_new_view()
+
+    def _on_view_change(self, view_change: ViewChange) -> None:
+        if view_change.new_view < self.view or (view_change.new_view == self.view and self.view_active):
+            if view_change.new_view == self.view and self._new_view is not None and self.is_primary:
+                self._messages.append(Send(view_change.replica, self._new_view))
+            return
+        known = self._view_changes.get(view_change.replica)
+        if known is not None and known.new_view >= view_change.new_view:
+            return
+        self.validators.check_view_change(view_change, self.config.watermark_window)
+        self._view_changes[view_change.replica] = view_change
+        ahead = sorted(vc.new_view for r, vc in self._view_changes.items() if r != self.index and vc.new_view > self.view)
+        if len(ahead) >= self.validators.f + 1:
+            self._start_view_change(ahead[0])
+        self._maybe_new_view()
+
+    def _maybe_new_view(self) -> None:
+        if self.view_active:
+            return
+        view_changes = sorted(
+            (vc for vc in self._view_changes.values() if vc.new_view == self.view), key=lambda vc: vc.replica
+        )[: self.validators.quorum]
+        if len(view_changes) < self.validators.quorum:
+            return
+        if self._view_change_deadline is None:
+            # §4.5.2: wait for the new primary only once a quorum wants this view, so a
+            # replica alone in a view change does not race ahead through views.
+            self._view_change_deadline = self._now + self._view_change_timeout
+            self._view_change_timeout = min(2 * self._view_change_timeout, VIEW_CHANGE_TIMEOUT_MAX_MS)
+        if not self.is_primary or self._new_view is not None:
+            return
+        low, proposals = selected_proposals(view_changes)
+        high = max(proposals, default=low)
+        pre_prepares = []
+        for sequence in range(low + 1, high + 1):
+            proposal = proposals.get(sequence) or Proposal(sequence, self._now, self._signer.public_key, ())
+            pre_prepares.append(PrePrepare(self._vote(VoteKind.PRE_PREPARE, sequence, proposal.digest), proposal))
+        new_view = self._sign(NewView(self.view, tuple(view_changes), tuple(pre_prepares), self.index, bytes(64)))
+        self._records["new-view"] = codec.encode(new_view)
+        self._messages.append(Broadcast(new_view))
+        self._enter_view(new_view)
+
+    def _on_new_view(self, new_view: NewView) -> None:
+        if new_view.view < self.view or (new_view.view == self.view and self.view_active):
+            return
+        self.validators.check_new_view(new_view, self.config.watermark_window)
+        low, proposals = selected_proposals(new_view.view_changes)
+        high = max(proposals, default=low)
+        sequences = [pre_prepare.vote.sequence for pre_prepare in new_view.pre_prepares]
+        if sequences != list(range(low + 1, high + 1)):
+            raise InvalidMessage("new-view re-proposes the wrong sequence numbers")
+        primary_key = self.validators.keys[new_view.replica]
+        for pre_prepare in new_view.pre_prepares:
+            expected = proposals.get(pre_prepare.vote.sequence)
+            proposal = pre_prepare.proposal
+            if expected is not None and proposal.digest != expected.digest:
+                raise InvalidMessage(f"new-view drops the prepared proposal at {pre_prepare.vote.sequence}")
+            if expected is None and (proposal.txs or proposal.proposer != primary_key):
+                raise InvalidMessage(f"new-view fills {pre_prepare.vote.sequence} with a non-empty proposal")
+        self.view = new_view.view
+        self._records["view"] = codec.encode(ViewRecord(self.view, False))
+        self._enter_view(new_view)
+
+    def _enter_view(self, new_view: NewView) -> None:
+        self.view_active, self._new_view = True, new_view
+        self._view_change_deadline = None
+        self._records["view"] = codec.encode(ViewRecord(self.view, True))
+        low = max(vc.stable_sequence for vc in new_view.view_changes)
+        if low > self.stable_sequence:
+            proof = next(vc.checkpoint_proof for vc in new_view.view_changes if vc.stable_sequence == low)
+            if low > self.last_executed:
+                self._behind(low, {vc.replica for vc in new_view.view_changes if vc.stable_sequence == low})
+            self._adopt_stable(low, proof)
+        for stale in [s for s, slot in self._log.items() if slot.certificate is None and s > self.last_executed]:
+            if stale > low + len(new_view.pre_prepares):
+                del self._log[stale]
+                self._records[_slot_key(stale)] = None
+        for pre_prepare in new_view.pre_prepares:
+            self._accept_new_view_pre_prepare(pre_prepare)
+        self._next_sequence = max(self.last_executed, low + len(new_view.pre_prepares)) + 1
+        has_waiting = bool(self._pending) and not self.is_primary
+        self._progress_deadline = self._now + self.config.request_timeout_ms if has_waiting else None
+        self._execute_ready()
+        self._maybe_propose()
+
+    def _adopt_stable(self, sequence: int, proof: tuple[Checkpoint, ...]) -> None:
+        if sequence <= self.last_executed:
+            my_hash = self._my_checkpoints.get(sequence)
+            assert my_hash is None or my_hash == proof[0].block_hash, "a quorum checkpoint disagrees with our chain"
+        self._make_stable(sequence, proof)
+
+    def _accept_new_view_pre_prepare(self, pre_prepare: PrePrepare) -> None:
+        sequence, digest = pre_prepare.vote.sequence, pre_prepare.vote.digest
+        if sequence <= self.stable_sequence:
+            return
+        executed = self._executed_digests.get(sequence)
+        assert executed is None or executed == digest, f"new view re-proposes a different block at executed {sequence}"
+        slot = self._slot(sequence)
+        slot.reset_view()
+        slot.pre_prepare = pre_prepare
+        if not self.is_primary:
+            slot.my_prepare = self._vote(VoteKind.PREPARE, sequence, digest)
+            slot.prepares[self.index] = slot.my_prepare
+            self._messages.append(Broadcast(slot.my_prepare))
+        self._persist_slot(sequence)
+
+    def _note_view(self, replica: int, view: int) -> None:
+        """Votes of f+1 replicas in later views mean we missed a view change (e.g. while
+        down): ask to join the (f+1)-th highest such view; its primary answers with NEW-VIEW."""
+        if replica == self.index or view <= self._later_views.get(replica, -1):
+            return
+        self._later_views[replica] = view
+        views = sorted((v for v in self._later_views.values() if v > self.view), reverse=True)
+        if len(views) >= self.validators.f + 1:
+            self._later_views.clear()
+            self._start_view_change(views[self.validators.f])
+
+    # -- state transfer -------------------------------------------------------
+
+    def _note_ahead(self, replica: int, sequence: int) -> None:
+        """Remember how far each peer has got; f+1 peers ahead means we are behind."""
+        if replica == self.index or sequence <= self._ahead.get(replica, 0):
+            return
+        self._ahead[replica] = sequence
+        threshold = self.last_executed + self.config.pipeline_max
+        ahead = [r for r, s in self._ahead.items() if s > threshold]
+        if len(ahead) >= self.validators.f + 1 and self._sync_at is None:
+            self._behind(sequence, set(ahead))
+
+    def _behind(self, sequence: int, sources: set[int]) -> None:
+        for source in sources - {self.index}:
+            self._ahead[source] = max(self._ahead.get(source, 0), sequence)
+        if self._sync_at is None:
+            self._sync_at = self._now
+
+    def _request_blocks(self) -> None:
+        sources = sorted(r for r, s in self._ahead.items() if s > self.last_executed)
+        if not sources:
+            self._sync_at = None
+            return
+        source = sources[(self._now // self.config.retransmit_interval_ms) % len(sources)]
+        self._messages.append(Send(source, FetchBlocks(self.last_executed + 1, self.index)))
+        self._sync_at = self._now + self.config.retransmit_interval_ms
+
+    def _on_blocks(self, sender: int, message: Blocks) -> None:
+        for item in message.blocks:
+            if item.block.height <= self.last_executed:
+                continue
+            if item.block.height != self.last_executed + 1:
+                raise InvalidMessage(f"blocks from {sender} skip height {self.last_executed + 1}")
+            self.validators.check_committed_block(item.block, item.certificate, self.last_block_hash)
+            self._note_ahead(sender, item.block.height)
+            slot = self._log.get(item.block.height)
+            if slot is not None and slot.pre_prepare is not None and slot.pre_prepare.vote.digest != item.certificate.commits[0].digest:
+                slot.reset_view()
+            self._apply(item.block, item.certificate)
+        if len(message.blocks) == FETCH_BLOCKS_MAX:
+            self._behind(self.last_executed + 1, {sender})
+            self._sync_at = self._now
+        self._execute_ready()
+
+    # -- retransmission -------------------------------------------------------
+
+    def _retransmit(self) -> None:
+        if not self.view_active:
+            own = self._view_changes.get(self.index)
+            if own is not None and own.new_view == self.view:
+                self._messages.append(Broadcast(own))
+            # Blocks keep being decided in the old view if we are alone here: follow them.
+            self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
+            return
+        for sequence, slot in sorted(self._log.items()):
+            if sequence <= self.last_executed or slot.certificate is not None:
+                continue
+            if self.is_primary and slot.pre_prepare is not None:
+                self._messages.append(Broadcast(slot.pre_prepare))
+            for vote in (slot.my_prepare, slot.my_commit):
+                if vote is not None:
+                    self._messages.append(Broadcast(vote))
+        latest = self._my_latest_checkpoint
+        if latest is not None and latest.sequence > self.stable_sequence:
+            self._messages.append(Broadcast(latest))
+
+    # -- helpers --------------------------------------------------------------
+
+    def _slot(self, sequence: int) -> Slot:
+        return self._log.setdefault(sequence, Slot())
+
+    def _persist_slot(self, sequence: int) -> None:
+        self._records[_slot_key(sequence)] = codec.encode(self._log[sequence].record())
+
+    def _vote(self, kind: VoteKind, sequence: int, digest: bytes) -> Vote:
+        return self._sign(Vote(kind, self.view, sequence, digest, self.index, bytes(64)))
+
+    def _sign(self, message):  # type: ignore[no-untyped-def]
+        domain: SignatureDomain = message.domain
+        signature = self._signer.sign(domain, self.validators.chain_id, signing_payload(message))
+        return type(message)(**{**{name: getattr(message, name) for name in message.__dataclass_fields__}, "signature": signature})
+
+    def _note(self, text: str) -> None:
+        notes = getattr(self, "_notes", [])
+        if len(notes) < 100:
+            notes.append(text)
+        self._notes = notes
+
+    def _flush(self) -> list[Action]:
+        actions: list[Action] = []
+        if self._records:
+            actions.append(Persist(self._records))
+            self._records = {}
+        actions.extend(self._messages)
+        actions.extend(self._decided)
+        self._messages, self._decided = [], []
+        return actions
+
+    # -- recovery -------------------------------------------------------------
+
+    def _restore(self, records: Mapping[str, bytes]) -> None:
+        """Rebuild from persisted records after a crash (they are our own; decode strictly anyway)."""
+        size_max = codec.MESSAGE_SIZE_MAX
+        if "view" in records:
+            view_record = codec.decode(ViewRecord, records["view"], size_max)
+            self.view, self.view_active = view_record.view, view_record.active
+        if "stable" in records:
+            stable = codec.decode(StableRecord, records["stable"], size_max)
+            self.stable_sequence, self._stable_proof = stable.sequence, stable.proof
+        if "new-view" in records:
+            new_view = codec.decode(NewView, records["new-view"], size_max)
+            self._new_view = new_view if new_view.view == self.view else None
+        for key, data in records.items():
+            if not key.startswith("slot/"):
+                continue
+            record = codec.decode(SlotRecord, data, size_max)
+            sequence = int(key.removeprefix("slot/"))
+            if sequence <= self.stable_sequence:
+                continue
+            slot = self._slot(sequence)
+            slot.prepared_certificate = record.prepared_certificate
+            if record.pre_prepare is not None and record.pre_prepare.vote.view == self.view:
+                slot.pre_prepare, slot.my_prepare, slot.my_commit = record.pre_prepare, record.my_prepare, record.my_commit
+                for vote in (record.my_prepare, record.my_commit):
+                    if vote is not None and vote.view == self.view:
+                        (slot.prepares if vote.kind is VoteKind.PREPARE else slot.commits)[self.index] = vote
+        self._next_sequence = max([self.last_executed, *self._log]) + 1
+        if not self.view_active:
+            # We crashed during a view change; move on to the next view at the first tick.
+            self._view_change_deadline = self._now

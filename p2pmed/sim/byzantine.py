@@ -1,0 +1,79 @@
+"""Byzantine behaviours: rewrite what a faulty replica sends.
+
+A Byzantine node runs the honest replica and passes every outgoing message
+through its behaviour, which may drop, alter, multiply or invent messages. It
+signs with its own key only: it cannot forge another replica's signature, which
+is exactly PBFT's fault model.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from p2pmed.consensus.messages import (
+    Message,
+    PrePrepare,
+    Proposal,
+    Vote,
+    encode_message,
+    signing_payload,
+)
+from p2pmed.crypto import Signer
+from p2pmed.sim.scenario import Behaviour
+
+__all__ = ["ByzantineBehaviour"]
+
+REPLAY_MEMORY = 200
+GARBAGE_SIZE_MAX = 512
+
+
+@dataclass
+class ByzantineBehaviour:
+    behaviour: Behaviour
+    index: int
+    signer: Signer
+    chain_id: str
+    rng: random.Random
+    _sent: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def outgoing(self, messages: list[tuple[int, Message]]) -> list[tuple[int, bytes]]:
+        """The (destination, bytes) this node really sends instead of ``messages``."""
+        if self.behaviour is Behaviour.SILENT:
+            return []
+        out: list[tuple[int, bytes]] = []
+        for destination, message in messages:
+            out.extend(self._rewrite(destination, message))
+        self._sent.extend(out)
+        del self._sent[:-REPLAY_MEMORY]
+        return out
+
+    def _rewrite(self, destination: int, message: Message) -> list[tuple[int, bytes]]:
+        honest = [(destination, encode_message(message))]
+        if self.behaviour is Behaviour.EQUIVOCATE and isinstance(message, PrePrepare) and destination % 2 == 0:
+            return [(destination, encode_message(self._other_proposal(message)))]
+        if self.behaviour is Behaviour.CONFLICTING_VOTES and isinstance(message, Vote) and destination % 2 == 0:
+            return [(destination, encode_message(self._resign(message, digest=self.rng.randbytes(32))))]
+        if self.behaviour is Behaviour.GARBAGE:
+            return honest + [(destination, self.rng.randbytes(self.rng.randint(0, GARBAGE_SIZE_MAX)))]
+        if self.behaviour is Behaviour.REPLAY and self._sent:
+            return honest + [self._sent[self.rng.randrange(len(self._sent))] for _ in range(2)]
+        if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
+            forged = Vote(message.kind, message.view, message.sequence, self.rng.randbytes(32),
+                          message.replica, self.rng.randbytes(64))
+            return honest + [(destination, encode_message(forged))]
+        return honest
+
+    def _other_proposal(self, pre_prepare: PrePrepare) -> PrePrepare:
+        """Same view and sequence, different batch: the classic equivocating primary."""
+        original = pre_prepare.proposal
+        txs = original.txs[:-1] if original.txs else ()
+        proposal = Proposal(original.height, original.time_ms + 1, original.proposer, txs)
+        vote = self._resign(pre_prepare.vote, digest=proposal.digest)
+        return PrePrepare(vote, proposal)
+
+    def _resign(self, vote: Vote, digest: bytes) -> Vote:
+        unsigned = Vote(vote.kind, vote.view, vote.sequence, digest, vote.replica, bytes(64))
+        domain = unsigned.domain
+        signature = self.signer.sign(domain, self.chain_id, signing_payload(unsigned))
+        return Vote(unsigned.kind, unsigned.view, unsigned.sequence, digest, unsigned.replica, signature)

@@ -1,0 +1,54 @@
+"""The simulated network: latency, loss, duplication, reordering and partitions, from one RNG."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from p2pmed.sim.scenario import NetworkSpec
+
+__all__ = ["SimNetwork"]
+
+REORDER_EXTRA_DELAY_MS = 200
+
+
+@dataclass
+class SimNetwork:
+    """Decides when (and whether, and how often) a message sent now arrives."""
+
+    rng: random.Random
+    latency_ms: tuple[int, int]
+    drop: float
+    duplicate: float
+    reorder: float
+    groups: dict[int, int] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: NetworkSpec, rng: random.Random) -> SimNetwork:
+        return cls(rng, spec.latency_ms, spec.drop, spec.duplicate, spec.reorder)
+
+    def partition(self, groups: tuple[tuple[int, ...], ...]) -> None:
+        """Only nodes in the same group reach each other; nodes in no group are isolated."""
+        self.groups = {node: index for index, group in enumerate(groups) for node in group}
+
+    def heal(self) -> None:
+        self.groups = None
+
+    def connected(self, source: int, destination: int) -> bool:
+        if self.groups is None or source == destination:
+            return True
+        group = self.groups.get(source)
+        return group is not None and group == self.groups.get(destination)
+
+    def delivery_delays_ms(self, source: int, destination: int) -> list[int]:
+        """Delays after which copies of one message arrive (empty: lost)."""
+        if not self.connected(source, destination) or self.rng.random() < self.drop:
+            return []
+        copies = 2 if self.rng.random() < self.duplicate else 1
+        delays = []
+        for _ in range(copies):
+            delay = self.rng.randint(*self.latency_ms)
+            if self.rng.random() < self.reorder:
+                delay += self.rng.randint(0, REORDER_EXTRA_DELAY_MS)
+            delays.append(delay)
+        return delays

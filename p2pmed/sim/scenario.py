@@ -1,0 +1,87 @@
+"""What a simulation runs: network, workload and fault schedule, as typed values.
+
+``load_scenario`` (in ``p2pmed.sim.scenario_file``) builds these from a TOML file
+and raises ``ScenarioError`` naming the key at fault; the simulator only ever
+sees a valid ``Scenario``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Behaviour", "Fault", "FaultKind", "NetworkSpec", "Scenario", "ScenarioError", "WorkloadSpec"]
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be run; ``key`` is the dotted path of the bad entry."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+class FaultKind(enum.StrEnum):
+    CRASH = "crash"
+    RESTART = "restart"
+    PARTITION = "partition"
+    HEAL = "heal"
+    BYZANTINE = "byzantine"
+    DROP = "drop"
+    DELAY = "delay"
+    CLOCK_SKEW = "clock_skew"
+
+
+class Behaviour(enum.StrEnum):
+    EQUIVOCATE = "equivocate"
+    SILENT = "silent"
+    CONFLICTING_VOTES = "conflicting_votes"
+    GARBAGE = "garbage"
+    REPLAY = "replay"
+    FORGE = "forge"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    nodes: int
+    latency_ms: tuple[int, int] = (5, 50)
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    rate: float = 100.0
+    duration_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scheduled fault. Which fields matter depends on ``kind``:
+
+    crash/restart: ``node``; partition: ``groups`` (nodes in no group are isolated);
+    heal: none; byzantine: ``node`` and ``behaviour``; drop: ``probability``;
+    delay: ``latency_ms``; clock_skew: ``node`` and ``skew_ms``.
+    """
+
+    at_s: float
+    kind: FaultKind
+    node: int | None = None
+    groups: tuple[tuple[int, ...], ...] = ()
+    behaviour: Behaviour | None = None
+    probability: float | None = None
+    latency_ms: tuple[int, int] | None = None
+    skew_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    network: NetworkSpec
+    workload: WorkloadSpec
+    faults: tuple[Fault, ...]
+    liveness_bound_s: float = 30.0
+    """After the last fault heals (and the workload ends), every submitted
+    transaction must commit on every live honest replica within this bound."""
