@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from p2pmed import demo as demo_module
+
+EXIT_VIOLATION = 1
+EXIT_BAD_INPUT = 2
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,6 +23,43 @@ def cli() -> None:
 def demo() -> None:
     """Run the end-to-end demo of what p2pmed does today."""
     demo_module.run(click.echo)
+
+
+@cli.group()
+def sim() -> None:
+    """Deterministic fault-injection simulations of the PBFT network."""
+
+
+@sim.command("run")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed for every random choice; replays exactly.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("sim-out"), show_default=True,
+              help="Directory for report.json and timeline.json.")
+def sim_run(scenario: Path, seed: int, out: Path) -> None:
+    """Run SCENARIO (a TOML file) once. Exit 0 when the checkers pass, 1 on a
+    safety or liveness violation, 2 when the scenario file is bad."""
+    from p2pmed.sim.report import summary_line, write_report
+    from p2pmed.sim.scenario import ScenarioError
+    from p2pmed.sim.scenario_file import load_scenario
+    from p2pmed.sim.simulator import run_simulation
+
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as error:
+        click.echo(f"error: {scenario}: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    result = run_simulation(loaded, seed)
+    path = write_report(result.report, out)
+    click.echo(summary_line(result.report))
+    for violation in result.report["safety"]["violations"]:
+        click.echo(f"  safety violation at step {violation['step']} ({violation['time_s']} s), node {violation['node']}:"
+                   f" {violation['kind']}: {violation['detail']}")
+    if result.report["liveness"]["ok"] is False:
+        click.echo(f"  liveness: {result.report['liveness']['detail']}")
+    click.echo(f"report: {path}")
+    if not result.ok:
+        click.echo(f"replay: p2pmed sim run {scenario} --seed {seed} --out {out}")
+        sys.exit(EXIT_VIOLATION)
 
 
 def main() -> None:

@@ -301,7 +301,14 @@ def decode_message(data: bytes) -> Message:
 
 
 def signing_payload(message: Vote | Checkpoint | ViewChange | NewView) -> bytes:
-    """What a message's signature covers: its canonical encoding without the signature."""
-    value = dict(codec.to_value(message))
-    del value["signature"]
-    return codec.encode(value)
+    """What a message's signature covers: its canonical encoding without the signature.
+
+    Kept on the (frozen) message, since every receiver of a shared message object
+    and every certificate that carries it needs the same bytes again.
+    """
+    cached = message.__dict__.get("_signing_payload")
+    if cached is None:
+        value = dict(codec.to_value(message))
+        del value["signature"]
+        cached = message.__dict__["_signing_payload"] = codec.encode(value)
+    return cached

@@ -183,7 +183,9 @@ class Replica:
         self._retransmit_at = now_ms + config.retransmit_interval_ms
         self._ahead: dict[int, int] = {}
         self._later_views: dict[int, int] = {}
-        self._probed_peers = False
+        self._probed_for: bytes | None = None
+        self._probe_deadline = 0
+        self._retransmit_height = -1
         self._my_latest_checkpoint: Checkpoint | None = None
         self._sync_at: int | None = None
         self._records: dict[str, bytes | None] = {}
@@ -225,20 +227,26 @@ class Replica:
             self.rejected["pending-full"] += 1
             return []
         self._pending[tx.id] = (tx, now_ms)
-        if self._progress_deadline is None and not self.is_primary:
-            self._progress_deadline = now_ms + self.config.request_timeout_ms
+        if self._progress_deadline is None:
+            self._refresh_progress_deadline()
         self._maybe_propose()
         return self._flush()
 
     def receive(self, sender: int, data: bytes, now_ms: int) -> list[Action]:
         """Bytes from validator ``sender`` (the transport authenticated who sent them)."""
-        self._now = now_ms
         try:
             message = decode_message(data)
-            self._dispatch(sender, message)
         except codec.CodecError as error:
             self.rejected["malformed"] += 1
             self._note(f"malformed message from {sender}: {error}")
+            return []
+        return self.deliver(sender, message, now_ms)
+
+    def deliver(self, sender: int, message: Message, now_ms: int) -> list[Action]:
+        """A decoded, not yet verified message from validator ``sender``."""
+        self._now = now_ms
+        try:
+            self._dispatch(sender, message)
         except InvalidMessage as error:
             self.rejected["invalid"] += 1
             self._note(f"invalid message from {sender}: {error.reason}")
@@ -246,8 +254,7 @@ class Replica:
 
     def tick(self, now_ms: int) -> list[Action]:
         self._now = now_ms
-        syncing = self._sync_at is not None
-        if self.view_active and not syncing and self._progress_deadline is not None and now_ms >= self._progress_deadline:
+        if self.view_active and self._progress_deadline is not None and now_ms >= self._progress_deadline:
             self._suspect_primary()
         elif not self.view_active and self._view_change_deadline is not None and now_ms >= self._view_change_deadline:
             self._start_view_change(self.view + 1)
@@ -257,6 +264,7 @@ class Replica:
             self._retransmit()
         if self._sync_at is not None and now_ms >= self._sync_at:
             self._request_blocks()
+        assert self.next_deadline_ms() > now_ms, "tick must leave no work due"
         return self._flush()
 
     def next_deadline_ms(self) -> int:
@@ -272,7 +280,7 @@ class Replica:
             oldest = next(iter(self._unproposed()), None)
             if oldest is not None:
                 deadlines.append(self._pending[oldest.id][1] + self.config.batch_delay_ms)
-        return max(self._now, min(deadlines))
+        return min(deadlines)
 
     def note_log(self) -> list[str]:
         """Recent reasons messages were dropped (for the host's debug log)."""
@@ -336,6 +344,7 @@ class Replica:
             pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
             slot = self._slot(proposal.height)
             assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
+            assert slot.certificate is None, f"proposing over block {proposal.height}, already decided"
             slot.pre_prepare = pre_prepare
             self._persist_slot(proposal.height)
             self._messages.append(Broadcast(pre_prepare))
@@ -358,6 +367,8 @@ class Replica:
             if slot.pre_prepare.vote.digest != vote.digest:
                 raise InvalidMessage(f"primary {vote.replica} equivocated at view {vote.view} sequence {vote.sequence}")
             return
+        if slot.certificate is not None and slot.certificate.commits[0].digest != vote.digest:
+            raise InvalidMessage(f"pre-prepare at {vote.sequence} contradicts a block already decided there")
         self._check_proposal(pre_prepare.proposal, vote.sequence)
         slot.pre_prepare = pre_prepare
         if not self.is_primary:
@@ -470,9 +481,7 @@ class Replica:
             del self._committed_ids[next(iter(self._committed_ids))]
         self._next_sequence = max(self._next_sequence, block.height + 1)
         self._view_change_timeout = self.config.view_change_timeout_ms
-        self._probed_peers = False
-        has_waiting = bool(self._pending) and not self.is_primary
-        self._progress_deadline = self._now + self.config.request_timeout_ms if has_waiting else None
+        self._refresh_progress_deadline()
         if self._sync_at is not None and self.last_executed >= max(self._ahead.values(), default=0):
             self._sync_at = None
         if block.height % self.config.checkpoint_interval == 0:
@@ -521,13 +530,27 @@ class Replica:
 
     # -- view change ----------------------------------------------------------
 
+    def _refresh_progress_deadline(self) -> None:
+        """A backup expects its oldest pending transaction to commit within the request
+        timeout of its arrival, whatever else commits meanwhile: a primary that orders
+        other transactions but starves one is still suspected."""
+        if self.is_primary or not self.view_active or not self._pending:
+            self._progress_deadline = None
+            return
+        oldest_id, (_, arrival) = next(iter(self._pending.items()))
+        self._progress_deadline = arrival + self.config.request_timeout_ms
+        if self._probed_for == oldest_id:
+            self._progress_deadline = max(self._progress_deadline, self._probe_deadline)
+
     def _suspect_primary(self) -> None:
-        """Pending transactions waited too long. First make sure we are not simply behind
-        (ask every peer for blocks after our head); if that brings nothing, change view."""
-        if not self._probed_peers:
-            self._probed_peers = True
+        """The oldest pending transaction waited too long. First make sure we are not simply
+        behind (ask every peer for blocks after our head); if that brings nothing, change view."""
+        oldest_id = next(iter(self._pending))
+        if self._probed_for != oldest_id:
+            self._probed_for = oldest_id
+            self._probe_deadline = self._now + self.config.request_timeout_ms // 2
             self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
-            self._progress_deadline = self._now + self.config.request_timeout_ms // 2
+            self._progress_deadline = self._probe_deadline
             return
         self._start_view_change(self.view + 1)
 
@@ -535,24 +558,27 @@ class Replica:
         assert new_view > self.view or (new_view == self.view and self.view_active)
         self.view, self.view_active = new_view, False
         self.view_changes_started += 1
-        self._probed_peers = False
         self._new_view = None
         self._progress_deadline = None
         self._view_change_deadline = None
         for slot in self._log.values():
             slot.reset_view()
-        prepared = tuple(
-            slot.prepared_certificate
-            for sequence, slot in sorted(self._log.items())
-            if slot.prepared_certificate is not None and self._in_window(sequence)
-        )
         view_change = self._sign(
-            ViewChange(new_view, self.stable_sequence, self._stable_proof, prepared, self.index, bytes(64))
+            ViewChange(new_view, self.stable_sequence, self._stable_proof, self._prepared_certificates(), self.index, bytes(64))
         )
         self._view_changes[self.index] = view_change
         self._records["view"] = codec.encode(ViewRecord(new_view, False))
         self._messages.append(Broadcast(view_change))
         self._maybe_new_view()
+
+    def _prepared_certificates(self) -> tuple[PreparedCertificate, ...]:
+        """Everything that prepared here above the stable checkpoint: a view change must
+        carry it, or a block that committed elsewhere could be replaced (§4.4)."""
+        return tuple(
+            slot.prepared_certificate
+            for sequence, slot in sorted(self._log.items())
+            if slot.prepared_certificate is not None and self._in_window(sequence)
+        )
 
     def _on_view_change(self, view_change: ViewChange) -> None:
         if view_change.new_view < self.view or (view_change.new_view == self.view and self.view_active):
@@ -633,8 +659,10 @@ class Replica:
         for pre_prepare in new_view.pre_prepares:
             self._accept_new_view_pre_prepare(pre_prepare)
         self._next_sequence = max(self.last_executed, low + len(new_view.pre_prepares)) + 1
-        has_waiting = bool(self._pending) and not self.is_primary
-        self._progress_deadline = self._now + self.config.request_timeout_ms if has_waiting else None
+        # A new primary gets a full timeout for everything still waiting (§4.5.2).
+        self._pending = {tx_id: (tx, self._now) for tx_id, (tx, _) in self._pending.items()}
+        self._probed_for = None
+        self._refresh_progress_deadline()
         self._execute_ready()
         self._maybe_propose()
 
@@ -651,6 +679,8 @@ class Replica:
         executed = self._executed_digests.get(sequence)
         assert executed is None or executed == digest, f"new view re-proposes a different block at executed {sequence}"
         slot = self._slot(sequence)
+        decided = slot.certificate
+        assert decided is None or decided.commits[0].digest == digest, f"new view replaces decided {sequence}"
         slot.reset_view()
         slot.pre_prepare = pre_prepare
         if not self.is_primary:
@@ -724,6 +754,12 @@ class Replica:
             # Blocks keep being decided in the old view if we are alone here: follow them.
             self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
             return
+        stalled = [s for s, slot in self._log.items() if s > self.last_executed and slot.certificate is None]
+        if stalled and self._retransmit_height == self.last_executed:
+            # No progress for a whole interval: peers may have decided what we missed.
+            voters = {vote.replica for s in stalled for vote in [*self._log[s].prepares.values(), *self._log[s].commits.values()]}
+            self._behind(max(stalled), voters - {self.index})
+        self._retransmit_height = self.last_executed
         for sequence, slot in sorted(self._log.items()):
             if sequence <= self.last_executed or slot.certificate is not None:
                 continue

@@ -38,7 +38,9 @@ class ByzantineBehaviour:
     _sent: list[tuple[int, bytes]] = field(default_factory=list)
 
     def outgoing(self, messages: list[tuple[int, Message]]) -> list[tuple[int, bytes]]:
-        """The (destination, bytes) this node really sends instead of ``messages``."""
+        """The (destination, bytes) this node really sends instead of ``messages``.
+
+        Always bytes, so that the receivers' decoders face whatever it invents."""
         if self.behaviour is Behaviour.SILENT:
             return []
         out: list[tuple[int, bytes]] = []

@@ -41,10 +41,13 @@ class SafetyChecker:
     executed: dict[int, set[bytes]] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
 
+    def report(self, kind: str, step: int, time_s: float, node: int, detail: str) -> None:
+        if len(self.violations) < VIOLATIONS_MAX:
+            self.violations.append(Violation(kind, step, round(time_s, 6), node, detail))
+
     def on_commit(self, node: int, block: Block, certificate: CommitCertificate, step: int, time_s: float) -> None:
         def violation(kind: str, detail: str) -> None:
-            if len(self.violations) < VIOLATIONS_MAX:
-                self.violations.append(Violation(kind, step, round(time_s, 6), node, detail))
+            self.report(kind, step, time_s, node, detail)
 
         first = self.decided.setdefault(block.height, block.hash)
         if first != block.hash:

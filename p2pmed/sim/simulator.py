@@ -25,7 +25,7 @@ from typing import Any
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, Blocks, BlockWithCertificate, CommitCertificate, Message, encode_message
+from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, Blocks, BlockWithCertificate, CommitCertificate, Message
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import SignatureDomain
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
@@ -73,14 +73,29 @@ class SimulationResult:
 
 
 def run_simulation(
-    scenario: Scenario, seed: int, *, config: ReplicaConfig | None = None, quorum_override: int | None = None
+    scenario: Scenario,
+    seed: int,
+    *,
+    config: ReplicaConfig | None = None,
+    quorum_override: int | None = None,
+    replica_class: type[Replica] = Replica,
 ) -> SimulationResult:
-    return Simulation(scenario, seed, config or ReplicaConfig(), quorum_override).run()
+    """Run one seeded simulation. ``quorum_override`` and ``replica_class`` exist for
+    negative controls: tests plant a bug and check that the checkers catch it."""
+    return Simulation(scenario, seed, config or ReplicaConfig(), quorum_override, replica_class).run()
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, seed: int, config: ReplicaConfig, quorum_override: int | None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        config: ReplicaConfig,
+        quorum_override: int | None = None,
+        replica_class: type[Replica] = Replica,
+    ) -> None:
         self.scenario, self.seed, self.config = scenario, seed, config
+        self.replica_class = replica_class
         self.rng = random.Random(seed)
         n = scenario.network.nodes
         signers = [FastSigner(hashlib.sha256(f"sim-validator-{seed}-{i}".encode()).digest()) for i in range(n)]
@@ -94,6 +109,7 @@ class Simulation:
         self.step = 0
         self._queue: list[tuple[int, int, str, Any]] = []
         self._counter = 0
+        self._serial = 0
         self._trace = hashlib.sha256()
         self.submitted: dict[bytes, int] = {}
         self.txs: dict[bytes, Transaction] = {}
@@ -131,20 +147,28 @@ class Simulation:
                     break
                 self._schedule(at_ms + DONE_CHECK_INTERVAL_MS, "done?", None)
                 continue
-            self._handle(kind, payload)
+            try:
+                self._handle(kind, payload)
+            except AssertionError as error:
+                # A replica caught itself breaking an invariant: a bug, reported like a violation.
+                self.checker.report("assertion", self.step, self.now / 1000, -1, str(error) or repr(error))
+                break
         return self._result(time.perf_counter() - started, calm_ms)
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "deliver":
-            source, destination, data = payload
-            self._trace.update(b"d%d|%d|%d|" % (self.now, source, destination) + hashlib.sha256(data).digest())
+            source, destination, data, serial = payload
+            self._trace.update(b"d%d|%d|%d|%d" % (self.now, source, destination, serial))
             node = self.nodes[destination]
             if node.replica is not None:
+                local = self._local(node)
                 if source == CLIENT:
-                    tx = self.txs[data]
-                    self._carry_out(node, node.replica.submit(tx, self._local(node)))
+                    actions = node.replica.submit(self.txs[data], local)
+                elif isinstance(data, bytes):
+                    actions = node.replica.receive(source, data, local)
                 else:
-                    self._carry_out(node, node.replica.receive(source, data, self._local(node)))
+                    actions = node.replica.deliver(source, data, local)
+                self._carry_out(node, actions)
         elif kind == "tick":
             node = self.nodes[payload]
             if node.replica is not None and node.tick_at == self.now:
@@ -166,7 +190,7 @@ class Simulation:
         return max(0, self.now + node.skew_ms)
 
     def _start_replica(self, node: SimNode) -> None:
-        node.replica = Replica(
+        node.replica = self.replica_class(
             self.validators,
             node.signer,
             self.config,
@@ -203,14 +227,15 @@ class Simulation:
         self._schedule_tick(node)
 
     def _send(self, node: SimNode, outgoing: list[tuple[int, Message]]) -> None:
+        """Honest nodes hand over message objects (frozen, shared by all receivers, which
+        still verify every signature); a Byzantine node's output goes as raw bytes."""
+        wire: list[tuple[int, Message | bytes]] = list(outgoing)
         if node.byzantine is not None:
-            wire = node.byzantine.outgoing(outgoing)
-        else:
-            encoded: dict[int, bytes] = {}
-            wire = [(to, encoded.setdefault(id(message), encode_message(message))) for to, message in outgoing]
+            wire = list(node.byzantine.outgoing(outgoing))
         for destination, data in wire:
+            self._serial += 1
             for delay in self.network.delivery_delays_ms(node.index, destination):
-                self._schedule(self.now + delay, "deliver", (node.index, destination, data))
+                self._schedule(self.now + delay, "deliver", (node.index, destination, data, self._serial))
 
     def _schedule_tick(self, node: SimNode) -> None:
         if node.replica is None:
@@ -260,7 +285,8 @@ class Simulation:
     def _client_send(self, tx: Transaction) -> None:
         for node in self.nodes:
             if self.rng.random() >= self.network.drop:
-                self._schedule(self.now + self.rng.randint(*self.network.latency_ms), "deliver", (CLIENT, node.index, tx.id))
+                delay = self.rng.randint(*self.network.latency_ms)
+                self._schedule(self.now + delay, "deliver", (CLIENT, node.index, tx.id, tx.nonce))
 
     def _resend(self) -> None:
         for tx_id, submitted_at in self.submitted.items():

@@ -1,0 +1,182 @@
+"""Simulations of the whole PBFT network under faults, with the checkers watching.
+
+The shipped scenarios run at a reduced transaction rate (the fault schedules are
+unchanged) so that a few hundred seeded runs fit in the default suite; the
+``slow`` marker sweeps thousands of seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from p2pmed.cli import cli
+from p2pmed.consensus.messages import PreparedCertificate
+from p2pmed.consensus.replica import Replica
+from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
+from p2pmed.sim.scenario_file import load_scenario
+from p2pmed.sim.simulator import SimulationResult, run_simulation
+
+SIMULATIONS = Path(__file__).parent.parent / "simulations"
+SHIPPED = sorted(SIMULATIONS.glob("*.toml"))
+TEST_RATE = 10.0
+SEEDS_PER_SCENARIO = 40
+
+
+def shipped(path: Path, rate: float = TEST_RATE) -> Scenario:
+    scenario = load_scenario(path)
+    return dataclasses.replace(scenario, workload=dataclasses.replace(scenario.workload, rate=rate))
+
+
+def small(*faults: Fault, nodes: int = 4, drop: float = 0.0, duration_s: float = 10.0) -> Scenario:
+    return Scenario("test", NetworkSpec(nodes, (5, 50), drop=drop), WorkloadSpec(10, duration_s), faults, 30.0)
+
+
+def describe(result: SimulationResult) -> str:
+    report = result.report
+    return f"seed {report['seed']}: {report['safety']['violations'][:2]} / {report['liveness']['detail']}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)
+def test_shipped_scenario_keeps_safety_and_liveness_on_every_seed(path: Path) -> None:
+    scenario = shipped(path)
+    for seed in range(SEEDS_PER_SCENARIO):
+        result = run_simulation(scenario, seed)
+        assert result.report["safety"]["ok"], describe(result)
+        assert result.report["liveness"]["ok"] is True, describe(result)
+        assert result.report["committed_txs"] == result.report["submitted_txs"] > 0
+
+
+def test_same_seed_replays_the_same_event_trace() -> None:
+    scenario = shipped(SIMULATIONS / "flaky_network.toml")
+    first, second = run_simulation(scenario, 7).report, run_simulation(scenario, 7).report
+    for volatile in ("wall_s", "speedup"):
+        first.pop(volatile), second.pop(volatile)
+    assert first == second
+    assert run_simulation(scenario, 8).report["trace_sha256"] != first["trace_sha256"]
+
+
+def test_f_plus_one_crashes_stop_progress_without_breaking_safety_and_progress_resumes_after_restart() -> None:
+    # simulations/f_plus_one_crash.toml: nodes 2 and 3 down from 5 s to 15 s.
+    result = run_simulation(shipped(SIMULATIONS / "f_plus_one_crash.toml"), 3)
+    timeline = result.report["timeline"]
+    height = {(row["t_s"], row["node"]): row["height"] for row in timeline}
+    assert height[(7.0, 0)] == height[(14.0, 0)], "no quorum, so no block may commit during the outage"
+    assert height[(25.0, 0)] > height[(14.0, 0)]
+    assert result.report["safety"]["ok"] and result.report["liveness"]["ok"] is True
+
+
+def test_more_than_f_faults_at_the_end_are_reported_as_beyond_the_bound_not_hidden() -> None:
+    scenario = small(Fault(3.0, FaultKind.CRASH, node=2), Fault(3.0, FaultKind.CRASH, node=3))
+    report = run_simulation(scenario, 1).report
+    assert report["safety"]["ok"]
+    assert report["liveness"]["expected"] is False and report["liveness"]["ok"] is None
+    assert "not expected" in report["liveness"]["detail"]
+    assert 0 < report["committed_txs"] < report["submitted_txs"]
+
+
+@pytest.mark.parametrize("behaviour", list(Behaviour), ids=lambda behaviour: behaviour.value)
+@pytest.mark.parametrize("node", [0, 2], ids=["primary", "backup"])
+def test_one_byzantine_replica_breaks_neither_safety_nor_liveness(behaviour: Behaviour, node: int) -> None:
+    scenario = small(Fault(1.0, FaultKind.BYZANTINE, node=node, behaviour=behaviour))
+    for seed in range(5):
+        result = run_simulation(scenario, seed)
+        assert result.report["safety"]["ok"] and result.report["liveness"]["ok"] is True, describe(result)
+
+
+def test_seven_replicas_tolerate_two_crashes_and_a_lossy_network() -> None:
+    scenario = small(Fault(2.0, FaultKind.CRASH, node=0), Fault(4.0, FaultKind.CRASH, node=5), nodes=7, drop=0.05)
+    for seed in range(5):
+        result = run_simulation(scenario, seed)
+        assert result.report["safety"]["ok"] and result.report["liveness"]["ok"] is True, describe(result)
+
+
+def test_clock_skew_on_the_primary_changes_nothing_that_matters() -> None:
+    scenario = small(Fault(1.0, FaultKind.CLOCK_SKEW, node=0, skew_ms=30_000))
+    result = run_simulation(scenario, 2)
+    assert result.report["safety"]["ok"] and result.report["liveness"]["ok"] is True, describe(result)
+
+
+# -- negative controls: planted bugs the checkers must catch ------------------
+
+
+def test_a_quorum_of_f_plus_one_is_caught_as_an_agreement_violation() -> None:
+    scenario = small(
+        Fault(2.0, FaultKind.PARTITION, groups=((0, 1), (2, 3))), Fault(9.0, FaultKind.HEAL), duration_s=10.0
+    )
+    caught = [run_simulation(scenario, seed, quorum_override=2) for seed in range(3)]
+    kinds = {violation["kind"] for result in caught for violation in result.report["safety"]["violations"]}
+    assert all(not result.ok for result in caught) and "agreement" in kinds
+
+
+class ForgetsPreparedCertificates(Replica):
+    """Skips the prepared certificates in its view changes (Castro & Liskov §4.4)."""
+
+    def _prepared_certificates(self) -> tuple[PreparedCertificate, ...]:
+        return ()
+
+
+def test_view_changes_without_prepared_certificates_are_caught() -> None:
+    scenario = small(drop=0.3)
+    results = [run_simulation(scenario, seed, replica_class=ForgetsPreparedCertificates) for seed in range(6)]
+    caught = [result for result in results if not result.report["safety"]["ok"]]
+    assert len(caught) >= 3, [describe(result) for result in results]
+    assert all(run_simulation(scenario, seed).report["safety"]["ok"] for seed in range(6))
+
+
+# -- the command line ----------------------------------------------------------
+
+
+def test_sim_run_writes_the_report_and_exits_0_when_the_checkers_pass(tmp_path: Path) -> None:
+    scenario = tmp_path / "crash.toml"
+    scenario.write_text(
+        '[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 6\n[[faults]]\nat = 2\nkind = "crash"\nnode = 1\n'
+    )
+    result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--seed", "4", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["seed"] == 4 and report["nodes"] == 4 and report["safety"]["ok"] is True
+    for key in ("faults", "committed_txs", "liveness", "view_changes", "latency_ms"):
+        assert key in report
+    assert set(report["latency_ms"]) >= {"p50", "p99"}
+    assert (tmp_path / "out" / "timeline.json").exists()
+
+
+def test_sim_run_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text("[network]\nnodes = 4\nlatency_ms = [50, 5]\n")
+    result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "network.latency_ms" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_sim_run_exits_1_and_prints_the_replay_command_on_a_violation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import p2pmed.sim.simulator as simulator
+
+    planted = simulator.run_simulation
+    monkeypatch.setattr(simulator, "run_simulation", lambda scenario, seed: planted(scenario, seed, quorum_override=2))
+    scenario = tmp_path / "split.toml"
+    scenario.write_text(
+        "[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 10\n"
+        '[[faults]]\nat = 2\nkind = "partition"\ngroups = [[0, 1], [2, 3]]\n[[faults]]\nat = 9\nkind = "heal"\n'
+    )
+    result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--seed", "1", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "agreement" in result.output and f"replay: p2pmed sim run {scenario} --seed 1" in result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["safety"]["ok"] is False and report["safety"]["violations"][0]["step"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)
+def test_long_sweep_of_shipped_scenarios(path: Path) -> None:
+    scenario = shipped(path, rate=20.0)
+    failures = [describe(result) for seed in range(1000) if not (result := run_simulation(scenario, seed)).ok]
+    assert not failures, failures[:5]
