@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pmed import codec
+from strategies import mutated
 
 FAST = settings(max_examples=200, deadline=None)
 SIZE = 1 << 16
@@ -104,28 +105,6 @@ OUTERS = st.builds(
 )
 SMALLS = st.builds(Small, st.sampled_from(Color), st.sampled_from(Level), st.none() | st.text(max_size=4))
 HOLDERS = st.builds(Holder, p=st.builds(Positive, n=st.integers(1, 1 << 40)))
-
-
-@st.composite
-def mutated(draw: st.DrawFn, encodings: st.SearchStrategy[bytes]) -> bytes:
-    """A valid encoding with one bit flipped, cut short, extended, or a byte inserted/deleted/replaced."""
-    data = bytearray(draw(encodings))
-    kind = draw(st.sampled_from(["flip", "truncate", "extend", "insert", "delete", "replace"]))
-    if kind == "flip":
-        bit = draw(st.integers(0, len(data) * 8 - 1))
-        data[bit // 8] ^= 1 << (bit % 8)
-    elif kind == "truncate":
-        del data[draw(st.integers(0, len(data) - 1)) :]
-    elif kind == "extend":
-        data += draw(st.binary(min_size=1, max_size=16))
-    elif kind == "insert":
-        index = draw(st.integers(0, len(data)))
-        data[index:index] = draw(st.binary(min_size=1, max_size=4))
-    elif kind == "delete":
-        del data[draw(st.integers(0, len(data) - 1))]
-    else:
-        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
-    return bytes(data)
 
 
 def _rejected(data: bytes, size_max: int = SIZE) -> codec.CodecError:

@@ -188,7 +188,11 @@ def test_directory_as_key_file_gives_key_file_error(tmp_path: Path) -> None:
         crypto.load_signing_key(tmp_path / "dir")
 
 
-@pytest.mark.parametrize("content", [b"not a key\n", b"", os.urandom(64), b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"])
+@pytest.mark.parametrize(
+    "content",
+    [b"not a key\n", b"", bytes(range(7, 71)), b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"],
+    ids=["text", "empty", "binary", "empty-pem"],
+)
 def test_file_that_is_not_a_key_is_refused(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "node.key"
     path.write_bytes(content)

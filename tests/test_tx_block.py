@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pmed import codec
+from strategies import mutated
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import (
     GENESIS_PARENT_HASH,
@@ -438,27 +439,6 @@ BLOCKS = st.builds(
     st.integers(1, 1 << 40),
     st.integers(0, 1 << 50),
 )
-
-
-@st.composite
-def mutated(draw: st.DrawFn, encodings: st.SearchStrategy[bytes]) -> bytes:
-    data = bytearray(draw(encodings))
-    kind = draw(st.sampled_from(["flip", "truncate", "extend", "insert", "delete", "replace"]))
-    if kind == "flip":
-        bit = draw(st.integers(0, len(data) * 8 - 1))
-        data[bit // 8] ^= 1 << (bit % 8)
-    elif kind == "truncate":
-        del data[draw(st.integers(0, len(data) - 1)) :]
-    elif kind == "extend":
-        data += draw(st.binary(min_size=1, max_size=16))
-    elif kind == "insert":
-        index = draw(st.integers(0, len(data)))
-        data[index:index] = draw(st.binary(min_size=1, max_size=4))
-    elif kind == "delete":
-        del data[draw(st.integers(0, len(data) - 1))]
-    else:
-        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
-    return bytes(data)
 
 
 def _tx_decodes_strictly(data: bytes) -> None:

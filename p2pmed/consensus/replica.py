@@ -290,26 +290,23 @@ class Replica:
     # -- dispatch -------------------------------------------------------------
 
     def _dispatch(self, sender: int, message: Message) -> None:
-        if isinstance(message, PrePrepare):
-            self._require_sender(sender, message.vote.replica)
-            self._on_pre_prepare(message)
-        elif isinstance(message, Vote):
-            self._require_sender(sender, message.replica)
-            self._on_vote(message)
-        elif isinstance(message, Checkpoint):
-            self._require_sender(sender, message.replica)
-            self._on_checkpoint(message)
-        elif isinstance(message, ViewChange):
-            self._require_sender(sender, message.replica)
-            self._on_view_change(message)
-        elif isinstance(message, NewView):
-            self._require_sender(sender, message.replica)
-            self._on_new_view(message)
-        elif isinstance(message, FetchBlocks):
-            self._require_sender(sender, message.replica)
-            self._decided.append(ServeBlocks(sender, message.from_height))
-        else:
+        if isinstance(message, Blocks):
             self._on_blocks(sender, message)
+            return
+        signer = message.vote.replica if isinstance(message, PrePrepare) else message.replica
+        self._require_sender(sender, signer)
+        handlers = {
+            PrePrepare: self._on_pre_prepare,
+            Vote: self._on_vote,
+            Checkpoint: self._on_checkpoint,
+            ViewChange: self._on_view_change,
+            NewView: self._on_new_view,
+            FetchBlocks: self._on_fetch_blocks,
+        }
+        handlers[type(message)](message)  # type: ignore[operator]
+
+    def _on_fetch_blocks(self, fetch: FetchBlocks) -> None:
+        self._decided.append(ServeBlocks(fetch.replica, fetch.from_height))
 
     def _require_sender(self, sender: int, replica: int) -> None:
         if sender != replica:
