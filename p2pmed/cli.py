@@ -20,6 +20,41 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("--home", type=click.Path(path_type=Path), required=True, help="Directory for the node's key, config and data.")
+@click.option("--moniker", default="node", show_default=True, help="A name for this site, shown to its peers.")
+@click.option("--listen", default="/ip4/0.0.0.0/tcp/26656", show_default=True, help="Multiaddr to listen on for peers.")
+def init(home: Path, moniker: str, listen: str) -> None:
+    """Create a node: its Ed25519 key (mode 0600) and a commented config.toml."""
+    from p2pmed.home import HomeError, init_home
+
+    try:
+        key = init_home(home, moniker, listen)
+    except HomeError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"created {home}: node key {key.public_key.hex()}; edit {home / 'config.toml'}, then add genesis.json")
+
+
+@cli.command()
+@click.option("--nodes", type=int, default=4, show_default=True, help="How many validators (n = 3f+1 tolerates f faults).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the node homes.")
+@click.option("--base-port", type=int, default=26656, show_default=True, help="Node i listens on 127.0.0.1:base+i.")
+@click.option("--chain-id", default="p2pmed-testnet", show_default=True)
+def testnet(nodes: int, out: Path, base_port: int, chain_id: str) -> None:
+    """Create homes for a local network of validators sharing one genesis."""
+    from p2pmed.genesis import load_genesis
+    from p2pmed.home import GENESIS, HomeError, create_testnet
+
+    try:
+        homes = create_testnet(out, nodes, base_port, chain_id)
+    except HomeError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    genesis = load_genesis(homes[0] / GENESIS)
+    click.echo(f"created {len(homes)} homes in {out} for chain {chain_id} (genesis {genesis.hash.hex()[:16]}…)")
+
+
+@cli.command()
 def demo() -> None:
     """Run the end-to-end demo of what p2pmed does today."""
     demo_module.run(click.echo)

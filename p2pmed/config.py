@@ -1,0 +1,191 @@
+"""The node's ``config.toml``: what an operator sets, checked before the daemon starts.
+
+``CONFIG_TEMPLATE`` is written by ``p2pmed init`` and documents every key with
+its default. ``load_config`` reads it strictly: an unknown key (a typo), a wrong
+type or a value out of range raises ``ConfigError`` naming the key, and the
+daemon exits with code 2 rather than run with a setting the operator did not mean.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CONFIG_TEMPLATE", "ConfigError", "NodeConfig", "load_config", "render_config"]
+
+CONFIG_SIZE_MAX = 1 << 16
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    moniker: str = "node"
+    listen: str = "/ip4/127.0.0.1/tcp/26656"
+    rpc_socket: str = "p2pmed.sock"
+    metrics_port: int = 0
+    batch_size_max: int = 500
+    batch_delay_ms: int = 10
+    request_timeout_ms: int = 2_000
+    view_change_timeout_ms: int = 2_000
+    checkpoint_interval: int = 16
+    log_format: str = "auto"
+    log_level: str = "info"
+    fault_injection: bool = False
+
+
+CONFIG_TEMPLATE = """\
+# p2pmed node configuration. Every key may be left out; the value shown is the default.
+moniker = "{moniker}"
+
+[p2p]
+# Multiaddr this node listens on for its peers (TCP, Noise encryption, Yamux
+# streams). The peers themselves come from genesis.json.
+listen = "{listen}"
+
+[rpc]
+# Unix socket of the local JSON-RPC interface, relative to the home directory.
+# It is created with mode 0600: only this user can drive the node.
+socket = "p2pmed.sock"
+
+[metrics]
+# Port for Prometheus metrics on 127.0.0.1; 0 turns metrics off.
+port = 0
+
+[consensus]
+# Most transactions in one proposal, and how long the primary waits to fill one.
+batch_size_max = 500
+batch_delay_ms = 10
+# How long a transaction may wait before the primary is suspected, and how long
+# a view change may take before the next one; both in milliseconds.
+request_timeout_ms = 2000
+view_change_timeout_ms = 2000
+# Blocks between checkpoints; the log is garbage-collected at each one.
+checkpoint_interval = 16
+
+[log]
+# "auto" (readable on a terminal, JSON lines otherwise), "json" or "console".
+format = "auto"
+# "debug", "info", "warning" or "error".
+level = "info"
+
+[fault_injection]
+# Test harness only: lets the transport drop, delay and partition traffic on
+# command. Never enable this on a production node.
+enabled = false
+"""
+
+
+def render_config(moniker: str, listen: str) -> str:
+    return CONFIG_TEMPLATE.format(moniker=moniker, listen=listen)
+
+
+def _text(limit: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str) or not 0 < len(value) <= limit:
+            return f"expected a non-empty string of at most {limit} characters"
+        return None
+
+    return check
+
+
+def _integer(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if type(value) is not int or not low <= value <= high:
+            return f"expected an integer from {low} to {high}"
+        return None
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in options else f"expected one of {', '.join(repr(o) for o in options)}"
+
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _multiaddr(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith("/ip") or "/tcp/" not in value or len(value) > 256:
+        return "expected a TCP multiaddr such as /ip4/127.0.0.1/tcp/26656"
+    return None
+
+
+# (table, key) -> (NodeConfig field, check)
+_SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
+    ("", "moniker"): ("moniker", _text(64)),
+    ("p2p", "listen"): ("listen", _multiaddr),
+    ("rpc", "socket"): ("rpc_socket", _text(100)),
+    ("metrics", "port"): ("metrics_port", _integer(0, 65_535)),
+    ("consensus", "batch_size_max"): ("batch_size_max", _integer(1, 10_000)),
+    ("consensus", "batch_delay_ms"): ("batch_delay_ms", _integer(0, 10_000)),
+    ("consensus", "request_timeout_ms"): ("request_timeout_ms", _integer(100, 600_000)),
+    ("consensus", "view_change_timeout_ms"): ("view_change_timeout_ms", _integer(100, 600_000)),
+    ("consensus", "checkpoint_interval"): ("checkpoint_interval", _integer(1, 10_000)),
+    ("log", "format"): ("log_format", _choice(LOG_FORMATS)),
+    ("log", "level"): ("log_level", _choice(LOG_LEVELS)),
+    ("fault_injection", "enabled"): ("fault_injection", _boolean),
+}
+_TABLES = sorted({table for table, _ in _SCHEMA if table})
+
+
+def load_config(path: Path) -> NodeConfig:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError("", f"{path}: cannot read config: {error.strerror}") from None
+    if len(data) > CONFIG_SIZE_MAX:
+        raise ConfigError("", f"{path}: larger than {CONFIG_SIZE_MAX} bytes")
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError("", f"{path}: not valid TOML: {error}") from None
+    return parse_config(document)
+
+
+def parse_config(document: dict[str, Any]) -> NodeConfig:
+    values: dict[str, Any] = {}
+    for name, value in document.items():
+        if name in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(name, "expected a table")
+            for key, item in value.items():
+                field = _field(name, key)
+                values[field] = _checked(name, key, item)
+        else:
+            field = _field("", name)
+            values[field] = _checked("", name, value)
+    return NodeConfig(**values)
+
+
+def _field(table: str, key: str) -> str:
+    entry = _SCHEMA.get((table, key))
+    if entry is None:
+        dotted = f"{table}.{key}" if table else key
+        known = [f"{t}.{k}" if t else k for t, k in _SCHEMA] + _TABLES
+        close = difflib.get_close_matches(dotted, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(dotted, f"unknown key{hint}")
+    return entry[0]
+
+
+def _checked(table: str, key: str, value: Any) -> Any:
+    problem = _SCHEMA[(table, key)][1](value)
+    if problem:
+        raise ConfigError(f"{table}.{key}" if table else key, f"{problem}, got {value!r}")
+    return value

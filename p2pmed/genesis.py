@@ -1,0 +1,133 @@
+"""The genesis document: the chain id and the static validator set every node starts from.
+
+It is JSON for operators to read and share (``genesis.json`` in every node's
+home), and its identity is the SHA-256 of its canonical CBOR encoding, so two
+sites can compare one short hash to know they run the same network. Loading is
+strict like every other input: a bad file raises ``GenesisError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from p2pmed import codec
+from p2pmed.crypto import PUBLIC_KEY_SIZE
+
+__all__ = ["Genesis", "GenesisError", "ValidatorInfo", "load_genesis", "write_genesis"]
+
+GENESIS_SIZE_MAX = 1 << 20
+VALIDATORS_MAX = 100
+_CHAIN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_MONIKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+
+
+class GenesisError(Exception):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ValidatorInfo:
+    moniker: str
+    public_key: bytes
+    address: str
+    """Where the validator listens, as a multiaddr such as ``/ip4/127.0.0.1/tcp/26656``."""
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    validators: tuple[ValidatorInfo, ...]
+
+    @property
+    def hash(self) -> bytes:
+        return hashlib.sha256(codec.encode(self)).digest()
+
+    @property
+    def validator_keys(self) -> tuple[bytes, ...]:
+        return tuple(validator.public_key for validator in self.validators)
+
+
+def write_genesis(path: Path, genesis: Genesis) -> None:
+    document = {
+        "chain_id": genesis.chain_id,
+        "genesis_time_ms": genesis.genesis_time_ms,
+        "validators": [
+            {"moniker": v.moniker, "public_key": v.public_key.hex(), "address": v.address} for v in genesis.validators
+        ],
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def load_genesis(path: Path) -> Genesis:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise GenesisError("", f"{path}: cannot read genesis file: {error.strerror}") from None
+    if len(data) > GENESIS_SIZE_MAX:
+        raise GenesisError("", f"{path}: genesis file is larger than {GENESIS_SIZE_MAX} bytes")
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise GenesisError("", f"{path}: not valid JSON: {error}") from None
+    return parse_genesis(document)
+
+
+def parse_genesis(document: Any) -> Genesis:
+    if not isinstance(document, dict):
+        raise GenesisError("", "expected a JSON object")
+    _only_keys(document, {"chain_id", "genesis_time_ms", "validators"}, "")
+    chain_id = document.get("chain_id")
+    if not isinstance(chain_id, str) or not _CHAIN_ID.match(chain_id):
+        raise GenesisError("chain_id", "expected 1-63 lowercase letters, digits or '-', starting with a letter or digit")
+    time_ms = document.get("genesis_time_ms")
+    if type(time_ms) is not int or time_ms < 0:
+        raise GenesisError("genesis_time_ms", "expected a non-negative integer (milliseconds since 1970)")
+    validators = document.get("validators")
+    if not isinstance(validators, list) or not 1 <= len(validators) <= VALIDATORS_MAX:
+        raise GenesisError("validators", f"expected a list of 1..{VALIDATORS_MAX} validators")
+    parsed = tuple(_validator(entry, f"validators[{index}]") for index, entry in enumerate(validators))
+    for field in ("public_key", "moniker", "address"):
+        seen = [getattr(validator, field) for validator in parsed]
+        if len(set(seen)) != len(seen):
+            raise GenesisError("validators", f"two validators share a {field}")
+    return Genesis(chain_id, time_ms, parsed)
+
+
+def _validator(entry: Any, key: str) -> ValidatorInfo:
+    if not isinstance(entry, dict):
+        raise GenesisError(key, "expected an object with moniker, public_key and address")
+    _only_keys(entry, {"moniker", "public_key", "address"}, key)
+    moniker = entry.get("moniker")
+    if not isinstance(moniker, str) or not _MONIKER.match(moniker):
+        raise GenesisError(f"{key}.moniker", "expected 1-64 letters, digits, spaces, '.', '_' or '-'")
+    public_key = entry.get("public_key")
+    try:
+        key_bytes = bytes.fromhex(public_key) if isinstance(public_key, str) else b""
+    except ValueError:
+        key_bytes = b""
+    if len(key_bytes) != PUBLIC_KEY_SIZE:
+        raise GenesisError(f"{key}.public_key", f"expected {PUBLIC_KEY_SIZE} bytes as {2 * PUBLIC_KEY_SIZE} hex digits")
+    address = entry.get("address")
+    if not isinstance(address, str) or not address.startswith("/") or len(address) > 256:
+        raise GenesisError(f"{key}.address", "expected a multiaddr such as /ip4/127.0.0.1/tcp/26656")
+    return ValidatorInfo(moniker, key_bytes, address)
+
+
+def _only_keys(table: dict[str, Any], allowed: set[str], key: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        where = f"{key}.{unknown[0]}" if key else unknown[0]
+        raise GenesisError(where, f"unknown key; expected only {', '.join(sorted(allowed))}")
+    missing = sorted(allowed - set(table))
+    if missing:
+        where = f"{key}.{missing[0]}" if key else missing[0]
+        raise GenesisError(where, "missing")

@@ -1,0 +1,114 @@
+"""Operator setup: init, testnet, config.toml and genesis.json parsing."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from p2pmed import crypto
+from p2pmed.cli import cli
+from p2pmed.config import ConfigError, NodeConfig, load_config, parse_config, render_config
+from p2pmed.genesis import GenesisError, load_genesis, parse_genesis
+from p2pmed.home import CONFIG, GENESIS, NODE_KEY, create_testnet
+
+
+def test_init_creates_a_private_key_and_a_config_that_loads_to_the_defaults(tmp_path: Path) -> None:
+    home = tmp_path / "hospital"
+    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--moniker", "hospital-a"])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE((home / NODE_KEY).stat().st_mode) == 0o600
+    key = crypto.load_signing_key(home / NODE_KEY)
+    assert key.public_key.hex() in result.output
+    config = load_config(home / CONFIG)
+    assert config == NodeConfig(moniker="hospital-a", listen="/ip4/0.0.0.0/tcp/26656")
+
+
+def test_init_refuses_to_overwrite_an_existing_node(tmp_path: Path) -> None:
+    home = tmp_path / "lab"
+    CliRunner().invoke(cli, ["init", "--home", str(home)])
+    key_before = (home / NODE_KEY).read_bytes()
+    result = CliRunner().invoke(cli, ["init", "--home", str(home)])
+    assert result.exit_code == 2 and "refusing to overwrite" in result.output
+    assert (home / NODE_KEY).read_bytes() == key_before
+
+
+def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) -> None:
+    homes = create_testnet(tmp_path, 4, 30000, "test-chain")
+    geneses = [load_genesis(home / GENESIS) for home in homes]
+    assert len({genesis.hash for genesis in geneses}) == 1
+    genesis = geneses[0]
+    assert genesis.chain_id == "test-chain"
+    for index, home in enumerate(homes):
+        assert crypto.load_signing_key(home / NODE_KEY).public_key == genesis.validators[index].public_key
+        assert load_config(home / CONFIG).listen == genesis.validators[index].address == f"/ip4/127.0.0.1/tcp/{30000 + index}"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("moniker = 3\n", "moniker", "expected a non-empty string"),
+        ("[consensus]\nbatch_size_max = 0\n", "consensus.batch_size_max", "from 1 to 10000"),
+        ("[consensus]\nbatch_delay_ms = true\n", "consensus.batch_delay_ms", "expected an integer"),
+        ("[consensus]\nbatch_size = 5\n", "consensus.batch_size", "did you mean 'consensus.batch_size_max'"),
+        ("[p2p]\nlisten = \"localhost:80\"\n", "p2p.listen", "multiaddr"),
+        ("[log]\nformat = \"xml\"\n", "log.format", "'auto', 'json', 'console'"),
+        ("[metrics]\nport = 70000\n", "metrics.port", "from 0 to 65535"),
+        ("[fault_injection]\nenabled = \"yes\"\n", "fault_injection.enabled", "true or false"),
+        ("consensus = 5\n", "consensus", "expected a table"),
+    ],
+)
+def test_a_bad_config_names_the_key_at_fault(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+    path = tmp_path / CONFIG
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.key == key and fragment in raised.value.reason
+
+
+def test_config_that_is_not_toml_or_missing_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("moniker = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_the_config_template_sets_exactly_the_defaults() -> None:
+    import tomllib
+
+    defaults = NodeConfig()
+    assert parse_config(tomllib.loads(render_config(defaults.moniker, defaults.listen))) == defaults
+
+
+def _genesis_document() -> dict:
+    return {
+        "chain_id": "c",
+        "genesis_time_ms": 0,
+        "validators": [{"moniker": "a", "public_key": "11" * 32, "address": "/ip4/127.0.0.1/tcp/1"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda d: d.update(chain_id="Bad Chain"), "chain_id"),
+        (lambda d: d.update(genesis_time_ms=-1), "genesis_time_ms"),
+        (lambda d: d.update(validators=[]), "validators"),
+        (lambda d: d["validators"][0].update(public_key="zz"), "validators[0].public_key"),
+        (lambda d: d["validators"][0].update(address="nowhere"), "validators[0].address"),
+        (lambda d: d["validators"][0].pop("moniker"), "validators[0].moniker"),
+        (lambda d: d.update(extra=1), "extra"),
+        (lambda d: d["validators"].append(dict(d["validators"][0], moniker="b", address="/ip4/127.0.0.1/tcp/2")), "validators"),
+    ],
+)
+def test_a_bad_genesis_names_the_key_at_fault(change, key: str) -> None:  # type: ignore[no-untyped-def]
+    document = _genesis_document()
+    parse_genesis(document)
+    change(document)
+    with pytest.raises(GenesisError) as raised:
+        parse_genesis(json.loads(json.dumps(document)))
+    assert raised.value.key == key
