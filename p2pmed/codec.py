@@ -215,7 +215,7 @@ def _from_tuple(cls: Any, value: Any, path: str) -> tuple[Any, ...]:
         return tuple(from_value(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
     if len(value) != len(args):
         raise CodecError(path, f"expected array of {len(args)} items, got {len(value)}")
-    return tuple(from_value(arg, item, f"{path}[{i}]") for i, (arg, item) in enumerate(zip(args, value)))
+    return tuple(from_value(arg, item, f"{path}[{i}]") for i, (arg, item) in enumerate(zip(args, value, strict=True)))
 
 
 def _from_dict(cls: Any, value: Any, path: str) -> dict[str, Any]:

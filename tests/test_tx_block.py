@@ -14,7 +14,6 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import (
     GENESIS_PARENT_HASH,
     Block,
-    BlockHeader,
     check_block,
     decode_block,
     make_block,

@@ -44,9 +44,11 @@ Message handling is split into "a peer sent garbage" (``InvalidMessage``,
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
@@ -68,13 +70,16 @@ from p2pmed.consensus.messages import (
     decode_message,
     signing_payload,
 )
-from p2pmed.crypto import SignatureDomain, Signer
+from p2pmed.crypto import Signer
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.tx import Transaction
 
 __all__ = ["Replica", "ReplicaConfig"]
 
+SignedT = TypeVar("SignedT", Vote, Checkpoint, ViewChange, NewView)
+
 VIEW_CHANGE_TIMEOUT_MAX_MS = 120_000
+NOTES_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ class Replica:
         self._messages: list[Action] = []
         self._decided: list[Action] = []
         self.rejected: Counter[str] = Counter()
+        self._notes: list[str] = []
         self.view_changes_started = 0
         if records:
             self._restore(records)
@@ -284,7 +290,7 @@ class Replica:
 
     def note_log(self) -> list[str]:
         """Recent reasons messages were dropped (for the host's debug log)."""
-        notes, self._notes = getattr(self, "_notes", []), []
+        notes, self._notes = self._notes, []
         return notes
 
     # -- dispatch -------------------------------------------------------------
@@ -780,16 +786,14 @@ class Replica:
     def _vote(self, kind: VoteKind, sequence: int, digest: bytes) -> Vote:
         return self._sign(Vote(kind, self.view, sequence, digest, self.index, bytes(64)))
 
-    def _sign(self, message):  # type: ignore[no-untyped-def]
-        domain: SignatureDomain = message.domain
-        signature = self._signer.sign(domain, self.validators.chain_id, signing_payload(message))
-        return type(message)(**{**{name: getattr(message, name) for name in message.__dataclass_fields__}, "signature": signature})
+    def _sign(self, message: SignedT) -> SignedT:
+        """``message`` (built with a placeholder signature) signed by this replica."""
+        signature = self._signer.sign(message.domain, self.validators.chain_id, signing_payload(message))
+        return dataclasses.replace(message, signature=signature)
 
     def _note(self, text: str) -> None:
-        notes = getattr(self, "_notes", [])
-        if len(notes) < 100:
-            notes.append(text)
-        self._notes = notes
+        if len(self._notes) < NOTES_MAX:
+            self._notes.append(text)
 
     def _flush(self) -> list[Action]:
         actions: list[Action] = []

@@ -146,7 +146,7 @@ class Store:
         rows = [
             (tx.id, block.height, position, tx.sender, tx.nonce, tx.encoded,
              None if result.ok else result.reason, result.detail)
-            for position, (tx, result) in enumerate(zip(block.txs, execution.results))
+            for position, (tx, result) in enumerate(zip(block.txs, execution.results, strict=True))
         ]
         self._db.executemany("INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
