@@ -213,6 +213,10 @@ class Store:
         row = self._db.execute("SELECT value FROM consensus WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def consensus_items(self) -> Iterator[tuple[str, bytes]]:
+        """Every consensus record, in key order (what a restarted replica is rebuilt from)."""
+        yield from self._db.execute("SELECT key, value FROM consensus ORDER BY key")
+
     def consensus_put(self, records: dict[str, bytes | None]) -> None:
         """Durably write (or delete, for ``None``) consensus records before acting on them."""
         with self._transaction():
