@@ -30,7 +30,7 @@ from p2pmed.consensus.messages import (
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.errors import TxRejected
+from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.store import Store
@@ -38,6 +38,7 @@ from p2pmed.store import Store
 __all__ = ["NodeCore", "Outgoing"]
 
 VERIFIED_IDS_MAX = 200_000
+RECENT_TX_IDS_MAX = 100_000
 
 Outgoing = list[tuple[int, bytes]]
 """(destination replica index, encoded message) pairs for the transport."""
@@ -67,6 +68,7 @@ class NodeCore:
             last_executed=height,
             last_block_hash=head_hash,
             records=dict(self.store.consensus_items()),
+            committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
         )
         self.committed: list[int] = []
         self._start_actions = self.replica.start(now_ms)
@@ -76,7 +78,10 @@ class NodeCore:
         return self._carry_out(actions)
 
     def submit(self, tx: Transaction, now_ms: int) -> Outgoing:
-        """A client transaction; raises ``TxRejected`` if it fails the ledger's checks."""
+        """A client transaction; raises ``TxRejected`` if it fails the ledger's checks
+        or is already on the chain."""
+        if self.store.transaction(tx.id) is not None:
+            raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already committed")
         if tx.id not in self._verified:
             self.ledger.check(tx)
             self._remember_verified(tx.id)

@@ -90,3 +90,17 @@ def test_a_transaction_with_a_bad_signature_is_refused_on_submit(network: LocalN
         core.submit(forged, network.now_ms)
     assert raised.value.reason is RejectReason.BAD_SIGNATURE
     assert core.replica.pending_count == 0
+
+
+def test_a_committed_transaction_submitted_again_is_refused_even_after_a_restart(network: LocalNetwork) -> None:
+    tx = grant(SigningKey.from_seed(b"v" * 32), 0, SigningKey.from_seed(b"w" * 32))
+    network.submit_everywhere(tx)
+    network.run(1_000)
+    network.crash(0)
+    network.restart(0)
+    core = network.cores[0]
+    assert core is not None and tx.id in core.store.recent_tx_ids(10)
+    with pytest.raises(TxRejected) as raised:
+        core.submit(tx, network.now_ms)
+    assert raised.value.reason is RejectReason.DUPLICATE
+    assert core.replica.pending_count == 0

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -159,6 +159,7 @@ class Replica:
         last_executed: int = 0,
         last_block_hash: bytes = GENESIS_PARENT_HASH,
         records: Mapping[str, bytes] | None = None,
+        committed_tx_ids: Iterable[bytes] = (),
     ) -> None:
         assert signer.public_key in validators.keys, "the signer must be a validator"
         self.validators = validators
@@ -178,7 +179,9 @@ class Replica:
         self._my_checkpoints: dict[int, bytes] = {}
         self._checkpoint_votes: dict[int, dict[int, Checkpoint]] = {}
         self._pending: dict[bytes, tuple[Transaction, int]] = {}
-        self._committed_ids: dict[bytes, None] = {}
+        # Ids of recently committed transactions (the host passes those of its last
+        # blocks after a restart), so a resubmitted one is never ordered again.
+        self._committed_ids: dict[bytes, None] = dict.fromkeys(committed_tx_ids)
         self._view_changes: dict[int, ViewChange] = {}
         self._new_view: NewView | None = None
         self._next_sequence = last_executed + 1

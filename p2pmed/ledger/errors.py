@@ -18,6 +18,7 @@ class RejectReason(enum.StrEnum):
     FUTURE_NONCE = "future-nonce"
     NOT_AUTHORISED = "not-authorised"
     INVALID = "invalid"
+    DUPLICATE = "duplicate"
 
 
 class TxRejected(Exception):

@@ -199,6 +199,7 @@ class Simulation:
             last_executed=len(node.chain),
             last_block_hash=node.head_hash,
             records=dict(node.records),
+            committed_tx_ids=[tx.id for block, _ in node.chain for tx in block.txs],
         )
         node.tick_at = None
         self._carry_out(node, node.replica.start(self._local(node)))

@@ -188,6 +188,11 @@ class Store:
         ).fetchone()
         return None if row is None else self._stored_transaction(row)
 
+    def recent_tx_ids(self, count: int) -> list[bytes]:
+        """Ids of the last ``count`` transactions on the chain, oldest first."""
+        rows = self._db.execute("SELECT id FROM transactions ORDER BY height DESC, position DESC LIMIT ?", (count,))
+        return [row[0] for row in rows][::-1]
+
     def transactions_by_sender(self, sender: bytes) -> list[StoredTransaction]:
         rows = self._db.execute(
             "SELECT encoded, height, position, reject_reason, reject_detail FROM transactions"
