@@ -97,5 +97,30 @@ def sim_run(scenario: Path, seed: int, out: Path) -> None:
         sys.exit(EXIT_VIOLATION)
 
 
+@sim.command("sweep")
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--seeds", "seed_range", default="1..20", show_default=True, help="Seeds A..B (inclusive) or one seed.")
+@click.option("--jobs", type=int, default=None, help="Parallel processes [default: all cores].")
+def sim_sweep(scenario: Path, seed_range: str, jobs: int | None) -> None:
+    """Run SCENARIO on many seeds; print pass/fail, latency spread and a replay command per failure.
+    Exit 0 when every seed passes, 1 otherwise, 2 on a bad scenario or seed range."""
+    from p2pmed.sim.scenario import ScenarioError
+    from p2pmed.sim.scenario_file import load_scenario
+    from p2pmed.sim.sweep import parse_seed_range, summarise, sweep
+
+    try:
+        load_scenario(scenario)
+        seeds = parse_seed_range(seed_range)
+    except (ScenarioError, ValueError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    with click.progressbar(sweep(scenario, seeds, jobs), length=len(seeds), label="seeds", file=sys.stderr) as bar:
+        outcomes = list(bar)
+    for line in summarise(outcomes, lambda seed: f"p2pmed sim run {scenario} --seed {seed} --out sim-out/seed-{seed}"):
+        click.echo(line)
+    if not all(outcome.ok for outcome in outcomes):
+        sys.exit(EXIT_VIOLATION)
+
+
 def main() -> None:
     cli()

@@ -180,3 +180,32 @@ def test_long_sweep_of_shipped_scenarios(path: Path) -> None:
     scenario = shipped(path, rate=20.0)
     failures = [describe(result) for seed in range(1000) if not (result := run_simulation(scenario, seed)).ok]
     assert not failures, failures[:5]
+
+
+def test_sim_sweep_runs_every_seed_and_exits_0_when_all_pass(tmp_path: Path) -> None:
+    scenario = tmp_path / "crash.toml"
+    scenario.write_text('[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 5\n[[faults]]\nat = 2\nkind = "crash"\nnode = 0\n')
+    result = CliRunner().invoke(cli, ["sim", "sweep", str(scenario), "--seeds", "3..6", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "4/4 seeds passed" in result.output
+
+
+@pytest.mark.parametrize("seeds", ["5..2", "a..b", "-1..3"])
+def test_sim_sweep_refuses_a_bad_seed_range(tmp_path: Path, seeds: str) -> None:
+    scenario = tmp_path / "ok.toml"
+    scenario.write_text("[network]\nnodes = 4\n")
+    result = CliRunner().invoke(cli, ["sim", "sweep", str(scenario), "--seeds", seeds])
+    assert result.exit_code == 2 and "A..B" in result.output
+
+
+def test_sweep_summary_prints_the_replay_command_of_each_failed_seed() -> None:
+    from p2pmed.sim.sweep import SeedOutcome, summarise
+
+    outcomes = [
+        SeedOutcome(1, True, 10, 100.0, 200.0, 0.1, ""),
+        SeedOutcome(2, False, 5, 120.0, 900.0, 0.1, "safety: agreement at step 9 (1.0 s): height 3"),
+    ]
+    lines = summarise(outcomes, lambda seed: f"p2pmed sim run x.toml --seed {seed}")
+    assert lines[0] == "1/2 seeds passed"
+    assert "seed 2 FAILED: safety: agreement at step 9 (1.0 s): height 3" in lines
+    assert "  replay: p2pmed sim run x.toml --seed 2" in lines
