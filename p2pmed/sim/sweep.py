@@ -38,7 +38,7 @@ def parse_seed_range(text: str) -> range:
     except ValueError:
         raise ValueError(f"expected A..B or N, got {text!r}") from None
     if low < 0 or high < low or high - low + 1 > SEEDS_MAX:
-        raise ValueError(f"expected 0 <= A <= B and at most {SEEDS_MAX} seeds, got {text!r}")
+        raise ValueError(f"expected seeds A..B with 0 <= A <= B, at most {SEEDS_MAX} of them; got {text!r}")
     return range(low, high + 1)
 
 
