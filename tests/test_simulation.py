@@ -144,6 +144,8 @@ def test_sim_run_writes_the_report_and_exits_0_when_the_checkers_pass(tmp_path: 
         assert key in report
     assert set(report["latency_ms"]) >= {"p50", "p99"}
     assert (tmp_path / "out" / "timeline.json").exists()
+    assert (tmp_path / "out" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum(row["committed"] for row in report["series"]) == report["committed_txs"]
 
 
 def test_sim_run_exits_2_naming_the_bad_key(tmp_path: Path) -> None:

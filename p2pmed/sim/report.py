@@ -1,5 +1,6 @@
 """Writing a simulation's results: ``report.json`` (the interface researchers script
-against, fields as in DESIGN.md) and ``timeline.json`` (heights and views per node per second)."""
+against, fields as in DESIGN.md), ``timeline.json`` (heights and views per node per
+second) and ``report.png`` (see ``p2pmed.sim.plots``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
     (out / "timeline.json").write_text(json.dumps(report.get("timeline", []), indent=None) + "\n")
     path = out / "report.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    from p2pmed.sim.plots import write_plot  # matplotlib is slow to import; only here
+
+    write_plot(report, out)
     return path
 
 

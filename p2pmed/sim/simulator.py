@@ -340,6 +340,23 @@ class Simulation:
             })
         self._schedule(self.now + SAMPLE_INTERVAL_MS, "sample", None)
 
+    def _per_second(self) -> list[dict[str, Any]]:
+        """Committed transactions and their submit-to-commit latency, per simulated second."""
+        buckets: dict[int, list[int]] = {}
+        for tx_id, committed_ms in self.committed_at.items():
+            buckets.setdefault(committed_ms // 1000, []).append(committed_ms - self.submitted[tx_id])
+        series = []
+        for second in range(self.now // 1000 + 1):
+            latencies = sorted(buckets.get(second, []))
+            percentiles = _percentiles(latencies)
+            series.append({
+                "t_s": second,
+                "committed": len(latencies),
+                "latency_p50_ms": percentiles["p50"],
+                "latency_p99_ms": percentiles["p99"],
+            })
+        return series
+
     def _result(self, wall_s: float, calm_ms: int) -> SimulationResult:
         faulty = {node.index for node in self.nodes if node.byzantine is not None or node.replica is None}
         expected = len(faulty) <= self.validators.f and self.network.groups is None and self.network.drop < 1
@@ -374,6 +391,7 @@ class Simulation:
             "speedup": round(self.now / 1000 / wall_s, 1) if wall_s > 0 else None,
             "events": self.step,
             "trace_sha256": self._trace.hexdigest(),
+            "series": self._per_second(),
             "timeline": self.timeline,
         }
         return SimulationResult(report)
