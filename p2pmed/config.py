@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2pmed.input_error import KeyedInputError
+
 __all__ = ["CONFIG_TEMPLATE", "ConfigError", "NodeConfig", "load_config", "render_config"]
 
 CONFIG_SIZE_MAX = 1 << 16
@@ -22,11 +24,8 @@ LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class ConfigError(Exception):
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}" if key else reason)
-        self.key = key
-        self.reason = reason
+class ConfigError(KeyedInputError):
+    """A bad config.toml."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE
+from p2pmed.input_error import KeyedInputError
 
 __all__ = ["Genesis", "GenesisError", "ValidatorInfo", "load_genesis", "write_genesis"]
 
@@ -26,11 +27,8 @@ _CHAIN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _MONIKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 
-class GenesisError(Exception):
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}" if key else reason)
-        self.key = key
-        self.reason = reason
+class GenesisError(KeyedInputError):
+    """A bad genesis.json."""
 
 
 @dataclass(frozen=True)

@@ -54,15 +54,15 @@ from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import InvalidMessage, Validators, selected_proposals
 from p2pmed.consensus.messages import (
+    FETCH_BLOCKS_MAX,
     Blocks,
     Checkpoint,
     CommitCertificate,
-    FETCH_BLOCKS_MAX,
     FetchBlocks,
     Message,
     NewView,
-    PrePrepare,
     PreparedCertificate,
+    PrePrepare,
     Proposal,
     ViewChange,
     Vote,
@@ -356,15 +356,24 @@ class Replica:
             self._messages.append(Broadcast(pre_prepare))
             self._next_sequence += 1
 
-    def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
-        vote = pre_prepare.vote
+    def _admits(self, vote: Vote) -> bool:
+        """The gate every vote passes: one from a later view only counts towards noticing
+        that we missed a view change; the rest must be of our active view, inside the
+        watermarks and above what we executed."""
         if vote.view > self.view:
             self.validators.check_signed(vote)
             self._note_view(vote.replica, vote.view)
-            return
-        if vote.view != self.view or not self.view_active or not self._in_window(vote.sequence):
-            return
-        if vote.sequence <= self.last_executed:
+            return False
+        return (
+            vote.view == self.view
+            and self.view_active
+            and self._in_window(vote.sequence)
+            and vote.sequence > self.last_executed
+        )
+
+    def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
+        vote = pre_prepare.vote
+        if not self._admits(vote):
             return
         self.validators.check_pre_prepare(pre_prepare)
         self._note_ahead(vote.replica, vote.sequence)
@@ -405,13 +414,7 @@ class Replica:
     def _on_vote(self, vote: Vote) -> None:
         if vote.kind is VoteKind.PRE_PREPARE:
             raise InvalidMessage("a pre-prepare vote must come with its proposal")
-        if vote.view > self.view:
-            self.validators.check_signed(vote)
-            self._note_view(vote.replica, vote.view)
-            return
-        if vote.view != self.view or not self.view_active or not self._in_window(vote.sequence):
-            return
-        if vote.sequence <= self.last_executed:
+        if not self._admits(vote):
             return
         if vote.kind is VoteKind.PREPARE and vote.replica == self.primary:
             raise InvalidMessage("the primary does not send prepares")

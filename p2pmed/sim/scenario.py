@@ -10,16 +10,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from p2pmed.input_error import KeyedInputError
+
 __all__ = ["Behaviour", "Fault", "FaultKind", "NetworkSpec", "Scenario", "ScenarioError", "WorkloadSpec"]
 
 
-class ScenarioError(Exception):
+class ScenarioError(KeyedInputError):
     """A scenario file that cannot be run; ``key`` is the dotted path of the bad entry."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}" if key else reason)
-        self.key = key
-        self.reason = reason
 
 
 class FaultKind(enum.StrEnum):
