@@ -24,7 +24,7 @@ from p2pmed.sim.simulator import SimulationResult, run_simulation
 SIMULATIONS = Path(__file__).parent.parent / "simulations"
 SHIPPED = sorted(SIMULATIONS.glob("*.toml"))
 TEST_RATE = 10.0
-SEEDS_PER_SCENARIO = 25
+SEEDS_PER_SCENARIO = 20
 
 
 def shipped(path: Path, rate: float = TEST_RATE) -> Scenario:
