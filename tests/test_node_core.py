@@ -104,3 +104,20 @@ def test_a_committed_transaction_submitted_again_is_refused_even_after_a_restart
         core.submit(tx, network.now_ms)
     assert raised.value.reason is RejectReason.DUPLICATE
     assert core.replica.pending_count == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\xff" * 64, b"\xa1\x64kind\x65bogus", bytes(range(256)) * 4, b"\xa2" + b"\x00" * (1 << 16)],
+    ids=["empty", "garbage", "unknown-kind", "binary", "truncated-map"],
+)
+def test_garbage_from_a_peer_is_counted_and_changes_nothing(network: LocalNetwork, data: bytes) -> None:
+    core = network.cores[2]
+    assert core is not None
+    before = (core.store.head(), dict(core.store.consensus_items()))
+    assert core.receive(1, data, network.now_ms) == []
+    assert core.replica.rejected["malformed"] == 1
+    assert (core.store.head(), dict(core.store.consensus_items())) == before
+    network.submit_everywhere(grant(SigningKey.from_seed(b"x" * 32), 0, SigningKey.from_seed(b"y" * 32)))
+    network.run(1_000)
+    assert core.store.head()[0] >= 1
