@@ -1,0 +1,286 @@
+"""Consensus messages between validators over direct libp2p streams.
+
+Protocol ``/p2pmed/pbft/1``: a one-way stream of length-prefixed frames
+(``p2pmed.net.framing``), each frame the bytes of one encoded consensus message.
+A validator keeps one long-lived outgoing stream to each other validator and
+only writes on it; the receiving side only reads. So between two validators
+there are two streams, one per direction.
+
+Who sent a frame is the authenticated peer id of the connection (Noise binds it
+to the validator key; see ``p2pmed.net.identity``), mapped to the validator's
+index. Streams from any other peer are reset at once and counted. A frame that
+breaks the framing rules (oversized, non-minimal or overlong length prefix,
+truncated) resets that stream and is counted; the peer can open a new one, and
+nothing else is affected. This layer does not decode messages: the consumer of
+``incoming`` gets ``(sender_index, bytes)`` and must treat the bytes as
+untrusted (``decode_message`` and signature checks).
+
+Sending never blocks the caller. Each peer has a bounded queue (frames and
+bytes); when it is full the oldest frames are dropped and counted, since PBFT
+retransmits what matters and a newer message usually supersedes an older one.
+A sender task per peer opens the stream lazily, writes queued frames in batches
+and, on failure, resets the stream and opens a new one (immediately the first
+time, then with capped exponential backoff), retrying the batch that failed.
+Frames written just before a peer dies can still be lost without any error
+here: delivery is best effort, as consensus assumes.
+
+Inbound frames go into one bounded trio channel shared by all peers. When the
+consumer falls behind, the stream handlers wait on it (trio wakes blocked
+senders first-come first-served, so one busy peer cannot starve the others) and
+yamux flow control pushes back on the senders.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from p2pmed.codec import MESSAGE_SIZE_MAX
+from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+
+__all__ = ["PROTOCOL_ID", "ConsensusTransport", "TransportCounters"]
+
+PROTOCOL_ID = TProtocol("/p2pmed/pbft/1")
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass
+class TransportCounters:
+    """Monotonic counters for metrics and tests."""
+
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_dropped: int = 0  # outgoing, dropped oldest-first from a full queue
+    streams_opened: int = 0  # outgoing streams negotiated
+    open_failures: int = 0  # outgoing stream could not be opened (dial, negotiation, timeout)
+    write_failures: int = 0  # outgoing stream failed while writing; it is reset and reopened
+    streams_accepted: int = 0  # inbound streams from validators
+    streams_refused: int = 0  # inbound streams from peers that are not validators: reset
+    streams_malformed: int = 0  # inbound streams reset because a frame broke the framing rules
+
+
+@dataclasses.dataclass(eq=False)
+class _Peer:
+    index: int
+    peer_id: ID
+    queue: collections.deque[bytes] = dataclasses.field(default_factory=collections.deque)
+    queued_bytes: int = 0
+    wakeup: trio.Event = dataclasses.field(default_factory=trio.Event)
+    stream: INetStream | None = None
+
+
+class ConsensusTransport:
+    """Direct, framed, best-effort delivery of consensus messages between validators.
+
+    ``validators[i]`` is validator ``i``'s peer id; ``index`` is this node's own
+    position in that list. The host's peerstore must hold the other
+    validators' addresses (or connections to them must exist) for sending to
+    work. Call ``run`` (e.g. ``await nursery.start(transport.run)``) inside the
+    nursery that runs under ``host.run``; cancel it to stop.
+    """
+
+    def __init__(
+        self,
+        host: IHost,
+        validators: Sequence[ID],
+        index: int,
+        *,
+        frame_size_max: int = MESSAGE_SIZE_MAX,
+        queue_frames_max: int = 1024,
+        queue_bytes_max: int = 64 << 20,
+        inbox_size: int = 1024,
+        batch_bytes_max: int = 256 << 10,
+        open_timeout: float = 10.0,
+        retry_delay_min: float = 0.05,
+        retry_delay_max: float = 5.0,
+    ) -> None:
+        if not 0 <= index < len(validators):
+            raise ValueError(f"index {index} is not a validator index (0..{len(validators) - 1})")
+        if len(set(validators)) != len(validators):
+            raise ValueError("the same peer id appears twice among the validators")
+        if validators[index] != host.get_id():
+            raise ValueError(f"validator {index} is {validators[index]}, but this host is {host.get_id()}")
+        if queue_bytes_max < frame_size_max + 8 or queue_frames_max < 1:
+            raise ValueError("a per-peer queue must be able to hold at least one frame of the maximum size")
+        self.host = host
+        self.index = index
+        self.frame_size_max = frame_size_max
+        self.queue_frames_max = queue_frames_max
+        self.queue_bytes_max = queue_bytes_max
+        self.batch_bytes_max = batch_bytes_max
+        self.open_timeout = open_timeout
+        self.retry_delay_min = retry_delay_min
+        self.retry_delay_max = retry_delay_max
+        self.counters = TransportCounters()
+        self._index_of = {peer_id: i for i, peer_id in enumerate(validators)}
+        self._peers = {i: _Peer(i, peer_id) for i, peer_id in enumerate(validators) if i != index}
+        self._inbox_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](inbox_size)
+        self._inbound: set[INetStream] = set()
+        self._started = False
+        self._stopped = False
+
+    # -- sending --------------------------------------------------------------
+
+    def send(self, index: int, data: bytes) -> None:
+        """Queue ``data`` as one frame for validator ``index``; never blocks.
+
+        Raises ``FrameError`` if ``data`` is bigger than ``frame_size_max`` and
+        ``ValueError`` for an unknown index or this node's own.
+        """
+        peer = self._peers.get(index)
+        if peer is None:
+            raise ValueError(f"cannot send to {index}: not another validator's index")
+        frame = encode_frame(data, self.frame_size_max)
+        if self._stopped:
+            self.counters.frames_dropped += 1
+            return
+        peer.queue.append(frame)
+        peer.queued_bytes += len(frame)
+        while len(peer.queue) > self.queue_frames_max or peer.queued_bytes > self.queue_bytes_max:
+            peer.queued_bytes -= len(peer.queue.popleft())
+            self.counters.frames_dropped += 1
+        peer.wakeup.set()
+
+    def queued(self, index: int) -> int:
+        """How many frames wait in validator ``index``'s outgoing queue."""
+        return len(self._peers[index].queue)
+
+    async def _sender(self, peer: _Peer) -> None:
+        failures = 0  # consecutive open or write failures
+        while True:
+            if not peer.queue:
+                await peer.wakeup.wait()
+                peer.wakeup = trio.Event()
+                continue
+            if failures > 1:
+                await trio.sleep(min(self.retry_delay_min * 2 ** (failures - 2), self.retry_delay_max))
+            if peer.stream is None:
+                peer.stream = await self._open(peer)
+                if peer.stream is None:
+                    failures += 1
+                    continue
+            batch = [peer.queue.popleft()]
+            size = len(batch[0])
+            while peer.queue and size + len(peer.queue[0]) <= self.batch_bytes_max:
+                frame = peer.queue.popleft()
+                batch.append(frame)
+                size += len(frame)
+            peer.queued_bytes -= size
+            try:
+                await peer.stream.write(b"".join(batch) if len(batch) > 1 else batch[0])
+            except Exception as error:  # libp2p raises many kinds here; none may stop the sender
+                self.counters.write_failures += 1
+                failures += 1
+                log.info("pbft stream write failed", peer=peer.index, error=repr(error))
+                await _reset(peer.stream)
+                peer.stream = None
+                self._requeue(peer, batch)
+                continue
+            failures = 0
+            self.counters.frames_sent += len(batch)
+
+    async def _open(self, peer: _Peer) -> INetStream | None:
+        error: object = "timed out"
+        with trio.move_on_after(self.open_timeout):
+            try:
+                stream = await self.host.new_stream(peer.peer_id, [PROTOCOL_ID])
+            except Exception as caught:  # dial, security, muxer or negotiation failure
+                error = caught
+            else:
+                self.counters.streams_opened += 1
+                return stream
+        self.counters.open_failures += 1
+        log.info("pbft stream open failed", peer=peer.index, error=repr(error))
+        return None
+
+    def _requeue(self, peer: _Peer, batch: list[bytes]) -> None:
+        """Put a failed batch back at the head of the queue, as far as it still fits."""
+        for frame in reversed(batch):
+            if len(peer.queue) < self.queue_frames_max and peer.queued_bytes + len(frame) <= self.queue_bytes_max:
+                peer.queue.appendleft(frame)
+                peer.queued_bytes += len(frame)
+            else:  # newer frames filled the queue meanwhile; these are the oldest
+                self.counters.frames_dropped += 1
+
+    # -- receiving --------------------------------------------------------------
+
+    async def _handle_stream(self, stream: INetStream) -> None:
+        """libp2p stream handler for ``PROTOCOL_ID``; runs in the host's own task."""
+        peer_id = stream.muxed_conn.peer_id
+        sender = self._index_of.get(peer_id)
+        if sender is None or sender == self.index or self._stopped:
+            self.counters.streams_refused += 1
+            reason = "stopped" if self._stopped else "not a validator" if sender is None else "own peer id"
+            log.info("pbft stream refused", peer=str(peer_id), reason=reason)
+            await _reset(stream)
+            return
+        self.counters.streams_accepted += 1
+        self._inbound.add(stream)
+        reader = FrameReader(stream, self.frame_size_max)
+        try:
+            while True:
+                frame = await reader.read_frame()
+                if frame is None:  # the sender closed its side cleanly
+                    with trio.move_on_after(1):
+                        await stream.close()
+                    return
+                self.counters.frames_received += 1
+                await self._inbox_send.send((sender, frame))
+        except FrameError as error:
+            self.counters.streams_malformed += 1
+            log.warning("pbft stream reset: bad frame", peer=sender, error=str(error))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the transport stopped
+        except Exception as error:  # reset by the peer, connection lost...
+            log.info("pbft inbound stream ended", peer=sender, error=repr(error))
+        finally:
+            self._inbound.discard(stream)
+        await _reset(stream)
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve ``PROTOCOL_ID`` and send queued frames until cancelled."""
+        if self._started:
+            raise RuntimeError("a ConsensusTransport runs once")
+        self._started = True
+        self.host.set_stream_handler(PROTOCOL_ID, self._handle_stream)
+        try:
+            async with trio.open_nursery() as nursery:
+                for peer in self._peers.values():
+                    nursery.start_soon(self._sender, peer)
+                task_status.started()
+        finally:
+            self._stopped = True
+            self.host.remove_stream_handler(PROTOCOL_ID)
+            self._inbox_send.close()
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                for peer in self._peers.values():
+                    if peer.stream is not None:
+                        await _close(peer.stream)
+                        peer.stream = None
+                for stream in list(self._inbound):
+                    await _reset(stream)
+
+
+async def _reset(stream: INetStream) -> None:
+    try:
+        await stream.reset()
+    except Exception:  # already dead: nothing left to release
+        pass
+
+
+async def _close(stream: INetStream) -> None:
+    try:
+        await stream.close()
+    except Exception:
+        await _reset(stream)
