@@ -8,12 +8,14 @@ back for sending; ``CommitBlock`` executes the block with the ledger and appends
 it, its outcomes and its commit certificate in one SQL transaction;
 ``ServeBlocks`` answers a lagging peer from the store. Each transaction's
 signature is verified once per node: on arrival, or when a proposal carries one
-this node has not seen.
+this node has not seen. Client transactions wait in the ``Mempool`` until their
+sender's lower nonces are committed or ahead of them in consensus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from p2pmed import codec
@@ -31,8 +33,9 @@ from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.errors import RejectReason, TxRejected
-from p2pmed.ledger.machine import Ledger
+from p2pmed.ledger.machine import BlockExecution, Ledger, next_nonce
 from p2pmed.ledger.tx import Transaction
+from p2pmed.mempool import Mempool
 from p2pmed.store import Store
 
 __all__ = ["NodeCore", "Outgoing"]
@@ -58,6 +61,8 @@ class NodeCore:
         self.store = Store.open(store_path, ledger.chain_id)
         self.validators = validators
         self._verified: dict[bytes, None] = {}
+        self.mempool = Mempool(size_max=config.pending_max)
+        self._now_ms = now_ms
         height, head_hash = self.store.head()
         self.replica = Replica(
             validators,
@@ -70,7 +75,7 @@ class NodeCore:
             records=dict(self.store.consensus_items()),
             committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
         )
-        self.committed: list[int] = []
+        self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
         self._start_actions = self.replica.start(now_ms)
 
     def start(self) -> Outgoing:
@@ -78,19 +83,30 @@ class NodeCore:
         return self._carry_out(actions)
 
     def submit(self, tx: Transaction, now_ms: int) -> Outgoing:
-        """A client transaction; raises ``TxRejected`` if it fails the ledger's checks
-        or is already on the chain."""
+        """A client transaction; raises ``TxRejected`` if it fails the ledger's checks,
+        is already on the chain or cannot wait in the mempool."""
+        self._now_ms = now_ms
         if self.store.transaction(tx.id) is not None:
             raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already committed")
+        if tx.id not in self.mempool:
+            self.accept(tx)
+        ready = self.mempool.add(tx, next_nonce(self.store, tx.sender))
+        return self._carry_out(self._hand_to_replica(ready))
+
+    def accept(self, tx: Transaction) -> bool:
+        """Whether ``tx`` passes the ledger's stateless checks (signature included),
+        verifying it at most once per node; raises ``TxRejected`` if not."""
         if tx.id not in self._verified:
             self.ledger.check(tx)
             self._remember_verified(tx.id)
-        return self._carry_out(self.replica.submit(tx, now_ms))
+        return True
 
     def receive(self, sender: int, data: bytes, now_ms: int) -> Outgoing:
+        self._now_ms = now_ms
         return self._carry_out(self.replica.receive(sender, data, now_ms))
 
     def tick(self, now_ms: int) -> Outgoing:
+        self._now_ms = now_ms
         return self._carry_out(self.replica.tick(now_ms))
 
     def next_deadline_ms(self) -> int:
@@ -100,14 +116,16 @@ class NodeCore:
         self.store.close()
 
     def _check_tx(self, tx: Transaction) -> bool:
-        if tx.id in self._verified:
-            return True
         try:
-            self.ledger.check(tx)
+            return self.accept(tx)
         except TxRejected:
             return False
-        self._remember_verified(tx.id)
-        return True
+
+    def _hand_to_replica(self, txs: Iterable[Transaction]) -> list[Action]:
+        actions: list[Action] = []
+        for tx in txs:
+            actions.extend(self.replica.submit(tx, self._now_ms))
+        return actions
 
     def _remember_verified(self, tx_id: bytes) -> None:
         self._verified[tx_id] = None
@@ -116,7 +134,9 @@ class NodeCore:
 
     def _carry_out(self, actions: Iterable[Action]) -> Outgoing:
         outgoing: Outgoing = []
-        for action in actions:
+        work = deque(actions)
+        while work:
+            action = work.popleft()
             if isinstance(action, Persist):
                 self.store.consensus_put(action.records)
             elif isinstance(action, Send):
@@ -125,15 +145,20 @@ class NodeCore:
                 data = encode_message(action.message)
                 outgoing.extend((index, data) for index in range(self.validators.n) if index != self.replica.index)
             elif isinstance(action, CommitBlock):
-                self._commit(action.block, action.certificate)
+                work.extend(self._commit(action.block, action.certificate))
             elif isinstance(action, ServeBlocks):
                 outgoing.append((action.to, encode_message(self._blocks_from(action.from_height))))
         return outgoing
 
-    def _commit(self, block: Block, certificate: CommitCertificate) -> None:
+    def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
+        """Store the block; returns what handing the transactions it unblocked to the replica produced."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self._verified)
         self.store.append_block(block, execution, certificate=codec.encode(certificate))
-        self.committed.append(block.height)
+        for listener in self.commit_listeners:
+            listener(block, execution)
+        released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))
+        self.replica.discard(released.dropped)
+        return self._hand_to_replica(released.ready)
 
     def _blocks_from(self, from_height: int) -> Message:
         height, _ = self.store.head()

@@ -121,3 +121,34 @@ def test_garbage_from_a_peer_is_counted_and_changes_nothing(network: LocalNetwor
     network.submit_everywhere(grant(SigningKey.from_seed(b"x" * 32), 0, SigningKey.from_seed(b"y" * 32)))
     network.run(1_000)
     assert core.store.head()[0] >= 1
+
+
+def test_transactions_arriving_in_reverse_nonce_order_all_commit(network: LocalNetwork) -> None:
+    patient = SigningKey.from_seed(b"z" * 32)
+    txs = [grant(patient, nonce, SigningKey.from_seed(bytes([140 + nonce]) * 32)) for nonce in range(5)]
+    for tx in reversed(txs):
+        network.submit_everywhere(tx)
+        network.run(50)
+    network.run(1_000)
+    core = network.cores[1]
+    assert core is not None
+    stored = core.store.transactions_by_sender(patient.public_key)
+    assert [(item.tx.nonce, item.reject_reason) for item in stored] == [(nonce, None) for nonce in range(5)]
+
+
+def test_a_transaction_that_lost_its_nonce_to_another_is_forgotten_without_a_view_change(
+    network: LocalNetwork,
+) -> None:
+    patient = SigningKey.from_seed(b"k" * 32)
+    winner = grant(patient, 0, SigningKey.from_seed(b"W" * 32))
+    loser = grant(patient, 0, SigningKey.from_seed(b"L" * 32))
+    primary, backup = network.cores[0], network.cores[3]
+    assert primary is not None and backup is not None
+    for index, core in enumerate(network.cores):
+        assert core is not None
+        network._queue(index, core.submit(loser if core is backup else winner, network.now_ms))
+    network.run(5_000)  # longer than the request timeout
+
+    assert backup.store.transaction(winner.id) is not None and backup.store.transaction(loser.id) is None
+    assert backup.replica.pending_count == 0 and loser.id not in backup.mempool
+    assert all(core is not None and core.replica.view == 0 for core in network.cores)

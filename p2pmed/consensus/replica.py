@@ -241,6 +241,13 @@ class Replica:
         self._maybe_propose()
         return self._flush()
 
+    def discard(self, tx_ids: Iterable[bytes]) -> None:
+        """Forget pending transactions that can no longer commit (another transaction
+        took their nonce), so that waiting for them does not make us suspect the primary."""
+        for tx_id in tx_ids:
+            self._pending.pop(tx_id, None)
+        self._refresh_progress_deadline()
+
     def receive(self, sender: int, data: bytes, now_ms: int) -> list[Action]:
         """Bytes from validator ``sender`` (the transport authenticated who sent them)."""
         try:

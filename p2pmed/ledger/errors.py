@@ -19,6 +19,8 @@ class RejectReason(enum.StrEnum):
     NOT_AUTHORISED = "not-authorised"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
+    NONCE_PENDING = "nonce-pending"
+    MEMPOOL_FULL = "mempool-full"
 
 
 class TxRejected(Exception):

@@ -1,0 +1,120 @@
+"""Transactions waiting to be ordered, released to consensus in per-sender nonce order.
+
+The ledger accepts a sender's transactions only in nonce order (0, 1, 2...), and
+gossip delivers them in any order. If consensus were handed nonce 5 before
+nonce 4, the block would refuse 5 as ``future-nonce`` and the sender would have
+to sign it again. So the mempool holds each sender's transactions by nonce and
+*releases* one to consensus only when every lower nonce is committed or already
+released: the released ones of a sender always form one run starting at its
+next committed nonce.
+
+When a block commits, each sender it touched has a new next nonce; whatever the
+mempool still holds below it lost the race to another transaction with the same
+nonce (or was committed) and is dropped, and the run after it is released. The
+caller must tell consensus to forget dropped transactions that were released,
+or backups would wait for them forever and suspect the primary.
+
+Bounded: ``size_max`` transactions in all and at most ``ahead_max`` nonces past a
+sender's next committed one, so one sender cannot fill it with a far-future run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from p2pmed.ledger.errors import RejectReason, TxRejected
+from p2pmed.ledger.tx import Transaction
+
+__all__ = ["Mempool", "Released"]
+
+
+@dataclass
+class Released:
+    """What changed for consensus: transactions to hand it, ids it must forget."""
+
+    ready: list[Transaction] = field(default_factory=list)
+    dropped: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class _Sender:
+    next_committed: int
+    next_release: int
+    by_nonce: dict[int, Transaction] = field(default_factory=dict)
+
+
+class Mempool:
+    def __init__(self, size_max: int = 100_000, ahead_max: int = 1_000) -> None:
+        self.size_max = size_max
+        self.ahead_max = ahead_max
+        self._by_id: dict[bytes, Transaction] = {}
+        self._senders: dict[bytes, _Sender] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._by_id
+
+    def get(self, tx_id: bytes) -> Transaction | None:
+        return self._by_id.get(tx_id)
+
+    def transactions(self) -> list[Transaction]:
+        """Every waiting transaction, in arrival order."""
+        return list(self._by_id.values())
+
+    def add(self, tx: Transaction, next_committed: int) -> list[Transaction]:
+        """Hold ``tx`` (``next_committed`` is its sender's next nonce on the chain);
+        returns the transactions this releases. Raises ``TxRejected`` if it cannot wait."""
+        if tx.id in self._by_id:
+            raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already waiting")
+        sender = self._senders.get(tx.sender)
+        if sender is not None:
+            next_committed = sender.next_committed
+        if tx.nonce < next_committed:
+            raise TxRejected(RejectReason.STALE_NONCE, f"nonce {tx.nonce} already used; next is {next_committed}")
+        if tx.nonce >= next_committed + self.ahead_max:
+            raise TxRejected(
+                RejectReason.FUTURE_NONCE,
+                f"nonce {tx.nonce} is more than {self.ahead_max} ahead of the next one, {next_committed}",
+            )
+        if sender is not None and tx.nonce in sender.by_nonce:
+            raise TxRejected(
+                RejectReason.NONCE_PENDING, f"another transaction with nonce {tx.nonce} from this sender is waiting"
+            )
+        if len(self._by_id) >= self.size_max:
+            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_max} transactions are waiting; try again later")
+        if sender is None:
+            sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)
+        sender.by_nonce[tx.nonce] = tx
+        self._by_id[tx.id] = tx
+        return self._release(sender)
+
+    def committed(self, txs: Iterable[Transaction], next_nonce: Callable[[bytes], int]) -> Released:
+        """A block with ``txs`` committed; ``next_nonce(sender)`` reads the new chain state."""
+        released = Released()
+        txs = list(txs)
+        in_block = {tx.id for tx in txs}
+        for public_key in dict.fromkeys(tx.sender for tx in txs):
+            sender = self._senders.get(public_key)
+            if sender is None:
+                continue
+            sender.next_committed = next_nonce(public_key)
+            for nonce in [nonce for nonce in sender.by_nonce if nonce < sender.next_committed]:
+                tx = sender.by_nonce.pop(nonce)
+                del self._by_id[tx.id]
+                if nonce < sender.next_release and tx.id not in in_block:
+                    released.dropped.append(tx.id)
+            sender.next_release = max(sender.next_release, sender.next_committed)
+            released.ready.extend(self._release(sender))
+            if not sender.by_nonce:
+                del self._senders[public_key]
+        return released
+
+    def _release(self, sender: _Sender) -> list[Transaction]:
+        ready = []
+        while (tx := sender.by_nonce.get(sender.next_release)) is not None:
+            ready.append(tx)
+            sender.next_release += 1
+        return ready
