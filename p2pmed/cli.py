@@ -40,13 +40,15 @@ def init(home: Path, moniker: str, listen: str) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the node homes.")
 @click.option("--base-port", type=int, default=26656, show_default=True, help="Node i listens on 127.0.0.1:base+i.")
 @click.option("--chain-id", default="p2pmed-testnet", show_default=True)
-def testnet(nodes: int, out: Path, base_port: int, chain_id: str) -> None:
-    """Create homes for a local network of validators sharing one genesis."""
+@click.option("--ip", "ips", multiple=True, metavar="IPV4",
+              help="One per node, for nodes on separate hosts or containers: node i is reached at IPV4:base-port.")
+def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str, ...]) -> None:
+    """Create homes for a network of validators sharing one genesis (by default all on 127.0.0.1)."""
     from p2pmed.genesis import load_genesis
     from p2pmed.home import GENESIS, HomeError, create_testnet
 
     try:
-        homes = create_testnet(out, nodes, base_port, chain_id)
+        homes = create_testnet(out, nodes, base_port, chain_id, ips)
     except HomeError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)

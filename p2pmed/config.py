@@ -8,7 +8,9 @@ daemon exits with code 2 rather than run with a setting the operator did not mea
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,49 +47,54 @@ class NodeConfig:
 
 
 CONFIG_TEMPLATE = """\
-# p2pmed node configuration. Every key may be left out; the value shown is the default.
-moniker = "{moniker}"
+# p2pmed node configuration. A key left out takes its default (the value `p2pmed init` writes).
+moniker = {moniker}
 
 [p2p]
 # Multiaddr this node listens on for its peers (TCP, Noise encryption, Yamux
 # streams). The peers themselves come from genesis.json.
-listen = "{listen}"
+listen = {listen}
 
 [rpc]
 # Unix socket of the local JSON-RPC interface, relative to the home directory.
 # It is created with mode 0600: only this user can drive the node.
-socket = "p2pmed.sock"
+socket = {rpc_socket}
 
 [metrics]
 # Port for Prometheus metrics on 127.0.0.1; 0 turns metrics off.
-port = 0
+port = {metrics_port}
 
 [consensus]
 # Most transactions in one proposal, and how long the primary waits to fill one.
-batch_size_max = 500
-batch_delay_ms = 10
+batch_size_max = {batch_size_max}
+batch_delay_ms = {batch_delay_ms}
 # How long a transaction may wait before the primary is suspected, and how long
 # a view change may take before the next one; both in milliseconds.
-request_timeout_ms = 2000
-view_change_timeout_ms = 2000
+request_timeout_ms = {request_timeout_ms}
+view_change_timeout_ms = {view_change_timeout_ms}
 # Blocks between checkpoints; the log is garbage-collected at each one.
-checkpoint_interval = 16
+checkpoint_interval = {checkpoint_interval}
 
 [log]
 # "auto" (readable on a terminal, JSON lines otherwise), "json" or "console".
-format = "auto"
+format = {log_format}
 # "debug", "info", "warning" or "error".
-level = "info"
+level = {log_level}
 
 [fault_injection]
 # Test harness only: lets the transport drop, delay and partition traffic on
 # command. Never enable this on a production node.
-enabled = false
+enabled = {fault_injection}
 """
 
 
-def render_config(moniker: str, listen: str) -> str:
-    return CONFIG_TEMPLATE.format(moniker=moniker, listen=listen)
+def render_config(config: NodeConfig) -> str:
+    """``config`` as a commented config.toml that ``load_config`` reads back unchanged."""
+    values = {
+        name: json.dumps(value) if isinstance(value, (str, bool)) else str(value)  # JSON strings are TOML strings
+        for name, value in dataclasses.asdict(config).items()
+    }
+    return CONFIG_TEMPLATE.format(**values)
 
 
 def _text(limit: int) -> Callable[[Any], str | None]:

@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from p2pmed import crypto
-from p2pmed.config import render_config
-from p2pmed.genesis import Genesis, ValidatorInfo, write_genesis
+from p2pmed.config import NodeConfig, load_config, render_config
+from p2pmed.genesis import Genesis, ValidatorInfo, load_genesis, write_genesis
 
-__all__ = ["HomeError", "create_testnet", "init_home"]
+__all__ = ["HomeError", "LoadedHome", "create_testnet", "init_home", "load_home"]
 
 NODE_KEY = "node_key.pem"
 CONFIG = "config.toml"
@@ -37,24 +40,75 @@ def init_home(home: Path, moniker: str, listen: str) -> crypto.SigningKey:
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
     key = crypto.SigningKey.generate()
     crypto.save_signing_key(home / NODE_KEY, key)
-    (home / CONFIG).write_text(render_config(moniker, listen))
+    (home / CONFIG).write_text(render_config(NodeConfig(moniker=moniker, listen=listen)))
     return key
 
 
-def create_testnet(out: Path, nodes: int, base_port: int, chain_id: str) -> list[Path]:
-    """Homes for ``nodes`` local validators on 127.0.0.1 sharing one genesis."""
+def create_testnet(
+    out: Path, nodes: int, base_port: int, chain_id: str, ips: Sequence[str] = ()
+) -> list[Path]:
+    """Homes for ``nodes`` validators sharing one genesis. Without ``ips`` they all run
+    on 127.0.0.1, node i on ``base_port + i``; with one IPv4 address per node (each in
+    its own container, say) every node listens on all interfaces at ``base_port``."""
     if not 1 <= nodes <= NODES_MAX:
         raise HomeError(f"--nodes must be 1..{NODES_MAX}")
     if not 1024 <= base_port <= 65_535 - nodes:
         raise HomeError(f"--base-port must leave room for {nodes} ports between 1024 and 65535")
+    if ips and len(ips) != nodes:
+        raise HomeError(f"give one --ip per node: {len(ips)} for {nodes} nodes")
+    for ip in ips:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise HomeError(f"--ip {ip!r} is not an IPv4 address") from None
     homes, validators = [], []
     for index in range(nodes):
         home, moniker = out / f"node{index}", f"node{index}"
-        address = f"/ip4/127.0.0.1/tcp/{base_port + index}"
-        key = init_home(home, moniker, address)
+        if ips:
+            listen, address = f"/ip4/0.0.0.0/tcp/{base_port}", f"/ip4/{ips[index]}/tcp/{base_port}"
+        else:
+            listen = address = f"/ip4/127.0.0.1/tcp/{base_port + index}"
+        key = init_home(home, moniker, listen)
         homes.append(home)
         validators.append(ValidatorInfo(moniker, key.public_key, address))
     genesis = Genesis(chain_id, int(time.time() * 1000), tuple(validators))
     for home in homes:
         write_genesis(home / GENESIS, genesis)
     return homes
+
+
+@dataclass(frozen=True)
+class LoadedHome:
+    """Everything the daemon reads from a home directory, checked."""
+
+    path: Path
+    config: NodeConfig
+    genesis: Genesis
+    key: crypto.SigningKey
+    index: int
+    """This node's position among the genesis validators."""
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / DATA / "chain.sqlite3"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.path / self.config.rpc_socket
+
+
+def load_home(home: Path) -> LoadedHome:
+    """Read and check a node's config, genesis and key. Raises ``ConfigError``,
+    ``GenesisError``, ``KeyFileError`` or ``HomeError`` saying what to fix."""
+    if not home.is_dir():
+        raise HomeError(f"{home} is not a node home directory; create one with `p2pmed init --home {home}`")
+    config = load_config(home / CONFIG)
+    genesis = load_genesis(home / GENESIS)
+    key = crypto.load_signing_key(home / NODE_KEY)
+    if key.public_key not in genesis.validator_keys:
+        raise HomeError(
+            f"this node's key {key.public_key.hex()[:16]}… is not among the validators in {home / GENESIS};"
+            " add it there (every node needs the same genesis.json)"
+        )
+    (home / DATA).mkdir(mode=0o700, exist_ok=True)
+    return LoadedHome(home, config, genesis, key, genesis.validator_keys.index(key.public_key))

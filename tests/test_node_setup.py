@@ -77,11 +77,16 @@ def test_config_that_is_not_toml_or_missing_is_refused(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
-def test_the_config_template_sets_exactly_the_defaults() -> None:
+def test_a_rendered_config_reads_back_unchanged() -> None:
     import tomllib
 
     defaults = NodeConfig()
-    assert parse_config(tomllib.loads(render_config(defaults.moniker, defaults.listen))) == defaults
+    assert parse_config(tomllib.loads(render_config(defaults))) == defaults
+    custom = NodeConfig(
+        moniker='St "Mary\'s"', listen="/ip4/0.0.0.0/tcp/9000", metrics_port=9100, request_timeout_ms=700,
+        log_format="json", log_level="debug", fault_injection=True,
+    )
+    assert parse_config(tomllib.loads(render_config(custom))) == custom
 
 
 def _genesis_document() -> dict:
