@@ -1,0 +1,361 @@
+"""Transaction gossip: the batch wire format, the pending queue, and real GossipSub meshes.
+
+The network tests run 4 py-libp2p hosts (TCP + Noise + Yamux) in this process
+on 127.0.0.1 with ephemeral ports, every pair connected, and start only once
+each host has every other in its mesh. Every test is bounded by
+``trio.fail_after``; every loop is bounded in count too. Nothing asserts on
+timing: a step awaits what proves it happened (a batch arriving, a counter
+reaching its value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import multiaddr
+import pytest
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
+
+from p2pmed import codec
+from p2pmed.crypto import SigningKey
+from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.net import REJECT_REASONS, TxBatch, TxGossip, gossip_message_id, key_pair_of, peer_id_of, tx_topic
+
+CHAIN = "test-chain"
+TOPIC = tx_topic(CHAIN)
+TEST_TIMEOUT = 60  # generous: a loaded 2-core machine; the tests take a few seconds each
+LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+PATIENT = SigningKey.from_seed(b"\x01" * 32)
+DOCTOR = SigningKey.from_seed(b"\x02" * 32)
+EXPIRES_MS = 1_800_000_000_000
+
+
+def grant(nonce: int, key: SigningKey = PATIENT, chain_id: str = CHAIN) -> Transaction:
+    return sign_transaction(key, chain_id, "consent.grant", nonce, ConsentGrant(DOCTOR.public_key, ("laboratory",), "TREAT", EXPIRES_MS))
+
+
+def forged(tx: Transaction) -> Transaction:
+    """``tx`` with a signature that does not verify."""
+    return Transaction(tx.type, tx.chain_id, tx.sender, tx.nonce, tx.body, bytes(64))
+
+
+class Verifier:
+    """The node's accept callback in small: verify a transaction once, then remember it."""
+
+    def __init__(self) -> None:
+        self.verified: set[bytes] = set()
+        self.calls: Counter[bytes] = Counter()
+
+    def __call__(self, tx: Transaction) -> bool:
+        self.calls[tx.id] += 1
+        if tx.id in self.verified:
+            return True
+        if not tx.signature_is_valid():
+            return False
+        self.verified.add(tx.id)
+        return True
+
+
+# -- wire format and queues, without a network -------------------------------------
+
+
+def test_a_batch_is_the_canonical_cbor_map_of_its_transactions():
+    txs = (grant(0), grant(1), grant(2, chain_id="other-chain"))
+    data = codec.encode(TxBatch(txs))
+    # {"txs": [tx, tx, tx]}, each transaction's own canonical encoding verbatim
+    assert data == b"\xa1\x63txs\x83" + b"".join(tx.encoded for tx in txs)
+    assert codec.decode(TxBatch, data, len(data)) == TxBatch(txs)
+    assert gossip_message_id(rpc_pb2.Message(data=data, seqno=b"any", from_id=b"anyone")) == hashlib.sha256(data).digest()
+    assert TOPIC == "/p2pmed/test-chain/tx/1"
+    with pytest.raises(ValueError, match="at least one"):
+        TxBatch(())
+    for bad in (cbor2.dumps({"txs": []}), cbor2.dumps({"txs": [txs[0].encoded]}), cbor2.dumps({"txs": [], "x": 1}), data + b"\x00"):
+        with pytest.raises(codec.CodecError):
+            codec.decode(TxBatch, bad, 1 << 20)
+
+
+def offline_gossip(**options: Any) -> TxGossip:
+    return TxGossip(new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x30" * 32))), CHAIN, Verifier(), **options)
+
+
+def test_publish_refuses_transactions_that_would_spoil_a_batch():
+    gossip = offline_gossip(batch_bytes_max=1000, pending_bytes_max=1000)
+    with pytest.raises(ValueError, match="refused"):
+        gossip.publish(forged(grant(0)))
+    with pytest.raises(ValueError, match="refused"):
+        gossip.publish(grant(0, chain_id="other-chain"))
+    big = sign_transaction(PATIENT, CHAIN, "test.blob", 0, {"blob": bytes(1000)})
+    with pytest.raises(ValueError, match="does not fit"):
+        gossip.publish(big)
+    assert gossip.pending() == 0
+    gossip.publish(grant(0))
+    assert gossip.pending() == 1
+
+
+def test_a_full_pending_queue_drops_the_oldest_transactions_and_counts_them():
+    gossip = offline_gossip(pending_txs_max=3)
+    txs = [grant(i) for i in range(5)]
+    for tx in txs:
+        gossip.publish(tx)
+    assert gossip.pending() == 3
+    assert gossip.counters.txs_dropped == 2
+    assert list(gossip._pending) == txs[2:]
+
+
+async def test_the_flusher_waits_for_a_backlogged_mesh_peer_but_leaves_a_slow_one_behind():
+    gossip = offline_gossip(outbound_wait_max=0.05)
+    mesh_peer, other_peer = (peer_id_of(SigningKey.from_seed(bytes([seed]) * 32).public_key) for seed in (0x50, 0x51))
+    queues = {mesh_peer: RpcQueue(), other_peer: RpcQueue()}
+    gossip.pubsub.peer_queues.update(queues)
+    gossip.router.mesh[TOPIC] = {mesh_peer}
+
+    def fill(queue: RpcQueue) -> None:
+        for _ in range(OutBoundQueueSize // 2 + 1):
+            assert queue.push(rpc_pb2.RPC())
+
+    async def drain(queue: RpcQueue, delay: float = 0) -> None:
+        await trio.sleep(delay)
+        for _ in range(OutBoundQueueSize):
+            if not len(queue):
+                break
+            await queue.pop()
+
+    with trio.fail_after(TEST_TIMEOUT):
+        fill(queues[other_peer])
+        assert await gossip._wait_for_outbound_room()  # only the topic's mesh peers count
+        fill(queues[mesh_peer])
+        assert not await gossip._wait_for_outbound_room()  # waited outbound_wait_max, then gave up on it
+        assert await gossip._wait_for_outbound_room()  # a slow peer is not waited for again...
+        await drain(queues[mesh_peer])
+        assert await gossip._wait_for_outbound_room()  # ...until a batch finds its queue drained
+        fill(queues[mesh_peer])
+        gossip.outbound_wait_max = TEST_TIMEOUT
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain, queues[mesh_peer], 0.05)
+            assert await gossip._wait_for_outbound_room()
+            assert len(queues[mesh_peer]) <= OutBoundQueueSize // 2  # it returned once the queue fell below half
+
+
+def test_bad_settings_are_refused():
+    host = new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x31" * 32)))
+    for options in ({"batch_txs_max": 0}, {"batch_bytes_max": 10}, {"batch_bytes_max": 1 << 20}, {"pending_bytes_max": 1000}):
+        with pytest.raises(ValueError):
+            TxGossip(host, CHAIN, Verifier(), **options)
+    with pytest.raises(ValueError, match="chain_id"):
+        TxGossip(host, "", Verifier())
+
+
+# -- real hosts -------------------------------------------------------------------
+
+
+@dataclass
+class Network:
+    hosts: list[IHost]
+    gossips: list[TxGossip]
+    verifiers: list[Verifier]
+    scopes: list[trio.CancelScope]
+    stopped: list[trio.Event]
+
+    async def run(self, index: int, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self.scopes[index]:
+                await self.gossips[index].run(task_status=task_status)
+        finally:
+            self.stopped[index].set()
+
+    async def stop(self, index: int) -> None:
+        self.scopes[index].cancel()
+        await self.stopped[index].wait()
+
+
+@asynccontextmanager
+async def gossip_network(count: int = 4, **options: Any) -> AsyncIterator[Network]:
+    """``count`` hosts, all connected to each other, each with every other in its mesh."""
+    keys = [SigningKey.from_seed(bytes([0x40 + i]) * 32) for i in range(count)]
+    hosts = [new_host(key_pair=key_pair_of(key)) for key in keys]
+    verifiers = [Verifier() for _ in hosts]
+    # The gossips run in a nursery opened before host.run() (DESIGN.md), so the hosts
+    # close their connections before the pubsub services stop, as TxGossip advises.
+    async with trio.open_nursery() as outer:
+        async with AsyncExitStack() as stack:
+            for host in hosts:
+                await stack.enter_async_context(host.run(listen_addrs=[LISTEN]))
+            gossips = [TxGossip(host, CHAIN, verifier, **options) for host, verifier in zip(hosts, verifiers, strict=True)]
+            net = Network(hosts, gossips, verifiers, [trio.CancelScope() for _ in hosts], [trio.Event() for _ in hosts])
+            for index in range(count):
+                await outer.start(net.run, index)
+            async with trio.open_nursery() as dialers:
+                for i, j in itertools.combinations(range(count), 2):
+                    peer = PeerInfo(hosts[j].get_id(), hosts[j].get_transport_addrs())
+                    dialers.start_soon(hosts[i].connect, peer)
+            for gossip, other in itertools.product(gossips, hosts):
+                if other is not gossip.host:
+                    await gossip.pubsub.wait_for_mesh(other.get_id(), TOPIC, timeout=TEST_TIMEOUT)
+            yield net
+        outer.cancel_scope.cancel()
+
+
+async def receive_txs(gossip: TxGossip, count: int) -> list[Transaction]:
+    """The next ``count`` transactions ``gossip`` hands over, in order."""
+    txs: list[Transaction] = []
+    for _ in range(count):  # at least one transaction per batch
+        if len(txs) >= count:
+            break
+        txs.extend(await gossip.incoming.receive())
+    assert len(txs) == count, f"expected {count} transactions, got {len(txs)}"
+    return txs
+
+
+def assert_nothing_waiting(gossips: list[TxGossip]) -> None:
+    for gossip in gossips:
+        with pytest.raises(trio.WouldBlock):
+            gossip.incoming.receive_nowait()
+
+
+async def receive_until(gossip: TxGossip, last: tuple[Transaction, ...]) -> list[tuple[Transaction, ...]]:
+    """The batches ``gossip`` hands over, up to and including ``last``."""
+    got = []
+    for _ in range(10):
+        got.append(await gossip.incoming.receive())
+        if got[-1] == last:
+            return got
+    raise AssertionError(f"{last} did not come among the first 10 batches: {got}")
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    for _ in range(int(TEST_TIMEOUT / 0.01)):
+        if predicate():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_transaction_reaches_every_other_host_exactly_once_and_never_its_publisher():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(4) as net:
+            first, same, marker = grant(0), grant(1), grant(2)
+            net.gossips[0].publish(first)
+            for gossip in net.gossips[1:]:
+                assert await gossip.incoming.receive() == (first,)
+            # Hosts 1 and 2 publish the same batch bytes: one content-addressed message.
+            net.gossips[1].publish(same)
+            net.gossips[2].publish(same)
+            for index in (0, 3):  # host 0's first delivery: its own batch did not come back
+                assert await net.gossips[index].incoming.receive() == (same,)
+            net.gossips[3].publish(marker)
+            assert await receive_until(net.gossips[0], (marker,)) == [(marker,)]
+            for index in (1, 2):  # the other's copy is dropped as seen, unless it came before its own publish
+                assert await receive_until(net.gossips[index], (marker,)) in ([(marker,)], [(same,), (marker,)])
+            assert_nothing_waiting(net.gossips)
+            # A receiver validates `first` once, however many copies reach it; its
+            # publisher checks it in publish() and again in its own validator.
+            assert [verifier.calls[first.id] for verifier in net.verifiers] == [2, 1, 1, 1]
+            assert net.gossips[0].counters.batches_published == net.gossips[0].counters.txs_published == 1
+            assert net.gossips[0].counters.batches_received == 2
+            assert net.gossips[3].counters.batches_received == 2
+            for gossip in net.gossips:
+                assert gossip.counters.batches_rejected == dict.fromkeys(REJECT_REASONS, 0)
+                assert gossip.counters.batches_dropped == gossip.counters.txs_dropped == 0
+
+
+async def test_2000_transactions_published_quickly_all_arrive_in_a_few_batches():
+    txs = [grant(nonce) for nonce in range(2000)]
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(4) as net:
+            publisher = net.gossips[0]
+            received: dict[int, list[Transaction]] = {}
+
+            async def collect(index: int) -> None:
+                received[index] = await receive_txs(net.gossips[index], len(txs))
+
+            started = trio.current_time()
+            async with trio.open_nursery() as nursery:
+                for index in (1, 2, 3):
+                    nursery.start_soon(collect, index)
+                for tx in txs:
+                    publisher.publish(tx)
+            elapsed = trio.current_time() - started
+            for index in (1, 2, 3):
+                assert len(received[index]) == len(set(received[index])) == len(txs)
+                assert set(received[index]) == set(txs)
+                assert net.gossips[index].counters.batches_received == publisher.counters.batches_published
+            counters = publisher.counters
+            assert counters.txs_published == len(txs) and counters.txs_dropped == 0
+            assert counters.batches_published <= len(txs) // 20  # batched, not one message per transaction
+            assert_nothing_waiting(net.gossips)
+            print(f"\n2000 txs to 3 hosts in {elapsed:.2f} s: {len(txs) / elapsed:.0f} txs/s, {counters.batches_published} batches")
+
+
+async def test_bad_batches_from_a_misbehaving_peer_are_rejected_counted_and_not_delivered():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(4) as net:
+            honest, rogue = net.gossips[:3], net.gossips[3]
+            rogue.pubsub.remove_topic_validator(TOPIC)  # it publishes whatever bytes it likes
+            hidden, foreign = grant(10), grant(11, chain_id="other-chain")
+            bad = [
+                ("malformed", b"\xff not CBOR"),
+                ("malformed", cbor2.dumps({"txs": []})),
+                ("too_big", bytes(rogue.batch_bytes_max + 1)),
+                ("bad_tx", codec.encode(TxBatch((hidden, forged(grant(12)))))),
+                ("bad_tx", codec.encode(TxBatch((hidden, foreign)))),
+            ]
+            for _reason, data in bad:
+                await rogue.pubsub.publish(TOPIC, data)
+            expected = {"too_big": 1, "malformed": 2, "bad_tx": 2}
+            for gossip in honest:
+                await wait_until(lambda gossip=gossip: gossip.counters.batches_rejected == expected)
+            # Good traffic goes on, the rogue's included: its valid batches are still accepted.
+            good, from_rogue = grant(13), grant(14)
+            honest[0].publish(good)
+            await rogue.pubsub.publish(TOPIC, codec.encode(TxBatch((from_rogue,))))
+            for gossip in honest[1:]:
+                assert sorted(await receive_txs(gossip, 2), key=lambda tx: tx.nonce) == [good, from_rogue]
+            assert await honest[0].incoming.receive() == (from_rogue,)
+            assert await rogue.incoming.receive() == (good,)
+            assert_nothing_waiting(net.gossips)  # `hidden` never came out of a rejected batch
+            for gossip in honest:
+                assert gossip.counters.batches_received == 2 - (gossip is honest[0])
+
+
+async def test_a_batch_closes_at_its_byte_limit():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(2, batch_bytes_max=2000) as net:  # 7 of these transactions fill a batch
+            txs = [grant(nonce) for nonce in range(30)]
+            for tx in txs:
+                net.gossips[0].publish(tx)
+            batches = []
+            for _ in range(len(txs)):
+                if sum(map(len, batches)) == len(txs):
+                    break
+                batches.append(await net.gossips[1].incoming.receive())
+            assert sorted(map(len, batches)) == [2, 7, 7, 7, 7]  # batches may arrive in any order
+            assert all(len(codec.encode(TxBatch(batch))) <= 2000 for batch in batches)
+            assert sorted((tx for batch in batches for tx in batch), key=lambda tx: tx.nonce) == txs
+
+
+async def test_stopping_ends_the_incoming_channel_and_later_publishes_are_dropped():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(2) as net:
+            net.gossips[0].publish(grant(0))
+            assert await net.gossips[1].incoming.receive() == (grant(0),)
+            await net.stop(1)
+            with pytest.raises(trio.EndOfChannel):
+                await net.gossips[1].incoming.receive()
+            net.gossips[1].publish(grant(1))
+            assert net.gossips[1].counters.txs_dropped == 1
+            assert net.gossips[1].pending() == 0
+            with pytest.raises(RuntimeError, match="runs once"):
+                await net.gossips[1].run()
