@@ -530,6 +530,7 @@ class Replica:
             matching = tuple(sorted((c for c in votes.values() if c.block_hash == my_hash), key=lambda c: c.replica))
             if len(matching) >= self.validators.quorum:
                 self._make_stable(sequence, matching[: self.validators.quorum])
+                self._maybe_propose()  # the window moved up
                 return
 
     def _make_stable(self, sequence: int, proof: tuple[Checkpoint, ...]) -> None:
@@ -542,7 +543,6 @@ class Replica:
         for table in (self._checkpoint_votes, self._my_checkpoints, self._executed_digests):
             for old in [s for s in table if s < sequence]:
                 del table[old]
-        self._maybe_propose()
 
     # -- view change ----------------------------------------------------------
 
@@ -771,11 +771,18 @@ class Replica:
             self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
             return
         stalled = [s for s, slot in self._log.items() if s > self.last_executed and slot.certificate is None]
-        if stalled and self._retransmit_height == self.last_executed:
-            # No progress for a whole interval: peers may have decided what we missed.
-            voters = {vote.replica for s in stalled for vote in [*self._log[s].prepares.values(), *self._log[s].commits.values()]}
-            self._behind(max(stalled), voters - {self.index})
+        progressed = self._retransmit_height != self.last_executed
         self._retransmit_height = self.last_executed
+        latest = self._my_latest_checkpoint
+        if latest is not None and latest.sequence > self.stable_sequence:
+            self._messages.append(Broadcast(latest))
+        if not stalled or progressed:
+            # Blocks are executing, so votes are getting through: resending them all now
+            # would only add load (on a busy network, enough to cause the stall it fears).
+            return
+        # No progress for a whole interval: peers may have decided what we missed.
+        voters = {vote.replica for s in stalled for vote in [*self._log[s].prepares.values(), *self._log[s].commits.values()]}
+        self._behind(max(stalled), voters - {self.index})
         for sequence, slot in sorted(self._log.items()):
             if sequence <= self.last_executed or slot.certificate is not None:
                 continue
@@ -784,9 +791,6 @@ class Replica:
             for vote in (slot.my_prepare, slot.my_commit):
                 if vote is not None:
                     self._messages.append(Broadcast(vote))
-        latest = self._my_latest_checkpoint
-        if latest is not None and latest.sequence > self.stable_sequence:
-            self._messages.append(Broadcast(latest))
 
     # -- helpers --------------------------------------------------------------
 
