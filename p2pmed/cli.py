@@ -9,6 +9,7 @@ import click
 
 from p2pmed import demo as demo_module
 
+EXIT_FAILURE = 1
 EXIT_VIOLATION = 1
 EXIT_BAD_INPUT = 2
 
@@ -54,6 +55,107 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
         sys.exit(EXIT_BAD_INPUT)
     genesis = load_genesis(homes[0] / GENESIS)
     click.echo(f"created {len(homes)} homes in {out} for chain {chain_id} (genesis {genesis.hash.hex()[:16]}…)")
+
+
+HOME_OPTION = click.option(
+    "--home", type=click.Path(path_type=Path), envvar="P2PMED_HOME", required=True,
+    help="The node's home directory [env: P2PMED_HOME].",
+)
+
+
+@cli.command()
+@HOME_OPTION
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Overrides [log] level in config.toml.")
+def node(home: Path, log_level: str | None) -> None:
+    """Run the node in the foreground until SIGINT or SIGTERM. Exit 2 on a bad home, config,
+    genesis or key file; 1 if it cannot run (port in use, unreadable store)."""
+    import trio
+
+    from p2pmed.crypto import KeyFileError
+    from p2pmed.home import HomeError, load_home
+    from p2pmed.input_error import KeyedInputError
+    from p2pmed.logs import configure_logging
+    from p2pmed.node import serve
+    from p2pmed.store import StoreError
+
+    try:
+        loaded = load_home(home)
+    except (KeyedInputError, KeyFileError, HomeError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    configure_logging(loaded.config.log_format, log_level or loaded.config.log_level)
+    try:
+        trio.run(serve, loaded)
+    except* (StoreError, OSError) as group:  # trio may wrap them in an exception group
+        for error in group.exceptions:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+def _socket_of(home: Path) -> Path:
+    from p2pmed.config import ConfigError, load_config
+    from p2pmed.home import CONFIG
+
+    try:
+        return home / load_config(home / CONFIG).rpc_socket
+    except ConfigError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@cli.command()
+@HOME_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--quiet", is_flag=True, help="Print nothing; exit 0 only if the node answers (a health check).")
+def status(home: Path, as_json: bool, quiet: bool) -> None:
+    """Show the node's height, view, role and peers."""
+    import json
+
+    from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
+
+    try:
+        with RpcClient(_socket_of(home), timeout=5) as client:
+            result = client.call("node.status")
+    except (NodeNotRunning, RpcError, OSError) as error:
+        if not quiet:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    if quiet:
+        return
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(
+        f"{result['moniker']} (validator {result['validator_index']} of {result['validators']}) on {result['chain_id']}\n"
+        f"  height {result['height']}  last block {result['last_block_hash'][:16]}…\n"
+        f"  view {result['view']}  primary {result['primary']}  role {result['role']}\n"
+        f"  peers {result['peers']}  mempool {result['mempool_size']}  up {result['uptime_s']} s  version {result['version']}"
+    )
+
+
+@cli.command()
+@HOME_OPTION
+@click.option("--count", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Transactions per second to offer (open loop) [default: as fast as the node takes them].")
+@click.option("--wait/--no-wait", default=False, help="Wait until they are committed and print tx/s and latency.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for commits.")
+def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float) -> None:
+    """Submit COUNT signed sample transactions (consent grants) through this node."""
+    from p2pmed.load import run_load
+    from p2pmed.rpc.client import NodeNotRunning, RpcError
+
+    try:
+        report = run_load(_socket_of(home), count, rate, wait, timeout)
+    except (NodeNotRunning, RpcError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    for line in report.lines():
+        click.echo(line)
+    if wait and report.committed < report.submitted:
+        click.echo(f"error: {report.submitted - report.committed} transactions not committed within {timeout} s", err=True)
+        sys.exit(EXIT_FAILURE)
 
 
 @cli.command()

@@ -1,10 +1,10 @@
 """One validator's consensus, ledger and store wired together, with no network and no clock.
 
 ``NodeCore`` is what the daemon runs between its network and its timers, and
-what integration tests drive directly. It carries out the replica's actions in
-the order the replica gives them: ``Persist`` goes to the store's consensus table
-(durable, ``synchronous=FULL``) before any message built afterwards is handed
-back for sending; ``CommitBlock`` executes the block with the ledger and appends
+what integration tests drive directly. It carries out the replica's actions:
+the ``Persist`` records of one call go to the store's consensus table in one SQL
+transaction (durable, ``synchronous=FULL``: one fsync, not one per vote) before
+the call returns its messages for sending; ``CommitBlock`` executes the block with the ledger and appends
 it, its outcomes and its commit certificate in one SQL transaction;
 ``ServeBlocks`` answers a lagging peer from the store. Each transaction's
 signature is verified once per node: on arrival, or when a proposal carries one
@@ -134,11 +134,12 @@ class NodeCore:
 
     def _carry_out(self, actions: Iterable[Action]) -> Outgoing:
         outgoing: Outgoing = []
+        records: dict[str, bytes | None] = {}
         work = deque(actions)
         while work:
             action = work.popleft()
             if isinstance(action, Persist):
-                self.store.consensus_put(action.records)
+                records.update(action.records)  # written once below, before any message leaves
             elif isinstance(action, Send):
                 outgoing.append((action.to, encode_message(action.message)))
             elif isinstance(action, Broadcast):
@@ -148,13 +149,15 @@ class NodeCore:
                 work.extend(self._commit(action.block, action.certificate))
             elif isinstance(action, ServeBlocks):
                 outgoing.append((action.to, encode_message(self._blocks_from(action.from_height))))
+        if records:
+            self.store.consensus_put(records)
         return outgoing
 
     def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
         """Store the block; returns what handing the transactions it unblocked to the replica produced."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self._verified)
         self.store.append_block(block, execution, certificate=codec.encode(certificate))
-        for listener in self.commit_listeners:
+        for listener in list(self.commit_listeners):  # a listener may remove itself
             listener(block, execution)
         released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))
         self.replica.discard(released.dropped)

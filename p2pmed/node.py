@@ -1,0 +1,254 @@
+"""The daemon: one validator's ``NodeCore`` driven by libp2p, a clock and the local RPC, under trio.
+
+Tasks, all in one nursery inside ``host.run``:
+
+- the consensus pump: frames from ``ConsensusTransport`` (``/p2pmed/pbft/1``) go to
+  ``core.receive``;
+- the gossip pump: transaction batches from ``TxGossip`` go to ``core.submit``;
+- the timer: sleeps until ``core.next_deadline_ms()`` and calls ``core.tick``;
+- one dialer per other validator, keeping a connection up with capped backoff
+  (gossipsub only meshes with connected peers; the transport dials on its own);
+- the JSON-RPC server on ``<home>/p2pmed.sock``.
+
+Every call into ``NodeCore`` is synchronous and runs on the trio thread, so calls
+never interleave and each leaves the store consistent; cancellation (SIGINT,
+SIGTERM) can only land between them. Each call returns the messages to send,
+which go into the transport's bounded per-peer queues without blocking. After
+each call the timer is woken, since the next deadline may have moved earlier.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import multiaddr
+import structlog
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.peer.peerinfo import PeerInfo
+
+from p2pmed.consensus.certificates import Validators
+from p2pmed.consensus.replica import ReplicaConfig
+from p2pmed.crypto import Ed25519Verifier
+from p2pmed.home import LoadedHome
+from p2pmed.ledger.block import Block
+from p2pmed.ledger.contracts import ALL_TX_TYPES
+from p2pmed.ledger.errors import TxRejected
+from p2pmed.ledger.machine import BlockExecution, Ledger
+from p2pmed.ledger.tx import Transaction
+from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
+from p2pmed.net.tx_gossip import TxGossip
+from p2pmed.node_core import NodeCore, Outgoing
+
+__all__ = ["Node", "NodeClock", "replica_config", "serve"]
+
+log = structlog.get_logger(__name__)
+
+DIAL_DELAY_MIN_S = 0.2
+DIAL_DELAY_MAX_S = 10.0
+DIAL_TIMEOUT_S = 10.0
+CONNECTED_CHECK_S = 1.0
+GOSSIP_FLUSH_DELAY_S = 0.02
+"""py-libp2p carries about a hundred gossip messages a second; at most 50 batches a
+second leaves room for the protocol's own traffic and lets batches grow with load."""
+
+
+class NodeClock:
+    """Milliseconds since 1970 that never go backwards: the wall clock is read once,
+    then advanced by the monotonic clock, so timeouts survive wall-clock jumps and
+    block times still read as dates."""
+
+    def __init__(self) -> None:
+        self._wall_ms = time.time_ns() // 1_000_000
+        self._monotonic_ns = time.monotonic_ns()
+
+    def now_ms(self) -> int:
+        return self._wall_ms + (time.monotonic_ns() - self._monotonic_ns) // 1_000_000
+
+
+def replica_config(home: LoadedHome) -> ReplicaConfig:
+    config = home.config
+    return ReplicaConfig(
+        batch_size_max=config.batch_size_max,
+        batch_delay_ms=config.batch_delay_ms,
+        checkpoint_interval=config.checkpoint_interval,
+        watermark_window=4 * config.checkpoint_interval,
+        request_timeout_ms=config.request_timeout_ms,
+        view_change_timeout_ms=config.view_change_timeout_ms,
+    )
+
+
+@dataclass
+class NodeCounters:
+    gossip_txs_refused: Counter[str] = field(default_factory=Counter)
+
+
+class Node:
+    def __init__(self, home: LoadedHome, clock: NodeClock | None = None) -> None:
+        self.home = home
+        self.clock = clock or NodeClock()
+        self.started_ms = self.clock.now_ms()
+        genesis = home.genesis
+        self.chain_id = genesis.chain_id
+        self.validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
+        self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
+        self.core = NodeCore(
+            home.store_path,
+            Ledger(genesis.chain_id, ALL_TX_TYPES),
+            self.validators,
+            home.key,
+            replica_config(home),
+            self.started_ms,
+        )
+        self.counters = NodeCounters()
+        self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
+        self.host: IHost | None = None
+        self.transport: ConsensusTransport | None = None
+        self.gossip: TxGossip | None = None
+        self._timer_wakeup = trio.Event()
+
+    @property
+    def index(self) -> int:
+        return self.home.index
+
+    # -- what RPC methods call ------------------------------------------------
+
+    def submit(self, tx: Transaction) -> None:
+        """A client transaction: check it, queue it for consensus and gossip it to the
+        other validators. Raises ``TxRejected`` with the reason when it cannot be taken."""
+        assert self.gossip is not None, "the node is not running"
+        self._send(self.core.submit(tx, self.clock.now_ms()))
+        self.gossip.publish(tx)
+
+    def connected_validators(self) -> list[int]:
+        if self.host is None:
+            return []
+        connected = set(self.host.get_connected_peers())
+        return [index for index, peer_id in enumerate(self.peer_ids) if peer_id in connected and index != self.index]
+
+    # -- running ----------------------------------------------------------------
+
+    async def run(self, *, rpc_methods: Any = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; then close the store. ``rpc_methods`` builds the
+        RPC server (``p2pmed.node_rpc``), left out by tests that need no socket."""
+        host = self.host = new_host(key_pair=key_pair_of(self.home.key))
+        listen = multiaddr.Multiaddr(self.home.config.listen)
+        try:
+            async with trio.open_nursery() as outer:  # open before host.run (see DESIGN.md)
+                async with host.run(listen_addrs=[listen]):
+                    async with trio.open_nursery() as nursery:
+                        await self._start(host, nursery, rpc_methods)
+                        log.info(
+                            "node started",
+                            chain=self.chain_id,
+                            index=self.index,
+                            peer_id=str(host.get_id()),
+                            listen=str(listen),
+                            height=self.core.store.head()[0],
+                        )
+                        task_status.started()
+                outer.cancel_scope.cancel()
+        finally:
+            height = self.core.store.head()[0]
+            self.core.close()
+            log.info("node stopped", height=height)
+
+    async def _start(self, host: IHost, nursery: trio.Nursery, rpc_methods: Any) -> None:
+        peerstore = host.get_peerstore()
+        for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators)):
+            if index != self.index:
+                peerstore.add_addrs(peer_id, [multiaddr.Multiaddr(validator.address)], 0)  # ttl 0: permanent
+        self.transport = ConsensusTransport(host, self.peer_ids, self.index)
+        await nursery.start(self.transport.run)
+        self.gossip = TxGossip(host, self.chain_id, self._accept_gossiped, flush_delay=GOSSIP_FLUSH_DELAY_S)
+        await nursery.start(self.gossip.run)
+        for index in range(len(self.peer_ids)):
+            if index != self.index:
+                nursery.start_soon(self._keep_connected, host, index)
+        nursery.start_soon(self._consensus_pump, self.transport)
+        nursery.start_soon(self._gossip_pump, self.gossip)
+        nursery.start_soon(self._timer)
+        self._send(self.core.start())
+        if rpc_methods is not None:
+            await nursery.start(rpc_methods(self).run)
+
+    def _accept_gossiped(self, tx: Transaction) -> bool:
+        try:
+            return self.core.accept(tx)
+        except TxRejected as error:
+            self.counters.gossip_txs_refused[error.reason.value] += 1
+            return False
+
+    async def _consensus_pump(self, transport: ConsensusTransport) -> None:
+        async for sender, data in transport.incoming:
+            self._send(self.core.receive(sender, data, self.clock.now_ms()))
+
+    async def _gossip_pump(self, gossip: TxGossip) -> None:
+        async for batch in gossip.incoming:
+            now_ms = self.clock.now_ms()
+            for tx in batch:
+                try:
+                    self._send(self.core.submit(tx, now_ms))
+                except TxRejected as error:  # mostly duplicates: a client sent it to several nodes
+                    self.counters.gossip_txs_refused[error.reason.value] += 1
+
+    async def _timer(self) -> None:
+        while True:
+            self._timer_wakeup = trio.Event()
+            delay_ms = self.core.next_deadline_ms() - self.clock.now_ms()
+            if delay_ms > 0:
+                with trio.move_on_after(delay_ms / 1000):
+                    await self._timer_wakeup.wait()
+            now_ms = self.clock.now_ms()
+            if now_ms >= self.core.next_deadline_ms():
+                self._send(self.core.tick(now_ms))
+
+    async def _keep_connected(self, host: IHost, index: int) -> None:
+        peer_id = self.peer_ids[index]
+        address = multiaddr.Multiaddr(self.home.genesis.validators[index].address)
+        delay = DIAL_DELAY_MIN_S
+        while True:
+            if peer_id in host.get_connected_peers():
+                delay = DIAL_DELAY_MIN_S
+                await trio.sleep(CONNECTED_CHECK_S)
+                continue
+            with trio.move_on_after(DIAL_TIMEOUT_S):
+                try:
+                    await host.connect(PeerInfo(peer_id, [address]))
+                    log.info("connected", peer=index)
+                    continue
+                except Exception as error:  # refused, reset, handshake failure: retry later
+                    log.debug("dial failed", peer=index, error=repr(error), retry_s=delay)
+            await trio.sleep(delay)
+            delay = min(2 * delay, DIAL_DELAY_MAX_S)
+
+    def _send(self, outgoing: Outgoing) -> None:
+        assert self.transport is not None
+        for index, data in outgoing:
+            self.transport.send(index, data)
+        self._timer_wakeup.set()
+
+
+async def serve(home: LoadedHome) -> None:
+    """Run the node with its RPC socket until SIGINT or SIGTERM; then shut down cleanly."""
+    from p2pmed.node_rpc import rpc_server
+
+    # py-libp2p's yamux sends a window update after every read unless told otherwise;
+    # go-yamux's rule (update once half the window is consumed) halves our frame count.
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+    node = Node(home)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(node.run, rpc_methods=rpc_server))
+            async for signum in signals:
+                log.info("shutting down", signal=signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

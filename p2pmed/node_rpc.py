@@ -1,0 +1,179 @@
+"""The node's JSON-RPC methods: what operators, the CLI and tools call on ``<home>/p2pmed.sock``.
+
+Bytes (ids, hashes, keys, encoded transactions) travel as lowercase hex. A
+transaction is submitted as the hex of its canonical CBOR encoding, exactly the
+bytes its id hashes, so a client in any language can build one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from p2pmed.ledger.block import Block
+from p2pmed.ledger.errors import TxRejected
+from p2pmed.ledger.machine import BlockExecution
+from p2pmed.ledger.tx import decode_transaction
+from p2pmed.node import Node
+from p2pmed.rpc.errors import ErrorCode, RpcError
+from p2pmed.rpc.params import Method, Param
+from p2pmed.rpc.server import RpcServer
+
+__all__ = ["methods", "rpc_server"]
+
+SUBSCRIPTION_BUFFER = 256
+MEMPOOL_LIST_MAX = 1_000
+
+
+def rpc_server(node: Node) -> RpcServer:
+    return RpcServer(node.home.socket_path, methods(node), requests_per_second=20_000, burst=40_000)
+
+
+def methods(node: Node) -> dict[str, Method]:
+    async def status(params: dict[str, Any]) -> dict[str, Any]:
+        replica = node.core.replica
+        height, head_hash = node.core.store.head()
+        role = "view-change" if not replica.view_active else "primary" if replica.is_primary else "backup"
+        return {
+            "chain_id": node.chain_id,
+            "moniker": node.home.config.moniker,
+            "node_id": str(node.peer_ids[node.index]),
+            "validator_index": node.index,
+            "validators": node.validators.n,
+            "height": height,
+            "last_block_hash": head_hash.hex(),
+            "view": replica.view,
+            "primary": replica.primary,
+            "role": role,
+            "peers": len(node.connected_validators()),
+            "mempool_size": len(node.core.mempool),
+            "version": importlib.metadata.version("p2pmed"),
+            "uptime_s": (node.clock.now_ms() - node.started_ms) // 1000,
+        }
+
+    async def peers(params: dict[str, Any]) -> list[dict[str, Any]]:
+        connected = set(node.connected_validators())
+        return [
+            {
+                "index": index,
+                "moniker": validator.moniker,
+                "node_id": str(node.peer_ids[index]),
+                "address": validator.address,
+                "self": index == node.index,
+                "connected": index in connected,
+            }
+            for index, validator in enumerate(node.home.genesis.validators)
+        ]
+
+    async def counters(params: dict[str, Any]) -> dict[str, Any]:
+        transport, gossip = node.transport, node.gossip
+        return {
+            "consensus_rejected": dict(node.core.replica.rejected),
+            "view_changes_started": node.core.replica.view_changes_started,
+            "transport": vars(transport.counters) if transport else {},
+            "gossip": vars(gossip.counters) if gossip else {},
+            "gossip_txs_refused": dict(node.counters.gossip_txs_refused),
+        }
+
+    async def submit(params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            tx = decode_transaction(params["tx"])
+            node.submit(tx)
+        except TxRejected as error:
+            raise RpcError(ErrorCode.REJECTED_TRANSACTION, str(error), {"reason": error.reason.value}) from None
+        return {"tx_id": tx.id.hex(), "status": "pending"}
+
+    async def get_tx(params: dict[str, Any]) -> dict[str, Any]:
+        tx_id: bytes = params["tx_id"]
+        stored = node.core.store.transaction(tx_id)
+        if stored is not None:
+            return {
+                "tx_id": tx_id.hex(),
+                "status": "committed" if stored.reject_reason is None else "rejected",
+                "height": stored.height,
+                "position": stored.position,
+                "reason": None if stored.reject_reason is None else stored.reject_reason.value,
+                "detail": stored.reject_detail or None,
+                "type": stored.tx.type,
+                "sender": stored.tx.sender.hex(),
+                "nonce": stored.tx.nonce,
+            }
+        if tx_id in node.core.mempool:
+            return {"tx_id": tx_id.hex(), "status": "pending"}
+        raise RpcError(ErrorCode.NOT_FOUND, f"transaction {tx_id.hex()} is neither committed nor waiting on this node")
+
+    async def get_block(params: dict[str, Any]) -> dict[str, Any]:
+        store = node.core.store
+        if (params["height"] is None) == (params["hash"] is None):
+            raise RpcError(ErrorCode.INVALID_PARAMS, 'chain.block: give exactly one of "height" and "hash"')
+        block = store.block(params["height"]) if params["hash"] is None else store.block_by_hash(params["hash"])
+        if block is None:
+            wanted = f"height {params['height']}" if params["hash"] is None else f"hash {params['hash'].hex()}"
+            raise RpcError(ErrorCode.NOT_FOUND, f"no block at {wanted}; the head is at {store.head()[0]}")
+        certificate = store.certificate(block.height)
+        return {
+            **block_summary(block),
+            "previous_hash": block.header.previous_hash.hex(),
+            "tx_root": block.header.tx_root.hex(),
+            "proposer": block.header.proposer.hex(),
+            "commit_certificate": None if certificate is None else certificate.hex(),
+        }
+
+    async def mempool_list(params: dict[str, Any]) -> dict[str, Any]:
+        waiting = node.core.mempool.transactions()
+        limit = params["limit"]
+        if not 1 <= limit <= MEMPOOL_LIST_MAX:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f'mempool.list: "limit" must be 1..{MEMPOOL_LIST_MAX}')
+        return {
+            "size": len(waiting),
+            "txs": [{"tx_id": tx.id.hex(), "type": tx.type, "sender": tx.sender.hex(), "nonce": tx.nonce} for tx in waiting[:limit]],
+        }
+
+    async def subscribe_blocks(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Each committed block's summary. The listener is registered inside the generator,
+        so that its ``finally`` always removes it."""
+        send, receive = trio.open_memory_channel[dict[str, Any]](SUBSCRIPTION_BUFFER)
+
+        def on_commit(block: Block, execution: BlockExecution) -> None:
+            try:
+                send.send_nowait(block_summary(block, execution))
+            except trio.WouldBlock:  # the client stopped reading: end its subscription, not the node
+                send.close()
+                node.block_listeners.remove(on_commit)
+
+        node.block_listeners.append(on_commit)
+        try:
+            async for summary in receive:
+                yield summary
+        finally:
+            if on_commit in node.block_listeners:
+                node.block_listeners.remove(on_commit)
+
+    return {
+        "node.status": Method(status),
+        "node.counters": Method(counters),
+        "net.peers": Method(peers),
+        "tx.submit": Method(submit, {"tx": bytes}),
+        "tx.get": Method(get_tx, {"tx_id": bytes}),
+        "chain.block": Method(get_block, {"height": Param(int, optional=True), "hash": Param(bytes, optional=True)}),
+        "chain.subscribe": Method(subscribe_blocks, subscription=True),
+        "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
+    }
+
+
+def block_summary(block: Block, execution: BlockExecution | None = None) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "height": block.height,
+        "hash": block.hash.hex(),
+        "time_ms": block.header.time_ms,
+        "tx_count": len(block.txs),
+        "tx_ids": [tx.id.hex() for tx in block.txs],
+    }
+    if execution is not None:
+        summary["rejected"] = sum(not result.ok for result in execution.results)
+    return summary
+
+

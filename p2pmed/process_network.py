@@ -1,0 +1,174 @@
+"""A network of real ``p2pmed node`` processes on 127.0.0.1, for the demo, integration
+tests, the harness's real mode and the benchmark.
+
+Each node is a child process in its own session (so a terminal's Ctrl-C reaches
+only the parent, which then stops the nodes), logging to ``<dir>/nodeI.log``,
+driven and observed through its RPC socket. Faults are real: ``kill`` sends
+SIGKILL by default, ``pause`` and ``resume`` send SIGSTOP and SIGCONT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from p2pmed.config import NodeConfig, render_config
+from p2pmed.home import CONFIG, create_testnet, load_home
+from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
+
+__all__ = ["NodeFailed", "ProcessNetwork", "free_port_range"]
+
+T = TypeVar("T")
+
+STOP_TIMEOUT_S = 10.0
+POLL_S = 0.05
+
+
+class NodeFailed(RuntimeError):
+    """A node process exited or a wait timed out; the message carries its log's tail."""
+
+
+def free_port_range(count: int, attempts: int = 50) -> int:
+    """A base port such that ``base .. base+count-1`` can all be bound on 127.0.0.1 now."""
+    for _ in range(attempts):
+        base = random.randrange(20_000, 60_000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                listener = socket.socket()
+                sockets.append(listener)
+                listener.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for listener in sockets:
+                listener.close()
+    raise RuntimeError(f"found no {count} consecutive free ports")
+
+
+class ProcessNetwork:
+    def __init__(
+        self, directory: Path, nodes: int = 4, config: NodeConfig | None = None, chain_id: str = "p2pmed-local"
+    ) -> None:
+        self.directory = directory
+        self.homes = create_testnet(directory, nodes, free_port_range(nodes), chain_id)
+        config = config or NodeConfig()
+        for home in self.homes:
+            own = load_home(home).config
+            (home / CONFIG).write_text(render_config(dataclasses.replace(config, moniker=own.moniker, listen=own.listen)))
+        self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
+
+    @property
+    def size(self) -> int:
+        return len(self.homes)
+
+    def log_path(self, index: int) -> Path:
+        return self.directory / f"node{index}.log"
+
+    def start(self, index: int) -> None:
+        assert self.processes[index] is None, f"node {index} is already running"
+        with self.log_path(index).open("ab") as log:
+            self.processes[index] = subprocess.Popen(
+                [sys.executable, "-m", "p2pmed", "node", "--home", str(self.homes[index])],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def start_all(self, timeout_s: float = 60.0) -> None:
+        for index in range(self.size):
+            self.start(index)
+        for index in range(self.size):
+            self.wait_ready(index, timeout_s)
+
+    def wait_ready(self, index: int, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Wait until node ``index`` answers ``node.status``; returns the status."""
+        return self.wait_for(index, lambda: self.client(index).call("node.status"), timeout_s, "to answer RPC")
+
+    def client(self, index: int) -> RpcClient:
+        return RpcClient(self.homes[index] / NodeConfig().rpc_socket)
+
+    def call(self, index: int, method: str, **params: Any) -> Any:
+        return self.client(index).call(method, **params)
+
+    def kill(self, index: int, signum: int = signal.SIGKILL) -> None:
+        process = self._running(index)
+        process.send_signal(signum)
+        process.wait(STOP_TIMEOUT_S)
+        self.processes[index] = None
+
+    def stop(self, index: int) -> int:
+        """SIGTERM and wait; returns the exit code (SIGKILL after ``STOP_TIMEOUT_S``)."""
+        process = self._running(index)
+        process.send_signal(signal.SIGCONT)  # a paused node must be able to act on SIGTERM
+        process.terminate()
+        try:
+            code = process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        self.processes[index] = None
+        return code
+
+    def pause(self, index: int) -> None:
+        self._running(index).send_signal(signal.SIGSTOP)
+
+    def resume(self, index: int) -> None:
+        self._running(index).send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        for index, process in enumerate(self.processes):
+            if process is not None:
+                self.stop(index)
+
+    def __enter__(self) -> ProcessNetwork:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def wait_for(self, index: int | None, probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
+        """Poll ``probe`` until it returns something other than None or False.
+
+        RPC errors count as "not yet". Raises ``NodeFailed`` with the log's tail if
+        node ``index`` exits meanwhile or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        last_error: Exception | None = None
+        while True:
+            if index is not None:
+                process = self.processes[index]
+                if process is None or process.poll() is not None:
+                    raise NodeFailed(f"node {index} is not running while waiting {what}\n{self.log_tail(index)}")
+            try:
+                result = probe()
+            except (NodeNotRunning, RpcError, OSError) as error:
+                last_error, result = error, None
+            if result is not None and result is not False:
+                return result
+            if time.monotonic() > deadline:
+                where = f"node {index}" if index is not None else "the network"
+                raise NodeFailed(f"timed out after {timeout_s} s waiting for {where} {what} (last error: {last_error!r})")
+            time.sleep(POLL_S)
+
+    def log_tail(self, index: int, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path(index).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _running(self, index: int) -> subprocess.Popen[bytes]:
+        process = self.processes[index]
+        assert process is not None, f"node {index} is not running"
+        return process

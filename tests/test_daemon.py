@@ -1,0 +1,207 @@
+"""Real ``p2pmed node`` processes on 127.0.0.1: agreement, a killed primary, a node killed
+mid-load, and hostile peers. Slow by nature (each node is a Python process importing
+py-libp2p), so each test does several things; every wait is bounded."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pmed.config import NodeConfig
+from p2pmed.ledger.tx import Transaction
+from p2pmed.load import sample_transactions
+from p2pmed.process_network import ProcessNetwork
+from p2pmed.store import Store
+
+CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+WAIT_S = 60.0
+
+
+@pytest.fixture
+def network() -> Iterator[ProcessNetwork]:
+    # A short directory: the RPC socket path must fit in 108 bytes.
+    with tempfile.TemporaryDirectory(prefix="p2pmed-") as directory:
+        net = ProcessNetwork(Path(directory), 4, CONFIG)
+        try:
+            yield net
+        finally:
+            net.close()
+
+
+def chain_id(net: ProcessNetwork) -> str:
+    return net.call(next(i for i, p in enumerate(net.processes) if p), "node.status")["chain_id"]
+
+
+def submit(net: ProcessNetwork, index: int, tx: Transaction) -> None:
+    net.call(index, "tx.submit", tx=tx.encoded.hex())
+
+
+def wait_committed(net: ProcessNetwork, nodes: list[int], txs: list[Transaction]) -> None:
+    for index in nodes:
+        for tx in txs:
+            net.wait_for(
+                index,
+                lambda: net.call(index, "tx.get", tx_id=tx.id.hex())["status"] == "committed",
+                WAIT_S,
+                f"to commit {tx.id.hex()[:12]}",
+            )
+
+
+def wait_same_head(net: ProcessNetwork, nodes: list[int]) -> tuple[int, str]:
+    def same() -> tuple[int, str] | None:
+        heads = {(s["height"], s["last_block_hash"]) for s in (net.call(i, "node.status") for i in nodes)}
+        return heads.pop() if len(heads) == 1 else None
+
+    return net.wait_for(None, same, WAIT_S, "to reach one head")
+
+
+def block_hashes(net: ProcessNetwork, index: int, height: int) -> list[str]:
+    return [net.call(index, "chain.block", height=h)["hash"] for h in range(1, height + 1)]
+
+
+def test_four_processes_agree_survive_a_killed_primary_and_the_primary_catches_up(network: ProcessNetwork) -> None:
+    net = network
+    net.start_all(WAIT_S)
+    txs = sample_transactions(chain_id(net), 24)
+    for position, tx in enumerate(txs[:12]):  # the same senders through different nodes
+        submit(net, position % 4, tx)
+    wait_committed(net, [0, 1, 2, 3], txs[:12])
+    height, _ = wait_same_head(net, [0, 1, 2, 3])
+    reference = block_hashes(net, 0, height)
+    assert all(block_hashes(net, index, height) == reference for index in (1, 2, 3))
+
+    primary = net.call(1, "node.status")["primary"]
+    net.kill(primary)
+    survivors = [index for index in range(4) if index != primary]
+    for position, tx in enumerate(txs[12:]):
+        submit(net, survivors[position % 3], tx)
+    wait_committed(net, survivors, txs[12:])
+    assert all(net.call(index, "node.status")["view"] > 0 for index in survivors)
+
+    net.start(primary)
+    net.wait_ready(primary, WAIT_S)
+    height, head = wait_same_head(net, list(range(4)))
+    assert block_hashes(net, primary, height) == block_hashes(net, survivors[0], height)
+
+
+def test_a_node_killed_mid_load_loses_no_committed_transaction(network: ProcessNetwork) -> None:
+    net = network
+    net.start_all(WAIT_S)
+    txs = sample_transactions(chain_id(net), 150)
+    victim, entry = 2, 1
+    submitted = threading.Event()
+
+    def load() -> None:
+        start = time.monotonic()
+        for position, tx in enumerate(txs):  # 30 tx/s, open loop
+            time.sleep(max(0.0, start + position / 30 - time.monotonic()))
+            submit(net, entry, tx)
+        submitted.set()
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    net.wait_for(victim, lambda: net.call(victim, "node.status")["height"] >= 5, WAIT_S, "to commit 5 blocks")
+    before = net.call(victim, "node.status")["height"]
+    hashes_before = block_hashes(net, victim, before)
+    net.kill(victim)
+    assert submitted.wait(WAIT_S)
+    net.start(victim)
+    net.wait_ready(victim, WAIT_S)
+    wait_committed(net, [0, 1, 2, 3], txs)
+    height, _ = wait_same_head(net, list(range(4)))
+    assert block_hashes(net, victim, height)[:before] == hashes_before
+
+    net.close()
+    chain = chain_id_of_home(net)
+    stores = [Store.open(home / "data" / "chain.sqlite3", chain) for home in net.homes]
+    try:
+        assert {store.head() for store in stores} == {stores[0].head()}
+        for number in range(1, height + 1):
+            assert len({store.block(number).hash for store in stores}) == 1  # type: ignore[union-attr]
+        for tx in txs:
+            assert all(store.transaction(tx.id) is not None for store in stores)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def chain_id_of_home(net: ProcessNetwork) -> str:
+    from p2pmed.home import load_home
+
+    return load_home(net.homes[0]).genesis.chain_id
+
+
+@pytest.mark.trio
+async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_committing(
+    network: ProcessNetwork,
+) -> None:
+    import multiaddr
+    import trio
+    from libp2p import new_host
+
+    from p2pmed.codec import MESSAGE_SIZE_MAX
+    from p2pmed.consensus.messages import Vote, VoteKind, encode_message
+    from p2pmed.crypto import SigningKey, load_signing_key
+    from p2pmed.home import NODE_KEY, load_home
+    from p2pmed.net import PROTOCOL_ID, encode_frame, key_pair_of, peer_id_of
+    from p2pmed.net.framing import encode_varint
+    from p2pmed.rpc.client import RpcError
+
+    net = network
+    for index in (0, 1, 2):  # 2f+1 of 4: enough to commit; the test host plays validator 3
+        net.start(index)
+    for index in (0, 1, 2):
+        await trio.to_thread.run_sync(net.wait_ready, index, WAIT_S)
+    genesis = load_home(net.homes[0]).genesis
+    target, target_address = peer_id_of(genesis.validators[0].public_key), genesis.validators[0].address
+    impostor = new_host(key_pair=key_pair_of(load_signing_key(net.homes[3] / NODE_KEY)))
+    outsider = new_host(key_pair=key_pair_of(SigningKey.generate()))
+    listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+    status = await trio.to_thread.run_sync(net.call, 0, "node.status")
+
+    with trio.fail_after(WAIT_S):
+        async with trio.open_nursery() as nursery:
+            async with impostor.run(listen_addrs=listen), outsider.run(listen_addrs=listen):
+                for host in (impostor, outsider):
+                    host.get_peerstore().add_addrs(target, [multiaddr.Multiaddr(target_address)], 0)
+
+                with pytest.raises(Exception):  # the node resets a non-validator's stream
+                    refused = await outsider.new_stream(target, [PROTOCOL_ID])
+                    while True:
+                        await refused.write(encode_frame(b"x"))
+                        await trio.sleep(0.05)
+
+                stream = await impostor.new_stream(target, [PROTOCOL_ID])
+                forged = Vote(VoteKind.PREPARE, status["view"], status["height"] + 1, bytes(32), 3, bytes(64))
+                await stream.write(encode_frame(b"\xff not cbor") + encode_frame(encode_message(forged)))
+                await stream.write(encode_varint(MESSAGE_SIZE_MAX + 1))  # oversized: the stream is reset
+                truncated = await impostor.new_stream(target, [PROTOCOL_ID])
+                await truncated.write(encode_varint(100) + b"short")
+                await truncated.close()
+
+                def counted() -> bool:
+                    counters = net.call(0, "node.counters")
+                    transport, rejected = counters["transport"], counters["consensus_rejected"]
+                    return (
+                        transport["streams_refused"] >= 1
+                        and transport["streams_malformed"] >= 2
+                        and rejected.get("malformed", 0) >= 1
+                        and rejected.get("invalid", 0) >= 1
+                    )
+
+                await trio.to_thread.run_sync(net.wait_for, 0, counted, WAIT_S, "to count the hostile input")
+            nursery.cancel_scope.cancel()
+
+    txs = sample_transactions(genesis.chain_id, 2)
+    forged_tx = Transaction(txs[1].type, txs[1].chain_id, txs[1].sender, txs[1].nonce, txs[1].body, bytes(64))
+    for bad, reason in ((forged_tx.encoded.hex(), "bad-signature"), ("a1" * 40, "malformed")):
+        with pytest.raises(RpcError) as raised:
+            await trio.to_thread.run_sync(lambda: net.call(1, "tx.submit", tx=bad))
+        assert raised.value.data["reason"] == reason
+    await trio.to_thread.run_sync(submit, net, 1, txs[0])
+    await trio.to_thread.run_sync(wait_committed, net, [0, 1, 2], txs[:1])
