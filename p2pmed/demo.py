@@ -1,93 +1,121 @@
-"""The end-to-end demo behind ``make demo``: what p2pmed does today, run for real.
+"""The end-to-end demo behind ``make demo``: four real ``p2pmed node`` processes on 127.0.0.1.
 
-Four validators (a hospital, a lab, a pharmacy and a trial sponsor) run PBFT over
-an in-process network, each with its own SQLite store and Ed25519 key. A patient
-grants the hospital consent; every node commits it. The primary is then killed
-(its in-memory state is gone, only its store survives), the other three change
-view and keep committing the patient's next transactions, and the killed node
-restarts from its store and catches up to the same head. Finally a lab result is
-sealed and its key wrapped for the patient and the hospital, which opens it
-because the ledger shows its consent. (The libp2p daemon replaces the in-process
-network in a later issue; the consensus, ledger and store code is the same.)
+Four sites (a hospital, a lab, a pharmacy and a trial sponsor) each run a node:
+its own Ed25519 key, SQLite store and libp2p host (TCP, Noise, Yamux), PBFT over
+direct streams, transactions over gossipsub. A patient grants the hospital
+consent through the lab's node; every node commits it. The primary's process is
+then killed with SIGKILL mid-stream; the other three change view and keep
+committing the patient's next transactions and a burst of load. The killed node
+restarts from its store, catches up, and all four show the same head. Finally a
+lab result is sealed and its key wrapped for the patient and the hospital, which
+opens it because the ledger (asked over RPC) shows its consent.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from p2pmed import crypto
-from p2pmed.consensus.replica import ReplicaConfig
-from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke, valid_consent
-from p2pmed.ledger.tx import sign_transaction
-from p2pmed.local_network import LocalNetwork
+from p2pmed.config import NodeConfig
+from p2pmed.crypto import load_signing_key
+from p2pmed.home import NODE_KEY
+from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.load import run_load
+from p2pmed.process_network import ProcessNetwork
 
 CHAIN_ID = "p2pmed-demo"
 SITES = ("hospital", "lab", "pharmacy", "sponsor")
 DAY_MS = 24 * 3600 * 1000
 CONSENT_DAYS = 30
+WAIT_S = 60.0
+CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
 
 
-def run(out: Callable[[str], None] = print, home: Path | None = None) -> LocalNetwork:
-    """Run the demo; returns the (closed) network so tests can inspect its stores' paths."""
+def run(out: Callable[[str], None] = print, directory: Path | None = None) -> ProcessNetwork:
+    """Run the demo; returns the (stopped) network so tests can inspect its homes."""
+    if directory is not None:
+        return _run(out, directory)
     with tempfile.TemporaryDirectory(prefix="p2pmed-demo-") as scratch:
-        return _run(out, home or Path(scratch))
+        return _run(out, Path(scratch))
 
 
-def _heights(network: LocalNetwork) -> str:
+def _run(out: Callable[[str], None], directory: Path) -> ProcessNetwork:
+    with ProcessNetwork(directory, len(SITES), CONFIG, CHAIN_ID) as net:
+        _story(net, out)
+        return net
+
+
+def _heights(net: ProcessNetwork) -> str:
     parts = []
-    for site, head in zip(SITES, network.heads(), strict=True):
-        parts.append(f"{site} {'down' if head is None else head[0]}")
+    for index, site in enumerate(SITES):
+        if net.processes[index] is None:
+            parts.append(f"{site} down")
+            continue
+        status = net.call(index, "node.status")
+        parts.append(f"{site} {status['height']} (view {status['view']})")
     return ", ".join(parts)
 
 
-def _run(out: Callable[[str], None], home: Path) -> LocalNetwork:
-    network = LocalNetwork(home, CHAIN_ID, config=ReplicaConfig(checkpoint_interval=4, watermark_window=16))
+def _commit(net: ProcessNetwork, via: int, tx: Transaction, watchers: list[int]) -> dict[str, Any]:
+    net.call(via, "tx.submit", tx=tx.encoded.hex())
+    for index in watchers:
+        result = net.wait_for(
+            index, lambda: _committed(net.call(index, "tx.get", tx_id=tx.id.hex())), WAIT_S, "to commit the transaction"
+        )
+    return result
+
+
+def _committed(result: dict[str, Any]) -> dict[str, Any] | None:
+    return result if result["status"] in ("committed", "rejected") else None
+
+
+def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
+    out(f"1. four sites start their nodes as separate processes on 127.0.0.1 (logs in {net.directory}):"
+        f" {', '.join(SITES)}")
+    net.start_all(WAIT_S)
+    keys = [load_signing_key(home / NODE_KEY) for home in net.homes]
+    hospital, lab = keys[0], keys[1]
     patient = crypto.SigningKey.generate()
-    hospital, lab = network.keys[0], network.keys[1]
-    out(f"1. four sites start a PBFT network (n = 4, tolerates f = 1): {', '.join(SITES)}")
-    out(f"   patient key {patient.public_key.hex()[:16]}…, hospital key {hospital.public_key.hex()[:16]}…")
+    out(f"   PBFT with n = 4 tolerates f = 1 faulty site; heights: {_heights(net)}")
 
+    expiry_ms = int(time.time() * 1000) + CONSENT_DAYS * DAY_MS
     nonce = 0
-    expiry_ms = network.now_ms + CONSENT_DAYS * DAY_MS
     grant = sign_transaction(patient, CHAIN_ID, "consent.grant", nonce, ConsentGrant(hospital.public_key, ("laboratory",), "TREAT", expiry_ms))
-    network.submit_everywhere(grant)
-    network.run(1_000)
-    out(f"2. patient grants the hospital consent to lab results (tx {grant.id.hex()[:16]}…); heights: {_heights(network)}")
+    committed = _commit(net, 1, grant, [0, 1, 2, 3])
+    out(f"2. the patient grants the hospital consent to lab results, sent through the lab's node"
+        f" (tx {grant.id.hex()[:16]}…, block {committed['height']}); heights: {_heights(net)}")
 
-    out("3. kill the primary (hospital node): its memory is gone, its store stays on disk")
-    network.crash(0)
+    primary = net.call(1, "node.status")["primary"]
+    out(f"3. kill -9 the primary ({SITES[primary]}): its process dies at once, its store stays on disk")
+    net.kill(primary)
+    survivors = [index for index in range(len(SITES)) if index != primary]
     for category in ("imaging", "medication", "vital-signs"):
         nonce += 1
-        body = ConsentGrant(lab.public_key, (category,), "TREAT", expiry_ms)
-        network.submit_everywhere(sign_transaction(patient, CHAIN_ID, "consent.grant", nonce, body))
-        network.run(600)
+        tx = sign_transaction(patient, CHAIN_ID, "consent.grant", nonce, ConsentGrant(lab.public_key, (category,), "TREAT", expiry_ms))
+        _commit(net, survivors[nonce % 3], tx, survivors)
     nonce += 1
     revoke = sign_transaction(patient, CHAIN_ID, "consent.revoke", nonce, ConsentRevoke(lab.public_key, ("imaging",)))
-    network.submit_everywhere(revoke)
-    network.run(6_000)
-    survivor = network.cores[1]
-    assert survivor is not None
-    out(f"4. the other three change view (now view {survivor.replica.view}) and commit the patient's next"
-        f" {nonce} transactions; heights: {_heights(network)}")
+    _commit(net, survivors[0], revoke, survivors)
+    out(f"4. the other three change view and commit the patient's next {nonce} transactions; heights: {_heights(net)}")
+    report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
+    out(f"   and a burst of 200 sample transactions at 50 tx/s: {'; '.join(report.lines())}")
 
-    network.restart(0)
-    network.run(3_000)
-    heads = network.heads()
-    same = len({head for head in heads if head is not None}) == 1
-    out(f"5. the hospital node restarts from its store and catches up; heights: {_heights(network)};"
-        f" identical head hash on all four: {'yes' if same else 'NO'}")
-    assert same, "every node must reach the same head"
+    net.start(primary)
+    net.wait_ready(primary, WAIT_S)
+    head = net.wait_for(None, lambda: _same_head(net), WAIT_S, "to reach the same head")
+    out(f"5. the {SITES[primary]} node restarts from its store and catches up; heights: {_heights(net)};"
+        f" identical head hash on all four: yes ({head[:16]}…)")
 
-    restarted = network.cores[0]
-    assert restarted is not None
-    now_ms = network.now_ms
-    lab_imaging = valid_consent(restarted.store, patient.public_key, lab.public_key, "imaging", now_ms)
-    hospital_lab = valid_consent(restarted.store, patient.public_key, hospital.public_key, "laboratory", now_ms)
-    assert hospital_lab is not None and lab_imaging is None
-    out("6. read back from the restarted node's store: hospital may read lab results;"
-        " the lab's imaging consent was revoked")
+    hospital_lab = net.call(primary, "consent.get", patient=patient.public_key.hex(), grantee=hospital.public_key.hex(), category="laboratory")
+    lab_imaging = net.call(primary, "consent.get", patient=patient.public_key.hex(), grantee=lab.public_key.hex(), category="imaging")
+    assert hospital_lab is not None and lab_imaging is None, "the restarted node must see the same consents"
+    out(f"6. asked over RPC, the restarted node says: the hospital may read lab results (until"
+        f" {time.strftime('%Y-%m-%d', time.gmtime(hospital_lab['expires_ms'] / 1000))}); the lab's imaging consent was revoked")
 
     patient_encryption = crypto.EncryptionPrivateKey.generate(crypto.Kem.MLKEM768_X25519)
     hospital_encryption = crypto.EncryptionPrivateKey.generate(crypto.Kem.X25519)
@@ -99,6 +127,10 @@ def _run(out: Callable[[str], None], home: Path) -> LocalNetwork:
         f" (ML-KEM-768+X25519, {len(wrap_for_patient)} bytes) and the hospital (X25519, {len(wrap_for_hospital)} bytes)")
     opened = crypto.decrypt_record(record_id, sealed, crypto.unwrap_key(wrap_for_hospital, hospital_encryption, record_id))
     out(f"8. the hospital holds consent, unwraps the key and reads {len(opened)} bytes of plaintext")
-    network.close()
-    out("demo finished: consent ordered by PBFT, a killed primary survived, its node caught up, a record shared")
-    return network
+    codes = [net.stop(index) for index in range(len(SITES))]
+    out(f"demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit codes {codes})")
+
+
+def _same_head(net: ProcessNetwork) -> str | None:
+    heads = {net.call(index, "node.status")["last_block_hash"] for index in range(len(SITES))}
+    return heads.pop() if len(heads) == 1 else None

@@ -117,3 +117,20 @@ def test_a_bad_genesis_names_the_key_at_fault(change, key: str) -> None:  # type
     with pytest.raises(GenesisError) as raised:
         parse_genesis(json.loads(json.dumps(document)))
     assert raised.value.key == key
+
+
+def test_node_exits_2_naming_what_is_wrong_with_its_home(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(cli, ["node", "--home", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "p2pmed init" in missing.output
+
+    home = create_testnet(tmp_path / "net", 1, 30_000, "c")[0]
+    config = (home / CONFIG).read_text()
+    (home / CONFIG).write_text(config.replace("batch_size_max", "batch_size_maks"))
+    typo = CliRunner().invoke(cli, ["node", "--home", str(home)])
+    assert typo.exit_code == 2 and "consensus.batch_size_maks" in typo.output and "batch_size_max" in typo.output
+
+    (home / CONFIG).write_text(config)
+    other = create_testnet(tmp_path / "other", 1, 30_000, "c")[0]
+    (home / GENESIS).write_text((other / GENESIS).read_text())
+    stranger = CliRunner().invoke(cli, ["node", "--home", str(home)])
+    assert stranger.exit_code == 2 and "not among the validators" in stranger.output
