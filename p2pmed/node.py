@@ -45,6 +45,7 @@ from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
+from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node_core import NodeCore, Outgoing
 
@@ -114,6 +115,8 @@ class Node:
         self.transport: ConsensusTransport | None = None
         self.gossip: TxGossip | None = None
         self._timer_wakeup = trio.Event()
+        self.faults = FaultInjector(seed=self.started_ms) if home.config.fault_injection else None
+        self._nursery: trio.Nursery | None = None
 
     @property
     def index(self) -> int:
@@ -162,6 +165,7 @@ class Node:
             log.info("node stopped", height=height)
 
     async def _start(self, host: IHost, nursery: trio.Nursery, rpc_methods: Any) -> None:
+        self._nursery = nursery
         peerstore = host.get_peerstore()
         for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators)):
             if index != self.index:
@@ -189,6 +193,8 @@ class Node:
 
     async def _consensus_pump(self, transport: ConsensusTransport) -> None:
         async for sender, data in transport.incoming:
+            if self.faults is not None and not self.faults.admits(sender):
+                continue
             self._send(self.core.receive(sender, data, self.clock.now_ms()))
 
     async def _gossip_pump(self, gossip: TxGossip) -> None:
@@ -233,8 +239,22 @@ class Node:
     def _send(self, outgoing: Outgoing) -> None:
         assert self.transport is not None
         for index, data in outgoing:
-            self.transport.send(index, data)
+            if self.faults is None:
+                self.transport.send(index, data)
+                continue
+            delay = self.faults.outgoing_delay(index)
+            if delay == 0:
+                self.transport.send(index, data)
+            elif delay is not None and self._nursery is not None:
+                self.faults.delayed += 1
+                self._nursery.start_soon(self._send_later, index, data, delay)
         self._timer_wakeup.set()
+
+    async def _send_later(self, index: int, data: bytes, delay: float) -> None:
+        assert self.transport is not None and self.faults is not None
+        await trio.sleep(delay)
+        self.faults.delayed -= 1
+        self.transport.send(index, data)
 
 
 async def serve(home: LoadedHome) -> None:

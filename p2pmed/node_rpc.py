@@ -18,6 +18,7 @@ from p2pmed.ledger.contracts.consent import valid_consent
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
+from p2pmed.net.faults import FaultRules
 from p2pmed.node import Node
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
@@ -140,6 +141,31 @@ def methods(node: Node) -> dict[str, Method]:
             "tx_id": provision.tx_id.hex(),
         }
 
+    async def faults(params: dict[str, Any]) -> dict[str, Any]:
+        """Set the consensus traffic faults (test harness only); returns what is in force."""
+        if node.faults is None:
+            raise RpcError(
+                ErrorCode.DISABLED, "fault injection is off on this node: set [fault_injection] enabled = true"
+            )
+        try:
+            node.faults.rules = FaultRules(
+                drop=params["drop_permille"] / 1000,
+                delay_ms=params["delay_ms"],
+                blocked_out=_indexes(params["blocked_out"], node.validators.n, "blocked_out"),
+                blocked_in=_indexes(params["blocked_in"], node.validators.n, "blocked_in"),
+            )
+        except ValueError as error:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"debug.faults: {error}") from None
+        rules = node.faults.rules
+        return {
+            "drop_permille": round(rules.drop * 1000),
+            "delay_ms": rules.delay_ms,
+            "blocked_out": sorted(rules.blocked_out),
+            "blocked_in": sorted(rules.blocked_in),
+            "dropped_out": node.faults.dropped_out,
+            "dropped_in": node.faults.dropped_in,
+        }
+
     async def mempool_list(params: dict[str, Any]) -> dict[str, Any]:
         waiting = node.core.mempool.transactions()
         limit = params["limit"]
@@ -179,8 +205,28 @@ def methods(node: Node) -> dict[str, Method]:
         "chain.block": Method(get_block, {"height": Param(int, optional=True), "hash": Param(bytes, optional=True)}),
         "chain.subscribe": Method(subscribe_blocks, subscription=True),
         "consent.get": Method(consent, {"patient": bytes, "grantee": bytes, "category": str}),
+        "debug.faults": Method(
+            faults,
+            {
+                "drop_permille": Param(int, optional=True, default=0),
+                "delay_ms": Param(int, optional=True, default=0),
+                "blocked_out": Param(str, optional=True, default=""),
+                "blocked_in": Param(str, optional=True, default=""),
+            },
+        ),
         "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
     }
+
+
+def _indexes(text: str, validators: int, name: str) -> frozenset[int]:
+    """``"1,3"`` -> {1, 3}: validator indexes, as a comma-separated string."""
+    try:
+        indexes = frozenset(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f'"{name}" must list validator indexes like "1,3", got {text!r}') from None
+    if any(not 0 <= index < validators for index in indexes):
+        raise ValueError(f'"{name}" names a validator outside 0..{validators - 1}')
+    return indexes
 
 
 def block_summary(block: Block, execution: BlockExecution | None = None) -> dict[str, Any]:

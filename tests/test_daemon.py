@@ -205,3 +205,43 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
         assert raised.value.data["reason"] == reason
     await trio.to_thread.run_sync(submit, net, 1, txs[0])
     await trio.to_thread.run_sync(wait_committed, net, [0, 1, 2], txs[:1])
+
+
+def test_a_partitioned_node_falls_behind_and_catches_up_when_healed() -> None:
+    import dataclasses
+
+    from p2pmed.rpc.client import RpcError
+    from p2pmed.rpc.errors import ErrorCode
+
+    with tempfile.TemporaryDirectory(prefix="p2pmed-") as directory:
+        with ProcessNetwork(Path(directory), 4, dataclasses.replace(CONFIG, fault_injection=True)) as net:
+            net.start_all(WAIT_S)
+            with pytest.raises(RpcError) as raised:
+                net.call(0, "debug.faults", blocked_out="7")
+            assert raised.value.code == ErrorCode.INVALID_PARAMS
+            isolated, others = 3, [0, 1, 2]
+            net.call(isolated, "debug.faults", blocked_out="0,1,2", blocked_in="0,1,2")
+            for index in others:
+                net.call(index, "debug.faults", blocked_out="3", blocked_in="3")
+            txs = sample_transactions(chain_id(net), 10)
+            for position, tx in enumerate(txs):
+                submit(net, others[position % 3], tx)
+            wait_committed(net, others, txs)
+            assert net.call(isolated, "node.status")["height"] == 0
+            healed = net.call(isolated, "debug.faults")  # no params: no faults
+            assert healed["blocked_out"] == healed["blocked_in"] == []
+            assert all(net.call(index, "debug.faults")["dropped_out"] > 0 for index in others)  # votes for 3
+            height, _ = wait_same_head(net, list(range(4)))
+            assert height >= 1
+            wait_committed(net, [isolated], txs)
+
+
+def test_fault_injection_is_refused_unless_the_config_enables_it(network: ProcessNetwork) -> None:
+    from p2pmed.rpc.client import RpcError
+    from p2pmed.rpc.errors import ErrorCode
+
+    network.start(0)
+    network.wait_ready(0, WAIT_S)
+    with pytest.raises(RpcError) as raised:
+        network.call(0, "debug.faults", drop_permille=500)
+    assert raised.value.code == ErrorCode.DISABLED and "[fault_injection]" in raised.value.message

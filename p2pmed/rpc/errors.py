@@ -27,6 +27,7 @@ class ErrorCode(enum.IntEnum):
     NOT_FOUND = -32001  # the thing asked for (block, transaction, record...) does not exist
     REJECTED_TRANSACTION = -32002  # the ledger refused a submitted transaction; the message says why
     NOT_READY = -32003  # the node cannot answer yet (starting, catching up)
+    DISABLED = -32004  # the method is turned off in this node's config.toml
 
 
 class RpcError(Exception):
