@@ -108,6 +108,7 @@ class Node:
             home.key,
             replica_config(home),
             self.started_ms,
+            genesis.hash,
         )
         self.counters = NodeCounters()
         self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners

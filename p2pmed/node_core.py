@@ -31,7 +31,7 @@ from p2pmed.consensus.messages import (
 )
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
-from p2pmed.ledger.block import Block
+from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, next_nonce
 from p2pmed.ledger.tx import Transaction
@@ -56,9 +56,10 @@ class NodeCore:
         signer: Signer,
         config: ReplicaConfig,
         now_ms: int,
+        genesis_hash: bytes = GENESIS_PARENT_HASH,
     ) -> None:
         self.ledger = ledger
-        self.store = Store.open(store_path, ledger.chain_id)
+        self.store = Store.open(store_path, ledger.chain_id, genesis_hash)
         self.validators = validators
         self._verified: dict[bytes, None] = {}
         self.mempool = Mempool(size_max=config.pending_max)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from p2pmed.config import NodeConfig, render_config
 from p2pmed.home import CONFIG, create_testnet, load_home
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
+from p2pmed.store import Store
 
 __all__ = ["NodeFailed", "ProcessNetwork", "free_port_range"]
 
@@ -71,6 +72,11 @@ class ProcessNetwork:
     @property
     def size(self) -> int:
         return len(self.homes)
+
+    def open_store(self, index: int) -> Store:
+        """Node ``index``'s store, for inspection once the node is stopped."""
+        home = load_home(self.homes[index])
+        return Store.open(home.store_path, home.genesis.chain_id, home.genesis.hash)
 
     def log_path(self, index: int) -> Path:
         return self.directory / f"node{index}.log"

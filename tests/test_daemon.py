@@ -16,7 +16,6 @@ from p2pmed.config import NodeConfig
 from p2pmed.ledger.tx import Transaction
 from p2pmed.load import sample_transactions
 from p2pmed.process_network import ProcessNetwork
-from p2pmed.store import Store
 
 CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
 WAIT_S = 60.0
@@ -85,7 +84,7 @@ def test_four_processes_agree_survive_a_killed_primary_and_the_primary_catches_u
 
     net.start(primary)
     net.wait_ready(primary, WAIT_S)
-    height, head = wait_same_head(net, list(range(4)))
+    height, _ = wait_same_head(net, list(range(4)))
     assert block_hashes(net, primary, height) == block_hashes(net, survivors[0], height)
 
 
@@ -117,8 +116,7 @@ def test_a_node_killed_mid_load_loses_no_committed_transaction(network: ProcessN
     assert block_hashes(net, victim, height)[:before] == hashes_before
 
     net.close()
-    chain = chain_id_of_home(net)
-    stores = [Store.open(home / "data" / "chain.sqlite3", chain) for home in net.homes]
+    stores = [net.open_store(index) for index in range(net.size)]
     try:
         assert {store.head() for store in stores} == {stores[0].head()}
         for number in range(1, height + 1):
@@ -128,12 +126,6 @@ def test_a_node_killed_mid_load_loses_no_committed_transaction(network: ProcessN
     finally:
         for store in stores:
             store.close()
-
-
-def chain_id_of_home(net: ProcessNetwork) -> str:
-    from p2pmed.home import load_home
-
-    return load_home(net.homes[0]).genesis.chain_id
 
 
 @pytest.mark.trio

@@ -2,7 +2,6 @@ import tempfile
 from pathlib import Path
 
 from p2pmed import demo
-from p2pmed.store import Store
 
 
 def test_demo_survives_a_killed_primary_and_leaves_identical_stores() -> None:
@@ -13,8 +12,8 @@ def test_demo_survives_a_killed_primary_and_leaves_identical_stores() -> None:
         assert lines[-1].startswith("demo finished") and "exit codes [0, 0, 0, 0]" in lines[-1]
         assert any("identical head hash on all four: yes" in line for line in lines)
         heads = set()
-        for home in network.homes:
-            with Store.open(home / "data" / "chain.sqlite3", demo.CHAIN_ID) as store:
+        for index in range(network.size):
+            with network.open_store(index) as store:
                 heads.add(store.head())
                 patient = store.block(1).txs[0].sender  # type: ignore[union-attr]
                 assert len(store.transactions_by_sender(patient)) == 5

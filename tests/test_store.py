@@ -326,6 +326,16 @@ def test_reopening_gives_the_same_head_blocks_and_state(tmp_path: Path) -> None:
         assert store.head()[0] == 4
 
 
+def test_a_store_is_bound_to_its_genesis(tmp_path: Path) -> None:
+    path, genesis_a, genesis_b = tmp_path / "node.sqlite3", b"\xaa" * 32, b"\xbb" * 32
+    with Store.open(path, "chain-a", genesis_a) as store:
+        assert store.head() == (0, genesis_a)  # block 1 must name the genesis as its parent
+    with pytest.raises(StoreError, match="genesis hash aaaa.*not genesis bbbb.*empty data directory"):
+        Store.open(path, "chain-a", genesis_b)
+    with Store.open(path, "chain-a", genesis_a) as store:
+        assert store.head() == (0, genesis_a)
+
+
 def test_opening_with_another_chain_id_names_both_chains(tmp_path: Path) -> None:
     path = tmp_path / "node.sqlite3"
     with Store.open(path, "chain-a") as store:

@@ -92,14 +92,16 @@ class StoredTransaction:
 class Store:
     """A p2pmed SQLite store. Not thread-safe; one writer (the node) at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, chain_id: str) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, chain_id: str, genesis_hash: bytes) -> None:
         self._db = connection
         self.path = path
         self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
 
     @classmethod
-    def open(cls, path: Path | str, chain_id: str) -> Store:
-        """Open or create the store of ``chain_id``; a store of another chain is refused."""
+    def open(cls, path: Path | str, chain_id: str, genesis_hash: bytes = GENESIS_PARENT_HASH) -> Store:
+        """Open or create the store of ``chain_id``; a store of another chain, or of the same
+        chain id started from another genesis, is refused. Block 1 extends ``genesis_hash``."""
         path = Path(path)
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -107,11 +109,12 @@ class Store:
             raise StoreError(f"{path}: cannot open: {error}") from None
         try:
             _prepare(connection, path)
-            _claim_chain(connection, path, chain_id)
+            _claim(connection, path, "chain_id", chain_id.encode(), f"chain {chain_id!r}")
+            _claim(connection, path, "genesis_hash", genesis_hash, f"genesis {genesis_hash.hex()[:16]}…")
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, chain_id)
+        return cls(connection, path, chain_id, genesis_hash)
 
     def close(self) -> None:
         self._db.close()
@@ -125,9 +128,9 @@ class Store:
     # -- blocks and transactions ---------------------------------------------
 
     def head(self) -> tuple[int, bytes]:
-        """Height and hash of the last block; ``(0, GENESIS_PARENT_HASH)`` when empty."""
+        """Height and hash of the last block; ``(0, genesis_hash)`` when empty."""
         row = self._db.execute("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
-        return (0, GENESIS_PARENT_HASH) if row is None else (row[0], row[1])
+        return (0, self.genesis_hash) if row is None else (row[0], row[1])
 
     def append_block(self, block: Block, execution: BlockExecution, certificate: bytes | None = None) -> None:
         """Write ``block``, its outcomes and state changes atomically; it must extend the head."""
@@ -269,12 +272,17 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-def _claim_chain(connection: sqlite3.Connection, path: Path, chain_id: str) -> None:
-    row = connection.execute("SELECT value FROM meta WHERE key = 'chain_id'").fetchone()
+def _claim(connection: sqlite3.Connection, path: Path, key: str, value: bytes, described: str) -> None:
+    """Record ``value`` under ``key`` in a new store; refuse a store that recorded another."""
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     if row is None:
-        connection.execute("INSERT INTO meta (key, value) VALUES ('chain_id', ?)", (chain_id.encode(),))
-    elif row[0] != chain_id.encode():
-        raise StoreError(f"{path}: store belongs to chain {row[0].decode(errors='replace')!r}, not {chain_id!r}")
+        connection.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+    elif row[0] != value:
+        mine = repr(row[0].decode(errors="replace")) if key == "chain_id" else row[0].hex()[:16] + "…"
+        raise StoreError(
+            f"{path}: store belongs to {key.replace('_', ' ')} {mine}, not {described}; keep the data with the"
+            " genesis.json it was created for, or start this node from an empty data directory"
+        )
 
 
 def _prepare(connection: sqlite3.Connection, path: Path) -> None:
