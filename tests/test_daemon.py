@@ -182,6 +182,7 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
                     return (
                         transport["streams_refused"] >= 1
                         and transport["streams_malformed"] >= 2
+                        and transport["peers_disconnected"] >= 1
                         and rejected.get("malformed", 0) >= 1
                         and rejected.get("invalid", 0) >= 1
                     )

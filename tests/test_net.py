@@ -334,7 +334,7 @@ async def test_a_non_validator_stream_is_reset_and_counted():
         pytest.param(encode_varint(1000) + bytes(10), id="truncated"),
     ],
 )
-async def test_a_malformed_frame_resets_that_stream_and_the_receiver_keeps_working(bad):
+async def test_a_malformed_frame_resets_that_stream_drops_the_peer_and_the_receiver_keeps_working(bad):
     with trio.fail_after(TEST_TIMEOUT):
         async with network(2) as net:
             receiver = net.transports[0]
@@ -345,8 +345,11 @@ async def test_a_malformed_frame_resets_that_stream_and_the_receiver_keeps_worki
             assert await receiver.incoming.receive() == (1, b"good")
             with pytest.raises(StreamError):  # the receiver reset the stream
                 await stream.read(1)
-            assert receiver.counters.streams_malformed == 1
-            net.transports[1].send(0, b"after")  # validator 1's transport opens its own stream
+            while receiver.counters.peers_disconnected == 0:  # bounded by fail_after
+                await trio.sleep(0.01)
+            assert receiver.counters.streams_malformed == receiver.counters.peers_disconnected == 1
+            assert net.ids[1] not in net.hosts[0].get_connected_peers()
+            net.transports[1].send(0, b"after")  # it dials again  # validator 1's transport opens its own stream
             assert await receiver.incoming.receive() == (1, b"after")
             assert receiver.counters.frames_received == 2
             assert receiver.counters.streams_accepted == 2

@@ -10,8 +10,8 @@ Who sent a frame is the authenticated peer id of the connection (Noise binds it
 to the validator key; see ``p2pmed.net.identity``), mapped to the validator's
 index. Streams from any other peer are reset at once and counted. A frame that
 breaks the framing rules (oversized, non-minimal or overlong length prefix,
-truncated) resets that stream and is counted; the peer can open a new one, and
-nothing else is affected. This layer does not decode messages: the consumer of
+truncated) resets that stream and closes the connection to that peer, both
+counted; the peer may dial again, and nothing else is affected. This layer does not decode messages: the consumer of
 ``incoming`` gets ``(sender_index, bytes)`` and must treat the bytes as
 untrusted (``decode_message`` and signature checks).
 
@@ -66,6 +66,7 @@ class TransportCounters:
     streams_accepted: int = 0  # inbound streams from validators
     streams_refused: int = 0  # inbound streams from peers that are not validators: reset
     streams_malformed: int = 0  # inbound streams reset because a frame broke the framing rules
+    peers_disconnected: int = 0  # connections closed because their peer broke the framing rules
 
 
 @dataclasses.dataclass(eq=False)
@@ -237,7 +238,9 @@ class ConsensusTransport:
                 await self._inbox_send.send((sender, frame))
         except FrameError as error:
             self.counters.streams_malformed += 1
-            log.warning("pbft stream reset: bad frame", peer=sender, error=str(error))
+            log.warning("pbft peer disconnected: bad frame", peer=sender, error=str(error))
+            await _reset(stream)
+            await self._disconnect(peer_id)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the transport stopped
         except Exception as error:  # reset by the peer, connection lost...
@@ -245,6 +248,16 @@ class ConsensusTransport:
         finally:
             self._inbound.discard(stream)
         await _reset(stream)
+
+    async def _disconnect(self, peer_id: ID) -> None:
+        """Drop every connection to a peer that broke the protocol; it may dial again,
+        and an honest validator with a bug gets a fresh start rather than a ban."""
+        try:
+            await self.host.disconnect(peer_id)
+        except Exception as error:  # already gone
+            log.info("disconnect failed", peer=str(peer_id), error=repr(error))
+            return
+        self.counters.peers_disconnected += 1
 
     # -- life cycle ---------------------------------------------------------------
 
