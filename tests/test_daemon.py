@@ -128,6 +128,18 @@ def test_a_node_killed_mid_load_loses_no_committed_transaction(network: ProcessN
             store.close()
 
 
+async def open_again(host, peer, protocol):  # type: ignore[no-untyped-def]
+    """A new stream once the connection the node closed is gone; bounded attempts."""
+    import trio
+
+    for _ in range(50):
+        try:
+            return await host.new_stream(peer, [protocol])
+        except Exception:  # the old connection is still closing
+            await trio.sleep(0.1)
+    raise AssertionError("could not open a stream again")
+
+
 @pytest.mark.trio
 async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_committing(
     network: ProcessNetwork,
@@ -172,7 +184,7 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
                 forged = Vote(VoteKind.PREPARE, status["view"], status["height"] + 1, bytes(32), 3, bytes(64))
                 await stream.write(encode_frame(b"\xff not cbor") + encode_frame(encode_message(forged)))
                 await stream.write(encode_varint(MESSAGE_SIZE_MAX + 1))  # oversized: the stream is reset
-                truncated = await impostor.new_stream(target, [PROTOCOL_ID])
+                truncated = await open_again(impostor, target, PROTOCOL_ID)  # the node dropped our connection
                 await truncated.write(encode_varint(100) + b"short")
                 await truncated.close()
 
