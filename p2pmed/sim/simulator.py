@@ -36,7 +36,7 @@ from p2pmed.sim.fastsig import FastSigner, FastVerifier
 from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.scenario import Fault, FaultKind, Scenario
 
-__all__ = ["SimulationResult", "run_simulation"]
+__all__ = ["SimulationResult", "fault_details", "percentiles", "run_simulation"]
 
 CHAIN_ID = "p2pmed-sim"
 CLIENT = -1
@@ -299,7 +299,7 @@ class Simulation:
 
     def _apply_fault(self, fault: Fault) -> None:
         self._trace.update(b"f%d|" % self.now + fault.kind.value.encode())
-        self.fault_log.append({"at_s": fault.at_s, "kind": fault.kind.value, **_fault_details(fault)})
+        self.fault_log.append({"at_s": fault.at_s, "kind": fault.kind.value, **fault_details(fault)})
         node = self.nodes[fault.node] if fault.node is not None else None
         if fault.kind is FaultKind.CRASH and node is not None:
             node.replica, node.tick_at = None, None
@@ -348,7 +348,7 @@ class Simulation:
         series = []
         for second in range(self.now // 1000 + 1):
             latencies = sorted(buckets.get(second, []))
-            percentiles = _percentiles(latencies)
+            percentiles = percentiles(latencies)
             series.append({
                 "t_s": second,
                 "committed": len(latencies),
@@ -384,7 +384,7 @@ class Simulation:
                 "detail": _liveness_detail(expected, stuck, self.nodes, faulty, self.validators.f),
             },
             "view_changes": max((node.replica.view for node in self._honest_live() if node.replica), default=0),
-            "latency_ms": _percentiles(latencies),
+            "latency_ms": percentiles(latencies),
             "heights": {str(node.index): len(node.chain) for node in self.nodes},
             "simulated_s": self.now / 1000,
             "wall_s": round(wall_s, 3),
@@ -397,14 +397,14 @@ class Simulation:
         return SimulationResult(report)
 
 
-def _percentiles(latencies: list[int]) -> dict[str, float | None]:
+def percentiles(latencies: list[int]) -> dict[str, float | None]:
     if not latencies:
         return {"p50": None, "p99": None, "max": None}
     cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [latencies[0]] * 99
     return {"p50": cuts[49], "p99": cuts[98], "max": latencies[-1]}
 
 
-def _fault_details(fault: Fault) -> dict[str, Any]:
+def fault_details(fault: Fault) -> dict[str, Any]:
     details: dict[str, Any] = {}
     for name in ("node", "behaviour", "probability", "latency_ms", "skew_ms"):
         value = getattr(fault, name)
