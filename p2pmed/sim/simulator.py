@@ -348,12 +348,12 @@ class Simulation:
         series = []
         for second in range(self.now // 1000 + 1):
             latencies = sorted(buckets.get(second, []))
-            percentiles = percentiles(latencies)
+            cuts = percentiles(latencies)
             series.append({
                 "t_s": second,
                 "committed": len(latencies),
-                "latency_p50_ms": percentiles["p50"],
-                "latency_p99_ms": percentiles["p99"],
+                "latency_p50_ms": cuts["p50"],
+                "latency_p99_ms": cuts["p99"],
             })
         return series
 
