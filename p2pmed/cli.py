@@ -173,31 +173,45 @@ def sim() -> None:
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for every random choice; replays exactly.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("sim-out"), show_default=True,
-              help="Directory for report.json and timeline.json.")
-def sim_run(scenario: Path, seed: int, out: Path) -> None:
+              help="Directory for report.json, timeline.json and the plot.")
+@click.option("--mode", type=click.Choice(["sim", "real"]), default="sim", show_default=True,
+              help="sim: the deterministic simulator; real: node processes on 127.0.0.1 with real faults.")
+def sim_run(scenario: Path, seed: int, out: Path, mode: str) -> None:
     """Run SCENARIO (a TOML file) once. Exit 0 when the checkers pass, 1 on a
-    safety or liveness violation, 2 when the scenario file is bad."""
+    safety or liveness violation, 2 when the scenario file is bad (or asks real
+    processes for something only the simulator does)."""
     from p2pmed.sim.report import summary_line, write_report
     from p2pmed.sim.scenario import ScenarioError
     from p2pmed.sim.scenario_file import load_scenario
-    from p2pmed.sim.simulator import run_simulation
 
     try:
         loaded = load_scenario(scenario)
+        if mode == "real":
+            from p2pmed.sim.real import check_playable
+
+            check_playable(loaded)
     except ScenarioError as error:
         click.echo(f"error: {scenario}: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    result = run_simulation(loaded, seed)
-    path = write_report(result.report, out)
-    click.echo(summary_line(result.report))
-    for violation in result.report["safety"]["violations"]:
-        click.echo(f"  safety violation at step {violation['step']} ({violation['time_s']} s), node {violation['node']}:"
-                   f" {violation['kind']}: {violation['detail']}")
-    if result.report["liveness"]["ok"] is False:
-        click.echo(f"  liveness: {result.report['liveness']['detail']}")
+    if mode == "real":
+        from p2pmed.sim.real import run_real
+
+        with click.progressbar(length=1000, label=f"{loaded.name} on real processes", file=sys.stderr) as bar:
+            report = run_real(loaded, seed, out / "logs", lambda done: bar.update(int(done * 1000) - bar.pos))
+    else:
+        from p2pmed.sim.simulator import run_simulation
+
+        report = run_simulation(loaded, seed).report
+    path = write_report(report, out)
+    click.echo(summary_line(report))
+    for violation in report["safety"]["violations"]:
+        where = f" at step {violation['step']} ({violation['time_s']} s)" if "step" in violation else ""
+        click.echo(f"  safety violation{where}, node {violation['node']}: {violation['kind']}: {violation['detail']}")
+    if report["liveness"]["ok"] is False:
+        click.echo(f"  liveness: {report['liveness']['detail']}")
     click.echo(f"report: {path}")
-    if not result.ok:
-        click.echo(f"replay: p2pmed sim run {scenario} --seed {seed} --out {out}")
+    if not report["safety"]["ok"] or report["liveness"]["ok"] is False:
+        click.echo(f"replay: p2pmed sim run {scenario} --seed {seed} --out {out}" + (" --mode real" if mode == "real" else ""))
         sys.exit(EXIT_VIOLATION)
 
 

@@ -31,6 +31,7 @@ def summary_line(report: dict[str, Any]) -> str:
     return (
         f"{report['scenario']} seed {report['seed']}: safety {safety}, liveness {live}; "
         f"{report['committed_txs']}/{report['submitted_txs']} txs committed, {report['view_changes']} view change(s), "
-        f"latency p50 {latency['p50']} ms p99 {latency['p99']} ms; {report['simulated_s']} s simulated "
-        f"in {report['wall_s']} s"
+        f"latency p50 {latency['p50']} ms p99 {latency['p99']} ms; "
+        + (f"{report['wall_s']} s on real processes" if report.get("mode") == "real"
+           else f"{report['simulated_s']} s simulated in {report['wall_s']} s")
     )

@@ -1,0 +1,368 @@
+"""``p2pmed sim run --mode real``: a scenario played on real node processes on 127.0.0.1.
+
+The same scenario file and the same ``report.json`` as the simulator, but the
+faults are real: a crash is SIGKILL, a restart starts the process again on its
+store, partitions, loss and delay go through each node's fault-injection
+wrapper (``debug.faults``, enabled in these nodes' config only). The workload is
+signed sample transactions submitted over RPC to the live nodes in turn, open
+loop at the scenario's rate; a transaction's commit time is when the first
+node announces its block on ``chain.subscribe``.
+
+Checkers: safety holds when every pair of nodes has the same block at every
+height both reached (compared over RPC at the end); liveness, when the faults
+leave at most f nodes down and the network whole, holds when every submitted
+transaction is committed on every live node within the scenario's bound after
+the workload ends.
+
+Not every fault can be played on real processes: Byzantine behaviours and
+clock skew need the simulator, and the network model's duplicate and reorder
+rates have no counterpart in the wrapper. A scenario that asks for them is
+refused with ``ScenarioError`` naming the fault, before anything starts.
+Unlike the simulator, a run does not replay exactly: the seed fixes the
+transactions and the wrapper's random drops, not the operating system's timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from p2pmed.config import NodeConfig
+from p2pmed.crypto import SigningKey
+from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.process_network import NodeFailed, ProcessNetwork
+from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
+from p2pmed.sim.scenario import Fault, FaultKind, Scenario, ScenarioError
+from p2pmed.sim.simulator import fault_details, percentiles
+
+__all__ = ["check_playable", "run_real"]
+
+CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, fault_injection=True)
+CHAIN_ID = "p2pmed-harness"
+SAMPLE_S = 1.0
+START_TIMEOUT_S = 60.0
+TXS_PER_SENDER = 50
+FAR_FUTURE_MS = 4_102_444_800_000
+PLAYABLE = {FaultKind.CRASH, FaultKind.RESTART, FaultKind.PARTITION, FaultKind.HEAL, FaultKind.DROP, FaultKind.DELAY}
+
+
+def check_playable(scenario: Scenario) -> None:
+    """Raise ``ScenarioError`` for anything real processes cannot do."""
+    for name in ("duplicate", "reorder"):
+        if getattr(scenario.network, name):
+            raise ScenarioError(f"network.{name}", "has no counterpart on real processes; use --mode sim")
+    for position, fault in enumerate(scenario.faults):
+        if fault.kind not in PLAYABLE:
+            raise ScenarioError(f"faults[{position}].kind", f"{fault.kind.value!r} needs the simulator; use --mode sim")
+
+
+@dataclasses.dataclass
+class _Links:
+    """Each node's fault-injection settings, from the scenario's current state."""
+
+    drop: float
+    delay_ms: int
+    groups: tuple[tuple[int, ...], ...] | None = None
+
+    def rules_for(self, node: int, nodes: int) -> dict[str, Any]:
+        blocked: set[int] = set()
+        if self.groups is not None:
+            mine = next((set(group) for group in self.groups if node in group), {node})
+            blocked = set(range(nodes)) - mine
+        listed = ",".join(str(index) for index in sorted(blocked))
+        return {"drop_permille": round(self.drop * 1000), "delay_ms": self.delay_ms, "blocked_out": listed, "blocked_in": listed}
+
+
+class _CommitWatcher:
+    """First time any node announces each transaction, from a thread per node that
+    re-subscribes whenever its node restarts."""
+
+    def __init__(self, net: ProcessNetwork) -> None:
+        self.committed_at: dict[str, float] = {}
+        self.seen_by: list[set[str]] = [set() for _ in range(net.size)]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, args=(net, index), daemon=True) for index in range(net.size)]
+        for thread in self._threads:
+            thread.start()
+
+    def _watch(self, net: ProcessNetwork, index: int) -> None:
+        while not self._stop.is_set():
+            try:
+                with RpcClient(net.homes[index] / CONFIG.rpc_socket, timeout=2).subscribe("chain.subscribe") as blocks:
+                    for block in blocks:
+                        now = time.monotonic()
+                        with self._lock:
+                            for tx_id in block["tx_ids"]:
+                                self.committed_at.setdefault(tx_id, now)
+                            self.seen_by[index].update(block["tx_ids"])
+                        if self._stop.is_set():
+                            return
+            except (NodeNotRunning, RpcError, OSError):
+                pass
+            self._stop.wait(0.2)
+
+    def close(self) -> None:
+        self._stop.set()  # threads end at their next block or retry; they are daemons
+
+
+def sample_workload(scenario: Scenario, seed: int) -> list[Transaction]:
+    rng = random.Random(seed)
+    count = int(scenario.workload.rate * scenario.workload.duration_s)
+    senders = [SigningKey.from_seed(rng.randbytes(32)) for _ in range(max(1, -(-count // TXS_PER_SENDER)))]
+    body = ConsentGrant(SigningKey.from_seed(rng.randbytes(32)).public_key, ("laboratory",), "TREAT", FAR_FUTURE_MS)
+    return [
+        sign_transaction(senders[i % len(senders)], CHAIN_ID, "consent.grant", i // len(senders), body) for i in range(count)
+    ]
+
+
+def run_real(scenario: Scenario, seed: int, logs: Path, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Play ``scenario`` on real processes; returns the report. The nodes' logs are
+    copied into ``logs``; their homes live in a short temporary directory (a Unix
+    socket path has to fit in 108 bytes) removed at the end."""
+    check_playable(scenario)
+    txs = sample_workload(scenario, seed)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="p2pmed-real-") as directory:
+        try:
+            report = _run_in(Path(directory), scenario, txs, seed, progress)
+        finally:
+            logs.mkdir(parents=True, exist_ok=True)
+            for log in Path(directory).glob("node*.log"):
+                shutil.copy(log, logs / log.name)
+    report.update({"seed": seed, "mode": "real", "wall_s": round(time.monotonic() - started, 3)})
+    return report
+
+
+def _run_in(
+    directory: Path, scenario: Scenario, txs: list[Transaction], seed: int, progress: Callable[[float], None] | None
+) -> dict[str, Any]:
+    with ProcessNetwork(directory, scenario.network.nodes, CONFIG, CHAIN_ID) as net:
+        net.start_all(START_TIMEOUT_S)
+        links = _Links(scenario.network.drop, _mean(scenario.network.latency_ms))
+        _apply_links(net, links)
+        return _Run(net, scenario, txs, links, progress).play(random.Random(seed))
+
+
+class _Run:
+    def __init__(
+        self, net: ProcessNetwork, scenario: Scenario, txs: list[Transaction], links: _Links,
+        progress: Callable[[float], None] | None,
+    ) -> None:
+        self.net, self.scenario, self.txs, self.links, self.progress = net, scenario, txs, links, progress
+        self.submitted_at: dict[str, float] = {}
+        self.fault_log: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.refused = 0
+        self.resubmitted = 0
+
+    def play(self, rng: random.Random) -> dict[str, Any]:
+        watcher = _CommitWatcher(self.net)
+        self.start = time.monotonic()
+        faults = sorted(self.scenario.faults, key=lambda fault: fault.at_s)
+        rate = self.scenario.workload.rate
+        next_tx, next_sample, end = 0, 0.0, self.scenario.workload.duration_s
+        try:
+            while True:
+                elapsed = time.monotonic() - self.start
+                while faults and faults[0].at_s <= elapsed:
+                    self._inject(faults.pop(0), elapsed)
+                while next_tx < len(self.txs) and next_tx / rate <= elapsed:
+                    self._submit(self.txs[next_tx], rng)
+                    next_tx += 1
+                if elapsed >= next_sample:
+                    self._sample(elapsed)
+                    next_sample += SAMPLE_S
+                if elapsed >= end and not faults and next_tx >= len(self.txs):
+                    break
+                if self.progress is not None:
+                    self.progress(min(1.0, elapsed / max(end, 1e-9)))
+                time.sleep(0.002)
+            calm = time.monotonic() - self.start
+            liveness_expected = self._liveness_expected()
+            live = self._live()
+            deadline = time.monotonic() + self.scenario.liveness_bound_s
+            # The feeds say cheaply when everything is in; a restarted node's feed misses
+            # what it caught up on before re-subscribing, so the chains are read now and then.
+            missing = self._missing(live)
+            rounds = 0
+            while liveness_expected and any(missing.values()) and time.monotonic() < deadline:
+                if rounds % 5 == 0:
+                    self._resubmit(watcher, rng)
+                self._sample(time.monotonic() - self.start)
+                time.sleep(SAMPLE_S)
+                rounds += 1
+                fed = all(self.submitted_at.keys() <= watcher.seen_by[index] for index in live)
+                if fed or rounds % 5 == 0:
+                    missing = self._missing(live)
+            self._sample(time.monotonic() - self.start)
+            return self._report(watcher, calm, liveness_expected, missing)
+        finally:
+            watcher.close()
+
+    def _inject(self, fault: Fault, elapsed: float) -> None:
+        self.fault_log.append({"at_s": fault.at_s, "kind": fault.kind.value, **fault_details(fault), "played_at_s": round(elapsed, 3)})
+        net = self.net
+        if fault.kind is FaultKind.CRASH:
+            assert fault.node is not None
+            if net.processes[fault.node] is not None:
+                net.kill(fault.node)
+            return
+        if fault.kind is FaultKind.RESTART:
+            assert fault.node is not None
+            if net.processes[fault.node] is None:
+                net.start(fault.node)
+                net.wait_ready(fault.node, START_TIMEOUT_S)
+                _apply_links(net, self.links, [fault.node])
+            return
+        if fault.kind is FaultKind.PARTITION:
+            self.links.groups = fault.groups
+        elif fault.kind is FaultKind.HEAL:
+            self.links.groups = None
+        elif fault.kind is FaultKind.DROP:
+            assert fault.probability is not None
+            self.links.drop = fault.probability
+        elif fault.kind is FaultKind.DELAY:
+            assert fault.latency_ms is not None
+            self.links.delay_ms = _mean(fault.latency_ms)
+        _apply_links(net, self.links)
+
+    def _submit(self, tx: Transaction, rng: random.Random) -> None:
+        live = self._live()
+        if not live:
+            self.refused += 1
+            return
+        self.submitted_at[tx.id.hex()] = time.monotonic()
+        try:
+            self.net.call(rng.choice(live), "tx.submit", tx=tx.encoded.hex())
+        except (NodeNotRunning, RpcError, OSError):
+            self.refused += 1  # the node died under us, or refused it; the harness does not retry
+            del self.submitted_at[tx.id.hex()]
+
+    def _resubmit(self, watcher: _CommitWatcher, rng: random.Random) -> None:
+        """Send what has not committed again, as a client would: a transaction that
+        reached only a node that then crashed is lost, and with it every later nonce
+        of its sender would wait forever. Latency still counts from the first send."""
+        encoded = {tx.id.hex(): tx.encoded.hex() for tx in self.txs}
+        for tx_id in [tx_id for tx_id in self.submitted_at if tx_id not in watcher.committed_at]:
+            live = self._live()
+            if not live:
+                return
+            try:
+                self.net.call(rng.choice(live), "tx.submit", tx=encoded[tx_id])
+                self.resubmitted += 1
+            except (NodeNotRunning, RpcError, OSError):
+                pass  # already waiting there (duplicate), or the node is gone
+
+    def _sample(self, elapsed: float) -> None:
+        for index in range(self.net.size):
+            row: dict[str, Any] = {"t_s": round(elapsed, 3), "node": index, "height": None, "view": None, "up": False}
+            if self.net.processes[index] is not None:
+                try:
+                    status = self.net.call(index, "node.status")
+                    row.update(height=status["height"], view=status["view"], up=True)
+                except (NodeNotRunning, RpcError, OSError):
+                    pass
+            self.timeline.append(row)
+
+    def _live(self) -> list[int]:
+        return [index for index, process in enumerate(self.net.processes) if process is not None]
+
+    def _liveness_expected(self) -> bool:
+        f = (self.net.size - 1) // 3
+        return self.net.size - len(self._live()) <= f and self.links.groups is None and self.links.drop < 1
+
+    def _missing(self, live: list[int]) -> dict[int, int]:
+        missing = {}
+        for index in live:
+            try:
+                height = self.net.call(index, "node.status")["height"]
+                committed = {tx_id for h in range(1, height + 1) for tx_id in self.net.call(index, "chain.block", height=h)["tx_ids"]}
+            except (NodeNotRunning, RpcError, OSError, NodeFailed):
+                missing[index] = len(self.submitted_at)
+                continue
+            missing[index] = sum(1 for tx_id in self.submitted_at if tx_id not in committed)
+        return missing
+
+    def _report(self, watcher: _CommitWatcher, calm: float, expected: bool, missing: dict[int, int]) -> dict[str, Any]:
+        violations = self._compare_chains()
+        latencies = sorted(
+            round((watcher.committed_at[tx_id] - at) * 1000) for tx_id, at in self.submitted_at.items() if tx_id in watcher.committed_at
+        )
+        stuck = {str(index): count for index, count in missing.items() if count}
+        end = time.monotonic() - self.start
+        return {
+            "scenario": self.scenario.name,
+            "nodes": self.net.size,
+            "f": (self.net.size - 1) // 3,
+            "faults": self.fault_log,
+            "submitted_txs": len(self.submitted_at),
+            "refused_txs": self.refused,
+            "resubmitted_txs": self.resubmitted,
+            "committed_txs": sum(1 for tx_id in self.submitted_at if tx_id in watcher.committed_at),
+            "safety": {"ok": not violations, "violations": violations},
+            "liveness": {
+                "ok": not stuck if expected else None,
+                "expected": expected,
+                "bound_s": self.scenario.liveness_bound_s,
+                "uncommitted_by_node": stuck,
+                "detail": "every submitted transaction committed on every live node" if expected and not stuck
+                else f"uncommitted by node: {stuck}" if expected else "not expected: more than f nodes down or the network split",
+            },
+            "view_changes": max((row["view"] or 0 for row in self.timeline), default=0),
+            "latency_ms": percentiles(latencies),
+            "heights": {str(row["node"]): row["height"] for row in self.timeline[-self.net.size:]},
+            "simulated_s": round(end, 3),
+            "calm_at_s": round(calm, 3),
+            "series": self._per_second(watcher, end),
+            "timeline": self.timeline,
+        }
+
+    def _compare_chains(self) -> list[dict[str, Any]]:
+        chains: dict[int, list[str]] = {}
+        for index in self._live():
+            height = self.net.call(index, "node.status")["height"]
+            chains[index] = [self.net.call(index, "chain.block", height=h)["hash"] for h in range(1, height + 1)]
+        violations = []
+        reference_index, reference = next(iter(chains.items()), (None, []))
+        for index, chain in chains.items():
+            for height, (mine, theirs) in enumerate(zip(chain, reference), start=1):
+                if mine != theirs:
+                    violations.append({"kind": "fork", "node": index, "height": height,
+                                       "detail": f"node {index} has {mine[:16]} at {height}, node {reference_index} {theirs[:16]}"})
+                    break
+        return violations
+
+    def _per_second(self, watcher: _CommitWatcher, end: float) -> list[dict[str, Any]]:
+        buckets: dict[int, list[int]] = {}
+        for tx_id, at in self.submitted_at.items():
+            if tx_id in watcher.committed_at:
+                committed = watcher.committed_at[tx_id]
+                buckets.setdefault(int(committed - self.start), []).append(round((committed - at) * 1000))
+        series = []
+        for second in range(int(end) + 1):
+            latencies = sorted(buckets.get(second, []))
+            cuts = percentiles(latencies)
+            series.append({"t_s": second, "committed": len(latencies), "latency_p50_ms": cuts["p50"], "latency_p99_ms": cuts["p99"]})
+        return series
+
+
+def _apply_links(net: ProcessNetwork, links: _Links, nodes: list[int] | None = None) -> None:
+    for index in nodes if nodes is not None else range(net.size):
+        if net.processes[index] is not None:
+            try:
+                net.call(index, "debug.faults", **links.rules_for(index, net.size))
+            except (NodeNotRunning, RpcError, OSError):
+                pass  # it died; a restart applies the links again
+
+
+def _mean(bounds: tuple[int, int]) -> int:
+    return (bounds[0] + bounds[1]) // 2
