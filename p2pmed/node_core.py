@@ -14,7 +14,7 @@ sender's lower nonces are committed or ahead of them in consensus.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from p2pmed.consensus.messages import (
     CommitCertificate,
     Message,
     encode_message,
+    message_kind,
 )
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
@@ -77,6 +78,7 @@ class NodeCore:
             committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
         )
         self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
+        self.sent: Counter[str] = Counter()  # messages handed to the network by kind, one per destination
         self._start_actions = self.replica.start(now_ms)
 
     def start(self) -> Outgoing:
@@ -142,14 +144,18 @@ class NodeCore:
             if isinstance(action, Persist):
                 records.update(action.records)  # written once below, before any message leaves
             elif isinstance(action, Send):
+                self.sent[message_kind(action.message)] += 1
                 outgoing.append((action.to, encode_message(action.message)))
             elif isinstance(action, Broadcast):
                 data = encode_message(action.message)
+                self.sent[message_kind(action.message)] += self.validators.n - 1
                 outgoing.extend((index, data) for index in range(self.validators.n) if index != self.replica.index)
             elif isinstance(action, CommitBlock):
                 work.extend(self._commit(action.block, action.certificate))
             elif isinstance(action, ServeBlocks):
-                outgoing.append((action.to, encode_message(self._blocks_from(action.from_height))))
+                served = self._blocks_from(action.from_height)
+                self.sent[message_kind(served)] += 1
+                outgoing.append((action.to, encode_message(served)))
         if records:
             self.store.consensus_put(records)
         return outgoing

@@ -45,6 +45,7 @@ __all__ = [
     "VoteKind",
     "decode_message",
     "encode_message",
+    "message_kind",
     "proposal_digest",
     "signing_payload",
 ]
@@ -292,6 +293,14 @@ class Envelope:
 
 def encode_message(message: Message) -> bytes:
     return codec.encode(Envelope(_KINDS[type(message)], message))
+
+
+def message_kind(message: Message) -> str:
+    """A short name for counting messages: the envelope kind, or a vote's own kind
+    ("prepare", "commit"), since votes are most of the traffic."""
+    if isinstance(message, Vote):
+        return message.kind.value
+    return _KINDS[type(message)].value
 
 
 def decode_message(data: bytes) -> Message:

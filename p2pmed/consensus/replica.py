@@ -68,6 +68,7 @@ from p2pmed.consensus.messages import (
     Vote,
     VoteKind,
     decode_message,
+    message_kind,
     signing_payload,
 )
 from p2pmed.crypto import Signer
@@ -200,6 +201,7 @@ class Replica:
         self._messages: list[Action] = []
         self._decided: list[Action] = []
         self.rejected: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()  # decoded messages by kind, valid or not
         self._notes: list[str] = []
         self.view_changes_started = 0
         if records:
@@ -261,6 +263,7 @@ class Replica:
     def deliver(self, sender: int, message: Message, now_ms: int) -> list[Action]:
         """A decoded, not yet verified message from validator ``sender``."""
         self._now = now_ms
+        self.received[message_kind(message)] += 1
         try:
             self._dispatch(sender, message)
         except InvalidMessage as error:
