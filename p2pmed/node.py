@@ -8,7 +8,8 @@ Tasks, all in one nursery inside ``host.run``:
 - the timer: sleeps until ``core.next_deadline_ms()`` and calls ``core.tick``;
 - one dialer per other validator, keeping a connection up with capped backoff
   (gossipsub only meshes with connected peers; the transport dials on its own);
-- the JSON-RPC server on ``<home>/p2pmed.sock``.
+- the JSON-RPC server on ``<home>/p2pmed.sock``;
+- the Prometheus endpoint on 127.0.0.1:<[metrics] port>, when the port is not 0.
 
 Every call into ``NodeCore`` is synchronous and runs on the trio thread, so calls
 never interleave and each leaves the store consistent; cancellation (SIGINT,
@@ -44,10 +45,13 @@ from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
+from p2pmed.metrics import NodeMetrics
+from p2pmed.metrics_http import serve_metrics
 from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node_core import NodeCore, Outgoing
+from p2pmed.rpc.server import RpcServer
 
 __all__ = ["Node", "NodeClock", "replica_config", "serve"]
 
@@ -112,9 +116,11 @@ class Node:
         )
         self.counters = NodeCounters()
         self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
+        self.metrics = NodeMetrics(self)
         self.host: IHost | None = None
         self.transport: ConsensusTransport | None = None
         self.gossip: TxGossip | None = None
+        self.rpc_server: RpcServer | None = None
         self._timer_wakeup = trio.Event()
         self.faults = FaultInjector(seed=self.started_ms) if home.config.fault_injection else None
         self._nursery: trio.Nursery | None = None
@@ -130,6 +136,7 @@ class Node:
         other validators. Raises ``TxRejected`` with the reason when it cannot be taken."""
         assert self.gossip is not None, "the node is not running"
         self._send(self.core.submit(tx, self.clock.now_ms()))
+        self.metrics.submitted(tx.id)
         self.gossip.publish(tx)
 
     def connected_validators(self) -> list[int]:
@@ -183,7 +190,10 @@ class Node:
         nursery.start_soon(self._timer)
         self._send(self.core.start())
         if rpc_methods is not None:
-            await nursery.start(rpc_methods(self).run)
+            self.rpc_server = rpc_methods(self)
+            await nursery.start(self.rpc_server.run)
+        if self.home.config.metrics_port:
+            await nursery.start(serve_metrics, self.metrics.registry, self.home.config.metrics_port)
 
     def _accept_gossiped(self, tx: Transaction) -> bool:
         try:

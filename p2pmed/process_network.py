@@ -58,15 +58,27 @@ def free_port_range(count: int, attempts: int = 50) -> int:
 
 
 class ProcessNetwork:
+    """``config`` applies to every node except its moniker, listen address and, with
+    ``metrics=True``, its metrics port (``metrics_ports[i]``, free when created; else 0)."""
+
     def __init__(
-        self, directory: Path, nodes: int = 4, config: NodeConfig | None = None, chain_id: str = "p2pmed-local"
+        self,
+        directory: Path,
+        nodes: int = 4,
+        config: NodeConfig | None = None,
+        chain_id: str = "p2pmed-local",
+        *,
+        metrics: bool = False,
     ) -> None:
         self.directory = directory
-        self.homes = create_testnet(directory, nodes, free_port_range(nodes), chain_id)
+        base_port = free_port_range(2 * nodes)  # listen ports, then metrics ports
+        self.homes = create_testnet(directory, nodes, base_port, chain_id)
+        self.metrics_ports = [base_port + nodes + index if metrics else 0 for index in range(nodes)]
         config = config or NodeConfig()
-        for home in self.homes:
+        for home, metrics_port in zip(self.homes, self.metrics_ports):
             own = load_home(home).config
-            (home / CONFIG).write_text(render_config(dataclasses.replace(config, moniker=own.moniker, listen=own.listen)))
+            overrides = {"moniker": own.moniker, "listen": own.listen, "metrics_port": metrics_port}
+            (home / CONFIG).write_text(render_config(dataclasses.replace(config, **overrides)))
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
 
     @property

@@ -1,0 +1,214 @@
+"""Prometheus metrics of one node, on a registry of its own.
+
+Most of what an operator watches is already kept by the parts of the node: the
+replica's view and rejections, the transport's, gossip's and RPC server's
+counters, the mempool, the store. ``NodeCollector`` reads those at scrape time
+rather than counting everything a second time. Only what nothing else keeps is
+counted here: transactions in committed blocks, by outcome, and the
+submit-to-commit latency of the transactions this node's RPC took in.
+
+The registry is per node, not prometheus-client's global one, so that several
+nodes can live in one process (tests) and nothing another library registers
+globally leaks into a node's endpoint. ``p2pmed.metrics_http`` serves it.
+The full list with meanings is in ``docs/operators.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from p2pmed.ledger.block import Block
+from p2pmed.ledger.machine import BlockExecution
+from p2pmed.net.consensus_transport import TransportCounters
+from p2pmed.net.tx_gossip import GossipCounters
+from p2pmed.rpc.server import RpcCounters
+
+if TYPE_CHECKING:
+    from p2pmed.node import Node
+
+__all__ = ["LATENCY_BUCKETS_S", "NodeCollector", "NodeMetrics", "store_size_bytes"]
+
+SUBMITTED_TRACKED_MAX = 100_000
+"""Submit times kept for the latency histogram; beyond that the oldest are forgotten
+(a transaction that never commits, e.g. one that lost its nonce, must not stay forever)."""
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+_RPC_HELP = {
+    "connections_accepted": "RPC connections accepted.",
+    "connections_refused": "RPC connections refused because the server was at its connection limit.",
+    "clients_dropped": "RPC clients dropped for not reading their replies or notifications.",
+    "requests": "RPC request lines received, valid or not.",
+    "errors": "RPC requests answered with an error, and subscriptions that ended with one.",
+    "rate_limited": "RPC requests refused by the per-connection rate limit.",
+    "internal_errors": "RPC handler failures (bugs); each is in the log with its traceback.",
+}
+
+
+class NodeMetrics:
+    """The node's registry, and the two things counted only for metrics."""
+
+    def __init__(self, node: Node) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(NodeCollector(node))
+        ProcessCollector(registry=self.registry)
+        self._now_ms = node.clock.now_ms
+        self._committed = Counter(
+            "p2pmed_transactions_committed",
+            "Transactions in blocks this node committed, by outcome: ok, or rejected by the ledger at execution.",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in ("ok", "rejected"):
+            self._committed.labels(result)
+        self._latency = Histogram(
+            "p2pmed_commit_latency_seconds",
+            "From tx.submit on this node to the commit of the block holding the transaction.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._submitted_ms: dict[bytes, int] = {}
+        node.block_listeners.append(self._on_commit)
+
+    def submitted(self, tx_id: bytes) -> None:
+        """A client submitted ``tx_id`` through this node; the first time counts."""
+        if tx_id in self._submitted_ms:
+            return
+        self._submitted_ms[tx_id] = self._now_ms()
+        if len(self._submitted_ms) > SUBMITTED_TRACKED_MAX:
+            del self._submitted_ms[next(iter(self._submitted_ms))]
+
+    def _on_commit(self, block: Block, execution: BlockExecution) -> None:
+        now_ms = self._now_ms()
+        for tx, result in zip(block.txs, execution.results, strict=True):
+            self._committed.labels("ok" if result.ok else "rejected").inc()
+            submitted_ms = self._submitted_ms.pop(tx.id, None)
+            if submitted_ms is not None:
+                self._latency.observe(max(0, now_ms - submitted_ms) / 1000)
+
+
+class NodeCollector(Collector):
+    """Reads the node's state and counters at each scrape, on the trio thread that
+    owns them (see ``p2pmed.metrics_http``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._identity()
+        yield from self._consensus()
+        yield from self._rejections()
+        yield from self._gossip()
+        yield from self._rpc()
+        yield _gauge("p2pmed_store_size_bytes", "Size of the SQLite store, its write-ahead log included.",
+                     store_size_bytes(self.node.home.store_path))
+
+    def _identity(self) -> Iterator[Metric]:
+        node = self.node
+        info = GaugeMetricFamily(
+            "p2pmed_node_info", "Constant 1, labelled with who this node is.",
+            labels=["chain_id", "moniker", "node_id", "validator_index", "version"],
+        )
+        info.add_metric(
+            [node.chain_id, node.home.config.moniker, str(node.peer_ids[node.index]), str(node.index),
+             importlib.metadata.version("p2pmed")],
+            1,
+        )
+        yield info
+        yield _gauge("p2pmed_validators", "Validators in the genesis.", node.validators.n)
+        yield _gauge("p2pmed_peers_connected", "Other validators this node has a connection to.",
+                     len(node.connected_validators()))
+        yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(node.core.mempool))
+
+    def _consensus(self) -> Iterator[Metric]:
+        core = self.node.core
+        replica = core.replica
+        transport = self.node.transport.counters if self.node.transport is not None else TransportCounters()
+        yield _gauge("p2pmed_height", "Height of the last block this node committed.", core.store.head()[0])
+        yield _gauge("p2pmed_view", "Current PBFT view.", replica.view)
+        yield _gauge("p2pmed_primary", "Validator index of the current view's primary.", replica.primary)
+        yield _gauge("p2pmed_view_change_in_progress", "1 while this node is changing view, else 0.",
+                     0 if replica.view_active else 1)
+        yield _counter("p2pmed_view_changes_started", "View changes this node started.", replica.view_changes_started)
+        yield _by_label("p2pmed_consensus_messages_received", "Consensus messages decoded, by kind.",
+                        "kind", replica.received)
+        yield _by_label("p2pmed_consensus_messages_sent", "Consensus messages handed to the transport, by kind.",
+                        "kind", core.sent)
+        yield _counter("p2pmed_consensus_frames_received", "Frames read from validators' streams.",
+                       transport.frames_received)
+        yield _counter("p2pmed_consensus_frames_sent", "Frames written to validators' streams.", transport.frames_sent)
+        yield _counter("p2pmed_consensus_frames_dropped", "Outgoing frames dropped from a full per-peer queue.",
+                       transport.frames_dropped)
+        yield _by_label("p2pmed_consensus_stream_failures", "Outgoing consensus streams that failed, by stage.",
+                        "stage", {"open": transport.open_failures, "write": transport.write_failures})
+
+    def _rejections(self) -> Iterator[Metric]:
+        transport = self.node.transport.counters if self.node.transport is not None else TransportCounters()
+        gossip = self.node.gossip.counters if self.node.gossip is not None else GossipCounters()
+        family = CounterMetricFamily(
+            "p2pmed_messages_rejected",
+            "Input from peers refused, by layer and reason: consensus (replica), transport (streams), gossip (batches).",
+            labels=["layer", "reason"],
+        )
+        for reason, count in sorted(self.node.core.replica.rejected.items()):
+            family.add_metric(["consensus", reason], count)
+        family.add_metric(["transport", "not-a-validator"], transport.streams_refused)
+        family.add_metric(["transport", "bad-frame"], transport.streams_malformed)
+        for reason, count in sorted(gossip.batches_rejected.items()):
+            family.add_metric(["gossip", reason], count)
+        yield family
+
+    def _gossip(self) -> Iterator[Metric]:
+        gossip = self.node.gossip.counters if self.node.gossip is not None else GossipCounters()
+        yield _counter("p2pmed_gossip_transactions_received", "Transactions received in gossip batches from peers.",
+                       gossip.txs_received)
+        yield _counter("p2pmed_gossip_transactions_published", "Transactions this node published in gossip batches.",
+                       gossip.txs_published)
+        yield _counter("p2pmed_gossip_transactions_dropped", "Transactions never published: pushed out of a full queue.",
+                       gossip.txs_dropped)
+        yield _counter("p2pmed_gossip_batches_dropped", "Accepted batches dropped because the node fell behind.",
+                       gossip.batches_dropped)
+        yield _by_label("p2pmed_gossip_transactions_refused",
+                        "Gossiped transactions the node refused, by reason (mostly duplicates).",
+                        "reason", self.node.counters.gossip_txs_refused)
+
+    def _rpc(self) -> Iterator[Metric]:
+        server = self.node.rpc_server
+        yield _gauge("p2pmed_rpc_connections", "RPC clients connected now.", server.connections if server else 0)
+        counters = dataclasses.asdict(server.counters if server is not None else RpcCounters())
+        for name, help_text in _RPC_HELP.items():
+            yield _counter(f"p2pmed_rpc_{name}", help_text, counters[name])
+
+
+def store_size_bytes(store_path: Path) -> int:
+    """The database file plus its write-ahead log (where recent commits live until a checkpoint)."""
+    total = 0
+    for path in (store_path, store_path.with_name(store_path.name + "-wal")):
+        try:
+            total += os.stat(path).st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+def _counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, value=value)
+
+
+def _by_label(name: str, help_text: str, label: str, values: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
