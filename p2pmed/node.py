@@ -15,7 +15,8 @@ Every call into ``NodeCore`` is synchronous and runs on the trio thread, so call
 never interleave and each leaves the store consistent; cancellation (SIGINT,
 SIGTERM) can only land between them. Each call returns the messages to send,
 which go into the transport's bounded per-peer queues without blocking. After
-each call the timer is woken, since the next deadline may have moved earlier.
+each call the timer is woken, since the next deadline may have moved earlier,
+and a change of view is logged (the replica, being pure, logs nothing itself).
 """
 
 from __future__ import annotations
@@ -116,11 +117,13 @@ class Node:
         )
         self.counters = NodeCounters()
         self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
+        self.block_listeners.append(self._log_commit)
         self.metrics = NodeMetrics(self)
         self.host: IHost | None = None
         self.transport: ConsensusTransport | None = None
         self.gossip: TxGossip | None = None
         self.rpc_server: RpcServer | None = None
+        self._view_logged = (self.core.replica.view, self.core.replica.view_active)
         self._timer_wakeup = trio.Event()
         self.faults = FaultInjector(seed=self.started_ms) if home.config.fault_injection else None
         self._nursery: trio.Nursery | None = None
@@ -163,7 +166,7 @@ class Node:
                             index=self.index,
                             peer_id=str(host.get_id()),
                             listen=str(listen),
-                            height=self.core.store.head()[0],
+                            **self._position(),
                         )
                         task_status.started()
                 outer.cancel_scope.cancel()
@@ -232,15 +235,21 @@ class Node:
         peer_id = self.peer_ids[index]
         address = multiaddr.Multiaddr(self.home.genesis.validators[index].address)
         delay = DIAL_DELAY_MIN_S
+        connected = False  # as last logged; a drop and reconnect within one check goes unlogged
         while True:
             if peer_id in host.get_connected_peers():
+                if not connected:
+                    connected = True
+                    log.info("peer connected", peer=index, **self._position())
                 delay = DIAL_DELAY_MIN_S
                 await trio.sleep(CONNECTED_CHECK_S)
                 continue
+            if connected:
+                connected = False
+                log.info("peer disconnected", peer=index, **self._position())
             with trio.move_on_after(DIAL_TIMEOUT_S):
                 try:
                     await host.connect(PeerInfo(peer_id, [address]))
-                    log.info("connected", peer=index)
                     continue
                 except Exception as error:  # refused, reset, handshake failure: retry later
                     log.debug("dial failed", peer=index, error=repr(error), retry_s=delay)
@@ -248,6 +257,7 @@ class Node:
             delay = min(2 * delay, DIAL_DELAY_MAX_S)
 
     def _send(self, outgoing: Outgoing) -> None:
+        """After each call into the core: send what it returned, wake the timer, log a view change."""
         assert self.transport is not None
         for index, data in outgoing:
             if self.faults is None:
@@ -260,12 +270,35 @@ class Node:
                 self.faults.delayed += 1
                 self._nursery.start_soon(self._send_later, index, data, delay)
         self._timer_wakeup.set()
+        self._log_view_change()
 
     async def _send_later(self, index: int, data: bytes, delay: float) -> None:
         assert self.transport is not None and self.faults is not None
         await trio.sleep(delay)
         self.faults.delayed -= 1
         self.transport.send(index, data)
+
+    # -- logging -------------------------------------------------------------------
+
+    def _position(self) -> dict[str, int]:
+        """Where this node stands, for log events."""
+        return {"height": self.core.replica.last_executed, "view": self.core.replica.view}
+
+    def _log_view_change(self) -> None:
+        replica = self.core.replica
+        state = (replica.view, replica.view_active)
+        if state == self._view_logged:
+            return
+        self._view_logged = state
+        if replica.view_active:
+            log.info("view entered", primary=replica.primary, **self._position())
+        else:
+            log.info("view change started", started=replica.view_changes_started, **self._position())
+
+    def _log_commit(self, block: Block, execution: BlockExecution) -> None:
+        rejected = sum(not result.ok for result in execution.results)
+        log.debug("block committed", height=block.height, txs=len(block.txs), rejected=rejected,
+                  view=self.core.replica.view)
 
 
 async def serve(home: LoadedHome) -> None:
