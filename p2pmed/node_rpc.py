@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from p2pmed import codec
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts.consent import valid_consent
 from p2pmed.ledger.errors import TxRejected
@@ -28,10 +29,14 @@ __all__ = ["methods", "rpc_server"]
 
 SUBSCRIPTION_BUFFER = 256
 MEMPOOL_LIST_MAX = 1_000
+REQUEST_SIZE_MAX = 2 * codec.TX_SIZE_MAX + 4096
+"""A ``tx.submit`` line carries the transaction as hex: twice its size, plus the JSON around it."""
 
 
 def rpc_server(node: Node) -> RpcServer:
-    return RpcServer(node.home.socket_path, methods(node), requests_per_second=20_000, burst=40_000)
+    return RpcServer(
+        node.home.socket_path, methods(node), line_size_max=REQUEST_SIZE_MAX, requests_per_second=20_000, burst=40_000
+    )
 
 
 def methods(node: Node) -> dict[str, Method]:
