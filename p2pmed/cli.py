@@ -8,10 +8,8 @@ from pathlib import Path
 import click
 
 from p2pmed import demo as demo_module
-
-EXIT_FAILURE = 1
-EXIT_VIOLATION = 1
-EXIT_BAD_INPUT = 2
+from p2pmed.cli_client import CLIENT_COMMANDS
+from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_VIOLATION, HOME_OPTION, socket_of
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,12 +55,6 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
     click.echo(f"created {len(homes)} homes in {out} for chain {chain_id} (genesis {genesis.hash.hex()[:16]}…)")
 
 
-HOME_OPTION = click.option(
-    "--home", type=click.Path(path_type=Path), envvar="P2PMED_HOME", required=True,
-    help="The node's home directory [env: P2PMED_HOME].",
-)
-
-
 @cli.command()
 @HOME_OPTION
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
@@ -93,47 +85,6 @@ def node(home: Path, log_level: str | None) -> None:
         sys.exit(EXIT_FAILURE)
 
 
-def _socket_of(home: Path) -> Path:
-    from p2pmed.config import ConfigError, load_config
-    from p2pmed.home import CONFIG
-
-    try:
-        return home / load_config(home / CONFIG).rpc_socket
-    except ConfigError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-
-
-@cli.command()
-@HOME_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@click.option("--quiet", is_flag=True, help="Print nothing; exit 0 only if the node answers (a health check).")
-def status(home: Path, as_json: bool, quiet: bool) -> None:
-    """Show the node's height, view, role and peers."""
-    import json
-
-    from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
-
-    try:
-        with RpcClient(_socket_of(home), timeout=5) as client:
-            result = client.call("node.status")
-    except (NodeNotRunning, RpcError, OSError) as error:
-        if not quiet:
-            click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_FAILURE)
-    if quiet:
-        return
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(
-        f"{result['moniker']} (validator {result['validator_index']} of {result['validators']}) on {result['chain_id']}\n"
-        f"  height {result['height']}  last block {result['last_block_hash'][:16]}…\n"
-        f"  view {result['view']}  primary {result['primary']}  role {result['role']}\n"
-        f"  peers {result['peers']}  mempool {result['mempool_size']}  up {result['uptime_s']} s  version {result['version']}"
-    )
-
-
 @cli.command()
 @HOME_OPTION
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
@@ -147,7 +98,7 @@ def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float)
     from p2pmed.rpc.client import NodeNotRunning, RpcError
 
     try:
-        report = run_load(_socket_of(home), count, rate, wait, timeout)
+        report = run_load(socket_of(home), count, rate, wait, timeout)
     except (NodeNotRunning, RpcError, OSError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -238,6 +189,10 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None) -> None:
         click.echo(line)
     if not all(outcome.ok for outcome in outcomes):
         sys.exit(EXIT_VIOLATION)
+
+
+for command in CLIENT_COMMANDS:
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -767,3 +767,24 @@ async def test_the_client_iterates_a_subscription(socket_path):
         await trio.to_thread.run_sync(follow_broken, abandon_on_cancel=True)
         with pytest.raises(RpcError, match="no block at height 50"):
             await trio.to_thread.run_sync(functools.partial(client.subscribe, "blocks.from", height=50))
+
+
+async def test_a_subscription_read_with_a_timeout_times_out_then_delivers_what_came(socket_path):
+    handlers = Handlers()
+    async with serve(socket_path, handlers):
+        subscription = await trio.to_thread.run_sync(RpcClient(socket_path, timeout=5).subscribe, "items")
+        with subscription:
+            with pytest.raises(TimeoutError):
+                await trio.to_thread.run_sync(subscription.next, 0.05, abandon_on_cancel=True)
+            await handlers.items_in.send("first")
+            assert await trio.to_thread.run_sync(subscription.next, 5, abandon_on_cancel=True) == "first"
+            await handlers.items_in.aclose()
+
+            def ended() -> bool:
+                try:
+                    subscription.next(5)
+                except StopIteration:  # (it may not cross into trio: a coroutine cannot raise it)
+                    return True
+                return False
+
+            assert await trio.to_thread.run_sync(ended, abandon_on_cancel=True)

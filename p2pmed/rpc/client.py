@@ -84,9 +84,11 @@ class RpcClient:
 class Subscription:
     """The items of one subscription, in order, as an iterator.
 
-    Iterating waits as long as it takes for the next item. It stops when the
-    server ends the subscription, raises ``RpcError`` if it ended with an error
-    and ``ConnectionError`` if the connection was lost (the node stopped, or
+    Iterating waits as long as it takes for the next item; ``next(timeout_s)``
+    waits at most that long, then raises ``TimeoutError`` (nothing is lost: a
+    later call picks up where it left off). It stops when the server ends the
+    subscription, raises ``RpcError`` if it ended with an error and
+    ``ConnectionError`` if the connection was lost (the node stopped, or
     dropped this client for not reading fast enough).
     """
 
@@ -99,8 +101,13 @@ class Subscription:
         return self
 
     def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout_s: float | None = None) -> Any:
+        """The next item; ``StopIteration`` once the subscription has ended."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self._connection is not None:
-            message = self._connection.receive(None)
+            message = self._connection.receive(deadline, self.method)
             params = message.get("params")
             if message.get("method") != self.method or not isinstance(params, dict):
                 continue
