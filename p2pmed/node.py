@@ -43,7 +43,7 @@ from p2pmed.crypto import Ed25519Verifier
 from p2pmed.home import LoadedHome
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
-from p2pmed.ledger.errors import TxRejected
+from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.metrics import NodeMetrics
@@ -138,6 +138,14 @@ class Node:
         """A client transaction: check it, queue it for consensus and gossip it to the
         other validators. Raises ``TxRejected`` with the reason when it cannot be taken."""
         assert self.gossip is not None, "the node is not running"
+        # Checked before the core takes it: a transaction held here that the others never
+        # receive would make this node suspect an honest primary and start a view change.
+        if len(tx.encoded) > self.gossip.tx_size_max:
+            raise TxRejected(
+                RejectReason.TOO_BIG,
+                f"{len(tx.encoded)} bytes; transactions travel between nodes in batches of at most "
+                f"{self.gossip.tx_size_max} bytes",
+            )
         self._send(self.core.submit(tx, self.clock.now_ms()))
         self.metrics.submitted(tx.id)
         self.gossip.publish(tx)

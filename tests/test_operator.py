@@ -233,11 +233,13 @@ def test_tx_submit_refuses_bad_transactions_saying_why(net: ProcessNetwork) -> N
     good = grant(new_key())
     forged = Transaction(good.type, good.chain_id, good.sender, good.nonce, good.body, bytes(64))
     other_chain = sign_transaction(new_key(), "another-chain", "consent.grant", 0, ConsentGrant(bytes(32), ("imaging",), "TREAT", 1))
+    too_big_to_gossip = grant(new_key(), categories=("x" * 600_000,))  # under the ledger's 1 MiB, over a gossip batch
     for data, reason in (
         (forged.encoded.hex(), "bad-signature"),
         (other_chain.encoded.hex(), "wrong-chain"),
         ("a1" * 40, "malformed"),
         ("00" * (codec.TX_SIZE_MAX + 1), "too-big"),  # a 2 MiB request line: within the socket's limit
+        (too_big_to_gossip.encoded.hex(), "too-big"),
     ):
         error = rpc_error(net, 0, "tx.submit", tx=data)
         assert (error.code, error.data) == (ErrorCode.REJECTED_TRANSACTION, {"reason": reason})
@@ -539,8 +541,15 @@ def test_a_killed_primary_is_logged_and_counted_as_a_view_change_and_catches_up(
         assert net.call(index, "node.status")["view"] > view
         samples = scrape(net, index)
         assert sample(samples, "p2pmed_view_changes_started_total") >= 1 and sample(samples, "p2pmed_view") > view
+        net.wait_for(  # noticed by a once-a-second connection check, so not necessarily logged yet
+            index,
+            lambda index=index: any(
+                event["event"] == "peer disconnected" and event["peer"] == primary for event in log_events(net, index)
+            ),
+            WAIT_S,
+            f"to log that {primary} disconnected",
+        )
         events = log_events(net, index)
-        assert any(event["event"] == "peer disconnected" and event["peer"] == primary for event in events)
         started = [event for event in events if event["event"] == "view change started"]
         entered = [event for event in events if event["event"] == "view entered"]
         assert started and all({"height", "view", "started"} <= event.keys() for event in started)

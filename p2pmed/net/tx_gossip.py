@@ -219,7 +219,7 @@ class TxGossip:
         in a batch.
         """
         size = len(tx.encoded)
-        if size + BATCH_OVERHEAD_MAX > self.batch_bytes_max:
+        if size > self.tx_size_max:
             raise ValueError(f"transaction of {size} bytes does not fit in a {self.batch_bytes_max}-byte batch")
         if not self._tx_is_acceptable(tx):
             raise ValueError(f"transaction {tx.id.hex()[:16]} is refused: it would get its whole batch rejected")
@@ -232,6 +232,11 @@ class TxGossip:
             self._pending_bytes -= len(self._pending.popleft().encoded)
             self.counters.txs_dropped += 1
         self._wakeup.set()
+
+    @property
+    def tx_size_max(self) -> int:
+        """The largest transaction a batch can carry, so the largest this node can pass on."""
+        return self.batch_bytes_max - BATCH_OVERHEAD_MAX
 
     def pending(self) -> int:
         """How many transactions wait for a batch."""
