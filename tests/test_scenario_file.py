@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
-from p2pmed.sim.scenario_file import MAX_FILE_BYTES, load_scenario, parse_scenario
+from p2pmed.sim.scenario_file import MAX_FILE_BYTES, dump_scenario, load_scenario, parse_scenario
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
 FAST = settings(max_examples=200, deadline=None)
@@ -547,6 +547,35 @@ def test_partition_groups_may_leave_nodes_out() -> None:
     assert scenario.faults[1].groups == ((0, 2), (3,))
 
 
+def test_one_way_partition_parses_and_defaults_to_two_way() -> None:
+    scenario = parse_scenario(with_(("faults", 1, "one_way"), True), "x")
+    assert scenario.faults[1].one_way is True and scenario.faults[1].groups == ((0, 1), (2, 3))
+    assert parse_scenario(base(), "x").faults[1].one_way is False
+
+
+@pytest.mark.parametrize(
+    ("index", "value", "key", "fragment"),
+    [
+        (1, "yes", "faults[1].one_way", "expected a boolean (true or false), got string 'yes'"),
+        (1, 1, "faults[1].one_way", "expected a boolean"),
+        (0, True, "faults[0].one_way", "not used by a 'crash' fault"),
+        (6, False, "faults[6].one_way", "not used by a 'heal' fault"),
+    ],
+)
+def test_bad_one_way(index: int, value: Any, key: str, fragment: str) -> None:
+    rejects(with_(("faults", index, "one_way"), value), key, fragment)
+
+
+@pytest.mark.parametrize("groups", [[[0]], [[0], [1], [2, 3]]])
+def test_one_way_partition_takes_exactly_two_groups(groups: list[list[int]]) -> None:
+    data = with_(("faults", 1), {"at": 10, "kind": "partition", "groups": groups, "one_way": True})
+    rejects(data, "faults[1].one_way", f"exactly two groups [from, to] in 'groups', got {len(groups)}")
+
+
+def test_partition_error_mentions_the_optional_one_way() -> None:
+    rejects(with_(("faults", 1, "groups"), DELETE), "faults[1].groups", "(optionally 'one_way')")
+
+
 # -- errors name the first problem in file order ---------------------------------------
 
 
@@ -558,6 +587,64 @@ def test_error_names_the_failing_fault_index() -> None:
 def test_fault_index_is_file_order_not_sorted_order() -> None:
     faults = [{"at": 20, "kind": "heal"}, {"at": 1, "kind": "crash", "node": 9}]
     rejects(with_(("faults",), faults), "faults[1].node", "out of range")
+
+
+# -- writing: dump_scenario round-trips ----------------------------------------------
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    """Any Scenario that ``parse_scenario`` can produce."""
+    nodes = draw(st.integers(1, 64))
+    probability = st.floats(0, 1)
+    latency = st.tuples(st.integers(0, 60_000), st.integers(0, 60_000)).map(lambda pair: (min(pair), max(pair)))
+    duration_s = draw(st.floats(0, 86_400, exclude_min=True))
+    node = st.integers(0, nodes - 1)
+    faults = []
+    for _ in range(draw(st.integers(0, 6))):
+        kind = draw(st.sampled_from(list(FaultKind)))
+        fields: dict[str, Any] = {}
+        if kind in (FaultKind.CRASH, FaultKind.RESTART, FaultKind.BYZANTINE, FaultKind.CLOCK_SKEW):
+            fields["node"] = draw(node)
+        if kind is FaultKind.PARTITION:
+            members = draw(st.permutations(range(nodes)))[: draw(st.integers(1, nodes))]
+            cuts = sorted(draw(st.sets(st.integers(1, len(members) - 1), max_size=3))) if len(members) > 1 else []
+            fields["groups"] = tuple(tuple(members[a:b]) for a, b in zip([0, *cuts], [*cuts, len(members)]))
+            fields["one_way"] = len(fields["groups"]) == 2 and draw(st.booleans())
+        if kind is FaultKind.BYZANTINE:
+            fields["behaviour"] = draw(st.sampled_from(list(Behaviour)))
+        if kind is FaultKind.DROP:
+            fields["probability"] = draw(probability)
+        if kind is FaultKind.DELAY:
+            fields["latency_ms"] = draw(latency)
+        if kind is FaultKind.CLOCK_SKEW:
+            fields["skew_ms"] = draw(st.integers(-3_600_000, 3_600_000))
+        faults.append(Fault(at_s=draw(st.floats(0, duration_s)), kind=kind, **fields))
+    printable = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
+    return Scenario(
+        name=draw(printable.filter(lambda text: text.strip() and text.isprintable())),
+        network=NetworkSpec(nodes, draw(latency), draw(probability), draw(probability), draw(probability)),
+        workload=WorkloadSpec(draw(st.floats(0, 100_000, exclude_min=True)), duration_s),
+        faults=tuple(sorted(faults, key=lambda fault: fault.at_s)),
+        liveness_bound_s=draw(st.floats(0, 86_400, exclude_min=True)),
+    )
+
+
+@FAST
+@given(scenarios(), st.one_of(st.none(), st.text(max_size=80)))
+def test_a_dumped_scenario_parses_back_equal(scenario: Scenario, description: str | None) -> None:
+    text = dump_scenario(scenario, description)
+    data = tomllib.loads(text)
+    assert parse_scenario(data, "ignored") == scenario
+    assert data.get("description") == description
+
+
+@pytest.mark.parametrize("path", sorted(SIMULATIONS.glob("*.toml")), ids=lambda path: path.stem)
+def test_every_shipped_scenario_survives_a_round_trip_through_a_file(path: Path, tmp_path: Path) -> None:
+    scenario = load_scenario(path)
+    copy_path = tmp_path / "copy.toml"
+    copy_path.write_text(dump_scenario(scenario, "a copy"))
+    assert load_scenario(copy_path) == scenario
 
 
 # -- property: nothing but ScenarioError escapes ---------------------------------------

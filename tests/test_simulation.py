@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from p2pmed.cli import cli
 from p2pmed.consensus.messages import PreparedCertificate
 from p2pmed.consensus.replica import Replica
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
+from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.scenario_file import load_scenario
 from p2pmed.sim.simulator import SimulationResult, run_simulation
 
@@ -99,6 +101,24 @@ def test_clock_skew_on_the_primary_changes_nothing_that_matters() -> None:
     scenario = small(Fault(1.0, FaultKind.CLOCK_SKEW, node=0, skew_ms=30_000))
     result = run_simulation(scenario, 2)
     assert result.report["safety"]["ok"] and result.report["liveness"]["ok"] is True, describe(result)
+
+
+def test_a_one_way_partition_cuts_only_the_messages_from_the_first_group_to_the_second() -> None:
+    network = SimNetwork(random.Random(1), (5, 5), 0.0, 0.0, 0.0)
+    network.partition(((0,), (1, 2)), one_way=True)
+    assert not network.connected(0, 1) and not network.connected(0, 2)
+    assert network.connected(1, 0) and network.connected(2, 0) and network.connected(1, 2)
+    assert network.connected(3, 0) and network.connected(0, 3), "a node in neither group is not cut off"
+    network.heal()
+    assert network.connected(0, 1)
+
+
+def test_twins_with_a_planted_weak_quorum_fork_the_chain_and_are_harmless_without_it() -> None:
+    twins = small(Fault(1.0, FaultKind.BYZANTINE, node=0, behaviour=Behaviour.TWINS))
+    for seed in range(3):
+        planted = run_simulation(twins, seed, quorum_override=2).report
+        assert "agreement" in {violation["kind"] for violation in planted["safety"]["violations"]}
+        assert run_simulation(twins, seed).ok
 
 
 # -- negative controls: planted bugs the checkers must catch ------------------

@@ -4,6 +4,12 @@ A Byzantine node runs the honest replica and passes every outgoing message
 through its behaviour, which may drop, alter, multiply or invent messages. It
 signs with its own key only: it cannot forge another replica's signature, which
 is exactly PBFT's fault model.
+
+Twins (Bano et al., "Twins: BFT Systems Made Robust") is the exception that
+needs the simulator's help: the node runs as two independent honest replicas
+with one key, each talking to its own half of the other nodes (``twin_sides``).
+Each copy's behaviour only filters what that copy sends; the simulator routes
+what the halves send to the matching copy.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from p2pmed.consensus.messages import (
 from p2pmed.crypto import Signer
 from p2pmed.sim.scenario import Behaviour
 
-__all__ = ["ByzantineBehaviour"]
+__all__ = ["ByzantineBehaviour", "twin_sides"]
 
 REPLAY_MEMORY = 200
 GARBAGE_SIZE_MAX = 512
@@ -35,6 +41,8 @@ class ByzantineBehaviour:
     signer: Signer
     chain_id: str
     rng: random.Random
+    reach: frozenset[int] = frozenset()
+    """Twins only: the nodes this copy talks to."""
     _sent: list[tuple[int, bytes]] = field(default_factory=list)
 
     def outgoing(self, messages: list[tuple[int, Message]]) -> list[tuple[int, bytes]]:
@@ -43,6 +51,8 @@ class ByzantineBehaviour:
         Always bytes, so that the receivers' decoders face whatever it invents."""
         if self.behaviour is Behaviour.SILENT:
             return []
+        if self.behaviour is Behaviour.TWINS:
+            return [(destination, encode_message(message)) for destination, message in messages if destination in self.reach]
         out: list[tuple[int, bytes]] = []
         for destination, message in messages:
             out.extend(self._rewrite(destination, message))
@@ -79,3 +89,9 @@ class ByzantineBehaviour:
         domain = unsigned.domain
         signature = self.signer.sign(domain, self.chain_id, signing_payload(unsigned))
         return Vote(unsigned.kind, unsigned.view, unsigned.sequence, digest, unsigned.replica, signature)
+
+
+def twin_sides(index: int, nodes: int) -> tuple[frozenset[int], frozenset[int]]:
+    """The halves of the other nodes that the two copies of twinned node ``index`` talk to."""
+    others = [other for other in range(nodes) if other != index]
+    return frozenset(others[0::2]), frozenset(others[1::2])

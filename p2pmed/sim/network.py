@@ -22,21 +22,27 @@ class SimNetwork:
     duplicate: float
     reorder: float
     groups: dict[int, int] | None = None
+    one_way: bool = False
 
     @classmethod
     def from_spec(cls, spec: NetworkSpec, rng: random.Random) -> SimNetwork:
         return cls(rng, spec.latency_ms, spec.drop, spec.duplicate, spec.reorder)
 
-    def partition(self, groups: tuple[tuple[int, ...], ...]) -> None:
-        """Only nodes in the same group reach each other; nodes in no group are isolated."""
+    def partition(self, groups: tuple[tuple[int, ...], ...], one_way: bool = False) -> None:
+        """Only nodes in the same group reach each other; nodes in no group are isolated.
+        One way (two groups): only messages from ``groups[0]`` to ``groups[1]`` are lost."""
         self.groups = {node: index for index, group in enumerate(groups) for node in group}
+        self.one_way = one_way
 
     def heal(self) -> None:
         self.groups = None
+        self.one_way = False
 
     def connected(self, source: int, destination: int) -> bool:
         if self.groups is None or source == destination:
             return True
+        if self.one_way:
+            return not (self.groups.get(source) == 0 and self.groups.get(destination) == 1)
         group = self.groups.get(source)
         return group is not None and group == self.groups.get(destination)
 

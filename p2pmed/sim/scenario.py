@@ -37,6 +37,7 @@ class Behaviour(enum.StrEnum):
     GARBAGE = "garbage"
     REPLAY = "replay"
     FORGE = "forge"
+    TWINS = "twins"
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ class WorkloadSpec:
 class Fault:
     """One scheduled fault. Which fields matter depends on ``kind``:
 
-    crash/restart: ``node``; partition: ``groups`` (nodes in no group are isolated);
-    heal: none; byzantine: ``node`` and ``behaviour``; drop: ``probability``;
+    crash/restart: ``node``; partition: ``groups`` (nodes in no group are isolated),
+    or with ``one_way`` exactly two groups, only messages from ``groups[0]`` to
+    ``groups[1]`` being lost; heal: none; byzantine: ``node`` and ``behaviour``; drop: ``probability``;
     delay: ``latency_ms``; clock_skew: ``node`` and ``skew_ms``.
     """
 
@@ -71,6 +73,7 @@ class Fault:
     probability: float | None = None
     latency_ms: tuple[int, int] | None = None
     skew_ms: int | None = None
+    one_way: bool = False
 
 
 @dataclass(frozen=True)

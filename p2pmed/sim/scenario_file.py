@@ -9,6 +9,9 @@ entry (``network.latency_ms``, ``faults[2].node``; ``""`` for the file as a
 whole) and ``reason`` says what is wrong and what is expected. No other
 exception escapes ``parse_scenario``. The keys, types, ranges and defaults are
 documented in ``simulations/README.md``.
+
+``dump_scenario`` writes a ``Scenario`` back as such a file; loading what it
+wrote gives back an equal ``Scenario``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_RATE",
     "MAX_SKEW_MS",
+    "dump_scenario",
     "load_scenario",
     "parse_scenario",
 ]
@@ -53,9 +57,9 @@ _TOP_KEYS = ("name", "description", *_SECTIONS)
 _NETWORK_KEYS = ("nodes", "latency_ms", "drop", "duplicate", "reorder")
 _WORKLOAD_KEYS = ("rate", "duration")
 _CHECK_KEYS = ("liveness_bound",)
-_FAULT_KEYS = ("at", "kind", "node", "groups", "behaviour", "probability", "latency_ms", "skew_ms")
+_FAULT_KEYS = ("at", "kind", "node", "groups", "behaviour", "probability", "latency_ms", "skew_ms", "one_way")
 
-# The fields each fault kind takes (all of them required); any other field is an error.
+# The fields each fault kind requires, and those it may take; any other field is an error.
 KIND_FIELDS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.CRASH: ("node",),
     FaultKind.RESTART: ("node",),
@@ -66,6 +70,7 @@ KIND_FIELDS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.DELAY: ("latency_ms",),
     FaultKind.CLOCK_SKEW: ("node", "skew_ms"),
 }
+KIND_OPTIONAL_FIELDS: dict[FaultKind, tuple[str, ...]] = {FaultKind.PARTITION: ("one_way",)}
 
 
 # -- reading ---------------------------------------------------------------------
@@ -125,6 +130,64 @@ def parse_scenario(data: dict[str, Any], name: str) -> Scenario:
         faults=tuple(sorted(faults, key=lambda fault: fault.at_s)),
         liveness_bound_s=liveness_bound_s,
     )
+
+
+# -- writing ---------------------------------------------------------------------
+
+
+def dump_scenario(scenario: Scenario, description: str | None = None) -> str:
+    """``scenario`` as TOML text that ``load_scenario`` reads back as an equal ``Scenario``
+    (given faults in time order, as ``load_scenario`` produces them)."""
+    network, workload = scenario.network, scenario.workload
+    lines = [f"name = {_toml_string(scenario.name)}"]
+    if description is not None:
+        lines.append(f"description = {_toml_string(description)}")
+    lines += [
+        "",
+        "[network]",
+        f"nodes = {network.nodes}",
+        f"latency_ms = {_toml_pair(network.latency_ms)}",
+        f"drop = {network.drop!r}",
+        f"duplicate = {network.duplicate!r}",
+        f"reorder = {network.reorder!r}",
+        "",
+        "[workload]",
+        f"rate = {workload.rate!r}",
+        f"duration = {workload.duration_s!r}",
+        "",
+        "[check]",
+        f"liveness_bound = {scenario.liveness_bound_s!r}",
+    ]
+    for fault in scenario.faults:
+        lines += ["", "[[faults]]", f"at = {fault.at_s!r}", f'kind = "{fault.kind.value}"']
+        if fault.node is not None:
+            lines.append(f"node = {fault.node}")
+        if fault.groups:
+            lines.append("groups = [" + ", ".join("[" + ", ".join(map(str, group)) + "]" for group in fault.groups) + "]")
+        if fault.one_way:
+            lines.append("one_way = true")
+        if fault.behaviour is not None:
+            lines.append(f'behaviour = "{fault.behaviour.value}"')
+        if fault.probability is not None:
+            lines.append(f"probability = {fault.probability!r}")
+        if fault.latency_ms is not None:
+            lines.append(f"latency_ms = {_toml_pair(fault.latency_ms)}")
+        if fault.skew_ms is not None:
+            lines.append(f"skew_ms = {fault.skew_ms}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_pair(pair: tuple[int, int]) -> str:
+    return f"[{pair[0]}, {pair[1]}]"
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quote, backslash and control characters escaped."""
+    escaped = "".join(
+        f"\\{char}" if char in '"\\' else f"\\u{ord(char):04x}" if ord(char) < 0x20 or ord(char) == 0x7F else char
+        for char in text
+    )
+    return f'"{escaped}"'
 
 
 # -- sections --------------------------------------------------------------------
@@ -205,19 +268,22 @@ def _fault(value: Any, key: str, nodes: int, duration_s: float) -> Fault:
     )
 
     fields = KIND_FIELDS[kind]
+    optional = KIND_OPTIONAL_FIELDS.get(kind, ())
     for field in table:
-        if field not in ("at", "kind") and field not in fields:
+        if field not in ("at", "kind") and field not in fields and field not in optional:
             raise ScenarioError(f"{key}.{field}", f"not used by a '{kind}' fault; {_takes(kind)}")
     for field in fields:
         if field not in table:
             raise ScenarioError(f"{key}.{field}", f"missing; {_takes(kind)}")
 
+    groups = _groups(table["groups"], f"{key}.groups", nodes) if "groups" in fields else ()
+    one_way = _one_way(table["one_way"], f"{key}.one_way", groups) if "one_way" in table else False
     node_range = f"a node index, an integer from 0 to {nodes - 1} (network.nodes = {nodes})"
     return Fault(
         at_s=at_s,
         kind=kind,
         node=_int(table["node"], f"{key}.node", node_range, lambda v: 0 <= v < nodes) if "node" in fields else None,
-        groups=_groups(table["groups"], f"{key}.groups", nodes) if "groups" in fields else (),
+        groups=groups,
         behaviour=_choice(table["behaviour"], f"{key}.behaviour", Behaviour, "behaviour") if "behaviour" in fields else None,
         probability=_probability(table["probability"], f"{key}.probability") if "probability" in fields else None,
         latency_ms=_latency(table["latency_ms"], f"{key}.latency_ms") if "latency_ms" in fields else None,
@@ -229,14 +295,28 @@ def _fault(value: Any, key: str, nodes: int, duration_s: float) -> Fault:
         )
         if "skew_ms" in fields
         else None,
+        one_way=one_way,
     )
+
+
+def _one_way(value: Any, key: str, groups: tuple[tuple[int, ...], ...]) -> bool:
+    if not isinstance(value, bool):
+        raise ScenarioError(key, f"expected a boolean (true or false), got {_describe(value)}")
+    if value and len(groups) != 2:
+        raise ScenarioError(key, f"a one-way partition takes exactly two groups [from, to] in 'groups', got {len(groups)}")
+    return value
 
 
 def _takes(kind: FaultKind) -> str:
     fields = KIND_FIELDS[kind]
     if not fields:
         return f"a '{kind}' fault takes only 'at' and 'kind'"
-    return f"a '{kind}' fault takes 'at', 'kind' and " + ", ".join(f"'{field}'" for field in fields)
+    optional = KIND_OPTIONAL_FIELDS.get(kind, ())
+    return (
+        f"a '{kind}' fault takes 'at', 'kind' and "
+        + ", ".join(f"'{field}'" for field in fields)
+        + "".join(f" (optionally '{field}')" for field in optional)
+    )
 
 
 # -- values ----------------------------------------------------------------------

@@ -9,7 +9,9 @@ trace byte for byte; ``trace_sha256`` in the result proves it.
 A crashed node loses everything but what its replica persisted (``Persist``
 records) and the blocks it committed (its store). A restarted node rebuilds its
 replica from exactly that. Clock skew shifts what a node's replica believes the
-time is. Checkers watch every commit (safety) and the end state (liveness).
+time is. A twinned node (``byzantine`` with ``twins``) is two such replicas with
+one key, each reached by its own half of the network. Checkers watch every
+commit (safety) and the end state (liveness).
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import SignatureDomain
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.tx import Transaction, UnsignedTransaction
-from p2pmed.sim.byzantine import ByzantineBehaviour
+from p2pmed.sim.byzantine import ByzantineBehaviour, twin_sides
 from p2pmed.sim.checkers import SafetyChecker
 from p2pmed.sim.fastsig import FastSigner, FastVerifier
 from p2pmed.sim.network import SimNetwork
-from p2pmed.sim.scenario import Fault, FaultKind, Scenario
+from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, Scenario
 
 __all__ = ["SimulationResult", "fault_details", "percentiles", "run_simulation"]
 
@@ -57,6 +59,7 @@ class SimNode:
     skew_ms: int = 0
     byzantine: ByzantineBehaviour | None = None
     tick_at: int | None = None
+    twin: SimNode | None = None
 
     @property
     def head_hash(self) -> bytes:
@@ -159,21 +162,21 @@ class Simulation:
         if kind == "deliver":
             source, destination, data, serial = payload
             self._trace.update(b"d%d|%d|%d|%d" % (self.now, source, destination, serial))
-            node = self.nodes[destination]
-            if node.replica is not None:
-                local = self._local(node)
-                if source == CLIENT:
-                    actions = node.replica.submit(self.txs[data], local)
-                elif isinstance(data, bytes):
-                    actions = node.replica.receive(source, data, local)
-                else:
-                    actions = node.replica.deliver(source, data, local)
-                self._carry_out(node, actions)
+            for node in self._receivers(source, destination):
+                if node.replica is not None:
+                    local = self._local(node)
+                    if source == CLIENT:
+                        actions = node.replica.submit(self.txs[data], local)
+                    elif isinstance(data, bytes):
+                        actions = node.replica.receive(source, data, local)
+                    else:
+                        actions = node.replica.deliver(source, data, local)
+                    self._carry_out(node, actions)
         elif kind == "tick":
-            node = self.nodes[payload]
+            node = payload
             if node.replica is not None and node.tick_at == self.now:
                 node.tick_at = None
-                self._trace.update(b"t%d|%d" % (self.now, payload))
+                self._trace.update(b"t%d|%d" % (self.now, node.index))
                 self._carry_out(node, node.replica.tick(self._local(node)))
         elif kind == "submit":
             self._submit(payload)
@@ -185,6 +188,19 @@ class Simulation:
             self._apply_fault(payload)
 
     # -- nodes ------------------------------------------------------------------
+
+    def _receivers(self, source: int, destination: int) -> list[SimNode]:
+        """The copies of ``destination`` that a message from ``source`` reaches: the
+        node itself unless it is twinned; each client submission reaches one twin or
+        the other, so the two copies propose different batches."""
+        node = self.nodes[destination]
+        twin = node.twin
+        if twin is None:
+            return [node]
+        if source == CLIENT:
+            return [twin] if self.rng.random() < 0.5 else [node]
+        assert twin.byzantine is not None
+        return [twin] if source in twin.byzantine.reach else [node]
 
     def _local(self, node: SimNode) -> int:
         return max(0, self.now + node.skew_ms)
@@ -244,7 +260,7 @@ class Simulation:
         at = max(self.now, node.replica.next_deadline_ms() - node.skew_ms)
         if node.tick_at is None or at < node.tick_at:
             node.tick_at = at
-            self._schedule(at, "tick", node.index)
+            self._schedule(at, "tick", node)
 
     def _serve(self, node: SimNode, from_height: int) -> Blocks:
         chosen = node.chain[from_height - 1 : from_height - 1 + FETCH_BLOCKS_MAX] if from_height >= 1 else []
@@ -301,22 +317,42 @@ class Simulation:
         self._trace.update(b"f%d|" % self.now + fault.kind.value.encode())
         self.fault_log.append({"at_s": fault.at_s, "kind": fault.kind.value, **fault_details(fault)})
         node = self.nodes[fault.node] if fault.node is not None else None
-        if fault.kind is FaultKind.CRASH and node is not None:
-            node.replica, node.tick_at = None, None
-        elif fault.kind is FaultKind.RESTART and node is not None and node.replica is None:
-            self._start_replica(node)
+        copies = [copy for copy in (node, node.twin) if copy is not None] if node is not None else []
+        if fault.kind is FaultKind.CRASH:
+            for copy in copies:
+                copy.replica, copy.tick_at = None, None
+        elif fault.kind is FaultKind.RESTART:
+            for copy in copies:
+                if copy.replica is None:
+                    self._start_replica(copy)
         elif fault.kind is FaultKind.PARTITION:
-            self.network.partition(fault.groups)
+            self.network.partition(fault.groups, fault.one_way)
         elif fault.kind is FaultKind.HEAL:
             self.network.heal()
         elif fault.kind is FaultKind.DROP and fault.probability is not None:
             self.network.drop = fault.probability
         elif fault.kind is FaultKind.DELAY and fault.latency_ms is not None:
             self.network.latency_ms = fault.latency_ms
-        elif fault.kind is FaultKind.CLOCK_SKEW and node is not None and fault.skew_ms is not None:
-            node.skew_ms = fault.skew_ms
+        elif fault.kind is FaultKind.CLOCK_SKEW and fault.skew_ms is not None:
+            for copy in copies:
+                copy.skew_ms = fault.skew_ms
+        elif fault.kind is FaultKind.BYZANTINE and node is not None and fault.behaviour is Behaviour.TWINS:
+            self._twin(node)
         elif fault.kind is FaultKind.BYZANTINE and node is not None and fault.behaviour is not None:
             node.byzantine = ByzantineBehaviour(fault.behaviour, node.index, node.signer, CHAIN_ID, self.rng)
+
+    def _twin(self, node: SimNode) -> None:
+        """Split ``node`` into two copies with its key, the second starting from what
+        the node persisted, as if restarted on a second machine."""
+        if node.twin is not None:
+            return
+        first, second = twin_sides(node.index, len(self.nodes))
+        node.byzantine = ByzantineBehaviour(Behaviour.TWINS, node.index, node.signer, CHAIN_ID, self.rng, first)
+        twin = SimNode(node.index, node.signer, records=dict(node.records), chain=list(node.chain), skew_ms=node.skew_ms)
+        twin.byzantine = ByzantineBehaviour(Behaviour.TWINS, node.index, node.signer, CHAIN_ID, self.rng, second)
+        node.twin = twin
+        if node.replica is not None:
+            self._start_replica(twin)
 
     # -- observation ----------------------------------------------------------
 
@@ -412,6 +448,8 @@ def fault_details(fault: Fault) -> dict[str, Any]:
             details[name] = value if not hasattr(value, "value") else value.value
     if fault.groups:
         details["groups"] = [list(group) for group in fault.groups]
+    if fault.one_way:
+        details["one_way"] = True
     return details
 
 
