@@ -759,6 +759,14 @@ def test_shipped_scenarios_exist() -> None:
         "flaky_network",
         "silent_replica",
         "f_plus_one_crash",
+        "f_crashes",
+        "partition_minority",
+        "partition_majority",
+        "partition_primary",
+        "one_way_partition",
+        "clock_skew",
+        "twins",
+        "lossy_reordering",
     } <= names
 
 
@@ -789,4 +797,19 @@ def test_shipped_scenarios_say_what_they_claim() -> None:
         (15, restart, 2),
         (15, restart, 3),
     ]
-    assert all(scenario.network.nodes == 4 for scenario in loaded.values())
+    assert [(f.at_s, f.kind, f.node) for f in loaded["f_crashes"].faults] == [
+        (5, crash, 0),
+        (8, crash, 4),
+        (20, restart, 0),
+        (20, restart, 4),
+    ]
+    assert loaded["partition_minority"].faults[0].groups == ((0, 1, 2), (3,))
+    assert loaded["partition_majority"].faults[0].groups == ((0, 1, 2, 3), (4, 5, 6))
+    assert loaded["partition_primary"].faults[0].groups == ((0,), (1, 2, 3))
+    one_way = loaded["one_way_partition"].faults[0]
+    assert one_way.one_way and one_way.groups == ((0,), (1, 2, 3))
+    assert [(f.node, f.skew_ms) for f in loaded["clock_skew"].faults] == [(0, 30_000), (2, -20_000), (3, 5_000), (0, 0)]
+    assert [(f.node, f.behaviour) for f in loaded["twins"].faults] == [(0, Behaviour.TWINS)]
+    assert loaded["lossy_reordering"].network == NetworkSpec(4, (5, 100), 0.1, 0.02, 0.5)
+    seven = {"f_crashes", "partition_majority"}
+    assert all(scenario.network.nodes == (7 if name in seven else 4) for name, scenario in loaded.items())

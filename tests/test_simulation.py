@@ -11,6 +11,7 @@ import dataclasses
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -111,6 +112,48 @@ def test_a_one_way_partition_cuts_only_the_messages_from_the_first_group_to_the_
     assert network.connected(3, 0) and network.connected(0, 3), "a node in neither group is not cut off"
     network.heal()
     assert network.connected(0, 1)
+
+
+def heights(report: dict[str, Any], at_s: float) -> list[int]:
+    return [row["height"] for row in report["timeline"] if row["t_s"] == at_s]
+
+
+def views(report: dict[str, Any], at_s: float) -> list[int | None]:
+    return [row["view"] for row in report["timeline"] if row["t_s"] == at_s]
+
+
+def test_minority_partition_the_side_with_a_quorum_commits_the_cut_off_node_catches_up() -> None:
+    report = run_simulation(shipped(SIMULATIONS / "partition_minority.toml"), 3).report  # node 3 cut off 5..15 s
+    before, during = heights(report, 7.0), heights(report, 14.0)
+    assert during[3] == before[3] and during[0] > before[0] and views(report, 14.0)[:3] == [0, 0, 0]
+    assert len(set(report["heights"].values())) == 1 and report["liveness"]["ok"] is True
+
+
+def test_a_majority_that_is_not_a_quorum_commits_nothing_until_the_heal() -> None:
+    report = run_simulation(shipped(SIMULATIONS / "partition_majority.toml"), 3).report  # 4 | 3 of 7, 5..15 s
+    assert heights(report, 7.0) == heights(report, 14.0)
+    assert min(heights(report, 25.0)) > max(heights(report, 14.0)) and report["liveness"]["ok"] is True
+
+
+@pytest.mark.parametrize("name", ["partition_primary", "one_way_partition"])
+def test_a_primary_nobody_hears_is_replaced_and_the_others_keep_committing(name: str) -> None:
+    report = run_simulation(shipped(SIMULATIONS / f"{name}.toml"), 3).report  # primary unheard 5..15 s
+    assert all(view >= 1 for view in views(report, 14.0)[1:])
+    assert heights(report, 14.0)[1] > heights(report, 7.0)[1]
+    assert report["safety"]["ok"] and report["liveness"]["ok"] is True
+
+
+def test_one_way_the_unheard_primary_still_hears_a_quorum_and_keeps_up() -> None:
+    report = run_simulation(shipped(SIMULATIONS / "one_way_partition.toml"), 3).report
+    assert heights(report, 14.0)[0] > heights(report, 7.0)[0], "node 0 hears the new view's quorum and commits along"
+    isolated = run_simulation(shipped(SIMULATIONS / "partition_primary.toml"), 3).report
+    assert heights(isolated, 14.0)[0] == heights(isolated, 7.0)[0]
+
+
+def test_seven_nodes_keep_committing_through_f_crashes() -> None:
+    report = run_simulation(shipped(SIMULATIONS / "f_crashes.toml"), 3).report  # nodes 0 and 4 down 8..20 s
+    assert heights(report, 19.0)[1] > heights(report, 10.0)[1]
+    assert report["safety"]["ok"] and report["liveness"]["ok"] is True
 
 
 def test_twins_with_a_planted_weak_quorum_fork_the_chain_and_are_harmless_without_it() -> None:
