@@ -170,24 +170,50 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str) -> None:
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--seeds", "seed_range", default="1..20", show_default=True, help="Seeds A..B (inclusive) or one seed.")
 @click.option("--jobs", type=int, default=None, help="Parallel processes [default: all cores].")
-def sim_sweep(scenario: Path, seed_range: str, jobs: int | None) -> None:
-    """Run SCENARIO on many seeds; print pass/fail, latency spread and a replay command per failure.
-    Exit 0 when every seed passes, 1 otherwise, 2 on a bad scenario or seed range."""
+@click.option("--out", type=click.Path(path_type=Path), default=Path("sim-out"), show_default=True,
+              help="Directory for shrunk scenarios (shrunk-seed-N.toml); the replay commands write under it.")
+@click.option("--shrink/--no-shrink", "shrink_failures_on", default=True, show_default=True,
+              help="Shrink the first 5 failures to smaller scenarios that fail the same way (at most 40 runs each).")
+def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shrink_failures_on: bool) -> None:
+    """Run SCENARIO on many seeds; print pass/fail, latency spread and a replay command per failure,
+    and the replay command of each shrunk failure. Exit 0 when every seed passes, 1 otherwise,
+    2 on a bad scenario or seed range."""
+    from p2pmed.sim.planted import WEAK_QUORUM_ENV, planted_quorum, replay_prefix
     from p2pmed.sim.scenario import ScenarioError
     from p2pmed.sim.scenario_file import load_scenario
-    from p2pmed.sim.sweep import parse_seed_range, summarise, sweep
+    from p2pmed.sim.sweep import SHRINK_FAILURES_MAX, parse_seed_range, shrink_failures, summarise, sweep, write_shrunk
 
     try:
-        load_scenario(scenario)
+        loaded = load_scenario(scenario)
         seeds = parse_seed_range(seed_range)
     except (ScenarioError, ValueError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    with click.progressbar(sweep(scenario, seeds, jobs), length=len(seeds), label="seeds", file=sys.stderr) as bar:
+    quorum_override, prefix = planted_quorum(loaded.network.nodes), replay_prefix()
+    if quorum_override is not None:
+        click.echo(f"warning: {WEAK_QUORUM_ENV}=1 plants a bug (a quorum of {quorum_override}); expect failures", err=True)
+    with click.progressbar(sweep(scenario, seeds, jobs, quorum_override), length=len(seeds), label="seeds", file=sys.stderr) as bar:
         outcomes = list(bar)
-    for line in summarise(outcomes, lambda seed: f"p2pmed sim run {scenario} --seed {seed} --out sim-out/seed-{seed}"):
+    failed = [outcome.seed for outcome in outcomes if not outcome.ok]
+    notes: dict[int, list[str]] = {}
+    if shrink_failures_on and failed:
+        chosen = failed[:SHRINK_FAILURES_MAX]
+        shrinking = shrink_failures(scenario, chosen, jobs, quorum_override)
+        with click.progressbar(shrinking, length=len(chosen), label="shrinking", file=sys.stderr) as bar:
+            for shrunk in bar:
+                path = write_shrunk(shrunk, scenario, out)
+                notes[shrunk.seed] = [
+                    f"  shrunk: {shrunk.summary()}",
+                    f"  replay shrunk: {prefix}p2pmed sim run {path} --seed {shrunk.seed} --out {out}/shrunk-seed-{shrunk.seed}",
+                ]
+        for seed in failed[SHRINK_FAILURES_MAX:]:
+            notes[seed] = [f"  not shrunk: only the first {SHRINK_FAILURES_MAX} failures are"]
+    def replay(seed: int) -> str:
+        return f"{prefix}p2pmed sim run {scenario} --seed {seed} --out {out}/seed-{seed}"
+
+    for line in summarise(outcomes, replay, notes):
         click.echo(line)
-    if not all(outcome.ok for outcome in outcomes):
+    if failed:
         sys.exit(EXIT_VIOLATION)
 
 

@@ -23,6 +23,7 @@ from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenar
 from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.scenario_file import load_scenario
 from p2pmed.sim.simulator import SimulationResult, run_simulation
+from p2pmed.sim.sweep import sweep
 
 SIMULATIONS = Path(__file__).parent.parent / "simulations"
 SHIPPED = sorted(SIMULATIONS.glob("*.toml"))
@@ -237,6 +238,13 @@ def test_sim_run_exits_1_and_prints_the_replay_command_on_a_violation(
     assert "agreement" in result.output and f"replay: p2pmed sim run {scenario} --seed 1" in result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["safety"]["ok"] is False and report["safety"]["violations"][0]["step"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)
+def test_every_shipped_scenario_passes_on_100_seeds_as_shipped(path: Path) -> None:
+    failures = [f"seed {outcome.seed}: {outcome.problem}" for outcome in sweep(path, range(100)) if not outcome.ok]
+    assert not failures, failures[:5]
 
 
 @pytest.mark.slow

@@ -28,8 +28,9 @@ def summary_line(report: dict[str, Any]) -> str:
     liveness = report["liveness"]
     live = {True: "ok", False: "FAILED", None: "not expected"}[liveness["ok"]]
     latency = report["latency_ms"]
+    planted = f"PLANTED BUG ({report['planted_bug']}): " if report.get("planted_bug") else ""
     return (
-        f"{report['scenario']} seed {report['seed']}: safety {safety}, liveness {live}; "
+        f"{planted}{report['scenario']} seed {report['seed']}: safety {safety}, liveness {live}; "
         f"{report['committed_txs']}/{report['submitted_txs']} txs committed, {report['view_changes']} view change(s), "
         f"latency p50 {latency['p50']} ms p99 {latency['p99']} ms; "
         + (f"{report['wall_s']} s on real processes" if report.get("mode") == "real"

@@ -36,6 +36,7 @@ from p2pmed.sim.byzantine import ByzantineBehaviour, twin_sides
 from p2pmed.sim.checkers import SafetyChecker
 from p2pmed.sim.fastsig import FastSigner, FastVerifier
 from p2pmed.sim.network import SimNetwork
+from p2pmed.sim.planted import planted_quorum
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, Scenario
 
 __all__ = ["SimulationResult", "fault_details", "percentiles", "run_simulation"]
@@ -84,7 +85,10 @@ def run_simulation(
     replica_class: type[Replica] = Replica,
 ) -> SimulationResult:
     """Run one seeded simulation. ``quorum_override`` and ``replica_class`` exist for
-    negative controls: tests plant a bug and check that the checkers catch it."""
+    negative controls: tests plant a bug and check that the checkers catch it. Without
+    ``quorum_override``, the test-only environment switch of ``p2pmed.sim.planted`` may set it."""
+    if quorum_override is None:
+        quorum_override = planted_quorum(scenario.network.nodes)
     return Simulation(scenario, seed, config or ReplicaConfig(), quorum_override, replica_class).run()
 
 
@@ -98,6 +102,7 @@ class Simulation:
         replica_class: type[Replica] = Replica,
     ) -> None:
         self.scenario, self.seed, self.config = scenario, seed, config
+        self.quorum_override = quorum_override
         self.replica_class = replica_class
         self.rng = random.Random(seed)
         n = scenario.network.nodes
@@ -407,6 +412,8 @@ class Simulation:
             "seed": self.seed,
             "nodes": len(self.nodes),
             "f": self.validators.f,
+            "quorum": self.validators.quorum,
+            "planted_bug": None if self.quorum_override is None else f"quorum of {self.quorum_override} votes (planted)",
             "faults": self.fault_log,
             "submitted_txs": len(self.submitted),
             "committed_txs": len(self.committed_at),

@@ -1,21 +1,24 @@
-"""Many seeds of one scenario in parallel processes, summarised, with a replay command per failure."""
+"""Many seeds of one scenario in parallel processes, summarised, with a replay command per
+failure; the first failures shrunk (``p2pmed.sim.shrink``) and written as scenario files."""
 
 from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2pmed.sim.scenario_file import load_scenario
+from p2pmed.sim.scenario_file import dump_scenario, load_scenario
+from p2pmed.sim.shrink import Shrunk, shrink
 from p2pmed.sim.simulator import run_simulation
 
-__all__ = ["SeedOutcome", "parse_seed_range", "sweep"]
+__all__ = ["SHRINK_FAILURES_MAX", "SeedOutcome", "parse_seed_range", "shrink_failures", "summarise", "sweep", "write_shrunk"]
 
 SEEDS_MAX = 1_000_000
+SHRINK_FAILURES_MAX = 5
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ def parse_seed_range(text: str) -> range:
     return range(low, high + 1)
 
 
-def _run_one(path: Path, seed: int) -> SeedOutcome:
-    report: dict[str, Any] = run_simulation(load_scenario(path), seed).report
+def _run_one(path: Path, seed: int, quorum_override: int | None) -> SeedOutcome:
+    report: dict[str, Any] = run_simulation(load_scenario(path), seed, quorum_override=quorum_override).report
     violations = report["safety"]["violations"]
     liveness = report["liveness"]
     problem = ""
@@ -56,16 +59,43 @@ def _run_one(path: Path, seed: int) -> SeedOutcome:
     return SeedOutcome(seed, not problem, report["committed_txs"], latency["p50"], latency["p99"], report["wall_s"], problem)
 
 
-def sweep(path: Path, seeds: range, jobs: int | None = None) -> Iterator[SeedOutcome]:
-    """Yield each seed's outcome as it finishes (the scenario must already load)."""
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(seeds)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_run_one, path, seed) for seed in seeds]
+def sweep(path: Path, seeds: range, jobs: int | None = None, quorum_override: int | None = None) -> Iterator[SeedOutcome]:
+    """Yield each seed's outcome in seed order (the scenario must already load)."""
+    with ProcessPoolExecutor(max_workers=_workers(jobs, len(seeds))) as pool:
+        futures = [pool.submit(_run_one, path, seed, quorum_override) for seed in seeds]
         for future in futures:
             yield future.result()
 
 
-def summarise(outcomes: list[SeedOutcome], replay: Callable[[int], str]) -> list[str]:
+def _shrink_one(path: Path, seed: int, quorum_override: int | None) -> Shrunk:
+    return shrink(load_scenario(path), seed, quorum_override=quorum_override)
+
+
+def shrink_failures(path: Path, seeds: list[int], jobs: int | None = None, quorum_override: int | None = None) -> Iterator[Shrunk]:
+    """Shrink the failure of each of ``seeds``, in parallel; yield the results in the order of ``seeds``."""
+    with ProcessPoolExecutor(max_workers=_workers(jobs, len(seeds))) as pool:
+        futures = [pool.submit(_shrink_one, path, seed, quorum_override) for seed in seeds]
+        for future in futures:
+            yield future.result()
+
+
+def write_shrunk(shrunk: Shrunk, source: Path, out: Path) -> Path:
+    """Write the shrunk scenario as ``out/shrunk-seed-N.toml``, which ``sim run`` replays."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"shrunk-seed-{shrunk.seed}.toml"
+    description = f"Shrunk from {source} for seed {shrunk.seed}: still fails with {shrunk.failure}; {shrunk.summary()}."
+    path.write_text(dump_scenario(shrunk.scenario, description))
+    return path
+
+
+def _workers(jobs: int | None, tasks: int) -> int:
+    return max(1, min(jobs or os.cpu_count() or 1, tasks))
+
+
+def summarise(
+    outcomes: list[SeedOutcome], replay: Callable[[int], str], notes: Mapping[int, list[str]] | None = None
+) -> list[str]:
+    """The summary lines; ``notes`` adds lines under a failed seed (e.g. its shrunk replay)."""
     passed = [outcome for outcome in outcomes if outcome.ok]
     lines = [f"{len(passed)}/{len(outcomes)} seeds passed"]
     p50s = [outcome.latency_p50_ms for outcome in outcomes if outcome.latency_p50_ms is not None]
@@ -77,4 +107,5 @@ def summarise(outcomes: list[SeedOutcome], replay: Callable[[int], str]) -> list
         if not outcome.ok:
             lines.append(f"seed {outcome.seed} FAILED: {outcome.problem}")
             lines.append(f"  replay: {replay(outcome.seed)}")
+            lines.extend((notes or {}).get(outcome.seed, []))
     return lines
