@@ -96,6 +96,9 @@ def test_a_sweep_with_the_planted_bug_finds_it_shrinks_it_and_the_printed_comman
     replayed = runner.invoke(cli, arguments, env=planted)
     assert replayed.exit_code == 1, replayed.output
     assert "agreement" in replayed.output and "PLANTED BUG" in replayed.output
+    markdown = (Path(arguments[-1]) / "report.md").read_text()
+    assert "**Planted bug: quorum of 2 votes (planted).**" in markdown and "**Outcome: FAIL**" in markdown
+    assert f"`{WEAK_QUORUM_ENV}=1 p2pmed sim run SCENARIO.toml --seed 1`" in markdown
     assert runner.invoke(cli, arguments, env={WEAK_QUORUM_ENV: None}).exit_code == 0, "no bug planted, no failure"
 
 

@@ -212,6 +212,48 @@ def test_sim_run_writes_the_report_and_exits_0_when_the_checkers_pass(tmp_path: 
     assert sum(row["committed"] for row in report["series"]) == report["committed_txs"]
 
 
+def test_sim_run_writes_a_readable_report_md_with_the_fault_schedule_and_the_plot(tmp_path: Path) -> None:
+    scenario = tmp_path / "mixed.toml"
+    scenario.write_text(
+        "[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 8\n"
+        '[[faults]]\nat = 1\nkind = "crash"\nnode = 3\n[[faults]]\nat = 3\nkind = "restart"\nnode = 3\n'
+        '[[faults]]\nat = 4\nkind = "partition"\ngroups = [[0], [1, 2, 3]]\none_way = true\n'
+        '[[faults]]\nat = 6\nkind = "heal"\n'
+    )
+    result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--seed", "2", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert markdown.startswith("# mixed, seed 2\n") and "**Outcome: pass**" in markdown
+    assert f"| committed / submitted txs | {report['committed_txs']} / {report['submitted_txs']} |" in markdown
+    assert f"| view changes | {report['view_changes']} |" in markdown
+    assert f"| latency p50 / p99 / max | {report['latency_ms']['p50']:g} ms / {report['latency_ms']['p99']:g} ms" in markdown
+    assert "| 1 | crash | node 3 |" in markdown and "| 3 | restart | node 3 |" in markdown
+    assert "| 4 | partition | groups [[0], [1, 2, 3]], one_way True |" in markdown and "| 6 | heal |  |" in markdown
+    assert "![](report.png)" in markdown and "p2pmed sim run SCENARIO.toml --seed 2" in markdown
+    for node in range(4):
+        rows = [row for row in report_timeline(tmp_path / "out") if row["node"] == node]
+        assert rows and all(isinstance(row["height"], int) for row in rows), "height per node, for the plot"
+        assert all((row["view"] is None) == (not row["up"]) for row in rows), "view per node while it is up"
+
+
+def report_timeline(out: Path) -> list[dict[str, Any]]:
+    return json.loads((out / "timeline.json").read_text())
+
+
+def test_report_md_of_a_real_run_says_how_to_replay_it_and_lists_forks() -> None:
+    from p2pmed.sim.report import report_markdown
+
+    report = run_simulation(small(duration_s=2.0), 1).report
+    report.update(mode="real", safety={"ok": False, "violations": [
+        {"kind": "fork", "node": 2, "height": 7, "detail": "node 2 has ab|cd at 7, node 0 ef"}]})
+    del report["trace_sha256"]
+    markdown = report_markdown(report)
+    assert "**Outcome: FAIL**" in markdown and "| mode | real processes |" in markdown
+    assert "| 2 | fork |  | node 2 has ab\\|cd at 7, node 0 ef |" in markdown
+    assert "`p2pmed sim run SCENARIO.toml --seed 1 --mode real`" in markdown and "SHA-256" not in markdown
+
+
 def test_sim_run_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.toml"
     scenario.write_text("[network]\nnodes = 4\nlatency_ms = [50, 5]\n")

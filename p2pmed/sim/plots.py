@@ -1,7 +1,8 @@
 """One PNG per simulation: throughput, latency, height and view over time, faults shaded.
 
 Red bands mark a node being down (crash to restart, or to the end), blue bands a
-network partition (to the heal), and a dotted line every other fault, so a
+network partition, two-way or one-way (to the heal), purple bands a Byzantine
+node (to the end), and a labelled dotted line every other fault, so a
 researcher can see at a glance what each fault did to the network.
 """
 
@@ -24,6 +25,7 @@ def _fault_windows(report: dict[str, Any]) -> tuple[list[tuple[float, float, str
     marks: list[tuple[float, str]] = []
     down_since: dict[int, float] = {}
     split_since: float | None = None
+    split_label = "partition"
     for fault in report["faults"]:
         at, kind = float(fault["at_s"]), fault["kind"]
         if kind == "crash":
@@ -32,15 +34,35 @@ def _fault_windows(report: dict[str, Any]) -> tuple[list[tuple[float, float, str
             windows.append((down_since.pop(fault["node"]), at, f"node {fault['node']} down"))
         elif kind == "partition":
             split_since = at if split_since is None else split_since
+            split_label = "one-way partition" if fault.get("one_way") else "partition"
         elif kind == "heal" and split_since is not None:
-            windows.append((split_since, at, "partition"))
+            windows.append((split_since, at, split_label))
             split_since = None
+        elif kind == "byzantine":
+            windows.append((at, end, f"node {fault['node']} {fault['behaviour']}"))
         else:
-            marks.append((at, kind if "node" not in fault else f"{kind} node {fault['node']}"))
+            marks.append((at, _mark_label(fault)))
     windows += [(since, end, f"node {node} down") for node, since in down_since.items()]
     if split_since is not None:
-        windows.append((split_since, end, "partition"))
+        windows.append((split_since, end, split_label))
     return windows, marks
+
+
+def _mark_label(fault: dict[str, Any]) -> str:
+    """``drop 0.3``, ``clock_skew node 0 -20000 ms``: the fault and what it set."""
+    parts = [fault["kind"]]
+    if "node" in fault:
+        parts.append(f"node {fault['node']}")
+    for key, unit in (("probability", ""), ("latency_ms", " ms"), ("skew_ms", " ms")):
+        if key in fault:
+            parts.append(f"{fault[key]}{unit}")
+    return " ".join(parts)
+
+
+def _colour(label: str) -> str:
+    if label.endswith("partition"):
+        return "tab:blue"
+    return "tab:red" if label.endswith(" down") else "tab:purple"
 
 
 def write_plot(report: dict[str, Any], out: Path) -> Path:
@@ -68,9 +90,12 @@ def write_plot(report: dict[str, Any], out: Path) -> Path:
     windows, marks = _fault_windows(report)
     for axis in axes:
         for start, end, label in windows:
-            axis.axvspan(start, end, color="tab:blue" if label == "partition" else "tab:red", alpha=0.12)
+            axis.axvspan(start, end, color=_colour(label), alpha=0.12)
         for at, _label in marks:
             axis.axvline(at, color="grey", linestyle=":")
+    for at, label in marks:
+        axes[0].text(at, 0.98, f" {label}", transform=axes[0].get_xaxis_transform(), rotation=90, va="top",
+                     fontsize="x-small", color="grey")
     verdict = "safety ok" if report["safety"]["ok"] else "SAFETY VIOLATED"
     figure.suptitle(f"{report['scenario']}, seed {report['seed']}: {verdict}; shaded: "
                     + (", ".join(sorted({label for _, _, label in windows})) or "no outage"))

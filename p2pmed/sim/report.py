@@ -1,6 +1,7 @@
 """Writing a simulation's results: ``report.json`` (the interface researchers script
 against, fields as in DESIGN.md), ``timeline.json`` (heights and views per node per
-second) and ``report.png`` (see ``p2pmed.sim.plots``)."""
+second), ``report.png`` (see ``p2pmed.sim.plots``) and ``report.md``, a summary for
+people that embeds the plot."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["summary_line", "write_report"]
+from p2pmed.sim.planted import WEAK_QUORUM_ENV
+
+__all__ = ["report_markdown", "summary_line", "write_report"]
 
 
 def write_report(report: dict[str, Any], out: Path) -> Path:
@@ -20,6 +23,7 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
     from p2pmed.sim.plots import write_plot  # matplotlib is slow to import; only here
 
     write_plot(report, out)
+    (out / "report.md").write_text(report_markdown(report))
     return path
 
 
@@ -36,3 +40,72 @@ def summary_line(report: dict[str, Any]) -> str:
         + (f"{report['wall_s']} s on real processes" if report.get("mode") == "real"
            else f"{report['simulated_s']} s simulated in {report['wall_s']} s")
     )
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    safety, liveness, latency = report["safety"], report["liveness"], report["latency_ms"]
+    passed = safety["ok"] and liveness["ok"] is not False
+    live = {True: "ok", False: "FAILED", None: "not expected"}[liveness["ok"]]
+    real = report.get("mode") == "real"
+    lines = [f"# {_cell(report['scenario'])}, seed {report['seed']}", ""]
+    if report.get("planted_bug"):
+        lines += [f"**Planted bug: {_cell(report['planted_bug'])}.** A research control; these results say nothing about p2pmed.", ""]
+    lines += [
+        (
+            f"**Outcome: {'pass' if passed else 'FAIL'}**: safety {'ok' if safety['ok'] else 'VIOLATED'}, liveness {live}"
+            f" ({_cell(liveness['detail'])})."
+        ),
+        "",
+        "| | |",
+        "|---|---|",
+        f"| mode | {'real processes' if real else 'deterministic simulator'} |",
+        f"| nodes | {report['nodes']} (tolerates f = {report['f']}) |",
+        f"| committed / submitted txs | {report['committed_txs']} / {report['submitted_txs']} |",
+        f"| view changes | {report['view_changes']} |",
+        f"| latency p50 / p99 / max | {_ms(latency['p50'])} / {_ms(latency['p99'])} / {_ms(latency['max'])} |",
+        f"| {'run' if real else 'simulated'} time | {report['simulated_s']} s (wall {report['wall_s']} s) |",
+    ]
+    if "trace_sha256" in report:
+        lines.append(f"| event trace SHA-256 | `{report['trace_sha256']}` |")
+    lines += ["", "## Fault schedule", ""]
+    if report["faults"]:
+        lines += ["| at (s) | fault | details |", "|---|---|---|"]
+        for fault in report["faults"]:
+            details = ", ".join(f"{key} {value}" for key, value in fault.items() if key not in ("at_s", "kind"))
+            lines.append(f"| {fault['at_s']:g} | {fault['kind']} | {_cell(details)} |")
+    else:
+        lines.append("No faults.")
+    if safety["violations"]:
+        lines += ["", "## Safety violations", "", "| node | kind | when | detail |", "|---|---|---|---|"]
+        for violation in safety["violations"]:
+            when = f"step {violation['step']} ({violation['time_s']} s)" if "step" in violation else ""
+            lines.append(f"| {violation['node']} | {violation['kind']} | {when} | {_cell(violation['detail'])} |")
+    lines += [
+        "",
+        "## Over time",
+        "",
+        (
+            "Committed tx/s, latency p50/p99, height and view per node; shaded: nodes down (red), partitions (blue),"
+            " Byzantine nodes (purple); dotted: other faults."
+        ),
+        "",
+        "![](report.png)",
+        "",
+        f"Replay: `{_replay(report)}`" + (" (real processes do not replay exactly)." if real else " (replays exactly)."),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _replay(report: dict[str, Any]) -> str:
+    planted = f"{WEAK_QUORUM_ENV}=1 " if report.get("planted_bug") else ""
+    real = " --mode real" if report.get("mode") == "real" else ""
+    return f"{planted}p2pmed sim run SCENARIO.toml --seed {report['seed']}{real}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} ms"
+
+
+def _cell(text: Any) -> str:
+    """``text`` safe inside a Markdown table cell or line."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
