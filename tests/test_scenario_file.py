@@ -572,6 +572,19 @@ def test_one_way_partition_takes_exactly_two_groups(groups: list[list[int]]) -> 
     rejects(data, "faults[1].one_way", f"exactly two groups [from, to] in 'groups', got {len(groups)}")
 
 
+def test_a_twinned_node_takes_no_later_behaviour() -> None:
+    faults = [
+        {"at": 9, "kind": "byzantine", "node": 2, "behaviour": "silent"},
+        {"at": 3, "kind": "byzantine", "node": 2, "behaviour": "twins"},
+    ]
+    rejects(with_(("faults",), faults), "faults[0].behaviour", "node 2 is already twinned by faults[1]")
+    earlier = [{**faults[0], "at": 1}, faults[1]]
+    assert [fault.behaviour for fault in parse_scenario(with_(("faults",), earlier), "x").faults] == [
+        Behaviour.SILENT,
+        Behaviour.TWINS,
+    ]
+
+
 def test_partition_error_mentions_the_optional_one_way() -> None:
     rejects(with_(("faults", 1, "groups"), DELETE), "faults[1].groups", "(optionally 'one_way')")
 
@@ -625,9 +638,22 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         name=draw(printable.filter(lambda text: text.strip() and text.isprintable())),
         network=NetworkSpec(nodes, draw(latency), draw(probability), draw(probability), draw(probability)),
         workload=WorkloadSpec(draw(st.floats(0, 100_000, exclude_min=True)), duration_s),
-        faults=tuple(sorted(faults, key=lambda fault: fault.at_s)),
+        faults=_twins_stay_twins(sorted(faults, key=lambda fault: fault.at_s)),
         liveness_bound_s=draw(st.floats(0, 86_400, exclude_min=True)),
     )
+
+
+def _twins_stay_twins(faults: list[Fault]) -> tuple[Fault, ...]:
+    twinned: set[int | None] = set()
+    kept = []
+    for fault in faults:
+        if fault.kind is FaultKind.BYZANTINE:
+            if fault.node in twinned and fault.behaviour is not Behaviour.TWINS:
+                continue
+            if fault.behaviour is Behaviour.TWINS:
+                twinned.add(fault.node)
+        kept.append(fault)
+    return tuple(kept)
 
 
 @FAST

@@ -248,7 +248,26 @@ def _check(value: Any) -> float:
 def _faults(value: Any, nodes: int, duration_s: float) -> list[Fault]:
     if not isinstance(value, list):
         raise ScenarioError("faults", f"expected an array of tables ([[faults]] entries), got {_describe(value)}")
-    return [_fault(entry, f"faults[{index}]", nodes, duration_s) for index, entry in enumerate(value)]
+    faults = [_fault(entry, f"faults[{index}]", nodes, duration_s) for index, entry in enumerate(value)]
+    _check_twins_stay_twins(faults)
+    return faults
+
+
+def _check_twins_stay_twins(faults: list[Fault]) -> None:
+    """A twinned node is two replicas to the end of the run; no later behaviour can replace it."""
+    twinned_by: dict[int, int] = {}
+    for index in sorted(range(len(faults)), key=lambda index: faults[index].at_s):
+        fault = faults[index]
+        if fault.kind is not FaultKind.BYZANTINE or fault.node is None:
+            continue
+        if fault.node in twinned_by and fault.behaviour is not Behaviour.TWINS:
+            raise ScenarioError(
+                f"faults[{index}].behaviour",
+                f"node {fault.node} is already twinned by faults[{twinned_by[fault.node]}]; a twinned node keeps "
+                "'twins' to the end of the run",
+            )
+        if fault.behaviour is Behaviour.TWINS:
+            twinned_by.setdefault(fault.node, index)
 
 
 def _fault(value: Any, key: str, nodes: int, duration_s: float) -> Fault:
