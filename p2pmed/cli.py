@@ -69,6 +69,7 @@ def node(home: Path, log_level: str | None) -> None:
     from p2pmed.input_error import KeyedInputError
     from p2pmed.logs import configure_logging
     from p2pmed.node import serve
+    from p2pmed.rpc import RpcSocketInUse
     from p2pmed.store import StoreError
 
     try:
@@ -79,7 +80,7 @@ def node(home: Path, log_level: str | None) -> None:
     configure_logging(loaded.config.log_format, log_level or loaded.config.log_level)
     try:
         trio.run(serve, loaded)
-    except* (StoreError, OSError) as group:  # trio may wrap them in an exception group
+    except* (StoreError, OSError, RpcSocketInUse) as group:  # trio may wrap them in an exception group
         for error in group.exceptions:
             click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_FAILURE)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ CONFIG = "config.toml"
 GENESIS = "genesis.json"
 DATA = "data"
 NODES_MAX = 100
+UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
 class HomeError(Exception):
@@ -110,5 +112,11 @@ def load_home(home: Path) -> LoadedHome:
             f"this node's key {key.public_key.hex()[:16]}… is not among the validators in {home / GENESIS};"
             " add it there (every node needs the same genesis.json)"
         )
+    loaded = LoadedHome(home, config, genesis, key, genesis.validator_keys.index(key.public_key))
+    if len(os.fsencode(loaded.socket_path.absolute())) > UNIX_SOCKET_PATH_MAX:
+        raise HomeError(
+            f"the RPC socket path {loaded.socket_path.absolute()} is longer than {UNIX_SOCKET_PATH_MAX} bytes,"
+            " which Unix sockets do not allow; move the home or set [rpc] socket to a shorter path"
+        )
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
-    return LoadedHome(home, config, genesis, key, genesis.validator_keys.index(key.public_key))
+    return loaded

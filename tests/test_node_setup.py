@@ -134,3 +134,10 @@ def test_node_exits_2_naming_what_is_wrong_with_its_home(tmp_path: Path) -> None
     (home / GENESIS).write_text((other / GENESIS).read_text())
     stranger = CliRunner().invoke(cli, ["node", "--home", str(home)])
     assert stranger.exit_code == 2 and "not among the validators" in stranger.output
+
+
+def test_a_home_whose_rpc_socket_path_is_too_long_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    home = create_testnet(deep, 1, 30_000, "c")[0]
+    result = CliRunner().invoke(cli, ["node", "--home", str(home)])
+    assert result.exit_code == 2 and "longer than 107 bytes" in result.output
