@@ -5,11 +5,10 @@ Greedy delta debugging over the scenario's parts: lower the transaction rate
 them, then halves, quarters, ... down to one at a time), move the whole fault
 schedule earlier (the first fault at 0 s), shorten the workload (bisection,
 never before the last fault), and quieten the network (no loss, duplication or
-reordering). Each
-candidate is run with the same seed; it is kept when it fails the same way:
-the same kind of first safety violation, or a liveness failure. The passes
-repeat until none makes progress or ``runs_max`` runs are spent. Every run is
-deterministic, so the result is too.
+reordering). Each candidate is run with the same seed; it is kept when it fails
+the same way: the same kind of first safety violation, or a liveness failure.
+The passes repeat until none makes progress or ``runs_max`` runs are spent.
+Every run is deterministic, so the result is too.
 """
 
 from __future__ import annotations
