@@ -73,9 +73,15 @@ def human_status(result: dict[str, Any]) -> str:
     return (
         f"{result['moniker']} (validator {result['validator_index']} of {result['validators']}) on {result['chain_id']}\n"
         f"  height {result['height']}  last block {result['last_block_hash'][:16]}…\n"
-        f"  view {result['view']}  primary {result['primary']}  role {result['role']}\n"
+        f"  view {result['view']}  primary {result['primary']}  role {result['role']}  {_sync(result)}\n"
         f"  peers {result['peers']}  mempool {result['mempool_size']}  up {result['uptime_s']} s  version {result['version']}"
     )
+
+
+def _sync(result: dict[str, Any]) -> str:
+    if result["sync"] == "synced":
+        return "synced"
+    return f"catching up (peers are at height {result['peer_height']} or more)"
 
 
 @click.command()

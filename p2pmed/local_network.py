@@ -54,15 +54,22 @@ class LocalNetwork:
 
     def run(self, duration_ms: int) -> None:
         for _ in range(duration_ms // STEP_MS):
-            while self.in_flight:
-                source, destination, data = self.in_flight.popleft()
-                core = self.cores[destination]
-                if core is not None and self.cores[source] is not None:
-                    self._queue(destination, core.receive(source, data, self.now_ms))
+            while self.deliver_next():
+                pass
             self.now_ms += STEP_MS
             for index, core in enumerate(self.cores):
                 if core is not None and core.next_deadline_ms() <= self.now_ms:
                     self._queue(index, core.tick(self.now_ms))
+
+    def deliver_next(self) -> bool:
+        """Deliver the oldest message in flight, if any; False when none is left."""
+        if not self.in_flight:
+            return False
+        source, destination, data = self.in_flight.popleft()
+        core = self.cores[destination]
+        if core is not None and self.cores[source] is not None:
+            self._queue(destination, core.receive(source, data, self.now_ms))
+        return True
 
     def heads(self) -> list[tuple[int, bytes] | None]:
         return [None if core is None else core.store.head() for core in self.cores]

@@ -57,6 +57,8 @@ def methods(node: Node) -> dict[str, Method]:
             "role": role,
             "peers": len(node.connected_validators()),
             "mempool_size": len(node.core.mempool),
+            "sync": "synced" if replica.catching_up_to is None else "catching-up",
+            "peer_height": replica.catching_up_to,
             "version": importlib.metadata.version("p2pmed"),
             "uptime_s": (node.clock.now_ms() - node.started_ms) // 1000,
         }

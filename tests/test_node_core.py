@@ -9,7 +9,7 @@ import pytest
 
 from p2pmed import codec
 from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.messages import CommitCertificate
+from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, CommitCertificate
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.consent import ConsentGrant, valid_consent
@@ -152,3 +152,28 @@ def test_a_transaction_that_lost_its_nonce_to_another_is_forgotten_without_a_vie
     assert backup.store.transaction(winner.id) is not None and backup.store.transaction(loser.id) is None
     assert backup.replica.pending_count == 0 and loser.id not in backup.mempool
     assert all(core is not None and core.replica.view == 0 for core in network.cores)
+
+
+def test_a_restarted_node_says_it_is_catching_up_until_it_has_every_block(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(batch_size_max=1))
+    patient = SigningKey.from_seed(b"u" * 32)
+    for nonce in range(FETCH_BLOCKS_MAX + 6):  # one block each; node 3 misses more than one fetch carries
+        if nonce == 1:
+            network.crash(3)
+        network.submit_everywhere(grant(patient, nonce, SigningKey.from_seed(bytes([nonce + 1]) * 32)))
+        network.run(100)
+    target, _ = network.heads()[0] or (0, b"")
+    assert target > FETCH_BLOCKS_MAX
+
+    network.restart(3)
+    restarted = network.cores[3]
+    assert restarted is not None
+    progress = []
+    while network.deliver_next():
+        progress.append((restarted.replica.last_executed, restarted.replica.catching_up_to))
+    network.run(2_000)
+
+    # The first fetch ended short of the head, and it knew there was more to fetch.
+    assert any(executed == 1 + FETCH_BLOCKS_MAX and (ahead or 0) > executed for executed, ahead in progress)
+    assert restarted.replica.last_executed == target and restarted.replica.catching_up_to is None
+    network.close()

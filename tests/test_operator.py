@@ -192,6 +192,7 @@ def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNe
     assert status["role"] in ("primary", "backup") and status["primary"] == status["view"] % 4
     assert status["version"] == importlib.metadata.version("p2pmed")
     assert status["height"] >= 0 and status["mempool_size"] >= 0 and status["uptime_s"] >= 0
+    assert (status["sync"], status["peer_height"]) == ("synced", None)
 
     peers = net.call(0, "net.peers")
     assert [peer["index"] for peer in peers] == [0, 1, 2, 3]
@@ -419,7 +420,7 @@ def run_cli(*args: str, input: bytes | None = None) -> Any:
 def test_cli_status_peers_and_watch_show_the_node(net: ProcessNetwork) -> None:
     home = str(net.homes[0])
     result = run_cli("status", "--home", home)
-    assert result.exit_code == 0 and f"node0 (validator 0 of 4) on {CHAIN_ID}" in result.stdout
+    assert result.exit_code == 0 and f"node0 (validator 0 of 4) on {CHAIN_ID}" in result.stdout and "synced" in result.stdout
     assert json.loads(run_cli("status", "--json", "--home", home).stdout)["chain_id"] == CHAIN_ID
     assert run_cli("status", "--quiet", "--home", home).stdout == ""
 

@@ -218,6 +218,14 @@ class Replica:
         return self.primary == self.index
 
     @property
+    def catching_up_to(self) -> int | None:
+        """While fetching blocks it missed: the highest sequence a peer has shown (a lower
+        bound on the head it is catching up to); None when it is not fetching."""
+        if self._sync_at is None:
+            return None
+        return max(self._ahead.values(), default=self.last_executed)
+
+    @property
     def pending_count(self) -> int:
         return len(self._pending)
 
