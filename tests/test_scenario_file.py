@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
-from p2pmed.sim.scenario_file import MAX_FILE_BYTES, dump_scenario, load_scenario, parse_scenario
+from p2pmed.sim.scenario_file import KIND_FIELDS, MAX_FILE_BYTES, dump_scenario, load_scenario, parse_scenario
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
 FAST = settings(max_examples=200, deadline=None)
@@ -443,7 +443,7 @@ def test_node_index_is_checked_against_this_files_node_count() -> None:
     [
         (("network",), "network", "missing section; expected a [network] table"),
         (("network", "nodes"), "network.nodes", "missing; expected the number of nodes"),
-        (("faults", 0, "kind"), "faults[0].kind", "missing; expected one of: crash, restart, partition, heal"),
+        (("faults", 0, "kind"), "faults[0].kind", "missing; expected one of: crash, restart, pause, resume, partition, heal"),
         (("faults", 6, "at"), "faults[6].at", "missing; expected the time of the fault in seconds"),
         (("faults", 0, "node"), "faults[0].node", "missing; a 'crash' fault takes 'at', 'kind' and 'node'"),
         (("faults", 1, "groups"), "faults[1].groups", "missing; a 'partition' fault takes 'at', 'kind' and 'groups'"),
@@ -459,8 +459,9 @@ def test_missing_required_keys_are_rejected(path: tuple[Any, ...], key: str, fra
     rejects(with_(path, DELETE), key, fragment)
 
 
-def test_restart_needs_a_node() -> None:
-    rejects(with_(("faults", 0), {"at": 1, "kind": "restart"}), "faults[0].node", "missing; a 'restart' fault")
+@pytest.mark.parametrize("kind", ["restart", "pause", "resume"])
+def test_restart_pause_and_resume_need_a_node(kind: str) -> None:
+    rejects(with_(("faults", 0), {"at": 1, "kind": kind}), "faults[0].node", f"missing; a '{kind}' fault")
 
 
 # -- fault kinds and their fields ----------------------------------------------------
@@ -469,7 +470,7 @@ def test_restart_needs_a_node() -> None:
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        ("crsh", "unknown fault kind 'crsh'; did you mean 'crash'? expected one of: crash, restart, partition"),
+        ("crsh", "unknown fault kind 'crsh'; did you mean 'crash'? expected one of: crash, restart, pause, resume, partition"),
         ("partiton", "did you mean 'partition'?"),
         ("clock-skew", "did you mean 'clock_skew'?"),
         ("CRASH", "unknown fault kind 'CRASH'"),
@@ -617,7 +618,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     for _ in range(draw(st.integers(0, 6))):
         kind = draw(st.sampled_from(list(FaultKind)))
         fields: dict[str, Any] = {}
-        if kind in (FaultKind.CRASH, FaultKind.RESTART, FaultKind.BYZANTINE, FaultKind.CLOCK_SKEW):
+        if "node" in KIND_FIELDS[kind]:
             fields["node"] = draw(node)
         if kind is FaultKind.PARTITION:
             members = draw(st.permutations(range(nodes)))[: draw(st.integers(1, nodes))]
@@ -793,6 +794,7 @@ def test_shipped_scenarios_exist() -> None:
         "clock_skew",
         "twins",
         "lossy_reordering",
+        "pause_primary",
     } <= names
 
 
@@ -837,5 +839,7 @@ def test_shipped_scenarios_say_what_they_claim() -> None:
     assert [(f.node, f.skew_ms) for f in loaded["clock_skew"].faults] == [(0, 30_000), (2, -20_000), (3, 5_000), (0, 0)]
     assert [(f.node, f.behaviour) for f in loaded["twins"].faults] == [(0, Behaviour.TWINS)]
     assert loaded["lossy_reordering"].network == NetworkSpec(4, (5, 100), 0.1, 0.02, 0.5)
+    pause = [(f.at_s, f.kind, f.node) for f in loaded["pause_primary"].faults]
+    assert pause == [(5, FaultKind.PAUSE, 0), (15, FaultKind.RESUME, 0)]
     seven = {"f_crashes", "partition_majority"}
     assert all(scenario.network.nodes == (7 if name in seven else 4) for name, scenario in loaded.items())

@@ -151,6 +151,21 @@ def test_one_way_the_unheard_primary_still_hears_a_quorum_and_keeps_up() -> None
     assert heights(isolated, 14.0)[0] == heights(isolated, 7.0)[0]
 
 
+def test_a_paused_primary_is_replaced_then_works_through_what_waited_for_it_and_catches_up() -> None:
+    report = run_simulation(shipped(SIMULATIONS / "pause_primary.toml"), 3).report  # node 0 frozen 5..15 s
+    assert heights(report, 14.0)[0] == heights(report, 6.0)[0] and views(report, 14.0)[0] == 0, "frozen"
+    assert all(view >= 1 for view in views(report, 14.0)[1:]) and heights(report, 14.0)[1] > heights(report, 7.0)[1]
+    assert views(report, 20.0)[0] >= 1 and heights(report, 20.0)[0] > heights(report, 14.0)[1], "awake and caught up"
+    assert report["safety"]["ok"] and report["liveness"]["ok"] is True and len(set(report["heights"].values())) == 1
+
+
+def test_nodes_still_paused_at_the_end_count_as_faulty() -> None:
+    one = run_simulation(small(Fault(2.0, FaultKind.PAUSE, node=3)), 1).report
+    assert one["liveness"]["faulty_at_end"] == [3] and one["liveness"]["ok"] is True
+    two = run_simulation(small(Fault(2.0, FaultKind.PAUSE, node=2), Fault(2.0, FaultKind.PAUSE, node=3)), 1).report
+    assert two["liveness"]["expected"] is False and two["safety"]["ok"]
+
+
 def test_seven_nodes_keep_committing_through_f_crashes() -> None:
     report = run_simulation(shipped(SIMULATIONS / "f_crashes.toml"), 3).report  # nodes 0 and 4 down 8..20 s
     assert heights(report, 19.0)[1] > heights(report, 10.0)[1]

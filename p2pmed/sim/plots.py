@@ -1,6 +1,7 @@
 """One PNG per simulation: throughput, latency, height and view over time, faults shaded.
 
-Red bands mark a node being down (crash to restart, or to the end), blue bands a
+Red bands mark a node being down (crash to restart, or to the end), orange ones
+a node paused (to its resume, or to the end), blue bands a
 network partition, two-way or one-way (to the heal), purple bands a Byzantine
 node (to the end), and a labelled dotted line every other fault, so a
 researcher can see at a glance what each fault did to the network.
@@ -24,6 +25,7 @@ def _fault_windows(report: dict[str, Any]) -> tuple[list[tuple[float, float, str
     windows: list[tuple[float, float, str]] = []
     marks: list[tuple[float, str]] = []
     down_since: dict[int, float] = {}
+    paused_since: dict[int, float] = {}
     split_since: float | None = None
     split_label = "partition"
     for fault in report["faults"]:
@@ -32,6 +34,10 @@ def _fault_windows(report: dict[str, Any]) -> tuple[list[tuple[float, float, str
             down_since.setdefault(fault["node"], at)
         elif kind == "restart" and fault["node"] in down_since:
             windows.append((down_since.pop(fault["node"]), at, f"node {fault['node']} down"))
+        elif kind == "pause":
+            paused_since.setdefault(fault["node"], at)
+        elif kind == "resume" and fault["node"] in paused_since:
+            windows.append((paused_since.pop(fault["node"]), at, f"node {fault['node']} paused"))
         elif kind == "partition":
             split_since = at if split_since is None else split_since
             split_label = "one-way partition" if fault.get("one_way") else "partition"
@@ -43,6 +49,7 @@ def _fault_windows(report: dict[str, Any]) -> tuple[list[tuple[float, float, str
         else:
             marks.append((at, _mark_label(fault)))
     windows += [(since, end, f"node {node} down") for node, since in down_since.items()]
+    windows += [(since, end, f"node {node} paused") for node, since in paused_since.items()]
     if split_since is not None:
         windows.append((split_since, end, split_label))
     return windows, marks
@@ -62,6 +69,8 @@ def _mark_label(fault: dict[str, Any]) -> str:
 def _colour(label: str) -> str:
     if label.endswith("partition"):
         return "tab:blue"
+    if label.endswith(" paused"):
+        return "tab:orange"
     return "tab:red" if label.endswith(" down") else "tab:purple"
 
 
@@ -85,7 +94,7 @@ def write_plot(report: dict[str, Any], out: Path) -> Path:
     axes[2].set_ylabel("height")
     axes[3].set_ylabel("view")
     axes[3].yaxis.get_major_locator().set_params(integer=True)
-    axes[3].set_xlabel("simulated time (s)")
+    axes[3].set_xlabel("time on real processes (s)" if report.get("mode") == "real" else "simulated time (s)")
     axes[2].legend(loc="upper left", fontsize="small")
     windows, marks = _fault_windows(report)
     for axis in axes:

@@ -51,7 +51,10 @@ SAMPLE_S = 1.0
 START_TIMEOUT_S = 60.0
 TXS_PER_SENDER = 50
 FAR_FUTURE_MS = 4_102_444_800_000
-PLAYABLE = {FaultKind.CRASH, FaultKind.RESTART, FaultKind.PARTITION, FaultKind.HEAL, FaultKind.DROP, FaultKind.DELAY}
+PLAYABLE = {
+    FaultKind.CRASH, FaultKind.RESTART, FaultKind.PAUSE, FaultKind.RESUME,
+    FaultKind.PARTITION, FaultKind.HEAL, FaultKind.DROP, FaultKind.DELAY,
+}
 
 
 def check_playable(scenario: Scenario) -> None:
@@ -61,24 +64,37 @@ def check_playable(scenario: Scenario) -> None:
             raise ScenarioError(f"network.{name}", "has no counterpart on real processes; use --mode sim")
     for position, fault in enumerate(scenario.faults):
         if fault.kind not in PLAYABLE:
-            raise ScenarioError(f"faults[{position}].kind", f"{fault.kind.value!r} needs the simulator; use --mode sim")
+            # ``position`` counts faults in time order, which may differ from the file's: say the time too.
+            raise ScenarioError(f"faults[{position}].kind", f"{fault.kind.value!r} (at {fault.at_s:g} s) needs the simulator; use --mode sim")
 
 
 @dataclasses.dataclass
-class _Links:
+class Links:
     """Each node's fault-injection settings, from the scenario's current state."""
 
     drop: float
     delay_ms: int
     groups: tuple[tuple[int, ...], ...] | None = None
+    one_way: bool = False
 
     def rules_for(self, node: int, nodes: int) -> dict[str, Any]:
-        blocked: set[int] = set()
-        if self.groups is not None:
-            mine = next((set(group) for group in self.groups if node in group), {node})
-            blocked = set(range(nodes)) - mine
-        listed = ",".join(str(index) for index in sorted(blocked))
-        return {"drop_permille": round(self.drop * 1000), "delay_ms": self.delay_ms, "blocked_out": listed, "blocked_in": listed}
+        blocked_out, blocked_in = self._blocked(node, nodes)
+        return {
+            "drop_permille": round(self.drop * 1000),
+            "delay_ms": self.delay_ms,
+            "blocked_out": ",".join(str(index) for index in sorted(blocked_out)),
+            "blocked_in": ",".join(str(index) for index in sorted(blocked_in)),
+        }
+
+    def _blocked(self, node: int, nodes: int) -> tuple[set[int], set[int]]:
+        """Whom ``node`` may not send to, and whom it may not hear."""
+        if self.groups is None:
+            return set(), set()
+        if self.one_way:
+            senders, receivers = self.groups
+            return set(receivers) if node in senders else set(), set(senders) if node in receivers else set()
+        mine = next((set(group) for group in self.groups if node in group), {node})
+        return set(range(nodes)) - mine, set(range(nodes)) - mine
 
 
 class _CommitWatcher:
@@ -147,14 +163,14 @@ def _run_in(
 ) -> dict[str, Any]:
     with ProcessNetwork(directory, scenario.network.nodes, CONFIG, CHAIN_ID) as net:
         net.start_all(START_TIMEOUT_S)
-        links = _Links(scenario.network.drop, _mean(scenario.network.latency_ms))
+        links = Links(scenario.network.drop, _mean(scenario.network.latency_ms))
         _apply_links(net, links)
         return _Run(net, scenario, txs, links, progress).play(random.Random(seed))
 
 
 class _Run:
     def __init__(
-        self, net: ProcessNetwork, scenario: Scenario, txs: list[Transaction], links: _Links,
+        self, net: ProcessNetwork, scenario: Scenario, txs: list[Transaction], links: Links,
         progress: Callable[[float], None] | None,
     ) -> None:
         self.net, self.scenario, self.txs, self.links, self.progress = net, scenario, txs, links, progress
@@ -163,6 +179,7 @@ class _Run:
         self.timeline: list[dict[str, Any]] = []
         self.refused = 0
         self.resubmitted = 0
+        self.paused: set[int] = set()
 
     def play(self, rng: random.Random) -> dict[str, Any]:
         watcher = _CommitWatcher(self.net)
@@ -215,6 +232,20 @@ class _Run:
             assert fault.node is not None
             if net.processes[fault.node] is not None:
                 net.kill(fault.node)
+                self.paused.discard(fault.node)
+            return
+        if fault.kind is FaultKind.PAUSE:
+            assert fault.node is not None
+            if fault.node in self._live():
+                net.pause(fault.node)
+                self.paused.add(fault.node)
+            return
+        if fault.kind is FaultKind.RESUME:
+            assert fault.node is not None
+            if fault.node in self.paused:
+                net.resume(fault.node)
+                self.paused.discard(fault.node)
+                _apply_links(net, self.links, [fault.node])  # what changed while it slept
             return
         if fault.kind is FaultKind.RESTART:
             assert fault.node is not None
@@ -224,16 +255,16 @@ class _Run:
                 _apply_links(net, self.links, [fault.node])
             return
         if fault.kind is FaultKind.PARTITION:
-            self.links.groups = fault.groups
+            self.links.groups, self.links.one_way = fault.groups, fault.one_way
         elif fault.kind is FaultKind.HEAL:
-            self.links.groups = None
+            self.links.groups, self.links.one_way = None, False
         elif fault.kind is FaultKind.DROP:
             assert fault.probability is not None
             self.links.drop = fault.probability
         elif fault.kind is FaultKind.DELAY:
             assert fault.latency_ms is not None
             self.links.delay_ms = _mean(fault.latency_ms)
-        _apply_links(net, self.links)
+        _apply_links(net, self.links, self._live())
 
     def _submit(self, tx: Transaction, rng: random.Random) -> None:
         live = self._live()
@@ -265,7 +296,7 @@ class _Run:
     def _sample(self, elapsed: float) -> None:
         for index in range(self.net.size):
             row: dict[str, Any] = {"t_s": round(elapsed, 3), "node": index, "height": None, "view": None, "up": False}
-            if self.net.processes[index] is not None:
+            if index in self._live():  # a paused node cannot answer: a gap in its lines
                 try:
                     status = self.net.call(index, "node.status")
                     row.update(height=status["height"], view=status["view"], up=True)
@@ -274,7 +305,8 @@ class _Run:
             self.timeline.append(row)
 
     def _live(self) -> list[int]:
-        return [index for index, process in enumerate(self.net.processes) if process is not None]
+        """Nodes running and not paused: those that can answer."""
+        return [index for index, process in enumerate(self.net.processes) if process is not None and index not in self.paused]
 
     def _liveness_expected(self) -> bool:
         f = (self.net.size - 1) // 3
@@ -355,7 +387,7 @@ class _Run:
         return series
 
 
-def _apply_links(net: ProcessNetwork, links: _Links, nodes: list[int] | None = None) -> None:
+def _apply_links(net: ProcessNetwork, links: Links, nodes: list[int] | None = None) -> None:
     for index in nodes if nodes is not None else range(net.size):
         if net.processes[index] is not None:
             try:

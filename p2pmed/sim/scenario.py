@@ -22,6 +22,8 @@ class ScenarioError(KeyedInputError):
 class FaultKind(enum.StrEnum):
     CRASH = "crash"
     RESTART = "restart"
+    PAUSE = "pause"
+    RESUME = "resume"
     PARTITION = "partition"
     HEAL = "heal"
     BYZANTINE = "byzantine"
@@ -59,7 +61,8 @@ class WorkloadSpec:
 class Fault:
     """One scheduled fault. Which fields matter depends on ``kind``:
 
-    crash/restart: ``node``; partition: ``groups`` (nodes in no group are isolated),
+    crash/restart: ``node``; pause/resume: ``node`` (frozen, as by SIGSTOP: it keeps
+    its memory, and what was sent to it waits until it resumes); partition: ``groups`` (nodes in no group are isolated),
     or with ``one_way`` exactly two groups, only messages from ``groups[0]`` to
     ``groups[1]`` being lost; heal: none; byzantine: ``node`` and ``behaviour``; drop: ``probability``;
     delay: ``latency_ms``; clock_skew: ``node`` and ``skew_ms``.

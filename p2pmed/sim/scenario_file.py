@@ -63,6 +63,8 @@ _FAULT_KEYS = ("at", "kind", "node", "groups", "behaviour", "probability", "late
 KIND_FIELDS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.CRASH: ("node",),
     FaultKind.RESTART: ("node",),
+    FaultKind.PAUSE: ("node",),
+    FaultKind.RESUME: ("node",),
     FaultKind.PARTITION: ("groups",),
     FaultKind.HEAL: (),
     FaultKind.BYZANTINE: ("node", "behaviour"),

@@ -8,7 +8,9 @@ trace byte for byte; ``trace_sha256`` in the result proves it.
 
 A crashed node loses everything but what its replica persisted (``Persist``
 records) and the blocks it committed (its store). A restarted node rebuilds its
-replica from exactly that. Clock skew shifts what a node's replica believes the
+replica from exactly that. A paused node (SIGSTOP) keeps its memory but does
+nothing: messages to it wait, in order, and reach it when it resumes, its timers
+late. Clock skew shifts what a node's replica believes the
 time is. A twinned node (``byzantine`` with ``twins``) is two such replicas with
 one key, each reached by its own half of the network. Checkers watch every
 commit (safety) and the end state (liveness).
@@ -61,6 +63,8 @@ class SimNode:
     byzantine: ByzantineBehaviour | None = None
     tick_at: int | None = None
     twin: SimNode | None = None
+    paused: bool = False
+    held: list[tuple[int, Any]] = field(default_factory=list)
 
     @property
     def head_hash(self) -> bytes:
@@ -168,18 +172,13 @@ class Simulation:
             source, destination, data, serial = payload
             self._trace.update(b"d%d|%d|%d|%d" % (self.now, source, destination, serial))
             for node in self._receivers(source, destination):
-                if node.replica is not None:
-                    local = self._local(node)
-                    if source == CLIENT:
-                        actions = node.replica.submit(self.txs[data], local)
-                    elif isinstance(data, bytes):
-                        actions = node.replica.receive(source, data, local)
-                    else:
-                        actions = node.replica.deliver(source, data, local)
-                    self._carry_out(node, actions)
+                if node.paused:
+                    node.held.append((source, data))
+                elif node.replica is not None:
+                    self._deliver(node, source, data)
         elif kind == "tick":
             node = payload
-            if node.replica is not None and node.tick_at == self.now:
+            if node.replica is not None and node.tick_at == self.now and not node.paused:
                 node.tick_at = None
                 self._trace.update(b"t%d|%d" % (self.now, node.index))
                 self._carry_out(node, node.replica.tick(self._local(node)))
@@ -193,6 +192,18 @@ class Simulation:
             self._apply_fault(payload)
 
     # -- nodes ------------------------------------------------------------------
+
+    def _deliver(self, node: SimNode, source: int, data: Any) -> None:
+        """``data``: a tx id from the client, raw bytes from a Byzantine node, else a message."""
+        assert node.replica is not None
+        local = self._local(node)
+        if source == CLIENT:
+            actions = node.replica.submit(self.txs[data], local)
+        elif isinstance(data, bytes):
+            actions = node.replica.receive(source, data, local)
+        else:
+            actions = node.replica.deliver(source, data, local)
+        self._carry_out(node, actions)
 
     def _receivers(self, source: int, destination: int) -> list[SimNode]:
         """The copies of ``destination`` that a message from ``source`` reaches: the
@@ -325,7 +336,13 @@ class Simulation:
         copies = [copy for copy in (node, node.twin) if copy is not None] if node is not None else []
         if fault.kind is FaultKind.CRASH:
             for copy in copies:
-                copy.replica, copy.tick_at = None, None
+                copy.replica, copy.tick_at, copy.paused, copy.held = None, None, False, []
+        elif fault.kind is FaultKind.PAUSE:
+            for copy in copies:
+                copy.paused = copy.replica is not None
+        elif fault.kind is FaultKind.RESUME:
+            for copy in copies:
+                self._resume(copy)
         elif fault.kind is FaultKind.RESTART:
             for copy in copies:
                 if copy.replica is None:
@@ -346,6 +363,16 @@ class Simulation:
         elif fault.kind is FaultKind.BYZANTINE and node is not None and fault.behaviour is not None:
             node.byzantine = ByzantineBehaviour(fault.behaviour, node.index, node.signer, CHAIN_ID, self.rng)
 
+    def _resume(self, node: SimNode) -> None:
+        if not node.paused:
+            return
+        node.paused, held = False, node.held
+        node.held, node.tick_at = [], None  # the tick it slept through was skipped: schedule afresh
+        for source, data in held:
+            if node.replica is not None:
+                self._deliver(node, source, data)
+        self._schedule_tick(node)
+
     def _twin(self, node: SimNode) -> None:
         """Split ``node`` into two copies with its key, the second starting from what
         the node persisted, as if restarted on a second machine."""
@@ -362,7 +389,7 @@ class Simulation:
     # -- observation ----------------------------------------------------------
 
     def _honest_live(self) -> list[SimNode]:
-        return [node for node in self.nodes if node.byzantine is None and node.replica is not None]
+        return [node for node in self.nodes if node.byzantine is None and node.replica is not None and not node.paused]
 
     def _all_committed(self) -> bool:
         return all(len(node.executed) >= len(self.submitted) for node in self._honest_live()) and all(
@@ -399,7 +426,7 @@ class Simulation:
         return series
 
     def _result(self, wall_s: float, calm_ms: int) -> SimulationResult:
-        faulty = {node.index for node in self.nodes if node.byzantine is not None or node.replica is None}
+        faulty = {node.index for node in self.nodes if node.byzantine is not None or node.replica is None or node.paused}
         expected = len(faulty) <= self.validators.f and self.network.groups is None and self.network.drop < 1
         missing = {
             node.index: sum(1 for tx_id in self.submitted if tx_id not in node.executed) for node in self._honest_live()
