@@ -24,7 +24,7 @@ class LocalNetwork:
     def __init__(self, directory: Path, chain_id: str, n: int = 4, config: ReplicaConfig | None = None) -> None:
         self.keys = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(n)]
         self.validators = Validators(chain_id, tuple(key.public_key for key in self.keys), Ed25519Verifier())
-        self.ledger = Ledger(chain_id, ALL_TX_TYPES)
+        self.ledger = Ledger(chain_id, ALL_TX_TYPES, self.validators.keys)
         self.config = config or ReplicaConfig()
         self.paths = [directory / f"node{index}.sqlite3" for index in range(n)]
         self.now_ms = 1_000

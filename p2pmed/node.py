@@ -108,7 +108,7 @@ class Node:
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
         self.core = NodeCore(
             home.store_path,
-            Ledger(genesis.chain_id, ALL_TX_TYPES),
+            Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys),
             self.validators,
             home.key,
             replica_config(home),

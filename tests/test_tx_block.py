@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pmed import codec
+from ledger_harness import DictState
 from strategies import mutated
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import (
@@ -36,23 +37,6 @@ PROPOSER = SigningKey.from_seed(b"\x04" * 32).public_key
 NOW = 1_700_000_000_000
 LATER = NOW + 86_400_000
 LEDGER = Ledger(CHAIN, ALL_TX_TYPES)
-
-
-class DictState:
-    """A StateReader over a dict; ``apply`` writes a block's changes."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def state_get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, changes: dict[str, bytes | None]) -> None:
-        for key, value in changes.items():
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
 
 
 def _grant(

@@ -53,9 +53,10 @@ class BlockExecution:
 class Ledger:
     """The rules of one chain: its id and the transaction types it knows."""
 
-    def __init__(self, chain_id: str, tx_types: Iterable[TxType]) -> None:
+    def __init__(self, chain_id: str, tx_types: Iterable[TxType], validators: tuple[bytes, ...] = ()) -> None:
         self.chain_id = chain_id
         self.tx_types: Mapping[str, TxType] = {tx_type.name: tx_type for tx_type in tx_types}
+        self.validators = validators
 
     def check(self, tx: Transaction) -> Any:
         """Stateless checks; returns the typed body or raises ``TxRejected``."""
@@ -90,7 +91,7 @@ class Ledger:
         except TxRejected as error:
             return TxResult(tx.id, error.reason, error.detail)
         tx_state = StateOverlay(block_state)
-        context = TxContext(self.chain_id, block.height, block.header.time_ms, tx.sender, tx.id)
+        context = TxContext(self.chain_id, block.height, block.header.time_ms, tx.sender, tx.id, self.validators)
         try:
             self.tx_types[tx.type].apply(tx_state, context, body)
         except TxRejected as error:

@@ -20,6 +20,8 @@ class TxContext:
     time_ms: int
     sender: bytes
     tx_id: bytes
+    validators: tuple[bytes, ...] = ()
+    """The genesis validators' keys: they govern which organisations take part."""
 
 
 @dataclass(frozen=True)

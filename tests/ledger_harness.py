@@ -1,0 +1,88 @@
+"""A ledger in memory for testing the healthcare rules: each transaction runs in a
+block of its own, at a time the test sets, and its changes are kept if it passes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from p2pmed.consensus.quorum import quorum_size
+from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
+from p2pmed.ledger.contracts import ALL_TX_TYPES
+from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
+from p2pmed.ledger.errors import RejectReason
+from p2pmed.ledger.machine import Ledger, TxResult
+from p2pmed.ledger.rules import TxType
+from p2pmed.ledger.tx import sign_transaction
+
+CHAIN = "contracts-test"
+START_MS = 1_800_000_000_000
+
+
+class DictState:
+    """A StateReader over a dict; ``apply`` writes a block's changes."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def state_get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def apply(self, changes: dict[str, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+
+def key(name: str) -> SigningKey:
+    """A signing key that is the same in every run for the same name."""
+    return SigningKey.from_seed(name.encode().ljust(32, b".")[:32])
+
+
+class LedgerHarness:
+    def __init__(self, validators: int = 4, tx_types: tuple[TxType, ...] = ALL_TX_TYPES) -> None:
+        self.validators = [key(f"validator-{index}") for index in range(validators)]
+        self.ledger = Ledger(CHAIN, tx_types, tuple(validator.public_key for validator in self.validators))
+        self.state = DictState()
+        self.height = 0
+        self.time_ms = START_MS
+        self.previous_hash = GENESIS_PARENT_HASH
+        self._nonces: dict[bytes, int] = defaultdict(int)
+
+    def run(self, signer: SigningKey, tx_type: str, body: Any) -> TxResult:
+        """Order one transaction in the next block; the block's changes are applied."""
+        tx = sign_transaction(signer, CHAIN, tx_type, self._nonces[signer.public_key], body)
+        self._nonces[signer.public_key] += 1
+        self.height += 1
+        self.time_ms += 1_000
+        block = make_block(CHAIN, self.height, self.previous_hash, (tx,), self.validators[0].public_key, self.time_ms)
+        execution = self.ledger.execute_block(self.state, block)
+        self.state.apply(execution.changes)
+        self.previous_hash = block.hash
+        return execution.results[0]
+
+    def ok(self, signer: SigningKey, tx_type: str, body: Any) -> None:
+        result = self.run(signer, tx_type, body)
+        assert result.ok, f"{tx_type} refused: {result.reason} {result.detail}"
+
+    def refused(self, signer: SigningKey, tx_type: str, body: Any, reason: RejectReason) -> str:
+        """Run a transaction that must be refused for ``reason``; returns the detail."""
+        result = self.run(signer, tx_type, body)
+        assert result.reason is reason, f"{tx_type}: expected {reason}, got {result.reason} {result.detail!r}"
+        return result.detail
+
+    def admit_organisation(self, organisation: SigningKey, kind: str, name: str = "") -> EncryptionPrivateKey:
+        """Admit ``organisation`` by a quorum of validators; returns its encryption key."""
+        encryption = EncryptionPrivateKey.generate()
+        profile = OrganisationProfile(organisation.public_key, name or kind, kind, encryption.public_key)
+        for validator in self.validators[: quorum_size(len(self.validators))]:
+            self.ok(validator, "identity.org.propose", OrgProposal(profile))
+        return encryption
+
+    def register_person(self, organisation: SigningKey, person: SigningKey, role: str) -> EncryptionPrivateKey:
+        encryption = EncryptionPrivateKey.generate()
+        self.ok(organisation, "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key))
+        return encryption
