@@ -94,7 +94,7 @@ def node(home: Path, log_level: str | None) -> None:
 @click.option("--wait/--no-wait", default=False, help="Wait until they are committed and print tx/s and latency.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for commits.")
 def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float) -> None:
-    """Submit COUNT signed sample transactions (consent grants) through this node."""
+    """Submit COUNT signed sample transactions (load.probe: they change nothing but a nonce) through this node."""
     from p2pmed.load import run_load
     from p2pmed.rpc.client import NodeNotRunning, RpcError
 

@@ -1,7 +1,7 @@
 """``p2pmed load``: submit signed sample transactions through one node and time their commits.
 
-The samples are consent grants from fresh patient keys, spread over several
-senders (each sender's nonces must commit in order, so one sender would
+The samples are ``load.probe`` transactions (they change nothing but a nonce)
+from fresh keys, spread over several senders (each sender's nonces must commit in order, so one sender would
 serialise the run). They are signed before the clock starts. Submission is
 open loop: transaction i is sent at ``start + i / rate`` whatever happened to the
 ones before, so a slow network shows up as latency, not as a lower offered rate.
@@ -11,7 +11,7 @@ holding it; latency is from just before its ``tx.submit`` call to that moment.
 
 from __future__ import annotations
 
-import os
+import random
 import statistics
 import threading
 import time
@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2pmed.crypto import SigningKey
-from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.rpc.client import RpcClient, RpcError
 
 __all__ = ["LoadReport", "run_load", "sample_transactions"]
 
 TXS_PER_SENDER = 50
-FAR_FUTURE_MS = 4_102_444_800_000  # 2100-01-01
 
 
 @dataclass
@@ -53,13 +52,13 @@ class LoadReport:
         return lines
 
 
-def sample_transactions(chain_id: str, count: int) -> list[Transaction]:
-    """``count`` consent grants, interleaved across senders so consecutive ones differ."""
-    senders = [SigningKey.from_seed(os.urandom(32)) for _ in range(max(1, -(-count // TXS_PER_SENDER)))]
-    grantee = SigningKey.from_seed(os.urandom(32)).public_key
-    body = ConsentGrant(grantee, ("laboratory",), "TREAT", FAR_FUTURE_MS)
+def sample_transactions(chain_id: str, count: int, rng: random.Random | None = None) -> list[Transaction]:
+    """``count`` probes, interleaved across senders so consecutive ones differ; the
+    senders' keys come from ``rng`` (seeded: the same transactions every time)."""
+    randbytes = (rng or random.SystemRandom()).randbytes
+    senders = [SigningKey.from_seed(randbytes(32)) for _ in range(max(1, -(-count // TXS_PER_SENDER)))]
     return [
-        sign_transaction(senders[index % len(senders)], chain_id, "consent.grant", index // len(senders), body)
+        sign_transaction(senders[index % len(senders)], chain_id, "load.probe", index // len(senders), Probe(f"load {index}"))
         for index in range(count)
     ]
 

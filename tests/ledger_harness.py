@@ -4,6 +4,7 @@ block of its own, at a time the test sets, and its changes are kept if it passes
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from p2pmed.consensus.quorum import quorum_size
@@ -28,6 +29,9 @@ class DictState:
 
     def state_get(self, key: str) -> bytes | None:
         return self.data.get(key)
+
+    def state_items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        return iter(sorted((key, value) for key, value in self.data.items() if key.startswith(prefix)))
 
     def apply(self, changes: dict[str, bytes | None]) -> None:
         for key, value in changes.items():

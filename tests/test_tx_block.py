@@ -21,7 +21,8 @@ from p2pmed.ledger.block import (
     merkle_root,
 )
 from p2pmed.ledger.contracts import ALL_TX_TYPES
-from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentProvision, ConsentRevoke, valid_consent
+from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import BlockRejected, RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, next_nonce
 from p2pmed.ledger.rules import TxContext, TxType
@@ -47,13 +48,11 @@ def _grant(
     purpose: str = "TREAT",
     expires_ms: int = LATER,
 ) -> Transaction:
-    return sign_transaction(key, CHAIN, "consent.grant", nonce, ConsentGrant(grantee, categories, purpose, expires_ms))
+    return sign_transaction(key, CHAIN, "consent.grant", nonce, ConsentGrant(key.public_key, grantee, categories, purpose, expires_ms))
 
 
-def _revoke(
-    nonce: int, key: SigningKey = PATIENT, grantee: bytes = DOCTOR.public_key, categories: tuple[str, ...] = ("laboratory",)
-) -> Transaction:
-    return sign_transaction(key, CHAIN, "consent.revoke", nonce, ConsentRevoke(grantee, categories))
+def _probe(nonce: int = 0, key: SigningKey = PATIENT, label: str = "p") -> Transaction:
+    return sign_transaction(key, CHAIN, "load.probe", nonce, Probe(label))
 
 
 def _execute(
@@ -91,13 +90,16 @@ def test_tx_id_differs_for_any_different_field() -> None:
 
 
 def _grant_body() -> ConsentGrant:
-    return ConsentGrant(DOCTOR.public_key, ("laboratory",), "TREAT", LATER)
+    return ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory",), "TREAT", LATER)
 
 
 def test_sign_transaction_with_a_dataclass_body_stores_its_plain_map() -> None:
-    body = ConsentGrant(DOCTOR.public_key, ("laboratory", "imaging"), "TREAT", LATER)
+    body = ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory", "imaging"), "TREAT", LATER)
     tx = sign_transaction(PATIENT, CHAIN, "consent.grant", 3, body)
-    assert tx.body == {"grantee": DOCTOR.public_key, "categories": ["laboratory", "imaging"], "purpose": "TREAT", "expires_ms": LATER}
+    assert tx.body == {
+        "patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory", "imaging"], "purpose": "TREAT",
+        "expires_ms": LATER,
+    }
     assert tx.sender == PATIENT.public_key and tx.nonce == 3 and tx.chain_id == CHAIN
     assert tx.signature_is_valid()
     assert LEDGER.check(tx) == body
@@ -105,7 +107,8 @@ def test_sign_transaction_with_a_dataclass_body_stores_its_plain_map() -> None:
 
 
 def test_sign_transaction_with_a_plain_map_body() -> None:
-    body = {"grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT", "expires_ms": LATER}
+    body = {"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT",
+            "expires_ms": LATER}
     tx = sign_transaction(PATIENT, CHAIN, "consent.grant", 0, body)
     assert tx == _grant()
     assert LEDGER.check(tx) == _grant_body()
@@ -161,13 +164,16 @@ def test_check_rejects_an_unknown_type() -> None:
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ({"grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT"}, "body: missing field 'expires_ms'"),
+        ({"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT"},
+         "body: missing field 'expires_ms'"),
         (
-            {"grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT", "expires_ms": "soon"},
+            {"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT",
+             "expires_ms": "soon"},
             "body.expires_ms: expected int, got str",
         ),
         (
-            {"grantee": DOCTOR.public_key, "categories": "laboratory", "purpose": "TREAT", "expires_ms": LATER},
+            {"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": "laboratory", "purpose": "TREAT",
+             "expires_ms": LATER},
             "body.categories: expected array, got str",
         ),
         (
@@ -489,21 +495,21 @@ def test_blocks_round_trip_with_their_hash(block: Block) -> None:
 
 def test_sequential_nonces_are_accepted_and_counted() -> None:
     state = DictState()
-    execution = _execute(state, _grant(0), _grant(1, categories=("imaging",)), _grant(0, key=NURSE))
+    execution = _execute(state, _probe(0), _probe(1, label="imaging"), _probe(0, key=NURSE))
     assert all(result.ok for result in execution.results)
     assert next_nonce(state, PATIENT.public_key) == 2
     assert next_nonce(state, NURSE.public_key) == 1
     assert next_nonce(state, DOCTOR.public_key) == 0
-    execution = _execute(state, _grant(2, categories=("genomics",)))
+    execution = _execute(state, _probe(2, label="genomics"))
     assert execution.results[0].ok
     assert next_nonce(state, PATIENT.public_key) == 3
 
 
 def test_a_used_nonce_is_refused_as_stale_and_changes_nothing() -> None:
     state = DictState()
-    _execute(state, _grant(0))
+    _execute(state, _probe(0))
     before = dict(state.data)
-    replay = _grant(0, categories=("imaging",))
+    replay = _probe(0, label="imaging")
     execution = _execute(state, replay)
     result = execution.results[0]
     assert result.reason is RejectReason.STALE_NONCE and not result.ok
@@ -514,7 +520,7 @@ def test_a_used_nonce_is_refused_as_stale_and_changes_nothing() -> None:
 
 def test_a_replayed_transaction_in_the_same_block_is_stale() -> None:
     state = DictState()
-    tx = _grant(0)
+    tx = _probe(0)
     execution = _execute(state, tx, tx)
     assert execution.results[0].ok
     assert execution.results[1].reason is RejectReason.STALE_NONCE
@@ -523,7 +529,7 @@ def test_a_replayed_transaction_in_the_same_block_is_stale() -> None:
 
 def test_a_nonce_ahead_of_the_next_is_refused_as_future_and_changes_nothing() -> None:
     state = DictState()
-    execution = _execute(state, _grant(5))
+    execution = _execute(state, _probe(5))
     result = execution.results[0]
     assert result.reason is RejectReason.FUTURE_NONCE
     assert result.detail == "nonce 5 is ahead; next is 0"
@@ -533,19 +539,18 @@ def test_a_nonce_ahead_of_the_next_is_refused_as_future_and_changes_nothing() ->
 
 def test_a_nonce_gap_is_filled_within_the_block_in_order() -> None:
     state = DictState()
-    execution = _execute(state, _grant(1, categories=("imaging",)), _grant(0))
+    execution = _execute(state, _probe(1, label="imaging"), _probe(0))
     assert [result.reason for result in execution.results] == [RejectReason.FUTURE_NONCE, None]
     assert next_nonce(state, PATIENT.public_key) == 1
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "imaging", NOW) is None
 
 
 def test_a_rule_refused_transaction_uses_its_nonce_but_changes_nothing_else() -> None:
     state = DictState()
-    execution = _execute(state, _grant(0, grantee=PATIENT.public_key))
+    execution = _execute(state, _probe(0, label="x" * 65))
     assert execution.results[0].reason is RejectReason.INVALID
     assert set(execution.changes) == {_nonce_key(PATIENT)}
     assert next_nonce(state, PATIENT.public_key) == 1
-    again = _execute(state, _grant(0))
+    again = _execute(state, _probe(0))
     assert again.results[0].reason is RejectReason.STALE_NONCE
 
 
@@ -575,7 +580,7 @@ def test_a_transaction_refused_halfway_through_its_rule_leaves_no_writes() -> No
 
 def test_execute_block_does_not_write_to_the_state_it_reads() -> None:
     state = DictState()
-    block = make_block(CHAIN, 1, GENESIS_PARENT_HASH, (_grant(0),), PROPOSER, NOW)
+    block = make_block(CHAIN, 1, GENESIS_PARENT_HASH, (_probe(0),), PROPOSER, NOW)
     execution = LEDGER.execute_block(state, block)
     assert state.data == {}
     assert execution.changes and list(execution.changes) == sorted(execution.changes)
@@ -601,119 +606,9 @@ def test_a_transaction_failing_the_stateless_check_does_not_use_its_nonce(make_t
 
 
 def test_verified_tx_ids_skip_the_signature_check_but_not_the_chain_check() -> None:
-    unsigned = Transaction("consent.grant", CHAIN, PATIENT.public_key, 0, codec.to_value(_grant_body()), bytes(64))
+    unsigned = Transaction("load.probe", CHAIN, PATIENT.public_key, 0, {"label": "p"}, bytes(64))
     state = DictState()
     assert _execute(state, unsigned, verified=frozenset({unsigned.id})).results[0].ok
-    foreign = sign_transaction(PATIENT, "other-chain", "consent.grant", 0, _grant_body())
+    foreign = sign_transaction(PATIENT, "other-chain", "load.probe", 0, Probe("p"))
     execution = _execute(DictState(), foreign, verified=frozenset({foreign.id}))
     assert execution.results[0].reason is RejectReason.WRONG_CHAIN
-
-
-# --- the consent contract -----------------------------------------------------------
-
-
-def test_grant_puts_a_consent_in_force_for_each_category() -> None:
-    state = DictState()
-    tx = _grant(0, categories=("laboratory", "imaging"), purpose="ETREAT")
-    assert _execute(state, tx).results[0].ok
-    for category in ("laboratory", "imaging"):
-        provision = valid_consent(state, PATIENT.public_key, DOCTOR.public_key, category, NOW)
-        assert provision == ConsentProvision(
-            PATIENT.public_key, DOCTOR.public_key, category, "ETREAT", NOW, LATER, tx.id
-        )
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "genomics", NOW) is None
-    assert valid_consent(state, PATIENT.public_key, NURSE.public_key, "laboratory", NOW) is None
-    assert valid_consent(state, DOCTOR.public_key, PATIENT.public_key, "laboratory", NOW) is None
-
-
-def test_valid_consent_respects_expiry() -> None:
-    state = DictState()
-    _execute(state, _grant(0, expires_ms=NOW + 1000))
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW + 999) is not None
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW + 1000) is None
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW + 10**9) is None
-
-
-def test_a_later_grant_replaces_the_earlier_one() -> None:
-    state = DictState()
-    _execute(state, _grant(0, expires_ms=NOW + 1000))
-    second = _grant(1, purpose="HRESCH", expires_ms=LATER)
-    _execute(state, second, time_ms=NOW + 500)
-    provision = valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW + 2000)
-    assert provision is not None
-    assert (provision.purpose, provision.granted_ms, provision.expires_ms, provision.tx_id) == (
-        "HRESCH", NOW + 500, LATER, second.id
-    )
-
-
-def test_revoke_ends_the_consent_for_the_revoked_categories_only() -> None:
-    state = DictState()
-    _execute(state, _grant(0, categories=("laboratory", "imaging")))
-    execution = _execute(state, _revoke(1, categories=("laboratory",)), time_ms=NOW + 10)
-    assert execution.results[0].ok
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW + 10) is None
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "imaging", NOW + 10) is not None
-    assert any(value is None for value in execution.changes.values())
-
-
-def test_revoke_in_the_same_block_as_the_grant_takes_effect() -> None:
-    state = DictState()
-    execution = _execute(state, _grant(0), _revoke(1))
-    assert all(result.ok for result in execution.results)
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW) is None
-
-
-def test_revoke_of_any_category_in_force_is_allowed() -> None:
-    state = DictState()
-    _execute(state, _grant(0))
-    assert _execute(state, _revoke(1, categories=("laboratory", "imaging"))).results[0].ok
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW) is None
-
-
-def _refused(tx: Transaction, state: DictState | None = None) -> tuple[RejectReason | None, str]:
-    state = state or DictState()
-    before = next_nonce(state, tx.sender)
-    execution = _execute(state, tx)
-    assert set(execution.changes) == {"nonce/" + tx.sender.hex()}  # only the nonce was used
-    assert next_nonce(state, tx.sender) == before + 1
-    return execution.results[0].reason, execution.results[0].detail
-
-
-@pytest.mark.parametrize(
-    ("make_tx", "detail"),
-    [
-        (lambda: _grant(grantee=PATIENT.public_key), "does not need consent to their own records"),
-        (lambda: _grant(grantee=bytes(16)), "grantee must be a 32-byte public key"),
-        (lambda: _grant(categories=("dental",)), "unknown data category 'dental'"),
-        (lambda: _grant(categories=("laboratory", "astrology")), "unknown data category 'astrology'"),
-        (lambda: _grant(categories=()), "give 1..8 categories"),
-        (lambda: _grant(categories=("laboratory", "laboratory")), "a category is listed twice"),
-        (lambda: _grant(purpose="MARKETING"), "unknown purpose 'MARKETING'"),
-        (lambda: _grant(purpose="treat"), "unknown purpose 'treat'"),
-        (lambda: _grant(expires_ms=NOW - 1), "would already have expired"),
-        (lambda: _grant(expires_ms=NOW), "would already have expired"),
-        (lambda: _revoke(0), "no consent in force"),
-        (lambda: _revoke(0, grantee=PATIENT.public_key), "does not need consent to their own records"),
-        (lambda: _revoke(0, categories=("laboratory", "laboratory")), "a category is listed twice"),
-    ],
-)
-def test_consent_rules_refuse_invalid_requests(make_tx: Any, detail: str) -> None:
-    reason, text = _refused(make_tx())
-    assert reason is RejectReason.INVALID
-    assert detail in text
-
-
-def test_only_the_patient_can_revoke_their_consent() -> None:
-    state = DictState()
-    _execute(state, _grant(0))
-    # The doctor "revoking" the patient's grant only looks at the doctor's own grants.
-    reason, detail = _refused(_revoke(0, key=DOCTOR, grantee=PATIENT.public_key), state)
-    assert reason is RejectReason.INVALID and "no consent in force" in detail
-    assert valid_consent(state, PATIENT.public_key, DOCTOR.public_key, "laboratory", NOW) is not None
-
-
-def test_revoke_after_a_revoke_has_nothing_in_force() -> None:
-    state = DictState()
-    _execute(state, _grant(0), _revoke(1))
-    reason, detail = _refused(_revoke(2), state)
-    assert reason is RejectReason.INVALID and "no consent in force" in detail

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from p2pmed.config import NodeConfig
-from p2pmed.crypto import SigningKey
-from p2pmed.ledger.contracts.consent import ConsentGrant
-from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.ledger.tx import Transaction
+from p2pmed.load import sample_transactions
 from p2pmed.process_network import NodeFailed, ProcessNetwork
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.sim.scenario import Fault, FaultKind, Scenario, ScenarioError
@@ -49,8 +48,6 @@ CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_tim
 CHAIN_ID = "p2pmed-harness"
 SAMPLE_S = 1.0
 START_TIMEOUT_S = 60.0
-TXS_PER_SENDER = 50
-FAR_FUTURE_MS = 4_102_444_800_000
 PLAYABLE = {
     FaultKind.CRASH, FaultKind.RESTART, FaultKind.PAUSE, FaultKind.RESUME,
     FaultKind.PARTITION, FaultKind.HEAL, FaultKind.DROP, FaultKind.DELAY,
@@ -130,22 +127,12 @@ class _CommitWatcher:
         self._stop.set()  # threads end at their next block or retry; they are daemons
 
 
-def sample_workload(scenario: Scenario, seed: int) -> list[Transaction]:
-    rng = random.Random(seed)
-    count = int(scenario.workload.rate * scenario.workload.duration_s)
-    senders = [SigningKey.from_seed(rng.randbytes(32)) for _ in range(max(1, -(-count // TXS_PER_SENDER)))]
-    body = ConsentGrant(SigningKey.from_seed(rng.randbytes(32)).public_key, ("laboratory",), "TREAT", FAR_FUTURE_MS)
-    return [
-        sign_transaction(senders[i % len(senders)], CHAIN_ID, "consent.grant", i // len(senders), body) for i in range(count)
-    ]
-
-
 def run_real(scenario: Scenario, seed: int, logs: Path, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Play ``scenario`` on real processes; returns the report. The nodes' logs are
     copied into ``logs``; their homes live in a short temporary directory (a Unix
     socket path has to fit in 108 bytes) removed at the end."""
     check_playable(scenario)
-    txs = sample_workload(scenario, seed)
+    txs = sample_transactions(CHAIN_ID, int(scenario.workload.rate * scenario.workload.duration_s), random.Random(seed))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="p2pmed-real-") as directory:
         try:

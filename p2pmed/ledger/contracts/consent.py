@@ -1,12 +1,17 @@
 """Patient-controlled consent, shaped after FHIR R5 ``Consent.provision``.
 
-A patient (the transaction's sender) grants a grantee (a person's or an
-organisation's public key, FHIR ``provision.actor``) access to data categories
-(``provision.class``) for a purpose of use (``provision.purpose``, HL7 v3
-PurposeOfUse codes) until an expiry (``provision.period.end``). Only the patient
-can grant or revoke their own consent; a revoke takes effect from the block
-that orders it. One state entry per (patient, grantee, category), so a later
-grant for the same category replaces the earlier one.
+A patient (a registered person with the role ``patient``, named by their
+person id) grants a grantee (a person in force, by person id, or an
+organisation in force, by key: FHIR ``provision.actor``) access to data
+categories (``provision.class``) for a purpose of use (``provision.purpose``,
+HL7 v3 PurposeOfUse codes) until an expiry (``provision.period.end``). A
+consent to an organisation covers the clinicians it registered.
+
+Only the patient, signing with their current key, or a delegate they named
+(``consent.delegate``: a guardian, a carer, the site that keeps their records)
+grants or revokes; only the patient names or removes delegates. A revoke takes
+effect from the block that orders it. One state entry per (patient, grantee,
+category), so a later grant for the same category replaces the earlier one.
 """
 
 from __future__ import annotations
@@ -14,11 +19,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from p2pmed.crypto import PUBLIC_KEY_SIZE
+from p2pmed.ledger.contracts import audit
+from p2pmed.ledger.contracts.identity import organisation_of, person, person_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
 
-__all__ = ["CATEGORIES", "PURPOSES", "ConsentGrant", "ConsentProvision", "ConsentRevoke", "TX_TYPES", "valid_consent"]
+__all__ = [
+    "CATEGORIES",
+    "PURPOSES",
+    "TX_TYPES",
+    "ConsentDelegate",
+    "ConsentGrant",
+    "ConsentProvision",
+    "ConsentRevoke",
+    "ConsentUndelegate",
+    "Delegation",
+    "acting_for_patient",
+    "party_id",
+    "valid_consent",
+]
 
 CATEGORIES = frozenset(
     {"condition", "genomics", "imaging", "laboratory", "medication", "mental-health", "procedure", "vital-signs"}
@@ -29,6 +49,7 @@ CATEGORIES_MAX = len(CATEGORIES)
 
 @dataclass(frozen=True)
 class ConsentGrant:
+    patient: bytes
     grantee: bytes
     categories: tuple[str, ...]
     purpose: str
@@ -37,13 +58,25 @@ class ConsentGrant:
 
 @dataclass(frozen=True)
 class ConsentRevoke:
+    patient: bytes
     grantee: bytes
     categories: tuple[str, ...]
 
 
 @dataclass(frozen=True)
+class ConsentDelegate:
+    delegate: bytes
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class ConsentUndelegate:
+    delegate: bytes
+
+
+@dataclass(frozen=True)
 class ConsentProvision:
-    """A consent in force, as the ledger keeps it."""
+    """A consent in force, as the ledger keeps it; ``granted_by`` is the patient or a delegate."""
 
     patient: bytes
     grantee: bytes
@@ -52,10 +85,56 @@ class ConsentProvision:
     granted_ms: int
     expires_ms: int
     tx_id: bytes
+    granted_by: bytes
+
+
+@dataclass(frozen=True)
+class Delegation:
+    patient: bytes
+    delegate: bytes
+    expires_ms: int
 
 
 def _key(patient: bytes, grantee: bytes, category: str) -> str:
     return f"consent/{patient.hex()}/{grantee.hex()}/{category}"
+
+
+def _delegation_key(patient: bytes, delegate: bytes) -> str:
+    return f"consent-delegate/{patient.hex()}/{delegate.hex()}"
+
+
+def party_id(state: StateReader, key: bytes) -> bytes | None:
+    """Who signs with ``key``: a person in force (their id) or an organisation in force (its key)."""
+    found = person_of(state, key)
+    if found is not None:
+        return found.id
+    return key if organisation_of(state, key) is not None else None
+
+
+def _is_party(state: StateReader, party: bytes) -> bool:
+    found = person(state, party)
+    return (found is not None and found.active) or organisation_of(state, party) is not None
+
+
+def _patient_id(state: StateReader, key: bytes) -> bytes:
+    found = person_of(state, key)
+    if found is None or found.role != "patient":
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "only a registered patient, signing with their current key, does this")
+    return found.id
+
+
+def acting_for_patient(state: StateOverlay, context: TxContext, patient: bytes) -> bytes:
+    """The signer's party id, if they are the patient or a delegate in force; else refuse."""
+    owner = person(state, patient)
+    if owner is None or not owner.active or owner.role != "patient":
+        raise TxRejected(RejectReason.INVALID, "no patient in force has this person id")
+    signer = party_id(state, context.sender)
+    if signer == patient:
+        return signer
+    delegation = state.get(Delegation, _delegation_key(patient, signer)) if signer is not None else None
+    if signer is None or delegation is None or delegation.expires_ms <= context.time_ms:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "only the patient or a delegate they named changes their consent")
+    return signer
 
 
 def _check_categories(categories: tuple[str, ...]) -> None:
@@ -68,15 +147,18 @@ def _check_categories(categories: tuple[str, ...]) -> None:
         raise TxRejected(RejectReason.INVALID, "a category is listed twice")
 
 
-def _check_grantee(grantee: bytes, patient: bytes) -> None:
+def _check_grantee(state: StateReader, grantee: bytes, patient: bytes) -> None:
     if len(grantee) != PUBLIC_KEY_SIZE:
-        raise TxRejected(RejectReason.INVALID, f"grantee must be a {PUBLIC_KEY_SIZE}-byte public key")
+        raise TxRejected(RejectReason.INVALID, f"grantee must be a {PUBLIC_KEY_SIZE}-byte person id or organisation key")
     if grantee == patient:
         raise TxRejected(RejectReason.INVALID, "a patient does not need consent to their own records")
+    if not _is_party(state, grantee):
+        raise TxRejected(RejectReason.INVALID, "the grantee is neither a person nor an organisation in force")
 
 
 def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) -> None:
-    _check_grantee(grant.grantee, context.sender)
+    granted_by = acting_for_patient(state, context, grant.patient)
+    _check_grantee(state, grant.grantee, grant.patient)
     _check_categories(grant.categories)
     if grant.purpose not in PURPOSES:
         raise TxRejected(RejectReason.INVALID, f"unknown purpose {grant.purpose!r}; known: {', '.join(sorted(PURPOSES))}")
@@ -84,19 +166,45 @@ def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) ->
         raise TxRejected(RejectReason.INVALID, "consent would already have expired at this block's time")
     for category in grant.categories:
         provision = ConsentProvision(
-            context.sender, grant.grantee, category, grant.purpose, context.time_ms, grant.expires_ms, context.tx_id
+            grant.patient, grant.grantee, category, grant.purpose, context.time_ms, grant.expires_ms, context.tx_id, granted_by
         )
-        state.put(_key(context.sender, grant.grantee, category), provision)
+        state.put(_key(grant.patient, grant.grantee, category), provision)
+    categories = ",".join(grant.categories)
+    audit.record_event(state, context, "consent-grant", grant.patient, granted_by, category=categories, purpose=grant.purpose,
+                       detail=f"grantee {grant.grantee.hex()}")
 
 
 def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
-    _check_grantee(revoke.grantee, context.sender)
+    revoked_by = acting_for_patient(state, context, revoke.patient)
     _check_categories(revoke.categories)
-    keys = [_key(context.sender, revoke.grantee, category) for category in revoke.categories]
+    keys = [_key(revoke.patient, revoke.grantee, category) for category in revoke.categories]
     if all(state.state_get(key) is None for key in keys):
         raise TxRejected(RejectReason.INVALID, "no consent in force for this grantee and these categories")
     for key in keys:
         state.delete(key)
+    audit.record_event(state, context, "consent-revoke", revoke.patient, revoked_by, category=",".join(revoke.categories),
+                       detail=f"grantee {revoke.grantee.hex()}")
+
+
+def apply_delegate(state: StateOverlay, context: TxContext, delegate: ConsentDelegate) -> None:
+    patient = _patient_id(state, context.sender)
+    if delegate.delegate == patient:
+        raise TxRejected(RejectReason.INVALID, "a patient cannot name themself as their delegate")
+    if not _is_party(state, delegate.delegate):
+        raise TxRejected(RejectReason.INVALID, "the delegate is neither a person nor an organisation in force")
+    if delegate.expires_ms <= context.time_ms:
+        raise TxRejected(RejectReason.INVALID, "the delegation would already have expired at this block's time")
+    state.put(_delegation_key(patient, delegate.delegate), Delegation(patient, delegate.delegate, delegate.expires_ms))
+    audit.record_event(state, context, "consent-delegate", patient, patient, detail=f"delegate {delegate.delegate.hex()}")
+
+
+def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: ConsentUndelegate) -> None:
+    patient = _patient_id(state, context.sender)
+    key = _delegation_key(patient, undelegate.delegate)
+    if state.state_get(key) is None:
+        raise TxRejected(RejectReason.INVALID, "this patient has named no such delegate")
+    state.delete(key)
+    audit.record_event(state, context, "consent-undelegate", patient, patient, detail=f"delegate {undelegate.delegate.hex()}")
 
 
 def valid_consent(state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int) -> ConsentProvision | None:
@@ -110,4 +218,6 @@ def valid_consent(state: StateReader, patient: bytes, grantee: bytes, category: 
 TX_TYPES = (
     TxType("consent.grant", ConsentGrant, apply_grant),
     TxType("consent.revoke", ConsentRevoke, apply_revoke),
+    TxType("consent.delegate", ConsentDelegate, apply_delegate),
+    TxType("consent.undelegate", ConsentUndelegate, apply_undelegate),
 )

@@ -1,0 +1,82 @@
+"""The audit trail: one entry per consent change, record write, read, break-glass and erasure.
+
+Entries are written by the rules that do those things, in the same overlay, so an
+entry exists exactly when its event took effect. Each is stored under three
+prefixes (by patient, by actor, by record) with the height and tx id in the key,
+so every query is one ordered prefix scan; time ranges filter on the entry's
+block time. ``p2pmed.interop`` exports entries as FHIR ``AuditEvent``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from p2pmed import codec
+from p2pmed.ledger.rules import TxContext
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, StateOverlay
+
+__all__ = ["AUDIT_KINDS", "AuditEntry", "ScanState", "audit_trail", "record_event"]
+
+AUDIT_KINDS = frozenset(
+    {"consent-grant", "consent-revoke", "consent-delegate", "consent-undelegate", "record-write", "record-read", "break-glass", "record-erase"}
+)
+_BY = ("patient", "actor", "record")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    kind: str
+    patient: bytes
+    actor: bytes  # the party id that acted (person id or organisation key)
+    record_id: bytes  # empty when the event concerns no single record
+    category: str
+    purpose: str
+    detail: str  # the break-glass reason, the grantee of a consent, ...
+    time_ms: int
+    height: int
+    tx_id: bytes
+
+
+class ScanState(Protocol):
+    def state_items(self, prefix: str) -> Iterator[tuple[str, bytes]]: ...
+
+
+def _index_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:
+    return f"audit/{by}/{subject.hex()}/{height:012d}/{tx_id.hex()}"
+
+
+def record_event(
+    state: StateOverlay,
+    context: TxContext,
+    kind: str,
+    patient: bytes,
+    actor: bytes,
+    record_id: bytes = b"",
+    category: str = "",
+    purpose: str = "",
+    detail: str = "",
+) -> None:
+    assert kind in AUDIT_KINDS, kind
+    entry = AuditEntry(kind, patient, actor, record_id, category, purpose, detail, context.time_ms, context.height, context.tx_id)
+    for by, subject in zip(_BY, (patient, actor, record_id), strict=True):
+        if subject:
+            state.put(_index_key(by, subject, context.height, context.tx_id), entry)
+
+
+def audit_trail(
+    state: ScanState, by: str, subject: bytes, since_ms: int = 0, until_ms: int | None = None, limit: int = 1000
+) -> list[AuditEntry]:
+    """Entries for ``subject`` (a patient, an actor or a record, as ``by`` says), oldest
+    first, with block time in ``[since_ms, until_ms)``, at most ``limit`` of them."""
+    if by not in _BY:
+        raise ValueError(f"audit entries are kept by {', '.join(_BY)}, not by {by!r}")
+    entries = []
+    for _key, data in state.state_items(f"audit/{by}/{subject.hex()}/"):
+        entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
+        if entry.time_ms >= since_ms and (until_ms is None or entry.time_ms < until_ms):
+            entries.append(entry)
+            if len(entries) >= limit:
+                break
+    return entries

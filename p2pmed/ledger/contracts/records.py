@@ -1,0 +1,251 @@
+"""Health records: anchors on the ledger, content encrypted off it.
+
+The writer's client encrypts a record (AES-256-GCM under a fresh data key) and
+wraps the data key with HPKE for the patient and for each custodian. The
+ciphertext and the wraps live at the custodians: at least f+1 validators, so
+losing any f of them loses no record. The ledger holds only the anchor
+(``record.add``): record id, patient, data category, SHA-256 and size of the
+ciphertext, custodians, writer. A clinician or an organisation in force writes
+for a registered patient; the patient may add their own.
+
+Reading is a transaction too (``record.read``), signed by the reader, so the
+decision is the ledger's and every read is on it. It passes when the reader is
+the patient, holds a consent in force for the record's category and the stated
+purpose, or is a clinician of an organisation that holds one. A clinician may
+instead break the glass (``break_glass`` with a stated reason): allowed without
+consent, always recorded as such. A passing read leaves a read grant that lets
+the custodians hand the ciphertext and a key wrap to that reader for
+``READ_GRANT_MS``; they check it, and the consent, again at their latest height.
+
+Erasure (``record.erase``, by the patient or a delegate) marks the anchor
+erased; the custodians then delete the ciphertext and every wrap
+(crypto-shredding). The anchor stays and says when it was erased; reads of an
+erased record are refused.
+
+Every write, read, break-glass and erasure is an audit entry
+(``p2pmed.ledger.contracts.audit``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from p2pmed.consensus.quorum import fault_tolerance
+from p2pmed.ledger.contracts import audit
+from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
+from p2pmed.ledger.contracts.identity import person, person_of
+from p2pmed.ledger.errors import RejectReason, TxRejected
+from p2pmed.ledger.rules import TxContext, TxType
+from p2pmed.ledger.state import StateOverlay, StateReader
+
+__all__ = [
+    "READ_GRANT_MS",
+    "TX_TYPES",
+    "Access",
+    "ReadGrant",
+    "Record",
+    "RecordAdd",
+    "RecordErase",
+    "RecordRead",
+    "access",
+    "read_grant",
+    "record",
+]
+
+RECORD_ID_SIZE = 32
+SIZE_MAX = 64 << 20
+READ_GRANT_MS = 10 * 60 * 1000
+REASON_LENGTH_MAX = 500
+WRITER_ROLES = frozenset({"clinician", "researcher"})
+
+
+@dataclass(frozen=True)
+class RecordAdd:
+    record_id: bytes
+    patient: bytes
+    category: str
+    ciphertext_sha256: bytes
+    size: int
+    custodians: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class RecordRead:
+    record_id: bytes
+    purpose: str
+    break_glass: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordErase:
+    record_id: bytes
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record's anchor as the ledger keeps it."""
+
+    record_id: bytes
+    patient: bytes
+    category: str
+    ciphertext_sha256: bytes
+    size: int
+    custodians: tuple[bytes, ...]
+    writer: bytes
+    written_ms: int
+    height: int
+    erased_ms: int | None
+
+
+@dataclass(frozen=True)
+class ReadGrant:
+    record_id: bytes
+    reader: bytes
+    basis: str
+    expires_ms: int
+    tx_id: bytes
+
+
+@dataclass(frozen=True)
+class Access:
+    """Why a reader may read a record (``basis``), or why not (``basis`` empty)."""
+
+    basis: str  # "owner", "consent", "organisation-consent", "break-glass" or ""
+    detail: str
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.basis)
+
+
+def _record_key(record_id: bytes) -> str:
+    return f"record/{record_id.hex()}"
+
+
+def _grant_key(record_id: bytes, reader: bytes) -> str:
+    return f"record-read/{record_id.hex()}/{reader.hex()}"
+
+
+def record(state: StateReader, record_id: bytes) -> Record | None:
+    return StateOverlay(state).get(Record, _record_key(record_id))
+
+
+def read_grant(state: StateReader, record_id: bytes, reader: bytes, now_ms: int) -> ReadGrant | None:
+    """The read grant that lets custodians serve ``reader`` (a party id) at ``now_ms``, if any."""
+    grant = StateOverlay(state).get(ReadGrant, _grant_key(record_id, reader))
+    return grant if grant is not None and grant.expires_ms > now_ms else None
+
+
+def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, now_ms: int) -> Access:
+    """May the party signing with ``reader_key`` read ``found`` for ``purpose`` at ``now_ms``?"""
+    if found.erased_ms is not None:
+        return Access("", "the record was erased at the patient's request")
+    reader = party_id(state, reader_key)
+    if reader is None:
+        return Access("", "the reader is neither a person nor an organisation in force")
+    if reader == found.patient:
+        return Access("owner", "the patient reads their own record")
+    provision = valid_consent(state, found.patient, reader, found.category, now_ms)
+    if provision is not None and provision.purpose == purpose:
+        return Access("consent", f"consent {provision.tx_id.hex()[:16]} for {found.category}, {purpose}")
+    clinician = person_of(state, reader_key)
+    if clinician is not None and clinician.role in WRITER_ROLES:
+        provision = valid_consent(state, found.patient, clinician.organisation, found.category, now_ms)
+        if provision is not None and provision.purpose == purpose:
+            return Access("organisation-consent", f"consent {provision.tx_id.hex()[:16]} to the reader's organisation")
+    return Access("", f"no consent in force lets this reader see {found.category} records for {purpose}")
+
+
+def _check_custodians(context: TxContext, custodians: tuple[bytes, ...]) -> None:
+    needed = fault_tolerance(len(context.validators)) + 1 if context.validators else 1
+    if len(set(custodians)) != len(custodians):
+        raise TxRejected(RejectReason.INVALID, "a custodian is listed twice")
+    if len(custodians) < needed:
+        raise TxRejected(RejectReason.INVALID, f"name at least {needed} custodians (f+1), so that losing f sites loses nothing")
+    strangers = [custodian for custodian in custodians if custodian not in context.validators]
+    if strangers:
+        raise TxRejected(RejectReason.INVALID, f"custodian {strangers[0].hex()[:16]}… does not run a validator node")
+
+
+def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
+    writer = party_id(state, context.sender)
+    writer_person = person_of(state, context.sender)
+    if writer is None or (writer_person is not None and writer_person.role not in WRITER_ROLES and writer != add.patient):
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "records are written by a clinician, an organisation in force or the patient")
+    owner = person(state, add.patient)
+    if owner is None or not owner.active or owner.role != "patient":
+        raise TxRejected(RejectReason.INVALID, "no patient in force has this person id")
+    if len(add.record_id) != RECORD_ID_SIZE or len(add.ciphertext_sha256) != hashlib.sha256().digest_size:
+        raise TxRejected(RejectReason.INVALID, "record_id and ciphertext_sha256 must be 32 bytes each")
+    if add.category not in CATEGORIES:
+        raise TxRejected(RejectReason.INVALID, f"unknown data category {add.category!r}; known: {', '.join(sorted(CATEGORIES))}")
+    if not 0 < add.size <= SIZE_MAX:
+        raise TxRejected(RejectReason.INVALID, f"size must be 1..{SIZE_MAX} bytes")
+    _check_custodians(context, add.custodians)
+    if state.state_get(_record_key(add.record_id)) is not None:
+        raise TxRejected(RejectReason.DUPLICATE, "a record with this id exists; use a fresh random id")
+    anchor = Record(
+        add.record_id, add.patient, add.category, add.ciphertext_sha256, add.size, add.custodians,
+        writer, context.time_ms, context.height, None,
+    )
+    state.put(_record_key(add.record_id), anchor)
+    audit.record_event(state, context, "record-write", add.patient, writer, add.record_id, add.category)
+
+
+def _existing(state: StateReader, record_id: bytes) -> Record:
+    found = record(state, record_id)
+    if found is None:
+        raise TxRejected(RejectReason.INVALID, "no record has this id")
+    return found
+
+
+def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> None:
+    found = _existing(state, read.record_id)
+    if read.purpose not in PURPOSES:
+        raise TxRejected(RejectReason.INVALID, f"unknown purpose {read.purpose!r}; known: {', '.join(sorted(PURPOSES))}")
+    if read.break_glass:
+        decision = _break_glass(state, context, found, read)
+    else:
+        if read.reason:
+            raise TxRejected(RejectReason.INVALID, "a reason is given only when breaking the glass")
+        decision = access(state, context.sender, found, read.purpose, context.time_ms)
+    if not decision.allowed:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, decision.detail)
+    reader = party_id(state, context.sender)
+    assert reader is not None
+    state.put(_grant_key(found.record_id, reader), ReadGrant(found.record_id, reader, decision.basis, context.time_ms + READ_GRANT_MS, context.tx_id))
+    kind = "break-glass" if read.break_glass else "record-read"
+    audit.record_event(state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason)
+
+
+def _break_glass(state: StateReader, context: TxContext, found: Record, read: RecordRead) -> Access:
+    if found.erased_ms is not None:
+        return Access("", "the record was erased at the patient's request")
+    clinician = person_of(state, context.sender)
+    if clinician is None or clinician.role != "clinician":
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "only a clinician in force may break the glass")
+    if not read.reason.strip() or len(read.reason) > REASON_LENGTH_MAX:
+        raise TxRejected(RejectReason.INVALID, f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters")
+    return Access("break-glass", read.reason)
+
+
+def apply_erase(state: StateOverlay, context: TxContext, erase: RecordErase) -> None:
+    found = _existing(state, erase.record_id)
+    actor = acting_for_patient(state, context, found.patient)
+    if found.erased_ms is not None:
+        raise TxRejected(RejectReason.INVALID, "this record is already erased")
+    erased = Record(
+        found.record_id, found.patient, found.category, found.ciphertext_sha256, found.size, found.custodians,
+        found.writer, found.written_ms, found.height, context.time_ms,
+    )
+    state.put(_record_key(found.record_id), erased)
+    audit.record_event(state, context, "record-erase", found.patient, actor, found.record_id, found.category)
+
+
+TX_TYPES = (
+    TxType("record.add", RecordAdd, apply_add),
+    TxType("record.read", RecordRead, apply_read),
+    TxType("record.erase", RecordErase, apply_erase),
+)

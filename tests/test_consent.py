@@ -1,0 +1,151 @@
+"""Consent rules: the patient (or a delegate they named) grants and revokes, with
+every refusal and its reason; each change is an audit entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ledger_harness import LedgerHarness, key
+
+from p2pmed.crypto import EncryptionPrivateKey
+from p2pmed.ledger.contracts.audit import audit_trail
+from p2pmed.ledger.contracts.consent import (
+    ConsentDelegate,
+    ConsentGrant,
+    ConsentProvision,
+    ConsentRevoke,
+    ConsentUndelegate,
+    valid_consent,
+)
+from p2pmed.ledger.contracts.identity import PersonRotate
+from p2pmed.ledger.errors import RejectReason
+
+HOSPITAL, LAB = key("hospital"), key("lab")
+PATIENT, OTHER_PATIENT, DOCTOR, CARER = key("patient"), key("other-patient"), key("doctor"), key("carer")
+P = PATIENT.public_key
+YEAR_MS = 365 * 86_400_000
+
+
+@pytest.fixture
+def ledger() -> LedgerHarness:
+    harness = LedgerHarness()
+    harness.admit_organisation(HOSPITAL, "hospital")
+    harness.admit_organisation(LAB, "laboratory")
+    for person, role in ((PATIENT, "patient"), (OTHER_PATIENT, "patient"), (DOCTOR, "clinician"), (CARER, "patient")):
+        harness.register_person(HOSPITAL, person, role)
+    return harness
+
+
+def grant(ledger: LedgerHarness, grantee: bytes = DOCTOR.public_key, **changes: Any) -> ConsentGrant:
+    fields = {"patient": P, "grantee": grantee, "categories": ("laboratory",), "purpose": "TREAT",
+              "expires_ms": ledger.time_ms + YEAR_MS, **changes}
+    return ConsentGrant(**fields)
+
+
+def in_force(ledger: LedgerHarness, grantee: bytes, category: str = "laboratory") -> ConsentProvision | None:
+    return valid_consent(ledger.state, P, grantee, category, ledger.time_ms)
+
+
+def test_a_patient_grants_a_person_or_an_organisation_each_category(ledger: LedgerHarness) -> None:
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, categories=("laboratory", "imaging"), purpose="ETREAT"))
+    provision = in_force(ledger, DOCTOR.public_key, "imaging")
+    assert provision is not None and (provision.purpose, provision.granted_by, provision.granted_ms) == ("ETREAT", P, ledger.time_ms)
+    assert in_force(ledger, DOCTOR.public_key, "genomics") is None
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, grantee=LAB.public_key))
+    assert in_force(ledger, LAB.public_key) is not None
+
+
+def test_consent_ends_at_its_expiry(ledger: LedgerHarness) -> None:
+    expires = ledger.time_ms + 5_000
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, expires_ms=expires))
+    assert valid_consent(ledger.state, P, DOCTOR.public_key, "laboratory", expires - 1) is not None
+    assert valid_consent(ledger.state, P, DOCTOR.public_key, "laboratory", expires) is None
+
+
+def test_a_later_grant_replaces_the_earlier_and_a_revoke_ends_only_its_categories(ledger: LedgerHarness) -> None:
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, categories=("laboratory", "imaging")))
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, purpose="HRESCH"))
+    provision = in_force(ledger, DOCTOR.public_key)
+    assert provision is not None and provision.purpose == "HRESCH"
+    ledger.ok(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",)))
+    assert in_force(ledger, DOCTOR.public_key) is None and in_force(ledger, DOCTOR.public_key, "imaging") is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail"),
+    [
+        ({"grantee": P}, "does not need consent to their own records"),
+        ({"grantee": bytes(16)}, "32-byte person id or organisation key"),
+        ({"grantee": key("stranger").public_key}, "neither a person nor an organisation in force"),
+        ({"categories": ("dental",)}, "unknown data category 'dental'"),
+        ({"categories": ()}, "give 1..8 categories"),
+        ({"categories": ("laboratory", "laboratory")}, "a category is listed twice"),
+        ({"purpose": "MARKETING"}, "unknown purpose 'MARKETING'"),
+        ({"expires_ms": 0}, "would already have expired"),
+        ({"patient": DOCTOR.public_key}, "no patient in force"),
+    ],
+)
+def test_a_malformed_grant_is_refused(ledger: LedgerHarness, changes: dict[str, Any], detail: str) -> None:
+    assert detail in ledger.refused(PATIENT, "consent.grant", grant(ledger, **changes), RejectReason.INVALID)
+
+
+def test_only_the_patient_or_a_delegate_changes_consent(ledger: LedgerHarness) -> None:
+    for stranger in (DOCTOR, OTHER_PATIENT, HOSPITAL, key("unregistered")):
+        detail = ledger.refused(stranger, "consent.grant", grant(ledger, grantee=LAB.public_key), RejectReason.NOT_AUTHORISED)
+        assert "only the patient or a delegate" in detail
+    ledger.ok(PATIENT, "consent.grant", grant(ledger))
+    revoke = ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))
+    assert "only the patient" in ledger.refused(DOCTOR, "consent.revoke", revoke, RejectReason.NOT_AUTHORISED)
+    assert in_force(ledger, DOCTOR.public_key) is not None
+
+
+def test_a_delegate_grants_and_revokes_for_the_patient_until_removed_or_expired(ledger: LedgerHarness) -> None:
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
+    ledger.ok(CARER, "consent.grant", grant(ledger))
+    provision = in_force(ledger, DOCTOR.public_key)
+    assert provision is not None and provision.granted_by == CARER.public_key
+    ledger.ok(PATIENT, "consent.undelegate", ConsentUndelegate(CARER.public_key))
+    revoke = ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))
+    assert "only the patient or a delegate" in ledger.refused(CARER, "consent.revoke", revoke, RejectReason.NOT_AUTHORISED)
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, ledger.time_ms + 2_500))
+    ledger.ok(HOSPITAL, "consent.revoke", revoke)  # a site acting for the patient
+    assert in_force(ledger, DOCTOR.public_key) is None
+    expired = ledger.refused(HOSPITAL, "consent.grant", grant(ledger), RejectReason.NOT_AUTHORISED)  # 1 s per block
+    assert "delegate" in expired
+
+
+def test_delegation_is_the_patients_alone_to_give(ledger: LedgerHarness) -> None:
+    delegate = ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS)
+    assert "registered patient" in ledger.refused(DOCTOR, "consent.delegate", delegate, RejectReason.NOT_AUTHORISED)
+    assert "themself" in ledger.refused(PATIENT, "consent.delegate", ConsentDelegate(P, ledger.time_ms + YEAR_MS), RejectReason.INVALID)
+    stranger = ConsentDelegate(key("stranger").public_key, ledger.time_ms + YEAR_MS)
+    assert "in force" in ledger.refused(PATIENT, "consent.delegate", stranger, RejectReason.INVALID)
+    past = ConsentDelegate(CARER.public_key, 0)
+    assert "already have expired" in ledger.refused(PATIENT, "consent.delegate", past, RejectReason.INVALID)
+    nobody = ConsentUndelegate(CARER.public_key)
+    assert "no such delegate" in ledger.refused(PATIENT, "consent.undelegate", nobody, RejectReason.INVALID)
+
+
+def test_revoking_what_is_not_in_force_is_refused(ledger: LedgerHarness) -> None:
+    revoke = ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))
+    assert "no consent in force" in ledger.refused(PATIENT, "consent.revoke", revoke, RejectReason.INVALID)
+
+
+def test_a_patient_who_rotated_keys_keeps_control_under_the_new_key_only(ledger: LedgerHarness) -> None:
+    new_key = key("patient-new")
+    ledger.ok(PATIENT, "identity.person.rotate", PersonRotate(new_key.public_key, EncryptionPrivateKey.generate().public_key))
+    ledger.ok(new_key, "consent.grant", grant(ledger))
+    assert in_force(ledger, DOCTOR.public_key) is not None, "consent stays keyed by the person id"
+    assert "only the patient" in ledger.refused(PATIENT, "consent.grant", grant(ledger), RejectReason.NOT_AUTHORISED)
+
+
+def test_every_consent_change_is_an_audit_entry_for_the_patient(ledger: LedgerHarness) -> None:
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
+    ledger.ok(CARER, "consent.grant", grant(ledger))
+    ledger.ok(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",)))
+    trail = audit_trail(ledger.state, "patient", P)
+    assert [(entry.kind, entry.actor) for entry in trail] == [
+        ("consent-delegate", P), ("consent-grant", CARER.public_key), ("consent-revoke", P)
+    ]
+    assert [entry.kind for entry in audit_trail(ledger.state, "actor", CARER.public_key)] == ["consent-grant"]
