@@ -364,7 +364,8 @@ def _check_trial_id(trial_id: str) -> None:
     if TRIAL_ID_PATTERN.fullmatch(trial_id) is None:
         raise TxRejected(
             RejectReason.INVALID,
-            f"trial id {trial_id!r} is not registry-style: 3..40 capital letters, digits and '-', starting with a letter (e.g. 'NCT01234567')",
+            f"trial id {trial_id!r} is not registry-style: 3..40 capital letters, digits and '-', "
+            "starting with a letter (e.g. 'NCT01234567')",
         )
 
 
@@ -429,14 +430,18 @@ def _sponsored_trial(state: StateOverlay, context: TxContext, trial_id: str) -> 
     """The trial, if the sender is its sponsor and still in force."""
     found = _registered_trial(state, trial_id)
     if context.sender != found.sponsor or organisation_of(state, context.sender) is None:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"only the sponsor of trial {trial_id!r}, while in force, amends it or anchors its results")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, f"only the sponsor of trial {trial_id!r}, while in force, amends it or anchors its results"
+        )
     return found
 
 
 def _patient_id(state: StateOverlay, context: TxContext) -> bytes:
     sender = person_of(state, context.sender)
     if sender is None or sender.role != "patient":
-        raise TxRejected(RejectReason.NOT_AUTHORISED, "only a patient in force, signing with their current key, gives or withdraws research consent")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, "only a patient in force, signing with their current key, gives or withdraws research consent"
+        )
     return sender.id
 
 
@@ -476,7 +481,8 @@ def apply_amend(state: StateOverlay, context: TxContext, amend: TrialAmend) -> N
     found = _sponsored_trial(state, context, amend.trial_id)
     _require_open(found, "amendments")
     if len(found.versions) >= PROTOCOL_VERSIONS_MAX:
-        raise TxRejected(RejectReason.INVALID, f"trial {found.trial_id!r} already has {PROTOCOL_VERSIONS_MAX} protocol versions, the most kept")
+        detail = f"trial {found.trial_id!r} already has {PROTOCOL_VERSIONS_MAX} protocol versions, the most kept"
+        raise TxRejected(RejectReason.INVALID, detail)
     _check_protocol(amend.protocol)
     if amend.protocol == found.protocol:
         raise TxRejected(RejectReason.INVALID, "the amendment changes nothing in the current protocol")
@@ -548,7 +554,8 @@ def apply_results(state: StateOverlay, context: TxContext, results: TrialResults
     _check_endpoints(results.primary_endpoints, results.secondary_endpoints, primary_min=0)
     anchored = verify_dataset(state, found.trial_id, results.dataset_sha256)
     if anchored is not None and anchored.matches:
-        raise TxRejected(RejectReason.DUPLICATE, f"this data set is already anchored as result {anchored.result_number} of trial {found.trial_id!r}")
+        detail = f"this data set is already anchored as result {anchored.result_number} of trial {found.trial_id!r}"
+        raise TxRejected(RejectReason.DUPLICATE, detail)
     switching = outcome_switching(found.protocol, results.primary_endpoints, results.secondary_endpoints)
     result = TrialResult(
         results.dataset_sha256,
