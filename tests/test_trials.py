@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_harness import LedgerHarness, key
 
-from p2pmed.ledger.contracts import ALL_TX_TYPES, trials
+from p2pmed.ledger.contracts import trials
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRotate
 from p2pmed.ledger.contracts.trials import (
@@ -58,7 +58,7 @@ def results(primary: tuple[str, ...] = (MORTALITY,), secondary: tuple[str, ...] 
 
 
 def new_ledger() -> LedgerHarness:
-    ledger = LedgerHarness(validators=4, tx_types=(*ALL_TX_TYPES, *trials.TX_TYPES))
+    ledger = LedgerHarness(validators=4)
     ledger.admit_organisation(SPONSOR, "sponsor")
     return ledger
 
