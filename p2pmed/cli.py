@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 from p2pmed import demo as demo_module
 from p2pmed.cli_client import CLIENT_COMMANDS
 from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_VIOLATION, HOME_OPTION, socket_of
+from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,16 +24,23 @@ def cli() -> None:
 @click.option("--home", type=click.Path(path_type=Path), required=True, help="Directory for the node's key, config and data.")
 @click.option("--moniker", default="node", show_default=True, help="A name for this site, shown to its peers.")
 @click.option("--listen", default="/ip4/0.0.0.0/tcp/26656", show_default=True, help="Multiaddr to listen on for peers.")
-def init(home: Path, moniker: str, listen: str) -> None:
-    """Create a node: its Ed25519 key (mode 0600) and a commented config.toml."""
+@click.option("--kind", type=click.Choice(sorted(ORGANISATION_KINDS)), default="hospital", show_default=True,
+              help="What kind of organisation this site is.")
+def init(home: Path, moniker: str, listen: str, kind: str) -> None:
+    """Create a node: its Ed25519 and encryption keys (mode 0600) and a commented config.toml,
+    and print the entry that the network's genesis.json needs for it."""
     from p2pmed.home import HomeError, init_home
 
     try:
-        key = init_home(home, moniker, listen)
+        node = init_home(home, moniker, listen)
     except HomeError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(f"created {home}: node key {key.public_key.hex()}; edit {home / 'config.toml'}, then add genesis.json")
+    entry = {"moniker": moniker, "public_key": node.key.public_key.hex(), "address": "/ip4/<public IP>/tcp/<port>",
+             "kind": kind, "encryption_key": node.encryption_key.public_key.key.hex()}
+    click.echo(f"created {home}; edit {home / 'config.toml'}, then put the network's genesis.json there.")
+    click.echo("this node's entry for the validators list of genesis.json (fill in the address others reach it at):")
+    click.echo(json.dumps(entry, indent=2))
 
 
 @cli.command()

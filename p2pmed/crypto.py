@@ -42,7 +42,9 @@ __all__ = [
     "SigningKey",
     "decrypt_record",
     "encrypt_record",
+    "load_encryption_key",
     "load_signing_key",
+    "save_encryption_key",
     "save_signing_key",
     "unwrap_key",
     "Verifier",
@@ -167,19 +169,23 @@ def save_signing_key(path: Path, key: SigningKey, passphrase: bytes | None = Non
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
-    pem = key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    _write_private_file(path, key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+
+
+def _write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 and ``data``, durably; never overwrite."""
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
     with os.fdopen(descriptor, "wb") as file:
-        file.write(pem)
+        file.write(data)
         file.flush()
         os.fsync(file.fileno())
 
 
-def load_signing_key(path: Path, passphrase: bytes | None = None) -> SigningKey:
-    """Read a key written by ``save_signing_key``; refuse files others can read."""
+def _read_private_file(path: Path) -> bytes:
+    """The bytes of a key file that only its owner can read; else ``KeyFileError``."""
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
@@ -189,6 +195,12 @@ def load_signing_key(path: Path, passphrase: bytes | None = None) -> SigningKey:
         raise KeyFileError(f"{path}: cannot read key file: {error.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path}: key file is readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
+    return data
+
+
+def load_signing_key(path: Path, passphrase: bytes | None = None) -> SigningKey:
+    """Read a key written by ``save_signing_key``; refuse files others can read."""
+    data = _read_private_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as error:
@@ -274,6 +286,23 @@ class EncryptionPrivateKey:
 
     def __repr__(self) -> str:
         return f"EncryptionPrivateKey(kem={self.kem.value})"
+
+
+_ENCRYPTION_KEY_FILE_HEADER = b"p2pmed encryption key v1 "
+
+
+def save_encryption_key(path: Path, key: EncryptionPrivateKey) -> None:
+    """Write ``key`` (one line: a header, the KEM, the secret in hex), mode 0600; never overwrite."""
+    _write_private_file(path, _ENCRYPTION_KEY_FILE_HEADER + f"{key.kem.value} {key.secret().hex()}\n".encode())
+
+
+def load_encryption_key(path: Path) -> EncryptionPrivateKey:
+    data = _read_private_file(path)
+    try:
+        kem, secret = data.removeprefix(_ENCRYPTION_KEY_FILE_HEADER).decode().split()
+        return EncryptionPrivateKey(Kem(kem), bytes.fromhex(secret))
+    except (ValueError, UnicodeDecodeError):
+        raise KeyFileError(f"{path}: not a p2pmed encryption key file") from None
 
 
 def encrypt_record(record_id: bytes, plaintext: bytes) -> tuple[bytes, bytes]:

@@ -1,5 +1,10 @@
 """The genesis document: the chain id and the static validator set every node starts from.
 
+Each validator is also a site: an organisation of a ``kind`` (hospital,
+laboratory, ...) with an X25519 ``encryption_key`` for the records it keeps as a
+custodian. These organisations are in force from genesis; others join by a vote
+of the validators (``p2pmed.ledger.contracts.identity``).
+
 It is JSON for operators to read and share (``genesis.json`` in every node's
 home), and its identity is the SHA-256 of its canonical CBOR encoding, so two
 sites can compare one short hash to know they run the same network. Loading is
@@ -16,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from p2pmed import codec
-from p2pmed.crypto import PUBLIC_KEY_SIZE
+from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey, Kem
 from p2pmed.input_error import KeyedInputError
+from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS, OrganisationProfile
 
 __all__ = ["Genesis", "GenesisError", "ValidatorInfo", "load_genesis", "write_genesis"]
 
@@ -37,6 +43,10 @@ class ValidatorInfo:
     public_key: bytes
     address: str
     """Where the validator listens, as a multiaddr such as ``/ip4/127.0.0.1/tcp/26656``."""
+    kind: str
+    """The site's organisation kind, one of ``identity.ORGANISATION_KINDS``."""
+    encryption_key: bytes
+    """The site's X25519 public key: record keys are wrapped to it when it is a custodian."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +63,23 @@ class Genesis:
     def validator_keys(self) -> tuple[bytes, ...]:
         return tuple(validator.public_key for validator in self.validators)
 
+    @property
+    def organisations(self) -> tuple[OrganisationProfile, ...]:
+        """The validators as the sites they are, in force from genesis."""
+        return tuple(
+            OrganisationProfile(v.public_key, v.moniker, v.kind, EncryptionPublicKey(Kem.X25519, v.encryption_key))
+            for v in self.validators
+        )
+
 
 def write_genesis(path: Path, genesis: Genesis) -> None:
     document = {
         "chain_id": genesis.chain_id,
         "genesis_time_ms": genesis.genesis_time_ms,
         "validators": [
-            {"moniker": v.moniker, "public_key": v.public_key.hex(), "address": v.address} for v in genesis.validators
+            {"moniker": v.moniker, "public_key": v.public_key.hex(), "address": v.address, "kind": v.kind,
+             "encryption_key": v.encryption_key.hex()}
+            for v in genesis.validators
         ],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
@@ -102,22 +122,30 @@ def parse_genesis(document: Any) -> Genesis:
 
 def _validator(entry: Any, key: str) -> ValidatorInfo:
     if not isinstance(entry, dict):
-        raise GenesisError(key, "expected an object with moniker, public_key and address")
-    _only_keys(entry, {"moniker", "public_key", "address"}, key)
+        raise GenesisError(key, "expected an object with moniker, public_key, address, kind and encryption_key")
+    _only_keys(entry, {"moniker", "public_key", "address", "kind", "encryption_key"}, key)
     moniker = entry.get("moniker")
     if not isinstance(moniker, str) or not _MONIKER.match(moniker):
         raise GenesisError(f"{key}.moniker", "expected 1-64 letters, digits, spaces, '.', '_' or '-'")
-    public_key = entry.get("public_key")
-    try:
-        key_bytes = bytes.fromhex(public_key) if isinstance(public_key, str) else b""
-    except ValueError:
-        key_bytes = b""
-    if len(key_bytes) != PUBLIC_KEY_SIZE:
-        raise GenesisError(f"{key}.public_key", f"expected {PUBLIC_KEY_SIZE} bytes as {2 * PUBLIC_KEY_SIZE} hex digits")
+    key_bytes = _hex_key(entry.get("public_key"), f"{key}.public_key")
     address = entry.get("address")
     if not isinstance(address, str) or not address.startswith("/") or len(address) > 256:
         raise GenesisError(f"{key}.address", "expected a multiaddr such as /ip4/127.0.0.1/tcp/26656")
-    return ValidatorInfo(moniker, key_bytes, address)
+    kind = entry.get("kind")
+    if kind not in ORGANISATION_KINDS:
+        raise GenesisError(f"{key}.kind", f"expected one of {', '.join(sorted(ORGANISATION_KINDS))}")
+    encryption_key = _hex_key(entry.get("encryption_key"), f"{key}.encryption_key")
+    return ValidatorInfo(moniker, key_bytes, address, kind, encryption_key)
+
+
+def _hex_key(value: Any, key: str) -> bytes:
+    try:
+        key_bytes = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        key_bytes = b""
+    if len(key_bytes) != PUBLIC_KEY_SIZE:
+        raise GenesisError(key, f"expected {PUBLIC_KEY_SIZE} bytes as {2 * PUBLIC_KEY_SIZE} hex digits")
+    return key_bytes
 
 
 def _only_keys(table: dict[str, Any], allowed: set[str], key: str) -> None:

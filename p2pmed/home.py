@@ -1,6 +1,7 @@
 """A node's home directory: its key, its config, the network's genesis and its data.
 
     <home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
+    <home>/encryption_key the site's X25519 key for the records it keeps, mode 0600
     <home>/config.toml    operator settings (see p2pmed.config)
     <home>/genesis.json   chain id and validator set, identical on every node
     <home>/data/          the SQLite store
@@ -19,9 +20,11 @@ from p2pmed import crypto
 from p2pmed.config import NodeConfig, load_config, render_config
 from p2pmed.genesis import Genesis, ValidatorInfo, load_genesis, write_genesis
 
-__all__ = ["HomeError", "LoadedHome", "create_testnet", "init_home", "load_home"]
+__all__ = ["HomeError", "LoadedHome", "NewNode", "create_testnet", "init_home", "load_home"]
 
 NODE_KEY = "node_key.pem"
+ENCRYPTION_KEY = "encryption_key"
+TESTNET_KINDS = ("hospital", "laboratory", "pharmacy", "distributor")
 CONFIG = "config.toml"
 GENESIS = "genesis.json"
 DATA = "data"
@@ -33,17 +36,26 @@ class HomeError(Exception):
     """A home directory that cannot be created without destroying something."""
 
 
-def init_home(home: Path, moniker: str, listen: str) -> crypto.SigningKey:
-    """Create a node's key and commented config; refuse to touch an existing node."""
-    for name in (NODE_KEY, CONFIG):
+@dataclass(frozen=True)
+class NewNode:
+    """What ``init_home`` created that the network's genesis.json must list."""
+
+    key: crypto.SigningKey
+    encryption_key: crypto.EncryptionPrivateKey
+
+
+def init_home(home: Path, moniker: str, listen: str) -> NewNode:
+    """Create a node's keys and commented config; refuse to touch an existing node."""
+    for name in (NODE_KEY, ENCRYPTION_KEY, CONFIG):
         if (home / name).exists():
             raise HomeError(f"{home / name} already exists; refusing to overwrite a node's {name}")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
-    key = crypto.SigningKey.generate()
-    crypto.save_signing_key(home / NODE_KEY, key)
+    node = NewNode(crypto.SigningKey.generate(), crypto.EncryptionPrivateKey.generate())
+    crypto.save_signing_key(home / NODE_KEY, node.key)
+    crypto.save_encryption_key(home / ENCRYPTION_KEY, node.encryption_key)
     (home / CONFIG).write_text(render_config(NodeConfig(moniker=moniker, listen=listen)))
-    return key
+    return node
 
 
 def create_testnet(
@@ -51,7 +63,8 @@ def create_testnet(
 ) -> list[Path]:
     """Homes for ``nodes`` validators sharing one genesis. Without ``ips`` they all run
     on 127.0.0.1, node i on ``base_port + i``; with one IPv4 address per node (each in
-    its own container, say) every node listens on all interfaces at ``base_port``."""
+    its own container, say) every node listens on all interfaces at ``base_port``.
+    The sites' kinds take turns through ``TESTNET_KINDS``."""
     if not 1 <= nodes <= NODES_MAX:
         raise HomeError(f"--nodes must be 1..{NODES_MAX}")
     if not 1024 <= base_port <= 65_535 - nodes:
@@ -70,9 +83,10 @@ def create_testnet(
             listen, address = f"/ip4/0.0.0.0/tcp/{base_port}", f"/ip4/{ips[index]}/tcp/{base_port}"
         else:
             listen = address = f"/ip4/127.0.0.1/tcp/{base_port + index}"
-        key = init_home(home, moniker, listen)
+        node = init_home(home, moniker, listen)
         homes.append(home)
-        validators.append(ValidatorInfo(moniker, key.public_key, address))
+        kind = TESTNET_KINDS[index % len(TESTNET_KINDS)]
+        validators.append(ValidatorInfo(moniker, node.key.public_key, address, kind, node.encryption_key.public_key.key))
     genesis = Genesis(chain_id, int(time.time() * 1000), tuple(validators))
     for home in homes:
         write_genesis(home / GENESIS, genesis)
@@ -87,6 +101,7 @@ class LoadedHome:
     config: NodeConfig
     genesis: Genesis
     key: crypto.SigningKey
+    encryption_key: crypto.EncryptionPrivateKey
     index: int
     """This node's position among the genesis validators."""
 
@@ -112,7 +127,14 @@ def load_home(home: Path) -> LoadedHome:
             f"this node's key {key.public_key.hex()[:16]}… is not among the validators in {home / GENESIS};"
             " add it there (every node needs the same genesis.json)"
         )
-    loaded = LoadedHome(home, config, genesis, key, genesis.validator_keys.index(key.public_key))
+    index = genesis.validator_keys.index(key.public_key)
+    encryption_key = crypto.load_encryption_key(home / ENCRYPTION_KEY)
+    if encryption_key.public_key.key != genesis.validators[index].encryption_key:
+        raise HomeError(
+            f"{home / ENCRYPTION_KEY} does not match this node's encryption_key in {home / GENESIS};"
+            " the genesis must list the public half of this file's key"
+        )
+    loaded = LoadedHome(home, config, genesis, key, encryption_key, index)
     if len(os.fsencode(loaded.socket_path.absolute())) > UNIX_SOCKET_PATH_MAX:
         raise HomeError(
             f"the RPC socket path {loaded.socket_path.absolute()} is longer than {UNIX_SOCKET_PATH_MAX} bytes,"

@@ -42,7 +42,7 @@ from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier
 from p2pmed.home import LoadedHome
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.contracts import ALL_TX_TYPES
+from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
@@ -108,7 +108,7 @@ class Node:
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
         self.core = NodeCore(
             home.store_path,
-            Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys),
+            Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)),
             self.validators,
             home.key,
             replica_config(home),

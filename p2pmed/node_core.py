@@ -60,7 +60,7 @@ class NodeCore:
         genesis_hash: bytes = GENESIS_PARENT_HASH,
     ) -> None:
         self.ledger = ledger
-        self.store = Store.open(store_path, ledger.chain_id, genesis_hash)
+        self.store = Store.open(store_path, ledger.chain_id, genesis_hash, ledger.genesis_state)
         self.validators = validators
         self._verified: dict[bytes, None] = {}
         self.mempool = Mempool(size_max=config.pending_max)

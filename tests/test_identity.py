@@ -3,6 +3,8 @@ organisations, key rotation and revocation; each allowed and refused case."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ledger_harness import LedgerHarness, key
 
@@ -14,11 +16,15 @@ from p2pmed.ledger.contracts.identity import (
     PersonRegister,
     PersonRevoke,
     PersonRotate,
+    genesis_state,
     organisation_of,
     person,
     person_of,
 )
+from p2pmed.genesis import load_genesis
+from p2pmed.home import GENESIS, create_testnet
 from p2pmed.ledger.errors import RejectReason
+from p2pmed.store.sqlite import Store
 
 HOSPITAL, LAB = key("hospital"), key("lab")
 PATIENT, CLINICIAN = key("patient"), key("clinician")
@@ -153,3 +159,15 @@ def test_a_person_is_revoked_by_themself_or_their_organisation_only(ledger: Ledg
     assert "no person in force" in ledger.refused(HOSPITAL, "identity.person.revoke", revoke, RejectReason.INVALID)
     ledger.ok(HOSPITAL, "identity.person.revoke", PersonRevoke(CLINICIAN.public_key))
     assert person_of(ledger.state, CLINICIAN.public_key) is None
+
+
+def test_the_genesis_sites_are_in_force_from_a_new_store_on(tmp_path: Path) -> None:
+    genesis = load_genesis(create_testnet(tmp_path / "net", 4, 30_000, "c")[0] / GENESIS)
+    path = tmp_path / "chain.sqlite3"
+    with Store.open(path, genesis.chain_id, genesis.hash, genesis_state(genesis.organisations)) as store:
+        for validator in genesis.validators:
+            site = organisation_of(store, validator.public_key)
+            assert site is not None and (site.profile.name, site.kind, site.since_height) == (validator.moniker, validator.kind, 0)
+            assert site.profile.encryption_key.key == validator.encryption_key
+    with Store.open(path, genesis.chain_id, genesis.hash) as reopened:  # state comes from the store, not the call
+        assert organisation_of(reopened, genesis.validators[0].public_key) is not None

@@ -13,16 +13,19 @@ from p2pmed import crypto
 from p2pmed.cli import cli
 from p2pmed.config import ConfigError, NodeConfig, load_config, parse_config, render_config
 from p2pmed.genesis import GenesisError, load_genesis, parse_genesis
-from p2pmed.home import CONFIG, GENESIS, NODE_KEY, create_testnet
+from p2pmed.home import CONFIG, ENCRYPTION_KEY, GENESIS, NODE_KEY, create_testnet
 
 
 def test_init_creates_a_private_key_and_a_config_that_loads_to_the_defaults(tmp_path: Path) -> None:
     home = tmp_path / "hospital"
-    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--moniker", "hospital-a"])
+    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--moniker", "hospital-a", "--kind", "laboratory"])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE((home / NODE_KEY).stat().st_mode) == 0o600
-    key = crypto.load_signing_key(home / NODE_KEY)
-    assert key.public_key.hex() in result.output
+    assert stat.S_IMODE((home / ENCRYPTION_KEY).stat().st_mode) == 0o600
+    key, encryption_key = crypto.load_signing_key(home / NODE_KEY), crypto.load_encryption_key(home / ENCRYPTION_KEY)
+    entry = json.loads(result.output[result.output.index("{"):])  # the genesis entry to paste
+    assert entry["public_key"] == key.public_key.hex() and entry["encryption_key"] == encryption_key.public_key.key.hex()
+    assert (entry["moniker"], entry["kind"]) == ("hospital-a", "laboratory")
     config = load_config(home / CONFIG)
     assert config == NodeConfig(moniker="hospital-a", listen="/ip4/0.0.0.0/tcp/26656")
 
@@ -42,8 +45,10 @@ def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) 
     assert len({genesis.hash for genesis in geneses}) == 1
     genesis = geneses[0]
     assert genesis.chain_id == "test-chain"
+    assert [validator.kind for validator in genesis.validators] == ["hospital", "laboratory", "pharmacy", "distributor"]
     for index, home in enumerate(homes):
         assert crypto.load_signing_key(home / NODE_KEY).public_key == genesis.validators[index].public_key
+        assert crypto.load_encryption_key(home / ENCRYPTION_KEY).public_key.key == genesis.validators[index].encryption_key
         assert load_config(home / CONFIG).listen == genesis.validators[index].address == f"/ip4/127.0.0.1/tcp/{30000 + index}"
 
 
@@ -93,7 +98,9 @@ def _genesis_document() -> dict:
     return {
         "chain_id": "c",
         "genesis_time_ms": 0,
-        "validators": [{"moniker": "a", "public_key": "11" * 32, "address": "/ip4/127.0.0.1/tcp/1"}],
+        "validators": [
+            {"moniker": "a", "public_key": "11" * 32, "address": "/ip4/127.0.0.1/tcp/1", "kind": "hospital", "encryption_key": "22" * 32}
+        ],
     }
 
 
@@ -106,6 +113,8 @@ def _genesis_document() -> dict:
         (lambda d: d["validators"][0].update(public_key="zz"), "validators[0].public_key"),
         (lambda d: d["validators"][0].update(address="nowhere"), "validators[0].address"),
         (lambda d: d["validators"][0].pop("moniker"), "validators[0].moniker"),
+        (lambda d: d["validators"][0].update(kind="spa"), "validators[0].kind"),
+        (lambda d: d["validators"][0].update(encryption_key="22"), "validators[0].encryption_key"),
         (lambda d: d.update(extra=1), "extra"),
         (lambda d: d["validators"].append(dict(d["validators"][0], moniker="b", address="/ip4/127.0.0.1/tcp/2")), "validators"),
     ],
@@ -141,3 +150,11 @@ def test_a_home_whose_rpc_socket_path_is_too_long_is_refused(tmp_path: Path) -> 
     home = create_testnet(deep, 1, 30_000, "c")[0]
     result = CliRunner().invoke(cli, ["node", "--home", str(home)])
     assert result.exit_code == 2 and "longer than 107 bytes" in result.output
+
+
+def test_a_home_whose_encryption_key_is_not_the_one_in_genesis_is_refused(tmp_path: Path) -> None:
+    home = create_testnet(tmp_path / "net", 1, 30_000, "c")[0]
+    (home / ENCRYPTION_KEY).unlink()
+    crypto.save_encryption_key(home / ENCRYPTION_KEY, crypto.EncryptionPrivateKey.generate())
+    result = CliRunner().invoke(cli, ["node", "--home", str(home)])
+    assert result.exit_code == 2 and "does not match this node's encryption_key" in result.output

@@ -51,12 +51,21 @@ class BlockExecution:
 
 
 class Ledger:
-    """The rules of one chain: its id and the transaction types it knows."""
+    """The rules of one chain: its id, the transaction types it knows, its validators
+    and the state it starts from."""
 
-    def __init__(self, chain_id: str, tx_types: Iterable[TxType], validators: tuple[bytes, ...] = ()) -> None:
+    def __init__(
+        self,
+        chain_id: str,
+        tx_types: Iterable[TxType],
+        validators: tuple[bytes, ...] = (),
+        genesis_state: Mapping[str, bytes] | None = None,
+    ) -> None:
         self.chain_id = chain_id
         self.tx_types: Mapping[str, TxType] = {tx_type.name: tx_type for tx_type in tx_types}
         self.validators = validators
+        self.genesis_state: Mapping[str, bytes] = genesis_state or {}
+        """The state at height 0, which a new store starts from."""
 
     def check(self, tx: Transaction) -> Any:
         """Stateless checks; returns the typed body or raises ``TxRejected``."""

@@ -11,7 +11,7 @@ from a newer p2pmed fails with ``StoreError`` and leaves the file untouched.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,9 +99,16 @@ class Store:
         self.genesis_hash = genesis_hash
 
     @classmethod
-    def open(cls, path: Path | str, chain_id: str, genesis_hash: bytes = GENESIS_PARENT_HASH) -> Store:
+    def open(
+        cls,
+        path: Path | str,
+        chain_id: str,
+        genesis_hash: bytes = GENESIS_PARENT_HASH,
+        genesis_state: Mapping[str, bytes] | None = None,
+    ) -> Store:
         """Open or create the store of ``chain_id``; a store of another chain, or of the same
-        chain id started from another genesis, is refused. Block 1 extends ``genesis_hash``."""
+        chain id started from another genesis, is refused. Block 1 extends ``genesis_hash``;
+        a new store starts with ``genesis_state``, written with its claim in one transaction."""
         path = Path(path)
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -109,8 +116,10 @@ class Store:
             raise StoreError(f"{path}: cannot open: {error}") from None
         try:
             _prepare(connection, path)
-            _claim(connection, path, "chain_id", chain_id.encode(), f"chain {chain_id!r}")
-            _claim(connection, path, "genesis_hash", genesis_hash, f"genesis {genesis_hash.hex()[:16]}…")
+            with _Transaction(connection):
+                _claim(connection, path, "chain_id", chain_id.encode(), f"chain {chain_id!r}")
+                if _claim(connection, path, "genesis_hash", genesis_hash, f"genesis {genesis_hash.hex()[:16]}…"):
+                    connection.executemany("INSERT INTO state (key, value) VALUES (?, ?)", sorted((genesis_state or {}).items()))
         except BaseException:
             connection.close()
             raise
@@ -272,12 +281,13 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-def _claim(connection: sqlite3.Connection, path: Path, key: str, value: bytes, described: str) -> None:
-    """Record ``value`` under ``key`` in a new store; refuse a store that recorded another."""
+def _claim(connection: sqlite3.Connection, path: Path, key: str, value: bytes, described: str) -> bool:
+    """Record ``value`` under ``key`` in a new store (True); refuse a store that recorded another."""
     row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     if row is None:
         connection.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-    elif row[0] != value:
+        return True
+    if row[0] != value:
         mine = repr(row[0].decode(errors="replace")) if key == "chain_id" else row[0].hex()[:16] + "…"
         raise StoreError(
             f"{path}: store belongs to {key.replace('_', ' ')} {mine}, not {described}; keep the data with the"

@@ -26,6 +26,7 @@ which answer for current keys of parties in force only.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from p2pmed import codec
@@ -47,6 +48,7 @@ __all__ = [
     "PersonRegister",
     "PersonRevoke",
     "PersonRotate",
+    "genesis_state",
     "organisation_of",
     "person",
     "person_of",
@@ -167,6 +169,11 @@ def person_of(state: StateReader, key: bytes) -> Person | None:
     person_id = view.get(bytes, _signer_key(key))
     found = None if person_id is None else view.get(Person, _person_key(person_id))
     return found if found is not None and found.active else None
+
+
+def genesis_state(profiles: Iterable[OrganisationProfile]) -> dict[str, bytes]:
+    """State entries that put the genesis sites in force from height 0."""
+    return {_org_key(profile.key): codec.encode(Organisation(profile, True, 0)) for profile in profiles}
 
 
 # -- organisations ----------------------------------------------------------------
