@@ -5,8 +5,11 @@ faults are real: a crash is SIGKILL, a restart starts the process again on its
 store, partitions, loss and delay go through each node's fault-injection
 wrapper (``debug.faults``, enabled in these nodes' config only). The workload is
 signed sample transactions submitted over RPC to the live nodes in turn, open
-loop at the scenario's rate; a transaction's commit time is when the first
-node announces its block on ``chain.subscribe``.
+loop at the scenario's rate. Like the simulator's client, the harness sends a
+transaction again every ``RESEND_S`` until it commits (to a node that is up;
+one that found no node up is sent when one is), because a sender's later nonces
+wait for every earlier one. A transaction's latency runs from its first send to
+when the first node announces its block on ``chain.subscribe``.
 
 Checkers: safety holds when every pair of nodes has the same block at every
 height both reached (compared over RPC at the end); liveness, when the faults
@@ -47,6 +50,7 @@ __all__ = ["check_playable", "run_real"]
 CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, fault_injection=True)
 CHAIN_ID = "p2pmed-harness"
 SAMPLE_S = 1.0
+RESEND_S = 3.0
 START_TIMEOUT_S = 60.0
 PLAYABLE = {
     FaultKind.CRASH, FaultKind.RESTART, FaultKind.PAUSE, FaultKind.RESUME,
@@ -164,7 +168,7 @@ class _Run:
         self.submitted_at: dict[str, float] = {}
         self.fault_log: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
-        self.refused = 0
+        self.failed_sends = 0
         self.resubmitted = 0
         self.paused: set[int] = set()
 
@@ -173,7 +177,7 @@ class _Run:
         self.start = time.monotonic()
         faults = sorted(self.scenario.faults, key=lambda fault: fault.at_s)
         rate = self.scenario.workload.rate
-        next_tx, next_sample, end = 0, 0.0, self.scenario.workload.duration_s
+        next_tx, next_sample, next_resend, end = 0, 0.0, RESEND_S, self.scenario.workload.duration_s
         try:
             while True:
                 elapsed = time.monotonic() - self.start
@@ -185,6 +189,9 @@ class _Run:
                 if elapsed >= next_sample:
                     self._sample(elapsed)
                     next_sample += SAMPLE_S
+                if elapsed >= next_resend:
+                    self._resubmit(watcher, rng)
+                    next_resend += RESEND_S
                 if elapsed >= end and not faults and next_tx >= len(self.txs):
                     break
                 if self.progress is not None:
@@ -254,23 +261,23 @@ class _Run:
         _apply_links(net, self.links, self._live())
 
     def _submit(self, tx: Transaction, rng: random.Random) -> None:
+        self.submitted_at[tx.id.hex()] = time.monotonic()  # resent later if this send fails
         live = self._live()
         if not live:
-            self.refused += 1
+            self.failed_sends += 1
             return
-        self.submitted_at[tx.id.hex()] = time.monotonic()
         try:
             self.net.call(rng.choice(live), "tx.submit", tx=tx.encoded.hex())
         except (NodeNotRunning, RpcError, OSError):
-            self.refused += 1  # the node died under us, or refused it; the harness does not retry
-            del self.submitted_at[tx.id.hex()]
+            self.failed_sends += 1  # the node died under us, or refused it
 
     def _resubmit(self, watcher: _CommitWatcher, rng: random.Random) -> None:
-        """Send what has not committed again, as a client would: a transaction that
-        reached only a node that then crashed is lost, and with it every later nonce
-        of its sender would wait forever. Latency still counts from the first send."""
+        """Send what has waited ``RESEND_S`` without committing again, as a client would:
+        a transaction that reached only a node that then crashed is lost, and with it
+        every later nonce of its sender would wait forever."""
         encoded = {tx.id.hex(): tx.encoded.hex() for tx in self.txs}
-        for tx_id in [tx_id for tx_id in self.submitted_at if tx_id not in watcher.committed_at]:
+        due = time.monotonic() - RESEND_S
+        for tx_id in [tx_id for tx_id, at in self.submitted_at.items() if tx_id not in watcher.committed_at and at <= due]:
             live = self._live()
             if not live:
                 return
@@ -324,7 +331,7 @@ class _Run:
             "f": (self.net.size - 1) // 3,
             "faults": self.fault_log,
             "submitted_txs": len(self.submitted_at),
-            "refused_txs": self.refused,
+            "failed_sends": self.failed_sends,
             "resubmitted_txs": self.resubmitted,
             "committed_txs": sum(1 for tx_id in self.submitted_at if tx_id in watcher.committed_at),
             "safety": {"ok": not violations, "violations": violations},
