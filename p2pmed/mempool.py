@@ -64,6 +64,15 @@ class Mempool:
         """Every waiting transaction, in arrival order."""
         return list(self._by_id.values())
 
+    def next_free_nonce(self, sender: bytes, next_committed: int) -> int:
+        """The nonce a new transaction from ``sender`` should take: the first one neither
+        committed (``next_committed`` is the chain's next) nor waiting here."""
+        waiting = self._senders.get(sender)
+        nonce = next_committed
+        while waiting is not None and nonce in waiting.by_nonce:
+            nonce += 1
+        return nonce
+
     def add(self, tx: Transaction, next_committed: int) -> list[Transaction]:
         """Hold ``tx`` (``next_committed`` is its sender's next nonce on the chain);
         returns the transactions this releases. Raises ``TxRejected`` if it cannot wait."""

@@ -14,8 +14,8 @@ from typing import Any
 import trio
 
 from p2pmed import codec
+from p2pmed.health_rpc import health_methods
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.contracts.consent import valid_consent
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
@@ -131,23 +131,6 @@ def methods(node: Node) -> dict[str, Method]:
             "commit_certificate": None if certificate is None else certificate.hex(),
         }
 
-    async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
-        """The consent in force now for (patient, grantee, category), or null."""
-        provision = valid_consent(
-            node.core.store, params["patient"], params["grantee"], params["category"], node.clock.now_ms()
-        )
-        if provision is None:
-            return None
-        return {
-            "patient": provision.patient.hex(),
-            "grantee": provision.grantee.hex(),
-            "category": provision.category,
-            "purpose": provision.purpose,
-            "granted_ms": provision.granted_ms,
-            "expires_ms": provision.expires_ms,
-            "tx_id": provision.tx_id.hex(),
-        }
-
     async def faults(params: dict[str, Any]) -> dict[str, Any]:
         """Set the consensus traffic faults (test harness only); returns what is in force."""
         if node.faults is None:
@@ -211,7 +194,6 @@ def methods(node: Node) -> dict[str, Method]:
         "tx.get": Method(get_tx, {"tx_id": bytes}),
         "chain.block": Method(get_block, {"height": Param(int, optional=True), "hash": Param(bytes, optional=True)}),
         "chain.subscribe": Method(subscribe_blocks, subscription=True),
-        "consent.get": Method(consent, {"patient": bytes, "grantee": bytes, "category": str}),
         "debug.faults": Method(
             faults,
             {
@@ -222,6 +204,7 @@ def methods(node: Node) -> dict[str, Method]:
             },
         ),
         "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
+        **health_methods(node),
     }
 
 
