@@ -24,14 +24,13 @@ from p2pmed import codec, crypto
 from p2pmed.crypto import Kem, SignatureDomain, SigningKey
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
-from p2pmed.ledger.contracts.consent import CATEGORIES, ConsentGrant
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
 from p2pmed.store import Store
 
 CHAIN_ID = "p2pmed-bench"
 TIME_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-EXPIRES_MS = TIME_MS + 365 * 24 * 3600 * 1000
 RECORD_SIZE = 4096
 WARMUP_ITERATIONS = 20
 
@@ -52,17 +51,16 @@ def _microseconds_per_call(function: Callable[[], object], iterations: int) -> f
     return (time.perf_counter() - start) / iterations * 1e6
 
 
-def _sample_grant(patient: SigningKey, grantee: SigningKey, nonce: int) -> Transaction:
-    body = ConsentGrant(grantee.public_key, ("laboratory", "imaging"), "TREAT", EXPIRES_MS)
-    return sign_transaction(patient, CHAIN_ID, "consent.grant", nonce, body)
+def _sample_probe(sender: SigningKey, nonce: int) -> Transaction:
+    return sign_transaction(sender, CHAIN_ID, "load.probe", nonce, Probe(f"bench {nonce}"))
 
 
 def measure_operations() -> list[tuple[str, int, float]]:
     """(operation, iterations, µs per operation) for the crypto and codec primitives."""
-    patient, hospital = _seeded_key("bench-patient"), _seeded_key("bench-hospital")
-    tx = _sample_grant(patient, hospital, 0)
+    sender = _seeded_key("bench-sender")
+    tx = _sample_probe(sender, 0)
     payload = tx.signing_payload()
-    signature = patient.sign(SignatureDomain.TRANSACTION, CHAIN_ID, payload)
+    signature = sender.sign(SignatureDomain.TRANSACTION, CHAIN_ID, payload)
     encoded = codec.encode(tx)
     record_id = b"record-0001"
     record = os.urandom(RECORD_SIZE)
@@ -74,9 +72,9 @@ def measure_operations() -> list[tuple[str, int, float]]:
         rows.append((name, iterations, _microseconds_per_call(function, iterations)))
 
     run(f"ed25519 sign ({len(payload)} B tx payload)", 2000,
-        lambda: patient.sign(SignatureDomain.TRANSACTION, CHAIN_ID, payload))
+        lambda: sender.sign(SignatureDomain.TRANSACTION, CHAIN_ID, payload))
     run("ed25519 verify (crypto.verify)", 2000,
-        lambda: crypto.verify(patient.public_key, signature, SignatureDomain.TRANSACTION, CHAIN_ID, payload))
+        lambda: crypto.verify(sender.public_key, signature, SignatureDomain.TRANSACTION, CHAIN_ID, payload))
     run(f"tx encode (codec.encode, {len(encoded)} B)", 5000, lambda: codec.encode(tx))
     run("tx decode (decode_transaction)", 3000, lambda: decode_transaction(encoded))
     for kem, iterations in ((Kem.X25519, 500), (Kem.MLKEM768_X25519, 300)):
@@ -94,27 +92,18 @@ def measure_store(txs_per_block: int, block_count: int) -> tuple[float, float]:
     """Appended blocks/s and tx/s; only ``append_block`` is timed (signing and execution are not)."""
     ledger = Ledger(CHAIN_ID, ALL_TX_TYPES)
     proposer = _seeded_key("bench-proposer")
-    grantees = [_seeded_key(f"bench-grantee-{index}") for index in range(4)]
-    patients = [_seeded_key(f"bench-patient-{index}") for index in range(txs_per_block)]
-    categories = sorted(CATEGORIES)
+    senders = [_seeded_key(f"bench-sender-{index}") for index in range(txs_per_block)]
     with tempfile.TemporaryDirectory(prefix="p2pmed-bench-") as scratch, Store.open(
         Path(scratch) / "bench.sqlite3", CHAIN_ID
     ) as store:
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2, "the store must run with synchronous=FULL"
         elapsed = 0.0
         for height in range(1, block_count + 1):
-            txs = tuple(
-                sign_transaction(
-                    patient, CHAIN_ID, "consent.grant", height - 1,
-                    ConsentGrant(grantees[height % 4].public_key, (categories[(height + index) % len(categories)],),
-                                 "TREAT", EXPIRES_MS),
-                )
-                for index, patient in enumerate(patients)
-            )
+            txs = tuple(_sample_probe(sender, height - 1) for sender in senders)
             _, head_hash = store.head()
             block = make_block(CHAIN_ID, height, head_hash, txs, proposer.public_key, TIME_MS + height * 1000)
             execution = ledger.execute_block(store, block, verified_tx_ids={tx.id for tx in txs})
-            assert all(result.ok for result in execution.results), "every benchmark grant must apply"
+            assert all(result.ok for result in execution.results), "every benchmark probe must apply"
             start = time.perf_counter()
             store.append_block(block, execution)
             elapsed += time.perf_counter() - start
@@ -135,7 +124,7 @@ def main() -> int:
     print("-" * 71)
     for txs_per_block, block_count in STORE_RUNS:
         blocks_per_second, txs_per_second = measure_store(txs_per_block, block_count)
-        label = f"{txs_per_block} consent grant{'s' if txs_per_block > 1 else ''} per block"
+        label = f"{txs_per_block} load probe{'s' if txs_per_block > 1 else ''} per block"
         print(f"{label:<44} {block_count:>6} {blocks_per_second:>9.1f} {txs_per_second:>9.0f}")
     print()
     print(f"total {time.perf_counter() - started:.1f} s")

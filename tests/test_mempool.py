@@ -10,20 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pmed.crypto import SigningKey
-from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.mempool import Mempool
 
 CHAIN = "mempool-test"
 PATIENTS = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(3)]
-HOSPITAL = SigningKey.from_seed(b"h" * 32)
 
 
 @functools.cache
-def grant(patient: int, nonce: int, purpose: str = "TREAT") -> Transaction:
-    body = ConsentGrant(HOSPITAL.public_key, ("laboratory",), purpose, 4_102_444_800_000)
-    return sign_transaction(PATIENTS[patient], CHAIN, "consent.grant", nonce, body)
+def probe(patient: int, nonce: int, label: str = "p") -> Transaction:
+    return sign_transaction(PATIENTS[patient], CHAIN, "load.probe", nonce, Probe(label))
 
 
 def rejection(pool: Mempool, tx: Transaction, next_committed: int = 0) -> RejectReason:
@@ -34,48 +32,48 @@ def rejection(pool: Mempool, tx: Transaction, next_committed: int = 0) -> Reject
 
 def test_a_gap_holds_back_later_nonces_until_it_is_filled() -> None:
     pool = Mempool()
-    assert pool.add(grant(0, 2), 0) == []
-    assert pool.add(grant(0, 1), 0) == []
-    assert pool.add(grant(0, 0), 0) == [grant(0, 0), grant(0, 1), grant(0, 2)]
-    assert pool.add(grant(0, 3), 0) == [grant(0, 3)]
+    assert pool.add(probe(0, 2), 0) == []
+    assert pool.add(probe(0, 1), 0) == []
+    assert pool.add(probe(0, 0), 0) == [probe(0, 0), probe(0, 1), probe(0, 2)]
+    assert pool.add(probe(0, 3), 0) == [probe(0, 3)]
     assert len(pool) == 4
 
 
 def test_senders_are_independent() -> None:
     pool = Mempool()
-    assert pool.add(grant(0, 1), 0) == []
-    assert pool.add(grant(1, 0), 0) == [grant(1, 0)]
+    assert pool.add(probe(0, 1), 0) == []
+    assert pool.add(probe(1, 0), 0) == [probe(1, 0)]
 
 
 def test_refusals_name_their_reason_and_change_nothing() -> None:
     pool = Mempool(size_max=3, ahead_max=10)
-    pool.add(grant(0, 5), 5)
-    assert rejection(pool, grant(0, 5)) is RejectReason.DUPLICATE
-    assert rejection(pool, grant(0, 5, "HRESCH")) is RejectReason.NONCE_PENDING
-    assert rejection(pool, grant(0, 4)) is RejectReason.STALE_NONCE
-    assert rejection(pool, grant(0, 15)) is RejectReason.FUTURE_NONCE
-    assert rejection(pool, grant(1, 0), 1) is RejectReason.STALE_NONCE
-    pool.add(grant(1, 0), 0)
-    pool.add(grant(2, 0), 0)
-    assert rejection(pool, grant(1, 1)) is RejectReason.MEMPOOL_FULL
-    assert [tx.id for tx in pool.transactions()] == [grant(0, 5).id, grant(1, 0).id, grant(2, 0).id]
+    pool.add(probe(0, 5), 5)
+    assert rejection(pool, probe(0, 5)) is RejectReason.DUPLICATE
+    assert rejection(pool, probe(0, 5, "other")) is RejectReason.NONCE_PENDING
+    assert rejection(pool, probe(0, 4)) is RejectReason.STALE_NONCE
+    assert rejection(pool, probe(0, 15)) is RejectReason.FUTURE_NONCE
+    assert rejection(pool, probe(1, 0), 1) is RejectReason.STALE_NONCE
+    pool.add(probe(1, 0), 0)
+    pool.add(probe(2, 0), 0)
+    assert rejection(pool, probe(1, 1)) is RejectReason.MEMPOOL_FULL
+    assert [tx.id for tx in pool.transactions()] == [probe(0, 5).id, probe(1, 0).id, probe(2, 0).id]
 
 
 def test_a_commit_releases_what_it_unblocked_and_drops_what_it_made_impossible() -> None:
     pool = Mempool()
     chain: dict[bytes, int] = {}
-    pool.add(grant(0, 0, "HRESCH"), 0)  # released; another node's nonce-0 grant will win
-    pool.add(grant(0, 1), 0)
-    pool.add(grant(0, 3), 0)
+    pool.add(probe(0, 0, "other"), 0)  # released; another node's nonce-0 probe will win
+    pool.add(probe(0, 1), 0)
+    pool.add(probe(0, 3), 0)
     chain[PATIENTS[0].public_key] = 1
-    released = pool.committed([grant(0, 0)], chain.__getitem__)
-    assert released.dropped == [grant(0, 0, "HRESCH").id]
+    released = pool.committed([probe(0, 0)], chain.__getitem__)
+    assert released.dropped == [probe(0, 0, "other").id]
     assert released.ready == []  # nonce 1 was already released behind the dropped one
-    assert grant(0, 0, "HRESCH").id not in pool
+    assert probe(0, 0, "other").id not in pool
 
     chain[PATIENTS[0].public_key] = 3  # nonce 2 came through another node
-    released = pool.committed([grant(0, 1), grant(0, 2)], chain.__getitem__)
-    assert released.dropped == [] and released.ready == [grant(0, 3)]
+    released = pool.committed([probe(0, 1), probe(0, 2)], chain.__getitem__)
+    assert released.dropped == [] and released.ready == [probe(0, 3)]
     assert [tx.nonce for tx in pool.transactions()] == [3]
 
 
@@ -85,6 +83,6 @@ def test_any_arrival_order_releases_each_sender_in_nonce_order(arrivals: list[tu
     pool = Mempool()
     released: list[Transaction] = []
     for patient, nonce in arrivals:
-        released.extend(pool.add(grant(patient, nonce), 0))
+        released.extend(pool.add(probe(patient, nonce), 0))
     for patient in range(3):
         assert [tx.nonce for tx in released if tx.sender == PATIENTS[patient].public_key] == [0, 1, 2, 3]

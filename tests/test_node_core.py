@@ -1,4 +1,4 @@
-"""Four validators' NodeCores (real Ed25519, real SQLite stores, the consent rules)
+"""Four validators' NodeCores (real Ed25519, real SQLite stores, the ledger rules)
 wired by an in-memory network: what the daemon will run, minus sockets and clocks."""
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, CommitCertificate
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import SigningKey
-from p2pmed.ledger.contracts.consent import ConsentGrant, valid_consent
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.local_network import LocalNetwork
 
 CHAIN = "node-core-test"
-FAR_FUTURE_MS = 4_102_444_800_000
 
 
-def grant(patient: SigningKey, nonce: int, grantee: SigningKey) -> Transaction:
-    body = ConsentGrant(grantee.public_key, ("laboratory",), "TREAT", FAR_FUTURE_MS)
-    return sign_transaction(patient, CHAIN, "consent.grant", nonce, body)
+def probe(sender: SigningKey, nonce: int, label: str = "p") -> Transaction:
+    return sign_transaction(sender, CHAIN, "load.probe", nonce, Probe(label))
 
 
 @pytest.fixture
@@ -33,23 +31,27 @@ def network(tmp_path: Path):  # type: ignore[no-untyped-def]
     net.close()
 
 
-def test_four_nodes_commit_consent_grants_into_identical_stores(network: LocalNetwork) -> None:
-    patient, hospitals = SigningKey.from_seed(b"p" * 32), [SigningKey.from_seed(bytes([70 + i]) * 32) for i in range(3)]
-    for nonce, hospital in enumerate(hospitals):
-        network.submit_everywhere(grant(patient, nonce, hospital))
+def test_four_nodes_commit_transactions_into_identical_stores(network: LocalNetwork) -> None:
+    sender = SigningKey.from_seed(b"p" * 32)
+    txs = [probe(sender, 0, "first"), probe(sender, 1, "x" * 65), probe(sender, 2, "third")]  # the second is refused
+    for tx in txs:
+        network.submit_everywhere(tx)
     network.run(1_000)
 
     heads = network.heads()
     assert len(set(heads)) == 1 and heads[0] is not None and heads[0][0] >= 1
-    for core in network.cores:
-        assert core is not None
-        for hospital in hospitals:
-            assert valid_consent(core.store, patient.public_key, hospital.public_key, "laboratory", network.now_ms)
+    stores = [core.store for core in network.cores if core is not None]
+    assert len(stores) == 4
+    stored = stores[0].transactions_by_sender(sender.public_key)
+    assert [(item.tx, item.reject_reason) for item in stored] == [(txs[0], None), (txs[1], RejectReason.INVALID), (txs[2], None)]
+    state = list(stores[0].state_items(""))
+    for store in stores[1:]:
+        assert store.transactions_by_sender(sender.public_key) == stored
+        assert list(store.state_items("")) == state
 
 
 def test_a_stored_commit_certificate_lets_an_outsider_verify_each_block(network: LocalNetwork) -> None:
-    patient, hospital = SigningKey.from_seed(b"q" * 32), SigningKey.from_seed(b"h" * 32)
-    network.submit_everywhere(grant(patient, 0, hospital))
+    network.submit_everywhere(probe(SigningKey.from_seed(b"q" * 32), 0))
     network.run(1_000)
     core = network.cores[2]
     assert core is not None
@@ -65,12 +67,12 @@ def test_a_stored_commit_certificate_lets_an_outsider_verify_each_block(network:
 
 
 def test_a_crashed_node_restarts_from_its_store_and_catches_up(network: LocalNetwork) -> None:
-    patient, hospital = SigningKey.from_seed(b"r" * 32), SigningKey.from_seed(b"s" * 32)
-    network.submit_everywhere(grant(patient, 0, hospital))
+    sender = SigningKey.from_seed(b"r" * 32)
+    network.submit_everywhere(probe(sender, 0))
     network.run(500)
     network.crash(3)
     for nonce in range(1, 8):
-        network.submit_everywhere(grant(patient, nonce, SigningKey.from_seed(bytes([100 + nonce]) * 32)))
+        network.submit_everywhere(probe(sender, nonce))
         network.run(300)
     network.restart(3)
     network.run(2_000)
@@ -78,11 +80,11 @@ def test_a_crashed_node_restarts_from_its_store_and_catches_up(network: LocalNet
     heads = network.heads()
     assert len(heads) == 4 and len(set(heads)) == 1
     restarted = network.cores[3]
-    assert restarted is not None and len(restarted.store.transactions_by_sender(patient.public_key)) == 8
+    assert restarted is not None and len(restarted.store.transactions_by_sender(sender.public_key)) == 8
 
 
 def test_a_transaction_with_a_bad_signature_is_refused_on_submit(network: LocalNetwork) -> None:
-    tx = grant(SigningKey.from_seed(b"t" * 32), 0, SigningKey.from_seed(b"u" * 32))
+    tx = probe(SigningKey.from_seed(b"t" * 32), 0)
     forged = Transaction(tx.type, tx.chain_id, tx.sender, tx.nonce, tx.body, bytes(64))
     core = network.cores[1]
     assert core is not None
@@ -93,7 +95,7 @@ def test_a_transaction_with_a_bad_signature_is_refused_on_submit(network: LocalN
 
 
 def test_a_committed_transaction_submitted_again_is_refused_even_after_a_restart(network: LocalNetwork) -> None:
-    tx = grant(SigningKey.from_seed(b"v" * 32), 0, SigningKey.from_seed(b"w" * 32))
+    tx = probe(SigningKey.from_seed(b"v" * 32), 0)
     network.submit_everywhere(tx)
     network.run(1_000)
     network.crash(0)
@@ -118,30 +120,29 @@ def test_garbage_from_a_peer_is_counted_and_changes_nothing(network: LocalNetwor
     assert core.receive(1, data, network.now_ms) == []
     assert core.replica.rejected["malformed"] == 1
     assert (core.store.head(), dict(core.store.consensus_items())) == before
-    network.submit_everywhere(grant(SigningKey.from_seed(b"x" * 32), 0, SigningKey.from_seed(b"y" * 32)))
+    network.submit_everywhere(probe(SigningKey.from_seed(b"x" * 32), 0))
     network.run(1_000)
     assert core.store.head()[0] >= 1
 
 
 def test_transactions_arriving_in_reverse_nonce_order_all_commit(network: LocalNetwork) -> None:
-    patient = SigningKey.from_seed(b"z" * 32)
-    txs = [grant(patient, nonce, SigningKey.from_seed(bytes([140 + nonce]) * 32)) for nonce in range(5)]
+    sender = SigningKey.from_seed(b"z" * 32)
+    txs = [probe(sender, nonce) for nonce in range(5)]
     for tx in reversed(txs):
         network.submit_everywhere(tx)
         network.run(50)
     network.run(1_000)
     core = network.cores[1]
     assert core is not None
-    stored = core.store.transactions_by_sender(patient.public_key)
+    stored = core.store.transactions_by_sender(sender.public_key)
     assert [(item.tx.nonce, item.reject_reason) for item in stored] == [(nonce, None) for nonce in range(5)]
 
 
 def test_a_transaction_that_lost_its_nonce_to_another_is_forgotten_without_a_view_change(
     network: LocalNetwork,
 ) -> None:
-    patient = SigningKey.from_seed(b"k" * 32)
-    winner = grant(patient, 0, SigningKey.from_seed(b"W" * 32))
-    loser = grant(patient, 0, SigningKey.from_seed(b"L" * 32))
+    sender = SigningKey.from_seed(b"k" * 32)
+    winner, loser = probe(sender, 0, "winner"), probe(sender, 0, "loser")
     primary, backup = network.cores[0], network.cores[3]
     assert primary is not None and backup is not None
     for index, core in enumerate(network.cores):
@@ -156,11 +157,11 @@ def test_a_transaction_that_lost_its_nonce_to_another_is_forgotten_without_a_vie
 
 def test_a_restarted_node_says_it_is_catching_up_until_it_has_every_block(tmp_path: Path) -> None:
     network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(batch_size_max=1))
-    patient = SigningKey.from_seed(b"u" * 32)
+    sender = SigningKey.from_seed(b"u" * 32)
     for nonce in range(FETCH_BLOCKS_MAX + 6):  # one block each; node 3 misses more than one fetch carries
         if nonce == 1:
             network.crash(3)
-        network.submit_everywhere(grant(patient, nonce, SigningKey.from_seed(bytes([nonce + 1]) * 32)))
+        network.submit_everywhere(probe(sender, nonce))
         network.run(100)
     target, _ = network.heads()[0] or (0, b"")
     assert target > FETCH_BLOCKS_MAX

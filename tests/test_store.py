@@ -2,11 +2,11 @@
 
 Blocks come from ``store_crash_writer.chain_blocks`` (deterministic keys and
 times), executed by the real ledger, so what is stored is what a node stores.
+State is written and deleted by the writer's test-only note rules.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import store_crash_writer as writer
 
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, make_block
-from p2pmed.ledger.contracts import ALL_TX_TYPES
-from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke, valid_consent
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import BlockRejected, RejectReason
 from p2pmed.ledger.machine import Ledger, next_nonce
 from p2pmed.ledger.tx import Transaction, sign_transaction
@@ -28,31 +28,29 @@ from p2pmed.store import SCHEMA_VERSION, Store, StoreError
 from p2pmed.store import sqlite as store_sqlite
 
 _WRITER_PATH = Path(__file__).with_name("store_crash_writer.py")
-_spec = importlib.util.spec_from_file_location("store_crash_writer", _WRITER_PATH)
-assert _spec is not None and _spec.loader is not None
-writer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(writer)
 
 CHAIN = "store-test"
 TIME_MS = writer.BLOCK_TIME_MS_START
-DAY_MS = 24 * 3600 * 1000
 PATIENT = writer.seeded_key("alice")
 HOSPITAL = writer.seeded_key("hospital")
 LAB = writer.seeded_key("lab")
 PROPOSER = writer.PROPOSER
-LEDGER = Ledger(CHAIN, ALL_TX_TYPES)
+LEDGER = Ledger(CHAIN, writer.TX_TYPES)
 
 
 # -- helpers ------------------------------------------------------------------
 
 
-def grant(key: SigningKey, nonce: int, grantee: SigningKey, *categories: str) -> Transaction:
-    body = ConsentGrant(grantee.public_key, categories, "TREAT", TIME_MS + 30 * DAY_MS)
-    return sign_transaction(key, CHAIN, "consent.grant", nonce, body)
+def note(key: SigningKey, nonce: int, *topics: str, text: str = "note") -> Transaction:
+    return sign_transaction(key, CHAIN, "test.note.write", nonce, writer.NoteWrite(topics, text))
 
 
-def revoke(key: SigningKey, nonce: int, grantee: SigningKey, *categories: str) -> Transaction:
-    return sign_transaction(key, CHAIN, "consent.revoke", nonce, ConsentRevoke(grantee.public_key, categories))
+def erase(key: SigningKey, nonce: int, *topics: str) -> Transaction:
+    return sign_transaction(key, CHAIN, "test.note.erase", nonce, writer.NoteErase(topics))
+
+
+def probe(key: SigningKey, nonce: int, label: str) -> Transaction:
+    return sign_transaction(key, CHAIN, "load.probe", nonce, Probe(label))
 
 
 def next_block(store: Store, *txs: Transaction, chain_id: str = CHAIN) -> Block:
@@ -78,8 +76,8 @@ def snapshot(store: Store) -> tuple[object, ...]:
     )
 
 
-def consent_key(patient: SigningKey, grantee: SigningKey, category: str) -> str:
-    return f"consent/{patient.public_key.hex()}/{grantee.public_key.hex()}/{category}"
+def note_key(key: SigningKey, topic: str) -> str:
+    return writer.note_key(key.public_key, topic)
 
 
 def nonce_key(key: SigningKey) -> str:
@@ -127,20 +125,20 @@ def test_appended_blocks_advance_the_head_and_read_back_by_height_and_hash(store
 
 
 def test_transactions_are_found_by_id_with_their_place_and_outcome(store: Store) -> None:
-    granted = grant(PATIENT, 0, HOSPITAL, "laboratory")
-    refused = revoke(PATIENT, 1, LAB, "imaging")  # nothing granted to the lab: refused, nonce used
-    ahead = grant(LAB, 5, HOSPITAL, "imaging")  # the lab's next nonce is 1
-    append(store, grant(LAB, 0, PATIENT, "genomics"))
-    append(store, granted, refused, ahead)
+    written = note(PATIENT, 0, "laboratory")
+    refused = probe(PATIENT, 1, "x" * 65)  # over the label limit: refused by its rule, nonce used
+    ahead = note(LAB, 5, "imaging")  # the lab's next nonce is 1
+    append(store, note(LAB, 0, "genomics"))
+    append(store, written, refused, ahead)
 
-    stored = store.transaction(granted.id)
+    stored = store.transaction(written.id)
     assert stored is not None
-    assert (stored.tx, stored.height, stored.position, stored.reject_reason, stored.reject_detail) == (granted, 2, 0, None, "")
+    assert (stored.tx, stored.height, stored.position, stored.reject_reason, stored.reject_detail) == (written, 2, 0, None, "")
 
     stored = store.transaction(refused.id)
     assert stored is not None
     assert (stored.tx, stored.height, stored.position, stored.reject_reason) == (refused, 2, 1, RejectReason.INVALID)
-    assert "no consent in force" in stored.reject_detail
+    assert stored.reject_detail == "a probe label has at most 64 characters"
 
     stored = store.transaction(ahead.id)
     assert stored is not None
@@ -148,17 +146,17 @@ def test_transactions_are_found_by_id_with_their_place_and_outcome(store: Store)
     assert "ahead" in stored.reject_detail
 
     assert store.transaction(bytes(32)) is None
-    assert next_nonce(store, PATIENT.public_key) == 2  # the refused revoke used up nonce 1
+    assert next_nonce(store, PATIENT.public_key) == 2  # the refused probe used up nonce 1
     assert next_nonce(store, LAB.public_key) == 1  # the future nonce did not
 
 
 def test_transactions_by_sender_come_in_nonce_order(store: Store) -> None:
     # Block 2 lists the patient's transactions out of nonce order: 2 is ordered
     # before 1, so it is refused as ahead; the later block carries it again.
-    append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"), grant(LAB, 0, HOSPITAL, "imaging"))
-    early = grant(PATIENT, 2, LAB, "imaging")
-    append(store, early, grant(PATIENT, 1, LAB, "genomics"))
-    append(store, grant(PATIENT, 2, HOSPITAL, "genomics"), grant(PATIENT, 3, LAB, "condition"))
+    append(store, note(PATIENT, 0, "laboratory"), note(LAB, 0, "imaging"))
+    early = note(PATIENT, 2, "imaging")
+    append(store, early, note(PATIENT, 1, "genomics"))
+    append(store, note(PATIENT, 2, "genomics"), note(PATIENT, 3, "condition"))
 
     listed = store.transactions_by_sender(PATIENT.public_key)
     assert [(item.tx.nonce, item.height, item.position) for item in listed] == [(0, 1, 0), (1, 2, 1), (2, 2, 0), (2, 3, 0), (3, 3, 1)]
@@ -168,41 +166,37 @@ def test_transactions_by_sender_come_in_nonce_order(store: Store) -> None:
     assert store.transactions_by_sender(HOSPITAL.public_key) == []
 
 
-def test_state_follows_grants_and_a_revoke_deletes_its_keys(store: Store) -> None:
-    grant_tx = grant(PATIENT, 0, HOSPITAL, "laboratory", "imaging", "genomics")
-    append(store, grant_tx, grant(LAB, 0, HOSPITAL, "vital-signs"))
-    patient_prefix = f"consent/{PATIENT.public_key.hex()}/"
+def test_state_follows_notes_and_an_erase_deletes_its_keys(store: Store) -> None:
+    append(store, note(PATIENT, 0, "laboratory", "imaging", "genomics", text="results due"), note(LAB, 0, "vital-signs"))
+    patient_prefix = f"note/{PATIENT.public_key.hex()}/"
     assert [key for key, _ in store.state_items(patient_prefix)] == sorted(
-        consent_key(PATIENT, HOSPITAL, category) for category in ("laboratory", "imaging", "genomics")
+        note_key(PATIENT, topic) for topic in ("laboratory", "imaging", "genomics")
     )
-    consent = valid_consent(store, PATIENT.public_key, HOSPITAL.public_key, "imaging", TIME_MS + DAY_MS)
-    assert consent is not None and consent.tx_id == grant_tx.id
+    assert writer.read_note(store, PATIENT.public_key, "imaging") == "results due"
 
-    append(store, revoke(PATIENT, 1, HOSPITAL, "imaging", "genomics"))
+    append(store, erase(PATIENT, 1, "imaging", "genomics"))
 
-    assert store.state_get(consent_key(PATIENT, HOSPITAL, "imaging")) is None
-    assert store.state_get(consent_key(PATIENT, HOSPITAL, "genomics")) is None
-    assert store.state_get(consent_key(PATIENT, HOSPITAL, "laboratory")) is not None
-    assert [key for key, _ in store.state_items(patient_prefix)] == [consent_key(PATIENT, HOSPITAL, "laboratory")]
-    assert valid_consent(store, PATIENT.public_key, HOSPITAL.public_key, "imaging", TIME_MS + DAY_MS) is None
+    assert store.state_get(note_key(PATIENT, "imaging")) is None
+    assert store.state_get(note_key(PATIENT, "genomics")) is None
+    assert store.state_get(note_key(PATIENT, "laboratory")) is not None
+    assert [key for key, _ in store.state_items(patient_prefix)] == [note_key(PATIENT, "laboratory")]
+    assert writer.read_note(store, PATIENT.public_key, "imaging") is None
     assert next_nonce(store, PATIENT.public_key) == 2
 
 
 def test_state_items_lists_only_keys_under_the_prefix_in_key_order(store: Store) -> None:
-    append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"), grant(LAB, 0, HOSPITAL, "imaging"))
+    append(store, note(PATIENT, 0, "laboratory"), note(LAB, 0, "imaging"))
     keys = [key for key, _ in store.state_items("")]
     assert keys == sorted(keys)
-    assert sorted(keys) == sorted(
-        [consent_key(PATIENT, HOSPITAL, "laboratory"), consent_key(LAB, HOSPITAL, "imaging"), nonce_key(PATIENT), nonce_key(LAB)]
-    )
+    assert sorted(keys) == sorted([note_key(PATIENT, "laboratory"), note_key(LAB, "imaging"), nonce_key(PATIENT), nonce_key(LAB)])
     assert [key for key, _ in store.state_items("nonce/")] == sorted([nonce_key(PATIENT), nonce_key(LAB)])
     assert dict(store.state_items("nonce/"))[nonce_key(LAB)] == store.state_get(nonce_key(LAB))
-    assert list(store.state_items("consent/ff")) == []
+    assert list(store.state_items("note/ff")) == []
 
 
 def test_certificate_is_stored_with_the_block_or_set_later(store: Store) -> None:
-    append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"), certificate=b"commit-certificate-1")
-    append(store, grant(PATIENT, 1, HOSPITAL, "imaging"))
+    append(store, note(PATIENT, 0, "laboratory"), certificate=b"commit-certificate-1")
+    append(store, note(PATIENT, 1, "imaging"))
     assert store.certificate(1) == b"commit-certificate-1"
     assert store.certificate(2) is None
 
@@ -214,7 +208,7 @@ def test_certificate_is_stored_with_the_block_or_set_later(store: Store) -> None
 
 
 def test_set_certificate_on_a_missing_height_raises_and_changes_nothing(store: Store) -> None:
-    append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"))
+    append(store, note(PATIENT, 0, "laboratory"))
     before = snapshot(store)
     with pytest.raises(StoreError, match="no block at height 2"):
         store.set_certificate(2, b"certificate")
@@ -227,22 +221,22 @@ def test_set_certificate_on_a_missing_height_raises_and_changes_nothing(store: S
 
 def _wrong_height(store: Store) -> Block:
     height, head_hash = store.head()
-    return make_block(CHAIN, height + 2, head_hash, (grant(PATIENT, 1, HOSPITAL, "imaging"),), PROPOSER.public_key, TIME_MS)
+    return make_block(CHAIN, height + 2, head_hash, (note(PATIENT, 1, "imaging"),), PROPOSER.public_key, TIME_MS)
 
 
 def _wrong_previous_hash(store: Store) -> Block:
     height, _ = store.head()
     previous = store.block(height - 1).hash  # the parent's parent: a fork
-    return make_block(CHAIN, height + 1, previous, (grant(PATIENT, 1, HOSPITAL, "imaging"),), PROPOSER.public_key, TIME_MS)
+    return make_block(CHAIN, height + 1, previous, (note(PATIENT, 1, "imaging"),), PROPOSER.public_key, TIME_MS)
 
 
 def _other_chain(store: Store) -> Block:
-    return next_block(store, grant(PATIENT, 1, HOSPITAL, "imaging"), chain_id="another-chain")
+    return next_block(store, note(PATIENT, 1, "imaging"), chain_id="another-chain")
 
 
 def _tampered_transactions(store: Store) -> Block:
-    block = next_block(store, grant(PATIENT, 1, HOSPITAL, "imaging"))
-    return Block(block.header, (grant(PATIENT, 1, LAB, "imaging"),))
+    block = next_block(store, note(PATIENT, 1, "imaging"))
+    return Block(block.header, (note(PATIENT, 1, "genomics"),))
 
 
 @pytest.mark.parametrize(
@@ -258,8 +252,8 @@ def _tampered_transactions(store: Store) -> Block:
 def test_append_refuses_a_block_that_does_not_extend_the_head_and_changes_nothing(
     store: Store, make_bad_block, message: str
 ) -> None:
-    append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"), certificate=b"c1")
-    append(store, grant(LAB, 0, HOSPITAL, "imaging"), certificate=b"c2")
+    append(store, note(PATIENT, 0, "laboratory"), certificate=b"c1")
+    append(store, note(LAB, 0, "imaging"), certificate=b"c2")
     before = snapshot(store)
     bad = make_bad_block(store)
     execution = LEDGER.execute_block(store, bad)
@@ -269,17 +263,17 @@ def test_append_refuses_a_block_that_does_not_extend_the_head_and_changes_nothin
 
     assert snapshot(store) == before
     assert not store._db.in_transaction
-    good = append(store, grant(PATIENT, 1, HOSPITAL, "imaging"))
+    good = append(store, note(PATIENT, 1, "imaging"))
     assert store.head() == (3, good.hash)
 
 
 def test_a_block_replaying_a_stored_transaction_is_stored_with_its_refusal(store: Store) -> None:
     # check_block accepts it (ids are unique within the block) and the ledger
     # refuses the replay as stale-nonce; the decided block must still be storable.
-    original = grant(PATIENT, 0, HOSPITAL, "laboratory")
+    original = note(PATIENT, 0, "laboratory")
     append(store, original)
     state_before = list(store.state_items(""))
-    replay_block = append(store, original, grant(PATIENT, 1, HOSPITAL, "imaging"))
+    replay_block = append(store, original, note(PATIENT, 1, "imaging"))
 
     assert store.head() == (2, replay_block.hash)
     assert store.block(2) == replay_block
@@ -289,16 +283,14 @@ def test_a_block_replaying_a_stored_transaction_is_stored_with_its_refusal(store
     assert [(item.height, item.position, item.reject_reason) for item in listed] == [
         (1, 0, None), (2, 0, RejectReason.STALE_NONCE), (2, 1, None)
     ]
-    assert dict(state_before)[consent_key(PATIENT, HOSPITAL, "laboratory")] == store.state_get(
-        consent_key(PATIENT, HOSPITAL, "laboratory")
-    )
+    assert dict(state_before)[note_key(PATIENT, "laboratory")] == store.state_get(note_key(PATIENT, "laboratory"))
 
 
 
 def test_a_transaction_refused_early_and_applied_later_is_found_where_it_applied(store: Store) -> None:
-    early = grant(PATIENT, 1, HOSPITAL, "imaging")
+    early = note(PATIENT, 1, "imaging")
     append(store, early)  # refused: the patient's next nonce is 0
-    append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"), early)
+    append(store, note(PATIENT, 0, "laboratory"), early)
 
     stored = store.transaction(early.id)
     assert stored is not None and (stored.height, stored.position, stored.reject_reason) == (2, 1, None)
@@ -322,7 +314,7 @@ def test_reopening_gives_the_same_head_blocks_and_state(tmp_path: Path) -> None:
         assert store.head() == (3, blocks[-1].hash)
         assert store.block(2) == blocks[1]
         assert store.certificate(3) == b"certificate-3"
-        append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"))
+        append(store, note(PATIENT, 0, "laboratory"))
         assert store.head()[0] == 4
 
 
@@ -419,7 +411,7 @@ def test_a_sqlite_database_of_another_application_is_refused_untouched(tmp_path:
 def test_a_store_from_a_newer_p2pmed_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "node.sqlite3"
     with Store.open(path, CHAIN) as store:
-        append(store, grant(PATIENT, 0, HOSPITAL, "laboratory"))
+        append(store, note(PATIENT, 0, "laboratory"))
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     raw.close()
@@ -508,7 +500,7 @@ def test_a_kill_while_writing_a_block_leaves_the_previous_block_as_head(tmp_path
         assert all(store.transaction(tx.id) is None for tx in blocks[count].txs)
         assert store._db.execute("SELECT max(height) FROM transactions").fetchone()[0] == count
         assert list(store.state_items("")) == expected_state
-        assert next_nonce(store, writer.PATIENTS[0].public_key) == count
+        assert next_nonce(store, writer.AUTHORS[0].public_key) == count
 
         store.append_block(blocks[count], LEDGER.execute_block(store, blocks[count]))
 

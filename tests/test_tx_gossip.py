@@ -30,7 +30,7 @@ from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
 
 from p2pmed import codec
 from p2pmed.crypto import SigningKey
-from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.net import REJECT_REASONS, TxBatch, TxGossip, gossip_message_id, key_pair_of, peer_id_of, tx_topic
 
@@ -38,13 +38,11 @@ CHAIN = "test-chain"
 TOPIC = tx_topic(CHAIN)
 TEST_TIMEOUT = 60  # generous: a loaded 2-core machine; the tests take a few seconds each
 LISTEN = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
-PATIENT = SigningKey.from_seed(b"\x01" * 32)
-DOCTOR = SigningKey.from_seed(b"\x02" * 32)
-EXPIRES_MS = 1_800_000_000_000
+SENDER = SigningKey.from_seed(b"\x01" * 32)
 
 
-def grant(nonce: int, key: SigningKey = PATIENT, chain_id: str = CHAIN) -> Transaction:
-    return sign_transaction(key, chain_id, "consent.grant", nonce, ConsentGrant(DOCTOR.public_key, ("laboratory",), "TREAT", EXPIRES_MS))
+def probe(nonce: int, chain_id: str = CHAIN) -> Transaction:
+    return sign_transaction(SENDER, chain_id, "load.probe", nonce, Probe("p"))
 
 
 def forged(tx: Transaction) -> Transaction:
@@ -73,7 +71,7 @@ class Verifier:
 
 
 def test_a_batch_is_the_canonical_cbor_map_of_its_transactions():
-    txs = (grant(0), grant(1), grant(2, chain_id="other-chain"))
+    txs = (probe(0), probe(1), probe(2, chain_id="other-chain"))
     data = codec.encode(TxBatch(txs))
     # {"txs": [tx, tx, tx]}, each transaction's own canonical encoding verbatim
     assert data == b"\xa1\x63txs\x83" + b"".join(tx.encoded for tx in txs)
@@ -94,20 +92,20 @@ def offline_gossip(**options: Any) -> TxGossip:
 def test_publish_refuses_transactions_that_would_spoil_a_batch():
     gossip = offline_gossip(batch_bytes_max=1000, pending_bytes_max=1000)
     with pytest.raises(ValueError, match="refused"):
-        gossip.publish(forged(grant(0)))
+        gossip.publish(forged(probe(0)))
     with pytest.raises(ValueError, match="refused"):
-        gossip.publish(grant(0, chain_id="other-chain"))
-    big = sign_transaction(PATIENT, CHAIN, "test.blob", 0, {"blob": bytes(1000)})
+        gossip.publish(probe(0, chain_id="other-chain"))
+    big = sign_transaction(SENDER, CHAIN, "test.blob", 0, {"blob": bytes(1000)})
     with pytest.raises(ValueError, match="does not fit"):
         gossip.publish(big)
     assert gossip.pending() == 0
-    gossip.publish(grant(0))
+    gossip.publish(probe(0))
     assert gossip.pending() == 1
 
 
 def test_a_full_pending_queue_drops_the_oldest_transactions_and_counts_them():
     gossip = offline_gossip(pending_txs_max=3)
-    txs = [grant(i) for i in range(5)]
+    txs = [probe(i) for i in range(5)]
     for tx in txs:
         gossip.publish(tx)
     assert gossip.pending() == 3
@@ -246,7 +244,7 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 async def test_a_transaction_reaches_every_other_host_exactly_once_and_never_its_publisher():
     with trio.fail_after(TEST_TIMEOUT):
         async with gossip_network(4) as net:
-            first, same, marker = grant(0), grant(1), grant(2)
+            first, same, marker = probe(0), probe(1), probe(2)
             net.gossips[0].publish(first)
             for gossip in net.gossips[1:]:
                 assert await gossip.incoming.receive() == (first,)
@@ -272,7 +270,7 @@ async def test_a_transaction_reaches_every_other_host_exactly_once_and_never_its
 
 
 async def test_2000_transactions_published_quickly_all_arrive_in_a_few_batches():
-    txs = [grant(nonce) for nonce in range(2000)]
+    txs = [probe(nonce) for nonce in range(2000)]
     with trio.fail_after(TEST_TIMEOUT):
         async with gossip_network(4) as net:
             publisher = net.gossips[0]
@@ -304,12 +302,12 @@ async def test_bad_batches_from_a_misbehaving_peer_are_rejected_counted_and_not_
         async with gossip_network(4) as net:
             honest, rogue = net.gossips[:3], net.gossips[3]
             rogue.pubsub.remove_topic_validator(TOPIC)  # it publishes whatever bytes it likes
-            hidden, foreign = grant(10), grant(11, chain_id="other-chain")
+            hidden, foreign = probe(10), probe(11, chain_id="other-chain")
             bad = [
                 ("malformed", b"\xff not CBOR"),
                 ("malformed", cbor2.dumps({"txs": []})),
                 ("too_big", bytes(rogue.batch_bytes_max + 1)),
-                ("bad_tx", codec.encode(TxBatch((hidden, forged(grant(12)))))),
+                ("bad_tx", codec.encode(TxBatch((hidden, forged(probe(12)))))),
                 ("bad_tx", codec.encode(TxBatch((hidden, foreign)))),
             ]
             for _reason, data in bad:
@@ -318,7 +316,7 @@ async def test_bad_batches_from_a_misbehaving_peer_are_rejected_counted_and_not_
             for gossip in honest:
                 await wait_until(lambda gossip=gossip: gossip.counters.batches_rejected == expected)
             # Good traffic goes on, the rogue's included: its valid batches are still accepted.
-            good, from_rogue = grant(13), grant(14)
+            good, from_rogue = probe(13), probe(14)
             honest[0].publish(good)
             await rogue.pubsub.publish(TOPIC, codec.encode(TxBatch((from_rogue,))))
             for gossip in honest[1:]:
@@ -332,8 +330,8 @@ async def test_bad_batches_from_a_misbehaving_peer_are_rejected_counted_and_not_
 
 async def test_a_batch_closes_at_its_byte_limit():
     with trio.fail_after(TEST_TIMEOUT):
-        async with gossip_network(2, batch_bytes_max=2000) as net:  # 7 of these transactions fill a batch
-            txs = [grant(nonce) for nonce in range(30)]
+        async with gossip_network(2, batch_bytes_max=1300) as net:  # 7 of these transactions fill a batch
+            txs = [probe(nonce) for nonce in range(30)]
             for tx in txs:
                 net.gossips[0].publish(tx)
             batches = []
@@ -342,19 +340,19 @@ async def test_a_batch_closes_at_its_byte_limit():
                     break
                 batches.append(await net.gossips[1].incoming.receive())
             assert sorted(map(len, batches)) == [2, 7, 7, 7, 7]  # batches may arrive in any order
-            assert all(len(codec.encode(TxBatch(batch))) <= 2000 for batch in batches)
+            assert all(len(codec.encode(TxBatch(batch))) <= 1300 for batch in batches)
             assert sorted((tx for batch in batches for tx in batch), key=lambda tx: tx.nonce) == txs
 
 
 async def test_stopping_ends_the_incoming_channel_and_later_publishes_are_dropped():
     with trio.fail_after(TEST_TIMEOUT):
         async with gossip_network(2) as net:
-            net.gossips[0].publish(grant(0))
-            assert await net.gossips[1].incoming.receive() == (grant(0),)
+            net.gossips[0].publish(probe(0))
+            assert await net.gossips[1].incoming.receive() == (probe(0),)
             await net.stop(1)
             with pytest.raises(trio.EndOfChannel):
                 await net.gossips[1].incoming.receive()
-            net.gossips[1].publish(grant(1))
+            net.gossips[1].publish(probe(1))
             assert net.gossips[1].counters.txs_dropped == 1
             assert net.gossips[1].pending() == 0
             with pytest.raises(RuntimeError, match="runs once"):
