@@ -11,7 +11,7 @@ from p2pmed.consensus.quorum import quorum_size
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
-from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
+from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister, genesis_state
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
 from p2pmed.ledger.rules import TxType
@@ -48,9 +48,16 @@ def key(name: str) -> SigningKey:
 
 class LedgerHarness:
     def __init__(self, validators: int = 4, tx_types: tuple[TxType, ...] = ALL_TX_TYPES) -> None:
+        """The validators are hospitals in force from genesis, as a testnet's are."""
         self.validators = [key(f"validator-{index}") for index in range(validators)]
-        self.ledger = Ledger(CHAIN, tx_types, tuple(validator.public_key for validator in self.validators))
+        self.site_encryption_keys = [EncryptionPrivateKey.generate() for _ in self.validators]
+        sites = [
+            OrganisationProfile(validator.public_key, f"site {index}", "hospital", self.site_encryption_keys[index].public_key)
+            for index, validator in enumerate(self.validators)
+        ]
+        self.ledger = Ledger(CHAIN, tx_types, tuple(validator.public_key for validator in self.validators), genesis_state(sites))
         self.state = DictState()
+        self.state.apply(dict(self.ledger.genesis_state))
         self.height = 0
         self.time_ms = START_MS
         self.previous_hash = GENESIS_PARENT_HASH

@@ -54,7 +54,8 @@ __all__ = [
 ]
 
 RECORD_ID_SIZE = 32
-SIZE_MAX = 64 << 20
+SIZE_MAX = 16 << 20
+"""Largest ciphertext a record may have: one blob message carries it whole."""
 READ_GRANT_MS = 10 * 60 * 1000
 REASON_LENGTH_MAX = 500
 WRITER_ROLES = frozenset({"clinician", "researcher"})
@@ -104,6 +105,7 @@ class ReadGrant:
     record_id: bytes
     reader: bytes
     basis: str
+    purpose: str
     expires_ms: int
     tx_id: bytes
 
@@ -215,7 +217,8 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         raise TxRejected(RejectReason.NOT_AUTHORISED, decision.detail)
     reader = party_id(state, context.sender)
     assert reader is not None
-    state.put(_grant_key(found.record_id, reader), ReadGrant(found.record_id, reader, decision.basis, context.time_ms + READ_GRANT_MS, context.tx_id))
+    grant = ReadGrant(found.record_id, reader, decision.basis, read.purpose, context.time_ms + READ_GRANT_MS, context.tx_id)
+    state.put(_grant_key(found.record_id, reader), grant)
     kind = "break-glass" if read.break_glass else "record-read"
     audit.record_event(state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason)
 
