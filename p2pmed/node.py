@@ -37,9 +37,11 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
 
+from p2pmed.blob_store import BlobStore
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier
+from p2pmed.custodian import Custodian
 from p2pmed.home import LoadedHome
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
@@ -49,6 +51,7 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.metrics import NodeMetrics
 from p2pmed.metrics_http import serve_metrics
 from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
+from p2pmed.net.blob_protocol import BlobClient, BlobService
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node_core import NodeCore, Outgoing
@@ -118,6 +121,12 @@ class Node:
         self.counters = NodeCounters()
         self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
+        self.custodian = Custodian(
+            self.core.store, self.ledger_time_ms, BlobStore(home.store_path.parent / "blobs"), home.key.public_key,
+            home.encryption_key,
+        )
+        self.block_listeners.append(self._erase_on_commit)
+        self.blob_client: BlobClient | None = None
         self.metrics = NodeMetrics(self)
         self.host: IHost | None = None
         self.transport: ConsensusTransport | None = None
@@ -131,6 +140,12 @@ class Node:
     @property
     def index(self) -> int:
         return self.home.index
+
+    def ledger_time_ms(self) -> int:
+        """The latest committed block's time: what the ledger's rules call now."""
+        height, _ = self.core.store.head()
+        block = self.core.store.block(height) if height else None
+        return self.home.genesis.genesis_time_ms if block is None else block.header.time_ms
 
     # -- what RPC methods call ------------------------------------------------
 
@@ -196,6 +211,9 @@ class Node:
         for index in range(len(self.peer_ids)):
             if index != self.index:
                 nursery.start_soon(self._keep_connected, host, index)
+        validator_peers = {peer_id for index, peer_id in enumerate(self.peer_ids) if index != self.index}
+        await nursery.start(BlobService(host, self.custodian, validator_peers.__contains__).run)
+        self.blob_client = BlobClient(host)
         nursery.start_soon(self._consensus_pump, self.transport)
         nursery.start_soon(self._gossip_pump, self.gossip)
         nursery.start_soon(self._timer)
@@ -302,6 +320,12 @@ class Node:
             log.info("view entered", primary=replica.primary, **self._position())
         else:
             log.info("view change started", started=replica.view_changes_started, **self._position())
+
+    def _erase_on_commit(self, block: Block, execution: BlockExecution) -> None:
+        """Crypto-shred what the patient had erased, as soon as the erasure commits here."""
+        for tx, result in zip(block.txs, execution.results, strict=True):
+            if tx.type == "record.erase" and result.ok and self.custodian.erase(tx.body["record_id"]):
+                log.info("record erased", record=tx.body["record_id"].hex()[:16], height=block.height)
 
     def _log_commit(self, block: Block, execution: BlockExecution) -> None:
         rejected = sum(not result.ok for result in execution.results)

@@ -21,6 +21,7 @@ from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.net.faults import FaultRules
 from p2pmed.node import Node
+from p2pmed.record_rpc import record_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 from p2pmed.rpc.server import RpcServer
@@ -205,6 +206,7 @@ def methods(node: Node) -> dict[str, Method]:
         ),
         "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
         **health_methods(node),
+        **record_methods(node),
     }
 
 

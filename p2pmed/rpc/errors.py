@@ -28,6 +28,7 @@ class ErrorCode(enum.IntEnum):
     REJECTED_TRANSACTION = -32002  # the ledger refused a submitted transaction; the message says why
     NOT_READY = -32003  # the node cannot answer yet (starting, catching up)
     DISABLED = -32004  # the method is turned off in this node's config.toml
+    REFUSED = -32005  # a custodian refused to keep or serve a record; the message says why
 
 
 class RpcError(Exception):

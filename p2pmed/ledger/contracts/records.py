@@ -54,8 +54,8 @@ __all__ = [
 ]
 
 RECORD_ID_SIZE = 32
-SIZE_MAX = 16 << 20
-"""Largest ciphertext a record may have: one blob message carries it whole."""
+SIZE_MAX = 1 << 20
+"""Largest ciphertext a record may have: it travels whole, as hex in one RPC line and in one blob message."""
 READ_GRANT_MS = 10 * 60 * 1000
 REASON_LENGTH_MAX = 500
 WRITER_ROLES = frozenset({"clinician", "researcher"})

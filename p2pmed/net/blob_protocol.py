@@ -1,0 +1,155 @@
+"""``/p2pmed/blob/1``: custodians hand record ciphertexts to each other and to readers' sites.
+
+One request and one response per stream, each a varint-framed canonical CBOR
+map (the framing of ``p2pmed.net.framing``)::
+
+    BlobRequest  = {"kind": "put" / "get", "record_id": bstr .size 32,
+                    "reader": bstr, "sealed": bstr, "wrap": bstr}
+    BlobResponse = {"error": tstr, "sealed": bstr, "wrap": bstr}
+
+``put`` carries a ciphertext and the data key wrapped to the receiving
+custodian (``reader`` empty); ``get`` names the reader's signing key (``sealed``
+and ``wrap`` empty) and is answered with the ciphertext and the key wrapped to
+that reader. An empty ``error`` means success; otherwise it says why the
+custodian refused (``p2pmed.custodian``). Only genesis validators may open the
+protocol; a malformed request is answered with an error and the stream closed.
+The custodian's checks read the local store, so they run on the node's trio
+thread, like everything else that touches the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from p2pmed import codec
+from p2pmed.custodian import Custodian, CustodyRefused
+from p2pmed.ledger.contracts.records import SIZE_MAX
+from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+
+__all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService"]
+
+log = structlog.get_logger(__name__)
+
+PROTOCOL_ID = TProtocol("/p2pmed/blob/1")
+FRAME_SIZE_MAX = 2 * SIZE_MAX + 4096
+REQUEST_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class BlobRequest:
+    kind: str
+    record_id: bytes
+    reader: bytes
+    sealed: bytes
+    wrap: bytes
+
+
+@dataclass(frozen=True)
+class BlobResponse:
+    error: str
+    sealed: bytes
+    wrap: bytes
+
+
+def _refused(reason: str) -> BlobResponse:
+    return BlobResponse(reason, b"", b"")
+
+
+class BlobService:
+    """Serves ``PROTOCOL_ID`` for this node's custodian."""
+
+    def __init__(self, host: IHost, custodian: Custodian, validators: Callable[[ID], bool]) -> None:
+        self.host, self.custodian, self.is_validator = host, custodian, validators
+        self.served: dict[str, int] = {"put": 0, "get": 0, "refused": 0, "malformed": 0, "strangers": 0}
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.host.set_stream_handler(PROTOCOL_ID, self._handle)
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            self.host.remove_stream_handler(PROTOCOL_ID)
+
+    async def _handle(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        if not self.is_validator(peer):
+            self.served["strangers"] += 1
+            await _reset(stream)
+            return
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT_S):
+                frame = await FrameReader(stream, FRAME_SIZE_MAX).read_frame()
+                response = self._answer(frame)
+                await stream.write(encode_frame(codec.encode(response), FRAME_SIZE_MAX))
+                await stream.close()
+        except (FrameError, trio.TooSlowError) as error:
+            self.served["malformed"] += 1
+            log.info("blob request dropped", peer=str(peer), error=str(error))
+            await _reset(stream)
+        except Exception as error:  # the peer reset or vanished
+            log.info("blob stream ended", peer=str(peer), error=repr(error))
+            await _reset(stream)
+
+    def _answer(self, frame: bytes | None) -> BlobResponse:
+        try:
+            if frame is None:
+                raise codec.CodecError("request", "stream closed before a request")
+            request = codec.decode(BlobRequest, frame, FRAME_SIZE_MAX)
+        except codec.CodecError as error:
+            self.served["malformed"] += 1
+            return _refused(f"malformed request: {error}")
+        try:
+            if request.kind == "put":
+                self.custodian.accept(request.record_id, request.sealed, request.wrap)
+                self.served["put"] += 1
+                return BlobResponse("", b"", b"")
+            if request.kind == "get":
+                served = self.custodian.serve(request.record_id, request.reader)
+                self.served["get"] += 1
+                return BlobResponse("", served.sealed, served.wrap)
+            return _refused(f"unknown request kind {request.kind!r}; expected put or get")
+        except CustodyRefused as error:
+            self.served["refused"] += 1
+            return _refused(str(error))
+
+
+class BlobClient:
+    """Asks other custodians, one stream per request."""
+
+    def __init__(self, host: IHost) -> None:
+        self.host = host
+
+    async def request(self, peer: ID, request: BlobRequest) -> BlobResponse:
+        """The custodian's answer; a failure to reach it is a ``BlobResponse`` with the error."""
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT_S):
+                stream = await self.host.new_stream(peer, [PROTOCOL_ID])
+                try:
+                    await stream.write(encode_frame(codec.encode(request), FRAME_SIZE_MAX))
+                    frame = await FrameReader(stream, FRAME_SIZE_MAX).read_frame()
+                finally:
+                    await _reset(stream)
+            if frame is None:
+                return _refused("the custodian closed the stream without answering")
+            return codec.decode(BlobResponse, frame, FRAME_SIZE_MAX)
+        except trio.TooSlowError:
+            return _refused(f"no answer within {REQUEST_TIMEOUT_S:g} s")
+        except (codec.CodecError, FrameError) as error:
+            return _refused(f"malformed answer: {error}")
+        except Exception as error:  # cannot dial, stream reset...
+            return _refused(f"unreachable: {error!r}")
+
+
+async def _reset(stream: INetStream) -> None:
+    try:
+        await stream.reset()
+    except Exception:  # already gone
+        pass

@@ -1,0 +1,99 @@
+"""The client side of record sharing: sign, encrypt, wrap, decrypt. Keys never leave it.
+
+Writing: encrypt the record under a fresh data key, commit its anchor
+(``record.add``) naming f+1 custodians (the node's own site first), then hand
+each custodian the ciphertext and the data key wrapped to that custodian
+(``record.store``). Reading: commit a ``record.read`` (the ledger decides), then
+fetch the ciphertext and a wrap to the reader's key (``record.fetch``) and open
+both locally. Every function talks to one node over its RPC socket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from p2pmed.consensus.quorum import fault_tolerance
+from p2pmed.crypto import EncryptionPrivateKey, EncryptionPublicKey, Kem, SigningKey, decrypt_record, encrypt_record, unwrap_key, wrap_key
+from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.rpc.client import RpcClient
+
+__all__ = ["LedgerRefused", "read_record", "submit", "write_record"]
+
+POLL_S = 0.05
+
+
+@dataclass
+class LedgerRefused(Exception):
+    """The ledger committed the transaction as refused."""
+
+    tx_type: str
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.tx_type} refused: {self.reason}: {self.detail}"
+
+
+def submit(client: RpcClient, key: SigningKey, tx_type: str, body: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Sign ``body`` as ``tx_type`` with the sender's next nonce, submit it and wait until it
+    commits; returns ``tx.get``'s answer, or raises ``LedgerRefused`` / ``TimeoutError``."""
+    chain_id = client.call("node.status")["chain_id"]
+    nonce = client.call("account.nonce", sender=key.public_key.hex())["next"]
+    tx = sign_transaction(key, chain_id, tx_type, nonce, body)
+    client.call("tx.submit", tx=tx.encoded.hex())
+    return _wait(client, tx, timeout_s)
+
+
+def _wait(client: RpcClient, tx: Transaction, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = client.call("tx.get", tx_id=tx.id.hex())
+        if got["status"] == "committed":
+            return got
+        if got["status"] == "rejected":
+            raise LedgerRefused(tx.type, got["reason"], got["detail"])
+        time.sleep(POLL_S)
+    raise TimeoutError(f"{tx.type} {tx.id.hex()[:16]} did not commit within {timeout_s:g} s")
+
+
+def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes) -> bytes:
+    """Encrypt and share a record for ``patient``; returns its id."""
+    status = client.call("node.status")
+    sites = client.call("record.custodians")
+    count = fault_tolerance(len(sites)) + 1
+    own = status["validator_index"]
+    chosen = [sites[(own + offset) % len(sites)] for offset in range(count)]
+    record_id = os.urandom(32)
+    data_key, sealed = encrypt_record(record_id, plaintext)
+    anchor = RecordAdd(
+        record_id, patient, category, hashlib.sha256(sealed).digest(), len(sealed),
+        tuple(bytes.fromhex(site["key"]) for site in chosen),
+    )
+    submit(client, writer, "record.add", anchor)
+    for site in chosen:
+        custodian_key = EncryptionPublicKey(Kem.X25519, bytes.fromhex(site["encryption_key"]))
+        client.call(
+            "record.store", record_id=record_id.hex(), custodian=site["key"], sealed=sealed.hex(),
+            wrap=wrap_key(data_key, custodian_key, record_id).hex(),
+        )
+    return record_id
+
+
+def read_record(
+    client: RpcClient,
+    reader: SigningKey,
+    reader_encryption: EncryptionPrivateKey,
+    record_id: bytes,
+    purpose: str = "TREAT",
+    break_glass_reason: str = "",
+) -> bytes:
+    """Ask the ledger for access (a break-glass read when a reason is given), then fetch and open."""
+    submit(client, reader, "record.read", RecordRead(record_id, purpose, bool(break_glass_reason), break_glass_reason))
+    served = client.call("record.fetch", record_id=record_id.hex(), reader=reader.public_key.hex())
+    data_key = unwrap_key(bytes.fromhex(served["wrap"]), reader_encryption, record_id)
+    return decrypt_record(record_id, bytes.fromhex(served["sealed"]), data_key)

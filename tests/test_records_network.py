@@ -1,0 +1,96 @@
+"""Encrypted records across four real node processes: written at the lab, readable
+with consent at the hospital after a custodian is killed, gone from every replica
+after erasure, and never in plaintext in a ledger, a log or the metrics."""
+
+from __future__ import annotations
+
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pmed.blob_store import BlobStore
+from p2pmed.config import NodeConfig
+from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.home import load_home
+from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.identity import PersonRegister
+from p2pmed.ledger.contracts.records import RecordErase
+from p2pmed.process_network import ProcessNetwork
+from p2pmed.records_client import LedgerRefused, read_record, submit, write_record
+from p2pmed.rpc.client import RpcClient, RpcError
+
+CONFIG = NodeConfig(log_format="json", log_level="debug", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+MARKER = "PLANTED-MARKER-7f3a9c-potassium-critical"
+HOSPITAL, LAB = 0, 1  # testnet kinds: hospital, laboratory, pharmacy, distributor
+WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[ProcessNetwork]:
+    with tempfile.TemporaryDirectory(prefix="p2pmed-rec-") as directory:
+        network = ProcessNetwork(Path(directory), 4, CONFIG, metrics=True)
+        try:
+            network.start_all(WAIT_S)
+            yield network
+        finally:
+            network.close()
+
+
+def client(net: ProcessNetwork, index: int) -> RpcClient:
+    return RpcClient(load_home(net.homes[index]).socket_path)
+
+
+def site_key(net: ProcessNetwork, index: int) -> SigningKey:
+    return load_home(net.homes[index]).key
+
+
+def register(net: ProcessNetwork, role: str) -> tuple[SigningKey, EncryptionPrivateKey]:
+    person, encryption = SigningKey.generate(), EncryptionPrivateKey.generate()
+    with client(net, HOSPITAL) as rpc:
+        submit(rpc, site_key(net, HOSPITAL), "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key))
+    return person, encryption
+
+
+def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_everywhere(net: ProcessNetwork) -> None:
+    (patient, patient_encryption), (clinician, clinician_encryption) = register(net, "patient"), register(net, "clinician")
+    plaintext = f'{{"resourceType": "Observation", "note": "{MARKER}"}}'.encode()
+    with client(net, LAB) as lab:
+        record_id = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", plaintext)
+        custodians = lab.call("record.custodians")[LAB : LAB + 2]
+    assert [site["kind"] for site in custodians] == ["laboratory", "pharmacy"]
+
+    with client(net, HOSPITAL) as hospital:
+        with pytest.raises(LedgerRefused, match="no consent in force"):
+            read_record(hospital, clinician, clinician_encryption, record_id)
+        submit(hospital, patient, "consent.grant", ConsentGrant(
+            patient.public_key, site_key(net, HOSPITAL).public_key, ("laboratory",), "TREAT", 4_102_444_800_000))
+        net.kill(LAB)  # the custodian that wrote it; node 2 holds the other copy
+        assert read_record(hospital, clinician, clinician_encryption, record_id) == plaintext
+        assert read_record(hospital, patient, patient_encryption, record_id, purpose="PATRQT") == plaintext
+
+    net.start(LAB)
+    net.wait_ready(LAB, WAIT_S)
+    with client(net, HOSPITAL) as hospital:
+        submit(hospital, patient, "record.erase", RecordErase(record_id))
+        with pytest.raises(LedgerRefused, match="erased"):
+            read_record(hospital, clinician, clinician_encryption, record_id)
+    for index in (LAB, 2):  # the custodians: each shreds it once the erasure reaches it
+        blobs = BlobStore(net.homes[index] / "data" / "blobs")
+        net.wait_for(index, lambda blobs=blobs: record_id not in blobs.record_ids(), WAIT_S, "to erase the record")
+
+    marker = MARKER.encode()
+    for index in range(net.size):  # ledgers (SQLite and its WAL), blob stores, logs at debug level, metrics
+        files = [path for path in (net.homes[index] / "data").rglob("*") if path.is_file()]
+        assert files and net.log_path(index).stat().st_size > 0
+        for path in [*files, net.log_path(index)]:
+            assert marker not in path.read_bytes(), f"plaintext in {path}"
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{net.metrics_ports[index]}/metrics").read()
+        assert metrics and marker not in metrics
+
+
+def test_a_custodian_refuses_a_ciphertext_that_does_not_match_its_anchor(net: ProcessNetwork) -> None:
+    with client(net, 2) as rpc, pytest.raises(RpcError, match="no committed anchor"):
+        rpc.call("record.store", record_id="11" * 32, custodian=site_key(net, 3).public_key.hex(), sealed="00" * 40, wrap="00" * 10)
