@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -137,7 +138,9 @@ def sim() -> None:
               help="Directory for report.json, timeline.json and the plot.")
 @click.option("--mode", type=click.Choice(["sim", "real"]), default="sim", show_default=True,
               help="sim: the deterministic simulator; real: node processes on 127.0.0.1 with real faults.")
-def sim_run(scenario: Path, seed: int, out: Path, mode: str) -> None:
+@click.option("--rate", type=click.FloatRange(0, 100_000, min_open=True), default=None,
+              help="Transactions per second instead of the scenario's (real processes on a small machine carry far less).")
+def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None) -> None:
     """Run SCENARIO (a TOML file) once. Exit 0 when the checkers pass, 1 on a
     safety or liveness violation, 2 when the scenario file is bad (or asks real
     processes for something only the simulator does)."""
@@ -147,6 +150,8 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str) -> None:
 
     try:
         loaded = load_scenario(scenario)
+        if rate is not None:
+            loaded = dataclasses.replace(loaded, workload=dataclasses.replace(loaded.workload, rate=rate))
         if mode == "real":
             from p2pmed.sim.real import check_playable
 
@@ -163,6 +168,7 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str) -> None:
         from p2pmed.sim.simulator import run_simulation
 
         report = run_simulation(loaded, seed).report
+    report["rate_override"] = rate
     path = write_report(report, out)
     click.echo(summary_line(report))
     for violation in report["safety"]["violations"]:
@@ -172,7 +178,8 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str) -> None:
         click.echo(f"  liveness: {report['liveness']['detail']}")
     click.echo(f"report: {path}")
     if not report["safety"]["ok"] or report["liveness"]["ok"] is False:
-        click.echo(f"replay: p2pmed sim run {scenario} --seed {seed} --out {out}" + (" --mode real" if mode == "real" else ""))
+        options = (" --mode real" if mode == "real" else "") + (f" --rate {rate:g}" if rate is not None else "")
+        click.echo(f"replay: p2pmed sim run {scenario} --seed {seed} --out {out}{options}")
         sys.exit(EXIT_VIOLATION)
 
 

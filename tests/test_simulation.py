@@ -227,6 +227,18 @@ def test_sim_run_writes_the_report_and_exits_0_when_the_checkers_pass(tmp_path: 
     assert sum(row["committed"] for row in report["series"]) == report["committed_txs"]
 
 
+def test_sim_run_rate_overrides_the_scenarios_and_the_replay_command_says_so(tmp_path: Path) -> None:
+    scenario = tmp_path / "steady.toml"
+    scenario.write_text("[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 4\n")
+    result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--rate", "2.5", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["rate_override"] == 2.5 and report["submitted_txs"] == 10
+    assert "--rate 2.5" in (tmp_path / "out" / "report.md").read_text()
+    refused = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--rate", "0", "--out", str(tmp_path / "zero")])
+    assert refused.exit_code == 2 and "--rate" in refused.output
+
+
 def test_sim_run_writes_a_readable_report_md_with_the_fault_schedule_and_the_plot(tmp_path: Path) -> None:
     scenario = tmp_path / "mixed.toml"
     scenario.write_text(

@@ -99,7 +99,8 @@ def report_markdown(report: dict[str, Any]) -> str:
 def _replay(report: dict[str, Any]) -> str:
     planted = f"{WEAK_QUORUM_ENV}=1 " if report.get("planted_bug") else ""
     real = " --mode real" if report.get("mode") == "real" else ""
-    return f"{planted}p2pmed sim run SCENARIO.toml --seed {report['seed']}{real}"
+    rate = f" --rate {report['rate_override']:g}" if report.get("rate_override") is not None else ""
+    return f"{planted}p2pmed sim run SCENARIO.toml --seed {report['seed']}{real}{rate}"
 
 
 def _ms(value: float | None) -> str:
