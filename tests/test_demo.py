@@ -2,19 +2,29 @@ import tempfile
 from pathlib import Path
 
 from p2pmed import demo
+from p2pmed.ledger.contracts.audit import audit_trail
+from p2pmed.ledger.contracts.records import Record
+from p2pmed.ledger.state import StateOverlay
 
 
-def test_demo_survives_a_killed_primary_and_leaves_identical_stores() -> None:
+def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_stores() -> None:
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="p2pmed-") as directory:  # short: socket paths
         network = demo.run(lines.append, Path(directory))
 
         assert lines[-1].startswith("demo finished") and "exit codes [0, 0, 0, 0]" in lines[-1]
         assert any("identical head hash on all four: yes" in line for line in lines)
-        heads = set()
+        assert any("the clinician's client decrypts" in line and "HbA1c" in line for line in lines)
+        assert any("next read is refused by the ledger: not-authorised: no consent in force" in line for line in lines)
+        heads, trails = set(), set()
         for index in range(network.size):
             with network.open_store(index) as store:
                 heads.add(store.head())
-                patient = store.block(1).txs[0].sender  # type: ignore[union-attr]
-                assert len(store.transactions_by_sender(patient)) == 5
-        assert len(heads) == 1
+                [(anchor_key, _)] = list(store.state_items("record/"))  # the lab result's anchor, and only that
+                anchor = StateOverlay(store).get(Record, anchor_key)
+                assert anchor is not None
+                trail = audit_trail(store, "patient", anchor.patient)
+                trails.add(tuple((entry.kind, entry.actor) for entry in trail))
+        assert len(heads) == 1 and len(trails) == 1
+        kinds = [kind for kind, _ in trails.pop()]
+        assert kinds == ["consent-grant", "record-write", "record-read", "consent-revoke", "break-glass"]
