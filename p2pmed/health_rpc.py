@@ -2,23 +2,168 @@
 consents, records, audit trails, trials and drug packs, and the next nonce to sign with.
 
 Reads only: changes are signed transactions sent with ``tx.submit``. Bytes travel as
-lowercase hex, like everywhere on the socket.
+lowercase hex, like everywhere on the socket; ledger objects are their fields as
+plain JSON (``plain``).
+
+"Now", for what the ledger decides by time (is a consent in force, is a pack
+expired), is the time of the latest block: the time the ledger itself would use
+for a transaction ordered next, the same on every node, and never ahead of the
+chain as a node's clock may be. Before the first block it is the node's clock.
+
+Unknown things: a lookup by id (an organisation, a person, a record, a trial)
+answers NOT_FOUND naming what was asked; a list answers empty; ``consent.get``
+answers null, since "no consent" is an answer. A malformed id, range or choice is
+INVALID_PARAMS saying what to send instead.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from p2pmed.ledger.contracts.consent import valid_consent
+import trio
+
+from p2pmed import codec
+from p2pmed.interop.fhir import audit_event, consent_resource
+from p2pmed.ledger.contracts import supply
+from p2pmed.ledger.contracts.audit import audit_trail
+from p2pmed.ledger.contracts.consent import ConsentProvision, Delegation, valid_consent
+from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_of
+from p2pmed.ledger.contracts.records import record
+from p2pmed.ledger.contracts.trials import FLAGGED_QUERY_MAX, TRIAL_ID_PATTERN, Trial, flagged_trials, trial, verify_dataset
 from p2pmed.ledger.machine import next_nonce
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
 from p2pmed.node import Node
-from p2pmed.rpc.params import Method
+from p2pmed.rpc.errors import ErrorCode, RpcError
+from p2pmed.rpc.params import Method, Param
 
-__all__ = ["health_methods"]
+__all__ = ["AUDIT_QUERY_MAX", "CONSENT_LIST_MAX", "LedgerTime", "health_methods", "plain"]
+
+AUDIT_QUERY_MAX = 1_000
+CONSENT_LIST_MAX = 1_000
+ID_SIZE = 32  # person ids, organisation keys, record ids and SHA-256 digests alike
+FORMATS = ("entries", "fhir")
+INT64_MAX = (1 << 63) - 1
+
+
+class _Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class LedgerTime:
+    """The latest block's time. A block is read whole to learn it, so it is read once per height."""
+
+    def __init__(self, store: Any, clock: _Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._height = 0
+        self._time_ms = 0
+
+    def now_ms(self) -> int:
+        height, _ = self._store.head()
+        if height == 0:
+            return self._clock.now_ms()
+        if height != self._height:
+            block = self._store.block(height)
+            assert block is not None, f"the head block {height} is in the store"
+            self._height, self._time_ms = height, block.header.time_ms
+        return self._time_ms
+
+
+def plain(value: Any) -> Any:
+    """A ledger value (dataclass, tuple, enum...) as JSON: its fields, bytes as lowercase hex."""
+    return _hex(codec.to_value(value))
+
+
+def _hex(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {key: _hex(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_hex(item) for item in value]
+    return value
+
+
+# -- parameter checks beyond their JSON type ------------------------------------------------
+
+
+def _invalid(method: str, message: str) -> RpcError:
+    return RpcError(ErrorCode.INVALID_PARAMS, f"{method}: {message}")
+
+
+def _id(method: str, name: str, value: bytes, what: str) -> bytes:
+    if len(value) != ID_SIZE:
+        raise _invalid(method, f'"{name}" must be {what}: {2 * ID_SIZE} hex digits, got {2 * len(value)}')
+    return value
+
+
+def _in_range(method: str, name: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise _invalid(method, f'"{name}" must be {low}..{high}, got {value}')
+    return value
+
+
+def _choice(method: str, name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _invalid(method, f'"{name}" must be one of {", ".join(choices)}, got {value[:40]!r}')
+    return value
+
+
+def _trial_id(method: str, value: str) -> str:
+    if TRIAL_ID_PATTERN.fullmatch(value) is None:
+        raise _invalid(method, f'"trial_id" {value[:60]!r} is not a registry-style id such as "NCT01234567" '
+                               "(3..40 capital letters, digits and '-', starting with a letter)")
+    return value
+
+
+def _not_found(message: str) -> RpcError:
+    return RpcError(ErrorCode.NOT_FOUND, message)
+
+
+# -- shapes of the answers ---------------------------------------------------------------------
+
+
+def _organisation(found: Organisation) -> dict[str, Any]:
+    return {**plain(found.profile), "active": found.active, "since_height": found.since_height}
+
+
+def _trial(found: Trial) -> dict[str, Any]:
+    return {**plain(found), "protocol": plain(found.protocol), "protocol_version": len(found.versions),
+            "closed": found.closed, "flagged": found.flagged}
+
+
+def _consents(store: Any, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
+    """The patient's consents in force at ``now_ms``, at most ``limit``, and whether more were left out.
+
+    consent.py keeps one entry per (patient, grantee, category) under
+    ``consent/<patient>/<grantee>/<category>``; expired ones stay until replaced."""
+    found: list[ConsentProvision] = []
+    for _key, data in store.state_items(f"consent/{patient.hex()}/"):
+        provision = codec.decode(ConsentProvision, data, STATE_VALUE_SIZE_MAX)
+        if provision.expires_ms > now_ms:
+            if len(found) == limit:
+                return found, True
+            found.append(provision)
+    return found, False
+
+
+def _delegations(store: Any, patient: bytes, now_ms: int) -> list[Delegation]:
+    """Delegates in force, from consent.py's ``consent-delegate/<patient>/<delegate>`` entries."""
+    delegations = (codec.decode(Delegation, data, STATE_VALUE_SIZE_MAX)
+                   for _key, data in store.state_items(f"consent-delegate/{patient.hex()}/"))
+    return [delegation for delegation in delegations if delegation.expires_ms > now_ms]
+
+
+def _pack_query(method: str, params: dict[str, Any]) -> tuple[str, str]:
+    problem = supply.gtin_problem(params["gtin"]) or supply.code_problem(params["serial"], "serial")
+    if problem is not None:
+        raise _invalid(method, problem)
+    return params["gtin"], params["serial"]
 
 
 def health_methods(node: Node) -> dict[str, Method]:
     store = node.core.store
+    ledger = LedgerTime(store, node.clock)
 
     async def nonce(params: dict[str, Any]) -> dict[str, Any]:
         """The sender's next nonce on the chain, and the one a new transaction should use
@@ -28,21 +173,130 @@ def health_methods(node: Node) -> dict[str, Method]:
 
     async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
         """The consent in force now for (patient, grantee, category), or null."""
-        provision = valid_consent(store, params["patient"], params["grantee"], params["category"], node.clock.now_ms())
-        if provision is None:
-            return None
+        provision = valid_consent(store, params["patient"], params["grantee"], params["category"], ledger.now_ms())
+        return None if provision is None else plain(provision)
+
+    async def consent_list(params: dict[str, Any]) -> dict[str, Any]:
+        """Every consent in force now that a patient gave, and their delegates."""
+        patient = _id("consent.list", "patient", params["patient"], "a patient's person id")
+        limit = _in_range("consent.list", "limit", params["limit"], 1, CONSENT_LIST_MAX)
+        fhir = _choice("consent.list", "format", params["format"], FORMATS) == "fhir"
+        now_ms = ledger.now_ms()
+        consents, truncated = _consents(store, patient, now_ms, limit)
         return {
-            "patient": provision.patient.hex(),
-            "grantee": provision.grantee.hex(),
-            "category": provision.category,
-            "purpose": provision.purpose,
-            "granted_ms": provision.granted_ms,
-            "expires_ms": provision.expires_ms,
-            "tx_id": provision.tx_id.hex(),
-            "granted_by": provision.granted_by.hex(),
+            "patient": patient.hex(),
+            "time_ms": now_ms,
+            "consents": [consent_resource(provision) if fhir else plain(provision) for provision in consents],
+            "truncated": truncated,
+            "delegates": plain(_delegations(store, patient, now_ms)),
         }
+
+    async def get_organisation(params: dict[str, Any]) -> dict[str, Any]:
+        key = _id("identity.organisation", "key", params["key"], "an organisation's Ed25519 key")
+        found = organisation_of(store, key)
+        if found is None:
+            raise _not_found(f"no organisation in force has key {key.hex()}")
+        return _organisation(found)
+
+    async def get_person(params: dict[str, Any]) -> dict[str, Any]:
+        """A person by id (in force or revoked), else by current signing key."""
+        wanted = _id("identity.person", "id_or_key", params["id_or_key"], "a person id or signing key")
+        found = person(store, wanted) or person_of(store, wanted)
+        if found is None:
+            raise _not_found(f"no person has id or current key {wanted.hex()}")
+        return plain(found)
+
+    async def get_record(params: dict[str, Any]) -> dict[str, Any]:
+        record_id = _id("record.get", "record_id", params["record_id"], "a record id")
+        found = record(store, record_id)
+        if found is None:
+            raise _not_found(f"no record has id {record_id.hex()}")
+        return {**plain(found), "erased": found.erased_ms is not None}
+
+    async def audit_query(params: dict[str, Any]) -> dict[str, Any]:
+        """Audit entries oldest first; as FHIR AuditEvents, converted off the node's event loop."""
+        by = _choice("audit.query", "by", params["by"], ("patient", "actor", "record"))
+        subject = _id("audit.query", "subject", params["subject"], f"the {by}'s id")
+        since_ms = _in_range("audit.query", "since_ms", params["since_ms"], 0, INT64_MAX)
+        until_ms = params["until_ms"]
+        if until_ms is not None and until_ms <= since_ms:
+            raise _invalid("audit.query", f'"until_ms" ({until_ms}) must be after "since_ms" ({since_ms})')
+        limit = _in_range("audit.query", "limit", params["limit"], 1, AUDIT_QUERY_MAX)
+        fhir = _choice("audit.query", "format", params["format"], FORMATS) == "fhir"
+        entries = audit_trail(store, by, subject, since_ms, until_ms, limit)
+        if fhir:
+            rendered = await trio.to_thread.run_sync(lambda: [audit_event(entry) for entry in entries])
+        else:
+            rendered = plain(entries)
+        return {"by": by, "subject": subject.hex(), "format": params["format"], "entries": rendered}
+
+    async def get_trial(params: dict[str, Any]) -> dict[str, Any]:
+        trial_id = _trial_id("trial.get", params["trial_id"])
+        found = trial(store, trial_id)
+        if found is None:
+            raise _not_found(f"no trial {trial_id!r} is registered")
+        return _trial(found)
+
+    async def verify_trial_dataset(params: dict[str, Any]) -> dict[str, Any]:
+        trial_id = _trial_id("trial.verify", params["trial_id"])
+        digest = _id("trial.verify", "sha256", params["sha256"], "the SHA-256 of the data set")
+        verification = verify_dataset(store, trial_id, digest)
+        if verification is None:
+            raise _not_found(f"no trial {trial_id!r} is registered")
+        return plain(verification)
+
+    async def flagged(params: dict[str, Any]) -> dict[str, Any]:
+        """Trials flagged for outcome switching, most recently flagged first, with what was switched."""
+        limit = _in_range("trial.flagged", "limit", params["limit"], 1, FLAGGED_QUERY_MAX)
+        found = [trial(store, trial_id) for trial_id in flagged_trials(store, limit)]
+        return {"trials": [
+            {"trial_id": each.trial_id, "sponsor": each.sponsor.hex(),
+             "switches": [result.outcome_switching.summary for result in each.results if result.outcome_switching]}
+            for each in found if each is not None
+        ]}
+
+    async def trace(params: dict[str, Any]) -> dict[str, Any]:
+        """A pack's state and history; an unknown serial has no pack, and its scans as history."""
+        gtin, serial = _pack_query("supply.trace", params)
+        found = supply.pack(store, gtin, serial)
+        return {"gtin": gtin, "serial": serial, "pack": None if found is None else plain(found),
+                "events": plain(supply.trace(store, gtin, serial))}
+
+    async def verify_pack(params: dict[str, Any]) -> dict[str, Any]:
+        """Is a pack genuine and dispensable now, by ``organisation`` if given (else by its holder)."""
+        gtin, serial = _pack_query("supply.verify", params)
+        organisation = params["organisation"]
+        if organisation is not None:
+            _id("supply.verify", "organisation", organisation, "an organisation's key")
+        verdict = supply.verify(store, gtin, serial, ledger.now_ms(), organisation)
+        return {**plain(verdict), "dispensable": verdict.dispensable}
+
+    async def alerts(params: dict[str, Any]) -> dict[str, Any]:
+        """Supply alerts in the order they were raised, from ``start``; ``count`` is how many there are."""
+        start = _in_range("supply.alerts", "start", params["start"], 0, INT64_MAX)
+        limit = _in_range("supply.alerts", "limit", params["limit"], 1, supply.ALERTS_PAGE_MAX)
+        return {"count": supply.alert_count(store), "alerts": plain(supply.alerts(store, start, limit))}
 
     return {
         "account.nonce": Method(nonce, {"sender": bytes}),
         "consent.get": Method(consent, {"patient": bytes, "grantee": bytes, "category": str}),
+        "consent.list": Method(consent_list, {
+            "patient": bytes, "limit": Param(int, optional=True, default=100),
+            "format": Param(str, optional=True, default="entries"),
+        }),
+        "identity.organisation": Method(get_organisation, {"key": bytes}),
+        "identity.person": Method(get_person, {"id_or_key": bytes}),
+        "record.get": Method(get_record, {"record_id": bytes}),
+        "audit.query": Method(audit_query, {
+            "by": str, "subject": bytes, "since_ms": Param(int, optional=True, default=0),
+            "until_ms": Param(int, optional=True), "limit": Param(int, optional=True, default=100),
+            "format": Param(str, optional=True, default="entries"),
+        }),
+        "trial.get": Method(get_trial, {"trial_id": str}),
+        "trial.verify": Method(verify_trial_dataset, {"trial_id": str, "sha256": bytes}),
+        "trial.flagged": Method(flagged, {"limit": Param(int, optional=True, default=100)}),
+        "supply.trace": Method(trace, {"gtin": str, "serial": str}),
+        "supply.verify": Method(verify_pack, {"gtin": str, "serial": str, "organisation": Param(bytes, optional=True)}),
+        "supply.alerts": Method(alerts, {"start": Param(int, optional=True, default=0),
+                                         "limit": Param(int, optional=True, default=100)}),
     }

@@ -1,0 +1,1 @@
+"""Exchange with other health systems' formats (FHIR, GS1 EPCIS), mapped to and from the ledger's own types."""
