@@ -1,0 +1,423 @@
+"""EPCIS 2.0 JSON import: GS1 supply-chain events as p2pmed supply transactions.
+
+The input is an ``EPCISDocument`` (events in ``epcisBody.eventList``), an
+``EPCISQueryDocument`` (``epcisBody.queryResults.resultsBody.eventList``) or a
+single event, in the JSON / JSON-LD binding of EPCIS 2.0. It is untrusted: at
+most ``DOCUMENT_SIZE_MAX`` bytes, ``EVENTS_MAX`` events, ``EPCS_PER_EVENT_MAX``
+EPCs an event; every field the import reads is checked, and the first bad one
+raises ``EpcisError`` naming its JSON path (``$.epcisBody.eventList[2].epcList[0]``)
+and what was expected. Fields the ledger has no use for are ignored.
+
+Only ``ObjectEvent``s listing serialised packs are imported: ``epcList`` holds
+SGTIN EPC URIs (``urn:epc:id:sgtin:<company prefix>.<indicator + item ref>.<serial>``,
+whose GTIN-14 gets its check digit computed) or GS1 Digital Link URIs
+(``https://id.gs1.org/01/<gtin>/21/<serial>``, any host). ``bizStep`` may be
+bare (``shipping``), a CBV URN or a CBV web URI; it and ``action`` choose the
+transaction (``_STEPS``):
+
+    bizStep                        action             transaction
+    commissioning                  ADD                supply.commission, lot and expiry from ilmd
+                                                      cbvmda:lotNumber and cbvmda:itemExpirationDate
+    shipping                       OBSERVE            supply.ship, destination from destinationList
+                                                      through ``parties`` (party or location id -> key)
+    receiving                      OBSERVE            supply.receive of the shipment the packs are in
+                                                      transit in, found by ``shipment_of``
+    dispensing                     OBSERVE or DELETE  supply.dispense
+    decommissioning, destroying    DELETE             supply.decommission, reason from disposition
+
+An event becomes as many transactions as the ledger's limits need: one commission
+per GTIN and 1000 serials, one shipment per 1000 packs. A shipment is received
+once, so the receiving events of a document that reach one shipment become one
+receipt. EPCIS has no way to say a pack did not arrive, so imported receipts list
+no missing packs. Error declarations (corrections of earlier events) are refused:
+the ledger never rewrites its history. Event times are checked and returned, but
+the ledger times a transaction by its block.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from p2pmed.input_error import KeyedInputError
+from p2pmed.ledger.contracts.supply import (
+    PACKS_PER_TX_MAX,
+    PackRef,
+    SupplyCommission,
+    SupplyDecommission,
+    SupplyDispense,
+    SupplyReceive,
+    SupplyShip,
+    code_problem,
+    expiry_problem,
+    gs1_check_digit,
+    gtin_problem,
+)
+
+__all__ = ["DOCUMENT_SIZE_MAX", "EPCS_PER_EVENT_MAX", "EVENTS_MAX", "EpcisError", "ShipmentLookup", "SupplyTx", "import_epcis", "parse_epc"]
+
+DOCUMENT_SIZE_MAX = 8 << 20
+EVENTS_MAX = 10_000
+EPCS_PER_EVENT_MAX = 10_000
+EPC_LENGTH_MAX = 256
+DESTINATIONS_MAX = 16
+
+ShipmentLookup = Callable[[PackRef], bytes | None]
+"""The id of the shipment a pack is in transit in on the ledger, if any."""
+
+
+class EpcisError(KeyedInputError):
+    """A document the import refuses; ``key`` is the JSON path of the bad value."""
+
+
+@dataclass(frozen=True)
+class SupplyTx:
+    """A transaction body to sign, and the event it came from."""
+
+    tx_type: str
+    body: Any
+    event: str
+    """The event's JSON path."""
+    event_time_ms: int
+
+
+@dataclass(frozen=True)
+class _Lookups:
+    parties: Mapping[str, bytes]
+    shipment_of: ShipmentLookup | None
+
+
+_Bodies = list[tuple[str, Any]]
+_Builder = Callable[[dict[str, Any], str, tuple[PackRef, ...], _Lookups], _Bodies]
+
+# -- reading JSON -------------------------------------------------------------------
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise EpcisError("$", f"the key {name[:40]!r} appears twice in one object")
+        found[name] = value
+    return found
+
+
+def _no_constant(name: str) -> None:
+    raise EpcisError("$", f"{name} is not a JSON number")
+
+
+def _load(data: bytes | str) -> Any:
+    if len(data) > DOCUMENT_SIZE_MAX:
+        unit = "characters" if isinstance(data, str) else "bytes"
+        raise EpcisError("$", f"too big: {len(data)} {unit}, limit {DOCUMENT_SIZE_MAX}")
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError:
+        raise EpcisError("$", "nested too deeply") from None
+    except EpcisError:
+        raise
+    except ValueError as error:  # includes bad UTF-8 and numbers too long to read
+        raise EpcisError("$", f"not JSON: {error}") from None
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise EpcisError(path, f"expected a JSON object, got {_kind(value)}")
+    return value
+
+
+def _field(obj: dict[str, Any], name: str, path: str, expected: str) -> Any:
+    if name not in obj:
+        raise EpcisError(f"{path}.{name}", f"missing; expected {expected}")
+    return obj[name]
+
+
+def _text(obj: dict[str, Any], name: str, path: str, expected: str) -> str:
+    value = _field(obj, name, path, expected)
+    if not isinstance(value, str):
+        raise EpcisError(f"{path}.{name}", f"expected {expected}, got {_kind(value)}")
+    return value
+
+
+def _array(obj: dict[str, Any], name: str, path: str, expected: str, size_max: int) -> list[Any]:
+    value = _field(obj, name, path, expected)
+    if not isinstance(value, list):
+        raise EpcisError(f"{path}.{name}", f"expected {expected}, got {_kind(value)}")
+    if len(value) > size_max:
+        raise EpcisError(f"{path}.{name}", f"{len(value)} items, limit {size_max}")
+    return value
+
+
+def _events(root: Any) -> list[tuple[Any, str]]:
+    """The events to import, each with its JSON path."""
+    document = _object(root, "$")
+    kind = _text(document, "type", "$", "EPCISDocument, EPCISQueryDocument or an event type")
+    if kind not in ("EPCISDocument", "EPCISQueryDocument"):
+        return [(document, "$")]
+    path = "$.epcisBody"
+    body = _object(_field(document, "epcisBody", "$", "an object holding the events"), path)
+    if kind == "EPCISQueryDocument":
+        for name in ("queryResults", "resultsBody"):
+            body = _object(_field(body, name, path, "an object holding the events"), f"{path}.{name}")
+            path = f"{path}.{name}"
+    events = _array(body, "eventList", path, "an array of events", EVENTS_MAX)
+    return [(event, f"{path}.eventList[{index}]") for index, event in enumerate(events)]
+
+
+# -- identifiers and values ------------------------------------------------------------------
+
+_SGTIN = re.compile(r"urn:epc:id:sgtin:([0-9]+)\.([0-9]+)\.(.*)", re.DOTALL)
+_DIGITAL_LINK = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?(?:/[^/?#]+)*?/01/([0-9]{8}|[0-9]{12,14})(?:/22/[^/?#]+)?(?:/10/[^/?#]+)?/21/([^/?#]+)"
+)
+# Characters of GS1 set 82 that a URI carries as they are; the rest come %-escaped.
+_URI_SERIAL = re.compile(r"(?:[A-Za-z0-9!&'()*+,\-.:;=_]|%[0-9A-Fa-f]{2})+")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_EPC_FORMS = "an SGTIN EPC URI (urn:epc:id:sgtin:0614141.107346.2017) or a GS1 Digital Link URI (https://id.gs1.org/01/10614141073464/21/2017)"
+
+
+def _serial(encoded: str, path: str) -> str:
+    if not _URI_SERIAL.fullmatch(encoded):
+        raise EpcisError(path, f"serial {encoded[:40]!r} is not GS1 set 82 with \" % & / < > ? %-escaped")
+    serial = _PERCENT.sub(lambda match: chr(int(match[1], 16)), encoded)
+    problem = code_problem(serial, "serial")
+    if problem is not None:
+        raise EpcisError(path, problem)
+    return serial
+
+
+def _sgtin(match: re.Match[str], path: str) -> PackRef:
+    prefix, item, serial = match.groups()
+    if not 6 <= len(prefix) <= 12 or len(prefix) + len(item) != 13:
+        raise EpcisError(path, "an SGTIN's company prefix (6..12 digits) and indicator + item reference make 13 digits")
+    gtin = item[0] + prefix + item[1:]
+    return PackRef(gtin + gs1_check_digit(gtin), _serial(serial, path))
+
+
+def _digital_link(match: re.Match[str], path: str) -> PackRef:
+    gtin = match[1].rjust(14, "0")
+    problem = gtin_problem(gtin)
+    if problem is not None:
+        raise EpcisError(path, problem)
+    return PackRef(gtin, _serial(match[2], path))
+
+
+def parse_epc(uri: str, path: str = "$") -> PackRef:
+    """The pack an SGTIN EPC URI or a GS1 Digital Link URI names."""
+    if len(uri) > EPC_LENGTH_MAX:
+        raise EpcisError(path, f"an EPC of {len(uri)} characters, limit {EPC_LENGTH_MAX}")
+    match = _SGTIN.fullmatch(uri)
+    if match:
+        return _sgtin(match, path)
+    match = _DIGITAL_LINK.fullmatch(uri)
+    if match:
+        return _digital_link(match, path)
+    raise EpcisError(path, f"{uri[:60]!r} is not {_EPC_FORMS}")
+
+
+def _epc_list(event: dict[str, Any], path: str) -> tuple[PackRef, ...]:
+    epcs = _array(event, "epcList", path, f"an array of EPCs, each {_EPC_FORMS}", EPCS_PER_EVENT_MAX)
+    if not epcs:
+        raise EpcisError(f"{path}.epcList", "empty: list the serialised packs (quantityList classes are not imported)")
+    packs: dict[PackRef, None] = {}
+    for index, epc in enumerate(epcs):
+        where = f"{path}.epcList[{index}]"
+        if not isinstance(epc, str):
+            raise EpcisError(where, f"expected {_EPC_FORMS}, got {_kind(epc)}")
+        pack = parse_epc(epc, where)
+        if pack in packs:
+            raise EpcisError(where, f"(01){pack.gtin}(21){pack.serial} is listed twice")
+        packs[pack] = None
+    return tuple(packs)
+
+
+def _event_time_ms(event: dict[str, Any], path: str) -> int:
+    expected = "a date and time with its offset, as 2026-03-01T09:30:00.000+01:00"
+    text = _text(event, "eventTime", path, expected)
+    try:
+        if not _DATE_TIME.fullmatch(text):
+            raise ValueError
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise EpcisError(f"{path}.eventTime", f"{text[:60]!r} is not {expected}") from None
+    return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
+
+
+def _vocabulary(value: str, prefixes: tuple[str, ...]) -> str:
+    """A CBV value without its URN or web URI prefix."""
+    for prefix in prefixes:
+        if value.startswith(prefix):
+            return value[len(prefix) :]
+    return value
+
+
+# -- one builder per business step ------------------------------------------------------------
+
+
+def _chunks(items: list[Any] | tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [tuple(items[start : start + PACKS_PER_TX_MAX]) for start in range(0, len(items), PACKS_PER_TX_MAX)]
+
+
+def _master_data(ilmd: dict[str, Any], name: str, path: str, check: Callable[[str], str | None]) -> str:
+    names = [key for key in (f"cbvmda:{name}", f"urn:epcglobal:cbv:mda:{name}") if key in ilmd]
+    if len(names) != 1:
+        reason = "missing; a commissioning event gives the lot and the expiry" if not names else "given twice, prefixed and in full"
+        raise EpcisError(f"{path}.cbvmda:{name}", reason)
+    value = _text(ilmd, names[0], path, "a string")
+    problem = check(value)
+    if problem is not None:
+        raise EpcisError(f"{path}.{names[0]}", problem)
+    return value
+
+
+def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+    ilmd_path = f"{path}.ilmd"
+    ilmd = _object(_field(event, "ilmd", path, "instance/lot master data with the lot and the expiry"), ilmd_path)
+    lot = _master_data(ilmd, "lotNumber", ilmd_path, lambda value: code_problem(value, "lot"))
+    expiry = _master_data(ilmd, "itemExpirationDate", ilmd_path, expiry_problem)
+    serials: dict[str, list[str]] = {}
+    for pack in packs:
+        serials.setdefault(pack.gtin, []).append(pack.serial)
+    return [("supply.commission", SupplyCommission(gtin, lot, expiry, chunk)) for gtin, listed in serials.items() for chunk in _chunks(listed)]
+
+
+def _destination(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) -> bytes:
+    entries = _array(event, "destinationList", path, "an array of {type, destination} naming the receiver", DESTINATIONS_MAX)
+    keys: list[bytes] = []
+    for index, entry in enumerate(entries):
+        where = f"{path}.destinationList[{index}]"
+        key = parties.get(_text(_object(entry, where), "destination", where, "the receiving party's or location's id"))
+        if key is not None and key not in keys:
+            keys.append(key)
+    if len(keys) != 1:
+        reason = "name different organisations" if keys else "name no organisation known here: map each party or location id to its organisation key in parties"
+        raise EpcisError(f"{path}.destinationList", f"the destinations {reason}")
+    return keys[0]
+
+
+def _ship(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
+    destination = _destination(event, path, lookups.parties)
+    return [("supply.ship", SupplyShip(destination, chunk)) for chunk in _chunks(packs)]
+
+
+def _receive(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
+    if lookups.shipment_of is None:
+        raise EpcisError(path, "a receiving event does not name its shipment: import it with shipment_of, which looks it up on the ledger")
+    shipments: dict[bytes, list[PackRef]] = {}
+    for index, pack in enumerate(packs):
+        shipment = lookups.shipment_of(pack)
+        if shipment is None:
+            raise EpcisError(f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not in transit on the ledger")
+        shipments.setdefault(shipment, []).append(pack)
+    return [("supply.receive", SupplyReceive(shipment, tuple(arrived), ())) for shipment, arrived in shipments.items()]
+
+
+def _dispense(_event: dict[str, Any], _path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+    return [("supply.dispense", SupplyDispense(chunk)) for chunk in _chunks(packs)]
+
+
+_DISPOSITION_PREFIXES = ("urn:epcglobal:cbv:disp:", "https://ref.gs1.org/cbv/Disp-")
+_DECOMMISSION_REASONS = {
+    "damaged": "damaged",
+    "destroyed": "destroyed",
+    "disposed": "destroyed",
+    "expired": "expired",
+    "inactive": "other",
+    "non_sellable_other": "other",
+    "stolen": "stolen",
+}
+
+
+def _decommission(default_reason: str) -> _Builder:
+    """Decommission for the reason the disposition gives, else ``default_reason``."""
+
+    def build(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+        reason = default_reason
+        if "disposition" in event:
+            disposition = _text(event, "disposition", path, "a CBV disposition")
+            reason = _DECOMMISSION_REASONS.get(_vocabulary(disposition, _DISPOSITION_PREFIXES), "")
+            if not reason:
+                known = ", ".join(sorted(_DECOMMISSION_REASONS))
+                raise EpcisError(f"{path}.disposition", f"{disposition[:60]!r} is not a reason to decommission; known: {known}")
+        return [("supply.decommission", SupplyDecommission(chunk, reason)) for chunk in _chunks(packs)]
+
+    return build
+
+
+_BIZ_STEP_PREFIXES = ("urn:epcglobal:cbv:bizstep:", "https://ref.gs1.org/cbv/BizStep-")
+_STEPS: dict[str, tuple[tuple[str, ...], _Builder]] = {
+    "commissioning": (("ADD",), _commission),
+    "shipping": (("OBSERVE",), _ship),
+    "receiving": (("OBSERVE",), _receive),
+    "dispensing": (("OBSERVE", "DELETE"), _dispense),
+    "decommissioning": (("DELETE",), _decommission("other")),
+    "destroying": (("DELETE",), _decommission("destroyed")),
+}
+
+
+# -- events --------------------------------------------------------------------------------------
+
+
+def _builder(event: dict[str, Any], path: str) -> _Builder:
+    """The builder for the event's business step, once its action fits the step."""
+    raw = _text(event, "bizStep", path, "a CBV business step, as shipping")
+    step = _vocabulary(raw, _BIZ_STEP_PREFIXES)
+    if step not in _STEPS:
+        raise EpcisError(f"{path}.bizStep", f"{raw[:60]!r} is not imported; imported: {', '.join(_STEPS)}")
+    actions, builder = _STEPS[step]
+    action = _text(event, "action", path, "ADD, OBSERVE or DELETE")
+    if action not in actions:
+        raise EpcisError(f"{path}.action", f"a {step} event has action {' or '.join(actions)}, not {action[:20]!r}")
+    return builder
+
+
+def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
+    event = _object(value, path)
+    kind = _text(event, "type", path, "ObjectEvent")
+    if kind != "ObjectEvent":
+        raise EpcisError(f"{path}.type", f"{kind[:40]!r} events are not imported: only ObjectEvents, which list the packs themselves")
+    if "errorDeclaration" in event:
+        raise EpcisError(f"{path}.errorDeclaration", "corrections of earlier events are not imported: the ledger never rewrites its history")
+    time_ms = _event_time_ms(event, path)
+    builder = _builder(event, path)
+    packs = _epc_list(event, path)
+    return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in builder(event, path, packs, lookups)]
+
+
+def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
+    """One receipt per shipment, where the first receiving event for it stood."""
+    merged: list[SupplyTx] = []
+    receipts: dict[bytes, int] = {}
+    for tx in txs:
+        if not isinstance(tx.body, SupplyReceive):
+            merged.append(tx)
+        elif tx.body.shipment not in receipts:
+            receipts[tx.body.shipment] = len(merged)
+            merged.append(tx)
+        else:
+            earlier = merged[receipts[tx.body.shipment]]
+            for pack in set(earlier.body.packs).intersection(tx.body.packs):
+                raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
+            merged[receipts[tx.body.shipment]] = replace(earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs))
+    return merged
+
+
+def import_epcis(
+    data: bytes | str, parties: Mapping[str, bytes] | None = None, shipment_of: ShipmentLookup | None = None
+) -> list[SupplyTx]:
+    """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in
+    its order; ``parties`` maps shipping destinations' ids to organisation keys."""
+    lookups = _Lookups(parties or {}, shipment_of)
+    txs = [tx for event, path in _events(_load(data)) for tx in _convert(event, path, lookups)]
+    return _merge_receipts(txs)
