@@ -329,7 +329,7 @@ def parse_resource(data: bytes, release: str = "R5") -> dict[str, Any]:
         raise FhirError("", f"unknown FHIR release {release[:20]!r}; known: {', '.join(RELEASES)}")
     raw = _load_json(data)
     resource_type = raw.get("resourceType")
-    if resource_type not in _MODULES:
+    if not isinstance(resource_type, str) or resource_type not in _MODULES:
         shown = repr(resource_type)[:60] if resource_type is not None else "missing"
         raise FhirError("resourceType", f"{shown}: p2pmed imports {', '.join(_MODULES)}")
     model = getattr(importlib.import_module(f"{RELEASES[release]}.{_MODULES[resource_type]}"), resource_type)
