@@ -407,8 +407,10 @@ def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
             merged.append(tx)
         else:
             earlier = merged[receipts[tx.body.shipment]]
-            for pack in set(earlier.body.packs).intersection(tx.body.packs):
-                raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
+            already = set(earlier.body.packs)
+            for pack in tx.body.packs:
+                if pack in already:
+                    raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
             merged[receipts[tx.body.shipment]] = replace(earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs))
     return merged
 

@@ -1,0 +1,260 @@
+"""EPCIS 2.0 JSON import: documents and single events become supply transaction
+bodies that the ledger accepts; each kind of bad input gets an EpcisError naming
+its JSON path."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pytest
+from ledger_harness import LedgerHarness, key
+
+from p2pmed.interop import epcis
+from p2pmed.interop.epcis import EpcisError, import_epcis, parse_epc
+from p2pmed.ledger.contracts import ALL_TX_TYPES, supply
+from p2pmed.ledger.contracts.supply import (
+    PackRef,
+    SupplyCommission,
+    SupplyDecommission,
+    SupplyDispense,
+    SupplyReceive,
+    SupplyShip,
+    gs1_check_digit,
+)
+
+MAKER, PHARMACY, DISTRIBUTOR = key("maker"), key("pharmacy"), key("distributor")
+GTIN = "10614141073464"
+SGTIN_2017 = "urn:epc:id:sgtin:0614141.107346.2017"
+LINK_2018 = "https://id.gs1.org/01/10614141073464/21/2018"
+PACKS = (PackRef(GTIN, "2017"), PackRef(GTIN, "2018"))
+PHARMACY_GLN = "urn:epc:id:sgln:0614141.00002.0"
+DISTRIBUTOR_GLN = "urn:epc:id:sgln:0614141.00003.0"
+PARTIES = {PHARMACY_GLN: PHARMACY.public_key, DISTRIBUTOR_GLN: DISTRIBUTOR.public_key}
+TIME = "2026-03-01T09:30:00.000+01:00"
+TIME_MS = 1_772_353_800_000
+
+
+def event(step: str, verb: str, epcs: list[Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """An ObjectEvent of ``step`` with action ``verb``; ``fields`` add or replace members."""
+    return {
+        "type": "ObjectEvent",
+        "eventTime": TIME,
+        "eventTimeZoneOffset": "+01:00",
+        "epcList": [SGTIN_2017, LINK_2018] if epcs is None else epcs,
+        "action": verb,
+        "bizStep": step,
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00777.0"},
+        **fields,
+    }
+
+
+def commissioning(**fields: Any) -> dict[str, Any]:
+    ilmd = {"cbvmda:lotNumber": "LOT-42", "cbvmda:itemExpirationDate": "2031-12-31"}
+    return event("commissioning", "ADD", **{"disposition": "active", "ilmd": ilmd, **fields})
+
+
+def shipping(epcs: list[Any] | None = None, **fields: Any) -> dict[str, Any]:
+    destinations = [{"type": "owning_party", "destination": PHARMACY_GLN}]
+    return event("shipping", "OBSERVE", epcs, **{"disposition": "in_transit", "destinationList": destinations, **fields})
+
+
+def without(fields: dict[str, Any], name: str) -> dict[str, Any]:
+    return {field: value for field, value in fields.items() if field != name}
+
+
+def document(*events: Any) -> dict[str, Any]:
+    return {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-03-01T10:00:00Z",
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def imported(value: Any, **lookups: Any) -> list[tuple[str, Any]]:
+    return [(tx.tx_type, tx.body) for tx in import_epcis(json.dumps(value), PARTIES, **lookups)]
+
+
+def test_a_commissioning_and_shipping_document_becomes_the_expected_bodies() -> None:
+    txs = import_epcis(json.dumps(document(commissioning(), shipping())).encode(), PARTIES)
+    assert [(tx.tx_type, tx.body, tx.event, tx.event_time_ms) for tx in txs] == [
+        ("supply.commission", SupplyCommission(GTIN, "LOT-42", "2031-12-31", ("2017", "2018")), "$.epcisBody.eventList[0]", TIME_MS),
+        ("supply.ship", SupplyShip(PHARMACY.public_key, PACKS), "$.epcisBody.eventList[1]", TIME_MS),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uri", "gtin", "serial"),
+    [
+        (SGTIN_2017, GTIN, "2017"),
+        ("urn:epc:id:sgtin:4012345.011111.A%2FB%22%25", "0401234511111" + gs1_check_digit("0401234511111"), 'A/B"%'),
+        ("urn:epc:id:sgtin:061414123456.7.X.1", "7061414123456" + gs1_check_digit("7061414123456"), "X.1"),
+        (LINK_2018, GTIN, "2018"),
+        ("https://id.gs1.org/01/4006381333931/21/S1", "04006381333931", "S1"),
+        ("https://brand.example.com/products/01/10614141073464/10/LOT-42/21/S%2F2", GTIN, "S/2"),
+    ],
+)
+def test_sgtin_uris_and_digital_links_name_a_gtin_14_and_a_serial(uri: str, gtin: str, serial: str) -> None:
+    assert parse_epc(uri) == PackRef(gtin, serial)
+
+
+@pytest.mark.parametrize("biz_step", ["shipping", "urn:epcglobal:cbv:bizstep:shipping", "https://ref.gs1.org/cbv/BizStep-shipping"])
+def test_a_business_step_may_be_bare_a_cbv_urn_or_a_cbv_web_uri(biz_step: str) -> None:
+    assert imported(document(shipping(bizStep=biz_step))) == [("supply.ship", SupplyShip(PHARMACY.public_key, PACKS))]
+
+
+def test_a_single_event_and_a_query_document_are_imported() -> None:
+    assert imported(shipping()) == [("supply.ship", SupplyShip(PHARMACY.public_key, PACKS))]
+    query = {"type": "EPCISQueryDocument", "epcisBody": {"queryResults": {"resultsBody": {"eventList": [shipping()]}}}}
+    assert imported(query) == [("supply.ship", SupplyShip(PHARMACY.public_key, PACKS))]
+
+
+def test_lot_master_data_may_use_full_cbv_names() -> None:
+    ilmd = {"urn:epcglobal:cbv:mda:lotNumber": "L7", "urn:epcglobal:cbv:mda:itemExpirationDate": "2030-06-30"}
+    assert imported(commissioning(ilmd=ilmd)) == [("supply.commission", SupplyCommission(GTIN, "L7", "2030-06-30", ("2017", "2018")))]
+
+
+def test_large_events_are_split_to_the_ledgers_limits_and_commissions_grouped_by_gtin() -> None:
+    other = "urn:epc:id:sgtin:4012345.011111.1"
+    epcs = [f"urn:epc:id:sgtin:0614141.107346.{number}" for number in range(2500)]
+    bodies = [body for _, body in imported(commissioning(epcList=[*epcs[:1], other, *epcs[1:]]))]
+    assert [(body.gtin, len(body.serials)) for body in bodies] == [(GTIN, 1000), (GTIN, 1000), (GTIN, 500), (parse_epc(other).gtin, 1)]
+    assert [len(body.packs) for _, body in imported(shipping(epcs))] == [1000, 1000, 500]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({}, "other"),
+        ({"disposition": "urn:epcglobal:cbv:disp:stolen"}, "stolen"),
+        ({"disposition": "https://ref.gs1.org/cbv/Disp-damaged"}, "damaged"),
+        ({"disposition": "disposed"}, "destroyed"),
+        ({"bizStep": "destroying"}, "destroyed"),
+    ],
+)
+def test_a_decommissioning_reason_comes_from_the_disposition(fields: dict[str, Any], reason: str) -> None:
+    assert imported(event("decommissioning", "DELETE", **fields)) == [("supply.decommission", SupplyDecommission(PACKS, reason))]
+
+
+@pytest.mark.parametrize("action", ["OBSERVE", "DELETE"])
+def test_a_dispensing_event_observes_or_deletes(action: str) -> None:
+    assert imported(event("dispensing", action)) == [("supply.dispense", SupplyDispense(PACKS))]
+
+
+def test_imported_events_run_on_the_ledger() -> None:
+    ledger = LedgerHarness(tx_types=(*ALL_TX_TYPES, *supply.TX_TYPES))
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    for tx_type, body in imported(document(commissioning(), shipping())):
+        ledger.ok(MAKER, tx_type, body)
+    shipment_id = supply.shipment_of(ledger.state, PACKS[0])
+    at_pharmacy = document(
+        event("receiving", "OBSERVE", [SGTIN_2017]),
+        event("dispensing", "OBSERVE", [SGTIN_2017]),
+        event("receiving", "OBSERVE", [LINK_2018]),
+    )
+    txs = imported(at_pharmacy, shipment_of=functools.partial(supply.shipment_of, ledger.state))
+    assert txs == [("supply.receive", SupplyReceive(shipment_id, PACKS, ())), ("supply.dispense", SupplyDispense(PACKS[:1]))], (
+        "the receiving events of one shipment make one receipt"
+    )
+    for tx_type, body in txs:
+        ledger.ok(PHARMACY, tx_type, body)
+    assert supply.verify(ledger.state, GTIN, "2017", ledger.time_ms).status == "already-dispensed"
+    assert supply.verify(ledger.state, GTIN, "2018", ledger.time_ms, PHARMACY.public_key).status == "genuine-dispensable"
+
+
+# -- malformed input ----------------------------------------------------------------------------------
+
+EVENT_0 = "$.epcisBody.eventList[0]"
+TWO_DESTINATIONS = [{"type": "owning_party", "destination": PHARMACY_GLN}, {"type": "location", "destination": DISTRIBUTOR_GLN}]
+MALFORMED = [
+    ("not json", "{", "$", "not JSON"),
+    ("bad UTF-8", b'{"type": "\xff"}', "$", "not JSON: 'utf-8' codec"),
+    ("duplicate key", '{"type": "ObjectEvent", "type": "x"}', "$", "the key 'type' appears twice"),
+    ("NaN", '{"type": "ObjectEvent", "eventTime": NaN}', "$", "NaN is not a JSON number"),
+    ("deep nesting", "[" * 100_000 + "]" * 100_000, "$", "nested too deeply"),
+    ("huge number", "1" * 5000, "$", "not JSON"),
+    ("root not an object", [shipping()], "$", "expected a JSON object, got an array"),
+    ("no body", {"type": "EPCISDocument"}, "$.epcisBody", "missing; expected an object holding the events"),
+    ("events not an array", {"type": "EPCISDocument", "epcisBody": {"eventList": {}}}, "$.epcisBody.eventList", "expected an array of events"),
+    ("event not an object", document("event"), EVENT_0, "expected a JSON object, got a string"),
+    ("no type", without(shipping(), "type"), "$.type", "missing"),
+    ("aggregation event", document({**shipping(), "type": "AggregationEvent"}), f"{EVENT_0}.type", "'AggregationEvent' events are not imported"),
+    ("error declaration", document({**shipping(), "errorDeclaration": {}}), f"{EVENT_0}.errorDeclaration", "never rewrites its history"),
+    ("no event time", document(without(shipping(), "eventTime")), f"{EVENT_0}.eventTime", "missing; expected a date and time"),
+    ("event time without offset", shipping(eventTime="2026-03-01T09:30:00"), "$.eventTime", "is not a date and time with its offset"),
+    ("event time out of range", shipping(eventTime="2026-02-30T09:30:00Z"), "$.eventTime", "is not a date and time"),
+    ("event time a number", shipping(eventTime=1772353800000), "$.eventTime", "got a number"),
+    ("no business step", without(shipping(), "bizStep"), "$.bizStep", "missing; expected a CBV business step"),
+    ("unknown business step", shipping(bizStep="urn:epcglobal:cbv:bizstep:packing"), "$.bizStep", "is not imported; imported: commissioning, shipping"),
+    ("wrong action for the step", shipping(action="ADD"), "$.action", "a shipping event has action OBSERVE, not 'ADD'"),
+    ("no action", without(shipping(), "action"), "$.action", "missing; expected ADD, OBSERVE or DELETE"),
+    ("no EPC list", without(shipping(), "epcList"), "$.epcList", "missing; expected an array of EPCs"),
+    ("empty EPC list", shipping([]), "$.epcList", "empty: list the serialised packs"),
+    ("EPC not a string", shipping([17]), "$.epcList[0]", "got a number"),
+    ("SSCC, not an SGTIN", shipping(["urn:epc:id:sscc:0614141.1234567890"]), "$.epcList[0]", "is not an SGTIN EPC URI"),
+    ("SGTIN of 12 digits", shipping(["urn:epc:id:sgtin:0614141.10734.1"]), "$.epcList[0]", "make 13 digits"),
+    ("SGTIN with a 5-digit prefix", shipping(["urn:epc:id:sgtin:06141.41107346.1"]), "$.epcList[0]", "make 13 digits"),
+    ("Digital Link check digit", shipping(["https://id.gs1.org/01/10614141073465/21/1"]), "$.epcList[0]", "wrong check digit: expected 4"),
+    ("Digital Link with a query", shipping([LINK_2018 + "?17=261231"]), "$.epcList[0]", "is not an SGTIN EPC URI"),
+    ("serial with a space", shipping(["urn:epc:id:sgtin:0614141.107346.a b"]), "$.epcList[0]", "is not GS1 set 82"),
+    ("serial outside set 82", shipping(["urn:epc:id:sgtin:0614141.107346.%C3%A9"]), "$.epcList[0]", "must be 1..20 characters of GS1 set 82"),
+    ("serial too long", shipping(["urn:epc:id:sgtin:0614141.107346." + "9" * 21]), "$.epcList[0]", "must be 1..20 characters"),
+    ("EPC too long", shipping(["urn:epc:id:sgtin:0614141.107346." + "9" * 300]), "$.epcList[0]", "limit 256"),
+    ("EPC listed twice", shipping([SGTIN_2017, LINK_2018, "https://id.gs1.org/01/10614141073464/21/2017"]), "$.epcList[2]", "(21)2017 is listed twice"),
+    ("commissioning without ilmd", without(commissioning(), "ilmd"), "$.ilmd", "missing; expected instance/lot master data"),
+    ("ilmd without a lot", commissioning(ilmd={"cbvmda:itemExpirationDate": "2031-12-31"}), "$.ilmd.cbvmda:lotNumber", "missing"),
+    ("lot given twice", commissioning(ilmd={"cbvmda:lotNumber": "A", "urn:epcglobal:cbv:mda:lotNumber": "A"}), "$.ilmd.cbvmda:lotNumber", "given twice"),
+    ("bad lot", commissioning(ilmd={"cbvmda:lotNumber": "L 1", "cbvmda:itemExpirationDate": "2031-12-31"}), "$.ilmd.cbvmda:lotNumber", "lot 'L 1'"),
+    ("bad expiry", commissioning(ilmd={"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "31.12.2031"}), "$.ilmd.cbvmda:itemExpirationDate", "YYYY-MM-DD"),
+    ("expiry not a string", commissioning(ilmd={"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": 20311231}), "$.ilmd.cbvmda:itemExpirationDate", "expected a string"),
+    ("shipping without destination", without(shipping(), "destinationList"), "$.destinationList", "missing"),
+    ("unknown destination", shipping(destinationList=[{"type": "owning_party", "destination": "urn:x"}]), "$.destinationList", "name no organisation known here"),
+    ("destination not an object", shipping(destinationList=["urn:x"]), "$.destinationList[0]", "expected a JSON object"),
+    ("destinations disagree", shipping(destinationList=TWO_DESTINATIONS), "$.destinationList", "name different organisations"),
+    ("receiving without a ledger", event("receiving", "OBSERVE"), "$", "import it with shipment_of"),
+    ("unknown disposition", event("decommissioning", "DELETE", disposition="sellable_accessible"), "$.disposition", "is not a reason to decommission"),
+]
+
+
+@pytest.mark.parametrize(("data", "path", "fragment"), [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED])
+def test_malformed_input_gets_an_error_naming_its_path(data: Any, path: str, fragment: str) -> None:
+    raw = data if isinstance(data, (str, bytes)) else json.dumps(data)
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(raw, PARTIES)
+    assert (caught.value.key, fragment in caught.value.reason) == (path, True), caught.value.reason
+
+
+def test_parties_in_destinations_may_repeat_the_same_organisation() -> None:
+    same = [{"type": "owning_party", "destination": PHARMACY_GLN}, {"type": "location", "destination": "urn:epc:id:sgln:0614141.00002.1"}]
+    parties = {**PARTIES, "urn:epc:id:sgln:0614141.00002.1": PHARMACY.public_key}
+    assert [tx.body for tx in import_epcis(json.dumps(shipping(destinationList=same)), parties)] == [SupplyShip(PHARMACY.public_key, PACKS)]
+
+
+def test_a_pack_received_but_not_in_transit_is_named() -> None:
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(json.dumps(document(event("receiving", "OBSERVE"))), shipment_of=lambda pack: None)
+    assert caught.value.key == f"{EVENT_0}.epcList[0]" and "(21)2017 is not in transit on the ledger" in caught.value.reason
+
+
+def test_a_pack_received_twice_in_one_document_is_refused() -> None:
+    receiving = event("receiving", "OBSERVE", [SGTIN_2017])
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(json.dumps(document(receiving, receiving)), shipment_of=lambda pack: bytes(32))
+    assert caught.value.key == "$.epcisBody.eventList[1]" and "received twice" in caught.value.reason
+
+
+def test_input_is_size_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(epcis, "DOCUMENT_SIZE_MAX", 100)
+    with pytest.raises(EpcisError, match=r"^\$: too big: \d+ bytes, limit 100$"):
+        import_epcis(json.dumps(document(shipping())).encode(), PARTIES)
+    monkeypatch.setattr(epcis, "EVENTS_MAX", 1)
+    monkeypatch.setattr(epcis, "DOCUMENT_SIZE_MAX", 1 << 20)
+    with pytest.raises(EpcisError, match=r"^\$\.epcisBody\.eventList: 2 items, limit 1$"):
+        import_epcis(json.dumps(document(shipping(), shipping())), PARTIES)
+    monkeypatch.setattr(epcis, "EPCS_PER_EVENT_MAX", 1)
+    with pytest.raises(EpcisError, match=r"^\$\.epcList: 2 items, limit 1$"):
+        import_epcis(json.dumps(shipping()), PARTIES)
