@@ -48,7 +48,7 @@ import datetime
 import re
 from dataclasses import dataclass, replace
 
-from p2pmed.ledger.contracts.identity import Organisation, organisation_of
+from p2pmed.ledger.contracts.identity import organisation_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -443,13 +443,12 @@ def _add_alert(state: StateOverlay, context: TxContext, kind: str, ref: PackRef,
 # -- checks shared by the rules -------------------------------------------------------------
 
 
-def _require_organisation(state: StateOverlay, context: TxContext, does: str, kinds: frozenset[str] | None = None) -> Organisation:
+def _require_organisation(state: StateOverlay, context: TxContext, does: str, kinds: frozenset[str] | None = None) -> None:
     organisation = organisation_of(state, context.sender)
     if organisation is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, f"only an organisation in force {does}")
     if kinds is not None and organisation.kind not in kinds:
         raise TxRejected(RejectReason.NOT_AUTHORISED, f"only a {' or '.join(sorted(kinds))} {does}; the sender is a {organisation.kind}")
-    return organisation
 
 
 _ENDED = {"dispensed": "was already dispensed", "decommissioned": "was decommissioned", "missing": "was reported missing in transit"}
@@ -753,7 +752,8 @@ def _judge(state: StateReader, found: Pack, lot: Lot, now_ms: int, organisation:
     if expiry_end_ms(lot.expiry) <= now_ms:
         return EXPIRED, f"Expired on {lot.expiry}: do not dispense; decommission it."
     if found.status == "in-transit":
-        return IN_TRANSIT, f"In transit to {_short(last.party or b'')} in {last.detail}: the destination receives it before it is dispensed."
+        assert last.party is not None, "a ship event names its destination"
+        return IN_TRANSIT, f"In transit to {_short(last.party)} in {last.detail}: the destination receives it before it is dispensed."
     if organisation is not None and organisation != found.holder:
         return NOT_HELD_HERE, f"Genuine, but the ledger says {_short(found.holder)} holds it, not you: custody is broken. Do not dispense."
     return GENUINE, f"Genuine: lot {found.lot}, expires {lot.expiry}, held by {_short(found.holder)}; it may be dispensed."
