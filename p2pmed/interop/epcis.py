@@ -118,8 +118,6 @@ def _load(data: bytes | str) -> Any:
         return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except RecursionError:
         raise EpcisError("$", "nested too deeply") from None
-    except EpcisError:
-        raise
     except ValueError as error:  # includes bad UTF-8 and numbers too long to read
         raise EpcisError("$", f"not JSON: {error}") from None
 
