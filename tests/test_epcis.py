@@ -9,7 +9,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_harness import LedgerHarness, key
+from strategies import mutated
 
 from p2pmed.interop import epcis
 from p2pmed.interop.epcis import EpcisError, import_epcis, parse_epc
@@ -258,3 +261,57 @@ def test_input_is_size_limited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(epcis, "EPCS_PER_EVENT_MAX", 1)
     with pytest.raises(EpcisError, match=r"^\$\.epcList: 2 items, limit 1$"):
         import_epcis(json.dumps(shipping()), PARTIES)
+
+
+# -- fuzz: nothing but EpcisError escapes ------------------------------------------------------------------
+
+VALID = document(
+    commissioning(),
+    shipping(),
+    event("receiving", "OBSERVE"),
+    event("dispensing", "DELETE", [SGTIN_2017]),
+    event("destroying", "DELETE", [LINK_2018], disposition="damaged"),
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=16), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def members(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path of every member of a JSON value, itself included."""
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [path, *(inner for name, child in children for inner in members(child, (*path, name)))]
+
+
+def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    """``value`` with the member at ``path`` replaced by ``new`` (removed if ``new`` is ...)."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    if rest or new is not ...:
+        copy[head] = replaced(value[head], rest, new)
+    else:
+        del copy[head]
+    return copy
+
+
+def must_import_or_refuse(data: bytes | str) -> None:
+    try:
+        import_epcis(data, PARTIES, shipment_of=lambda pack: bytes(32))
+    except EpcisError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(members(VALID)[1:]), JSON_VALUES | st.just(...))
+def test_a_document_with_any_member_replaced_or_removed_imports_or_gets_an_epcis_error(path: tuple[Any, ...], new: Any) -> None:
+    must_import_or_refuse(json.dumps(replaced(VALID, path, new)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated(st.just(json.dumps(VALID).encode())))
+def test_a_mutated_document_imports_or_gets_an_epcis_error(data: bytes) -> None:
+    must_import_or_refuse(data)
