@@ -12,6 +12,7 @@ import click
 from p2pmed import demo as demo_module
 from p2pmed.cli_client import CLIENT_COMMANDS
 from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_VIOLATION, HOME_OPTION, socket_of
+from p2pmed.cli_health import HEALTH_COMMANDS
 from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS
 
 
@@ -234,7 +235,7 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shri
         sys.exit(EXIT_VIOLATION)
 
 
-for command in CLIENT_COMMANDS:
+for command in (*CLIENT_COMMANDS, *HEALTH_COMMANDS):
     cli.add_command(command)
 
 

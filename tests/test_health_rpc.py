@@ -5,7 +5,6 @@ appended to a SQLite ``Store``, and each handler is called as the RPC server cal
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,8 +22,8 @@ from p2pmed.ledger.contracts import ALL_TX_TYPES, supply
 from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
-from p2pmed.ledger.machine import TxResult
-from p2pmed.ledger.tx import sign_transaction
+from p2pmed.ledger.machine import TxResult, next_nonce
+from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.mempool import Mempool
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
@@ -47,11 +46,12 @@ class StoreHarness(LedgerHarness):
     def __init__(self, path: Path) -> None:
         super().__init__(tx_types=(*ALL_TX_TYPES, *supply.TX_TYPES))
         self.store = Store.open(path, CHAIN)
-        self.nonces: dict[bytes, int] = defaultdict(int)
 
     def run(self, signer: SigningKey, tx_type: str, body: Any) -> TxResult:
-        tx = sign_transaction(signer, CHAIN, tx_type, self.nonces[signer.public_key], body)
-        self.nonces[signer.public_key] += 1
+        return self.commit(sign_transaction(signer, CHAIN, tx_type, next_nonce(self.store, signer.public_key), body))
+
+    def commit(self, tx: Transaction) -> TxResult:
+        """Order ``tx`` alone in the next block, a second after the last."""
         self.height += 1
         self.time_ms += 1_000
         block = make_block(CHAIN, self.height, self.previous_hash, (tx,), self.validators[0].public_key, self.time_ms)
