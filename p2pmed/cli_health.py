@@ -317,6 +317,9 @@ def identity_keys(out: Path, kem: str, as_json: bool) -> None:
     public halves, which the registering site needs. The signing key's public half is the
     person's id for life."""
     signing, encryption = SigningKey.generate(), EncryptionPrivateKey.generate(Kem(kem))
+    existing = [name for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE) if (out / name).exists()]
+    if existing:
+        fail(f"{out / existing[0]}: already exists; refusing to overwrite a key", EXIT_BAD_INPUT)
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         save_signing_key(out / SIGNING_KEY_FILE, signing)

@@ -36,20 +36,19 @@ from p2pmed.node import Node
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 
-__all__ = ["AUDIT_QUERY_MAX", "CONSENT_LIST_MAX", "LedgerTime", "health_methods", "plain"]
+__all__ = ["AUDIT_QUERY_MAX", "CONSENT_LIST_MAX", "health_methods", "plain"]
 
 AUDIT_QUERY_MAX = 1_000
 CONSENT_LIST_MAX = 1_000
 ID_SIZE = 32  # person ids, organisation keys, record ids and SHA-256 digests alike
 FORMATS = ("entries", "fhir")
-INT64_MAX = (1 << 63) - 1
 
 
 class _Clock(Protocol):
     def now_ms(self) -> int: ...
 
 
-class LedgerTime:
+class _LedgerTime:
     """The latest block's time. A block is read whole to learn it, so it is read once per height."""
 
     def __init__(self, store: Any, clock: _Clock) -> None:
@@ -97,9 +96,10 @@ def _id(method: str, name: str, value: bytes, what: str) -> bytes:
     return value
 
 
-def _in_range(method: str, name: str, value: int, low: int, high: int) -> int:
-    if not low <= value <= high:
-        raise _invalid(method, f'"{name}" must be {low}..{high}, got {value}')
+def _in_range(method: str, name: str, value: int, low: int, high: int | None = None) -> int:
+    if value < low or (high is not None and value > high):
+        bounds = f"{low} or more" if high is None else f"{low}..{high}"
+        raise _invalid(method, f'"{name}" must be {bounds}, got {value}')
     return value
 
 
@@ -163,7 +163,7 @@ def _pack_query(method: str, params: dict[str, Any]) -> tuple[str, str]:
 
 def health_methods(node: Node) -> dict[str, Method]:
     store = node.core.store
-    ledger = LedgerTime(store, node.clock)
+    ledger = _LedgerTime(store, node.clock)
 
     async def nonce(params: dict[str, Any]) -> dict[str, Any]:
         """The sender's next nonce on the chain, and the one a new transaction should use
@@ -183,10 +183,14 @@ def health_methods(node: Node) -> dict[str, Method]:
         fhir = _choice("consent.list", "format", params["format"], FORMATS) == "fhir"
         now_ms = ledger.now_ms()
         consents, truncated = _consents(store, patient, now_ms, limit)
+        if fhir:  # validating FHIR takes milliseconds a resource: off the node's event loop
+            rendered = await trio.to_thread.run_sync(lambda: [consent_resource(provision) for provision in consents])
+        else:
+            rendered = plain(consents)
         return {
             "patient": patient.hex(),
             "time_ms": now_ms,
-            "consents": [consent_resource(provision) if fhir else plain(provision) for provision in consents],
+            "consents": rendered,
             "truncated": truncated,
             "delegates": plain(_delegations(store, patient, now_ms)),
         }
@@ -214,10 +218,10 @@ def health_methods(node: Node) -> dict[str, Method]:
         return {**plain(found), "erased": found.erased_ms is not None}
 
     async def audit_query(params: dict[str, Any]) -> dict[str, Any]:
-        """Audit entries oldest first; as FHIR AuditEvents, converted off the node's event loop."""
+        """Audit entries oldest first, or as FHIR AuditEvents (converted off the node's event loop)."""
         by = _choice("audit.query", "by", params["by"], ("patient", "actor", "record"))
         subject = _id("audit.query", "subject", params["subject"], f"the {by}'s id")
-        since_ms = _in_range("audit.query", "since_ms", params["since_ms"], 0, INT64_MAX)
+        since_ms = _in_range("audit.query", "since_ms", params["since_ms"], 0)
         until_ms = params["until_ms"]
         if until_ms is not None and until_ms <= since_ms:
             raise _invalid("audit.query", f'"until_ms" ({until_ms}) must be after "since_ms" ({since_ms})')
@@ -273,7 +277,7 @@ def health_methods(node: Node) -> dict[str, Method]:
 
     async def alerts(params: dict[str, Any]) -> dict[str, Any]:
         """Supply alerts in the order they were raised, from ``start``; ``count`` is how many there are."""
-        start = _in_range("supply.alerts", "start", params["start"], 0, INT64_MAX)
+        start = _in_range("supply.alerts", "start", params["start"], 0)
         limit = _in_range("supply.alerts", "limit", params["limit"], 1, supply.ALERTS_PAGE_MAX)
         return {"count": supply.alert_count(store), "alerts": plain(supply.alerts(store, start, limit))}
 

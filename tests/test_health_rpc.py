@@ -197,7 +197,7 @@ async def test_audit_query_as_fhir_marks_the_break_glass_read(methods: dict[str,
     [
         ({"by": "tx", "subject": P.hex()}, '"by" must be one of patient, actor, record'),
         ({"by": "patient", "subject": P.hex(), "since_ms": 10, "until_ms": 10}, '"until_ms" (10) must be after'),
-        ({"by": "patient", "subject": P.hex(), "since_ms": -1}, '"since_ms" must be 0..'),
+        ({"by": "patient", "subject": P.hex(), "since_ms": -1}, '"since_ms" must be 0 or more, got -1'),
         ({"by": "patient", "subject": P.hex(), "limit": 1001}, '"limit" must be 1..1000'),
     ],
 )
@@ -256,3 +256,11 @@ async def test_supply_alerts_pages_the_alert_log(methods: dict[str, Method]) -> 
     assert answer["count"] == 1 and answer["alerts"][0]["kind"] == "unknown-suspect-counterfeit"
     assert (await call(methods, "supply.alerts", start=1))["alerts"] == []
     await refused(methods, "supply.alerts", ErrorCode.INVALID_PARAMS, '"limit" must be 1..1000', limit=5000)
+
+
+async def test_before_the_first_block_now_is_the_node_clock(tmp_path: Path) -> None:
+    empty = StoreHarness(tmp_path / "empty.db")
+    node = SimpleNamespace(core=SimpleNamespace(store=empty.store, mempool=Mempool()), clock=SimpleNamespace(now_ms=lambda: 1234))
+    listed = await call(health_methods(node), "consent.list", patient=P.hex())  # type: ignore[arg-type]
+    assert (listed["time_ms"], listed["consents"], listed["delegates"]) == (1234, [], [])
+    empty.store.close()
