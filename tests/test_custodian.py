@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ledger_harness import LedgerHarness, key
 
 from p2pmed.blob_store import BlobStore
-from p2pmed.crypto import EncryptionPrivateKey, decrypt_record, encrypt_record, unwrap_key, wrap_key
+from p2pmed.crypto import decrypt_record, encrypt_record, unwrap_key, wrap_key
 from p2pmed.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import RecordAdd, RecordErase, RecordRead

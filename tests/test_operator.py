@@ -31,12 +31,17 @@ from p2pmed import codec
 from p2pmed.cli import cli
 from p2pmed.config import NodeConfig
 from p2pmed.consensus.messages import CommitCertificate, VoteKind
-from p2pmed.crypto import SigningKey
+from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.identity import PersonRegister
+from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.node_rpc import REQUEST_SIZE_MAX
 from p2pmed.process_network import ProcessNetwork
+from p2pmed.records_client import submit as submit_and_wait
 from p2pmed.rpc import ErrorCode, RpcError
+from p2pmed.rpc.client import RpcClient
 from p2pmed.rpc.lines import LineReader
 
 pytestmark = pytest.mark.xdist_group("operator-network")  # one worker, one network (make test: --dist loadgroup)
@@ -68,10 +73,22 @@ def new_key() -> SigningKey:
     return SigningKey.from_seed(os.urandom(32))
 
 
-def grant(sender: SigningKey, nonce: int = 0, grantee: bytes | None = None, categories: tuple[str, ...] = ("laboratory",),
-          purpose: str = "TREAT", expires_ms: int = FAR_FUTURE_MS) -> Transaction:
-    body = ConsentGrant(grantee or new_key().public_key, categories, purpose, expires_ms)
-    return sign_transaction(sender, CHAIN_ID, "consent.grant", nonce, body)
+def probe(sender: SigningKey, nonce: int = 0, label: str = "p") -> Transaction:
+    return sign_transaction(sender, CHAIN_ID, "load.probe", nonce, Probe(label))
+
+
+def register_patient(net: ProcessNetwork) -> SigningKey:
+    """A patient registered by node 0's site (a hospital in force from genesis)."""
+    patient = new_key()
+    body = PersonRegister(patient.public_key, "patient", EncryptionPrivateKey.generate().public_key)
+    with RpcClient(socket_path(net, 0)) as client:
+        submit_and_wait(client, load_home(net.homes[0]).key, "identity.person.register", body)
+    return patient
+
+
+def grant(patient: SigningKey, grantee: bytes, categories: tuple[str, ...], purpose: str) -> Transaction:
+    body = ConsentGrant(patient.public_key, grantee, categories, purpose, FAR_FUTURE_MS)
+    return sign_transaction(patient, CHAIN_ID, "consent.grant", 0, body)
 
 
 def submit(net: ProcessNetwork, index: int, tx: Transaction) -> dict[str, Any]:
@@ -94,7 +111,7 @@ def wait_status(net: ProcessNetwork, nodes: list[int], tx: Transaction, status: 
 def keeps_committing(net: ProcessNetwork, nodes: list[int] | None = None) -> None:
     """A fresh transaction, submitted through the first node, commits on all of them."""
     nodes = nodes if nodes is not None else list(range(net.size))
-    tx = grant(new_key())
+    tx = probe(new_key())
     assert submit(net, nodes[0], tx)["status"] == "pending"
     wait_status(net, nodes, tx, "committed")
 
@@ -208,33 +225,33 @@ def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNe
 
 def test_a_transaction_waits_pending_then_commits_and_tx_get_and_mempool_list_follow_it(net: ProcessNetwork) -> None:
     sender = new_key()
-    first, later = grant(sender, 0), grant(sender, 1)
+    first, later = probe(sender, 0), probe(sender, 1)
     assert submit(net, 1, later) == {"tx_id": later.id.hex(), "status": "pending"}  # held: nonce 0 is missing
     assert net.call(1, "tx.get", tx_id=later.id.hex()) == {"tx_id": later.id.hex(), "status": "pending"}
     waiting = net.call(1, "mempool.list")
-    assert {"tx_id": later.id.hex(), "type": "consent.grant", "sender": sender.public_key.hex(), "nonce": 1} in waiting["txs"]
+    assert {"tx_id": later.id.hex(), "type": "load.probe", "sender": sender.public_key.hex(), "nonce": 1} in waiting["txs"]
     assert waiting["size"] >= 1 and len(net.call(1, "mempool.list", limit=1)["txs"]) == 1
 
     submit(net, 2, first)  # through another node: gossip brings the two together
     got = wait_status(net, [0, 1, 2, 3], later, "committed")
     assert got["height"] >= 1 and got["position"] >= 0
-    assert (got["reason"], got["detail"], got["type"]) == (None, None, "consent.grant")
+    assert (got["reason"], got["detail"], got["type"]) == (None, None, "load.probe")
     assert (got["sender"], got["nonce"]) == (sender.public_key.hex(), 1)
     assert later.id.hex() not in [tx["tx_id"] for tx in net.call(1, "mempool.list", limit=1000)["txs"]]
 
 
 def test_a_transaction_the_ledger_refuses_at_execution_is_reported_rejected_with_its_reason(net: ProcessNetwork) -> None:
-    expired = grant(new_key(), expires_ms=1)  # well formed and signed, but already expired when executed
-    assert submit(net, 0, expired)["status"] == "pending"
-    got = wait_status(net, [0, 3], expired, "rejected")
-    assert got["reason"] == "invalid" and "expired" in got["detail"] and got["height"] >= 1
+    too_long = probe(new_key(), label="x" * 65)  # well formed and signed, but the rule refuses it when executed
+    assert submit(net, 0, too_long)["status"] == "pending"
+    got = wait_status(net, [0, 3], too_long, "rejected")
+    assert got["reason"] == "invalid" and "at most 64 characters" in got["detail"] and got["height"] >= 1
 
 
 def test_tx_submit_refuses_bad_transactions_saying_why(net: ProcessNetwork) -> None:
-    good = grant(new_key())
+    good = probe(new_key())
     forged = Transaction(good.type, good.chain_id, good.sender, good.nonce, good.body, bytes(64))
-    other_chain = sign_transaction(new_key(), "another-chain", "consent.grant", 0, ConsentGrant(bytes(32), ("imaging",), "TREAT", 1))
-    too_big_to_gossip = grant(new_key(), categories=("x" * 600_000,))  # under the ledger's 1 MiB, over a gossip batch
+    other_chain = sign_transaction(new_key(), "another-chain", "load.probe", 0, Probe("p"))
+    too_big_to_gossip = probe(new_key(), label="x" * 600_000)  # under the ledger's 1 MiB, over a gossip batch
     for data, reason in (
         (forged.encoded.hex(), "bad-signature"),
         (other_chain.encoded.hex(), "wrong-chain"),
@@ -257,7 +274,7 @@ def test_tx_get_of_an_unknown_transaction_is_not_found(net: ProcessNetwork) -> N
 
 
 def test_chain_block_by_height_and_by_hash_carries_a_commit_certificate(net: ProcessNetwork) -> None:
-    tx = grant(new_key())
+    tx = probe(new_key())
     submit(net, 3, tx)
     height = wait_status(net, [3], tx, "committed")["height"]
     by_height = net.call(3, "chain.block", height=height)
@@ -278,7 +295,7 @@ def test_chain_block_by_height_and_by_hash_carries_a_commit_certificate(net: Pro
 
 
 def test_chain_subscribe_delivers_each_committed_block_in_order(net: ProcessNetwork) -> None:
-    tx = grant(new_key())
+    tx = probe(new_key())
     heights: list[int] = []
     with net.client(2).subscribe("chain.subscribe") as blocks:
         submit(net, 0, tx)
@@ -294,8 +311,8 @@ def test_chain_subscribe_delivers_each_committed_block_in_order(net: ProcessNetw
 
 
 def test_consent_get_returns_the_consent_in_force(net: ProcessNetwork) -> None:
-    patient, grantee = new_key(), new_key().public_key
-    tx = grant(patient, grantee=grantee, categories=("imaging", "procedure"), purpose="HRESCH")
+    patient, grantee = register_patient(net), load_home(net.homes[1]).key.public_key  # the laboratory site
+    tx = grant(patient, grantee, ("imaging", "procedure"), "HRESCH")
     submit(net, 1, tx)
     wait_status(net, [1], tx, "committed")
     consent = net.call(1, "consent.get", patient=patient.public_key.hex(), grantee=grantee.hex(), category="imaging")
@@ -442,7 +459,7 @@ def test_cli_status_peers_and_watch_show_the_node(net: ProcessNetwork) -> None:
 
 def test_cli_submits_and_looks_up_transactions_and_blocks(net: ProcessNetwork, tmp_path: Path) -> None:
     home = str(net.homes[1])
-    as_hex, as_raw = grant(new_key()), grant(new_key())
+    as_hex, as_raw = probe(new_key()), probe(new_key())
     path = tmp_path / "tx.hex"
     path.write_text(as_hex.encoded.hex() + "\n")
     result = run_cli("tx", "submit", str(path), "--home", home)
@@ -477,7 +494,7 @@ def test_the_metrics_endpoint_reports_what_the_chain_shows(net: ProcessNetwork) 
     index = 3
     before = scrape(net, index)
     sender = new_key()
-    txs = [grant(sender, nonce) for nonce in range(5)]
+    txs = [probe(sender, nonce) for nonce in range(5)]
     for tx in txs:
         submit(net, index, tx)
     wait_status(net, [index], txs[-1], "committed")
@@ -515,8 +532,8 @@ def test_the_metrics_endpoint_reports_what_the_chain_shows(net: ProcessNetwork) 
 
 
 def test_logs_carry_height_view_and_peer_and_never_transaction_content(net: ProcessNetwork) -> None:
-    patient, grantee = new_key(), new_key().public_key
-    tx = grant(patient, grantee=grantee, categories=("mental-health", "genomics"), purpose="CLINTRL")
+    patient, grantee = register_patient(net), load_home(net.homes[2]).key.public_key
+    tx = grant(patient, grantee, ("mental-health", "genomics"), "CLINTRL")
     submit(net, 0, tx)
     height = wait_status(net, [0, 1, 2, 3], tx, "committed")["height"]
     secrets = [grantee.hex(), patient.public_key.hex(), "mental-health", "genomics", "CLINTRL", tx.encoded.hex()[:64]]

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ledger_harness import LedgerHarness, key
 
 from p2pmed.crypto import SigningKey
-from p2pmed.ledger.contracts import ALL_TX_TYPES, supply
+from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.supply import (
     PackRef,
     SupplyCommission,
@@ -37,7 +37,6 @@ STRANGER = key("stranger")
 GTIN = "10614141073464"
 OTHER_GTIN = "0950110153000" + gs1_check_digit("0950110153000")
 EXPIRY = "2031-12-31"
-TX_TYPES = (*ALL_TX_TYPES, *supply.TX_TYPES)
 
 
 def ref(serial: str, gtin: str = GTIN) -> PackRef:
@@ -53,7 +52,7 @@ def admitted(ledger: LedgerHarness) -> LedgerHarness:
 
 @pytest.fixture
 def ledger() -> LedgerHarness:
-    return admitted(LedgerHarness(tx_types=TX_TYPES))
+    return admitted(LedgerHarness())
 
 
 def commission(ledger: LedgerHarness, *serials: str, lot: str = "L1", expiry: str = EXPIRY) -> tuple[PackRef, ...]:
@@ -587,7 +586,7 @@ class Custody(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = LedgerHarness(tx_types=TX_TYPES)
+        self.ledger = LedgerHarness()
         for party, kind in zip(PARTIES, ("manufacturer", "distributor", "pharmacy", "hospital"), strict=True):
             self.ledger.admit_organisation(party, kind)
         for lot in ("A", "B"):
