@@ -433,7 +433,9 @@ def _purpose(provision: dict[str, Any], path: str) -> str:
 
 
 def _end_ms(text: str, path: str) -> int:
-    """The first millisecond after a FHIR dateTime period end; a date alone ends at the end of that day, UTC."""
+    """The ledger expiry (the first millisecond a consent no longer holds) of a FHIR period
+    end: a date alone holds through that day, UTC; a date and time is taken as the expiry,
+    which is what ``consent_resource`` writes, so an exported consent imports unchanged."""
     try:
         if len(text) == 10:
             day = datetime.date.fromisoformat(text)
