@@ -18,7 +18,7 @@ from ledger_harness import CHAIN, LedgerHarness, key
 from p2pmed.crypto import SigningKey
 from p2pmed.health_rpc import health_methods
 from p2pmed.ledger.block import make_block
-from p2pmed.ledger.contracts import ALL_TX_TYPES, supply
+from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
@@ -44,7 +44,7 @@ class StoreHarness(LedgerHarness):
     """The rule harness, but every block goes into a real ``Store``, which the methods read."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(tx_types=(*ALL_TX_TYPES, *supply.TX_TYPES))
+        super().__init__()
         self.store = Store.open(path, CHAIN)
 
     def run(self, signer: SigningKey, tx_type: str, body: Any) -> TxResult:
