@@ -8,9 +8,11 @@ results; the lab writes a result, encrypted, kept by two custodian sites; a
 clinician reads it. Then the hospital's node, the primary, is killed with
 SIGKILL: the other three elect a new primary and carry on. The patient revokes
 the consent and the clinician's next read is refused; an emergency physician
-breaks the glass and reads it, on the record. A burst of load commits; the
-killed node restarts from its store, catches up, and all four show the same
-head and the same audit trail.
+breaks the glass and reads it, on the record. The validators admit a drug
+manufacturer by vote; a pack travels manufacturer -> distributor -> pharmacy,
+is verified genuine and dispensed, and a counterfeit serial is flagged. A burst
+of load commits; the killed node restarts from its store, catches up, and all
+four show the same head and the same audit trail.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from p2pmed.config import NodeConfig
 from p2pmed.crypto import EncryptionPrivateKey, Kem, SigningKey
 from p2pmed.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
-from p2pmed.ledger.contracts.identity import PersonRegister
+from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
+from p2pmed.ledger.contracts.supply import (
+    PackRef,
+    SupplyCommission,
+    SupplyDispense,
+    SupplyReceive,
+    SupplyShip,
+    SupplyVerify,
+)
 from p2pmed.load import run_load
 from p2pmed.process_network import ProcessNetwork
 from p2pmed.records_client import LedgerRefused, read_record, submit, write_record
@@ -37,6 +47,7 @@ DAY_MS = 24 * 3600 * 1000
 CONSENT_DAYS = 365
 WAIT_S = 60.0
 CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+GTIN = "10614141073464"
 LAB_RESULT = b'{"resourceType": "Observation", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 6.1, "unit": "%"}}'
 
 
@@ -120,16 +131,44 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         opened = read_record(node, emergency.key, emergency.encryption, record_id, purpose="ETREAT", break_glass_reason=reason)
         out(f"9. {emergency.name} breaks the glass ({reason!r}): allowed without consent, read {len(opened)} bytes,"
             " and recorded on the ledger as a break-glass access the patient will see")
+        _supply_chain(net, node, sites, survivors, out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
-    out(f"10. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: {'; '.join(report.lines())}")
+    out(f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: {'; '.join(report.lines())}")
 
     net.start(primary)
     net.wait_ready(primary, WAIT_S)
     head = net.wait_for(None, lambda: _same_head(net), WAIT_S, "to reach the same head")
-    out(f"11. the {SITES[primary]} node restarts from its store and catches up; heights: {_heights(net)};"
+    out(f"14. the {SITES[primary]} node restarts from its store and catches up; heights: {_heights(net)};"
         f" identical head hash on all four: yes ({head[:16]}…)")
+    trail = net.call(primary, "audit.query", by="patient", subject=patient.id.hex())["entries"]
+    events = ", ".join(entry["kind"] + (f" ({entry['detail']!r})" if entry["kind"] == "break-glass" else "") for entry in trail)
+    out(f"15. the patient's audit trail, as the restarted {SITES[primary]} node tells it: {events}")
     codes = [net.stop(index) for index in range(len(SITES))]
     out(f"demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit codes {codes})")
+
+
+def _supply_chain(net: ProcessNetwork, node: RpcClient, sites: list[SigningKey], voters: list[int], out: Callable[[str], None]) -> None:
+    manufacturer = SigningKey.generate()
+    profile = OrganisationProfile(manufacturer.public_key, "Acme Pharma", "manufacturer", EncryptionPrivateKey.generate().public_key)
+    for voter in voters:  # 3 of 4 validators: a quorum
+        submit(node, sites[voter], "identity.org.propose", OrgProposal(profile))
+    packs = tuple(PackRef(GTIN, serial) for serial in ("SN1001", "SN1002", "SN1003"))
+    submit(node, manufacturer, "supply.commission", SupplyCommission(GTIN, "LOT-7", "2031-12-31", tuple(p.serial for p in packs)))
+    for sender, receiver in ((manufacturer, sites[DISTRIBUTOR]), (sites[DISTRIBUTOR], sites[PHARMACY])):
+        shipped = submit(node, sender, "supply.ship", SupplyShip(receiver.public_key, packs[:2]))
+        submit(node, receiver, "supply.receive", SupplyReceive(bytes.fromhex(shipped["tx_id"]), packs[:2], ()))
+    out("10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and ships two"
+        " to the distributor, who receives them and ships them on to the pharmacy")
+    verdict = node.call("supply.verify", gtin=GTIN, serial=packs[0].serial, organisation=sites[PHARMACY].public_key.hex())
+    submit(node, sites[PHARMACY], "supply.dispense", SupplyDispense(packs[:1]))
+    history = " -> ".join(event["kind"] for event in node.call("supply.trace", gtin=GTIN, serial=packs[0].serial)["events"])
+    out(f"11. the pharmacist scans pack {packs[0].serial}: {verdict['status']} ({verdict['message']}); dispensed;"
+        f" its trace: {history}")
+    submit(node, sites[PHARMACY], "supply.verify", SupplyVerify(GTIN, "FAKE0001"))
+    fake = node.call("supply.verify", gtin=GTIN, serial="FAKE0001")
+    alerts = node.call("supply.alerts")["count"]
+    out(f"12. a pack with serial FAKE0001 turns up: {fake['status']} ({fake['message']}); the scan left an alert on the"
+        f" ledger for every site to see ({alerts} alert(s))")
 
 
 def _same_head(net: ProcessNetwork) -> str | None:
