@@ -175,10 +175,10 @@ EVENT_0 = "$.epcisBody.eventList[0]"
 TWO_DESTINATIONS = [{"type": "owning_party", "destination": PHARMACY_GLN}, {"type": "location", "destination": DISTRIBUTOR_GLN}]
 MALFORMED = [
     ("not json", "{", "$", "not JSON"),
-    ("bad UTF-8", b'{"type": "\xff"}', "$", "not JSON: 'utf-8' codec"),
+    ("bad UTF-8", b'{"type": "\xff"}', "$", "not UTF-8 text (byte 10)"),
     ("duplicate key", '{"type": "ObjectEvent", "type": "x"}', "$", "the key 'type' appears twice"),
     ("NaN", '{"type": "ObjectEvent", "eventTime": NaN}', "$", "NaN is not a JSON number"),
-    ("deep nesting", "[" * 100_000 + "]" * 100_000, "$", "nested too deeply"),
+    ("deep nesting", "[" * 100_000 + "]" * 100_000, "$", "nested more than 64 levels deep"),
     ("huge number", "1" * 5000, "$", "not JSON"),
     ("root not an object", [shipping()], "$", "expected a JSON object, got an array"),
     ("no body", {"type": "EPCISDocument"}, "$.epcisBody", "missing; expected an object holding the events"),

@@ -171,7 +171,7 @@ for _ in range(DEPTH_MAX):
         (b"\xff{}", "R5", "", "not UTF-8"),
         (b'{"resourceType": ', "R5", "", "not JSON"),
         (b'{"resourceType": "Patient", "resourceType": "Patient"}', "R5", "", "appears twice"),
-        (b'{"resourceType": "Observation", "valueQuantity": {"value": NaN}}', "R5", "", "NaN is not a number"),
+        (b'{"resourceType": "Observation", "valueQuantity": {"value": NaN}}', "R5", "", "NaN is not a JSON number"),
         (b"[]", "R5", "", "a FHIR resource is a JSON object"),
         (b"[" * 100_000 + b"]" * 100_000, "R5", "", "levels deep"),
         (as_bytes(DEEP), "R5", "", f"more than {DEPTH_MAX} levels"),

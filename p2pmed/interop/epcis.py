@@ -37,13 +37,13 @@ the ledger times a transaction by its block.
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from p2pmed.input_error import KeyedInputError
+from p2pmed.interop import strict_json
 from p2pmed.ledger.contracts.supply import (
     PACKS_PER_TX_MAX,
     PackRef,
@@ -61,6 +61,7 @@ from p2pmed.ledger.contracts.supply import (
 __all__ = ["DOCUMENT_SIZE_MAX", "EPCS_PER_EVENT_MAX", "EVENTS_MAX", "EpcisError", "ShipmentLookup", "SupplyTx", "import_epcis", "parse_epc"]
 
 DOCUMENT_SIZE_MAX = 8 << 20
+DEPTH_MAX = 64
 EVENTS_MAX = 10_000
 EPCS_PER_EVENT_MAX = 10_000
 EPC_LENGTH_MAX = 256
@@ -97,29 +98,14 @@ _Builder = Callable[[dict[str, Any], str, tuple[PackRef, ...], _Lookups], _Bodie
 # -- reading JSON -------------------------------------------------------------------
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in found:
-            raise EpcisError("$", f"the key {name[:40]!r} appears twice in one object")
-        found[name] = value
-    return found
-
-
-def _no_constant(name: str) -> None:
-    raise EpcisError("$", f"{name} is not a JSON number")
-
-
 def _load(data: bytes | str) -> Any:
     if len(data) > DOCUMENT_SIZE_MAX:
         unit = "characters" if isinstance(data, str) else "bytes"
         raise EpcisError("$", f"too big: {len(data)} {unit}, limit {DOCUMENT_SIZE_MAX}")
     try:
-        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except RecursionError:
-        raise EpcisError("$", "nested too deeply") from None
-    except ValueError as error:  # includes bad UTF-8 and numbers too long to read
-        raise EpcisError("$", f"not JSON: {error}") from None
+        return strict_json.loads(data, DEPTH_MAX)
+    except strict_json.JsonProblem as problem:
+        raise EpcisError("$", str(problem)) from None
 
 
 def _kind(value: Any) -> str:

@@ -58,6 +58,7 @@ from fhir.resources.consent import Consent
 from pydantic import ValidationError
 
 from p2pmed.crypto import PUBLIC_KEY_SIZE
+from p2pmed.interop import strict_json
 from p2pmed.ledger.contracts.audit import AUDIT_KINDS, AuditEntry
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, ConsentGrant, ConsentProvision
 
@@ -271,48 +272,15 @@ def consent_resource(provision: ConsentProvision) -> dict[str, Any]:
 # -- import: parsing untrusted JSON -------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise FhirError("", f"not JSON that FHIR accepts: the key {key[:40]!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise FhirError("", f"not JSON that FHIR accepts: {name} is not a number")
-
-
-def _check_depth(value: Any) -> None:
-    """Refuse nesting deeper than ``DEPTH_MAX``, without recursion of our own."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        for child in children:
-            if isinstance(child, dict | list):
-                if depth + 1 > DEPTH_MAX:
-                    raise FhirError("", f"nested more than {DEPTH_MAX} levels deep")
-                stack.append((child, depth + 1))
-
-
 def _load_json(data: bytes) -> dict[str, Any]:
     if len(data) > IMPORT_SIZE_MAX:
         raise FhirError("", f"{len(data)} bytes is more than one resource may have ({IMPORT_SIZE_MAX} bytes)")
     try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as error:
-        raise FhirError("", f"not UTF-8 text (byte {error.start})") from None
-    try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except json.JSONDecodeError as error:
-        raise FhirError("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    except RecursionError:
-        raise FhirError("", f"nested more than {DEPTH_MAX} levels deep") from None
+        value = strict_json.loads(data, DEPTH_MAX)
+    except strict_json.JsonProblem as problem:
+        raise FhirError("", str(problem)) from None
     if not isinstance(value, dict):
         raise FhirError("", "a FHIR resource is a JSON object")
-    _check_depth(value)
     return value
 
 
