@@ -13,40 +13,20 @@ import datetime
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, fail, socket_of
+from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, socket_of
 from p2pmed.codec import TX_SIZE_MAX
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError, Subscription
 
 __all__ = ["CLIENT_COMMANDS", "TxRate", "read_transaction"]
 
-CALL_TIMEOUT_S = 30.0
 RATE_WINDOW_S = 10.0
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 _HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
-
-
-@contextmanager
-def _node(home: Path) -> Iterator[RpcClient]:
-    """A client of the node at ``home``; any RPC or connection failure exits 1 with its message."""
-    try:
-        with RpcClient(socket_of(home), timeout=CALL_TIMEOUT_S) as client:
-            yield client
-    except RpcError as error:
-        fail(error.message)
-    except OSError as error:  # NodeNotRunning, TimeoutError, ConnectionError, PermissionError
-        fail(str(error))
-
-
-def _emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
-    click.echo(json.dumps(result, indent=2) if as_json else human(result))
 
 
 # -- status and peers -------------------------------------------------------------
@@ -66,7 +46,7 @@ def status(home: Path, as_json: bool, quiet: bool) -> None:
             raise SystemExit(EXIT_FAILURE) from None
         fail(str(error))
     if not quiet:
-        _emit(result, as_json, human_status)
+        emit(result, as_json, human_status)
 
 
 def human_status(result: dict[str, Any]) -> str:
@@ -89,9 +69,9 @@ def _sync(result: dict[str, Any]) -> str:
 @JSON_OPTION
 def peers(home: Path, as_json: bool) -> None:
     """List the network's validators and whether this node is connected to each."""
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("net.peers")
-    _emit(result, as_json, human_peers)
+    emit(result, as_json, human_peers)
 
 
 def human_peers(result: list[dict[str, Any]]) -> str:
@@ -123,13 +103,13 @@ def tx_submit(home: Path, as_json: bool, source: BinaryIO) -> None:
         data = read_transaction(source)
     except ValueError as error:
         fail(str(error), EXIT_BAD_INPUT)
-    with _node(home) as client:
+    with node(home) as client:
         try:
             result = client.call("tx.submit", tx=data)
         except RpcError as error:
             reason = error.data.get("reason") if isinstance(error.data, dict) else None
             fail(f"{error.message} [{reason}]" if reason else error.message)
-    _emit(result, as_json, lambda r: f"{r['tx_id']} {r['status']}")
+    emit(result, as_json, lambda r: f"{r['tx_id']} {r['status']}")
 
 
 def read_transaction(source: BinaryIO) -> bytes:
@@ -153,9 +133,9 @@ def tx_get(home: Path, as_json: bool, tx_id: str) -> None:
     """Show whether transaction TX_ID (64 hex digits) is pending, committed or rejected."""
     if not _HASH.fullmatch(tx_id):
         fail(f"TX_ID must be 64 hex digits, got {tx_id[:80]!r}", EXIT_BAD_INPUT)
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("tx.get", tx_id=tx_id.lower())
-    _emit(result, as_json, human_tx)
+    emit(result, as_json, human_tx)
 
 
 def human_tx(result: dict[str, Any]) -> str:
@@ -190,9 +170,9 @@ def block_get(home: Path, as_json: bool, which: str) -> None:
         params = {"height": int(which)}
     else:
         fail(f"expected a height (a number) or a block hash (64 hex digits), got {which[:80]!r}", EXIT_BAD_INPUT)
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("chain.block", **params)
-    _emit(result, as_json, human_block)
+    emit(result, as_json, human_block)
 
 
 def human_block(result: dict[str, Any]) -> str:
@@ -245,7 +225,7 @@ def watch(home: Path, as_json: bool, interval: float, count: int | None) -> None
     per update. Blocks come from chain.subscribe as they commit; the rest from node.status."""
     updates = 0
     try:
-        with _node(home) as client, client.subscribe("chain.subscribe") as blocks:
+        with node(home) as client, client.subscribe("chain.subscribe") as blocks:
             rate = TxRate(time.monotonic())
             while count is None or updates < count:
                 committed = _blocks_until(blocks, time.monotonic() + interval, rate)

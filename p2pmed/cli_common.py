@@ -1,14 +1,25 @@
-"""What the ``p2pmed`` commands share: exit codes, the ``--home`` option, finding the socket."""
+"""What the ``p2pmed`` commands share: exit codes, the ``--home`` and ``--json`` options,
+finding the socket, talking to the node and printing its answers."""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_VIOLATION", "HOME_OPTION", "fail", "socket_of"]
+from p2pmed.rpc.client import RpcClient, RpcError
+
+__all__ = [
+    "CALL_TIMEOUT_S", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_VIOLATION", "HOME_OPTION", "JSON_OPTION", "emit", "fail", "node",
+    "socket_of",
+]
+
+CALL_TIMEOUT_S = 30.0
 
 EXIT_FAILURE = 1
 EXIT_VIOLATION = 1
@@ -18,6 +29,7 @@ HOME_OPTION = click.option(
     "--home", type=click.Path(path_type=Path), envvar="P2PMED_HOME", required=True,
     help="The node's home directory [env: P2PMED_HOME].",
 )
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -34,3 +46,19 @@ def socket_of(home: Path) -> Path:
         return home / load_config(home / CONFIG).rpc_socket
     except ConfigError as error:
         fail(str(error), EXIT_BAD_INPUT)
+
+
+@contextmanager
+def node(home: Path) -> Iterator[RpcClient]:
+    """A client of the node at ``home``; any RPC or connection failure exits 1 with its message."""
+    try:
+        with RpcClient(socket_of(home), timeout=CALL_TIMEOUT_S) as client:
+            yield client
+    except RpcError as error:
+        fail(error.message)
+    except OSError as error:  # NodeNotRunning, TimeoutError, ConnectionError, PermissionError
+        fail(str(error))
+
+
+def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(result, indent=2) if as_json else human(result))

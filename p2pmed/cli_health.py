@@ -20,16 +20,14 @@ import datetime
 import hashlib
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from p2pmed.cli_client import JSON_OPTION, human_tx
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, fail, socket_of
+from p2pmed.cli_client import human_tx
+from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node
 from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
@@ -43,13 +41,11 @@ from p2pmed.crypto import (
 from p2pmed.ledger.contracts import consent as consent_rules
 from p2pmed.ledger.contracts import identity as identity_rules
 from p2pmed.ledger.contracts import trials as trial_rules
-from p2pmed.ledger.tx import sign_transaction
+from p2pmed.tx_client import sign_next, wait_decided
 from p2pmed.rpc.client import RpcClient, RpcError
 
 __all__ = ["HEALTH_COMMANDS", "HexBytes", "UtcTime", "submit_signed"]
 
-CALL_TIMEOUT_S = 30.0
-POLL_S = 0.2
 ID_SIZE = 32
 SIGNING_KEY_FILE = "signing_key.pem"
 ENCRYPTION_KEY_FILE = "encryption_key"
@@ -132,26 +128,10 @@ def _read_options(command: Callable[..., Any]) -> Callable[..., Any]:
 # -- talking to the node -----------------------------------------------------------------
 
 
-@contextmanager
-def _node(home: Path) -> Iterator[RpcClient]:
-    """A client of the node at ``home``; any RPC or connection failure exits 1 with its message."""
-    try:
-        with RpcClient(socket_of(home), timeout=CALL_TIMEOUT_S) as client:
-            yield client
-    except RpcError as error:
-        fail(error.message)
-    except OSError as error:  # NodeNotRunning, TimeoutError, ConnectionError, PermissionError
-        fail(str(error))
-
-
-def _emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
-    click.echo(json.dumps(result, indent=2) if as_json else human(result))
-
-
 def _read(home: Path, as_json: bool, human: Callable[[Any], str], method: str, **params: Any) -> None:
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call(method, **params)
-    _emit(result, as_json, human)
+    emit(result, as_json, human)
 
 
 def _load_key(path: Path) -> SigningKey:
@@ -165,9 +145,7 @@ def submit_signed(client: RpcClient, key: SigningKey, tx_type: str, body: Any, w
     """Sign ``body`` as a ``tx_type`` transaction with the sender's next nonce and submit it;
     with ``wait``, return ``tx.get``'s answer once it is committed or rejected. A refusal
     at submission exits 1 with the reason."""
-    chain_id = client.call("node.status")["chain_id"]
-    nonce = client.call("account.nonce", sender=key.public_key.hex())["next"]
-    tx = sign_transaction(key, chain_id, tx_type, nonce, body)
+    tx = sign_next(client, key, tx_type, body)
     try:
         submitted: dict[str, Any] = client.call("tx.submit", tx=tx.encoded.hex())
     except RpcError as error:
@@ -175,18 +153,16 @@ def submit_signed(client: RpcClient, key: SigningKey, tx_type: str, body: Any, w
         fail(f"the node refused {tx_type}: {error.message}" + (f" [{reason}]" if reason else ""))
     if not wait:
         return submitted
-    deadline_s = time.monotonic() + timeout_s
-    while (result := client.call("tx.get", tx_id=tx.id.hex()))["status"] == "pending":
-        if time.monotonic() >= deadline_s:
-            fail(f"{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
-        time.sleep(POLL_S)
-    return dict(result)
+    result = wait_decided(client, tx, timeout_s)
+    if result is None:
+        fail(f"{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
+    return result
 
 
 def _submit(home: Path, as_json: bool, key: SigningKey, wait: bool, timeout_s: float, tx_type: str, body: Any) -> None:
-    with _node(home) as client:
+    with node(home) as client:
         result = submit_signed(client, key, tx_type, body, wait, timeout_s)
-    _emit(result, as_json, human_tx)
+    emit(result, as_json, human_tx)
     if result["status"] == "rejected":
         detail = f": {result['detail']}" if result["detail"] else ""
         fail(f"the ledger refused {tx_type} ({result['reason']}){detail}")
@@ -328,7 +304,7 @@ def identity_keys(out: Path, kem: str, as_json: bool) -> None:
         fail(str(error), EXIT_BAD_INPUT)
     result = {"public_key": signing.public_key.hex(), "kem": kem, "encryption_key": encryption.public_key.key.hex(),
               "signing_key_file": str(out / SIGNING_KEY_FILE), "encryption_key_file": str(out / ENCRYPTION_KEY_FILE)}
-    _emit(result, as_json, lambda r: (
+    emit(result, as_json, lambda r: (
         f"wrote {r['signing_key_file']} and {r['encryption_key_file']} (keep them secret)\n"
         f"person id / signing key: {r['public_key']}\n"
         f"encryption key ({r['kem']}): {r['encryption_key']}\n"
@@ -453,12 +429,12 @@ def consent_undelegate(home: Path, as_json: bool, key_file: Path, wait: bool, ti
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 def consent_show(home: Path, as_json: bool, patient: bytes, fhir: bool, limit: int) -> None:
     """Show the consents in force for PATIENT, and their delegates."""
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("consent.list", patient=patient.hex(), limit=limit, format="fhir" if fhir else "entries")
     if fhir:
         click.echo(json.dumps(_bundle(result["consents"]), indent=2))
     else:
-        _emit(result, as_json, human_consents)
+        emit(result, as_json, human_consents)
 
 
 def _bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -491,13 +467,13 @@ def audit_show(home: Path, as_json: bool, patient: bytes | None, actor: bytes | 
     if len(chosen) != 1:
         fail("give exactly one of --patient, --actor, --record", EXIT_BAD_INPUT)
     by, subject = chosen[0]
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("audit.query", by=by, subject=subject.hex(), since_ms=since, until_ms=until, limit=limit,
                              format="fhir" if fhir else "entries")
     if fhir:
         click.echo(json.dumps(_bundle(result["entries"]), indent=2))
     else:
-        _emit(result, as_json, human_audit)
+        emit(result, as_json, human_audit)
 
 
 # -- trials ----------------------------------------------------------------------------------------
@@ -624,9 +600,9 @@ def trial_show(home: Path, as_json: bool, trial_id: str) -> None:
 def trial_verify(home: Path, as_json: bool, trial_id: str, dataset: Path | None, dataset_sha256: bytes | None) -> None:
     """Is this data set one of TRIAL_ID's anchored results? Exit 1 if not."""
     digest = _digest(dataset, dataset_sha256, "dataset")
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("trial.verify", trial_id=trial_id, sha256=digest.hex())
-    _emit(result, as_json, human_verification)
+    emit(result, as_json, human_verification)
     if not result["matches"]:
         sys.exit(EXIT_FAILURE)
 
@@ -664,9 +640,9 @@ def supply_trace(home: Path, as_json: bool, gtin: str, serial: str) -> None:
 def supply_verify(home: Path, as_json: bool, gtin: str, serial: str, organisation: bytes | None) -> None:
     """Is the pack genuine and dispensable now? Exit 1 if not. Nothing is recorded:
     a scan on the ledger is a supply.verify transaction."""
-    with _node(home) as client:
+    with node(home) as client:
         result = client.call("supply.verify", gtin=gtin, serial=serial, organisation=organisation.hex() if organisation else None)
-    _emit(result, as_json, human_verdict)
+    emit(result, as_json, human_verdict)
     if not result["dispensable"]:
         sys.exit(EXIT_FAILURE)
 
@@ -726,7 +702,7 @@ def fhir_import_check(file: Path, release: str, refs: tuple[str, ...], as_json: 
     else:
         result = {"kind": "consent.grant", "patient": imported.patient.hex(), "grantee": imported.grantee.hex(),
                   "categories": list(imported.categories), "purpose": imported.purpose, "expires_ms": imported.expires_ms}
-    _emit(result, as_json, human_import)
+    emit(result, as_json, human_import)
 
 
 def human_import(result: dict[str, Any]) -> str:

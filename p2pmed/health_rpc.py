@@ -18,7 +18,8 @@ INVALID_PARAMS saying what to send instead.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import itertools
+from typing import Any
 
 import trio
 
@@ -26,12 +27,12 @@ from p2pmed import codec
 from p2pmed.interop.fhir import audit_event, consent_resource
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.audit import audit_trail
-from p2pmed.ledger.contracts.consent import ConsentProvision, Delegation, valid_consent
+from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
 from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_of
 from p2pmed.ledger.contracts.records import record
 from p2pmed.ledger.contracts.trials import FLAGGED_QUERY_MAX, TRIAL_ID_PATTERN, Trial, flagged_trials, trial, verify_dataset
 from p2pmed.ledger.machine import next_nonce
-from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
+from p2pmed.ledger.state import ScanState
 from p2pmed.node import Node
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
@@ -42,30 +43,6 @@ AUDIT_QUERY_MAX = 1_000
 CONSENT_LIST_MAX = 1_000
 ID_SIZE = 32  # person ids, organisation keys, record ids and SHA-256 digests alike
 FORMATS = ("entries", "fhir")
-
-
-class _Clock(Protocol):
-    def now_ms(self) -> int: ...
-
-
-class _LedgerTime:
-    """The latest block's time. A block is read whole to learn it, so it is read once per height."""
-
-    def __init__(self, store: Any, clock: _Clock) -> None:
-        self._store = store
-        self._clock = clock
-        self._height = 0
-        self._time_ms = 0
-
-    def now_ms(self) -> int:
-        height, _ = self._store.head()
-        if height == 0:
-            return self._clock.now_ms()
-        if height != self._height:
-            block = self._store.block(height)
-            assert block is not None, f"the head block {height} is in the store"
-            self._height, self._time_ms = height, block.header.time_ms
-        return self._time_ms
 
 
 def plain(value: Any) -> Any:
@@ -132,26 +109,10 @@ def _trial(found: Trial) -> dict[str, Any]:
             "closed": found.closed, "flagged": found.flagged}
 
 
-def _consents(store: Any, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
-    """The patient's consents in force at ``now_ms``, at most ``limit``, and whether more were left out.
-
-    consent.py keeps one entry per (patient, grantee, category) under
-    ``consent/<patient>/<grantee>/<category>``; expired ones stay until replaced."""
-    found: list[ConsentProvision] = []
-    for _key, data in store.state_items(f"consent/{patient.hex()}/"):
-        provision = codec.decode(ConsentProvision, data, STATE_VALUE_SIZE_MAX)
-        if provision.expires_ms > now_ms:
-            if len(found) == limit:
-                return found, True
-            found.append(provision)
-    return found, False
-
-
-def _delegations(store: Any, patient: bytes, now_ms: int) -> list[Delegation]:
-    """Delegates in force, from consent.py's ``consent-delegate/<patient>/<delegate>`` entries."""
-    delegations = (codec.decode(Delegation, data, STATE_VALUE_SIZE_MAX)
-                   for _key, data in store.state_items(f"consent-delegate/{patient.hex()}/"))
-    return [delegation for delegation in delegations if delegation.expires_ms > now_ms]
+def _consents(store: ScanState, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
+    """The patient's consents in force at ``now_ms``, at most ``limit``, and whether more were left out."""
+    found = list(itertools.islice(consents_in_force(store, patient, now_ms), limit + 1))
+    return found[:limit], len(found) > limit
 
 
 def _pack_query(method: str, params: dict[str, Any]) -> tuple[str, str]:
@@ -163,7 +124,7 @@ def _pack_query(method: str, params: dict[str, Any]) -> tuple[str, str]:
 
 def health_methods(node: Node) -> dict[str, Method]:
     store = node.core.store
-    ledger = _LedgerTime(store, node.clock)
+    core = node.core
 
     async def nonce(params: dict[str, Any]) -> dict[str, Any]:
         """The sender's next nonce on the chain, and the one a new transaction should use
@@ -173,7 +134,7 @@ def health_methods(node: Node) -> dict[str, Method]:
 
     async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
         """The consent in force now for (patient, grantee, category), or null."""
-        provision = valid_consent(store, params["patient"], params["grantee"], params["category"], ledger.now_ms())
+        provision = valid_consent(store, params["patient"], params["grantee"], params["category"], core.ledger_time_ms)
         return None if provision is None else plain(provision)
 
     async def consent_list(params: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +142,7 @@ def health_methods(node: Node) -> dict[str, Method]:
         patient = _id("consent.list", "patient", params["patient"], "a patient's person id")
         limit = _in_range("consent.list", "limit", params["limit"], 1, CONSENT_LIST_MAX)
         fhir = _choice("consent.list", "format", params["format"], FORMATS) == "fhir"
-        now_ms = ledger.now_ms()
+        now_ms = core.ledger_time_ms
         consents, truncated = _consents(store, patient, now_ms, limit)
         if fhir:  # validating FHIR takes milliseconds a resource: off the node's event loop
             rendered = await trio.to_thread.run_sync(lambda: [consent_resource(provision) for provision in consents])
@@ -192,7 +153,7 @@ def health_methods(node: Node) -> dict[str, Method]:
             "time_ms": now_ms,
             "consents": rendered,
             "truncated": truncated,
-            "delegates": plain(_delegations(store, patient, now_ms)),
+            "delegates": plain(delegations_in_force(store, patient, now_ms)),
         }
 
     async def get_organisation(params: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +233,7 @@ def health_methods(node: Node) -> dict[str, Method]:
         organisation = params["organisation"]
         if organisation is not None:
             _id("supply.verify", "organisation", organisation, "an organisation's key")
-        verdict = supply.verify(store, gtin, serial, ledger.now_ms(), organisation)
+        verdict = supply.verify(store, gtin, serial, core.ledger_time_ms, organisation)
         return {**plain(verdict), "dispensable": verdict.dispensable}
 
     async def alerts(params: dict[str, Any]) -> dict[str, Any]:

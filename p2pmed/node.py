@@ -122,7 +122,7 @@ class Node:
         self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
         self.custodian = Custodian(
-            self.core.store, self.ledger_time_ms, BlobStore(home.store_path.parent / "blobs"), home.key.public_key,
+            self.core.store, lambda: self.core.ledger_time_ms, BlobStore(home.store_path.parent / "blobs"), home.key.public_key,
             home.encryption_key,
         )
         self.block_listeners.append(self._erase_on_commit)
@@ -140,12 +140,6 @@ class Node:
     @property
     def index(self) -> int:
         return self.home.index
-
-    def ledger_time_ms(self) -> int:
-        """The latest committed block's time: what the ledger's rules call now."""
-        height, _ = self.core.store.head()
-        block = self.core.store.block(height) if height else None
-        return self.home.genesis.genesis_time_ms if block is None else block.header.time_ms
 
     # -- what RPC methods call ------------------------------------------------
 

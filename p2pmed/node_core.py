@@ -66,6 +66,10 @@ class NodeCore:
         self.mempool = Mempool(size_max=config.pending_max)
         self._now_ms = now_ms
         height, head_hash = self.store.head()
+        head = self.store.block(height) if height else None
+        self.ledger_time_ms = 0 if head is None else head.header.time_ms
+        """The last committed block's time (0 before the first): "now" for decisions the ledger
+        makes outside a block, such as whether a consent is still in force."""
         self.replica = Replica(
             validators,
             signer,
@@ -164,6 +168,7 @@ class NodeCore:
         """Store the block; returns what handing the transactions it unblocked to the replica produced."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self._verified)
         self.store.append_block(block, execution, certificate=codec.encode(certificate))
+        self.ledger_time_ms = block.header.time_ms
         for listener in list(self.commit_listeners):  # a listener may remove itself
             listener(block, execution)
         released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from p2pmed.consensus.quorum import fault_tolerance
 from p2pmed.crypto import EncryptionPrivateKey, EncryptionPublicKey, Kem, SigningKey, decrypt_record, encrypt_record, unwrap_key, wrap_key
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
-from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.rpc.client import RpcClient
+from p2pmed.tx_client import sign_next, wait_decided
 
 __all__ = ["LedgerRefused", "read_record", "submit", "write_record"]
-
-POLL_S = 0.05
-
 
 @dataclass
 class LedgerRefused(Exception):
@@ -42,23 +38,14 @@ class LedgerRefused(Exception):
 def submit(client: RpcClient, key: SigningKey, tx_type: str, body: Any, timeout_s: float = 30.0) -> dict[str, Any]:
     """Sign ``body`` as ``tx_type`` with the sender's next nonce, submit it and wait until it
     commits; returns ``tx.get``'s answer, or raises ``LedgerRefused`` / ``TimeoutError``."""
-    chain_id = client.call("node.status")["chain_id"]
-    nonce = client.call("account.nonce", sender=key.public_key.hex())["next"]
-    tx = sign_transaction(key, chain_id, tx_type, nonce, body)
+    tx = sign_next(client, key, tx_type, body)
     client.call("tx.submit", tx=tx.encoded.hex())
-    return _wait(client, tx, timeout_s)
-
-
-def _wait(client: RpcClient, tx: Transaction, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = client.call("tx.get", tx_id=tx.id.hex())
-        if got["status"] == "committed":
-            return got
-        if got["status"] == "rejected":
-            raise LedgerRefused(tx.type, got["reason"], got["detail"])
-        time.sleep(POLL_S)
-    raise TimeoutError(f"{tx.type} {tx.id.hex()[:16]} did not commit within {timeout_s:g} s")
+    answer = wait_decided(client, tx, timeout_s)
+    if answer is None:
+        raise TimeoutError(f"{tx.type} {tx.id.hex()[:16]} did not commit within {timeout_s:g} s")
+    if answer["status"] == "rejected":
+        raise LedgerRefused(tx.type, answer["reason"], answer["detail"])
+    return answer
 
 
 def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes) -> bytes:

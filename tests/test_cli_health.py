@@ -18,15 +18,14 @@ import pytest
 import trio
 from click.testing import CliRunner, Result
 from fhir.resources.auditevent import AuditEvent
-from test_health_rpc import CHAIN, DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, StoreHarness, build_world
+from health_world import CHAIN, DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, StoreHarness, build_world, fake_node
 
-from p2pmed import cli_health
+from p2pmed import cli_common
 from p2pmed.cli import cli
 from p2pmed.cli_health import UtcTime
 from p2pmed.crypto import SigningKey, load_signing_key, save_signing_key
 from p2pmed.health_rpc import health_methods
 from p2pmed.ledger.tx import decode_transaction
-from p2pmed.mempool import Mempool
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
 
@@ -39,7 +38,7 @@ class InProcessClient:
     so they are played here: a submitted transaction is ordered at once in its own block."""
 
     def __init__(self, ledger: StoreHarness) -> None:
-        node = _Node(ledger)
+        node = fake_node(ledger.store)
         self.methods = {
             **health_methods(node),  # type: ignore[arg-type]
             "node.status": Method(self._status),
@@ -80,12 +79,6 @@ class InProcessClient:
                 "sender": stored.tx.sender.hex(), "nonce": stored.tx.nonce}
 
 
-class _Node:
-    def __init__(self, ledger: StoreHarness) -> None:
-        self.core = type("Core", (), {"store": ledger.store, "mempool": Mempool()})()
-        self.clock = type("Clock", (), {"now_ms": staticmethod(lambda: ledger.time_ms)})()
-
-
 @pytest.fixture
 def directory() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="p2pmed-"))  # short: the socket path must fit
@@ -107,7 +100,7 @@ def client(directory: Path, monkeypatch: pytest.MonkeyPatch) -> InProcessClient:
     ledger = StoreHarness(directory / "store.db")
     build_world(ledger)
     fake = InProcessClient(ledger)
-    monkeypatch.setattr(cli_health, "RpcClient", fake)
+    monkeypatch.setattr(cli_common, "RpcClient", fake)
     return fake
 
 

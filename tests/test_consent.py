@@ -16,6 +16,8 @@ from p2pmed.ledger.contracts.consent import (
     ConsentProvision,
     ConsentRevoke,
     ConsentUndelegate,
+    consents_in_force,
+    delegations_in_force,
     valid_consent,
 )
 from p2pmed.ledger.contracts.identity import PersonRotate
@@ -149,3 +151,16 @@ def test_every_consent_change_is_an_audit_entry_for_the_patient(ledger: LedgerHa
         ("consent-delegate", P), ("consent-grant", CARER.public_key), ("consent-revoke", P)
     ]
     assert [entry.kind for entry in audit_trail(ledger.state, "actor", CARER.public_key)] == ["consent-grant"]
+
+
+def test_a_patients_consents_and_delegates_in_force_are_listed(ledger: LedgerHarness) -> None:
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, categories=("laboratory", "imaging")))
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, grantee=LAB.public_key, expires_ms=ledger.time_ms + 1_500))
+    granted_ms = ledger.time_ms  # the lab's consent runs out 500 ms after this block
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
+    listed = [(provision.grantee, provision.category) for provision in consents_in_force(ledger.state, P, granted_ms)]
+    assert sorted(listed) == sorted([(DOCTOR.public_key, "laboratory"), (DOCTOR.public_key, "imaging"), (LAB.public_key, "laboratory")])
+    later = [provision.grantee for provision in consents_in_force(ledger.state, P, granted_ms + 500)]
+    assert later == [DOCTOR.public_key] * 2, "the lab's consent has expired"
+    assert [d.delegate for d in delegations_in_force(ledger.state, P, ledger.time_ms)] == [CARER.public_key]
+    assert list(consents_in_force(ledger.state, OTHER_PATIENT.public_key, ledger.time_ms)) == []

@@ -8,11 +8,12 @@ changes reach the store in the same SQL transaction as the block itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol, TypeVar
 
 from p2pmed import codec
 
-__all__ = ["StateOverlay", "StateReader"]
+__all__ = ["ScanState", "StateOverlay", "StateReader"]
 
 T = TypeVar("T")
 STATE_VALUE_SIZE_MAX = 1 << 20
@@ -20,6 +21,12 @@ STATE_VALUE_SIZE_MAX = 1 << 20
 
 class StateReader(Protocol):
     def state_get(self, key: str) -> bytes | None: ...
+
+
+class ScanState(StateReader, Protocol):
+    """A state that can also list its entries under a key prefix, in key order (a store)."""
+
+    def state_items(self, prefix: str) -> Iterator[tuple[str, bytes]]: ...
 
 
 class StateOverlay:

@@ -9,15 +9,13 @@ block time. ``p2pmed.interop`` exports entries as FHIR ``AuditEvent``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 from p2pmed import codec
 from p2pmed.ledger.rules import TxContext
-from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, StateOverlay
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay
 
-__all__ = ["AUDIT_KINDS", "AuditEntry", "ScanState", "audit_trail", "record_event"]
+__all__ = ["AUDIT_KINDS", "AuditEntry", "audit_trail", "record_event"]
 
 AUDIT_KINDS = frozenset(
     {"consent-grant", "consent-revoke", "consent-delegate", "consent-undelegate", "record-write", "record-read", "break-glass", "record-erase"}
@@ -37,10 +35,6 @@ class AuditEntry:
     time_ms: int
     height: int
     tx_id: bytes
-
-
-class ScanState(Protocol):
-    def state_items(self, prefix: str) -> Iterator[tuple[str, bytes]]: ...
 
 
 def _index_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:

@@ -16,14 +16,16 @@ category), so a later grant for the same category replaces the earlier one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.identity import organisation_of, person, person_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
-from p2pmed.ledger.state import StateOverlay, StateReader
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay, StateReader
 
 __all__ = [
     "CATEGORIES",
@@ -36,6 +38,8 @@ __all__ = [
     "ConsentUndelegate",
     "Delegation",
     "acting_for_patient",
+    "consents_in_force",
+    "delegations_in_force",
     "party_id",
     "valid_consent",
 ]
@@ -205,6 +209,21 @@ def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: Consen
         raise TxRejected(RejectReason.INVALID, "this patient has named no such delegate")
     state.delete(key)
     audit.record_event(state, context, "consent-undelegate", patient, patient, detail=f"delegate {undelegate.delegate.hex()}")
+
+
+def consents_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator[ConsentProvision]:
+    """The consents ``patient`` has in force at ``now_ms``, by grantee, then category."""
+    for _key, data in state.state_items(f"consent/{patient.hex()}/"):
+        provision = codec.decode(ConsentProvision, data, STATE_VALUE_SIZE_MAX)
+        if provision.expires_ms > now_ms:
+            yield provision
+
+
+def delegations_in_force(state: ScanState, patient: bytes, now_ms: int) -> list[Delegation]:
+    """The delegates ``patient`` has named who may act for them at ``now_ms``."""
+    delegations = (codec.decode(Delegation, data, STATE_VALUE_SIZE_MAX)
+                   for _key, data in state.state_items(f"consent-delegate/{patient.hex()}/"))
+    return [delegation for delegation in delegations if delegation.expires_ms > now_ms]
 
 
 def valid_consent(state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int) -> ConsentProvision | None:

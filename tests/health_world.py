@@ -1,0 +1,94 @@
+"""A small healthcare world in a real SQLite store, shared by the RPC and CLI tests:
+sites, people, consents, a record read twice (once breaking the glass), a trial with
+switched outcomes and drug packs, each committed in a block of its own."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from ledger_harness import CHAIN, LedgerHarness, key
+
+from p2pmed.crypto import SigningKey
+from p2pmed.ledger.block import make_block
+from p2pmed.ledger.contracts import supply
+from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
+from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
+from p2pmed.ledger.machine import TxResult, next_nonce
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.mempool import Mempool
+from p2pmed.store import Store
+
+HOSPITAL, LAB, SPONSOR = key("hospital"), key("lab"), key("sponsor")
+MAKER, PHARMACY = key("maker"), key("pharmacy")
+PATIENT, DOCTOR, NURSE = key("patient"), key("doctor"), key("nurse")
+P, D = PATIENT.public_key, DOCTOR.public_key
+RECORD_ID = hashlib.sha256(b"record-1").digest()
+DATASET = hashlib.sha256(b"results-1").digest()
+GTIN = "0950110153000" + supply.gs1_check_digit("0950110153000")
+FAR_MS = 4_102_444_800_000
+TRIAL = "NCT01234567"
+
+
+class StoreHarness(LedgerHarness):
+    """The rule harness, but every block goes into a real ``Store``, which the methods read."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.store = Store.open(path, CHAIN, genesis_state=self.ledger.genesis_state)
+
+    def run(self, signer: SigningKey, tx_type: str, body: Any) -> TxResult:
+        return self.commit(sign_transaction(signer, CHAIN, tx_type, next_nonce(self.store, signer.public_key), body))
+
+    def commit(self, tx: Transaction) -> TxResult:
+        """Order ``tx`` alone in the next block, a second after the last."""
+        self.height += 1
+        self.time_ms += 1_000
+        block = make_block(CHAIN, self.height, self.previous_hash, (tx,), self.validators[0].public_key, self.time_ms)
+        execution = self.ledger.execute_block(self.store, block)
+        self.store.append_block(block, execution)
+        self.previous_hash = block.hash
+        return execution.results[0]
+
+
+def build_world(ledger: StoreHarness) -> None:
+    for organisation, kind in ((HOSPITAL, "hospital"), (LAB, "laboratory"), (SPONSOR, "sponsor"),
+                               (MAKER, "manufacturer"), (PHARMACY, "pharmacy")):
+        ledger.admit_organisation(organisation, kind)
+    ledger.register_person(HOSPITAL, PATIENT, "patient")
+    ledger.register_person(HOSPITAL, DOCTOR, "clinician")
+    ledger.register_person(LAB, NURSE, "clinician")
+    ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, D, ("imaging", "laboratory"), "TREAT", FAR_MS))
+    ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), "TREAT", ledger.time_ms + 1_500))
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, FAR_MS))
+    custodians = tuple(validator.public_key for validator in ledger.validators[:2])
+    ledger.ok(DOCTOR, "record.add", RecordAdd(RECORD_ID, P, "laboratory", hashlib.sha256(b"c").digest(), 100, custodians))
+    ledger.ok(DOCTOR, "record.read", RecordRead(RECORD_ID, "TREAT", False, ""))
+    ledger.ok(NURSE, "record.read", RecordRead(RECORD_ID, "ETREAT", True, "unconscious in A&E"))
+    protocol = Protocol(hashlib.sha256(b"protocol").digest(), ("hba1c at 12 weeks",), ("weight",), 100)
+    ledger.ok(SPONSOR, "trial.register", TrialRegister(TRIAL, protocol))
+    ledger.ok(PATIENT, "trial.consent", TrialConsent(TRIAL))
+    ledger.ok(SPONSOR, "trial.enroll", TrialEnroll(TRIAL, P))
+    ledger.ok(SPONSOR, "trial.results", TrialResults(TRIAL, DATASET, ("weight",), ()))
+    ledger.ok(MAKER, "supply.commission", supply.SupplyCommission(GTIN, "LOT1", "2099-12-31", ("S1", "S2")))
+    ledger.ok(MAKER, "supply.verify", supply.SupplyVerify(GTIN, "FAKE1"))
+
+
+class FakeCore:
+    """What the methods read of ``NodeCore``: its store, its mempool, the last block's time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.mempool = store, Mempool()
+
+    @property
+    def ledger_time_ms(self) -> int:
+        head = self.store.block(self.store.head()[0])
+        return 0 if head is None else head.header.time_ms
+
+
+def fake_node(store: Store) -> Any:
+    # The node's clock runs far ahead of the chain: decisions must use the block time.
+    return SimpleNamespace(core=FakeCore(store), clock=SimpleNamespace(now_ms=lambda: FAR_MS + 1))
