@@ -269,13 +269,13 @@ async def test_replies_come_in_request_order_on_a_connection(socket_path, connec
 @pytest.mark.parametrize(
     ("line", "complaint"),
     [
-        (b"{not json", "invalid JSON"),
-        (b'{"jsonrpc": "2.0", "id": 1, "method": "echo"', "invalid JSON"),
-        (b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"text": "\xff"}}', "not valid UTF-8"),
+        (b"{not json", "unreadable request: not JSON"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "echo"', "not JSON"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"text": "\xff"}}', "not UTF-8 text (byte 66)"),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": [NaN]}', "NaN is not a JSON number"),
-        (b'{"jsonrpc": "2.0", "id": 1, "id": 2, "method": "echo"}', 'duplicate key "id"'),
-        (b"[" * 100_000, "nested too deeply"),
-        (b"1" * 5000, "invalid JSON"),  # more digits than Python converts
+        (b'{"jsonrpc": "2.0", "id": 1, "id": 2, "method": "echo"}', "the key 'id' appears twice"),
+        (b"[" * 100_000, "nested more than 64 levels deep"),
+        (b"1" * 5000, "not JSON"),  # more digits than Python converts
     ],
 )
 async def test_unparsable_lines_get_a_parse_error_and_the_connection_stays_usable(

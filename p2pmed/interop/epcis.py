@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from p2pmed.input_error import KeyedInputError
-from p2pmed.interop import strict_json
+from p2pmed import strict_json
 from p2pmed.ledger.contracts.supply import (
     PACKS_PER_TX_MAX,
     PackRef,

@@ -58,7 +58,7 @@ from fhir.resources.consent import Consent
 from pydantic import ValidationError
 
 from p2pmed.crypto import PUBLIC_KEY_SIZE
-from p2pmed.interop import strict_json
+from p2pmed import strict_json
 from p2pmed.ledger.contracts.audit import AUDIT_KINDS, AuditEntry
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, ConsentGrant, ConsentProvision
 

@@ -28,6 +28,7 @@ import dataclasses
 import json
 from typing import Any
 
+from p2pmed import strict_json
 from p2pmed.rpc.errors import ErrorCode, RpcError
 
 __all__ = ["BadRequest", "Request", "encode_error", "encode_notification", "encode_result", "parse_request"]
@@ -35,6 +36,7 @@ __all__ = ["BadRequest", "Request", "encode_error", "encode_notification", "enco
 RequestId = str | int | None
 
 _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+REQUEST_DEPTH_MAX = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,16 +59,9 @@ class BadRequest(Exception):
 def parse_request(line: bytes) -> Request:
     """The request on one line (without its ``\\n``); raises ``BadRequest``."""
     try:
-        message = json.loads(line.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except UnicodeDecodeError as error:
-        raise BadRequest(RpcError(ErrorCode.PARSE_ERROR, f"request is not valid UTF-8 (byte {error.start})")) from None
-    except json.JSONDecodeError as error:
-        message = f"invalid JSON: {error.msg} at column {error.colno}"
-        raise BadRequest(RpcError(ErrorCode.PARSE_ERROR, message)) from None
-    except ValueError as error:  # from the hooks below, or an integer too long to convert
-        raise BadRequest(RpcError(ErrorCode.PARSE_ERROR, f"invalid JSON: {error}")) from None
-    except RecursionError:
-        raise BadRequest(RpcError(ErrorCode.PARSE_ERROR, "invalid JSON: nested too deeply")) from None
+        message = strict_json.loads(line, REQUEST_DEPTH_MAX)
+    except strict_json.JsonProblem as problem:
+        raise BadRequest(RpcError(ErrorCode.PARSE_ERROR, f"unreadable request: {problem}")) from None
     if isinstance(message, list):
         raise BadRequest(_invalid("batch requests are not supported: send one request object per line"))
     if not isinstance(message, dict):
@@ -104,19 +99,6 @@ def encode_notification(method: str, params: Any) -> bytes:
 
 def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii") + b"\n"
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f'duplicate key "{key}"')
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _invalid(message: str) -> RpcError:
