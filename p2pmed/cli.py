@@ -13,6 +13,7 @@ from p2pmed import demo as demo_module
 from p2pmed.cli_client import CLIENT_COMMANDS
 from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_VIOLATION, HOME_OPTION, socket_of
 from p2pmed.cli_health import HEALTH_COMMANDS
+from p2pmed.cli_record import RECORD_COMMANDS
 from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS
 
 
@@ -235,7 +236,7 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shri
         sys.exit(EXIT_VIOLATION)
 
 
-for command in (*CLIENT_COMMANDS, *HEALTH_COMMANDS):
+for command in (*CLIENT_COMMANDS, *HEALTH_COMMANDS, *RECORD_COMMANDS):
     cli.add_command(command)
 
 

@@ -40,11 +40,12 @@ from p2pmed.crypto import (
 )
 from p2pmed.ledger.contracts import consent as consent_rules
 from p2pmed.ledger.contracts import identity as identity_rules
+from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.ledger.contracts import trials as trial_rules
 from p2pmed.tx_client import sign_next, wait_decided
 from p2pmed.rpc.client import RpcClient, RpcError
 
-__all__ = ["HEALTH_COMMANDS", "HexBytes", "UtcTime", "submit_signed"]
+__all__ = ["HEALTH_COMMANDS", "HexBytes", "NamedParty", "UtcTime", "submit_signed"]
 
 ID_SIZE = 32
 SIGNING_KEY_FILE = "signing_key.pem"
@@ -618,9 +619,65 @@ def trial_flagged(home: Path, as_json: bool, limit: int) -> None:
 # -- supply ------------------------------------------------------------------------------------------
 
 
+class NamedParty(click.ParamType):
+    """``NAME=HEX``: a name as an input file writes it (a FHIR reference such as
+    ``Patient/123``, an EPCIS party or location id) and the ledger party it stands for."""
+
+    name = "NAME=HEX"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, bytes]:
+        if isinstance(value, tuple):
+            return value
+        literal, _, party = value.rpartition("=")
+        try:
+            key = bytes.fromhex(party)
+        except ValueError:
+            key = b""
+        if not literal or len(key) != ID_SIZE:
+            self.fail(f"{value[:80]!r}: expected NAME=HEX, a party's id or key as {2 * ID_SIZE} hex digits", param, ctx)
+        return literal, key
+
+
+class Gs1Code(click.ParamType):
+    """A GTIN, lot, serial or expiry, refused here in the ledger's words, before the node is asked."""
+
+    def __init__(self, name: str, problem: Callable[[str], str | None]) -> None:
+        self.name, self.problem = name, problem
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = self.problem(value)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return str(value)
+
+
+class PackCode(click.ParamType):
+    """A pack as ``GTIN:SERIAL``. A GTIN-14 is digits, so the first colon ends it; a serial may hold colons."""
+
+    name = "GTIN:SERIAL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> supply_rules.PackRef:
+        if isinstance(value, supply_rules.PackRef):
+            return value
+        gtin, _, serial = value.partition(":")
+        problem = supply_rules.gtin_problem(gtin) or supply_rules.code_problem(serial, "serial")
+        if problem is not None:
+            self.fail(f"{value[:80]!r}: {problem}", param, ctx)
+        return supply_rules.PackRef(gtin, serial)
+
+
+GTIN = Gs1Code("GTIN", supply_rules.gtin_problem)
+LOT = Gs1Code("LOT", lambda code: supply_rules.code_problem(code, "lot"))
+SERIAL = Gs1Code("SERIAL", lambda code: supply_rules.code_problem(code, "serial"))
+EXPIRY = Gs1Code("YYYY-MM-DD", supply_rules.expiry_problem)
+PACK = PackCode()
+PACKS_OPTION = click.option("--pack", "packs", type=PACK, multiple=True, required=True, help="A pack as GTIN:SERIAL; repeat for several.")
+
+
 @click.group()
 def supply() -> None:
-    """Drug packs: trace a pack's chain of custody, verify one before dispensing, read the alerts."""
+    """Drug packs: commission, ship, receive, dispense, decommission, recall and scan them (signed
+    by the organisation that acts), import EPCIS events, trace a pack, verify one, read the alerts."""
 
 
 @supply.command("trace")
@@ -654,6 +711,149 @@ def supply_verify(home: Path, as_json: bool, gtin: str, serial: str, organisatio
 def supply_alerts(home: Path, as_json: bool, start: int, limit: int) -> None:
     """Show supply alerts (suspect counterfeits, packs missing in transit, ...) in the order raised."""
     _read(home, as_json, human_alerts, "supply.alerts", start=start, limit=limit)
+
+
+@supply.command("commission")
+@_write_options
+@click.option("--gtin", type=GTIN, required=True, help="The GTIN-14 (the first manufacturer to commission it owns it).")
+@click.option("--lot", type=LOT, required=True)
+@click.option("--expiry", type=EXPIRY, required=True, help="The lot's expiry date: its packs are dispensed through that day (UTC).")
+@click.option("--serial", "serials", type=SERIAL, multiple=True, required=True, help="A serial number; repeat for several (at most 1000).")
+def supply_commission(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, lot: str, expiry: str,
+                      serials: tuple[str, ...]) -> None:
+    """Commission serialised packs of one GTIN and lot, signed by the manufacturer, which then holds them."""
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.commission", supply_rules.SupplyCommission(gtin, lot, expiry, serials))
+
+
+@supply.command("ship")
+@_write_options
+@click.option("--to", "destination", type=ID, required=True, help="The receiving organisation's key.")
+@PACKS_OPTION
+def supply_ship(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, destination: bytes,
+                packs: tuple[supply_rules.PackRef, ...]) -> None:
+    """Ship packs the signer holds to another organisation. The transaction's id is the
+    shipment's id, which the destination gives to supply receive."""
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.ship", supply_rules.SupplyShip(destination, packs))
+
+
+@supply.command("receive")
+@_write_options
+@click.option("--shipment", type=ID, required=True, help="The shipment's id: its supply.ship transaction's id.")
+@click.option("--pack", "packs", type=PACK, multiple=True, help="A pack that arrived, as GTIN:SERIAL; repeat.")
+@click.option("--missing", type=PACK, multiple=True, help="A pack of the shipment that did not arrive; repeat. Each raises an alert.")
+def supply_receive(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, shipment: bytes,
+                   packs: tuple[supply_rules.PackRef, ...], missing: tuple[supply_rules.PackRef, ...]) -> None:
+    """Receive a shipment, signed by its destination, once. Every pack of it is listed, as
+    arrived or missing: a shortfall is declared, never implied."""
+    if not packs and not missing:
+        fail("list the shipment's packs: --pack for each that arrived, --missing for each that did not", EXIT_BAD_INPUT)
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.receive", supply_rules.SupplyReceive(shipment, packs, missing))
+
+
+@supply.command("dispense")
+@_write_options
+@PACKS_OPTION
+def supply_dispense(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...]) -> None:
+    """Dispense packs the signer holds (a pharmacy or hospital). The patient is not named: who takes what stays at the pharmacy."""
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.dispense", supply_rules.SupplyDispense(packs))
+
+
+@supply.command("decommission")
+@_write_options
+@PACKS_OPTION
+@click.option("--reason", type=click.Choice(sorted(supply_rules.DECOMMISSION_REASONS)), required=True)
+def supply_decommission(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...],
+                        reason: str) -> None:
+    """Take packs the signer holds out of circulation."""
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.decommission", supply_rules.SupplyDecommission(packs, reason))
+
+
+@supply.command("recall")
+@_write_options
+@click.option("--gtin", type=GTIN, required=True)
+@click.option("--lot", type=LOT, default=None, help="Recall this whole lot.")
+@click.option("--serial", "serials", type=SERIAL, multiple=True, help="Or these serials; repeat.")
+@click.option("--reason", required=True, help="Why, in words a pharmacist reads when a recalled pack is scanned.")
+def supply_recall(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, lot: str | None,
+                  serials: tuple[str, ...], reason: str) -> None:
+    """Recall a lot or listed serials, signed by the GTIN's manufacturer. Recalled packs are
+    never dispensed and ship only back to their manufacturer."""
+    if (lot is None) == (not serials):
+        fail("give exactly one of --lot LOT and --serial SERIAL (repeatable)", EXIT_BAD_INPUT)
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.recall", supply_rules.SupplyRecall(gtin, lot, serials, reason))
+
+
+@supply.command("scan")
+@_write_options
+@click.argument("pack", type=PACK)
+def supply_scan(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, pack: supply_rules.PackRef) -> None:
+    """Record a scan of PACK (GTIN:SERIAL) on the ledger, with its verdict at the block's time:
+    an alarming one (an unknown serial is a suspect counterfeit) raises an alert. To ask
+    without recording, use supply verify."""
+    _submit(home, as_json, _load_key(key_file), wait, timeout, "supply.verify", supply_rules.SupplyVerify(pack.gtin, pack.serial))
+
+
+def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], bytes | None]:
+    """The EPCIS import's lookup of the shipment a pack is in transit in, from ``supply.trace``."""
+
+    def shipment_of(pack: supply_rules.PackRef) -> bytes | None:
+        found = client.call("supply.trace", gtin=pack.gtin, serial=pack.serial)["pack"]
+        return bytes.fromhex(found["shipment"]) if found is not None and found["shipment"] else None
+
+    return shipment_of
+
+
+def _submit_event(client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float) -> dict[str, Any]:
+    """``submit_signed`` with ``--wait``, but a refusal or a timeout names the EPCIS event the
+    transaction came from, so that the operator knows where the import stopped."""
+    tx = sign_next(client, key, tx_type, body)
+    try:
+        client.call("tx.submit", tx=tx.encoded.hex())
+    except RpcError as error:
+        fail(f"{event}: the node refused {tx_type}: {error.message}")
+    result = wait_decided(client, tx, timeout_s)
+    if result is None:
+        fail(f"{event}: {tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
+    if result["status"] == "rejected":
+        detail = f": {result['detail']}" if result["detail"] else ""
+        fail(f"{event}: the ledger refused {tx_type} ({result['reason']}){detail}")
+    return result
+
+
+@supply.command("import-epcis")
+@HOME_OPTION
+@JSON_OPTION
+@KEY_OPTION
+@TIMEOUT_OPTION
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--party", "parties", type=NamedParty(), multiple=True, metavar="ID=HEX",
+              help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation key; repeat.")
+def supply_import_epcis(home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]) -> None:
+    """Import an EPCIS 2.0 JSON document of the signer's own ObjectEvents (commissioning,
+    shipping, receiving, dispensing, decommissioning): each becomes supply transactions,
+    submitted in order, each waited for. The first refusal stops the import, naming its
+    event; the transactions before it stay committed. A receipt needs its shipment on the
+    ledger, so a shipment is received by a later import, signed by its destination."""
+    from p2pmed.interop.epcis import DOCUMENT_SIZE_MAX, EpcisError, import_epcis
+
+    key = _load_key(key_file)
+    try:
+        with file.open("rb") as source:
+            data = source.read(DOCUMENT_SIZE_MAX + 1)
+    except OSError as error:
+        fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
+    results = []
+    with node(home) as client:
+        try:
+            txs = import_epcis(data, dict(parties), _shipment_on_ledger(client))
+        except EpcisError as error:
+            fail(f"{file}: {error}", EXIT_BAD_INPUT)
+        for tx in txs:
+            result = _submit_event(client, key, tx.tx_type, tx.body, tx.event, timeout)
+            results.append({"event": tx.event, **result})
+            if not as_json:
+                click.echo(f"{tx.event}  {tx.tx_type} {result['tx_id']} committed at height {result['height']}")
+    emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
 
 
 # -- fhir --------------------------------------------------------------------------------------------
