@@ -105,7 +105,7 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         out(f"3. the patient grants the hospital access to laboratory results for treatment (block {granted['height']})")
 
     with RpcClient(net.homes[LAB] / CONFIG.rpc_socket) as lab:
-        record_id = write_record(lab, sites[LAB], patient.id, "laboratory", LAB_RESULT)
+        record_id = write_record(lab, sites[LAB], patient.id, "laboratory", LAB_RESULT).record_id
         anchor_sites = [site["moniker"] for site in lab.call("record.custodians")[LAB : LAB + 2]]
     out(f"4. the lab writes an HbA1c result: AES-256-GCM ciphertext kept by {len(anchor_sites)} custodian sites,"
         f" only its SHA-256 anchored on the ledger (record {record_id.hex()[:16]}…)")

@@ -37,6 +37,7 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
 
+from p2pmed.blob_repair import BlobRepair
 from p2pmed.blob_store import BlobStore
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import ReplicaConfig
@@ -51,7 +52,7 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.metrics import NodeMetrics
 from p2pmed.metrics_http import serve_metrics
 from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
-from p2pmed.net.blob_protocol import BlobClient, BlobService
+from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node_core import NodeCore, Outgoing
@@ -127,6 +128,9 @@ class Node:
         )
         self.block_listeners.append(self._erase_on_commit)
         self.blob_client: BlobClient | None = None
+        self.repair = BlobRepair(self.custodian, self._ask_custodian)
+        self.repair.scan(self.core.store)
+        self.block_listeners.append(self.repair.on_commit)
         self.metrics = NodeMetrics(self)
         self.host: IHost | None = None
         self.transport: ConsensusTransport | None = None
@@ -208,6 +212,7 @@ class Node:
         validator_peers = {peer_id for index, peer_id in enumerate(self.peer_ids) if index != self.index}
         await nursery.start(BlobService(host, self.custodian, validator_peers.__contains__).run)
         self.blob_client = BlobClient(host)
+        await nursery.start(self.repair.run)
         nursery.start_soon(self._consensus_pump, self.transport)
         nursery.start_soon(self._gossip_pump, self.gossip)
         nursery.start_soon(self._timer)
@@ -314,6 +319,11 @@ class Node:
             log.info("view entered", primary=replica.primary, **self._position())
         else:
             log.info("view change started", started=replica.view_changes_started, **self._position())
+
+    async def _ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
+        assert self.blob_client is not None, "asked before the network is up"
+        index = self.home.genesis.validator_keys.index(custodian)
+        return await self.blob_client.request(self.peer_ids[index], request)
 
     def _erase_on_commit(self, block: Block, execution: BlockExecution) -> None:
         """Crypto-shred what the patient had erased, as soon as the erasure commits here."""

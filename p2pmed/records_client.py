@@ -18,10 +18,10 @@ from typing import Any
 from p2pmed.consensus.quorum import fault_tolerance
 from p2pmed.crypto import EncryptionPrivateKey, EncryptionPublicKey, Kem, SigningKey, decrypt_record, encrypt_record, unwrap_key, wrap_key
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
-from p2pmed.rpc.client import RpcClient
+from p2pmed.rpc.client import RpcClient, RpcError
 from p2pmed.tx_client import sign_next, wait_decided
 
-__all__ = ["LedgerRefused", "read_record", "submit", "write_record"]
+__all__ = ["CustodyFailed", "LedgerRefused", "WrittenRecord", "read_record", "submit", "write_record"]
 
 @dataclass
 class LedgerRefused(Exception):
@@ -48,8 +48,18 @@ def submit(client: RpcClient, key: SigningKey, tx_type: str, body: Any, timeout_
     return answer
 
 
-def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes) -> bytes:
-    """Encrypt and share a record for ``patient``; returns its id."""
+@dataclass(frozen=True)
+class WrittenRecord:
+    record_id: bytes
+    stored: tuple[str, ...]
+    """The custodians (monikers) that took the ciphertext now."""
+    failed: dict[str, str]
+    """Those that did not, and why; each fetches its copy from another custodian later."""
+
+
+def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes) -> WrittenRecord:
+    """Encrypt and share a record for ``patient``. Raises ``CustodyFailed`` if no custodian
+    took the ciphertext (the anchor is then committed but its content is nowhere)."""
     status = client.call("node.status")
     sites = client.call("record.custodians")
     count = fault_tolerance(len(sites)) + 1
@@ -62,13 +72,31 @@ def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category
         tuple(bytes.fromhex(site["key"]) for site in chosen),
     )
     submit(client, writer, "record.add", anchor)
+    stored, failed = [], {}
     for site in chosen:
         custodian_key = EncryptionPublicKey(Kem.X25519, bytes.fromhex(site["encryption_key"]))
-        client.call(
-            "record.store", record_id=record_id.hex(), custodian=site["key"], sealed=sealed.hex(),
-            wrap=wrap_key(data_key, custodian_key, record_id).hex(),
-        )
-    return record_id
+        try:
+            client.call(
+                "record.store", record_id=record_id.hex(), custodian=site["key"], sealed=sealed.hex(),
+                wrap=wrap_key(data_key, custodian_key, record_id).hex(),
+            )
+            stored.append(site["moniker"])
+        except RpcError as error:
+            failed[site["moniker"]] = error.message
+    if not stored:
+        raise CustodyFailed(record_id, failed)
+    return WrittenRecord(record_id, tuple(stored), failed)
+
+
+@dataclass
+class CustodyFailed(Exception):
+    """No custodian took a record's ciphertext."""
+
+    record_id: bytes
+    failed: dict[str, str]
+
+    def __str__(self) -> str:
+        return f"no custodian took record {self.record_id.hex()[:16]}: " + "; ".join(f"{k}: {v}" for k, v in self.failed.items())
 
 
 def read_record(

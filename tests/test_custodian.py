@@ -9,15 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_harness import LedgerHarness, key
 
+from p2pmed.blob_repair import BlobRepair
 from p2pmed.blob_store import BlobStore
 from p2pmed.crypto import decrypt_record, encrypt_record, unwrap_key, wrap_key
 from p2pmed.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import RecordAdd, RecordErase, RecordRead
+from p2pmed.net.blob_protocol import BlobRequest, BlobResponse
 
 HOSPITAL = key("hospital")
 PATIENT, DOCTOR, NURSE = key("patient"), key("doctor"), key("nurse")
@@ -189,3 +192,27 @@ def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(tmp_pa
             except CustodyRefused:
                 plaintext = None
             assert (plaintext == PLAINTEXT) == may and plaintext in (None, PLAINTEXT), (action, consent, granted, now)
+
+
+def test_a_custodian_that_missed_the_upload_fetches_its_copy_from_another(site: Site, tmp_path: Path) -> None:
+    site.upload()  # custodian 0 has it; custodian 1 was down when the writer stored it
+    late = site.custodian_at(1, tmp_path / "blobs1")
+    asked: list[bytes] = []
+
+    async def ask(custodian: bytes, request: BlobRequest) -> BlobResponse:
+        asked.append(custodian)
+        try:
+            served = site.custodian.serve(request.record_id, request.reader)
+        except CustodyRefused as refused:
+            return BlobResponse(str(refused), b"", b"")
+        return BlobResponse("", served.sealed, served.wrap)
+
+    repair = BlobRepair(late, ask)
+    repair.scan(site.ledger.state)
+    assert list(repair.missing) == [site.record_id]
+    trio.run(repair._repair, site.record_id)
+    assert asked == [site.custodians[0]] and late.blobs.holds(site.record_id) and repair.missing == {}
+    for keeper in (site.custodian, site.custodian_at(3, tmp_path / "blobs3")):  # holds it already / not named
+        idle = BlobRepair(keeper, ask)
+        idle.scan(site.ledger.state)
+        assert idle.missing == {}

@@ -58,9 +58,9 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
     (patient, patient_encryption), (clinician, clinician_encryption) = register(net, "patient"), register(net, "clinician")
     plaintext = f'{{"resourceType": "Observation", "note": "{MARKER}"}}'.encode()
     with client(net, LAB) as lab:
-        record_id = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", plaintext)
-        custodians = lab.call("record.custodians")[LAB : LAB + 2]
-    assert [site["kind"] for site in custodians] == ["laboratory", "pharmacy"]
+        written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", plaintext)
+        record_id = written.record_id
+    assert (written.stored, written.failed) == (("node1", "node2"), {})
 
     with client(net, HOSPITAL) as hospital:
         with pytest.raises(LedgerRefused, match="no consent in force"):
@@ -94,3 +94,20 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
 def test_a_custodian_refuses_a_ciphertext_that_does_not_match_its_anchor(net: ProcessNetwork) -> None:
     with client(net, 2) as rpc, pytest.raises(RpcError, match="no committed anchor"):
         rpc.call("record.store", record_id="11" * 32, custodian=site_key(net, 3).public_key.hex(), sealed="00" * 40, wrap="00" * 10)
+
+
+def test_a_custodian_down_at_write_time_fetches_its_copy_from_the_other_later(net: ProcessNetwork) -> None:
+    patient, encryption = register(net, "patient")
+    net.kill(2)  # the second custodian of what node 1 writes
+    with client(net, LAB) as lab:
+        written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", b'{"note": "repair me"}')
+    assert written.stored == ("node1",) and "node2" in written.failed
+    net.start(2)
+    net.wait_ready(2, WAIT_S)
+    blobs = BlobStore(net.homes[2] / "data" / "blobs")
+    net.wait_for(2, lambda: written.record_id in blobs.record_ids(), WAIT_S, "to fetch its copy from node 1")
+    net.kill(LAB)  # now the repaired copy is the only one reachable
+    with client(net, HOSPITAL) as hospital:
+        assert read_record(hospital, patient, encryption, written.record_id, purpose="PATRQT") == b'{"note": "repair me"}'
+    net.start(LAB)
+    net.wait_ready(LAB, WAIT_S)
