@@ -32,7 +32,7 @@ from p2pmed.cli_health import ID, KEY_OPTION, NamedParty
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
 from p2pmed.ledger.contracts.records import SIZE_MAX, RecordErase
-from p2pmed.records_client import LedgerRefused, read_record, submit, write_record
+from p2pmed.records_client import CustodyFailed, LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient
 
 __all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]
@@ -130,15 +130,18 @@ def _check_new_file(out: Path | None) -> None:
 
 @contextmanager
 def _deciding(home: Path) -> Iterator[RpcClient]:
-    """``node(home)``, where a refusal by the ledger, or a key wrap or ciphertext that does
-    not open here, also exits 1 with the reason. A custodian's refusal is an RPC error,
-    which ``node`` reports."""
+    """``node(home)``, where a refusal by the ledger, custodians that all refused a record,
+    or a key wrap or ciphertext that does not open here, also exit 1 with the reason. A
+    custodian's refusal to serve a read is an RPC error, which ``node`` reports."""
     with node(home) as client:
         try:
             yield client
         except LedgerRefused as refusal:
             detail = f": {refusal.detail}" if refusal.detail else ""
             fail(f"the ledger refused {refusal.tx_type} ({refusal.reason}){detail}")
+        except CustodyFailed as failure:
+            reasons = "; ".join(f"{custodian}: {reason}" for custodian, reason in failure.failed.items())
+            fail(f"the anchor of record {failure.record_id.hex()} is committed, but no custodian took its ciphertext: {reasons}")
         except CryptoError as error:
             fail(str(error))
 
@@ -221,9 +224,12 @@ def record_add(home: Path, as_json: bool, key_file: Path, patient: bytes | None,
     key = _load(load_signing_key, key_file)
     new = _new_record(plain_file, fhir_file, release, dict(refs), patient, category)
     with _deciding(home) as client:
-        record_id = write_record(client, key, new.patient, new.category, new.plaintext)
-    result = {"record_id": record_id.hex(), "patient": new.patient.hex(), "category": new.category, "bytes": len(new.plaintext)}
-    emit(result, as_json, lambda written: written["record_id"])
+        written = write_record(client, key, new.patient, new.category, new.plaintext)
+    for custodian, reason in written.failed.items():
+        click.echo(f"warning: custodian {custodian} did not take the ciphertext ({reason}); it copies it from another later", err=True)
+    result = {"record_id": written.record_id.hex(), "patient": new.patient.hex(), "category": new.category,
+              "bytes": len(new.plaintext), "stored": list(written.stored), "failed": written.failed}
+    emit(result, as_json, lambda shown: shown["record_id"])
 
 
 @record.command("read")

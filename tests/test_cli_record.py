@@ -315,4 +315,7 @@ def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: Pr
     again = reads(net, patient, record_id)
     assert again.exit_code == 1
     assert "the ledger refused record.read (not-authorised): the record was erased at the patient's request" in again.output
-    assert "ERASED at" in run(net.homes[HOSPITAL_SITE], "record", "show", "--record", record_id).output
+    after = run(net.homes[HOSPITAL_SITE], "record", "show", "--record", record_id)
+    assert "ERASED at" in after.output
+    for result in (written, refused, shown, erased, again, after):
+        assert b"potassium" not in result.stdout_bytes + result.stderr_bytes, "only record read shows the content"
