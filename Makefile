@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench bench-foundation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Throughput and latency of a 4-node network against this machine's signature limit (benchmarks/README.md).
 bench: $(STAMP)
+	$(BIN)/p2pmed bench --out bench-out
+
+bench-foundation: $(STAMP)
 	$(BIN)/python benchmarks/foundation.py
 
 clean:

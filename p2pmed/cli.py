@@ -123,6 +123,36 @@ def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float)
 
 
 @cli.command()
+@click.option("--nodes", type=click.IntRange(1, 16), default=4, show_default=True, help="Node processes to start.")
+@click.option("--rates", default="auto", show_default=True,
+              help="Offered tx/s per step, comma-separated (50,100,200), or auto: double from 50 until saturation, "
+                   "at most 10 steps. With --sim: the simulated rates (auto: 100,1000).")
+@click.option("--duration", type=click.FloatRange(0, 600, min_open=True), default=10.0, show_default=True,
+              help="Seconds of load per step (with --sim: simulated seconds per run).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("bench-out"), show_default=True,
+              help="Directory for bench.json, bench.png and the nodes' logs (with --sim: sim.json).")
+@click.option("--sim", "sim_only", is_flag=True, help="Measure the simulator's speed against real time instead.")
+def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) -> None:
+    """Throughput and latency of NODES real node processes on 127.0.0.1 under open-loop load, against
+    this machine's signature limit; prints a table and writes bench.json and bench.png (benchmarks/README.md).
+    Exit 0 whether or not the targets are met, 1 if the network fails, 2 on a bad option."""
+    from p2pmed.bench.plan import parse_rates
+    from p2pmed.bench.run import run_bench, run_sim_bench
+    from p2pmed.process_network import NodeFailed
+
+    try:
+        parsed = parse_rates(rates)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="'--rates'") from None
+    command = f"p2pmed bench --nodes {nodes} --rates {rates} --duration {duration:g} --out {out}" + (" --sim" if sim_only else "")
+    try:
+        (run_sim_bench if sim_only else run_bench)(nodes, parsed, duration, out, command, click.echo)
+    except (NodeFailed, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+
+
+@cli.command()
 def demo() -> None:
     """Run the end-to-end demo of what p2pmed does today."""
     demo_module.run(click.echo)

@@ -1,0 +1,133 @@
+"""``p2pmed bench``: the limit, the CPU reader, the rate plan, a tiny real run, ``--sim`` and bad options.
+
+Speed is never asserted here (house rule: the targets live in the benchmark's
+report); these tests check that each part measures something and reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from p2pmed.bench.cpu import cpu_seconds
+from p2pmed.bench.limit import measure_signature_limit
+from p2pmed.bench.plan import AUTO_STEPS_MAX, RatePlan, parse_rates
+from p2pmed.bench.step import StepResult
+from p2pmed.cli import cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+STEP_FIELDS = {
+    "label", "rate_asked_tx_per_s", "offered_tx_per_s", "committed_tx_per_s", "sent", "committed", "refused",
+    "send_window_s", "latency_ms", "send_lag_ms", "cpu_per_node", "node_cpu_ms_per_tx", "client_cpu",
+    "mempool_at_start", "send_errors",
+}
+
+
+def test_the_signature_limit_is_verifications_per_core_times_cores_over_nodes() -> None:
+    limit = measure_signature_limit(nodes=4, measure_cpu_s=0.05)
+    assert limit.verify_per_core_s > 0 and limit.signature_is_valid_per_core_s > 0 and limit.cores >= 1
+    assert limit.tx_per_s == pytest.approx(limit.verify_per_core_s * limit.cores / 4)
+    assert limit.as_json()["nodes"] == 4
+
+
+def test_the_cpu_reader_reads_what_a_real_process_used_and_refuses_a_gone_one() -> None:
+    burn = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.2: pass\ntime.sleep(60)"
+    process = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 20
+        while cpu_seconds(process.pid) < 0.15 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cpu_seconds(process.pid) >= 0.15
+    finally:
+        process.kill()
+        process.wait()
+    with pytest.raises(OSError):
+        cpu_seconds(process.pid)
+
+
+def _step(rate: float, committed_per_s: float, p99_ms: float | None = 100.0, committed: int = 100) -> StepResult:
+    return StepResult("sweep", rate, 100, committed, 1.0, rate, committed_per_s, {"p50": p99_ms, "p99": p99_ms},
+                      {"p99": 0.0}, [0.5], 0.1)
+
+
+def test_auto_doubles_the_rate_until_committed_throughput_stops_growing() -> None:
+    plan, steps = RatePlan(None), []
+    for committed in (50, 100, 190, 200):
+        rate = plan.next_rate(steps)
+        assert rate is not None
+        steps.append(_step(rate, committed))
+    assert [step.rate for step in steps] == [50, 100, 200, 400]
+    assert plan.next_rate(steps) is None and "saturated at 400" in plan.stop_reason
+
+
+@pytest.mark.parametrize(("last", "reason"), [
+    (_step(100, 99, p99_ms=5_000), "latency exploded"),
+    (_step(100, 99, committed=50), "only 50% of what was sent committed"),
+    (_step(100, 0, p99_ms=None, committed=0), "nothing committed"),
+])
+def test_auto_stops_when_latency_explodes_or_commits_fall_behind(last: StepResult, reason: str) -> None:
+    plan = RatePlan(None)
+    assert plan.next_rate([_step(50, 50), last]) is None and reason in plan.stop_reason
+
+
+def test_auto_stops_at_its_step_cap_and_a_fixed_list_runs_as_given() -> None:
+    plan = RatePlan(None)
+    steps = [_step(50 * 2**index, 50 * 2**index) for index in range(AUTO_STEPS_MAX)]
+    assert plan.next_rate(steps) is None and "cap" in plan.stop_reason
+    fixed, done = RatePlan((30.0, 10.0)), []
+    while (rate := fixed.next_rate(done)) is not None:
+        done.append(_step(rate, rate))
+    assert [step.rate for step in done] == [30.0, 10.0]
+    assert parse_rates("auto") is None and parse_rates(" 50, 100 ") == (50.0, 100.0)
+
+
+def test_a_tiny_real_network_bench_writes_its_json_png_table_and_logs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["bench", "--nodes", "4", "--rates", "20", "--duration", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "bench.json").read_text())
+    assert data["command"].startswith("p2pmed bench --nodes 4 --rates 20 --duration 1")
+    assert {"cores", "cpu_model", "python", "libp2p", "load_average_at_start"} <= set(data["machine"])
+    assert data["signature_limit"]["tx_per_s"] > 0 and data["signature_limit"]["nodes"] == 4
+    [step] = data["steps"]
+    assert set(step) == STEP_FIELDS and step["sent"] == 20 and step["committed"] > 0
+    assert len(step["cpu_per_node"]) == 4 and step["latency_ms"]["p50"] is not None
+    assert set(data["half_rate"]) == STEP_FIELDS and data["half_rate"]["label"] == "half-rate"
+    assert {"best_committed_tx_per_s", "ratio_to_limit", "throughput", "latency_at_half_rate"} <= set(data["targets"])
+    assert isinstance(data["targets"]["throughput"]["met"], bool)
+    assert (out / "bench.png").read_bytes()[:8] == PNG_MAGIC
+    assert sorted(path.name for path in (out / "logs").iterdir()) == [f"node{i}.log" for i in range(4)]
+    assert "half-rate" in result.output and "signature limit" in result.output and "target" in result.output
+
+
+def test_sim_reports_the_simulators_speedup(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--sim", "--rates", "100", "--duration", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [run] = json.loads((tmp_path / "sim.json").read_text())["runs"]
+    assert run["nodes"] == 4 and run["rate_tx_per_s"] == 100 and run["speedup"] > 0 and run["events_per_s"] > 0
+    assert "target 4 nodes at 100 tx/s" in result.output
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--rates", "fast"], "--rates"),
+    (["--rates", "0"], "--rates"),
+    (["--rates", "-5"], "--rates"),
+    (["--rates", "50,,100"], "--rates"),
+    (["--rates", "nan"], "--rates"),
+    (["--rates", "1e9"], "--rates"),
+    (["--nodes", "0"], "--nodes"),
+    (["--nodes", "17"], "--nodes"),
+    (["--duration", "0"], "--duration"),
+    (["--duration", "-1"], "--duration"),
+    (["--duration", "soon"], "--duration"),
+])
+def test_a_bad_option_exits_2_naming_it(tmp_path: Path, args: list[str], option: str) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2 and option in result.output
+    assert not (tmp_path / "out").exists()
