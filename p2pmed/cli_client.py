@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, socket_of
+from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, socket_of, utc_time
 from p2pmed.codec import TX_SIZE_MAX
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError, Subscription
 
@@ -179,18 +179,13 @@ def human_block(result: dict[str, Any]) -> str:
     certificate = result["commit_certificate"]
     lines = [
         f"block {result['height']}  {result['hash']}",
-        f"  time {_iso(result['time_ms'])}  proposer {result['proposer']}",
+        f"  time {utc_time(result['time_ms'], 'milliseconds')}  proposer {result['proposer']}",
         f"  previous {result['previous_hash']}",
         f"  commit certificate: {'none' if certificate is None else f'{len(certificate) // 2} bytes'}",
         f"  {result['tx_count']} transaction{'' if result['tx_count'] == 1 else 's'}",
     ]
     lines.extend(f"    {tx_id}" for tx_id in result["tx_ids"])
     return "\n".join(lines)
-
-
-def _iso(time_ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(time_ms / 1000, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- watch ---------------------------------------------------------------------------------

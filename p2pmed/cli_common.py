@@ -3,6 +3,7 @@ finding the socket, talking to the node and printing its answers."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from p2pmed.rpc.client import RpcClient, RpcError
 
 __all__ = [
     "CALL_TIMEOUT_S", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_VIOLATION", "HOME_OPTION", "JSON_OPTION", "emit", "fail", "node",
-    "socket_of",
+    "socket_of", "utc_time",
 ]
 
 CALL_TIMEOUT_S = 30.0
@@ -62,3 +63,14 @@ def node(home: Path) -> Iterator[RpcClient]:
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else human(result))
+
+
+def utc_time(time_ms: int | None, timespec: str = "seconds") -> str:
+    """A ledger time (ms since 1970) as ISO 8601 UTC; ``-`` for none, ``never`` past year 9999."""
+    if time_ms is None:
+        return "-"
+    try:
+        moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=time_ms)
+    except OverflowError:
+        return "never"
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")

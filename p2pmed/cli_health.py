@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from p2pmed.cli_client import human_tx
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node
+from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
@@ -45,7 +45,7 @@ from p2pmed.ledger.contracts import trials as trial_rules
 from p2pmed.tx_client import sign_next, wait_decided
 from p2pmed.rpc.client import RpcClient, RpcError
 
-__all__ = ["HEALTH_COMMANDS", "HexBytes", "NamedParty", "UtcTime", "submit_signed"]
+__all__ = ["HEALTH_COMMANDS", "ID", "KEY_OPTION", "HexBytes", "NamedParty", "UtcTime", "refuse_if_rejected", "submit_signed"]
 
 ID_SIZE = 32
 SIGNING_KEY_FILE = "signing_key.pem"
@@ -142,44 +142,42 @@ def _load_key(path: Path) -> SigningKey:
         fail(str(error), EXIT_BAD_INPUT)
 
 
-def submit_signed(client: RpcClient, key: SigningKey, tx_type: str, body: Any, wait: bool, timeout_s: float) -> dict[str, Any]:
+def submit_signed(
+    client: RpcClient, key: SigningKey, tx_type: str, body: Any, wait: bool, timeout_s: float, where: str = ""
+) -> dict[str, Any]:
     """Sign ``body`` as a ``tx_type`` transaction with the sender's next nonce and submit it;
     with ``wait``, return ``tx.get``'s answer once it is committed or rejected. A refusal
-    at submission exits 1 with the reason."""
+    at submission exits 1 with the reason, prefixed by ``where`` the transaction came from."""
+    prefix = f"{where}: " if where else ""
     tx = sign_next(client, key, tx_type, body)
     try:
         submitted: dict[str, Any] = client.call("tx.submit", tx=tx.encoded.hex())
     except RpcError as error:
         reason = error.data.get("reason") if isinstance(error.data, dict) else None
-        fail(f"the node refused {tx_type}: {error.message}" + (f" [{reason}]" if reason else ""))
+        fail(f"{prefix}the node refused {tx_type}: {error.message}" + (f" [{reason}]" if reason else ""))
     if not wait:
         return submitted
     result = wait_decided(client, tx, timeout_s)
     if result is None:
-        fail(f"{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
+        fail(f"{prefix}{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
     return result
+
+
+def refuse_if_rejected(result: dict[str, Any], tx_type: str, where: str = "") -> None:
+    """Exit 1 saying why, if the ledger refused the transaction ``result`` describes."""
+    if result["status"] == "rejected":
+        detail = f": {result['detail']}" if result["detail"] else ""
+        fail(f"{where + ': ' if where else ''}the ledger refused {tx_type} ({result['reason']}){detail}")
 
 
 def _submit(home: Path, as_json: bool, key: SigningKey, wait: bool, timeout_s: float, tx_type: str, body: Any) -> None:
     with node(home) as client:
         result = submit_signed(client, key, tx_type, body, wait, timeout_s)
     emit(result, as_json, human_tx)
-    if result["status"] == "rejected":
-        detail = f": {result['detail']}" if result["detail"] else ""
-        fail(f"the ledger refused {tx_type} ({result['reason']}){detail}")
+    refuse_if_rejected(result, tx_type)
 
 
 # -- human output -----------------------------------------------------------------------------
-
-
-def _iso(time_ms: int | None) -> str:
-    if time_ms is None:
-        return "-"
-    try:
-        moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=time_ms)
-    except OverflowError:
-        return "never"
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _short(hex_id: str) -> str:
@@ -201,15 +199,15 @@ def human_organisation(result: dict[str, Any]) -> str:
 
 
 def human_consents(result: dict[str, Any]) -> str:
-    lines = [f"patient {result['patient']} at {_iso(result['time_ms'])} (the latest block)"]
+    lines = [f"patient {result['patient']} at {utc_time(result['time_ms'])} (the latest block)"]
     for consent in result["consents"]:
         lines.append(f"  {consent['category']:<13} to {consent['grantee']} for {consent['purpose']}"
-                     f" until {_iso(consent['expires_ms'])} (granted by {_short(consent['granted_by'])})")
+                     f" until {utc_time(consent['expires_ms'])} (granted by {_short(consent['granted_by'])})")
     if not result["consents"]:
         lines.append("  no consent in force")
     if result["truncated"]:
         lines.append("  … more not shown: raise --limit")
-    lines += [f"  delegate {delegate['delegate']} until {_iso(delegate['expires_ms'])}" for delegate in result["delegates"]]
+    lines += [f"  delegate {delegate['delegate']} until {utc_time(delegate['expires_ms'])}" for delegate in result["delegates"]]
     return "\n".join(lines)
 
 
@@ -219,7 +217,7 @@ def human_audit(result: dict[str, Any]) -> str:
         mark = "!" if entry["kind"] == "break-glass" else " "
         record = f" record {_short(entry['record_id'])}" if entry["record_id"] else ""
         facts = " ".join(part for part in (entry["category"], entry["purpose"], entry["detail"]) if part)
-        lines.append(f"{mark} {_iso(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by {_short(entry['actor'])}{record}  {facts}")
+        lines.append(f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by {_short(entry['actor'])}{record}  {facts}")
     count = len(result["entries"])
     lines.append(f"{count} entr{'y' if count == 1 else 'ies'} for {result['by']} {result['subject']}")
     return "\n".join(lines)
@@ -239,7 +237,7 @@ def human_trial(result: dict[str, Any]) -> str:
     for number, anchored in enumerate(result["results"], start=1):
         switching = anchored["outcome_switching"]
         verdict = switching["summary"] if switching else "endpoints as registered"
-        lines.append(f"  result {number}: data set {anchored['dataset_sha256']} at {_iso(anchored['time_ms'])}: {verdict}")
+        lines.append(f"  result {number}: data set {anchored['dataset_sha256']} at {utc_time(anchored['time_ms'])}: {verdict}")
     return "\n".join(lines)
 
 
@@ -261,7 +259,7 @@ def human_trace(result: dict[str, Any]) -> str:
     lines = [head]
     for event in result["events"]:
         party = f" ↔ {_short(event['party'])}" if event["party"] else ""
-        lines.append(f"  {_iso(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by {_short(event['organisation'])}{party}  {event['detail']}")
+        lines.append(f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by {_short(event['organisation'])}{party}  {event['detail']}")
     return "\n".join(lines)
 
 
@@ -270,7 +268,7 @@ def human_verdict(result: dict[str, Any]) -> str:
 
 
 def human_alerts(result: dict[str, Any]) -> str:
-    lines = [f"#{alert['index']} {_iso(alert['time_ms'])} {alert['kind']}: (01){alert['gtin']}(21){alert['serial']}"
+    lines = [f"#{alert['index']} {utc_time(alert['time_ms'])} {alert['kind']}: (01){alert['gtin']}(21){alert['serial']}"
              f" by {_short(alert['organisation'])}  {alert['detail']}" for alert in result["alerts"]]
     lines.append(f"{result['count']} alert{'' if result['count'] == 1 else 's'} in all")
     return "\n".join(lines)
@@ -803,20 +801,10 @@ def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], b
     return shipment_of
 
 
-def _submit_event(client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float) -> dict[str, Any]:
-    """``submit_signed`` with ``--wait``, but a refusal or a timeout names the EPCIS event the
-    transaction came from, so that the operator knows where the import stopped."""
-    tx = sign_next(client, key, tx_type, body)
-    try:
-        client.call("tx.submit", tx=tx.encoded.hex())
-    except RpcError as error:
-        fail(f"{event}: the node refused {tx_type}: {error.message}")
-    result = wait_decided(client, tx, timeout_s)
-    if result is None:
-        fail(f"{event}: {tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
-    if result["status"] == "rejected":
-        detail = f": {result['detail']}" if result["detail"] else ""
-        fail(f"{event}: the ledger refused {tx_type} ({result['reason']}){detail}")
+def _submit_imported(client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float) -> dict[str, Any]:
+    """Submit and wait; a refusal names the EPCIS ``event`` the transaction came from."""
+    result = submit_signed(client, key, tx_type, body, True, timeout_s, where=event)
+    refuse_if_rejected(result, tx_type, where=event)
     return result
 
 
@@ -849,7 +837,7 @@ def supply_import_epcis(home: Path, as_json: bool, key_file: Path, timeout: floa
         except EpcisError as error:
             fail(f"{file}: {error}", EXIT_BAD_INPUT)
         for tx in txs:
-            result = _submit_event(client, key, tx.tx_type, tx.body, tx.event, timeout)
+            result = _submit_imported(client, key, tx.tx_type, tx.body, tx.event, timeout)
             results.append({"event": tx.event, **result})
             if not as_json:
                 click.echo(f"{tx.event}  {tx.tx_type} {result['tx_id']} committed at height {result['height']}")
@@ -864,24 +852,13 @@ def fhir() -> None:
     """FHIR interop: check a resource before it is imported."""
 
 
-def _reference(text: str) -> tuple[str, bytes]:
-    literal, _, party = text.rpartition("=")
-    try:
-        value = bytes.fromhex(party)
-    except ValueError:
-        value = b""
-    if not literal or len(value) != ID_SIZE:
-        fail(f"--ref {text[:80]!r}: expected REFERENCE=HEX, e.g. Patient/123=<64 hex digits>", EXIT_BAD_INPUT)
-    return literal, value
-
-
 @fhir.command("import-check")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--release", type=click.Choice(["R5", "R4B", "R4"]), default="R5", show_default=True)
-@click.option("--ref", "refs", multiple=True, metavar="REFERENCE=HEX",
+@click.option("--ref", "refs", type=NamedParty(), multiple=True, metavar="REFERENCE=HEX",
               help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation key; repeat.")
 @JSON_OPTION
-def fhir_import_check(file: Path, release: str, refs: tuple[str, ...], as_json: bool) -> None:
+def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], ...], as_json: bool) -> None:
     """Check a FHIR JSON resource (Patient, Observation, Condition, MedicationRequest, Consent)
     and show what p2pmed would make of it. Exit 2, naming the path, if it would refuse it."""
     from p2pmed.interop.fhir import IMPORT_SIZE_MAX, ClinicalData, FhirError, PatientData, import_resource
@@ -889,7 +866,7 @@ def fhir_import_check(file: Path, release: str, refs: tuple[str, ...], as_json: 
     try:
         with file.open("rb") as source:
             data = source.read(IMPORT_SIZE_MAX + 1)
-        imported = import_resource(data, release, dict(_reference(ref) for ref in refs))
+        imported = import_resource(data, release, dict(refs))
     except OSError as error:
         fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
     except FhirError as error:
@@ -912,7 +889,7 @@ def human_import(result: dict[str, Any]) -> str:
         return (f"{result['resource_type']}: valid; a {result['category']} record of patient {result['patient']}"
                 f" ({result['bytes']} bytes to encrypt)")
     return (f"Consent: valid; consent.grant by patient {result['patient']} to {result['grantee']}:"
-            f" {', '.join(result['categories'])} for {result['purpose']} until {_iso(result['expires_ms'])}")
+            f" {', '.join(result['categories'])} for {result['purpose']} until {utc_time(result['expires_ms'])}")
 
 
 HEALTH_COMMANDS = [identity, consent, audit, trial, supply, fhir]

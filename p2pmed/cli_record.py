@@ -16,7 +16,6 @@ asked.
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node
+from p2pmed.cli_common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.cli_health import ID, KEY_OPTION, NamedParty
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
@@ -180,16 +179,11 @@ def _deliver(record_id: bytes, plaintext: bytes, out: Path | None) -> None:
     click.echo(plaintext, nl=terminal and not plaintext.endswith(b"\n"))
 
 
-def _utc(time_ms: int) -> str:
-    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=time_ms)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def human_record(result: dict[str, Any]) -> str:
-    state = f"ERASED at {_utc(result['erased_ms'])}" if result["erased"] else "in force"
+    state = f"ERASED at {utc_time(result['erased_ms'])}" if result["erased"] else "in force"
     lines = [f"record {result['record_id']}  {result['category']}, {state}",
              f"  patient    {result['patient']}",
-             f"  written by {result['writer']} at height {result['height']} ({_utc(result['written_ms'])})",
+             f"  written by {result['writer']} at height {result['height']} ({utc_time(result['written_ms'])})",
              f"  ciphertext {result['size']} bytes, sha256 {result['ciphertext_sha256']}"]
     lines += [f"  custodian  {custodian}" for custodian in result["custodians"]]
     return "\n".join(lines)

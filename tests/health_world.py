@@ -5,21 +5,25 @@ switched outcomes and drug packs, each committed in a block of its own."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import trio
 from ledger_harness import CHAIN, LedgerHarness, key
 
 from p2pmed.crypto import SigningKey
+from p2pmed.health_rpc import health_methods
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
 from p2pmed.ledger.machine import TxResult, next_nonce
-from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
 from p2pmed.mempool import Mempool
+from p2pmed.rpc.params import Method
 from p2pmed.store import Store
 
 HOSPITAL, LAB, SPONSOR = key("hospital"), key("lab"), key("sponsor")
@@ -92,3 +96,50 @@ class FakeCore:
 def fake_node(store: Store) -> Any:
     # The node's clock runs far ahead of the chain: decisions must use the block time.
     return SimpleNamespace(core=FakeCore(store), clock=SimpleNamespace(now_ms=lambda: FAR_MS + 1))
+
+
+class InProcessClient:
+    """Stands in for ``RpcClient``: binds params and runs the handler as the server would,
+    with JSON on both sides. ``node.status``, ``tx.submit`` and ``tx.get`` are the node's,
+    so they are played here: a submitted transaction is ordered at once in its own block."""
+
+    def __init__(self, ledger: StoreHarness) -> None:
+        node = fake_node(ledger.store)
+        self.methods = {
+            **health_methods(node),  # type: ignore[arg-type]
+            "node.status": Method(self._status),
+            "tx.submit": Method(self._submit, {"tx": bytes}),
+            "tx.get": Method(self._get, {"tx_id": bytes}),
+        }
+        self.ledger = ledger
+        self.calls: list[str] = []
+
+    def __call__(self, socket_path: Path, timeout: float | None = None) -> InProcessClient:
+        return self
+
+    def __enter__(self) -> InProcessClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def call(self, method: str, /, **params: Any) -> Any:
+        self.calls.append(method)
+        bound = self.methods[method].bind(method, json.loads(json.dumps(params)))
+        return json.loads(json.dumps(trio.run(self.methods[method].handler, bound)))
+
+    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"chain_id": CHAIN}
+
+    async def _submit(self, params: dict[str, Any]) -> dict[str, Any]:
+        tx = decode_transaction(params["tx"])
+        self.ledger.commit(tx)
+        return {"tx_id": tx.id.hex(), "status": "pending"}
+
+    async def _get(self, params: dict[str, Any]) -> dict[str, Any]:
+        stored = self.ledger.store.transaction(params["tx_id"])
+        assert stored is not None
+        reason = None if stored.reject_reason is None else stored.reject_reason.value
+        return {"tx_id": stored.tx.id.hex(), "status": "committed" if reason is None else "rejected", "height": stored.height,
+                "position": stored.position, "reason": reason, "detail": stored.reject_detail or None, "type": stored.tx.type,
+                "sender": stored.tx.sender.hex(), "nonce": stored.tx.nonce}

@@ -15,68 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 from click.testing import CliRunner, Result
 from fhir.resources.auditevent import AuditEvent
-from health_world import CHAIN, DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, StoreHarness, build_world, fake_node
+from health_world import DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, InProcessClient, StoreHarness, build_world
 
 from p2pmed import cli_common
 from p2pmed.cli import cli
 from p2pmed.cli_health import UtcTime
 from p2pmed.crypto import SigningKey, load_signing_key, save_signing_key
-from p2pmed.health_rpc import health_methods
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
 
 P = PATIENT.public_key.hex()
-
-
-class InProcessClient:
-    """Stands in for ``RpcClient``: binds params and runs the handler as the server would,
-    with JSON on both sides. ``node.status``, ``tx.submit`` and ``tx.get`` are the node's,
-    so they are played here: a submitted transaction is ordered at once in its own block."""
-
-    def __init__(self, ledger: StoreHarness) -> None:
-        node = fake_node(ledger.store)
-        self.methods = {
-            **health_methods(node),  # type: ignore[arg-type]
-            "node.status": Method(self._status),
-            "tx.submit": Method(self._submit, {"tx": bytes}),
-            "tx.get": Method(self._get, {"tx_id": bytes}),
-        }
-        self.ledger = ledger
-        self.calls: list[str] = []
-
-    def __call__(self, socket_path: Path, timeout: float | None = None) -> InProcessClient:
-        return self
-
-    def __enter__(self) -> InProcessClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-    def call(self, method: str, /, **params: Any) -> Any:
-        self.calls.append(method)
-        bound = self.methods[method].bind(method, json.loads(json.dumps(params)))
-        return json.loads(json.dumps(trio.run(self.methods[method].handler, bound)))
-
-    async def _status(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"chain_id": CHAIN}
-
-    async def _submit(self, params: dict[str, Any]) -> dict[str, Any]:
-        tx = decode_transaction(params["tx"])
-        self.ledger.commit(tx)
-        return {"tx_id": tx.id.hex(), "status": "pending"}
-
-    async def _get(self, params: dict[str, Any]) -> dict[str, Any]:
-        stored = self.ledger.store.transaction(params["tx_id"])
-        assert stored is not None
-        reason = None if stored.reject_reason is None else stored.reject_reason.value
-        return {"tx_id": stored.tx.id.hex(), "status": "committed" if reason is None else "rejected", "height": stored.height,
-                "position": stored.position, "reason": reason, "detail": stored.reject_detail or None, "type": stored.tx.type,
-                "sender": stored.tx.sender.hex(), "nonce": stored.tx.nonce}
 
 
 @pytest.fixture
@@ -285,7 +236,7 @@ def test_fhir_import_check_maps_or_names_the_problem(directory: Path) -> None:
     unmapped = CliRunner().invoke(cli, ["fhir", "import-check", str(path)])
     assert unmapped.exit_code == 2 and "Observation.subject.reference: 'Patient/7' is not mapped" in unmapped.output
     bad_ref = CliRunner().invoke(cli, ["fhir", "import-check", str(path), "--ref", "Patient/7"])
-    assert bad_ref.exit_code == 2 and "expected REFERENCE=HEX" in bad_ref.output
+    assert bad_ref.exit_code == 2 and "expected NAME=HEX" in bad_ref.output
 
 
 def test_expiry_dates_hold_through_their_day() -> None:

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, StoreHarness, build_world
-from test_cli_health import InProcessClient
+from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, InProcessClient, StoreHarness, build_world
 
 from p2pmed import cli_common
 from p2pmed.cli import cli
