@@ -144,7 +144,8 @@ def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) ->
         parsed = parse_rates(rates)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="'--rates'") from None
-    command = f"p2pmed bench --nodes {nodes} --rates {rates} --duration {duration:g} --out {out}" + (" --sim" if sim_only else "")
+    command = f"p2pmed bench --nodes {nodes} --rates {rates} --duration {duration:g} --out {out}"
+    command += " --sim" if sim_only else ""
     try:
         (run_sim_bench if sim_only else run_bench)(nodes, parsed, duration, out, command, click.echo)
     except (NodeFailed, OSError) as error:

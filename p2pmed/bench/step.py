@@ -92,7 +92,8 @@ class StepResult:
     rate: float
     sent: int
     committed: int
-    duration_s: float
+    window_s: float
+    """The send window: from the first due transaction to the last one written."""
     offered_per_s: float
     committed_per_s: float
     latency_ms: dict[str, float | None]
@@ -113,7 +114,7 @@ class StepResult:
         signature check costs about 0.1 ms, this says how much else each transaction costs."""
         if not self.sent:
             return None
-        return sum(self.cpu_per_node) / len(self.cpu_per_node) * self.duration_s / self.sent * 1000
+        return sum(self.cpu_per_node) / len(self.cpu_per_node) * self.window_s / self.sent * 1000
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -124,7 +125,7 @@ class StepResult:
             "sent": self.sent,
             "committed": self.committed,
             "refused": self.refused,
-            "send_window_s": round(self.duration_s, 3),
+            "send_window_s": round(self.window_s, 3),
             "latency_ms": self.latency_ms,
             "send_lag_ms": self.send_lag_ms,
             "cpu_per_node": [round(cpu, 3) for cpu in self.cpu_per_node],
@@ -149,7 +150,11 @@ class _Submitter:
         self._stop = threading.Event()
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._socket.settimeout(SEND_TIMEOUT_S)
-        self._socket.connect(os.fspath(socket_path))
+        try:
+            self._socket.connect(os.fspath(socket_path))
+        except BaseException:
+            self._socket.close()
+            raise
         self._reader = self._socket.dup()  # its own timeout, so reading polls while writing may block
         self._reader.settimeout(POLL_S)
         self._threads = [
@@ -172,7 +177,8 @@ class _Submitter:
     def close(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(SEND_TIMEOUT_S)
+            if thread.is_alive():  # never started if the step failed before it began
+                thread.join(SEND_TIMEOUT_S)
         self._reader.close()
         self._socket.close()
 
@@ -227,8 +233,10 @@ def run_step(
 ) -> StepResult:
     """Send ``load``, then wait at most ``drain_s`` seconds after the last write for its commits."""
     assert len(socket_paths) == len(load.lines) == len(pids)
-    submitters = [_Submitter(path, load, node) for node, path in enumerate(socket_paths)]
+    submitters: list[_Submitter] = []
     try:
+        for node, path in enumerate(socket_paths):
+            submitters.append(_Submitter(path, load, node))
         cpu_before = [cpu_seconds(pid) for pid in [*pids, os.getpid()]]
         start = time.monotonic()
         for submitter in submitters:
@@ -282,7 +290,7 @@ def _result(
         rate=load.rate,
         sent=sent,
         committed=len(latencies),
-        duration_s=window_s,
+        window_s=window_s,
         offered_per_s=sent / max(window_s, load.duration_s),
         committed_per_s=len(latencies) / (last_commit - start) if latencies else 0.0,
         latency_ms=percentiles(latencies, ("p50", "p95", "p99", "max")),
