@@ -133,7 +133,7 @@ def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float)
               help="Directory for bench.json, bench.png and the nodes' logs (with --sim: sim.json).")
 @click.option("--sim", "sim_only", is_flag=True, help="Measure the simulator's speed against real time instead.")
 def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) -> None:
-    """Throughput and latency of NODES real node processes on 127.0.0.1 under open-loop load, against
+    """Throughput and latency of real node processes on 127.0.0.1 under open-loop load, against
     this machine's signature limit; prints a table and writes bench.json and bench.png (benchmarks/README.md).
     Exit 0 whether or not the targets are met, 1 if the network fails, 2 on a bad option."""
     from p2pmed.bench.plan import parse_rates
