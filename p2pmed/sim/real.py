@@ -5,11 +5,15 @@ faults are real: a crash is SIGKILL, a restart starts the process again on its
 store, partitions, loss and delay go through each node's fault-injection
 wrapper (``debug.faults``, enabled in these nodes' config only). The workload is
 signed sample transactions submitted over RPC to the live nodes in turn, open
-loop at the scenario's rate. Like the simulator's client, the harness sends a
-transaction again every ``RESEND_S`` until it commits (to a node that is up;
-one that found no node up is sent when one is), because a sender's later nonces
-wait for every earlier one. A transaction's latency runs from its first send to
-when the first node announces its block on ``chain.subscribe``.
+loop at the scenario's rate. A transaction can be lost in two ways: its send
+fails (no node up, or the node dies under the call), or the node that took it is
+killed before gossip spread it. The harness sends those again every
+``RESEND_S``, as a client would, because a sender's later nonces wait for every
+earlier one; once the workload and the faults are over it also sends every
+uncommitted transaction again now and then. It does not resend everything on a
+timer, as the simulator's client does: on real processes a backlog resent every
+few seconds is a load of its own. A transaction's latency runs from its first
+send to when the first node announces its block on ``chain.subscribe``.
 
 Checkers: safety holds when every pair of nodes has the same block at every
 height both reached (compared over RPC at the end); liveness, when the faults
@@ -51,6 +55,7 @@ CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_tim
 CHAIN_ID = "p2pmed-harness"
 SAMPLE_S = 1.0
 RESEND_S = 3.0
+"""How often transactions that may be lost are sent again."""
 START_TIMEOUT_S = 60.0
 PLAYABLE = {
     FaultKind.CRASH, FaultKind.RESTART, FaultKind.PAUSE, FaultKind.RESUME,
@@ -171,6 +176,8 @@ class _Run:
         self.failed_sends = 0
         self.resubmitted = 0
         self.paused: set[int] = set()
+        self.held_by: dict[str, int | None] = {}
+        """The node each transaction was last handed to; None when it may be lost."""
 
     def play(self, rng: random.Random) -> dict[str, Any]:
         watcher = _CommitWatcher(self.net)
@@ -207,7 +214,7 @@ class _Run:
             rounds = 0
             while liveness_expected and any(missing.values()) and time.monotonic() < deadline:
                 if rounds % 5 == 0:
-                    self._resubmit(watcher, rng)
+                    self._resubmit(watcher, rng, everything=True)
                 self._sample(time.monotonic() - self.start)
                 time.sleep(SAMPLE_S)
                 rounds += 1
@@ -227,6 +234,9 @@ class _Run:
             if net.processes[fault.node] is not None:
                 net.kill(fault.node)
                 self.paused.discard(fault.node)
+                for tx_id, holder in self.held_by.items():
+                    if holder == fault.node:
+                        self.held_by[tx_id] = None
             return
         if fault.kind is FaultKind.PAUSE:
             assert fault.node is not None
@@ -261,31 +271,33 @@ class _Run:
         _apply_links(net, self.links, self._live())
 
     def _submit(self, tx: Transaction, rng: random.Random) -> None:
-        self.submitted_at[tx.id.hex()] = time.monotonic()  # resent later if this send fails
-        live = self._live()
-        if not live:
+        self.submitted_at[tx.id.hex()] = time.monotonic()
+        if not self._send(tx.id.hex(), tx.encoded.hex(), rng):
             self.failed_sends += 1
-            return
-        try:
-            self.net.call(rng.choice(live), "tx.submit", tx=tx.encoded.hex())
-        except (NodeNotRunning, RpcError, OSError):
-            self.failed_sends += 1  # the node died under us, or refused it
 
-    def _resubmit(self, watcher: _CommitWatcher, rng: random.Random) -> None:
-        """Send what has waited ``RESEND_S`` without committing again, as a client would:
-        a transaction that reached only a node that then crashed is lost, and with it
-        every later nonce of its sender would wait forever."""
-        encoded = {tx.id.hex(): tx.encoded.hex() for tx in self.txs}
-        due = time.monotonic() - RESEND_S
-        for tx_id in [tx_id for tx_id, at in self.submitted_at.items() if tx_id not in watcher.committed_at and at <= due]:
-            live = self._live()
-            if not live:
-                return
+    def _send(self, tx_id: str, encoded: str, rng: random.Random) -> bool:
+        """Hand a transaction to a live node; remember which, or that none took it."""
+        live = self._live()
+        node = rng.choice(live) if live else None
+        if node is not None:
             try:
-                self.net.call(rng.choice(live), "tx.submit", tx=encoded[tx_id])
-                self.resubmitted += 1
-            except (NodeNotRunning, RpcError, OSError):
-                pass  # already waiting there (duplicate), or the node is gone
+                self.net.call(node, "tx.submit", tx=encoded)
+            except RpcError as error:  # a duplicate: that node, or another, has it already
+                node = node if isinstance(error.data, dict) and error.data.get("reason") == "duplicate" else None
+            except (NodeNotRunning, OSError):  # it died under us
+                node = None
+        self.held_by[tx_id] = node
+        return node is not None
+
+    def _resubmit(self, watcher: _CommitWatcher, rng: random.Random, everything: bool = False) -> None:
+        """Send again what may be lost (or, with ``everything``, whatever has not committed)."""
+        encoded = {tx.id.hex(): tx.encoded.hex() for tx in self.txs}
+        for tx_id in list(self.submitted_at):
+            if tx_id not in watcher.committed_at and (everything or self.held_by.get(tx_id) is None):
+                if self._send(tx_id, encoded[tx_id], rng):
+                    self.resubmitted += 1
+                elif not self._live():
+                    return
 
     def _sample(self, elapsed: float) -> None:
         for index in range(self.net.size):
