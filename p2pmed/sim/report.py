@@ -85,8 +85,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         "## Over time",
         "",
         (
-            "Committed tx/s, latency p50/p99, height and view per node; shaded: nodes down (red), partitions (blue),"
-            " Byzantine nodes (purple); dotted: other faults."
+            "Committed tx/s, latency p50/p99, height and view per node; shaded: nodes down (red), paused (orange),"
+            " partitions (blue), Byzantine nodes (purple); dotted: other faults."
         ),
         "",
         "![](report.png)",
