@@ -71,6 +71,12 @@ class LocalNetwork:
             self._queue(destination, core.receive(source, data, self.now_ms))
         return True
 
+    def tick(self, index: int) -> None:
+        """Run node ``index``'s timers at the current time; what it sends goes in flight."""
+        core = self.cores[index]
+        assert core is not None, f"node {index} is down"
+        self._queue(index, core.tick(self.now_ms))
+
     def heads(self) -> list[tuple[int, bytes] | None]:
         return [None if core is None else core.store.head() for core in self.cores]
 

@@ -178,3 +178,35 @@ def test_a_restarted_node_says_it_is_catching_up_until_it_has_every_block(tmp_pa
     assert any(executed == 1 + FETCH_BLOCKS_MAX and (ahead or 0) > executed for executed, ahead in progress)
     assert restarted.replica.last_executed == target and restarted.replica.catching_up_to is None
     network.close()
+
+
+def test_a_node_catching_up_does_not_suspect_the_primary_for_transactions_it_has_yet_to_fetch(tmp_path: Path) -> None:
+    timeout_ms = 1_000
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(batch_size_max=1, request_timeout_ms=timeout_ms))
+    sender = SigningKey.from_seed(b"w" * 32)
+    for nonce in range(6 * FETCH_BLOCKS_MAX):  # one block each: six fetch rounds behind
+        if nonce == 1:
+            network.crash(3)
+        network.submit_everywhere(probe(sender, nonce))
+        network.run(20)
+    network.restart(3)
+    restarted = network.cores[3]
+    assert restarted is not None
+    late = probe(SigningKey.from_seed(b"x" * 32), 0)  # reaches it while it is behind; nobody else has it
+    restarted.submit(late, network.now_ms)
+    # Each fetch round trip takes 0.8 s here, so catching up takes far longer than the request timeout.
+    height, _ = network.heads()[0] or (0, b"")
+    for _ in range(20):
+        while network.deliver_next():
+            pass
+        if restarted.replica.last_executed == height:
+            break
+        assert restarted.replica.view_changes_started == 0, "suspected the primary while fetching"
+        network.now_ms += 800
+        network.tick(3)
+    assert restarted.replica.last_executed == height > 5 * FETCH_BLOCKS_MAX
+    # Caught up, the transaction it alone holds still waits: now the primary is suspected.
+    for later_ms in (2 * timeout_ms, 4 * timeout_ms):
+        restarted.tick(network.now_ms + later_ms)
+    assert restarted.replica.view_changes_started == 1
+    network.close()

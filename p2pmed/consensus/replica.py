@@ -197,6 +197,8 @@ class Replica:
         self._retransmit_height = -1
         self._my_latest_checkpoint: Checkpoint | None = None
         self._sync_at: int | None = None
+        self._fetched_at: int | None = None
+        """When a block fetched from a peer (state transfer) last executed here."""
         self._records: dict[str, bytes | None] = {}
         self._messages: list[Action] = []
         self._decided: list[Action] = []
@@ -570,8 +572,14 @@ class Replica:
             self._progress_deadline = max(self._progress_deadline, self._probe_deadline)
 
     def _suspect_primary(self) -> None:
-        """The oldest pending transaction waited too long. First make sure we are not simply
-        behind (ask every peer for blocks after our head); if that brings nothing, change view."""
+        """The oldest pending transaction waited too long. Not while blocks fetched from peers
+        are still arriving; otherwise first make sure we are not simply behind (ask every
+        peer for blocks after our head), and if that brings nothing, change view."""
+        if self._fetched_at is not None and self._now - self._fetched_at < self.config.request_timeout_ms:
+            # Still fetching blocks that peers committed: our transaction may be in one of
+            # them. A node catching up after a restart must not blame a primary that did its job.
+            self._progress_deadline = self._fetched_at + self.config.request_timeout_ms
+            return
         oldest_id = next(iter(self._pending))
         if self._probed_for != oldest_id:
             self._probed_for = oldest_id
@@ -766,6 +774,7 @@ class Replica:
             if slot is not None and slot.pre_prepare is not None and slot.pre_prepare.vote.digest != item.certificate.commits[0].digest:
                 slot.reset_view()
             self._apply(item.block, item.certificate)
+            self._fetched_at = self._now
         if len(message.blocks) == FETCH_BLOCKS_MAX:
             self._behind(self.last_executed + 1, {sender})
             self._sync_at = self._now
