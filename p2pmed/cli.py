@@ -200,7 +200,8 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None)
     else:
         from p2pmed.sim.simulator import run_simulation
 
-        report = run_simulation(loaded, seed).report
+        with click.progressbar(length=1000, label=f"{loaded.name}, seed {seed}", file=sys.stderr) as bar:
+            report = run_simulation(loaded, seed, progress=lambda done: bar.update(int(done * 1000) - bar.pos)).report
     report["rate_override"] = rate
     path = write_report(report, out)
     click.echo(summary_line(report))

@@ -351,3 +351,11 @@ def test_sweep_summary_prints_the_replay_command_of_each_failed_seed() -> None:
     assert lines[0] == "1/2 seeds passed"
     assert "seed 2 FAILED: safety: agreement at step 9 (1.0 s): height 3" in lines
     assert "  replay: p2pmed sim run x.toml --seed 2" in lines
+
+
+def test_progress_is_reported_once_a_simulated_second_and_changes_nothing() -> None:
+    scenario = small(Fault(2.0, FaultKind.CRASH, node=1))
+    seen: list[float] = []
+    watched = run_simulation(scenario, 5, progress=seen.append).report
+    assert seen == sorted(seen) and 0 <= seen[0] < seen[-1] <= 1 and len(seen) >= 10
+    assert watched["trace_sha256"] == run_simulation(scenario, 5).report["trace_sha256"]

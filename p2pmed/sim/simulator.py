@@ -23,6 +23,7 @@ import heapq
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,13 +88,17 @@ def run_simulation(
     config: ReplicaConfig | None = None,
     quorum_override: int | None = None,
     replica_class: type[Replica] = Replica,
+    progress: Callable[[float], None] | None = None,
 ) -> SimulationResult:
     """Run one seeded simulation. ``quorum_override`` and ``replica_class`` exist for
     negative controls: tests plant a bug and check that the checkers catch it. Without
-    ``quorum_override``, the test-only environment switch of ``p2pmed.sim.planted`` may set it."""
+    ``quorum_override``, the test-only environment switch of ``p2pmed.sim.planted`` may set it.
+    ``progress`` hears the share of the longest possible run simulated so far, once a simulated second."""
     if quorum_override is None:
         quorum_override = planted_quorum(scenario.network.nodes)
-    return Simulation(scenario, seed, config or ReplicaConfig(), quorum_override, replica_class).run()
+    simulation = Simulation(scenario, seed, config or ReplicaConfig(), quorum_override, replica_class)
+    simulation.progress = progress
+    return simulation.run()
 
 
 class Simulation:
@@ -128,6 +133,8 @@ class Simulation:
         self.committed_at: dict[bytes, int] = {}
         self.timeline: list[dict[str, Any]] = []
         self.fault_log: list[dict[str, Any]] = []
+        self.progress: Callable[[float], None] | None = None
+        self._end_ms = 1
 
     # -- event queue ----------------------------------------------------------
 
@@ -144,7 +151,7 @@ class Simulation:
         for fault in self.scenario.faults:
             self._schedule(int(fault.at_s * 1000), "fault", fault)
         calm_ms = max([workload_end_ms, *(int(f.at_s * 1000) for f in self.scenario.faults)])
-        end_ms = calm_ms + int(self.scenario.liveness_bound_s * 1000)
+        end_ms = self._end_ms = calm_ms + int(self.scenario.liveness_bound_s * 1000)
         self._schedule(calm_ms, "done?", None)
         self._schedule(0, "sample", None)
         self._schedule(CLIENT_RESEND_MS, "resend", None)
@@ -397,6 +404,8 @@ class Simulation:
         )
 
     def _sample(self) -> None:
+        if self.progress is not None:
+            self.progress(min(1.0, self.now / self._end_ms))
         for node in self.nodes:
             replica = node.replica
             self.timeline.append({
