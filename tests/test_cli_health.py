@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from fhir.resources.auditevent import AuditEvent
-from health_world import DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, InProcessClient, StoreHarness, build_world
+from health_world import DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, InProcessClient
 
-from p2pmed import cli_common
 from p2pmed.cli import cli
 from p2pmed.cli_health import UtcTime
 from p2pmed.crypto import SigningKey, load_signing_key, save_signing_key
@@ -28,31 +24,6 @@ from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
 
 P = PATIENT.public_key.hex()
-
-
-@pytest.fixture
-def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="p2pmed-"))  # short: the socket path must fit
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
-
-
-@pytest.fixture
-def home(directory: Path) -> Path:
-    result = CliRunner().invoke(cli, ["init", "--home", str(directory / "node")])
-    assert result.exit_code == 0, result.output
-    return directory / "node"
-
-
-@pytest.fixture
-def client(directory: Path, monkeypatch: pytest.MonkeyPatch) -> InProcessClient:
-    ledger = StoreHarness(directory / "store.db")
-    build_world(ledger)
-    fake = InProcessClient(ledger)
-    monkeypatch.setattr(cli_common, "RpcClient", fake)
-    return fake
 
 
 def key_file(directory: Path, key: SigningKey, name: str) -> str:

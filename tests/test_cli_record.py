@@ -7,7 +7,6 @@ erases it and it no longer opens. Bad input exits 2 before any node is asked."""
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -17,9 +16,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, InProcessClient, StoreHarness, build_world
+from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, InProcessClient
 
-from p2pmed import cli_common
 from p2pmed.cli import cli
 from p2pmed.cli_record import PLAINTEXT_SIZE_MAX
 from p2pmed.config import NodeConfig
@@ -54,31 +52,6 @@ def key_file(directory: Path, key: SigningKey, name: str) -> str:
     if not path.exists():
         save_signing_key(path, key)
     return str(path)
-
-
-@pytest.fixture
-def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="p2pmed-"))  # short: the socket path must fit
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
-
-
-@pytest.fixture
-def home(directory: Path) -> Path:
-    result = CliRunner().invoke(cli, ["init", "--home", str(directory / "node")])
-    assert result.exit_code == 0, result.output
-    return directory / "node"
-
-
-@pytest.fixture
-def client(directory: Path, monkeypatch: pytest.MonkeyPatch) -> InProcessClient:
-    ledger = StoreHarness(directory / "store.db")
-    build_world(ledger)
-    fake = InProcessClient(ledger)
-    monkeypatch.setattr(cli_common, "RpcClient", fake)
-    return fake
 
 
 def run(home: Path, *args: str) -> Result:
