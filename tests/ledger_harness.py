@@ -15,7 +15,7 @@ from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, P
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
 from p2pmed.ledger.rules import TxType
-from p2pmed.ledger.tx import sign_transaction
+from p2pmed.ledger.tx import Transaction, sign_transaction
 
 CHAIN = "contracts-test"
 START_MS = 1_800_000_000_000
@@ -64,9 +64,13 @@ class LedgerHarness:
         self._nonces: dict[bytes, int] = defaultdict(int)
 
     def run(self, signer: SigningKey, tx_type: str, body: Any) -> TxResult:
-        """Order one transaction in the next block; the block's changes are applied."""
+        """Sign a transaction with the sender's next nonce and order it in the next block."""
         tx = sign_transaction(signer, CHAIN, tx_type, self._nonces[signer.public_key], body)
         self._nonces[signer.public_key] += 1
+        return self.commit(tx)
+
+    def commit(self, tx: Transaction) -> TxResult:
+        """Order ``tx`` alone in the next block, a second after the last; its changes are applied."""
         self.height += 1
         self.time_ms += 1_000
         block = make_block(CHAIN, self.height, self.previous_hash, (tx,), self.validators[0].public_key, self.time_ms)

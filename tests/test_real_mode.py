@@ -17,6 +17,7 @@ latency_ms = [1, 5]
 [workload]
 rate = 10
 duration = 8
+mix = { probe = 1, consent = 1, record = 1, supply = 1 }
 [[faults]]
 at = 2
 kind = "crash"
@@ -53,6 +54,8 @@ def test_a_crash_a_partition_and_a_pause_on_real_processes_keep_safety_and_liven
     assert report["mode"] == "real" and report["seed"] == 3 and report["nodes"] == 4
     assert report["safety"] == {"ok": True, "violations": []}
     assert report["liveness"]["ok"] is True and report["committed_txs"] == report["submitted_txs"] == 80
+    assert report["refused_by_rules_txs"] == 0, "every transaction of the mix passes the rules"
+    assert set(report["submitted_by_type"]) == {"consent.grant", "load.probe", "record.add", "supply.verify"}
     assert [fault["kind"] for fault in report["faults"]] == ["crash", "partition", "heal", "restart", "pause", "resume"]
     assert len(set(report["heights"].values())) == 1 and min(report["heights"].values()) >= 1
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

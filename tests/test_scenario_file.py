@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
+from p2pmed.sim.scenario import TX_KINDS, Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
 from p2pmed.sim.scenario_file import KIND_FIELDS, MAX_FILE_BYTES, dump_scenario, load_scenario, parse_scenario
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
@@ -606,6 +606,14 @@ def test_fault_index_is_file_order_not_sorted_order() -> None:
 # -- writing: dump_scenario round-trips ----------------------------------------------
 
 
+def mixes() -> st.SearchStrategy[tuple[tuple[str, float], ...]]:
+    """Weights for some kinds, in ``TX_KINDS`` order as the parser gives them, one of them > 0."""
+    weights = st.fixed_dictionaries({}, optional={kind: st.floats(0, 1000) for kind in TX_KINDS})
+    return weights.filter(lambda mix: any(w > 0 for w in mix.values())).map(
+        lambda mix: tuple((kind, mix[kind]) for kind in TX_KINDS if kind in mix)
+    )
+
+
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     """Any Scenario that ``parse_scenario`` can produce."""
@@ -638,7 +646,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(
         name=draw(printable.filter(lambda text: text.strip() and text.isprintable())),
         network=NetworkSpec(nodes, draw(latency), draw(probability), draw(probability), draw(probability)),
-        workload=WorkloadSpec(draw(st.floats(0, 100_000, exclude_min=True)), duration_s),
+        workload=WorkloadSpec(draw(st.floats(0, 100_000, exclude_min=True)), duration_s, draw(mixes())),
         faults=_twins_stay_twins(sorted(faults, key=lambda fault: fault.at_s)),
         liveness_bound_s=draw(st.floats(0, 86_400, exclude_min=True)),
     )
@@ -843,3 +851,23 @@ def test_shipped_scenarios_say_what_they_claim() -> None:
     assert pause == [(5, FaultKind.PAUSE, 0), (15, FaultKind.RESUME, 0)]
     seven = {"f_crashes", "partition_majority"}
     assert all(scenario.network.nodes == (7 if name in seven else 4) for name, scenario in loaded.items())
+
+
+def test_a_workload_mix_gives_weights_to_known_kinds() -> None:
+    scenario = parse_scenario(with_(("workload", "mix"), {"probe": 2, "record": 0.5, "supply": 0}), "mixed")
+    assert scenario.workload.mix == (("probe", 2), ("record", 0.5), ("supply", 0))
+    assert parse_scenario(base(), "plain").workload.mix == (("probe", 1.0),)
+
+
+@pytest.mark.parametrize(
+    ("mix", "key", "fragment"),
+    [
+        ({"consnet": 1}, "workload.mix.consnet", "did you mean 'consent'?"),
+        ({"probe": -1}, "workload.mix.probe", "a weight, a number >= 0"),
+        ({"probe": 0, "consent": 0}, "workload.mix", "at least one kind a weight > 0"),
+        ({}, "workload.mix", "at least one kind a weight > 0"),
+        ("probe", "workload.mix", "a table of weights"),
+    ],
+)
+def test_a_bad_workload_mix_is_refused_naming_the_key(mix: Any, key: str, fragment: str) -> None:
+    rejects(with_(("workload", "mix"), mix), key, fragment)

@@ -4,8 +4,9 @@ The same scenario file and the same ``report.json`` as the simulator, but the
 faults are real: a crash is SIGKILL, a restart starts the process again on its
 store, partitions, loss and delay go through each node's fault-injection
 wrapper (``debug.faults``, enabled in these nodes' config only). The workload is
-signed sample transactions submitted over RPC to the live nodes in turn, open
-loop at the scenario's rate. A transaction can be lost in two ways: its send
+signed transactions of the scenario's mix (``p2pmed.sim.workload``; patients are
+registered before the clock starts) submitted over RPC to the live nodes in turn,
+open loop at the scenario's rate. A transaction can be lost in two ways: its send
 fails (no node up, or the node dies under the call), or the node that took it is
 killed before gossip spread it. The harness sends those again every
 ``RESEND_S``, as a client would, because a sender's later nonces wait for every
@@ -37,17 +38,19 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from p2pmed.config import NodeConfig
 from p2pmed.ledger.tx import Transaction
-from p2pmed.load import sample_transactions
+from p2pmed.home import load_home
 from p2pmed.process_network import NodeFailed, ProcessNetwork
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.sim.scenario import Fault, FaultKind, Scenario, ScenarioError
 from p2pmed.sim.simulator import fault_details, percentiles
+from p2pmed.sim.workload import build_workload
 
 __all__ = ["check_playable", "run_real"]
 
@@ -110,6 +113,8 @@ class _CommitWatcher:
     def __init__(self, net: ProcessNetwork) -> None:
         self.committed_at: dict[str, float] = {}
         self.seen_by: list[set[str]] = [set() for _ in range(net.size)]
+        self.refused_by_height: dict[int, int] = {}
+        """How many of each block's transactions the ledger's rules refused."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._watch, args=(net, index), daemon=True) for index in range(net.size)]
@@ -125,6 +130,7 @@ class _CommitWatcher:
                         with self._lock:
                             for tx_id in block["tx_ids"]:
                                 self.committed_at.setdefault(tx_id, now)
+                            self.refused_by_height.setdefault(block["height"], block["rejected"])
                             self.seen_by[index].update(block["tx_ids"])
                         if self._stop.is_set():
                             return
@@ -141,11 +147,10 @@ def run_real(scenario: Scenario, seed: int, logs: Path, progress: Callable[[floa
     copied into ``logs``; their homes live in a short temporary directory (a Unix
     socket path has to fit in 108 bytes) removed at the end."""
     check_playable(scenario)
-    txs = sample_transactions(CHAIN_ID, int(scenario.workload.rate * scenario.workload.duration_s), random.Random(seed))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="p2pmed-real-") as directory:
         try:
-            report = _run_in(Path(directory), scenario, txs, seed, progress)
+            report = _run_in(Path(directory), scenario, seed, progress)
         finally:
             logs.mkdir(parents=True, exist_ok=True)
             for log in Path(directory).glob("node*.log"):
@@ -154,14 +159,26 @@ def run_real(scenario: Scenario, seed: int, logs: Path, progress: Callable[[floa
     return report
 
 
-def _run_in(
-    directory: Path, scenario: Scenario, txs: list[Transaction], seed: int, progress: Callable[[float], None] | None
-) -> dict[str, Any]:
+def _run_in(directory: Path, scenario: Scenario, seed: int, progress: Callable[[float], None] | None) -> dict[str, Any]:
     with ProcessNetwork(directory, scenario.network.nodes, CONFIG, CHAIN_ID) as net:
         net.start_all(START_TIMEOUT_S)
+        sites = [load_home(home).key for home in net.homes]
+        count = int(scenario.workload.rate * scenario.workload.duration_s)
+        rng = random.Random(seed)
+        workload = build_workload(CHAIN_ID, count, scenario.workload.mix, sites, rng)
+        _commit_setup(net, workload.setup)
         links = Links(scenario.network.drop, _mean(scenario.network.latency_ms))
         _apply_links(net, links)
-        return _Run(net, scenario, txs, links, progress).play(random.Random(seed))
+        return _Run(net, scenario, workload.txs, links, progress).play(rng)
+
+
+def _commit_setup(net: ProcessNetwork, setup: list[Transaction]) -> None:
+    """Commit what the workload needs in place (the patients) before the clock starts."""
+    for tx in setup:
+        net.call(0, "tx.submit", tx=tx.encoded.hex())
+    for tx in setup[-1:]:
+        net.wait_for(0, lambda: net.call(0, "tx.get", tx_id=tx.id.hex())["status"] == "committed", START_TIMEOUT_S,
+                     "to commit the workload's setup")
 
 
 class _Run:
@@ -346,6 +363,8 @@ class _Run:
             "failed_sends": self.failed_sends,
             "resubmitted_txs": self.resubmitted,
             "committed_txs": sum(1 for tx_id in self.submitted_at if tx_id in watcher.committed_at),
+            "refused_by_rules_txs": sum(watcher.refused_by_height.values()),
+            "submitted_by_type": dict(sorted(Counter(tx.type for tx in self.txs if tx.id.hex() in self.submitted_at).items())),
             "safety": {"ok": not violations, "violations": violations},
             "liveness": {
                 "ok": not stuck if expected else None,

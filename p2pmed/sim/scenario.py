@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from p2pmed.input_error import KeyedInputError
 
-__all__ = ["Behaviour", "Fault", "FaultKind", "NetworkSpec", "Scenario", "ScenarioError", "WorkloadSpec"]
+__all__ = ["TX_KINDS", "Behaviour", "Fault", "FaultKind", "NetworkSpec", "Scenario", "ScenarioError", "WorkloadSpec"]
 
 
 class ScenarioError(KeyedInputError):
@@ -51,10 +51,17 @@ class NetworkSpec:
     reorder: float = 0.0
 
 
+TX_KINDS = ("probe", "consent", "record", "supply")
+"""What a workload may send: ``load.probe``, consent grants, record anchors, supply scans."""
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     rate: float = 100.0
     duration_s: float = 60.0
+    mix: tuple[tuple[str, float], ...] = (("probe", 1.0),)
+    """Relative weights of ``TX_KINDS``; only real processes execute them (the simulator orders
+    transactions without running the ledger's rules, so to it every kind is alike)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
+from p2pmed.sim.scenario import TX_KINDS, Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
 
 __all__ = [
     "MAX_DURATION_S",
@@ -55,7 +55,7 @@ _DEFAULT_WORKLOAD = WorkloadSpec()
 _SECTIONS = ("network", "workload", "check", "faults")
 _TOP_KEYS = ("name", "description", *_SECTIONS)
 _NETWORK_KEYS = ("nodes", "latency_ms", "drop", "duplicate", "reorder")
-_WORKLOAD_KEYS = ("rate", "duration")
+_WORKLOAD_KEYS = ("rate", "duration", "mix")
 _CHECK_KEYS = ("liveness_bound",)
 _FAULT_KEYS = ("at", "kind", "node", "groups", "behaviour", "probability", "latency_ms", "skew_ms", "one_way")
 
@@ -156,6 +156,7 @@ def dump_scenario(scenario: Scenario, description: str | None = None) -> str:
         "[workload]",
         f"rate = {workload.rate!r}",
         f"duration = {workload.duration_s!r}",
+        "mix = { " + ", ".join(f"{kind} = {weight!r}" for kind, weight in workload.mix) + " }",
         "",
         "[check]",
         f"liveness_bound = {scenario.liveness_bound_s!r}",
@@ -231,7 +232,21 @@ def _workload(value: Any) -> WorkloadSpec:
             f"seconds, a number > 0 and <= {MAX_DURATION_S}",
             lambda v: 0 < v <= MAX_DURATION_S,
         )
-    return WorkloadSpec(rate=rate, duration_s=duration_s)
+    mix = _mix(table["mix"]) if "mix" in table else spec.mix
+    return WorkloadSpec(rate=rate, duration_s=duration_s, mix=mix)
+
+
+def _mix(value: Any) -> tuple[tuple[str, float], ...]:
+    table = _table(value, "workload.mix", "a table of weights, e.g. { probe = 2, consent = 1 }")
+    _check_keys(table, TX_KINDS, "workload.mix")
+    weights = tuple(
+        (kind, _number(table[kind], f"workload.mix.{kind}", "a weight, a number >= 0", lambda v: 0 <= v <= MAX_RATE))
+        for kind in TX_KINDS
+        if kind in table
+    )
+    if not any(weight > 0 for _, weight in weights):
+        raise ScenarioError("workload.mix", "give at least one kind a weight > 0")
+    return weights
 
 
 def _check(value: Any) -> float:
