@@ -213,7 +213,9 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None)
     click.echo(f"report: {path}")
     if not report["safety"]["ok"] or report["liveness"]["ok"] is False:
         options = (" --mode real" if mode == "real" else "") + (f" --rate {rate:g}" if rate is not None else "")
-        click.echo(f"replay: p2pmed sim run {scenario} --seed {seed} --out {out}{options}")
+        from p2pmed.sim.planted import replay_prefix
+
+        click.echo(f"replay: {replay_prefix()}p2pmed sim run {scenario} --seed {seed} --out {out}{options}")
         sys.exit(EXIT_VIOLATION)
 
 

@@ -60,6 +60,7 @@ def methods(node: Node) -> dict[str, Method]:
             "mempool_size": len(node.core.mempool),
             "sync": "synced" if replica.catching_up_to is None else "catching-up",
             "peer_height": replica.catching_up_to,
+            "request_timeout_ms": replica.request_timeout_ms,
             "version": importlib.metadata.version("p2pmed"),
             "uptime_s": (node.clock.now_ms() - node.started_ms) // 1000,
         }

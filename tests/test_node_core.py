@@ -210,3 +210,19 @@ def test_a_node_catching_up_does_not_suspect_the_primary_for_transactions_it_has
         restarted.tick(network.now_ms + later_ms)
     assert restarted.replica.view_changes_started == 1
     network.close()
+
+
+def test_the_request_timeout_doubles_with_each_view_change_until_a_block_executes(tmp_path: Path) -> None:
+    base_ms = 1_000
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(request_timeout_ms=base_ms))
+    network.crash(0)  # the primary of view 0
+    network.submit_everywhere(probe(SigningKey.from_seed(b"y" * 32), 0))
+    backup = network.cores[1]
+    assert backup is not None and backup.replica.request_timeout_ms == base_ms
+    seen = set()
+    for _ in range(400):  # 2 s in 5 ms steps: the timeout fires, the view changes, the block commits
+        network.run(5)
+        seen.add((backup.replica.view, backup.replica.view_active, backup.replica.request_timeout_ms))
+    assert (1, False, 2 * base_ms) in seen, "changing view: the next primary gets twice as long"
+    assert backup.store.head()[0] == 1 and backup.replica.request_timeout_ms == base_ms, "a block executed: back to normal"
+    network.close()

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from p2pmed.cli import cli
 from p2pmed.consensus.messages import PreparedCertificate
 from p2pmed.consensus.replica import Replica
+from p2pmed.sim.planted import WEAK_QUORUM_ENV
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
 from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.scenario_file import load_scenario
@@ -293,10 +294,7 @@ def test_sim_run_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
 def test_sim_run_exits_1_and_prints_the_replay_command_on_a_violation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import p2pmed.sim.simulator as simulator
-
-    planted = simulator.run_simulation
-    monkeypatch.setattr(simulator, "run_simulation", lambda scenario, seed: planted(scenario, seed, quorum_override=2))
+    monkeypatch.setenv(WEAK_QUORUM_ENV, "1")  # quorum f+1 = 2: a partition forks the chain
     scenario = tmp_path / "split.toml"
     scenario.write_text(
         "[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 10\n"
@@ -304,7 +302,7 @@ def test_sim_run_exits_1_and_prints_the_replay_command_on_a_violation(
     )
     result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--seed", "1", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
-    assert "agreement" in result.output and f"replay: p2pmed sim run {scenario} --seed 1" in result.output
+    assert "agreement" in result.output and f"replay: {WEAK_QUORUM_ENV}=1 p2pmed sim run {scenario} --seed 1" in result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["safety"]["ok"] is False and report["safety"]["violations"][0]["step"] > 0
 

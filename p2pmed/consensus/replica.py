@@ -17,8 +17,9 @@ a replica broadcasts CHECKPOINT(s, block hash). q matching checkpoints make it
 stable: the low watermark h moves to s and the log up to s is dropped.
 
 View change (§4.4). A backup that waited ``request_timeout_ms`` for pending
-transactions to commit, or saw f+1 replicas move to higher views, moves to view
-v+1: it stops accepting messages of view v and broadcasts VIEW-CHANGE with its
+transactions to commit (twice as long after each view change, until a block
+executes: a network slower than the timeout still gets a primary through), or
+saw f+1 replicas move to higher views, moves to view v+1: it stops accepting messages of view v and broadcasts VIEW-CHANGE with its
 stable checkpoint proof and every prepared certificate above it. The new
 primary collects q view changes and broadcasts NEW-VIEW, re-proposing for each
 sequence above the highest stable checkpoint the proposal prepared in the
@@ -80,6 +81,7 @@ __all__ = ["Replica", "ReplicaConfig"]
 SignedT = TypeVar("SignedT", Vote, Checkpoint, ViewChange, NewView)
 
 VIEW_CHANGE_TIMEOUT_MAX_MS = 120_000
+REQUEST_TIMEOUT_MAX_MS = 60_000
 NOTES_MAX = 100
 
 
@@ -189,6 +191,9 @@ class Replica:
         self._progress_deadline: int | None = None
         self._view_change_deadline: int | None = None
         self._view_change_timeout = config.view_change_timeout_ms
+        self._request_timeout = config.request_timeout_ms
+        """Doubles with each view change until a block executes: if new primaries keep
+        failing, the network may simply be slower than the timeout (eventual synchrony)."""
         self._retransmit_at = now_ms + config.retransmit_interval_ms
         self._ahead: dict[int, int] = {}
         self._later_views: dict[int, int] = {}
@@ -218,6 +223,11 @@ class Replica:
     @property
     def is_primary(self) -> bool:
         return self.primary == self.index
+
+    @property
+    def request_timeout_ms(self) -> int:
+        """How long a pending transaction may wait now before the primary is suspected."""
+        return self._request_timeout
 
     @property
     def catching_up_to(self) -> int | None:
@@ -510,6 +520,7 @@ class Replica:
             del self._committed_ids[next(iter(self._committed_ids))]
         self._next_sequence = max(self._next_sequence, block.height + 1)
         self._view_change_timeout = self.config.view_change_timeout_ms
+        self._request_timeout = self.config.request_timeout_ms
         self._refresh_progress_deadline()
         if self._sync_at is not None and self.last_executed >= max(self._ahead.values(), default=0):
             self._sync_at = None
@@ -567,7 +578,7 @@ class Replica:
             self._progress_deadline = None
             return
         oldest_id, (_, arrival) = next(iter(self._pending.items()))
-        self._progress_deadline = arrival + self.config.request_timeout_ms
+        self._progress_deadline = arrival + self._request_timeout
         if self._probed_for == oldest_id:
             self._progress_deadline = max(self._progress_deadline, self._probe_deadline)
 
@@ -593,6 +604,7 @@ class Replica:
         assert new_view > self.view or (new_view == self.view and self.view_active)
         self.view, self.view_active = new_view, False
         self.view_changes_started += 1
+        self._request_timeout = min(2 * self._request_timeout, REQUEST_TIMEOUT_MAX_MS)
         self._new_view = None
         self._progress_deadline = None
         self._view_change_deadline = None
