@@ -10,10 +10,13 @@ from pathlib import Path
 import click
 
 from p2pmed import demo as demo_module
+from p2pmed.cli_audit import AUDIT_COMMANDS
 from p2pmed.cli_client import CLIENT_COMMANDS
 from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_VIOLATION, HOME_OPTION, socket_of
-from p2pmed.cli_health import HEALTH_COMMANDS
+from p2pmed.cli_identity import IDENTITY_COMMANDS
 from p2pmed.cli_record import RECORD_COMMANDS
+from p2pmed.cli_supply import SUPPLY_COMMANDS
+from p2pmed.cli_trial import TRIAL_COMMANDS
 from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS
 
 
@@ -270,7 +273,7 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shri
         sys.exit(EXIT_VIOLATION)
 
 
-for command in (*CLIENT_COMMANDS, *HEALTH_COMMANDS, *RECORD_COMMANDS):
+for command in (*CLIENT_COMMANDS, *IDENTITY_COMMANDS, *AUDIT_COMMANDS, *TRIAL_COMMANDS, *SUPPLY_COMMANDS, *RECORD_COMMANDS):
     cli.add_command(command)
 
 

@@ -1,0 +1,115 @@
+"""The ``p2pmed audit`` and ``p2pmed fhir`` commands: the audit trail, and checking a FHIR
+resource before it is imported. Reads, output and exit codes as in ``p2pmed.cli_signing``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from p2pmed.cli_common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli_signing import ID, NamedParty, UtcTime, fhir_bundle, read_options, short_id
+
+__all__ = ["AUDIT_COMMANDS"]
+
+
+# -- human output -----------------------------------------------------------------------------
+
+
+def human_audit(result: dict[str, Any]) -> str:
+    lines = []
+    for entry in result["entries"]:
+        mark = "!" if entry["kind"] == "break-glass" else " "
+        record = f" record {short_id(entry['record_id'])}" if entry["record_id"] else ""
+        facts = " ".join(part for part in (entry["category"], entry["purpose"], entry["detail"]) if part)
+        lines.append(f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by {short_id(entry['actor'])}{record}  {facts}")
+    count = len(result["entries"])
+    lines.append(f"{count} entr{'y' if count == 1 else 'ies'} for {result['by']} {result['subject']}")
+    return "\n".join(lines)
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail: every consent change, record write, read, break-glass and erasure."""
+
+
+@audit.command("show")
+@read_options
+@click.option("--patient", type=ID, default=None, help="Entries about this patient.")
+@click.option("--actor", type=ID, default=None, help="Entries by this person or organisation.")
+@click.option("--record", type=ID, default=None, help="Entries about this record.")
+@click.option("--since", type=UtcTime(), default=None, help="From this time (UTC) on.")
+@click.option("--until", type=UtcTime(), default=None, help="Before this time (UTC).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--fhir", is_flag=True, help="Print a FHIR R5 Bundle of AuditEvent resources.")
+def audit_show(home: Path, as_json: bool, patient: bytes | None, actor: bytes | None, record: bytes | None,
+               since: int | None, until: int | None, limit: int, fhir: bool) -> None:
+    """Show audit entries, oldest first, for exactly one of --patient, --actor, --record.
+    Break-glass reads are marked with "!"."""
+    chosen = [(by, subject) for by, subject in (("patient", patient), ("actor", actor), ("record", record)) if subject is not None]
+    if len(chosen) != 1:
+        fail("give exactly one of --patient, --actor, --record", EXIT_BAD_INPUT)
+    by, subject = chosen[0]
+    with node(home) as client:
+        result = client.call("audit.query", by=by, subject=subject.hex(), since_ms=since, until_ms=until, limit=limit,
+                             format="fhir" if fhir else "entries")
+    if fhir:
+        click.echo(json.dumps(fhir_bundle(result["entries"]), indent=2))
+    else:
+        emit(result, as_json, human_audit)
+
+
+# -- fhir --------------------------------------------------------------------------------------------
+
+
+@click.group()
+def fhir() -> None:
+    """FHIR interop: check a resource before it is imported."""
+
+
+@fhir.command("import-check")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--release", type=click.Choice(["R5", "R4B", "R4"]), default="R5", show_default=True)
+@click.option("--ref", "refs", type=NamedParty(), multiple=True, metavar="REFERENCE=HEX",
+              help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation key; repeat.")
+@JSON_OPTION
+def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], ...], as_json: bool) -> None:
+    """Check a FHIR JSON resource (Patient, Observation, Condition, MedicationRequest, Consent)
+    and show what p2pmed would make of it. Exit 2, naming the path, if it would refuse it."""
+    from p2pmed.interop.fhir import IMPORT_SIZE_MAX, ClinicalData, FhirError, PatientData, import_resource
+
+    try:
+        with file.open("rb") as source:
+            data = source.read(IMPORT_SIZE_MAX + 1)
+        imported = import_resource(data, release, dict(refs))
+    except OSError as error:
+        fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
+    except FhirError as error:
+        fail(f"{file}: {error}", EXIT_BAD_INPUT)
+    if isinstance(imported, PatientData):
+        result: dict[str, Any] = {"kind": "patient", "bytes": len(imported.content)}
+    elif isinstance(imported, ClinicalData):
+        result = {"kind": "record", "resource_type": imported.resource_type, "patient": imported.patient.hex(),
+                  "category": imported.category, "bytes": len(imported.content)}
+    else:
+        result = {"kind": "consent.grant", "patient": imported.patient.hex(), "grantee": imported.grantee.hex(),
+                  "categories": list(imported.categories), "purpose": imported.purpose, "expires_ms": imported.expires_ms}
+    emit(result, as_json, human_import)
+
+
+def human_import(result: dict[str, Any]) -> str:
+    if result["kind"] == "patient":
+        return f"Patient: valid; kept at the site ({result['bytes']} bytes), never on the ledger"
+    if result["kind"] == "record":
+        return (f"{result['resource_type']}: valid; a {result['category']} record of patient {result['patient']}"
+                f" ({result['bytes']} bytes to encrypt)")
+    return (f"Consent: valid; consent.grant by patient {result['patient']} to {result['grantee']}:"
+            f" {', '.join(result['categories'])} for {result['purpose']} until {utc_time(result['expires_ms'])}")
+
+
+AUDIT_COMMANDS = [audit, fhir]

@@ -1,0 +1,226 @@
+"""The ``p2pmed identity`` and ``p2pmed consent`` commands: people and organisations, and
+patient consent. Signing, reads, output and exit codes as in ``p2pmed.cli_signing``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from p2pmed.cli_common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli_signing import ID, HexBytes, UtcTime, fhir_bundle, load_key, read, read_options, short_id, submit, write_options
+from p2pmed.crypto import (
+    EncryptionPrivateKey,
+    EncryptionPublicKey,
+    Kem,
+    KeyFileError,
+    SigningKey,
+    save_encryption_key,
+    save_signing_key,
+)
+from p2pmed.ledger.contracts import consent as consent_rules
+from p2pmed.ledger.contracts import identity as identity_rules
+
+__all__ = ["IDENTITY_COMMANDS"]
+
+SIGNING_KEY_FILE = "signing_key.pem"
+ENCRYPTION_KEY_FILE = "encryption_key"
+KEM_OPTION = click.option("--kem", type=click.Choice([kem.value for kem in Kem]), default=Kem.X25519.value, show_default=True,
+                          help="The encryption key's algorithm.")
+
+
+# -- human output -----------------------------------------------------------------------------
+
+
+def human_person(result: dict[str, Any]) -> str:
+    state = "in force" if result["active"] else "REVOKED"
+    return (f"person {result['id']}  {result['role']}, {state}\n"
+            f"  registered by {result['organisation']}\n"
+            f"  signing key    {result['key']}\n"
+            f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})")
+
+
+def human_organisation(result: dict[str, Any]) -> str:
+    return (f"{result['name']} ({result['kind']}), in force since height {result['since_height']}\n"
+            f"  key            {result['key']}\n"
+            f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})")
+
+
+def human_consents(result: dict[str, Any]) -> str:
+    lines = [f"patient {result['patient']} at {utc_time(result['time_ms'])} (the latest block)"]
+    for consent in result["consents"]:
+        lines.append(f"  {consent['category']:<13} to {consent['grantee']} for {consent['purpose']}"
+                     f" until {utc_time(consent['expires_ms'])} (granted by {short_id(consent['granted_by'])})")
+    if not result["consents"]:
+        lines.append("  no consent in force")
+    if result["truncated"]:
+        lines.append("  … more not shown: raise --limit")
+    lines += [f"  delegate {delegate['delegate']} until {utc_time(delegate['expires_ms'])}" for delegate in result["delegates"]]
+    return "\n".join(lines)
+
+
+# -- identity -----------------------------------------------------------------------------------
+
+
+@click.group()
+def identity() -> None:
+    """People and organisations: make keys, register people, vote organisations in, look them up."""
+
+
+@identity.command("keys")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help=f"Directory for {SIGNING_KEY_FILE} and {ENCRYPTION_KEY_FILE} (created; existing keys are never overwritten).")
+@KEM_OPTION
+@JSON_OPTION
+def identity_keys(out: Path, kem: str, as_json: bool) -> None:
+    """Make a person's signing key and encryption key (files of mode 0600) and print their
+    public halves, which the registering site needs. The signing key's public half is the
+    person's id for life."""
+    signing, encryption = SigningKey.generate(), EncryptionPrivateKey.generate(Kem(kem))
+    existing = [name for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE) if (out / name).exists()]
+    if existing:
+        fail(f"{out / existing[0]}: already exists; refusing to overwrite a key", EXIT_BAD_INPUT)
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        save_signing_key(out / SIGNING_KEY_FILE, signing)
+        save_encryption_key(out / ENCRYPTION_KEY_FILE, encryption)
+    except (KeyFileError, OSError) as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    result = {"public_key": signing.public_key.hex(), "kem": kem, "encryption_key": encryption.public_key.key.hex(),
+              "signing_key_file": str(out / SIGNING_KEY_FILE), "encryption_key_file": str(out / ENCRYPTION_KEY_FILE)}
+    emit(result, as_json, lambda r: (
+        f"wrote {r['signing_key_file']} and {r['encryption_key_file']} (keep them secret)\n"
+        f"person id / signing key: {r['public_key']}\n"
+        f"encryption key ({r['kem']}): {r['encryption_key']}\n"
+        f"a site registers this person with:\n  p2pmed identity register-person --public-key {r['public_key']} "
+        f"--encryption-key {r['encryption_key']} --kem {r['kem']} --role ROLE --key SITE_KEY"))
+
+
+def _encryption_key(kem: str, key: bytes) -> EncryptionPublicKey:
+    try:
+        return EncryptionPublicKey(Kem(kem), key)
+    except ValueError as error:
+        fail(f"--encryption-key: {error}", EXIT_BAD_INPUT)
+
+
+@identity.command("register-person")
+@write_options
+@click.option("--public-key", type=ID, required=True, help="The person's Ed25519 public key: their id.")
+@click.option("--encryption-key", type=HexBytes(None), required=True, help="The person's public encryption key.")
+@KEM_OPTION
+@click.option("--role", type=click.Choice(sorted(identity_rules.PERSON_ROLES)), required=True)
+def register_person(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float,
+                    public_key: bytes, encryption_key: bytes, kem: str, role: str) -> None:
+    """Register a person, signed with an organisation's key (--key)."""
+    body = identity_rules.PersonRegister(public_key, role, _encryption_key(kem, encryption_key))
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.register", body)
+
+
+@identity.command("propose-org")
+@write_options
+@click.option("--org-key", type=ID, required=True, help="The organisation's Ed25519 public key.")
+@click.option("--name", required=True)
+@click.option("--kind", type=click.Choice(sorted(identity_rules.ORGANISATION_KINDS)), required=True)
+@click.option("--encryption-key", type=HexBytes(None), required=True, help="The organisation's public encryption key.")
+@KEM_OPTION
+def propose_org(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float,
+                org_key: bytes, name: str, kind: str, encryption_key: bytes, kem: str) -> None:
+    """Vote, with a validator's key (--key), to admit an organisation; it is in force once
+    2f+1 validators have proposed the same profile."""
+    profile = identity_rules.OrganisationProfile(org_key, name, kind, _encryption_key(kem, encryption_key))
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.propose", identity_rules.OrgProposal(profile))
+
+
+@identity.command("person")
+@read_options
+@click.argument("id_or_key", type=ID)
+def identity_person(home: Path, as_json: bool, id_or_key: bytes) -> None:
+    """Show a person by id, or by their current signing key."""
+    read(home, as_json, human_person, "identity.person", id_or_key=id_or_key.hex())
+
+
+@identity.command("org")
+@read_options
+@click.argument("key", type=ID)
+def identity_org(home: Path, as_json: bool, key: bytes) -> None:
+    """Show an organisation in force."""
+    read(home, as_json, human_organisation, "identity.organisation", key=key.hex())
+
+
+# -- consent ------------------------------------------------------------------------------------
+
+
+CATEGORY_OPTION = click.option("--category", "categories", type=click.Choice(sorted(consent_rules.CATEGORIES)), multiple=True,
+                               required=True, help="A data category; repeat for several.")
+PATIENT_OPTION = click.option("--patient", type=ID, default=None,
+                              help="The patient's person id [default: the signer's key, when the patient signs].")
+
+
+@click.group()
+def consent() -> None:
+    """Patient consent: grant, revoke, name delegates, and see what is in force."""
+
+
+@consent.command("grant")
+@write_options
+@PATIENT_OPTION
+@click.option("--grantee", type=ID, required=True, help="A person id or an organisation key.")
+@CATEGORY_OPTION
+@click.option("--purpose", type=click.Choice(sorted(consent_rules.PURPOSES)), required=True, help="HL7 purpose of use.")
+@click.option("--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds.")
+def consent_grant(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, patient: bytes | None,
+                  grantee: bytes, categories: tuple[str, ...], purpose: str, expires: int) -> None:
+    """Grant GRANTEE access to the patient's data of these categories, signed by the patient or a delegate."""
+    key = load_key(key_file)
+    body = consent_rules.ConsentGrant(patient or key.public_key, grantee, categories, purpose, expires)
+    submit(home, as_json, key, wait, timeout, "consent.grant", body)
+
+
+@consent.command("revoke")
+@write_options
+@PATIENT_OPTION
+@click.option("--grantee", type=ID, required=True)
+@CATEGORY_OPTION
+def consent_revoke(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, patient: bytes | None,
+                   grantee: bytes, categories: tuple[str, ...]) -> None:
+    """Revoke consents; they end with the block that orders the revocation."""
+    key = load_key(key_file)
+    body = consent_rules.ConsentRevoke(patient or key.public_key, grantee, categories)
+    submit(home, as_json, key, wait, timeout, "consent.revoke", body)
+
+
+@consent.command("delegate")
+@write_options
+@click.option("--delegate", type=ID, required=True, help="A person id or an organisation key.")
+@click.option("--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds.")
+def consent_delegate(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, delegate: bytes, expires: int) -> None:
+    """Name a delegate who may grant and revoke for the patient (signed by the patient)."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "consent.delegate", consent_rules.ConsentDelegate(delegate, expires))
+
+
+@consent.command("undelegate")
+@write_options
+@click.option("--delegate", type=ID, required=True)
+def consent_undelegate(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, delegate: bytes) -> None:
+    """Remove a delegate (signed by the patient)."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "consent.undelegate", consent_rules.ConsentUndelegate(delegate))
+
+
+@consent.command("show")
+@read_options
+@click.argument("patient", type=ID)
+@click.option("--fhir", is_flag=True, help="Print the consents as FHIR R5 Consent resources (JSON).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def consent_show(home: Path, as_json: bool, patient: bytes, fhir: bool, limit: int) -> None:
+    """Show the consents in force for PATIENT, and their delegates."""
+    with node(home) as client:
+        result = client.call("consent.list", patient=patient.hex(), limit=limit, format="fhir" if fhir else "entries")
+    if fhir:
+        click.echo(json.dumps(fhir_bundle(result["consents"]), indent=2))
+    else:
+        emit(result, as_json, human_consents)
+
+
+IDENTITY_COMMANDS = [identity, consent]

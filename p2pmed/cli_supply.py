@@ -1,0 +1,275 @@
+"""The ``p2pmed supply`` commands: drug packs, from commissioning to dispensing, EPCIS
+import, tracing, verifying and alerts. Signing, reads, output and exit codes as in
+``p2pmed.cli_signing``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli_signing import (
+    ID,
+    KEY_OPTION,
+    TIMEOUT_OPTION,
+    NamedParty,
+    load_key,
+    read,
+    read_options,
+    refuse_if_rejected,
+    short_id,
+    submit,
+    submit_signed,
+    write_options,
+)
+from p2pmed.crypto import SigningKey
+from p2pmed.ledger.contracts import supply as supply_rules
+from p2pmed.rpc.client import RpcClient
+
+__all__ = ["SUPPLY_COMMANDS"]
+
+
+# -- parameter types ---------------------------------------------------------------------
+
+
+class Gs1Code(click.ParamType):
+    """A GTIN, lot, serial or expiry, refused here in the ledger's words, before the node is asked."""
+
+    def __init__(self, name: str, problem: Callable[[str], str | None]) -> None:
+        self.name, self.problem = name, problem
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = self.problem(value)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return str(value)
+
+
+class PackCode(click.ParamType):
+    """A pack as ``GTIN:SERIAL``. A GTIN-14 is digits, so the first colon ends it; a serial may hold colons."""
+
+    name = "GTIN:SERIAL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> supply_rules.PackRef:
+        if isinstance(value, supply_rules.PackRef):
+            return value
+        gtin, _, serial = value.partition(":")
+        problem = supply_rules.gtin_problem(gtin) or supply_rules.code_problem(serial, "serial")
+        if problem is not None:
+            self.fail(f"{value[:80]!r}: {problem}", param, ctx)
+        return supply_rules.PackRef(gtin, serial)
+
+
+GTIN = Gs1Code("GTIN", supply_rules.gtin_problem)
+LOT = Gs1Code("LOT", lambda code: supply_rules.code_problem(code, "lot"))
+SERIAL = Gs1Code("SERIAL", lambda code: supply_rules.code_problem(code, "serial"))
+EXPIRY = Gs1Code("YYYY-MM-DD", supply_rules.expiry_problem)
+PACK = PackCode()
+PACKS_OPTION = click.option("--pack", "packs", type=PACK, multiple=True, required=True, help="A pack as GTIN:SERIAL; repeat for several.")
+
+
+# -- human output -----------------------------------------------------------------------------
+
+
+def human_trace(result: dict[str, Any]) -> str:
+    pack = result["pack"]
+    head = (f"pack (01){result['gtin']}(21){result['serial']}: never commissioned" if pack is None else
+            f"pack (01){result['gtin']}(21){result['serial']}: {pack['status']}, lot {pack['lot']}, held by {short_id(pack['holder'])}")
+    lines = [head]
+    for event in result["events"]:
+        party = f" ↔ {short_id(event['party'])}" if event["party"] else ""
+        lines.append(f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by {short_id(event['organisation'])}{party}  {event['detail']}")
+    return "\n".join(lines)
+
+
+def human_verdict(result: dict[str, Any]) -> str:
+    return f"{'OK' if result['dispensable'] else 'DO NOT DISPENSE'}: {result['status']}\n  {result['message']}"
+
+
+def human_alerts(result: dict[str, Any]) -> str:
+    lines = [f"#{alert['index']} {utc_time(alert['time_ms'])} {alert['kind']}: (01){alert['gtin']}(21){alert['serial']}"
+             f" by {short_id(alert['organisation'])}  {alert['detail']}" for alert in result["alerts"]]
+    lines.append(f"{result['count']} alert{'' if result['count'] == 1 else 's'} in all")
+    return "\n".join(lines)
+
+
+# -- supply ------------------------------------------------------------------------------------------
+
+
+@click.group()
+def supply() -> None:
+    """Drug packs: commission, ship, receive, dispense, decommission, recall and scan them (signed
+    by the organisation that acts), import EPCIS events, trace a pack, verify one, read the alerts."""
+
+
+@supply.command("trace")
+@read_options
+@click.argument("gtin")
+@click.argument("serial")
+def supply_trace(home: Path, as_json: bool, gtin: str, serial: str) -> None:
+    """Show a pack's history, from commissioning to dispensing."""
+    read(home, as_json, human_trace, "supply.trace", gtin=gtin, serial=serial)
+
+
+@supply.command("verify")
+@read_options
+@click.argument("gtin")
+@click.argument("serial")
+@click.option("--at", "organisation", type=ID, default=None, help="The organisation about to dispense it [default: its holder].")
+def supply_verify(home: Path, as_json: bool, gtin: str, serial: str, organisation: bytes | None) -> None:
+    """Is the pack genuine and dispensable now? Exit 1 if not. Nothing is recorded:
+    a scan on the ledger is a supply.verify transaction."""
+    with node(home) as client:
+        result = client.call("supply.verify", gtin=gtin, serial=serial, organisation=organisation.hex() if organisation else None)
+    emit(result, as_json, human_verdict)
+    if not result["dispensable"]:
+        sys.exit(EXIT_FAILURE)
+
+
+@supply.command("alerts")
+@read_options
+@click.option("--start", type=click.IntRange(0), default=0, show_default=True, help="The first alert to show.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def supply_alerts(home: Path, as_json: bool, start: int, limit: int) -> None:
+    """Show supply alerts (suspect counterfeits, packs missing in transit, ...) in the order raised."""
+    read(home, as_json, human_alerts, "supply.alerts", start=start, limit=limit)
+
+
+@supply.command("commission")
+@write_options
+@click.option("--gtin", type=GTIN, required=True, help="The GTIN-14 (the first manufacturer to commission it owns it).")
+@click.option("--lot", type=LOT, required=True)
+@click.option("--expiry", type=EXPIRY, required=True, help="The lot's expiry date: its packs are dispensed through that day (UTC).")
+@click.option("--serial", "serials", type=SERIAL, multiple=True, required=True, help="A serial number; repeat for several (at most 1000).")
+def supply_commission(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, lot: str, expiry: str,
+                      serials: tuple[str, ...]) -> None:
+    """Commission serialised packs of one GTIN and lot, signed by the manufacturer, which then holds them."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.commission", supply_rules.SupplyCommission(gtin, lot, expiry, serials))
+
+
+@supply.command("ship")
+@write_options
+@click.option("--to", "destination", type=ID, required=True, help="The receiving organisation's key.")
+@PACKS_OPTION
+def supply_ship(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, destination: bytes,
+                packs: tuple[supply_rules.PackRef, ...]) -> None:
+    """Ship packs the signer holds to another organisation. The transaction's id is the
+    shipment's id, which the destination gives to supply receive."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.ship", supply_rules.SupplyShip(destination, packs))
+
+
+@supply.command("receive")
+@write_options
+@click.option("--shipment", type=ID, required=True, help="The shipment's id: its supply.ship transaction's id.")
+@click.option("--pack", "packs", type=PACK, multiple=True, help="A pack that arrived, as GTIN:SERIAL; repeat.")
+@click.option("--missing", type=PACK, multiple=True, help="A pack of the shipment that did not arrive; repeat. Each raises an alert.")
+def supply_receive(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, shipment: bytes,
+                   packs: tuple[supply_rules.PackRef, ...], missing: tuple[supply_rules.PackRef, ...]) -> None:
+    """Receive a shipment, signed by its destination, once. Every pack of it is listed, as
+    arrived or missing: a shortfall is declared, never implied."""
+    if not packs and not missing:
+        fail("list the shipment's packs: --pack for each that arrived, --missing for each that did not", EXIT_BAD_INPUT)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.receive", supply_rules.SupplyReceive(shipment, packs, missing))
+
+
+@supply.command("dispense")
+@write_options
+@PACKS_OPTION
+def supply_dispense(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...]) -> None:
+    """Dispense packs the signer holds (a pharmacy or hospital). The patient is not named: who takes what stays at the pharmacy."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.dispense", supply_rules.SupplyDispense(packs))
+
+
+@supply.command("decommission")
+@write_options
+@PACKS_OPTION
+@click.option("--reason", type=click.Choice(sorted(supply_rules.DECOMMISSION_REASONS)), required=True)
+def supply_decommission(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...],
+                        reason: str) -> None:
+    """Take packs the signer holds out of circulation."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.decommission", supply_rules.SupplyDecommission(packs, reason))
+
+
+@supply.command("recall")
+@write_options
+@click.option("--gtin", type=GTIN, required=True)
+@click.option("--lot", type=LOT, default=None, help="Recall this whole lot.")
+@click.option("--serial", "serials", type=SERIAL, multiple=True, help="Or these serials; repeat.")
+@click.option("--reason", required=True, help="Why, in words a pharmacist reads when a recalled pack is scanned.")
+def supply_recall(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, lot: str | None,
+                  serials: tuple[str, ...], reason: str) -> None:
+    """Recall a lot or listed serials, signed by the GTIN's manufacturer. Recalled packs are
+    never dispensed and ship only back to their manufacturer."""
+    if (lot is None) == (not serials):
+        fail("give exactly one of --lot LOT and --serial SERIAL (repeatable)", EXIT_BAD_INPUT)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.recall", supply_rules.SupplyRecall(gtin, lot, serials, reason))
+
+
+@supply.command("scan")
+@write_options
+@click.argument("pack", type=PACK)
+def supply_scan(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, pack: supply_rules.PackRef) -> None:
+    """Record a scan of PACK (GTIN:SERIAL) on the ledger, with its verdict at the block's time:
+    an alarming one (an unknown serial is a suspect counterfeit) raises an alert. To ask
+    without recording, use supply verify."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.verify", supply_rules.SupplyVerify(pack.gtin, pack.serial))
+
+
+def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], bytes | None]:
+    """The EPCIS import's lookup of the shipment a pack is in transit in, from ``supply.trace``."""
+
+    def shipment_of(pack: supply_rules.PackRef) -> bytes | None:
+        found = client.call("supply.trace", gtin=pack.gtin, serial=pack.serial)["pack"]
+        return bytes.fromhex(found["shipment"]) if found is not None and found["shipment"] else None
+
+    return shipment_of
+
+
+def _submit_imported(client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float) -> dict[str, Any]:
+    """Submit and wait; a refusal names the EPCIS ``event`` the transaction came from."""
+    result = submit_signed(client, key, tx_type, body, True, timeout_s, where=event)
+    refuse_if_rejected(result, tx_type, where=event)
+    return result
+
+
+@supply.command("import-epcis")
+@HOME_OPTION
+@JSON_OPTION
+@KEY_OPTION
+@TIMEOUT_OPTION
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--party", "parties", type=NamedParty(), multiple=True, metavar="ID=HEX",
+              help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation key; repeat.")
+def supply_import_epcis(home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]) -> None:
+    """Import an EPCIS 2.0 JSON document of the signer's own ObjectEvents (commissioning,
+    shipping, receiving, dispensing, decommissioning): each becomes supply transactions,
+    submitted in order, each waited for. The first refusal stops the import, naming its
+    event; the transactions before it stay committed. A receipt needs its shipment on the
+    ledger, so a shipment is received by a later import, signed by its destination."""
+    from p2pmed.interop.epcis import DOCUMENT_SIZE_MAX, EpcisError, import_epcis
+
+    key = load_key(key_file)
+    try:
+        with file.open("rb") as source:
+            data = source.read(DOCUMENT_SIZE_MAX + 1)
+    except OSError as error:
+        fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
+    results = []
+    with node(home) as client:
+        try:
+            txs = import_epcis(data, dict(parties), _shipment_on_ledger(client))
+        except EpcisError as error:
+            fail(f"{file}: {error}", EXIT_BAD_INPUT)
+        for tx in txs:
+            result = _submit_imported(client, key, tx.tx_type, tx.body, tx.event, timeout)
+            results.append({"event": tx.event, **result})
+            if not as_json:
+                click.echo(f"{tx.event}  {tx.tx_type} {result['tx_id']} committed at height {result['height']}")
+    emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
+
+
+SUPPLY_COMMANDS = [supply]
