@@ -12,7 +12,6 @@ holding it; latency is from just before its ``tx.submit`` call to that moment.
 from __future__ import annotations
 
 import random
-import statistics
 import threading
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.rpc.client import RpcClient, RpcError
+from p2pmed.stats import percentiles
 
 __all__ = ["LoadReport", "run_load", "sample_transactions"]
 
@@ -38,7 +38,7 @@ class LoadReport:
     duration_s: float = 0.0
     submit_rate: float = 0.0
     committed_per_s: float = 0.0
-    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         lines = [
@@ -145,12 +145,6 @@ def _summarise_commits(report: LoadReport, submitted_at: dict[str, float], commi
         return
     elapsed = max(committed_at.values()) - start
     report.committed_per_s = report.committed / elapsed if elapsed > 0 else 0.0
-    report.latency_ms = {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95), "p99": _percentile(latencies, 99)}
-
-
-def _percentile(ordered: list[float], percent: int) -> float:
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[percent - 1]
+    report.latency_ms = percentiles(latencies, ("p50", "p95", "p99"))
 
 

@@ -27,7 +27,6 @@ import math
 import os
 import random
 import socket
-import statistics
 import threading
 import time
 from collections import Counter
@@ -38,6 +37,7 @@ from typing import Any
 from p2pmed.bench.commits import CommitWatchers
 from p2pmed.bench.cpu import cpu_seconds
 from p2pmed.load import sample_transactions
+from p2pmed.stats import percentiles
 
 __all__ = ["StepLoad", "StepResult", "prepare_load", "run_step"]
 
@@ -293,8 +293,8 @@ def _result(
         window_s=window_s,
         offered_per_s=sent / max(window_s, load.duration_s),
         committed_per_s=len(latencies) / (last_commit - start) if latencies else 0.0,
-        latency_ms=percentiles(latencies, ("p50", "p95", "p99", "max")),
-        send_lag_ms=percentiles(lags, ("p50", "p99", "max")),
+        latency_ms=rounded_percentiles(latencies, ("p50", "p95", "p99", "max")),
+        send_lag_ms=rounded_percentiles(lags, ("p50", "p99", "max")),
         cpu_per_node=cpu_used[:-1],
         client_cpu=cpu_used[-1],
         refused=dict(refused),
@@ -303,10 +303,6 @@ def _result(
     )
 
 
-def percentiles(values: list[float], names: tuple[str, ...]) -> dict[str, float | None]:
-    """``{"p50": ..., "max": ...}`` in ms rounded to 0.1; None for every name when there are no values."""
-    if not values:
-        return dict.fromkeys(names)
-    ordered = sorted(values)
-    cuts = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 99
-    return {name: round(ordered[-1] if name == "max" else cuts[int(name[1:]) - 1], 1) for name in names}
+def rounded_percentiles(values: list[float], names: tuple[str, ...]) -> dict[str, float | None]:
+    """``percentiles`` in ms rounded to 0.1."""
+    return {name: None if value is None else round(value, 1) for name, value in percentiles(values, names).items()}

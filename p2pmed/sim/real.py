@@ -49,8 +49,9 @@ from p2pmed.home import load_home
 from p2pmed.process_network import NodeFailed, ProcessNetwork
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.sim.scenario import Fault, FaultKind, Scenario, ScenarioError
-from p2pmed.sim.simulator import fault_details, percentiles
+from p2pmed.sim.simulator import fault_details
 from p2pmed.sim.workload import build_workload
+from p2pmed.stats import percentiles
 
 __all__ = ["check_playable", "run_real"]
 

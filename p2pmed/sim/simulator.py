@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,8 +40,9 @@ from p2pmed.sim.fastsig import FastSigner, FastVerifier
 from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.planted import planted_quorum
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, Scenario
+from p2pmed.stats import percentiles
 
-__all__ = ["SimulationResult", "fault_details", "percentiles", "run_simulation"]
+__all__ = ["SimulationResult", "fault_details", "run_simulation"]
 
 CHAIN_ID = "p2pmed-sim"
 CLIENT = -1
@@ -474,13 +474,6 @@ class Simulation:
             "timeline": self.timeline,
         }
         return SimulationResult(report)
-
-
-def percentiles(latencies: list[int]) -> dict[str, float | None]:
-    if not latencies:
-        return {"p50": None, "p99": None, "max": None}
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [latencies[0]] * 99
-    return {"p50": cuts[49], "p99": cuts[98], "max": latencies[-1]}
 
 
 def fault_details(fault: Fault) -> dict[str, Any]:
