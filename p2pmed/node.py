@@ -52,7 +52,7 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.metrics import NodeMetrics
 from p2pmed.metrics_http import serve_metrics
 from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
-from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
+from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService, answer
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node_core import NodeCore, Outgoing
@@ -128,7 +128,7 @@ class Node:
         )
         self.block_listeners.append(self._erase_on_commit)
         self.blob_client: BlobClient | None = None
-        self.repair = BlobRepair(self.custodian, self._ask_custodian)
+        self.repair = BlobRepair(self.custodian, self.ask_custodian)
         self.repair.scan(self.core.store)
         self.block_listeners.append(self.repair.on_commit)
         self.metrics = NodeMetrics(self)
@@ -320,7 +320,11 @@ class Node:
         else:
             log.info("view change started", started=replica.view_changes_started, **self._position())
 
-    async def _ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
+    async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
+        """The answer of the custodian whose key is ``custodian``: this site's own, or a
+        validator's over ``/p2pmed/blob/1``."""
+        if custodian == self.home.key.public_key:
+            return answer(self.custodian, request)
         assert self.blob_client is not None, "asked before the network is up"
         index = self.home.genesis.validator_keys.index(custodian)
         return await self.blob_client.request(self.peer_ids[index], request)

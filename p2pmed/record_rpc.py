@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pmed.custodian import CustodyRefused
 from p2pmed.ledger.contracts.records import record
 from p2pmed.net.blob_protocol import BlobRequest
 from p2pmed.node import Node
@@ -38,24 +37,18 @@ def record_methods(node: Node) -> dict[str, Method]:
             for v in validators
         ]
 
-    def index_of(custodian: bytes) -> int:
+    def moniker_of(custodian: bytes) -> str:
         keys = [validator.public_key for validator in validators]
         if custodian not in keys:
             raise RpcError(ErrorCode.INVALID_PARAMS, "custodian: not a validator's key; see record.custodians")
-        return keys.index(custodian)
+        return validators[keys.index(custodian)].moniker
 
     async def store(params: dict[str, Any]) -> dict[str, Any]:
-        target = index_of(params["custodian"])
-        if target == node.index:
-            try:
-                node.custodian.accept(params["record_id"], params["sealed"], params["wrap"])
-            except CustodyRefused as error:
-                raise RpcError(ErrorCode.REFUSED, f"record.store: {error}") from None
-            return {"stored": True, "custodian": params["custodian"].hex()}
+        moniker = moniker_of(params["custodian"])
         request = BlobRequest("put", params["record_id"], b"", params["sealed"], params["wrap"])
-        response = await _blob_client(node).request(node.peer_ids[target], request)
+        response = await node.ask_custodian(params["custodian"], request)
         if response.error:
-            raise RpcError(ErrorCode.REFUSED, f"record.store: custodian {validators[target].moniker}: {response.error}")
+            raise RpcError(ErrorCode.REFUSED, f"record.store: custodian {moniker}: {response.error}")
         return {"stored": True, "custodian": params["custodian"].hex()}
 
     async def fetch(params: dict[str, Any]) -> dict[str, Any]:
@@ -65,18 +58,10 @@ def record_methods(node: Node) -> dict[str, Method]:
             raise RpcError(ErrorCode.NOT_FOUND, "record.fetch: no committed anchor has this record id on this node")
         reasons = []
         for custodian in anchor.custodians:
-            target = index_of(custodian)
-            if target == node.index:
-                try:
-                    served = node.custodian.serve(record_id, reader)
-                    return {"sealed": served.sealed.hex(), "wrap": served.wrap.hex(), "custodian": custodian.hex()}
-                except CustodyRefused as error:
-                    reasons.append(f"{validators[target].moniker}: {error}")
-                    continue
-            response = await _blob_client(node).request(node.peer_ids[target], BlobRequest("get", record_id, reader, b"", b""))
+            response = await node.ask_custodian(custodian, BlobRequest("get", record_id, reader, b"", b""))
             if not response.error:
                 return {"sealed": response.sealed.hex(), "wrap": response.wrap.hex(), "custodian": custodian.hex()}
-            reasons.append(f"{validators[target].moniker}: {response.error}")
+            reasons.append(f"{moniker_of(custodian)}: {response.error}")
         raise RpcError(ErrorCode.REFUSED, "record.fetch: no custodian served the record: " + "; ".join(reasons))
 
     return {
@@ -85,8 +70,3 @@ def record_methods(node: Node) -> dict[str, Method]:
         "record.fetch": Method(fetch, {"record_id": bytes, "reader": bytes}),
     }
 
-
-def _blob_client(node: Node) -> Any:
-    if node.blob_client is None:
-        raise RpcError(ErrorCode.NOT_READY, "the node's network is not up yet; try again in a moment")
-    return node.blob_client

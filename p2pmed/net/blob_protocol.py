@@ -34,7 +34,7 @@ from p2pmed.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.records import SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
 
-__all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService"]
+__all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService", "answer"]
 
 log = structlog.get_logger(__name__)
 
@@ -106,19 +106,24 @@ class BlobService:
         except codec.CodecError as error:
             self.served["malformed"] += 1
             return _refused(f"malformed request: {error}")
-        try:
-            if request.kind == "put":
-                self.custodian.accept(request.record_id, request.sealed, request.wrap)
-                self.served["put"] += 1
-                return BlobResponse("", b"", b"")
-            if request.kind == "get":
-                served = self.custodian.serve(request.record_id, request.reader)
-                self.served["get"] += 1
-                return BlobResponse("", served.sealed, served.wrap)
-            return _refused(f"unknown request kind {request.kind!r}; expected put or get")
-        except CustodyRefused as error:
-            self.served["refused"] += 1
-            return _refused(str(error))
+        response = answer(self.custodian, request)
+        if request.kind in ("put", "get"):
+            self.served["refused" if response.error else request.kind] += 1
+        return response
+
+
+def answer(custodian: Custodian, request: BlobRequest) -> BlobResponse:
+    """What ``custodian`` answers ``request``, whether a peer asked or its own node did."""
+    try:
+        if request.kind == "put":
+            custodian.accept(request.record_id, request.sealed, request.wrap)
+            return BlobResponse("", b"", b"")
+        if request.kind == "get":
+            served = custodian.serve(request.record_id, request.reader)
+            return BlobResponse("", served.sealed, served.wrap)
+    except CustodyRefused as error:
+        return _refused(str(error))
+    return _refused(f"unknown request kind {request.kind!r}; expected put or get")
 
 
 class BlobClient:
