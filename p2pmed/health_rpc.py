@@ -8,7 +8,8 @@ plain JSON (``plain``).
 "Now", for what the ledger decides by time (is a consent in force, is a pack
 expired), is the time of the latest block: the time the ledger itself would use
 for a transaction ordered next, the same on every node, and never ahead of the
-chain as a node's clock may be. Before the first block it is the node's clock.
+chain as a node's clock may be (``NodeCore.ledger_time_ms``; 0 before the first
+block, when nothing is in force yet).
 
 Unknown things: a lookup by id (an organisation, a person, a record, a trial)
 answers NOT_FOUND naming what was asked; a list answers empty; ``consent.get``
@@ -130,7 +131,7 @@ def health_methods(node: Node) -> dict[str, Method]:
         """The sender's next nonce on the chain, and the one a new transaction should use
         (past any of theirs waiting in this node's mempool)."""
         committed = next_nonce(store, params["sender"])
-        return {"committed": committed, "next": node.core.mempool.next_free_nonce(params["sender"], committed)}
+        return {"committed": committed, "next": core.mempool.next_free_nonce(params["sender"], committed)}
 
     async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
         """The consent in force now for (patient, grantee, category), or null."""

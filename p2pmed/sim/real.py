@@ -188,6 +188,8 @@ class _Run:
         progress: Callable[[float], None] | None,
     ) -> None:
         self.net, self.scenario, self.txs, self.links, self.progress = net, scenario, txs, links, progress
+        self.encoded = {tx.id.hex(): tx.encoded.hex() for tx in txs}
+        """Each transaction as ``tx.submit`` takes it, by id, made once for every send and resend."""
         self.submitted_at: dict[str, float] = {}
         self.fault_log: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
@@ -290,16 +292,16 @@ class _Run:
 
     def _submit(self, tx: Transaction, rng: random.Random) -> None:
         self.submitted_at[tx.id.hex()] = time.monotonic()
-        if not self._send(tx.id.hex(), tx.encoded.hex(), rng):
+        if not self._send(tx.id.hex(), rng):
             self.failed_sends += 1
 
-    def _send(self, tx_id: str, encoded: str, rng: random.Random) -> bool:
+    def _send(self, tx_id: str, rng: random.Random) -> bool:
         """Hand a transaction to a live node; remember which, or that none took it."""
         live = self._live()
         node = rng.choice(live) if live else None
         if node is not None:
             try:
-                self.net.call(node, "tx.submit", tx=encoded)
+                self.net.call(node, "tx.submit", tx=self.encoded[tx_id])
             except RpcError as error:  # a duplicate: that node, or another, has it already
                 node = node if isinstance(error.data, dict) and error.data.get("reason") == "duplicate" else None
             except (NodeNotRunning, OSError):  # it died under us
@@ -309,10 +311,9 @@ class _Run:
 
     def _resubmit(self, watcher: _CommitWatcher, rng: random.Random, everything: bool = False) -> None:
         """Send again what may be lost (or, with ``everything``, whatever has not committed)."""
-        encoded = {tx.id.hex(): tx.encoded.hex() for tx in self.txs}
         for tx_id in list(self.submitted_at):
             if tx_id not in watcher.committed_at and (everything or self.held_by.get(tx_id) is None):
-                if self._send(tx_id, encoded[tx_id], rng):
+                if self._send(tx_id, rng):
                     self.resubmitted += 1
                 elif not self._live():
                     return
