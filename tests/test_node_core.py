@@ -83,6 +83,24 @@ def test_a_crashed_node_restarts_from_its_store_and_catches_up(network: LocalNet
     assert restarted is not None and len(restarted.store.transactions_by_sender(sender.public_key)) == 8
 
 
+def test_a_node_that_missed_everything_catches_up_on_an_idle_network(network: LocalNetwork) -> None:
+    # Node 3 comes back with an empty store after the others went quiet: no vote, checkpoint
+    # or pending transaction tells it it is behind; only its own idle probe can.
+    network.crash(3)
+    sender = SigningKey.from_seed(b"i" * 32)
+    for nonce in range(3):
+        network.submit_everywhere(probe(sender, nonce))
+    network.run(1_000)
+    network.restart(3)
+    network.run(network.config.head_probe_idle_ms // 2)
+    restarted = network.cores[3]
+    assert restarted is not None and restarted.replica.last_executed == 0
+
+    network.run(network.config.head_probe_idle_ms + 2 * network.config.retransmit_interval_ms)
+    heads = network.heads()
+    assert len(set(heads)) == 1 and heads[0] is not None and heads[0][0] >= 1
+
+
 def test_a_transaction_with_a_bad_signature_is_refused_on_submit(network: LocalNetwork) -> None:
     tx = probe(SigningKey.from_seed(b"t" * 32), 0)
     forged = Transaction(tx.type, tx.chain_id, tx.sender, tx.nonce, tx.body, bytes(64))

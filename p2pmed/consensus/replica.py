@@ -31,7 +31,9 @@ timeout.
 State transfer. A replica that sees f+1 replicas ahead of it asks one of them
 for committed blocks (``FetchBlocks``); the host answers (``ServeBlocks``) from
 its store, and the replica applies only blocks that chain onto its head and carry
-a valid commit certificate.
+a valid commit certificate. A replica that heard nothing for ``head_probe_idle_ms``
+asks one peer (a different one each time) for blocks after its head: on a quiet
+network that is the only way a node that missed blocks learns it is behind.
 
 Crash recovery. Every vote, the view and the stable checkpoint are written with
 a ``Persist`` action placed before the messages that depend on them, so a
@@ -95,6 +97,9 @@ class ReplicaConfig:
     request_timeout_ms: int = 2_000
     view_change_timeout_ms: int = 2_000
     retransmit_interval_ms: int = 300
+    head_probe_idle_ms: int = 3_000
+    """After hearing no consensus message for this long, ask one peer (in turn) for blocks
+    after our head: on an idle network nothing else tells a node that missed blocks it is behind."""
     pending_max: int = 100_000
     committed_ids_max: int = 1_000_000
 
@@ -204,6 +209,8 @@ class Replica:
         self._sync_at: int | None = None
         self._fetched_at: int | None = None
         """When a block fetched from a peer (state transfer) last executed here."""
+        self._heard_at = now_ms
+        """When a peer last sent a message other than a request for blocks, or we last probed."""
         self._records: dict[str, bytes | None] = {}
         self._messages: list[Action] = []
         self._decided: list[Action] = []
@@ -284,6 +291,8 @@ class Replica:
         """A decoded, not yet verified message from validator ``sender``."""
         self._now = now_ms
         self.received[message_kind(message)] += 1
+        if not isinstance(message, FetchBlocks):
+            self._heard_at = now_ms
         try:
             self._dispatch(sender, message)
         except InvalidMessage as error:
@@ -795,6 +804,8 @@ class Replica:
     # -- retransmission -------------------------------------------------------
 
     def _retransmit(self) -> None:
+        if self._now - self._heard_at >= self.config.head_probe_idle_ms:
+            self._probe_head()
         if not self.view_active:
             own = self._view_changes.get(self.index)
             if own is not None and own.new_view == self.view:
@@ -823,6 +834,12 @@ class Replica:
             for vote in (slot.my_prepare, slot.my_commit):
                 if vote is not None:
                     self._messages.append(Broadcast(vote))
+
+    def _probe_head(self) -> None:
+        self._heard_at = self._now
+        peers = [r for r in range(self.validators.n) if r != self.index]
+        peer = peers[(self._now // self.config.head_probe_idle_ms) % len(peers)]
+        self._messages.append(Send(peer, FetchBlocks(self.last_executed + 1, self.index)))
 
     # -- helpers --------------------------------------------------------------
 
