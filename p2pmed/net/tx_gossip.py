@@ -53,6 +53,9 @@ this module does about each:
 - the subscription channel (32 messages, not configurable): the receiver task
   only moves batches from it to ``incoming`` and never waits on the consumer.
 
+The signed peer record py-libp2p attaches to every RPC is verified once per
+peer, not once per RPC (``p2pmed.net.peer_records``).
+
 And one crash: while a Pubsub service stops, its task nursery closes before
 ``manager.is_running`` turns false, so a message read in that window from a
 still-open connection makes ``run_task`` raise and takes the host's swarm down
@@ -83,6 +86,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pmed import codec
 from p2pmed.ledger.tx import CHAIN_ID_LENGTH_MAX, Transaction
+from p2pmed.net import peer_records
 
 __all__ = ["REJECT_REASONS", "GossipCounters", "TxBatch", "TxGossip", "gossip_message_id", "tx_topic"]
 
@@ -191,6 +195,7 @@ class TxGossip:
         self.outbound_wait_max = outbound_wait_max
         self.counters = GossipCounters()
         self.router = _new_router()
+        peer_records.install()
         self.pubsub = Pubsub(
             host,
             self.router,
