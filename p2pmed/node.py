@@ -67,6 +67,8 @@ DIAL_DELAY_MAX_S = 10.0
 DIAL_TIMEOUT_S = 10.0
 CONNECTED_CHECK_S = 1.0
 GOSSIP_FLUSH_DELAY_S = 0.02
+RECEIVE_BATCH_MAX = 64
+"""Consensus messages already waiting that are handled together, under one fsync."""
 """py-libp2p carries about a hundred gossip messages a second; at most 50 batches a
 second leaves room for the protocol's own traffic and lets batches grow with load."""
 
@@ -231,10 +233,16 @@ class Node:
             return False
 
     async def _consensus_pump(self, transport: ConsensusTransport) -> None:
-        async for sender, data in transport.incoming:
-            if self.faults is not None and not self.faults.admits(sender):
-                continue
-            self._send(self.core.receive(sender, data, self.clock.now_ms()))
+        async for first in transport.incoming:
+            arrived = [first]
+            while len(arrived) < RECEIVE_BATCH_MAX:
+                try:
+                    arrived.append(transport.incoming.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if self.faults is not None:
+                arrived = [(sender, data) for sender, data in arrived if self.faults.admits(sender)]
+            self._send(self.core.receive_many(arrived, self.clock.now_ms()))
 
     async def _gossip_pump(self, gossip: TxGossip) -> None:
         async for batch in gossip.incoming:

@@ -4,7 +4,8 @@
 what integration tests drive directly. It carries out the replica's actions:
 the ``Persist`` records of one call go to the store's consensus table in one SQL
 transaction (durable, ``synchronous=FULL``: one fsync, not one per vote) before
-the call returns its messages for sending; ``CommitBlock`` executes the block with the ledger and appends
+the call returns its messages for sending (``receive_many`` takes every message
+that arrived together, so one fsync covers them all); ``CommitBlock`` executes the block with the ledger and appends
 it, its outcomes and its commit certificate in one SQL transaction;
 ``ServeBlocks`` answers a lagging peer from the store. Each transaction's
 signature is verified once per node: on arrival, or when a proposal carries one
@@ -109,8 +110,16 @@ class NodeCore:
         return True
 
     def receive(self, sender: int, data: bytes, now_ms: int) -> Outgoing:
+        return self.receive_many([(sender, data)], now_ms)
+
+    def receive_many(self, messages: Iterable[tuple[int, bytes]], now_ms: int) -> Outgoing:
+        """Messages that arrived together: what they make the replica persist is written in
+        one SQL transaction (one fsync) before any of the replies is returned for sending."""
         self._now_ms = now_ms
-        return self._carry_out(self.replica.receive(sender, data, now_ms))
+        actions: list[Action] = []
+        for sender, data in messages:
+            actions.extend(self.replica.receive(sender, data, now_ms))
+        return self._carry_out(actions)
 
     def tick(self, now_ms: int) -> Outgoing:
         self._now_ms = now_ms

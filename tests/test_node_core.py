@@ -143,6 +143,43 @@ def test_garbage_from_a_peer_is_counted_and_changes_nothing(network: LocalNetwor
     assert core.store.head()[0] >= 1
 
 
+def test_messages_received_together_are_persisted_in_one_write_before_any_reply(network: LocalNetwork) -> None:
+    backup = network.cores[1]
+    assert backup is not None
+    writes: list[dict[str, bytes | None]] = []
+    original_put = backup.store.consensus_put
+
+    def put(records: dict[str, bytes | None]) -> None:
+        writes.append(dict(records))
+        original_put(records)
+
+    backup.store.consensus_put = put  # type: ignore[method-assign]
+    sender = SigningKey.from_seed(b"g" * 32)
+    for nonce in range(3):
+        network.submit_everywhere(probe(sender, nonce))
+    held: list[tuple[int, bytes]] = []  # node 1's mail, kept from it while the others commit
+    for _ in range(40):
+        while network.in_flight:
+            source, destination, data = network.in_flight.popleft()
+            if destination == 1:
+                held.append((source, data))
+            else:
+                core = network.cores[destination]
+                assert core is not None
+                network.in_flight.extend((destination, to, reply) for to, reply in core.receive(source, data, network.now_ms))
+        network.now_ms += 5
+        for index in (0, 2, 3):
+            network.tick(index)
+    assert len(held) >= 3 and writes == []
+    replies = backup.receive_many(held, network.now_ms)
+    assert len(writes) == 1, "one write covers every vote the held messages produced"
+    assert replies and any(key.startswith("slot/") for key in writes[0])
+    network.in_flight.extend((1, to, data) for to, data in replies)
+    network.run(1_000)
+    heads = network.heads()
+    assert len(set(heads)) == 1 and heads[0] is not None and heads[0][0] >= 1
+
+
 def test_transactions_arriving_in_reverse_nonce_order_all_commit(network: LocalNetwork) -> None:
     sender = SigningKey.from_seed(b"z" * 32)
     txs = [probe(sender, nonce) for nonce in range(5)]
