@@ -281,3 +281,57 @@ def test_the_request_timeout_doubles_with_each_view_change_until_a_block_execute
     assert (1, False, 2 * base_ms) in seen, "changing view: the next primary gets twice as long"
     assert backup.store.head()[0] == 1 and backup.replica.request_timeout_ms == base_ms, "a block executed: back to normal"
     network.close()
+
+
+def hop(network: LocalNetwork, ms: int) -> None:
+    """Deliver only what is in flight now (each message takes one hop of ``ms``), then run the timers."""
+    batch = list(network.in_flight)
+    network.in_flight.clear()
+    for source, destination, data in batch:
+        core = network.cores[destination]
+        if core is not None:
+            network.in_flight.extend((destination, to, reply) for to, reply in core.receive(source, data, network.now_ms))
+    network.now_ms += ms
+    for index, core in enumerate(network.cores):
+        if core is not None and core.next_deadline_ms() <= network.now_ms:
+            network.tick(index)
+
+
+def slow_network(tmp_path: Path) -> LocalNetwork:
+    # One transaction per block, one block at a time: at 100 ms a hop, a block every ~300 ms,
+    # longer than half the request timeout (how long a backup's probe for missed blocks
+    # waits); 20 transactions take ~6 s, over ten request timeouts.
+    return LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(batch_size_max=1, pipeline_max=1, request_timeout_ms=400))
+
+
+def test_a_primary_working_through_a_backlog_in_order_is_not_suspected(tmp_path: Path) -> None:
+    network = slow_network(tmp_path)
+    txs = [probe(SigningKey.from_seed(bytes([index]) * 32), 0) for index in range(20)]
+    for tx in txs:
+        network.submit_everywhere(tx)
+    start_ms = network.now_ms
+    for _ in range(100):
+        hop(network, 100)
+    cores = [core for core in network.cores if core is not None]
+    assert all(core.store.transaction(tx.id) is not None for core in cores for tx in txs)
+    assert network.now_ms - start_ms > 10 * network.config.request_timeout_ms
+    assert [core.replica.view_changes_started for core in cores] == [0, 0, 0, 0]
+    network.close()
+
+
+def test_a_primary_that_orders_newer_transactions_while_one_starves_is_replaced(tmp_path: Path) -> None:
+    network = slow_network(tmp_path)
+    censored = probe(SigningKey.from_seed(b"c" * 32), 0)
+    primary = network.cores[0]
+    assert primary is not None
+    honest_unproposed = primary.replica._unproposed
+    primary.replica._unproposed = lambda: [tx for tx in honest_unproposed() if tx.id != censored.id]  # type: ignore[method-assign]
+    network.submit_everywhere(censored)
+    for index in range(40):  # a fresh transaction every 200 ms: the primary is never idle
+        network.submit_everywhere(probe(SigningKey.from_seed(bytes([index]) * 32), 0))
+        hop(network, 100)
+        hop(network, 100)
+    backups = [core for core in network.cores[1:] if core is not None]
+    assert all(core.replica.view >= 1 for core in backups)
+    assert all(core.store.transaction(censored.id) is not None for core in backups)
+    network.close()

@@ -91,7 +91,7 @@ NOTES_MAX = 100
 class ReplicaConfig:
     batch_size_max: int = 500
     batch_delay_ms: int = 10
-    pipeline_max: int = 8
+    pipeline_max: int = 1
     checkpoint_interval: int = 16
     watermark_window: int = 64
     request_timeout_ms: int = 2_000
@@ -203,6 +203,9 @@ class Replica:
         self._ahead: dict[int, int] = {}
         self._later_views: dict[int, int] = {}
         self._probed_for: bytes | None = None
+        self._served_oldest_at = now_ms
+        """When a block last committed transactions that arrived here no later than a
+        quarter of the request timeout after the oldest one still pending."""
         self._probe_deadline = 0
         self._retransmit_height = -1
         self._my_latest_checkpoint: Checkpoint | None = None
@@ -522,9 +525,16 @@ class Replica:
         self.last_executed = block.height
         self.last_block_hash = block.hash
         self._executed_digests[block.height] = certificate.commits[0].digest
+        arrivals = []
         for tx in block.txs:
-            self._pending.pop(tx.id, None)
+            waited = self._pending.pop(tx.id, None)
+            if waited is not None:
+                arrivals.append(waited[1])
             self._committed_ids[tx.id] = None
+        if arrivals and self._pending:
+            oldest_arrival = next(iter(self._pending.values()))[1]
+            if min(arrivals) <= oldest_arrival + self.config.request_timeout_ms // 4:
+                self._served_oldest_at = self._now
         while len(self._committed_ids) > self.config.committed_ids_max:
             del self._committed_ids[next(iter(self._committed_ids))]
         self._next_sequence = max(self._next_sequence, block.height + 1)
@@ -581,13 +591,15 @@ class Replica:
 
     def _refresh_progress_deadline(self) -> None:
         """A backup expects its oldest pending transaction to commit within the request
-        timeout of its arrival, whatever else commits meanwhile: a primary that orders
-        other transactions but starves one is still suspected."""
+        timeout of its arrival, or of the last block that committed transactions about as
+        old (PBFT restarts the timer on execution): a primary working through a backlog
+        in arrival order is not suspected, one that orders newer transactions while an
+        older one starves is, a stopped one is."""
         if self.is_primary or not self.view_active or not self._pending:
             self._progress_deadline = None
             return
         oldest_id, (_, arrival) = next(iter(self._pending.items()))
-        self._progress_deadline = arrival + self._request_timeout
+        self._progress_deadline = max(arrival, self._served_oldest_at) + self._request_timeout
         if self._probed_for == oldest_id:
             self._progress_deadline = max(self._progress_deadline, self._probe_deadline)
 
