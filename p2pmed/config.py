@@ -38,6 +38,7 @@ class NodeConfig:
     metrics_port: int = 0
     batch_size_max: int = 500
     batch_delay_ms: int = 10
+    pipeline_max: int = 1
     request_timeout_ms: int = 2_000
     view_change_timeout_ms: int = 2_000
     checkpoint_interval: int = 16
@@ -68,6 +69,10 @@ port = {metrics_port}
 # Most transactions in one proposal, and how long the primary waits to fill one.
 batch_size_max = {batch_size_max}
 batch_delay_ms = {batch_delay_ms}
+# Proposals the primary may have in flight at once. 1 suits a LAN or a busy CPU:
+# the next block waits for the last and carries everything that came meanwhile.
+# Raise it when round trips, not CPU, are what limit throughput (sites far apart).
+pipeline_max = {pipeline_max}
 # How long a transaction may wait before the primary is suspected, and how long
 # a view change may take before the next one; both in milliseconds.
 request_timeout_ms = {request_timeout_ms}
@@ -140,6 +145,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("metrics", "port"): ("metrics_port", _integer(0, 65_535)),
     ("consensus", "batch_size_max"): ("batch_size_max", _integer(1, 10_000)),
     ("consensus", "batch_delay_ms"): ("batch_delay_ms", _integer(0, 10_000)),
+    ("consensus", "pipeline_max"): ("pipeline_max", _integer(1, 64)),
     ("consensus", "request_timeout_ms"): ("request_timeout_ms", _integer(100, 600_000)),
     ("consensus", "view_change_timeout_ms"): ("view_change_timeout_ms", _integer(100, 600_000)),
     ("consensus", "checkpoint_interval"): ("checkpoint_interval", _integer(1, 10_000)),

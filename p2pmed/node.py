@@ -66,7 +66,7 @@ DIAL_DELAY_MIN_S = 0.2
 DIAL_DELAY_MAX_S = 10.0
 DIAL_TIMEOUT_S = 10.0
 CONNECTED_CHECK_S = 1.0
-GOSSIP_FLUSH_DELAY_S = 0.02
+GOSSIP_FLUSH_INTERVAL_S = 0.04
 RECEIVE_BATCH_MAX = 64
 """Consensus messages already waiting that are handled together, under one fsync."""
 """py-libp2p carries about a hundred gossip messages a second; at most 50 batches a
@@ -95,6 +95,7 @@ def replica_config(home: LoadedHome) -> ReplicaConfig:
         watermark_window=4 * config.checkpoint_interval,
         request_timeout_ms=config.request_timeout_ms,
         view_change_timeout_ms=config.view_change_timeout_ms,
+        pipeline_max=config.pipeline_max,
     )
 
 
@@ -206,7 +207,7 @@ class Node:
                 peerstore.add_addrs(peer_id, [multiaddr.Multiaddr(validator.address)], 0)  # ttl 0: permanent
         self.transport = ConsensusTransport(host, self.peer_ids, self.index)
         await nursery.start(self.transport.run)
-        self.gossip = TxGossip(host, self.chain_id, self._accept_gossiped, flush_delay=GOSSIP_FLUSH_DELAY_S)
+        self.gossip = TxGossip(host, self.chain_id, self._accept_gossiped, flush_interval=GOSSIP_FLUSH_INTERVAL_S)
         await nursery.start(self.gossip.run)
         for index in range(len(self.peer_ids)):
             if index != self.index:

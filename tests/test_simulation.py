@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from p2pmed.cli import cli
 from p2pmed.consensus.messages import PreparedCertificate
-from p2pmed.consensus.replica import Replica
+from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.sim.planted import WEAK_QUORUM_ENV
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
 from p2pmed.sim.network import SimNetwork
@@ -175,10 +175,12 @@ def test_seven_nodes_keep_committing_through_f_crashes() -> None:
 
 def test_twins_with_a_planted_weak_quorum_fork_the_chain_and_are_harmless_without_it() -> None:
     twins = small(Fault(1.0, FaultKind.BYZANTINE, node=0, behaviour=Behaviour.TWINS))
-    for seed in range(3):
-        planted = run_simulation(twins, seed, quorum_override=2).report
-        assert "agreement" in {violation["kind"] for violation in planted["safety"]["violations"]}
-        assert run_simulation(twins, seed).ok
+    # A fork needs the twins to propose different blocks at one height, which takes
+    # their clocks or inboxes to differ: most seeds, not all (6 of 8 of seeds 0..7).
+    planted = [run_simulation(twins, seed, quorum_override=2) for seed in range(5)]
+    forked = [result for result in planted if "agreement" in {v["kind"] for v in result.report["safety"]["violations"]}]
+    assert len(forked) >= 3, [describe(result) for result in planted]
+    assert all(run_simulation(twins, seed).ok for seed in range(5))
 
 
 # -- negative controls: planted bugs the checkers must catch ------------------
@@ -201,11 +203,15 @@ class ForgetsPreparedCertificates(Replica):
 
 
 def test_view_changes_without_prepared_certificates_are_caught() -> None:
-    scenario = small(drop=0.3)
-    results = [run_simulation(scenario, seed, replica_class=ForgetsPreparedCertificates) for seed in range(6)]
+    # The bug bites when a view changes while decided slots are still in flight, so this
+    # control lets the primary keep 8 proposals in flight (the default is 1) and drops 40%
+    # of messages to force view changes: 18 of seeds 0..23 are caught (with one in flight and
+    # 30% dropped, none of seeds 0..15 was).
+    scenario, config = small(drop=0.4), ReplicaConfig(pipeline_max=8)
+    results = [run_simulation(scenario, seed, config=config, replica_class=ForgetsPreparedCertificates) for seed in range(8)]
     caught = [result for result in results if not result.report["safety"]["ok"]]
-    assert len(caught) >= 3, [describe(result) for result in results]
-    assert all(run_simulation(scenario, seed).report["safety"]["ok"] for seed in range(6))
+    assert len(caught) >= 4, [describe(result) for result in results]
+    assert all(run_simulation(scenario, seed, config=config).report["safety"]["ok"] for seed in range(8))
 
 
 # -- the command line ----------------------------------------------------------
