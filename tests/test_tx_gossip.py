@@ -269,6 +269,46 @@ async def test_a_transaction_reaches_every_other_host_exactly_once_and_never_its
                 assert gossip.counters.batches_dropped == gossip.counters.txs_dropped == 0
 
 
+async def test_in_a_full_mesh_a_batch_reaches_each_peer_once_from_its_publisher_with_no_relay_or_idontwant():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(4) as net:
+            copies: list[list[tuple[bytes, bytes]]] = [[] for _ in net.gossips]  # (forwarder, message id)
+            idontwants: list[int] = [0 for _ in net.gossips]
+            for index, gossip in enumerate(net.gossips):
+                push_msg, handle_idontwant = gossip.pubsub.push_msg, gossip.router.handle_idontwant
+
+                async def counted_push(forwarder: Any, message: Any, index: int = index, push_msg: Any = push_msg) -> None:
+                    copies[index].append((forwarder.to_bytes(), gossip_message_id(message)))
+                    await push_msg(forwarder, message)
+
+                async def counted_idontwant(*args: Any, index: int = index, handle: Any = handle_idontwant) -> None:
+                    idontwants[index] += 1
+                    await handle(*args)
+
+                gossip.pubsub.push_msg = counted_push  # type: ignore[method-assign]
+                gossip.router.handle_idontwant = counted_idontwant  # type: ignore[method-assign]
+            batch = probe(0)
+            net.gossips[0].publish(batch)
+            for gossip in net.gossips[1:]:
+                assert await gossip.incoming.receive() == (batch,)
+            # Each host then publishes a marker, and every host waits for all of them: a relay
+            # of the first batch would have been written on the same stream before its marker.
+            markers = [probe(1 + index) for index in range(4)]
+            for gossip, marker in zip(net.gossips, markers, strict=True):
+                gossip.publish(marker)
+            for index, gossip in enumerate(net.gossips):
+                others = {(marker,) for position, marker in enumerate(markers) if position != index}
+                got = set()
+                for _ in range(3):
+                    got.add(await gossip.incoming.receive())
+                assert got == others
+            batch_id = hashlib.sha256(codec.encode(TxBatch((batch,)))).digest()
+            publisher = net.hosts[0].get_id().to_bytes()
+            for index in (1, 2, 3):
+                assert [forwarder for forwarder, message_id in copies[index] if message_id == batch_id] == [publisher]
+            assert idontwants == [0, 0, 0, 0]
+
+
 async def test_2000_transactions_published_quickly_all_arrive_in_a_few_batches():
     txs = [probe(nonce) for nonce in range(2000)]
     with trio.fail_after(TEST_TIMEOUT):
