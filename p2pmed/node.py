@@ -6,6 +6,8 @@ Tasks, all in one nursery inside ``host.run``:
   ``core.receive``;
 - the gossip pump: transaction batches from ``TxGossip`` go to ``core.submit``;
 - the timer: sleeps until ``core.next_deadline_ms()`` and calls ``core.tick``;
+- the rebroadcaster: gossips again our clients' transactions still waiting after a
+  second (``p2pmed.rebroadcast``);
 - one dialer per other validator, keeping a connection up with capped backoff
   (gossipsub only meshes with connected peers; the transport dials on its own);
 - the JSON-RPC server on ``<home>/p2pmed.sock``;
@@ -56,6 +58,7 @@ from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, Blob
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node_core import NodeCore, Outgoing
+from p2pmed.rebroadcast import Rebroadcast
 from p2pmed.rpc.server import RpcServer
 
 __all__ = ["Node", "NodeClock", "replica_config", "serve"]
@@ -123,6 +126,7 @@ class Node:
             genesis.hash,
         )
         self.counters = NodeCounters()
+        self.rebroadcast = Rebroadcast()
         self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
         self.custodian = Custodian(
@@ -162,9 +166,11 @@ class Node:
                 f"{len(tx.encoded)} bytes; transactions travel between nodes in batches of at most "
                 f"{self.gossip.tx_size_max} bytes",
             )
-        self._send(self.core.submit(tx, self.clock.now_ms()))
+        now_ms = self.clock.now_ms()
+        self._send(self.core.submit(tx, now_ms))
         self.metrics.submitted(tx.id)
         self.gossip.publish(tx)
+        self.rebroadcast.sent(tx, now_ms)
 
     def connected_validators(self) -> list[int]:
         if self.host is None:
@@ -219,6 +225,7 @@ class Node:
         nursery.start_soon(self._consensus_pump, self.transport)
         nursery.start_soon(self._gossip_pump, self.gossip)
         nursery.start_soon(self._timer)
+        nursery.start_soon(self._rebroadcast_loop, self.gossip)
         self._send(self.core.start())
         if rpc_methods is not None:
             self.rpc_server = rpc_methods(self)
@@ -264,6 +271,12 @@ class Node:
             now_ms = self.clock.now_ms()
             if now_ms >= self.core.next_deadline_ms():
                 self._send(self.core.tick(now_ms))
+
+    async def _rebroadcast_loop(self, gossip: TxGossip) -> None:
+        while True:
+            await trio.sleep(self.rebroadcast.interval_ms / 1000)
+            for tx in self.rebroadcast.due(self.clock.now_ms(), self.core.mempool.__contains__):
+                gossip.publish(tx)
 
     async def _keep_connected(self, host: IHost, index: int) -> None:
         peer_id = self.peer_ids[index]

@@ -87,6 +87,7 @@ def methods(node: Node) -> dict[str, Method]:
             "transport": vars(transport.counters) if transport else {},
             "gossip": vars(gossip.counters) if gossip else {},
             "gossip_txs_refused": dict(node.counters.gossip_txs_refused),
+            "gossip_txs_rebroadcast": node.rebroadcast.resent,
         }
 
     async def submit(params: dict[str, Any]) -> dict[str, Any]:

@@ -219,7 +219,9 @@ def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNe
     assert all(peer["address"].startswith("/ip4/127.0.0.1/tcp/") for peer in peers)
 
     counters = net.call(0, "node.counters")
-    assert set(counters) == {"consensus_rejected", "view_changes_started", "transport", "gossip", "gossip_txs_refused"}
+    assert set(counters) == {
+        "consensus_rejected", "view_changes_started", "transport", "gossip", "gossip_txs_refused", "gossip_txs_rebroadcast"
+    }
     assert counters["transport"]["streams_refused"] == 0 and counters["transport"]["streams_malformed"] == 0
 
 

@@ -6,7 +6,7 @@ Everything here does I/O (trio, py-libp2p); the pure core never imports it.
 from p2pmed.net.consensus_transport import PROTOCOL_ID, ConsensusTransport, TransportCounters
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
 from p2pmed.net.identity import key_pair_of, peer_id_of
-from p2pmed.net.tx_gossip import REJECT_REASONS, GossipCounters, TxBatch, TxGossip, gossip_message_id, tx_topic
+from p2pmed.net.tx_gossip import REJECT_REASONS, GossipCounters, TxBatch, TxGossip, tx_topic
 
 __all__ = [
     "PROTOCOL_ID",
@@ -19,7 +19,6 @@ __all__ = [
     "TxBatch",
     "TxGossip",
     "encode_frame",
-    "gossip_message_id",
     "key_pair_of",
     "peer_id_of",
     "tx_topic",

@@ -6,11 +6,9 @@ Wire format (enough for a Go, JS or Rust peer to follow the topic):
   or ``/meshsub/1.1.0``. Messages are signed (StrictSign: ``from``, ``seqno``,
   ``signature`` and ``key`` set, as the libp2p pubsub spec says); unsigned ones
   are dropped.
-- The message id is content-addressed: the 32 raw bytes of
-  ``SHA-256(message.data)`` (``gossip_message_id``). Use the same function, or
-  your IHAVE/IWANT/IDONTWANT ids will mean nothing to us. The same batch bytes
-  published twice, by one node or two, are delivered once (within py-libp2p's
-  two-minute seen-cache).
+- The message id is the libp2p default, ``from`` followed by ``seqno``, so a
+  batch published again is a new message (``p2pmed.rebroadcast`` relies on it);
+  the node drops transactions it already holds.
 - ``message.data`` is the canonical CBOR (RFC 8949 §4.2.1, see
   ``p2pmed.codec``) of a ``TxBatch``, at most ``batch_bytes_max`` bytes
   (512 KiB unless configured otherwise)::
@@ -92,7 +90,7 @@ from p2pmed import codec
 from p2pmed.ledger.tx import CHAIN_ID_LENGTH_MAX, Transaction
 from p2pmed.net import peer_records
 
-__all__ = ["REJECT_REASONS", "GossipCounters", "TxBatch", "TxGossip", "gossip_message_id", "tx_topic"]
+__all__ = ["REJECT_REASONS", "GossipCounters", "TxBatch", "TxGossip", "tx_topic"]
 
 log = structlog.get_logger(__name__)
 
@@ -116,8 +114,8 @@ def tx_topic(chain_id: str) -> str:
     return f"/p2pmed/{chain_id}/tx/1"
 
 
-def gossip_message_id(message: rpc_pb2.Message) -> bytes:
-    """Content-addressed message id: SHA-256 of the data, so equal batches are one message."""
+def _batch_key(message: rpc_pb2.Message) -> bytes:
+    """Which validated batch a delivered message carries."""
     return hashlib.sha256(message.data).digest()
 
 
@@ -204,7 +202,6 @@ class TxGossip:
             host,
             self.router,
             strict_signing=True,
-            msg_id_constructor=gossip_message_id,
             allowed_topics={self.topic},
         )
         self.pubsub.set_topic_validator(self.topic, self._validate, is_async_validator=False)
@@ -333,7 +330,7 @@ class TxGossip:
                 detail = f"transaction {index} ({tx.id.hex()[:16]}) refused"
                 return self._reject("bad_tx", forwarder, message, detail)
         if message.from_id != self._own_id:  # our own are not delivered to us
-            self._accepted[gossip_message_id(message)] = batch
+            self._accepted[_batch_key(message)] = batch
             while len(self._accepted) > ACCEPTED_BATCHES_MAX:  # not delivered after all (channel full)
                 del self._accepted[next(iter(self._accepted))]
         return True
@@ -349,7 +346,7 @@ class TxGossip:
             message = await subscription.get()
             if message.from_id == self._own_id:
                 continue
-            batch = self._accepted.pop(gossip_message_id(message), None)
+            batch = self._accepted.pop(_batch_key(message), None)
             if batch is None:  # validated earlier, but evicted (or passed on py-libp2p's cached verdict)
                 batch = codec.decode(TxBatch, message.data, self.batch_bytes_max)
             self.counters.batches_received += 1
@@ -388,12 +385,14 @@ class TxGossip:
 
 
 class _SmallMeshGossipSub(GossipSub):
-    """GossipSub that, while it sees no more topic peers than fit in one mesh (D),
-    neither relays a message it received straight from its publisher nor sends
-    IDONTWANT for it.
+    """GossipSub with flood publishing (GossipSub 1.1's, which py-libp2p lacks), that,
+    while it sees no more topic peers than fit in one mesh (D), neither relays a
+    message it received straight from its publisher nor sends IDONTWANT for it.
 
-    Then every peer is in every mesh, and the publisher sent the message to each of
-    them itself: relaying only made each node receive, decrypt and drop every batch
+    A node publishes its own batches to every peer it knows is subscribed, mesh
+    or not (go-libp2p does too), so a batch no longer waits for a mesh to form
+    after a start or a reconnect. In a small network that already reached every
+    peer: relaying only made each node receive, decrypt and drop every batch
     n - 2 more times, and the IDONTWANTs (optional in GossipSub 1.2) cost a control
     message per peer per batch and came too late to stop a relay. On 4 nodes at
     100 tx/s, dropping both halved the commit latency.
@@ -411,7 +410,12 @@ class _SmallMeshGossipSub(GossipSub):
         self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID, msg_id: bytes | None = None
     ) -> Iterable[ID]:
         topics = list(topic_ids)
-        if self.pubsub is not None and msg_forwarder == origin != self.pubsub.my_id and self._full_mesh(topics):
+        if self.pubsub is None:
+            return super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id)
+        if msg_forwarder == origin == self.pubsub.my_id:
+            subscribed = {peer for topic in topics for peer in self.pubsub.peer_topics.get(topic, ())}
+            return set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id)) | subscribed
+        if msg_forwarder == origin and self._full_mesh(topics):
             return set()
         return super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id)
 
@@ -429,11 +433,6 @@ def _new_router() -> GossipSub:
       while a batch is still sent at most 8 times per node.
     - Heartbeat every second (py-libp2p's default is 120 s), so a mesh forms
       and heals within seconds.
-    - gossip_window = 1: py-libp2p's message cache keys messages by
-      from + seqno whatever the id function, so the IHAVEs it sends to
-      non-mesh peers never match their seen-cache and every announced message
-      is fetched again. Announcing a message in one heartbeat only, not three,
-      bounds that waste; below 8 validators there are no non-mesh peers.
     - IDONTWANT: up to 1000 ids per peer per heartbeat (go-libp2p's default),
       not 10, so duplicates of big batches are suppressed at our rates; none
       sent, and no relaying, in a full mesh (``_SmallMeshGossipSub``).
@@ -450,7 +449,6 @@ def _new_router() -> GossipSub:
         degree_low=4,
         degree_high=8,
         heartbeat_interval=1,
-        gossip_window=1,
         max_idontwant_messages=1000,
         do_px=False,
         spam_protection_enabled=False,

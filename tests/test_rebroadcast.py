@@ -1,0 +1,39 @@
+"""Our clients' transactions are gossiped again, once an interval, until they stop waiting."""
+
+from __future__ import annotations
+
+from p2pmed.crypto import SigningKey
+from p2pmed.ledger.contracts.probe import Probe
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.rebroadcast import Rebroadcast
+
+SENDER = SigningKey.from_seed(b"\x07" * 32)
+
+
+def tx(nonce: int) -> Transaction:
+    return sign_transaction(SENDER, "chain", "load.probe", nonce, Probe("r"))
+
+
+def test_a_waiting_transaction_is_resent_once_per_interval_and_forgotten_when_it_stops_waiting() -> None:
+    rebroadcast = Rebroadcast(interval_ms=1_000)
+    first, second = tx(0), tx(1)
+    rebroadcast.sent(first, 0)
+    rebroadcast.sent(second, 600)
+    waiting = {first.id, second.id}
+    assert rebroadcast.due(999, waiting.__contains__) == []
+    assert rebroadcast.due(1_000, waiting.__contains__) == [first]
+    assert rebroadcast.due(1_500, waiting.__contains__) == []  # first was just resent
+    assert rebroadcast.due(1_600, waiting.__contains__) == [second]
+    waiting.discard(first.id)  # committed
+    assert rebroadcast.due(5_000, waiting.__contains__) == [second]
+    assert len(rebroadcast) == 1 and rebroadcast.resent == 3
+    waiting.clear()
+    assert rebroadcast.due(9_000, waiting.__contains__) == [] and len(rebroadcast) == 0
+
+
+def test_it_tracks_a_bounded_number_dropping_the_oldest() -> None:
+    rebroadcast = Rebroadcast(interval_ms=10, tracked_max=2)
+    txs = [tx(nonce) for nonce in range(3)]
+    for position, item in enumerate(txs):
+        rebroadcast.sent(item, position)
+    assert rebroadcast.due(100, lambda _: True) == txs[1:]
