@@ -57,6 +57,10 @@ class Mempool:
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self._by_id
 
+    @property
+    def full(self) -> bool:
+        return len(self._by_id) >= self.size_max
+
     def get(self, tx_id: bytes) -> Transaction | None:
         return self._by_id.get(tx_id)
 
@@ -92,7 +96,7 @@ class Mempool:
             raise TxRejected(
                 RejectReason.NONCE_PENDING, f"another transaction with nonce {tx.nonce} from this sender is waiting"
             )
-        if len(self._by_id) >= self.size_max:
+        if self.full:
             raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_max} transactions are waiting; try again later")
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)

@@ -335,3 +335,22 @@ def test_a_primary_that_orders_newer_transactions_while_one_starves_is_replaced(
     assert all(core.replica.view >= 1 for core in backups)
     assert all(core.store.transaction(censored.id) is not None for core in backups)
     network.close()
+
+
+def test_a_full_mempool_refuses_before_checking_the_signature(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(pending_max=2))
+    core = network.cores[1]
+    assert core is not None
+    sender = SigningKey.from_seed(b"f" * 32)
+    for nonce in (5, 6):  # held: nonces 0..4 are missing, so nothing drains
+        core.submit(probe(sender, nonce), network.now_ms)
+    good = probe(sender, 7)
+    forged = Transaction(good.type, good.chain_id, good.sender, good.nonce, good.body, bytes(64))
+    for tx in (good, forged):
+        with pytest.raises(TxRejected) as raised:
+            core.submit(tx, network.now_ms)
+        assert raised.value.reason is RejectReason.MEMPOOL_FULL  # the forgery was not even verified
+    with pytest.raises(TxRejected) as raised:
+        core.submit(probe(sender, 5), network.now_ms)
+    assert raised.value.reason is RejectReason.DUPLICATE  # one already waiting is still recognised
+    network.close()

@@ -100,7 +100,7 @@ class ReplicaConfig:
     head_probe_idle_ms: int = 3_000
     """After hearing no consensus message for this long, ask one peer (in turn) for blocks
     after our head: on an idle network nothing else tells a node that missed blocks it is behind."""
-    pending_max: int = 100_000
+    pending_max: int = 5_000
     committed_ids_max: int = 1_000_000
 
     def __post_init__(self) -> None:
