@@ -179,6 +179,9 @@ class NodeCollector(Collector):
         yield _by_label("p2pmed_gossip_transactions_refused",
                         "Gossiped transactions the node refused, by reason (mostly duplicates).",
                         "reason", self.node.counters.gossip_txs_refused)
+        yield _counter("p2pmed_gossip_transactions_rebroadcast",
+                       "Our clients' transactions gossiped again because they were still waiting.",
+                       self.node.rebroadcast.resent)
 
     def _rpc(self) -> Iterator[Metric]:
         server = self.node.rpc_server

@@ -525,6 +525,8 @@ def test_the_metrics_endpoint_reports_what_the_chain_shows(net: ProcessNetwork) 
     assert sample(after, "p2pmed_consensus_frames_received_total") > 0
     assert sample(after, "p2pmed_messages_rejected_total", layer="transport", reason="bad-frame") == 0
     assert sample(after, "p2pmed_rpc_requests_total") > sample(before, "p2pmed_rpc_requests_total")
+    rebroadcast = sample(after, "p2pmed_gossip_transactions_rebroadcast_total")
+    assert rebroadcast <= net.call(index, "node.counters")["gossip_txs_rebroadcast"]  # read after: may have grown
     info = next(labels for (name, labels) in after if name == "p2pmed_node_info")
     assert dict(info)["validator_index"] == "3" and dict(info)["chain_id"] == CHAIN_ID
 
