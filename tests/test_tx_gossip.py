@@ -88,6 +88,16 @@ def offline_gossip(**options: Any) -> TxGossip:
     return TxGossip(new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x30" * 32))), CHAIN, Verifier(), **options)
 
 
+def test_a_restarted_publisher_never_reuses_a_sequence_number_its_peers_saw():
+    # Message ids are publisher + seqno: a reused seqno is dropped as already seen.
+    before = offline_gossip()
+    last = 0
+    for _ in range(10_000):  # a busy node: far more messages than seconds before its restart
+        last = int.from_bytes(before.pubsub._next_seqno(), "big")
+    after = offline_gossip()  # the same key, started again at once
+    assert int.from_bytes(after.pubsub._next_seqno(), "big") > last
+
+
 def test_publish_refuses_transactions_that_would_spoil_a_batch():
     gossip = offline_gossip(batch_bytes_max=1000, pending_bytes_max=1000)
     with pytest.raises(ValueError, match="refused"):

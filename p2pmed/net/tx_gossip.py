@@ -73,6 +73,7 @@ import collections
 import dataclasses
 import hashlib
 import math
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -205,6 +206,11 @@ class TxGossip:
             allowed_topics={self.topic},
         )
         self.pubsub.set_topic_validator(self.topic, self._validate, is_async_validator=False)
+        # Message ids are publisher + seqno. py-libp2p starts the seqno at the time in
+        # seconds and adds one per message, so a node restarted after fewer seconds than
+        # it had published messages reused seqnos its peers still remembered as seen, and
+        # they dropped its batches for two minutes. Nanoseconds, as go-libp2p does.
+        self.pubsub.counter = time.time_ns()
         self._own_id = host.get_id().to_bytes()
         self._pending: collections.deque[Transaction] = collections.deque()
         self._pending_bytes = 0
