@@ -354,3 +354,12 @@ def test_a_full_mempool_refuses_before_checking_the_signature(tmp_path: Path) ->
         core.submit(probe(sender, 5), network.now_ms)
     assert raised.value.reason is RejectReason.DUPLICATE  # one already waiting is still recognised
     network.close()
+
+
+def test_a_network_of_one_validator_commits_and_idles_without_probing_anyone(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, n=1)
+    network.submit_everywhere(probe(SigningKey.from_seed(b"o" * 32), 0))
+    network.run(3 * network.config.head_probe_idle_ms)  # long idle: the head probe comes due
+    heads = network.heads()
+    assert heads[0] is not None and heads[0][0] >= 1 and not network.in_flight
+    network.close()

@@ -397,6 +397,7 @@ class Replica:
             self._persist_slot(proposal.height)
             self._messages.append(Broadcast(pre_prepare))
             self._next_sequence += 1
+            self._check_prepared(proposal.height)  # alone in a network of one, it is its own quorum
 
     def _admits(self, vote: Vote) -> bool:
         """The gate every vote passes: one from a later view only counts towards noticing
@@ -850,6 +851,8 @@ class Replica:
     def _probe_head(self) -> None:
         self._heard_at = self._now
         peers = [r for r in range(self.validators.n) if r != self.index]
+        if not peers:  # a network of one: nobody to be behind
+            return
         peer = peers[(self._now // self.config.head_probe_idle_ms) % len(peers)]
         self._messages.append(Send(peer, FetchBlocks(self.last_executed + 1, self.index)))
 
