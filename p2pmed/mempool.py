@@ -57,9 +57,11 @@ class Mempool:
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self._by_id
 
-    @property
-    def full(self) -> bool:
-        return len(self._by_id) >= self.size_max
+    def check_room(self, tx_id: bytes) -> None:
+        """Raise ``TxRejected`` (mempool-full) unless ``tx_id`` is waiting or there is room;
+        cheap, so a caller can refuse before any costlier check."""
+        if len(self._by_id) >= self.size_max and tx_id not in self._by_id:
+            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_max} transactions are waiting; try again later")
 
     def get(self, tx_id: bytes) -> Transaction | None:
         return self._by_id.get(tx_id)
@@ -96,8 +98,7 @@ class Mempool:
             raise TxRejected(
                 RejectReason.NONCE_PENDING, f"another transaction with nonce {tx.nonce} from this sender is waiting"
             )
-        if self.full:
-            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_max} transactions are waiting; try again later")
+        self.check_room(tx.id)
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)
         sender.by_nonce[tx.nonce] = tx

@@ -94,9 +94,7 @@ class NodeCore:
         """A client transaction; raises ``TxRejected`` if it fails the ledger's checks,
         is already on the chain or cannot wait in the mempool."""
         self._now_ms = now_ms
-        if self.mempool.full and tx.id not in self.mempool:
-            # Before the signature check: under overload refusing must cost next to nothing.
-            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.mempool.size_max} transactions are waiting; try again later")
+        self.mempool.check_room(tx.id)  # before the signature check: under overload, refusing must be cheap
         if self.store.transaction(tx.id) is not None:
             raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already committed")
         if tx.id not in self.mempool:

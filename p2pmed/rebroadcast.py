@@ -1,11 +1,11 @@
 """Gossip again what our own clients submitted and is still waiting to commit.
 
-Gossip is best effort: a batch published before the peers' subscriptions reached
-this node, or lost with a connection, reaches nobody. Then the transaction sits
+Gossip is best effort: a batch published before this node knew its peers were
+subscribed, or lost with a connection, reaches nobody. Then the transaction sits
 in this node's mempool alone; the next nonces of its sender, which did arrive
 elsewhere, wait for it there, and nothing else will ever tell the other nodes
 about it. So the node that took a transaction from its client publishes it again
-again until it commits or leaves the mempool, each time as a new gossip message
+until it commits or leaves the mempool, each time as a new gossip message
 (message ids are publisher and sequence number, not content). Receivers that
 already hold it drop the copy at their mempool's duplicate check, with no second
 signature check.
