@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from health_world import InProcessClient, StoreHarness, build_world
 
-from p2pmed import cli_common
-from p2pmed.cli import cli
+from p2pmed.cli import common as cli_common
+from p2pmed.cli.main import cli
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import trio
 from ledger_harness import CHAIN, LedgerHarness, key
 
 from p2pmed.crypto import SigningKey
-from p2pmed.health_rpc import health_methods
+from p2pmed.node.api.health import health_methods
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
@@ -22,7 +21,7 @@ from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
 from p2pmed.ledger.machine import TxResult, next_nonce
 from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
-from p2pmed.mempool import Mempool
+from p2pmed.node.mempool import Mempool
 from p2pmed.rpc.params import Method
 from p2pmed.store import Store
 
@@ -81,8 +80,8 @@ def build_world(ledger: StoreHarness) -> None:
     ledger.ok(MAKER, "supply.verify", supply.SupplyVerify(GTIN, "FAKE1"))
 
 
-class FakeCore:
-    """What the methods read of ``NodeCore``: its store, its mempool, the last block's time."""
+class FakeNode:
+    """What the health methods read of a ``NodePort``: the store, the mempool, the last block's time."""
 
     def __init__(self, store: Store) -> None:
         self.store, self.mempool = store, Mempool()
@@ -92,10 +91,12 @@ class FakeCore:
         head = self.store.block(self.store.head()[0])
         return 0 if head is None else head.header.time_ms
 
+    def now_ms(self) -> int:
+        return FAR_MS + 1  # the node's clock runs far ahead of the chain: decisions must use the block time
+
 
 def fake_node(store: Store) -> Any:
-    # The node's clock runs far ahead of the chain: decisions must use the block time.
-    return SimpleNamespace(core=FakeCore(store), clock=SimpleNamespace(now_ms=lambda: FAR_MS + 1))
+    return FakeNode(store)
 
 
 class InProcessClient:

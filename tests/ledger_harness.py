@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from p2pmed.consensus.quorum import quorum_size
+from p2pmed.quorum import quorum_size
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES

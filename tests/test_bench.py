@@ -19,7 +19,7 @@ from p2pmed.bench.cpu import cpu_seconds
 from p2pmed.bench.limit import measure_signature_limit
 from p2pmed.bench.plan import AUTO_STEPS_MAX, RatePlan, parse_rates
 from p2pmed.bench.step import StepResult
-from p2pmed.cli import cli
+from p2pmed.cli.main import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEP_FIELDS = {

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from fhir.resources.auditevent import AuditEvent
 from health_world import DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, InProcessClient
 
-from p2pmed.cli import cli
-from p2pmed.cli_signing import UtcTime
+from p2pmed.cli.main import cli
+from p2pmed.cli.signing import UtcTime
 from p2pmed.crypto import SigningKey, load_signing_key, save_signing_key
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.rpc.errors import ErrorCode, RpcError

@@ -18,15 +18,15 @@ import pytest
 from click.testing import CliRunner, Result
 from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, InProcessClient
 
-from p2pmed.cli import cli
-from p2pmed.cli_record import PLAINTEXT_SIZE_MAX
-from p2pmed.config import NodeConfig
+from p2pmed.cli.main import cli
+from p2pmed.cli.record import PLAINTEXT_SIZE_MAX
+from p2pmed.site.config import NodeConfig
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey, save_encryption_key, save_signing_key
-from p2pmed.home import load_home
+from p2pmed.site.home import load_home
 from p2pmed.interop.fhir import import_resource
 from p2pmed.ledger.contracts.identity import PersonRegister
-from p2pmed.process_network import ProcessNetwork
-from p2pmed.records_client import submit
+from p2pmed.testing.process_network import ProcessNetwork
+from p2pmed.client.records import submit
 from p2pmed.rpc.client import RpcClient
 
 MAKER_HEX, PHARMACY_HEX = MAKER.public_key.hex(), PHARMACY.public_key.hex()

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ledger_harness import LedgerHarness, key
 
-from p2pmed.blob_repair import BlobRepair
-from p2pmed.blob_store import BlobStore
+from p2pmed.node.repair import BlobRepair
+from p2pmed.store.blobs import BlobStore
 from p2pmed.crypto import decrypt_record, encrypt_record, unwrap_key, wrap_key
-from p2pmed.custodian import Custodian, CustodyRefused
+from p2pmed.node.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import RecordAdd, RecordErase, RecordRead
 from p2pmed.net.blob_protocol import BlobRequest, BlobResponse

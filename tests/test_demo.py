@@ -1,7 +1,7 @@
 import tempfile
 from pathlib import Path
 
-from p2pmed import demo
+from p2pmed.testing import demo
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.records import Record
 from p2pmed.ledger.state import StateOverlay

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from fhir.resources.auditevent import AuditEvent
 
-from p2pmed.cli import cli
-from p2pmed.config import NodeConfig
-from p2pmed.home import NODE_KEY
-from p2pmed.process_network import ProcessNetwork
+from p2pmed.cli.main import cli
+from p2pmed.site.config import NodeConfig
+from p2pmed.site.home import NODE_KEY
+from p2pmed.testing.process_network import ProcessNetwork
 
 pytestmark = pytest.mark.xdist_group("health-network")
 

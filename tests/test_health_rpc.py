@@ -16,7 +16,7 @@ from health_world import (
     DATASET, FAR_MS, GTIN, HOSPITAL, LAB, MAKER, NURSE, PHARMACY, RECORD_ID, SPONSOR, TRIAL, D, P, StoreHarness, build_world, fake_node,
 )
 
-from p2pmed.health_rpc import health_methods
+from p2pmed.node.api.health import health_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
 

@@ -21,8 +21,8 @@ from p2pmed.ledger.contracts.identity import (
     person,
     person_of,
 )
-from p2pmed.genesis import load_genesis
-from p2pmed.home import GENESIS, create_testnet
+from p2pmed.site.genesis import load_genesis
+from p2pmed.site.home import GENESIS, create_testnet
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.store.sqlite import Store
 

@@ -13,7 +13,7 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.mempool import Mempool
+from p2pmed.node.mempool import Mempool
 
 CHAIN = "mempool-test"
 PATIENTS = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(3)]

@@ -15,8 +15,8 @@ import trio
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from p2pmed.metrics import store_size_bytes
-from p2pmed.metrics_http import CONNECTIONS_MAX, HEAD_SIZE_MAX, respond, serve_metrics
+from p2pmed.node.metrics import store_size_bytes
+from p2pmed.node.metrics_http import CONNECTIONS_MAX, HEAD_SIZE_MAX, respond, serve_metrics
 
 TEST_TIMEOUT_S = 20
 

@@ -15,7 +15,7 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.local_network import LocalNetwork
+from p2pmed.testing.local_network import LocalNetwork
 
 CHAIN = "node-core-test"
 

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from p2pmed import crypto
-from p2pmed.cli import cli
-from p2pmed.config import ConfigError, NodeConfig, load_config, parse_config, render_config
-from p2pmed.genesis import GenesisError, load_genesis, parse_genesis
-from p2pmed.home import CONFIG, ENCRYPTION_KEY, GENESIS, NODE_KEY, create_testnet
+from p2pmed.cli.main import cli
+from p2pmed.site.config import ConfigError, NodeConfig, load_config, parse_config, render_config
+from p2pmed.site.genesis import GenesisError, load_genesis, parse_genesis
+from p2pmed.site.home import CONFIG, ENCRYPTION_KEY, GENESIS, NODE_KEY, create_testnet
 
 
 def test_init_creates_a_private_key_and_a_config_that_loads_to_the_defaults(tmp_path: Path) -> None:

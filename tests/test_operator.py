@@ -28,18 +28,18 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from p2pmed import codec
-from p2pmed.cli import cli
-from p2pmed.config import NodeConfig
+from p2pmed.cli.main import cli
+from p2pmed.site.config import NodeConfig
 from p2pmed.consensus.messages import CommitCertificate, VoteKind
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
-from p2pmed.home import load_home
+from p2pmed.site.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.node_rpc import REQUEST_SIZE_MAX
-from p2pmed.process_network import ProcessNetwork
-from p2pmed.records_client import submit as submit_and_wait
+from p2pmed.node.api.server import REQUEST_SIZE_MAX
+from p2pmed.testing.process_network import ProcessNetwork
+from p2pmed.client.records import submit as submit_and_wait
 from p2pmed.rpc import ErrorCode, RpcError
 from p2pmed.rpc.client import RpcClient
 from p2pmed.rpc.lines import LineReader

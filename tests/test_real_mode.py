@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from p2pmed.cli import cli
+from p2pmed.cli.main import cli
 from p2pmed.sim.real import Links
 
 SCENARIO = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.rebroadcast import Rebroadcast
+from p2pmed.node.rebroadcast import Rebroadcast
 
 SENDER = SigningKey.from_seed(b"\x07" * 32)
 

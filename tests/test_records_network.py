@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from p2pmed.blob_store import BlobStore
-from p2pmed.config import NodeConfig
+from p2pmed.store.blobs import BlobStore
+from p2pmed.site.config import NodeConfig
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
-from p2pmed.home import load_home
+from p2pmed.site.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.records import RecordErase
-from p2pmed.process_network import ProcessNetwork
-from p2pmed.records_client import LedgerRefused, read_record, submit, write_record
+from p2pmed.testing.process_network import ProcessNetwork
+from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient, RpcError
 
 CONFIG = NodeConfig(log_format="json", log_level="debug", request_timeout_ms=1_500, view_change_timeout_ms=1_500)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from p2pmed.cli import cli
+from p2pmed.cli.main import cli
 from p2pmed.sim.planted import WEAK_QUORUM_ENV
 from p2pmed.sim.scenario import Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
 from p2pmed.sim.scenario_file import dump_scenario, load_scenario

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from p2pmed.cli import cli
+from p2pmed.cli.main import cli
 from p2pmed.consensus.messages import PreparedCertificate
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.sim.planted import WEAK_QUORUM_ENV

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from p2pmed.crypto import SignatureDomain, verify
-from p2pmed.load import sample_transactions
+from p2pmed.client.load import sample_transactions
 
 __all__ = ["SignatureLimit", "measure_signature_limit", "usable_cores"]
 

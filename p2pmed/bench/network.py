@@ -28,8 +28,8 @@ from typing import Any
 from p2pmed.bench.commits import CommitWatchers
 from p2pmed.bench.plan import RatePlan
 from p2pmed.bench.step import StepResult, prepare_load, run_step
-from p2pmed.config import NodeConfig
-from p2pmed.process_network import NodeFailed, ProcessNetwork
+from p2pmed.site.config import NodeConfig
+from p2pmed.testing.process_network import NodeFailed, ProcessNetwork
 
 __all__ = ["CONFIG", "NetworkBench", "run_network_bench"]
 

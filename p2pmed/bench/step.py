@@ -36,7 +36,7 @@ from typing import Any
 
 from p2pmed.bench.commits import CommitWatchers
 from p2pmed.bench.cpu import cpu_seconds
-from p2pmed.load import sample_transactions
+from p2pmed.client.load import sample_transactions
 from p2pmed.stats import percentiles
 
 __all__ = ["StepLoad", "StepResult", "prepare_load", "run_step"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from p2pmed.consensus import quorum
+from p2pmed import quorum
 from p2pmed.consensus.messages import (
     Checkpoint,
     CommitCertificate,

@@ -11,7 +11,7 @@ map (the framing of ``p2pmed.net.framing``)::
 custodian (``reader`` empty); ``get`` names the reader's signing key (``sealed``
 and ``wrap`` empty) and is answered with the ciphertext and the key wrapped to
 that reader. An empty ``error`` means success; otherwise it says why the
-custodian refused (``p2pmed.custodian``). Only genesis validators may open the
+custodian refused (``p2pmed.node.custodian``). Only genesis validators may open the
 protocol; a malformed request is answered with an error and the stream closed.
 The custodian's checks read the local store, so they run on the node's trio
 thread, like everything else that touches the store.
@@ -30,11 +30,10 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from p2pmed import codec
-from p2pmed.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.records import SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
 
-__all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService", "answer"]
+__all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService", "refused"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,15 +58,15 @@ class BlobResponse:
     wrap: bytes
 
 
-def _refused(reason: str) -> BlobResponse:
+def refused(reason: str) -> BlobResponse:
     return BlobResponse(reason, b"", b"")
 
 
 class BlobService:
-    """Serves ``PROTOCOL_ID`` for this node's custodian."""
+    """Serves ``PROTOCOL_ID``: ``answer`` is this node's custodian deciding each request."""
 
-    def __init__(self, host: IHost, custodian: Custodian, validators: Callable[[ID], bool]) -> None:
-        self.host, self.custodian, self.is_validator = host, custodian, validators
+    def __init__(self, host: IHost, answer: Callable[[BlobRequest], BlobResponse], validators: Callable[[ID], bool]) -> None:
+        self.host, self.answer, self.is_validator = host, answer, validators
         self.served: dict[str, int] = {"put": 0, "get": 0, "refused": 0, "malformed": 0, "strangers": 0}
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -105,25 +104,11 @@ class BlobService:
             request = codec.decode(BlobRequest, frame, FRAME_SIZE_MAX)
         except codec.CodecError as error:
             self.served["malformed"] += 1
-            return _refused(f"malformed request: {error}")
-        response = answer(self.custodian, request)
+            return refused(f"malformed request: {error}")
+        response = self.answer(request)
         if request.kind in ("put", "get"):
             self.served["refused" if response.error else request.kind] += 1
         return response
-
-
-def answer(custodian: Custodian, request: BlobRequest) -> BlobResponse:
-    """What ``custodian`` answers ``request``, whether a peer asked or its own node did."""
-    try:
-        if request.kind == "put":
-            custodian.accept(request.record_id, request.sealed, request.wrap)
-            return BlobResponse("", b"", b"")
-        if request.kind == "get":
-            served = custodian.serve(request.record_id, request.reader)
-            return BlobResponse("", served.sealed, served.wrap)
-    except CustodyRefused as error:
-        return _refused(str(error))
-    return _refused(f"unknown request kind {request.kind!r}; expected put or get")
 
 
 class BlobClient:
@@ -143,14 +128,14 @@ class BlobClient:
                 finally:
                     await _reset(stream)
             if frame is None:
-                return _refused("the custodian closed the stream without answering")
+                return refused("the custodian closed the stream without answering")
             return codec.decode(BlobResponse, frame, FRAME_SIZE_MAX)
         except trio.TooSlowError:
-            return _refused(f"no answer within {REQUEST_TIMEOUT_S:g} s")
+            return refused(f"no answer within {REQUEST_TIMEOUT_S:g} s")
         except (codec.CodecError, FrameError) as error:
-            return _refused(f"malformed answer: {error}")
+            return refused(f"malformed answer: {error}")
         except Exception as error:  # cannot dial, stream reset...
-            return _refused(f"unreachable: {error!r}")
+            return refused(f"unreachable: {error!r}")
 
 
 async def _reset(stream: INetStream) -> None:

@@ -7,7 +7,7 @@ Wire format (enough for a Go, JS or Rust peer to follow the topic):
   ``signature`` and ``key`` set, as the libp2p pubsub spec says); unsigned ones
   are dropped.
 - The message id is the libp2p default, ``from`` followed by ``seqno``, so a
-  batch published again is a new message (``p2pmed.rebroadcast`` relies on it);
+  batch published again is a new message (``p2pmed.node.rebroadcast`` relies on it);
   the node drops transactions it already holds.
 - ``message.data`` is the canonical CBOR (RFC 8949 §4.2.1, see
   ``p2pmed.codec``) of a ``TxBatch``, at most ``batch_bytes_max`` bytes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from p2pmed.consensus import quorum
+from p2pmed import quorum
 
 __all__ = ["WEAK_QUORUM_ENV", "planted_quorum", "replay_prefix"]
 

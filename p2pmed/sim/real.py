@@ -43,10 +43,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from p2pmed.config import NodeConfig
+from p2pmed.site.config import NodeConfig
 from p2pmed.ledger.tx import Transaction
-from p2pmed.home import load_home
-from p2pmed.process_network import NodeFailed, ProcessNetwork
+from p2pmed.site.home import load_home
+from p2pmed.testing.process_network import NodeFailed, ProcessNetwork
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.sim.scenario import Fault, FaultKind, Scenario, ScenarioError
 from p2pmed.sim.simulator import fault_details

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from p2pmed.consensus.quorum import fault_tolerance
+from p2pmed.quorum import fault_tolerance
 from p2pmed.crypto import EncryptionPrivateKey, Kem, SigningKey
 from p2pmed.ledger.contracts.consent import CATEGORIES, ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister

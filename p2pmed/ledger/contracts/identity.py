@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from p2pmed import codec
-from p2pmed.consensus.quorum import quorum_size
+from p2pmed.quorum import quorum_size
 from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType

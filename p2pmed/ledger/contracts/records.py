@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from p2pmed.consensus.quorum import fault_tolerance
+from p2pmed.quorum import fault_tolerance
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
 from p2pmed.ledger.contracts.identity import person, person_of

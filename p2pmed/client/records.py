@@ -15,11 +15,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from p2pmed.consensus.quorum import fault_tolerance
+from p2pmed.quorum import fault_tolerance
 from p2pmed.crypto import EncryptionPrivateKey, EncryptionPublicKey, Kem, SigningKey, decrypt_record, encrypt_record, unwrap_key, wrap_key
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.rpc.client import RpcClient, RpcError
-from p2pmed.tx_client import sign_next, wait_decided
+from p2pmed.client.tx import sign_next, wait_decided
 
 __all__ = ["CustodyFailed", "LedgerRefused", "WrittenRecord", "read_record", "submit", "write_record"]
 

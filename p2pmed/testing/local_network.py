@@ -13,7 +13,7 @@ from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction
-from p2pmed.node_core import NodeCore, Outgoing
+from p2pmed.node.core import NodeCore, Outgoing
 
 __all__ = ["LocalNetwork"]
 

@@ -34,7 +34,7 @@ from p2pmed.ledger.contracts.records import record
 from p2pmed.ledger.contracts.trials import FLAGGED_QUERY_MAX, TRIAL_ID_PATTERN, Trial, flagged_trials, trial, verify_dataset
 from p2pmed.ledger.machine import next_nonce
 from p2pmed.ledger.state import ScanState
-from p2pmed.node import Node
+from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 
@@ -123,19 +123,18 @@ def _pack_query(method: str, params: dict[str, Any]) -> tuple[str, str]:
     return params["gtin"], params["serial"]
 
 
-def health_methods(node: Node) -> dict[str, Method]:
-    store = node.core.store
-    core = node.core
+def health_methods(node: NodePort) -> dict[str, Method]:
+    store = node.store
 
     async def nonce(params: dict[str, Any]) -> dict[str, Any]:
         """The sender's next nonce on the chain, and the one a new transaction should use
         (past any of theirs waiting in this node's mempool)."""
         committed = next_nonce(store, params["sender"])
-        return {"committed": committed, "next": core.mempool.next_free_nonce(params["sender"], committed)}
+        return {"committed": committed, "next": node.mempool.next_free_nonce(params["sender"], committed)}
 
     async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
         """The consent in force now for (patient, grantee, category), or null."""
-        provision = valid_consent(store, params["patient"], params["grantee"], params["category"], core.ledger_time_ms)
+        provision = valid_consent(store, params["patient"], params["grantee"], params["category"], node.ledger_time_ms)
         return None if provision is None else plain(provision)
 
     async def consent_list(params: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +142,7 @@ def health_methods(node: Node) -> dict[str, Method]:
         patient = _id("consent.list", "patient", params["patient"], "a patient's person id")
         limit = _in_range("consent.list", "limit", params["limit"], 1, CONSENT_LIST_MAX)
         fhir = _choice("consent.list", "format", params["format"], FORMATS) == "fhir"
-        now_ms = core.ledger_time_ms
+        now_ms = node.ledger_time_ms
         consents, truncated = _consents(store, patient, now_ms, limit)
         if fhir:  # validating FHIR takes milliseconds a resource: off the node's event loop
             rendered = await trio.to_thread.run_sync(lambda: [consent_resource(provision) for provision in consents])
@@ -234,7 +233,7 @@ def health_methods(node: Node) -> dict[str, Method]:
         organisation = params["organisation"]
         if organisation is not None:
             _id("supply.verify", "organisation", organisation, "an organisation's key")
-        verdict = supply.verify(store, gtin, serial, core.ledger_time_ms, organisation)
+        verdict = supply.verify(store, gtin, serial, node.ledger_time_ms, organisation)
         return {**plain(verdict), "dispensable": verdict.dispensable}
 
     async def alerts(params: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The ``p2pmed audit`` and ``p2pmed fhir`` commands: the audit trail, and checking a FHIR
-resource before it is imported. Reads, output and exit codes as in ``p2pmed.cli_signing``."""
+resource before it is imported. Reads, output and exit codes as in ``p2pmed.cli.signing``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
-from p2pmed.cli_signing import ID, NamedParty, UtcTime, fhir_bundle, read_options, short_id
+from p2pmed.cli.common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.signing import ID, NamedParty, UtcTime, fhir_bundle, read_options, short_id
 
 __all__ = ["AUDIT_COMMANDS"]
 

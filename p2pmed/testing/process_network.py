@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from p2pmed.config import NodeConfig, render_config
-from p2pmed.home import CONFIG, create_testnet, load_home
+from p2pmed.site.config import NodeConfig, render_config
+from p2pmed.site.home import CONFIG, create_testnet, load_home
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.store import Store
 

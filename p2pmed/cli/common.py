@@ -40,8 +40,8 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
 def socket_of(home: Path) -> Path:
     """The node's RPC socket, as its config.toml names it; exits 2 on a bad config."""
-    from p2pmed.config import ConfigError, load_config
-    from p2pmed.home import CONFIG
+    from p2pmed.site.config import ConfigError, load_config
+    from p2pmed.site.home import CONFIG
 
     try:
         return home / load_config(home / CONFIG).rpc_socket

@@ -21,12 +21,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p2pmed.blob_store import BlobStore
+from p2pmed.store.blobs import BlobStore
 from p2pmed.crypto import CryptoError, EncryptionPrivateKey, EncryptionPublicKey, unwrap_key, wrap_key
 from p2pmed.ledger.contracts.consent import party_id
 from p2pmed.ledger.contracts.identity import organisation_of, person_of
 from p2pmed.ledger.contracts.records import Record, access, read_grant, record
 from p2pmed.ledger.state import StateReader
+from p2pmed.net.blob_protocol import BlobRequest, BlobResponse, refused
 
 __all__ = ["Custodian", "CustodyRefused", "Served"]
 
@@ -107,6 +108,19 @@ class Custodian:
         if organisation is None:
             raise CustodyRefused("the reader is neither a person nor an organisation in force")
         return organisation.profile.encryption_key
+
+    def answer(self, request: BlobRequest) -> BlobResponse:
+        """What this custodian answers ``request``, whether a peer asked or its own node did."""
+        try:
+            if request.kind == "put":
+                self.accept(request.record_id, request.sealed, request.wrap)
+                return BlobResponse("", b"", b"")
+            if request.kind == "get":
+                served = self.serve(request.record_id, request.reader)
+                return BlobResponse("", served.sealed, served.wrap)
+        except CustodyRefused as error:
+            return refused(str(error))
+        return refused(f"unknown request kind {request.kind!r}; expected put or get")
 
     def erase(self, record_id: bytes) -> bool:
         return self.blobs.erase(record_id)

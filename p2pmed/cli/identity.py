@@ -1,5 +1,5 @@
 """The ``p2pmed identity`` and ``p2pmed consent`` commands: people and organisations, and
-patient consent. Signing, reads, output and exit codes as in ``p2pmed.cli_signing``."""
+patient consent. Signing, reads, output and exit codes as in ``p2pmed.cli.signing``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
-from p2pmed.cli_signing import ID, HexBytes, UtcTime, fhir_bundle, load_key, read, read_options, short_id, submit, write_options
+from p2pmed.cli.common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.signing import ID, HexBytes, UtcTime, fhir_bundle, load_key, read, read_options, short_id, submit, write_options
 from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,

@@ -1,5 +1,5 @@
 """The ``p2pmed trial`` commands: clinical trials, from registration to anchored results and
-outcome switching. Signing, reads, output and exit codes as in ``p2pmed.cli_signing``."""
+outcome switching. Signing, reads, output and exit codes as in ``p2pmed.cli.signing``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, emit, fail, node, utc_time
-from p2pmed.cli_signing import ID, load_key, read, read_options, short_id, submit, write_options
+from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, emit, fail, node, utc_time
+from p2pmed.cli.signing import ID, load_key, read, read_options, short_id, submit, write_options
 from p2pmed.ledger.contracts import trials as trial_rules
 
 __all__ = ["TRIAL_COMMANDS"]

@@ -1,4 +1,5 @@
-"""The node's JSON-RPC methods: what operators, the CLI and tools call on ``<home>/p2pmed.sock``.
+"""RPC methods about the node and its chain: status, peers, counters, transactions,
+blocks, the mempool and the test harness's faults.
 
 Bytes (ids, hashes, keys, encoded transactions) travel as lowercase hex. A
 transaction is submitted as the hex of its canonical CBOR encoding, exactly the
@@ -13,56 +14,44 @@ from typing import Any
 
 import trio
 
-from p2pmed import codec
-from p2pmed.health_rpc import health_methods
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.net.faults import FaultRules
-from p2pmed.node import Node
-from p2pmed.record_rpc import record_methods
+from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
-from p2pmed.rpc.server import RpcServer
 
-__all__ = ["methods", "rpc_server"]
+__all__ = ["MEMPOOL_LIST_MAX", "block_summary", "chain_methods"]
 
 SUBSCRIPTION_BUFFER = 256
 MEMPOOL_LIST_MAX = 1_000
-REQUEST_SIZE_MAX = 2 * codec.TX_SIZE_MAX + 4096
-"""A ``tx.submit`` line carries the transaction as hex: twice its size, plus the JSON around it."""
 
 
-def rpc_server(node: Node) -> RpcServer:
-    return RpcServer(
-        node.home.socket_path, methods(node), line_size_max=REQUEST_SIZE_MAX, requests_per_second=20_000, burst=40_000
-    )
-
-
-def methods(node: Node) -> dict[str, Method]:
+def chain_methods(node: NodePort) -> dict[str, Method]:
     async def status(params: dict[str, Any]) -> dict[str, Any]:
-        replica = node.core.replica
-        height, head_hash = node.core.store.head()
+        replica = node.replica
+        height, head_hash = node.store.head()
         role = "view-change" if not replica.view_active else "primary" if replica.is_primary else "backup"
         return {
             "chain_id": node.chain_id,
-            "moniker": node.home.config.moniker,
+            "moniker": node.moniker,
             "node_id": str(node.peer_ids[node.index]),
             "validator_index": node.index,
-            "validators": node.validators.n,
+            "validators": len(node.genesis_validators),
             "height": height,
             "last_block_hash": head_hash.hex(),
             "view": replica.view,
             "primary": replica.primary,
             "role": role,
             "peers": len(node.connected_validators()),
-            "mempool_size": len(node.core.mempool),
+            "mempool_size": len(node.mempool),
             "sync": "synced" if replica.catching_up_to is None else "catching-up",
             "peer_height": replica.catching_up_to,
             "request_timeout_ms": replica.request_timeout_ms,
             "version": importlib.metadata.version("p2pmed"),
-            "uptime_s": (node.clock.now_ms() - node.started_ms) // 1000,
+            "uptime_s": (node.now_ms() - node.started_ms) // 1000,
         }
 
     async def peers(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -76,18 +65,18 @@ def methods(node: Node) -> dict[str, Method]:
                 "self": index == node.index,
                 "connected": index in connected,
             }
-            for index, validator in enumerate(node.home.genesis.validators)
+            for index, validator in enumerate(node.genesis_validators)
         ]
 
     async def counters(params: dict[str, Any]) -> dict[str, Any]:
-        transport, gossip = node.transport, node.gossip
+        traffic = node.traffic()
         return {
-            "consensus_rejected": dict(node.core.replica.rejected),
-            "view_changes_started": node.core.replica.view_changes_started,
-            "transport": vars(transport.counters) if transport else {},
-            "gossip": vars(gossip.counters) if gossip else {},
-            "gossip_txs_refused": dict(node.counters.gossip_txs_refused),
-            "gossip_txs_rebroadcast": node.rebroadcast.resent,
+            "consensus_rejected": dict(node.replica.rejected),
+            "view_changes_started": node.replica.view_changes_started,
+            "transport": vars(traffic.transport),
+            "gossip": vars(traffic.gossip),
+            "gossip_txs_refused": dict(traffic.gossip_txs_refused),
+            "gossip_txs_rebroadcast": traffic.gossip_txs_rebroadcast,
         }
 
     async def submit(params: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +89,7 @@ def methods(node: Node) -> dict[str, Method]:
 
     async def get_tx(params: dict[str, Any]) -> dict[str, Any]:
         tx_id: bytes = params["tx_id"]
-        stored = node.core.store.transaction(tx_id)
+        stored = node.store.transaction(tx_id)
         if stored is not None:
             return {
                 "tx_id": tx_id.hex(),
@@ -113,12 +102,12 @@ def methods(node: Node) -> dict[str, Method]:
                 "sender": stored.tx.sender.hex(),
                 "nonce": stored.tx.nonce,
             }
-        if tx_id in node.core.mempool:
+        if tx_id in node.mempool:
             return {"tx_id": tx_id.hex(), "status": "pending"}
         raise RpcError(ErrorCode.NOT_FOUND, f"transaction {tx_id.hex()} is neither committed nor waiting on this node")
 
     async def get_block(params: dict[str, Any]) -> dict[str, Any]:
-        store = node.core.store
+        store = node.store
         if (params["height"] is None) == (params["hash"] is None):
             raise RpcError(ErrorCode.INVALID_PARAMS, 'chain.block: give exactly one of "height" and "hash"')
         block = store.block(params["height"]) if params["hash"] is None else store.block_by_hash(params["hash"])
@@ -136,31 +125,32 @@ def methods(node: Node) -> dict[str, Method]:
 
     async def faults(params: dict[str, Any]) -> dict[str, Any]:
         """Set the consensus traffic faults (test harness only); returns what is in force."""
-        if node.faults is None:
+        faults = node.faults
+        if faults is None:
             raise RpcError(
                 ErrorCode.DISABLED, "fault injection is off on this node: set [fault_injection] enabled = true"
             )
         try:
-            node.faults.rules = FaultRules(
+            faults.rules = FaultRules(
                 drop=params["drop_permille"] / 1000,
                 delay_ms=params["delay_ms"],
-                blocked_out=_indexes(params["blocked_out"], node.validators.n, "blocked_out"),
-                blocked_in=_indexes(params["blocked_in"], node.validators.n, "blocked_in"),
+                blocked_out=_indexes(params["blocked_out"], len(node.genesis_validators), "blocked_out"),
+                blocked_in=_indexes(params["blocked_in"], len(node.genesis_validators), "blocked_in"),
             )
         except ValueError as error:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"debug.faults: {error}") from None
-        rules = node.faults.rules
+        rules = faults.rules
         return {
             "drop_permille": round(rules.drop * 1000),
             "delay_ms": rules.delay_ms,
             "blocked_out": sorted(rules.blocked_out),
             "blocked_in": sorted(rules.blocked_in),
-            "dropped_out": node.faults.dropped_out,
-            "dropped_in": node.faults.dropped_in,
+            "dropped_out": faults.dropped_out,
+            "dropped_in": faults.dropped_in,
         }
 
     async def mempool_list(params: dict[str, Any]) -> dict[str, Any]:
-        waiting = node.core.mempool.transactions()
+        waiting = node.mempool.transactions()
         limit = params["limit"]
         if not 1 <= limit <= MEMPOOL_LIST_MAX:
             raise RpcError(ErrorCode.INVALID_PARAMS, f'mempool.list: "limit" must be 1..{MEMPOOL_LIST_MAX}')
@@ -207,8 +197,6 @@ def methods(node: Node) -> dict[str, Method]:
             },
         ),
         "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
-        **health_methods(node),
-        **record_methods(node),
     }
 
 

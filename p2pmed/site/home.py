@@ -2,7 +2,7 @@
 
     <home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
     <home>/encryption_key the site's X25519 key for the records it keeps, mode 0600
-    <home>/config.toml    operator settings (see p2pmed.config)
+    <home>/config.toml    operator settings (see p2pmed.site.config)
     <home>/genesis.json   chain id and validator set, identical on every node
     <home>/data/          the SQLite store
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2pmed import crypto
-from p2pmed.config import NodeConfig, load_config, render_config
-from p2pmed.genesis import Genesis, ValidatorInfo, load_genesis, write_genesis
+from p2pmed.site.config import NodeConfig, load_config, render_config
+from p2pmed.site.genesis import Genesis, ValidatorInfo, load_genesis, write_genesis
 
 __all__ = ["HomeError", "LoadedHome", "NewNode", "create_testnet", "init_home", "load_home"]
 

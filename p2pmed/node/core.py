@@ -37,7 +37,7 @@ from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, next_nonce
 from p2pmed.ledger.tx import Transaction
-from p2pmed.mempool import Mempool
+from p2pmed.node.mempool import Mempool
 from p2pmed.store import Store
 
 __all__ = ["NodeCore", "Outgoing"]

@@ -7,7 +7,7 @@ Tasks, all in one nursery inside ``host.run``:
 - the gossip pump: transaction batches from ``TxGossip`` go to ``core.submit``;
 - the timer: sleeps until ``core.next_deadline_ms()`` and calls ``core.tick``;
 - the rebroadcaster: gossips again our clients' transactions still waiting after a
-  second (``p2pmed.rebroadcast``);
+  second (``p2pmed.node.rebroadcast``);
 - one dialer per other validator, keeping a connection up with capped backoff
   (gossipsub only meshes with connected peers; the transport dials on its own);
 - the JSON-RPC server on ``<home>/p2pmed.sock``;
@@ -23,13 +23,11 @@ and a change of view is logged (the replica, being pure, logs nothing itself).
 
 from __future__ import annotations
 
-import functools
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import multiaddr
@@ -39,29 +37,33 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
 
-from p2pmed.blob_repair import BlobRepair
-from p2pmed.blob_store import BlobStore
+from p2pmed.node.repair import BlobRepair
+from p2pmed.store.blobs import BlobStore
 from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.replica import ReplicaConfig
+from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier
-from p2pmed.custodian import Custodian
-from p2pmed.home import LoadedHome
+from p2pmed.node.custodian import Custodian
+from p2pmed.site.home import LoadedHome
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
-from p2pmed.metrics import NodeMetrics
-from p2pmed.metrics_http import serve_metrics
-from p2pmed.net import ConsensusTransport, key_pair_of, peer_id_of
-from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService, answer
+from p2pmed.node.metrics import NodeMetrics
+from p2pmed.node.metrics_http import serve_metrics
+from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, key_pair_of, peer_id_of
+from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
-from p2pmed.node_core import NodeCore, Outgoing
-from p2pmed.rebroadcast import Rebroadcast
-from p2pmed.rpc.server import RpcServer
+from p2pmed.node.api.port import BlockListener, Traffic
+from p2pmed.node.core import NodeCore, Outgoing
+from p2pmed.node.mempool import Mempool
+from p2pmed.node.rebroadcast import Rebroadcast
+from p2pmed.rpc.server import RpcCounters, RpcServer
+from p2pmed.site.genesis import ValidatorInfo
+from p2pmed.store import Store
 
-__all__ = ["Node", "NodeClock", "replica_config", "serve"]
+__all__ = ["Node", "NodeClock", "replica_config"]
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +130,7 @@ class Node:
         )
         self.counters = NodeCounters()
         self.rebroadcast = Rebroadcast()
-        self.block_listeners: list[Callable[[Block, BlockExecution], None]] = self.core.commit_listeners
+        self.block_listeners: list[BlockListener] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
         self.custodian = Custodian(
             self.core.store, lambda: self.core.ledger_time_ms, BlobStore(home.store_path.parent / "blobs"), home.key.public_key,
@@ -149,9 +151,54 @@ class Node:
         self.faults = FaultInjector(seed=self.started_ms) if home.config.fault_injection else None
         self._nursery: trio.Nursery | None = None
 
+    # -- what RPC methods and metrics read (``p2pmed.node.api.port.NodePort``) ------
+
     @property
     def index(self) -> int:
         return self.home.index
+
+    @property
+    def moniker(self) -> str:
+        return self.home.config.moniker
+
+    @property
+    def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
+        return self.home.genesis.validators
+
+    @property
+    def store(self) -> Store:
+        return self.core.store
+
+    @property
+    def store_path(self) -> Path:
+        return self.home.store_path
+
+    @property
+    def replica(self) -> Replica:
+        return self.core.replica
+
+    @property
+    def mempool(self) -> Mempool:
+        return self.core.mempool
+
+    @property
+    def ledger_time_ms(self) -> int:
+        return self.core.ledger_time_ms
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def traffic(self) -> Traffic:
+        server = self.rpc_server
+        return Traffic(
+            transport=self.transport.counters if self.transport is not None else TransportCounters(),
+            gossip=self.gossip.counters if self.gossip is not None else GossipCounters(),
+            gossip_txs_refused=self.counters.gossip_txs_refused,
+            gossip_txs_rebroadcast=self.rebroadcast.resent,
+            consensus_sent=self.core.sent,
+            rpc=server.counters if server is not None else RpcCounters(),
+            rpc_connections=server.connections if server is not None else 0,
+        )
 
     # -- what RPC methods call ------------------------------------------------
 
@@ -181,16 +228,18 @@ class Node:
 
     # -- running ----------------------------------------------------------------
 
-    async def run(self, *, rpc_methods: Any = None, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; then close the store. ``rpc_methods`` builds the
-        RPC server (``p2pmed.node_rpc``), left out by tests that need no socket."""
+    async def run(
+        self, *, rpc_server: Callable[[Node], RpcServer] | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled; then close the store. ``rpc_server`` builds the
+        RPC server (``p2pmed.node.api.server``), left out by tests that need no socket."""
         host = self.host = new_host(key_pair=key_pair_of(self.home.key))
         listen = multiaddr.Multiaddr(self.home.config.listen)
         try:
             async with trio.open_nursery() as outer:  # open before host.run (see DESIGN.md)
                 async with host.run(listen_addrs=[listen]):
                     async with trio.open_nursery() as nursery:
-                        await self._start(host, nursery, rpc_methods)
+                        await self._start(host, nursery, rpc_server)
                         log.info(
                             "node started",
                             chain=self.chain_id,
@@ -206,7 +255,9 @@ class Node:
             self.core.close()
             log.info("node stopped", height=height)
 
-    async def _start(self, host: IHost, nursery: trio.Nursery, rpc_methods: Any) -> None:
+    async def _start(
+        self, host: IHost, nursery: trio.Nursery, rpc_server: Callable[[Node], RpcServer] | None
+    ) -> None:
         self._nursery = nursery
         peerstore = host.get_peerstore()
         for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators)):
@@ -220,7 +271,7 @@ class Node:
             if index != self.index:
                 nursery.start_soon(self._keep_connected, host, index)
         validator_peers = {peer_id for index, peer_id in enumerate(self.peer_ids) if index != self.index}
-        await nursery.start(BlobService(host, self.custodian, validator_peers.__contains__).run)
+        await nursery.start(BlobService(host, self.custodian.answer, validator_peers.__contains__).run)
         self.blob_client = BlobClient(host)
         await nursery.start(self.repair.run)
         nursery.start_soon(self._consensus_pump, self.transport)
@@ -228,8 +279,8 @@ class Node:
         nursery.start_soon(self._timer)
         nursery.start_soon(self._rebroadcast_loop, self.gossip)
         self._send(self.core.start())
-        if rpc_methods is not None:
-            self.rpc_server = rpc_methods(self)
+        if rpc_server is not None:
+            self.rpc_server = rpc_server(self)
             await nursery.start(self.rpc_server.run)
         if self.home.config.metrics_port:
             await nursery.start(serve_metrics, self.metrics.registry, self.home.config.metrics_port)
@@ -347,7 +398,7 @@ class Node:
         """The answer of the custodian whose key is ``custodian``: this site's own, or a
         validator's over ``/p2pmed/blob/1``."""
         if custodian == self.home.key.public_key:
-            return answer(self.custodian, request)
+            return self.custodian.answer(request)
         assert self.blob_client is not None, "asked before the network is up"
         index = self.home.genesis.validator_keys.index(custodian)
         return await self.blob_client.request(self.peer_ids[index], request)
@@ -362,20 +413,3 @@ class Node:
         rejected = sum(not result.ok for result in execution.results)
         log.debug("block committed", height=block.height, txs=len(block.txs), rejected=rejected,
                   view=self.core.replica.view)
-
-
-async def serve(home: LoadedHome) -> None:
-    """Run the node with its RPC socket until SIGINT or SIGTERM; then shut down cleanly."""
-    from p2pmed.node_rpc import rpc_server
-
-    # py-libp2p's yamux sends a window update after every read unless told otherwise;
-    # go-yamux's rule (update once half the window is consumed) halves our frame count.
-    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
-    node = Node(home)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(functools.partial(node.run, rpc_methods=rpc_server))
-            async for signum in signals:
-                log.info("shutting down", signal=signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from p2pmed.config import NodeConfig
+from p2pmed.site.config import NodeConfig
 from p2pmed.crypto import EncryptionPrivateKey, Kem, SigningKey
-from p2pmed.home import load_home
+from p2pmed.site.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
 from p2pmed.ledger.contracts.supply import (
@@ -35,9 +35,9 @@ from p2pmed.ledger.contracts.supply import (
     SupplyShip,
     SupplyVerify,
 )
-from p2pmed.load import run_load
-from p2pmed.process_network import ProcessNetwork
-from p2pmed.records_client import LedgerRefused, read_record, submit, write_record
+from p2pmed.client.load import run_load
+from p2pmed.testing.process_network import ProcessNetwork
+from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient
 
 CHAIN_ID = "p2pmed-demo"

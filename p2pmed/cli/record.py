@@ -1,15 +1,15 @@
 """The ``p2pmed record`` commands: write, read, erase and show encrypted health records.
 
-Keys and content stay on this machine: ``p2pmed.records_client`` encrypts and
+Keys and content stay on this machine: ``p2pmed.client.records`` encrypts and
 decrypts here, and the node only carries the anchor, ciphertexts and key wraps.
-Unlike the other writes (``p2pmed.cli_signing``), every record command waits for
+Unlike the other writes (``p2pmed.cli.signing``), every record command waits for
 the ledger's decision, because content moves only after it: the ciphertext goes
 to the custodians once its ``record.add`` anchor has committed, and comes back
 once the reader's ``record.read`` has.
 
 Plaintext is never logged or echoed; ``record read`` prints it, or writes it to a
 new file of mode 0600, and that is its only way out. Exit codes as in
-``p2pmed.cli_signing``: 0 done; 1 the node is not running, or the ledger or a
+``p2pmed.cli.signing``: 0 done; 1 the node is not running, or the ledger or a
 custodian refused (the reason is printed); 2 bad input, found before the node is
 asked.
 """
@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
-from p2pmed.cli_signing import ID, KEY_OPTION, NamedParty
+from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.signing import ID, KEY_OPTION, NamedParty
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
 from p2pmed.ledger.contracts.records import SIZE_MAX, RecordErase
-from p2pmed.records_client import CustodyFailed, LedgerRefused, read_record, submit, write_record
+from p2pmed.client.records import CustodyFailed, LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient
 
 __all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]

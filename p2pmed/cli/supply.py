@@ -1,6 +1,6 @@
 """The ``p2pmed supply`` commands: drug packs, from commissioning to dispensing, EPCIS
 import, tracing, verifying and alerts. Signing, reads, output and exit codes as in
-``p2pmed.cli_signing``."""
+``p2pmed.cli.signing``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
-from p2pmed.cli_signing import (
+from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.signing import (
     ID,
     KEY_OPTION,
     TIMEOUT_OPTION,

@@ -1,7 +1,7 @@
 """JSON-RPC methods that move encrypted records between a client and the custodians.
 
 The client encrypts and decrypts; the node only carries ciphertexts and key
-wraps, and every custodian decides by the ledger (``p2pmed.custodian``):
+wraps, and every custodian decides by the ledger (``p2pmed.node.custodian``):
 
 - ``record.custodians``: the sites that can keep records, with the encryption
   keys a writer wraps the data key to.
@@ -21,15 +21,15 @@ from typing import Any
 
 from p2pmed.ledger.contracts.records import record
 from p2pmed.net.blob_protocol import BlobRequest
-from p2pmed.node import Node
+from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
 
 __all__ = ["record_methods"]
 
 
-def record_methods(node: Node) -> dict[str, Method]:
-    validators = node.home.genesis.validators
+def record_methods(node: NodePort) -> dict[str, Method]:
+    validators = node.genesis_validators
 
     async def custodians(params: dict[str, Any]) -> list[dict[str, Any]]:
         return [
@@ -53,7 +53,7 @@ def record_methods(node: Node) -> dict[str, Method]:
 
     async def fetch(params: dict[str, Any]) -> dict[str, Any]:
         record_id, reader = params["record_id"], params["reader"]
-        anchor = record(node.core.store, record_id)
+        anchor = record(node.store, record_id)
         if anchor is None:
             raise RpcError(ErrorCode.NOT_FOUND, "record.fetch: no committed anchor has this record id on this node")
         reasons = []

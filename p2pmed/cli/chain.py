@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 
 import click
 
-from p2pmed.cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, socket_of, utc_time
+from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, socket_of, utc_time
 from p2pmed.codec import TX_SIZE_MAX
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError, Subscription
 
-__all__ = ["CLIENT_COMMANDS", "TxRate", "read_transaction"]
+__all__ = ["CHAIN_COMMANDS", "TxRate", "read_transaction"]
 
 RATE_WINDOW_S = 10.0
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
@@ -272,4 +272,4 @@ def human_update(update: dict[str, Any]) -> str:
     )
 
 
-CLIENT_COMMANDS = [status, peers, tx, block, watch]
+CHAIN_COMMANDS = [status, peers, tx, block, watch]

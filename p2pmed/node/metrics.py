@@ -9,7 +9,7 @@ submit-to-commit latency of the transactions this node's RPC took in.
 
 The registry is per node, not prometheus-client's global one, so that several
 nodes can live in one process (tests) and nothing another library registers
-globally leaks into a node's endpoint. ``p2pmed.metrics_http`` serves it.
+globally leaks into a node's endpoint. ``p2pmed.node.metrics_http`` serves it.
 The full list with meanings is in ``docs/operators.md``.
 """
 
@@ -20,7 +20,6 @@ import importlib.metadata
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,12 +27,7 @@ from prometheus_client.registry import Collector
 
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.machine import BlockExecution
-from p2pmed.net.consensus_transport import TransportCounters
-from p2pmed.net.tx_gossip import GossipCounters
-from p2pmed.rpc.server import RpcCounters
-
-if TYPE_CHECKING:
-    from p2pmed.node import Node
+from p2pmed.node.api.port import NodePort
 
 __all__ = ["LATENCY_BUCKETS_S", "NodeCollector", "NodeMetrics", "store_size_bytes"]
 
@@ -56,11 +50,11 @@ _RPC_HELP = {
 class NodeMetrics:
     """The node's registry, and the two things counted only for metrics."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodePort) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(node))
         ProcessCollector(registry=self.registry)
-        self._now_ms = node.clock.now_ms
+        self._now_ms = node.now_ms
         self._committed = Counter(
             "p2pmed_transactions_committed",
             "Transactions in blocks this node committed, by outcome: ok, or rejected by the ledger at execution.",
@@ -97,9 +91,9 @@ class NodeMetrics:
 
 class NodeCollector(Collector):
     """Reads the node's state and counters at each scrape, on the trio thread that
-    owns them (see ``p2pmed.metrics_http``)."""
+    owns them (see ``p2pmed.node.metrics_http``)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: NodePort) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
@@ -109,7 +103,7 @@ class NodeCollector(Collector):
         yield from self._gossip()
         yield from self._rpc()
         yield _gauge("p2pmed_store_size_bytes", "Size of the SQLite store, its write-ahead log included.",
-                     store_size_bytes(self.node.home.store_path))
+                     store_size_bytes(self.node.store_path))
 
     def _identity(self) -> Iterator[Metric]:
         node = self.node
@@ -118,21 +112,21 @@ class NodeCollector(Collector):
             labels=["chain_id", "moniker", "node_id", "validator_index", "version"],
         )
         info.add_metric(
-            [node.chain_id, node.home.config.moniker, str(node.peer_ids[node.index]), str(node.index),
+            [node.chain_id, node.moniker, str(node.peer_ids[node.index]), str(node.index),
              importlib.metadata.version("p2pmed")],
             1,
         )
         yield info
-        yield _gauge("p2pmed_validators", "Validators in the genesis.", node.validators.n)
+        yield _gauge("p2pmed_validators", "Validators in the genesis.", len(node.genesis_validators))
         yield _gauge("p2pmed_peers_connected", "Other validators this node has a connection to.",
                      len(node.connected_validators()))
-        yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(node.core.mempool))
+        yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(node.mempool))
 
     def _consensus(self) -> Iterator[Metric]:
-        core = self.node.core
-        replica = core.replica
-        transport = self.node.transport.counters if self.node.transport is not None else TransportCounters()
-        yield _gauge("p2pmed_height", "Height of the last block this node committed.", core.store.head()[0])
+        replica = self.node.replica
+        traffic = self.node.traffic()
+        transport = traffic.transport
+        yield _gauge("p2pmed_height", "Height of the last block this node committed.", self.node.store.head()[0])
         yield _gauge("p2pmed_view", "Current PBFT view.", replica.view)
         yield _gauge("p2pmed_primary", "Validator index of the current view's primary.", replica.primary)
         yield _gauge("p2pmed_view_change_in_progress", "1 while this node is changing view, else 0.",
@@ -141,7 +135,7 @@ class NodeCollector(Collector):
         yield _by_label("p2pmed_consensus_messages_received", "Consensus messages decoded, by kind.",
                         "kind", replica.received)
         yield _by_label("p2pmed_consensus_messages_sent", "Consensus messages handed to the transport, by kind.",
-                        "kind", core.sent)
+                        "kind", traffic.consensus_sent)
         yield _counter("p2pmed_consensus_frames_received", "Frames read from validators' streams.",
                        transport.frames_received)
         yield _counter("p2pmed_consensus_frames_sent", "Frames written to validators' streams.", transport.frames_sent)
@@ -151,14 +145,14 @@ class NodeCollector(Collector):
                         "stage", {"open": transport.open_failures, "write": transport.write_failures})
 
     def _rejections(self) -> Iterator[Metric]:
-        transport = self.node.transport.counters if self.node.transport is not None else TransportCounters()
-        gossip = self.node.gossip.counters if self.node.gossip is not None else GossipCounters()
+        traffic = self.node.traffic()
+        transport, gossip = traffic.transport, traffic.gossip
         family = CounterMetricFamily(
             "p2pmed_messages_rejected",
             "Input from peers refused, by layer and reason: consensus (replica), transport (streams), gossip (batches).",
             labels=["layer", "reason"],
         )
-        for reason, count in sorted(self.node.core.replica.rejected.items()):
+        for reason, count in sorted(self.node.replica.rejected.items()):
             family.add_metric(["consensus", reason], count)
         family.add_metric(["transport", "not-a-validator"], transport.streams_refused)
         family.add_metric(["transport", "bad-frame"], transport.streams_malformed)
@@ -167,7 +161,8 @@ class NodeCollector(Collector):
         yield family
 
     def _gossip(self) -> Iterator[Metric]:
-        gossip = self.node.gossip.counters if self.node.gossip is not None else GossipCounters()
+        traffic = self.node.traffic()
+        gossip = traffic.gossip
         yield _counter("p2pmed_gossip_transactions_received", "Transactions received in gossip batches from peers.",
                        gossip.txs_received)
         yield _counter("p2pmed_gossip_transactions_published", "Transactions this node published in gossip batches.",
@@ -178,15 +173,15 @@ class NodeCollector(Collector):
                        gossip.batches_dropped)
         yield _by_label("p2pmed_gossip_transactions_refused",
                         "Gossiped transactions the node refused, by reason (mostly duplicates).",
-                        "reason", self.node.counters.gossip_txs_refused)
+                        "reason", traffic.gossip_txs_refused)
         yield _counter("p2pmed_gossip_transactions_rebroadcast",
                        "Our clients' transactions gossiped again because they were still waiting.",
-                       self.node.rebroadcast.resent)
+                       traffic.gossip_txs_rebroadcast)
 
     def _rpc(self) -> Iterator[Metric]:
-        server = self.node.rpc_server
-        yield _gauge("p2pmed_rpc_connections", "RPC clients connected now.", server.connections if server else 0)
-        counters = dataclasses.asdict(server.counters if server is not None else RpcCounters())
+        traffic = self.node.traffic()
+        yield _gauge("p2pmed_rpc_connections", "RPC clients connected now.", traffic.rpc_connections)
+        counters = dataclasses.asdict(traffic.rpc)
         for name, help_text in _RPC_HELP.items():
             yield _counter(f"p2pmed_rpc_{name}", help_text, counters[name])
 

@@ -1,4 +1,4 @@
-"""What the healthcare commands share (``p2pmed.cli_identity``, ``cli_audit``, ``cli_trial``,
+"""What the healthcare commands share (``p2pmed.cli.identity``, ``cli_audit``, ``cli_trial``,
 ``cli_supply`` and ``cli_record``): the options of the signing commands, the parameter
 types, loading the signer's key, submitting a signed transaction, reading, and the
 output helpers more than one group uses.
@@ -11,7 +11,7 @@ decided. A refusal, whether at submission or in the block, prints the ledger's r
 and exits 1.
 
 Output is for people by default and JSON with ``--json``. Exit codes as in
-``p2pmed.cli_client``: 0 done, 1 the node is not running or refused, 2 bad input on
+``p2pmed.cli.chain``: 0 done, 1 the node is not running or refused, 2 bad input on
 the command line. Ids, keys and digests are hex on the command line; a date alone
 (``2030-06-30``) given as an expiry means the end of that day, UTC.
 """
@@ -25,11 +25,11 @@ from typing import Any
 
 import click
 
-from p2pmed.cli_client import human_tx
-from p2pmed.cli_common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node
+from p2pmed.cli.chain import human_tx
+from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node
 from p2pmed.crypto import KeyFileError, SigningKey, load_signing_key
 from p2pmed.rpc.client import RpcClient, RpcError
-from p2pmed.tx_client import sign_next, wait_decided
+from p2pmed.client.tx import sign_next, wait_decided
 
 __all__ = [
     "ID", "KEY_OPTION", "TIMEOUT_OPTION", "HexBytes", "NamedParty", "UtcTime", "fhir_bundle", "load_key", "read",

@@ -1,0 +1,83 @@
+"""``NodePort``: what the RPC methods and the metrics may ask of a running node.
+
+The daemon's ``Node`` is one; tests pass small stand-ins. Everything here is read
+or called on the node's trio thread, like everything else that touches the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from libp2p.peer.id import ID
+
+from p2pmed.consensus.replica import Replica
+from p2pmed.ledger.block import Block
+from p2pmed.ledger.machine import BlockExecution
+from p2pmed.ledger.tx import Transaction
+from p2pmed.net.blob_protocol import BlobRequest, BlobResponse
+from p2pmed.net.consensus_transport import TransportCounters
+from p2pmed.net.faults import FaultInjector
+from p2pmed.net.tx_gossip import GossipCounters
+from p2pmed.node.mempool import Mempool
+from p2pmed.rpc.server import RpcCounters
+from p2pmed.site.genesis import ValidatorInfo
+from p2pmed.store import Store
+
+__all__ = ["BlockListener", "NodePort", "Traffic"]
+
+BlockListener = Callable[[Block, BlockExecution], None]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The node's network and RPC counters, read together."""
+
+    transport: TransportCounters
+    gossip: GossipCounters
+    gossip_txs_refused: Mapping[str, int]
+    gossip_txs_rebroadcast: int
+    consensus_sent: Mapping[str, int]
+    rpc: RpcCounters
+    rpc_connections: int
+
+
+class NodePort(Protocol):
+    @property
+    def chain_id(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def moniker(self) -> str: ...
+    @property
+    def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
+        """The validators, in index order."""
+    @property
+    def peer_ids(self) -> list[ID]: ...
+    @property
+    def started_ms(self) -> int: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def store_path(self) -> Path: ...
+    @property
+    def replica(self) -> Replica: ...
+    @property
+    def mempool(self) -> Mempool: ...
+    @property
+    def ledger_time_ms(self) -> int:
+        """The latest committed block's time: what the rules decide by."""
+    @property
+    def faults(self) -> FaultInjector | None:
+        """The test harness's fault injector, when ``[fault_injection]`` is on."""
+    @property
+    def block_listeners(self) -> list[BlockListener]:
+        """Called with each block this node commits, in order."""
+    def now_ms(self) -> int: ...
+    def connected_validators(self) -> list[int]: ...
+    def traffic(self) -> Traffic: ...
+    def submit(self, tx: Transaction) -> None:
+        """Raises ``TxRejected`` when the node cannot take ``tx``."""
+    async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse: ...
