@@ -71,19 +71,31 @@ def measure_operations() -> list[tuple[str, int, float]]:
     def run(name: str, iterations: int, function: Callable[[], object]) -> None:
         rows.append((name, iterations, _microseconds_per_call(function, iterations)))
 
-    run(f"ed25519 sign ({len(payload)} B tx payload)", 2000,
-        lambda: sender.sign(SignatureDomain.TRANSACTION, CHAIN_ID, payload))
-    run("ed25519 verify (crypto.verify)", 2000,
-        lambda: crypto.verify(sender.public_key, signature, SignatureDomain.TRANSACTION, CHAIN_ID, payload))
+    run(
+        f"ed25519 sign ({len(payload)} B tx payload)",
+        2000,
+        lambda: sender.sign(SignatureDomain.TRANSACTION, CHAIN_ID, payload),
+    )
+    run(
+        "ed25519 verify (crypto.verify)",
+        2000,
+        lambda: crypto.verify(sender.public_key, signature, SignatureDomain.TRANSACTION, CHAIN_ID, payload),
+    )
     run(f"tx encode (codec.encode, {len(encoded)} B)", 5000, lambda: codec.encode(tx))
     run("tx decode (decode_transaction)", 3000, lambda: decode_transaction(encoded))
     for kem, iterations in ((Kem.X25519, 500), (Kem.MLKEM768_X25519, 300)):
         reader = crypto.EncryptionPrivateKey.generate(kem)
         wrapped = crypto.wrap_key(data_key, reader.public_key, record_id)
-        run(f"hpke wrap {kem.value} ({len(wrapped)} B)", iterations,
-            lambda reader=reader: crypto.wrap_key(data_key, reader.public_key, record_id))
-        run(f"hpke unwrap {kem.value}", iterations,
-            lambda reader=reader, wrapped=wrapped: crypto.unwrap_key(wrapped, reader, record_id))
+        run(
+            f"hpke wrap {kem.value} ({len(wrapped)} B)",
+            iterations,
+            lambda reader=reader: crypto.wrap_key(data_key, reader.public_key, record_id),
+        )
+        run(
+            f"hpke unwrap {kem.value}",
+            iterations,
+            lambda reader=reader, wrapped=wrapped: crypto.unwrap_key(wrapped, reader, record_id),
+        )
     run(f"aes-256-gcm seal {RECORD_SIZE // 1024} KiB record", 2000, lambda: crypto.encrypt_record(record_id, record))
     return rows
 
@@ -93,9 +105,10 @@ def measure_store(txs_per_block: int, block_count: int) -> tuple[float, float]:
     ledger = Ledger(CHAIN_ID, ALL_TX_TYPES)
     proposer = _seeded_key("bench-proposer")
     senders = [_seeded_key(f"bench-sender-{index}") for index in range(txs_per_block)]
-    with tempfile.TemporaryDirectory(prefix="p2pmed-bench-") as scratch, Store.open(
-        Path(scratch) / "bench.sqlite3", CHAIN_ID
-    ) as store:
+    with (
+        tempfile.TemporaryDirectory(prefix="p2pmed-bench-") as scratch,
+        Store.open(Path(scratch) / "bench.sqlite3", CHAIN_ID) as store,
+    ):
         assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2, "the store must run with synchronous=FULL"
         elapsed = 0.0
         for height in range(1, block_count + 1):
@@ -112,8 +125,10 @@ def measure_store(txs_per_block: int, block_count: int) -> tuple[float, float]:
 
 def main() -> int:
     started = time.perf_counter()
-    print(f"p2pmed foundation benchmarks: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
-          f" cryptography {cryptography.__version__}, {platform.machine()}")
+    print(
+        f"p2pmed foundation benchmarks: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version},"
+        f" cryptography {cryptography.__version__}, {platform.machine()}"
+    )
     print()
     print(f"{'operation':<44} {'iterations':>10} {'µs/op':>10}")
     print("-" * 66)

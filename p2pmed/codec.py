@@ -27,10 +27,10 @@ import cbor2
 
 __all__ = [
     "BLOCK_SIZE_MAX",
-    "CodecError",
     "DEPTH_MAX",
     "MESSAGE_SIZE_MAX",
     "TX_SIZE_MAX",
+    "CodecError",
     "decode",
     "decode_value",
     "encode",

@@ -40,6 +40,7 @@ __all__ = [
     "SignatureDomain",
     "Signer",
     "SigningKey",
+    "Verifier",
     "decrypt_record",
     "encrypt_record",
     "load_encryption_key",
@@ -47,7 +48,6 @@ __all__ = [
     "save_encryption_key",
     "save_signing_key",
     "unwrap_key",
-    "Verifier",
     "verify",
     "wrap_key",
 ]
@@ -137,9 +137,7 @@ def _load_public_key(public_key: bytes) -> ed25519.Ed25519PublicKey | None:
         return None
 
 
-def verify(
-    public_key: bytes, signature: bytes, domain: SignatureDomain, chain_id: str, payload: bytes
-) -> bool:
+def verify(public_key: bytes, signature: bytes, domain: SignatureDomain, chain_id: str, payload: bytes) -> bool:
     """True when ``signature`` is ``public_key``'s over this domain, chain and payload."""
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
@@ -169,7 +167,9 @@ def save_signing_key(path: Path, key: SigningKey, passphrase: bytes | None = Non
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
-    _write_private_file(path, key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    _write_private_file(
+        path, key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    )
 
 
 def _write_private_file(path: Path, data: bytes) -> None:

@@ -9,7 +9,9 @@ import statistics
 __all__ = ["percentiles"]
 
 
-def percentiles(values: list[float] | list[int], names: tuple[str, ...] = ("p50", "p99", "max")) -> dict[str, float | None]:
+def percentiles(
+    values: list[float] | list[int], names: tuple[str, ...] = ("p50", "p99", "max")
+) -> dict[str, float | None]:
     """``{"p50": ..., "max": ...}`` for ``names`` (``pNN`` or ``max``); None for each when there are no values."""
     if not values:
         return dict.fromkeys(names)

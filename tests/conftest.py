@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from health_world import InProcessClient, StoreHarness, build_world
 
+from health_world import InProcessClient, StoreHarness, build_world
 from p2pmed.cli import common as cli_common
 from p2pmed.cli.main import cli
 

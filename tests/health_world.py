@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from ledger_harness import CHAIN, LedgerHarness, key
 
+from ledger_harness import CHAIN, LedgerHarness, key
 from p2pmed.crypto import SigningKey
-from p2pmed.node.api.health import health_methods
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
@@ -21,6 +20,7 @@ from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
 from p2pmed.ledger.machine import TxResult, next_nonce
 from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
+from p2pmed.node.api.health import health_methods
 from p2pmed.node.mempool import Mempool
 from p2pmed.rpc.params import Method
 from p2pmed.store import Store
@@ -58,17 +58,26 @@ class StoreHarness(LedgerHarness):
 
 
 def build_world(ledger: StoreHarness) -> None:
-    for organisation, kind in ((HOSPITAL, "hospital"), (LAB, "laboratory"), (SPONSOR, "sponsor"),
-                               (MAKER, "manufacturer"), (PHARMACY, "pharmacy")):
+    for organisation, kind in (
+        (HOSPITAL, "hospital"),
+        (LAB, "laboratory"),
+        (SPONSOR, "sponsor"),
+        (MAKER, "manufacturer"),
+        (PHARMACY, "pharmacy"),
+    ):
         ledger.admit_organisation(organisation, kind)
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     ledger.register_person(HOSPITAL, DOCTOR, "clinician")
     ledger.register_person(LAB, NURSE, "clinician")
     ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, D, ("imaging", "laboratory"), "TREAT", FAR_MS))
-    ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), "TREAT", ledger.time_ms + 1_500))
+    ledger.ok(
+        PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), "TREAT", ledger.time_ms + 1_500)
+    )
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, FAR_MS))
     custodians = tuple(validator.public_key for validator in ledger.validators[:2])
-    ledger.ok(DOCTOR, "record.add", RecordAdd(RECORD_ID, P, "laboratory", hashlib.sha256(b"c").digest(), 100, custodians))
+    ledger.ok(
+        DOCTOR, "record.add", RecordAdd(RECORD_ID, P, "laboratory", hashlib.sha256(b"c").digest(), 100, custodians)
+    )
     ledger.ok(DOCTOR, "record.read", RecordRead(RECORD_ID, "TREAT", False, ""))
     ledger.ok(NURSE, "record.read", RecordRead(RECORD_ID, "ETREAT", True, "unconscious in A&E"))
     protocol = Protocol(hashlib.sha256(b"protocol").digest(), ("hba1c at 12 weeks",), ("weight",), 100)
@@ -141,6 +150,14 @@ class InProcessClient:
         stored = self.ledger.store.transaction(params["tx_id"])
         assert stored is not None
         reason = None if stored.reject_reason is None else stored.reject_reason.value
-        return {"tx_id": stored.tx.id.hex(), "status": "committed" if reason is None else "rejected", "height": stored.height,
-                "position": stored.position, "reason": reason, "detail": stored.reject_detail or None, "type": stored.tx.type,
-                "sender": stored.tx.sender.hex(), "nonce": stored.tx.nonce}
+        return {
+            "tx_id": stored.tx.id.hex(),
+            "status": "committed" if reason is None else "rejected",
+            "height": stored.height,
+            "position": stored.position,
+            "reason": reason,
+            "detail": stored.reject_detail or None,
+            "type": stored.tx.type,
+            "sender": stored.tx.sender.hex(),
+            "nonce": stored.tx.nonce,
+        }

@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from p2pmed.quorum import quorum_size
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
@@ -16,6 +15,7 @@ from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
 from p2pmed.ledger.rules import TxType
 from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.quorum import quorum_size
 
 CHAIN = "contracts-test"
 START_MS = 1_800_000_000_000
@@ -52,10 +52,14 @@ class LedgerHarness:
         self.validators = [key(f"validator-{index}") for index in range(validators)]
         self.site_encryption_keys = [EncryptionPrivateKey.generate() for _ in self.validators]
         sites = [
-            OrganisationProfile(validator.public_key, f"site {index}", "hospital", self.site_encryption_keys[index].public_key)
+            OrganisationProfile(
+                validator.public_key, f"site {index}", "hospital", self.site_encryption_keys[index].public_key
+            )
             for index, validator in enumerate(self.validators)
         ]
-        self.ledger = Ledger(CHAIN, tx_types, tuple(validator.public_key for validator in self.validators), genesis_state(sites))
+        self.ledger = Ledger(
+            CHAIN, tx_types, tuple(validator.public_key for validator in self.validators), genesis_state(sites)
+        )
         self.state = DictState()
         self.state.apply(dict(self.ledger.genesis_state))
         self.height = 0
@@ -99,5 +103,7 @@ class LedgerHarness:
 
     def register_person(self, organisation: SigningKey, person: SigningKey, role: str) -> EncryptionPrivateKey:
         encryption = EncryptionPrivateKey.generate()
-        self.ok(organisation, "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key))
+        self.ok(
+            organisation, "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key)
+        )
         return encryption

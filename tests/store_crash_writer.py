@@ -119,7 +119,9 @@ def chain_blocks(chain_id: str, count: int) -> list[Block]:
     previous_hash = GENESIS_PARENT_HASH
     for height in range(1, count + 1):
         time_ms = BLOCK_TIME_MS_START + height * BLOCK_INTERVAL_MS
-        block = make_block(chain_id, height, previous_hash, block_transactions(chain_id, height), PROPOSER.public_key, time_ms)
+        block = make_block(
+            chain_id, height, previous_hash, block_transactions(chain_id, height), PROPOSER.public_key, time_ms
+        )
         blocks.append(block)
         previous_hash = block.hash
     return blocks

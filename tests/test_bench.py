@@ -23,9 +23,21 @@ from p2pmed.cli.main import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEP_FIELDS = {
-    "label", "rate_asked_tx_per_s", "offered_tx_per_s", "committed_tx_per_s", "sent", "committed", "refused",
-    "send_window_s", "latency_ms", "send_lag_ms", "cpu_per_node", "node_cpu_ms_per_tx", "client_cpu",
-    "mempool_at_start", "send_errors",
+    "label",
+    "rate_asked_tx_per_s",
+    "offered_tx_per_s",
+    "committed_tx_per_s",
+    "sent",
+    "committed",
+    "refused",
+    "send_window_s",
+    "latency_ms",
+    "send_lag_ms",
+    "cpu_per_node",
+    "node_cpu_ms_per_tx",
+    "client_cpu",
+    "mempool_at_start",
+    "send_errors",
 }
 
 
@@ -52,8 +64,19 @@ def test_the_cpu_reader_reads_what_a_real_process_used_and_refuses_a_gone_one() 
 
 
 def _step(rate: float, committed_per_s: float, p99_ms: float | None = 100.0, committed: int = 100) -> StepResult:
-    return StepResult("sweep", rate, 100, committed, 1.0, rate, committed_per_s, {"p50": p99_ms, "p99": p99_ms},
-                      {"p99": 0.0}, [0.5], 0.1)
+    return StepResult(
+        "sweep",
+        rate,
+        100,
+        committed,
+        1.0,
+        rate,
+        committed_per_s,
+        {"p50": p99_ms, "p99": p99_ms},
+        {"p99": 0.0},
+        [0.5],
+        0.1,
+    )
 
 
 def test_auto_doubles_the_rate_until_committed_throughput_stops_growing() -> None:
@@ -66,11 +89,14 @@ def test_auto_doubles_the_rate_until_committed_throughput_stops_growing() -> Non
     assert plan.next_rate(steps) is None and "saturated at 400" in plan.stop_reason
 
 
-@pytest.mark.parametrize(("last", "reason"), [
-    (_step(100, 99, p99_ms=5_000), "latency exploded"),
-    (_step(100, 99, committed=50), "only 50% of what was sent committed"),
-    (_step(100, 0, p99_ms=None, committed=0), "nothing committed"),
-])
+@pytest.mark.parametrize(
+    ("last", "reason"),
+    [
+        (_step(100, 99, p99_ms=5_000), "latency exploded"),
+        (_step(100, 99, committed=50), "only 50% of what was sent committed"),
+        (_step(100, 0, p99_ms=None, committed=0), "nothing committed"),
+    ],
+)
 def test_auto_stops_when_latency_explodes_or_commits_fall_behind(last: StepResult, reason: str) -> None:
     plan = RatePlan(None)
     assert plan.next_rate([_step(50, 50), last]) is None and reason in plan.stop_reason
@@ -114,19 +140,22 @@ def test_sim_reports_the_simulators_speedup(tmp_path: Path) -> None:
     assert "target 4 nodes at 100 tx/s" in result.output
 
 
-@pytest.mark.parametrize(("args", "option"), [
-    (["--rates", "fast"], "--rates"),
-    (["--rates", "0"], "--rates"),
-    (["--rates", "-5"], "--rates"),
-    (["--rates", "50,,100"], "--rates"),
-    (["--rates", "nan"], "--rates"),
-    (["--rates", "1e9"], "--rates"),
-    (["--nodes", "0"], "--nodes"),
-    (["--nodes", "17"], "--nodes"),
-    (["--duration", "0"], "--duration"),
-    (["--duration", "-1"], "--duration"),
-    (["--duration", "soon"], "--duration"),
-])
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--rates", "fast"], "--rates"),
+        (["--rates", "0"], "--rates"),
+        (["--rates", "-5"], "--rates"),
+        (["--rates", "50,,100"], "--rates"),
+        (["--rates", "nan"], "--rates"),
+        (["--rates", "1e9"], "--rates"),
+        (["--nodes", "0"], "--nodes"),
+        (["--nodes", "17"], "--nodes"),
+        (["--duration", "0"], "--duration"),
+        (["--duration", "-1"], "--duration"),
+        (["--duration", "soon"], "--duration"),
+    ],
+)
 def test_a_bad_option_exits_2_naming_it(tmp_path: Path, args: list[str], option: str) -> None:
     result = CliRunner().invoke(cli, ["bench", "--out", str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and option in result.output

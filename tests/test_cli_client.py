@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from p2pmed.cli.main import cli
 from p2pmed.cli.chain import TxRate, read_transaction
-from p2pmed.codec import TX_SIZE_MAX
+from p2pmed.cli.main import cli
 from p2pmed.client.load import sample_transactions
+from p2pmed.codec import TX_SIZE_MAX
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from fhir.resources.auditevent import AuditEvent
-from health_world import DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, InProcessClient
 
+from health_world import DATASET, DOCTOR, GTIN, HOSPITAL, NURSE, PATIENT, SPONSOR, TRIAL, InProcessClient
 from p2pmed.cli.main import cli
 from p2pmed.cli.signing import UtcTime
 from p2pmed.crypto import SigningKey, load_signing_key, save_signing_key
@@ -53,8 +53,20 @@ def test_identity_keys_writes_private_files_and_prints_the_public_halves(directo
 
 def test_a_site_registers_a_person_with_wait(home: Path, directory: Path, client: InProcessClient) -> None:
     keys = json.loads(CliRunner().invoke(cli, ["identity", "keys", "--out", str(directory / "bob"), "--json"]).output)
-    result = run(home, "identity", "register-person", "--key", key_file(directory, HOSPITAL, "site"), "--role", "patient",
-                 "--public-key", keys["public_key"], "--encryption-key", keys["encryption_key"], "--wait")
+    result = run(
+        home,
+        "identity",
+        "register-person",
+        "--key",
+        key_file(directory, HOSPITAL, "site"),
+        "--role",
+        "patient",
+        "--public-key",
+        keys["public_key"],
+        "--encryption-key",
+        keys["encryption_key"],
+        "--wait",
+    )
     assert result.exit_code == 0, result.output
     assert "committed at height" in result.output and "identity.person.register" in result.output
     assert client.calls[:3] == ["node.status", "account.nonce", "tx.submit"] and client.calls[-1] == "tx.get"
@@ -68,22 +80,61 @@ def test_a_site_registers_a_person_with_wait(home: Path, directory: Path, client
 
 
 def test_a_patient_grants_consent_signed_on_the_client(home: Path, directory: Path, client: InProcessClient) -> None:
-    result = run(home, "consent", "grant", "--key", key_file(directory, PATIENT, "patient"), "--grantee", NURSE.public_key.hex(),
-                 "--category", "vital-signs", "--purpose", "TREAT", "--expires", "2099-12-31", "--wait", "--json")
+    result = run(
+        home,
+        "consent",
+        "grant",
+        "--key",
+        key_file(directory, PATIENT, "patient"),
+        "--grantee",
+        NURSE.public_key.hex(),
+        "--category",
+        "vital-signs",
+        "--purpose",
+        "TREAT",
+        "--expires",
+        "2099-12-31",
+        "--wait",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
     assert (answer["status"], answer["type"], answer["sender"], answer["nonce"]) == ("committed", "consent.grant", P, 4)
     stored = client.ledger.store.transaction(bytes.fromhex(answer["tx_id"]))
-    assert stored is not None and stored.tx.body["expires_ms"] == UtcTime().convert("2100-01-01", None, None)  # through 2099-12-31
+    assert stored is not None and stored.tx.body["expires_ms"] == UtcTime().convert(
+        "2100-01-01", None, None
+    )  # through 2099-12-31
     shown = run(home, "consent", "show", P)
-    assert "vital-signs   to " + NURSE.public_key.hex() in shown.output and f"delegate {HOSPITAL.public_key.hex()}" in shown.output
+    assert (
+        "vital-signs   to " + NURSE.public_key.hex() in shown.output
+        and f"delegate {HOSPITAL.public_key.hex()}" in shown.output
+    )
 
 
-def test_a_refusal_in_the_block_prints_the_reason_and_exits_1(home: Path, directory: Path, client: InProcessClient) -> None:
-    result = run(home, "consent", "grant", "--key", key_file(directory, PATIENT, "patient"), "--grantee", "ab" * 32,
-                 "--category", "imaging", "--purpose", "TREAT", "--expires", "2099-12-31", "--wait")
+def test_a_refusal_in_the_block_prints_the_reason_and_exits_1(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    result = run(
+        home,
+        "consent",
+        "grant",
+        "--key",
+        key_file(directory, PATIENT, "patient"),
+        "--grantee",
+        "ab" * 32,
+        "--category",
+        "imaging",
+        "--purpose",
+        "TREAT",
+        "--expires",
+        "2099-12-31",
+        "--wait",
+    )
     assert result.exit_code == 1
-    assert "the ledger refused consent.grant (invalid): the grantee is neither a person nor an organisation in force" in result.output
+    assert (
+        "the ledger refused consent.grant (invalid): the grantee is neither a person nor an organisation in force"
+        in result.output
+    )
 
 
 def test_a_refusal_at_submission_exits_1_with_the_reason(home: Path, directory: Path, client: InProcessClient) -> None:
@@ -92,7 +143,10 @@ def test_a_refusal_at_submission_exits_1_with_the_reason(home: Path, directory: 
 
     client.methods["tx.submit"] = Method(refuse, {"tx": bytes})
     result = run(home, "trial", "consent", TRIAL, "--key", key_file(directory, PATIENT, "patient"))
-    assert result.exit_code == 1 and "the node refused trial.consent: nonce 4 is already waiting [nonce-pending]" in result.output
+    assert (
+        result.exit_code == 1
+        and "the node refused trial.consent: nonce 4 is already waiting [nonce-pending]" in result.output
+    )
 
 
 def test_wait_gives_up_after_its_timeout(home: Path, directory: Path, client: InProcessClient) -> None:
@@ -102,15 +156,30 @@ def test_wait_gives_up_after_its_timeout(home: Path, directory: Path, client: In
     async def accept(params: dict[str, Any]) -> dict[str, Any]:
         return {"tx_id": decode_transaction(params["tx"]).id.hex(), "status": "pending"}
 
-    client.methods["tx.submit"], client.methods["tx.get"] = Method(accept, {"tx": bytes}), Method(pending, {"tx_id": bytes})
-    result = run(home, "consent", "undelegate", "--key", key_file(directory, PATIENT, "patient"),
-                 "--delegate", HOSPITAL.public_key.hex(), "--wait", "--timeout", "0.3")
+    client.methods["tx.submit"], client.methods["tx.get"] = (
+        Method(accept, {"tx": bytes}),
+        Method(pending, {"tx_id": bytes}),
+    )
+    result = run(
+        home,
+        "consent",
+        "undelegate",
+        "--key",
+        key_file(directory, PATIENT, "patient"),
+        "--delegate",
+        HOSPITAL.public_key.hex(),
+        "--wait",
+        "--timeout",
+        "0.3",
+    )
     assert result.exit_code == 1 and "is still pending after 0.3 s" in result.output
 
 
 def test_consent_show_fhir_prints_a_bundle_of_consents(home: Path, client: InProcessClient) -> None:
     bundle = json.loads(run(home, "consent", "show", P, "--fhir").output)
-    assert bundle["type"] == "collection" and {entry["resource"]["resourceType"] for entry in bundle["entry"]} == {"Consent"}
+    assert bundle["type"] == "collection" and {entry["resource"]["resourceType"] for entry in bundle["entry"]} == {
+        "Consent"
+    }
 
 
 # -- audit ---------------------------------------------------------------------------------------------
@@ -139,10 +208,40 @@ def test_audit_show_filters_by_time(home: Path, client: InProcessClient) -> None
         (["audit", "show", "--patient", "xyz"], "'xyz' is not hex"),
         (["audit", "show", "--patient", "abcd"], "must be 64 hex digits, got 4"),
         (["audit", "show", "--patient", P, "--since", "yesterday"], "is not a date"),
-        (["consent", "grant", "--key", "/nonexistent.pem", "--grantee", P, "--category", "imaging", "--purpose", "TREAT",
-          "--expires", "2030-01-01"], "no such key file"),
-        (["consent", "grant", "--key", "/nonexistent.pem", "--grantee", P, "--category", "dna", "--purpose", "TREAT",
-          "--expires", "2030-01-01"], "'dna' is not one of"),
+        (
+            [
+                "consent",
+                "grant",
+                "--key",
+                "/nonexistent.pem",
+                "--grantee",
+                P,
+                "--category",
+                "imaging",
+                "--purpose",
+                "TREAT",
+                "--expires",
+                "2030-01-01",
+            ],
+            "no such key file",
+        ),
+        (
+            [
+                "consent",
+                "grant",
+                "--key",
+                "/nonexistent.pem",
+                "--grantee",
+                P,
+                "--category",
+                "dna",
+                "--purpose",
+                "TREAT",
+                "--expires",
+                "2030-01-01",
+            ],
+            "'dna' is not one of",
+        ),
         (["trial", "register", TRIAL, "--key", "/nonexistent.pem", "--primary", "x"], "exactly one of --protocol FILE"),
     ],
 )
@@ -170,15 +269,33 @@ def test_trial_show_verify_and_flagged(home: Path, client: InProcessClient) -> N
     assert missing.exit_code == 1 and "no trial 'NCT99' is registered" in missing.output
 
 
-def test_a_sponsor_registers_a_trial_from_its_protocol_file(home: Path, directory: Path, client: InProcessClient) -> None:
+def test_a_sponsor_registers_a_trial_from_its_protocol_file(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
     protocol = directory / "protocol.pdf"
     protocol.write_bytes(b"%PDF protocol v1")
-    result = run(home, "trial", "register", "NCT00000002", "--key", key_file(directory, SPONSOR, "sponsor"), "--protocol", str(protocol),
-                 "--primary", "HbA1c  at 12 Weeks", "--secondary", "Weight", "--wait")
+    result = run(
+        home,
+        "trial",
+        "register",
+        "NCT00000002",
+        "--key",
+        key_file(directory, SPONSOR, "sponsor"),
+        "--protocol",
+        str(protocol),
+        "--primary",
+        "HbA1c  at 12 Weeks",
+        "--secondary",
+        "Weight",
+        "--wait",
+    )
     assert result.exit_code == 0, result.output
     shown = json.loads(run(home, "trial", "show", "NCT00000002", "--json").output)
     assert shown["protocol"]["sha256"] == hashlib.sha256(b"%PDF protocol v1").hexdigest()
-    assert (shown["protocol"]["primary_endpoints"], shown["protocol"]["secondary_endpoints"]) == (["hba1c at 12 weeks"], ["weight"])
+    assert (shown["protocol"]["primary_endpoints"], shown["protocol"]["secondary_endpoints"]) == (
+        ["hba1c at 12 weeks"],
+        ["weight"],
+    )
 
 
 # -- supply --------------------------------------------------------------------------------------------------
@@ -198,8 +315,19 @@ def test_supply_trace_verify_and_alerts(home: Path, client: InProcessClient) -> 
 
 
 def test_fhir_import_check_maps_or_names_the_problem(directory: Path) -> None:
-    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"}, "subject": {"reference": "Patient/7"},
-                   "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}]}
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "pulse"},
+        "subject": {"reference": "Patient/7"},
+        "category": [
+            {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}
+                ]
+            }
+        ],
+    }
     path = directory / "obs.json"
     path.write_text(json.dumps(observation))
     ok = CliRunner().invoke(cli, ["fhir", "import-check", str(path), "--ref", f"Patient/7={P}"])
@@ -213,5 +341,7 @@ def test_fhir_import_check_maps_or_names_the_problem(directory: Path) -> None:
 def test_expiry_dates_hold_through_their_day() -> None:
     end_of_day = UtcTime(end_of_day=True)
     assert end_of_day.convert("2030-06-30", None, None) == UtcTime().convert("2030-07-01", None, None)
-    assert end_of_day.convert("2030-06-30T12:00Z", None, None) == UtcTime().convert("2030-06-30T14:00:00+02:00", None, None)
+    assert end_of_day.convert("2030-06-30T12:00Z", None, None) == UtcTime().convert(
+        "2030-06-30T14:00:00+02:00", None, None
+    )
     assert UtcTime().convert("2030-06-30T12:00", None, None) == UtcTime().convert("2030-06-30T12:00Z", None, None)

@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, InProcessClient
 
+from health_world import GTIN, HOSPITAL, MAKER, PATIENT, PHARMACY, InProcessClient
 from p2pmed.cli.main import cli
 from p2pmed.cli.record import PLAINTEXT_SIZE_MAX
-from p2pmed.site.config import NodeConfig
+from p2pmed.client.records import submit
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey, save_encryption_key, save_signing_key
-from p2pmed.site.home import load_home
 from p2pmed.interop.fhir import import_resource
 from p2pmed.ledger.contracts.identity import PersonRegister
-from p2pmed.testing.process_network import ProcessNetwork
-from p2pmed.client.records import submit
 from p2pmed.rpc.client import RpcClient
+from p2pmed.site.config import NodeConfig
+from p2pmed.site.home import load_home
+from p2pmed.testing.process_network import ProcessNetwork
 
 MAKER_HEX, PHARMACY_HEX = MAKER.public_key.hex(), PHARMACY.public_key.hex()
 PHARMACY_GLN = "urn:epc:id:sgln:9501101.00002.0"
@@ -38,8 +38,14 @@ WAIT_S = 60.0
 
 def observation(subject: dict[str, Any], category: str = "laboratory") -> dict[str, Any]:
     coding = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "serum potassium"}, "subject": subject,
-            "category": [{"coding": [coding]}], "valueQuantity": {"value": 6.1, "unit": "mmol/L"}}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "serum potassium"},
+        "subject": subject,
+        "category": [{"coding": [coding]}],
+        "valueQuantity": {"value": 6.1, "unit": "mmol/L"},
+    }
 
 
 def write_json(path: Path, value: Any) -> str:
@@ -66,20 +72,60 @@ def signed(home: Path, directory: Path, signer: SigningKey, *args: str) -> Resul
     return run(home, *args, "--key", key_file(directory, signer, signer.public_key.hex()[:8]), "--wait", "--json")
 
 
-def test_a_pack_goes_from_commissioning_through_a_shipment_to_dispensing(home: Path, directory: Path, client: InProcessClient) -> None:
-    commissioned = signed(home, directory, MAKER, "supply", "commission", "--gtin", GTIN, "--lot", "LOT1",
-                          "--expiry", "2099-12-31", "--serial", "S3", "--serial", "S4")
+def test_a_pack_goes_from_commissioning_through_a_shipment_to_dispensing(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    commissioned = signed(
+        home,
+        directory,
+        MAKER,
+        "supply",
+        "commission",
+        "--gtin",
+        GTIN,
+        "--lot",
+        "LOT1",
+        "--expiry",
+        "2099-12-31",
+        "--serial",
+        "S3",
+        "--serial",
+        "S4",
+    )
     assert commissioned.exit_code == 0, commissioned.output
     assert json.loads(commissioned.output)["type"] == "supply.commission"
-    shipped = signed(home, directory, MAKER, "supply", "ship", "--to", PHARMACY_HEX, "--pack", f"{GTIN}:S3", "--pack", f"{GTIN}:S4")
+    shipped = signed(
+        home, directory, MAKER, "supply", "ship", "--to", PHARMACY_HEX, "--pack", f"{GTIN}:S3", "--pack", f"{GTIN}:S4"
+    )
     assert shipped.exit_code == 0, shipped.output
     shipment = json.loads(shipped.output)["tx_id"]
-    received = signed(home, directory, PHARMACY, "supply", "receive", "--shipment", shipment, "--pack", f"{GTIN}:S3",
-                      "--missing", f"{GTIN}:S4")
+    received = signed(
+        home,
+        directory,
+        PHARMACY,
+        "supply",
+        "receive",
+        "--shipment",
+        shipment,
+        "--pack",
+        f"{GTIN}:S3",
+        "--missing",
+        f"{GTIN}:S4",
+    )
     assert received.exit_code == 0, received.output
     assert signed(home, directory, PHARMACY, "supply", "dispense", "--pack", f"{GTIN}:S3").exit_code == 0
-    assert signed(home, directory, MAKER, "supply", "decommission", "--pack", f"{GTIN}:S2", "--reason", "damaged").exit_code == 0
-    assert signed(home, directory, MAKER, "supply", "recall", "--gtin", GTIN, "--serial", "S1", "--reason", "sterility").exit_code == 0
+    assert (
+        signed(
+            home, directory, MAKER, "supply", "decommission", "--pack", f"{GTIN}:S2", "--reason", "damaged"
+        ).exit_code
+        == 0
+    )
+    assert (
+        signed(
+            home, directory, MAKER, "supply", "recall", "--gtin", GTIN, "--serial", "S1", "--reason", "sterility"
+        ).exit_code
+        == 0
+    )
     assert signed(home, directory, PHARMACY, "supply", "scan", f"{GTIN}:FAKE9").exit_code == 0
 
     trace = json.loads(run(home, "supply", "trace", GTIN, "S3", "--json").output)
@@ -87,22 +133,50 @@ def test_a_pack_goes_from_commissioning_through_a_shipment_to_dispensing(home: P
     assert json.loads(run(home, "supply", "trace", GTIN, "S2", "--json").output)["pack"]["status"] == "decommissioned"
     assert run(home, "supply", "verify", GTIN, "S1").output.startswith("DO NOT DISPENSE: recalled")
     alerts = json.loads(run(home, "supply", "alerts", "--json").output)["alerts"]
-    assert [(alert["kind"], alert["serial"]) for alert in alerts[1:]] == [("missing-in-transit", "S4"), ("unknown-suspect-counterfeit", "FAKE9")]
+    assert [(alert["kind"], alert["serial"]) for alert in alerts[1:]] == [
+        ("missing-in-transit", "S4"),
+        ("unknown-suspect-counterfeit", "FAKE9"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("signer", "args", "refusal"),
     [
-        (PHARMACY, ["commission", "--gtin", GTIN, "--lot", "L9", "--expiry", "2099-12-31", "--serial", "X1"],
-         "supply.commission (not-authorised): only a manufacturer commissions packs; the sender is a pharmacy"),
-        (MAKER, ["ship", "--to", "ab" * 32, "--pack", f"{GTIN}:S1"], "supply.ship (invalid): the destination is not an organisation in force"),
-        (PHARMACY, ["receive", "--shipment", "cd" * 32, "--pack", f"{GTIN}:S1"], f"supply.receive (invalid): no shipment has id {'cd' * 32}"),
-        (MAKER, ["dispense", "--pack", f"{GTIN}:S1"], "supply.dispense (not-authorised): only a hospital or pharmacy dispenses packs"),
-        (PHARMACY, ["decommission", "--pack", f"{GTIN}:S1", "--reason", "lost"],
-         f"supply.decommission (not-authorised): pack (01){GTIN}(21)S1 is held by {MAKER_HEX[:16]}, not by the sender"),
-        (PHARMACY, ["recall", "--gtin", GTIN, "--lot", "LOT1", "--reason", "x"],
-         f"supply.recall (not-authorised): only GTIN {GTIN}'s manufacturer {MAKER_HEX[:16]} recalls its packs"),
-        (PATIENT, ["scan", f"{GTIN}:S1"], "supply.verify (not-authorised): only an organisation in force records scans"),
+        (
+            PHARMACY,
+            ["commission", "--gtin", GTIN, "--lot", "L9", "--expiry", "2099-12-31", "--serial", "X1"],
+            "supply.commission (not-authorised): only a manufacturer commissions packs; the sender is a pharmacy",
+        ),
+        (
+            MAKER,
+            ["ship", "--to", "ab" * 32, "--pack", f"{GTIN}:S1"],
+            "supply.ship (invalid): the destination is not an organisation in force",
+        ),
+        (
+            PHARMACY,
+            ["receive", "--shipment", "cd" * 32, "--pack", f"{GTIN}:S1"],
+            f"supply.receive (invalid): no shipment has id {'cd' * 32}",
+        ),
+        (
+            MAKER,
+            ["dispense", "--pack", f"{GTIN}:S1"],
+            "supply.dispense (not-authorised): only a hospital or pharmacy dispenses packs",
+        ),
+        (
+            PHARMACY,
+            ["decommission", "--pack", f"{GTIN}:S1", "--reason", "lost"],
+            f"supply.decommission (not-authorised): pack (01){GTIN}(21)S1 is held by {MAKER_HEX[:16]}, not by the sender",
+        ),
+        (
+            PHARMACY,
+            ["recall", "--gtin", GTIN, "--lot", "LOT1", "--reason", "x"],
+            f"supply.recall (not-authorised): only GTIN {GTIN}'s manufacturer {MAKER_HEX[:16]} recalls its packs",
+        ),
+        (
+            PATIENT,
+            ["scan", f"{GTIN}:S1"],
+            "supply.verify (not-authorised): only an organisation in force records scans",
+        ),
     ],
 )
 def test_a_supply_write_the_ledger_refuses_exits_1_with_its_reason(
@@ -113,36 +187,70 @@ def test_a_supply_write_the_ledger_refuses_exits_1_with_its_reason(
 
 
 def epcis_event(step: str, action: str, serials: list[str], **fields: Any) -> dict[str, Any]:
-    return {"type": "ObjectEvent", "eventTime": "2026-03-01T09:30:00Z", "eventTimeZoneOffset": "+00:00", "action": action,
-            "bizStep": step, "epcList": [f"https://id.gs1.org/01/{GTIN}/21/{serial}" for serial in serials], **fields}
+    return {
+        "type": "ObjectEvent",
+        "eventTime": "2026-03-01T09:30:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "action": action,
+        "bizStep": step,
+        "epcList": [f"https://id.gs1.org/01/{GTIN}/21/{serial}" for serial in serials],
+        **fields,
+    }
 
 
 def epcis_document(*events: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-03-01T10:00:00Z", "epcisBody": {"eventList": list(events)}}
+    return {
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-03-01T10:00:00Z",
+        "epcisBody": {"eventList": list(events)},
+    }
 
 
 def test_import_epcis_submits_events_in_order_and_stops_at_the_first_refusal(
     home: Path, directory: Path, client: InProcessClient
 ) -> None:
     ilmd = {"cbvmda:lotNumber": "LOT2", "cbvmda:itemExpirationDate": "2099-12-31"}
-    shipping = epcis_event("shipping", "OBSERVE", ["E1", "E2"], destinationList=[{"type": "owning_party", "destination": PHARMACY_GLN}])
-    sent = write_json(directory / "sent.json", epcis_document(epcis_event("commissioning", "ADD", ["E1", "E2"], ilmd=ilmd), shipping))
-    result = run(home, "supply", "import-epcis", sent, "--key", key_file(directory, MAKER, "maker"), "--party", f"{PHARMACY_GLN}={PHARMACY_HEX}")
+    shipping = epcis_event(
+        "shipping", "OBSERVE", ["E1", "E2"], destinationList=[{"type": "owning_party", "destination": PHARMACY_GLN}]
+    )
+    sent = write_json(
+        directory / "sent.json", epcis_document(epcis_event("commissioning", "ADD", ["E1", "E2"], ilmd=ilmd), shipping)
+    )
+    result = run(
+        home,
+        "supply",
+        "import-epcis",
+        sent,
+        "--key",
+        key_file(directory, MAKER, "maker"),
+        "--party",
+        f"{PHARMACY_GLN}={PHARMACY_HEX}",
+    )
     assert result.exit_code == 0, result.output
     assert "$.epcisBody.eventList[1]  supply.ship" in result.output and "2 transactions from" in result.output
 
     arrived = write_json(directory / "arrived.json", epcis_document(epcis_event("receiving", "OBSERVE", ["E1", "E2"])))
-    received = run(home, "supply", "import-epcis", arrived, "--key", key_file(directory, PHARMACY, "pharmacy"), "--json")
+    received = run(
+        home, "supply", "import-epcis", arrived, "--key", key_file(directory, PHARMACY, "pharmacy"), "--json"
+    )
     assert received.exit_code == 0, received.output
     assert [(each["event"], each["type"], each["status"]) for each in json.loads(received.output)] == [
-        ("$.epcisBody.eventList[0]", "supply.receive", "committed")]
+        ("$.epcisBody.eventList[0]", "supply.receive", "committed")
+    ]
 
-    mixed = write_json(directory / "mixed.json", epcis_document(
-        epcis_event("commissioning", "ADD", ["E3"], ilmd=ilmd), epcis_event("dispensing", "OBSERVE", ["E3"])))
+    mixed = write_json(
+        directory / "mixed.json",
+        epcis_document(
+            epcis_event("commissioning", "ADD", ["E3"], ilmd=ilmd), epcis_event("dispensing", "OBSERVE", ["E3"])
+        ),
+    )
     refused = run(home, "supply", "import-epcis", mixed, "--key", key_file(directory, MAKER, "maker"))
     assert refused.exit_code == 1
-    assert ("error: $.epcisBody.eventList[1]: the ledger refused supply.dispense (not-authorised): only a hospital or pharmacy"
-            in refused.output)
+    assert (
+        "error: $.epcisBody.eventList[1]: the ledger refused supply.dispense (not-authorised): only a hospital or pharmacy"
+        in refused.output
+    )
     assert json.loads(run(home, "supply", "trace", GTIN, "E3", "--json").output)["pack"]["status"] == "held"
 
 
@@ -167,10 +275,14 @@ def files(directory: Path) -> Files:
     save_encryption_key(encryption_key, EncryptionPrivateKey.generate())
     (directory / "content.bin").write_bytes(b"\x00\x01")
     (directory / "big.bin").write_bytes(b"x" * (PLAINTEXT_SIZE_MAX + 1))
-    return Files(key_file(directory, HOSPITAL, "site"), str(encryption_key),
-                 write_json(directory / "obs.json", observation({"reference": "Patient/7"})),
-                 write_json(directory / "patient.json", {"resourceType": "Patient", "id": "7"}),
-                 str(directory / "content.bin"), str(directory / "big.bin"))
+    return Files(
+        key_file(directory, HOSPITAL, "site"),
+        str(encryption_key),
+        write_json(directory / "obs.json", observation({"reference": "Patient/7"})),
+        write_json(directory / "patient.json", {"resourceType": "Patient", "id": "7"}),
+        str(directory / "content.bin"),
+        str(directory / "big.bin"),
+    )
 
 
 P = PATIENT.public_key.hex()
@@ -180,42 +292,147 @@ REF = f"Patient/7={P}"
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["record", "add", "--key", "{key}", "--patient", P, "--category", "imaging"], "give exactly one of --file FILE and --fhir FILE"),
-        (["record", "add", "--key", "{key}", "--file", "{content}", "--fhir", "{fhir}"], "give exactly one of --file FILE and --fhir FILE"),
-        (["record", "add", "--key", "{key}", "--file", "{content}", "--patient", P], "--file needs --patient and --category"),
-        (["record", "add", "--key", "{key}", "--file", "{content}", "--patient", P, "--category", "imaging", "--ref", REF],
-         "--ref maps references in a FHIR resource"),
-        (["record", "add", "--key", "{key}", "--file", "{big}", "--patient", P, "--category", "imaging"],
-         f"more than {PLAINTEXT_SIZE_MAX} bytes"),
-        (["record", "add", "--key", "{key}", "--file", "/nonexistent", "--patient", P, "--category", "imaging"],
-         "/nonexistent: No such file or directory"),
+        (
+            ["record", "add", "--key", "{key}", "--patient", P, "--category", "imaging"],
+            "give exactly one of --file FILE and --fhir FILE",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--file", "{content}", "--fhir", "{fhir}"],
+            "give exactly one of --file FILE and --fhir FILE",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--file", "{content}", "--patient", P],
+            "--file needs --patient and --category",
+        ),
+        (
+            [
+                "record",
+                "add",
+                "--key",
+                "{key}",
+                "--file",
+                "{content}",
+                "--patient",
+                P,
+                "--category",
+                "imaging",
+                "--ref",
+                REF,
+            ],
+            "--ref maps references in a FHIR resource",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--file", "{big}", "--patient", P, "--category", "imaging"],
+            f"more than {PLAINTEXT_SIZE_MAX} bytes",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--file", "/nonexistent", "--patient", P, "--category", "imaging"],
+            "/nonexistent: No such file or directory",
+        ),
         (["record", "add", "--key", "/nonexistent.pem", "--fhir", "{fhir}", "--ref", REF], "no such key file"),
-        (["record", "add", "--key", "{key}", "--fhir", "{fhir}"], "Observation.subject.reference: 'Patient/7' is not mapped"),
-        (["record", "add", "--key", "{key}", "--fhir", "{fhir}", "--ref", REF, "--category", "imaging"],
-         "--category imaging is not the resource's category laboratory"),
-        (["record", "add", "--key", "{key}", "--fhir", "{fhir}", "--ref", REF, "--patient", "ab" * 32],
-         f"--patient {'ab' * 32} is not the resource's subject {P}"),
-        (["record", "add", "--key", "{key}", "--fhir", "{patient_resource}"], "only an Observation, Condition or MedicationRequest"),
+        (
+            ["record", "add", "--key", "{key}", "--fhir", "{fhir}"],
+            "Observation.subject.reference: 'Patient/7' is not mapped",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--fhir", "{fhir}", "--ref", REF, "--category", "imaging"],
+            "--category imaging is not the resource's category laboratory",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--fhir", "{fhir}", "--ref", REF, "--patient", "ab" * 32],
+            f"--patient {'ab' * 32} is not the resource's subject {P}",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--fhir", "{patient_resource}"],
+            "only an Observation, Condition or MedicationRequest",
+        ),
         (["record", "add", "--key", "{key}", "--fhir", "{fhir}", "--ref", "Patient/7"], "expected NAME=HEX"),
-        (["record", "read", "--key", "{key}", "--encryption-key", "{encryption_key}", "--record", P, "--out", "{content}"],
-         "already exists; refusing to overwrite it"),
-        (["record", "read", "--key", "{key}", "--encryption-key", "{key}", "--record", P], "not a p2pmed encryption key file"),
-        (["record", "read", "--key", "{key}", "--encryption-key", "{encryption_key}", "--record", P, "--purpose", "FUN"],
-         "'FUN' is not one of"),
+        (
+            [
+                "record",
+                "read",
+                "--key",
+                "{key}",
+                "--encryption-key",
+                "{encryption_key}",
+                "--record",
+                P,
+                "--out",
+                "{content}",
+            ],
+            "already exists; refusing to overwrite it",
+        ),
+        (
+            ["record", "read", "--key", "{key}", "--encryption-key", "{key}", "--record", P],
+            "not a p2pmed encryption key file",
+        ),
+        (
+            [
+                "record",
+                "read",
+                "--key",
+                "{key}",
+                "--encryption-key",
+                "{encryption_key}",
+                "--record",
+                P,
+                "--purpose",
+                "FUN",
+            ],
+            "'FUN' is not one of",
+        ),
         (["record", "erase", "--key", "{key}", "--record", "xyz"], "'xyz' is not hex"),
         (["record", "show", "--record", "abcd"], "must be 64 hex digits, got 4"),
-        (["supply", "commission", "--key", "{key}", "--gtin", GTIN, "--lot", "L", "--expiry", "2030-13-01", "--serial", "S"],
-         "expiry '2030-13-01' must be a date as YYYY-MM-DD"),
-        (["supply", "commission", "--key", "{key}", "--gtin", "12345678901234", "--lot", "L", "--expiry", "2030-12-01", "--serial", "S"],
-         "GTIN 12345678901234 has a wrong check digit"),
+        (
+            [
+                "supply",
+                "commission",
+                "--key",
+                "{key}",
+                "--gtin",
+                GTIN,
+                "--lot",
+                "L",
+                "--expiry",
+                "2030-13-01",
+                "--serial",
+                "S",
+            ],
+            "expiry '2030-13-01' must be a date as YYYY-MM-DD",
+        ),
+        (
+            [
+                "supply",
+                "commission",
+                "--key",
+                "{key}",
+                "--gtin",
+                "12345678901234",
+                "--lot",
+                "L",
+                "--expiry",
+                "2030-12-01",
+                "--serial",
+                "S",
+            ],
+            "GTIN 12345678901234 has a wrong check digit",
+        ),
         (["supply", "ship", "--key", "{key}", "--to", P, "--pack", "123:S1"], "GTIN '123' must be 14 digits"),
         (["supply", "dispense", "--key", "{key}", "--pack", f"{GTIN}:"], "serial '' must be 1..20 characters"),
         (["supply", "receive", "--key", "{key}", "--shipment", P], "list the shipment's packs"),
-        (["supply", "recall", "--key", "{key}", "--gtin", GTIN, "--lot", "L", "--serial", "S", "--reason", "r"],
-         "give exactly one of --lot LOT and --serial SERIAL"),
-        (["supply", "decommission", "--key", "{key}", "--pack", f"{GTIN}:S1", "--reason", "bored"], "'bored' is not one of"),
+        (
+            ["supply", "recall", "--key", "{key}", "--gtin", GTIN, "--lot", "L", "--serial", "S", "--reason", "r"],
+            "give exactly one of --lot LOT and --serial SERIAL",
+        ),
+        (
+            ["supply", "decommission", "--key", "{key}", "--pack", f"{GTIN}:S1", "--reason", "bored"],
+            "'bored' is not one of",
+        ),
         (["supply", "import-epcis", "{fhir}", "--key", "{key}"], "$.type: missing; expected EPCISDocument"),
-        (["supply", "import-epcis", "{fhir}", "--key", "{key}", "--party", "urn:epc:id:sgln:1=abc"], "expected NAME=HEX"),
+        (
+            ["supply", "import-epcis", "{fhir}", "--key", "{key}", "--party", "urn:epc:id:sgln:1=abc"],
+            "expected NAME=HEX",
+        ),
     ],
 )
 def test_bad_input_exits_2_before_asking_the_node(home: Path, files: Files, args: list[str], fragment: str) -> None:
@@ -256,15 +473,36 @@ def register(net: ProcessNetwork, role: str, name: str) -> Person:
 
 
 def reads(net: ProcessNetwork, reader: Person, record_id: str, *args: str) -> Result:
-    return run(net.homes[HOSPITAL_SITE], "record", "read", "--key", reader.key, "--encryption-key", reader.encryption_key,
-               "--record", record_id, *args)
+    return run(
+        net.homes[HOSPITAL_SITE],
+        "record",
+        "read",
+        "--key",
+        reader.key,
+        "--encryption-key",
+        reader.encryption_key,
+        "--record",
+        record_id,
+        *args,
+    )
 
 
 def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: ProcessNetwork) -> None:
     patient, clinician = register(net, "patient", "patient"), register(net, "clinician", "clinician")
     resource = write_json(net.directory / "potassium.json", observation({"reference": "Patient/7"}))
     lab = net.homes[LAB_SITE]
-    written = run(lab, "record", "add", "--key", str(lab / "node_key.pem"), "--fhir", resource, "--ref", f"Patient/7={patient.id}", "--json")
+    written = run(
+        lab,
+        "record",
+        "add",
+        "--key",
+        str(lab / "node_key.pem"),
+        "--fhir",
+        resource,
+        "--ref",
+        f"Patient/7={patient.id}",
+        "--json",
+    )
     assert written.exit_code == 0, written.output
     record_id = json.loads(written.output)["record_id"]
     content = import_resource(Path(resource).read_bytes(), "R5", {"Patient/7": bytes.fromhex(patient.id)}).content  # type: ignore[union-attr]
@@ -277,8 +515,10 @@ def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: Pr
 
     refused = reads(net, clinician, record_id)
     assert refused.exit_code == 1 and refused.stdout_bytes == b""
-    assert ("error: the ledger refused record.read (not-authorised): no consent in force lets this reader see laboratory records"
-            " for TREAT") in refused.output
+    assert (
+        "error: the ledger refused record.read (not-authorised): no consent in force lets this reader see laboratory records"
+        " for TREAT"
+    ) in refused.output
     shown = run(net.homes[HOSPITAL_SITE], "record", "show", "--record", record_id)
     assert f"record {record_id}  laboratory, in force" in shown.output and f"patient    {patient.id}" in shown.output
 
@@ -286,7 +526,10 @@ def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: Pr
     assert erased.exit_code == 0 and f"record {record_id} erased at height" in erased.output, erased.output
     again = reads(net, patient, record_id)
     assert again.exit_code == 1
-    assert "the ledger refused record.read (not-authorised): the record was erased at the patient's request" in again.output
+    assert (
+        "the ledger refused record.read (not-authorised): the record was erased at the patient's request"
+        in again.output
+    )
     after = run(net.homes[HOSPITAL_SITE], "record", "show", "--record", record_id)
     assert "ERASED at" in after.output
     for result in (written, refused, shown, erased, again, after):

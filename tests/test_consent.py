@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ledger_harness import LedgerHarness, key
 
+from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import EncryptionPrivateKey
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import (
@@ -40,8 +40,14 @@ def ledger() -> LedgerHarness:
 
 
 def grant(ledger: LedgerHarness, grantee: bytes = DOCTOR.public_key, **changes: Any) -> ConsentGrant:
-    fields = {"patient": P, "grantee": grantee, "categories": ("laboratory",), "purpose": "TREAT",
-              "expires_ms": ledger.time_ms + YEAR_MS, **changes}
+    fields = {
+        "patient": P,
+        "grantee": grantee,
+        "categories": ("laboratory",),
+        "purpose": "TREAT",
+        "expires_ms": ledger.time_ms + YEAR_MS,
+        **changes,
+    }
     return ConsentGrant(**fields)
 
 
@@ -52,7 +58,11 @@ def in_force(ledger: LedgerHarness, grantee: bytes, category: str = "laboratory"
 def test_a_patient_grants_a_person_or_an_organisation_each_category(ledger: LedgerHarness) -> None:
     ledger.ok(PATIENT, "consent.grant", grant(ledger, categories=("laboratory", "imaging"), purpose="ETREAT"))
     provision = in_force(ledger, DOCTOR.public_key, "imaging")
-    assert provision is not None and (provision.purpose, provision.granted_by, provision.granted_ms) == ("ETREAT", P, ledger.time_ms)
+    assert provision is not None and (provision.purpose, provision.granted_by, provision.granted_ms) == (
+        "ETREAT",
+        P,
+        ledger.time_ms,
+    )
     assert in_force(ledger, DOCTOR.public_key, "genomics") is None
     ledger.ok(PATIENT, "consent.grant", grant(ledger, grantee=LAB.public_key))
     assert in_force(ledger, LAB.public_key) is not None
@@ -94,7 +104,9 @@ def test_a_malformed_grant_is_refused(ledger: LedgerHarness, changes: dict[str, 
 
 def test_only_the_patient_or_a_delegate_changes_consent(ledger: LedgerHarness) -> None:
     for stranger in (DOCTOR, OTHER_PATIENT, HOSPITAL, key("unregistered")):
-        detail = ledger.refused(stranger, "consent.grant", grant(ledger, grantee=LAB.public_key), RejectReason.NOT_AUTHORISED)
+        detail = ledger.refused(
+            stranger, "consent.grant", grant(ledger, grantee=LAB.public_key), RejectReason.NOT_AUTHORISED
+        )
         assert "only the patient or a delegate" in detail
     ledger.ok(PATIENT, "consent.grant", grant(ledger))
     revoke = ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))
@@ -109,7 +121,9 @@ def test_a_delegate_grants_and_revokes_for_the_patient_until_removed_or_expired(
     assert provision is not None and provision.granted_by == CARER.public_key
     ledger.ok(PATIENT, "consent.undelegate", ConsentUndelegate(CARER.public_key))
     revoke = ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))
-    assert "only the patient or a delegate" in ledger.refused(CARER, "consent.revoke", revoke, RejectReason.NOT_AUTHORISED)
+    assert "only the patient or a delegate" in ledger.refused(
+        CARER, "consent.revoke", revoke, RejectReason.NOT_AUTHORISED
+    )
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, ledger.time_ms + 2_500))
     ledger.ok(HOSPITAL, "consent.revoke", revoke)  # a site acting for the patient
     assert in_force(ledger, DOCTOR.public_key) is None
@@ -120,7 +134,9 @@ def test_a_delegate_grants_and_revokes_for_the_patient_until_removed_or_expired(
 def test_delegation_is_the_patients_alone_to_give(ledger: LedgerHarness) -> None:
     delegate = ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS)
     assert "registered patient" in ledger.refused(DOCTOR, "consent.delegate", delegate, RejectReason.NOT_AUTHORISED)
-    assert "themself" in ledger.refused(PATIENT, "consent.delegate", ConsentDelegate(P, ledger.time_ms + YEAR_MS), RejectReason.INVALID)
+    assert "themself" in ledger.refused(
+        PATIENT, "consent.delegate", ConsentDelegate(P, ledger.time_ms + YEAR_MS), RejectReason.INVALID
+    )
     stranger = ConsentDelegate(key("stranger").public_key, ledger.time_ms + YEAR_MS)
     assert "in force" in ledger.refused(PATIENT, "consent.delegate", stranger, RejectReason.INVALID)
     past = ConsentDelegate(CARER.public_key, 0)
@@ -136,7 +152,9 @@ def test_revoking_what_is_not_in_force_is_refused(ledger: LedgerHarness) -> None
 
 def test_a_patient_who_rotated_keys_keeps_control_under_the_new_key_only(ledger: LedgerHarness) -> None:
     new_key = key("patient-new")
-    ledger.ok(PATIENT, "identity.person.rotate", PersonRotate(new_key.public_key, EncryptionPrivateKey.generate().public_key))
+    ledger.ok(
+        PATIENT, "identity.person.rotate", PersonRotate(new_key.public_key, EncryptionPrivateKey.generate().public_key)
+    )
     ledger.ok(new_key, "consent.grant", grant(ledger))
     assert in_force(ledger, DOCTOR.public_key) is not None, "consent stays keyed by the person id"
     assert "only the patient" in ledger.refused(PATIENT, "consent.grant", grant(ledger), RejectReason.NOT_AUTHORISED)
@@ -148,7 +166,9 @@ def test_every_consent_change_is_an_audit_entry_for_the_patient(ledger: LedgerHa
     ledger.ok(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",)))
     trail = audit_trail(ledger.state, "patient", P)
     assert [(entry.kind, entry.actor) for entry in trail] == [
-        ("consent-delegate", P), ("consent-grant", CARER.public_key), ("consent-revoke", P)
+        ("consent-delegate", P),
+        ("consent-grant", CARER.public_key),
+        ("consent-revoke", P),
     ]
     assert [entry.kind for entry in audit_trail(ledger.state, "actor", CARER.public_key)] == ["consent-grant"]
 
@@ -159,7 +179,9 @@ def test_a_patients_consents_and_delegates_in_force_are_listed(ledger: LedgerHar
     granted_ms = ledger.time_ms  # the lab's consent runs out 500 ms after this block
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
     listed = [(provision.grantee, provision.category) for provision in consents_in_force(ledger.state, P, granted_ms)]
-    assert sorted(listed) == sorted([(DOCTOR.public_key, "laboratory"), (DOCTOR.public_key, "imaging"), (LAB.public_key, "laboratory")])
+    assert sorted(listed) == sorted(
+        [(DOCTOR.public_key, "laboratory"), (DOCTOR.public_key, "imaging"), (LAB.public_key, "laboratory")]
+    )
     later = [provision.grantee for provision in consents_in_force(ledger.state, P, granted_ms + 500)]
     assert later == [DOCTOR.public_key] * 2, "the lab's consent has expired"
     assert [d.delegate for d in delegations_in_force(ledger.state, P, ledger.time_ms)] == [CARER.public_key]

@@ -12,15 +12,15 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_harness import LedgerHarness, key
 
-from p2pmed.node.repair import BlobRepair
-from p2pmed.store.blobs import BlobStore
+from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import decrypt_record, encrypt_record, unwrap_key, wrap_key
-from p2pmed.node.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import RecordAdd, RecordErase, RecordRead
 from p2pmed.net.blob_protocol import BlobRequest, BlobResponse
+from p2pmed.node.custodian import Custodian, CustodyRefused
+from p2pmed.node.repair import BlobRepair
+from p2pmed.store.blobs import BlobStore
 
 HOSPITAL = key("hospital")
 PATIENT, DOCTOR, NURSE = key("patient"), key("doctor"), key("nurse")
@@ -42,13 +42,23 @@ class Site:
         self.custodian = self.custodian_at(0, directory / "blobs0")
         self.record_id = os.urandom(32)
         self.data_key, self.sealed = encrypt_record(self.record_id, PLAINTEXT)
-        anchor = RecordAdd(self.record_id, P, "laboratory", hashlib.sha256(self.sealed).digest(), len(self.sealed), tuple(self.custodians))
+        anchor = RecordAdd(
+            self.record_id,
+            P,
+            "laboratory",
+            hashlib.sha256(self.sealed).digest(),
+            len(self.sealed),
+            tuple(self.custodians),
+        )
         self.ledger.ok(HOSPITAL, "record.add", anchor)
 
     def custodian_at(self, index: int, directory: Path) -> Custodian:
         return Custodian(
-            self.ledger.state, lambda: self.ledger.time_ms, BlobStore(directory),
-            self.ledger.validators[index].public_key, self.ledger.site_encryption_keys[index],
+            self.ledger.state,
+            lambda: self.ledger.time_ms,
+            BlobStore(directory),
+            self.ledger.validators[index].public_key,
+            self.ledger.site_encryption_keys[index],
         )
 
     def wrap_for(self, index: int) -> bytes:
@@ -164,7 +174,9 @@ ACTIONS = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ACTIONS)
-def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(tmp_path: Path, actions: list[tuple[Any, ...]]) -> None:
+def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(
+    tmp_path: Path, actions: list[tuple[Any, ...]]
+) -> None:
     site = Site(tmp_path / os.urandom(4).hex())
     site.upload()
     consent: tuple[str, int] | None = None  # (purpose, expiry) of the doctor's laboratory consent
@@ -173,10 +185,14 @@ def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(tmp_pa
         now = site.ledger.time_ms
         if action[0] == "grant":
             expires = now + 1_000 + action[2] * 1_000
-            site.ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, ("laboratory",), action[1], expires))
+            site.ledger.ok(
+                PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, ("laboratory",), action[1], expires)
+            )
             consent = (action[1], expires)
         elif action[0] == "revoke":
-            assert site.ledger.run(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))).ok == (consent is not None)
+            assert site.ledger.run(
+                PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",))
+            ).ok == (consent is not None)
             consent = None
         elif action[0] == "wait":
             site.ledger.time_ms += action[1] * 1_000
@@ -186,7 +202,13 @@ def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(tmp_pa
             if allowed:
                 granted = (action[1], now + 1_000 + 10 * 60 * 1000)
         else:
-            may = granted is not None and granted[1] > now and consent is not None and consent[0] == granted[0] and consent[1] > now
+            may = (
+                granted is not None
+                and granted[1] > now
+                and consent is not None
+                and consent[0] == granted[0]
+                and consent[1] > now
+            )
             try:
                 plaintext = site.open(DOCTOR)
             except CustodyRefused:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pmed.site.config import NodeConfig
-from p2pmed.ledger.tx import Transaction
 from p2pmed.client.load import sample_transactions
+from p2pmed.ledger.tx import Transaction
+from p2pmed.site.config import NodeConfig
 from p2pmed.testing.process_network import ProcessNetwork
 
 CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
@@ -151,10 +151,10 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
     from p2pmed.codec import MESSAGE_SIZE_MAX
     from p2pmed.consensus.messages import Vote, VoteKind, encode_message
     from p2pmed.crypto import SigningKey, load_signing_key
-    from p2pmed.site.home import NODE_KEY, load_home
     from p2pmed.net import PROTOCOL_ID, encode_frame, key_pair_of, peer_id_of
     from p2pmed.net.framing import encode_varint
     from p2pmed.rpc.client import RpcError
+    from p2pmed.site.home import NODE_KEY, load_home
 
     net = network
     for index in (0, 1, 2):  # 2f+1 of 4: enough to commit; the test host plays validator 3

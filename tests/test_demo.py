@@ -1,10 +1,10 @@
 import tempfile
 from pathlib import Path
 
-from p2pmed.testing import demo
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.records import Record
 from p2pmed.ledger.state import StateOverlay
+from p2pmed.testing import demo
 
 
 def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_stores() -> None:
@@ -16,8 +16,10 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
         assert any("identical head hash on all four: yes" in line for line in lines)
         assert any("the clinician's client decrypts" in line and "HbA1c" in line for line in lines)
         assert any("next read is refused by the ledger: not-authorised: no consent in force" in line for line in lines)
-        assert any("genuine-dispensable" in line and "commission -> ship -> receive -> ship -> receive -> dispense" in line
-                   for line in lines)
+        assert any(
+            "genuine-dispensable" in line and "commission -> ship -> receive -> ship -> receive -> dispense" in line
+            for line in lines
+        )
         assert any("FAKE0001 turns up: unknown-suspect-counterfeit" in line for line in lines)
         assert any("audit trail" in line and "break-glass ('unconscious" in line for line in lines)
         heads, trails = set(), set()

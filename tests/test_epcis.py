@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_harness import LedgerHarness, key
-from strategies import mutated
 
+from ledger_harness import LedgerHarness, key
 from p2pmed.interop import epcis
 from p2pmed.interop.epcis import EpcisError, import_epcis, parse_epc
 from p2pmed.ledger.contracts import supply
@@ -26,6 +25,7 @@ from p2pmed.ledger.contracts.supply import (
     SupplyShip,
     gs1_check_digit,
 )
+from strategies import mutated
 
 MAKER, PHARMACY, DISTRIBUTOR = key("maker"), key("pharmacy"), key("distributor")
 GTIN = "10614141073464"
@@ -60,7 +60,9 @@ def commissioning(**fields: Any) -> dict[str, Any]:
 
 def shipping(epcs: list[Any] | None = None, **fields: Any) -> dict[str, Any]:
     destinations = [{"type": "owning_party", "destination": PHARMACY_GLN}]
-    return event("shipping", "OBSERVE", epcs, **{"disposition": "in_transit", "destinationList": destinations, **fields})
+    return event(
+        "shipping", "OBSERVE", epcs, **{"disposition": "in_transit", "destinationList": destinations, **fields}
+    )
 
 
 def without(fields: dict[str, Any], name: str) -> dict[str, Any]:
@@ -84,7 +86,12 @@ def imported(value: Any, **lookups: Any) -> list[tuple[str, Any]]:
 def test_a_commissioning_and_shipping_document_becomes_the_expected_bodies() -> None:
     txs = import_epcis(json.dumps(document(commissioning(), shipping())).encode(), PARTIES)
     assert [(tx.tx_type, tx.body, tx.event, tx.event_time_ms) for tx in txs] == [
-        ("supply.commission", SupplyCommission(GTIN, "LOT-42", "2031-12-31", ("2017", "2018")), "$.epcisBody.eventList[0]", TIME_MS),
+        (
+            "supply.commission",
+            SupplyCommission(GTIN, "LOT-42", "2031-12-31", ("2017", "2018")),
+            "$.epcisBody.eventList[0]",
+            TIME_MS,
+        ),
         ("supply.ship", SupplyShip(PHARMACY.public_key, PACKS), "$.epcisBody.eventList[1]", TIME_MS),
     ]
 
@@ -104,7 +111,9 @@ def test_sgtin_uris_and_digital_links_name_a_gtin_14_and_a_serial(uri: str, gtin
     assert parse_epc(uri) == PackRef(gtin, serial)
 
 
-@pytest.mark.parametrize("biz_step", ["shipping", "urn:epcglobal:cbv:bizstep:shipping", "https://ref.gs1.org/cbv/BizStep-shipping"])
+@pytest.mark.parametrize(
+    "biz_step", ["shipping", "urn:epcglobal:cbv:bizstep:shipping", "https://ref.gs1.org/cbv/BizStep-shipping"]
+)
 def test_a_business_step_may_be_bare_a_cbv_urn_or_a_cbv_web_uri(biz_step: str) -> None:
     assert imported(document(shipping(bizStep=biz_step))) == [("supply.ship", SupplyShip(PHARMACY.public_key, PACKS))]
 
@@ -117,14 +126,21 @@ def test_a_single_event_and_a_query_document_are_imported() -> None:
 
 def test_lot_master_data_may_use_full_cbv_names() -> None:
     ilmd = {"urn:epcglobal:cbv:mda:lotNumber": "L7", "urn:epcglobal:cbv:mda:itemExpirationDate": "2030-06-30"}
-    assert imported(commissioning(ilmd=ilmd)) == [("supply.commission", SupplyCommission(GTIN, "L7", "2030-06-30", ("2017", "2018")))]
+    assert imported(commissioning(ilmd=ilmd)) == [
+        ("supply.commission", SupplyCommission(GTIN, "L7", "2030-06-30", ("2017", "2018")))
+    ]
 
 
 def test_large_events_are_split_to_the_ledgers_limits_and_commissions_grouped_by_gtin() -> None:
     other = "urn:epc:id:sgtin:4012345.011111.1"
     epcs = [f"urn:epc:id:sgtin:0614141.107346.{number}" for number in range(2500)]
     bodies = [body for _, body in imported(commissioning(epcList=[*epcs[:1], other, *epcs[1:]]))]
-    assert [(body.gtin, len(body.serials)) for body in bodies] == [(GTIN, 1000), (GTIN, 1000), (GTIN, 500), (parse_epc(other).gtin, 1)]
+    assert [(body.gtin, len(body.serials)) for body in bodies] == [
+        (GTIN, 1000),
+        (GTIN, 1000),
+        (GTIN, 500),
+        (parse_epc(other).gtin, 1),
+    ]
     assert [len(body.packs) for _, body in imported(shipping(epcs))] == [1000, 1000, 500]
 
 
@@ -139,7 +155,9 @@ def test_large_events_are_split_to_the_ledgers_limits_and_commissions_grouped_by
     ],
 )
 def test_a_decommissioning_reason_comes_from_the_disposition(fields: dict[str, Any], reason: str) -> None:
-    assert imported(event("decommissioning", "DELETE", **fields)) == [("supply.decommission", SupplyDecommission(PACKS, reason))]
+    assert imported(event("decommissioning", "DELETE", **fields)) == [
+        ("supply.decommission", SupplyDecommission(PACKS, reason))
+    ]
 
 
 @pytest.mark.parametrize("action", ["OBSERVE", "DELETE"])
@@ -160,19 +178,25 @@ def test_imported_events_run_on_the_ledger() -> None:
         event("receiving", "OBSERVE", [LINK_2018]),
     )
     txs = imported(at_pharmacy, shipment_of=functools.partial(supply.shipment_of, ledger.state))
-    assert txs == [("supply.receive", SupplyReceive(shipment_id, PACKS, ())), ("supply.dispense", SupplyDispense(PACKS[:1]))], (
-        "the receiving events of one shipment make one receipt"
-    )
+    assert txs == [
+        ("supply.receive", SupplyReceive(shipment_id, PACKS, ())),
+        ("supply.dispense", SupplyDispense(PACKS[:1])),
+    ], "the receiving events of one shipment make one receipt"
     for tx_type, body in txs:
         ledger.ok(PHARMACY, tx_type, body)
     assert supply.verify(ledger.state, GTIN, "2017", ledger.time_ms).status == "already-dispensed"
-    assert supply.verify(ledger.state, GTIN, "2018", ledger.time_ms, PHARMACY.public_key).status == "genuine-dispensable"
+    assert (
+        supply.verify(ledger.state, GTIN, "2018", ledger.time_ms, PHARMACY.public_key).status == "genuine-dispensable"
+    )
 
 
 # -- malformed input ----------------------------------------------------------------------------------
 
 EVENT_0 = "$.epcisBody.eventList[0]"
-TWO_DESTINATIONS = [{"type": "owning_party", "destination": PHARMACY_GLN}, {"type": "location", "destination": DISTRIBUTOR_GLN}]
+TWO_DESTINATIONS = [
+    {"type": "owning_party", "destination": PHARMACY_GLN},
+    {"type": "location", "destination": DISTRIBUTOR_GLN},
+]
 MALFORMED = [
     ("not json", "{", "$", "not JSON"),
     ("bad UTF-8", b'{"type": "\xff"}', "$", "not UTF-8 text (byte 10)"),
@@ -182,17 +206,47 @@ MALFORMED = [
     ("huge number", "1" * 5000, "$", "not JSON"),
     ("root not an object", [shipping()], "$", "expected a JSON object, got an array"),
     ("no body", {"type": "EPCISDocument"}, "$.epcisBody", "missing; expected an object holding the events"),
-    ("events not an array", {"type": "EPCISDocument", "epcisBody": {"eventList": {}}}, "$.epcisBody.eventList", "expected an array of events"),
+    (
+        "events not an array",
+        {"type": "EPCISDocument", "epcisBody": {"eventList": {}}},
+        "$.epcisBody.eventList",
+        "expected an array of events",
+    ),
     ("event not an object", document("event"), EVENT_0, "expected a JSON object, got a string"),
     ("no type", without(shipping(), "type"), "$.type", "missing"),
-    ("aggregation event", document({**shipping(), "type": "AggregationEvent"}), f"{EVENT_0}.type", "'AggregationEvent' events are not imported"),
-    ("error declaration", document({**shipping(), "errorDeclaration": {}}), f"{EVENT_0}.errorDeclaration", "never rewrites its history"),
-    ("no event time", document(without(shipping(), "eventTime")), f"{EVENT_0}.eventTime", "missing; expected a date and time"),
-    ("event time without offset", shipping(eventTime="2026-03-01T09:30:00"), "$.eventTime", "is not a date and time with its offset"),
+    (
+        "aggregation event",
+        document({**shipping(), "type": "AggregationEvent"}),
+        f"{EVENT_0}.type",
+        "'AggregationEvent' events are not imported",
+    ),
+    (
+        "error declaration",
+        document({**shipping(), "errorDeclaration": {}}),
+        f"{EVENT_0}.errorDeclaration",
+        "never rewrites its history",
+    ),
+    (
+        "no event time",
+        document(without(shipping(), "eventTime")),
+        f"{EVENT_0}.eventTime",
+        "missing; expected a date and time",
+    ),
+    (
+        "event time without offset",
+        shipping(eventTime="2026-03-01T09:30:00"),
+        "$.eventTime",
+        "is not a date and time with its offset",
+    ),
     ("event time out of range", shipping(eventTime="2026-02-30T09:30:00Z"), "$.eventTime", "is not a date and time"),
     ("event time a number", shipping(eventTime=1772353800000), "$.eventTime", "got a number"),
     ("no business step", without(shipping(), "bizStep"), "$.bizStep", "missing; expected a CBV business step"),
-    ("unknown business step", shipping(bizStep="urn:epcglobal:cbv:bizstep:packing"), "$.bizStep", "is not imported; imported: commissioning, shipping"),
+    (
+        "unknown business step",
+        shipping(bizStep="urn:epcglobal:cbv:bizstep:packing"),
+        "$.bizStep",
+        "is not imported; imported: commissioning, shipping",
+    ),
     ("wrong action for the step", shipping(action="ADD"), "$.action", "a shipping event has action OBSERVE, not 'ADD'"),
     ("no action", without(shipping(), "action"), "$.action", "missing; expected ADD, OBSERVE or DELETE"),
     ("no EPC list", without(shipping(), "epcList"), "$.epcList", "missing; expected an array of EPCs"),
@@ -201,29 +255,101 @@ MALFORMED = [
     ("SSCC, not an SGTIN", shipping(["urn:epc:id:sscc:0614141.1234567890"]), "$.epcList[0]", "is not an SGTIN EPC URI"),
     ("SGTIN of 12 digits", shipping(["urn:epc:id:sgtin:0614141.10734.1"]), "$.epcList[0]", "make 13 digits"),
     ("SGTIN with a 5-digit prefix", shipping(["urn:epc:id:sgtin:06141.41107346.1"]), "$.epcList[0]", "make 13 digits"),
-    ("Digital Link check digit", shipping(["https://id.gs1.org/01/10614141073465/21/1"]), "$.epcList[0]", "wrong check digit: expected 4"),
+    (
+        "Digital Link check digit",
+        shipping(["https://id.gs1.org/01/10614141073465/21/1"]),
+        "$.epcList[0]",
+        "wrong check digit: expected 4",
+    ),
     ("Digital Link with a query", shipping([LINK_2018 + "?17=261231"]), "$.epcList[0]", "is not an SGTIN EPC URI"),
     ("serial with a space", shipping(["urn:epc:id:sgtin:0614141.107346.a b"]), "$.epcList[0]", "is not GS1 set 82"),
-    ("serial outside set 82", shipping(["urn:epc:id:sgtin:0614141.107346.%C3%A9"]), "$.epcList[0]", "must be 1..20 characters of GS1 set 82"),
-    ("serial too long", shipping(["urn:epc:id:sgtin:0614141.107346." + "9" * 21]), "$.epcList[0]", "must be 1..20 characters"),
+    (
+        "serial outside set 82",
+        shipping(["urn:epc:id:sgtin:0614141.107346.%C3%A9"]),
+        "$.epcList[0]",
+        "must be 1..20 characters of GS1 set 82",
+    ),
+    (
+        "serial too long",
+        shipping(["urn:epc:id:sgtin:0614141.107346." + "9" * 21]),
+        "$.epcList[0]",
+        "must be 1..20 characters",
+    ),
     ("EPC too long", shipping(["urn:epc:id:sgtin:0614141.107346." + "9" * 300]), "$.epcList[0]", "limit 256"),
-    ("EPC listed twice", shipping([SGTIN_2017, LINK_2018, "https://id.gs1.org/01/10614141073464/21/2017"]), "$.epcList[2]", "(21)2017 is listed twice"),
-    ("commissioning without ilmd", without(commissioning(), "ilmd"), "$.ilmd", "missing; expected instance/lot master data"),
-    ("ilmd without a lot", commissioning(ilmd={"cbvmda:itemExpirationDate": "2031-12-31"}), "$.ilmd.cbvmda:lotNumber", "missing"),
-    ("lot given twice", commissioning(ilmd={"cbvmda:lotNumber": "A", "urn:epcglobal:cbv:mda:lotNumber": "A"}), "$.ilmd.cbvmda:lotNumber", "given twice"),
-    ("bad lot", commissioning(ilmd={"cbvmda:lotNumber": "L 1", "cbvmda:itemExpirationDate": "2031-12-31"}), "$.ilmd.cbvmda:lotNumber", "lot 'L 1'"),
-    ("bad expiry", commissioning(ilmd={"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "31.12.2031"}), "$.ilmd.cbvmda:itemExpirationDate", "YYYY-MM-DD"),
-    ("expiry not a string", commissioning(ilmd={"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": 20311231}), "$.ilmd.cbvmda:itemExpirationDate", "expected a string"),
+    (
+        "EPC listed twice",
+        shipping([SGTIN_2017, LINK_2018, "https://id.gs1.org/01/10614141073464/21/2017"]),
+        "$.epcList[2]",
+        "(21)2017 is listed twice",
+    ),
+    (
+        "commissioning without ilmd",
+        without(commissioning(), "ilmd"),
+        "$.ilmd",
+        "missing; expected instance/lot master data",
+    ),
+    (
+        "ilmd without a lot",
+        commissioning(ilmd={"cbvmda:itemExpirationDate": "2031-12-31"}),
+        "$.ilmd.cbvmda:lotNumber",
+        "missing",
+    ),
+    (
+        "lot given twice",
+        commissioning(ilmd={"cbvmda:lotNumber": "A", "urn:epcglobal:cbv:mda:lotNumber": "A"}),
+        "$.ilmd.cbvmda:lotNumber",
+        "given twice",
+    ),
+    (
+        "bad lot",
+        commissioning(ilmd={"cbvmda:lotNumber": "L 1", "cbvmda:itemExpirationDate": "2031-12-31"}),
+        "$.ilmd.cbvmda:lotNumber",
+        "lot 'L 1'",
+    ),
+    (
+        "bad expiry",
+        commissioning(ilmd={"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "31.12.2031"}),
+        "$.ilmd.cbvmda:itemExpirationDate",
+        "YYYY-MM-DD",
+    ),
+    (
+        "expiry not a string",
+        commissioning(ilmd={"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": 20311231}),
+        "$.ilmd.cbvmda:itemExpirationDate",
+        "expected a string",
+    ),
     ("shipping without destination", without(shipping(), "destinationList"), "$.destinationList", "missing"),
-    ("unknown destination", shipping(destinationList=[{"type": "owning_party", "destination": "urn:x"}]), "$.destinationList", "name no organisation known here"),
-    ("destination not an object", shipping(destinationList=["urn:x"]), "$.destinationList[0]", "expected a JSON object"),
-    ("destinations disagree", shipping(destinationList=TWO_DESTINATIONS), "$.destinationList", "name different organisations"),
+    (
+        "unknown destination",
+        shipping(destinationList=[{"type": "owning_party", "destination": "urn:x"}]),
+        "$.destinationList",
+        "name no organisation known here",
+    ),
+    (
+        "destination not an object",
+        shipping(destinationList=["urn:x"]),
+        "$.destinationList[0]",
+        "expected a JSON object",
+    ),
+    (
+        "destinations disagree",
+        shipping(destinationList=TWO_DESTINATIONS),
+        "$.destinationList",
+        "name different organisations",
+    ),
     ("receiving without a ledger", event("receiving", "OBSERVE"), "$", "import it with shipment_of"),
-    ("unknown disposition", event("decommissioning", "DELETE", disposition="sellable_accessible"), "$.disposition", "is not a reason to decommission"),
+    (
+        "unknown disposition",
+        event("decommissioning", "DELETE", disposition="sellable_accessible"),
+        "$.disposition",
+        "is not a reason to decommission",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "path", "fragment"), [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED])
+@pytest.mark.parametrize(
+    ("data", "path", "fragment"), [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED]
+)
 def test_malformed_input_gets_an_error_naming_its_path(data: Any, path: str, fragment: str) -> None:
     raw = data if isinstance(data, (str, bytes)) else json.dumps(data)
     with pytest.raises(EpcisError) as caught:
@@ -232,15 +358,23 @@ def test_malformed_input_gets_an_error_naming_its_path(data: Any, path: str, fra
 
 
 def test_parties_in_destinations_may_repeat_the_same_organisation() -> None:
-    same = [{"type": "owning_party", "destination": PHARMACY_GLN}, {"type": "location", "destination": "urn:epc:id:sgln:0614141.00002.1"}]
+    same = [
+        {"type": "owning_party", "destination": PHARMACY_GLN},
+        {"type": "location", "destination": "urn:epc:id:sgln:0614141.00002.1"},
+    ]
     parties = {**PARTIES, "urn:epc:id:sgln:0614141.00002.1": PHARMACY.public_key}
-    assert [tx.body for tx in import_epcis(json.dumps(shipping(destinationList=same)), parties)] == [SupplyShip(PHARMACY.public_key, PACKS)]
+    assert [tx.body for tx in import_epcis(json.dumps(shipping(destinationList=same)), parties)] == [
+        SupplyShip(PHARMACY.public_key, PACKS)
+    ]
 
 
 def test_a_pack_received_but_not_in_transit_is_named() -> None:
     with pytest.raises(EpcisError) as caught:
         import_epcis(json.dumps(document(event("receiving", "OBSERVE"))), shipment_of=lambda pack: None)
-    assert caught.value.key == f"{EVENT_0}.epcList[0]" and "(21)2017 is not in transit on the ledger" in caught.value.reason
+    assert (
+        caught.value.key == f"{EVENT_0}.epcList[0]"
+        and "(21)2017 is not in transit on the ledger" in caught.value.reason
+    )
 
 
 def test_a_pack_received_twice_in_one_document_is_refused() -> None:
@@ -307,7 +441,9 @@ def must_import_or_refuse(data: bytes | str) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(members(VALID)[1:]), JSON_VALUES | st.just(...))
-def test_a_document_with_any_member_replaced_or_removed_imports_or_gets_an_epcis_error(path: tuple[Any, ...], new: Any) -> None:
+def test_a_document_with_any_member_replaced_or_removed_imports_or_gets_an_epcis_error(
+    path: tuple[Any, ...], new: Any
+) -> None:
     must_import_or_refuse(json.dumps(replaced(VALID, path, new)))
 
 

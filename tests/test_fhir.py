@@ -38,8 +38,18 @@ T_MS = 1_800_000_000_123
 
 
 def entry(kind: str, **changes: Any) -> AuditEntry:
-    fields: dict[str, Any] = {"kind": kind, "patient": PATIENT, "actor": DOCTOR, "record_id": RECORD, "category": "laboratory",
-                              "purpose": "TREAT", "detail": "", "time_ms": T_MS, "height": 12, "tx_id": TX}
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "patient": PATIENT,
+        "actor": DOCTOR,
+        "record_id": RECORD,
+        "category": "laboratory",
+        "purpose": "TREAT",
+        "detail": "",
+        "time_ms": T_MS,
+        "height": 12,
+        "tx_id": TX,
+    }
     return AuditEntry(**{**fields, **changes})
 
 
@@ -69,14 +79,23 @@ def test_a_break_glass_read_is_recognisable() -> None:
     assert {concept.coding[0].code for concept in event.category} == {"110110", "110113"}
     assert event.severity == "warning" and event.action == "R"
     ordinary = AuditEvent.model_validate(audit_event(entry("record-read")))
-    assert [concept.coding[0].code for concept in ordinary.authorization] == ["TREAT"] and ordinary.severity == "informational"
+    assert [concept.coding[0].code for concept in ordinary.authorization] == [
+        "TREAT"
+    ] and ordinary.severity == "informational"
 
 
 def test_an_entry_without_a_record_names_only_the_transaction() -> None:
-    event = audit_event(entry("consent-grant", record_id=b"", category="imaging,laboratory", detail=f"grantee {LAB.hex()}"))
+    event = audit_event(
+        entry("consent-grant", record_id=b"", category="imaging,laboratory", detail=f"grantee {LAB.hex()}")
+    )
     [transaction] = event["entity"]
     details = {detail["type"]["text"]: detail["valueString"] for detail in transaction["detail"]}
-    assert details == {"height": "12", "category": "imaging,laboratory", "purpose": "TREAT", "detail": f"grantee {LAB.hex()}"}
+    assert details == {
+        "height": "12",
+        "category": "imaging,laboratory",
+        "purpose": "TREAT",
+        "detail": f"grantee {LAB.hex()}",
+    }
     assert "authorization" not in event  # the purpose consented to is not the purpose of this event
 
 
@@ -97,9 +116,12 @@ def test_instants_beyond_fhir_years_are_clamped() -> None:
 
 def observation(**changes: Any) -> dict[str, Any]:
     resource = {
-        "resourceType": "Observation", "status": "final", "code": {"text": "haemoglobin"},
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "haemoglobin"},
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "laboratory"}]}],
-        "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 13.2, "unit": "g/dL"},
+        "subject": {"reference": "Patient/p1"},
+        "valueQuantity": {"value": 13.2, "unit": "g/dL"},
     }
     return {**resource, **changes}
 
@@ -109,21 +131,40 @@ def consent_r5(**provision_changes: Any) -> dict[str, Any]:
         "period": {"end": "2030-06-30"},
         "actor": [{"reference": {"reference": "Practitioner/d1"}}],
         "purpose": [{"system": ACT_REASON_SYSTEM, "code": "TREAT"}],
-        "code": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "laboratory"}, {"system": CATEGORY_SYSTEM, "code": "imaging"}]}],
+        "code": [
+            {
+                "coding": [
+                    {"system": CATEGORY_SYSTEM, "code": "laboratory"},
+                    {"system": CATEGORY_SYSTEM, "code": "imaging"},
+                ]
+            }
+        ],
     }
-    return {"resourceType": "Consent", "status": "active", "decision": "permit", "subject": {"reference": "Patient/p1"},
-            "provision": [{**provision, **provision_changes}]}
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "decision": "permit",
+        "subject": {"reference": "Patient/p1"},
+        "provision": [{**provision, **provision_changes}],
+    }
 
 
 def consent_r4(**provision_changes: Any) -> dict[str, Any]:
     provision = {
-        "type": "permit", "period": {"end": "2030-06-30T12:00:00+02:00"},
+        "type": "permit",
+        "period": {"end": "2030-06-30T12:00:00+02:00"},
         "actor": [{"role": {"text": "recipient"}, "reference": {"reference": "Organization/lab"}}],
         "purpose": [{"system": ACT_REASON_SYSTEM, "code": "HRESCH"}],
         "class": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "vital-signs"}],
     }
-    return {"resourceType": "Consent", "status": "active", "scope": {"text": "patient-privacy"},
-            "category": [{"text": "consent"}], "patient": {"reference": "Patient/p1"}, "provision": {**provision, **provision_changes}}
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"text": "patient-privacy"},
+        "category": [{"text": "consent"}],
+        "patient": {"reference": "Patient/p1"},
+        "provision": {**provision, **provision_changes},
+    }
 
 
 def test_an_observation_becomes_a_laboratory_record_in_canonical_json() -> None:
@@ -134,11 +175,23 @@ def test_an_observation_becomes_a_laboratory_record_in_canonical_json() -> None:
 
 
 def test_conditions_and_medication_requests_of_either_release_become_records() -> None:
-    condition = {"resourceType": "Condition", "clinicalStatus": {"text": "active"}, "subject": {"identifier": {"system": PARTY_SYSTEM, "value": PATIENT.hex()}}}
+    condition = {
+        "resourceType": "Condition",
+        "clinicalStatus": {"text": "active"},
+        "subject": {"identifier": {"system": PARTY_SYSTEM, "value": PATIENT.hex()}},
+    }
     assert import_resource(as_bytes(condition)).category == "condition"  # type: ignore[union-attr]
-    r5 = {"resourceType": "MedicationRequest", "status": "active", "intent": "order", "subject": {"reference": "Patient/p1"},
-          "medication": {"concept": {"text": "metformin 500 mg"}}}
-    r4 = {**{k: v for k, v in r5.items() if k != "medication"}, "medicationCodeableConcept": {"text": "metformin 500 mg"}}
+    r5 = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medication": {"concept": {"text": "metformin 500 mg"}},
+    }
+    r4 = {
+        **{k: v for k, v in r5.items() if k != "medication"},
+        "medicationCodeableConcept": {"text": "metformin 500 mg"},
+    }
     assert import_resource(as_bytes(r5), "R5", REFERENCES).category == "medication"  # type: ignore[union-attr]
     assert import_resource(as_bytes(r4), "R4", REFERENCES).category == "medication"  # type: ignore[union-attr]
 
@@ -152,9 +205,11 @@ def test_a_patient_is_kept_at_the_site() -> None:
 def test_consents_of_r5_and_r4_become_grants() -> None:
     end_of_day_ms = 1_909_094_400_000  # 2030-07-01T00:00Z: "2030-06-30" covers that whole day
     assert import_resource(as_bytes(consent_r5()), references=REFERENCES) == ConsentGrant(
-        PATIENT, DOCTOR, ("imaging", "laboratory"), "TREAT", end_of_day_ms)
+        PATIENT, DOCTOR, ("imaging", "laboratory"), "TREAT", end_of_day_ms
+    )
     assert import_resource(as_bytes(consent_r4()), "R4", REFERENCES) == ConsentGrant(
-        PATIENT, LAB, ("vital-signs",), "HRESCH", end_of_day_ms - 14 * 3_600_000)
+        PATIENT, LAB, ("vital-signs",), "HRESCH", end_of_day_ms - 14 * 3_600_000
+    )
 
 
 DEEP = {"resourceType": "Patient", "extension": [{"url": "x", "extension": []}]}
@@ -181,27 +236,84 @@ for _ in range(DEPTH_MAX):
         (as_bytes({k: v for k, v in observation().items() if k != "status"}), "R5", "Observation.status", "required"),
         (as_bytes(observation(colour="red")), "R5", "Observation.colour", "Extra inputs"),
         (as_bytes(observation(category=[])), "R5", "Observation.category", "no coding"),
-        (as_bytes(observation(category=[{"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": "laboratory"},
-                                                     {"system": OBSERVATION_CATEGORY_SYSTEM, "code": "imaging"}]}])),
-         "R5", "Observation.category", "disagree"),
+        (
+            as_bytes(
+                observation(
+                    category=[
+                        {
+                            "coding": [
+                                {"system": OBSERVATION_CATEGORY_SYSTEM, "code": "laboratory"},
+                                {"system": OBSERVATION_CATEGORY_SYSTEM, "code": "imaging"},
+                            ]
+                        }
+                    ]
+                )
+            ),
+            "R5",
+            "Observation.category",
+            "disagree",
+        ),
         (as_bytes({k: v for k, v in observation().items() if k != "subject"}), "R5", "Observation.subject", "missing"),
-        (as_bytes(observation(subject={"reference": "Patient/other"})), "R5", "Observation.subject.reference", "not mapped"),
-        (as_bytes(observation(subject={"identifier": {"system": PARTY_SYSTEM, "value": "abc"}})), "R5",
-         "Observation.subject.identifier.value", "64 hex digits"),
+        (
+            as_bytes(observation(subject={"reference": "Patient/other"})),
+            "R5",
+            "Observation.subject.reference",
+            "not mapped",
+        ),
+        (
+            as_bytes(observation(subject={"identifier": {"system": PARTY_SYSTEM, "value": "abc"}})),
+            "R5",
+            "Observation.subject.identifier.value",
+            "64 hex digits",
+        ),
         (as_bytes({**consent_r5(), "status": "draft"}), "R5", "Consent.status", "only 'active'"),
         (as_bytes({**consent_r5(), "decision": "deny"}), "R5", "Consent.decision", "only 'permit'"),
-        (as_bytes({**consent_r5(), "provision": consent_r5()["provision"] * 2}), "R5", "Consent.provision", "exactly one provision"),
+        (
+            as_bytes({**consent_r5(), "provision": consent_r5()["provision"] * 2}),
+            "R5",
+            "Consent.provision",
+            "exactly one provision",
+        ),
         (as_bytes(consent_r5(actor=[])), "R5", "Consent.provision[0].actor", "exactly one actor"),
-        (as_bytes(consent_r5(actor=[{"role": {"text": "x"}}])), "R5", "Consent.provision[0].actor[0].reference", "missing"),
-        (as_bytes(consent_r5(purpose=[{"system": ACT_REASON_SYSTEM, "code": "MARKETING"}])), "R5", "Consent.provision[0].purpose[0]", "one of"),
+        (
+            as_bytes(consent_r5(actor=[{"role": {"text": "x"}}])),
+            "R5",
+            "Consent.provision[0].actor[0].reference",
+            "missing",
+        ),
+        (
+            as_bytes(consent_r5(purpose=[{"system": ACT_REASON_SYSTEM, "code": "MARKETING"}])),
+            "R5",
+            "Consent.provision[0].purpose[0]",
+            "one of",
+        ),
         (as_bytes(consent_r5(code=[])), "R5", "Consent.provision[0].code", "name the data categories"),
-        (as_bytes(consent_r5(code=[{"coding": [{"system": "http://loinc.org", "code": "718-7"}]}])), "R5",
-         "Consent.provision[0].code[0].coding[0]", "not a p2pmed data category"),
+        (
+            as_bytes(consent_r5(code=[{"coding": [{"system": "http://loinc.org", "code": "718-7"}]}])),
+            "R5",
+            "Consent.provision[0].code[0].coding[0]",
+            "not a p2pmed data category",
+        ),
         (as_bytes(consent_r5(action=[{"text": "access"}])), "R5", "Consent.provision[0].action", "not supported"),
-        (as_bytes(consent_r5(provision=[{"period": {"end": "2030"}}])), "R5", "Consent.provision[0].provision", "not supported"),
-        (as_bytes(consent_r5(period={"start": "2020-01-01"})), "R5", "Consent.provision[0].period.end", "always expires"),
+        (
+            as_bytes(consent_r5(provision=[{"period": {"end": "2030"}}])),
+            "R5",
+            "Consent.provision[0].provision",
+            "not supported",
+        ),
+        (
+            as_bytes(consent_r5(period={"start": "2020-01-01"})),
+            "R5",
+            "Consent.provision[0].period.end",
+            "always expires",
+        ),
         (as_bytes(consent_r5(period={"end": "2030-06"})), "R5", "Consent.provision[0].period.end", "give a full date"),
-        (as_bytes({**consent_r5(), "modifierExtension": [{"url": "x", "valueString": "y"}]}), "R5", "Consent.modifierExtension", "not supported"),
+        (
+            as_bytes({**consent_r5(), "modifierExtension": [{"url": "x", "valueString": "y"}]}),
+            "R5",
+            "Consent.modifierExtension",
+            "not supported",
+        ),
         (as_bytes(consent_r4(type="deny")), "R4", "Consent.provision.type", "only 'permit'"),
         (as_bytes({k: v for k, v in consent_r4().items() if k != "provision"}), "R4B", "Consent.provision", "missing"),
     ],
@@ -214,8 +326,16 @@ def test_bad_input_is_refused_naming_the_path(data: bytes, release: str, path: s
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(
-        ["resourceType", "system", "code", "coding", "reference", "identifier", "value", "end", "text"]), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                ["resourceType", "system", "code", "coding", "reference", "identifier", "value", "end", "text"]
+            ),
+            children,
+            max_size=3,
+        )
+    ),
     max_leaves=12,
 )
 PROVISION_KEYS = ["period", "actor", "purpose", "code", "action", "provision"]
@@ -228,12 +348,18 @@ def with_provision_value(name: str, value: Any) -> bytes:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(
-    st.binary(max_size=200),
-    JSON.map(lambda value: json.dumps(value).encode()),
-    st.builds(with_provision_value, st.sampled_from(PROVISION_KEYS), JSON),
-    st.builds(lambda name, value: as_bytes(observation(**{name: value})), st.sampled_from(["category", "subject", "code"]), JSON),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        JSON.map(lambda value: json.dumps(value).encode()),
+        st.builds(with_provision_value, st.sampled_from(PROVISION_KEYS), JSON),
+        st.builds(
+            lambda name, value: as_bytes(observation(**{name: value})),
+            st.sampled_from(["category", "subject", "code"]),
+            JSON,
+        ),
+    )
+)
 def test_no_input_escapes_as_anything_but_a_fhir_error(data: bytes) -> None:
     try:
         import_resource(data, "R5", REFERENCES)

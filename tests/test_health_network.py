@@ -48,21 +48,58 @@ def make_person(net: ProcessNetwork, name: str, role: str) -> tuple[str, Path]:
     """Keys made by ``identity keys``, registered by the hospital (node 0's site key); the id and key file."""
     out = net.directory / name
     keys = json.loads(p2pmed("identity", "keys", "--out", str(out), "--json"))
-    p2pmed("identity", "register-person", "--home", str(net.homes[0]), "--key", str(net.homes[0] / NODE_KEY), "--role", role,
-           "--public-key", keys["public_key"], "--encryption-key", keys["encryption_key"], "--wait", "--timeout", str(WAIT_S))
+    p2pmed(
+        "identity",
+        "register-person",
+        "--home",
+        str(net.homes[0]),
+        "--key",
+        str(net.homes[0] / NODE_KEY),
+        "--role",
+        role,
+        "--public-key",
+        keys["public_key"],
+        "--encryption-key",
+        keys["encryption_key"],
+        "--wait",
+        "--timeout",
+        str(WAIT_S),
+    )
     return keys["public_key"], out / "signing_key.pem"
 
 
 def test_a_consent_granted_through_the_cli_is_read_back_on_another_node(net: ProcessNetwork) -> None:
     patient, patient_key = make_person(net, "patient", "patient")
     clinician, _ = make_person(net, "clinician", "clinician")
-    granted = json.loads(p2pmed(
-        "consent", "grant", "--home", str(net.homes[1]), "--key", str(patient_key), "--grantee", clinician,
-        "--category", "laboratory", "--purpose", "TREAT", "--expires", "2099-12-31", "--wait", "--timeout", str(WAIT_S), "--json",
-    ))
+    granted = json.loads(
+        p2pmed(
+            "consent",
+            "grant",
+            "--home",
+            str(net.homes[1]),
+            "--key",
+            str(patient_key),
+            "--grantee",
+            clinician,
+            "--category",
+            "laboratory",
+            "--purpose",
+            "TREAT",
+            "--expires",
+            "2099-12-31",
+            "--wait",
+            "--timeout",
+            str(WAIT_S),
+            "--json",
+        )
+    )
     assert granted["status"] == "committed", granted
-    listed = net.wait_for(2, lambda: (answer := net.call(2, "consent.list", patient=patient))["consents"] and answer,
-                          WAIT_S, "to list the consent")
+    listed = net.wait_for(
+        2,
+        lambda: (answer := net.call(2, "consent.list", patient=patient))["consents"] and answer,
+        WAIT_S,
+        "to list the consent",
+    )
     [consent] = listed["consents"]
     assert (consent["grantee"], consent["category"], consent["granted_by"]) == (clinician, "laboratory", patient)
     audit = net.call(2, "audit.query", by="patient", subject=patient, format="fhir")

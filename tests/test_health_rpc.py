@@ -12,13 +12,29 @@ from typing import Any
 import pytest
 from fhir.resources.auditevent import AuditEvent
 from fhir.resources.consent import Consent
-from health_world import (
-    DATASET, FAR_MS, GTIN, HOSPITAL, LAB, MAKER, NURSE, PHARMACY, RECORD_ID, SPONSOR, TRIAL, D, P, StoreHarness, build_world, fake_node,
-)
 
+from health_world import (
+    DATASET,
+    FAR_MS,
+    GTIN,
+    HOSPITAL,
+    LAB,
+    MAKER,
+    NURSE,
+    PHARMACY,
+    RECORD_ID,
+    SPONSOR,
+    TRIAL,
+    D,
+    P,
+    StoreHarness,
+    build_world,
+    fake_node,
+)
 from p2pmed.node.api.health import health_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
+
 
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreHarness]:
@@ -49,7 +65,10 @@ async def refused(methods: dict[str, Method], name: str, code: ErrorCode, fragme
 
 
 async def test_account_nonce_counts_committed_transactions(methods: dict[str, Method]) -> None:
-    assert await call(methods, "account.nonce", sender=P.hex()) == {"committed": 4, "next": 4}  # two grants, a delegation, a trial consent
+    assert await call(methods, "account.nonce", sender=P.hex()) == {
+        "committed": 4,
+        "next": 4,
+    }  # two grants, a delegation, a trial consent
     await refused(methods, "account.nonce", ErrorCode.INVALID_PARAMS, '"sender"', sender="xyz")
 
 
@@ -63,7 +82,12 @@ async def test_identity_organisation_answers_for_organisations_in_force(methods:
 
 async def test_identity_person_is_found_by_id(methods: dict[str, Method]) -> None:
     found = await call(methods, "identity.person", id_or_key=D.hex())
-    assert (found["id"], found["role"], found["organisation"], found["active"]) == (D.hex(), "clinician", HOSPITAL.public_key.hex(), True)
+    assert (found["id"], found["role"], found["organisation"], found["active"]) == (
+        D.hex(),
+        "clinician",
+        HOSPITAL.public_key.hex(),
+        True,
+    )
     await refused(methods, "identity.person", ErrorCode.NOT_FOUND, "no person", id_or_key=LAB.public_key.hex())
     await refused(methods, "identity.person", ErrorCode.INVALID_PARAMS, '"id_or_key"', id_or_key="00")
 
@@ -74,18 +98,34 @@ async def test_identity_person_is_found_by_id(methods: dict[str, Method]) -> Non
 async def test_consent_get_uses_the_ledger_time_not_the_node_clock(methods: dict[str, Method]) -> None:
     found = await call(methods, "consent.get", patient=P.hex(), grantee=D.hex(), category="imaging")
     assert (found["purpose"], found["granted_by"], found["expires_ms"]) == ("TREAT", P.hex(), FAR_MS)
-    assert await call(methods, "consent.get", patient=P.hex(), grantee=LAB.public_key.hex(), category="laboratory") is None
-    await refused(methods, "consent.get", ErrorCode.INVALID_PARAMS, 'missing parameter "category"', patient=P.hex(), grantee=D.hex())
+    assert (
+        await call(methods, "consent.get", patient=P.hex(), grantee=LAB.public_key.hex(), category="laboratory") is None
+    )
+    await refused(
+        methods,
+        "consent.get",
+        ErrorCode.INVALID_PARAMS,
+        'missing parameter "category"',
+        patient=P.hex(),
+        grantee=D.hex(),
+    )
 
 
-async def test_consent_list_shows_consents_in_force_and_delegates(methods: dict[str, Method], ledger: StoreHarness) -> None:
+async def test_consent_list_shows_consents_in_force_and_delegates(
+    methods: dict[str, Method], ledger: StoreHarness
+) -> None:
     listed = await call(methods, "consent.list", patient=P.hex())
     assert listed["time_ms"] == ledger.time_ms
-    assert [(c["grantee"], c["category"]) for c in listed["consents"]] == [(D.hex(), "imaging"), (D.hex(), "laboratory")]
+    assert [(c["grantee"], c["category"]) for c in listed["consents"]] == [
+        (D.hex(), "imaging"),
+        (D.hex(), "laboratory"),
+    ]
     assert listed["truncated"] is False  # the lab's consent expired at block time, so it is not listed
     assert [d["delegate"] for d in listed["delegates"]] == [HOSPITAL.public_key.hex()]
     assert (await call(methods, "consent.list", patient=P.hex(), limit=1))["truncated"] is True
-    await refused(methods, "consent.list", ErrorCode.INVALID_PARAMS, '"limit" must be 1..1000', patient=P.hex(), limit=0)
+    await refused(
+        methods, "consent.list", ErrorCode.INVALID_PARAMS, '"limit" must be 1..1000', patient=P.hex(), limit=0
+    )
     await refused(methods, "consent.list", ErrorCode.INVALID_PARAMS, '"patient"', patient="ab")
 
 
@@ -101,7 +141,13 @@ async def test_consent_list_as_fhir_gives_valid_r5_consents(methods: dict[str, M
 
 async def test_record_get_returns_the_anchor(methods: dict[str, Method]) -> None:
     found = await call(methods, "record.get", record_id=RECORD_ID.hex())
-    assert (found["patient"], found["category"], found["writer"], found["size"], found["erased"]) == (P.hex(), "laboratory", D.hex(), 100, False)
+    assert (found["patient"], found["category"], found["writer"], found["size"], found["erased"]) == (
+        P.hex(),
+        "laboratory",
+        D.hex(),
+        100,
+        False,
+    )
     assert len(found["custodians"]) == 2 and found["ciphertext_sha256"] == hashlib.sha256(b"c").hexdigest()
     await refused(methods, "record.get", ErrorCode.NOT_FOUND, "no record", record_id=DATASET.hex())
     await refused(methods, "record.get", ErrorCode.INVALID_PARAMS, '"record_id"', record_id="")
@@ -134,7 +180,9 @@ async def test_audit_query_as_fhir_marks_the_break_glass_read(methods: dict[str,
         ({"by": "patient", "subject": P.hex(), "limit": 1001}, '"limit" must be 1..1000'),
     ],
 )
-async def test_audit_query_refuses_bad_queries(methods: dict[str, Method], params: dict[str, Any], fragment: str) -> None:
+async def test_audit_query_refuses_bad_queries(
+    methods: dict[str, Method], params: dict[str, Any], fragment: str
+) -> None:
     await refused(methods, "audit.query", ErrorCode.INVALID_PARAMS, fragment, **params)
 
 
@@ -169,10 +217,14 @@ async def test_trial_flagged_lists_switched_trials(methods: dict[str, Method]) -
 
 async def test_supply_trace_gives_the_pack_and_its_history(methods: dict[str, Method]) -> None:
     traced = await call(methods, "supply.trace", gtin=GTIN, serial="S1")
-    assert traced["pack"]["holder"] == MAKER.public_key.hex() and [e["kind"] for e in traced["events"]] == ["commission"]
+    assert traced["pack"]["holder"] == MAKER.public_key.hex() and [e["kind"] for e in traced["events"]] == [
+        "commission"
+    ]
     unknown = await call(methods, "supply.trace", gtin=GTIN, serial="FAKE1")
     assert unknown["pack"] is None and [e["detail"] for e in unknown["events"]] == ["unknown-suspect-counterfeit"]
-    await refused(methods, "supply.trace", ErrorCode.INVALID_PARAMS, "wrong check digit", gtin=GTIN[:-1] + "9", serial="S1")
+    await refused(
+        methods, "supply.trace", ErrorCode.INVALID_PARAMS, "wrong check digit", gtin=GTIN[:-1] + "9", serial="S1"
+    )
 
 
 async def test_supply_verify_judges_at_block_time(methods: dict[str, Method]) -> None:
@@ -181,7 +233,9 @@ async def test_supply_verify_judges_at_block_time(methods: dict[str, Method]) ->
     elsewhere = await call(methods, "supply.verify", gtin=GTIN, serial="S2", organisation=PHARMACY.public_key.hex())
     assert elsewhere["status"] == "not-held-here"
     await refused(methods, "supply.verify", ErrorCode.INVALID_PARAMS, "serial", gtin=GTIN, serial="")
-    await refused(methods, "supply.verify", ErrorCode.INVALID_PARAMS, '"organisation"', gtin=GTIN, serial="S2", organisation="aa")
+    await refused(
+        methods, "supply.verify", ErrorCode.INVALID_PARAMS, '"organisation"', gtin=GTIN, serial="S2", organisation="aa"
+    )
 
 
 async def test_supply_alerts_pages_the_alert_log(methods: dict[str, Method]) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ledger_harness import LedgerHarness, key
 
+from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import EncryptionPrivateKey
 from p2pmed.ledger.contracts.identity import (
     OrganisationProfile,
@@ -21,9 +21,9 @@ from p2pmed.ledger.contracts.identity import (
     person,
     person_of,
 )
+from p2pmed.ledger.errors import RejectReason
 from p2pmed.site.genesis import load_genesis
 from p2pmed.site.home import GENESIS, create_testnet
-from p2pmed.ledger.errors import RejectReason
 from p2pmed.store.sqlite import Store
 
 HOSPITAL, LAB = key("hospital"), key("lab")
@@ -68,7 +68,9 @@ def test_only_validators_vote_on_organisations(ledger: LedgerHarness) -> None:
     detail = ledger.refused(HOSPITAL, "identity.org.propose", OrgProposal(profile()), RejectReason.NOT_AUTHORISED)
     assert "validator" in detail
     ledger.admit_organisation(LAB, "laboratory")
-    assert "validator" in ledger.refused(HOSPITAL, "identity.org.revoke", OrgRevoke(LAB.public_key), RejectReason.NOT_AUTHORISED)
+    assert "validator" in ledger.refused(
+        HOSPITAL, "identity.org.revoke", OrgRevoke(LAB.public_key), RejectReason.NOT_AUTHORISED
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,7 +83,9 @@ def test_only_validators_vote_on_organisations(ledger: LedgerHarness) -> None:
     ],
 )
 def test_a_malformed_organisation_is_refused(ledger: LedgerHarness, bad: OrganisationProfile, fragment: str) -> None:
-    assert fragment in ledger.refused(ledger.validators[0], "identity.org.propose", OrgProposal(bad), RejectReason.INVALID)
+    assert fragment in ledger.refused(
+        ledger.validators[0], "identity.org.propose", OrgProposal(bad), RejectReason.INVALID
+    )
 
 
 def test_an_organisation_in_force_is_not_admitted_twice(ledger: LedgerHarness) -> None:
@@ -98,8 +102,12 @@ def test_revoking_an_organisation_takes_a_quorum_and_stops_it_registering_people
     ledger.ok(ledger.validators[3], "identity.org.revoke", OrgRevoke(HOSPITAL.public_key))
     assert organisation_of(ledger.state, HOSPITAL.public_key) is None
     register = PersonRegister(PATIENT.public_key, "patient", fresh_encryption_key())
-    assert "organisation in force" in ledger.refused(HOSPITAL, "identity.person.register", register, RejectReason.NOT_AUTHORISED)
-    unknown = ledger.refused(ledger.validators[0], "identity.org.revoke", OrgRevoke(LAB.public_key), RejectReason.INVALID)
+    assert "organisation in force" in ledger.refused(
+        HOSPITAL, "identity.person.register", register, RejectReason.NOT_AUTHORISED
+    )
+    unknown = ledger.refused(
+        ledger.validators[0], "identity.org.revoke", OrgRevoke(LAB.public_key), RejectReason.INVALID
+    )
     assert "no organisation in force" in unknown
 
 
@@ -107,12 +115,18 @@ def test_an_organisation_registers_people_with_a_role(ledger: LedgerHarness) -> 
     ledger.admit_organisation(HOSPITAL, "hospital")
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     found = person_of(ledger.state, PATIENT.public_key)
-    assert found is not None and (found.id, found.role, found.organisation) == (PATIENT.public_key, "patient", HOSPITAL.public_key)
+    assert found is not None and (found.id, found.role, found.organisation) == (
+        PATIENT.public_key,
+        "patient",
+        HOSPITAL.public_key,
+    )
 
 
 def test_people_are_registered_only_by_an_organisation_in_force_with_a_known_role(ledger: LedgerHarness) -> None:
     register = PersonRegister(PATIENT.public_key, "patient", fresh_encryption_key())
-    assert "organisation in force" in ledger.refused(HOSPITAL, "identity.person.register", register, RejectReason.NOT_AUTHORISED)
+    assert "organisation in force" in ledger.refused(
+        HOSPITAL, "identity.person.register", register, RejectReason.NOT_AUTHORISED
+    )
     ledger.admit_organisation(HOSPITAL, "hospital")
     wizard = PersonRegister(PATIENT.public_key, "wizard", fresh_encryption_key())
     assert "unknown role 'wizard'" in ledger.refused(HOSPITAL, "identity.person.register", wizard, RejectReason.INVALID)
@@ -127,7 +141,9 @@ def test_a_key_is_never_registered_twice_nor_shared_with_an_organisation(ledger:
     as_person = PersonRegister(LAB.public_key, "clinician", fresh_encryption_key())
     assert "never reused" in ledger.refused(HOSPITAL, "identity.person.register", as_person, RejectReason.INVALID)
     as_org = OrgProposal(OrganisationProfile(PATIENT.public_key, "X", "clinic", fresh_encryption_key()))
-    assert "belongs to a person" in ledger.refused(ledger.validators[0], "identity.org.propose", as_org, RejectReason.INVALID)
+    assert "belongs to a person" in ledger.refused(
+        ledger.validators[0], "identity.org.propose", as_org, RejectReason.INVALID
+    )
 
 
 def test_a_person_rotates_their_keys_and_keeps_their_id(ledger: LedgerHarness) -> None:
@@ -167,7 +183,11 @@ def test_the_genesis_sites_are_in_force_from_a_new_store_on(tmp_path: Path) -> N
     with Store.open(path, genesis.chain_id, genesis.hash, genesis_state(genesis.organisations)) as store:
         for validator in genesis.validators:
             site = organisation_of(store, validator.public_key)
-            assert site is not None and (site.profile.name, site.kind, site.since_height) == (validator.moniker, validator.kind, 0)
+            assert site is not None and (site.profile.name, site.kind, site.since_height) == (
+                validator.moniker,
+                validator.kind,
+                0,
+            )
             assert site.profile.encryption_key.key == validator.encryption_key
     with Store.open(path, genesis.chain_id, genesis.hash) as reopened:  # state comes from the store, not the call
         assert organisation_of(reopened, genesis.validators[0].public_key) is not None

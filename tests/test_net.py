@@ -136,7 +136,9 @@ def test_encode_frame_refuses_oversized_bodies():
 
 async def test_many_frames_arrive_whole_whatever_the_read_chunking():
     rng = random.Random(7)
-    small = [b"", b"a", bytes(127), bytes(128), b"\x00" * 300, b""] + [rng.randbytes(rng.randrange(200)) for _ in range(40)]
+    small = [b"", b"a", bytes(127), bytes(128), b"\x00" * 300, b""] + [
+        rng.randbytes(rng.randrange(200)) for _ in range(40)
+    ]
     big = small + [rng.randbytes(rng.choice((1, 1000, 70_000))) for _ in range(30)] + [rng.randbytes(300_000)]
     cases = [(small, [1]), (small, [2, 3, 5]), (big, [1 << 30]), (big, [rng.randrange(1, 20_000) for _ in range(50)])]
     for frames, chunk_sizes in cases:
@@ -274,7 +276,12 @@ async def network(validators: int, outsiders: int = 0, start: bool = True, **opt
                     if other is not host:
                         host.get_peerstore().add_addrs(peer_id, other.get_transport_addrs(), 0)
             async with trio.open_nursery() as nursery:
-                net = Network(hosts, ids, [ConsensusTransport(h, ids, i, **options) for i, h in enumerate(hosts[:validators])], nursery)
+                net = Network(
+                    hosts,
+                    ids,
+                    [ConsensusTransport(h, ids, i, **options) for i, h in enumerate(hosts[:validators])],
+                    nursery,
+                )
                 if start:
                     await net.start()
                 try:

@@ -43,7 +43,11 @@ def test_four_nodes_commit_transactions_into_identical_stores(network: LocalNetw
     stores = [core.store for core in network.cores if core is not None]
     assert len(stores) == 4
     stored = stores[0].transactions_by_sender(sender.public_key)
-    assert [(item.tx, item.reject_reason) for item in stored] == [(txs[0], None), (txs[1], RejectReason.INVALID), (txs[2], None)]
+    assert [(item.tx, item.reject_reason) for item in stored] == [
+        (txs[0], None),
+        (txs[1], RejectReason.INVALID),
+        (txs[2], None),
+    ]
     state = list(stores[0].state_items(""))
     for store in stores[1:]:
         assert store.transactions_by_sender(sender.public_key) == stored
@@ -166,7 +170,9 @@ def test_messages_received_together_are_persisted_in_one_write_before_any_reply(
             else:
                 core = network.cores[destination]
                 assert core is not None
-                network.in_flight.extend((destination, to, reply) for to, reply in core.receive(source, data, network.now_ms))
+                network.in_flight.extend(
+                    (destination, to, reply) for to, reply in core.receive(source, data, network.now_ms)
+                )
         network.now_ms += 5
         for index in (0, 2, 3):
             network.tick(index)
@@ -279,7 +285,9 @@ def test_the_request_timeout_doubles_with_each_view_change_until_a_block_execute
         network.run(5)
         seen.add((backup.replica.view, backup.replica.view_active, backup.replica.request_timeout_ms))
     assert (1, False, 2 * base_ms) in seen, "changing view: the next primary gets twice as long"
-    assert backup.store.head()[0] == 1 and backup.replica.request_timeout_ms == base_ms, "a block executed: back to normal"
+    assert backup.store.head()[0] == 1 and backup.replica.request_timeout_ms == base_ms, (
+        "a block executed: back to normal"
+    )
     network.close()
 
 
@@ -290,7 +298,9 @@ def hop(network: LocalNetwork, ms: int) -> None:
     for source, destination, data in batch:
         core = network.cores[destination]
         if core is not None:
-            network.in_flight.extend((destination, to, reply) for to, reply in core.receive(source, data, network.now_ms))
+            network.in_flight.extend(
+                (destination, to, reply) for to, reply in core.receive(source, data, network.now_ms)
+            )
     network.now_ms += ms
     for index, core in enumerate(network.cores):
         if core is not None and core.next_deadline_ms() <= network.now_ms:

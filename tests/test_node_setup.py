@@ -23,8 +23,10 @@ def test_init_creates_a_private_key_and_a_config_that_loads_to_the_defaults(tmp_
     assert stat.S_IMODE((home / NODE_KEY).stat().st_mode) == 0o600
     assert stat.S_IMODE((home / ENCRYPTION_KEY).stat().st_mode) == 0o600
     key, encryption_key = crypto.load_signing_key(home / NODE_KEY), crypto.load_encryption_key(home / ENCRYPTION_KEY)
-    entry = json.loads(result.output[result.output.index("{"):])  # the genesis entry to paste
-    assert entry["public_key"] == key.public_key.hex() and entry["encryption_key"] == encryption_key.public_key.key.hex()
+    entry = json.loads(result.output[result.output.index("{") :])  # the genesis entry to paste
+    assert (
+        entry["public_key"] == key.public_key.hex() and entry["encryption_key"] == encryption_key.public_key.key.hex()
+    )
     assert (entry["moniker"], entry["kind"]) == ("hospital-a", "laboratory")
     config = load_config(home / CONFIG)
     assert config == NodeConfig(moniker="hospital-a", listen="/ip4/0.0.0.0/tcp/26656")
@@ -48,8 +50,14 @@ def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) 
     assert [validator.kind for validator in genesis.validators] == ["hospital", "laboratory", "pharmacy", "distributor"]
     for index, home in enumerate(homes):
         assert crypto.load_signing_key(home / NODE_KEY).public_key == genesis.validators[index].public_key
-        assert crypto.load_encryption_key(home / ENCRYPTION_KEY).public_key.key == genesis.validators[index].encryption_key
-        assert load_config(home / CONFIG).listen == genesis.validators[index].address == f"/ip4/127.0.0.1/tcp/{30000 + index}"
+        assert (
+            crypto.load_encryption_key(home / ENCRYPTION_KEY).public_key.key == genesis.validators[index].encryption_key
+        )
+        assert (
+            load_config(home / CONFIG).listen
+            == genesis.validators[index].address
+            == f"/ip4/127.0.0.1/tcp/{30000 + index}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -59,10 +67,10 @@ def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) 
         ("[consensus]\nbatch_size_max = 0\n", "consensus.batch_size_max", "from 1 to 10000"),
         ("[consensus]\nbatch_delay_ms = true\n", "consensus.batch_delay_ms", "expected an integer"),
         ("[consensus]\nbatch_size = 5\n", "consensus.batch_size", "did you mean 'consensus.batch_size_max'"),
-        ("[p2p]\nlisten = \"localhost:80\"\n", "p2p.listen", "multiaddr"),
-        ("[log]\nformat = \"xml\"\n", "log.format", "'auto', 'json', 'console'"),
+        ('[p2p]\nlisten = "localhost:80"\n', "p2p.listen", "multiaddr"),
+        ('[log]\nformat = "xml"\n', "log.format", "'auto', 'json', 'console'"),
         ("[metrics]\nport = 70000\n", "metrics.port", "from 0 to 65535"),
-        ("[fault_injection]\nenabled = \"yes\"\n", "fault_injection.enabled", "true or false"),
+        ('[fault_injection]\nenabled = "yes"\n', "fault_injection.enabled", "true or false"),
         ("consensus = 5\n", "consensus", "expected a table"),
     ],
 )
@@ -88,8 +96,13 @@ def test_a_rendered_config_reads_back_unchanged() -> None:
     defaults = NodeConfig()
     assert parse_config(tomllib.loads(render_config(defaults))) == defaults
     custom = NodeConfig(
-        moniker='St "Mary\'s"', listen="/ip4/0.0.0.0/tcp/9000", metrics_port=9100, request_timeout_ms=700,
-        log_format="json", log_level="debug", fault_injection=True,
+        moniker='St "Mary\'s"',
+        listen="/ip4/0.0.0.0/tcp/9000",
+        metrics_port=9100,
+        request_timeout_ms=700,
+        log_format="json",
+        log_level="debug",
+        fault_injection=True,
     )
     assert parse_config(tomllib.loads(render_config(custom))) == custom
 
@@ -99,7 +112,13 @@ def _genesis_document() -> dict:
         "chain_id": "c",
         "genesis_time_ms": 0,
         "validators": [
-            {"moniker": "a", "public_key": "11" * 32, "address": "/ip4/127.0.0.1/tcp/1", "kind": "hospital", "encryption_key": "22" * 32}
+            {
+                "moniker": "a",
+                "public_key": "11" * 32,
+                "address": "/ip4/127.0.0.1/tcp/1",
+                "kind": "hospital",
+                "encryption_key": "22" * 32,
+            }
         ],
     }
 
@@ -116,7 +135,10 @@ def _genesis_document() -> dict:
         (lambda d: d["validators"][0].update(kind="spa"), "validators[0].kind"),
         (lambda d: d["validators"][0].update(encryption_key="22"), "validators[0].encryption_key"),
         (lambda d: d.update(extra=1), "extra"),
-        (lambda d: d["validators"].append(dict(d["validators"][0], moniker="b", address="/ip4/127.0.0.1/tcp/2")), "validators"),
+        (
+            lambda d: d["validators"].append(dict(d["validators"][0], moniker="b", address="/ip4/127.0.0.1/tcp/2")),
+            "validators",
+        ),
     ],
 )
 def test_a_bad_genesis_names_the_key_at_fault(change, key: str) -> None:  # type: ignore[no-untyped-def]

@@ -29,20 +29,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from p2pmed import codec
 from p2pmed.cli.main import cli
-from p2pmed.site.config import NodeConfig
+from p2pmed.client.records import submit as submit_and_wait
 from p2pmed.consensus.messages import CommitCertificate, VoteKind
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
-from p2pmed.site.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.node.api.server import REQUEST_SIZE_MAX
-from p2pmed.testing.process_network import ProcessNetwork
-from p2pmed.client.records import submit as submit_and_wait
 from p2pmed.rpc import ErrorCode, RpcError
 from p2pmed.rpc.client import RpcClient
 from p2pmed.rpc.lines import LineReader
+from p2pmed.site.config import NodeConfig
+from p2pmed.site.home import load_home
+from p2pmed.testing.process_network import ProcessNetwork
 
 pytestmark = pytest.mark.xdist_group("operator-network")  # one worker, one network (make test: --dist loadgroup)
 
@@ -202,7 +202,9 @@ def error_of(reply: dict[str, Any]) -> tuple[int, str]:
 
 
 def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNetwork) -> None:
-    status = net.wait_for(0, lambda: (got := net.call(0, "node.status"))["peers"] == 3 and got, WAIT_S, "to see 3 peers")
+    status = net.wait_for(
+        0, lambda: (got := net.call(0, "node.status"))["peers"] == 3 and got, WAIT_S, "to see 3 peers"
+    )
     assert status["chain_id"] == CHAIN_ID and status["moniker"] == "node0"
     assert (status["validator_index"], status["validators"]) == (0, 4)
     assert status["node_id"].startswith("12D3KooW") and len(status["last_block_hash"]) == 64
@@ -220,7 +222,12 @@ def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNe
 
     counters = net.call(0, "node.counters")
     assert set(counters) == {
-        "consensus_rejected", "view_changes_started", "transport", "gossip", "gossip_txs_refused", "gossip_txs_rebroadcast"
+        "consensus_rejected",
+        "view_changes_started",
+        "transport",
+        "gossip",
+        "gossip_txs_refused",
+        "gossip_txs_rebroadcast",
     }
     assert counters["transport"]["streams_refused"] == 0 and counters["transport"]["streams_malformed"] == 0
 
@@ -231,7 +238,9 @@ def test_a_transaction_waits_pending_then_commits_and_tx_get_and_mempool_list_fo
     assert submit(net, 1, later) == {"tx_id": later.id.hex(), "status": "pending"}  # held: nonce 0 is missing
     assert net.call(1, "tx.get", tx_id=later.id.hex()) == {"tx_id": later.id.hex(), "status": "pending"}
     waiting = net.call(1, "mempool.list")
-    assert {"tx_id": later.id.hex(), "type": "load.probe", "sender": sender.public_key.hex(), "nonce": 1} in waiting["txs"]
+    assert {"tx_id": later.id.hex(), "type": "load.probe", "sender": sender.public_key.hex(), "nonce": 1} in waiting[
+        "txs"
+    ]
     assert waiting["size"] >= 1 and len(net.call(1, "mempool.list", limit=1)["txs"]) == 1
 
     submit(net, 2, first)  # through another node: gossip brings the two together
@@ -242,7 +251,9 @@ def test_a_transaction_waits_pending_then_commits_and_tx_get_and_mempool_list_fo
     assert later.id.hex() not in [tx["tx_id"] for tx in net.call(1, "mempool.list", limit=1000)["txs"]]
 
 
-def test_a_transaction_the_ledger_refuses_at_execution_is_reported_rejected_with_its_reason(net: ProcessNetwork) -> None:
+def test_a_transaction_the_ledger_refuses_at_execution_is_reported_rejected_with_its_reason(
+    net: ProcessNetwork,
+) -> None:
     too_long = probe(new_key(), label="x" * 65)  # well formed and signed, but the rule refuses it when executed
     assert submit(net, 0, too_long)["status"] == "pending"
     got = wait_status(net, [0, 3], too_long, "rejected")
@@ -319,7 +330,9 @@ def test_consent_get_returns_the_consent_in_force(net: ProcessNetwork) -> None:
     wait_status(net, [1], tx, "committed")
     consent = net.call(1, "consent.get", patient=patient.public_key.hex(), grantee=grantee.hex(), category="imaging")
     assert consent["purpose"] == "HRESCH" and consent["expires_ms"] == FAR_FUTURE_MS and consent["tx_id"] == tx.id.hex()
-    assert net.call(1, "consent.get", patient=patient.public_key.hex(), grantee=grantee.hex(), category="genomics") is None
+    assert (
+        net.call(1, "consent.get", patient=patient.public_key.hex(), grantee=grantee.hex(), category="genomics") is None
+    )
 
 
 def test_the_socket_is_a_socket_only_its_owner_may_use(net: ProcessNetwork) -> None:
@@ -347,12 +360,17 @@ async def test_malformed_requests_get_their_json_rpc_error_on_a_connection_that_
             await client.send_line(json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "node.status"}]))
             assert error_of(await client.receive())[0] == ErrorCode.INVALID_REQUEST
             assert error_of(await client.call("node.statuz")) == (
-                ErrorCode.METHOD_NOT_FOUND, 'unknown method "node.statuz"; did you mean "node.status"?'
+                ErrorCode.METHOD_NOT_FOUND,
+                'unknown method "node.statuz"; did you mean "node.status"?',
             )
             for method, params, fragment in (
                 ("tx.get", {"tx_id": 5}, 'tx.get: parameter "tx_id": expected hex-encoded bytes'),
                 ("tx.get", {"tx_id": "abc"}, "not an even number of hex digits"),
-                ("chain.block", {"height": "one"}, 'chain.block: parameter "height": expected an integer, got a string'),
+                (
+                    "chain.block",
+                    {"height": "one"},
+                    'chain.block: parameter "height": expected an integer, got a string',
+                ),
                 ("chain.block", {"height": 2**70}, "outside the signed 64-bit range"),
                 ("mempool.list", {"limit": 0}, 'mempool.list: "limit" must be 1..'),
                 ("tx.submit", ["00", "extra"], "tx.submit: takes at most 1 parameter, got 2"),
@@ -373,7 +391,9 @@ async def test_a_10_mib_line_is_refused_and_only_its_client_dropped(net: Process
 
         async def send_huge() -> None:
             try:
-                await client.send_line(b'{"jsonrpc": "2.0", "id": 1, "method": "tx.submit", "params": ["' + b"a" * 10 * MiB)
+                await client.send_line(
+                    b'{"jsonrpc": "2.0", "id": 1, "method": "tx.submit", "params": ["' + b"a" * 10 * MiB
+                )
             except trio.BrokenResourceError:
                 pass  # the node stopped reading and closed the connection: expected
 
@@ -397,7 +417,9 @@ async def test_clients_that_vanish_mid_request_leave_the_node_serving(net: Proce
         await half.stream.send_all(b'{"jsonrpc": "2.0", "id": 1, "meth')  # and never the rest
         await half.aclose()
         unread = await RawClient.connect(path)
-        await unread.send_line(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "mempool.list", "params": {"limit": 1000}}))
+        await unread.send_line(
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": "mempool.list", "params": {"limit": 1000}})
+        )
         await unread.aclose()  # before the reply comes
         subscriber = await RawClient.connect(path)
         assert "result" in await subscriber.call("chain.subscribe")
@@ -439,7 +461,11 @@ def run_cli(*args: str, input: bytes | None = None) -> Any:
 def test_cli_status_peers_and_watch_show_the_node(net: ProcessNetwork) -> None:
     home = str(net.homes[0])
     result = run_cli("status", "--home", home)
-    assert result.exit_code == 0 and f"node0 (validator 0 of 4) on {CHAIN_ID}" in result.stdout and "synced" in result.stdout
+    assert (
+        result.exit_code == 0
+        and f"node0 (validator 0 of 4) on {CHAIN_ID}" in result.stdout
+        and "synced" in result.stdout
+    )
     assert json.loads(run_cli("status", "--json", "--home", home).stdout)["chain_id"] == CHAIN_ID
     assert run_cli("status", "--quiet", "--home", home).stdout == ""
 
@@ -447,7 +473,10 @@ def test_cli_status_peers_and_watch_show_the_node(net: ProcessNetwork) -> None:
     assert result.exit_code == 0 and "connected to 3 of 3 other validators" in result.stdout
     assert "node3" in result.stdout and "this node" in result.stdout
     assert [peer["moniker"] for peer in json.loads(run_cli("peers", "--json", "--home", home).stdout)] == [
-        "node0", "node1", "node2", "node3"
+        "node0",
+        "node1",
+        "node2",
+        "node3",
     ]
 
     result = run_cli("watch", "--count", "2", "--interval", "0.5", "--json", "--home", home)
@@ -456,7 +485,9 @@ def test_cli_status_peers_and_watch_show_the_node(net: ProcessNetwork) -> None:
     assert len(updates) == 2 and all(update["validators"] == 4 and update["peers"] == 3 for update in updates)
     assert updates[0]["height"] <= updates[1]["height"] and all(update["tx_per_s"] >= 0 for update in updates)
     result = run_cli("watch", "--count", "1", "--interval", "0.2", "--home", home)
-    assert result.exit_code == 0 and "height" in result.stdout and "tx/s" in result.stdout and "peers 3/3" in result.stdout
+    assert (
+        result.exit_code == 0 and "height" in result.stdout and "tx/s" in result.stdout and "peers 3/3" in result.stdout
+    )
 
 
 def test_cli_submits_and_looks_up_transactions_and_blocks(net: ProcessNetwork, tmp_path: Path) -> None:

@@ -74,7 +74,12 @@ def test_faults_only_the_simulator_can_play_are_refused_before_anything_starts(t
 def test_links_cut_a_one_way_partition_in_one_direction_only() -> None:
     links = Links(drop=0.0, delay_ms=0, groups=((0,), (1, 2)), one_way=True)
     rules = [links.rules_for(node, 4) for node in range(4)]
-    assert [(rule["blocked_out"], rule["blocked_in"]) for rule in rules] == [("1,2", ""), ("", "0"), ("", "0"), ("", "")]
+    assert [(rule["blocked_out"], rule["blocked_in"]) for rule in rules] == [
+        ("1,2", ""),
+        ("", "0"),
+        ("", "0"),
+        ("", ""),
+    ]
     two_way = Links(drop=0.1, delay_ms=20, groups=((0, 1), (2,)))
     assert two_way.rules_for(0, 4) == {"drop_permille": 100, "delay_ms": 20, "blocked_out": "2,3", "blocked_in": "2,3"}
     assert two_way.rules_for(3, 4)["blocked_out"] == "0,1,2", "a node in no group is cut off from everyone"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_harness import LedgerHarness, key
 
+from ledger_harness import LedgerHarness, key
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import READ_GRANT_MS, RecordAdd, RecordErase, RecordRead, read_grant, record
@@ -37,23 +37,39 @@ def ledger() -> LedgerHarness:
 
 def anchor(ledger: LedgerHarness, **changes: Any) -> RecordAdd:
     custodians = tuple(validator.public_key for validator in ledger.validators[:2])  # f + 1 = 2 of 4
-    fields = {"record_id": RECORD_ID, "patient": P, "category": "laboratory",
-              "ciphertext_sha256": hashlib.sha256(b"ciphertext").digest(), "size": 10, "custodians": custodians, **changes}
+    fields = {
+        "record_id": RECORD_ID,
+        "patient": P,
+        "category": "laboratory",
+        "ciphertext_sha256": hashlib.sha256(b"ciphertext").digest(),
+        "size": 10,
+        "custodians": custodians,
+        **changes,
+    }
     return RecordAdd(**fields)
 
 
-def read(purpose: str = "TREAT", break_glass: bool = False, reason: str = "", record_id: bytes = RECORD_ID) -> RecordRead:
+def read(
+    purpose: str = "TREAT", break_glass: bool = False, reason: str = "", record_id: bytes = RECORD_ID
+) -> RecordRead:
     return RecordRead(record_id, purpose, break_glass, reason)
 
 
-def consent(ledger: LedgerHarness, grantee: bytes, purpose: str = "TREAT", category: str = "laboratory") -> ConsentGrant:
+def consent(
+    ledger: LedgerHarness, grantee: bytes, purpose: str = "TREAT", category: str = "laboratory"
+) -> ConsentGrant:
     return ConsentGrant(P, grantee, (category,), purpose, ledger.time_ms + YEAR_MS)
 
 
 def test_a_lab_writes_an_anchor_and_nothing_of_the_content(ledger: LedgerHarness) -> None:
     ledger.ok(LAB, "record.add", anchor(ledger))
     found = record(ledger.state, RECORD_ID)
-    assert found is not None and (found.patient, found.writer, found.category, found.erased_ms) == (P, LAB.public_key, "laboratory", None)
+    assert found is not None and (found.patient, found.writer, found.category, found.erased_ms) == (
+        P,
+        LAB.public_key,
+        "laboratory",
+        None,
+    )
     ledger.ok(DOCTOR, "record.add", anchor(ledger, record_id=hashlib.sha256(b"record-2").digest()))
     ledger.ok(PATIENT, "record.add", anchor(ledger, record_id=hashlib.sha256(b"record-3").digest()))
     assert [entry.kind for entry in audit_trail(ledger.state, "patient", P)] == ["record-write"] * 3
@@ -68,10 +84,16 @@ def test_a_lab_writes_an_anchor_and_nothing_of_the_content(ledger: LedgerHarness
         ({"size": 0}, RejectReason.INVALID, "size must be"),
         ({"custodians": ()}, RejectReason.INVALID, "at least 2 custodians"),
         ({"custodians": (key("validator-0").public_key,) * 2}, RejectReason.INVALID, "listed twice"),
-        ({"custodians": (key("validator-0").public_key, HOSPITAL.public_key)}, RejectReason.INVALID, "does not run a validator"),
+        (
+            {"custodians": (key("validator-0").public_key, HOSPITAL.public_key)},
+            RejectReason.INVALID,
+            "does not run a validator",
+        ),
     ],
 )
-def test_a_malformed_anchor_is_refused(ledger: LedgerHarness, changes: dict[str, Any], reason: RejectReason, detail: str) -> None:
+def test_a_malformed_anchor_is_refused(
+    ledger: LedgerHarness, changes: dict[str, Any], reason: RejectReason, detail: str
+) -> None:
     assert detail in ledger.refused(LAB, "record.add", anchor(ledger, **changes), reason)
 
 
@@ -109,7 +131,9 @@ def test_consent_to_an_organisation_covers_its_clinicians_only(ledger: LedgerHar
     ledger.ok(DOCTOR, "record.read", read())
     grant = read_grant(ledger.state, RECORD_ID, DOCTOR.public_key, ledger.time_ms)
     assert grant is not None and grant.basis == "organisation-consent"
-    assert "no consent" in ledger.refused(NURSE, "record.read", read(), RejectReason.NOT_AUTHORISED), "the lab's clinician"
+    assert "no consent" in ledger.refused(NURSE, "record.read", read(), RejectReason.NOT_AUTHORISED), (
+        "the lab's clinician"
+    )
     ledger.ok(HOSPITAL, "record.read", read())  # the organisation itself
 
 
@@ -123,17 +147,28 @@ def test_a_revoked_consent_stops_the_next_read(ledger: LedgerHarness) -> None:
 
 def test_break_glass_lets_a_clinician_read_without_consent_and_is_audited_as_such(ledger: LedgerHarness) -> None:
     ledger.ok(LAB, "record.add", anchor(ledger))
-    ledger.ok(NURSE, "record.read", read(purpose="ETREAT", break_glass=True, reason="unconscious in A&E, allergy check"))
+    ledger.ok(
+        NURSE, "record.read", read(purpose="ETREAT", break_glass=True, reason="unconscious in A&E, allergy check")
+    )
     grant = read_grant(ledger.state, RECORD_ID, NURSE.public_key, ledger.time_ms)
     assert grant is not None and grant.basis == "break-glass"
     entry = audit_trail(ledger.state, "patient", P)[-1]
-    assert (entry.kind, entry.actor, entry.detail) == ("break-glass", NURSE.public_key, "unconscious in A&E, allergy check")
+    assert (entry.kind, entry.actor, entry.detail) == (
+        "break-glass",
+        NURSE.public_key,
+        "unconscious in A&E, allergy check",
+    )
 
 
 @pytest.mark.parametrize(
     ("signer", "request_", "reason", "detail"),
     [
-        (RESEARCHER, read(break_glass=True, reason="curious"), RejectReason.NOT_AUTHORISED, "only a clinician in force"),
+        (
+            RESEARCHER,
+            read(break_glass=True, reason="curious"),
+            RejectReason.NOT_AUTHORISED,
+            "only a clinician in force",
+        ),
         (HOSPITAL, read(break_glass=True, reason="x"), RejectReason.NOT_AUTHORISED, "only a clinician in force"),
         (NURSE, read(break_glass=True, reason="  "), RejectReason.INVALID, "stated reason"),
         (NURSE, read(break_glass=True, reason="x" * 501), RejectReason.INVALID, "stated reason"),
@@ -142,7 +177,9 @@ def test_break_glass_lets_a_clinician_read_without_consent_and_is_audited_as_suc
         (DOCTOR, read(record_id=bytes(32)), RejectReason.INVALID, "no record has this id"),
     ],
 )
-def test_bad_reads_are_refused(ledger: LedgerHarness, signer: Any, request_: RecordRead, reason: RejectReason, detail: str) -> None:
+def test_bad_reads_are_refused(
+    ledger: LedgerHarness, signer: Any, request_: RecordRead, reason: RejectReason, detail: str
+) -> None:
     ledger.ok(LAB, "record.add", anchor(ledger))
     assert detail in ledger.refused(signer, "record.read", request_, reason)
 
@@ -150,12 +187,16 @@ def test_bad_reads_are_refused(ledger: LedgerHarness, signer: Any, request_: Rec
 def test_erasure_by_the_patient_keeps_the_anchor_and_ends_all_reads(ledger: LedgerHarness) -> None:
     ledger.ok(LAB, "record.add", anchor(ledger))
     ledger.ok(PATIENT, "consent.grant", consent(ledger, DOCTOR.public_key))
-    assert "only the patient" in ledger.refused(DOCTOR, "record.erase", RecordErase(RECORD_ID), RejectReason.NOT_AUTHORISED)
+    assert "only the patient" in ledger.refused(
+        DOCTOR, "record.erase", RecordErase(RECORD_ID), RejectReason.NOT_AUTHORISED
+    )
     ledger.ok(PATIENT, "record.erase", RecordErase(RECORD_ID))
     erased = record(ledger.state, RECORD_ID)
     assert erased is not None and erased.erased_ms == ledger.time_ms
     assert "erased" in ledger.refused(DOCTOR, "record.read", read(), RejectReason.NOT_AUTHORISED)
-    assert "erased" in ledger.refused(NURSE, "record.read", read(break_glass=True, reason="x"), RejectReason.NOT_AUTHORISED)
+    assert "erased" in ledger.refused(
+        NURSE, "record.read", read(break_glass=True, reason="x"), RejectReason.NOT_AUTHORISED
+    )
     assert "already erased" in ledger.refused(PATIENT, "record.erase", RecordErase(RECORD_ID), RejectReason.INVALID)
     kinds = [entry.kind for entry in audit_trail(ledger.state, "record", RECORD_ID)]
     assert kinds == ["record-write", "record-erase"]
@@ -165,8 +206,12 @@ def test_erasure_by_the_patient_keeps_the_anchor_and_ends_all_reads(ledger: Ledg
 
 ACTIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("grant"), st.sampled_from(["laboratory", "imaging"]), st.sampled_from(["TREAT", "HRESCH"]),
-                  st.integers(1, 6)),
+        st.tuples(
+            st.just("grant"),
+            st.sampled_from(["laboratory", "imaging"]),
+            st.sampled_from(["TREAT", "HRESCH"]),
+            st.integers(1, 6),
+        ),
         st.tuples(st.just("revoke"), st.sampled_from(["laboratory", "imaging"])),
         st.tuples(st.just("wait"), st.integers(1, 5)),
         st.tuples(st.just("read"), st.sampled_from(["TREAT", "HRESCH"])),

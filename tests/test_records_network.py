@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from p2pmed.store.blobs import BlobStore
-from p2pmed.site.config import NodeConfig
+from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
-from p2pmed.site.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.records import RecordErase
-from p2pmed.testing.process_network import ProcessNetwork
-from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient, RpcError
+from p2pmed.site.config import NodeConfig
+from p2pmed.site.home import load_home
+from p2pmed.store.blobs import BlobStore
+from p2pmed.testing.process_network import ProcessNetwork
 
 CONFIG = NodeConfig(log_format="json", log_level="debug", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
 MARKER = "PLANTED-MARKER-7f3a9c-potassium-critical"
@@ -50,12 +50,20 @@ def site_key(net: ProcessNetwork, index: int) -> SigningKey:
 def register(net: ProcessNetwork, role: str) -> tuple[SigningKey, EncryptionPrivateKey]:
     person, encryption = SigningKey.generate(), EncryptionPrivateKey.generate()
     with client(net, HOSPITAL) as rpc:
-        submit(rpc, site_key(net, HOSPITAL), "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key))
+        submit(
+            rpc,
+            site_key(net, HOSPITAL),
+            "identity.person.register",
+            PersonRegister(person.public_key, role, encryption.public_key),
+        )
     return person, encryption
 
 
 def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_everywhere(net: ProcessNetwork) -> None:
-    (patient, patient_encryption), (clinician, clinician_encryption) = register(net, "patient"), register(net, "clinician")
+    (patient, patient_encryption), (clinician, clinician_encryption) = (
+        register(net, "patient"),
+        register(net, "clinician"),
+    )
     plaintext = f'{{"resourceType": "Observation", "note": "{MARKER}"}}'.encode()
     with client(net, LAB) as lab:
         written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", plaintext)
@@ -65,8 +73,14 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
     with client(net, HOSPITAL) as hospital:
         with pytest.raises(LedgerRefused, match="no consent in force"):
             read_record(hospital, clinician, clinician_encryption, record_id)
-        submit(hospital, patient, "consent.grant", ConsentGrant(
-            patient.public_key, site_key(net, HOSPITAL).public_key, ("laboratory",), "TREAT", 4_102_444_800_000))
+        submit(
+            hospital,
+            patient,
+            "consent.grant",
+            ConsentGrant(
+                patient.public_key, site_key(net, HOSPITAL).public_key, ("laboratory",), "TREAT", 4_102_444_800_000
+            ),
+        )
         net.kill(LAB)  # the custodian that wrote it; node 2 holds the other copy
         assert read_record(hospital, clinician, clinician_encryption, record_id) == plaintext
         assert read_record(hospital, patient, patient_encryption, record_id, purpose="PATRQT") == plaintext
@@ -93,7 +107,13 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
 
 def test_a_custodian_refuses_a_ciphertext_that_does_not_match_its_anchor(net: ProcessNetwork) -> None:
     with client(net, 2) as rpc, pytest.raises(RpcError, match="no committed anchor"):
-        rpc.call("record.store", record_id="11" * 32, custodian=site_key(net, 3).public_key.hex(), sealed="00" * 40, wrap="00" * 10)
+        rpc.call(
+            "record.store",
+            record_id="11" * 32,
+            custodian=site_key(net, 3).public_key.hex(),
+            sealed="00" * 40,
+            wrap="00" * 10,
+        )
 
 
 def test_a_custodian_down_at_write_time_fetches_its_copy_from_the_other_later(net: ProcessNetwork) -> None:
@@ -108,6 +128,8 @@ def test_a_custodian_down_at_write_time_fetches_its_copy_from_the_other_later(ne
     net.wait_for(2, lambda: written.record_id in blobs.record_ids(), WAIT_S, "to fetch its copy from node 1")
     net.kill(LAB)  # now the repaired copy is the only one reachable
     with client(net, HOSPITAL) as hospital:
-        assert read_record(hospital, patient, encryption, written.record_id, purpose="PATRQT") == b'{"note": "repair me"}'
+        assert (
+            read_record(hospital, patient, encryption, written.record_id, purpose="PATRQT") == b'{"note": "repair me"}'
+        )
     net.start(LAB)
     net.wait_ready(LAB, WAIT_S)

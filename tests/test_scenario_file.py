@@ -12,7 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pmed.sim.scenario import TX_KINDS, Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
+from p2pmed.sim.scenario import (
+    TX_KINDS,
+    Behaviour,
+    Fault,
+    FaultKind,
+    NetworkSpec,
+    Scenario,
+    ScenarioError,
+    WorkloadSpec,
+)
 from p2pmed.sim.scenario_file import KIND_FIELDS, MAX_FILE_BYTES, dump_scenario, load_scenario, parse_scenario
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
@@ -327,7 +336,12 @@ def test_unknown_key_is_reported_before_missing_required_key() -> None:
         (("network",), [{"nodes": 4}], "network", "expected a [network] table"),
         (("workload",), "fast", "workload", "expected a [workload] table, got string 'fast'"),
         (("check",), True, "check", "expected a [check] table, got boolean true"),
-        (("faults",), {"at": 1, "kind": "heal"}, "faults", "expected an array of tables ([[faults]] entries), got table"),
+        (
+            ("faults",),
+            {"at": 1, "kind": "heal"},
+            "faults",
+            "expected an array of tables ([[faults]] entries), got table",
+        ),
         (("faults",), "none", "faults", "expected an array of tables"),
         (("faults", 0), 3, "faults[0]", "expected a table with 'at' and 'kind'"),
         (("faults", 0), [1], "faults[0]", "got array of 1 item"),
@@ -388,7 +402,12 @@ def test_non_string_key() -> None:
         (("network", "latency_ms"), [50, 5], "network.latency_ms", "lower bound 50 is greater than upper bound 5"),
         (("network", "latency_ms"), [-1, 5], "network.latency_ms[0]", "-1 is out of range; expected milliseconds"),
         (("network", "latency_ms"), [5, 60_001], "network.latency_ms[1]", "60001 is out of range"),
-        (("network", "drop"), -0.1, "network.drop", "-0.1 is out of range; expected a probability, a number from 0 to 1"),
+        (
+            ("network", "drop"),
+            -0.1,
+            "network.drop",
+            "-0.1 is out of range; expected a probability, a number from 0 to 1",
+        ),
         (("network", "drop"), 1.1, "network.drop", "out of range"),
         (("network", "duplicate"), 2, "network.duplicate", "out of range"),
         (("network", "reorder"), math.nan, "network.reorder", "nan is not a finite number"),
@@ -397,22 +416,47 @@ def test_non_string_key() -> None:
         (("workload", "rate"), -5, "workload.rate", "out of range"),
         (("workload", "rate"), 100_001, "workload.rate", "<= 100000"),
         (("workload", "rate"), math.inf, "workload.rate", "not a finite number"),
-        (("workload", "duration"), 0, "workload.duration", "0 is out of range; expected seconds, a number > 0 and <= 86400"),
+        (
+            ("workload", "duration"),
+            0,
+            "workload.duration",
+            "0 is out of range; expected seconds, a number > 0 and <= 86400",
+        ),
         (("workload", "duration"), 86_401, "workload.duration", "out of range"),
         (("workload", "duration"), -math.inf, "workload.duration", "not a finite number"),
         (("check", "liveness_bound"), 0, "check.liveness_bound", "out of range; expected seconds, a number > 0"),
         (("check", "liveness_bound"), 86_401, "check.liveness_bound", "out of range"),
         (("faults", 0, "at"), -1, "faults[0].at", "-1 is out of range; expected seconds, a number from 0 to"),
-        (("faults", 0, "at"), 30.5, "faults[0].at", "30.5 is out of range; expected seconds, a number from 0 to the workload duration (30)"),
+        (
+            ("faults", 0, "at"),
+            30.5,
+            "faults[0].at",
+            "30.5 is out of range; expected seconds, a number from 0 to the workload duration (30)",
+        ),
         (("faults", 0, "at"), math.nan, "faults[0].at", "not a finite number"),
-        (("faults", 0, "node"), 4, "faults[0].node", "4 is out of range; expected a node index, an integer from 0 to 3 (network.nodes = 4)"),
+        (
+            ("faults", 0, "node"),
+            4,
+            "faults[0].node",
+            "4 is out of range; expected a node index, an integer from 0 to 3 (network.nodes = 4)",
+        ),
         (("faults", 0, "node"), -1, "faults[0].node", "out of range"),
         (("faults", 2, "node"), 99, "faults[2].node", "out of range"),
         (("faults", 5, "node"), 4, "faults[5].node", "out of range"),
         (("faults", 3, "probability"), 1.5, "faults[3].probability", "out of range; expected a probability"),
-        (("faults", 4, "latency_ms"), [20, 10], "faults[4].latency_ms", "lower bound 20 is greater than upper bound 10"),
+        (
+            ("faults", 4, "latency_ms"),
+            [20, 10],
+            "faults[4].latency_ms",
+            "lower bound 20 is greater than upper bound 10",
+        ),
         (("faults", 4, "latency_ms"), [0, 70_000], "faults[4].latency_ms[1]", "out of range"),
-        (("faults", 5, "skew_ms"), 3_600_001, "faults[5].skew_ms", "out of range; expected milliseconds, an integer from -3600000"),
+        (
+            ("faults", 5, "skew_ms"),
+            3_600_001,
+            "faults[5].skew_ms",
+            "out of range; expected milliseconds, an integer from -3600000",
+        ),
         (("faults", 5, "skew_ms"), -3_600_001, "faults[5].skew_ms", "out of range"),
         (("name",), "  ", "name", "expected a non-blank printable string"),
         (("name",), "x" * 201, "name", "at most 200 characters"),
@@ -443,15 +487,35 @@ def test_node_index_is_checked_against_this_files_node_count() -> None:
     [
         (("network",), "network", "missing section; expected a [network] table"),
         (("network", "nodes"), "network.nodes", "missing; expected the number of nodes"),
-        (("faults", 0, "kind"), "faults[0].kind", "missing; expected one of: crash, restart, pause, resume, partition, heal"),
+        (
+            ("faults", 0, "kind"),
+            "faults[0].kind",
+            "missing; expected one of: crash, restart, pause, resume, partition, heal",
+        ),
         (("faults", 6, "at"), "faults[6].at", "missing; expected the time of the fault in seconds"),
         (("faults", 0, "node"), "faults[0].node", "missing; a 'crash' fault takes 'at', 'kind' and 'node'"),
         (("faults", 1, "groups"), "faults[1].groups", "missing; a 'partition' fault takes 'at', 'kind' and 'groups'"),
-        (("faults", 2, "behaviour"), "faults[2].behaviour", "missing; a 'byzantine' fault takes 'at', 'kind' and 'node', 'behaviour'"),
+        (
+            ("faults", 2, "behaviour"),
+            "faults[2].behaviour",
+            "missing; a 'byzantine' fault takes 'at', 'kind' and 'node', 'behaviour'",
+        ),
         (("faults", 2, "node"), "faults[2].node", "missing; a 'byzantine' fault"),
-        (("faults", 3, "probability"), "faults[3].probability", "missing; a 'drop' fault takes 'at', 'kind' and 'probability'"),
-        (("faults", 4, "latency_ms"), "faults[4].latency_ms", "missing; a 'delay' fault takes 'at', 'kind' and 'latency_ms'"),
-        (("faults", 5, "skew_ms"), "faults[5].skew_ms", "missing; a 'clock_skew' fault takes 'at', 'kind' and 'node', 'skew_ms'"),
+        (
+            ("faults", 3, "probability"),
+            "faults[3].probability",
+            "missing; a 'drop' fault takes 'at', 'kind' and 'probability'",
+        ),
+        (
+            ("faults", 4, "latency_ms"),
+            "faults[4].latency_ms",
+            "missing; a 'delay' fault takes 'at', 'kind' and 'latency_ms'",
+        ),
+        (
+            ("faults", 5, "skew_ms"),
+            "faults[5].skew_ms",
+            "missing; a 'clock_skew' fault takes 'at', 'kind' and 'node', 'skew_ms'",
+        ),
         (("faults", 5, "node"), "faults[5].node", "missing; a 'clock_skew' fault"),
     ],
 )
@@ -470,7 +534,10 @@ def test_restart_pause_and_resume_need_a_node(kind: str) -> None:
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
-        ("crsh", "unknown fault kind 'crsh'; did you mean 'crash'? expected one of: crash, restart, pause, resume, partition"),
+        (
+            "crsh",
+            "unknown fault kind 'crsh'; did you mean 'crash'? expected one of: crash, restart, pause, resume, partition",
+        ),
         ("partiton", "did you mean 'partition'?"),
         ("clock-skew", "did you mean 'clock_skew'?"),
         ("CRASH", "unknown fault kind 'CRASH'"),
@@ -487,7 +554,10 @@ def test_unknown_fault_kind(value: str, fragment: str) -> None:
     [
         ("equivocating", "unknown behaviour 'equivocating'; did you mean 'equivocate'?"),
         ("slient", "did you mean 'silent'?"),
-        ("evil", "unknown behaviour 'evil'; expected one of: equivocate, silent, conflicting_votes, garbage, replay, forge"),
+        (
+            "evil",
+            "unknown behaviour 'evil'; expected one of: equivocate, silent, conflicting_votes, garbage, replay, forge",
+        ),
     ],
 )
 def test_unknown_behaviour(value: str, fragment: str) -> None:
@@ -525,16 +595,32 @@ def test_unused_field_is_rejected_even_when_its_value_is_invalid() -> None:
 @pytest.mark.parametrize(
     ("groups", "key", "fragment"),
     [
-        ([], "faults[1].groups", "expected a non-empty array of arrays of node indices, e.g. [[0, 1], [2, 3]], got array of 0 items"),
+        (
+            [],
+            "faults[1].groups",
+            "expected a non-empty array of arrays of node indices, e.g. [[0, 1], [2, 3]], got array of 0 items",
+        ),
         ("0,1", "faults[1].groups", "expected a non-empty array of arrays of node indices"),
         ([0, 1], "faults[1].groups[0]", "expected a non-empty array of node indices, got integer 0"),
         ([[0, 1], []], "faults[1].groups[1]", "expected a non-empty array of node indices, got array of 0 items"),
-        ([[0, 1], [2, "3"]], "faults[1].groups[1][1]", "expected a node index, an integer from 0 to 3 (network.nodes = 4), got string '3'"),
+        (
+            [[0, 1], [2, "3"]],
+            "faults[1].groups[1][1]",
+            "expected a node index, an integer from 0 to 3 (network.nodes = 4), got string '3'",
+        ),
         ([[0, True]], "faults[1].groups[0][1]", "got boolean true"),
         ([[0, 1.0]], "faults[1].groups[0][1]", "got float 1.0"),
-        ([[0, 1], [2, 4]], "faults[1].groups[1][1]", "4 is out of range; expected a node index, an integer from 0 to 3"),
+        (
+            [[0, 1], [2, 4]],
+            "faults[1].groups[1][1]",
+            "4 is out of range; expected a node index, an integer from 0 to 3",
+        ),
         ([[-1]], "faults[1].groups[0][0]", "out of range"),
-        ([[0, 1], [1, 2]], "faults[1].groups[1][0]", "node 1 is already in faults[1].groups[0]; each node may be in at most one group"),
+        (
+            [[0, 1], [1, 2]],
+            "faults[1].groups[1][0]",
+            "node 1 is already in faults[1].groups[0]; each node may be in at most one group",
+        ),
         ([[0, 0]], "faults[1].groups[0][1]", "node 0 is already in faults[1].groups[0]"),
         ([[0, 1], [[2, 3]]], "faults[1].groups[1][0]", "got array of 2 items"),
     ],

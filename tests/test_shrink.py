@@ -63,8 +63,13 @@ def test_shrinking_refuses_a_scenario_that_passes() -> None:
 
 def test_a_liveness_failure_only_shrinks_to_liveness_failures() -> None:
     # Nothing commits with a quorum no four replicas can reach: a liveness failure, never a safety one.
-    stuck = Scenario("stuck", NetworkSpec(4), WorkloadSpec(5.0, 6.0), (Fault(1.0, FaultKind.CRASH, node=3),
-                                                                        Fault(2.0, FaultKind.RESTART, node=3)), 5.0)
+    stuck = Scenario(
+        "stuck",
+        NetworkSpec(4),
+        WorkloadSpec(5.0, 6.0),
+        (Fault(1.0, FaultKind.CRASH, node=3), Fault(2.0, FaultKind.RESTART, node=3)),
+        5.0,
+    )
     shrunk = shrink(stuck, 1, quorum_override=5)
     assert shrunk.failure == "liveness" and shrunk.scenario.faults == ()
     assert failure_signature(run_simulation(shrunk.scenario, 1, quorum_override=5).report) == "liveness"
@@ -79,7 +84,9 @@ def test_a_sweep_with_the_planted_bug_finds_it_shrinks_it_and_the_printed_comman
     out = tmp_path / "out"
     planted = {WEAK_QUORUM_ENV: "1"}
     runner = CliRunner()
-    swept = runner.invoke(cli, ["sim", "sweep", str(scenario), "--seeds", "1..3", "--jobs", "2", "--out", str(out)], env=planted)
+    swept = runner.invoke(
+        cli, ["sim", "sweep", str(scenario), "--seeds", "1..3", "--jobs", "2", "--out", str(out)], env=planted
+    )
     assert swept.exit_code == 1, swept.output
     assert "0/3 seeds passed" in swept.output and "safety: agreement" in swept.output
     assert f"replay: {WEAK_QUORUM_ENV}=1 p2pmed sim run {scenario} --seed 1" in swept.output
@@ -104,11 +111,21 @@ def test_a_sweep_with_the_planted_bug_finds_it_shrinks_it_and_the_printed_comman
 
 def test_no_shrink_leaves_failures_unshrunk(tmp_path: Path) -> None:
     scenario = tmp_path / "split.toml"
-    scenario.write_text(dump_scenario(Scenario("split", NetworkSpec(4), WorkloadSpec(5.0, 4.0),
-                                               (Fault(1.0, FaultKind.PARTITION, groups=((0, 1), (2, 3))),))))
+    scenario.write_text(
+        dump_scenario(
+            Scenario(
+                "split",
+                NetworkSpec(4),
+                WorkloadSpec(5.0, 4.0),
+                (Fault(1.0, FaultKind.PARTITION, groups=((0, 1), (2, 3))),),
+            )
+        )
+    )
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        cli, ["sim", "sweep", str(scenario), "--seeds", "1", "--out", str(out), "--no-shrink"], env={WEAK_QUORUM_ENV: "1"}
+        cli,
+        ["sim", "sweep", str(scenario), "--seeds", "1", "--out", str(out), "--no-shrink"],
+        env={WEAK_QUORUM_ENV: "1"},
     )
     assert result.exit_code == 1 and "seed 1 FAILED" in result.output
     assert "shrunk" not in result.output and not out.exists()

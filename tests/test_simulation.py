@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from p2pmed.cli.main import cli
 from p2pmed.consensus.messages import PreparedCertificate
 from p2pmed.consensus.replica import Replica, ReplicaConfig
+from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.planted import WEAK_QUORUM_ENV
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
-from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.scenario_file import load_scenario
 from p2pmed.sim.simulator import SimulationResult, run_simulation
 from p2pmed.sim.sweep import sweep
@@ -208,7 +208,9 @@ def test_view_changes_without_prepared_certificates_are_caught() -> None:
     # of messages to force view changes: 18 of seeds 0..23 are caught (with one in flight and
     # 30% dropped, none of seeds 0..15 was).
     scenario, config = small(drop=0.4), ReplicaConfig(pipeline_max=8)
-    results = [run_simulation(scenario, seed, config=config, replica_class=ForgetsPreparedCertificates) for seed in range(8)]
+    results = [
+        run_simulation(scenario, seed, config=config, replica_class=ForgetsPreparedCertificates) for seed in range(8)
+    ]
     caught = [result for result in results if not result.report["safety"]["ok"]]
     assert len(caught) >= 4, [describe(result) for result in results]
     assert all(run_simulation(scenario, seed, config=config).report["safety"]["ok"] for seed in range(8))
@@ -261,7 +263,10 @@ def test_sim_run_writes_a_readable_report_md_with_the_fault_schedule_and_the_plo
     assert markdown.startswith("# mixed, seed 2\n") and "**Outcome: pass**" in markdown
     assert f"| committed / submitted txs | {report['committed_txs']} / {report['submitted_txs']} |" in markdown
     assert f"| view changes | {report['view_changes']} |" in markdown
-    assert f"| latency p50 / p99 / max | {report['latency_ms']['p50']:g} ms / {report['latency_ms']['p99']:g} ms" in markdown
+    assert (
+        f"| latency p50 / p99 / max | {report['latency_ms']['p50']:g} ms / {report['latency_ms']['p99']:g} ms"
+        in markdown
+    )
     assert "| 1 | crash | node 3 |" in markdown and "| 3 | restart | node 3 |" in markdown
     assert "| 4 | partition | groups [[0], [1, 2, 3]], one_way True |" in markdown and "| 6 | heal |  |" in markdown
     assert "![](report.png)" in markdown and "p2pmed sim run SCENARIO.toml --seed 2" in markdown
@@ -279,8 +284,13 @@ def test_report_md_of_a_real_run_says_how_to_replay_it_and_lists_forks() -> None
     from p2pmed.sim.report import report_markdown
 
     report = run_simulation(small(duration_s=2.0), 1).report
-    report.update(mode="real", safety={"ok": False, "violations": [
-        {"kind": "fork", "node": 2, "height": 7, "detail": "node 2 has ab|cd at 7, node 0 ef"}]})
+    report.update(
+        mode="real",
+        safety={
+            "ok": False,
+            "violations": [{"kind": "fork", "node": 2, "height": 7, "detail": "node 2 has ab|cd at 7, node 0 ef"}],
+        },
+    )
     del report["trace_sha256"]
     markdown = report_markdown(report)
     assert "**Outcome: FAIL**" in markdown and "| mode | real processes |" in markdown
@@ -308,7 +318,10 @@ def test_sim_run_exits_1_and_prints_the_replay_command_on_a_violation(
     )
     result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--seed", "1", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
-    assert "agreement" in result.output and f"replay: {WEAK_QUORUM_ENV}=1 p2pmed sim run {scenario} --seed 1" in result.output
+    assert (
+        "agreement" in result.output
+        and f"replay: {WEAK_QUORUM_ENV}=1 p2pmed sim run {scenario} --seed 1" in result.output
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["safety"]["ok"] is False and report["safety"]["violations"][0]["step"] > 0
 
@@ -330,7 +343,9 @@ def test_long_sweep_of_shipped_scenarios(path: Path) -> None:
 
 def test_sim_sweep_runs_every_seed_and_exits_0_when_all_pass(tmp_path: Path) -> None:
     scenario = tmp_path / "crash.toml"
-    scenario.write_text('[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 5\n[[faults]]\nat = 2\nkind = "crash"\nnode = 0\n')
+    scenario.write_text(
+        '[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 5\n[[faults]]\nat = 2\nkind = "crash"\nnode = 0\n'
+    )
     result = CliRunner().invoke(cli, ["sim", "sweep", str(scenario), "--seeds", "3..6", "--jobs", "2"])
     assert result.exit_code == 0, result.output
     assert "4/4 seeds passed" in result.output

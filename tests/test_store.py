@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import store_crash_writer as writer
 
+import store_crash_writer as writer
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, make_block
 from p2pmed.ledger.contracts.probe import Probe
@@ -133,7 +133,13 @@ def test_transactions_are_found_by_id_with_their_place_and_outcome(store: Store)
 
     stored = store.transaction(written.id)
     assert stored is not None
-    assert (stored.tx, stored.height, stored.position, stored.reject_reason, stored.reject_detail) == (written, 2, 0, None, "")
+    assert (stored.tx, stored.height, stored.position, stored.reject_reason, stored.reject_detail) == (
+        written,
+        2,
+        0,
+        None,
+        "",
+    )
 
     stored = store.transaction(refused.id)
     assert stored is not None
@@ -159,7 +165,13 @@ def test_transactions_by_sender_come_in_nonce_order(store: Store) -> None:
     append(store, note(PATIENT, 2, "genomics"), note(PATIENT, 3, "condition"))
 
     listed = store.transactions_by_sender(PATIENT.public_key)
-    assert [(item.tx.nonce, item.height, item.position) for item in listed] == [(0, 1, 0), (1, 2, 1), (2, 2, 0), (2, 3, 0), (3, 3, 1)]
+    assert [(item.tx.nonce, item.height, item.position) for item in listed] == [
+        (0, 1, 0),
+        (1, 2, 1),
+        (2, 2, 0),
+        (2, 3, 0),
+        (3, 3, 1),
+    ]
     assert [item.reject_reason for item in listed] == [None, None, RejectReason.FUTURE_NONCE, None, None]
     assert all(item.tx.sender == PATIENT.public_key for item in listed)
     assert [item.tx.nonce for item in store.transactions_by_sender(LAB.public_key)] == [0]
@@ -167,7 +179,9 @@ def test_transactions_by_sender_come_in_nonce_order(store: Store) -> None:
 
 
 def test_state_follows_notes_and_an_erase_deletes_its_keys(store: Store) -> None:
-    append(store, note(PATIENT, 0, "laboratory", "imaging", "genomics", text="results due"), note(LAB, 0, "vital-signs"))
+    append(
+        store, note(PATIENT, 0, "laboratory", "imaging", "genomics", text="results due"), note(LAB, 0, "vital-signs")
+    )
     patient_prefix = f"note/{PATIENT.public_key.hex()}/"
     assert [key for key, _ in store.state_items(patient_prefix)] == sorted(
         note_key(PATIENT, topic) for topic in ("laboratory", "imaging", "genomics")
@@ -188,7 +202,9 @@ def test_state_items_lists_only_keys_under_the_prefix_in_key_order(store: Store)
     append(store, note(PATIENT, 0, "laboratory"), note(LAB, 0, "imaging"))
     keys = [key for key, _ in store.state_items("")]
     assert keys == sorted(keys)
-    assert sorted(keys) == sorted([note_key(PATIENT, "laboratory"), note_key(LAB, "imaging"), nonce_key(PATIENT), nonce_key(LAB)])
+    assert sorted(keys) == sorted(
+        [note_key(PATIENT, "laboratory"), note_key(LAB, "imaging"), nonce_key(PATIENT), nonce_key(LAB)]
+    )
     assert [key for key, _ in store.state_items("nonce/")] == sorted([nonce_key(PATIENT), nonce_key(LAB)])
     assert dict(store.state_items("nonce/"))[nonce_key(LAB)] == store.state_get(nonce_key(LAB))
     assert list(store.state_items("note/ff")) == []
@@ -281,10 +297,11 @@ def test_a_block_replaying_a_stored_transaction_is_stored_with_its_refusal(store
     assert stored is not None and (stored.height, stored.position, stored.reject_reason) == (1, 0, None)
     listed = store.transactions_by_sender(PATIENT.public_key)
     assert [(item.height, item.position, item.reject_reason) for item in listed] == [
-        (1, 0, None), (2, 0, RejectReason.STALE_NONCE), (2, 1, None)
+        (1, 0, None),
+        (2, 0, RejectReason.STALE_NONCE),
+        (2, 1, None),
     ]
     assert dict(state_before)[note_key(PATIENT, "laboratory")] == store.state_get(note_key(PATIENT, "laboratory"))
-
 
 
 def test_a_transaction_refused_early_and_applied_later_is_found_where_it_applied(store: Store) -> None:
@@ -295,8 +312,11 @@ def test_a_transaction_refused_early_and_applied_later_is_found_where_it_applied
     stored = store.transaction(early.id)
     assert stored is not None and (stored.height, stored.position, stored.reject_reason) == (2, 1, None)
     assert [(item.height, item.reject_reason) for item in store.transactions_by_sender(PATIENT.public_key)] == [
-        (2, None), (1, RejectReason.FUTURE_NONCE), (2, None)
+        (2, None),
+        (1, RejectReason.FUTURE_NONCE),
+        (2, None),
     ]
+
 
 # -- reopening ----------------------------------------------------------------
 
@@ -474,12 +494,19 @@ def test_consensus_records_are_written_replaced_and_deleted(tmp_path: Path) -> N
 def test_a_kill_while_writing_a_block_leaves_the_previous_block_as_head(tmp_path: Path) -> None:
     count = 4
     path = tmp_path / "crashed.sqlite3"
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    environment = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    )
     finished = subprocess.run(
         [sys.executable, str(_WRITER_PATH), str(path), CHAIN, str(count)],
-        capture_output=True, text=True, timeout=120, env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
     )
-    assert finished.returncode == -signal.SIGKILL, f"writer did not die by SIGKILL:\n{finished.stdout}\n{finished.stderr}"
+    assert finished.returncode == -signal.SIGKILL, (
+        f"writer did not die by SIGKILL:\n{finished.stdout}\n{finished.stderr}"
+    )
     marker = re.search(rf"{re.escape(writer.CRASH_MARKER)} (\d+); wal (\d+) -> (\d+) bytes", finished.stdout)
     assert marker is not None, finished.stdout + finished.stderr
     assert int(marker.group(1)) == count + 1  # the block row was in the open transaction

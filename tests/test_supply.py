@@ -10,8 +10,8 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from ledger_harness import LedgerHarness, key
 
+from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.supply import (
@@ -19,8 +19,8 @@ from p2pmed.ledger.contracts.supply import (
     SupplyCommission,
     SupplyDecommission,
     SupplyDispense,
-    SupplyReceive,
     SupplyRecall,
+    SupplyReceive,
     SupplyShip,
     SupplyVerify,
     alert_count,
@@ -32,7 +32,13 @@ from p2pmed.ledger.contracts.supply import (
 )
 from p2pmed.ledger.errors import RejectReason
 
-MAKER, RIVAL, DISTRIBUTOR, PHARMACY, HOSPITAL = key("maker"), key("rival"), key("distributor"), key("pharmacy"), key("hospital")
+MAKER, RIVAL, DISTRIBUTOR, PHARMACY, HOSPITAL = (
+    key("maker"),
+    key("rival"),
+    key("distributor"),
+    key("pharmacy"),
+    key("hospital"),
+)
 STRANGER = key("stranger")
 GTIN = "10614141073464"
 OTHER_GTIN = "0950110153000" + gs1_check_digit("0950110153000")
@@ -44,7 +50,13 @@ def ref(serial: str, gtin: str = GTIN) -> PackRef:
 
 
 def admitted(ledger: LedgerHarness) -> LedgerHarness:
-    kinds = (MAKER, "manufacturer"), (RIVAL, "manufacturer"), (DISTRIBUTOR, "distributor"), (PHARMACY, "pharmacy"), (HOSPITAL, "hospital")
+    kinds = (
+        (MAKER, "manufacturer"),
+        (RIVAL, "manufacturer"),
+        (DISTRIBUTOR, "distributor"),
+        (PHARMACY, "pharmacy"),
+        (HOSPITAL, "hospital"),
+    )
     for organisation, kind in kinds:
         ledger.admit_organisation(organisation, kind)
     return ledger
@@ -84,7 +96,9 @@ def status(ledger: LedgerHarness, pack: PackRef, organisation: SigningKey | None
 
 
 def today(ledger: LedgerHarness) -> str:
-    return datetime.date.fromordinal(datetime.date(1970, 1, 1).toordinal() + ledger.time_ms // supply.DAY_MS).isoformat()
+    return datetime.date.fromordinal(
+        datetime.date(1970, 1, 1).toordinal() + ledger.time_ms // supply.DAY_MS
+    ).isoformat()
 
 
 # -- codes --------------------------------------------------------------------------------
@@ -171,7 +185,12 @@ def test_a_recalled_lot_takes_no_more_packs(ledger: LedgerHarness) -> None:
 def test_serials_with_slashes_and_percents_are_distinct_packs(ledger: LedgerHarness) -> None:
     packs = commission(ledger, "a", "a/0000", "a%2F0000", "a%")
     deliver(ledger, MAKER, PHARMACY, packs[1:2])
-    assert [holder(ledger, pack) for pack in packs] == [MAKER.public_key, PHARMACY.public_key, MAKER.public_key, MAKER.public_key]
+    assert [holder(ledger, pack) for pack in packs] == [
+        MAKER.public_key,
+        PHARMACY.public_key,
+        MAKER.public_key,
+        MAKER.public_key,
+    ]
     assert [len(trace(ledger.state, pack.gtin, pack.serial)) for pack in packs] == [1, 3, 1, 1]
 
 
@@ -183,7 +202,10 @@ def test_the_holder_ships_packs_which_are_then_in_transit(ledger: LedgerHarness)
     shipment_id = ship(ledger, MAKER, DISTRIBUTOR, packs)
     sent = supply.shipment(ledger.state, shipment_id)
     assert sent is not None and (sent.source, sent.destination, sent.packs, sent.receipt) == (
-        MAKER.public_key, DISTRIBUTOR.public_key, packs, None
+        MAKER.public_key,
+        DISTRIBUTOR.public_key,
+        packs,
+        None,
     )
     assert holder(ledger, packs[0]) == MAKER.public_key, "the shipper keeps custody until the destination receives"
     assert supply.shipment_of(ledger.state, packs[0]) == shipment_id
@@ -192,7 +214,9 @@ def test_the_holder_ships_packs_which_are_then_in_transit(ledger: LedgerHarness)
 
 def test_only_the_holder_ships(ledger: LedgerHarness) -> None:
     packs = commission(ledger, "S1")
-    detail = ledger.refused(DISTRIBUTOR, "supply.ship", SupplyShip(PHARMACY.public_key, packs), RejectReason.NOT_AUTHORISED)
+    detail = ledger.refused(
+        DISTRIBUTOR, "supply.ship", SupplyShip(PHARMACY.public_key, packs), RejectReason.NOT_AUTHORISED
+    )
     assert "is held by" in detail and "only its holder can ship it" in detail
     body = SupplyShip(PHARMACY.public_key, packs)
     assert "organisation in force" in ledger.refused(STRANGER, "supply.ship", body, RejectReason.NOT_AUTHORISED)
@@ -201,7 +225,9 @@ def test_only_the_holder_ships(ledger: LedgerHarness) -> None:
 def test_custody_must_be_continuous_for_every_pack_of_a_shipment(ledger: LedgerHarness) -> None:
     packs = commission(ledger, "S1", "S2")
     deliver(ledger, MAKER, DISTRIBUTOR, packs[:1])
-    detail = ledger.refused(DISTRIBUTOR, "supply.ship", SupplyShip(PHARMACY.public_key, packs), RejectReason.NOT_AUTHORISED)
+    detail = ledger.refused(
+        DISTRIBUTOR, "supply.ship", SupplyShip(PHARMACY.public_key, packs), RejectReason.NOT_AUTHORISED
+    )
     assert "(21)S2 is held by" in detail
     assert status(ledger, packs[0], DISTRIBUTOR) == "genuine-dispensable", "the refused shipment moved nothing"
 
@@ -217,9 +243,13 @@ def test_custody_must_be_continuous_for_every_pack_of_a_shipment(ledger: LedgerH
         (DISTRIBUTOR, (ref("S1"), ref("NOPE")), "(21)NOPE was never commissioned"),
     ],
 )
-def test_a_malformed_shipment_is_refused(ledger: LedgerHarness, destination: SigningKey, packs: tuple[PackRef, ...], fragment: str) -> None:
+def test_a_malformed_shipment_is_refused(
+    ledger: LedgerHarness, destination: SigningKey, packs: tuple[PackRef, ...], fragment: str
+) -> None:
     commission(ledger, "S1")
-    assert fragment in ledger.refused(MAKER, "supply.ship", SupplyShip(destination.public_key, packs), RejectReason.INVALID)
+    assert fragment in ledger.refused(
+        MAKER, "supply.ship", SupplyShip(destination.public_key, packs), RejectReason.INVALID
+    )
 
 
 def test_a_pack_in_transit_is_not_shipped_again(ledger: LedgerHarness) -> None:
@@ -241,7 +271,9 @@ def test_a_dispensed_decommissioned_or_missing_pack_is_not_shipped(ledger: Ledge
         (PHARMACY, packs[1], "was decommissioned"),
         (MAKER, packs[2], "was reported missing in transit"),
     ):
-        assert fragment in ledger.refused(sender, "supply.ship", SupplyShip(HOSPITAL.public_key, (pack,)), RejectReason.INVALID)
+        assert fragment in ledger.refused(
+            sender, "supply.ship", SupplyShip(HOSPITAL.public_key, (pack,)), RejectReason.INVALID
+        )
 
 
 def test_a_recalled_pack_is_shipped_only_back_to_its_manufacturer(ledger: LedgerHarness) -> None:
@@ -289,7 +321,10 @@ def test_packs_that_did_not_arrive_are_declared_missing_and_raise_alerts(ledger:
     assert holder(ledger, packs[1]) == MAKER.public_key, "custody of a lost pack stays with its last holder"
     assert status(ledger, packs[1], DISTRIBUTOR) == "missing-in-transit"
     raised = alerts(ledger.state)
-    assert [(alert.kind, alert.serial) for alert in raised] == [("missing-in-transit", "S2"), ("missing-in-transit", "S3")]
+    assert [(alert.kind, alert.serial) for alert in raised] == [
+        ("missing-in-transit", "S2"),
+        ("missing-in-transit", "S3"),
+    ]
     assert shipment_id.hex() in raised[0].detail
     assert [event.kind for event in trace(ledger.state, GTIN, "S2")] == ["commission", "ship", "missing"]
 
@@ -305,14 +340,20 @@ def test_only_the_destination_receives(ledger: LedgerHarness) -> None:
 def test_a_shipment_is_received_once(ledger: LedgerHarness) -> None:
     packs = commission(ledger, "S1")
     shipment_id = deliver(ledger, MAKER, DISTRIBUTOR, packs)
-    detail = ledger.refused(DISTRIBUTOR, "supply.receive", SupplyReceive(shipment_id, packs, ()), RejectReason.DUPLICATE)
+    detail = ledger.refused(
+        DISTRIBUTOR, "supply.receive", SupplyReceive(shipment_id, packs, ()), RejectReason.DUPLICATE
+    )
     assert "already received at height" in detail
 
 
 def test_an_unknown_shipment_is_refused(ledger: LedgerHarness) -> None:
     packs = commission(ledger, "S1")
-    assert "no shipment has id" in ledger.refused(DISTRIBUTOR, "supply.receive", SupplyReceive(bytes(32), packs, ()), RejectReason.INVALID)
-    assert "32-byte id" in ledger.refused(DISTRIBUTOR, "supply.receive", SupplyReceive(b"x", packs, ()), RejectReason.INVALID)
+    assert "no shipment has id" in ledger.refused(
+        DISTRIBUTOR, "supply.receive", SupplyReceive(bytes(32), packs, ()), RejectReason.INVALID
+    )
+    assert "32-byte id" in ledger.refused(
+        DISTRIBUTOR, "supply.receive", SupplyReceive(b"x", packs, ()), RejectReason.INVALID
+    )
 
 
 @pytest.mark.parametrize(
@@ -331,7 +372,9 @@ def test_a_receipt_must_account_for_the_shipment_exactly(
 ) -> None:
     packs = commission(ledger, "S1", "S2", "S3")
     shipment_id = ship(ledger, MAKER, DISTRIBUTOR, packs[:2])
-    assert fragment in ledger.refused(DISTRIBUTOR, "supply.receive", SupplyReceive(shipment_id, arrived, missing), RejectReason.INVALID)
+    assert fragment in ledger.refused(
+        DISTRIBUTOR, "supply.receive", SupplyReceive(shipment_id, arrived, missing), RejectReason.INVALID
+    )
     assert status(ledger, packs[0]) == "in-transit"
 
 
@@ -363,7 +406,9 @@ def test_only_a_pharmacy_or_hospital_dispenses(ledger: LedgerHarness) -> None:
     deliver(ledger, MAKER, DISTRIBUTOR, packs)
     detail = ledger.refused(DISTRIBUTOR, "supply.dispense", SupplyDispense(packs), RejectReason.NOT_AUTHORISED)
     assert "only a hospital or pharmacy dispenses packs; the sender is a distributor" in detail
-    assert "organisation in force" in ledger.refused(STRANGER, "supply.dispense", SupplyDispense(packs), RejectReason.NOT_AUTHORISED)
+    assert "organisation in force" in ledger.refused(
+        STRANGER, "supply.dispense", SupplyDispense(packs), RejectReason.NOT_AUTHORISED
+    )
 
 
 def test_a_pack_held_elsewhere_or_in_transit_is_not_dispensed(ledger: LedgerHarness) -> None:
@@ -376,12 +421,16 @@ def test_a_pack_held_elsewhere_or_in_transit_is_not_dispensed(ledger: LedgerHarn
     assert "in transit" in ledger.refused(PHARMACY, "supply.dispense", SupplyDispense(packs[1:]), RejectReason.INVALID)
 
 
-@pytest.mark.parametrize("recall", [SupplyRecall(GTIN, "L1", (), "recall"), SupplyRecall(GTIN, None, ("S1",), "recall")])
+@pytest.mark.parametrize(
+    "recall", [SupplyRecall(GTIN, "L1", (), "recall"), SupplyRecall(GTIN, None, ("S1",), "recall")]
+)
 def test_a_recalled_pack_is_never_dispensed(ledger: LedgerHarness, recall: SupplyRecall) -> None:
     packs = commission(ledger, "S1")
     deliver(ledger, MAKER, PHARMACY, packs)
     ledger.ok(MAKER, "supply.recall", recall)
-    assert "is recalled: never dispense it" in ledger.refused(PHARMACY, "supply.dispense", SupplyDispense(packs), RejectReason.INVALID)
+    assert "is recalled: never dispense it" in ledger.refused(
+        PHARMACY, "supply.dispense", SupplyDispense(packs), RejectReason.INVALID
+    )
 
 
 def test_a_pack_is_dispensed_until_the_end_of_its_expiry_day_utc(ledger: LedgerHarness) -> None:
@@ -399,7 +448,9 @@ def test_an_unknown_or_decommissioned_pack_is_not_dispensed(ledger: LedgerHarnes
     packs = commission(ledger, "S1")
     deliver(ledger, MAKER, PHARMACY, packs)
     ledger.ok(PHARMACY, "supply.decommission", SupplyDecommission(packs, "stolen"))
-    assert "was decommissioned" in ledger.refused(PHARMACY, "supply.dispense", SupplyDispense(packs), RejectReason.INVALID)
+    assert "was decommissioned" in ledger.refused(
+        PHARMACY, "supply.dispense", SupplyDispense(packs), RejectReason.INVALID
+    )
     detail = ledger.refused(PHARMACY, "supply.dispense", SupplyDispense((ref("FAKE"),)), RejectReason.INVALID)
     assert "never commissioned: a suspect counterfeit" in detail
 
@@ -412,8 +463,13 @@ def test_the_holder_decommissions_packs_even_recalled_ones(ledger: LedgerHarness
     ledger.ok(MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S2",), "recall"))
     ledger.ok(MAKER, "supply.decommission", SupplyDecommission(packs, "destroyed"))
     assert status(ledger, packs[0]) == "decommissioned"
-    assert [(event.kind, event.detail) for event in trace(ledger.state, GTIN, "S1")][-1] == ("decommission", "destroyed")
-    detail = ledger.refused(MAKER, "supply.decommission", SupplyDecommission(packs[:1], "destroyed"), RejectReason.DUPLICATE)
+    assert [(event.kind, event.detail) for event in trace(ledger.state, GTIN, "S1")][-1] == (
+        "decommission",
+        "destroyed",
+    )
+    detail = ledger.refused(
+        MAKER, "supply.decommission", SupplyDecommission(packs[:1], "destroyed"), RejectReason.DUPLICATE
+    )
     assert "was decommissioned" in detail
 
 
@@ -421,13 +477,19 @@ def test_a_decommission_is_refused_for_a_bad_reason_or_a_pack_not_held(ledger: L
     packs = commission(ledger, "S1", "S2")
     detail = ledger.refused(MAKER, "supply.decommission", SupplyDecommission(packs, "lunch"), RejectReason.INVALID)
     assert "unknown reason 'lunch'; known: damaged, destroyed" in detail
-    detail = ledger.refused(DISTRIBUTOR, "supply.decommission", SupplyDecommission(packs, "lost"), RejectReason.NOT_AUTHORISED)
+    detail = ledger.refused(
+        DISTRIBUTOR, "supply.decommission", SupplyDecommission(packs, "lost"), RejectReason.NOT_AUTHORISED
+    )
     assert "only its holder can decommission it" in detail
     ship(ledger, MAKER, PHARMACY, packs[:1])
-    assert "in transit" in ledger.refused(MAKER, "supply.decommission", SupplyDecommission(packs[:1], "lost"), RejectReason.INVALID)
+    assert "in transit" in ledger.refused(
+        MAKER, "supply.decommission", SupplyDecommission(packs[:1], "lost"), RejectReason.INVALID
+    )
     deliver(ledger, MAKER, PHARMACY, packs[1:])
     ledger.ok(PHARMACY, "supply.dispense", SupplyDispense(packs[1:]))
-    detail = ledger.refused(PHARMACY, "supply.decommission", SupplyDecommission(packs[1:], "lost"), RejectReason.INVALID)
+    detail = ledger.refused(
+        PHARMACY, "supply.decommission", SupplyDecommission(packs[1:], "lost"), RejectReason.INVALID
+    )
     assert "was already dispensed" in detail
     body = SupplyDecommission(packs, "lost")
     assert "organisation in force" in ledger.refused(STRANGER, "supply.decommission", body, RejectReason.NOT_AUTHORISED)
@@ -443,7 +505,10 @@ def test_a_lot_recall_reaches_every_pack_of_the_lot_and_no_other(ledger: LedgerH
     assert [status(ledger, pack, PHARMACY) for pack in packs] == ["recalled", "recalled", "genuine-dispensable"]
     verdict = verify(ledger.state, GTIN, "S1", ledger.time_ms)
     assert "particles in vial" in verdict.message and not verdict.dispensable
-    assert [(event.kind, event.detail) for event in trace(ledger.state, GTIN, "S1")][-1] == ("recall", "lot L1: particles in vial")
+    assert [(event.kind, event.detail) for event in trace(ledger.state, GTIN, "S1")][-1] == (
+        "recall",
+        "lot L1: particles in vial",
+    )
 
 
 def test_a_serial_recall_reaches_the_listed_packs(ledger: LedgerHarness) -> None:
@@ -456,7 +521,9 @@ def test_a_serial_recall_reaches_the_listed_packs(ledger: LedgerHarness) -> None
 def test_only_the_gtins_manufacturer_recalls(ledger: LedgerHarness) -> None:
     commission(ledger, "S1")
     body = SupplyRecall(GTIN, "L1", (), "recall")
-    assert "only GTIN 10614141073464's manufacturer" in ledger.refused(RIVAL, "supply.recall", body, RejectReason.NOT_AUTHORISED)
+    assert "only GTIN 10614141073464's manufacturer" in ledger.refused(
+        RIVAL, "supply.recall", body, RejectReason.NOT_AUTHORISED
+    )
     assert "organisation in force" in ledger.refused(STRANGER, "supply.recall", body, RejectReason.NOT_AUTHORISED)
 
 
@@ -483,10 +550,14 @@ def test_a_malformed_recall_is_refused(ledger: LedgerHarness, body: SupplyRecall
 def test_a_recall_is_not_repeated(ledger: LedgerHarness) -> None:
     commission(ledger, "S1", "S2")
     ledger.ok(MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S1",), "recall"))
-    detail = ledger.refused(MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S2", "S1"), "again"), RejectReason.DUPLICATE)
+    detail = ledger.refused(
+        MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S2", "S1"), "again"), RejectReason.DUPLICATE
+    )
     assert "(21)S1 is already recalled" in detail
     ledger.ok(MAKER, "supply.recall", SupplyRecall(GTIN, "L1", (), "whole lot"))
-    assert "already recalled at height" in ledger.refused(MAKER, "supply.recall", SupplyRecall(GTIN, "L1", (), "x"), RejectReason.DUPLICATE)
+    assert "already recalled at height" in ledger.refused(
+        MAKER, "supply.recall", SupplyRecall(GTIN, "L1", (), "x"), RejectReason.DUPLICATE
+    )
     assert "(21)S2 is already recalled" in ledger.refused(
         MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S2",), "x"), RejectReason.DUPLICATE
     )
@@ -499,10 +570,15 @@ def test_an_unknown_serial_scanned_is_recorded_as_a_suspect_counterfeit(ledger: 
     ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "FAKE-1"))
     (alert,) = alerts(ledger.state)
     assert (alert.kind, alert.serial, alert.organisation, alert.height) == (
-        "unknown-suspect-counterfeit", "FAKE-1", PHARMACY.public_key, ledger.height
+        "unknown-suspect-counterfeit",
+        "FAKE-1",
+        PHARMACY.public_key,
+        ledger.height,
     )
     assert "Suspect counterfeit" in alert.detail
-    assert [(event.kind, event.detail) for event in trace(ledger.state, GTIN, "FAKE-1")] == [("scan", "unknown-suspect-counterfeit")]
+    assert [(event.kind, event.detail) for event in trace(ledger.state, GTIN, "FAKE-1")] == [
+        ("scan", "unknown-suspect-counterfeit")
+    ]
 
 
 def test_a_scan_of_a_pack_in_good_standing_is_recorded_without_an_alert(ledger: LedgerHarness) -> None:
@@ -518,13 +594,20 @@ def test_a_scan_of_a_pack_out_of_circulation_raises_an_alert(ledger: LedgerHarne
     ledger.ok(MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S2",), "recall"))
     for serial in ("S1", "S2", "S3"):
         ledger.ok(HOSPITAL, "supply.verify", SupplyVerify(GTIN, serial))
-    assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [("decommissioned", "S1"), ("recalled", "S2")]
+    assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [
+        ("decommissioned", "S1"),
+        ("recalled", "S2"),
+    ]
     assert "(stolen)" in alerts(ledger.state)[0].detail
 
 
 @pytest.mark.parametrize(
     ("body", "fragment"),
-    [(SupplyVerify("123", "S1"), "must be 14 digits"), (SupplyVerify(GTIN, ""), "serial '' must be"), (SupplyVerify(GTIN, "a b"), "serial 'a b'")],
+    [
+        (SupplyVerify("123", "S1"), "must be 14 digits"),
+        (SupplyVerify(GTIN, ""), "serial '' must be"),
+        (SupplyVerify(GTIN, "a b"), "serial 'a b'"),
+    ],
 )
 def test_a_malformed_scan_is_refused(ledger: LedgerHarness, body: SupplyVerify, fragment: str) -> None:
     assert fragment in ledger.refused(PHARMACY, "supply.verify", body, RejectReason.INVALID)
@@ -535,7 +618,9 @@ def test_only_an_organisation_in_force_records_scans(ledger: LedgerHarness) -> N
     assert "only an organisation in force records scans" in detail
 
 
-def test_scans_past_the_listed_limit_are_counted_not_listed(ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scans_past_the_listed_limit_are_counted_not_listed(
+    ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(supply, "SCANS_LISTED_MAX", 2)
     for _ in range(4):
         ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "FAKE"))
@@ -555,7 +640,9 @@ def test_the_verify_query_answers_each_status(ledger: LedgerHarness) -> None:
     packs = commission(ledger, "OK", "GONE", "LOST", "MOVING", "THERE")
     deliver(ledger, MAKER, PHARMACY, packs[:2])
     ledger.ok(PHARMACY, "supply.decommission", SupplyDecommission(packs[1:2], "damaged"))
-    ledger.ok(DISTRIBUTOR, "supply.receive", SupplyReceive(ship(ledger, MAKER, DISTRIBUTOR, packs[2:3]), (), packs[2:3]))
+    ledger.ok(
+        DISTRIBUTOR, "supply.receive", SupplyReceive(ship(ledger, MAKER, DISTRIBUTOR, packs[2:3]), (), packs[2:3])
+    )
     ship(ledger, MAKER, PHARMACY, packs[3:4])
     expected = ["genuine-dispensable", "decommissioned", "missing-in-transit", "in-transit", "not-held-here"]
     assert [status(ledger, pack, PHARMACY) for pack in packs] == expected
@@ -600,7 +687,11 @@ class Custody(RuleBasedStateMachine):
     def holder(self, serial: str) -> SigningKey:
         return next(party for party in PARTIES if party.public_key == holder(self.ledger, ref(serial)))
 
-    @rule(party=PARTY, serials=st.lists(st.sampled_from(SERIALS), min_size=1, max_size=3, unique=True), onwards=st.integers(0, 3))
+    @rule(
+        party=PARTY,
+        serials=st.lists(st.sampled_from(SERIALS), min_size=1, max_size=3, unique=True),
+        onwards=st.integers(0, 3),
+    )
     def ship(self, party: SigningKey | None, serials: list[str], onwards: int) -> None:
         """Ship to the party ``onwards`` places after the first pack's holder (0: itself);
         the plausible sender ships only the packs it holds."""
@@ -682,7 +773,9 @@ def test_from_manufacturer_to_patient_with_a_counterfeit_caught_on_the_way(ledge
     assert again.status == "already-dispensed" and not again.dispensable
 
     ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "PACK-9999"))
-    assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [("unknown-suspect-counterfeit", "PACK-9999")]
+    assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [
+        ("unknown-suspect-counterfeit", "PACK-9999")
+    ]
 
     story = [(event.kind, event.organisation) for event in trace(ledger.state, GTIN, "PACK-0001")]
     assert story == [

@@ -8,10 +8,10 @@ import hashlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_harness import LedgerHarness, key
 
-from p2pmed.ledger.contracts import trials
+from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.ledger.contracts import trials
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRotate
 from p2pmed.ledger.contracts.trials import (
     ENDPOINT_LENGTH_MAX,
@@ -48,12 +48,17 @@ def sha(text: str) -> bytes:
 
 
 def protocol(
-    primary: tuple[str, ...] = (MORTALITY,), secondary: tuple[str, ...] = (STAY,), document: str = "protocol v1", planned: int | None = 200
+    primary: tuple[str, ...] = (MORTALITY,),
+    secondary: tuple[str, ...] = (STAY,),
+    document: str = "protocol v1",
+    planned: int | None = 200,
 ) -> Protocol:
     return Protocol(sha(document), primary, secondary, planned)
 
 
-def results(primary: tuple[str, ...] = (MORTALITY,), secondary: tuple[str, ...] = (STAY,), dataset: bytes = DATASET) -> TrialResults:
+def results(
+    primary: tuple[str, ...] = (MORTALITY,), secondary: tuple[str, ...] = (STAY,), dataset: bytes = DATASET
+) -> TrialResults:
     return TrialResults(TRIAL_ID, dataset, primary, secondary)
 
 
@@ -111,7 +116,9 @@ def test_a_hospital_may_sponsor_a_trial_other_organisations_and_people_may_not(l
     ledger.ok(HOSPITAL, "trial.register", TrialRegister("ISRCTN12345678", protocol(planned=None)))
     assert registered_trial(ledger, "ISRCTN12345678").sponsor == HOSPITAL.public_key
     for signer in (PHARMACY, RESEARCHER, key("stranger")):
-        detail = ledger.refused(signer, "trial.register", TrialRegister(TRIAL_ID, protocol()), RejectReason.NOT_AUTHORISED)
+        detail = ledger.refused(
+            signer, "trial.register", TrialRegister(TRIAL_ID, protocol()), RejectReason.NOT_AUTHORISED
+        )
         assert "of kind hospital or sponsor registers trials" in detail
     assert trial(ledger.state, TRIAL_ID) is None
 
@@ -144,7 +151,9 @@ def test_a_trial_id_is_registered_once(registered: LedgerHarness) -> None:
         (TRIAL_ID, protocol(planned=0), "planned enrolment must be 1..10000000"),
     ],
 )
-def test_a_malformed_registration_is_refused(ledger: LedgerHarness, trial_id: str, bad: Protocol, fragment: str) -> None:
+def test_a_malformed_registration_is_refused(
+    ledger: LedgerHarness, trial_id: str, bad: Protocol, fragment: str
+) -> None:
     assert fragment in ledger.refused(SPONSOR, "trial.register", TrialRegister(trial_id, bad), RejectReason.INVALID)
     assert trial(ledger.state, trial_id) is None
 
@@ -176,7 +185,9 @@ def test_an_amendment_must_come_from_the_sponsor_name_a_trial_and_change_somethi
     assert len(registered_trial(registered).versions) == 1
 
 
-def test_after_the_first_enrolment_endpoints_are_frozen_but_the_document_may_be_amended(registered: LedgerHarness) -> None:
+def test_after_the_first_enrolment_endpoints_are_frozen_but_the_document_may_be_amended(
+    registered: LedgerHarness,
+) -> None:
     enrol(registered)
     switch = TrialAmend(TRIAL_ID, protocol(primary=(ICU,), secondary=(STAY, MORTALITY), document="protocol v2"))
     detail = registered.refused(SPONSOR, "trial.amend", switch, RejectReason.INVALID)
@@ -209,9 +220,13 @@ def test_research_consent_is_refused_to_non_patients_unknown_trials_and_twice(re
     for signer in (CLINICIAN, HOSPITAL):
         detail = registered.refused(signer, "trial.consent", TrialConsent(TRIAL_ID), RejectReason.NOT_AUTHORISED)
         assert "only a patient in force" in detail
-    assert "no trial 'NCT00000000'" in registered.refused(PATIENT, "trial.consent", TrialConsent("NCT00000000"), RejectReason.INVALID)
+    assert "no trial 'NCT00000000'" in registered.refused(
+        PATIENT, "trial.consent", TrialConsent("NCT00000000"), RejectReason.INVALID
+    )
     registered.ok(PATIENT, "trial.consent", TrialConsent(TRIAL_ID))
-    assert "already in force" in registered.refused(PATIENT, "trial.consent", TrialConsent(TRIAL_ID), RejectReason.DUPLICATE)
+    assert "already in force" in registered.refused(
+        PATIENT, "trial.consent", TrialConsent(TRIAL_ID), RejectReason.DUPLICATE
+    )
 
 
 def test_no_consent_is_given_to_a_closed_trial(registered: LedgerHarness) -> None:
@@ -220,7 +235,9 @@ def test_no_consent_is_given_to_a_closed_trial(registered: LedgerHarness) -> Non
 
 
 def test_a_withdrawal_needs_a_consent_in_force_and_the_patient(registered: LedgerHarness) -> None:
-    assert "no research consent" in registered.refused(PATIENT, "trial.withdraw", TrialWithdraw(TRIAL_ID), RejectReason.INVALID)
+    assert "no research consent" in registered.refused(
+        PATIENT, "trial.withdraw", TrialWithdraw(TRIAL_ID), RejectReason.INVALID
+    )
     registered.ok(PATIENT, "trial.consent", TrialConsent(TRIAL_ID))
     detail = registered.refused(CLINICIAN, "trial.withdraw", TrialWithdraw(TRIAL_ID), RejectReason.NOT_AUTHORISED)
     assert "only a patient" in detail
@@ -229,8 +246,12 @@ def test_a_withdrawal_needs_a_consent_in_force_and_the_patient(registered: Ledge
 def test_research_consent_follows_the_person_through_a_key_rotation(registered: LedgerHarness) -> None:
     registered.ok(PATIENT, "trial.consent", TrialConsent(TRIAL_ID))
     rotated = key("patient-rotated")
-    registered.ok(PATIENT, "identity.person.rotate", PersonRotate(rotated.public_key, EncryptionPrivateKey.generate().public_key))
-    assert "only a patient" in registered.refused(PATIENT, "trial.withdraw", TrialWithdraw(TRIAL_ID), RejectReason.NOT_AUTHORISED)
+    registered.ok(
+        PATIENT, "identity.person.rotate", PersonRotate(rotated.public_key, EncryptionPrivateKey.generate().public_key)
+    )
+    assert "only a patient" in registered.refused(
+        PATIENT, "trial.withdraw", TrialWithdraw(TRIAL_ID), RejectReason.NOT_AUTHORISED
+    )
     registered.ok(rotated, "trial.withdraw", TrialWithdraw(TRIAL_ID))
     assert research_consent(registered.state, TRIAL_ID, PATIENT.public_key) is None
 
@@ -244,9 +265,15 @@ def test_a_clinician_enrols_a_consenting_patient_under_a_pseudonym(registered: L
     assert (found.enrolled, found.first_enrolment_height) == (1, registered.height)
     record = enrolment(registered.state, TRIAL_ID, PATIENT.public_key)
     assert record is not None and record.enrolled_by == CLINICIAN.public_key and record.withdrawn_ms is None
-    assert record.participant == participant_reference(TRIAL_ID, PATIENT.public_key) != participant_reference("NCT7654321", PATIENT.public_key)
+    assert (
+        record.participant
+        == participant_reference(TRIAL_ID, PATIENT.public_key)
+        != participant_reference("NCT7654321", PATIENT.public_key)
+    )
     trial_state = {name: value for name, value in registered.state.data.items() if name.startswith("trial")}
-    assert not any(PATIENT.public_key.hex() in name or PATIENT.public_key in value for name, value in trial_state.items())
+    assert not any(
+        PATIENT.public_key.hex() in name or PATIENT.public_key in value for name, value in trial_state.items()
+    )
 
 
 def test_the_sponsor_and_a_researcher_enrol_too_and_the_first_enrolment_height_stays(registered: LedgerHarness) -> None:
@@ -281,7 +308,9 @@ def test_enrolment_is_refused_for_unknown_trials_people_and_non_patients(registe
     stranger = TrialEnroll(TRIAL_ID, key("stranger").public_key)
     assert "no person in force" in registered.refused(CLINICIAN, "trial.enroll", stranger, RejectReason.INVALID)
     researcher = TrialEnroll(TRIAL_ID, RESEARCHER.public_key)
-    assert "this person is a researcher" in registered.refused(CLINICIAN, "trial.enroll", researcher, RejectReason.INVALID)
+    assert "this person is a researcher" in registered.refused(
+        CLINICIAN, "trial.enroll", researcher, RejectReason.INVALID
+    )
 
 
 def test_a_patient_is_enrolled_once_even_after_withdrawing_and_consenting_again(registered: LedgerHarness) -> None:
@@ -319,12 +348,18 @@ def test_honest_results_are_anchored_without_a_flag_and_close_the_trial(register
     assert flagged_trials(registered.state) == ()
 
 
-def test_results_that_switch_a_primary_endpoint_are_anchored_with_the_differences_named(registered: LedgerHarness) -> None:
+def test_results_that_switch_a_primary_endpoint_are_anchored_with_the_differences_named(
+    registered: LedgerHarness,
+) -> None:
     registered.ok(SPONSOR, "trial.results", results(primary=(STAY, ICU), secondary=()))
     (result,) = registered_trial(registered).results
     switching = result.outcome_switching
     assert switching is not None and result.dataset_sha256 == DATASET
-    assert (switching.primary_unreported, switching.primary_added, switching.promoted) == ((MORTALITY,), (ICU,), (STAY,))
+    assert (switching.primary_unreported, switching.primary_added, switching.promoted) == (
+        (MORTALITY,),
+        (ICU,),
+        (STAY,),
+    )
     assert (switching.demoted, switching.secondary_unreported, switching.secondary_added) == ((), (), ())
     assert f"registered primary endpoint {MORTALITY!r} not reported" in switching.summary
     assert f"endpoint {ICU!r} reported as primary but never registered" in switching.summary
@@ -340,19 +375,27 @@ def test_a_demoted_primary_is_flagged(registered: LedgerHarness) -> None:
 
 
 def test_results_are_checked_against_the_amended_protocol(registered: LedgerHarness) -> None:
-    registered.ok(SPONSOR, "trial.amend", TrialAmend(TRIAL_ID, protocol(primary=(ICU,), secondary=(), document="protocol v2")))
+    registered.ok(
+        SPONSOR, "trial.amend", TrialAmend(TRIAL_ID, protocol(primary=(ICU,), secondary=(), document="protocol v2"))
+    )
     registered.ok(SPONSOR, "trial.results", results(primary=(ICU,), secondary=()))
     (result,) = registered_trial(registered).results
     assert result.outcome_switching is None and result.protocol_version == 2
 
 
 def test_verify_dataset_matches_the_anchored_hash_and_not_another(registered: LedgerHarness) -> None:
-    assert verify_dataset(registered.state, TRIAL_ID, DATASET) == trials.DatasetVerification(TRIAL_ID, DATASET, False, None, None)
+    assert verify_dataset(registered.state, TRIAL_ID, DATASET) == trials.DatasetVerification(
+        TRIAL_ID, DATASET, False, None, None
+    )
     registered.ok(SPONSOR, "trial.results", results())
     registered.ok(SPONSOR, "trial.results", results(dataset=OTHER_DATASET))
     first, second = registered_trial(registered).results
-    assert verify_dataset(registered.state, TRIAL_ID, DATASET) == trials.DatasetVerification(TRIAL_ID, DATASET, True, 1, first)
-    assert verify_dataset(registered.state, TRIAL_ID, OTHER_DATASET) == trials.DatasetVerification(TRIAL_ID, OTHER_DATASET, True, 2, second)
+    assert verify_dataset(registered.state, TRIAL_ID, DATASET) == trials.DatasetVerification(
+        TRIAL_ID, DATASET, True, 1, first
+    )
+    assert verify_dataset(registered.state, TRIAL_ID, OTHER_DATASET) == trials.DatasetVerification(
+        TRIAL_ID, OTHER_DATASET, True, 2, second
+    )
     tampered = verify_dataset(registered.state, TRIAL_ID, sha("results v1, edited"))
     assert tampered is not None and not tampered.matches and tampered.result is None
     assert verify_dataset(registered.state, "NCT00000000", DATASET) is None
@@ -363,9 +406,13 @@ def test_results_come_from_the_sponsor_with_a_new_well_formed_data_set(registere
     unknown = TrialResults("NCT00000000", DATASET, (MORTALITY,), ())
     assert "no trial" in registered.refused(SPONSOR, "trial.results", unknown, RejectReason.INVALID)
     short = results(dataset=DATASET[:16])
-    assert "data set hash must be a 32-byte" in registered.refused(SPONSOR, "trial.results", short, RejectReason.INVALID)
+    assert "data set hash must be a 32-byte" in registered.refused(
+        SPONSOR, "trial.results", short, RejectReason.INVALID
+    )
     overlapping = results(primary=(MORTALITY,), secondary=(MORTALITY,))
-    assert "both primary and secondary" in registered.refused(SPONSOR, "trial.results", overlapping, RejectReason.INVALID)
+    assert "both primary and secondary" in registered.refused(
+        SPONSOR, "trial.results", overlapping, RejectReason.INVALID
+    )
     unnormalised = results(primary=("Mortality",))
     assert "not in normal form" in registered.refused(SPONSOR, "trial.results", unnormalised, RejectReason.INVALID)
     assert not registered_trial(registered).closed
@@ -409,7 +456,10 @@ def test_the_largest_trial_the_rules_allow_is_kept_and_the_limits_are_refused(le
         ledger.ok(SPONSOR, "trial.amend", TrialAmend(TRIAL_ID, protocol(primary, secondary, f"v{version}")))
     too_many_versions = TrialAmend(TRIAL_ID, protocol(primary, secondary, "one more"))
     assert "the most kept" in ledger.refused(SPONSOR, "trial.amend", too_many_versions, RejectReason.INVALID)
-    new_primary, new_secondary = endpoints("new primary", PRIMARY_ENDPOINTS_MAX), endpoints("new secondary", SECONDARY_ENDPOINTS_MAX)
+    new_primary, new_secondary = (
+        endpoints("new primary", PRIMARY_ENDPOINTS_MAX),
+        endpoints("new secondary", SECONDARY_ENDPOINTS_MAX),
+    )
     for number in range(trials.RESULTS_MAX):
         ledger.ok(SPONSOR, "trial.results", TrialResults(TRIAL_ID, sha(f"data {number}"), new_primary, new_secondary))
     one_more = TrialResults(TRIAL_ID, sha("one more"), new_primary, new_secondary)
@@ -433,7 +483,12 @@ def split_endpoints(draw: st.DrawFn, primary_min: int) -> tuple[tuple[str, ...],
 
 
 @settings(max_examples=60, deadline=None)
-@given(registered_lists=split_endpoints(primary_min=1), reported_lists=split_endpoints(primary_min=0), honest=st.booleans(), data=st.data())
+@given(
+    registered_lists=split_endpoints(primary_min=1),
+    reported_lists=split_endpoints(primary_min=0),
+    honest=st.booleans(),
+    data=st.data(),
+)
 def test_the_flag_is_raised_exactly_when_the_reported_sets_differ_from_the_registered_ones(
     registered_lists: tuple[tuple[str, ...], tuple[str, ...]],
     reported_lists: tuple[tuple[str, ...], tuple[str, ...]],
@@ -442,11 +497,16 @@ def test_the_flag_is_raised_exactly_when_the_reported_sets_differ_from_the_regis
 ) -> None:
     registered_primary, registered_secondary = registered_lists
     if honest:  # the same sets, maybe in another order
-        reported_lists = (data.draw(st.permutations(registered_primary)), data.draw(st.permutations(registered_secondary)))
+        reported_lists = (
+            data.draw(st.permutations(registered_primary)),
+            data.draw(st.permutations(registered_secondary)),
+        )
     reported_primary, reported_secondary = reported_lists
     ledger = new_ledger()
     ledger.ok(SPONSOR, "trial.register", TrialRegister(TRIAL_ID, protocol(registered_primary, registered_secondary)))
-    ledger.ok(SPONSOR, "trial.results", TrialResults(TRIAL_ID, DATASET, tuple(reported_primary), tuple(reported_secondary)))
+    ledger.ok(
+        SPONSOR, "trial.results", TrialResults(TRIAL_ID, DATASET, tuple(reported_primary), tuple(reported_secondary))
+    )
     switching = registered_trial(ledger).results[0].outcome_switching
     differ = set(reported_primary) != set(registered_primary) or set(reported_secondary) != set(registered_secondary)
     assert (switching is not None) == differ
@@ -455,8 +515,8 @@ def test_the_flag_is_raised_exactly_when_the_reported_sets_differ_from_the_regis
         rebuilt_primary = (set(registered_primary) - set(switching.primary_unreported) - set(switching.demoted)) | set(
             switching.promoted + switching.primary_added
         )
-        rebuilt_secondary = (set(registered_secondary) - set(switching.secondary_unreported) - set(switching.promoted)) | set(
-            switching.demoted + switching.secondary_added
-        )
+        rebuilt_secondary = (
+            set(registered_secondary) - set(switching.secondary_unreported) - set(switching.promoted)
+        ) | set(switching.demoted + switching.secondary_added)
         assert (rebuilt_primary, rebuilt_secondary) == (set(reported_primary), set(reported_secondary))
         assert flagged_trials(ledger.state) == (TRIAL_ID,)

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pmed import codec
 from ledger_harness import DictState
-from strategies import mutated
+from p2pmed import codec
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import (
     GENESIS_PARENT_HASH,
@@ -28,6 +27,7 @@ from p2pmed.ledger.machine import BlockExecution, Ledger, next_nonce
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay
 from p2pmed.ledger.tx import Transaction, UnsignedTransaction, decode_transaction, sign_transaction
+from strategies import mutated
 
 FAST = settings(max_examples=200, deadline=None)
 CHAIN = "test-chain"
@@ -48,7 +48,9 @@ def _grant(
     purpose: str = "TREAT",
     expires_ms: int = LATER,
 ) -> Transaction:
-    return sign_transaction(key, CHAIN, "consent.grant", nonce, ConsentGrant(key.public_key, grantee, categories, purpose, expires_ms))
+    return sign_transaction(
+        key, CHAIN, "consent.grant", nonce, ConsentGrant(key.public_key, grantee, categories, purpose, expires_ms)
+    )
 
 
 def _probe(nonce: int = 0, key: SigningKey = PATIENT, label: str = "p") -> Transaction:
@@ -56,7 +58,11 @@ def _probe(nonce: int = 0, key: SigningKey = PATIENT, label: str = "p") -> Trans
 
 
 def _execute(
-    state: DictState, *txs: Transaction, time_ms: int = NOW, ledger: Ledger = LEDGER, verified: frozenset[bytes] = frozenset()
+    state: DictState,
+    *txs: Transaction,
+    time_ms: int = NOW,
+    ledger: Ledger = LEDGER,
+    verified: frozenset[bytes] = frozenset(),
 ) -> BlockExecution:
     block = make_block(CHAIN, 1, GENESIS_PARENT_HASH, txs, PROPOSER, time_ms)
     execution = ledger.execute_block(state, block, verified)
@@ -78,7 +84,9 @@ def test_tx_id_is_the_hash_of_the_encoding_and_stable_across_decode() -> None:
     decoded = decode_transaction(tx.encoded)
     assert decoded.id == tx.id
     assert decoded == tx and hash(decoded) == hash(tx)
-    rebuilt = Transaction(decoded.type, decoded.chain_id, decoded.sender, decoded.nonce, decoded.body, decoded.signature)
+    rebuilt = Transaction(
+        decoded.type, decoded.chain_id, decoded.sender, decoded.nonce, decoded.body, decoded.signature
+    )
     assert rebuilt.id == tx.id
     assert decode_transaction(rebuilt.encoded).id == tx.id
 
@@ -97,7 +105,10 @@ def test_sign_transaction_with_a_dataclass_body_stores_its_plain_map() -> None:
     body = ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory", "imaging"), "TREAT", LATER)
     tx = sign_transaction(PATIENT, CHAIN, "consent.grant", 3, body)
     assert tx.body == {
-        "patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory", "imaging"], "purpose": "TREAT",
+        "patient": PATIENT.public_key,
+        "grantee": DOCTOR.public_key,
+        "categories": ["laboratory", "imaging"],
+        "purpose": "TREAT",
         "expires_ms": LATER,
     }
     assert tx.sender == PATIENT.public_key and tx.nonce == 3 and tx.chain_id == CHAIN
@@ -107,8 +118,13 @@ def test_sign_transaction_with_a_dataclass_body_stores_its_plain_map() -> None:
 
 
 def test_sign_transaction_with_a_plain_map_body() -> None:
-    body = {"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT",
-            "expires_ms": LATER}
+    body = {
+        "patient": PATIENT.public_key,
+        "grantee": DOCTOR.public_key,
+        "categories": ["laboratory"],
+        "purpose": "TREAT",
+        "expires_ms": LATER,
+    }
     tx = sign_transaction(PATIENT, CHAIN, "consent.grant", 0, body)
     assert tx == _grant()
     assert LEDGER.check(tx) == _grant_body()
@@ -164,16 +180,33 @@ def test_check_rejects_an_unknown_type() -> None:
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        ({"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT"},
-         "body: missing field 'expires_ms'"),
         (
-            {"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": ["laboratory"], "purpose": "TREAT",
-             "expires_ms": "soon"},
+            {
+                "patient": PATIENT.public_key,
+                "grantee": DOCTOR.public_key,
+                "categories": ["laboratory"],
+                "purpose": "TREAT",
+            },
+            "body: missing field 'expires_ms'",
+        ),
+        (
+            {
+                "patient": PATIENT.public_key,
+                "grantee": DOCTOR.public_key,
+                "categories": ["laboratory"],
+                "purpose": "TREAT",
+                "expires_ms": "soon",
+            },
             "body.expires_ms: expected int, got str",
         ),
         (
-            {"patient": PATIENT.public_key, "grantee": DOCTOR.public_key, "categories": "laboratory", "purpose": "TREAT",
-             "expires_ms": LATER},
+            {
+                "patient": PATIENT.public_key,
+                "grantee": DOCTOR.public_key,
+                "categories": "laboratory",
+                "purpose": "TREAT",
+                "expires_ms": LATER,
+            },
             "body.categories: expected array, got str",
         ),
         (
@@ -193,7 +226,9 @@ def test_check_rejects_a_body_that_does_not_match_the_type(body: dict[str, Any],
 def test_check_rejects_a_bad_signature() -> None:
     tx = _grant()
     forged_sender = Transaction(tx.type, tx.chain_id, NURSE.public_key, tx.nonce, tx.body, tx.signature)
-    changed_body = Transaction(tx.type, tx.chain_id, tx.sender, tx.nonce, {**tx.body, "purpose": "HRESCH"}, tx.signature)
+    changed_body = Transaction(
+        tx.type, tx.chain_id, tx.sender, tx.nonce, {**tx.body, "purpose": "HRESCH"}, tx.signature
+    )
     changed_nonce = Transaction(tx.type, tx.chain_id, tx.sender, 1, tx.body, tx.signature)
     zero_signature = Transaction(tx.type, tx.chain_id, tx.sender, tx.nonce, tx.body, bytes(64))
     for bad in (forged_sender, changed_body, changed_nonce, zero_signature):
@@ -412,7 +447,9 @@ def test_decode_block_rejects_malformed_input() -> None:
 
 # --- fuzzing the transaction and block decoders -----------------------------------
 
-BODY_VALUES = st.none() | st.booleans() | st.integers(-(1 << 64), (1 << 64) - 1) | st.text(max_size=8) | st.binary(max_size=8)
+BODY_VALUES = (
+    st.none() | st.booleans() | st.integers(-(1 << 64), (1 << 64) - 1) | st.text(max_size=8) | st.binary(max_size=8)
+)
 BODIES = st.dictionaries(st.text(max_size=6), BODY_VALUES | st.lists(BODY_VALUES, max_size=3), max_size=4)
 TXS = st.builds(
     lambda key, chain, tx_type, nonce, body: sign_transaction(key, chain, tx_type, nonce, body),
@@ -593,7 +630,9 @@ def test_execute_block_does_not_write_to_the_state_it_reads() -> None:
         (lambda: sign_transaction(PATIENT, CHAIN, "consent.sell", 0, {}), RejectReason.UNKNOWN_TYPE),
         (lambda: sign_transaction(PATIENT, CHAIN, "consent.grant", 0, {"grantee": b""}), RejectReason.BAD_BODY),
         (
-            lambda: Transaction("consent.grant", CHAIN, PATIENT.public_key, 0, codec.to_value(_grant_body()), bytes(64)),
+            lambda: Transaction(
+                "consent.grant", CHAIN, PATIENT.public_key, 0, codec.to_value(_grant_body()), bytes(64)
+            ),
             RejectReason.BAD_SIGNATURE,
         ),
     ],

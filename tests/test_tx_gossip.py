@@ -79,7 +79,12 @@ def test_a_batch_is_the_canonical_cbor_map_of_its_transactions():
     assert TOPIC == "/p2pmed/test-chain/tx/1"
     with pytest.raises(ValueError, match="at least one"):
         TxBatch(())
-    for bad in (cbor2.dumps({"txs": []}), cbor2.dumps({"txs": [txs[0].encoded]}), cbor2.dumps({"txs": [], "x": 1}), data + b"\x00"):
+    for bad in (
+        cbor2.dumps({"txs": []}),
+        cbor2.dumps({"txs": [txs[0].encoded]}),
+        cbor2.dumps({"txs": [], "x": 1}),
+        data + b"\x00",
+    ):
         with pytest.raises(codec.CodecError):
             codec.decode(TxBatch, bad, 1 << 20)
 
@@ -158,7 +163,12 @@ async def test_the_flusher_waits_for_a_backlogged_mesh_peer_but_leaves_a_slow_on
 
 def test_bad_settings_are_refused():
     host = new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x31" * 32)))
-    for options in ({"batch_txs_max": 0}, {"batch_bytes_max": 10}, {"batch_bytes_max": 1 << 20}, {"pending_bytes_max": 1000}):
+    for options in (
+        {"batch_txs_max": 0},
+        {"batch_bytes_max": 10},
+        {"batch_bytes_max": 1 << 20},
+        {"pending_bytes_max": 1000},
+    ):
         with pytest.raises(ValueError):
             TxGossip(host, CHAIN, Verifier(), **options)
     with pytest.raises(ValueError, match="chain_id"):
@@ -200,7 +210,9 @@ async def gossip_network(count: int = 4, **options: Any) -> AsyncIterator[Networ
         async with AsyncExitStack() as stack:
             for host in hosts:
                 await stack.enter_async_context(host.run(listen_addrs=[LISTEN]))
-            gossips = [TxGossip(host, CHAIN, verifier, **options) for host, verifier in zip(hosts, verifiers, strict=True)]
+            gossips = [
+                TxGossip(host, CHAIN, verifier, **options) for host, verifier in zip(hosts, verifiers, strict=True)
+            ]
             net = Network(hosts, gossips, verifiers, [trio.CancelScope() for _ in hosts], [trio.Event() for _ in hosts])
             for index in range(count):
                 await outer.start(net.run, index)
@@ -286,7 +298,9 @@ async def test_in_a_full_mesh_a_batch_reaches_each_peer_once_from_its_publisher_
             for index, gossip in enumerate(net.gossips):
                 push_msg, handle_idontwant = gossip.pubsub.push_msg, gossip.router.handle_idontwant
 
-                async def counted_push(forwarder: Any, message: Any, index: int = index, push_msg: Any = push_msg) -> None:
+                async def counted_push(
+                    forwarder: Any, message: Any, index: int = index, push_msg: Any = push_msg
+                ) -> None:
                     copies[index].append((forwarder.to_bytes(), hashlib.sha256(message.data).digest()))
                     await push_msg(forwarder, message)
 
@@ -343,7 +357,9 @@ async def test_2000_transactions_published_quickly_all_arrive_in_a_few_batches()
             assert counters.txs_published == len(txs) and counters.txs_dropped == 0
             assert counters.batches_published <= len(txs) // 20  # batched, not one message per transaction
             assert_nothing_waiting(net.gossips)
-            print(f"\n2000 txs to 3 hosts in {elapsed:.2f} s: {len(txs) / elapsed:.0f} txs/s, {counters.batches_published} batches")
+            print(
+                f"\n2000 txs to 3 hosts in {elapsed:.2f} s: {len(txs) / elapsed:.0f} txs/s, {counters.batches_published} batches"
+            )
 
 
 async def test_bad_batches_from_a_misbehaving_peer_are_rejected_counted_and_not_delivered():

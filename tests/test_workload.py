@@ -7,7 +7,6 @@ import random
 from collections import Counter
 
 from ledger_harness import CHAIN, LedgerHarness
-
 from p2pmed.sim.workload import SENDER_TXS_MAX, build_workload
 
 MIX = (("probe", 2.0), ("consent", 1.0), ("record", 1.0), ("supply", 1.0))

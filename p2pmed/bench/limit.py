@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p2pmed.crypto import SignatureDomain, verify
 from p2pmed.client.load import sample_transactions
+from p2pmed.crypto import SignatureDomain, verify
 
 __all__ = ["SignatureLimit", "measure_signature_limit", "usable_cores"]
 
@@ -47,7 +47,7 @@ class SignatureLimit:
     def as_json(self) -> dict[str, object]:
         return {
             "method": "crypto.verify over pre-encoded signing payloads (Ed25519, OpenSSL via cryptography), "
-                      "timed in process CPU time",
+            "timed in process CPU time",
             "verify_per_core_s": round(self.verify_per_core_s),
             "signature_is_valid_per_core_s": round(self.signature_is_valid_per_core_s),
             "cores": self.cores,

@@ -75,7 +75,10 @@ class NetworkBench:
 
 
 def run_network_bench(
-    nodes: int, rates: tuple[float, ...] | None, duration_s: float, logs: Path,
+    nodes: int,
+    rates: tuple[float, ...] | None,
+    duration_s: float,
+    logs: Path,
     progress: Callable[[StepResult], None] = lambda step: None,
 ) -> NetworkBench:
     """Run the steps of ``rates`` (None: auto) for ``duration_s`` each; raises ``NodeFailed`` if a node dies."""
@@ -95,8 +98,12 @@ class _Run:
         self.rng = random.Random(SEED)
         net.start_all(START_TIMEOUT_S)
         for index in range(net.size):
-            net.wait_for(index, lambda index=index: net.call(index, "node.status")["peers"] >= net.size - 1,
-                         CONNECT_TIMEOUT_S, "to connect to every other node")
+            net.wait_for(
+                index,
+                lambda index=index: net.call(index, "node.status")["peers"] >= net.size - 1,
+                CONNECT_TIMEOUT_S,
+                "to connect to every other node",
+            )
         self.sockets = [home / CONFIG.rpc_socket for home in net.homes]
         self.pids = [self._process(index).pid for index in range(net.size)]
 
@@ -113,7 +120,9 @@ class _Run:
             half_rate = self._step(watchers, "half-rate", best / 2, self.duration_s) if best > 0 else None
             if half_rate is not None:
                 self.progress(half_rate)
-            return NetworkBench(self.net.size, self.duration_s, warmup, steps, half_rate, plan.stop_reason, watchers.drops)
+            return NetworkBench(
+                self.net.size, self.duration_s, warmup, steps, half_rate, plan.stop_reason, watchers.drops
+            )
 
     def _step(self, watchers: CommitWatchers, label: str, rate: float, duration_s: float) -> StepResult:
         load = prepare_load(CHAIN_ID, self.net.size, rate, duration_s, self.rng)

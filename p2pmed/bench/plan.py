@@ -76,6 +76,8 @@ def _saturated(steps: list[StepResult]) -> str:
     if last.committed_fraction < COMMITTED_FRACTION_MIN:
         return f"auto: at {last.rate:g} tx/s only {last.committed_fraction:.0%} of what was sent committed in time"
     if best_before and last.committed_per_s < GROWTH_MIN * best_before:
-        return (f"auto: saturated at {last.rate:g} tx/s (committed {last.committed_per_s:.0f} tx/s, "
-                f"best before {best_before:.0f})")
+        return (
+            f"auto: saturated at {last.rate:g} tx/s (committed {last.committed_per_s:.0f} tx/s, "
+            f"best before {best_before:.0f})"
+        )
     return ""

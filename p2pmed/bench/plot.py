@@ -15,11 +15,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import LogFormatter
 
-from p2pmed.bench.report import LATENCY_P50_TARGET_MS, LATENCY_P99_TARGET_MS, THROUGHPUT_TARGET_FRACTION  # noqa: E402
-from p2pmed.bench.step import StepResult  # noqa: E402
+from p2pmed.bench.report import LATENCY_P50_TARGET_MS, LATENCY_P99_TARGET_MS, THROUGHPUT_TARGET_FRACTION
+from p2pmed.bench.step import StepResult
 
 __all__ = ["write_plot"]
 
@@ -29,8 +29,12 @@ def write_plot(steps: list[StepResult], limit_tx_per_s: float, title: str, path:
     shown = sorted((step for step in steps if step.committed), key=lambda step: step.committed_per_s)
     figure, axes = plt.subplots(figsize=(10, 5))
     for name, style in (("p50", "o-"), ("p99", "s--")):
-        axes.plot([step.committed_per_s for step in shown], [step.latency_ms[name] for step in shown], style,
-                  label=f"{name} latency")
+        axes.plot(
+            [step.committed_per_s for step in shown],
+            [step.latency_ms[name] for step in shown],
+            style,
+            label=f"{name} latency",
+        )
     axes.axvline(limit_tx_per_s, color="red", label=f"signature limit {limit_tx_per_s:.0f} tx/s")
     target = THROUGHPUT_TARGET_FRACTION * limit_tx_per_s
     axes.axvline(target, color="red", linestyle=":", label=f"target {THROUGHPUT_TARGET_FRACTION:.0%} of it")

@@ -22,8 +22,16 @@ from p2pmed.bench.network import NetworkBench
 from p2pmed.bench.step import StepResult
 
 __all__ = [
-    "LATENCY_P50_TARGET_MS", "LATENCY_P99_TARGET_MS", "THROUGHPUT_TARGET_FRACTION", "bench_json", "machine",
-    "summary_lines", "table_header", "table_row", "targets", "write_json",
+    "LATENCY_P50_TARGET_MS",
+    "LATENCY_P99_TARGET_MS",
+    "THROUGHPUT_TARGET_FRACTION",
+    "bench_json",
+    "machine",
+    "summary_lines",
+    "table_header",
+    "table_row",
+    "targets",
+    "write_json",
 ]
 
 THROUGHPUT_TARGET_FRACTION = 0.70
@@ -76,7 +84,7 @@ def targets(bench: NetworkBench, limit: SignatureLimit) -> dict[str, Any]:
         },
         "latency_at_half_rate": {
             "target": f"at half the best committed rate: p50 < {LATENCY_P50_TARGET_MS:g} ms, "
-                      f"p99 < {LATENCY_P99_TARGET_MS:g} ms",
+            f"p99 < {LATENCY_P99_TARGET_MS:g} ms",
             "rate_tx_per_s": None if half is None else round(half.rate, 2),
             "p50_ms": p50,
             "p99_ms": p99,
@@ -86,8 +94,13 @@ def targets(bench: NetworkBench, limit: SignatureLimit) -> dict[str, Any]:
 
 
 def bench_json(bench: NetworkBench, limit: SignatureLimit, command: str, host: dict[str, Any]) -> dict[str, Any]:
-    return {"command": command, "machine": host, "signature_limit": limit.as_json(), **bench.as_json(),
-            "targets": targets(bench, limit)}
+    return {
+        "command": command,
+        "machine": host,
+        "signature_limit": limit.as_json(),
+        **bench.as_json(),
+        "targets": targets(bench, limit),
+    }
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
@@ -97,15 +110,26 @@ def write_json(data: dict[str, Any], path: Path) -> Path:
 
 
 _COLUMNS = (
-    ("step", 9), ("asked", 7), ("offered", 8), ("committed", 9), ("done", 5), ("p50 ms", 8), ("p95 ms", 8),
-    ("p99 ms", 8), ("lag p99", 8), ("cpu ms/tx", 9), ("client", 6),
+    ("step", 9),
+    ("asked", 7),
+    ("offered", 8),
+    ("committed", 9),
+    ("done", 5),
+    ("p50 ms", 8),
+    ("p95 ms", 8),
+    ("p99 ms", 8),
+    ("lag p99", 8),
+    ("cpu ms/tx", 9),
+    ("client", 6),
 )
 
 
 def _cells(values: tuple[str, ...]) -> str:
     """The first column left-aligned, the figures right-aligned, each to its width."""
-    return "  ".join(value.rjust(width) if index else value.ljust(width)
-                     for index, (value, (_, width)) in enumerate(zip(values, _COLUMNS)))
+    return "  ".join(
+        value.rjust(width) if index else value.ljust(width)
+        for index, (value, (_, width)) in enumerate(zip(values, _COLUMNS))
+    )
 
 
 def table_header(nodes: int) -> list[str]:
@@ -120,9 +144,16 @@ def table_row(step: StepResult) -> str:
 
     cpu_ms = step.node_cpu_ms_per_tx
     cells = (
-        step.label, f"{step.rate:.0f}", f"{step.offered_per_s:.1f}", f"{step.committed_per_s:.1f}",
-        f"{step.committed_fraction:.0%}", ms(step.latency_ms["p50"]), ms(step.latency_ms["p95"]),
-        ms(step.latency_ms["p99"]), ms(step.send_lag_ms["p99"]), "-" if cpu_ms is None else f"{cpu_ms:.2f}",
+        step.label,
+        f"{step.rate:.0f}",
+        f"{step.offered_per_s:.1f}",
+        f"{step.committed_per_s:.1f}",
+        f"{step.committed_fraction:.0%}",
+        ms(step.latency_ms["p50"]),
+        ms(step.latency_ms["p95"]),
+        ms(step.latency_ms["p99"]),
+        ms(step.send_lag_ms["p99"]),
+        "-" if cpu_ms is None else f"{cpu_ms:.2f}",
         f"{step.client_cpu:.2f}",
     )
     return f"{_cells(cells)}  " + " ".join(f"{cpu:.2f}" for cpu in step.cpu_per_node)
@@ -141,8 +172,10 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
         f"at {latency['rate_tx_per_s']} tx/s: {_verdict(latency['met'])}",
     ]
     if data["watch_drops"]:
-        lines.append(f"warning: the client's block feed was dropped {data['watch_drops']} times (it read too slowly); "
-                     "commits announced meanwhile count as not committed")
+        lines.append(
+            f"warning: the client's block feed was dropped {data['watch_drops']} times (it read too slowly); "
+            "commits announced meanwhile count as not committed"
+        )
     return lines
 
 

@@ -19,7 +19,12 @@ __all__ = ["run_bench", "run_sim_bench"]
 
 
 def run_bench(
-    nodes: int, rates: tuple[float, ...] | None, duration_s: float, out: Path, command: str, echo: Callable[[str], None],
+    nodes: int,
+    rates: tuple[float, ...] | None,
+    duration_s: float,
+    out: Path,
+    command: str,
+    echo: Callable[[str], None],
 ) -> dict[str, object]:
     """The real-network benchmark; writes ``out/bench.json``, ``out/bench.png`` and ``out/logs/``. Returns the JSON."""
     host = machine()
@@ -32,8 +37,9 @@ def run_bench(
     data = bench_json(bench, limit, command, host)
     json_path = write_json(data, out / "bench.json")
     title = f"{nodes} nodes, {host['cores']} cores: latency vs committed throughput"
-    png_path = write_plot([*bench.steps, *([bench.half_rate] if bench.half_rate else [])], limit.tx_per_s, title,
-                          out / "bench.png")
+    png_path = write_plot(
+        [*bench.steps, *([bench.half_rate] if bench.half_rate else [])], limit.tx_per_s, title, out / "bench.png"
+    )
     for line in summary_lines(data):
         echo(line)
     echo(f"wrote {json_path} and {png_path}")
@@ -41,7 +47,12 @@ def run_bench(
 
 
 def run_sim_bench(
-    nodes: int, rates: tuple[float, ...] | None, duration_s: float, out: Path, command: str, echo: Callable[[str], None],
+    nodes: int,
+    rates: tuple[float, ...] | None,
+    duration_s: float,
+    out: Path,
+    command: str,
+    echo: Callable[[str], None],
 ) -> dict[str, object]:
     """The simulator's speed at each rate (None: ``DEFAULT_RATES``); writes ``out/sim.json``. Returns the JSON."""
     host = machine()

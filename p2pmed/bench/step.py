@@ -228,7 +228,12 @@ class _Submitter:
 
 
 def run_step(
-    label: str, load: StepLoad, socket_paths: list[Path], watchers: CommitWatchers, pids: list[int], drain_s: float,
+    label: str,
+    load: StepLoad,
+    socket_paths: list[Path],
+    watchers: CommitWatchers,
+    pids: list[int],
+    drain_s: float,
     mempool_at_start: int = 0,
 ) -> StepResult:
     """Send ``load``, then wait at most ``drain_s`` seconds after the last write for its commits."""
@@ -259,7 +264,7 @@ def _wait_commits(submitters: list[_Submitter], watchers: CommitWatchers, deadli
     while time.monotonic() < deadline:
         for node, submitter in enumerate(submitters):
             written = len(submitter.written_at)
-            waiting[node].update(submitter.load.tx_ids[node][counted[node]:written])
+            waiting[node].update(submitter.load.tx_ids[node][counted[node] : written])
             counted[node] = written
             seen = watchers.committed_at[node]
             refused = {submitter.load.tx_ids[node][index] for index in submitter.refused}
@@ -270,8 +275,14 @@ def _wait_commits(submitters: list[_Submitter], watchers: CommitWatchers, deadli
 
 
 def _result(
-    label: str, load: StepLoad, submitters: list[_Submitter], watchers: CommitWatchers, start: float,
-    window_s: float, cpu_used: list[float], mempool_at_start: int,
+    label: str,
+    load: StepLoad,
+    submitters: list[_Submitter],
+    watchers: CommitWatchers,
+    start: float,
+    window_s: float,
+    cpu_used: list[float],
+    mempool_at_start: int,
 ) -> StepResult:
     latencies, lags, refused, last_commit = [], [], Counter[str](), start
     for node, submitter in enumerate(submitters):

@@ -24,7 +24,9 @@ def human_audit(result: dict[str, Any]) -> str:
         mark = "!" if entry["kind"] == "break-glass" else " "
         record = f" record {short_id(entry['record_id'])}" if entry["record_id"] else ""
         facts = " ".join(part for part in (entry["category"], entry["purpose"], entry["detail"]) if part)
-        lines.append(f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by {short_id(entry['actor'])}{record}  {facts}")
+        lines.append(
+            f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by {short_id(entry['actor'])}{record}  {facts}"
+        )
     count = len(result["entries"])
     lines.append(f"{count} entr{'y' if count == 1 else 'ies'} for {result['by']} {result['subject']}")
     return "\n".join(lines)
@@ -47,17 +49,37 @@ def audit() -> None:
 @click.option("--until", type=UtcTime(), default=None, help="Before this time (UTC).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--fhir", is_flag=True, help="Print a FHIR R5 Bundle of AuditEvent resources.")
-def audit_show(home: Path, as_json: bool, patient: bytes | None, actor: bytes | None, record: bytes | None,
-               since: int | None, until: int | None, limit: int, fhir: bool) -> None:
+def audit_show(
+    home: Path,
+    as_json: bool,
+    patient: bytes | None,
+    actor: bytes | None,
+    record: bytes | None,
+    since: int | None,
+    until: int | None,
+    limit: int,
+    fhir: bool,
+) -> None:
     """Show audit entries, oldest first, for exactly one of --patient, --actor, --record.
     Break-glass reads are marked with "!"."""
-    chosen = [(by, subject) for by, subject in (("patient", patient), ("actor", actor), ("record", record)) if subject is not None]
+    chosen = [
+        (by, subject)
+        for by, subject in (("patient", patient), ("actor", actor), ("record", record))
+        if subject is not None
+    ]
     if len(chosen) != 1:
         fail("give exactly one of --patient, --actor, --record", EXIT_BAD_INPUT)
     by, subject = chosen[0]
     with node(home) as client:
-        result = client.call("audit.query", by=by, subject=subject.hex(), since_ms=since, until_ms=until, limit=limit,
-                             format="fhir" if fhir else "entries")
+        result = client.call(
+            "audit.query",
+            by=by,
+            subject=subject.hex(),
+            since_ms=since,
+            until_ms=until,
+            limit=limit,
+            format="fhir" if fhir else "entries",
+        )
     if fhir:
         click.echo(json.dumps(fhir_bundle(result["entries"]), indent=2))
     else:
@@ -75,8 +97,14 @@ def fhir() -> None:
 @fhir.command("import-check")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--release", type=click.Choice(["R5", "R4B", "R4"]), default="R5", show_default=True)
-@click.option("--ref", "refs", type=NamedParty(), multiple=True, metavar="REFERENCE=HEX",
-              help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation key; repeat.")
+@click.option(
+    "--ref",
+    "refs",
+    type=NamedParty(),
+    multiple=True,
+    metavar="REFERENCE=HEX",
+    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation key; repeat.",
+)
 @JSON_OPTION
 def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], ...], as_json: bool) -> None:
     """Check a FHIR JSON resource (Patient, Observation, Condition, MedicationRequest, Consent)
@@ -94,11 +122,22 @@ def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], .
     if isinstance(imported, PatientData):
         result: dict[str, Any] = {"kind": "patient", "bytes": len(imported.content)}
     elif isinstance(imported, ClinicalData):
-        result = {"kind": "record", "resource_type": imported.resource_type, "patient": imported.patient.hex(),
-                  "category": imported.category, "bytes": len(imported.content)}
+        result = {
+            "kind": "record",
+            "resource_type": imported.resource_type,
+            "patient": imported.patient.hex(),
+            "category": imported.category,
+            "bytes": len(imported.content),
+        }
     else:
-        result = {"kind": "consent.grant", "patient": imported.patient.hex(), "grantee": imported.grantee.hex(),
-                  "categories": list(imported.categories), "purpose": imported.purpose, "expires_ms": imported.expires_ms}
+        result = {
+            "kind": "consent.grant",
+            "patient": imported.patient.hex(),
+            "grantee": imported.grantee.hex(),
+            "categories": list(imported.categories),
+            "purpose": imported.purpose,
+            "expires_ms": imported.expires_ms,
+        }
     emit(result, as_json, human_import)
 
 
@@ -106,10 +145,14 @@ def human_import(result: dict[str, Any]) -> str:
     if result["kind"] == "patient":
         return f"Patient: valid; kept at the site ({result['bytes']} bytes), never on the ledger"
     if result["kind"] == "record":
-        return (f"{result['resource_type']}: valid; a {result['category']} record of patient {result['patient']}"
-                f" ({result['bytes']} bytes to encrypt)")
-    return (f"Consent: valid; consent.grant by patient {result['patient']} to {result['grantee']}:"
-            f" {', '.join(result['categories'])} for {result['purpose']} until {utc_time(result['expires_ms'])}")
+        return (
+            f"{result['resource_type']}: valid; a {result['category']} record of patient {result['patient']}"
+            f" ({result['bytes']} bytes to encrypt)"
+        )
+    return (
+        f"Consent: valid; consent.grant by patient {result['patient']} to {result['grantee']}:"
+        f" {', '.join(result['categories'])} for {result['purpose']} until {utc_time(result['expires_ms'])}"
+    )
 
 
 AUDIT_COMMANDS = [audit, fhir]

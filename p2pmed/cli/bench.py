@@ -15,8 +15,12 @@ __all__ = ["BENCH_COMMANDS"]
 @click.command()
 @HOME_OPTION
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Transactions per second to offer (open loop) [default: as fast as the node takes them].")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Transactions per second to offer (open loop) [default: as fast as the node takes them].",
+)
 @click.option("--wait/--no-wait", default=False, help="Wait until they are committed and print tx/s and latency.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for commits.")
 def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float) -> None:
@@ -32,19 +36,35 @@ def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float)
     for line in report.lines():
         click.echo(line)
     if wait and report.committed < report.submitted:
-        click.echo(f"error: {report.submitted - report.committed} transactions not committed within {timeout} s", err=True)
+        click.echo(
+            f"error: {report.submitted - report.committed} transactions not committed within {timeout} s", err=True
+        )
         sys.exit(EXIT_FAILURE)
 
 
 @click.command()
 @click.option("--nodes", type=click.IntRange(1, 16), default=4, show_default=True, help="Node processes to start.")
-@click.option("--rates", default="auto", show_default=True,
-              help="Offered tx/s per step, comma-separated (50,100,200), or auto: double from 50 until saturation, "
-                   "at most 10 steps. With --sim: the simulated rates (auto: 100,1000).")
-@click.option("--duration", type=click.FloatRange(0, 600, min_open=True), default=10.0, show_default=True,
-              help="Seconds of load per step (with --sim: simulated seconds per run).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("bench-out"), show_default=True,
-              help="Directory for bench.json, bench.png and the nodes' logs (with --sim: sim.json).")
+@click.option(
+    "--rates",
+    default="auto",
+    show_default=True,
+    help="Offered tx/s per step, comma-separated (50,100,200), or auto: double from 50 until saturation, "
+    "at most 10 steps. With --sim: the simulated rates (auto: 100,1000).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, 600, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds of load per step (with --sim: simulated seconds per run).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("bench-out"),
+    show_default=True,
+    help="Directory for bench.json, bench.png and the nodes' logs (with --sim: sim.json).",
+)
 @click.option("--sim", "sim_only", is_flag=True, help="Measure the simulator's speed against real time instead.")
 def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) -> None:
     """Throughput and latency of real node processes on 127.0.0.1 under open-loop load, against

@@ -18,7 +18,17 @@ from typing import Any, BinaryIO
 
 import click
 
-from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION, JSON_OPTION, emit, fail, node, socket_of, utc_time
+from p2pmed.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    HOME_OPTION,
+    JSON_OPTION,
+    emit,
+    fail,
+    node,
+    socket_of,
+    utc_time,
+)
 from p2pmed.codec import TX_SIZE_MAX
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError, Subscription
 
@@ -212,8 +222,9 @@ class TxRate:
 @click.command()
 @HOME_OPTION
 @JSON_OPTION
-@click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
-              help="Seconds between updates.")
+@click.option(
+    "--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True, help="Seconds between updates."
+)
 @click.option("--count", type=click.IntRange(1), default=None, help="Stop after COUNT updates [default: until Ctrl-C].")
 def watch(home: Path, as_json: bool, interval: float, count: int | None) -> None:
     """A live view of the node: height, view, peers, mempool and committed tx/s, one line

@@ -16,8 +16,17 @@ import click
 from p2pmed.rpc.client import RpcClient, RpcError
 
 __all__ = [
-    "CALL_TIMEOUT_S", "EXIT_BAD_INPUT", "EXIT_FAILURE", "EXIT_VIOLATION", "HOME_OPTION", "JSON_OPTION", "emit", "fail", "node",
-    "socket_of", "utc_time",
+    "CALL_TIMEOUT_S",
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_VIOLATION",
+    "HOME_OPTION",
+    "JSON_OPTION",
+    "emit",
+    "fail",
+    "node",
+    "socket_of",
+    "utc_time",
 ]
 
 CALL_TIMEOUT_S = 30.0
@@ -27,7 +36,10 @@ EXIT_VIOLATION = 1
 EXIT_BAD_INPUT = 2
 
 HOME_OPTION = click.option(
-    "--home", type=click.Path(path_type=Path), envvar="P2PMED_HOME", required=True,
+    "--home",
+    type=click.Path(path_type=Path),
+    envvar="P2PMED_HOME",
+    required=True,
     help="The node's home directory [env: P2PMED_HOME].",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

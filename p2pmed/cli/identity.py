@@ -10,7 +10,18 @@ from typing import Any
 import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
-from p2pmed.cli.signing import ID, HexBytes, UtcTime, fhir_bundle, load_key, read, read_options, short_id, submit, write_options
+from p2pmed.cli.signing import (
+    ID,
+    HexBytes,
+    UtcTime,
+    fhir_bundle,
+    load_key,
+    read,
+    read_options,
+    short_id,
+    submit,
+    write_options,
+)
 from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
@@ -27,8 +38,13 @@ __all__ = ["IDENTITY_COMMANDS"]
 
 SIGNING_KEY_FILE = "signing_key.pem"
 ENCRYPTION_KEY_FILE = "encryption_key"
-KEM_OPTION = click.option("--kem", type=click.Choice([kem.value for kem in Kem]), default=Kem.X25519.value, show_default=True,
-                          help="The encryption key's algorithm.")
+KEM_OPTION = click.option(
+    "--kem",
+    type=click.Choice([kem.value for kem in Kem]),
+    default=Kem.X25519.value,
+    show_default=True,
+    help="The encryption key's algorithm.",
+)
 
 
 # -- human output -----------------------------------------------------------------------------
@@ -36,28 +52,37 @@ KEM_OPTION = click.option("--kem", type=click.Choice([kem.value for kem in Kem])
 
 def human_person(result: dict[str, Any]) -> str:
     state = "in force" if result["active"] else "REVOKED"
-    return (f"person {result['id']}  {result['role']}, {state}\n"
-            f"  registered by {result['organisation']}\n"
-            f"  signing key    {result['key']}\n"
-            f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})")
+    return (
+        f"person {result['id']}  {result['role']}, {state}\n"
+        f"  registered by {result['organisation']}\n"
+        f"  signing key    {result['key']}\n"
+        f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})"
+    )
 
 
 def human_organisation(result: dict[str, Any]) -> str:
-    return (f"{result['name']} ({result['kind']}), in force since height {result['since_height']}\n"
-            f"  key            {result['key']}\n"
-            f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})")
+    return (
+        f"{result['name']} ({result['kind']}), in force since height {result['since_height']}\n"
+        f"  key            {result['key']}\n"
+        f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})"
+    )
 
 
 def human_consents(result: dict[str, Any]) -> str:
     lines = [f"patient {result['patient']} at {utc_time(result['time_ms'])} (the latest block)"]
     for consent in result["consents"]:
-        lines.append(f"  {consent['category']:<13} to {consent['grantee']} for {consent['purpose']}"
-                     f" until {utc_time(consent['expires_ms'])} (granted by {short_id(consent['granted_by'])})")
+        lines.append(
+            f"  {consent['category']:<13} to {consent['grantee']} for {consent['purpose']}"
+            f" until {utc_time(consent['expires_ms'])} (granted by {short_id(consent['granted_by'])})"
+        )
     if not result["consents"]:
         lines.append("  no consent in force")
     if result["truncated"]:
         lines.append("  … more not shown: raise --limit")
-    lines += [f"  delegate {delegate['delegate']} until {utc_time(delegate['expires_ms'])}" for delegate in result["delegates"]]
+    lines += [
+        f"  delegate {delegate['delegate']} until {utc_time(delegate['expires_ms'])}"
+        for delegate in result["delegates"]
+    ]
     return "\n".join(lines)
 
 
@@ -70,8 +95,12 @@ def identity() -> None:
 
 
 @identity.command("keys")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help=f"Directory for {SIGNING_KEY_FILE} and {ENCRYPTION_KEY_FILE} (created; existing keys are never overwritten).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help=f"Directory for {SIGNING_KEY_FILE} and {ENCRYPTION_KEY_FILE} (created; existing keys are never overwritten).",
+)
 @KEM_OPTION
 @JSON_OPTION
 def identity_keys(out: Path, kem: str, as_json: bool) -> None:
@@ -88,14 +117,24 @@ def identity_keys(out: Path, kem: str, as_json: bool) -> None:
         save_encryption_key(out / ENCRYPTION_KEY_FILE, encryption)
     except (KeyFileError, OSError) as error:
         fail(str(error), EXIT_BAD_INPUT)
-    result = {"public_key": signing.public_key.hex(), "kem": kem, "encryption_key": encryption.public_key.key.hex(),
-              "signing_key_file": str(out / SIGNING_KEY_FILE), "encryption_key_file": str(out / ENCRYPTION_KEY_FILE)}
-    emit(result, as_json, lambda r: (
-        f"wrote {r['signing_key_file']} and {r['encryption_key_file']} (keep them secret)\n"
-        f"person id / signing key: {r['public_key']}\n"
-        f"encryption key ({r['kem']}): {r['encryption_key']}\n"
-        f"a site registers this person with:\n  p2pmed identity register-person --public-key {r['public_key']} "
-        f"--encryption-key {r['encryption_key']} --kem {r['kem']} --role ROLE --key SITE_KEY"))
+    result = {
+        "public_key": signing.public_key.hex(),
+        "kem": kem,
+        "encryption_key": encryption.public_key.key.hex(),
+        "signing_key_file": str(out / SIGNING_KEY_FILE),
+        "encryption_key_file": str(out / ENCRYPTION_KEY_FILE),
+    }
+    emit(
+        result,
+        as_json,
+        lambda r: (
+            f"wrote {r['signing_key_file']} and {r['encryption_key_file']} (keep them secret)\n"
+            f"person id / signing key: {r['public_key']}\n"
+            f"encryption key ({r['kem']}): {r['encryption_key']}\n"
+            f"a site registers this person with:\n  p2pmed identity register-person --public-key {r['public_key']} "
+            f"--encryption-key {r['encryption_key']} --kem {r['kem']} --role ROLE --key SITE_KEY"
+        ),
+    )
 
 
 def _encryption_key(kem: str, key: bytes) -> EncryptionPublicKey:
@@ -111,8 +150,17 @@ def _encryption_key(kem: str, key: bytes) -> EncryptionPublicKey:
 @click.option("--encryption-key", type=HexBytes(None), required=True, help="The person's public encryption key.")
 @KEM_OPTION
 @click.option("--role", type=click.Choice(sorted(identity_rules.PERSON_ROLES)), required=True)
-def register_person(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float,
-                    public_key: bytes, encryption_key: bytes, kem: str, role: str) -> None:
+def register_person(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    public_key: bytes,
+    encryption_key: bytes,
+    kem: str,
+    role: str,
+) -> None:
     """Register a person, signed with an organisation's key (--key)."""
     body = identity_rules.PersonRegister(public_key, role, _encryption_key(kem, encryption_key))
     submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.register", body)
@@ -125,12 +173,24 @@ def register_person(home: Path, as_json: bool, key_file: Path, wait: bool, timeo
 @click.option("--kind", type=click.Choice(sorted(identity_rules.ORGANISATION_KINDS)), required=True)
 @click.option("--encryption-key", type=HexBytes(None), required=True, help="The organisation's public encryption key.")
 @KEM_OPTION
-def propose_org(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float,
-                org_key: bytes, name: str, kind: str, encryption_key: bytes, kem: str) -> None:
+def propose_org(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    org_key: bytes,
+    name: str,
+    kind: str,
+    encryption_key: bytes,
+    kem: str,
+) -> None:
     """Vote, with a validator's key (--key), to admit an organisation; it is in force once
     2f+1 validators have proposed the same profile."""
     profile = identity_rules.OrganisationProfile(org_key, name, kind, _encryption_key(kem, encryption_key))
-    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.propose", identity_rules.OrgProposal(profile))
+    submit(
+        home, as_json, load_key(key_file), wait, timeout, "identity.org.propose", identity_rules.OrgProposal(profile)
+    )
 
 
 @identity.command("person")
@@ -152,10 +212,20 @@ def identity_org(home: Path, as_json: bool, key: bytes) -> None:
 # -- consent ------------------------------------------------------------------------------------
 
 
-CATEGORY_OPTION = click.option("--category", "categories", type=click.Choice(sorted(consent_rules.CATEGORIES)), multiple=True,
-                               required=True, help="A data category; repeat for several.")
-PATIENT_OPTION = click.option("--patient", type=ID, default=None,
-                              help="The patient's person id [default: the signer's key, when the patient signs].")
+CATEGORY_OPTION = click.option(
+    "--category",
+    "categories",
+    type=click.Choice(sorted(consent_rules.CATEGORIES)),
+    multiple=True,
+    required=True,
+    help="A data category; repeat for several.",
+)
+PATIENT_OPTION = click.option(
+    "--patient",
+    type=ID,
+    default=None,
+    help="The patient's person id [default: the signer's key, when the patient signs].",
+)
 
 
 @click.group()
@@ -169,9 +239,21 @@ def consent() -> None:
 @click.option("--grantee", type=ID, required=True, help="A person id or an organisation key.")
 @CATEGORY_OPTION
 @click.option("--purpose", type=click.Choice(sorted(consent_rules.PURPOSES)), required=True, help="HL7 purpose of use.")
-@click.option("--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds.")
-def consent_grant(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, patient: bytes | None,
-                  grantee: bytes, categories: tuple[str, ...], purpose: str, expires: int) -> None:
+@click.option(
+    "--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds."
+)
+def consent_grant(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    patient: bytes | None,
+    grantee: bytes,
+    categories: tuple[str, ...],
+    purpose: str,
+    expires: int,
+) -> None:
     """Grant GRANTEE access to the patient's data of these categories, signed by the patient or a delegate."""
     key = load_key(key_file)
     body = consent_rules.ConsentGrant(patient or key.public_key, grantee, categories, purpose, expires)
@@ -183,8 +265,16 @@ def consent_grant(home: Path, as_json: bool, key_file: Path, wait: bool, timeout
 @PATIENT_OPTION
 @click.option("--grantee", type=ID, required=True)
 @CATEGORY_OPTION
-def consent_revoke(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, patient: bytes | None,
-                   grantee: bytes, categories: tuple[str, ...]) -> None:
+def consent_revoke(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    patient: bytes | None,
+    grantee: bytes,
+    categories: tuple[str, ...],
+) -> None:
     """Revoke consents; they end with the block that orders the revocation."""
     key = load_key(key_file)
     body = consent_rules.ConsentRevoke(patient or key.public_key, grantee, categories)
@@ -194,10 +284,22 @@ def consent_revoke(home: Path, as_json: bool, key_file: Path, wait: bool, timeou
 @consent.command("delegate")
 @write_options
 @click.option("--delegate", type=ID, required=True, help="A person id or an organisation key.")
-@click.option("--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds.")
-def consent_delegate(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, delegate: bytes, expires: int) -> None:
+@click.option(
+    "--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds."
+)
+def consent_delegate(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, delegate: bytes, expires: int
+) -> None:
     """Name a delegate who may grant and revoke for the patient (signed by the patient)."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "consent.delegate", consent_rules.ConsentDelegate(delegate, expires))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "consent.delegate",
+        consent_rules.ConsentDelegate(delegate, expires),
+    )
 
 
 @consent.command("undelegate")
@@ -205,7 +307,15 @@ def consent_delegate(home: Path, as_json: bool, key_file: Path, wait: bool, time
 @click.option("--delegate", type=ID, required=True)
 def consent_undelegate(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, delegate: bytes) -> None:
     """Remove a delegate (signed by the patient)."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "consent.undelegate", consent_rules.ConsentUndelegate(delegate))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "consent.undelegate",
+        consent_rules.ConsentUndelegate(delegate),
+    )
 
 
 @consent.command("show")

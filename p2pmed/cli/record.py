@@ -28,10 +28,10 @@ import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.cli.signing import ID, KEY_OPTION, NamedParty
+from p2pmed.client.records import CustodyFailed, LedgerRefused, read_record, submit, write_record
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
 from p2pmed.ledger.contracts.records import SIZE_MAX, RecordErase
-from p2pmed.client.records import CustodyFailed, LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient
 
 __all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]
@@ -84,13 +84,22 @@ def _from_fhir(path: Path, release: str, references: dict[str, bytes]) -> NewRec
     except FhirError as error:
         fail(f"{path}: {error}", EXIT_BAD_INPUT)
     if not isinstance(imported, ClinicalData):
-        fail(f"{path}: only an Observation, Condition or MedicationRequest becomes a record; a Patient stays at the site"
-             " and a Consent is granted with p2pmed consent grant", EXIT_BAD_INPUT)
+        fail(
+            f"{path}: only an Observation, Condition or MedicationRequest becomes a record; a Patient stays at the site"
+            " and a Consent is granted with p2pmed consent grant",
+            EXIT_BAD_INPUT,
+        )
     return NewRecord(imported.patient, imported.category, imported.content)
 
 
-def _new_record(plain_file: Path | None, fhir_file: Path | None, release: str, references: dict[str, bytes],
-                patient: bytes | None, category: str | None) -> NewRecord:
+def _new_record(
+    plain_file: Path | None,
+    fhir_file: Path | None,
+    release: str,
+    references: dict[str, bytes],
+    patient: bytes | None,
+    category: str | None,
+) -> NewRecord:
     """The record to write, from exactly one of ``--file`` and ``--fhir``. With ``--fhir``,
     ``--patient`` and ``--category`` may only confirm what the resource says, so that a
     typo cannot file a record under another patient."""
@@ -140,7 +149,9 @@ def _deciding(home: Path) -> Iterator[RpcClient]:
             fail(f"the ledger refused {refusal.tx_type} ({refusal.reason}){detail}")
         except CustodyFailed as failure:
             reasons = "; ".join(f"{custodian}: {reason}" for custodian, reason in failure.failed.items())
-            fail(f"the anchor of record {failure.record_id.hex()} is committed, but no custodian took its ciphertext: {reasons}")
+            fail(
+                f"the anchor of record {failure.record_id.hex()} is committed, but no custodian took its ciphertext: {reasons}"
+            )
         except CryptoError as error:
             fail(str(error))
 
@@ -175,16 +186,20 @@ def _deliver(record_id: bytes, plaintext: bytes, out: Path | None) -> None:
         return
     terminal = sys.stdout.isatty()
     if terminal and not _is_text(plaintext):
-        fail(f"record {record_id.hex()} is binary ({len(plaintext)} bytes): not printed to a terminal; read it with --out FILE")
+        fail(
+            f"record {record_id.hex()} is binary ({len(plaintext)} bytes): not printed to a terminal; read it with --out FILE"
+        )
     click.echo(plaintext, nl=terminal and not plaintext.endswith(b"\n"))
 
 
 def human_record(result: dict[str, Any]) -> str:
     state = f"ERASED at {utc_time(result['erased_ms'])}" if result["erased"] else "in force"
-    lines = [f"record {result['record_id']}  {result['category']}, {state}",
-             f"  patient    {result['patient']}",
-             f"  written by {result['writer']} at height {result['height']} ({utc_time(result['written_ms'])})",
-             f"  ciphertext {result['size']} bytes, sha256 {result['ciphertext_sha256']}"]
+    lines = [
+        f"record {result['record_id']}  {result['category']}, {state}",
+        f"  patient    {result['patient']}",
+        f"  written by {result['writer']} at height {result['height']} ({utc_time(result['written_ms'])})",
+        f"  ciphertext {result['size']} bytes, sha256 {result['ciphertext_sha256']}",
+    ]
     lines += [f"  custodian  {custodian}" for custodian in result["custodians"]]
     return "\n".join(lines)
 
@@ -202,17 +217,48 @@ def record() -> None:
 @JSON_OPTION
 @KEY_OPTION
 @click.option("--patient", type=ID, default=None, help="The patient's person id [with --fhir: the resource's subject].")
-@click.option("--category", type=click.Choice(sorted(CATEGORIES)), default=None,
-              help="The data category [with --fhir: the resource's].")
-@click.option("--file", "plain_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="The content: any file.")
-@click.option("--fhir", "fhir_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Or a FHIR JSON Observation, Condition or MedicationRequest, validated and kept as canonical JSON.")
-@click.option("--release", type=click.Choice(["R5", "R4B", "R4"]), default="R5", show_default=True, help="The FHIR release of --fhir.")
-@click.option("--ref", "refs", type=NamedParty(), multiple=True, metavar="REFERENCE=HEX",
-              help="Map a FHIR reference (as written, e.g. Patient/123) to a person id; repeat.")
-def record_add(home: Path, as_json: bool, key_file: Path, patient: bytes | None, category: str | None, plain_file: Path | None,
-               fhir_file: Path | None, release: str, refs: tuple[tuple[str, bytes], ...]) -> None:
+@click.option(
+    "--category",
+    type=click.Choice(sorted(CATEGORIES)),
+    default=None,
+    help="The data category [with --fhir: the resource's].",
+)
+@click.option(
+    "--file", "plain_file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="The content: any file."
+)
+@click.option(
+    "--fhir",
+    "fhir_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Or a FHIR JSON Observation, Condition or MedicationRequest, validated and kept as canonical JSON.",
+)
+@click.option(
+    "--release",
+    type=click.Choice(["R5", "R4B", "R4"]),
+    default="R5",
+    show_default=True,
+    help="The FHIR release of --fhir.",
+)
+@click.option(
+    "--ref",
+    "refs",
+    type=NamedParty(),
+    multiple=True,
+    metavar="REFERENCE=HEX",
+    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id; repeat.",
+)
+def record_add(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    patient: bytes | None,
+    category: str | None,
+    plain_file: Path | None,
+    fhir_file: Path | None,
+    release: str,
+    refs: tuple[tuple[str, bytes], ...],
+) -> None:
     """Encrypt a record here and share it: its anchor on the ledger, the ciphertext with f+1
     custodians. Signed by a clinician, an organisation or the patient. Prints the record id."""
     key = _load(load_signing_key, key_file)
@@ -220,26 +266,61 @@ def record_add(home: Path, as_json: bool, key_file: Path, patient: bytes | None,
     with _deciding(home) as client:
         written = write_record(client, key, new.patient, new.category, new.plaintext)
     for custodian, reason in written.failed.items():
-        click.echo(f"warning: custodian {custodian} did not take the ciphertext ({reason}); it copies it from another later", err=True)
-    result = {"record_id": written.record_id.hex(), "patient": new.patient.hex(), "category": new.category,
-              "bytes": len(new.plaintext), "stored": list(written.stored), "failed": written.failed}
+        click.echo(
+            f"warning: custodian {custodian} did not take the ciphertext ({reason}); it copies it from another later",
+            err=True,
+        )
+    result = {
+        "record_id": written.record_id.hex(),
+        "patient": new.patient.hex(),
+        "category": new.category,
+        "bytes": len(new.plaintext),
+        "stored": list(written.stored),
+        "failed": written.failed,
+    }
     emit(result, as_json, lambda shown: shown["record_id"])
 
 
 @record.command("read")
 @HOME_OPTION
 @KEY_OPTION
-@click.option("--encryption-key", "encryption_key_file", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The reader's encryption key file (from p2pmed identity keys): the key wrap opens with it.")
+@click.option(
+    "--encryption-key",
+    "encryption_key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The reader's encryption key file (from p2pmed identity keys): the key wrap opens with it.",
+)
 @RECORD_OPTION
-@click.option("--purpose", type=click.Choice(sorted(PURPOSES)), default="TREAT", show_default=True,
-              help="HL7 purpose of use; a consent is for one.")
-@click.option("--break-glass", "break_glass_reason", default="", metavar="REASON",
-              help="A clinician's emergency read without consent, for this stated reason; audited as break-glass.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the content to this new file (mode 0600) instead of printing it.")
-def record_read(home: Path, key_file: Path, encryption_key_file: Path, record_id: bytes, purpose: str,
-                break_glass_reason: str, out: Path | None) -> None:
+@click.option(
+    "--purpose",
+    type=click.Choice(sorted(PURPOSES)),
+    default="TREAT",
+    show_default=True,
+    help="HL7 purpose of use; a consent is for one.",
+)
+@click.option(
+    "--break-glass",
+    "break_glass_reason",
+    default="",
+    metavar="REASON",
+    help="A clinician's emergency read without consent, for this stated reason; audited as break-glass.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the content to this new file (mode 0600) instead of printing it.",
+)
+def record_read(
+    home: Path,
+    key_file: Path,
+    encryption_key_file: Path,
+    record_id: bytes,
+    purpose: str,
+    break_glass_reason: str,
+    out: Path | None,
+) -> None:
     """Read a record: the read is a transaction the ledger decides and audits; then a custodian
     hands over the ciphertext and a key wrap, which open here. Prints the content (binary
     content only with --out)."""
@@ -262,8 +343,14 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
     key = _load(load_signing_key, key_file)
     with _deciding(home) as client:
         result = submit(client, key, "record.erase", RecordErase(record_id))
-    emit(result, as_json, lambda erased: f"record {record_id.hex()} erased at height {erased['height']}: "
-                                         "its custodians delete the ciphertext and every key wrap")
+    emit(
+        result,
+        as_json,
+        lambda erased: (
+            f"record {record_id.hex()} erased at height {erased['height']}: "
+            "its custodians delete the ciphertext and every key wrap"
+        ),
+    )
 
 
 @record.command("show")

@@ -27,13 +27,26 @@ import click
 
 from p2pmed.cli.chain import human_tx
 from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node
+from p2pmed.client.tx import sign_next, wait_decided
 from p2pmed.crypto import KeyFileError, SigningKey, load_signing_key
 from p2pmed.rpc.client import RpcClient, RpcError
-from p2pmed.client.tx import sign_next, wait_decided
 
 __all__ = [
-    "ID", "KEY_OPTION", "TIMEOUT_OPTION", "HexBytes", "NamedParty", "UtcTime", "fhir_bundle", "load_key", "read",
-    "read_options", "refuse_if_rejected", "short_id", "submit", "submit_signed", "write_options",
+    "ID",
+    "KEY_OPTION",
+    "TIMEOUT_OPTION",
+    "HexBytes",
+    "NamedParty",
+    "UtcTime",
+    "fhir_bundle",
+    "load_key",
+    "read",
+    "read_options",
+    "refuse_if_rejected",
+    "short_id",
+    "submit",
+    "submit_signed",
+    "write_options",
 ]
 
 ID_SIZE = 32
@@ -112,11 +125,19 @@ class NamedParty(click.ParamType):
 
 
 ID = HexBytes()
-KEY_OPTION = click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False), required=True,
-                          help="The signer's Ed25519 private key (PEM, mode 0600).")
-WAIT_OPTION = click.option("--wait", is_flag=True, help="Wait until the transaction is in a block; exit 1 if the ledger refused it.")
-TIMEOUT_OPTION = click.option("--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True,
-                              help="Seconds --wait waits for the block.")
+KEY_OPTION = click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The signer's Ed25519 private key (PEM, mode 0600).",
+)
+WAIT_OPTION = click.option(
+    "--wait", is_flag=True, help="Wait until the transaction is in a block; exit 1 if the ledger refused it."
+)
+TIMEOUT_OPTION = click.option(
+    "--timeout", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds --wait waits for the block."
+)
 
 
 def write_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,7 +184,9 @@ def submit_signed(
         return submitted
     result = wait_decided(client, tx, timeout_s)
     if result is None:
-        fail(f"{prefix}{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}")
+        fail(
+            f"{prefix}{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}"
+        )
     return result
 
 

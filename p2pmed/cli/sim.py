@@ -21,12 +21,26 @@ def sim() -> None:
 @sim.command("run")
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for every random choice; replays exactly.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("sim-out"), show_default=True,
-              help="Directory for report.json, timeline.json and the plot.")
-@click.option("--mode", type=click.Choice(["sim", "real"]), default="sim", show_default=True,
-              help="sim: the deterministic simulator; real: node processes on 127.0.0.1 with real faults.")
-@click.option("--rate", type=click.FloatRange(0, 100_000, min_open=True), default=None,
-              help="Transactions per second instead of the scenario's (real processes on a small machine carry far less).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("sim-out"),
+    show_default=True,
+    help="Directory for report.json, timeline.json and the plot.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["sim", "real"]),
+    default="sim",
+    show_default=True,
+    help="sim: the deterministic simulator; real: node processes on 127.0.0.1 with real faults.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, 100_000, min_open=True),
+    default=None,
+    help="Transactions per second instead of the scenario's (real processes on a small machine carry far less).",
+)
 def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None) -> None:
     """Run SCENARIO (a TOML file) once. Exit 0 when the checkers pass, 1 on a
     safety or liveness violation, 2 when the scenario file is bad (or asks real
@@ -77,10 +91,20 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None)
 @click.argument("scenario", type=click.Path(path_type=Path))
 @click.option("--seeds", "seed_range", default="1..20", show_default=True, help="Seeds A..B (inclusive) or one seed.")
 @click.option("--jobs", type=int, default=None, help="Parallel processes [default: all cores].")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("sim-out"), show_default=True,
-              help="Directory for shrunk scenarios (shrunk-seed-N.toml); the replay commands write under it.")
-@click.option("--shrink/--no-shrink", "shrink_failures_on", default=True, show_default=True,
-              help="Shrink the first 5 failures to smaller scenarios that fail the same way (at most 40 runs each).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("sim-out"),
+    show_default=True,
+    help="Directory for shrunk scenarios (shrunk-seed-N.toml); the replay commands write under it.",
+)
+@click.option(
+    "--shrink/--no-shrink",
+    "shrink_failures_on",
+    default=True,
+    show_default=True,
+    help="Shrink the first 5 failures to smaller scenarios that fail the same way (at most 40 runs each).",
+)
 def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shrink_failures_on: bool) -> None:
     """Run SCENARIO on many seeds; print pass/fail, latency spread and a replay command per failure,
     and the replay command of each shrunk failure. Exit 0 when every seed passes, 1 otherwise,
@@ -98,8 +122,12 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shri
         sys.exit(EXIT_BAD_INPUT)
     quorum_override, prefix = planted_quorum(loaded.network.nodes), replay_prefix()
     if quorum_override is not None:
-        click.echo(f"warning: {WEAK_QUORUM_ENV}=1 plants a bug (a quorum of {quorum_override}); expect failures", err=True)
-    with click.progressbar(sweep(scenario, seeds, jobs, quorum_override), length=len(seeds), label="seeds", file=sys.stderr) as bar:
+        click.echo(
+            f"warning: {WEAK_QUORUM_ENV}=1 plants a bug (a quorum of {quorum_override}); expect failures", err=True
+        )
+    with click.progressbar(
+        sweep(scenario, seeds, jobs, quorum_override), length=len(seeds), label="seeds", file=sys.stderr
+    ) as bar:
         outcomes = list(bar)
     failed = [outcome.seed for outcome in outcomes if not outcome.ok]
     notes: dict[int, list[str]] = {}
@@ -115,6 +143,7 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shri
                 ]
         for seed in failed[SHRINK_FAILURES_MAX:]:
             notes[seed] = [f"  not shrunk: only the first {SHRINK_FAILURES_MAX} failures are"]
+
     def replay(seed: int) -> str:
         return f"{prefix}p2pmed sim run {scenario} --seed {seed} --out {out}/seed-{seed}"
 

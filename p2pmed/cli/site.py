@@ -15,11 +15,18 @@ __all__ = ["SITE_COMMANDS"]
 
 
 @click.command()
-@click.option("--home", type=click.Path(path_type=Path), required=True, help="Directory for the node's key, config and data.")
+@click.option(
+    "--home", type=click.Path(path_type=Path), required=True, help="Directory for the node's key, config and data."
+)
 @click.option("--moniker", default="node", show_default=True, help="A name for this site, shown to its peers.")
 @click.option("--listen", default="/ip4/0.0.0.0/tcp/26656", show_default=True, help="Multiaddr to listen on for peers.")
-@click.option("--kind", type=click.Choice(sorted(ORGANISATION_KINDS)), default="hospital", show_default=True,
-              help="What kind of organisation this site is.")
+@click.option(
+    "--kind",
+    type=click.Choice(sorted(ORGANISATION_KINDS)),
+    default="hospital",
+    show_default=True,
+    help="What kind of organisation this site is.",
+)
 def init(home: Path, moniker: str, listen: str, kind: str) -> None:
     """Create a node: its Ed25519 and encryption keys (mode 0600) and a commented config.toml,
     and print the entry that the network's genesis.json needs for it."""
@@ -30,20 +37,32 @@ def init(home: Path, moniker: str, listen: str, kind: str) -> None:
     except HomeError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    entry = {"moniker": moniker, "public_key": node.key.public_key.hex(), "address": "/ip4/<public IP>/tcp/<port>",
-             "kind": kind, "encryption_key": node.encryption_key.public_key.key.hex()}
+    entry = {
+        "moniker": moniker,
+        "public_key": node.key.public_key.hex(),
+        "address": "/ip4/<public IP>/tcp/<port>",
+        "kind": kind,
+        "encryption_key": node.encryption_key.public_key.key.hex(),
+    }
     click.echo(f"created {home}; edit {home / 'config.toml'}, then put the network's genesis.json there.")
     click.echo("this node's entry for the validators list of genesis.json (fill in the address others reach it at):")
     click.echo(json.dumps(entry, indent=2))
 
 
 @click.command()
-@click.option("--nodes", type=int, default=4, show_default=True, help="How many validators (n = 3f+1 tolerates f faults).")
+@click.option(
+    "--nodes", type=int, default=4, show_default=True, help="How many validators (n = 3f+1 tolerates f faults)."
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the node homes.")
 @click.option("--base-port", type=int, default=26656, show_default=True, help="Node i listens on 127.0.0.1:base+i.")
 @click.option("--chain-id", default="p2pmed-testnet", show_default=True)
-@click.option("--ip", "ips", multiple=True, metavar="IPV4",
-              help="One per node, for nodes on separate hosts or containers: node i is reached at IPV4:base-port.")
+@click.option(
+    "--ip",
+    "ips",
+    multiple=True,
+    metavar="IPV4",
+    help="One per node, for nodes on separate hosts or containers: node i is reached at IPV4:base-port.",
+)
 def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str, ...]) -> None:
     """Create homes for a network of validators sharing one genesis (by default all on 127.0.0.1)."""
     from p2pmed.site.genesis import load_genesis
@@ -60,19 +79,23 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
 
 @click.command()
 @HOME_OPTION
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
-              help="Overrides [log] level in config.toml.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Overrides [log] level in config.toml.",
+)
 def node(home: Path, log_level: str | None) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM. Exit 2 on a bad home, config,
     genesis or key file; 1 if it cannot run (port in use, unreadable store)."""
     import trio
 
     from p2pmed.crypto import KeyFileError
-    from p2pmed.site.home import HomeError, load_home
     from p2pmed.input_error import KeyedInputError
-    from p2pmed.node.logs import configure_logging
     from p2pmed.node.compose import serve
+    from p2pmed.node.logs import configure_logging
     from p2pmed.rpc import RpcSocketInUse
+    from p2pmed.site.home import HomeError, load_home
     from p2pmed.store import StoreError
 
     try:

@@ -69,7 +69,9 @@ LOT = Gs1Code("LOT", lambda code: supply_rules.code_problem(code, "lot"))
 SERIAL = Gs1Code("SERIAL", lambda code: supply_rules.code_problem(code, "serial"))
 EXPIRY = Gs1Code("YYYY-MM-DD", supply_rules.expiry_problem)
 PACK = PackCode()
-PACKS_OPTION = click.option("--pack", "packs", type=PACK, multiple=True, required=True, help="A pack as GTIN:SERIAL; repeat for several.")
+PACKS_OPTION = click.option(
+    "--pack", "packs", type=PACK, multiple=True, required=True, help="A pack as GTIN:SERIAL; repeat for several."
+)
 
 
 # -- human output -----------------------------------------------------------------------------
@@ -77,12 +79,17 @@ PACKS_OPTION = click.option("--pack", "packs", type=PACK, multiple=True, require
 
 def human_trace(result: dict[str, Any]) -> str:
     pack = result["pack"]
-    head = (f"pack (01){result['gtin']}(21){result['serial']}: never commissioned" if pack is None else
-            f"pack (01){result['gtin']}(21){result['serial']}: {pack['status']}, lot {pack['lot']}, held by {short_id(pack['holder'])}")
+    head = (
+        f"pack (01){result['gtin']}(21){result['serial']}: never commissioned"
+        if pack is None
+        else f"pack (01){result['gtin']}(21){result['serial']}: {pack['status']}, lot {pack['lot']}, held by {short_id(pack['holder'])}"
+    )
     lines = [head]
     for event in result["events"]:
         party = f" ↔ {short_id(event['party'])}" if event["party"] else ""
-        lines.append(f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by {short_id(event['organisation'])}{party}  {event['detail']}")
+        lines.append(
+            f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by {short_id(event['organisation'])}{party}  {event['detail']}"
+        )
     return "\n".join(lines)
 
 
@@ -91,8 +98,11 @@ def human_verdict(result: dict[str, Any]) -> str:
 
 
 def human_alerts(result: dict[str, Any]) -> str:
-    lines = [f"#{alert['index']} {utc_time(alert['time_ms'])} {alert['kind']}: (01){alert['gtin']}(21){alert['serial']}"
-             f" by {short_id(alert['organisation'])}  {alert['detail']}" for alert in result["alerts"]]
+    lines = [
+        f"#{alert['index']} {utc_time(alert['time_ms'])} {alert['kind']}: (01){alert['gtin']}(21){alert['serial']}"
+        f" by {short_id(alert['organisation'])}  {alert['detail']}"
+        for alert in result["alerts"]
+    ]
     lines.append(f"{result['count']} alert{'' if result['count'] == 1 else 's'} in all")
     return "\n".join(lines)
 
@@ -119,12 +129,16 @@ def supply_trace(home: Path, as_json: bool, gtin: str, serial: str) -> None:
 @read_options
 @click.argument("gtin")
 @click.argument("serial")
-@click.option("--at", "organisation", type=ID, default=None, help="The organisation about to dispense it [default: its holder].")
+@click.option(
+    "--at", "organisation", type=ID, default=None, help="The organisation about to dispense it [default: its holder]."
+)
 def supply_verify(home: Path, as_json: bool, gtin: str, serial: str, organisation: bytes | None) -> None:
     """Is the pack genuine and dispensable now? Exit 1 if not. Nothing is recorded:
     a scan on the ledger is a supply.verify transaction."""
     with node(home) as client:
-        result = client.call("supply.verify", gtin=gtin, serial=serial, organisation=organisation.hex() if organisation else None)
+        result = client.call(
+            "supply.verify", gtin=gtin, serial=serial, organisation=organisation.hex() if organisation else None
+        )
     emit(result, as_json, human_verdict)
     if not result["dispensable"]:
         sys.exit(EXIT_FAILURE)
@@ -143,20 +157,56 @@ def supply_alerts(home: Path, as_json: bool, start: int, limit: int) -> None:
 @write_options
 @click.option("--gtin", type=GTIN, required=True, help="The GTIN-14 (the first manufacturer to commission it owns it).")
 @click.option("--lot", type=LOT, required=True)
-@click.option("--expiry", type=EXPIRY, required=True, help="The lot's expiry date: its packs are dispensed through that day (UTC).")
-@click.option("--serial", "serials", type=SERIAL, multiple=True, required=True, help="A serial number; repeat for several (at most 1000).")
-def supply_commission(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, lot: str, expiry: str,
-                      serials: tuple[str, ...]) -> None:
+@click.option(
+    "--expiry",
+    type=EXPIRY,
+    required=True,
+    help="The lot's expiry date: its packs are dispensed through that day (UTC).",
+)
+@click.option(
+    "--serial",
+    "serials",
+    type=SERIAL,
+    multiple=True,
+    required=True,
+    help="A serial number; repeat for several (at most 1000).",
+)
+def supply_commission(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    gtin: str,
+    lot: str,
+    expiry: str,
+    serials: tuple[str, ...],
+) -> None:
     """Commission serialised packs of one GTIN and lot, signed by the manufacturer, which then holds them."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "supply.commission", supply_rules.SupplyCommission(gtin, lot, expiry, serials))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.commission",
+        supply_rules.SupplyCommission(gtin, lot, expiry, serials),
+    )
 
 
 @supply.command("ship")
 @write_options
 @click.option("--to", "destination", type=ID, required=True, help="The receiving organisation's key.")
 @PACKS_OPTION
-def supply_ship(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, destination: bytes,
-                packs: tuple[supply_rules.PackRef, ...]) -> None:
+def supply_ship(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    destination: bytes,
+    packs: tuple[supply_rules.PackRef, ...],
+) -> None:
     """Ship packs the signer holds to another organisation. The transaction's id is the
     shipment's id, which the destination gives to supply receive."""
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.ship", supply_rules.SupplyShip(destination, packs))
@@ -166,20 +216,43 @@ def supply_ship(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: 
 @write_options
 @click.option("--shipment", type=ID, required=True, help="The shipment's id: its supply.ship transaction's id.")
 @click.option("--pack", "packs", type=PACK, multiple=True, help="A pack that arrived, as GTIN:SERIAL; repeat.")
-@click.option("--missing", type=PACK, multiple=True, help="A pack of the shipment that did not arrive; repeat. Each raises an alert.")
-def supply_receive(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, shipment: bytes,
-                   packs: tuple[supply_rules.PackRef, ...], missing: tuple[supply_rules.PackRef, ...]) -> None:
+@click.option(
+    "--missing",
+    type=PACK,
+    multiple=True,
+    help="A pack of the shipment that did not arrive; repeat. Each raises an alert.",
+)
+def supply_receive(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    shipment: bytes,
+    packs: tuple[supply_rules.PackRef, ...],
+    missing: tuple[supply_rules.PackRef, ...],
+) -> None:
     """Receive a shipment, signed by its destination, once. Every pack of it is listed, as
     arrived or missing: a shortfall is declared, never implied."""
     if not packs and not missing:
         fail("list the shipment's packs: --pack for each that arrived, --missing for each that did not", EXIT_BAD_INPUT)
-    submit(home, as_json, load_key(key_file), wait, timeout, "supply.receive", supply_rules.SupplyReceive(shipment, packs, missing))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.receive",
+        supply_rules.SupplyReceive(shipment, packs, missing),
+    )
 
 
 @supply.command("dispense")
 @write_options
 @PACKS_OPTION
-def supply_dispense(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...]) -> None:
+def supply_dispense(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...]
+) -> None:
     """Dispense packs the signer holds (a pharmacy or hospital). The patient is not named: who takes what stays at the pharmacy."""
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.dispense", supply_rules.SupplyDispense(packs))
 
@@ -188,10 +261,25 @@ def supply_dispense(home: Path, as_json: bool, key_file: Path, wait: bool, timeo
 @write_options
 @PACKS_OPTION
 @click.option("--reason", type=click.Choice(sorted(supply_rules.DECOMMISSION_REASONS)), required=True)
-def supply_decommission(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...],
-                        reason: str) -> None:
+def supply_decommission(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    packs: tuple[supply_rules.PackRef, ...],
+    reason: str,
+) -> None:
     """Take packs the signer holds out of circulation."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "supply.decommission", supply_rules.SupplyDecommission(packs, reason))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.decommission",
+        supply_rules.SupplyDecommission(packs, reason),
+    )
 
 
 @supply.command("recall")
@@ -200,23 +288,50 @@ def supply_decommission(home: Path, as_json: bool, key_file: Path, wait: bool, t
 @click.option("--lot", type=LOT, default=None, help="Recall this whole lot.")
 @click.option("--serial", "serials", type=SERIAL, multiple=True, help="Or these serials; repeat.")
 @click.option("--reason", required=True, help="Why, in words a pharmacist reads when a recalled pack is scanned.")
-def supply_recall(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, lot: str | None,
-                  serials: tuple[str, ...], reason: str) -> None:
+def supply_recall(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    gtin: str,
+    lot: str | None,
+    serials: tuple[str, ...],
+    reason: str,
+) -> None:
     """Recall a lot or listed serials, signed by the GTIN's manufacturer. Recalled packs are
     never dispensed and ship only back to their manufacturer."""
     if (lot is None) == (not serials):
         fail("give exactly one of --lot LOT and --serial SERIAL (repeatable)", EXIT_BAD_INPUT)
-    submit(home, as_json, load_key(key_file), wait, timeout, "supply.recall", supply_rules.SupplyRecall(gtin, lot, serials, reason))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.recall",
+        supply_rules.SupplyRecall(gtin, lot, serials, reason),
+    )
 
 
 @supply.command("scan")
 @write_options
 @click.argument("pack", type=PACK)
-def supply_scan(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, pack: supply_rules.PackRef) -> None:
+def supply_scan(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, pack: supply_rules.PackRef
+) -> None:
     """Record a scan of PACK (GTIN:SERIAL) on the ledger, with its verdict at the block's time:
     an alarming one (an unknown serial is a suspect counterfeit) raises an alert. To ask
     without recording, use supply verify."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "supply.verify", supply_rules.SupplyVerify(pack.gtin, pack.serial))
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.verify",
+        supply_rules.SupplyVerify(pack.gtin, pack.serial),
+    )
 
 
 def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], bytes | None]:
@@ -229,7 +344,9 @@ def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], b
     return shipment_of
 
 
-def _submit_imported(client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float) -> dict[str, Any]:
+def _submit_imported(
+    client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float
+) -> dict[str, Any]:
     """Submit and wait; a refusal names the EPCIS ``event`` the transaction came from."""
     result = submit_signed(client, key, tx_type, body, True, timeout_s, where=event)
     refuse_if_rejected(result, tx_type, where=event)
@@ -242,9 +359,17 @@ def _submit_imported(client: RpcClient, key: SigningKey, tx_type: str, body: Any
 @KEY_OPTION
 @TIMEOUT_OPTION
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--party", "parties", type=NamedParty(), multiple=True, metavar="ID=HEX",
-              help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation key; repeat.")
-def supply_import_epcis(home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]) -> None:
+@click.option(
+    "--party",
+    "parties",
+    type=NamedParty(),
+    multiple=True,
+    metavar="ID=HEX",
+    help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation key; repeat.",
+)
+def supply_import_epcis(
+    home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]
+) -> None:
     """Import an EPCIS 2.0 JSON document of the signer's own ObjectEvents (commissioning,
     shipping, receiving, dispensing, decommissioning): each becomes supply transactions,
     submitted in order, each waited for. The first refusal stops the import, naming its

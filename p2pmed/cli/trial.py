@@ -35,7 +35,9 @@ def human_trial(result: dict[str, Any]) -> str:
     for number, anchored in enumerate(result["results"], start=1):
         switching = anchored["outcome_switching"]
         verdict = switching["summary"] if switching else "endpoints as registered"
-        lines.append(f"  result {number}: data set {anchored['dataset_sha256']} at {utc_time(anchored['time_ms'])}: {verdict}")
+        lines.append(
+            f"  result {number}: data set {anchored['dataset_sha256']} at {utc_time(anchored['time_ms'])}: {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -46,7 +48,10 @@ def human_verification(result: dict[str, Any]) -> str:
 
 
 def human_flagged(result: dict[str, Any]) -> str:
-    lines = [f"{each['trial_id']} (sponsor {short_id(each['sponsor'])}): {' '.join(each['switches'])}" for each in result["trials"]]
+    lines = [
+        f"{each['trial_id']} (sponsor {short_id(each['sponsor'])}): {' '.join(each['switches'])}"
+        for each in result["trials"]
+    ]
     return "\n".join(lines) or "no trial is flagged for outcome switching"
 
 
@@ -73,20 +78,34 @@ def _endpoints(texts: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _protocol_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed((
-        click.option("--protocol", type=click.Path(path_type=Path, dir_okay=False), default=None, help="The protocol document."),
-        click.option("--protocol-sha256", type=ID, default=None, help="Or its SHA-256."),
-        click.option("--primary", multiple=True, required=True, help="A primary endpoint; repeat for several."),
-        click.option("--secondary", multiple=True, help="A secondary endpoint; repeat for several."),
-        click.option("--planned", type=click.IntRange(1), default=None, help="Planned enrolment (an estimate)."),
-    )):
+    for option in reversed(
+        (
+            click.option(
+                "--protocol",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help="The protocol document.",
+            ),
+            click.option("--protocol-sha256", type=ID, default=None, help="Or its SHA-256."),
+            click.option("--primary", multiple=True, required=True, help="A primary endpoint; repeat for several."),
+            click.option("--secondary", multiple=True, help="A secondary endpoint; repeat for several."),
+            click.option("--planned", type=click.IntRange(1), default=None, help="Planned enrolment (an estimate)."),
+        )
+    ):
         command = option(command)
     return command
 
 
-def _protocol(protocol: Path | None, protocol_sha256: bytes | None, primary: tuple[str, ...],
-              secondary: tuple[str, ...], planned: int | None) -> trial_rules.Protocol:
-    return trial_rules.Protocol(_digest(protocol, protocol_sha256, "protocol"), _endpoints(primary), _endpoints(secondary), planned)
+def _protocol(
+    protocol: Path | None,
+    protocol_sha256: bytes | None,
+    primary: tuple[str, ...],
+    secondary: tuple[str, ...],
+    planned: int | None,
+) -> trial_rules.Protocol:
+    return trial_rules.Protocol(
+        _digest(protocol, protocol_sha256, "protocol"), _endpoints(primary), _endpoints(secondary), planned
+    )
 
 
 TRIAL_ID = click.argument("trial_id")
@@ -101,8 +120,19 @@ def trial() -> None:
 @write_options
 @TRIAL_ID
 @_protocol_options
-def trial_register(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, trial_id: str, protocol: Path | None,
-                   protocol_sha256: bytes | None, primary: tuple[str, ...], secondary: tuple[str, ...], planned: int | None) -> None:
+def trial_register(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    trial_id: str,
+    protocol: Path | None,
+    protocol_sha256: bytes | None,
+    primary: tuple[str, ...],
+    secondary: tuple[str, ...],
+    planned: int | None,
+) -> None:
     """Register TRIAL_ID (e.g. NCT01234567) with its protocol and pre-declared endpoints, signed by the sponsor."""
     body = trial_rules.TrialRegister(trial_id, _protocol(protocol, protocol_sha256, primary, secondary, planned))
     submit(home, as_json, load_key(key_file), wait, timeout, "trial.register", body)
@@ -112,8 +142,19 @@ def trial_register(home: Path, as_json: bool, key_file: Path, wait: bool, timeou
 @write_options
 @TRIAL_ID
 @_protocol_options
-def trial_amend(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, trial_id: str, protocol: Path | None,
-                protocol_sha256: bytes | None, primary: tuple[str, ...], secondary: tuple[str, ...], planned: int | None) -> None:
+def trial_amend(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    trial_id: str,
+    protocol: Path | None,
+    protocol_sha256: bytes | None,
+    primary: tuple[str, ...],
+    secondary: tuple[str, ...],
+    planned: int | None,
+) -> None:
     """Replace the protocol (endpoints are frozen from the first enrolment), signed by the sponsor."""
     body = trial_rules.TrialAmend(trial_id, _protocol(protocol, protocol_sha256, primary, secondary, planned))
     submit(home, as_json, load_key(key_file), wait, timeout, "trial.amend", body)
@@ -139,7 +180,9 @@ def trial_withdraw(home: Path, as_json: bool, key_file: Path, wait: bool, timeou
 @write_options
 @TRIAL_ID
 @click.option("--person", type=ID, required=True, help="The patient's person id.")
-def trial_enroll(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, trial_id: str, person: bytes) -> None:
+def trial_enroll(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, trial_id: str, person: bytes
+) -> None:
     """Enrol a consenting patient, signed by the sponsor or a clinician or researcher."""
     submit(home, as_json, load_key(key_file), wait, timeout, "trial.enroll", trial_rules.TrialEnroll(trial_id, person))
 
@@ -151,10 +194,22 @@ def trial_enroll(home: Path, as_json: bool, key_file: Path, wait: bool, timeout:
 @click.option("--dataset-sha256", type=ID, default=None, help="Or its SHA-256.")
 @click.option("--primary", multiple=True, help="A primary endpoint reported; repeat for several.")
 @click.option("--secondary", multiple=True, help="A secondary endpoint reported; repeat for several.")
-def trial_results(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, trial_id: str, dataset: Path | None,
-                  dataset_sha256: bytes | None, primary: tuple[str, ...], secondary: tuple[str, ...]) -> None:
+def trial_results(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    trial_id: str,
+    dataset: Path | None,
+    dataset_sha256: bytes | None,
+    primary: tuple[str, ...],
+    secondary: tuple[str, ...],
+) -> None:
     """Anchor results, signed by the sponsor; endpoints that differ from the registration are flagged."""
-    body = trial_rules.TrialResults(trial_id, _digest(dataset, dataset_sha256, "dataset"), _endpoints(primary), _endpoints(secondary))
+    body = trial_rules.TrialResults(
+        trial_id, _digest(dataset, dataset_sha256, "dataset"), _endpoints(primary), _endpoints(secondary)
+    )
     submit(home, as_json, load_key(key_file), wait, timeout, "trial.results", body)
 
 

@@ -58,7 +58,9 @@ def sample_transactions(chain_id: str, count: int, rng: random.Random | None = N
     randbytes = (rng or random.SystemRandom()).randbytes
     senders = [SigningKey.from_seed(randbytes(32)) for _ in range(max(1, -(-count // TXS_PER_SENDER)))]
     return [
-        sign_transaction(senders[index % len(senders)], chain_id, "load.probe", index // len(senders), Probe(f"load {index}"))
+        sign_transaction(
+            senders[index % len(senders)], chain_id, "load.probe", index // len(senders), Probe(f"load {index}")
+        )
         for index in range(count)
     ]
 
@@ -138,13 +140,15 @@ def run_load(
     return report
 
 
-def _summarise_commits(report: LoadReport, submitted_at: dict[str, float], committed_at: dict[str, float], start: float) -> None:
-    latencies = sorted((committed_at[tx_id] - submitted_at[tx_id]) * 1000 for tx_id in committed_at if tx_id in submitted_at)
+def _summarise_commits(
+    report: LoadReport, submitted_at: dict[str, float], committed_at: dict[str, float], start: float
+) -> None:
+    latencies = sorted(
+        (committed_at[tx_id] - submitted_at[tx_id]) * 1000 for tx_id in committed_at if tx_id in submitted_at
+    )
     report.committed = len(latencies)
     if not latencies:
         return
     elapsed = max(committed_at.values()) - start
     report.committed_per_s = report.committed / elapsed if elapsed > 0 else 0.0
     report.latency_ms = percentiles(latencies, ("p50", "p95", "p99"))
-
-

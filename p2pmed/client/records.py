@@ -15,13 +15,23 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from p2pmed.quorum import fault_tolerance
-from p2pmed.crypto import EncryptionPrivateKey, EncryptionPublicKey, Kem, SigningKey, decrypt_record, encrypt_record, unwrap_key, wrap_key
-from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
-from p2pmed.rpc.client import RpcClient, RpcError
 from p2pmed.client.tx import sign_next, wait_decided
+from p2pmed.crypto import (
+    EncryptionPrivateKey,
+    EncryptionPublicKey,
+    Kem,
+    SigningKey,
+    decrypt_record,
+    encrypt_record,
+    unwrap_key,
+    wrap_key,
+)
+from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.quorum import fault_tolerance
+from p2pmed.rpc.client import RpcClient, RpcError
 
 __all__ = ["CustodyFailed", "LedgerRefused", "WrittenRecord", "read_record", "submit", "write_record"]
+
 
 @dataclass
 class LedgerRefused(Exception):
@@ -57,7 +67,9 @@ class WrittenRecord:
     """Those that did not, and why; each fetches its copy from another custodian later."""
 
 
-def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes) -> WrittenRecord:
+def write_record(
+    client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes
+) -> WrittenRecord:
     """Encrypt and share a record for ``patient``. Raises ``CustodyFailed`` if no custodian
     took the ciphertext (the anchor is then committed but its content is nowhere)."""
     status = client.call("node.status")
@@ -68,7 +80,11 @@ def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category
     record_id = os.urandom(32)
     data_key, sealed = encrypt_record(record_id, plaintext)
     anchor = RecordAdd(
-        record_id, patient, category, hashlib.sha256(sealed).digest(), len(sealed),
+        record_id,
+        patient,
+        category,
+        hashlib.sha256(sealed).digest(),
+        len(sealed),
         tuple(bytes.fromhex(site["key"]) for site in chosen),
     )
     submit(client, writer, "record.add", anchor)
@@ -77,7 +93,10 @@ def write_record(client: RpcClient, writer: SigningKey, patient: bytes, category
         custodian_key = EncryptionPublicKey(Kem.X25519, bytes.fromhex(site["encryption_key"]))
         try:
             client.call(
-                "record.store", record_id=record_id.hex(), custodian=site["key"], sealed=sealed.hex(),
+                "record.store",
+                record_id=record_id.hex(),
+                custodian=site["key"],
+                sealed=sealed.hex(),
                 wrap=wrap_key(data_key, custodian_key, record_id).hex(),
             )
             stored.append(site["moniker"])
@@ -96,7 +115,9 @@ class CustodyFailed(Exception):
     failed: dict[str, str]
 
     def __str__(self) -> str:
-        return f"no custodian took record {self.record_id.hex()[:16]}: " + "; ".join(f"{k}: {v}" for k, v in self.failed.items())
+        return f"no custodian took record {self.record_id.hex()[:16]}: " + "; ".join(
+            f"{k}: {v}" for k, v in self.failed.items()
+        )
 
 
 def read_record(

@@ -151,7 +151,9 @@ class Validators:
         for certificate in view_change.prepared:
             vote = certificate.pre_prepare
             if not stable < vote.sequence <= stable + window:
-                raise InvalidMessage(f"prepared certificate for sequence {vote.sequence} outside ({stable}, {stable + window}]")
+                raise InvalidMessage(
+                    f"prepared certificate for sequence {vote.sequence} outside ({stable}, {stable + window}]"
+                )
             if vote.view >= view_change.new_view:
                 raise InvalidMessage("prepared certificate from a view not before the new one")
             if vote.sequence in sequences:

@@ -98,7 +98,9 @@ class Proposal:
         return hashlib.sha256(codec.encode(fields)).digest()
 
     def block_header(self, chain_id: str, previous_hash: bytes) -> BlockHeader:
-        return BlockHeader(chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms)
+        return BlockHeader(
+            chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Proposal) and self.digest == other.digest and self.txs == other.txs

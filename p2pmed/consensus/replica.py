@@ -508,7 +508,10 @@ class Replica:
                 self._notice_gap()
                 return
             proposal = slot.pre_prepare.proposal
-            self._apply(Block(proposal.block_header(self.validators.chain_id, self.last_block_hash), proposal.txs), slot.certificate)
+            self._apply(
+                Block(proposal.block_header(self.validators.chain_id, self.last_block_hash), proposal.txs),
+                slot.certificate,
+            )
 
     def _notice_gap(self) -> None:
         """A decided slot above one we cannot execute: we missed messages, so fetch blocks."""
@@ -633,7 +636,9 @@ class Replica:
         for slot in self._log.values():
             slot.reset_view()
         view_change = self._sign(
-            ViewChange(new_view, self.stable_sequence, self._stable_proof, self._prepared_certificates(), self.index, bytes(64))
+            ViewChange(
+                new_view, self.stable_sequence, self._stable_proof, self._prepared_certificates(), self.index, bytes(64)
+            )
         )
         self._view_changes[self.index] = view_change
         self._records["view"] = codec.encode(ViewRecord(new_view, False))
@@ -659,7 +664,9 @@ class Replica:
             return
         self.validators.check_view_change(view_change, self.config.watermark_window)
         self._view_changes[view_change.replica] = view_change
-        ahead = sorted(vc.new_view for r, vc in self._view_changes.items() if r != self.index and vc.new_view > self.view)
+        ahead = sorted(
+            vc.new_view for r, vc in self._view_changes.items() if r != self.index and vc.new_view > self.view
+        )
         if len(ahead) >= self.validators.f + 1:
             self._start_view_change(ahead[0])
         self._maybe_new_view()
@@ -805,7 +812,11 @@ class Replica:
             self.validators.check_committed_block(item.block, item.certificate, self.last_block_hash)
             self._note_ahead(sender, item.block.height)
             slot = self._log.get(item.block.height)
-            if slot is not None and slot.pre_prepare is not None and slot.pre_prepare.vote.digest != item.certificate.commits[0].digest:
+            if (
+                slot is not None
+                and slot.pre_prepare is not None
+                and slot.pre_prepare.vote.digest != item.certificate.commits[0].digest
+            ):
                 slot.reset_view()
             self._apply(item.block, item.certificate)
             self._fetched_at = self._now
@@ -837,7 +848,9 @@ class Replica:
             # would only add load (on a busy network, enough to cause the stall it fears).
             return
         # No progress for a whole interval: peers may have decided what we missed.
-        voters = {vote.replica for s in stalled for vote in [*self._log[s].prepares.values(), *self._log[s].commits.values()]}
+        voters = {
+            vote.replica for s in stalled for vote in [*self._log[s].prepares.values(), *self._log[s].commits.values()]
+        }
         self._behind(max(stalled), voters - {self.index})
         for sequence, slot in sorted(self._log.items()):
             if sequence <= self.last_executed or slot.certificate is not None:
@@ -910,7 +923,11 @@ class Replica:
             slot = self._slot(sequence)
             slot.prepared_certificate = record.prepared_certificate
             if record.pre_prepare is not None and record.pre_prepare.vote.view == self.view:
-                slot.pre_prepare, slot.my_prepare, slot.my_commit = record.pre_prepare, record.my_prepare, record.my_commit
+                slot.pre_prepare, slot.my_prepare, slot.my_commit = (
+                    record.pre_prepare,
+                    record.my_prepare,
+                    record.my_commit,
+                )
                 for vote in (record.my_prepare, record.my_commit):
                     if vote is not None and vote.view == self.view:
                         (slot.prepares if vote.kind is VoteKind.PREPARE else slot.commits)[self.index] = vote

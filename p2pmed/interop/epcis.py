@@ -42,8 +42,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from p2pmed.input_error import KeyedInputError
 from p2pmed import strict_json
+from p2pmed.input_error import KeyedInputError
 from p2pmed.ledger.contracts.supply import (
     PACKS_PER_TX_MAX,
     PackRef,
@@ -58,7 +58,16 @@ from p2pmed.ledger.contracts.supply import (
     gtin_problem,
 )
 
-__all__ = ["DOCUMENT_SIZE_MAX", "EPCS_PER_EVENT_MAX", "EVENTS_MAX", "EpcisError", "ShipmentLookup", "SupplyTx", "import_epcis", "parse_epc"]
+__all__ = [
+    "DOCUMENT_SIZE_MAX",
+    "EPCS_PER_EVENT_MAX",
+    "EVENTS_MAX",
+    "EpcisError",
+    "ShipmentLookup",
+    "SupplyTx",
+    "import_epcis",
+    "parse_epc",
+]
 
 DOCUMENT_SIZE_MAX = 8 << 20
 DEPTH_MAX = 64
@@ -166,14 +175,16 @@ _DIGITAL_LINK = re.compile(
 # Characters of GS1 set 82 that a URI carries as they are; the rest come %-escaped.
 _URI_SERIAL = re.compile(r"(?:[A-Za-z0-9!&'()*+,\-.:;=_]|%[0-9A-Fa-f]{2})+")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
-_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _EPC_FORMS = "an SGTIN EPC URI (urn:epc:id:sgtin:0614141.107346.2017) or a GS1 Digital Link URI (https://id.gs1.org/01/10614141073464/21/2017)"
 
 
 def _serial(encoded: str, path: str) -> str:
     if not _URI_SERIAL.fullmatch(encoded):
-        raise EpcisError(path, f"serial {encoded[:40]!r} is not GS1 set 82 with \" % & / < > ? %-escaped")
+        raise EpcisError(path, f'serial {encoded[:40]!r} is not GS1 set 82 with " % & / < > ? %-escaped')
     serial = _PERCENT.sub(lambda match: chr(int(match[1], 16)), encoded)
     problem = code_problem(serial, "serial")
     if problem is not None:
@@ -256,7 +267,11 @@ def _chunks(items: list[Any] | tuple[Any, ...]) -> list[tuple[Any, ...]]:
 def _master_data(ilmd: dict[str, Any], name: str, path: str, check: Callable[[str], str | None]) -> str:
     names = [key for key in (f"cbvmda:{name}", f"urn:epcglobal:cbv:mda:{name}") if key in ilmd]
     if len(names) != 1:
-        reason = "missing; a commissioning event gives the lot and the expiry" if not names else "given twice, prefixed and in full"
+        reason = (
+            "missing; a commissioning event gives the lot and the expiry"
+            if not names
+            else "given twice, prefixed and in full"
+        )
         raise EpcisError(f"{path}.cbvmda:{name}", reason)
     value = _text(ilmd, names[0], path, "a string")
     problem = check(value)
@@ -273,11 +288,17 @@ def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _l
     serials: dict[str, list[str]] = {}
     for pack in packs:
         serials.setdefault(pack.gtin, []).append(pack.serial)
-    return [("supply.commission", SupplyCommission(gtin, lot, expiry, chunk)) for gtin, listed in serials.items() for chunk in _chunks(listed)]
+    return [
+        ("supply.commission", SupplyCommission(gtin, lot, expiry, chunk))
+        for gtin, listed in serials.items()
+        for chunk in _chunks(listed)
+    ]
 
 
 def _destination(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) -> bytes:
-    entries = _array(event, "destinationList", path, "an array of {type, destination} naming the receiver", DESTINATIONS_MAX)
+    entries = _array(
+        event, "destinationList", path, "an array of {type, destination} naming the receiver", DESTINATIONS_MAX
+    )
     keys: list[bytes] = []
     for index, entry in enumerate(entries):
         where = f"{path}.destinationList[{index}]"
@@ -285,7 +306,11 @@ def _destination(event: dict[str, Any], path: str, parties: Mapping[str, bytes])
         if key is not None and key not in keys:
             keys.append(key)
     if len(keys) != 1:
-        reason = "name different organisations" if keys else "name no organisation known here: map each party or location id to its organisation key in parties"
+        reason = (
+            "name different organisations"
+            if keys
+            else "name no organisation known here: map each party or location id to its organisation key in parties"
+        )
         raise EpcisError(f"{path}.destinationList", f"the destinations {reason}")
     return keys[0]
 
@@ -297,12 +322,17 @@ def _ship(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups:
 
 def _receive(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
     if lookups.shipment_of is None:
-        raise EpcisError(path, "a receiving event does not name its shipment: import it with shipment_of, which looks it up on the ledger")
+        raise EpcisError(
+            path,
+            "a receiving event does not name its shipment: import it with shipment_of, which looks it up on the ledger",
+        )
     shipments: dict[bytes, list[PackRef]] = {}
     for index, pack in enumerate(packs):
         shipment = lookups.shipment_of(pack)
         if shipment is None:
-            raise EpcisError(f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not in transit on the ledger")
+            raise EpcisError(
+                f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not in transit on the ledger"
+            )
         shipments.setdefault(shipment, []).append(pack)
     return [("supply.receive", SupplyReceive(shipment, tuple(arrived), ())) for shipment, arrived in shipments.items()]
 
@@ -333,7 +363,9 @@ def _decommission(default_reason: str) -> _Builder:
             reason = _DECOMMISSION_REASONS.get(_vocabulary(disposition, _DISPOSITION_PREFIXES), "")
             if not reason:
                 known = ", ".join(sorted(_DECOMMISSION_REASONS))
-                raise EpcisError(f"{path}.disposition", f"{disposition[:60]!r} is not a reason to decommission; known: {known}")
+                raise EpcisError(
+                    f"{path}.disposition", f"{disposition[:60]!r} is not a reason to decommission; known: {known}"
+                )
         return [("supply.decommission", SupplyDecommission(chunk, reason)) for chunk in _chunks(packs)]
 
     return build
@@ -370,9 +402,14 @@ def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
     event = _object(value, path)
     kind = _text(event, "type", path, "ObjectEvent")
     if kind != "ObjectEvent":
-        raise EpcisError(f"{path}.type", f"{kind[:40]!r} events are not imported: only ObjectEvents, which list the packs themselves")
+        raise EpcisError(
+            f"{path}.type", f"{kind[:40]!r} events are not imported: only ObjectEvents, which list the packs themselves"
+        )
     if "errorDeclaration" in event:
-        raise EpcisError(f"{path}.errorDeclaration", "corrections of earlier events are not imported: the ledger never rewrites its history")
+        raise EpcisError(
+            f"{path}.errorDeclaration",
+            "corrections of earlier events are not imported: the ledger never rewrites its history",
+        )
     time_ms = _event_time_ms(event, path)
     builder = _builder(event, path)
     packs = _epc_list(event, path)
@@ -395,7 +432,9 @@ def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
             for pack in tx.body.packs:
                 if pack in already:
                     raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
-            merged[receipts[tx.body.shipment]] = replace(earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs))
+            merged[receipts[tx.body.shipment]] = replace(
+                earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs)
+            )
     return merged
 
 

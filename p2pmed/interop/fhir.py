@@ -57,8 +57,8 @@ from fhir.resources.auditevent import AuditEvent
 from fhir.resources.consent import Consent
 from pydantic import ValidationError
 
-from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed import strict_json
+from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts.audit import AUDIT_KINDS, AuditEntry
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, ConsentGrant, ConsentProvision
 
@@ -101,15 +101,22 @@ IMPORT_SIZE_MAX = 1 << 20
 DEPTH_MAX = 32
 RELEASES = {"R5": "fhir.resources", "R4B": "fhir.resources.R4B", "R4": "fhir.resources.R4B"}
 """FHIR release -> the package of its models; fhir.resources reads R4 with its R4B models."""
-_MODULES = {"Patient": "patient", "Observation": "observation", "Condition": "condition",
-            "MedicationRequest": "medicationrequest", "Consent": "consent"}
+_MODULES = {
+    "Patient": "patient",
+    "Observation": "observation",
+    "Condition": "condition",
+    "MedicationRequest": "medicationrequest",
+    "Consent": "consent",
+}
 _RECORD_CATEGORY = {"Condition": "condition", "MedicationRequest": "medication"}
 _OBSERVATION_CATEGORIES = frozenset({"laboratory", "vital-signs", "imaging"})
 _PROVISION_KEYS = frozenset({"id", "extension", "period", "actor", "purpose", "code", "class", "type"})
 MESSAGE_LENGTH_MAX = 200
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _INSTANT_MIN_MS = (datetime.datetime(1, 1, 1, tzinfo=datetime.UTC) - _EPOCH) // datetime.timedelta(milliseconds=1)
-_INSTANT_MAX_MS = (datetime.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=datetime.UTC) - _EPOCH) // datetime.timedelta(milliseconds=1)
+_INSTANT_MAX_MS = (
+    datetime.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=datetime.UTC) - _EPOCH
+) // datetime.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -197,12 +204,17 @@ def _detail(name: str, value: str) -> dict[str, Any]:
 def _entities(entry: AuditEntry) -> list[dict[str, Any]]:
     """The record (if any) and the ledger transaction, which carries the entry's details."""
     details = [_detail("height", str(entry.height))]
-    details += [_detail(name, value) for name, value in
-                (("category", entry.category), ("purpose", entry.purpose), ("detail", entry.detail)) if value]
+    details += [
+        _detail(name, value)
+        for name, value in (("category", entry.category), ("purpose", entry.purpose), ("detail", entry.detail))
+        if value
+    ]
     entities = [{"what": {"identifier": {"system": TX_SYSTEM, "value": entry.tx_id.hex()}}, "detail": details}]
     if entry.record_id:
-        record = {"what": {"identifier": {"system": RECORD_SYSTEM, "value": entry.record_id.hex()}},
-                  "role": _concept(_OBJECT_ROLE, "4", "Domain Resource")}
+        record = {
+            "what": {"identifier": {"system": RECORD_SYSTEM, "value": entry.record_id.hex()}},
+            "role": _concept(_OBJECT_ROLE, "4", "Domain Resource"),
+        }
         entities.insert(0, record)
     return entities
 
@@ -258,12 +270,19 @@ def consent_resource(provision: ConsentProvision) -> dict[str, Any]:
         "grantor": [_party(provision.granted_by)],
         "grantee": [_party(provision.grantee)],
         "decision": "permit",
-        "provision": [{
-            "period": {"start": granted, "end": instant(provision.expires_ms)},
-            "actor": [{"role": _concept(_PARTICIPATION, "IRCP", "information recipient"), "reference": _party(provision.grantee)}],
-            "purpose": [_coding(ACT_REASON_SYSTEM, provision.purpose)],
-            "code": [_concept(CATEGORY_SYSTEM, provision.category)],
-        }],
+        "provision": [
+            {
+                "period": {"start": granted, "end": instant(provision.expires_ms)},
+                "actor": [
+                    {
+                        "role": _concept(_PARTICIPATION, "IRCP", "information recipient"),
+                        "reference": _party(provision.grantee),
+                    }
+                ],
+                "purpose": [_coding(ACT_REASON_SYSTEM, provision.purpose)],
+                "code": [_concept(CATEGORY_SYSTEM, provision.category)],
+            }
+        ],
     }
     Consent.model_validate(consent)
     return consent
@@ -332,7 +351,9 @@ def _party_of(reference: dict[str, Any], path: str, references: Mapping[str, byt
         return party
     literal = reference.get("reference")
     if literal is None:
-        raise FhirError(path, f"give a literal reference the caller maps to a ledger party, or an identifier in {PARTY_SYSTEM}")
+        raise FhirError(
+            path, f"give a literal reference the caller maps to a ledger party, or an identifier in {PARTY_SYSTEM}"
+        )
     if literal not in references:
         raise FhirError(f"{path}.reference", f"{literal[:80]!r} is not mapped to a person id or organisation key")
     return references[literal]
@@ -349,7 +370,9 @@ def _observation_category(resource: dict[str, Any]) -> str:
         known = ", ".join(sorted(_OBSERVATION_CATEGORIES))
         raise FhirError("Observation.category", f"no coding of {OBSERVATION_CATEGORY_SYSTEM} with code {known}")
     if len(found) > 1:
-        raise FhirError("Observation.category", f"codes {', '.join(sorted(found))} disagree: a record has one data category")
+        raise FhirError(
+            "Observation.category", f"codes {', '.join(sorted(found))} disagree: a record has one data category"
+        )
     return found.pop()
 
 
@@ -365,7 +388,9 @@ def _clinical(resource: dict[str, Any], references: Mapping[str, bytes]) -> Clin
 
 def _require_value(value: Any, expected: str, path: str) -> None:
     if value != expected:
-        raise FhirError(path, f"{'missing' if value is None else repr(value)[:40]}: the ledger holds only {expected!r} consents")
+        raise FhirError(
+            path, f"{'missing' if value is None else repr(value)[:40]}: the ledger holds only {expected!r} consents"
+        )
 
 
 def _one(items: list[Any], path: str, what: str) -> Any:
@@ -387,7 +412,10 @@ def _category_of(coding: dict[str, Any], path: str) -> str:
 def _categories(provision: dict[str, Any], path: str) -> tuple[str, ...]:
     codings = [(coding, f"{path}.class[{index}]") for index, coding in enumerate(provision.get("class", []))]
     for index, concept in enumerate(provision.get("code", [])):
-        codings += [(coding, f"{path}.code[{index}].coding[{position}]") for position, coding in enumerate(concept.get("coding", []))]
+        codings += [
+            (coding, f"{path}.code[{index}].coding[{position}]")
+            for position, coding in enumerate(concept.get("coding", []))
+        ]
     if not codings:
         raise FhirError(f"{path}.code", f"missing: name the data categories, as codes of {CATEGORY_SYSTEM}")
     return tuple(sorted({_category_of(coding, where) for coding, where in codings}))
@@ -396,7 +424,9 @@ def _categories(provision: dict[str, Any], path: str) -> tuple[str, ...]:
 def _purpose(provision: dict[str, Any], path: str) -> str:
     coding = _one(provision.get("purpose", []), f"{path}.purpose", "purpose of use")
     if coding.get("system") != ACT_REASON_SYSTEM or coding.get("code") not in PURPOSES:
-        raise FhirError(f"{path}.purpose[0]", f"expected a code of {ACT_REASON_SYSTEM}, one of {', '.join(sorted(PURPOSES))}")
+        raise FhirError(
+            f"{path}.purpose[0]", f"expected a code of {ACT_REASON_SYSTEM}, one of {', '.join(sorted(PURPOSES))}"
+        )
     return str(coding["code"])
 
 
@@ -413,12 +443,17 @@ def _end_ms(text: str, path: str) -> int:
             if moment.tzinfo is None:
                 raise ValueError
     except (ValueError, OverflowError):
-        raise FhirError(path, f"{text[:40]!r}: give a full date (YYYY-MM-DD) or a date and time with a time zone") from None
+        raise FhirError(
+            path, f"{text[:40]!r}: give a full date (YYYY-MM-DD) or a date and time with a time zone"
+        ) from None
     return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
 def _expiry(resource: dict[str, Any], provision: dict[str, Any], path: str) -> int:
-    for period, where in ((provision.get("period"), f"{path}.period.end"), (resource.get("period"), "Consent.period.end")):
+    for period, where in (
+        (provision.get("period"), f"{path}.period.end"),
+        (resource.get("period"), "Consent.period.end"),
+    ):
         if period and "end" in period:
             return _end_ms(period["end"], where)
     raise FhirError(f"{path}.period.end", "missing: a consent on the ledger always expires; give the date it ends")
@@ -435,7 +470,10 @@ def _provision(resource: dict[str, Any], release: str) -> tuple[dict[str, Any], 
         _require_value(provision.get("type"), "permit", f"{path}.type")
     for key in provision:
         if key not in _PROVISION_KEYS:
-            raise FhirError(f"{path}.{key}", "not supported: a ledger grant covers whole data categories; remove it or split the consent")
+            raise FhirError(
+                f"{path}.{key}",
+                "not supported: a ledger grant covers whole data categories; remove it or split the consent",
+            )
     return provision, path
 
 
@@ -455,7 +493,9 @@ def _consent_grant(resource: dict[str, Any], release: str, references: Mapping[s
     if "reference" not in actor:
         raise FhirError(f"{path}.actor[0].reference", "missing: reference the grantee, a person or an organisation")
     grantee = _party_of(actor["reference"], f"{path}.actor[0].reference", references)
-    return ConsentGrant(patient, grantee, _categories(provision, path), _purpose(provision, path), _expiry(resource, provision, path))
+    return ConsentGrant(
+        patient, grantee, _categories(provision, path), _purpose(provision, path), _expiry(resource, provision, path)
+    )
 
 
 def import_resource(

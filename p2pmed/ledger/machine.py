@@ -70,7 +70,9 @@ class Ledger:
     def check(self, tx: Transaction) -> Any:
         """Stateless checks; returns the typed body or raises ``TxRejected``."""
         if tx.chain_id != self.chain_id:
-            raise TxRejected(RejectReason.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}, this is {self.chain_id!r}")
+            raise TxRejected(
+                RejectReason.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}, this is {self.chain_id!r}"
+            )
         body = self._typed_body(tx)
         if not tx.signature_is_valid():
             raise TxRejected(RejectReason.BAD_SIGNATURE, "signature does not verify for sender")
@@ -93,7 +95,9 @@ class Ledger:
         results = tuple(self._execute(block_state, block, tx, verified_tx_ids) for tx in block.txs)
         return BlockExecution(results, block_state.changes())
 
-    def _execute(self, block_state: StateOverlay, block: Block, tx: Transaction, verified: Container[bytes]) -> TxResult:
+    def _execute(
+        self, block_state: StateOverlay, block: Block, tx: Transaction, verified: Container[bytes]
+    ) -> TxResult:
         try:
             body = self._typed_body(tx) if tx.id in verified and tx.chain_id == self.chain_id else self.check(tx)
             self._take_nonce(block_state, tx)

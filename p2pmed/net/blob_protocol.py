@@ -65,7 +65,9 @@ def refused(reason: str) -> BlobResponse:
 class BlobService:
     """Serves ``PROTOCOL_ID``: ``answer`` is this node's custodian deciding each request."""
 
-    def __init__(self, host: IHost, answer: Callable[[BlobRequest], BlobResponse], validators: Callable[[ID], bool]) -> None:
+    def __init__(
+        self, host: IHost, answer: Callable[[BlobRequest], BlobResponse], validators: Callable[[ID], bool]
+    ) -> None:
         self.host, self.answer, self.is_validator = host, answer, validators
         self.served: dict[str, int] = {"put": 0, "get": 0, "refused": 0, "malformed": 0, "strangers": 0}
 

@@ -32,7 +32,7 @@ from typing import Protocol
 
 from p2pmed.codec import MESSAGE_SIZE_MAX
 
-__all__ = ["FrameError", "FrameReader", "Reader", "encode_frame", "encode_varint", "decode_varint"]
+__all__ = ["FrameError", "FrameReader", "Reader", "decode_varint", "encode_frame", "encode_varint"]
 
 READ_CHUNK = 64 * 1024
 """How much ``FrameReader`` asks the stream for at once (it buffers the rest)."""

@@ -71,7 +71,7 @@ def _memoised_consume(consume: Consume) -> Consume:
 def _memoised_issue(issue: Issue) -> Issue:
     own: dict[bytes, tuple[float, bytes]] = {}
 
-    def env_to_send_in_RPC(host: IHost) -> tuple[bytes, bool]:  # noqa: N802 (py-libp2p's name)
+    def env_to_send_in_RPC(host: IHost) -> tuple[bytes, bool]:
         now = time.monotonic()
         peer = host.get_id().to_bytes()
         cached = own.get(peer)

@@ -181,7 +181,9 @@ class TxGossip:
         if not 0 < len(chain_id) <= CHAIN_ID_LENGTH_MAX:
             raise ValueError(f"chain_id must be 1..{CHAIN_ID_LENGTH_MAX} characters")
         if batch_txs_max < 1 or not BATCH_OVERHEAD_MAX < batch_bytes_max <= BATCH_BYTES_LIMIT:
-            raise ValueError(f"a batch holds at least 1 transaction and {BATCH_OVERHEAD_MAX + 1}..{BATCH_BYTES_LIMIT} bytes")
+            raise ValueError(
+                f"a batch holds at least 1 transaction and {BATCH_OVERHEAD_MAX + 1}..{BATCH_BYTES_LIMIT} bytes"
+            )
         if pending_txs_max < 1 or pending_bytes_max < batch_bytes_max:
             raise ValueError("the pending queue must hold at least one transaction of the biggest size")
         if flush_interval < 0 or outbound_wait_max < 0 or inbox_size < 1:
@@ -255,7 +257,9 @@ class TxGossip:
         return len(self._pending)
 
     def _batch_is_full(self) -> bool:
-        return len(self._pending) >= self.batch_txs_max or self._pending_bytes + BATCH_OVERHEAD_MAX >= self.batch_bytes_max
+        return (
+            len(self._pending) >= self.batch_txs_max or self._pending_bytes + BATCH_OVERHEAD_MAX >= self.batch_bytes_max
+        )
 
     async def _flush_loop(self) -> None:
         last_published = -math.inf
@@ -294,12 +298,20 @@ class TxGossip:
 
     def _backlogged_peers(self) -> set[ID]:
         queues = self.pubsub.peer_queues
-        return {peer for peer in self.router.mesh.get(self.topic, ()) if peer in queues and len(queues[peer]) > OUTBOUND_QUEUE_PAUSE}
+        return {
+            peer
+            for peer in self.router.mesh.get(self.topic, ())
+            if peer in queues and len(queues[peer]) > OUTBOUND_QUEUE_PAUSE
+        }
 
     async def _publish_batch(self, congested: bool) -> None:
         txs = []
         size = BATCH_OVERHEAD_MAX
-        while self._pending and len(txs) < self.batch_txs_max and size + len(self._pending[0].encoded) <= self.batch_bytes_max:
+        while (
+            self._pending
+            and len(txs) < self.batch_txs_max
+            and size + len(self._pending[0].encoded) <= self.batch_bytes_max
+        ):
             tx = self._pending.popleft()
             txs.append(tx)
             size += len(tx.encoded)
@@ -410,7 +422,9 @@ class _SmallMeshGossipSub(GossipSub):
     """
 
     def _full_mesh(self, topics: Iterable[str]) -> bool:
-        return self.pubsub is not None and all(len(self.pubsub.peer_topics.get(topic, ())) <= self.degree for topic in topics)
+        return self.pubsub is not None and all(
+            len(self.pubsub.peer_topics.get(topic, ())) <= self.degree for topic in topics
+        )
 
     def _get_peers_to_send(
         self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID, msg_id: bytes | None = None
@@ -461,4 +475,3 @@ def _new_router() -> GossipSub:
         adaptive_gossip_enabled=False,
         eclipse_protection_enabled=False,
     )
-

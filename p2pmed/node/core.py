@@ -192,5 +192,7 @@ class NodeCore:
             block, certificate = self.store.block(number), self.store.certificate(number)
             if block is None or certificate is None:
                 break
-            served.append(BlockWithCertificate(block, codec.decode(CommitCertificate, certificate, codec.BLOCK_SIZE_MAX)))
+            served.append(
+                BlockWithCertificate(block, codec.decode(CommitCertificate, certificate, codec.BLOCK_SIZE_MAX))
+            )
         return Blocks(tuple(served))

@@ -21,13 +21,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p2pmed.store.blobs import BlobStore
 from p2pmed.crypto import CryptoError, EncryptionPrivateKey, EncryptionPublicKey, unwrap_key, wrap_key
 from p2pmed.ledger.contracts.consent import party_id
 from p2pmed.ledger.contracts.identity import organisation_of, person_of
 from p2pmed.ledger.contracts.records import Record, access, read_grant, record
 from p2pmed.ledger.state import StateReader
 from p2pmed.net.blob_protocol import BlobRequest, BlobResponse, refused
+from p2pmed.store.blobs import BlobStore
 
 __all__ = ["Custodian", "CustodyRefused", "Served"]
 
@@ -93,7 +93,9 @@ class Custodian:
         reader = party_id(self.state, reader_key)
         grant = None if reader is None else read_grant(self.state, anchor.record_id, reader, now)
         if grant is None:
-            raise CustodyRefused("no read of this record by this reader is on the ledger in the last 10 minutes: commit record.read first")
+            raise CustodyRefused(
+                "no read of this record by this reader is on the ledger in the last 10 minutes: commit record.read first"
+            )
         if grant.basis in ("owner", "break-glass"):
             return
         decision = access(self.state, reader_key, anchor, grant.purpose, now)

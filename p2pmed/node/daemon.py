@@ -37,31 +37,31 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
 
-from p2pmed.node.repair import BlobRepair
-from p2pmed.store.blobs import BlobStore
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier
-from p2pmed.node.custodian import Custodian
-from p2pmed.site.home import LoadedHome
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
-from p2pmed.node.metrics import NodeMetrics
-from p2pmed.node.metrics_http import serve_metrics
 from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, key_pair_of, peer_id_of
 from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
 from p2pmed.node.core import NodeCore, Outgoing
+from p2pmed.node.custodian import Custodian
 from p2pmed.node.mempool import Mempool
+from p2pmed.node.metrics import NodeMetrics
+from p2pmed.node.metrics_http import serve_metrics
 from p2pmed.node.rebroadcast import Rebroadcast
+from p2pmed.node.repair import BlobRepair
 from p2pmed.rpc.server import RpcCounters, RpcServer
 from p2pmed.site.genesis import ValidatorInfo
+from p2pmed.site.home import LoadedHome
 from p2pmed.store import Store
+from p2pmed.store.blobs import BlobStore
 
 __all__ = ["Node", "NodeClock", "replica_config"]
 
@@ -121,7 +121,9 @@ class Node:
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
         self.core = NodeCore(
             home.store_path,
-            Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)),
+            Ledger(
+                genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)
+            ),
             self.validators,
             home.key,
             replica_config(home),
@@ -133,7 +135,10 @@ class Node:
         self.block_listeners: list[BlockListener] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
         self.custodian = Custodian(
-            self.core.store, lambda: self.core.ledger_time_ms, BlobStore(home.store_path.parent / "blobs"), home.key.public_key,
+            self.core.store,
+            lambda: self.core.ledger_time_ms,
+            BlobStore(home.store_path.parent / "blobs"),
+            home.key.public_key,
             home.encryption_key,
         )
         self.block_listeners.append(self._erase_on_commit)
@@ -255,9 +260,7 @@ class Node:
             self.core.close()
             log.info("node stopped", height=height)
 
-    async def _start(
-        self, host: IHost, nursery: trio.Nursery, rpc_server: Callable[[Node], RpcServer] | None
-    ) -> None:
+    async def _start(self, host: IHost, nursery: trio.Nursery, rpc_server: Callable[[Node], RpcServer] | None) -> None:
         self._nursery = nursery
         peerstore = host.get_peerstore()
         for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators)):
@@ -411,5 +414,6 @@ class Node:
 
     def _log_commit(self, block: Block, execution: BlockExecution) -> None:
         rejected = sum(not result.ok for result in execution.results)
-        log.debug("block committed", height=block.height, txs=len(block.txs), rejected=rejected,
-                  view=self.core.replica.view)
+        log.debug(
+            "block committed", height=block.height, txs=len(block.txs), rejected=rejected, view=self.core.replica.view
+        )

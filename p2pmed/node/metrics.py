@@ -102,24 +102,36 @@ class NodeCollector(Collector):
         yield from self._rejections()
         yield from self._gossip()
         yield from self._rpc()
-        yield _gauge("p2pmed_store_size_bytes", "Size of the SQLite store, its write-ahead log included.",
-                     store_size_bytes(self.node.store_path))
+        yield _gauge(
+            "p2pmed_store_size_bytes",
+            "Size of the SQLite store, its write-ahead log included.",
+            store_size_bytes(self.node.store_path),
+        )
 
     def _identity(self) -> Iterator[Metric]:
         node = self.node
         info = GaugeMetricFamily(
-            "p2pmed_node_info", "Constant 1, labelled with who this node is.",
+            "p2pmed_node_info",
+            "Constant 1, labelled with who this node is.",
             labels=["chain_id", "moniker", "node_id", "validator_index", "version"],
         )
         info.add_metric(
-            [node.chain_id, node.moniker, str(node.peer_ids[node.index]), str(node.index),
-             importlib.metadata.version("p2pmed")],
+            [
+                node.chain_id,
+                node.moniker,
+                str(node.peer_ids[node.index]),
+                str(node.index),
+                importlib.metadata.version("p2pmed"),
+            ],
             1,
         )
         yield info
         yield _gauge("p2pmed_validators", "Validators in the genesis.", len(node.genesis_validators))
-        yield _gauge("p2pmed_peers_connected", "Other validators this node has a connection to.",
-                     len(node.connected_validators()))
+        yield _gauge(
+            "p2pmed_peers_connected",
+            "Other validators this node has a connection to.",
+            len(node.connected_validators()),
+        )
         yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(node.mempool))
 
     def _consensus(self) -> Iterator[Metric]:
@@ -129,20 +141,36 @@ class NodeCollector(Collector):
         yield _gauge("p2pmed_height", "Height of the last block this node committed.", self.node.store.head()[0])
         yield _gauge("p2pmed_view", "Current PBFT view.", replica.view)
         yield _gauge("p2pmed_primary", "Validator index of the current view's primary.", replica.primary)
-        yield _gauge("p2pmed_view_change_in_progress", "1 while this node is changing view, else 0.",
-                     0 if replica.view_active else 1)
+        yield _gauge(
+            "p2pmed_view_change_in_progress",
+            "1 while this node is changing view, else 0.",
+            0 if replica.view_active else 1,
+        )
         yield _counter("p2pmed_view_changes_started", "View changes this node started.", replica.view_changes_started)
-        yield _by_label("p2pmed_consensus_messages_received", "Consensus messages decoded, by kind.",
-                        "kind", replica.received)
-        yield _by_label("p2pmed_consensus_messages_sent", "Consensus messages handed to the transport, by kind.",
-                        "kind", traffic.consensus_sent)
-        yield _counter("p2pmed_consensus_frames_received", "Frames read from validators' streams.",
-                       transport.frames_received)
+        yield _by_label(
+            "p2pmed_consensus_messages_received", "Consensus messages decoded, by kind.", "kind", replica.received
+        )
+        yield _by_label(
+            "p2pmed_consensus_messages_sent",
+            "Consensus messages handed to the transport, by kind.",
+            "kind",
+            traffic.consensus_sent,
+        )
+        yield _counter(
+            "p2pmed_consensus_frames_received", "Frames read from validators' streams.", transport.frames_received
+        )
         yield _counter("p2pmed_consensus_frames_sent", "Frames written to validators' streams.", transport.frames_sent)
-        yield _counter("p2pmed_consensus_frames_dropped", "Outgoing frames dropped from a full per-peer queue.",
-                       transport.frames_dropped)
-        yield _by_label("p2pmed_consensus_stream_failures", "Outgoing consensus streams that failed, by stage.",
-                        "stage", {"open": transport.open_failures, "write": transport.write_failures})
+        yield _counter(
+            "p2pmed_consensus_frames_dropped",
+            "Outgoing frames dropped from a full per-peer queue.",
+            transport.frames_dropped,
+        )
+        yield _by_label(
+            "p2pmed_consensus_stream_failures",
+            "Outgoing consensus streams that failed, by stage.",
+            "stage",
+            {"open": transport.open_failures, "write": transport.write_failures},
+        )
 
     def _rejections(self) -> Iterator[Metric]:
         traffic = self.node.traffic()
@@ -163,20 +191,37 @@ class NodeCollector(Collector):
     def _gossip(self) -> Iterator[Metric]:
         traffic = self.node.traffic()
         gossip = traffic.gossip
-        yield _counter("p2pmed_gossip_transactions_received", "Transactions received in gossip batches from peers.",
-                       gossip.txs_received)
-        yield _counter("p2pmed_gossip_transactions_published", "Transactions this node published in gossip batches.",
-                       gossip.txs_published)
-        yield _counter("p2pmed_gossip_transactions_dropped", "Transactions never published: pushed out of a full queue.",
-                       gossip.txs_dropped)
-        yield _counter("p2pmed_gossip_batches_dropped", "Accepted batches dropped because the node fell behind.",
-                       gossip.batches_dropped)
-        yield _by_label("p2pmed_gossip_transactions_refused",
-                        "Gossiped transactions the node refused, by reason (mostly duplicates).",
-                        "reason", traffic.gossip_txs_refused)
-        yield _counter("p2pmed_gossip_transactions_rebroadcast",
-                       "Our clients' transactions gossiped again because they were still waiting.",
-                       traffic.gossip_txs_rebroadcast)
+        yield _counter(
+            "p2pmed_gossip_transactions_received",
+            "Transactions received in gossip batches from peers.",
+            gossip.txs_received,
+        )
+        yield _counter(
+            "p2pmed_gossip_transactions_published",
+            "Transactions this node published in gossip batches.",
+            gossip.txs_published,
+        )
+        yield _counter(
+            "p2pmed_gossip_transactions_dropped",
+            "Transactions never published: pushed out of a full queue.",
+            gossip.txs_dropped,
+        )
+        yield _counter(
+            "p2pmed_gossip_batches_dropped",
+            "Accepted batches dropped because the node fell behind.",
+            gossip.batches_dropped,
+        )
+        yield _by_label(
+            "p2pmed_gossip_transactions_refused",
+            "Gossiped transactions the node refused, by reason (mostly duplicates).",
+            "reason",
+            traffic.gossip_txs_refused,
+        )
+        yield _counter(
+            "p2pmed_gossip_transactions_rebroadcast",
+            "Our clients' transactions gossiped again because they were still waiting.",
+            traffic.gossip_txs_rebroadcast,
+        )
 
     def _rpc(self) -> Iterator[Metric]:
         traffic = self.node.traffic()

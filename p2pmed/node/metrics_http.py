@@ -33,8 +33,14 @@ REQUEST_TIMEOUT_S = 10.0
 CONNECTIONS_MAX = 16
 METRICS_PATH = b"/metrics"
 _READ_CHUNK = 4096
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +120,11 @@ def respond(head: bytes, render: Callable[[], bytes]) -> bytes:
 
 
 def _response(status: int, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    fields = {"Content-Type": "text/plain; charset=utf-8", **(headers or {}),
-              "Content-Length": str(len(body)), "Connection": "close"}
+    fields = {
+        "Content-Type": "text/plain; charset=utf-8",
+        **(headers or {}),
+        "Content-Length": str(len(body)),
+        "Connection": "close",
+    }
     lines = [f"HTTP/1.1 {status} {_REASONS[status]}", *(f"{name}: {value}" for name, value in fields.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body

@@ -32,7 +32,9 @@ TRACKED_MAX = 100_000
 
 
 class Rebroadcast:
-    def __init__(self, interval_ms: int = INTERVAL_MS, round_max: int = ROUND_MAX, tracked_max: int = TRACKED_MAX) -> None:
+    def __init__(
+        self, interval_ms: int = INTERVAL_MS, round_max: int = ROUND_MAX, tracked_max: int = TRACKED_MAX
+    ) -> None:
         self.interval_ms = interval_ms
         self.round_max = round_max
         self.tracked_max = tracked_max

@@ -21,10 +21,10 @@ import structlog
 import trio
 
 from p2pmed import codec
-from p2pmed.node.custodian import Custodian, CustodyRefused
 from p2pmed.ledger.contracts.records import Record, record
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState
 from p2pmed.net.blob_protocol import BlobRequest, BlobResponse
+from p2pmed.node.custodian import Custodian, CustodyRefused
 
 __all__ = ["BlobRepair"]
 

@@ -346,9 +346,7 @@ class RpcServer:
 
     async def _subscribe(self, connection: _Connection, request: Request, method: Method, params: Any) -> None:
         if len(connection.subscriptions) >= self.subscriptions_max:
-            raise RpcError(
-                ErrorCode.SERVER_BUSY, f"at most {self.subscriptions_max} subscriptions on one connection"
-            )
+            raise RpcError(ErrorCode.SERVER_BUSY, f"at most {self.subscriptions_max} subscriptions on one connection")
         source = method.handler(params)
         if inspect.isawaitable(source):
             source = await source

@@ -52,7 +52,9 @@ class ByzantineBehaviour:
         if self.behaviour is Behaviour.SILENT:
             return []
         if self.behaviour is Behaviour.TWINS:
-            return [(destination, encode_message(message)) for destination, message in messages if destination in self.reach]
+            return [
+                (destination, encode_message(message)) for destination, message in messages if destination in self.reach
+            ]
         out: list[tuple[int, bytes]] = []
         for destination, message in messages:
             out.extend(self._rewrite(destination, message))
@@ -71,8 +73,14 @@ class ByzantineBehaviour:
         if self.behaviour is Behaviour.REPLAY and self._sent:
             return honest + [self._sent[self.rng.randrange(len(self._sent))] for _ in range(2)]
         if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
-            forged = Vote(message.kind, message.view, message.sequence, self.rng.randbytes(32),
-                          message.replica, self.rng.randbytes(64))
+            forged = Vote(
+                message.kind,
+                message.view,
+                message.sequence,
+                self.rng.randbytes(32),
+                message.replica,
+                self.rng.randbytes(64),
+            )
             return honest + [(destination, encode_message(forged))]
         return honest
 

@@ -51,7 +51,10 @@ class SafetyChecker:
 
         first = self.decided.setdefault(block.height, block.hash)
         if first != block.hash:
-            violation("agreement", f"height {block.height}: {block.hash.hex()[:16]} but another honest replica committed {first.hex()[:16]}")
+            violation(
+                "agreement",
+                f"height {block.height}: {block.hash.hex()[:16]} but another honest replica committed {first.hex()[:16]}",
+            )
         try:
             self.validators.check_commit_certificate(certificate, block.height, proposal_digest(block.header))
         except InvalidMessage as error:

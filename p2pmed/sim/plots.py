@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 __all__ = ["write_plot"]
 
@@ -82,15 +82,21 @@ def write_plot(report: dict[str, Any], out: Path) -> Path:
     axes[0].plot(seconds, [row["committed"] for row in series], color="black")
     axes[0].set_ylabel("committed tx/s")
     for key, style in (("latency_p50_ms", "-"), ("latency_p99_ms", "--")):
-        axes[1].plot(seconds, [row[key] if row[key] is not None else float("nan") for row in series], style,
-                     label=key.removeprefix("latency_").removesuffix("_ms"))
+        axes[1].plot(
+            seconds,
+            [row[key] if row[key] is not None else float("nan") for row in series],
+            style,
+            label=key.removeprefix("latency_").removesuffix("_ms"),
+        )
     axes[1].set_ylabel("latency (ms)")
     axes[1].legend(loc="upper right")
     for node in nodes:
         rows = [row for row in timeline if row["node"] == node]
         times = [row["t_s"] for row in rows]
         axes[2].plot(times, [row["height"] for row in rows], label=f"node {node}")
-        axes[3].step(times, [row["view"] if row["up"] else float("nan") for row in rows], where="post", label=f"node {node}")
+        axes[3].step(
+            times, [row["view"] if row["up"] else float("nan") for row in rows], where="post", label=f"node {node}"
+        )
     axes[2].set_ylabel("height")
     axes[3].set_ylabel("view")
     axes[3].yaxis.get_major_locator().set_params(integer=True)
@@ -103,11 +109,21 @@ def write_plot(report: dict[str, Any], out: Path) -> Path:
         for at, _label in marks:
             axis.axvline(at, color="grey", linestyle=":")
     for at, label in marks:
-        axes[0].text(at, 0.98, f" {label}", transform=axes[0].get_xaxis_transform(), rotation=90, va="top",
-                     fontsize="x-small", color="grey")
+        axes[0].text(
+            at,
+            0.98,
+            f" {label}",
+            transform=axes[0].get_xaxis_transform(),
+            rotation=90,
+            va="top",
+            fontsize="x-small",
+            color="grey",
+        )
     verdict = "safety ok" if report["safety"]["ok"] else "SAFETY VIOLATED"
-    figure.suptitle(f"{report['scenario']}, seed {report['seed']}: {verdict}; shaded: "
-                    + (", ".join(sorted({label for _, _, label in windows})) or "no outage"))
+    figure.suptitle(
+        f"{report['scenario']}, seed {report['seed']}: {verdict}; shaded: "
+        + (", ".join(sorted({label for _, _, label in windows})) or "no outage")
+    )
     figure.tight_layout()
     path = out / "report.png"
     figure.savefig(path, dpi=90)

@@ -43,15 +43,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from p2pmed.site.config import NodeConfig
 from p2pmed.ledger.tx import Transaction
-from p2pmed.site.home import load_home
-from p2pmed.testing.process_network import NodeFailed, ProcessNetwork
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.sim.scenario import Fault, FaultKind, Scenario, ScenarioError
 from p2pmed.sim.simulator import fault_details
 from p2pmed.sim.workload import build_workload
+from p2pmed.site.config import NodeConfig
+from p2pmed.site.home import load_home
 from p2pmed.stats import percentiles
+from p2pmed.testing.process_network import NodeFailed, ProcessNetwork
 
 __all__ = ["check_playable", "run_real"]
 
@@ -62,8 +62,14 @@ RESEND_S = 3.0
 """How often transactions that may be lost are sent again."""
 START_TIMEOUT_S = 60.0
 PLAYABLE = {
-    FaultKind.CRASH, FaultKind.RESTART, FaultKind.PAUSE, FaultKind.RESUME,
-    FaultKind.PARTITION, FaultKind.HEAL, FaultKind.DROP, FaultKind.DELAY,
+    FaultKind.CRASH,
+    FaultKind.RESTART,
+    FaultKind.PAUSE,
+    FaultKind.RESUME,
+    FaultKind.PARTITION,
+    FaultKind.HEAL,
+    FaultKind.DROP,
+    FaultKind.DELAY,
 }
 
 
@@ -75,7 +81,10 @@ def check_playable(scenario: Scenario) -> None:
     for position, fault in enumerate(scenario.faults):
         if fault.kind not in PLAYABLE:
             # ``position`` counts faults in time order, which may differ from the file's: say the time too.
-            raise ScenarioError(f"faults[{position}].kind", f"{fault.kind.value!r} (at {fault.at_s:g} s) needs the simulator; use --mode sim")
+            raise ScenarioError(
+                f"faults[{position}].kind",
+                f"{fault.kind.value!r} (at {fault.at_s:g} s) needs the simulator; use --mode sim",
+            )
 
 
 @dataclasses.dataclass
@@ -118,7 +127,9 @@ class _CommitWatcher:
         """How many of each block's transactions the ledger's rules refused."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, args=(net, index), daemon=True) for index in range(net.size)]
+        self._threads = [
+            threading.Thread(target=self._watch, args=(net, index), daemon=True) for index in range(net.size)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -143,7 +154,9 @@ class _CommitWatcher:
         self._stop.set()  # threads end at their next block or retry; they are daemons
 
 
-def run_real(scenario: Scenario, seed: int, logs: Path, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+def run_real(
+    scenario: Scenario, seed: int, logs: Path, progress: Callable[[float], None] | None = None
+) -> dict[str, Any]:
     """Play ``scenario`` on real processes; returns the report. The nodes' logs are
     copied into ``logs``; their homes live in a short temporary directory (a Unix
     socket path has to fit in 108 bytes) removed at the end."""
@@ -178,13 +191,21 @@ def _commit_setup(net: ProcessNetwork, setup: list[Transaction]) -> None:
     for tx in setup:
         net.call(0, "tx.submit", tx=tx.encoded.hex())
     for tx in setup[-1:]:
-        net.wait_for(0, lambda: net.call(0, "tx.get", tx_id=tx.id.hex())["status"] == "committed", START_TIMEOUT_S,
-                     "to commit the workload's setup")
+        net.wait_for(
+            0,
+            lambda: net.call(0, "tx.get", tx_id=tx.id.hex())["status"] == "committed",
+            START_TIMEOUT_S,
+            "to commit the workload's setup",
+        )
 
 
 class _Run:
     def __init__(
-        self, net: ProcessNetwork, scenario: Scenario, txs: list[Transaction], links: Links,
+        self,
+        net: ProcessNetwork,
+        scenario: Scenario,
+        txs: list[Transaction],
+        links: Links,
         progress: Callable[[float], None] | None,
     ) -> None:
         self.net, self.scenario, self.txs, self.links, self.progress = net, scenario, txs, links, progress
@@ -247,7 +268,9 @@ class _Run:
             watcher.close()
 
     def _inject(self, fault: Fault, elapsed: float) -> None:
-        self.fault_log.append({"at_s": fault.at_s, "kind": fault.kind.value, **fault_details(fault), "played_at_s": round(elapsed, 3)})
+        self.fault_log.append(
+            {"at_s": fault.at_s, "kind": fault.kind.value, **fault_details(fault), "played_at_s": round(elapsed, 3)}
+        )
         net = self.net
         if fault.kind is FaultKind.CRASH:
             assert fault.node is not None
@@ -331,7 +354,11 @@ class _Run:
 
     def _live(self) -> list[int]:
         """Nodes running and not paused: those that can answer."""
-        return [index for index, process in enumerate(self.net.processes) if process is not None and index not in self.paused]
+        return [
+            index
+            for index, process in enumerate(self.net.processes)
+            if process is not None and index not in self.paused
+        ]
 
     def _liveness_expected(self) -> bool:
         f = (self.net.size - 1) // 3
@@ -342,7 +369,11 @@ class _Run:
         for index in live:
             try:
                 height = self.net.call(index, "node.status")["height"]
-                committed = {tx_id for h in range(1, height + 1) for tx_id in self.net.call(index, "chain.block", height=h)["tx_ids"]}
+                committed = {
+                    tx_id
+                    for h in range(1, height + 1)
+                    for tx_id in self.net.call(index, "chain.block", height=h)["tx_ids"]
+                }
             except (NodeNotRunning, RpcError, OSError, NodeFailed):
                 missing[index] = len(self.submitted_at)
                 continue
@@ -352,7 +383,9 @@ class _Run:
     def _report(self, watcher: _CommitWatcher, calm: float, expected: bool, missing: dict[int, int]) -> dict[str, Any]:
         violations = self._compare_chains()
         latencies = sorted(
-            round((watcher.committed_at[tx_id] - at) * 1000) for tx_id, at in self.submitted_at.items() if tx_id in watcher.committed_at
+            round((watcher.committed_at[tx_id] - at) * 1000)
+            for tx_id, at in self.submitted_at.items()
+            if tx_id in watcher.committed_at
         )
         stuck = {str(index): count for index, count in missing.items() if count}
         end = time.monotonic() - self.start
@@ -366,19 +399,24 @@ class _Run:
             "resubmitted_txs": self.resubmitted,
             "committed_txs": sum(1 for tx_id in self.submitted_at if tx_id in watcher.committed_at),
             "refused_by_rules_txs": sum(watcher.refused_by_height.values()),
-            "submitted_by_type": dict(sorted(Counter(tx.type for tx in self.txs if tx.id.hex() in self.submitted_at).items())),
+            "submitted_by_type": dict(
+                sorted(Counter(tx.type for tx in self.txs if tx.id.hex() in self.submitted_at).items())
+            ),
             "safety": {"ok": not violations, "violations": violations},
             "liveness": {
                 "ok": not stuck if expected else None,
                 "expected": expected,
                 "bound_s": self.scenario.liveness_bound_s,
                 "uncommitted_by_node": stuck,
-                "detail": "every submitted transaction committed on every live node" if expected and not stuck
-                else f"uncommitted by node: {stuck}" if expected else "not expected: more than f nodes down or the network split",
+                "detail": "every submitted transaction committed on every live node"
+                if expected and not stuck
+                else f"uncommitted by node: {stuck}"
+                if expected
+                else "not expected: more than f nodes down or the network split",
             },
             "view_changes": max((row["view"] or 0 for row in self.timeline), default=0),
             "latency_ms": percentiles(latencies),
-            "heights": {str(row["node"]): row["height"] for row in self.timeline[-self.net.size:]},
+            "heights": {str(row["node"]): row["height"] for row in self.timeline[-self.net.size :]},
             "simulated_s": round(end, 3),
             "calm_at_s": round(calm, 3),
             "series": self._per_second(watcher, end),
@@ -395,8 +433,14 @@ class _Run:
         for index, chain in chains.items():
             for height, (mine, theirs) in enumerate(zip(chain, reference), start=1):
                 if mine != theirs:
-                    violations.append({"kind": "fork", "node": index, "height": height,
-                                       "detail": f"node {index} has {mine[:16]} at {height}, node {reference_index} {theirs[:16]}"})
+                    violations.append(
+                        {
+                            "kind": "fork",
+                            "node": index,
+                            "height": height,
+                            "detail": f"node {index} has {mine[:16]} at {height}, node {reference_index} {theirs[:16]}",
+                        }
+                    )
                     break
         return violations
 
@@ -410,7 +454,14 @@ class _Run:
         for second in range(int(end) + 1):
             latencies = sorted(buckets.get(second, []))
             cuts = percentiles(latencies)
-            series.append({"t_s": second, "committed": len(latencies), "latency_p50_ms": cuts["p50"], "latency_p99_ms": cuts["p99"]})
+            series.append(
+                {
+                    "t_s": second,
+                    "committed": len(latencies),
+                    "latency_p50_ms": cuts["p50"],
+                    "latency_p99_ms": cuts["p99"],
+                }
+            )
         return series
 
 

@@ -37,8 +37,11 @@ def summary_line(report: dict[str, Any]) -> str:
         f"{planted}{report['scenario']} seed {report['seed']}: safety {safety}, liveness {live}; "
         f"{report['committed_txs']}/{report['submitted_txs']} txs committed, {report['view_changes']} view change(s), "
         f"latency p50 {latency['p50']} ms p99 {latency['p99']} ms; "
-        + (f"{report['wall_s']} s on real processes" if report.get("mode") == "real"
-           else f"{report['simulated_s']} s simulated in {report['wall_s']} s")
+        + (
+            f"{report['wall_s']} s on real processes"
+            if report.get("mode") == "real"
+            else f"{report['simulated_s']} s simulated in {report['wall_s']} s"
+        )
     )
 
 
@@ -49,7 +52,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     real = report.get("mode") == "real"
     lines = [f"# {_cell(report['scenario'])}, seed {report['seed']}", ""]
     if report.get("planted_bug"):
-        lines += [f"**Planted bug: {_cell(report['planted_bug'])}.** A research control; these results say nothing about p2pmed.", ""]
+        lines += [
+            f"**Planted bug: {_cell(report['planted_bug'])}.** A research control; these results say nothing about p2pmed.",
+            "",
+        ]
     lines += [
         (
             f"**Outcome: {'pass' if passed else 'FAIL'}**: safety {'ok' if safety['ok'] else 'VIOLATED'}, liveness {live}"
@@ -91,7 +97,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "![](report.png)",
         "",
-        f"Replay: `{_replay(report)}`" + (" (real processes do not replay exactly)." if real else " (replays exactly)."),
+        f"Replay: `{_replay(report)}`"
+        + (" (real processes do not replay exactly)." if real else " (replays exactly)."),
     ]
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from p2pmed.sim.scenario import TX_KINDS, Behaviour, Fault, FaultKind, NetworkSpec, Scenario, ScenarioError, WorkloadSpec
+from p2pmed.sim.scenario import (
+    TX_KINDS,
+    Behaviour,
+    Fault,
+    FaultKind,
+    NetworkSpec,
+    Scenario,
+    ScenarioError,
+    WorkloadSpec,
+)
 
 __all__ = [
     "MAX_DURATION_S",
@@ -88,17 +97,23 @@ def load_scenario(path: Path) -> Scenario:
         with path.open("rb") as fp:
             raw = fp.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ScenarioError("", f"cannot read scenario file {path}: no such file; expected a path to a .toml file") from None
+        raise ScenarioError(
+            "", f"cannot read scenario file {path}: no such file; expected a path to a .toml file"
+        ) from None
     except IsADirectoryError:
         raise ScenarioError("", f"cannot read scenario file {path}: it is a directory; expected a .toml file") from None
     except OSError as exc:
         raise ScenarioError("", f"cannot read scenario file {path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ScenarioError("", f"scenario file {path} is larger than {MAX_FILE_BYTES} bytes; expected a small TOML file")
+        raise ScenarioError(
+            "", f"scenario file {path} is larger than {MAX_FILE_BYTES} bytes; expected a small TOML file"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ScenarioError("", f"scenario file {path} is not UTF-8 (bad byte at offset {exc.start}); expected UTF-8 TOML") from None
+        raise ScenarioError(
+            "", f"scenario file {path} is not UTF-8 (bad byte at offset {exc.start}); expected UTF-8 TOML"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -166,7 +181,9 @@ def dump_scenario(scenario: Scenario, description: str | None = None) -> str:
         if fault.node is not None:
             lines.append(f"node = {fault.node}")
         if fault.groups:
-            lines.append("groups = [" + ", ".join("[" + ", ".join(map(str, group)) + "]" for group in fault.groups) + "]")
+            lines.append(
+                "groups = [" + ", ".join("[" + ", ".join(map(str, group)) + "]" for group in fault.groups) + "]"
+            )
         if fault.one_way:
             lines.append("one_way = true")
         if fault.behaviour is not None:
@@ -295,7 +312,9 @@ def _fault(value: Any, key: str, nodes: int, duration_s: float) -> Fault:
         raise ScenarioError(f"{key}.kind", f"missing; expected one of: {_listing(FaultKind)}")
     kind = _choice(table["kind"], f"{key}.kind", FaultKind, "fault kind")
     if "at" not in table:
-        raise ScenarioError(f"{key}.at", f"missing; expected the time of the fault in seconds, from 0 to {duration_s:g}")
+        raise ScenarioError(
+            f"{key}.at", f"missing; expected the time of the fault in seconds, from 0 to {duration_s:g}"
+        )
     at_s = _number(
         table["at"],
         f"{key}.at",
@@ -320,7 +339,9 @@ def _fault(value: Any, key: str, nodes: int, duration_s: float) -> Fault:
         kind=kind,
         node=_int(table["node"], f"{key}.node", node_range, lambda v: 0 <= v < nodes) if "node" in fields else None,
         groups=groups,
-        behaviour=_choice(table["behaviour"], f"{key}.behaviour", Behaviour, "behaviour") if "behaviour" in fields else None,
+        behaviour=_choice(table["behaviour"], f"{key}.behaviour", Behaviour, "behaviour")
+        if "behaviour" in fields
+        else None,
         probability=_probability(table["probability"], f"{key}.probability") if "probability" in fields else None,
         latency_ms=_latency(table["latency_ms"], f"{key}.latency_ms") if "latency_ms" in fields else None,
         skew_ms=_int(
@@ -339,7 +360,9 @@ def _one_way(value: Any, key: str, groups: tuple[tuple[int, ...], ...]) -> bool:
     if not isinstance(value, bool):
         raise ScenarioError(key, f"expected a boolean (true or false), got {_describe(value)}")
     if value and len(groups) != 2:
-        raise ScenarioError(key, f"a one-way partition takes exactly two groups [from, to] in 'groups', got {len(groups)}")
+        raise ScenarioError(
+            key, f"a one-way partition takes exactly two groups [from, to] in 'groups', got {len(groups)}"
+        )
     return value
 
 
@@ -362,7 +385,9 @@ def _name(value: Any) -> str:
     if not isinstance(value, str):
         raise ScenarioError("name", f"expected a string, got {_describe(value)}")
     if not value.strip() or len(value) > MAX_NAME_CHARS or not value.isprintable():
-        raise ScenarioError("name", f"expected a non-blank printable string of at most {MAX_NAME_CHARS} characters, got {_show(value)}")
+        raise ScenarioError(
+            "name", f"expected a non-blank printable string of at most {MAX_NAME_CHARS} characters, got {_show(value)}"
+        )
     return value
 
 
@@ -374,7 +399,9 @@ def _latency(value: Any, key: str) -> tuple[int, int]:
     lower = _int(value[0], f"{key}[0]", bound, lambda v: 0 <= v <= MAX_LATENCY_MS)
     upper = _int(value[1], f"{key}[1]", bound, lambda v: 0 <= v <= MAX_LATENCY_MS)
     if lower > upper:
-        raise ScenarioError(key, f"lower bound {lower} is greater than upper bound {upper}; expected [lower, upper] with lower <= upper")
+        raise ScenarioError(
+            key, f"lower bound {lower} is greater than upper bound {upper}; expected [lower, upper] with lower <= upper"
+        )
     return lower, upper
 
 
@@ -395,7 +422,9 @@ def _groups(value: Any, key: str, nodes: int) -> tuple[tuple[int, ...], ...]:
             member_key = f"{group_key}[{member_index}]"
             node = _int(member, member_key, node_range, lambda v: 0 <= v < nodes)
             if node in seen:
-                raise ScenarioError(member_key, f"node {node} is already in {seen[node]}; each node may be in at most one group")
+                raise ScenarioError(
+                    member_key, f"node {node} is already in {seen[node]}; each node may be in at most one group"
+                )
             seen[node] = group_key
             members.append(node)
         groups.append(tuple(members))

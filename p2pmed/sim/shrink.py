@@ -118,7 +118,9 @@ def _drop_faults(search: _Search) -> bool:
 
 def _lower_rate(search: _Search) -> bool:
     progress = False
-    while search.best.workload.rate / 2 >= RATE_MIN and search.attempt(_with_workload(search.best, rate=search.best.workload.rate / 2)):
+    while search.best.workload.rate / 2 >= RATE_MIN and search.attempt(
+        _with_workload(search.best, rate=search.best.workload.rate / 2)
+    ):
         progress = True
     return progress
 

@@ -244,7 +244,9 @@ class Simulation:
         self._carry_out(node, node.replica.start(self._local(node)))
 
     def _tx_check(self, tx: Transaction) -> bool:
-        return self.verifier.verify(tx.sender, tx.signature, SignatureDomain.TRANSACTION, tx.chain_id, tx.signing_payload())
+        return self.verifier.verify(
+            tx.sender, tx.signature, SignatureDomain.TRANSACTION, tx.chain_id, tx.signing_payload()
+        )
 
     def _carry_out(self, node: SimNode, actions: list[Action]) -> None:
         outgoing: list[tuple[int, Message]] = []
@@ -387,7 +389,9 @@ class Simulation:
             return
         first, second = twin_sides(node.index, len(self.nodes))
         node.byzantine = ByzantineBehaviour(Behaviour.TWINS, node.index, node.signer, CHAIN_ID, self.rng, first)
-        twin = SimNode(node.index, node.signer, records=dict(node.records), chain=list(node.chain), skew_ms=node.skew_ms)
+        twin = SimNode(
+            node.index, node.signer, records=dict(node.records), chain=list(node.chain), skew_ms=node.skew_ms
+        )
         twin.byzantine = ByzantineBehaviour(Behaviour.TWINS, node.index, node.signer, CHAIN_ID, self.rng, second)
         node.twin = twin
         if node.replica is not None:
@@ -408,13 +412,15 @@ class Simulation:
             self.progress(min(1.0, self.now / self._end_ms))
         for node in self.nodes:
             replica = node.replica
-            self.timeline.append({
-                "t_s": self.now / 1000,
-                "node": node.index,
-                "height": len(node.chain),
-                "view": replica.view if replica else None,
-                "up": replica is not None,
-            })
+            self.timeline.append(
+                {
+                    "t_s": self.now / 1000,
+                    "node": node.index,
+                    "height": len(node.chain),
+                    "view": replica.view if replica else None,
+                    "up": replica is not None,
+                }
+            )
         self._schedule(self.now + SAMPLE_INTERVAL_MS, "sample", None)
 
     def _per_second(self) -> list[dict[str, Any]]:
@@ -426,30 +432,38 @@ class Simulation:
         for second in range(self.now // 1000 + 1):
             latencies = sorted(buckets.get(second, []))
             cuts = percentiles(latencies)
-            series.append({
-                "t_s": second,
-                "committed": len(latencies),
-                "latency_p50_ms": cuts["p50"],
-                "latency_p99_ms": cuts["p99"],
-            })
+            series.append(
+                {
+                    "t_s": second,
+                    "committed": len(latencies),
+                    "latency_p50_ms": cuts["p50"],
+                    "latency_p99_ms": cuts["p99"],
+                }
+            )
         return series
 
     def _result(self, wall_s: float, calm_ms: int) -> SimulationResult:
-        faulty = {node.index for node in self.nodes if node.byzantine is not None or node.replica is None or node.paused}
+        faulty = {
+            node.index for node in self.nodes if node.byzantine is not None or node.replica is None or node.paused
+        }
         expected = len(faulty) <= self.validators.f and self.network.groups is None and self.network.drop < 1
         missing = {
             node.index: sum(1 for tx_id in self.submitted if tx_id not in node.executed) for node in self._honest_live()
         }
         stuck = {index: count for index, count in missing.items() if count}
         liveness_ok = not stuck if expected else None
-        latencies = sorted(self.committed_at[tx_id] - at for tx_id, at in self.submitted.items() if tx_id in self.committed_at)
+        latencies = sorted(
+            self.committed_at[tx_id] - at for tx_id, at in self.submitted.items() if tx_id in self.committed_at
+        )
         report = {
             "scenario": self.scenario.name,
             "seed": self.seed,
             "nodes": len(self.nodes),
             "f": self.validators.f,
             "quorum": self.validators.quorum,
-            "planted_bug": None if self.quorum_override is None else f"quorum of {self.quorum_override} votes (planted)",
+            "planted_bug": None
+            if self.quorum_override is None
+            else f"quorum of {self.quorum_override} votes (planted)",
             "faults": self.fault_log,
             "submitted_txs": len(self.submitted),
             "committed_txs": len(self.committed_at),

@@ -15,7 +15,15 @@ from p2pmed.sim.scenario_file import dump_scenario, load_scenario
 from p2pmed.sim.shrink import Shrunk, shrink
 from p2pmed.sim.simulator import run_simulation
 
-__all__ = ["SHRINK_FAILURES_MAX", "SeedOutcome", "parse_seed_range", "shrink_failures", "summarise", "sweep", "write_shrunk"]
+__all__ = [
+    "SHRINK_FAILURES_MAX",
+    "SeedOutcome",
+    "parse_seed_range",
+    "shrink_failures",
+    "summarise",
+    "sweep",
+    "write_shrunk",
+]
 
 SEEDS_MAX = 1_000_000
 SHRINK_FAILURES_MAX = 5
@@ -56,10 +64,14 @@ def _run_one(path: Path, seed: int, quorum_override: int | None) -> SeedOutcome:
     elif liveness["ok"] is False:
         problem = f"liveness: {liveness['detail']}"
     latency = report["latency_ms"]
-    return SeedOutcome(seed, not problem, report["committed_txs"], latency["p50"], latency["p99"], report["wall_s"], problem)
+    return SeedOutcome(
+        seed, not problem, report["committed_txs"], latency["p50"], latency["p99"], report["wall_s"], problem
+    )
 
 
-def sweep(path: Path, seeds: range, jobs: int | None = None, quorum_override: int | None = None) -> Iterator[SeedOutcome]:
+def sweep(
+    path: Path, seeds: range, jobs: int | None = None, quorum_override: int | None = None
+) -> Iterator[SeedOutcome]:
     """Yield each seed's outcome in seed order (the scenario must already load)."""
     with ProcessPoolExecutor(max_workers=_workers(jobs, len(seeds))) as pool:
         futures = [pool.submit(_run_one, path, seed, quorum_override) for seed in seeds]
@@ -71,7 +83,9 @@ def _shrink_one(path: Path, seed: int, quorum_override: int | None) -> Shrunk:
     return shrink(load_scenario(path), seed, quorum_override=quorum_override)
 
 
-def shrink_failures(path: Path, seeds: list[int], jobs: int | None = None, quorum_override: int | None = None) -> Iterator[Shrunk]:
+def shrink_failures(
+    path: Path, seeds: list[int], jobs: int | None = None, quorum_override: int | None = None
+) -> Iterator[Shrunk]:
     """Shrink the failure of each of ``seeds``, in parallel; yield the results in the order of ``seeds``."""
     with ProcessPoolExecutor(max_workers=_workers(jobs, len(seeds))) as pool:
         futures = [pool.submit(_shrink_one, path, seed, quorum_override) for seed in seeds]
@@ -101,8 +115,10 @@ def summarise(
     p50s = [outcome.latency_p50_ms for outcome in outcomes if outcome.latency_p50_ms is not None]
     p99s = [outcome.latency_p99_ms for outcome in outcomes if outcome.latency_p99_ms is not None]
     if p50s:
-        lines.append(f"latency p50 across seeds: median {statistics.median(p50s):.0f} ms, worst {max(p50s):.0f} ms;"
-                     f" p99: median {statistics.median(p99s):.0f} ms, worst {max(p99s):.0f} ms")
+        lines.append(
+            f"latency p50 across seeds: median {statistics.median(p50s):.0f} ms, worst {max(p50s):.0f} ms;"
+            f" p99: median {statistics.median(p99s):.0f} ms, worst {max(p99s):.0f} ms"
+        )
     for outcome in outcomes:
         if not outcome.ok:
             lines.append(f"seed {outcome.seed} FAILED: {outcome.problem}")

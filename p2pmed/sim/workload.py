@@ -23,7 +23,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from p2pmed.quorum import fault_tolerance
 from p2pmed.crypto import EncryptionPrivateKey, Kem, SigningKey
 from p2pmed.ledger.contracts.consent import CATEGORIES, ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
@@ -31,6 +30,7 @@ from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.contracts.records import RecordAdd
 from p2pmed.ledger.contracts.supply import SupplyVerify
 from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.quorum import fault_tolerance
 
 __all__ = ["SENDER_TXS_MAX", "Workload", "build_workload"]
 
@@ -69,10 +69,17 @@ def build_workload(
     drawn = rng.choices(kinds, weights=[weight for _, weight in mix], k=count)
     signer = _Signer(chain_id)
     probes = [SigningKey.from_seed(rng.randbytes(32)) for _ in range(_senders(drawn.count("probe")))]
-    patients = [SigningKey.from_seed(rng.randbytes(32)) for _ in range(_senders(drawn.count("consent") + drawn.count("record")))]
+    patients = [
+        SigningKey.from_seed(rng.randbytes(32)) for _ in range(_senders(drawn.count("consent") + drawn.count("record")))
+    ]
     setup = [
-        signer.sign(sites[0], "identity.person.register",
-                    PersonRegister(patient.public_key, "patient", EncryptionPrivateKey(Kem.X25519, rng.randbytes(32)).public_key))
+        signer.sign(
+            sites[0],
+            "identity.person.register",
+            PersonRegister(
+                patient.public_key, "patient", EncryptionPrivateKey(Kem.X25519, rng.randbytes(32)).public_key
+            ),
+        )
         for patient in patients
     ]
     custodians = fault_tolerance(len(sites)) + 1
@@ -85,18 +92,29 @@ def build_workload(
         if kind == "probe":
             txs.append(signer.sign(probes[number % len(probes)], "load.probe", Probe(f"load {number}")))
         elif kind == "consent":
-            grant = ConsentGrant(patients[number % len(patients)].public_key, sites[1 % len(sites)].public_key,
-                                 (rng.choice(categories),), "TREAT", FAR_FUTURE_MS)
+            grant = ConsentGrant(
+                patients[number % len(patients)].public_key,
+                sites[1 % len(sites)].public_key,
+                (rng.choice(categories),),
+                "TREAT",
+                FAR_FUTURE_MS,
+            )
             txs.append(signer.sign(patients[number % len(patients)], "consent.grant", grant))
         elif kind == "record":
             writer = number % len(sites)
             anchor = RecordAdd(
-                rng.randbytes(32), patients[number % len(patients)].public_key, rng.choice(categories), rng.randbytes(32),
-                rng.randint(100, 10_000), tuple(sites[(writer + i) % len(sites)].public_key for i in range(custodians)),
+                rng.randbytes(32),
+                patients[number % len(patients)].public_key,
+                rng.choice(categories),
+                rng.randbytes(32),
+                rng.randint(100, 10_000),
+                tuple(sites[(writer + i) % len(sites)].public_key for i in range(custodians)),
             )
             txs.append(signer.sign(sites[writer], "record.add", anchor))
         else:
-            txs.append(signer.sign(sites[number % len(sites)], "supply.verify", SupplyVerify(SCANNED_GTIN, f"X{number}")))
+            txs.append(
+                signer.sign(sites[number % len(sites)], "supply.verify", SupplyVerify(SCANNED_GTIN, f"X{number}"))
+            )
     return Workload(setup, txs)
 
 

@@ -77,8 +77,13 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
         "chain_id": genesis.chain_id,
         "genesis_time_ms": genesis.genesis_time_ms,
         "validators": [
-            {"moniker": v.moniker, "public_key": v.public_key.hex(), "address": v.address, "kind": v.kind,
-             "encryption_key": v.encryption_key.hex()}
+            {
+                "moniker": v.moniker,
+                "public_key": v.public_key.hex(),
+                "address": v.address,
+                "kind": v.kind,
+                "encryption_key": v.encryption_key.hex(),
+            }
             for v in genesis.validators
         ],
     }
@@ -105,7 +110,9 @@ def parse_genesis(document: Any) -> Genesis:
     _only_keys(document, {"chain_id", "genesis_time_ms", "validators"}, "")
     chain_id = document.get("chain_id")
     if not isinstance(chain_id, str) or not _CHAIN_ID.match(chain_id):
-        raise GenesisError("chain_id", "expected 1-63 lowercase letters, digits or '-', starting with a letter or digit")
+        raise GenesisError(
+            "chain_id", "expected 1-63 lowercase letters, digits or '-', starting with a letter or digit"
+        )
     time_ms = document.get("genesis_time_ms")
     if type(time_ms) is not int or time_ms < 0:
         raise GenesisError("genesis_time_ms", "expected a non-negative integer (milliseconds since 1970)")

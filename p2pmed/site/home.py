@@ -1,10 +1,10 @@
 """A node's home directory: its key, its config, the network's genesis and its data.
 
-    <home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
-    <home>/encryption_key the site's X25519 key for the records it keeps, mode 0600
-    <home>/config.toml    operator settings (see p2pmed.site.config)
-    <home>/genesis.json   chain id and validator set, identical on every node
-    <home>/data/          the SQLite store
+<home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
+<home>/encryption_key the site's X25519 key for the records it keeps, mode 0600
+<home>/config.toml    operator settings (see p2pmed.site.config)
+<home>/genesis.json   chain id and validator set, identical on every node
+<home>/data/          the SQLite store
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ def init_home(home: Path, moniker: str, listen: str) -> NewNode:
     return node
 
 
-def create_testnet(
-    out: Path, nodes: int, base_port: int, chain_id: str, ips: Sequence[str] = ()
-) -> list[Path]:
+def create_testnet(out: Path, nodes: int, base_port: int, chain_id: str, ips: Sequence[str] = ()) -> list[Path]:
     """Homes for ``nodes`` validators sharing one genesis. Without ``ips`` they all run
     on 127.0.0.1, node i on ``base_port + i``; with one IPv4 address per node (each in
     its own container, say) every node listens on all interfaces at ``base_port``.
@@ -86,7 +84,9 @@ def create_testnet(
         node = init_home(home, moniker, listen)
         homes.append(home)
         kind = TESTNET_KINDS[index % len(TESTNET_KINDS)]
-        validators.append(ValidatorInfo(moniker, node.key.public_key, address, kind, node.encryption_key.public_key.key))
+        validators.append(
+            ValidatorInfo(moniker, node.key.public_key, address, kind, node.encryption_key.public_key.key)
+        )
     genesis = Genesis(chain_id, int(time.time() * 1000), tuple(validators))
     for home in homes:
         write_genesis(home / GENESIS, genesis)

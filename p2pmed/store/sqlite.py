@@ -119,7 +119,9 @@ class Store:
             with _Transaction(connection):
                 _claim(connection, path, "chain_id", chain_id.encode(), f"chain {chain_id!r}")
                 if _claim(connection, path, "genesis_hash", genesis_hash, f"genesis {genesis_hash.hex()[:16]}…"):
-                    connection.executemany("INSERT INTO state (key, value) VALUES (?, ?)", sorted((genesis_state or {}).items()))
+                    connection.executemany(
+                        "INSERT INTO state (key, value) VALUES (?, ?)", sorted((genesis_state or {}).items())
+                    )
         except BaseException:
             connection.close()
             raise
@@ -156,8 +158,16 @@ class Store:
 
     def _insert_transactions(self, block: Block, execution: BlockExecution) -> None:
         rows = [
-            (tx.id, block.height, position, tx.sender, tx.nonce, tx.encoded,
-             None if result.ok else result.reason, result.detail)
+            (
+                tx.id,
+                block.height,
+                position,
+                tx.sender,
+                tx.nonce,
+                tx.encoded,
+                None if result.ok else result.reason,
+                result.detail,
+            )
             for position, (tx, result) in enumerate(zip(block.txs, execution.results, strict=True))
         ]
         self._db.executemany("INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -167,11 +177,16 @@ class Store:
             "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [(key, value) for key, value in changes.items() if value is not None],
         )
-        self._db.executemany("DELETE FROM state WHERE key = ?", [(key,) for key, value in changes.items() if value is None])
+        self._db.executemany(
+            "DELETE FROM state WHERE key = ?", [(key,) for key, value in changes.items() if value is None]
+        )
 
     def set_certificate(self, height: int, certificate: bytes) -> None:
         with self._transaction():
-            if self._db.execute("UPDATE blocks SET certificate = ? WHERE height = ?", (certificate, height)).rowcount != 1:
+            if (
+                self._db.execute("UPDATE blocks SET certificate = ? WHERE height = ?", (certificate, height)).rowcount
+                != 1
+            ):
                 raise StoreError(f"no block at height {height}")
 
     def block(self, height: int) -> Block | None:
@@ -222,7 +237,9 @@ class Store:
     def state_items(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         """State entries whose key starts with ``prefix``, in key order."""
         upper = prefix + "\U0010ffff"
-        yield from self._db.execute("SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper))
+        yield from self._db.execute(
+            "SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper)
+        )
 
     # -- consensus records ----------------------------------------------------
 
@@ -306,7 +323,9 @@ def _prepare(connection: sqlite3.Connection, path: Path) -> None:
     if application_id != APPLICATION_ID and (application_id != 0 or tables != 0):
         raise StoreError(f"{path}: this SQLite file belongs to another application; the file was left untouched")
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema version {version} is newer than this p2pmed ({SCHEMA_VERSION}); upgrade p2pmed")
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this p2pmed ({SCHEMA_VERSION}); upgrade p2pmed"
+        )
     try:
         problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
     except sqlite3.DatabaseError as error:

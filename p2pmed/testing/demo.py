@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from p2pmed.site.config import NodeConfig
+from p2pmed.client.load import run_load
+from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
 from p2pmed.crypto import EncryptionPrivateKey, Kem, SigningKey
-from p2pmed.site.home import load_home
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
 from p2pmed.ledger.contracts.supply import (
@@ -35,10 +35,10 @@ from p2pmed.ledger.contracts.supply import (
     SupplyShip,
     SupplyVerify,
 )
-from p2pmed.client.load import run_load
-from p2pmed.testing.process_network import ProcessNetwork
-from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
 from p2pmed.rpc.client import RpcClient
+from p2pmed.site.config import NodeConfig
+from p2pmed.site.home import load_home
+from p2pmed.testing.process_network import ProcessNetwork
 
 CHAIN_ID = "p2pmed-demo"
 SITES = ("hospital", "laboratory", "pharmacy", "distributor")
@@ -87,7 +87,9 @@ def _heights(net: ProcessNetwork) -> str:
 
 
 def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
-    out(f"1. four sites start their nodes as separate processes on 127.0.0.1 (logs in {net.directory}): {', '.join(SITES)}")
+    out(
+        f"1. four sites start their nodes as separate processes on 127.0.0.1 (logs in {net.directory}): {', '.join(SITES)}"
+    )
     net.start_all(WAIT_S)
     sites = [load_home(home).key for home in net.homes]
     out(f"   PBFT with n = 4 tolerates f = 1 faulty site; heights: {_heights(net)}")
@@ -96,79 +98,131 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
     clinician, emergency = _Person("Dr Adams", "clinician"), _Person("Dr Baker (A&E)", "clinician")
     with RpcClient(net.homes[HOSPITAL] / CONFIG.rpc_socket) as hospital:
         for person in (patient, clinician, emergency):
-            submit(hospital, sites[HOSPITAL], "identity.person.register", PersonRegister(person.id, person.role, person.encryption.public_key))
-        out("2. the hospital registers a patient (ML-KEM-768+X25519 encryption key) and two clinicians: keys and roles"
-            " on the ledger, no names")
+            submit(
+                hospital,
+                sites[HOSPITAL],
+                "identity.person.register",
+                PersonRegister(person.id, person.role, person.encryption.public_key),
+            )
+        out(
+            "2. the hospital registers a patient (ML-KEM-768+X25519 encryption key) and two clinicians: keys and roles"
+            " on the ledger, no names"
+        )
         expiry = int(time.time() * 1000) + CONSENT_DAYS * DAY_MS
-        granted = submit(hospital, patient.key, "consent.grant",
-                         ConsentGrant(patient.id, sites[HOSPITAL].public_key, ("laboratory",), "TREAT", expiry))
-        out(f"3. the patient grants the hospital access to laboratory results for treatment (block {granted['height']})")
+        granted = submit(
+            hospital,
+            patient.key,
+            "consent.grant",
+            ConsentGrant(patient.id, sites[HOSPITAL].public_key, ("laboratory",), "TREAT", expiry),
+        )
+        out(
+            f"3. the patient grants the hospital access to laboratory results for treatment (block {granted['height']})"
+        )
 
     with RpcClient(net.homes[LAB] / CONFIG.rpc_socket) as lab:
         record_id = write_record(lab, sites[LAB], patient.id, "laboratory", LAB_RESULT).record_id
         anchor_sites = [site["moniker"] for site in lab.call("record.custodians")[LAB : LAB + 2]]
-    out(f"4. the lab writes an HbA1c result: AES-256-GCM ciphertext kept by {len(anchor_sites)} custodian sites,"
-        f" only its SHA-256 anchored on the ledger (record {record_id.hex()[:16]}…)")
+    out(
+        f"4. the lab writes an HbA1c result: AES-256-GCM ciphertext kept by {len(anchor_sites)} custodian sites,"
+        f" only its SHA-256 anchored on the ledger (record {record_id.hex()[:16]}…)"
+    )
     with RpcClient(net.homes[HOSPITAL] / CONFIG.rpc_socket) as hospital:
         opened = read_record(hospital, clinician.key, clinician.encryption, record_id)
-    out(f"5. {clinician.name} asks to read it; the ledger finds the hospital's consent, a custodian re-wraps the key"
-        f" to the clinician's key, and the clinician's client decrypts: {opened.decode()}")
+    out(
+        f"5. {clinician.name} asks to read it; the ledger finds the hospital's consent, a custodian re-wraps the key"
+        f" to the clinician's key, and the clinician's client decrypts: {opened.decode()}"
+    )
 
     primary = net.call(LAB, "node.status")["primary"]
     net.kill(primary)
     out(f"6. kill -9 the primary ({SITES[primary]}): its process dies at once, its store stays on disk")
     survivors = [index for index in range(len(SITES)) if index != primary]
     with RpcClient(net.homes[survivors[0]] / CONFIG.rpc_socket) as node:
-        revoked = submit(node, patient.key, "consent.revoke", ConsentRevoke(patient.id, sites[HOSPITAL].public_key, ("laboratory",)))
-        out(f"7. the other three elect a new primary and carry on: the patient revokes the hospital's consent"
-            f" (block {revoked['height']}); heights: {_heights(net)}")
+        revoked = submit(
+            node, patient.key, "consent.revoke", ConsentRevoke(patient.id, sites[HOSPITAL].public_key, ("laboratory",))
+        )
+        out(
+            f"7. the other three elect a new primary and carry on: the patient revokes the hospital's consent"
+            f" (block {revoked['height']}); heights: {_heights(net)}"
+        )
         try:
             read_record(node, clinician.key, clinician.encryption, record_id)
             raise AssertionError("a read after the revoke must be refused")
         except LedgerRefused as refused:
             out(f"8. {clinician.name}'s next read is refused by the ledger: {refused.reason}: {refused.detail}")
         reason = "unconscious patient in A&E, checking diabetes history"
-        opened = read_record(node, emergency.key, emergency.encryption, record_id, purpose="ETREAT", break_glass_reason=reason)
-        out(f"9. {emergency.name} breaks the glass ({reason!r}): allowed without consent, read {len(opened)} bytes,"
-            " and recorded on the ledger as a break-glass access the patient will see")
+        opened = read_record(
+            node, emergency.key, emergency.encryption, record_id, purpose="ETREAT", break_glass_reason=reason
+        )
+        out(
+            f"9. {emergency.name} breaks the glass ({reason!r}): allowed without consent, read {len(opened)} bytes,"
+            " and recorded on the ledger as a break-glass access the patient will see"
+        )
         _supply_chain(net, node, sites, survivors, out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
-    out(f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: {'; '.join(report.lines())}")
+    out(
+        f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: {'; '.join(report.lines())}"
+    )
 
     net.start(primary)
     net.wait_ready(primary, WAIT_S)
     head = net.wait_for(None, lambda: _same_head(net), WAIT_S, "to reach the same head")
-    out(f"14. the {SITES[primary]} node restarts from its store and catches up; heights: {_heights(net)};"
-        f" identical head hash on all four: yes ({head[:16]}…)")
+    out(
+        f"14. the {SITES[primary]} node restarts from its store and catches up; heights: {_heights(net)};"
+        f" identical head hash on all four: yes ({head[:16]}…)"
+    )
     trail = net.call(primary, "audit.query", by="patient", subject=patient.id.hex())["entries"]
-    events = ", ".join(entry["kind"] + (f" ({entry['detail']!r})" if entry["kind"] == "break-glass" else "") for entry in trail)
+    events = ", ".join(
+        entry["kind"] + (f" ({entry['detail']!r})" if entry["kind"] == "break-glass" else "") for entry in trail
+    )
     out(f"15. the patient's audit trail, as the restarted {SITES[primary]} node tells it: {events}")
     codes = [net.stop(index) for index in range(len(SITES))]
-    out(f"demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit codes {codes})")
+    out(
+        f"demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit codes {codes})"
+    )
 
 
-def _supply_chain(net: ProcessNetwork, node: RpcClient, sites: list[SigningKey], voters: list[int], out: Callable[[str], None]) -> None:
+def _supply_chain(
+    net: ProcessNetwork, node: RpcClient, sites: list[SigningKey], voters: list[int], out: Callable[[str], None]
+) -> None:
     manufacturer = SigningKey.generate()
-    profile = OrganisationProfile(manufacturer.public_key, "Acme Pharma", "manufacturer", EncryptionPrivateKey.generate().public_key)
+    profile = OrganisationProfile(
+        manufacturer.public_key, "Acme Pharma", "manufacturer", EncryptionPrivateKey.generate().public_key
+    )
     for voter in voters:  # 3 of 4 validators: a quorum
         submit(node, sites[voter], "identity.org.propose", OrgProposal(profile))
     packs = tuple(PackRef(GTIN, serial) for serial in ("SN1001", "SN1002", "SN1003"))
-    submit(node, manufacturer, "supply.commission", SupplyCommission(GTIN, "LOT-7", "2031-12-31", tuple(p.serial for p in packs)))
+    submit(
+        node,
+        manufacturer,
+        "supply.commission",
+        SupplyCommission(GTIN, "LOT-7", "2031-12-31", tuple(p.serial for p in packs)),
+    )
     for sender, receiver in ((manufacturer, sites[DISTRIBUTOR]), (sites[DISTRIBUTOR], sites[PHARMACY])):
         shipped = submit(node, sender, "supply.ship", SupplyShip(receiver.public_key, packs[:2]))
         submit(node, receiver, "supply.receive", SupplyReceive(bytes.fromhex(shipped["tx_id"]), packs[:2], ()))
-    out("10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and ships two"
-        " to the distributor, who receives them and ships them on to the pharmacy")
-    verdict = node.call("supply.verify", gtin=GTIN, serial=packs[0].serial, organisation=sites[PHARMACY].public_key.hex())
+    out(
+        "10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and ships two"
+        " to the distributor, who receives them and ships them on to the pharmacy"
+    )
+    verdict = node.call(
+        "supply.verify", gtin=GTIN, serial=packs[0].serial, organisation=sites[PHARMACY].public_key.hex()
+    )
     submit(node, sites[PHARMACY], "supply.dispense", SupplyDispense(packs[:1]))
-    history = " -> ".join(event["kind"] for event in node.call("supply.trace", gtin=GTIN, serial=packs[0].serial)["events"])
-    out(f"11. the pharmacist scans pack {packs[0].serial}: {verdict['status']} ({verdict['message']}); dispensed;"
-        f" its trace: {history}")
+    history = " -> ".join(
+        event["kind"] for event in node.call("supply.trace", gtin=GTIN, serial=packs[0].serial)["events"]
+    )
+    out(
+        f"11. the pharmacist scans pack {packs[0].serial}: {verdict['status']} ({verdict['message']}); dispensed;"
+        f" its trace: {history}"
+    )
     submit(node, sites[PHARMACY], "supply.verify", SupplyVerify(GTIN, "FAKE0001"))
     fake = node.call("supply.verify", gtin=GTIN, serial="FAKE0001")
     alerts = node.call("supply.alerts")["count"]
-    out(f"12. a pack with serial FAKE0001 turns up: {fake['status']} ({fake['message']}); the scan left an alert on the"
-        f" ledger for every site to see ({alerts} alert(s))")
+    out(
+        f"12. a pack with serial FAKE0001 turns up: {fake['status']} ({fake['message']}); the scan left an alert on the"
+        f" ledger for every site to see ({alerts} alert(s))"
+    )
 
 
 def _same_head(net: ProcessNetwork) -> str | None:

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.site.config import NodeConfig, render_config
 from p2pmed.site.home import CONFIG, create_testnet, load_home
-from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.store import Store
 
 __all__ = ["NodeFailed", "ProcessNetwork", "free_port_range"]
@@ -177,7 +177,9 @@ class ProcessNetwork:
                 return result
             if time.monotonic() > deadline:
                 where = f"node {index}" if index is not None else "the network"
-                raise NodeFailed(f"timed out after {timeout_s} s waiting for {where} {what} (last error: {last_error!r})")
+                raise NodeFailed(
+                    f"timed out after {timeout_s} s waiting for {where} {what} (last error: {last_error!r})"
+                )
             time.sleep(POLL_S)
 
     def log_tail(self, index: int, lines: int = 30) -> str:

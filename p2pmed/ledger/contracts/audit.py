@@ -18,7 +18,16 @@ from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay
 __all__ = ["AUDIT_KINDS", "AuditEntry", "audit_trail", "record_event"]
 
 AUDIT_KINDS = frozenset(
-    {"consent-grant", "consent-revoke", "consent-delegate", "consent-undelegate", "record-write", "record-read", "break-glass", "record-erase"}
+    {
+        "consent-grant",
+        "consent-revoke",
+        "consent-delegate",
+        "consent-undelegate",
+        "record-write",
+        "record-read",
+        "break-glass",
+        "record-erase",
+    }
 )
 _BY = ("patient", "actor", "record")
 
@@ -53,7 +62,9 @@ def record_event(
     detail: str = "",
 ) -> None:
     assert kind in AUDIT_KINDS, kind
-    entry = AuditEntry(kind, patient, actor, record_id, category, purpose, detail, context.time_ms, context.height, context.tx_id)
+    entry = AuditEntry(
+        kind, patient, actor, record_id, category, purpose, detail, context.time_ms, context.height, context.tx_id
+    )
     for by, subject in zip(_BY, (patient, actor, record_id), strict=True):
         if subject:
             state.put(_index_key(by, subject, context.height, context.tx_id), entry)

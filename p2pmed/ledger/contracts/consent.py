@@ -123,7 +123,9 @@ def _is_party(state: StateReader, party: bytes) -> bool:
 def _patient_id(state: StateReader, key: bytes) -> bytes:
     found = person_of(state, key)
     if found is None or found.role != "patient":
-        raise TxRejected(RejectReason.NOT_AUTHORISED, "only a registered patient, signing with their current key, does this")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, "only a registered patient, signing with their current key, does this"
+        )
     return found.id
 
 
@@ -146,14 +148,18 @@ def _check_categories(categories: tuple[str, ...]) -> None:
         raise TxRejected(RejectReason.INVALID, f"give 1..{CATEGORIES_MAX} categories")
     unknown = sorted(set(categories) - CATEGORIES)
     if unknown:
-        raise TxRejected(RejectReason.INVALID, f"unknown data category {unknown[0]!r}; known: {', '.join(sorted(CATEGORIES))}")
+        raise TxRejected(
+            RejectReason.INVALID, f"unknown data category {unknown[0]!r}; known: {', '.join(sorted(CATEGORIES))}"
+        )
     if len(set(categories)) != len(categories):
         raise TxRejected(RejectReason.INVALID, "a category is listed twice")
 
 
 def _check_grantee(state: StateReader, grantee: bytes, patient: bytes) -> None:
     if len(grantee) != PUBLIC_KEY_SIZE:
-        raise TxRejected(RejectReason.INVALID, f"grantee must be a {PUBLIC_KEY_SIZE}-byte person id or organisation key")
+        raise TxRejected(
+            RejectReason.INVALID, f"grantee must be a {PUBLIC_KEY_SIZE}-byte person id or organisation key"
+        )
     if grantee == patient:
         raise TxRejected(RejectReason.INVALID, "a patient does not need consent to their own records")
     if not _is_party(state, grantee):
@@ -165,17 +171,34 @@ def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) ->
     _check_grantee(state, grant.grantee, grant.patient)
     _check_categories(grant.categories)
     if grant.purpose not in PURPOSES:
-        raise TxRejected(RejectReason.INVALID, f"unknown purpose {grant.purpose!r}; known: {', '.join(sorted(PURPOSES))}")
+        raise TxRejected(
+            RejectReason.INVALID, f"unknown purpose {grant.purpose!r}; known: {', '.join(sorted(PURPOSES))}"
+        )
     if grant.expires_ms <= context.time_ms:
         raise TxRejected(RejectReason.INVALID, "consent would already have expired at this block's time")
     for category in grant.categories:
         provision = ConsentProvision(
-            grant.patient, grant.grantee, category, grant.purpose, context.time_ms, grant.expires_ms, context.tx_id, granted_by
+            grant.patient,
+            grant.grantee,
+            category,
+            grant.purpose,
+            context.time_ms,
+            grant.expires_ms,
+            context.tx_id,
+            granted_by,
         )
         state.put(_key(grant.patient, grant.grantee, category), provision)
     categories = ",".join(grant.categories)
-    audit.record_event(state, context, "consent-grant", grant.patient, granted_by, category=categories, purpose=grant.purpose,
-                       detail=f"grantee {grant.grantee.hex()}")
+    audit.record_event(
+        state,
+        context,
+        "consent-grant",
+        grant.patient,
+        granted_by,
+        category=categories,
+        purpose=grant.purpose,
+        detail=f"grantee {grant.grantee.hex()}",
+    )
 
 
 def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
@@ -186,8 +209,15 @@ def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke)
         raise TxRejected(RejectReason.INVALID, "no consent in force for this grantee and these categories")
     for key in keys:
         state.delete(key)
-    audit.record_event(state, context, "consent-revoke", revoke.patient, revoked_by, category=",".join(revoke.categories),
-                       detail=f"grantee {revoke.grantee.hex()}")
+    audit.record_event(
+        state,
+        context,
+        "consent-revoke",
+        revoke.patient,
+        revoked_by,
+        category=",".join(revoke.categories),
+        detail=f"grantee {revoke.grantee.hex()}",
+    )
 
 
 def apply_delegate(state: StateOverlay, context: TxContext, delegate: ConsentDelegate) -> None:
@@ -199,7 +229,9 @@ def apply_delegate(state: StateOverlay, context: TxContext, delegate: ConsentDel
     if delegate.expires_ms <= context.time_ms:
         raise TxRejected(RejectReason.INVALID, "the delegation would already have expired at this block's time")
     state.put(_delegation_key(patient, delegate.delegate), Delegation(patient, delegate.delegate, delegate.expires_ms))
-    audit.record_event(state, context, "consent-delegate", patient, patient, detail=f"delegate {delegate.delegate.hex()}")
+    audit.record_event(
+        state, context, "consent-delegate", patient, patient, detail=f"delegate {delegate.delegate.hex()}"
+    )
 
 
 def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: ConsentUndelegate) -> None:
@@ -208,7 +240,9 @@ def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: Consen
     if state.state_get(key) is None:
         raise TxRejected(RejectReason.INVALID, "this patient has named no such delegate")
     state.delete(key)
-    audit.record_event(state, context, "consent-undelegate", patient, patient, detail=f"delegate {undelegate.delegate.hex()}")
+    audit.record_event(
+        state, context, "consent-undelegate", patient, patient, detail=f"delegate {undelegate.delegate.hex()}"
+    )
 
 
 def consents_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator[ConsentProvision]:
@@ -221,12 +255,16 @@ def consents_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator
 
 def delegations_in_force(state: ScanState, patient: bytes, now_ms: int) -> list[Delegation]:
     """The delegates ``patient`` has named who may act for them at ``now_ms``."""
-    delegations = (codec.decode(Delegation, data, STATE_VALUE_SIZE_MAX)
-                   for _key, data in state.state_items(f"consent-delegate/{patient.hex()}/"))
+    delegations = (
+        codec.decode(Delegation, data, STATE_VALUE_SIZE_MAX)
+        for _key, data in state.state_items(f"consent-delegate/{patient.hex()}/")
+    )
     return [delegation for delegation in delegations if delegation.expires_ms > now_ms]
 
 
-def valid_consent(state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int) -> ConsentProvision | None:
+def valid_consent(
+    state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int
+) -> ConsentProvision | None:
     """The consent that lets ``grantee`` see ``patient``'s ``category`` data at ``now_ms``, if any."""
     provision = StateOverlay(state).get(ConsentProvision, _key(patient, grantee, category))
     if provision is None or provision.expires_ms <= now_ms:

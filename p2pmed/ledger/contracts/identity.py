@@ -30,11 +30,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from p2pmed import codec
-from p2pmed.quorum import quorum_size
 from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
+from p2pmed.quorum import quorum_size
 
 __all__ = [
     "ORGANISATION_KINDS",
@@ -54,7 +54,9 @@ __all__ = [
     "person_of",
 ]
 
-ORGANISATION_KINDS = frozenset({"hospital", "clinic", "laboratory", "sponsor", "pharmacy", "distributor", "manufacturer"})
+ORGANISATION_KINDS = frozenset(
+    {"hospital", "clinic", "laboratory", "sponsor", "pharmacy", "distributor", "manufacturer"}
+)
 PERSON_ROLES = frozenset({"patient", "clinician", "researcher", "pharmacist"})
 NAME_LENGTH_MAX = 200
 
@@ -205,9 +207,14 @@ def apply_org_propose(state: StateOverlay, context: TxContext, proposal: OrgProp
     profile = proposal.profile
     _check_key(profile.key, "the organisation key")
     if not 0 < len(profile.name) <= NAME_LENGTH_MAX or not profile.name.isprintable():
-        raise TxRejected(RejectReason.INVALID, f"the organisation name must be 1..{NAME_LENGTH_MAX} printable characters")
+        raise TxRejected(
+            RejectReason.INVALID, f"the organisation name must be 1..{NAME_LENGTH_MAX} printable characters"
+        )
     if profile.kind not in ORGANISATION_KINDS:
-        raise TxRejected(RejectReason.INVALID, f"unknown organisation kind {profile.kind!r}; known: {', '.join(sorted(ORGANISATION_KINDS))}")
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"unknown organisation kind {profile.kind!r}; known: {', '.join(sorted(ORGANISATION_KINDS))}",
+        )
     if organisation_of(state, profile.key) is not None:
         raise TxRejected(RejectReason.INVALID, "this organisation is already in force")
     if person_of(state, profile.key) is not None or state.state_get(_used_key(profile.key)) is not None:
@@ -239,9 +246,14 @@ def apply_person_register(state: StateOverlay, context: TxContext, register: Per
     if organisation_of(state, context.sender) is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "only an organisation in force registers people")
     if register.role not in PERSON_ROLES:
-        raise TxRejected(RejectReason.INVALID, f"unknown role {register.role!r}; known: {', '.join(sorted(PERSON_ROLES))}")
+        raise TxRejected(
+            RejectReason.INVALID, f"unknown role {register.role!r}; known: {', '.join(sorted(PERSON_ROLES))}"
+        )
     _check_fresh_key(state, register.key)
-    state.put(_person_key(register.key), Person(register.key, register.key, register.role, register.encryption_key, context.sender, True))
+    state.put(
+        _person_key(register.key),
+        Person(register.key, register.key, register.role, register.encryption_key, context.sender, True),
+    )
     state.put(_signer_key(register.key), register.key)
     state.put(_used_key(register.key), True)
 
@@ -263,11 +275,16 @@ def apply_person_revoke(state: StateOverlay, context: TxContext, revoke: PersonR
     if target is None or not target.active:
         raise TxRejected(RejectReason.INVALID, "no person in force has this id")
     if context.sender not in (target.organisation, target.key):
-        raise TxRejected(RejectReason.NOT_AUTHORISED, "only the person or the organisation that registered them revokes")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, "only the person or the organisation that registered them revokes"
+        )
     if context.sender == target.organisation and organisation_of(state, context.sender) is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "the registering organisation is no longer in force")
     state.delete(_signer_key(target.key))
-    state.put(_person_key(target.id), Person(target.id, target.key, target.role, target.encryption_key, target.organisation, False))
+    state.put(
+        _person_key(target.id),
+        Person(target.id, target.key, target.role, target.encryption_key, target.organisation, False),
+    )
 
 
 TX_TYPES = (

@@ -15,7 +15,7 @@ from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay
 
-__all__ = ["Probe", "TX_TYPES"]
+__all__ = ["TX_TYPES", "Probe"]
 
 LABEL_LENGTH_MAX = 64
 

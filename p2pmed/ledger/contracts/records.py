@@ -31,13 +31,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from p2pmed.quorum import fault_tolerance
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
 from p2pmed.ledger.contracts.identity import person, person_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
+from p2pmed.quorum import fault_tolerance
 
 __all__ = [
     "READ_GRANT_MS",
@@ -165,7 +165,9 @@ def _check_custodians(context: TxContext, custodians: tuple[bytes, ...]) -> None
     if len(set(custodians)) != len(custodians):
         raise TxRejected(RejectReason.INVALID, "a custodian is listed twice")
     if len(custodians) < needed:
-        raise TxRejected(RejectReason.INVALID, f"name at least {needed} custodians (f+1), so that losing f sites loses nothing")
+        raise TxRejected(
+            RejectReason.INVALID, f"name at least {needed} custodians (f+1), so that losing f sites loses nothing"
+        )
     strangers = [custodian for custodian in custodians if custodian not in context.validators]
     if strangers:
         raise TxRejected(RejectReason.INVALID, f"custodian {strangers[0].hex()[:16]}… does not run a validator node")
@@ -174,23 +176,37 @@ def _check_custodians(context: TxContext, custodians: tuple[bytes, ...]) -> None
 def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
     writer = party_id(state, context.sender)
     writer_person = person_of(state, context.sender)
-    if writer is None or (writer_person is not None and writer_person.role not in WRITER_ROLES and writer != add.patient):
-        raise TxRejected(RejectReason.NOT_AUTHORISED, "records are written by a clinician, an organisation in force or the patient")
+    if writer is None or (
+        writer_person is not None and writer_person.role not in WRITER_ROLES and writer != add.patient
+    ):
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, "records are written by a clinician, an organisation in force or the patient"
+        )
     owner = person(state, add.patient)
     if owner is None or not owner.active or owner.role != "patient":
         raise TxRejected(RejectReason.INVALID, "no patient in force has this person id")
     if len(add.record_id) != RECORD_ID_SIZE or len(add.ciphertext_sha256) != hashlib.sha256().digest_size:
         raise TxRejected(RejectReason.INVALID, "record_id and ciphertext_sha256 must be 32 bytes each")
     if add.category not in CATEGORIES:
-        raise TxRejected(RejectReason.INVALID, f"unknown data category {add.category!r}; known: {', '.join(sorted(CATEGORIES))}")
+        raise TxRejected(
+            RejectReason.INVALID, f"unknown data category {add.category!r}; known: {', '.join(sorted(CATEGORIES))}"
+        )
     if not 0 < add.size <= SIZE_MAX:
         raise TxRejected(RejectReason.INVALID, f"size must be 1..{SIZE_MAX} bytes")
     _check_custodians(context, add.custodians)
     if state.state_get(_record_key(add.record_id)) is not None:
         raise TxRejected(RejectReason.DUPLICATE, "a record with this id exists; use a fresh random id")
     anchor = Record(
-        add.record_id, add.patient, add.category, add.ciphertext_sha256, add.size, add.custodians,
-        writer, context.time_ms, context.height, None,
+        add.record_id,
+        add.patient,
+        add.category,
+        add.ciphertext_sha256,
+        add.size,
+        add.custodians,
+        writer,
+        context.time_ms,
+        context.height,
+        None,
     )
     state.put(_record_key(add.record_id), anchor)
     audit.record_event(state, context, "record-write", add.patient, writer, add.record_id, add.category)
@@ -206,7 +222,9 @@ def _existing(state: StateReader, record_id: bytes) -> Record:
 def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> None:
     found = _existing(state, read.record_id)
     if read.purpose not in PURPOSES:
-        raise TxRejected(RejectReason.INVALID, f"unknown purpose {read.purpose!r}; known: {', '.join(sorted(PURPOSES))}")
+        raise TxRejected(
+            RejectReason.INVALID, f"unknown purpose {read.purpose!r}; known: {', '.join(sorted(PURPOSES))}"
+        )
     if read.break_glass:
         decision = _break_glass(state, context, found, read)
     else:
@@ -217,10 +235,14 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         raise TxRejected(RejectReason.NOT_AUTHORISED, decision.detail)
     reader = party_id(state, context.sender)
     assert reader is not None
-    grant = ReadGrant(found.record_id, reader, decision.basis, read.purpose, context.time_ms + READ_GRANT_MS, context.tx_id)
+    grant = ReadGrant(
+        found.record_id, reader, decision.basis, read.purpose, context.time_ms + READ_GRANT_MS, context.tx_id
+    )
     state.put(_grant_key(found.record_id, reader), grant)
     kind = "break-glass" if read.break_glass else "record-read"
-    audit.record_event(state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason)
+    audit.record_event(
+        state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason
+    )
 
 
 def _break_glass(state: StateReader, context: TxContext, found: Record, read: RecordRead) -> Access:
@@ -230,7 +252,9 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
     if clinician is None or clinician.role != "clinician":
         raise TxRejected(RejectReason.NOT_AUTHORISED, "only a clinician in force may break the glass")
     if not read.reason.strip() or len(read.reason) > REASON_LENGTH_MAX:
-        raise TxRejected(RejectReason.INVALID, f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters")
+        raise TxRejected(
+            RejectReason.INVALID, f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters"
+        )
     return Access("break-glass", read.reason)
 
 
@@ -240,8 +264,16 @@ def apply_erase(state: StateOverlay, context: TxContext, erase: RecordErase) -> 
     if found.erased_ms is not None:
         raise TxRejected(RejectReason.INVALID, "this record is already erased")
     erased = Record(
-        found.record_id, found.patient, found.category, found.ciphertext_sha256, found.size, found.custodians,
-        found.writer, found.written_ms, found.height, context.time_ms,
+        found.record_id,
+        found.patient,
+        found.category,
+        found.ciphertext_sha256,
+        found.size,
+        found.custodians,
+        found.writer,
+        found.written_ms,
+        found.height,
+        context.time_ms,
     )
     state.put(_record_key(found.record_id), erased)
     audit.record_event(state, context, "record-erase", found.patient, actor, found.record_id, found.category)

@@ -68,14 +68,14 @@ __all__ = [
     "Pack",
     "PackEvent",
     "PackRef",
-    "Receipt",
     "Recall",
+    "Receipt",
     "Shipment",
     "SupplyCommission",
     "SupplyDecommission",
     "SupplyDispense",
-    "SupplyReceive",
     "SupplyRecall",
+    "SupplyReceive",
     "SupplyShip",
     "SupplyVerify",
     "Verdict",
@@ -435,7 +435,9 @@ def _record_scan(state: StateOverlay, context: TxContext, ref: PackRef, status: 
 
 def _add_alert(state: StateOverlay, context: TxContext, kind: str, ref: PackRef, detail: str) -> None:
     index = state.get(int, _ALERT_COUNT_KEY) or 0
-    alert = Alert(index, kind, ref.gtin, ref.serial, context.sender, context.height, context.time_ms, context.tx_id, detail)
+    alert = Alert(
+        index, kind, ref.gtin, ref.serial, context.sender, context.height, context.time_ms, context.tx_id, detail
+    )
     state.put(_alert_key(index), alert)
     state.put(_ALERT_COUNT_KEY, index + 1)
 
@@ -443,15 +445,24 @@ def _add_alert(state: StateOverlay, context: TxContext, kind: str, ref: PackRef,
 # -- checks shared by the rules -------------------------------------------------------------
 
 
-def _require_organisation(state: StateOverlay, context: TxContext, does: str, kinds: frozenset[str] | None = None) -> None:
+def _require_organisation(
+    state: StateOverlay, context: TxContext, does: str, kinds: frozenset[str] | None = None
+) -> None:
     organisation = organisation_of(state, context.sender)
     if organisation is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, f"only an organisation in force {does}")
     if kinds is not None and organisation.kind not in kinds:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"only a {' or '.join(sorted(kinds))} {does}; the sender is a {organisation.kind}")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"only a {' or '.join(sorted(kinds))} {does}; the sender is a {organisation.kind}",
+        )
 
 
-_ENDED = {"dispensed": "was already dispensed", "decommissioned": "was decommissioned", "missing": "was reported missing in transit"}
+_ENDED = {
+    "dispensed": "was already dispensed",
+    "decommissioned": "was decommissioned",
+    "missing": "was reported missing in transit",
+}
 
 
 def _held_pack(state: StateOverlay, context: TxContext, ref: PackRef, action: str, repeat: str = "") -> Pack:
@@ -459,16 +470,23 @@ def _held_pack(state: StateOverlay, context: TxContext, ref: PackRef, action: st
     status this action gives, refused as a duplicate rather than as invalid."""
     found = state.get(Pack, _pack_key(ref))
     if found is None:
-        raise TxRejected(RejectReason.INVALID, f"{_name(ref)} was never commissioned: a suspect counterfeit; record it with supply.verify")
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{_name(ref)} was never commissioned: a suspect counterfeit; record it with supply.verify",
+        )
     if found.status in _ENDED:
         reason = RejectReason.DUPLICATE if found.status == repeat else RejectReason.INVALID
         raise TxRejected(reason, f"{_name(ref)} {_ENDED[found.status]}: nobody can {action} it now")
     if found.status == "in-transit":
         assert found.shipment is not None
-        raise TxRejected(RejectReason.INVALID, f"{_name(ref)} is in transit in shipment {found.shipment.hex()}: its destination must receive it first")
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{_name(ref)} is in transit in shipment {found.shipment.hex()}: its destination must receive it first",
+        )
     if found.holder != context.sender:
         raise TxRejected(
-            RejectReason.NOT_AUTHORISED, f"{_name(ref)} is held by {_short(found.holder)}, not by the sender: only its holder can {action} it"
+            RejectReason.NOT_AUTHORISED,
+            f"{_name(ref)} is held by {_short(found.holder)}, not by the sender: only its holder can {action} it",
         )
     return found
 
@@ -495,7 +513,10 @@ def _claim_gtin(state: StateOverlay, context: TxContext, gtin: str) -> None:
     if owner is None:
         state.put(_owner_key(gtin), context.sender)
     elif owner != context.sender:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"GTIN {gtin} belongs to manufacturer {_short(owner)}, which alone commissions it")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"GTIN {gtin} belongs to manufacturer {_short(owner)}, which alone commissions it",
+        )
 
 
 def _open_lot(state: StateOverlay, commission: SupplyCommission) -> None:
@@ -503,9 +524,14 @@ def _open_lot(state: StateOverlay, commission: SupplyCommission) -> None:
     if lot is None:
         state.put(_lot_key(commission.gtin, commission.lot), Lot(commission.expiry, None))
     elif lot.recall is not None:
-        raise TxRejected(RejectReason.INVALID, f"lot {commission.lot!r} of GTIN {commission.gtin} was recalled: commission a new lot")
+        raise TxRejected(
+            RejectReason.INVALID, f"lot {commission.lot!r} of GTIN {commission.gtin} was recalled: commission a new lot"
+        )
     elif lot.expiry != commission.expiry:
-        raise TxRejected(RejectReason.INVALID, f"lot {commission.lot!r} of GTIN {commission.gtin} expires on {lot.expiry}; a lot has one expiry")
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"lot {commission.lot!r} of GTIN {commission.gtin} expires on {lot.expiry}; a lot has one expiry",
+        )
 
 
 def apply_commission(state: StateOverlay, context: TxContext, commission: SupplyCommission) -> None:
@@ -524,7 +550,10 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
         if state.state_get(_pack_key(ref)) is not None:
             raise TxRejected(RejectReason.DUPLICATE, f"{_name(ref)} is already commissioned; serials are never reused")
         event = _record(state, context, ref, "commission", None, detail)
-        state.put(_pack_key(ref), Pack(ref.gtin, serial, commission.lot, context.sender, context.sender, "held", None, None, 0, event))
+        state.put(
+            _pack_key(ref),
+            Pack(ref.gtin, serial, commission.lot, context.sender, context.sender, "held", None, None, 0, event),
+        )
 
 
 # -- ship and receive ----------------------------------------------------------------------
@@ -541,9 +570,14 @@ def apply_ship(state: StateOverlay, context: TxContext, ship: SupplyShip) -> Non
     for ref in ship.packs:
         found = _held_pack(state, context, ref, "ship")
         if _recall_of(state, found) is not None and ship.destination != found.manufacturer:
-            raise TxRejected(RejectReason.INVALID, f"{_name(ref)} is recalled: it may only be shipped back to its manufacturer")
+            raise TxRejected(
+                RejectReason.INVALID, f"{_name(ref)} is recalled: it may only be shipped back to its manufacturer"
+            )
         if found.shipments >= SHIPMENTS_PER_PACK_MAX:
-            raise TxRejected(RejectReason.INVALID, f"{_name(ref)} has been shipped {SHIPMENTS_PER_PACK_MAX} times, the most a pack's history holds")
+            raise TxRejected(
+                RejectReason.INVALID,
+                f"{_name(ref)} has been shipped {SHIPMENTS_PER_PACK_MAX} times, the most a pack's history holds",
+            )
         event = _record(state, context, ref, "ship", ship.destination, detail)
         _move(state, found, event, status="in-transit", shipment=context.tx_id, shipments=found.shipments + 1)
     state.put(
@@ -566,26 +600,38 @@ def _check_receipt_matches(receive: SupplyReceive, sent: Shipment) -> None:
             raise TxRejected(RejectReason.INVALID, f"mismatch: {_name(ref)} is not in shipment {sent.id.hex()}")
     for ref in sent.packs:
         if ref not in listed:
-            raise TxRejected(RejectReason.INVALID, f"mismatch: {_name(ref)} of the shipment is not listed; list it as missing if it did not arrive")
+            raise TxRejected(
+                RejectReason.INVALID,
+                f"mismatch: {_name(ref)} of the shipment is not listed; list it as missing if it did not arrive",
+            )
 
 
 def _in_transit(state: StateOverlay, ref: PackRef, sent: Shipment) -> Pack:
     found = state.get(Pack, _pack_key(ref))
-    assert found is not None and found.status == "in-transit" and found.shipment == sent.id, "nothing moves a pack in transit"
+    assert found is not None and found.status == "in-transit" and found.shipment == sent.id, (
+        "nothing moves a pack in transit"
+    )
     return found
 
 
 def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceive) -> None:
     _require_organisation(state, context, "receives shipments")
     if len(receive.shipment) != SHIPMENT_ID_SIZE:
-        raise TxRejected(RejectReason.INVALID, f"a shipment id is the {SHIPMENT_ID_SIZE}-byte id of its supply.ship transaction")
+        raise TxRejected(
+            RejectReason.INVALID, f"a shipment id is the {SHIPMENT_ID_SIZE}-byte id of its supply.ship transaction"
+        )
     sent = state.get(Shipment, _shipment_key(receive.shipment))
     if sent is None:
         raise TxRejected(RejectReason.INVALID, f"no shipment has id {receive.shipment.hex()}")
     if sent.destination != context.sender:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"shipment {sent.id.hex()} goes to {_short(sent.destination)}, not to the sender")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"shipment {sent.id.hex()} goes to {_short(sent.destination)}, not to the sender",
+        )
     if sent.receipt is not None:
-        raise TxRejected(RejectReason.DUPLICATE, f"shipment {sent.id.hex()} was already received at height {sent.receipt.height}")
+        raise TxRejected(
+            RejectReason.DUPLICATE, f"shipment {sent.id.hex()} was already received at height {sent.receipt.height}"
+        )
     _check_receipt_matches(receive, sent)
     detail = f"shipment {sent.id.hex()}"
     for ref in receive.packs:
@@ -595,7 +641,10 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
         event = _record(state, context, ref, "missing", sent.source, detail)
         _move(state, _in_transit(state, ref, sent), event, status="missing", shipment=None)
         _add_alert(state, context, MISSING, ref, f"{_name(ref)} did not arrive in {detail} from {_short(sent.source)}")
-    state.put(_shipment_key(sent.id), replace(sent, receipt=Receipt(context.height, context.time_ms, context.tx_id, receive.missing)))
+    state.put(
+        _shipment_key(sent.id),
+        replace(sent, receipt=Receipt(context.height, context.time_ms, context.tx_id, receive.missing)),
+    )
 
 
 # -- dispense, decommission, recall ---------------------------------------------------------------
@@ -607,7 +656,9 @@ def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDisp
     for ref in dispense.packs:
         found = _held_pack(state, context, ref, "dispense", repeat="dispensed")
         if _recall_of(state, found) is not None:
-            raise TxRejected(RejectReason.INVALID, f"{_name(ref)} is recalled: never dispense it; decommission it or ship it back")
+            raise TxRejected(
+                RejectReason.INVALID, f"{_name(ref)} is recalled: never dispense it; decommission it or ship it back"
+            )
         expiry = _lot_of(state, found).expiry
         if expiry_end_ms(expiry) <= context.time_ms:
             raise TxRejected(RejectReason.INVALID, f"{_name(ref)} expired on {expiry}: decommission it")
@@ -619,7 +670,8 @@ def apply_decommission(state: StateOverlay, context: TxContext, decommission: Su
     _require_organisation(state, context, "decommissions packs")
     if decommission.reason not in DECOMMISSION_REASONS:
         raise TxRejected(
-            RejectReason.INVALID, f"unknown reason {decommission.reason[:40]!r}; known: {', '.join(sorted(DECOMMISSION_REASONS))}"
+            RejectReason.INVALID,
+            f"unknown reason {decommission.reason[:40]!r}; known: {', '.join(sorted(DECOMMISSION_REASONS))}",
         )
     _check_refs(decommission.packs, "packs")
     for ref in decommission.packs:
@@ -634,7 +686,10 @@ def _recall_lot(state: StateOverlay, gtin: str, lot_code: str, recall: Recall) -
     if lot is None:
         raise TxRejected(RejectReason.INVALID, f"no pack of lot {lot_code!r} of GTIN {gtin} was commissioned")
     if lot.recall is not None:
-        raise TxRejected(RejectReason.DUPLICATE, f"lot {lot_code!r} of GTIN {gtin} was already recalled at height {lot.recall.height}")
+        raise TxRejected(
+            RejectReason.DUPLICATE,
+            f"lot {lot_code!r} of GTIN {gtin} was already recalled at height {lot.recall.height}",
+        )
     state.put(_lot_key(gtin, lot_code), replace(lot, recall=recall))
 
 
@@ -659,9 +714,14 @@ def apply_recall(state: StateOverlay, context: TxContext, recall: SupplyRecall) 
     if owner is None:
         raise TxRejected(RejectReason.INVALID, f"no pack of GTIN {recall.gtin} was ever commissioned")
     if owner != context.sender:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"only GTIN {recall.gtin}'s manufacturer {_short(owner)} recalls its packs")
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, f"only GTIN {recall.gtin}'s manufacturer {_short(owner)} recalls its packs"
+        )
     if (recall.lot is None) == (not recall.serials):
-        raise TxRejected(RejectReason.INVALID, "recall either a lot (serials empty) or listed serials (lot null), not both or neither")
+        raise TxRejected(
+            RejectReason.INVALID,
+            "recall either a lot (serials empty) or listed serials (lot null), not both or neither",
+        )
     entry = Recall(context.sender, context.height, context.time_ms, context.tx_id, recall.reason)
     if recall.lot is not None:
         _recall_lot(state, recall.gtin, recall.lot, entry)
@@ -715,7 +775,9 @@ def _recall_event(found: Pack, lot: Lot) -> PackEvent | None:
         recall, what = lot.recall, f"lot {found.lot}"
     else:
         return None
-    return PackEvent("recall", recall.organisation, recall.height, recall.time_ms, recall.tx_id, None, f"{what}: {recall.reason}")
+    return PackEvent(
+        "recall", recall.organisation, recall.height, recall.time_ms, recall.tx_id, None, f"{what}: {recall.reason}"
+    )
 
 
 def trace(state: StateReader, gtin: str, serial: str) -> list[PackEvent]:
@@ -742,21 +804,42 @@ def _judge(state: StateReader, found: Pack, lot: Lot, now_ms: int, organisation:
     by, at = _short(last.organisation), f"at height {last.height}"
     recall = _recall_of(state, found)
     if recall is not None:
-        return RECALLED, f"Recalled by its manufacturer ({recall.reason}): do not dispense; quarantine it and ship it back or decommission it."
+        return (
+            RECALLED,
+            f"Recalled by its manufacturer ({recall.reason}): do not dispense; quarantine it and ship it back or decommission it.",
+        )
     if found.status == "dispensed":
-        return DISPENSED, f"Already dispensed by {by} {at}: another pack with this serial is a suspect counterfeit. Do not dispense."
+        return (
+            DISPENSED,
+            f"Already dispensed by {by} {at}: another pack with this serial is a suspect counterfeit. Do not dispense.",
+        )
     if found.status == "decommissioned":
-        return DECOMMISSIONED, f"Decommissioned by {by} {at} ({last.detail}): it should not be in circulation. Do not dispense."
+        return (
+            DECOMMISSIONED,
+            f"Decommissioned by {by} {at} ({last.detail}): it should not be in circulation. Do not dispense.",
+        )
     if found.status == "missing":
-        return MISSING, f"Reported missing from {last.detail} by {by} {at}: possibly diverted. Do not dispense; report it."
+        return (
+            MISSING,
+            f"Reported missing from {last.detail} by {by} {at}: possibly diverted. Do not dispense; report it.",
+        )
     if expiry_end_ms(lot.expiry) <= now_ms:
         return EXPIRED, f"Expired on {lot.expiry}: do not dispense; decommission it."
     if found.status == "in-transit":
         assert last.party is not None, "a ship event names its destination"
-        return IN_TRANSIT, f"In transit to {_short(last.party)} in {last.detail}: the destination receives it before it is dispensed."
+        return (
+            IN_TRANSIT,
+            f"In transit to {_short(last.party)} in {last.detail}: the destination receives it before it is dispensed.",
+        )
     if organisation is not None and organisation != found.holder:
-        return NOT_HELD_HERE, f"Genuine, but the ledger says {_short(found.holder)} holds it, not you: custody is broken. Do not dispense."
-    return GENUINE, f"Genuine: lot {found.lot}, expires {lot.expiry}, held by {_short(found.holder)}; it may be dispensed."
+        return (
+            NOT_HELD_HERE,
+            f"Genuine, but the ledger says {_short(found.holder)} holds it, not you: custody is broken. Do not dispense.",
+        )
+    return (
+        GENUINE,
+        f"Genuine: lot {found.lot}, expires {lot.expiry}, held by {_short(found.holder)}; it may be dispensed.",
+    )
 
 
 def verify(state: StateReader, gtin: str, serial: str, now_ms: int, organisation: bytes | None = None) -> Verdict:

@@ -332,7 +332,9 @@ _SWITCH_PHRASES = (
 )
 
 
-def outcome_switching(registered: Protocol, primary: tuple[str, ...], secondary: tuple[str, ...]) -> OutcomeSwitching | None:
+def outcome_switching(
+    registered: Protocol, primary: tuple[str, ...], secondary: tuple[str, ...]
+) -> OutcomeSwitching | None:
     """How reported endpoints differ from ``registered``'s, or None when the primary and secondary sets are the same."""
     registered_primary, registered_secondary = set(registered.primary_endpoints), set(registered.secondary_endpoints)
     reported_primary, reported_secondary = set(primary), set(secondary)
@@ -347,7 +349,9 @@ def outcome_switching(registered: Protocol, primary: tuple[str, ...], secondary:
     }
     if not any(differences.values()):
         return None
-    parts = [phrase.format(_endpoints_phrase(differences[name])) for name, phrase in _SWITCH_PHRASES if differences[name]]
+    parts = [
+        phrase.format(_endpoints_phrase(differences[name])) for name, phrase in _SWITCH_PHRASES if differences[name]
+    ]
     summary = "Outcome switching: " + "; ".join(parts) + "."
     return OutcomeSwitching(**differences, summary=summary)
 
@@ -371,13 +375,19 @@ def _check_trial_id(trial_id: str) -> None:
 
 def _check_sha256(digest: bytes, what: str) -> None:
     if len(digest) != SHA256_SIZE:
-        raise TxRejected(RejectReason.INVALID, f"{what} must be a {SHA256_SIZE}-byte SHA-256 digest, got {len(digest)} bytes")
+        raise TxRejected(
+            RejectReason.INVALID, f"{what} must be a {SHA256_SIZE}-byte SHA-256 digest, got {len(digest)} bytes"
+        )
 
 
 def _check_endpoint(endpoint: str) -> None:
     # The character set is checked first so that normalising stays ASCII-only:
     # Unicode case rules change between Python versions, and every node must agree.
-    if not (0 < len(endpoint) <= ENDPOINT_LENGTH_MAX and set(endpoint) <= ENDPOINT_CHARACTERS and normalise_endpoint(endpoint) == endpoint):
+    if not (
+        0 < len(endpoint) <= ENDPOINT_LENGTH_MAX
+        and set(endpoint) <= ENDPOINT_CHARACTERS
+        and normalise_endpoint(endpoint) == endpoint
+    ):
         raise TxRejected(
             RejectReason.INVALID,
             f"endpoint {endpoint!r} is not in normal form: 1..{ENDPOINT_LENGTH_MAX} characters of lower-case ASCII letters, "
@@ -401,7 +411,9 @@ def _check_endpoints(primary: tuple[str, ...], secondary: tuple[str, ...], prima
     _check_endpoint_list(secondary, "secondary", 0, SECONDARY_ENDPOINTS_MAX)
     both = sorted(set(primary) & set(secondary))
     if both:
-        raise TxRejected(RejectReason.INVALID, f"endpoint {both[0]!r} is listed as both primary and secondary; list it once")
+        raise TxRejected(
+            RejectReason.INVALID, f"endpoint {both[0]!r} is listed as both primary and secondary; list it once"
+        )
 
 
 def _check_protocol(protocol: Protocol) -> None:
@@ -409,7 +421,9 @@ def _check_protocol(protocol: Protocol) -> None:
     _check_endpoints(protocol.primary_endpoints, protocol.secondary_endpoints, primary_min=1)
     planned = protocol.planned_enrolment
     if planned is not None and not 0 < planned <= PLANNED_ENROLMENT_MAX:
-        raise TxRejected(RejectReason.INVALID, f"the planned enrolment must be 1..{PLANNED_ENROLMENT_MAX} participants, or null")
+        raise TxRejected(
+            RejectReason.INVALID, f"the planned enrolment must be 1..{PLANNED_ENROLMENT_MAX} participants, or null"
+        )
 
 
 def _same_endpoints(one: Protocol, other: Protocol) -> bool:
@@ -431,7 +445,8 @@ def _sponsored_trial(state: StateOverlay, context: TxContext, trial_id: str) -> 
     found = _registered_trial(state, trial_id)
     if context.sender != found.sponsor or organisation_of(state, context.sender) is None:
         raise TxRejected(
-            RejectReason.NOT_AUTHORISED, f"only the sponsor of trial {trial_id!r}, while in force, amends it or anchors its results"
+            RejectReason.NOT_AUTHORISED,
+            f"only the sponsor of trial {trial_id!r}, while in force, amends it or anchors its results",
         )
     return found
 
@@ -440,7 +455,8 @@ def _patient_id(state: StateOverlay, context: TxContext) -> bytes:
     sender = person_of(state, context.sender)
     if sender is None or sender.role != "patient":
         raise TxRejected(
-            RejectReason.NOT_AUTHORISED, "only a patient in force, signing with their current key, gives or withdraws research consent"
+            RejectReason.NOT_AUTHORISED,
+            "only a patient in force, signing with their current key, gives or withdraws research consent",
         )
     return sender.id
 
@@ -452,13 +468,16 @@ def _require_enroller(state: StateOverlay, context: TxContext, found: Trial) -> 
     if staff is not None and staff.role in ENROLLER_ROLES and organisation_of(state, staff.organisation) is not None:
         return
     raise TxRejected(
-        RejectReason.NOT_AUTHORISED, "only the trial's sponsor, or a clinician or researcher of an organisation in force, enrols participants"
+        RejectReason.NOT_AUTHORISED,
+        "only the trial's sponsor, or a clinician or researcher of an organisation in force, enrols participants",
     )
 
 
 def _require_open(found: Trial, doing: str) -> None:
     if found.closed:
-        raise TxRejected(RejectReason.INVALID, f"trial {found.trial_id!r} has anchored results and is closed: no more {doing}")
+        raise TxRejected(
+            RejectReason.INVALID, f"trial {found.trial_id!r} has anchored results and is closed: no more {doing}"
+        )
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -471,7 +490,9 @@ def apply_register(state: StateOverlay, context: TxContext, register: TrialRegis
         raise TxRejected(RejectReason.NOT_AUTHORISED, f"only an organisation in force of kind {kinds} registers trials")
     _check_trial_id(register.trial_id)
     if state.state_get(_trial_key(register.trial_id)) is not None:
-        raise TxRejected(RejectReason.DUPLICATE, f"trial {register.trial_id!r} is already registered; amend it or choose another id")
+        raise TxRejected(
+            RejectReason.DUPLICATE, f"trial {register.trial_id!r} is already registered; amend it or choose another id"
+        )
     _check_protocol(register.protocol)
     version = ProtocolVersion(register.protocol, context.height, context.time_ms, context.tx_id)
     state.put(_trial_key(register.trial_id), Trial(register.trial_id, context.sender, (version,), None, 0, 0, ()))
@@ -503,8 +524,13 @@ def apply_consent(state: StateOverlay, context: TxContext, consent: TrialConsent
     _require_open(found, "consent or enrolment")
     participant = participant_reference(found.trial_id, patient_id)
     if state.state_get(_consent_key(found.trial_id, participant)) is not None:
-        raise TxRejected(RejectReason.DUPLICATE, f"your research consent to trial {found.trial_id!r} is already in force")
-    state.put(_consent_key(found.trial_id, participant), ResearchConsent(participant, context.height, context.time_ms, context.tx_id))
+        raise TxRejected(
+            RejectReason.DUPLICATE, f"your research consent to trial {found.trial_id!r} is already in force"
+        )
+    state.put(
+        _consent_key(found.trial_id, participant),
+        ResearchConsent(participant, context.height, context.time_ms, context.tx_id),
+    )
 
 
 def apply_withdraw(state: StateOverlay, context: TxContext, withdraw: TrialWithdraw) -> None:
@@ -516,7 +542,9 @@ def apply_withdraw(state: StateOverlay, context: TxContext, withdraw: TrialWithd
     state.delete(_consent_key(found.trial_id, participant))
     enrolled = state.get(Enrolment, _enrolment_key(found.trial_id, participant))
     if enrolled is not None and enrolled.withdrawn_ms is None:
-        state.put(_enrolment_key(found.trial_id, participant), dataclasses.replace(enrolled, withdrawn_ms=context.time_ms))
+        state.put(
+            _enrolment_key(found.trial_id, participant), dataclasses.replace(enrolled, withdrawn_ms=context.time_ms)
+        )
         state.put(_trial_key(found.trial_id), dataclasses.replace(found, withdrawn=found.withdrawn + 1))
 
 
@@ -541,13 +569,18 @@ def apply_enroll(state: StateOverlay, context: TxContext, enroll: TrialEnroll) -
     record = Enrolment(participant, context.sender, context.height, context.time_ms, context.tx_id, None)
     state.put(_enrolment_key(found.trial_id, participant), record)
     first_height = context.height if found.first_enrolment_height is None else found.first_enrolment_height
-    state.put(_trial_key(found.trial_id), dataclasses.replace(found, first_enrolment_height=first_height, enrolled=found.enrolled + 1))
+    state.put(
+        _trial_key(found.trial_id),
+        dataclasses.replace(found, first_enrolment_height=first_height, enrolled=found.enrolled + 1),
+    )
 
 
 def apply_results(state: StateOverlay, context: TxContext, results: TrialResults) -> None:
     found = _sponsored_trial(state, context, results.trial_id)
     if len(found.results) >= RESULTS_MAX:
-        raise TxRejected(RejectReason.INVALID, f"trial {found.trial_id!r} already has {RESULTS_MAX} anchored results, the most kept")
+        raise TxRejected(
+            RejectReason.INVALID, f"trial {found.trial_id!r} already has {RESULTS_MAX} anchored results, the most kept"
+        )
     _check_sha256(results.dataset_sha256, "the data set hash")
     # No primary minimum: a report that drops every primary endpoint is still
     # anchored, and flagged.

@@ -156,7 +156,10 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             raise RpcError(ErrorCode.INVALID_PARAMS, f'mempool.list: "limit" must be 1..{MEMPOOL_LIST_MAX}')
         return {
             "size": len(waiting),
-            "txs": [{"tx_id": tx.id.hex(), "type": tx.type, "sender": tx.sender.hex(), "nonce": tx.nonce} for tx in waiting[:limit]],
+            "txs": [
+                {"tx_id": tx.id.hex(), "type": tx.type, "sender": tx.sender.hex(), "nonce": tx.nonce}
+                for tx in waiting[:limit]
+            ],
         }
 
     async def subscribe_blocks(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -222,5 +225,3 @@ def block_summary(block: Block, execution: BlockExecution | None = None) -> dict
     if execution is not None:
         summary["rejected"] = sum(not result.ok for result in execution.results)
     return summary
-
-

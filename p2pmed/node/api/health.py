@@ -31,7 +31,14 @@ from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
 from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_of
 from p2pmed.ledger.contracts.records import record
-from p2pmed.ledger.contracts.trials import FLAGGED_QUERY_MAX, TRIAL_ID_PATTERN, Trial, flagged_trials, trial, verify_dataset
+from p2pmed.ledger.contracts.trials import (
+    FLAGGED_QUERY_MAX,
+    TRIAL_ID_PATTERN,
+    Trial,
+    flagged_trials,
+    trial,
+    verify_dataset,
+)
 from p2pmed.ledger.machine import next_nonce
 from p2pmed.ledger.state import ScanState
 from p2pmed.node.api.port import NodePort
@@ -89,8 +96,11 @@ def _choice(method: str, name: str, value: str, choices: tuple[str, ...]) -> str
 
 def _trial_id(method: str, value: str) -> str:
     if TRIAL_ID_PATTERN.fullmatch(value) is None:
-        raise _invalid(method, f'"trial_id" {value[:60]!r} is not a registry-style id such as "NCT01234567" '
-                               "(3..40 capital letters, digits and '-', starting with a letter)")
+        raise _invalid(
+            method,
+            f'"trial_id" {value[:60]!r} is not a registry-style id such as "NCT01234567" '
+            "(3..40 capital letters, digits and '-', starting with a letter)",
+        )
     return value
 
 
@@ -106,8 +116,13 @@ def _organisation(found: Organisation) -> dict[str, Any]:
 
 
 def _trial(found: Trial) -> dict[str, Any]:
-    return {**plain(found), "protocol": plain(found.protocol), "protocol_version": len(found.versions),
-            "closed": found.closed, "flagged": found.flagged}
+    return {
+        **plain(found),
+        "protocol": plain(found.protocol),
+        "protocol_version": len(found.versions),
+        "closed": found.closed,
+        "flagged": found.flagged,
+    }
 
 
 def _consents(store: ScanState, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
@@ -214,18 +229,30 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         """Trials flagged for outcome switching, most recently flagged first, with what was switched."""
         limit = _in_range("trial.flagged", "limit", params["limit"], 1, FLAGGED_QUERY_MAX)
         found = [trial(store, trial_id) for trial_id in flagged_trials(store, limit)]
-        return {"trials": [
-            {"trial_id": each.trial_id, "sponsor": each.sponsor.hex(),
-             "switches": [result.outcome_switching.summary for result in each.results if result.outcome_switching]}
-            for each in found if each is not None
-        ]}
+        return {
+            "trials": [
+                {
+                    "trial_id": each.trial_id,
+                    "sponsor": each.sponsor.hex(),
+                    "switches": [
+                        result.outcome_switching.summary for result in each.results if result.outcome_switching
+                    ],
+                }
+                for each in found
+                if each is not None
+            ]
+        }
 
     async def trace(params: dict[str, Any]) -> dict[str, Any]:
         """A pack's state and history; an unknown serial has no pack, and its scans as history."""
         gtin, serial = _pack_query("supply.trace", params)
         found = supply.pack(store, gtin, serial)
-        return {"gtin": gtin, "serial": serial, "pack": None if found is None else plain(found),
-                "events": plain(supply.trace(store, gtin, serial))}
+        return {
+            "gtin": gtin,
+            "serial": serial,
+            "pack": None if found is None else plain(found),
+            "events": plain(supply.trace(store, gtin, serial)),
+        }
 
     async def verify_pack(params: dict[str, Any]) -> dict[str, Any]:
         """Is a pack genuine and dispensable now, by ``organisation`` if given (else by its holder)."""
@@ -245,23 +272,34 @@ def health_methods(node: NodePort) -> dict[str, Method]:
     return {
         "account.nonce": Method(nonce, {"sender": bytes}),
         "consent.get": Method(consent, {"patient": bytes, "grantee": bytes, "category": str}),
-        "consent.list": Method(consent_list, {
-            "patient": bytes, "limit": Param(int, optional=True, default=100),
-            "format": Param(str, optional=True, default="entries"),
-        }),
+        "consent.list": Method(
+            consent_list,
+            {
+                "patient": bytes,
+                "limit": Param(int, optional=True, default=100),
+                "format": Param(str, optional=True, default="entries"),
+            },
+        ),
         "identity.organisation": Method(get_organisation, {"key": bytes}),
         "identity.person": Method(get_person, {"id_or_key": bytes}),
         "record.get": Method(get_record, {"record_id": bytes}),
-        "audit.query": Method(audit_query, {
-            "by": str, "subject": bytes, "since_ms": Param(int, optional=True, default=0),
-            "until_ms": Param(int, optional=True), "limit": Param(int, optional=True, default=100),
-            "format": Param(str, optional=True, default="entries"),
-        }),
+        "audit.query": Method(
+            audit_query,
+            {
+                "by": str,
+                "subject": bytes,
+                "since_ms": Param(int, optional=True, default=0),
+                "until_ms": Param(int, optional=True),
+                "limit": Param(int, optional=True, default=100),
+                "format": Param(str, optional=True, default="entries"),
+            },
+        ),
         "trial.get": Method(get_trial, {"trial_id": str}),
         "trial.verify": Method(verify_trial_dataset, {"trial_id": str, "sha256": bytes}),
         "trial.flagged": Method(flagged, {"limit": Param(int, optional=True, default=100)}),
         "supply.trace": Method(trace, {"gtin": str, "serial": str}),
         "supply.verify": Method(verify_pack, {"gtin": str, "serial": str, "organisation": Param(bytes, optional=True)}),
-        "supply.alerts": Method(alerts, {"start": Param(int, optional=True, default=0),
-                                         "limit": Param(int, optional=True, default=100)}),
+        "supply.alerts": Method(
+            alerts, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
+        ),
     }

@@ -54,6 +54,7 @@ class NodePort(Protocol):
     @property
     def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
         """The validators, in index order."""
+
     @property
     def peer_ids(self) -> list[ID]: ...
     @property
@@ -69,15 +70,19 @@ class NodePort(Protocol):
     @property
     def ledger_time_ms(self) -> int:
         """The latest committed block's time: what the rules decide by."""
+
     @property
     def faults(self) -> FaultInjector | None:
         """The test harness's fault injector, when ``[fault_injection]`` is on."""
+
     @property
     def block_listeners(self) -> list[BlockListener]:
         """Called with each block this node commits, in order."""
+
     def now_ms(self) -> int: ...
     def connected_validators(self) -> list[int]: ...
     def traffic(self) -> Traffic: ...
     def submit(self, tx: Transaction) -> None:
         """Raises ``TxRejected`` when the node cannot take ``tx``."""
+
     async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse: ...

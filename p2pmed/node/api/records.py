@@ -69,4 +69,3 @@ def record_methods(node: NodePort) -> dict[str, Method]:
         "record.store": Method(store, {"record_id": bytes, "custodian": bytes, "sealed": bytes, "wrap": bytes}),
         "record.fetch": Method(fetch, {"record_id": bytes, "reader": bytes}),
     }
-

@@ -23,4 +23,6 @@ def methods(node: NodePort) -> dict[str, Method]:
 
 
 def rpc_server(node: NodePort, socket_path: Path) -> RpcServer:
-    return RpcServer(socket_path, methods(node), line_size_max=REQUEST_SIZE_MAX, requests_per_second=20_000, burst=40_000)
+    return RpcServer(
+        socket_path, methods(node), line_size_max=REQUEST_SIZE_MAX, requests_per_second=20_000, burst=40_000
+    )
