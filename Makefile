@@ -4,21 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench bench-foundation clean
+.PHONY: demo test lint test-slow bench bench-foundation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,plots]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/p2pmed demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+
+# Style, types and the layer contracts (pyproject.toml); make test runs these first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

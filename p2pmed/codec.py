@@ -62,7 +62,8 @@ def encode(obj: Any) -> bytes:
 
 def decode(cls: type[T], data: bytes, size_max: int) -> T:
     """Decode ``data`` into an instance of the dataclass ``cls``, strictly."""
-    return from_value(cls, decode_value(data, size_max), cls.__name__)
+    obj: T = from_value(cls, decode_value(data, size_max), cls.__name__)
+    return obj
 
 
 def decode_value(data: bytes, size_max: int) -> Any:
@@ -91,7 +92,7 @@ def decode_value(data: bytes, size_max: int) -> Any:
     return value
 
 
-def _reject_tag(_decoder: object, tag: cbor2.CBORTag) -> Any:
+def _reject_tag(tag: cbor2.CBORTag, _immutable: bool) -> Any:
     raise CodecError("", f"CBOR tag {tag.tag} is not allowed")
 
 

@@ -165,7 +165,8 @@ def test_a_pack_goes_from_commissioning_through_a_shipment_to_dispensing(
         (
             PHARMACY,
             ["decommission", "--pack", f"{GTIN}:S1", "--reason", "lost"],
-            f"supply.decommission (not-authorised): pack (01){GTIN}(21)S1 is held by {MAKER_HEX[:16]}, not by the sender",
+            f"supply.decommission (not-authorised): pack (01){GTIN}(21)S1 is held by {MAKER_HEX[:16]}, not by the "
+            "sender",
         ),
         (
             PHARMACY,
@@ -248,8 +249,8 @@ def test_import_epcis_submits_events_in_order_and_stops_at_the_first_refusal(
     refused = run(home, "supply", "import-epcis", mixed, "--key", key_file(directory, MAKER, "maker"))
     assert refused.exit_code == 1
     assert (
-        "error: $.epcisBody.eventList[1]: the ledger refused supply.dispense (not-authorised): only a hospital or pharmacy"
-        in refused.output
+        "error: $.epcisBody.eventList[1]: the ledger refused supply.dispense (not-authorised): only a hospital or "
+        "pharmacy" in refused.output
     )
     assert json.loads(run(home, "supply", "trace", GTIN, "E3", "--json").output)["pack"]["status"] == "held"
 
@@ -516,7 +517,8 @@ def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: Pr
     refused = reads(net, clinician, record_id)
     assert refused.exit_code == 1 and refused.stdout_bytes == b""
     assert (
-        "error: the ledger refused record.read (not-authorised): no consent in force lets this reader see laboratory records"
+        "error: the ledger refused record.read (not-authorised): no consent in force lets this reader see laboratory "
+        "records"
         " for TREAT"
     ) in refused.output
     shown = run(net.homes[HOSPITAL_SITE], "record", "show", "--record", record_id)

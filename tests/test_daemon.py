@@ -45,7 +45,7 @@ def wait_committed(net: ProcessNetwork, nodes: list[int], txs: list[Transaction]
         for tx in txs:
             net.wait_for(
                 index,
-                lambda: net.call(index, "tx.get", tx_id=tx.id.hex())["status"] == "committed",
+                lambda index=index, tx=tx: net.call(index, "tx.get", tx_id=tx.id.hex())["status"] == "committed",
                 WAIT_S,
                 f"to commit {tx.id.hex()[:12]}",
             )
@@ -147,6 +147,7 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
     import multiaddr
     import trio
     from libp2p import new_host
+    from libp2p.exceptions import BaseLibp2pError
 
     from p2pmed.codec import MESSAGE_SIZE_MAX
     from p2pmed.consensus.messages import Vote, VoteKind, encode_message
@@ -174,7 +175,7 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
                 for host in (impostor, outsider):
                     host.get_peerstore().add_addrs(target, [multiaddr.Multiaddr(target_address)], 0)
 
-                with pytest.raises(Exception):  # the node resets a non-validator's stream
+                with pytest.raises(BaseLibp2pError):  # the node resets a non-validator's stream
                     refused = await outsider.new_stream(target, [PROTOCOL_ID])
                     while True:
                         await refused.write(encode_frame(b"x"))
@@ -206,7 +207,7 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
     forged_tx = Transaction(txs[1].type, txs[1].chain_id, txs[1].sender, txs[1].nonce, txs[1].body, bytes(64))
     for bad, reason in ((forged_tx.encoded.hex(), "bad-signature"), ("a1" * 40, "malformed")):
         with pytest.raises(RpcError) as raised:
-            await trio.to_thread.run_sync(lambda: net.call(1, "tx.submit", tx=bad))
+            await trio.to_thread.run_sync(lambda bad=bad: net.call(1, "tx.submit", tx=bad))
         assert raised.value.data["reason"] == reason
     await trio.to_thread.run_sync(submit, net, 1, txs[0])
     await trio.to_thread.run_sync(wait_committed, net, [0, 1, 2], txs[:1])

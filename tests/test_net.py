@@ -272,7 +272,7 @@ async def network(validators: int, outsiders: int = 0, start: bool = True, **opt
             for host in hosts:
                 await stack.enter_async_context(host.run(listen_addrs=[LISTEN]))
             for host in hosts:  # every host can dial every validator; ttl 0 = permanent
-                for peer_id, other in zip(ids, hosts):
+                for peer_id, other in zip(ids, hosts, strict=False):
                     if other is not host:
                         host.get_peerstore().add_addrs(peer_id, other.get_transport_addrs(), 0)
             async with trio.open_nursery() as nursery:

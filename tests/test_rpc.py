@@ -682,9 +682,9 @@ def test_method_tables_are_checked_when_the_server_is_built(socket_path):
     async def handler(params: dict[str, Any]) -> None:
         return None
 
-    with pytest.raises(ValueError, match="reserved by JSON-RPC 2.0"):
+    with pytest.raises(ValueError, match=r"reserved by JSON-RPC 2\.0"):
         RpcServer(socket_path, {"rpc.mine": Method(handler)})
-    with pytest.raises(TypeError, match="must be a p2pmed.rpc.Method"):
+    with pytest.raises(TypeError, match=r"must be a p2pmed\.rpc\.Method"):
         RpcServer(socket_path, {"x": handler})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="parameter type must be one of"):
         Method(handler, {"x": float})
@@ -719,7 +719,7 @@ async def test_the_client_calls_a_running_server(socket_path):
                 "no block at height 12",
                 {"tip": 10},
             )
-            with pytest.raises(RpcError, match='did you mean "chain.getBlock"') as caught:
+            with pytest.raises(RpcError, match=r'did you mean "chain\.getBlock"') as caught:
                 await call(functools.partial(client.call, "chain.getblock", height=1))
             assert caught.value.code == ErrorCode.METHOD_NOT_FOUND
             assert await call(functools.partial(client.call, "chain.getBlock", height=3)) == {"height": 3}

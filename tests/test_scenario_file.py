@@ -536,7 +536,8 @@ def test_restart_pause_and_resume_need_a_node(kind: str) -> None:
     [
         (
             "crsh",
-            "unknown fault kind 'crsh'; did you mean 'crash'? expected one of: crash, restart, pause, resume, partition",
+            "unknown fault kind 'crsh'; did you mean 'crash'? expected one of: crash, restart, pause, resume, "
+            "partition",
         ),
         ("partiton", "did you mean 'partition'?"),
         ("clock-skew", "did you mean 'clock_skew'?"),
@@ -717,7 +718,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         if kind is FaultKind.PARTITION:
             members = draw(st.permutations(range(nodes)))[: draw(st.integers(1, nodes))]
             cuts = sorted(draw(st.sets(st.integers(1, len(members) - 1), max_size=3))) if len(members) > 1 else []
-            fields["groups"] = tuple(tuple(members[a:b]) for a, b in zip([0, *cuts], [*cuts, len(members)]))
+            bounds = zip([0, *cuts], [*cuts, len(members)], strict=True)
+            fields["groups"] = tuple(tuple(members[a:b]) for a, b in bounds)
             fields["one_way"] = len(fields["groups"]) == 2 and draw(st.booleans())
         if kind is FaultKind.BYZANTINE:
             fields["behaviour"] = draw(st.sampled_from(list(Behaviour)))

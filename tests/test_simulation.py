@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,21 @@ def test_sim_run_writes_a_readable_report_md_with_the_fault_schedule_and_the_plo
         rows = [row for row in report_timeline(tmp_path / "out") if row["node"] == node]
         assert rows and all(isinstance(row["height"], int) for row in rows), "height per node, for the plot"
         assert all((row["view"] is None) == (not row["up"]) for row in rows), "view per node while it is up"
+
+
+def test_sim_run_without_matplotlib_writes_the_report_and_says_why_there_is_no_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [*(name for name in sys.modules if name.startswith("matplotlib.")), "matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if the [plots] extra were not installed
+    monkeypatch.delitem(sys.modules, "p2pmed.sim.plots", raising=False)
+    scenario = tmp_path / "steady.toml"
+    scenario.write_text("[network]\nnodes = 4\n[workload]\nrate = 10\nduration = 2\n")
+    result = CliRunner().invoke(cli, ["sim", "run", str(scenario), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["safety"]["ok"] is True
+    assert not (tmp_path / "out" / "report.png").exists()
+    assert "pip install 'p2pmed[plots]'" in (tmp_path / "out" / "report.md").read_text()
 
 
 def report_timeline(out: Path) -> list[dict[str, Any]]:

@@ -342,7 +342,7 @@ def test_a_store_is_bound_to_its_genesis(tmp_path: Path) -> None:
     path, genesis_a, genesis_b = tmp_path / "node.sqlite3", b"\xaa" * 32, b"\xbb" * 32
     with Store.open(path, "chain-a", genesis_a) as store:
         assert store.head() == (0, genesis_a)  # block 1 must name the genesis as its parent
-    with pytest.raises(StoreError, match="genesis hash aaaa.*not genesis bbbb.*empty data directory"):
+    with pytest.raises(StoreError, match=r"genesis hash aaaa.*not genesis bbbb.*empty data directory"):
         Store.open(path, "chain-a", genesis_b)
     with Store.open(path, "chain-a", genesis_a) as store:
         assert store.head() == (0, genesis_a)

@@ -358,7 +358,8 @@ async def test_2000_transactions_published_quickly_all_arrive_in_a_few_batches()
             assert counters.batches_published <= len(txs) // 20  # batched, not one message per transaction
             assert_nothing_waiting(net.gossips)
             print(
-                f"\n2000 txs to 3 hosts in {elapsed:.2f} s: {len(txs) / elapsed:.0f} txs/s, {counters.batches_published} batches"
+                f"\n2000 txs to 3 hosts in {elapsed:.2f} s: {len(txs) / elapsed:.0f} txs/s, "
+                f"{counters.batches_published} batches"
             )
 
 

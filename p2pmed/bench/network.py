@@ -98,12 +98,12 @@ class _Run:
         self.rng = random.Random(SEED)
         net.start_all(START_TIMEOUT_S)
         for index in range(net.size):
-            net.wait_for(
-                index,
-                lambda index=index: net.call(index, "node.status")["peers"] >= net.size - 1,
-                CONNECT_TIMEOUT_S,
-                "to connect to every other node",
-            )
+
+            def connected(index: int = index) -> bool:
+                peers: int = net.call(index, "node.status")["peers"]
+                return peers >= net.size - 1
+
+            net.wait_for(index, connected, CONNECT_TIMEOUT_S, "to connect to every other node")
         self.sockets = [home / CONFIG.rpc_socket for home in net.homes]
         self.pids = [self._process(index).pid for index in range(net.size)]
 

@@ -10,12 +10,10 @@ horizontal dotted lines in the colours of their curves.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
 from p2pmed.bench.report import LATENCY_P50_TARGET_MS, LATENCY_P99_TARGET_MS, THROUGHPUT_TARGET_FRACTION
@@ -27,11 +25,12 @@ __all__ = ["write_plot"]
 def write_plot(steps: list[StepResult], limit_tx_per_s: float, title: str, path: Path) -> Path:
     """Plot the steps that committed something (in order of throughput) and write ``path``."""
     shown = sorted((step for step in steps if step.committed), key=lambda step: step.committed_per_s)
-    figure, axes = plt.subplots(figsize=(10, 5))
+    figure = Figure(figsize=(10, 5))
+    axes = figure.subplots()
     for name, style in (("p50", "o-"), ("p99", "s--")):
         axes.plot(
             [step.committed_per_s for step in shown],
-            [step.latency_ms[name] for step in shown],
+            [math.nan if (latency := step.latency_ms[name]) is None else latency for step in shown],
             style,
             label=f"{name} latency",
         )
@@ -53,5 +52,4 @@ def write_plot(steps: list[StepResult], limit_tx_per_s: float, title: str, path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path

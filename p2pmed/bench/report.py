@@ -128,7 +128,7 @@ def _cells(values: tuple[str, ...]) -> str:
     """The first column left-aligned, the figures right-aligned, each to its width."""
     return "  ".join(
         value.rjust(width) if index else value.ljust(width)
-        for index, (value, (_, width)) in enumerate(zip(values, _COLUMNS))
+        for index, (value, (_, width)) in enumerate(zip(values, _COLUMNS, strict=True))
     )
 
 

@@ -249,7 +249,8 @@ def run_step(
         for submitter in submitters:
             submitter.wait_sent(load.duration_s + SEND_TIMEOUT_S)
         window_s = time.monotonic() - start
-        cpu_used = [(cpu_seconds(pid) - before) / window_s for pid, before in zip([*pids, os.getpid()], cpu_before)]
+        processes = zip([*pids, os.getpid()], cpu_before, strict=True)
+        cpu_used = [(cpu_seconds(pid) - before) / window_s for pid, before in processes]
         _wait_commits(submitters, watchers, time.monotonic() + drain_s)
     finally:
         for submitter in submitters:

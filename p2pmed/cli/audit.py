@@ -25,7 +25,8 @@ def human_audit(result: dict[str, Any]) -> str:
         record = f" record {short_id(entry['record_id'])}" if entry["record_id"] else ""
         facts = " ".join(part for part in (entry["category"], entry["purpose"], entry["detail"]) if part)
         lines.append(
-            f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by {short_id(entry['actor'])}{record}  {facts}"
+            f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by "
+            f"{short_id(entry['actor'])}{record}  {facts}"
         )
     count = len(result["entries"])
     lines.append(f"{count} entr{'y' if count == 1 else 'ies'} for {result['by']} {result['subject']}")

@@ -71,7 +71,14 @@ def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) ->
     this machine's signature limit; prints a table and writes bench.json and bench.png (benchmarks/README.md).
     Exit 0 whether or not the targets are met, 1 if the network fails, 2 on a bad option."""
     from p2pmed.bench.plan import parse_rates
-    from p2pmed.bench.run import run_bench, run_sim_bench
+
+    try:
+        from p2pmed.bench.run import run_bench, run_sim_bench
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] != "matplotlib":
+            raise
+        click.echo("error: p2pmed bench draws bench.png with matplotlib: pip install 'p2pmed[plots]'", err=True)
+        sys.exit(EXIT_FAILURE)
     from p2pmed.testing.process_network import NodeFailed
 
     try:

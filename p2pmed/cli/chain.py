@@ -61,10 +61,12 @@ def status(home: Path, as_json: bool, quiet: bool) -> None:
 
 def human_status(result: dict[str, Any]) -> str:
     return (
-        f"{result['moniker']} (validator {result['validator_index']} of {result['validators']}) on {result['chain_id']}\n"
+        f"{result['moniker']} (validator {result['validator_index']} of {result['validators']}) on "
+        f"{result['chain_id']}\n"
         f"  height {result['height']}  last block {result['last_block_hash'][:16]}…\n"
         f"  view {result['view']}  primary {result['primary']}  role {result['role']}  {_sync(result)}\n"
-        f"  peers {result['peers']}  mempool {result['mempool_size']}  up {result['uptime_s']} s  version {result['version']}"
+        f"  peers {result['peers']}  mempool {result['mempool_size']}  up {result['uptime_s']} s  version "
+        f"{result['version']}"
     )
 
 

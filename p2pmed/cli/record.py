@@ -150,7 +150,8 @@ def _deciding(home: Path) -> Iterator[RpcClient]:
         except CustodyFailed as failure:
             reasons = "; ".join(f"{custodian}: {reason}" for custodian, reason in failure.failed.items())
             fail(
-                f"the anchor of record {failure.record_id.hex()} is committed, but no custodian took its ciphertext: {reasons}"
+                f"the anchor of record {failure.record_id.hex()} is committed, but no custodian took its ciphertext: "
+                f"{reasons}"
             )
         except CryptoError as error:
             fail(str(error))
@@ -187,7 +188,8 @@ def _deliver(record_id: bytes, plaintext: bytes, out: Path | None) -> None:
     terminal = sys.stdout.isatty()
     if terminal and not _is_text(plaintext):
         fail(
-            f"record {record_id.hex()} is binary ({len(plaintext)} bytes): not printed to a terminal; read it with --out FILE"
+            f"record {record_id.hex()} is binary ({len(plaintext)} bytes): not printed to a terminal; read it with "
+            "--out FILE"
         )
     click.echo(plaintext, nl=terminal and not plaintext.endswith(b"\n"))
 

@@ -55,7 +55,7 @@ ID_SIZE = 32
 # -- parameter types ---------------------------------------------------------------------
 
 
-class HexBytes(click.ParamType):
+class HexBytes(click.ParamType[bytes]):
     """Hex on the command line, bytes for the command; ``size`` bytes exactly unless None."""
 
     name = "HEX"
@@ -75,7 +75,7 @@ class HexBytes(click.ParamType):
         return data
 
 
-class UtcTime(click.ParamType):
+class UtcTime(click.ParamType[int]):
     """An ISO 8601 date or date and time (UTC unless it says otherwise), as milliseconds since 1970.
 
     A date alone is the start of that day, or with ``end_of_day`` the end of it, so that
@@ -105,7 +105,7 @@ class UtcTime(click.ParamType):
         return start + datetime.timedelta(days=1) if self.end_of_day else start
 
 
-class NamedParty(click.ParamType):
+class NamedParty(click.ParamType[tuple[str, bytes]]):
     """``NAME=HEX``: a name as an input file writes it (a FHIR reference such as
     ``Patient/123``, an EPCIS party or location id) and the ledger party it stands for."""
 
@@ -185,7 +185,8 @@ def submit_signed(
     result = wait_decided(client, tx, timeout_s)
     if result is None:
         fail(
-            f"{prefix}{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get {tx.id.hex()}"
+            f"{prefix}{tx_type} {tx.id.hex()} is still pending after {timeout_s:g} s; see later: p2pmed tx get "
+            f"{tx.id.hex()}"
         )
     return result
 

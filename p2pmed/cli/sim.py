@@ -134,12 +134,13 @@ def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shri
     if shrink_failures_on and failed:
         chosen = failed[:SHRINK_FAILURES_MAX]
         shrinking = shrink_failures(scenario, chosen, jobs, quorum_override)
-        with click.progressbar(shrinking, length=len(chosen), label="shrinking", file=sys.stderr) as bar:
-            for shrunk in bar:
+        with click.progressbar(shrinking, length=len(chosen), label="shrinking", file=sys.stderr) as shrink_bar:
+            for shrunk in shrink_bar:
                 path = write_shrunk(shrunk, scenario, out)
                 notes[shrunk.seed] = [
                     f"  shrunk: {shrunk.summary()}",
-                    f"  replay shrunk: {prefix}p2pmed sim run {path} --seed {shrunk.seed} --out {out}/shrunk-seed-{shrunk.seed}",
+                    f"  replay shrunk: {prefix}p2pmed sim run {path} --seed {shrunk.seed} --out "
+                    f"{out}/shrunk-seed-{shrunk.seed}",
                 ]
         for seed in failed[SHRINK_FAILURES_MAX:]:
             notes[seed] = [f"  not shrunk: only the first {SHRINK_FAILURES_MAX} failures are"]

@@ -107,8 +107,8 @@ def node(home: Path, log_level: str | None) -> None:
     try:
         trio.run(serve, loaded)
     except* (StoreError, OSError, RpcSocketInUse) as group:  # trio may wrap them in an exception group
-        for error in group.exceptions:
-            click.echo(f"error: {error}", err=True)
+        for failure in group.exceptions:
+            click.echo(f"error: {failure}", err=True)
         sys.exit(EXIT_FAILURE)
 
 

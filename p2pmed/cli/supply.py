@@ -36,7 +36,7 @@ __all__ = ["SUPPLY_COMMANDS"]
 # -- parameter types ---------------------------------------------------------------------
 
 
-class Gs1Code(click.ParamType):
+class Gs1Code(click.ParamType[str]):
     """A GTIN, lot, serial or expiry, refused here in the ledger's words, before the node is asked."""
 
     def __init__(self, name: str, problem: Callable[[str], str | None]) -> None:
@@ -49,7 +49,7 @@ class Gs1Code(click.ParamType):
         return str(value)
 
 
-class PackCode(click.ParamType):
+class PackCode(click.ParamType[supply_rules.PackRef]):
     """A pack as ``GTIN:SERIAL``. A GTIN-14 is digits, so the first colon ends it; a serial may hold colons."""
 
     name = "GTIN:SERIAL"
@@ -82,13 +82,15 @@ def human_trace(result: dict[str, Any]) -> str:
     head = (
         f"pack (01){result['gtin']}(21){result['serial']}: never commissioned"
         if pack is None
-        else f"pack (01){result['gtin']}(21){result['serial']}: {pack['status']}, lot {pack['lot']}, held by {short_id(pack['holder'])}"
+        else f"pack (01){result['gtin']}(21){result['serial']}: {pack['status']}, lot {pack['lot']}, "
+        f"held by {short_id(pack['holder'])}"
     )
     lines = [head]
     for event in result["events"]:
         party = f" ↔ {short_id(event['party'])}" if event["party"] else ""
         lines.append(
-            f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by {short_id(event['organisation'])}{party}  {event['detail']}"
+            f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by "
+            f"{short_id(event['organisation'])}{party}  {event['detail']}"
         )
     return "\n".join(lines)
 
@@ -253,7 +255,8 @@ def supply_receive(
 def supply_dispense(
     home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, packs: tuple[supply_rules.PackRef, ...]
 ) -> None:
-    """Dispense packs the signer holds (a pharmacy or hospital). The patient is not named: who takes what stays at the pharmacy."""
+    """Dispense packs the signer holds (a pharmacy or hospital). The patient is not named:
+    who takes what stays at the pharmacy."""
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.dispense", supply_rules.SupplyDispense(packs))
 
 

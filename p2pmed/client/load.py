@@ -112,7 +112,7 @@ def run_load(
     watcher = _CommitWatcher(socket_path, {tx.id.hex() for tx in txs}) if wait else None
     try:
         start = time.monotonic()
-        for index, (tx, data) in enumerate(zip(txs, encoded)):
+        for index, (tx, data) in enumerate(zip(txs, encoded, strict=True)):
             if rate is not None:
                 delay = start + index / rate - time.monotonic()
                 if delay > 0:

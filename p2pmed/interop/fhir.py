@@ -209,7 +209,9 @@ def _entities(entry: AuditEntry) -> list[dict[str, Any]]:
         for name, value in (("category", entry.category), ("purpose", entry.purpose), ("detail", entry.detail))
         if value
     ]
-    entities = [{"what": {"identifier": {"system": TX_SYSTEM, "value": entry.tx_id.hex()}}, "detail": details}]
+    entities: list[dict[str, Any]] = [
+        {"what": {"identifier": {"system": TX_SYSTEM, "value": entry.tx_id.hex()}}, "detail": details}
+    ]
     if entry.record_id:
         record = {
             "what": {"identifier": {"system": RECORD_SYSTEM, "value": entry.record_id.hex()}},
@@ -360,7 +362,7 @@ def _party_of(reference: dict[str, Any], path: str, references: Mapping[str, byt
 
 
 def _observation_category(resource: dict[str, Any]) -> str:
-    found = {
+    found: set[str] = {
         coding["code"]
         for concept in resource.get("category", [])
         for coding in concept.get("coding", [])

@@ -20,8 +20,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import libp2p.peer.peerstore as peerstore_module
 import libp2p.pubsub.gossipsub as gossipsub_module
 import libp2p.pubsub.pubsub as pubsub_module
+import libp2p.pubsub.utils as pubsub_utils
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb.rpc_pb2 import RPC
@@ -35,16 +37,20 @@ KNOWN_RECORDS_MAX = 4096
 Consume = Callable[[RPC, IHost, ID], bool]
 Issue = Callable[[IHost], tuple[bytes, bool]]
 
+_installed = False
+
 
 def install() -> None:
     """Idempotent; affects every pubsub service in this process."""
-    if getattr(pubsub_module.maybe_consume_signed_record, "memoised", False):
+    global _installed
+    if _installed:
         return
-    consume = _memoised_consume(pubsub_module.maybe_consume_signed_record)
-    issue = _memoised_issue(pubsub_module.env_to_send_in_RPC)
+    consume = _memoised_consume(pubsub_utils.maybe_consume_signed_record)
+    issue = _memoised_issue(peerstore_module.env_to_send_in_RPC)
     for module in (pubsub_module, gossipsub_module):
         module.maybe_consume_signed_record = consume  # type: ignore[attr-defined]
         module.env_to_send_in_RPC = issue  # type: ignore[attr-defined]
+    _installed = True
 
 
 def _memoised_consume(consume: Consume) -> Consume:
@@ -64,7 +70,6 @@ def _memoised_consume(consume: Consume) -> Consume:
         verified[key] = now + RECORD_RECHECK_S
         return True
 
-    maybe_consume_signed_record.memoised = True  # type: ignore[attr-defined]
     return maybe_consume_signed_record
 
 

@@ -305,7 +305,7 @@ class TxGossip:
         }
 
     async def _publish_batch(self, congested: bool) -> None:
-        txs = []
+        txs: list[Transaction] = []
         size = BATCH_OVERHEAD_MAX
         while (
             self._pending

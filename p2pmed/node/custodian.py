@@ -94,7 +94,8 @@ class Custodian:
         grant = None if reader is None else read_grant(self.state, anchor.record_id, reader, now)
         if grant is None:
             raise CustodyRefused(
-                "no read of this record by this reader is on the ledger in the last 10 minutes: commit record.read first"
+                "no read of this record by this reader is on the ledger in the last 10 minutes: commit record.read "
+                "first"
             )
         if grant.basis in ("owner", "break-glass"):
             return

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 from p2pmed.rpc.errors import RpcError
 
-__all__ = ["NodeNotRunning", "RpcClient", "Subscription"]
+__all__ = ["NodeNotRunning", "RpcClient", "RpcError", "Subscription"]
 
 REPLY_SIZE_MAX = 64 << 20
 _READ_CHUNK = 64 * 1024

@@ -46,8 +46,8 @@ class LineReader:
             self._scanned = len(self._buffer)
             chunk = await self._stream.receive_some(min(READ_CHUNK, self.line_size_max + 1 - len(self._buffer)))
             if not chunk:
-                line = bytes(self._buffer) if self._buffer else None
+                rest = bytes(self._buffer) if self._buffer else None
                 self._buffer.clear()
                 self._scanned = 0
-                return line
+                return rest
             self._buffer += chunk

@@ -104,7 +104,7 @@ def bind_params(method: str, declared: Mapping[str, Param], params: Any) -> dict
         if len(params) > len(declared):
             count = f"{len(declared)} parameter{'' if len(declared) == 1 else 's'}"
             raise _invalid(f"{method}: takes at most {count}, got {len(params)}")
-        given = dict(zip(declared, params))
+        given = dict(zip(declared, params, strict=False))  # params may be fewer: the rest are optional
     elif isinstance(params, dict):
         given = params
         for name in given:

@@ -69,9 +69,9 @@ class ByzantineBehaviour:
         if self.behaviour is Behaviour.CONFLICTING_VOTES and isinstance(message, Vote) and destination % 2 == 0:
             return [(destination, encode_message(self._resign(message, digest=self.rng.randbytes(32))))]
         if self.behaviour is Behaviour.GARBAGE:
-            return honest + [(destination, self.rng.randbytes(self.rng.randint(0, GARBAGE_SIZE_MAX)))]
+            return [*honest, (destination, self.rng.randbytes(self.rng.randint(0, GARBAGE_SIZE_MAX)))]
         if self.behaviour is Behaviour.REPLAY and self._sent:
-            return honest + [self._sent[self.rng.randrange(len(self._sent))] for _ in range(2)]
+            return [*honest, *(self._sent[self.rng.randrange(len(self._sent))] for _ in range(2))]
         if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
             forged = Vote(
                 message.kind,
@@ -81,7 +81,7 @@ class ByzantineBehaviour:
                 message.replica,
                 self.rng.randbytes(64),
             )
-            return honest + [(destination, encode_message(forged))]
+            return [*honest, (destination, encode_message(forged))]
         return honest
 
     def _other_proposal(self, pre_prepare: PrePrepare) -> PrePrepare:

@@ -53,7 +53,8 @@ class SafetyChecker:
         if first != block.hash:
             violation(
                 "agreement",
-                f"height {block.height}: {block.hash.hex()[:16]} but another honest replica committed {first.hex()[:16]}",
+                f"height {block.height}: {block.hash.hex()[:16]} but another honest replica committed "
+                f"{first.hex()[:16]}",
             )
         try:
             self.validators.check_commit_certificate(certificate, block.height, proposal_digest(block.header))

@@ -12,10 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 __all__ = ["write_plot"]
 
@@ -77,7 +74,8 @@ def _colour(label: str) -> str:
 def write_plot(report: dict[str, Any], out: Path) -> Path:
     series, timeline = report["series"], report["timeline"]
     nodes = range(report["nodes"])
-    figure, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
+    figure = Figure(figsize=(10, 11))
+    axes = figure.subplots(4, 1, sharex=True)
     seconds = [row["t_s"] for row in series]
     axes[0].plot(seconds, [row["committed"] for row in series], color="black")
     axes[0].set_ylabel("committed tx/s")
@@ -127,5 +125,4 @@ def write_plot(report: dict[str, Any], out: Path) -> Path:
     figure.tight_layout()
     path = out / "report.png"
     figure.savefig(path, dpi=90)
-    plt.close(figure)
     return path

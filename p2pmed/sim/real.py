@@ -191,12 +191,12 @@ def _commit_setup(net: ProcessNetwork, setup: list[Transaction]) -> None:
     for tx in setup:
         net.call(0, "tx.submit", tx=tx.encoded.hex())
     for tx in setup[-1:]:
-        net.wait_for(
-            0,
-            lambda: net.call(0, "tx.get", tx_id=tx.id.hex())["status"] == "committed",
-            START_TIMEOUT_S,
-            "to commit the workload's setup",
-        )
+
+        def committed(tx: Transaction = tx) -> bool:
+            status: str = net.call(0, "tx.get", tx_id=tx.id.hex())["status"]
+            return status == "committed"
+
+        net.wait_for(0, committed, START_TIMEOUT_S, "to commit the workload's setup")
 
 
 class _Run:
@@ -431,7 +431,7 @@ class _Run:
         violations = []
         reference_index, reference = next(iter(chains.items()), (None, []))
         for index, chain in chains.items():
-            for height, (mine, theirs) in enumerate(zip(chain, reference), start=1):
+            for height, (mine, theirs) in enumerate(zip(chain, reference, strict=False), start=1):
                 if mine != theirs:
                     violations.append(
                         {

@@ -20,10 +20,16 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
     (out / "timeline.json").write_text(json.dumps(report.get("timeline", []), indent=None) + "\n")
     path = out / "report.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    from p2pmed.sim.plots import write_plot  # matplotlib is slow to import; only here
-
-    write_plot(report, out)
-    (out / "report.md").write_text(report_markdown(report))
+    try:
+        from p2pmed.sim.plots import write_plot  # matplotlib is slow to import; only here
+    except ModuleNotFoundError as missing:
+        if (missing.name or "").partition(".")[0] != "matplotlib":
+            raise
+        plotted = False  # an install without the [plots] extra
+    else:
+        write_plot(report, out)
+        plotted = True
+    (out / "report.md").write_text(report_markdown(report, plotted))
     return path
 
 
@@ -45,7 +51,7 @@ def summary_line(report: dict[str, Any]) -> str:
     )
 
 
-def report_markdown(report: dict[str, Any]) -> str:
+def report_markdown(report: dict[str, Any], plotted: bool = True) -> str:
     safety, liveness, latency = report["safety"], report["liveness"], report["latency_ms"]
     passed = safety["ok"] and liveness["ok"] is not False
     live = {True: "ok", False: "FAILED", None: "not expected"}[liveness["ok"]]
@@ -53,12 +59,14 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [f"# {_cell(report['scenario'])}, seed {report['seed']}", ""]
     if report.get("planted_bug"):
         lines += [
-            f"**Planted bug: {_cell(report['planted_bug'])}.** A research control; these results say nothing about p2pmed.",
+            f"**Planted bug: {_cell(report['planted_bug'])}.** A research control; these results say nothing about "
+            "p2pmed.",
             "",
         ]
     lines += [
         (
-            f"**Outcome: {'pass' if passed else 'FAIL'}**: safety {'ok' if safety['ok'] else 'VIOLATED'}, liveness {live}"
+            f"**Outcome: {'pass' if passed else 'FAIL'}**: safety {'ok' if safety['ok'] else 'VIOLATED'}, liveness "
+            f"{live}"
             f" ({_cell(liveness['detail'])})."
         ),
         "",
@@ -95,7 +103,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             " partitions (blue), Byzantine nodes (purple); dotted: other faults."
         ),
         "",
-        "![](report.png)",
+        "![](report.png)" if plotted else "(No plot: matplotlib is not installed; `pip install 'p2pmed[plots]'`.)",
         "",
         f"Replay: `{_replay(report)}`"
         + (" (real processes do not replay exactly)." if real else " (replays exactly)."),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 from p2pmed.sim.scenario import Fault, Scenario
 from p2pmed.sim.simulator import run_simulation
@@ -149,11 +149,25 @@ def _shorten(search: _Search) -> bool:
     return progress
 
 
+class _NetworkChanges(TypedDict, total=False):
+    drop: float
+    duplicate: float
+    reorder: float
+
+
+class _WorkloadChanges(TypedDict, total=False):
+    rate: float
+    duration_s: float
+
+
 def _quieten(search: _Search) -> bool:
     progress = False
+    name: Literal["drop", "duplicate", "reorder"]
     for name in ("drop", "duplicate", "reorder"):
+        quiet: _NetworkChanges = {}
+        quiet[name] = 0.0
         if getattr(search.best.network, name) and search.attempt(
-            dataclasses.replace(search.best, network=dataclasses.replace(search.best.network, **{name: 0.0}))
+            dataclasses.replace(search.best, network=dataclasses.replace(search.best.network, **quiet))
         ):
             progress = True
     return progress
@@ -163,5 +177,5 @@ def _with_faults(scenario: Scenario, faults: tuple[Fault, ...]) -> Scenario:
     return dataclasses.replace(scenario, faults=faults)
 
 
-def _with_workload(scenario: Scenario, **changes: float) -> Scenario:
+def _with_workload(scenario: Scenario, **changes: Unpack[_WorkloadChanges]) -> Scenario:
     return dataclasses.replace(scenario, workload=dataclasses.replace(scenario.workload, **changes))

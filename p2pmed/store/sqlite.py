@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from p2pmed import codec
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, BlockHeader, check_block
@@ -24,6 +25,8 @@ from p2pmed.ledger.tx import Transaction, decode_transaction
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "StoredTransaction"]
 
 APPLICATION_ID = int.from_bytes(b"p2md", "big")
+
+_T = TypeVar("_T")
 
 # Each entry migrates the schema from version i to i + 1; never edit a shipped one.
 MIGRATIONS: tuple[str, ...] = (
@@ -269,7 +272,7 @@ class Store:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
-    def _decode_stored(self, cls: type, data: bytes, what: str) -> object:
+    def _decode_stored(self, cls: type[_T], data: bytes, what: str) -> _T:
         try:
             return codec.decode(cls, data, codec.BLOCK_SIZE_MAX)
         except codec.CodecError as error:
@@ -310,6 +313,7 @@ def _claim(connection: sqlite3.Connection, path: Path, key: str, value: bytes, d
             f"{path}: store belongs to {key.replace('_', ' ')} {mine}, not {described}; keep the data with the"
             " genesis.json it was created for, or start this node from an empty data directory"
         )
+    return False
 
 
 def _prepare(connection: sqlite3.Connection, path: Path) -> None:

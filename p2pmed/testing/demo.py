@@ -88,7 +88,8 @@ def _heights(net: ProcessNetwork) -> str:
 
 def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
     out(
-        f"1. four sites start their nodes as separate processes on 127.0.0.1 (logs in {net.directory}): {', '.join(SITES)}"
+        f"1. four sites start their nodes as separate processes on 127.0.0.1 (logs in {net.directory}): "
+        f"{', '.join(SITES)}"
     )
     net.start_all(WAIT_S)
     sites = [load_home(home).key for home in net.homes]
@@ -161,7 +162,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         _supply_chain(net, node, sites, survivors, out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
     out(
-        f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: {'; '.join(report.lines())}"
+        f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: "
+        f"{'; '.join(report.lines())}"
     )
 
     net.start(primary)
@@ -178,7 +180,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
     out(f"15. the patient's audit trail, as the restarted {SITES[primary]} node tells it: {events}")
     codes = [net.stop(index) for index in range(len(SITES))]
     out(
-        f"demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit codes {codes})"
+        "demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit "
+        f"codes {codes})"
     )
 
 
@@ -202,7 +205,8 @@ def _supply_chain(
         shipped = submit(node, sender, "supply.ship", SupplyShip(receiver.public_key, packs[:2]))
         submit(node, receiver, "supply.receive", SupplyReceive(bytes.fromhex(shipped["tx_id"]), packs[:2], ()))
     out(
-        "10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and ships two"
+        "10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and "
+        "ships two"
         " to the distributor, who receives them and ships them on to the pharmacy"
     )
     verdict = node.call(

@@ -75,10 +75,10 @@ class ProcessNetwork:
         self.homes = create_testnet(directory, nodes, base_port, chain_id)
         self.metrics_ports = [base_port + nodes + index if metrics else 0 for index in range(nodes)]
         config = config or NodeConfig()
-        for home, metrics_port in zip(self.homes, self.metrics_ports):
+        for home, metrics_port in zip(self.homes, self.metrics_ports, strict=True):
             own = load_home(home).config
-            overrides = {"moniker": own.moniker, "listen": own.listen, "metrics_port": metrics_port}
-            (home / CONFIG).write_text(render_config(dataclasses.replace(config, **overrides)))
+            node_config = dataclasses.replace(config, moniker=own.moniker, listen=own.listen, metrics_port=metrics_port)
+            (home / CONFIG).write_text(render_config(node_config))
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
 
     @property

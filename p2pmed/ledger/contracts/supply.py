@@ -47,6 +47,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack
 
 from p2pmed.ledger.contracts.identity import organisation_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
@@ -312,7 +313,10 @@ def gtin_problem(gtin: str) -> str | None:
 def code_problem(code: str, what: str) -> str | None:
     """What is wrong with a serial or a lot number, or None."""
     if not 0 < len(code) <= CODE_LENGTH_MAX or not _CODE.fullmatch(code):
-        return f"{what} {code[:40]!r} must be 1..{CODE_LENGTH_MAX} characters of GS1 set 82 (letters, digits, !\"%&'()*+,-./:;<=>?_)"
+        return (
+            f"{what} {code[:40]!r} must be 1..{CODE_LENGTH_MAX} characters of GS1 set 82 "
+            "(letters, digits, !\"%&'()*+,-./:;<=>?_)"
+        )
     return None
 
 
@@ -501,7 +505,14 @@ def _recall_of(state: StateReader, found: Pack) -> Recall | None:
     return found.recall or _lot_of(state, found).recall
 
 
-def _move(state: StateOverlay, found: Pack, event: int, **changes: object) -> None:
+class _PackChanges(TypedDict, total=False):
+    holder: bytes
+    status: str
+    shipment: bytes | None
+    shipments: int
+
+
+def _move(state: StateOverlay, found: Pack, event: int, **changes: Unpack[_PackChanges]) -> None:
     state.put(_pack_key(PackRef(found.gtin, found.serial)), replace(found, status_event=event, **changes))
 
 
@@ -806,7 +817,8 @@ def _judge(state: StateReader, found: Pack, lot: Lot, now_ms: int, organisation:
     if recall is not None:
         return (
             RECALLED,
-            f"Recalled by its manufacturer ({recall.reason}): do not dispense; quarantine it and ship it back or decommission it.",
+            f"Recalled by its manufacturer ({recall.reason}): do not dispense; quarantine it and ship it back or "
+            "decommission it.",
         )
     if found.status == "dispensed":
         return (
@@ -834,7 +846,8 @@ def _judge(state: StateReader, found: Pack, lot: Lot, now_ms: int, organisation:
     if organisation is not None and organisation != found.holder:
         return (
             NOT_HELD_HERE,
-            f"Genuine, but the ledger says {_short(found.holder)} holds it, not you: custody is broken. Do not dispense.",
+            f"Genuine, but the ledger says {_short(found.holder)} holds it, not you: custody is broken. Do not "
+            "dispense.",
         )
     return (
         GENUINE,
@@ -848,7 +861,10 @@ def verify(state: StateReader, gtin: str, serial: str, now_ms: int, organisation
     ref = _check_query(gtin, serial)
     found = StateOverlay(state).get(Pack, _pack_key(ref))
     if found is None:
-        message = f"Suspect counterfeit: no pack with GTIN {gtin} and serial {serial} was ever commissioned. Do not dispense; quarantine it and report it."
+        message = (
+            f"Suspect counterfeit: no pack with GTIN {gtin} and serial {serial} was ever commissioned. "
+            "Do not dispense; quarantine it and report it."
+        )
         return Verdict(UNKNOWN, message, gtin, serial, None, None)
     lot = _lot_of(state, found)
     status, message = _judge(state, found, lot, now_ms, organisation)

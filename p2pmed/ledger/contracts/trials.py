@@ -390,7 +390,8 @@ def _check_endpoint(endpoint: str) -> None:
     ):
         raise TxRejected(
             RejectReason.INVALID,
-            f"endpoint {endpoint!r} is not in normal form: 1..{ENDPOINT_LENGTH_MAX} characters of lower-case ASCII letters, "
+            f"endpoint {endpoint!r} is not in normal form: 1..{ENDPOINT_LENGTH_MAX} characters of lower-case ASCII "
+            "letters, "
             f"digits and {ENDPOINT_PUNCTUATION.strip()!r}, words separated by single spaces",
         )
 
@@ -510,8 +511,10 @@ def apply_amend(state: StateOverlay, context: TxContext, amend: TrialAmend) -> N
     if found.first_enrolment_height is not None and not _same_endpoints(amend.protocol, found.protocol):
         raise TxRejected(
             RejectReason.INVALID,
-            f"the endpoints of trial {found.trial_id!r} are frozen since the first enrolment (height {found.first_enrolment_height}): "
-            "changing them now would be outcome switching. Amend the protocol document alone, or report the change with the results, "
+            f"the endpoints of trial {found.trial_id!r} are frozen since the first enrolment (height "
+            f"{found.first_enrolment_height}): "
+            "changing them now would be outcome switching. Amend the protocol document alone, or report the change "
+            "with the results, "
             "where it is flagged",
         )
     version = ProtocolVersion(amend.protocol, context.height, context.time_ms, context.tx_id)

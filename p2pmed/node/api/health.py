@@ -184,7 +184,8 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         found = person(store, wanted) or person_of(store, wanted)
         if found is None:
             raise _not_found(f"no person has id or current key {wanted.hex()}")
-        return plain(found)
+        rendered: dict[str, Any] = plain(found)
+        return rendered
 
     async def get_record(params: dict[str, Any]) -> dict[str, Any]:
         record_id = _id("record.get", "record_id", params["record_id"], "a record id")
@@ -223,7 +224,8 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         verification = verify_dataset(store, trial_id, digest)
         if verification is None:
             raise _not_found(f"no trial {trial_id!r} is registered")
-        return plain(verification)
+        rendered: dict[str, Any] = plain(verification)
+        return rendered
 
     async def flagged(params: dict[str, Any]) -> dict[str, Any]:
         """Trials flagged for outcome switching, most recently flagged first, with what was switched."""
