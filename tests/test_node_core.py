@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from p2pmed import codec
+from p2pmed.consensus import ViewPhase
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, CommitCertificate
 from p2pmed.consensus.replica import ReplicaConfig
@@ -283,8 +284,8 @@ def test_the_request_timeout_doubles_with_each_view_change_until_a_block_execute
     seen = set()
     for _ in range(400):  # 2 s in 5 ms steps: the timeout fires, the view changes, the block commits
         network.run(5)
-        seen.add((backup.replica.view, backup.replica.view_active, backup.replica.request_timeout_ms))
-    assert (1, False, 2 * base_ms) in seen, "changing view: the next primary gets twice as long"
+        seen.add((backup.replica.view, backup.replica.view_phase, backup.replica.request_timeout_ms))
+    assert (1, ViewPhase.CHANGING, 2 * base_ms) in seen, "changing view: the next primary gets twice as long"
     assert backup.store.head()[0] == 1 and backup.replica.request_timeout_ms == base_ms, (
         "a block executed: back to normal"
     )

@@ -308,7 +308,8 @@ def message_kind(message: Message) -> str:
 def decode_message(data: bytes) -> Message:
     """Decode untrusted bytes into a typed message; raises ``CodecError``."""
     envelope = codec.decode(Envelope, data, codec.MESSAGE_SIZE_MAX)
-    return codec.from_value(_MESSAGE_TYPES[envelope.kind], envelope.body, f"{envelope.kind.value}")
+    message: Message = codec.from_value(_MESSAGE_TYPES[envelope.kind], envelope.body, f"{envelope.kind.value}")
+    return message
 
 
 def signing_payload(message: Vote | Checkpoint | ViewChange | NewView) -> bytes:

@@ -19,14 +19,21 @@ stable: the low watermark h moves to s and the log up to s is dropped.
 View change (§4.4). A backup that waited ``request_timeout_ms`` for pending
 transactions to commit (twice as long after each view change, until a block
 executes: a network slower than the timeout still gets a primary through), or
-saw f+1 replicas move to higher views, moves to view v+1: it stops accepting messages of view v and broadcasts VIEW-CHANGE with its
-stable checkpoint proof and every prepared certificate above it. The new
-primary collects q view changes and broadcasts NEW-VIEW, re-proposing for each
+saw f+1 replicas move to higher views, moves to view v+1: it stops accepting
+messages of view v and broadcasts VIEW-CHANGE with its stable checkpoint proof
+and every prepared certificate above it. The new primary collects q view
+changes and broadcasts NEW-VIEW, re-proposing for each
 sequence above the highest stable checkpoint the proposal prepared in the
 highest view, or an empty proposal where none prepared. Backups recompute that
 choice from the view changes and reject a NEW-VIEW that does not match. If the
 new view does not start in time, the replica moves on to v+2 with a doubled
-timeout.
+timeout. The view is a number (``view``) and a phase (``view_phase``, ACTIVE or
+CHANGING); the module ``view_phase`` tabulates the transitions between them.
+
+Timers. PBFT needs time for liveness only. The request, view-change, retransmit,
+head-probe and sync timers are one ``LivenessTimers`` object (module ``timers``),
+which owns their deadlines and backoff: ``tick`` asks it what expired, the
+handlers arm and stop its timers, and ``next_deadline_ms`` reads from it.
 
 State transfer. A replica that sees f+1 replicas ahead of it asks one of them
 for committed blocks (``FetchBlocks``); the host answers (``ServeBlocks``) from
@@ -51,7 +58,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, assert_never
 
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
@@ -74,6 +81,8 @@ from p2pmed.consensus.messages import (
     message_kind,
     signing_payload,
 )
+from p2pmed.consensus.timers import LivenessTimers
+from p2pmed.consensus.view_phase import ViewPhase
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.tx import Transaction
@@ -82,8 +91,6 @@ __all__ = ["Replica", "ReplicaConfig"]
 
 SignedT = TypeVar("SignedT", Vote, Checkpoint, ViewChange, NewView)
 
-VIEW_CHANGE_TIMEOUT_MAX_MS = 120_000
-REQUEST_TIMEOUT_MAX_MS = 60_000
 NOTES_MAX = 100
 
 
@@ -111,8 +118,18 @@ class ReplicaConfig:
 
 @dataclass(frozen=True)
 class ViewRecord:
+    """The view and its phase, as persisted; ``active`` is whether the phase is ``ViewPhase.ACTIVE``."""
+
     view: int
     active: bool
+
+    @classmethod
+    def of(cls, view: int, phase: ViewPhase) -> ViewRecord:
+        return cls(view, phase is ViewPhase.ACTIVE)
+
+    @property
+    def phase(self) -> ViewPhase:
+        return ViewPhase.ACTIVE if self.active else ViewPhase.CHANGING
 
 
 @dataclass(frozen=True)
@@ -175,9 +192,9 @@ class Replica:
         self.index = validators.keys.index(signer.public_key)
         self._signer = signer
         self._tx_check = tx_check
-        self._now = now_ms
+        self._now_ms = now_ms
         self.view = 0
-        self.view_active = True
+        self.view_phase = ViewPhase.ACTIVE
         self.last_executed = last_executed
         self.last_block_hash = last_block_hash
         self.stable_sequence = 0
@@ -186,34 +203,26 @@ class Replica:
         self._executed_digests: dict[int, bytes] = {}
         self._my_checkpoints: dict[int, bytes] = {}
         self._checkpoint_votes: dict[int, dict[int, Checkpoint]] = {}
-        self._pending: dict[bytes, tuple[Transaction, int]] = {}
+        self._pending: dict[bytes, tuple[Transaction, int]] = {}  # id -> (transaction, arrival_ms)
         # Ids of recently committed transactions (the host passes those of its last
         # blocks after a restart), so a resubmitted one is never ordered again.
         self._committed_ids: dict[bytes, None] = dict.fromkeys(committed_tx_ids)
         self._view_changes: dict[int, ViewChange] = {}
         self._new_view: NewView | None = None
         self._next_sequence = last_executed + 1
-        self._progress_deadline: int | None = None
-        self._view_change_deadline: int | None = None
-        self._view_change_timeout = config.view_change_timeout_ms
-        self._request_timeout = config.request_timeout_ms
-        """Doubles with each view change until a block executes: if new primaries keep
-        failing, the network may simply be slower than the timeout (eventual synchrony)."""
-        self._retransmit_at = now_ms + config.retransmit_interval_ms
+        self._timers = LivenessTimers(
+            request_timeout_ms=config.request_timeout_ms,
+            view_change_timeout_ms=config.view_change_timeout_ms,
+            retransmit_interval_ms=config.retransmit_interval_ms,
+            head_probe_idle_ms=config.head_probe_idle_ms,
+            now_ms=now_ms,
+        )
         self._ahead: dict[int, int] = {}
         self._later_views: dict[int, int] = {}
         self._probed_for: bytes | None = None
-        self._served_oldest_at = now_ms
-        """When a block last committed transactions that arrived here no later than a
-        quarter of the request timeout after the oldest one still pending."""
-        self._probe_deadline = 0
+        """The pending transaction on whose behalf we last probed peers for blocks."""
         self._retransmit_height = -1
         self._my_latest_checkpoint: Checkpoint | None = None
-        self._sync_at: int | None = None
-        self._fetched_at: int | None = None
-        """When a block fetched from a peer (state transfer) last executed here."""
-        self._heard_at = now_ms
-        """When a peer last sent a message other than a request for blocks, or we last probed."""
         self._records: dict[str, bytes | None] = {}
         self._messages: list[Action] = []
         self._decided: list[Action] = []
@@ -237,13 +246,13 @@ class Replica:
     @property
     def request_timeout_ms(self) -> int:
         """How long a pending transaction may wait now before the primary is suspected."""
-        return self._request_timeout
+        return self._timers.request_timeout_ms
 
     @property
     def catching_up_to(self) -> int | None:
         """While fetching blocks it missed: the highest sequence a peer has shown (a lower
         bound on the head it is catching up to); None when it is not fetching."""
-        if self._sync_at is None:
+        if not self._timers.syncing:
             return None
         return max(self._ahead.values(), default=self.last_executed)
 
@@ -253,14 +262,14 @@ class Replica:
 
     def start(self, now_ms: int) -> list[Action]:
         """First call after construction; a restarted replica asks its peers what it missed."""
-        self._now = now_ms
+        self._now_ms = now_ms
         if self.last_executed > 0 or self._log:
             self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
         return self._flush()
 
     def submit(self, tx: Transaction, now_ms: int) -> list[Action]:
         """A client transaction reached this node (already checked by the host)."""
-        self._now = now_ms
+        self._now_ms = now_ms
         if tx.id in self._pending or tx.id in self._committed_ids:
             self.rejected["duplicate-transaction"] += 1
             return []
@@ -268,7 +277,7 @@ class Replica:
             self.rejected["pending-full"] += 1
             return []
         self._pending[tx.id] = (tx, now_ms)
-        if self._progress_deadline is None:
+        if self._timers.progress_deadline_ms is None:
             self._refresh_progress_deadline()
         self._maybe_propose()
         return self._flush()
@@ -292,10 +301,10 @@ class Replica:
 
     def deliver(self, sender: int, message: Message, now_ms: int) -> list[Action]:
         """A decoded, not yet verified message from validator ``sender``."""
-        self._now = now_ms
+        self._now_ms = now_ms
         self.received[message_kind(message)] += 1
         if not isinstance(message, FetchBlocks):
-            self._heard_at = now_ms
+            self._timers.heard(now_ms)
         try:
             self._dispatch(sender, message)
         except InvalidMessage as error:
@@ -304,34 +313,32 @@ class Replica:
         return self._flush()
 
     def tick(self, now_ms: int) -> list[Action]:
-        self._now = now_ms
-        if self.view_active and self._progress_deadline is not None and now_ms >= self._progress_deadline:
-            self._suspect_primary()
-        elif not self.view_active and self._view_change_deadline is not None and now_ms >= self._view_change_deadline:
-            self._start_view_change(self.view + 1)
+        self._now_ms = now_ms
+        match self.view_phase:
+            case ViewPhase.ACTIVE:
+                if self._timers.progress_expired(now_ms):
+                    self._suspect_primary()
+            case ViewPhase.CHANGING:
+                if self._timers.view_change_expired(now_ms):
+                    self._start_view_change(self.view + 1)
+            case _:
+                assert_never(self.view_phase)
         self._maybe_propose()
-        if now_ms >= self._retransmit_at:
-            self._retransmit_at = now_ms + self.config.retransmit_interval_ms
+        if self._timers.retransmit_expired(now_ms):
             self._retransmit()
-        if self._sync_at is not None and now_ms >= self._sync_at:
+        if self._timers.sync_expired(now_ms):
             self._request_blocks()
         assert self.next_deadline_ms() > now_ms, "tick must leave no work due"
         return self._flush()
 
     def next_deadline_ms(self) -> int:
         """When ``tick`` next has work to do."""
-        deadlines = [self._retransmit_at]
-        if self.view_active and self._progress_deadline is not None:
-            deadlines.append(self._progress_deadline)
-        if not self.view_active and self._view_change_deadline is not None:
-            deadlines.append(self._view_change_deadline)
-        if self._sync_at is not None:
-            deadlines.append(self._sync_at)
+        deadline_ms = self._timers.next_deadline_ms(self.view_phase)
         if self._can_propose():
             oldest = next(iter(self._unproposed()), None)
             if oldest is not None:
-                deadlines.append(self._pending[oldest.id][1] + self.config.batch_delay_ms)
-        return min(deadlines)
+                deadline_ms = min(deadline_ms, self._pending[oldest.id][1] + self.config.batch_delay_ms)
+        return deadline_ms
 
     def note_log(self) -> list[str]:
         """Recent reasons messages were dropped (for the host's debug log)."""
@@ -375,7 +382,7 @@ class Replica:
     def _can_propose(self) -> bool:
         return (
             self.is_primary
-            and self.view_active
+            and self.view_phase is ViewPhase.ACTIVE
             and self._in_window(self._next_sequence)
             and self._next_sequence - self.last_executed <= self.config.pipeline_max
         )
@@ -386,9 +393,9 @@ class Replica:
             if not batch:
                 return
             full = len(batch) >= self.config.batch_size_max
-            if not full and self._now < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
+            if not full and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
                 return
-            proposal = Proposal(self._next_sequence, self._now, self._signer.public_key, tuple(batch))
+            proposal = Proposal(self._next_sequence, self._now_ms, self._signer.public_key, tuple(batch))
             pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
             slot = self._slot(proposal.height)
             assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
@@ -409,7 +416,7 @@ class Replica:
             return False
         return (
             vote.view == self.view
-            and self.view_active
+            and self.view_phase is ViewPhase.ACTIVE
             and self._in_window(vote.sequence)
             and vote.sequence > self.last_executed
         )
@@ -516,12 +523,12 @@ class Replica:
     def _notice_gap(self) -> None:
         """A decided slot above one we cannot execute: we missed messages, so fetch blocks."""
         decided = [(s, slot) for s, slot in self._log.items() if s > self.last_executed + 1 and slot.certificate]
-        if decided and self._sync_at is None:
+        if decided and not self._timers.syncing:
             sequence, slot = max(decided, key=lambda item: item[0])
             assert slot.certificate is not None
             voters = {vote.replica for vote in slot.certificate.commits}
             self._behind(sequence, voters)
-            self._sync_at = self._now + self.config.retransmit_interval_ms
+            self._timers.sync_after_interval(self._now_ms)
 
     def _apply(self, block: Block, certificate: CommitCertificate) -> None:
         assert block.height == self.last_executed + 1, "blocks execute in order"
@@ -529,24 +536,22 @@ class Replica:
         self.last_executed = block.height
         self.last_block_hash = block.hash
         self._executed_digests[block.height] = certificate.commits[0].digest
-        arrivals = []
+        arrivals_ms = []
         for tx in block.txs:
             waited = self._pending.pop(tx.id, None)
             if waited is not None:
-                arrivals.append(waited[1])
+                arrivals_ms.append(waited[1])
             self._committed_ids[tx.id] = None
-        if arrivals and self._pending:
-            oldest_arrival = next(iter(self._pending.values()))[1]
-            if min(arrivals) <= oldest_arrival + self.config.request_timeout_ms // 4:
-                self._served_oldest_at = self._now
+        if arrivals_ms and self._pending:
+            oldest_arrival_ms = next(iter(self._pending.values()))[1]
+            self._timers.note_served(self._now_ms, min(arrivals_ms), oldest_arrival_ms)
         while len(self._committed_ids) > self.config.committed_ids_max:
             del self._committed_ids[next(iter(self._committed_ids))]
         self._next_sequence = max(self._next_sequence, block.height + 1)
-        self._view_change_timeout = self.config.view_change_timeout_ms
-        self._request_timeout = self.config.request_timeout_ms
+        self._timers.reset_backoff()
         self._refresh_progress_deadline()
-        if self._sync_at is not None and self.last_executed >= max(self._ahead.values(), default=0):
-            self._sync_at = None
+        if self._timers.syncing and self.last_executed >= max(self._ahead.values(), default=0):
+            self._timers.stop_sync()
         if block.height % self.config.checkpoint_interval == 0:
             checkpoint = self._sign(Checkpoint(block.height, block.hash, self.index, bytes(64)))
             self._my_checkpoints[block.height] = block.hash
@@ -599,40 +604,34 @@ class Replica:
         old (PBFT restarts the timer on execution): a primary working through a backlog
         in arrival order is not suspected, one that orders newer transactions while an
         older one starves is, a stopped one is."""
-        if self.is_primary or not self.view_active or not self._pending:
-            self._progress_deadline = None
+        if self.is_primary or self.view_phase is not ViewPhase.ACTIVE or not self._pending:
+            self._timers.stop_progress()
             return
-        oldest_id, (_, arrival) = next(iter(self._pending.items()))
-        self._progress_deadline = max(arrival, self._served_oldest_at) + self._request_timeout
-        if self._probed_for == oldest_id:
-            self._progress_deadline = max(self._progress_deadline, self._probe_deadline)
+        oldest_id, (_, arrival_ms) = next(iter(self._pending.items()))
+        self._timers.arm_progress(arrival_ms, probing=self._probed_for == oldest_id)
 
     def _suspect_primary(self) -> None:
         """The oldest pending transaction waited too long. Not while blocks fetched from peers
         are still arriving; otherwise first make sure we are not simply behind (ask every
         peer for blocks after our head), and if that brings nothing, change view."""
-        if self._fetched_at is not None and self._now - self._fetched_at < self.config.request_timeout_ms:
+        if self._timers.hold_for_fetched_blocks(self._now_ms):
             # Still fetching blocks that peers committed: our transaction may be in one of
             # them. A node catching up after a restart must not blame a primary that did its job.
-            self._progress_deadline = self._fetched_at + self.config.request_timeout_ms
             return
         oldest_id = next(iter(self._pending))
         if self._probed_for != oldest_id:
             self._probed_for = oldest_id
-            self._probe_deadline = self._now + self.config.request_timeout_ms // 2
             self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
-            self._progress_deadline = self._probe_deadline
+            self._timers.start_probe(self._now_ms)
             return
         self._start_view_change(self.view + 1)
 
     def _start_view_change(self, new_view: int) -> None:
-        assert new_view > self.view or (new_view == self.view and self.view_active)
-        self.view, self.view_active = new_view, False
+        assert new_view > self.view or (new_view == self.view and self.view_phase is ViewPhase.ACTIVE)
+        self.view, self.view_phase = new_view, ViewPhase.CHANGING
         self.view_changes_started += 1
-        self._request_timeout = min(2 * self._request_timeout, REQUEST_TIMEOUT_MAX_MS)
+        self._timers.view_change_started()
         self._new_view = None
-        self._progress_deadline = None
-        self._view_change_deadline = None
         for slot in self._log.values():
             slot.reset_view()
         view_change = self._sign(
@@ -641,7 +640,7 @@ class Replica:
             )
         )
         self._view_changes[self.index] = view_change
-        self._records["view"] = codec.encode(ViewRecord(new_view, False))
+        self._persist_view()
         self._messages.append(Broadcast(view_change))
         self._maybe_new_view()
 
@@ -655,7 +654,9 @@ class Replica:
         )
 
     def _on_view_change(self, view_change: ViewChange) -> None:
-        if view_change.new_view < self.view or (view_change.new_view == self.view and self.view_active):
+        if view_change.new_view < self.view or (
+            view_change.new_view == self.view and self.view_phase is ViewPhase.ACTIVE
+        ):
             if view_change.new_view == self.view and self._new_view is not None and self.is_primary:
                 self._messages.append(Send(view_change.replica, self._new_view))
             return
@@ -672,25 +673,23 @@ class Replica:
         self._maybe_new_view()
 
     def _maybe_new_view(self) -> None:
-        if self.view_active:
+        if self.view_phase is ViewPhase.ACTIVE:
             return
         view_changes = sorted(
             (vc for vc in self._view_changes.values() if vc.new_view == self.view), key=lambda vc: vc.replica
         )[: self.validators.quorum]
         if len(view_changes) < self.validators.quorum:
             return
-        if self._view_change_deadline is None:
-            # §4.5.2: wait for the new primary only once a quorum wants this view, so a
-            # replica alone in a view change does not race ahead through views.
-            self._view_change_deadline = self._now + self._view_change_timeout
-            self._view_change_timeout = min(2 * self._view_change_timeout, VIEW_CHANGE_TIMEOUT_MAX_MS)
+        # §4.5.2: wait for the new primary only once a quorum wants this view, so a
+        # replica alone in a view change does not race ahead through views.
+        self._timers.arm_view_change(self._now_ms)
         if not self.is_primary or self._new_view is not None:
             return
         low, proposals = selected_proposals(view_changes)
         high = max(proposals, default=low)
         pre_prepares = []
         for sequence in range(low + 1, high + 1):
-            proposal = proposals.get(sequence) or Proposal(sequence, self._now, self._signer.public_key, ())
+            proposal = proposals.get(sequence) or Proposal(sequence, self._now_ms, self._signer.public_key, ())
             pre_prepares.append(PrePrepare(self._vote(VoteKind.PRE_PREPARE, sequence, proposal.digest), proposal))
         new_view = self._sign(NewView(self.view, tuple(view_changes), tuple(pre_prepares), self.index, bytes(64)))
         self._records["new-view"] = codec.encode(new_view)
@@ -698,7 +697,7 @@ class Replica:
         self._enter_view(new_view)
 
     def _on_new_view(self, new_view: NewView) -> None:
-        if new_view.view < self.view or (new_view.view == self.view and self.view_active):
+        if new_view.view < self.view or (new_view.view == self.view and self.view_phase is ViewPhase.ACTIVE):
             return
         self.validators.check_new_view(new_view, self.config.watermark_window)
         low, proposals = selected_proposals(new_view.view_changes)
@@ -714,14 +713,14 @@ class Replica:
                 raise InvalidMessage(f"new-view drops the prepared proposal at {pre_prepare.vote.sequence}")
             if expected is None and (proposal.txs or proposal.proposer != primary_key):
                 raise InvalidMessage(f"new-view fills {pre_prepare.vote.sequence} with a non-empty proposal")
-        self.view = new_view.view
-        self._records["view"] = codec.encode(ViewRecord(self.view, False))
         self._enter_view(new_view)
 
     def _enter_view(self, new_view: NewView) -> None:
-        self.view_active, self._new_view = True, new_view
-        self._view_change_deadline = None
-        self._records["view"] = codec.encode(ViewRecord(self.view, True))
+        """Start ``new_view`` (one we sent, or a valid one received): the only way into ACTIVE."""
+        assert new_view.view > self.view or (new_view.view == self.view and self.view_phase is ViewPhase.CHANGING)
+        self.view, self.view_phase, self._new_view = new_view.view, ViewPhase.ACTIVE, new_view
+        self._timers.view_entered()
+        self._persist_view()
         low = max(vc.stable_sequence for vc in new_view.view_changes)
         if low > self.stable_sequence:
             proof = next(vc.checkpoint_proof for vc in new_view.view_changes if vc.stable_sequence == low)
@@ -736,7 +735,7 @@ class Replica:
             self._accept_new_view_pre_prepare(pre_prepare)
         self._next_sequence = max(self.last_executed, low + len(new_view.pre_prepares)) + 1
         # A new primary gets a full timeout for everything still waiting (§4.5.2).
-        self._pending = {tx_id: (tx, self._now) for tx_id, (tx, _) in self._pending.items()}
+        self._pending = {tx_id: (tx, self._now_ms) for tx_id, (tx, _) in self._pending.items()}
         self._probed_for = None
         self._refresh_progress_deadline()
         self._execute_ready()
@@ -785,23 +784,23 @@ class Replica:
         self._ahead[replica] = sequence
         threshold = self.last_executed + self.config.pipeline_max
         ahead = [r for r, s in self._ahead.items() if s > threshold]
-        if len(ahead) >= self.validators.f + 1 and self._sync_at is None:
+        if len(ahead) >= self.validators.f + 1 and not self._timers.syncing:
             self._behind(sequence, set(ahead))
 
     def _behind(self, sequence: int, sources: set[int]) -> None:
         for source in sources - {self.index}:
             self._ahead[source] = max(self._ahead.get(source, 0), sequence)
-        if self._sync_at is None:
-            self._sync_at = self._now
+        if not self._timers.syncing:
+            self._timers.sync_at(self._now_ms)
 
     def _request_blocks(self) -> None:
         sources = sorted(r for r, s in self._ahead.items() if s > self.last_executed)
         if not sources:
-            self._sync_at = None
+            self._timers.stop_sync()
             return
-        source = sources[(self._now // self.config.retransmit_interval_ms) % len(sources)]
+        source = sources[(self._now_ms // self.config.retransmit_interval_ms) % len(sources)]
         self._messages.append(Send(source, FetchBlocks(self.last_executed + 1, self.index)))
-        self._sync_at = self._now + self.config.retransmit_interval_ms
+        self._timers.sync_after_interval(self._now_ms)
 
     def _on_blocks(self, sender: int, message: Blocks) -> None:
         for item in message.blocks:
@@ -819,18 +818,18 @@ class Replica:
             ):
                 slot.reset_view()
             self._apply(item.block, item.certificate)
-            self._fetched_at = self._now
+            self._timers.block_fetched(self._now_ms)
         if len(message.blocks) == FETCH_BLOCKS_MAX:
             self._behind(self.last_executed + 1, {sender})
-            self._sync_at = self._now
+            self._timers.sync_at(self._now_ms)
         self._execute_ready()
 
     # -- retransmission -------------------------------------------------------
 
     def _retransmit(self) -> None:
-        if self._now - self._heard_at >= self.config.head_probe_idle_ms:
+        if self._timers.head_probe_expired(self._now_ms):
             self._probe_head()
-        if not self.view_active:
+        if self.view_phase is ViewPhase.CHANGING:
             own = self._view_changes.get(self.index)
             if own is not None and own.new_view == self.view:
                 self._messages.append(Broadcast(own))
@@ -862,17 +861,19 @@ class Replica:
                     self._messages.append(Broadcast(vote))
 
     def _probe_head(self) -> None:
-        self._heard_at = self._now
         peers = [r for r in range(self.validators.n) if r != self.index]
         if not peers:  # a network of one: nobody to be behind
             return
-        peer = peers[(self._now // self.config.head_probe_idle_ms) % len(peers)]
+        peer = peers[(self._now_ms // self.config.head_probe_idle_ms) % len(peers)]
         self._messages.append(Send(peer, FetchBlocks(self.last_executed + 1, self.index)))
 
     # -- helpers --------------------------------------------------------------
 
     def _slot(self, sequence: int) -> Slot:
         return self._log.setdefault(sequence, Slot())
+
+    def _persist_view(self) -> None:
+        self._records["view"] = codec.encode(ViewRecord.of(self.view, self.view_phase))
 
     def _persist_slot(self, sequence: int) -> None:
         self._records[_slot_key(sequence)] = codec.encode(self._log[sequence].record())
@@ -906,7 +907,7 @@ class Replica:
         size_max = codec.MESSAGE_SIZE_MAX
         if "view" in records:
             view_record = codec.decode(ViewRecord, records["view"], size_max)
-            self.view, self.view_active = view_record.view, view_record.active
+            self.view, self.view_phase = view_record.view, view_record.phase
         if "stable" in records:
             stable = codec.decode(StableRecord, records["stable"], size_max)
             self.stable_sequence, self._stable_proof = stable.sequence, stable.proof
@@ -932,6 +933,6 @@ class Replica:
                     if vote is not None and vote.view == self.view:
                         (slot.prepares if vote.kind is VoteKind.PREPARE else slot.commits)[self.index] = vote
         self._next_sequence = max([self.last_executed, *self._log]) + 1
-        if not self.view_active:
+        if self.view_phase is ViewPhase.CHANGING:
             # We crashed during a view change; move on to the next view at the first tick.
-            self._view_change_deadline = self._now
+            self._timers.expire_view_change(self._now_ms)

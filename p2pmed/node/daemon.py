@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import multiaddr
 import structlog
@@ -37,6 +37,7 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
 
+from p2pmed.consensus import ViewPhase
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier
@@ -151,7 +152,7 @@ class Node:
         self.transport: ConsensusTransport | None = None
         self.gossip: TxGossip | None = None
         self.rpc_server: RpcServer | None = None
-        self._view_logged = (self.core.replica.view, self.core.replica.view_active)
+        self._view_logged = (self.core.replica.view, self.core.replica.view_phase)
         self._timer_wakeup = trio.Event()
         self.faults = FaultInjector(seed=self.started_ms) if home.config.fault_injection else None
         self._nursery: trio.Nursery | None = None
@@ -263,7 +264,7 @@ class Node:
     async def _start(self, host: IHost, nursery: trio.Nursery, rpc_server: Callable[[Node], RpcServer] | None) -> None:
         self._nursery = nursery
         peerstore = host.get_peerstore()
-        for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators)):
+        for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators, strict=True)):
             if index != self.index:
                 peerstore.add_addrs(peer_id, [multiaddr.Multiaddr(validator.address)], 0)  # ttl 0: permanent
         self.transport = ConsensusTransport(host, self.peer_ids, self.index)
@@ -388,14 +389,17 @@ class Node:
 
     def _log_view_change(self) -> None:
         replica = self.core.replica
-        state = (replica.view, replica.view_active)
+        state = (replica.view, replica.view_phase)
         if state == self._view_logged:
             return
         self._view_logged = state
-        if replica.view_active:
-            log.info("view entered", primary=replica.primary, **self._position())
-        else:
-            log.info("view change started", started=replica.view_changes_started, **self._position())
+        match replica.view_phase:
+            case ViewPhase.ACTIVE:
+                log.info("view entered", primary=replica.primary, **self._position())
+            case ViewPhase.CHANGING:
+                log.info("view change started", started=replica.view_changes_started, **self._position())
+            case _:
+                assert_never(replica.view_phase)
 
     async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
         """The answer of the custodian whose key is ``custodian``: this site's own, or a

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from p2pmed.consensus import ViewPhase
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.node.api.port import NodePort
@@ -144,7 +145,7 @@ class NodeCollector(Collector):
         yield _gauge(
             "p2pmed_view_change_in_progress",
             "1 while this node is changing view, else 0.",
-            0 if replica.view_active else 1,
+            1 if replica.view_phase is ViewPhase.CHANGING else 0,
         )
         yield _counter("p2pmed_view_changes_started", "View changes this node started.", replica.view_changes_started)
         yield _by_label(
@@ -177,7 +178,8 @@ class NodeCollector(Collector):
         transport, gossip = traffic.transport, traffic.gossip
         family = CounterMetricFamily(
             "p2pmed_messages_rejected",
-            "Input from peers refused, by layer and reason: consensus (replica), transport (streams), gossip (batches).",
+            "Input from peers refused, by layer and reason: consensus (replica), transport (streams), gossip "
+            "(batches).",
             labels=["layer", "reason"],
         )
         for reason, count in sorted(self.node.replica.rejected.items()):

@@ -511,6 +511,6 @@ def _liveness_detail(expected: bool, stuck: dict[int, int], nodes: list[SimNode]
     parts = []
     for index, count in stuck.items():
         replica = nodes[index].replica
-        state = f"view {replica.view} {'active' if replica.view_active else 'changing'}" if replica else "down"
+        state = f"view {replica.view} {replica.view_phase.value}" if replica else "down"
         parts.append(f"node {index}: {count} uncommitted, height {len(nodes[index].chain)}, {state}")
     return "; ".join(parts)

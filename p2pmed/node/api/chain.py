@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from p2pmed.consensus import ViewPhase
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
@@ -33,7 +34,9 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
     async def status(params: dict[str, Any]) -> dict[str, Any]:
         replica = node.replica
         height, head_hash = node.store.head()
-        role = "view-change" if not replica.view_active else "primary" if replica.is_primary else "backup"
+        role = (
+            "view-change" if replica.view_phase is ViewPhase.CHANGING else "primary" if replica.is_primary else "backup"
+        )
         return {
             "chain_id": node.chain_id,
             "moniker": node.moniker,
