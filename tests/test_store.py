@@ -22,7 +22,7 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, make_block
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import BlockRejected, RejectReason
-from p2pmed.ledger.machine import Ledger, next_nonce
+from p2pmed.ledger.machine import LEDGER_TIME_KEY, Ledger, next_nonce
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.store import SCHEMA_VERSION, Store, StoreError
 from p2pmed.store import sqlite as store_sqlite
@@ -203,7 +203,7 @@ def test_state_items_lists_only_keys_under_the_prefix_in_key_order(store: Store)
     keys = [key for key, _ in store.state_items("")]
     assert keys == sorted(keys)
     assert sorted(keys) == sorted(
-        [note_key(PATIENT, "laboratory"), note_key(LAB, "imaging"), nonce_key(PATIENT), nonce_key(LAB)]
+        [note_key(PATIENT, "laboratory"), note_key(LAB, "imaging"), nonce_key(PATIENT), nonce_key(LAB), LEDGER_TIME_KEY]
     )
     assert [key for key, _ in store.state_items("nonce/")] == sorted([nonce_key(PATIENT), nonce_key(LAB)])
     assert dict(store.state_items("nonce/"))[nonce_key(LAB)] == store.state_get(nonce_key(LAB))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "ViewChange",
     "Vote",
     "VoteKind",
+    "blocks_answer",
     "decode_message",
     "encode_message",
     "message_kind",
@@ -51,7 +53,15 @@ __all__ = [
 ]
 
 PROPOSAL_TXS_MAX = 10_000
+PROPOSAL_BYTES_MAX = 4 << 20
+"""A consensus rule: the transactions of one proposal take at most this many bytes (their
+canonical encodings). A pre-prepare or a block is then a quarter of the 16 MiB frame, so
+the answers and view changes that carry several stay under it by construction; a primary
+proposes at most its configured ``block_bytes_max``, which may be lower, never higher."""
 FETCH_BLOCKS_MAX = 64
+FETCH_BYTES_MAX = 8 << 20
+"""A block-fetch answer carries blocks while their encodings total at most this (and always
+the first one, which ``PROPOSAL_BYTES_MAX`` keeps under it); the asker asks again for more."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,12 @@ class Proposal:
             raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
         if len(self.txs) > PROPOSAL_TXS_MAX:
             raise ValueError(f"at most {PROPOSAL_TXS_MAX} transactions per proposal")
+        if self.tx_bytes > PROPOSAL_BYTES_MAX:
+            raise ValueError(f"{self.tx_bytes} bytes of transactions; a proposal carries at most {PROPOSAL_BYTES_MAX}")
+
+    @functools.cached_property
+    def tx_bytes(self) -> int:
+        return sum(len(tx.encoded) for tx in self.txs)
 
     @functools.cached_property
     def tx_root(self) -> bytes:
@@ -253,13 +269,30 @@ class BlockWithCertificate:
 
 @dataclass(frozen=True)
 class Blocks:
-    """Committed blocks in height order, each with its commit certificate."""
+    """Committed blocks in height order, each with its commit certificate; ``more`` when the
+    answer was cut short by ``FETCH_BLOCKS_MAX`` or ``FETCH_BYTES_MAX`` (ask again)."""
 
     blocks: tuple[BlockWithCertificate, ...]
+    more: bool
 
     def __post_init__(self) -> None:
         if len(self.blocks) > FETCH_BLOCKS_MAX:
             raise ValueError(f"at most {FETCH_BLOCKS_MAX} blocks per response")
+
+
+def blocks_answer(available: Iterable[BlockWithCertificate]) -> Blocks:
+    """The answer to a block fetch: the first of ``available`` (read lazily) while the
+    answer holds at most ``FETCH_BLOCKS_MAX`` blocks of at most ``FETCH_BYTES_MAX`` bytes;
+    always the first block, which ``PROPOSAL_BYTES_MAX`` keeps under that."""
+    chosen: list[BlockWithCertificate] = []
+    size = 0
+    for item in available:
+        item_size = len(codec.encode(item))
+        if chosen and (len(chosen) == FETCH_BLOCKS_MAX or size + item_size > FETCH_BYTES_MAX):
+            return Blocks(tuple(chosen), more=True)
+        chosen.append(item)
+        size += item_size
+    return Blocks(tuple(chosen), more=False)
 
 
 Message = PrePrepare | Vote | Checkpoint | ViewChange | NewView | FetchBlocks | Blocks

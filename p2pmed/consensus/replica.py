@@ -64,7 +64,7 @@ from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import InvalidMessage, Validators, selected_proposals
 from p2pmed.consensus.messages import (
-    FETCH_BLOCKS_MAX,
+    PROPOSAL_BYTES_MAX,
     Blocks,
     Checkpoint,
     CommitCertificate,
@@ -97,6 +97,9 @@ NOTES_MAX = 100
 @dataclass(frozen=True)
 class ReplicaConfig:
     batch_size_max: int = 500
+    block_bytes_max: int = 2 << 20
+    """The most bytes of transactions this replica proposes in one block (at most the
+    protocol's ``PROPOSAL_BYTES_MAX``; at least a transaction's ``TX_SIZE_MAX``)."""
     batch_delay_ms: int = 10
     pipeline_max: int = 1
     checkpoint_interval: int = 16
@@ -104,6 +107,10 @@ class ReplicaConfig:
     request_timeout_ms: int = 2_000
     view_change_timeout_ms: int = 2_000
     retransmit_interval_ms: int = 300
+    block_time_skew_max_ms: int = 10_000
+    """A backup prepares a new proposal only if it is dated within this of its own clock
+    (and after the proposals before it); a re-proposal or a NEW-VIEW's empty block only
+    if it is dated no later than its clock plus this."""
     head_probe_idle_ms: int = 3_000
     """After hearing no consensus message for this long, ask one peer (in turn) for blocks
     after our head: on an idle network nothing else tells a node that missed blocks it is behind."""
@@ -112,6 +119,7 @@ class ReplicaConfig:
 
     def __post_init__(self) -> None:
         assert self.batch_size_max >= 1 and self.pipeline_max >= 1
+        assert codec.TX_SIZE_MAX <= self.block_bytes_max <= PROPOSAL_BYTES_MAX, "every transaction must fit a block"
         assert self.watermark_window >= 2 * self.checkpoint_interval, "L must cover two checkpoint intervals"
         assert self.watermark_window % self.checkpoint_interval == 0
 
@@ -183,6 +191,7 @@ class Replica:
         now_ms: int = 0,
         last_executed: int = 0,
         last_block_hash: bytes = GENESIS_PARENT_HASH,
+        last_block_time_ms: int = 0,
         records: Mapping[str, bytes] | None = None,
         committed_tx_ids: Iterable[bytes] = (),
     ) -> None:
@@ -197,6 +206,7 @@ class Replica:
         self.view_phase = ViewPhase.ACTIVE
         self.last_executed = last_executed
         self.last_block_hash = last_block_hash
+        self.last_block_time_ms = last_block_time_ms
         self.stable_sequence = 0
         self._stable_proof: tuple[Checkpoint, ...] = ()
         self._log: dict[int, Slot] = {}
@@ -387,15 +397,27 @@ class Replica:
             and self._next_sequence - self.last_executed <= self.config.pipeline_max
         )
 
+    def _next_batch(self) -> tuple[list[Transaction], bool]:
+        """The oldest unproposed transactions that fit one block by count and by bytes, and
+        whether the block is full (so it need not wait for more)."""
+        batch: list[Transaction] = []
+        size = 0
+        for tx in self._unproposed():
+            if len(batch) == self.config.batch_size_max or size + len(tx.encoded) > self.config.block_bytes_max:
+                return batch, True
+            batch.append(tx)
+            size += len(tx.encoded)
+        return batch, len(batch) == self.config.batch_size_max
+
     def _maybe_propose(self) -> None:
         while self._can_propose():
-            batch = self._unproposed()[: self.config.batch_size_max]
+            batch, full = self._next_batch()
             if not batch:
                 return
-            full = len(batch) >= self.config.batch_size_max
             if not full and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
                 return
-            proposal = Proposal(self._next_sequence, self._now_ms, self._signer.public_key, tuple(batch))
+            time_ms = max(self._now_ms, self._time_floor_ms(self._next_sequence) + 1)
+            proposal = Proposal(self._next_sequence, time_ms, self._signer.public_key, tuple(batch))
             pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
             slot = self._slot(proposal.height)
             assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
@@ -435,6 +457,7 @@ class Replica:
         if slot.certificate is not None and slot.certificate.commits[0].digest != vote.digest:
             raise InvalidMessage(f"pre-prepare at {vote.sequence} contradicts a block already decided there")
         self._check_proposal(pre_prepare.proposal, vote.sequence)
+        self._check_time(pre_prepare.proposal.time_ms, vote.sequence)
         slot.pre_prepare = pre_prepare
         if not self.is_primary:
             slot.my_prepare = self._vote(VoteKind.PREPARE, vote.sequence, vote.digest)
@@ -460,6 +483,32 @@ class Replica:
                 raise InvalidMessage(f"proposal repeats transaction {tx.id.hex()[:16]} already ordered")
             if tx.id not in self._pending and not self._tx_check(tx):
                 raise InvalidMessage(f"proposal carries invalid transaction {tx.id.hex()[:16]}")
+
+    def _check_time(self, time_ms: int, sequence: int) -> None:
+        """Block time (the ledger's clock for expiries) is validated: a new proposal must be
+        dated after the proposals before it, before those after it, and within
+        ``block_time_skew_max_ms`` of this replica's clock."""
+        skew_ms = self.config.block_time_skew_max_ms
+        if not self._now_ms - skew_ms <= time_ms <= self._now_ms + skew_ms:
+            raise InvalidMessage(f"proposal dated {time_ms - self._now_ms:+} ms from this replica's clock")
+        if time_ms <= self._time_floor_ms(sequence):
+            raise InvalidMessage(f"proposal at {sequence} is not dated after the block before it")
+        later = [
+            slot.pre_prepare.proposal.time_ms
+            for other, slot in self._log.items()
+            if other > sequence and slot.pre_prepare is not None
+        ]
+        if later and time_ms >= min(later):
+            raise InvalidMessage(f"proposal at {sequence} is not dated before the blocks after it")
+
+    def _time_floor_ms(self, sequence: int) -> int:
+        """The latest time of the blocks and proposals known before ``sequence``."""
+        earlier = (
+            slot.pre_prepare.proposal.time_ms
+            for other, slot in self._log.items()
+            if self.last_executed < other < sequence and slot.pre_prepare is not None
+        )
+        return max(earlier, default=self.last_block_time_ms)
 
     def _on_vote(self, vote: Vote) -> None:
         if vote.kind is VoteKind.PRE_PREPARE:
@@ -535,6 +584,7 @@ class Replica:
         self._decided.append(CommitBlock(block, certificate))
         self.last_executed = block.height
         self.last_block_hash = block.hash
+        self.last_block_time_ms = block.header.time_ms
         self._executed_digests[block.height] = certificate.commits[0].digest
         arrivals_ms = []
         for tx in block.txs:
@@ -713,6 +763,8 @@ class Replica:
                 raise InvalidMessage(f"new-view drops the prepared proposal at {pre_prepare.vote.sequence}")
             if expected is None and (proposal.txs or proposal.proposer != primary_key):
                 raise InvalidMessage(f"new-view fills {pre_prepare.vote.sequence} with a non-empty proposal")
+            if expected is None and proposal.time_ms > self._now_ms + self.config.block_time_skew_max_ms:
+                raise InvalidMessage(f"new-view dates its empty block at {pre_prepare.vote.sequence} in the future")
         self._enter_view(new_view)
 
     def _enter_view(self, new_view: NewView) -> None:
@@ -803,6 +855,7 @@ class Replica:
         self._timers.sync_after_interval(self._now_ms)
 
     def _on_blocks(self, sender: int, message: Blocks) -> None:
+        advanced = False
         for item in message.blocks:
             if item.block.height <= self.last_executed:
                 continue
@@ -819,7 +872,8 @@ class Replica:
                 slot.reset_view()
             self._apply(item.block, item.certificate)
             self._timers.block_fetched(self._now_ms)
-        if len(message.blocks) == FETCH_BLOCKS_MAX:
+            advanced = True
+        if advanced and message.more:
             self._behind(self.last_executed + 1, {sender})
             self._timers.sync_at(self._now_ms)
         self._execute_ready()

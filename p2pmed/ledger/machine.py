@@ -22,9 +22,20 @@ from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
 from p2pmed.ledger.tx import Transaction
 
-__all__ = ["BlockExecution", "Ledger", "TxResult", "next_nonce"]
+__all__ = ["LEDGER_TIME_KEY", "BlockExecution", "Ledger", "TxResult", "ledger_time_ms", "next_nonce"]
 
 _NONCE_KEY = "nonce/"
+LEDGER_TIME_KEY = "ledger/time_ms"
+
+
+def ledger_time_ms(state: StateReader) -> int:
+    """The ledger's clock: the latest block time it has executed (0 before the first block).
+
+    It never goes back: a block dated before it executes at this time instead, so a
+    primary that dates a block in the past cannot revive what has expired. (Backups
+    also refuse to prepare proposals dated outside a bound of their own clocks.)"""
+    data = state.state_get(LEDGER_TIME_KEY)
+    return 0 if data is None else codec.decode(int, data, 16)
 
 
 def next_nonce(state: StateReader, sender: bytes) -> int:
@@ -48,6 +59,8 @@ class TxResult:
 class BlockExecution:
     results: tuple[TxResult, ...]
     changes: dict[str, bytes | None]
+    time_ms: int
+    """The ledger time the block executed at: its own time, or the ledger's if that is later."""
 
 
 class Ledger:
@@ -92,11 +105,14 @@ class Ledger:
     ) -> BlockExecution:
         """Apply ``block``'s transactions in order; skip signature checks for ``verified_tx_ids``."""
         block_state = StateOverlay(state)
-        results = tuple(self._execute(block_state, block, tx, verified_tx_ids) for tx in block.txs)
-        return BlockExecution(results, block_state.changes())
+        time_ms = max(block.header.time_ms, ledger_time_ms(state))
+        if time_ms != ledger_time_ms(state):
+            block_state.put(LEDGER_TIME_KEY, time_ms)
+        results = tuple(self._execute(block_state, time_ms, block, tx, verified_tx_ids) for tx in block.txs)
+        return BlockExecution(results, block_state.changes(), time_ms)
 
     def _execute(
-        self, block_state: StateOverlay, block: Block, tx: Transaction, verified: Container[bytes]
+        self, block_state: StateOverlay, time_ms: int, block: Block, tx: Transaction, verified: Container[bytes]
     ) -> TxResult:
         try:
             body = self._typed_body(tx) if tx.id in verified and tx.chain_id == self.chain_id else self.check(tx)
@@ -104,7 +120,7 @@ class Ledger:
         except TxRejected as error:
             return TxResult(tx.id, error.reason, error.detail)
         tx_state = StateOverlay(block_state)
-        context = TxContext(self.chain_id, block.height, block.header.time_ms, tx.sender, tx.id, self.validators)
+        context = TxContext(self.chain_id, block.height, time_ms, tx.sender, tx.id, self.validators)
         try:
             self.tx_types[tx.type].apply(tx_state, context, body)
         except TxRejected as error:

@@ -60,6 +60,7 @@ class TransportCounters:
     frames_sent: int = 0
     frames_received: int = 0
     frames_dropped: int = 0  # outgoing, dropped oldest-first from a full queue
+    frames_oversized: int = 0  # outgoing, over the frame limit: a bug (messages are bounded by construction)
     streams_opened: int = 0  # outgoing streams negotiated
     open_failures: int = 0  # outgoing stream could not be opened (dial, negotiation, timeout)
     write_failures: int = 0  # outgoing stream failed while writing; it is reset and reopened
@@ -132,15 +133,21 @@ class ConsensusTransport:
     # -- sending --------------------------------------------------------------
 
     def send(self, index: int, data: bytes) -> None:
-        """Queue ``data`` as one frame for validator ``index``; never blocks.
+        """Queue ``data`` as one frame for validator ``index``; never blocks, never raises
+        for what is sent (``ValueError`` for an unknown index or this node's own).
 
-        Raises ``FrameError`` if ``data`` is bigger than ``frame_size_max`` and
-        ``ValueError`` for an unknown index or this node's own.
+        A message over ``frame_size_max`` is a bug, since every message is bounded by
+        construction: it is dropped, counted and logged, and the node carries on.
         """
         peer = self._peers.get(index)
         if peer is None:
             raise ValueError(f"cannot send to {index}: not another validator's index")
-        frame = encode_frame(data, self.frame_size_max)
+        try:
+            frame = encode_frame(data, self.frame_size_max)
+        except FrameError as error:
+            self.counters.frames_oversized += 1
+            log.error("oversized consensus message dropped (a bug)", peer=index, size=len(data), error=str(error))
+            return
         if self._stopped:
             self.counters.frames_dropped += 1
             return

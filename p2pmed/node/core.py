@@ -16,18 +16,17 @@ sender's lower nonces are committed or ahead of them in consensus.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import (
-    FETCH_BLOCKS_MAX,
-    Blocks,
     BlockWithCertificate,
     CommitCertificate,
     Message,
+    blocks_answer,
     encode_message,
     message_kind,
 )
@@ -35,7 +34,7 @@ from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.errors import RejectReason, TxRejected
-from p2pmed.ledger.machine import BlockExecution, Ledger, next_nonce
+from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.mempool import Mempool
 from p2pmed.store import Store
@@ -67,10 +66,9 @@ class NodeCore:
         self.mempool = Mempool(size_max=config.pending_max)
         self._now_ms = now_ms
         height, head_hash = self.store.head()
-        head = self.store.block(height) if height else None
-        self.ledger_time_ms = 0 if head is None else head.header.time_ms
-        """The last committed block's time (0 before the first): "now" for decisions the ledger
-        makes outside a block, such as whether a consent is still in force."""
+        self.ledger_time_ms = ledger_time_ms(self.store)
+        """The ledger's clock (``p2pmed.ledger.machine.ledger_time_ms``): "now" for decisions the
+        ledger makes outside a block, such as whether a consent is still in force."""
         self.replica = Replica(
             validators,
             signer,
@@ -79,12 +77,17 @@ class NodeCore:
             now_ms=now_ms,
             last_executed=height,
             last_block_hash=head_hash,
+            last_block_time_ms=self._head_time_ms(height),
             records=dict(self.store.consensus_items()),
             committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
         )
         self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
         self.sent: Counter[str] = Counter()  # messages handed to the network by kind, one per destination
         self._start_actions = self.replica.start(now_ms)
+
+    def _head_time_ms(self, height: int) -> int:
+        head = self.store.block(height) if height else None
+        return 0 if head is None else head.header.time_ms
 
     def start(self) -> Outgoing:
         actions, self._start_actions = self._start_actions, []
@@ -178,7 +181,7 @@ class NodeCore:
         """Store the block; returns what handing the transactions it unblocked to the replica produced."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self._verified)
         self.store.append_block(block, execution, certificate=codec.encode(certificate))
-        self.ledger_time_ms = block.header.time_ms
+        self.ledger_time_ms = execution.time_ms
         for listener in list(self.commit_listeners):  # a listener may remove itself
             listener(block, execution)
         released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))
@@ -186,13 +189,12 @@ class NodeCore:
         return self._hand_to_replica(released.ready)
 
     def _blocks_from(self, from_height: int) -> Message:
+        return blocks_answer(self._stored_blocks(from_height))
+
+    def _stored_blocks(self, from_height: int) -> Iterator[BlockWithCertificate]:
         height, _ = self.store.head()
-        served = []
-        for number in range(from_height, min(height, from_height + FETCH_BLOCKS_MAX - 1) + 1):
+        for number in range(max(from_height, 1), height + 1):
             block, certificate = self.store.block(number), self.store.certificate(number)
             if block is None or certificate is None:
-                break
-            served.append(
-                BlockWithCertificate(block, codec.decode(CommitCertificate, certificate, codec.BLOCK_SIZE_MAX))
-            )
-        return Blocks(tuple(served))
+                return
+            yield BlockWithCertificate(block, codec.decode(CommitCertificate, certificate, codec.BLOCK_SIZE_MAX))

@@ -97,6 +97,8 @@ def replica_config(home: LoadedHome) -> ReplicaConfig:
     config = home.config
     return ReplicaConfig(
         batch_size_max=config.batch_size_max,
+        block_bytes_max=config.block_bytes_max,
+        block_time_skew_max_ms=config.block_time_skew_max_ms,
         batch_delay_ms=config.batch_delay_ms,
         checkpoint_interval=config.checkpoint_interval,
         watermark_window=4 * config.checkpoint_interval,

@@ -166,6 +166,11 @@ class NodeCollector(Collector):
             "Outgoing frames dropped from a full per-peer queue.",
             transport.frames_dropped,
         )
+        yield _counter(
+            "p2pmed_consensus_frames_oversized",
+            "Outgoing consensus messages over the frame limit, dropped (a bug: messages are bounded by construction).",
+            transport.frames_oversized,
+        )
         yield _by_label(
             "p2pmed_consensus_stream_failures",
             "Outgoing consensus streams that failed, by stage.",

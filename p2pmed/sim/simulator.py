@@ -29,7 +29,7 @@ from typing import Any
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, Blocks, BlockWithCertificate, CommitCertificate, Message
+from p2pmed.consensus.messages import Blocks, BlockWithCertificate, CommitCertificate, Message, blocks_answer
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import SignatureDomain
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
@@ -237,6 +237,7 @@ class Simulation:
             now_ms=self._local(node),
             last_executed=len(node.chain),
             last_block_hash=node.head_hash,
+            last_block_time_ms=node.chain[-1][0].header.time_ms if node.chain else 0,
             records=dict(node.records),
             committed_tx_ids=[tx.id for block, _ in node.chain for tx in block.txs],
         )
@@ -288,8 +289,8 @@ class Simulation:
             self._schedule(at, "tick", node)
 
     def _serve(self, node: SimNode, from_height: int) -> Blocks:
-        chosen = node.chain[from_height - 1 : from_height - 1 + FETCH_BLOCKS_MAX] if from_height >= 1 else []
-        return Blocks(tuple(BlockWithCertificate(block, certificate) for block, certificate in chosen))
+        chain = node.chain[from_height - 1 :] if from_height >= 1 else []
+        return blocks_answer(BlockWithCertificate(block, certificate) for block, certificate in chain)
 
     def _commit(self, node: SimNode, block: Block, certificate: CommitCertificate) -> None:
         assert block.height == len(node.chain) + 1 and block.header.previous_hash == node.head_hash

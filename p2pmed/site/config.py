@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2pmed.codec import TX_SIZE_MAX
+from p2pmed.consensus.messages import PROPOSAL_BYTES_MAX
 from p2pmed.input_error import KeyedInputError
 
 __all__ = ["CONFIG_TEMPLATE", "ConfigError", "NodeConfig", "load_config", "render_config"]
@@ -37,8 +39,10 @@ class NodeConfig:
     rpc_socket: str = "p2pmed.sock"
     metrics_port: int = 0
     batch_size_max: int = 500
+    block_bytes_max: int = 2 << 20
     batch_delay_ms: int = 10
     pipeline_max: int = 1
+    block_time_skew_max_ms: int = 10_000
     request_timeout_ms: int = 2_000
     view_change_timeout_ms: int = 2_000
     checkpoint_interval: int = 16
@@ -66,8 +70,10 @@ socket = {rpc_socket}
 port = {metrics_port}
 
 [consensus]
-# Most transactions in one proposal, and how long the primary waits to fill one.
+# Most transactions and most bytes of transactions in one proposal (1 MiB to
+# 4 MiB), and how long the primary waits to fill one.
 batch_size_max = {batch_size_max}
+block_bytes_max = {block_bytes_max}
 batch_delay_ms = {batch_delay_ms}
 # Proposals the primary may have in flight at once. 1 suits a LAN or a busy CPU:
 # the next block waits for the last and carries everything that came meanwhile.
@@ -77,6 +83,9 @@ pipeline_max = {pipeline_max}
 # a view change may take before the next one; both in milliseconds.
 request_timeout_ms = {request_timeout_ms}
 view_change_timeout_ms = {view_change_timeout_ms}
+# A backup prepares a new block only if it is dated within this many
+# milliseconds of its own clock (block time is the ledger's clock for expiries).
+block_time_skew_max_ms = {block_time_skew_max_ms}
 # Blocks between checkpoints; the log is garbage-collected at each one.
 checkpoint_interval = {checkpoint_interval}
 
@@ -144,10 +153,12 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("rpc", "socket"): ("rpc_socket", _text(100)),
     ("metrics", "port"): ("metrics_port", _integer(0, 65_535)),
     ("consensus", "batch_size_max"): ("batch_size_max", _integer(1, 10_000)),
+    ("consensus", "block_bytes_max"): ("block_bytes_max", _integer(TX_SIZE_MAX, PROPOSAL_BYTES_MAX)),
     ("consensus", "batch_delay_ms"): ("batch_delay_ms", _integer(0, 10_000)),
     ("consensus", "pipeline_max"): ("pipeline_max", _integer(1, 64)),
     ("consensus", "request_timeout_ms"): ("request_timeout_ms", _integer(100, 600_000)),
     ("consensus", "view_change_timeout_ms"): ("view_change_timeout_ms", _integer(100, 600_000)),
+    ("consensus", "block_time_skew_max_ms"): ("block_time_skew_max_ms", _integer(1_000, 3_600_000)),
     ("consensus", "checkpoint_interval"): ("checkpoint_interval", _integer(1, 10_000)),
     ("log", "format"): ("log_format", _choice(LOG_FORMATS)),
     ("log", "level"): ("log_level", _choice(LOG_LEVELS)),

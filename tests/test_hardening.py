@@ -1,0 +1,130 @@
+"""What an attacker with legal transactions or a Byzantine primary could do with block bytes and
+block time, and what stops it: proposals capped in bytes, block-fetch answers capped in bytes,
+block time validated by backups and clamped by the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pmed import codec
+from p2pmed.consensus.messages import (
+    FETCH_BYTES_MAX,
+    PROPOSAL_BYTES_MAX,
+    BlockWithCertificate,
+    CommitCertificate,
+    PrePrepare,
+    Proposal,
+    Vote,
+    VoteKind,
+    blocks_answer,
+    encode_message,
+    signing_payload,
+)
+from p2pmed.consensus.replica import ReplicaConfig
+from p2pmed.crypto import SigningKey
+from p2pmed.ledger.block import make_block
+from p2pmed.ledger.contracts.probe import Probe
+from p2pmed.ledger.machine import ledger_time_ms
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.testing.local_network import LocalNetwork
+
+CHAIN = "hardening-test"
+BIG_LABEL = "x" * 400_000  # a legal transaction of ~400 KB (the rules refuse it at execution, after ordering)
+
+
+def big_probe(seed: int) -> Transaction:
+    return sign_transaction(SigningKey.from_seed(bytes([seed]) * 32), CHAIN, "load.probe", 0, Probe(BIG_LABEL))
+
+
+def test_big_legal_transactions_fill_blocks_by_bytes_and_all_commit(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(block_bytes_max=codec.TX_SIZE_MAX))
+    txs = [big_probe(seed) for seed in range(1, 25)]  # 24 x 400 KB: 9.6 MB, more than a 8 MiB fetch answer
+    network.crash(3)
+    for tx in txs:
+        network.submit_everywhere(tx)
+    network.run(4_000)
+    store = network.cores[0].store  # type: ignore[union-attr]
+    height = store.head()[0]
+    blocks = [store.block(number) for number in range(1, height + 1)]
+    assert sum(len(block.txs) for block in blocks if block) == len(txs), "every transaction committed"
+    assert all(block and sum(len(tx.encoded) for tx in block.txs) <= codec.TX_SIZE_MAX for block in blocks)
+
+    available = [
+        BlockWithCertificate(block, codec.decode(CommitCertificate, store.certificate(block.height) or b"", 1 << 20))
+        for block in blocks
+        if block
+    ]
+    answer = blocks_answer(iter(available))
+    assert answer.more and 0 < len(answer.blocks) < len(available)
+    assert len(encode_message(answer)) <= FETCH_BYTES_MAX + 1024
+    assert not blocks_answer(iter(available[-1:])).more
+
+    network.restart(3)  # an idle network: it probes a peer, then catches up through byte-capped answers
+    network.run(8_000)
+    assert len(set(network.heads())) == 1
+    network.close()
+
+
+def test_a_proposal_over_the_protocol_byte_limit_cannot_be_made_or_decoded() -> None:
+    txs = tuple(
+        sign_transaction(SigningKey.from_seed(bytes([seed]) * 32), CHAIN, "load.probe", 0, Probe("y" * 1_000_000))
+        for seed in range(1, 6)
+    )
+    assert sum(len(tx.encoded) for tx in txs) > PROPOSAL_BYTES_MAX
+    with pytest.raises(ValueError, match="a proposal carries at most"):
+        Proposal(1, 1_000, bytes(32), txs)
+
+
+def signed_pre_prepare(key: SigningKey, sequence: int, time_ms: int) -> PrePrepare:
+    proposal = Proposal(sequence, time_ms, key.public_key, ())
+    unsigned = Vote(VoteKind.PRE_PREPARE, 0, sequence, proposal.digest, 0, bytes(64))
+    signature = key.sign(unsigned.domain, CHAIN, signing_payload(unsigned))
+    return PrePrepare(Vote(VoteKind.PRE_PREPARE, 0, sequence, proposal.digest, 0, signature), proposal)
+
+
+@pytest.mark.parametrize(
+    ("offset_ms", "prepared"),
+    [(0, True), (9_000, True), (-9_000, True), (60_000, False), (-60_000, False), (-10_000_000, False)],
+)
+def test_a_backup_prepares_a_proposal_only_if_dated_near_its_own_clock(
+    tmp_path: Path, offset_ms: int, prepared: bool
+) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(block_time_skew_max_ms=10_000))
+    network.now_ms = 20_000_000
+    backup = network.cores[1]
+    assert backup is not None
+    data = encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms + offset_ms))
+    sent = backup.receive(0, data, network.now_ms)
+    assert bool(sent) is prepared
+    assert backup.replica.rejected["invalid"] == (0 if prepared else 1)
+    network.close()
+
+
+def test_a_proposal_must_be_dated_after_the_one_before_it(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(pipeline_max=4))
+    network.now_ms = 20_000_000
+    backup = network.cores[1]
+    assert backup is not None
+    assert backup.receive(0, encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms)), network.now_ms)
+    later = signed_pre_prepare(network.keys[0], 2, network.now_ms - 1)
+    assert backup.receive(0, encode_message(later), network.now_ms) == []
+    assert backup.replica.rejected["invalid"] == 1
+    network.close()
+
+
+def test_the_ledger_clock_never_goes_back_so_a_block_dated_in_the_past_revives_nothing() -> None:
+    from ledger_harness import LedgerHarness, key
+
+    ledger = LedgerHarness()
+    sender = key("clock")
+    tx = sign_transaction(sender, CHAIN, "load.probe", 0, Probe("late"))
+    first = make_block(CHAIN, 1, ledger.previous_hash, (), ledger.validators[0].public_key, 5_000_000)
+    ledger.state.apply(ledger.ledger.execute_block(ledger.state, first).changes)
+    assert ledger_time_ms(ledger.state) == 5_000_000
+    backdated = make_block(CHAIN, 2, first.hash, (tx,), ledger.validators[0].public_key, 1)
+    execution = ledger.ledger.execute_block(ledger.state, backdated)
+    assert execution.time_ms == 5_000_000
+    ledger.state.apply(execution.changes)
+    assert ledger_time_ms(ledger.state) == 5_000_000
