@@ -4,6 +4,7 @@ block time validated by backups and clamped by the ledger."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from p2pmed.consensus.messages import (
     FETCH_BYTES_MAX,
     PROPOSAL_BYTES_MAX,
     BlockWithCertificate,
+    Checkpoint,
     CommitCertificate,
     PrePrepare,
     Proposal,
@@ -28,6 +30,7 @@ from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.machine import ledger_time_ms
 from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.node.core import StorageFailed
 from p2pmed.testing.local_network import LocalNetwork
 
 CHAIN = "hardening-test"
@@ -128,3 +131,57 @@ def test_the_ledger_clock_never_goes_back_so_a_block_dated_in_the_past_revives_n
     assert execution.time_ms == 5_000_000
     ledger.state.apply(execution.changes)
     assert ledger_time_ms(ledger.state) == 5_000_000
+
+
+def test_one_validator_claiming_a_huge_height_cannot_keep_a_node_catching_up(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(batch_size_max=1))
+    sender = SigningKey.from_seed(b"h" * 32)
+    network.crash(2)
+    for nonce in range(20):  # node 2 is down for these blocks
+        network.submit_everywhere(sign_transaction(sender, CHAIN, "load.probe", nonce, Probe(f"{nonce}")))
+        network.run(100)
+    liar = network.keys[3]
+    unsigned = Checkpoint(1 << 60, bytes(32), 3, bytes(64))
+    forged = Checkpoint(1 << 60, bytes(32), 3, liar.sign(unsigned.domain, CHAIN, signing_payload(unsigned)))
+    network.restart(2)
+    lagging = network.cores[2]
+    assert lagging is not None
+    lagging.receive(3, encode_message(forged), network.now_ms)  # before it learns from honest peers it is behind
+    for nonce in range(20, 30):  # the others go on committing: their votes show it is behind
+        network.submit_everywhere(sign_transaction(sender, CHAIN, "load.probe", nonce, Probe(f"{nonce}")))
+        network.run(100)
+    network.run(8_000)
+    assert len(set(network.heads())) == 1, "it caught up"
+    assert lagging.replica.catching_up_to is None, "and knows it"
+    fetches = lagging.sent["fetch-blocks"]
+    network.run(3_000)
+    assert lagging.sent["fetch-blocks"] - fetches <= 1, "no fetch loop towards the liar's height"
+    network.close()
+
+
+def test_a_failed_store_write_stops_the_node_and_a_restart_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network = LocalNetwork(tmp_path, CHAIN)
+    sender = SigningKey.from_seed(b"d" * 32)
+    network.submit_everywhere(sign_transaction(sender, CHAIN, "load.probe", 0, Probe("first")))
+    network.run(1_000)
+    failing = network.cores[1]
+    assert failing is not None
+
+    def disk_full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(failing.store, "consensus_put", disk_full)
+    tx = sign_transaction(sender, CHAIN, "load.probe", 1, Probe("second"))
+    network.submit_everywhere(tx)
+    with pytest.raises(StorageFailed, match="disk is full"):
+        network.run(1_000)  # node 1's prepare cannot be made durable: it stops, and sends nothing
+    with pytest.raises(StorageFailed):
+        failing.tick(network.now_ms + 10_000)  # and it stays stopped
+    network.crash(1)
+    network.run(3_000)
+    network.restart(1)
+    network.run(8_000)
+    assert len(set(network.heads())) == 1 and network.heads()[0][0] == 2  # type: ignore[index]
+    network.close()

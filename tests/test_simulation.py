@@ -177,8 +177,9 @@ def test_seven_nodes_keep_committing_through_f_crashes() -> None:
 def test_twins_with_a_planted_weak_quorum_fork_the_chain_and_are_harmless_without_it() -> None:
     twins = small(Fault(1.0, FaultKind.BYZANTINE, node=0, behaviour=Behaviour.TWINS))
     # A fork needs the twins to propose different blocks at one height, which takes
-    # their clocks or inboxes to differ: most seeds, not all (6 of 8 of seeds 0..7).
-    planted = [run_simulation(twins, seed, quorum_override=2) for seed in range(5)]
+    # their clocks or inboxes to differ: about half the seeds (4 of 8 of seeds 0..7; 6 of 8
+    # before a node stopped trusting one peer's claim of how far ahead it is).
+    planted = [run_simulation(twins, seed, quorum_override=2) for seed in range(8)]
     forked = [result for result in planted if "agreement" in {v["kind"] for v in result.report["safety"]["violations"]}]
     assert len(forked) >= 3, [describe(result) for result in planted]
     assert all(run_simulation(twins, seed).ok for seed in range(5))

@@ -87,12 +87,14 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
 )
 def node(home: Path, log_level: str | None) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM. Exit 2 on a bad home, config,
-    genesis or key file; 1 if it cannot run (port in use, unreadable store)."""
+    genesis or key file; 1 if it cannot run (port in use, unreadable store) or stops because
+    a store write failed (disk full: the node never runs with memory ahead of its disk)."""
     import trio
 
     from p2pmed.crypto import KeyFileError
     from p2pmed.input_error import KeyedInputError
     from p2pmed.node.compose import serve
+    from p2pmed.node.core import StorageFailed
     from p2pmed.node.logs import configure_logging
     from p2pmed.rpc import RpcSocketInUse
     from p2pmed.site.home import HomeError, load_home
@@ -106,7 +108,7 @@ def node(home: Path, log_level: str | None) -> None:
     configure_logging(loaded.config.log_format, log_level or loaded.config.log_level)
     try:
         trio.run(serve, loaded)
-    except* (StoreError, OSError, RpcSocketInUse) as group:  # trio may wrap them in an exception group
+    except* (StoreError, StorageFailed, OSError, RpcSocketInUse) as group:  # trio may wrap them in a group
         for failure in group.exceptions:
             click.echo(f"error: {failure}", err=True)
         sys.exit(EXIT_FAILURE)

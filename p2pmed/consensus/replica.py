@@ -600,7 +600,7 @@ class Replica:
         self._next_sequence = max(self._next_sequence, block.height + 1)
         self._timers.reset_backoff()
         self._refresh_progress_deadline()
-        if self._timers.syncing and self.last_executed >= max(self._ahead.values(), default=0):
+        if self._timers.syncing and self.last_executed >= self._sync_target():
             self._timers.stop_sync()
         if block.height % self.config.checkpoint_interval == 0:
             checkpoint = self._sign(Checkpoint(block.height, block.hash, self.index, bytes(64)))
@@ -834,12 +834,18 @@ class Replica:
         if replica == self.index or sequence <= self._ahead.get(replica, 0):
             return
         self._ahead[replica] = sequence
-        threshold = self.last_executed + self.config.pipeline_max
-        ahead = [r for r, s in self._ahead.items() if s > threshold]
-        if len(ahead) >= self.validators.f + 1 and not self._timers.syncing:
-            self._behind(sequence, set(ahead))
+        if self._sync_target() > self.last_executed + self.config.pipeline_max and not self._timers.syncing:
+            self._timers.sync_at(self._now_ms)
+
+    def _sync_target(self) -> int:
+        """A sequence at least one honest replica has reached: the (f+1)-th highest that
+        peers have shown. One Byzantine replica claiming 2^60 moves it nowhere."""
+        shown = sorted(self._ahead.values(), reverse=True)
+        return shown[self.validators.f] if len(shown) > self.validators.f else 0
 
     def _behind(self, sequence: int, sources: set[int]) -> None:
+        """``sources`` signed for ``sequence`` (votes of a quorum, checkpoints of a proof):
+        they have reached it; fetch the blocks up to it."""
         for source in sources - {self.index}:
             self._ahead[source] = max(self._ahead.get(source, 0), sequence)
         if not self._timers.syncing:
@@ -847,7 +853,7 @@ class Replica:
 
     def _request_blocks(self) -> None:
         sources = sorted(r for r, s in self._ahead.items() if s > self.last_executed)
-        if not sources:
+        if not sources or self._sync_target() <= self.last_executed:
             self._timers.stop_sync()
             return
         source = sources[(self._now_ms // self.config.retransmit_interval_ms) % len(sources)]
@@ -873,9 +879,11 @@ class Replica:
             self._apply(item.block, item.certificate)
             self._timers.block_fetched(self._now_ms)
             advanced = True
-        if advanced and message.more:
+        if advanced and message.more:  # the answer was cut short: ask the same peer for the rest
             self._behind(self.last_executed + 1, {sender})
-            self._timers.sync_at(self._now_ms)
+            self._messages.append(Send(sender, FetchBlocks(self.last_executed + 1, self.index)))
+        elif not advanced and self._ahead.get(sender, 0) > self.last_executed:
+            self._ahead[sender] = self.last_executed  # it showed nothing past our head: its claim decays
         self._execute_ready()
 
     # -- retransmission -------------------------------------------------------

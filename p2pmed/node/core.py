@@ -7,7 +7,10 @@ transaction (durable, ``synchronous=FULL``: one fsync, not one per vote) before
 the call returns its messages for sending (``receive_many`` takes every message
 that arrived together, so one fsync covers them all); ``CommitBlock`` executes the block with the ledger and appends
 it, its outcomes and its commit certificate in one SQL transaction;
-``ServeBlocks`` answers a lagging peer from the store. Each transaction's
+``ServeBlocks`` answers a lagging peer from the store. A store write that fails
+(disk full, I/O error) stops the node: ``StorageFailed``, which no handler
+catches, is raised then and on every later call, so the replica's memory never
+runs ahead of what is on disk; a restart recovers from what was written. Each transaction's
 signature is verified once per node: on arrival, or when a proposal carries one
 this node has not seen. Client transactions wait in the ``Mempool`` until their
 sender's lower nonces are committed or ahead of them in consensus.
@@ -39,13 +42,18 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.node.mempool import Mempool
 from p2pmed.store import Store
 
-__all__ = ["NodeCore", "Outgoing"]
+__all__ = ["NodeCore", "Outgoing", "StorageFailed"]
 
 VERIFIED_IDS_MAX = 200_000
 RECENT_TX_IDS_MAX = 100_000
 
 Outgoing = list[tuple[int, bytes]]
 """(destination replica index, encoded message) pairs for the transport."""
+
+
+class StorageFailed(BaseException):
+    """A write to the store failed: the node must stop. A ``BaseException``, so that no
+    ``except Exception`` on the way (an RPC handler's, say) turns it into an error reply."""
 
 
 class NodeCore:
@@ -84,6 +92,7 @@ class NodeCore:
         self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
         self.sent: Counter[str] = Counter()  # messages handed to the network by kind, one per destination
         self._start_actions = self.replica.start(now_ms)
+        self._storage_error: StorageFailed | None = None
 
     def _head_time_ms(self, height: int) -> int:
         head = self.store.block(height) if height else None
@@ -153,6 +162,8 @@ class NodeCore:
             del self._verified[next(iter(self._verified))]
 
     def _carry_out(self, actions: Iterable[Action]) -> Outgoing:
+        if self._storage_error is not None:  # nothing may leave a node whose memory is ahead of its disk
+            raise self._storage_error
         outgoing: Outgoing = []
         records: dict[str, bytes | None] = {}
         work = deque(actions)
@@ -174,13 +185,23 @@ class NodeCore:
                 self.sent[message_kind(served)] += 1
                 outgoing.append((action.to, encode_message(served)))
         if records:
-            self.store.consensus_put(records)
+            self._durably(self.store.consensus_put, records)
         return outgoing
+
+    def _durably(self, write: Callable[..., None], *args: object) -> None:
+        """Run a store write on the consensus path; if it fails, stop for good (fail-stop)."""
+        if self._storage_error is not None:
+            raise self._storage_error
+        try:
+            write(*args)
+        except Exception as error:
+            self._storage_error = StorageFailed(f"the store write failed, so the node stops: {error!r}")
+            raise self._storage_error from error
 
     def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
         """Store the block; returns what handing the transactions it unblocked to the replica produced."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self._verified)
-        self.store.append_block(block, execution, certificate=codec.encode(certificate))
+        self._durably(self.store.append_block, block, execution, codec.encode(certificate))
         self.ledger_time_ms = execution.time_ms
         for listener in list(self.commit_listeners):  # a listener may remove itself
             listener(block, execution)
