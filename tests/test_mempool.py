@@ -86,3 +86,20 @@ def test_any_arrival_order_releases_each_sender_in_nonce_order(arrivals: list[tu
         released.extend(pool.add(probe(patient, nonce), 0))
     for patient in range(3):
         assert [tx.nonce for tx in released if tx.sender == PATIENTS[patient].public_key] == [0, 1, 2, 3]
+
+
+def test_bytes_are_bounded_in_all_and_per_sender_and_freed_on_commit() -> None:
+    big = "x" * 60  # probes of ~200 bytes: the limits below hold two or three of them
+    size = len(probe(0, 0, big).encoded)
+    pool = Mempool(bytes_max=5 * size, sender_bytes_max=2 * size)
+    pool.add(probe(0, 0, big), 0)
+    pool.add(probe(0, 1, big), 0)
+    assert rejection(pool, probe(0, 2, big)) is RejectReason.MEMPOOL_FULL  # the sender's share is used up
+    pool.add(probe(1, 0, big), 0)
+    pool.add(probe(1, 1, big), 0)
+    pool.add(probe(2, 0, big), 0)
+    assert pool.size_bytes == 5 * size
+    assert rejection(pool, probe(2, 1, big)) is RejectReason.MEMPOOL_FULL  # the whole pool is full
+    pool.committed([probe(0, 0, big), probe(0, 1, big)], lambda sender: 2 if sender == PATIENTS[0].public_key else 0)
+    assert pool.size_bytes == 3 * size and len(pool) == 3
+    assert pool.add(probe(0, 2, big), 2) == [probe(0, 2, big)]

@@ -106,7 +106,7 @@ class NodeCore:
         """A client transaction; raises ``TxRejected`` if it fails the ledger's checks,
         is already on the chain or cannot wait in the mempool."""
         self._now_ms = now_ms
-        self.mempool.check_room(tx.id)  # before the signature check: under overload, refusing must be cheap
+        self.mempool.check_room(tx)  # before the signature check: under overload, refusing must be cheap
         if self.store.transaction(tx.id) is not None:
             raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already committed")
         if tx.id not in self.mempool:

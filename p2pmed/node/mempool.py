@@ -14,8 +14,10 @@ nonce (or was committed) and is dropped, and the run after it is released. The
 caller must tell consensus to forget dropped transactions that were released,
 or backups would wait for them forever and suspect the primary.
 
-Bounded: ``size_max`` transactions in all and at most ``ahead_max`` nonces past a
-sender's next committed one, so one sender cannot fill it with a far-future run.
+Bounded: ``size_max`` transactions and ``bytes_max`` bytes in all, at most
+``sender_bytes_max`` bytes and ``ahead_max`` nonces past its next committed one per
+sender, so one sender cannot fill it (1 MiB transactions, 5,000 of them, would
+otherwise be 5 GiB of memory).
 """
 
 from __future__ import annotations
@@ -42,12 +44,20 @@ class _Sender:
     next_committed: int
     next_release: int
     by_nonce: dict[int, Transaction] = field(default_factory=dict)
+    size_bytes: int = 0
 
 
 class Mempool:
-    def __init__(self, size_max: int = 100_000, ahead_max: int = 1_000) -> None:
-        self.size_max = size_max
-        self.ahead_max = ahead_max
+    def __init__(
+        self,
+        size_max: int = 100_000,
+        ahead_max: int = 1_000,
+        bytes_max: int = 64 << 20,
+        sender_bytes_max: int = 8 << 20,
+    ) -> None:
+        self.size_max, self.ahead_max = size_max, ahead_max
+        self.bytes_max, self.sender_bytes_max = bytes_max, sender_bytes_max
+        self.size_bytes = 0
         self._by_id: dict[bytes, Transaction] = {}
         self._senders: dict[bytes, _Sender] = {}
 
@@ -57,11 +67,23 @@ class Mempool:
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self._by_id
 
-    def check_room(self, tx_id: bytes) -> None:
-        """Raise ``TxRejected`` (mempool-full) unless ``tx_id`` is waiting or there is room;
-        cheap, so a caller can refuse before any costlier check."""
-        if len(self._by_id) >= self.size_max and tx_id not in self._by_id:
+    def check_room(self, tx: Transaction) -> None:
+        """Raise ``TxRejected`` (mempool-full) unless ``tx`` is waiting or there is room for it,
+        in all and for its sender; cheap, so a caller can refuse before any costlier check."""
+        if tx.id in self._by_id:
+            return
+        if len(self._by_id) >= self.size_max:
             raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_max} transactions are waiting; try again later")
+        size = len(tx.encoded)
+        if self.size_bytes + size > self.bytes_max:
+            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_bytes} bytes are waiting; try again later")
+        sender = self._senders.get(tx.sender)
+        if sender is not None and sender.size_bytes + size > self.sender_bytes_max:
+            raise TxRejected(
+                RejectReason.MEMPOOL_FULL,
+                f"this sender has {sender.size_bytes} bytes waiting (at most {self.sender_bytes_max}); "
+                "wait for them to commit",
+            )
 
     def get(self, tx_id: bytes) -> Transaction | None:
         return self._by_id.get(tx_id)
@@ -98,10 +120,12 @@ class Mempool:
             raise TxRejected(
                 RejectReason.NONCE_PENDING, f"another transaction with nonce {tx.nonce} from this sender is waiting"
             )
-        self.check_room(tx.id)
+        self.check_room(tx)
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)
         sender.by_nonce[tx.nonce] = tx
+        sender.size_bytes += len(tx.encoded)
+        self.size_bytes += len(tx.encoded)
         self._by_id[tx.id] = tx
         return self._release(sender)
 
@@ -118,6 +142,8 @@ class Mempool:
             for nonce in [nonce for nonce in sender.by_nonce if nonce < sender.next_committed]:
                 tx = sender.by_nonce.pop(nonce)
                 del self._by_id[tx.id]
+                sender.size_bytes -= len(tx.encoded)
+                self.size_bytes -= len(tx.encoded)
                 if nonce < sender.next_release and tx.id not in in_block:
                     released.dropped.append(tx.id)
             sender.next_release = max(sender.next_release, sender.next_committed)
