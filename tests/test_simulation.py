@@ -197,6 +197,23 @@ def test_a_quorum_of_f_plus_one_is_caught_as_an_agreement_violation() -> None:
     assert all(not result.ok for result in caught) and "agreement" in kinds
 
 
+class TrustsBlockTime(Replica):
+    """Prepares proposals whatever they are dated: the backups' time check removed."""
+
+    def _check_time(self, time_ms: int, sequence: int) -> None:
+        return None
+
+
+def test_blocks_dated_past_the_honest_clocks_are_caught_when_backups_trust_block_time() -> None:
+    warp = small(Fault(1.0, FaultKind.BYZANTINE, node=0, behaviour=Behaviour.TIME_WARP))
+    planted = [run_simulation(warp, seed, replica_class=TrustsBlockTime) for seed in range(8)]
+    caught = [result for result in planted if "time" in {v["kind"] for v in result.report["safety"]["violations"]}]
+    assert len(caught) >= 6, [describe(result) for result in planted]
+    honest = [run_simulation(warp, seed) for seed in range(8)]
+    assert all(result.ok for result in honest), [describe(result) for result in honest]
+    assert all(result.report["rejected"].get("invalid", 0) > 0 for result in honest), "the warped proposals are counted"
+
+
 class ForgetsPreparedCertificates(Replica):
     """Skips the prepared certificates in its view changes (Castro & Liskov §4.4)."""
 

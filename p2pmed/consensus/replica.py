@@ -621,6 +621,8 @@ class Replica:
         horizon = self.stable_sequence + 4 * self.config.watermark_window
         if checkpoint.sequence <= horizon:
             self._checkpoint_votes.setdefault(checkpoint.sequence, {})[checkpoint.replica] = checkpoint
+        else:  # noted as a claim of how far the sender got, not kept as a vote
+            self.rejected["checkpoint-far-ahead"] += 1
         self._maybe_stabilize()
 
     def _maybe_stabilize(self) -> None:

@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 from p2pmed.consensus.messages import (
+    Checkpoint,
     Message,
     PrePrepare,
     Proposal,
@@ -32,6 +33,10 @@ __all__ = ["ByzantineBehaviour", "twin_sides"]
 
 REPLAY_MEMORY = 200
 GARBAGE_SIZE_MAX = 512
+WARP_MS = 10 * 365 * 24 * 3600 * 1000
+"""How far ``time_warp`` dates its proposals into the future (the past: as early as it can)."""
+CHECKPOINT_CLAIM_FACTOR = 1 << 40
+"""``bad_checkpoint`` claims this many times its real checkpoint sequence (still a checkpoint multiple)."""
 
 
 @dataclass
@@ -72,6 +77,19 @@ class ByzantineBehaviour:
             return [*honest, (destination, self.rng.randbytes(self.rng.randint(0, GARBAGE_SIZE_MAX)))]
         if self.behaviour is Behaviour.REPLAY and self._sent:
             return [*honest, *(self._sent[self.rng.randrange(len(self._sent))] for _ in range(2))]
+        if self.behaviour is Behaviour.TIME_WARP and isinstance(message, PrePrepare):
+            return [(destination, encode_message(self._warped(message)))]
+        if self.behaviour is Behaviour.BAD_CHECKPOINT and isinstance(message, Checkpoint):
+            claim = Checkpoint(
+                message.sequence * CHECKPOINT_CLAIM_FACTOR, self.rng.randbytes(32), message.replica, bytes(64)
+            )
+            signed = Checkpoint(
+                claim.sequence,
+                claim.block_hash,
+                claim.replica,
+                self.signer.sign(claim.domain, self.chain_id, signing_payload(claim)),
+            )
+            return [*honest, (destination, encode_message(signed))]
         if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
             forged = Vote(
                 message.kind,
@@ -91,6 +109,14 @@ class ByzantineBehaviour:
         proposal = Proposal(original.height, original.time_ms + 1, original.proposer, txs)
         vote = self._resign(pre_prepare.vote, digest=proposal.digest)
         return PrePrepare(vote, proposal)
+
+    def _warped(self, pre_prepare: PrePrepare) -> PrePrepare:
+        """The same batch dated years ahead (odd heights) or at the start of time (even ones),
+        validly signed, and the same to every replica: a time warp, not an equivocation."""
+        original = pre_prepare.proposal
+        time_ms = original.time_ms + WARP_MS if original.height % 2 else 1
+        proposal = Proposal(original.height, time_ms, original.proposer, original.txs)
+        return PrePrepare(self._resign(pre_prepare.vote, digest=proposal.digest), proposal)
 
     def _resign(self, vote: Vote, digest: bytes) -> Vote:
         unsigned = Vote(vote.kind, vote.view, vote.sequence, digest, vote.replica, bytes(64))

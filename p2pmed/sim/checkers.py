@@ -5,7 +5,9 @@ Safety, checked on every block an honest replica commits:
     (with hash chaining this also makes every honest chain a prefix of the longest);
   - the block carries a valid commit certificate;
   - no transaction is executed twice by one replica;
-  - only transactions a client submitted are committed.
+  - only transactions a client submitted are committed;
+  - time: no block is dated more than ``time_skew_max_ms`` past the latest honest
+    clock when it commits (a primary cannot move the ledger's clock ahead).
 Liveness, checked when the run ends: every transaction submitted was committed by
 every live honest replica, provided the faults at the end are within what PBFT
 tolerates (at most f faulty replicas, network healed).
@@ -36,6 +38,7 @@ class Violation:
 @dataclass
 class SafetyChecker:
     validators: Validators
+    time_skew_max_ms: int
     submitted: set[bytes] = field(default_factory=set)
     decided: dict[int, bytes] = field(default_factory=dict)
     executed: dict[int, set[bytes]] = field(default_factory=dict)
@@ -45,9 +48,25 @@ class SafetyChecker:
         if len(self.violations) < VIOLATIONS_MAX:
             self.violations.append(Violation(kind, step, round(time_s, 6), node, detail))
 
-    def on_commit(self, node: int, block: Block, certificate: CommitCertificate, step: int, time_s: float) -> None:
+    def on_commit(
+        self,
+        node: int,
+        block: Block,
+        certificate: CommitCertificate,
+        step: int,
+        time_s: float,
+        honest_clock_ms: int,
+    ) -> None:
+        """``honest_clock_ms``: the latest of the honest nodes' clocks now."""
+
         def violation(kind: str, detail: str) -> None:
             self.report(kind, step, time_s, node, detail)
+
+        if block.header.time_ms > honest_clock_ms + self.time_skew_max_ms:
+            violation(
+                "time",
+                f"height {block.height} dated {block.header.time_ms - honest_clock_ms} ms past the latest honest clock",
+            )
 
         first = self.decided.setdefault(block.height, block.hash)
         if first != block.hash:

@@ -40,6 +40,8 @@ class Behaviour(enum.StrEnum):
     REPLAY = "replay"
     FORGE = "forge"
     TWINS = "twins"
+    TIME_WARP = "time_warp"
+    BAD_CHECKPOINT = "bad_checkpoint"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import hashlib
 import heapq
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,7 +122,7 @@ class Simulation:
         self.validators = Validators(CHAIN_ID, tuple(s.public_key for s in signers), self.verifier, quorum_override)
         self.network = SimNetwork.from_spec(scenario.network, self.rng)
         self.nodes = [SimNode(i, signer) for i, signer in enumerate(signers)]
-        self.checker = SafetyChecker(self.validators)
+        self.checker = SafetyChecker(self.validators, config.block_time_skew_max_ms)
         self.now = 0
         self.step = 0
         self._queue: list[tuple[int, int, str, Any]] = []
@@ -298,7 +299,8 @@ class Simulation:
         self._trace.update(b"c%d|%d|" % (self.now, node.index) + block.hash)
         if node.byzantine is not None:
             return
-        self.checker.on_commit(node.index, block, certificate, self.step, self.now / 1000)
+        honest_clock_ms = max(self._local(other) for other in self.nodes if other.byzantine is None)
+        self.checker.on_commit(node.index, block, certificate, self.step, self.now / 1000, honest_clock_ms)
         for tx in block.txs:
             node.executed.add(tx.id)
             self.committed_at.setdefault(tx.id, self.now)
@@ -400,6 +402,14 @@ class Simulation:
 
     # -- observation ----------------------------------------------------------
 
+    def _rejected(self) -> dict[str, int]:
+        """Messages the honest replicas running at the end refused, by reason."""
+        total: Counter[str] = Counter()
+        for node in self._honest_live():
+            assert node.replica is not None
+            total.update(node.replica.rejected)
+        return dict(sorted(total.items()))
+
     def _honest_live(self) -> list[SimNode]:
         return [node for node in self.nodes if node.byzantine is None and node.replica is not None and not node.paused]
 
@@ -478,6 +488,7 @@ class Simulation:
                 "detail": _liveness_detail(expected, stuck, self.nodes, faulty, self.validators.f),
             },
             "view_changes": max((node.replica.view for node in self._honest_live() if node.replica), default=0),
+            "rejected": self._rejected(),
             "latency_ms": percentiles(latencies),
             "heights": {str(node.index): len(node.chain) for node in self.nodes},
             "simulated_s": self.now / 1000,
