@@ -16,8 +16,11 @@ from p2pmed.consensus.messages import (
     BlockWithCertificate,
     Checkpoint,
     CommitCertificate,
+    FetchBlocks,
+    PreparedCertificate,
     PrePrepare,
     Proposal,
+    ViewChange,
     Vote,
     VoteKind,
     blocks_answer,
@@ -184,4 +187,39 @@ def test_a_failed_store_write_stops_the_node_and_a_restart_recovers(
     network.restart(1)
     network.run(8_000)
     assert len(set(network.heads())) == 1 and network.heads()[0][0] == 2  # type: ignore[index]
+    network.close()
+
+
+def test_a_peer_asking_for_blocks_too_often_is_served_once_per_interval(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(fetch_serve_interval_ms=250))
+    network.submit_everywhere(sign_transaction(SigningKey.from_seed(b"f" * 32), CHAIN, "load.probe", 0, Probe("b")))
+    network.run(1_000)
+    server = network.cores[0]
+    assert server is not None
+    fetch = encode_message(FetchBlocks(1, 2))
+    assert server.receive(2, fetch, network.now_ms)  # served
+    assert server.receive(2, fetch, network.now_ms + 100) == []  # 47 bytes may not buy another 8 MiB yet
+    assert server.replica.rejected["fetch-too-often"] == 1
+    assert server.receive(3, encode_message(FetchBlocks(1, 3)), network.now_ms + 100)  # another peer: its own budget
+    assert server.receive(2, fetch, network.now_ms + 300)
+    network.close()
+
+
+def bogus_view_change(key: SigningKey, replica: int, new_view: int) -> ViewChange:
+    """Validly signed by ``replica``, but its prepared certificate proves nothing."""
+    proposal = Proposal(1, 1_000, key.public_key, ())
+    certificate = PreparedCertificate(Vote(VoteKind.PRE_PREPARE, 0, 1, proposal.digest, 0, bytes(64)), (), proposal)
+    unsigned = ViewChange(new_view, 0, (), (certificate,), replica, bytes(64))
+    signature = key.sign(unsigned.domain, CHAIN, signing_payload(unsigned))
+    return ViewChange(new_view, 0, (), (certificate,), replica, signature)
+
+
+def test_a_view_change_far_ahead_costs_one_signature_until_it_is_used(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN)
+    target = network.cores[1]
+    assert target is not None
+    target.receive(3, encode_message(bogus_view_change(network.keys[3], 3, 50)), network.now_ms)
+    assert target.replica.rejected["invalid"] == 0, "only its signature was checked"
+    target.receive(2, encode_message(bogus_view_change(network.keys[2], 2, 1)), network.now_ms)
+    assert target.replica.rejected["invalid"] == 1, "the next view's is checked in full at once"
     network.close()

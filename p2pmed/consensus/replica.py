@@ -111,6 +111,9 @@ class ReplicaConfig:
     """A backup prepares a new proposal only if it is dated within this of its own clock
     (and after the proposals before it); a re-proposal or a NEW-VIEW's empty block only
     if it is dated no later than its clock plus this."""
+    fetch_serve_interval_ms: int = 250
+    """A peer's block fetch is answered at most once per this (less than the retransmit
+    interval, at which an honest peer asks again)."""
     head_probe_idle_ms: int = 3_000
     """After hearing no consensus message for this long, ask one peer (in turn) for blocks
     after our head: on an idle network nothing else tells a node that missed blocks it is behind."""
@@ -119,6 +122,7 @@ class ReplicaConfig:
 
     def __post_init__(self) -> None:
         assert self.batch_size_max >= 1 and self.pipeline_max >= 1
+        assert self.fetch_serve_interval_ms < self.retransmit_interval_ms, "honest re-asks must be served"
         assert codec.TX_SIZE_MAX <= self.block_bytes_max <= PROPOSAL_BYTES_MAX, "every transaction must fit a block"
         assert self.watermark_window >= 2 * self.checkpoint_interval, "L must cover two checkpoint intervals"
         assert self.watermark_window % self.checkpoint_interval == 0
@@ -218,6 +222,11 @@ class Replica:
         # blocks after a restart), so a resubmitted one is never ordered again.
         self._committed_ids: dict[bytes, None] = dict.fromkeys(committed_tx_ids)
         self._view_changes: dict[int, ViewChange] = {}
+        self._view_changes_checked: set[int] = set()
+        self._fetch_served_at_ms: dict[int, int] = {}
+        self._continue_from: int | None = None
+        """The peer whose last answer was cut short (``Blocks.more``): asked again first."""
+        """Replicas whose view change in ``_view_changes`` had its certificates checked."""
         self._new_view: NewView | None = None
         self._next_sequence = last_executed + 1
         self._timers = LivenessTimers(
@@ -374,6 +383,13 @@ class Replica:
         handlers[type(message)](message)  # type: ignore[operator]
 
     def _on_fetch_blocks(self, fetch: FetchBlocks) -> None:
+        """Serve a peer at most once per ``fetch_serve_interval_ms``: an answer costs up to
+        ``FETCH_BYTES_MAX`` of reading and sending, a request 47 bytes."""
+        served_ms = self._fetch_served_at_ms.get(fetch.replica)
+        if served_ms is not None and self._now_ms - served_ms < self.config.fetch_serve_interval_ms:
+            self.rejected["fetch-too-often"] += 1
+            return
+        self._fetch_served_at_ms[fetch.replica] = self._now_ms
         self._decided.append(ServeBlocks(fetch.replica, fetch.from_height))
 
     def _require_sender(self, sender: int, replica: int) -> None:
@@ -692,6 +708,7 @@ class Replica:
             )
         )
         self._view_changes[self.index] = view_change
+        self._view_changes_checked.add(self.index)
         self._persist_view()
         self._messages.append(Broadcast(view_change))
         self._maybe_new_view()
@@ -715,7 +732,14 @@ class Replica:
         known = self._view_changes.get(view_change.replica)
         if known is not None and known.new_view >= view_change.new_view:
             return
-        self.validators.check_view_change(view_change, self.config.watermark_window)
+        if view_change.new_view > self.view + 1:
+            # Far ahead: it counts towards the f+1 that move us, at the cost of one signature;
+            # its certificates are checked only if we use it (``_checked_view_changes``).
+            self.validators.check_signed(view_change)
+            self._view_changes_checked.discard(view_change.replica)
+        else:
+            self.validators.check_view_change(view_change, self.config.watermark_window)
+            self._view_changes_checked.add(view_change.replica)
         self._view_changes[view_change.replica] = view_change
         ahead = sorted(
             vc.new_view for r, vc in self._view_changes.items() if r != self.index and vc.new_view > self.view
@@ -724,12 +748,29 @@ class Replica:
             self._start_view_change(ahead[0])
         self._maybe_new_view()
 
+    def _checked_view_changes(self) -> list[ViewChange]:
+        """The view changes for our view, their certificates checked (now, if they came
+        while far ahead); one that fails is dropped and counted."""
+        checked = []
+        for replica, view_change in list(self._view_changes.items()):
+            if view_change.new_view != self.view:
+                continue
+            if replica not in self._view_changes_checked:
+                try:
+                    self.validators.check_view_change(view_change, self.config.watermark_window)
+                except InvalidMessage as error:
+                    del self._view_changes[replica]
+                    self.rejected["invalid"] += 1
+                    self._note(f"invalid view change from {replica}: {error.reason}")
+                    continue
+                self._view_changes_checked.add(replica)
+            checked.append(view_change)
+        return checked
+
     def _maybe_new_view(self) -> None:
         if self.view_phase is ViewPhase.ACTIVE:
             return
-        view_changes = sorted(
-            (vc for vc in self._view_changes.values() if vc.new_view == self.view), key=lambda vc: vc.replica
-        )[: self.validators.quorum]
+        view_changes = sorted(self._checked_view_changes(), key=lambda vc: vc.replica)[: self.validators.quorum]
         if len(view_changes) < self.validators.quorum:
             return
         # §4.5.2: wait for the new primary only once a quorum wants this view, so a
@@ -854,6 +895,11 @@ class Replica:
             self._timers.sync_at(self._now_ms)
 
     def _request_blocks(self) -> None:
+        if self._continue_from is not None:  # it proved it has more: valid blocks and ``more``
+            self._messages.append(Send(self._continue_from, FetchBlocks(self.last_executed + 1, self.index)))
+            self._continue_from = None
+            self._timers.sync_after_interval(self._now_ms)
+            return
         sources = sorted(r for r, s in self._ahead.items() if s > self.last_executed)
         if not sources or self._sync_target() <= self.last_executed:
             self._timers.stop_sync()
@@ -881,9 +927,10 @@ class Replica:
             self._apply(item.block, item.certificate)
             self._timers.block_fetched(self._now_ms)
             advanced = True
-        if advanced and message.more:  # the answer was cut short: ask the same peer for the rest
+        if advanced and message.more:  # cut short: ask the same peer again once it serves us again
             self._behind(self.last_executed + 1, {sender})
-            self._messages.append(Send(sender, FetchBlocks(self.last_executed + 1, self.index)))
+            self._continue_from = sender
+            self._timers.sync_after_interval(self._now_ms)
         elif not advanced and self._ahead.get(sender, 0) > self.last_executed:
             self._ahead[sender] = self.last_executed  # it showed nothing past our head: its claim decays
         self._execute_ready()
