@@ -400,3 +400,14 @@ async def test_stopping_a_transport_ends_its_incoming_channel_and_unregisters_th
                 await net.hosts[1].new_stream(net.ids[0], [PROTOCOL_ID])
             net.transports[0].send(1, b"too late")
             assert net.transports[0].counters.frames_dropped == 1
+
+
+async def test_a_validator_over_its_inbound_byte_rate_is_held_back_and_loses_nothing():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with network(2, frame_size_max=5_000, queue_bytes_max=100_000, inbound_bytes_per_s=10_000) as net:
+            frames = [bytes([i]) * 5_000 for i in range(8)]  # 40 KB against a burst of 10 KB and 10 KB/s
+            for frame in frames:
+                net.transports[1].send(0, frame)
+            assert [await net.transports[0].incoming.receive() for _ in frames] == [(1, frame) for frame in frames]
+            assert net.transports[0].counters.inbound_throttled >= 1
+            assert net.transports[1].counters.inbound_throttled == 0

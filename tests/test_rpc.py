@@ -36,8 +36,8 @@ from p2pmed.rpc import (
     RpcServer,
     RpcSocketInUse,
 )
-from p2pmed.rpc.limits import TokenBucket
 from p2pmed.rpc.lines import LineReader, LineTooLong
+from p2pmed.token_bucket import TokenBucket
 
 TEST_TIMEOUT = 10
 MiB = 1 << 20

@@ -11,8 +11,11 @@ to the validator key; see ``p2pmed.net.identity``), mapped to the validator's
 index. Streams from any other peer are reset at once and counted. A frame that
 breaks the framing rules (oversized, non-minimal or overlong length prefix,
 truncated) resets that stream and closes the connection to that peer, both
-counted; the peer may dial again, and nothing else is affected. This layer does not decode messages: the consumer of
-``incoming`` gets ``(sender_index, bytes)`` and must treat the bytes as
+counted; the peer may dial again, and nothing else is affected. Each validator
+may send at most ``inbound_bytes_per_s`` (a burst of two maximum frames): a peer
+over it is not read until its budget refills, counted as ``inbound_throttled``,
+so a Byzantine validator cannot make this node decode more than that. This
+layer does not decode messages: the consumer of ``incoming`` gets ``(sender_index, bytes)`` and must treat the bytes as
 untrusted (``decode_message`` and signature checks).
 
 Sending never blocks the caller. Each peer has a bounded queue (frames and
@@ -45,6 +48,7 @@ from libp2p.peer.id import ID
 
 from p2pmed.codec import MESSAGE_SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+from p2pmed.token_bucket import TokenBucket
 
 __all__ = ["PROTOCOL_ID", "ConsensusTransport", "TransportCounters"]
 
@@ -68,6 +72,7 @@ class TransportCounters:
     streams_refused: int = 0  # inbound streams from peers that are not validators: reset
     streams_malformed: int = 0  # inbound streams reset because a frame broke the framing rules
     peers_disconnected: int = 0  # connections closed because their peer broke the framing rules
+    inbound_throttled: int = 0  # inbound frames held back because their peer was over its byte rate
 
 
 @dataclasses.dataclass(eq=False)
@@ -101,6 +106,7 @@ class ConsensusTransport:
         queue_bytes_max: int = 64 << 20,
         inbox_size: int = 1024,
         batch_bytes_max: int = 256 << 10,
+        inbound_bytes_per_s: float = 32 << 20,
         open_timeout: float = 10.0,
         retry_delay_min: float = 0.05,
         retry_delay_max: float = 5.0,
@@ -119,6 +125,7 @@ class ConsensusTransport:
         self.queue_frames_max = queue_frames_max
         self.queue_bytes_max = queue_bytes_max
         self.batch_bytes_max = batch_bytes_max
+        self.inbound_bytes_per_s = inbound_bytes_per_s
         self.open_timeout = open_timeout
         self.retry_delay_min = retry_delay_min
         self.retry_delay_max = retry_delay_max
@@ -127,6 +134,7 @@ class ConsensusTransport:
         self._peers = {i: _Peer(i, peer_id) for i, peer_id in enumerate(validators) if i != index}
         self._inbox_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](inbox_size)
         self._inbound: set[INetStream] = set()
+        self._budgets: dict[int, TokenBucket] = {}  # per sending validator, shared by its streams
         self._started = False
         self._stopped = False
 
@@ -234,6 +242,9 @@ class ConsensusTransport:
         self.counters.streams_accepted += 1
         self._inbound.add(stream)
         reader = FrameReader(stream, self.frame_size_max)
+        budget = self._budgets.setdefault(
+            sender, TokenBucket(self.inbound_bytes_per_s, 2 * self.frame_size_max, trio.current_time())
+        )
         try:
             while True:
                 frame = await reader.read_frame()
@@ -242,6 +253,7 @@ class ConsensusTransport:
                         await stream.close()
                     return
                 self.counters.frames_received += 1
+                await self._spend(budget, len(frame) or 1)
                 await self._inbox_send.send((sender, frame))
         except FrameError as error:
             self.counters.streams_malformed += 1
@@ -255,6 +267,16 @@ class ConsensusTransport:
         finally:
             self._inbound.discard(stream)
         await _reset(stream)
+
+    async def _spend(self, budget: TokenBucket, size: int) -> None:
+        """Hold back a peer over its byte rate (every frame it sends costs us a strict decode
+        and perhaps signature checks); stopping to read its stream slows the sender down."""
+        wait = budget.take(trio.current_time(), size)
+        if wait:
+            self.counters.inbound_throttled += 1
+            while wait:
+                await trio.sleep(wait)
+                wait = budget.take(trio.current_time(), size)
 
     async def _disconnect(self, peer_id: ID) -> None:
         """Drop every connection to a peer that broke the protocol; it may dial again,

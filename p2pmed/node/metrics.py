@@ -167,6 +167,11 @@ class NodeCollector(Collector):
             transport.frames_dropped,
         )
         yield _counter(
+            "p2pmed_consensus_frames_throttled",
+            "Inbound consensus frames held back because their validator was over its byte rate.",
+            transport.inbound_throttled,
+        )
+        yield _counter(
             "p2pmed_consensus_frames_oversized",
             "Outgoing consensus messages over the frame limit, dropped (a bug: messages are bounded by construction).",
             transport.frames_oversized,

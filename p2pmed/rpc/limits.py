@@ -1,4 +1,4 @@
-"""The two per-connection bounds of the RPC server: a request rate and an output buffer."""
+"""The RPC server's per-connection output buffer (its request rate is a ``p2pmed.token_bucket``)."""
 
 from __future__ import annotations
 
@@ -6,36 +6,11 @@ import collections
 
 import trio
 
-__all__ = ["Outbox", "TokenBucket"]
+__all__ = ["Outbox"]
 
 BATCH_BYTES_MAX = 256 * 1024
 """How much ``Outbox.take`` joins into one write: fewer system calls for many
 small notifications, without copying a whole full buffer at once."""
-
-
-class TokenBucket:
-    """At most ``burst`` requests at once, refilled at ``rate`` per second.
-
-    Pure: time comes in as ``now`` (seconds, any monotonic origin), so the same
-    bucket works under trio's clock and in a test with made-up times.
-    """
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("a token bucket needs a positive rate and a burst of at least 1")
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._updated = now
-
-    def take(self, now: float) -> float:
-        """Take one token: ``0.0`` if there was one, else how many seconds until there is."""
-        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate)
-        self._updated = max(self._updated, now)
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self.rate
 
 
 class Outbox:

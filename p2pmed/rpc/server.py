@@ -73,7 +73,7 @@ import structlog
 import trio
 
 from p2pmed.rpc.errors import ErrorCode, RpcError
-from p2pmed.rpc.limits import Outbox, TokenBucket
+from p2pmed.rpc.limits import Outbox
 from p2pmed.rpc.lines import LineReader, LineTooLong
 from p2pmed.rpc.params import Method, Param, bind_params, did_you_mean, shorten
 from p2pmed.rpc.protocol import (
@@ -85,6 +85,7 @@ from p2pmed.rpc.protocol import (
     parse_request,
 )
 from p2pmed.rpc.socket_file import listen_private, remove_if_ours
+from p2pmed.token_bucket import TokenBucket
 
 __all__ = ["UNSUBSCRIBE", "RpcCounters", "RpcServer"]
 

@@ -1,0 +1,32 @@
+"""A token bucket: a rate with a burst, for requests (the RPC server) or bytes (peers)."""
+
+from __future__ import annotations
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    """At most ``burst`` tokens at once (requests, bytes), refilled at ``rate`` per second.
+
+    Pure: time comes in as ``now`` (seconds, any monotonic origin), so the same
+    bucket works under trio's clock and in a test with made-up times.
+    """
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs a positive rate and a burst of at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._updated = now
+
+    def take(self, now: float, amount: int = 1) -> float:
+        """Take ``amount`` tokens (at most ``burst``): ``0.0`` if there were enough, else
+        how many seconds until there are (nothing is taken then)."""
+        assert 1 <= amount <= self.burst, "a bucket cannot hold what is asked of it"
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate)
+        self._updated = max(self._updated, now)
+        if self._tokens >= amount:
+            self._tokens -= amount
+            return 0.0
+        return (amount - self._tokens) / self.rate
