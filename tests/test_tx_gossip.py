@@ -378,7 +378,7 @@ async def test_bad_batches_from_a_misbehaving_peer_are_rejected_counted_and_not_
             ]
             for _reason, data in bad:
                 await rogue.pubsub.publish(TOPIC, data)
-            expected = {"too_big": 1, "malformed": 2, "bad_tx": 2}
+            expected = {**dict.fromkeys(REJECT_REASONS, 0), "too_big": 1, "malformed": 2, "bad_tx": 2}
             for gossip in honest:
                 await wait_until(lambda gossip=gossip: gossip.counters.batches_rejected == expected)
             # Good traffic goes on, the rogue's included: its valid batches are still accepted.
@@ -423,3 +423,34 @@ async def test_stopping_ends_the_incoming_channel_and_later_publishes_are_droppe
             assert net.gossips[1].pending() == 0
             with pytest.raises(RuntimeError, match="runs once"):
                 await net.gossips[1].run()
+
+
+async def test_batches_from_a_publisher_not_admitted_are_rejected_before_decoding():
+    keys = [SigningKey.from_seed(bytes([0x40 + i]) * 32) for i in range(4)]  # gossip_network's hosts
+    admitted = {peer_id_of(key.public_key) for key in keys[:3]}
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(4, admitted=admitted.__contains__) as net:
+            honest, outsider = net.gossips[:3], net.gossips[3]
+            outsider.pubsub.remove_topic_validator(TOPIC)  # it publishes regardless
+            await outsider.pubsub.publish(TOPIC, codec.encode(TxBatch((probe(20),))))
+            for gossip in honest:
+                await wait_until(lambda gossip=gossip: gossip.counters.batches_rejected["not_admitted"] == 1)
+            honest[0].publish(probe(21))
+            for gossip in honest[1:]:
+                assert await receive_txs(gossip, 1) == [probe(21)]
+            assert_nothing_waiting(honest)
+            for gossip in honest:
+                assert gossip.counters.batches_rejected["malformed"] == gossip.counters.batches_rejected["bad_tx"] == 0
+
+
+async def test_a_publisher_over_its_byte_budget_has_its_batches_rejected():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(2, batch_bytes_max=1300, publisher_bytes_per_s=100) as net:
+            sender, receiver = net.gossips
+            sender.pubsub.remove_topic_validator(TOPIC)  # floods regardless of its own budget
+            for nonce in range(8):  # 8 batches of ~900 bytes at once, against a burst of 2600 and 100 bytes/s
+                await sender.pubsub.publish(
+                    TOPIC, codec.encode(TxBatch(tuple(probe(nonce * 10 + i) for i in range(6))))
+                )
+            await wait_until(lambda: receiver.counters.batches_rejected["over_budget"] >= 1)
+            assert receiver.counters.batches_received + receiver.counters.batches_rejected["over_budget"] <= 8

@@ -35,8 +35,10 @@ far more CPU than the transactions in it (py-libp2p relays it, encrypts and
 frames it per peer), so under load batches grow instead of messages multiplying.
 
 Receiving: a topic validator checks every message, on receivers and (as
-py-libp2p does) on the publisher: size, strict decoding, chain id, ``accept``
-for each transaction. Accepted batches from other peers go to ``incoming``, a
+py-libp2p does) on the publisher, cheapest first: that its publisher is admitted
+(``admitted``: the daemon admits the validators unless ``[p2p] gossip_publishers``
+is ``any``), size, the publisher's byte budget (``publisher_bytes_per_s``), strict
+decoding, chain id, ``accept`` for each transaction. Accepted batches from other peers go to ``incoming``, a
 bounded channel of transaction tuples; our own never come back. A consumer that
 falls behind loses whole batches, counted, rather than stalling the pubsub
 service; gossip is best effort and consensus fetches what it misses.
@@ -90,12 +92,13 @@ from libp2p.tools.anyio_service import background_trio_service
 from p2pmed import codec
 from p2pmed.ledger.tx import CHAIN_ID_LENGTH_MAX, Transaction
 from p2pmed.net import peer_records
+from p2pmed.token_bucket import TokenBucket
 
 __all__ = ["REJECT_REASONS", "GossipCounters", "TxBatch", "TxGossip", "tx_topic"]
 
 log = structlog.get_logger(__name__)
 
-REJECT_REASONS = ("too_big", "malformed", "bad_tx")
+REJECT_REASONS = ("not_admitted", "over_budget", "too_big", "malformed", "bad_tx")
 
 # CBOR around the transactions of a batch: map(1) "txs" array(n) = 1 + 4 + at most 5 bytes.
 BATCH_OVERHEAD_MAX = 10
@@ -106,6 +109,8 @@ BATCH_BYTES_LIMIT = DefaultMaxMessageSize - (64 << 10)
 OUTBOUND_QUEUE_PAUSE = OutBoundQueueSize // 2
 OUTBOUND_POLL_INTERVAL = 0.002  # seconds; py-libp2p's queue signals no "drained" event
 UNSUBSCRIBE_TIMEOUT = 2.0  # seconds; unsubscribing only queues messages, so it takes far less
+# Publishers whose byte budget is remembered; the least recently seen is forgotten first.
+PUBLISHERS_TRACKED_MAX = 10_000
 # Batches accepted by the validator, kept for the receiver so it does not decode them again.
 ACCEPTED_BATCHES_MAX = 4 * OutBoundQueueSize
 
@@ -177,6 +182,8 @@ class TxGossip:
         pending_bytes_max: int = 64 << 20,
         inbox_size: int = 256,
         outbound_wait_max: float = 1.0,
+        admitted: Callable[[ID], bool] | None = None,
+        publisher_bytes_per_s: float = 16 << 20,
     ) -> None:
         if not 0 < len(chain_id) <= CHAIN_ID_LENGTH_MAX:
             raise ValueError(f"chain_id must be 1..{CHAIN_ID_LENGTH_MAX} characters")
@@ -198,6 +205,9 @@ class TxGossip:
         self.pending_txs_max = pending_txs_max
         self.pending_bytes_max = pending_bytes_max
         self.outbound_wait_max = outbound_wait_max
+        self.admitted = admitted
+        self.publisher_bytes_per_s = publisher_bytes_per_s
+        self._budgets: dict[bytes, TokenBucket] = {}  # per publisher, bounded by PUBLISHERS_TRACKED_MAX
         self.counters = GossipCounters()
         self.router = _new_router()
         peer_records.install()
@@ -337,8 +347,12 @@ class TxGossip:
         travels no further.
         """
         data = message.data
+        if self.admitted is not None and not self.admitted(ID(message.from_id)):
+            return self._reject("not_admitted", forwarder, message, "the publisher may not publish transactions here")
         if len(data) > self.batch_bytes_max:
             return self._reject("too_big", forwarder, message, f"{len(data)} bytes, limit {self.batch_bytes_max}")
+        if not self._within_budget(message.from_id, len(data)):
+            return self._reject("over_budget", forwarder, message, f"over {self.publisher_bytes_per_s:.0f} bytes/s")
         try:
             batch = codec.decode(TxBatch, data, self.batch_bytes_max)
         except codec.CodecError as error:
@@ -352,6 +366,17 @@ class TxGossip:
             while len(self._accepted) > ACCEPTED_BATCHES_MAX:  # not delivered after all (channel full)
                 del self._accepted[next(iter(self._accepted))]
         return True
+
+    def _within_budget(self, publisher: bytes, size: int) -> bool:
+        """Each publisher may have at most ``publisher_bytes_per_s`` of batches checked here
+        (a burst of two batches): decoding and verifying a batch costs far more than sending it."""
+        budget = self._budgets.pop(publisher, None)  # re-inserted: the dict stays in last-use order
+        if budget is None:
+            budget = TokenBucket(self.publisher_bytes_per_s, 2 * self.batch_bytes_max, trio.current_time())
+        self._budgets[publisher] = budget
+        while len(self._budgets) > PUBLISHERS_TRACKED_MAX:
+            del self._budgets[next(iter(self._budgets))]
+        return budget.take(trio.current_time(), max(size, 1)) == 0.0
 
     def _reject(self, reason: str, forwarder: ID, message: rpc_pb2.Message, detail: str) -> bool:
         self.counters.batches_rejected[reason] += 1

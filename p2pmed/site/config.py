@@ -26,6 +26,7 @@ __all__ = ["CONFIG_TEMPLATE", "ConfigError", "NodeConfig", "load_config", "rende
 CONFIG_SIZE_MAX = 1 << 16
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+GOSSIP_PUBLISHERS = ("validators", "any")
 
 
 class ConfigError(KeyedInputError):
@@ -36,6 +37,7 @@ class ConfigError(KeyedInputError):
 class NodeConfig:
     moniker: str = "node"
     listen: str = "/ip4/127.0.0.1/tcp/26656"
+    gossip_publishers: str = "validators"
     rpc_socket: str = "p2pmed.sock"
     metrics_port: int = 0
     batch_size_max: int = 500
@@ -59,6 +61,9 @@ moniker = {moniker}
 # Multiaddr this node listens on for its peers (TCP, Noise encryption, Yamux
 # streams). The peers themselves come from genesis.json.
 listen = {listen}
+# Whose transaction batches this node checks and relays on the gossip topic:
+# "validators" (the genesis validators' node keys) or "any" libp2p peer.
+gossip_publishers = {gossip_publishers}
 
 [rpc]
 # Unix socket of the local JSON-RPC interface, relative to the home directory.
@@ -150,6 +155,7 @@ def _multiaddr(value: Any) -> str | None:
 _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("", "moniker"): ("moniker", _text(64)),
     ("p2p", "listen"): ("listen", _multiaddr),
+    ("p2p", "gossip_publishers"): ("gossip_publishers", _choice(GOSSIP_PUBLISHERS)),
     ("rpc", "socket"): ("rpc_socket", _text(100)),
     ("metrics", "port"): ("metrics_port", _integer(0, 65_535)),
     ("consensus", "batch_size_max"): ("batch_size_max", _integer(1, 10_000)),
