@@ -454,3 +454,17 @@ async def test_a_publisher_over_its_byte_budget_has_its_batches_rejected():
                 )
             await wait_until(lambda: receiver.counters.batches_rejected["over_budget"] >= 1)
             assert receiver.counters.batches_received + receiver.counters.batches_rejected["over_budget"] <= 8
+
+
+async def test_an_unbudgeted_publisher_such_as_a_validator_is_never_over_budget():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(
+            2, batch_bytes_max=1300, publisher_bytes_per_s=100, unbudgeted=lambda peer: True
+        ) as net:
+            sender, receiver = net.gossips
+            for nonce in range(8):
+                await sender.pubsub.publish(
+                    TOPIC, codec.encode(TxBatch(tuple(probe(nonce * 10 + i) for i in range(6))))
+                )
+            assert len(await receive_txs(receiver, 48)) == 48
+            assert receiver.counters.batches_rejected["over_budget"] == 0

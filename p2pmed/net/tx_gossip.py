@@ -37,8 +37,10 @@ frames it per peer), so under load batches grow instead of messages multiplying.
 Receiving: a topic validator checks every message, on receivers and (as
 py-libp2p does) on the publisher, cheapest first: that its publisher is admitted
 (``admitted``: the daemon admits the validators unless ``[p2p] gossip_publishers``
-is ``any``), size, the publisher's byte budget (``publisher_bytes_per_s``), strict
-decoding, chain id, ``accept`` for each transaction. Accepted batches from other peers go to ``incoming``, a
+is ``any``), size, the publisher's byte budget (``publisher_bytes_per_s``; the
+``unbudgeted`` ones, the validators in the daemon, carry every client's
+transactions and have none), strict decoding, chain id, ``accept`` for each
+transaction. Accepted batches from other peers go to ``incoming``, a
 bounded channel of transaction tuples; our own never come back. A consumer that
 falls behind loses whole batches, counted, rather than stalling the pubsub
 service; gossip is best effort and consensus fetches what it misses.
@@ -183,6 +185,7 @@ class TxGossip:
         inbox_size: int = 256,
         outbound_wait_max: float = 1.0,
         admitted: Callable[[ID], bool] | None = None,
+        unbudgeted: Callable[[ID], bool] | None = None,
         publisher_bytes_per_s: float = 16 << 20,
     ) -> None:
         if not 0 < len(chain_id) <= CHAIN_ID_LENGTH_MAX:
@@ -206,6 +209,7 @@ class TxGossip:
         self.pending_bytes_max = pending_bytes_max
         self.outbound_wait_max = outbound_wait_max
         self.admitted = admitted
+        self.unbudgeted = unbudgeted
         self.publisher_bytes_per_s = publisher_bytes_per_s
         self._budgets: dict[bytes, TokenBucket] = {}  # per publisher, bounded by PUBLISHERS_TRACKED_MAX
         self.counters = GossipCounters()
@@ -351,7 +355,9 @@ class TxGossip:
             return self._reject("not_admitted", forwarder, message, "the publisher may not publish transactions here")
         if len(data) > self.batch_bytes_max:
             return self._reject("too_big", forwarder, message, f"{len(data)} bytes, limit {self.batch_bytes_max}")
-        if not self._within_budget(message.from_id, len(data)):
+        if not (self.unbudgeted and self.unbudgeted(ID(message.from_id))) and not self._within_budget(
+            message.from_id, len(data)
+        ):
             return self._reject("over_budget", forwarder, message, f"over {self.publisher_bytes_per_s:.0f} bytes/s")
         try:
             batch = codec.decode(TxBatch, data, self.batch_bytes_max)

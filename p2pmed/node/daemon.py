@@ -274,9 +274,14 @@ class Node:
                 peerstore.add_addrs(peer_id, [multiaddr.Multiaddr(validator.address)], 0)  # ttl 0: permanent
         self.transport = ConsensusTransport(host, self.peer_ids, self.index)
         await nursery.start(self.transport.run)
-        admitted = None if self.home.config.gossip_publishers == "any" else set(self.peer_ids).__contains__
+        validators = set(self.peer_ids).__contains__
         self.gossip = TxGossip(
-            host, self.chain_id, self._accept_gossiped, flush_interval=GOSSIP_FLUSH_INTERVAL_S, admitted=admitted
+            host,
+            self.chain_id,
+            self._accept_gossiped,
+            flush_interval=GOSSIP_FLUSH_INTERVAL_S,
+            admitted=None if self.home.config.gossip_publishers == "any" else validators,
+            unbudgeted=validators,
         )
         await nursery.start(self.gossip.run)
         for index in range(len(self.peer_ids)):
