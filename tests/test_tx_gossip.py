@@ -25,6 +25,7 @@ import trio
 from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.rpc_queue import OutBoundQueueSize, RpcQueue
 
@@ -468,3 +469,18 @@ async def test_an_unbudgeted_publisher_such_as_a_validator_is_never_over_budget(
                 )
             assert len(await receive_txs(receiver, 48)) == 48
             assert receiver.counters.batches_rejected["over_budget"] == 0
+
+
+@pytest.mark.parametrize("junk", [b"\x05\xff\xff\xff\xff\xff", b"\x03\x0a\x05\x01"], ids=["not-protobuf", "truncated"])
+async def test_an_rpc_that_does_not_parse_ends_that_peer_s_stream_not_the_node(junk: bytes):
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(2) as net:
+            target = net.hosts[0]
+            outsider = new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x77" * 32)))
+            async with outsider.run(listen_addrs=[LISTEN]):
+                await outsider.connect(PeerInfo(target.get_id(), target.get_transport_addrs()))
+                stream = await outsider.new_stream(target.get_id(), [PROTOCOL_ID_V11])
+                await stream.write(junk)
+                await wait_until(lambda: net.gossips[0].counters.streams_failed == 1)
+            net.gossips[1].publish(probe(30))
+            assert await receive_txs(net.gossips[0], 1) == [probe(30)]

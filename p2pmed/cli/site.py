@@ -94,7 +94,7 @@ def node(home: Path, log_level: str | None) -> None:
     from p2pmed.crypto import KeyFileError
     from p2pmed.input_error import KeyedInputError
     from p2pmed.node.compose import serve
-    from p2pmed.node.core import StorageFailed
+    from p2pmed.node.core import StorageFailed, leaf_errors
     from p2pmed.node.logs import configure_logging
     from p2pmed.rpc import RpcSocketInUse
     from p2pmed.site.home import HomeError, load_home
@@ -109,7 +109,7 @@ def node(home: Path, log_level: str | None) -> None:
     try:
         trio.run(serve, loaded)
     except* (StoreError, StorageFailed, OSError, RpcSocketInUse) as group:  # trio may wrap them in a group
-        for failure in group.exceptions:
+        for failure in leaf_errors(group):
             click.echo(f"error: {failure}", err=True)
         sys.exit(EXIT_FAILURE)
 

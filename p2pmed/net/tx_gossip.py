@@ -83,7 +83,7 @@ from typing import Any
 
 import structlog
 import trio
-from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.abc import IHost, INetStream, ISubscriptionAPI
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -149,6 +149,7 @@ class GossipCounters:
     txs_received: int = 0
     batches_dropped: int = 0  # received and accepted, but ``incoming`` was full
     txs_dropped: int = 0  # never published: pushed out of a full pending queue, or published after stop
+    streams_failed: int = 0  # inbound pubsub streams ended by an error reading them (malformed RPCs)
     batches_rejected: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
 
 
@@ -222,6 +223,8 @@ class TxGossip:
             allowed_topics={self.topic},
         )
         self.pubsub.set_topic_validator(self.topic, self._validate, is_async_validator=False)
+        for protocol in self.router.get_protocols():  # replaces Pubsub's own handler (see _read_peer)
+            host.set_stream_handler(protocol, self._read_peer)
         # Message ids are publisher + seqno. py-libp2p starts the seqno at the time in
         # seconds and adds one per message, so a node restarted after fewer seconds than
         # it had published messages reused seqnos its peers still remembered as seen, and
@@ -383,6 +386,22 @@ class TxGossip:
         while len(self._budgets) > PUBLISHERS_TRACKED_MAX:
             del self._budgets[next(iter(self._budgets))]
         return budget.take(trio.current_time(), max(size, 1)) == 0.0
+
+    async def _read_peer(self, stream: INetStream) -> None:
+        """Pubsub's stream handler, except that any error reading a peer ends that peer's
+        stream, never the node: py-libp2p catches only some, and one RPC that does not parse
+        as protobuf raised ``DecodeError`` through the host's nursery and stopped the node."""
+        try:
+            await self.pubsub.stream_handler(stream)
+        except Exception as error:
+            self.counters.streams_failed += 1
+            peer = stream.muxed_conn.peer_id
+            log.info("pubsub stream failed", peer=str(peer), error=repr(error)[:200])
+            try:
+                await stream.reset()
+            except Exception:  # already gone
+                pass
+            self.pubsub._handle_dead_peer(peer)  # what Pubsub does for the errors it does catch
 
     def _reject(self, reason: str, forwarder: ID, message: rpc_pb2.Message, detail: str) -> bool:
         self.counters.batches_rejected[reason] += 1

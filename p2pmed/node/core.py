@@ -42,7 +42,7 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.node.mempool import Mempool
 from p2pmed.store import Store
 
-__all__ = ["NodeCore", "Outgoing", "StorageFailed"]
+__all__ = ["NodeCore", "Outgoing", "StorageFailed", "leaf_errors"]
 
 VERIFIED_IDS_MAX = 200_000
 RECENT_TX_IDS_MAX = 100_000
@@ -54,6 +54,15 @@ Outgoing = list[tuple[int, bytes]]
 class StorageFailed(BaseException):
     """A write to the store failed: the node must stop. A ``BaseException``, so that no
     ``except Exception`` on the way (an RPC handler's, say) turns it into an error reply."""
+
+
+def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and in the groups inside it (trio nests a group per nursery)."""
+    return [
+        leaf
+        for error in group.exceptions
+        for leaf in (leaf_errors(error) if isinstance(error, BaseExceptionGroup) else [error])
+    ]
 
 
 class NodeCore:

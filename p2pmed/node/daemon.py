@@ -51,7 +51,7 @@ from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, Blob
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
-from p2pmed.node.core import NodeCore, Outgoing, StorageFailed
+from p2pmed.node.core import NodeCore, Outgoing, StorageFailed, leaf_errors
 from p2pmed.node.custodian import Custodian
 from p2pmed.node.mempool import Mempool
 from p2pmed.node.metrics import NodeMetrics
@@ -259,7 +259,7 @@ class Node:
                         task_status.started()
                 outer.cancel_scope.cancel()
         except* StorageFailed as failed:
-            log.critical("node stopping: a store write failed", error=str(failed.exceptions[0]))
+            log.critical("node stopping: a store write failed", error=str(leaf_errors(failed)[0]))
             raise
         finally:
             height = self.core.store.head()[0]
