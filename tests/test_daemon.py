@@ -148,11 +148,12 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
     import trio
     from libp2p import new_host
     from libp2p.exceptions import BaseLibp2pError
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
 
     from p2pmed.codec import MESSAGE_SIZE_MAX
     from p2pmed.consensus.messages import Vote, VoteKind, encode_message
     from p2pmed.crypto import SigningKey, load_signing_key
-    from p2pmed.net import PROTOCOL_ID, encode_frame, key_pair_of, peer_id_of
+    from p2pmed.net import PROTOCOL_ID, TxGossip, encode_frame, key_pair_of, peer_id_of
     from p2pmed.net.framing import encode_varint
     from p2pmed.rpc.client import RpcError
     from p2pmed.site.home import NODE_KEY, load_home
@@ -172,6 +173,8 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
     with trio.fail_after(WAIT_S):
         async with trio.open_nursery() as nursery:
             async with impostor.run(listen_addrs=listen), outsider.run(listen_addrs=listen):
+                outsider_gossip = TxGossip(outsider, genesis.chain_id, lambda tx: True)
+                await nursery.start(outsider_gossip.run)
                 for host in (impostor, outsider):
                     host.get_peerstore().add_addrs(target, [multiaddr.Multiaddr(target_address)], 0)
 
@@ -189,11 +192,24 @@ async def test_hostile_peers_are_refused_and_counted_while_the_network_keeps_com
                 await truncated.write(encode_varint(100) + b"short")
                 await truncated.close()
 
+                junk = await outsider.new_stream(target, [PROTOCOL_ID_V11])  # an RPC that is not protobuf
+                await junk.write(b"\x05\xff\xff\xff\xff\xff")
+                spam = sample_transactions(genesis.chain_id, 1)[0]  # a valid batch, from a publisher not admitted
+                for _ in range(20):  # bounded: until node 0 has refused one (the mesh takes a heartbeat or two)
+                    outsider_gossip.publish(spam)
+                    counters = await trio.to_thread.run_sync(net.call, 0, "node.counters")
+                    if counters["gossip"]["batches_rejected"]["not_admitted"]:
+                        break
+                    await trio.sleep(0.5)
+
                 def counted() -> bool:
                     counters = net.call(0, "node.counters")
                     transport, rejected = counters["transport"], counters["consensus_rejected"]
+                    gossip = counters["gossip"]
                     return (
-                        transport["streams_refused"] >= 1
+                        gossip["streams_failed"] >= 1
+                        and gossip["batches_rejected"]["not_admitted"] >= 1
+                        and transport["streams_refused"] >= 1
                         and transport["streams_malformed"] >= 2
                         and transport["peers_disconnected"] >= 1
                         and rejected.get("malformed", 0) >= 1
