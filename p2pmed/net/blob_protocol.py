@@ -19,6 +19,7 @@ thread, like everything else that touches the store.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from libp2p.peer.id import ID
 from p2pmed import codec
 from p2pmed.ledger.contracts.records import SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+from p2pmed.token_bucket import TokenBucket
 
 __all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService", "refused"]
 
@@ -63,13 +65,26 @@ def refused(reason: str) -> BlobResponse:
 
 
 class BlobService:
-    """Serves ``PROTOCOL_ID``: ``answer`` is this node's custodian deciding each request."""
+    """Serves ``PROTOCOL_ID``: ``answer`` is this node's custodian deciding each request.
+
+    Each validator may have ``streams_per_peer_max`` requests open at once and make
+    ``requests_per_s`` (bursts of twice that); a request over either is reset before
+    anything is read, and counted as ``throttled``."""
 
     def __init__(
-        self, host: IHost, answer: Callable[[BlobRequest], BlobResponse], validators: Callable[[ID], bool]
+        self,
+        host: IHost,
+        answer: Callable[[BlobRequest], BlobResponse],
+        validators: Callable[[ID], bool],
+        *,
+        requests_per_s: float = 100.0,
+        streams_per_peer_max: int = 4,
     ) -> None:
         self.host, self.answer, self.is_validator = host, answer, validators
-        self.served: dict[str, int] = {"put": 0, "get": 0, "refused": 0, "malformed": 0, "strangers": 0}
+        self.requests_per_s, self.streams_per_peer_max = requests_per_s, streams_per_peer_max
+        self.served: dict[str, int] = dict.fromkeys(("put", "get", "refused", "malformed", "strangers", "throttled"), 0)
+        self._budgets: dict[ID, TokenBucket] = {}
+        self._open: collections.Counter[ID] = collections.Counter()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self._handle)
@@ -85,6 +100,20 @@ class BlobService:
             self.served["strangers"] += 1
             await _reset(stream)
             return
+        budget = self._budgets.setdefault(
+            peer, TokenBucket(self.requests_per_s, max(1, int(2 * self.requests_per_s)), trio.current_time())
+        )
+        if self._open[peer] >= self.streams_per_peer_max or budget.take(trio.current_time()):
+            self.served["throttled"] += 1
+            await _reset(stream)
+            return
+        self._open[peer] += 1
+        try:
+            await self._serve(peer, stream)
+        finally:
+            self._open[peer] -= 1
+
+    async def _serve(self, peer: ID, stream: INetStream) -> None:
         try:
             with trio.fail_after(REQUEST_TIMEOUT_S):
                 frame = await FrameReader(stream, FRAME_SIZE_MAX).read_frame()
