@@ -188,3 +188,12 @@ def test_a_new_view_re_proposes_above_the_highest_stable_point_what_prepared_in_
     assert selected_proposals(list(reversed(view_changes))) == (low, chosen), (
         "the order of view changes does not matter"
     )
+
+
+def test_a_new_view_s_shape_is_refused_before_its_signature_is_checked() -> None:
+    four = new_view(1, senders=(0, 1, 2, 3))
+    fifth = ViewChange(1, 0, (), (), 4, bytes(64))  # from no validator: more view changes than validators
+    too_many = dataclasses.replace(four, view_changes=(*four.view_changes, fifth))  # its signature no longer holds
+    refused(lambda: VALIDATORS.check_new_view(too_many, WINDOW), "5 distinct view changes")
+    unsigned = dataclasses.replace(new_view(1, senders=(0, 1)), signature=bytes(64))
+    refused(lambda: VALIDATORS.check_new_view(unsigned, WINDOW), "2 distinct view changes")

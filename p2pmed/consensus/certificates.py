@@ -162,20 +162,22 @@ class Validators:
             self.check_prepared_certificate(certificate)
 
     def check_new_view(self, new_view: NewView, window: int) -> None:
-        """Signed by the view's primary, carrying a quorum of valid view changes for it."""
+        """Signed by the view's primary, carrying a quorum of valid view changes for it.
+        Its shape is checked before any signature: a signature check of a new-view encodes
+        all of it, and one carries up to n view changes."""
         if new_view.replica != self.primary(new_view.view):
             raise InvalidMessage(f"new-view for view {new_view.view} from replica {new_view.replica}, not its primary")
-        self.check_signed(new_view)
         senders = {view_change.replica for view_change in new_view.view_changes}
-        if len(senders) != len(new_view.view_changes) or len(senders) < self.quorum:
+        if len(senders) != len(new_view.view_changes) or not self.quorum <= len(senders) <= self.n:
             raise InvalidMessage(f"new-view carries {len(senders)} distinct view changes, needs {self.quorum}")
+        if any(view_change.new_view != new_view.view for view_change in new_view.view_changes):
+            raise InvalidMessage("new-view carries a view change for another view")
+        if any(pre_prepare.vote.view != new_view.view for pre_prepare in new_view.pre_prepares):
+            raise InvalidMessage("new-view carries a pre-prepare for another view")
+        self.check_signed(new_view)
         for view_change in new_view.view_changes:
-            if view_change.new_view != new_view.view:
-                raise InvalidMessage("new-view carries a view change for another view")
             self.check_view_change(view_change, window)
         for pre_prepare in new_view.pre_prepares:
-            if pre_prepare.vote.view != new_view.view:
-                raise InvalidMessage("new-view carries a pre-prepare for another view")
             self.check_pre_prepare(pre_prepare)
 
 
