@@ -1,8 +1,14 @@
-"""A token bucket: a rate with a burst, for requests (the RPC server) or bytes (peers)."""
+"""A token bucket: a rate with a burst, for requests (the RPC server) or bytes (peers);
+``PeerBudgets``, one bucket per peer."""
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["PeerBudgets", "TokenBucket"]
+
+K = TypeVar("K", bound=Hashable)
 
 
 class TokenBucket:
@@ -30,3 +36,23 @@ class TokenBucket:
             self._tokens -= amount
             return 0.0
         return (amount - self._tokens) / self.rate
+
+
+class PeerBudgets(Generic[K]):
+    """One ``TokenBucket`` per peer, made on the peer's first use; at most ``peers_max``
+    are remembered, the least recently used forgotten first (it starts full again)."""
+
+    def __init__(self, rate: float, burst: int, peers_max: int = 10_000) -> None:
+        TokenBucket(rate, burst, 0.0)  # checks the arguments now, not at a peer's first use
+        self.rate, self.burst, self.peers_max = rate, burst, peers_max
+        self._buckets: dict[K, TokenBucket] = {}
+
+    def take(self, peer: K, now: float, amount: int = 1) -> float:
+        """``TokenBucket.take`` on ``peer``'s bucket."""
+        bucket = self._buckets.pop(peer, None)  # re-inserted: the dict stays in last-use order
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, now)
+        self._buckets[peer] = bucket
+        while len(self._buckets) > self.peers_max:
+            del self._buckets[next(iter(self._buckets))]
+        return bucket.take(now, amount)

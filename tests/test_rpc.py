@@ -37,7 +37,7 @@ from p2pmed.rpc import (
     RpcSocketInUse,
 )
 from p2pmed.rpc.lines import LineReader, LineTooLong
-from p2pmed.token_bucket import TokenBucket
+from p2pmed.token_bucket import PeerBudgets, TokenBucket
 
 TEST_TIMEOUT = 10
 MiB = 1 << 20
@@ -495,6 +495,17 @@ def test_token_bucket_allows_bursts_then_refills_at_the_rate():
     assert bucket.take(100.5) == 0.0
     assert [bucket.take(1000.0) for _ in range(4)][-1] > 0  # a long pause refills to the burst, no more
     assert bucket.take(999.0) > 0  # time going backwards gives nothing
+
+
+def test_peer_budgets_keep_one_bucket_per_peer_and_forget_the_least_recently_used():
+    budgets: PeerBudgets[str] = PeerBudgets(rate=1.0, burst=10, peers_max=2)
+    assert budgets.take("a", 0.0, 10) == 0.0 and budgets.take("a", 0.0, 1) > 0  # a's burst is spent
+    assert budgets.take("b", 0.0, 10) == 0.0  # b has its own
+    assert budgets.take("a", 0.0, 1) > 0  # a is used again, so b is now the least recent
+    assert budgets.take("c", 0.0, 10) == 0.0  # a third peer: b is forgotten
+    assert budgets.take("b", 0.0, 10) == 0.0, "a forgotten peer starts full again"
+    with pytest.raises(ValueError):
+        PeerBudgets(rate=0.0, burst=1)
 
 
 async def test_fifty_concurrent_clients_are_all_answered(socket_path, connect):

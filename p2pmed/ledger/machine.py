@@ -105,8 +105,9 @@ class Ledger:
     ) -> BlockExecution:
         """Apply ``block``'s transactions in order; skip signature checks for ``verified_tx_ids``."""
         block_state = StateOverlay(state)
-        time_ms = max(block.header.time_ms, ledger_time_ms(state))
-        if time_ms != ledger_time_ms(state):
+        previous_ms = ledger_time_ms(state)
+        time_ms = max(block.header.time_ms, previous_ms)
+        if time_ms != previous_ms:
             block_state.put(LEDGER_TIME_KEY, time_ms)
         results = tuple(self._execute(block_state, time_ms, block, tx, verified_tx_ids) for tx in block.txs)
         return BlockExecution(results, block_state.changes(), time_ms)

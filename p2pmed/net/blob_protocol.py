@@ -33,7 +33,7 @@ from libp2p.peer.id import ID
 from p2pmed import codec
 from p2pmed.ledger.contracts.records import SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
-from p2pmed.token_bucket import TokenBucket
+from p2pmed.token_bucket import PeerBudgets
 
 __all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService", "refused"]
 
@@ -81,9 +81,9 @@ class BlobService:
         streams_per_peer_max: int = 4,
     ) -> None:
         self.host, self.answer, self.is_validator = host, answer, validators
-        self.requests_per_s, self.streams_per_peer_max = requests_per_s, streams_per_peer_max
+        self.streams_per_peer_max = streams_per_peer_max
         self.served: dict[str, int] = dict.fromkeys(("put", "get", "refused", "malformed", "strangers", "throttled"), 0)
-        self._budgets: dict[ID, TokenBucket] = {}
+        self._budgets: PeerBudgets[ID] = PeerBudgets(requests_per_s, max(1, int(2 * requests_per_s)))
         self._open: collections.Counter[ID] = collections.Counter()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -100,10 +100,7 @@ class BlobService:
             self.served["strangers"] += 1
             await _reset(stream)
             return
-        budget = self._budgets.setdefault(
-            peer, TokenBucket(self.requests_per_s, max(1, int(2 * self.requests_per_s)), trio.current_time())
-        )
-        if self._open[peer] >= self.streams_per_peer_max or budget.take(trio.current_time()):
+        if self._open[peer] >= self.streams_per_peer_max or self._budgets.take(peer, trio.current_time()):
             self.served["throttled"] += 1
             await _reset(stream)
             return

@@ -48,7 +48,7 @@ from libp2p.peer.id import ID
 
 from p2pmed.codec import MESSAGE_SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
-from p2pmed.token_bucket import TokenBucket
+from p2pmed.token_bucket import PeerBudgets
 
 __all__ = ["PROTOCOL_ID", "ConsensusTransport", "TransportCounters"]
 
@@ -125,7 +125,6 @@ class ConsensusTransport:
         self.queue_frames_max = queue_frames_max
         self.queue_bytes_max = queue_bytes_max
         self.batch_bytes_max = batch_bytes_max
-        self.inbound_bytes_per_s = inbound_bytes_per_s
         self.open_timeout = open_timeout
         self.retry_delay_min = retry_delay_min
         self.retry_delay_max = retry_delay_max
@@ -134,7 +133,7 @@ class ConsensusTransport:
         self._peers = {i: _Peer(i, peer_id) for i, peer_id in enumerate(validators) if i != index}
         self._inbox_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](inbox_size)
         self._inbound: set[INetStream] = set()
-        self._budgets: dict[int, TokenBucket] = {}  # per sending validator, shared by its streams
+        self._budgets: PeerBudgets[int] = PeerBudgets(inbound_bytes_per_s, 2 * frame_size_max)  # by sender
         self._started = False
         self._stopped = False
 
@@ -242,9 +241,6 @@ class ConsensusTransport:
         self.counters.streams_accepted += 1
         self._inbound.add(stream)
         reader = FrameReader(stream, self.frame_size_max)
-        budget = self._budgets.setdefault(
-            sender, TokenBucket(self.inbound_bytes_per_s, 2 * self.frame_size_max, trio.current_time())
-        )
         try:
             while True:
                 frame = await reader.read_frame()
@@ -253,7 +249,7 @@ class ConsensusTransport:
                         await stream.close()
                     return
                 self.counters.frames_received += 1
-                await self._spend(budget, len(frame) or 1)
+                await self._spend(sender, len(frame) or 1)
                 await self._inbox_send.send((sender, frame))
         except FrameError as error:
             self.counters.streams_malformed += 1
@@ -268,15 +264,15 @@ class ConsensusTransport:
             self._inbound.discard(stream)
         await _reset(stream)
 
-    async def _spend(self, budget: TokenBucket, size: int) -> None:
+    async def _spend(self, sender: int, size: int) -> None:
         """Hold back a peer over its byte rate (every frame it sends costs us a strict decode
         and perhaps signature checks); stopping to read its stream slows the sender down."""
-        wait = budget.take(trio.current_time(), size)
+        wait = self._budgets.take(sender, trio.current_time(), size)
         if wait:
             self.counters.inbound_throttled += 1
             while wait:
                 await trio.sleep(wait)
-                wait = budget.take(trio.current_time(), size)
+                wait = self._budgets.take(sender, trio.current_time(), size)
 
     async def _disconnect(self, peer_id: ID) -> None:
         """Drop every connection to a peer that broke the protocol; it may dial again,

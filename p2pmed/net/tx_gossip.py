@@ -94,7 +94,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from p2pmed import codec
 from p2pmed.ledger.tx import CHAIN_ID_LENGTH_MAX, Transaction
 from p2pmed.net import peer_records
-from p2pmed.token_bucket import TokenBucket
+from p2pmed.token_bucket import PeerBudgets
 
 __all__ = ["REJECT_REASONS", "GossipCounters", "TxBatch", "TxGossip", "tx_topic"]
 
@@ -212,7 +212,7 @@ class TxGossip:
         self.admitted = admitted
         self.unbudgeted = unbudgeted
         self.publisher_bytes_per_s = publisher_bytes_per_s
-        self._budgets: dict[bytes, TokenBucket] = {}  # per publisher, bounded by PUBLISHERS_TRACKED_MAX
+        self._budgets: PeerBudgets[ID] = PeerBudgets(publisher_bytes_per_s, 2 * batch_bytes_max, PUBLISHERS_TRACKED_MAX)
         self.counters = GossipCounters()
         self.router = _new_router()
         peer_records.install()
@@ -354,13 +354,13 @@ class TxGossip:
         travels no further.
         """
         data = message.data
-        if self.admitted is not None and not self.admitted(ID(message.from_id)):
+        publisher = ID(message.from_id)
+        if self.admitted is not None and not self.admitted(publisher):
             return self._reject("not_admitted", forwarder, message, "the publisher may not publish transactions here")
         if len(data) > self.batch_bytes_max:
             return self._reject("too_big", forwarder, message, f"{len(data)} bytes, limit {self.batch_bytes_max}")
-        if not (self.unbudgeted and self.unbudgeted(ID(message.from_id))) and not self._within_budget(
-            message.from_id, len(data)
-        ):
+        budgeted = self.unbudgeted is None or not self.unbudgeted(publisher)
+        if budgeted and self._budgets.take(publisher, trio.current_time(), max(len(data), 1)):
             return self._reject("over_budget", forwarder, message, f"over {self.publisher_bytes_per_s:.0f} bytes/s")
         try:
             batch = codec.decode(TxBatch, data, self.batch_bytes_max)
@@ -375,17 +375,6 @@ class TxGossip:
             while len(self._accepted) > ACCEPTED_BATCHES_MAX:  # not delivered after all (channel full)
                 del self._accepted[next(iter(self._accepted))]
         return True
-
-    def _within_budget(self, publisher: bytes, size: int) -> bool:
-        """Each publisher may have at most ``publisher_bytes_per_s`` of batches checked here
-        (a burst of two batches): decoding and verifying a batch costs far more than sending it."""
-        budget = self._budgets.pop(publisher, None)  # re-inserted: the dict stays in last-use order
-        if budget is None:
-            budget = TokenBucket(self.publisher_bytes_per_s, 2 * self.batch_bytes_max, trio.current_time())
-        self._budgets[publisher] = budget
-        while len(self._budgets) > PUBLISHERS_TRACKED_MAX:
-            del self._budgets[next(iter(self._budgets))]
-        return budget.take(trio.current_time(), max(size, 1)) == 0.0
 
     async def _read_peer(self, stream: INetStream) -> None:
         """Pubsub's stream handler, except that any error reading a peer ends that peer's
