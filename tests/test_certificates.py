@@ -4,7 +4,6 @@ and the selection a new view must make (Castro & Liskov §4.4)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
 
 import pytest
 
@@ -19,10 +18,11 @@ from p2pmed.consensus.messages import (
     ViewChange,
     Vote,
     VoteKind,
-    signing_payload,
 )
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
+from signing import Signed
+from signing import signed as sign_with
 
 CHAIN = "certificates-test"
 KEYS = [SigningKey.from_seed(bytes([i + 1]) * 32) for i in range(4)]
@@ -30,13 +30,10 @@ VALIDATORS = Validators(CHAIN, tuple(key.public_key for key in KEYS), Ed25519Ver
 WINDOW = 8
 H1 = bytes([1]) * 32
 
-Signed = TypeVar("Signed", Vote, Checkpoint, ViewChange, NewView)
-
 
 def signed(message: Signed, key_of: int | None = None) -> Signed:
-    unsigned = dataclasses.replace(message, signature=bytes(64))
-    key = KEYS[message.replica if key_of is None else key_of]
-    return dataclasses.replace(message, signature=key.sign(unsigned.domain, CHAIN, signing_payload(unsigned)))
+    """Signed by its own replica's key, or by ``key_of``'s."""
+    return sign_with(message, KEYS[message.replica if key_of is None else key_of], CHAIN)
 
 
 def proposal(sequence: int, label: int = 0) -> Proposal:

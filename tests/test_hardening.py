@@ -25,7 +25,6 @@ from p2pmed.consensus.messages import (
     VoteKind,
     blocks_answer,
     encode_message,
-    signing_payload,
 )
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import SigningKey
@@ -35,6 +34,7 @@ from p2pmed.ledger.machine import ledger_time_ms
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.node.core import StorageFailed
 from p2pmed.testing.local_network import LocalNetwork
+from signing import signed
 
 CHAIN = "hardening-test"
 BIG_LABEL = "x" * 400_000  # a legal transaction of ~400 KB (the rules refuse it at execution, after ordering)
@@ -85,9 +85,9 @@ def test_a_proposal_over_the_protocol_byte_limit_cannot_be_made_or_decoded() -> 
 
 def signed_pre_prepare(key: SigningKey, sequence: int, time_ms: int) -> PrePrepare:
     proposal = Proposal(sequence, time_ms, key.public_key, ())
-    unsigned = Vote(VoteKind.PRE_PREPARE, 0, sequence, proposal.digest, 0, bytes(64))
-    signature = key.sign(unsigned.domain, CHAIN, signing_payload(unsigned))
-    return PrePrepare(Vote(VoteKind.PRE_PREPARE, 0, sequence, proposal.digest, 0, signature), proposal)
+    return PrePrepare(
+        signed(Vote(VoteKind.PRE_PREPARE, 0, sequence, proposal.digest, 0, bytes(64)), key, CHAIN), proposal
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,8 +144,7 @@ def test_one_validator_claiming_a_huge_height_cannot_keep_a_node_catching_up(tmp
         network.submit_everywhere(sign_transaction(sender, CHAIN, "load.probe", nonce, Probe(f"{nonce}")))
         network.run(100)
     liar = network.keys[3]
-    unsigned = Checkpoint(1 << 60, bytes(32), 3, bytes(64))
-    forged = Checkpoint(1 << 60, bytes(32), 3, liar.sign(unsigned.domain, CHAIN, signing_payload(unsigned)))
+    forged = signed(Checkpoint(1 << 60, bytes(32), 3, bytes(64)), liar, CHAIN)
     network.restart(2)
     lagging = network.cores[2]
     assert lagging is not None
@@ -209,9 +208,7 @@ def bogus_view_change(key: SigningKey, replica: int, new_view: int) -> ViewChang
     """Validly signed by ``replica``, but its prepared certificate proves nothing."""
     proposal = Proposal(1, 1_000, key.public_key, ())
     certificate = PreparedCertificate(Vote(VoteKind.PRE_PREPARE, 0, 1, proposal.digest, 0, bytes(64)), (), proposal)
-    unsigned = ViewChange(new_view, 0, (), (certificate,), replica, bytes(64))
-    signature = key.sign(unsigned.domain, CHAIN, signing_payload(unsigned))
-    return ViewChange(new_view, 0, (), (certificate,), replica, signature)
+    return signed(ViewChange(new_view, 0, (), (certificate,), replica, bytes(64)), key, CHAIN)
 
 
 def test_a_view_change_far_ahead_costs_one_signature_until_it_is_used(tmp_path: Path) -> None:

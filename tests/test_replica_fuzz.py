@@ -4,7 +4,6 @@ changing view after their primary crashed, checkpointing and catching a node up.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 import tempfile
@@ -26,13 +25,13 @@ from p2pmed.consensus.messages import (
     Vote,
     decode_message,
     encode_message,
-    signing_payload,
 )
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import sign_transaction
 from p2pmed.testing.local_network import LocalNetwork
+from signing import signed
 from strategies import mutated
 
 CHAIN = "replica-fuzz"
@@ -103,11 +102,8 @@ def resigned(message: Message) -> Message:
     if isinstance(message, PrePrepare):
         return PrePrepare(resigned(message.vote), message.proposal)  # type: ignore[arg-type]
     if isinstance(message, Vote | Checkpoint | ViewChange | NewView):
-        signer = message.replica
-        if 0 <= signer < len(KEYS):
-            unsigned = dataclasses.replace(message, signature=bytes(64))
-            signature = KEYS[signer].sign(unsigned.domain, CHAIN, signing_payload(unsigned))
-            return dataclasses.replace(message, signature=signature)
+        if 0 <= message.replica < len(KEYS):
+            return signed(message, KEYS[message.replica], CHAIN)
     return message
 
 
