@@ -14,8 +14,10 @@ what the halves send to the matching copy.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from p2pmed.consensus.messages import (
     Checkpoint,
@@ -30,6 +32,8 @@ from p2pmed.crypto import Signer
 from p2pmed.sim.scenario import Behaviour
 
 __all__ = ["ByzantineBehaviour", "twin_sides"]
+
+SignedT = TypeVar("SignedT", Vote, Checkpoint)
 
 REPLAY_MEMORY = 200
 GARBAGE_SIZE_MAX = 512
@@ -80,16 +84,10 @@ class ByzantineBehaviour:
         if self.behaviour is Behaviour.TIME_WARP and isinstance(message, PrePrepare):
             return [(destination, encode_message(self._warped(message)))]
         if self.behaviour is Behaviour.BAD_CHECKPOINT and isinstance(message, Checkpoint):
-            claim = Checkpoint(
-                message.sequence * CHECKPOINT_CLAIM_FACTOR, self.rng.randbytes(32), message.replica, bytes(64)
+            claim = dataclasses.replace(
+                message, sequence=message.sequence * CHECKPOINT_CLAIM_FACTOR, block_hash=self.rng.randbytes(32)
             )
-            signed = Checkpoint(
-                claim.sequence,
-                claim.block_hash,
-                claim.replica,
-                self.signer.sign(claim.domain, self.chain_id, signing_payload(claim)),
-            )
-            return [*honest, (destination, encode_message(signed))]
+            return [*honest, (destination, encode_message(self._signed(claim)))]
         if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
             forged = Vote(
                 message.kind,
@@ -119,10 +117,14 @@ class ByzantineBehaviour:
         return PrePrepare(self._resign(pre_prepare.vote, digest=proposal.digest), proposal)
 
     def _resign(self, vote: Vote, digest: bytes) -> Vote:
-        unsigned = Vote(vote.kind, vote.view, vote.sequence, digest, vote.replica, bytes(64))
-        domain = unsigned.domain
-        signature = self.signer.sign(domain, self.chain_id, signing_payload(unsigned))
-        return Vote(unsigned.kind, unsigned.view, unsigned.sequence, digest, unsigned.replica, signature)
+        return self._signed(dataclasses.replace(vote, digest=digest))
+
+    def _signed(self, message: SignedT) -> SignedT:
+        """``message`` signed with this node's own key: all a Byzantine replica can sign."""
+        unsigned = dataclasses.replace(message, signature=bytes(64))
+        return dataclasses.replace(
+            message, signature=self.signer.sign(unsigned.domain, self.chain_id, signing_payload(unsigned))
+        )
 
 
 def twin_sides(index: int, nodes: int) -> tuple[frozenset[int], frozenset[int]]:
