@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from p2pmed.consensus import ViewPhase
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.machine import BlockExecution
-from p2pmed.node.api.port import NodePort
+from p2pmed.node.api.port import NodePort, Traffic
 
 __all__ = ["LATENCY_BUCKETS_S", "NodeCollector", "NodeMetrics", "store_size_bytes"]
 
@@ -98,11 +98,12 @@ class NodeCollector(Collector):
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
+        traffic = self.node.traffic()  # one reading for the whole scrape
         yield from self._identity()
-        yield from self._consensus()
-        yield from self._rejections()
-        yield from self._gossip()
-        yield from self._rpc()
+        yield from self._consensus(traffic)
+        yield from self._rejections(traffic)
+        yield from self._gossip(traffic)
+        yield from self._rpc(traffic)
         yield _gauge(
             "p2pmed_store_size_bytes",
             "Size of the SQLite store, its write-ahead log included.",
@@ -135,9 +136,8 @@ class NodeCollector(Collector):
         )
         yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(node.mempool))
 
-    def _consensus(self) -> Iterator[Metric]:
+    def _consensus(self, traffic: Traffic) -> Iterator[Metric]:
         replica = self.node.replica
-        traffic = self.node.traffic()
         transport = traffic.transport
         yield _gauge("p2pmed_height", "Height of the last block this node committed.", self.node.store.head()[0])
         yield _gauge("p2pmed_view", "Current PBFT view.", replica.view)
@@ -183,8 +183,7 @@ class NodeCollector(Collector):
             {"open": transport.open_failures, "write": transport.write_failures},
         )
 
-    def _rejections(self) -> Iterator[Metric]:
-        traffic = self.node.traffic()
+    def _rejections(self, traffic: Traffic) -> Iterator[Metric]:
         transport, gossip = traffic.transport, traffic.gossip
         family = CounterMetricFamily(
             "p2pmed_messages_rejected",
@@ -200,8 +199,7 @@ class NodeCollector(Collector):
             family.add_metric(["gossip", reason], count)
         yield family
 
-    def _gossip(self) -> Iterator[Metric]:
-        traffic = self.node.traffic()
+    def _gossip(self, traffic: Traffic) -> Iterator[Metric]:
         gossip = traffic.gossip
         yield _counter(
             "p2pmed_gossip_transactions_received",
@@ -235,8 +233,7 @@ class NodeCollector(Collector):
             traffic.gossip_txs_rebroadcast,
         )
 
-    def _rpc(self) -> Iterator[Metric]:
-        traffic = self.node.traffic()
+    def _rpc(self, traffic: Traffic) -> Iterator[Metric]:
         yield _gauge("p2pmed_rpc_connections", "RPC clients connected now.", traffic.rpc_connections)
         counters = dataclasses.asdict(traffic.rpc)
         for name, help_text in _RPC_HELP.items():
