@@ -72,6 +72,9 @@ def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) 
         ("[metrics]\nport = 70000\n", "metrics.port", "from 0 to 65535"),
         ('[fault_injection]\nenabled = "yes"\n', "fault_injection.enabled", "true or false"),
         ("consensus = 5\n", "consensus", "expected a table"),
+        ("[consensus]\nblock_bytes_max = 8388608\n", "consensus.block_bytes_max", "from 1048576 to 4194304"),
+        ("[consensus]\nblock_time_skew_max_ms = 10\n", "consensus.block_time_skew_max_ms", "from 1000 to 3600000"),
+        ('[p2p]\ngossip_publishers = "anyone"\n', "p2p.gossip_publishers", "'validators', 'any'"),
     ],
 )
 def test_a_bad_config_names_the_key_at_fault(tmp_path: Path, text: str, key: str, fragment: str) -> None:
