@@ -18,7 +18,9 @@ from p2pmed.consensus.messages import (
     ViewChange,
     Vote,
     VoteKind,
+    encode_message,
 )
+from p2pmed.consensus.sizes import largest_new_view, largest_view_change, new_view_fits
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from signing import Signed
@@ -53,7 +55,7 @@ def prepared(view: int, sequence: int, label: int = 0, preparers: tuple[int, ...
     pp = pre_prepare(view, sequence, label)
     others = preparers if preparers is not None else tuple(r for r in range(4) if r != view % 4)[:2]
     prepares = tuple(vote(VoteKind.PREPARE, view, sequence, pp.vote.digest, r) for r in others)
-    return PreparedCertificate(pp.vote, prepares, pp.proposal)
+    return PreparedCertificate(pp.vote, prepares, pp.proposal.header)
 
 
 def checkpoints(sequence: int, signers: tuple[int, ...] = (0, 1, 2), block_hash: bytes = H1) -> tuple[Checkpoint, ...]:
@@ -99,6 +101,8 @@ def test_a_pre_prepare_is_the_primary_s_signed_vote_for_its_own_proposal() -> No
 def test_a_prepared_certificate_needs_quorum_minus_one_distinct_matching_prepares_not_the_primary_s() -> None:
     VALIDATORS.check_prepared_certificate(prepared(0, 1))
     refused(lambda: VALIDATORS.check_prepared_certificate(prepared(0, 1, preparers=(1,))), "has 1 prepares, needs 2")
+    padded = prepared(0, 1, preparers=(1, 2, 3))  # valid votes, but more than a certificate needs
+    refused(lambda: VALIDATORS.check_prepared_certificate(padded), "has 3 prepares, needs 2")
     refused(lambda: VALIDATORS.check_prepared_certificate(prepared(0, 1, preparers=(0, 1))), "primary's prepare")
     refused(lambda: VALIDATORS.check_prepared_certificate(prepared(0, 1, preparers=(1, 1))), "votes twice")
     good = prepared(0, 1)
@@ -106,6 +110,11 @@ def test_a_prepared_certificate_needs_quorum_minus_one_distinct_matching_prepare
     refused(
         lambda: VALIDATORS.check_prepared_certificate(dataclasses.replace(good, prepares=(*good.prepares[:1], stray))),
         "do not match",
+    )
+    other_header = proposal(1, label=9).header
+    refused(
+        lambda: VALIDATORS.check_prepared_certificate(dataclasses.replace(good, header=other_header)),
+        "does not match its header",
     )
 
 
@@ -137,6 +146,7 @@ def test_a_checkpoint_proof_is_a_quorum_of_distinct_signers_agreeing_on_one_hash
     refused(lambda: VALIDATORS.check_checkpoint_proof(8, checkpoints(4)), "does not agree")
     refused(lambda: VALIDATORS.check_checkpoint_proof(4, checkpoints(4, (0, 1))), "2 distinct signers")
     refused(lambda: VALIDATORS.check_checkpoint_proof(4, checkpoints(4, (0, 1, 1))), "2 distinct signers")
+    refused(lambda: VALIDATORS.check_checkpoint_proof(4, checkpoints(4, (0, 1, 2, 3))), "4 distinct signers")
 
 
 def test_a_view_change_carries_certificates_inside_its_window_from_earlier_views_once_each() -> None:
@@ -154,14 +164,21 @@ def test_a_view_change_carries_certificates_inside_its_window_from_earlier_views
 
 
 def new_view(view: int, senders: tuple[int, ...] = (0, 1, 2), pps: tuple[PrePrepare, ...] = ()) -> NewView:
-    return signed(NewView(view, tuple(view_change(view, r) for r in senders), pps, view % 4, bytes(64)))
+    votes, headers = tuple(pp.vote for pp in pps), tuple(pp.proposal.header for pp in pps)
+    return signed(NewView(view, tuple(view_change(view, r) for r in senders), votes, headers, view % 4, bytes(64)))
 
 
 def test_a_new_view_is_its_primary_s_with_a_quorum_of_view_changes_for_that_view() -> None:
     VALIDATORS.check_new_view(new_view(1, pps=(pre_prepare(1, 1),)), WINDOW)
+    mismatched = new_view(1, pps=(pre_prepare(1, 1),))
+    mismatched = signed(dataclasses.replace(mismatched, headers=(proposal(1, label=9).header,)))
+    refused(lambda: VALIDATORS.check_new_view(mismatched, WINDOW), "does not match its header")
+    too_long = new_view(1, pps=tuple(pre_prepare(1, s) for s in range(1, WINDOW + 2)))
+    refused(lambda: VALIDATORS.check_new_view(too_long, WINDOW), f"{WINDOW + 1} pre-prepares, more than the window")
     not_primary = signed(dataclasses.replace(new_view(1), replica=2))
     refused(lambda: VALIDATORS.check_new_view(not_primary, WINDOW), "not its primary")
     refused(lambda: VALIDATORS.check_new_view(new_view(1, senders=(0, 1)), WINDOW), "2 distinct view changes")
+    refused(lambda: VALIDATORS.check_new_view(new_view(1, senders=(0, 1, 2, 3)), WINDOW), "4 distinct view changes")
     refused(lambda: VALIDATORS.check_new_view(new_view(1, senders=(0, 1, 1)), WINDOW), "2 distinct view changes")
     other = new_view(1)
     other = signed(dataclasses.replace(other, view_changes=(*other.view_changes[:2], view_change(2, 2))))
@@ -181,7 +198,7 @@ def test_a_new_view_re_proposes_above_the_highest_stable_point_what_prepared_in_
     ]
     low, chosen = selected_proposals(view_changes)
     assert low == 4
-    assert chosen == {5: newer.proposal, 6: proposal(6, 3)}
+    assert chosen == {5: newer.header, 6: proposal(6, 3).header}
     assert selected_proposals(list(reversed(view_changes))) == (low, chosen), (
         "the order of view changes does not matter"
     )
@@ -194,3 +211,13 @@ def test_a_new_view_s_shape_is_refused_before_its_signature_is_checked() -> None
     refused(lambda: VALIDATORS.check_new_view(too_many, WINDOW), "5 distinct view changes")
     unsigned = dataclasses.replace(new_view(1, senders=(0, 1)), signature=bytes(64))
     refused(lambda: VALIDATORS.check_new_view(unsigned, WINDOW), "2 distinct view changes")
+
+
+def test_the_largest_new_view_a_configuration_allows_is_built_and_must_fit_a_frame() -> None:
+    assert new_view_fits(quorum=3, window=64)  # the default network: 4 validators, L = 64
+    size = len(encode_message(largest_new_view(3, 64)))
+    assert size < 256 << 10, f"a 4-validator new-view is {size} bytes: bodies must not travel in it"
+    assert len(encode_message(largest_view_change(3, 64))) * 3 < size
+    assert new_view_fits(quorum=33, window=64)  # 49 validators
+    assert not new_view_fits(quorum=43, window=64)  # 64 validators: refused at construction
+    assert new_view_fits(quorum=43, window=32)

@@ -207,7 +207,9 @@ def test_a_peer_asking_for_blocks_too_often_is_served_once_per_interval(tmp_path
 def bogus_view_change(key: SigningKey, replica: int, new_view: int) -> ViewChange:
     """Validly signed by ``replica``, but its prepared certificate proves nothing."""
     proposal = Proposal(1, 1_000, key.public_key, ())
-    certificate = PreparedCertificate(Vote(VoteKind.PRE_PREPARE, 0, 1, proposal.digest, 0, bytes(64)), (), proposal)
+    certificate = PreparedCertificate(
+        Vote(VoteKind.PRE_PREPARE, 0, 1, proposal.digest, 0, bytes(64)), (), proposal.header
+    )
     return signed(ViewChange(new_view, 0, (), (certificate,), replica, bytes(64)), key, CHAIN)
 
 

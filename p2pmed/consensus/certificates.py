@@ -19,10 +19,11 @@ from p2pmed.consensus.messages import (
     NewView,
     PreparedCertificate,
     PrePrepare,
-    Proposal,
+    ProposalHeader,
     ViewChange,
     Vote,
     VoteKind,
+    header_digest,
     proposal_digest,
     signing_payload,
 )
@@ -82,12 +83,15 @@ class Validators:
 
     def check_pre_prepare(self, pre_prepare: PrePrepare) -> None:
         vote = pre_prepare.vote
+        if pre_prepare.proposal.height != vote.sequence or pre_prepare.proposal.digest != vote.digest:
+            raise InvalidMessage("pre-prepare proposal does not match its vote")
+        self.check_pre_prepare_vote(vote)
+
+    def check_pre_prepare_vote(self, vote: Vote) -> None:
         if vote.kind is not VoteKind.PRE_PREPARE:
             raise InvalidMessage(f"a pre-prepare carries a {vote.kind.value} vote")
         if vote.replica != self.primary(vote.view):
             raise InvalidMessage(f"pre-prepare for view {vote.view} from replica {vote.replica}, not its primary")
-        if pre_prepare.proposal.height != vote.sequence or pre_prepare.proposal.digest != vote.digest:
-            raise InvalidMessage("pre-prepare proposal does not match its vote")
         self.check_signed(vote)
 
     def check_votes(self, votes: Iterable[Vote], kind: VoteKind, view: int, sequence: int, digest: bytes) -> set[int]:
@@ -103,15 +107,18 @@ class Validators:
         return voters
 
     def check_prepared_certificate(self, certificate: PreparedCertificate) -> None:
-        """A pre-prepare from the view's primary and quorum - 1 prepares from other replicas."""
-        pre_prepare = PrePrepare(certificate.pre_prepare, certificate.proposal)
-        self.check_pre_prepare(pre_prepare)
+        """A pre-prepare from the view's primary and exactly quorum - 1 prepares from other
+        replicas (exactly: a padded certificate would let one view change inflate a new-view)."""
+        if len(certificate.prepares) != self.quorum - 1:
+            count = len(certificate.prepares)
+            raise InvalidMessage(f"prepared certificate has {count} prepares, needs {self.quorum - 1}")
         vote = certificate.pre_prepare
+        if vote.sequence != certificate.header.height or vote.digest != header_digest(certificate.header):
+            raise InvalidMessage(f"prepared certificate at {vote.sequence} does not match its header")
+        self.check_pre_prepare_vote(vote)
         voters = self.check_votes(certificate.prepares, VoteKind.PREPARE, vote.view, vote.sequence, vote.digest)
         if self.primary(vote.view) in voters:
             raise InvalidMessage("the primary's prepare does not count towards a prepared certificate")
-        if len(voters) < self.quorum - 1:
-            raise InvalidMessage(f"prepared certificate has {len(voters)} prepares, needs {self.quorum - 1}")
 
     def check_commit_certificate(self, certificate: CommitCertificate, sequence: int, digest: bytes) -> None:
         view = certificate.commits[0].view
@@ -137,8 +144,8 @@ class Validators:
         voters = {checkpoint.replica for checkpoint in proof}
         if len(hashes) != 1 or any(checkpoint.sequence != sequence for checkpoint in proof):
             raise InvalidMessage("checkpoint proof does not agree on one sequence and hash")
-        if len(voters) != len(proof) or len(voters) < self.quorum:
-            raise InvalidMessage(f"checkpoint proof has {len(voters)} distinct signers, needs {self.quorum}")
+        if len(voters) != len(proof) or len(voters) != self.quorum:
+            raise InvalidMessage(f"checkpoint proof has {len(voters)} distinct signers, needs exactly {self.quorum}")
         for checkpoint in proof:
             self.check_signed(checkpoint)
         return hashes.pop()
@@ -168,22 +175,28 @@ class Validators:
         if new_view.replica != self.primary(new_view.view):
             raise InvalidMessage(f"new-view for view {new_view.view} from replica {new_view.replica}, not its primary")
         senders = {view_change.replica for view_change in new_view.view_changes}
-        if len(senders) != len(new_view.view_changes) or not self.quorum <= len(senders) <= self.n:
-            raise InvalidMessage(f"new-view carries {len(senders)} distinct view changes, needs {self.quorum}")
+        if len(senders) != len(new_view.view_changes) or len(senders) != self.quorum:
+            raise InvalidMessage(f"new-view carries {len(senders)} distinct view changes, needs exactly {self.quorum}")
         if any(view_change.new_view != new_view.view for view_change in new_view.view_changes):
             raise InvalidMessage("new-view carries a view change for another view")
-        if any(pre_prepare.vote.view != new_view.view for pre_prepare in new_view.pre_prepares):
-            raise InvalidMessage("new-view carries a pre-prepare for another view")
+        if len(new_view.pre_prepares) > window:
+            raise InvalidMessage(f"new-view carries {len(new_view.pre_prepares)} pre-prepares, more than the window")
+        for vote, header in zip(new_view.pre_prepares, new_view.headers, strict=True):
+            if vote.view != new_view.view:
+                raise InvalidMessage("new-view carries a pre-prepare for another view")
+            if vote.sequence != header.height or vote.digest != header_digest(header):
+                raise InvalidMessage(f"new-view pre-prepare at {vote.sequence} does not match its header")
         self.check_signed(new_view)
         for view_change in new_view.view_changes:
             self.check_view_change(view_change, window)
-        for pre_prepare in new_view.pre_prepares:
-            self.check_pre_prepare(pre_prepare)
+        for vote in new_view.pre_prepares:
+            self.check_pre_prepare_vote(vote)
 
 
-def selected_proposals(view_changes: Iterable[ViewChange]) -> tuple[int, dict[int, Proposal]]:
+def selected_proposals(view_changes: Iterable[ViewChange]) -> tuple[int, dict[int, ProposalHeader]]:
     """What a new view must re-propose (Castro & Liskov §4.4): the stable point and, for each
-    sequence above it that prepared anywhere, the proposal prepared in the highest view."""
+    sequence above it that prepared anywhere, the header of the proposal prepared in the
+    highest view."""
     view_changes = list(view_changes)
     low = max(view_change.stable_sequence for view_change in view_changes)
     best: dict[int, PreparedCertificate] = {}
@@ -195,4 +208,4 @@ def selected_proposals(view_changes: Iterable[ViewChange]) -> tuple[int, dict[in
             current = best.get(sequence)
             if current is None or certificate.pre_prepare.view > current.pre_prepare.view:
                 best[sequence] = certificate
-    return low, {sequence: certificate.proposal for sequence, certificate in sorted(best.items())}
+    return low, {sequence: certificate.header for sequence, certificate in sorted(best.items())}

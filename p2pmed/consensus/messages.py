@@ -35,18 +35,21 @@ __all__ = [
     "CommitCertificate",
     "Envelope",
     "FetchBlocks",
+    "FetchProposal",
     "Message",
     "MessageKind",
     "NewView",
     "PrePrepare",
     "PreparedCertificate",
     "Proposal",
+    "ProposalHeader",
     "ViewChange",
     "Vote",
     "VoteKind",
     "blocks_answer",
     "decode_message",
     "encode_message",
+    "header_digest",
     "message_kind",
     "proposal_digest",
     "signing_payload",
@@ -74,11 +77,31 @@ class ProposalHeader:
     tx_root: bytes
     tx_count: int
 
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.time_ms < 0 or self.tx_count < 0:
+            raise ValueError("height must be >= 1, time_ms and tx_count >= 0")
+        if len(self.proposer) != PUBLIC_KEY_SIZE:
+            raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
+        _check_digest_shape(self.tx_root)
+
+    @property
+    def empty(self) -> bool:
+        return self.tx_count == 0 and self.tx_root == EMPTY_TX_ROOT
+
+
+EMPTY_TX_ROOT = merkle_root([])
+
+
+def header_digest(header: ProposalHeader) -> bytes:
+    """The digest votes sign: what a proposal is, without its transactions' bytes."""
+    return hashlib.sha256(codec.encode(header)).digest()
+
 
 def proposal_digest(header: BlockHeader) -> bytes:
     """The digest votes sign for the block with this header."""
-    fields = ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count)
-    return hashlib.sha256(codec.encode(fields)).digest()
+    return header_digest(
+        ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count)
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,9 +132,12 @@ class Proposal:
         return merkle_root([tx.id for tx in self.txs])
 
     @functools.cached_property
+    def header(self) -> ProposalHeader:
+        return ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs))
+
+    @functools.cached_property
     def digest(self) -> bytes:
-        fields = ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs))
-        return hashlib.sha256(codec.encode(fields)).digest()
+        return header_digest(self.header)
 
     def block_header(self, chain_id: str, previous_hash: bytes) -> BlockHeader:
         return BlockHeader(
@@ -198,11 +224,13 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class PreparedCertificate:
-    """Proof that a proposal prepared: the pre-prepare and 2f matching prepares."""
+    """Proof that a proposal prepared: the pre-prepare and 2f matching prepares. It carries
+    the proposal's header, not its transactions, so a view change with one per sequence
+    stays small."""
 
     pre_prepare: Vote
     prepares: tuple[Vote, ...]
-    proposal: Proposal
+    header: ProposalHeader
 
 
 @dataclass(frozen=True)
@@ -235,15 +263,22 @@ class ViewChange:
 
 @dataclass(frozen=True)
 class NewView:
+    """The new primary's pre-prepare votes for every sequence from the highest stable
+    checkpoint to the highest prepared one, each with the header it votes for: a selected
+    proposal's (its transactions follow as PRE-PREPARE frames, or are fetched) or an empty one's."""
+
     view: int
     view_changes: tuple[ViewChange, ...]
-    pre_prepares: tuple[PrePrepare, ...]
+    pre_prepares: tuple[Vote, ...]
+    headers: tuple[ProposalHeader, ...]
     replica: int
     signature: bytes
 
     def __post_init__(self) -> None:
         if self.view < 1 or self.replica < 0:
             raise ValueError("view must be >= 1 and replica >= 0")
+        if len(self.pre_prepares) != len(self.headers):
+            raise ValueError("a new-view needs one header per pre-prepare")
         _check_signature_shape(self.signature)
 
     domain = SignatureDomain.NEW_VIEW
@@ -259,6 +294,21 @@ class FetchBlocks:
     def __post_init__(self) -> None:
         if self.from_height < 1 or self.replica < 0:
             raise ValueError("from_height must be >= 1 and replica >= 0")
+
+
+@dataclass(frozen=True)
+class FetchProposal:
+    """A replica that voted for a digest without holding its transactions (a NEW-VIEW named
+    it) asks a peer for them; the answer is the ``Proposal``, authenticated by its digest."""
+
+    sequence: int
+    digest: bytes
+    replica: int
+
+    def __post_init__(self) -> None:
+        if self.sequence < 1 or self.replica < 0:
+            raise ValueError("sequence must be >= 1 and replica >= 0")
+        _check_digest_shape(self.digest)
 
 
 @dataclass(frozen=True)
@@ -295,7 +345,7 @@ def blocks_answer(available: Iterable[BlockWithCertificate]) -> Blocks:
     return Blocks(tuple(chosen), more=False)
 
 
-Message = PrePrepare | Vote | Checkpoint | ViewChange | NewView | FetchBlocks | Blocks
+Message = PrePrepare | Vote | Checkpoint | ViewChange | NewView | FetchBlocks | Blocks | FetchProposal | Proposal
 
 
 class MessageKind(enum.StrEnum):
@@ -306,6 +356,8 @@ class MessageKind(enum.StrEnum):
     NEW_VIEW = "new-view"
     FETCH_BLOCKS = "fetch-blocks"
     BLOCKS = "blocks"
+    FETCH_PROPOSAL = "fetch-proposal"
+    PROPOSAL = "proposal"
 
 
 _MESSAGE_TYPES: dict[MessageKind, type] = {
@@ -316,6 +368,8 @@ _MESSAGE_TYPES: dict[MessageKind, type] = {
     MessageKind.NEW_VIEW: NewView,
     MessageKind.FETCH_BLOCKS: FetchBlocks,
     MessageKind.BLOCKS: Blocks,
+    MessageKind.FETCH_PROPOSAL: FetchProposal,
+    MessageKind.PROPOSAL: Proposal,
 }
 _KINDS = {message_type: kind for kind, message_type in _MESSAGE_TYPES.items()}
 

@@ -30,6 +30,19 @@ new view does not start in time, the replica moves on to v+2 with a doubled
 timeout. The view is a number (``view``) and a phase (``view_phase``, ACTIVE or
 CHANGING); the module ``view_phase`` tabulates the transitions between them.
 
+Proposals travel by digest in a view change (as in the paper: certificates name
+requests by digest). A prepared certificate carries the proposal's header (its
+hash is the digest), a NEW-VIEW the pre-prepare votes and headers; so both are
+bounded by the validator count and window alone (``sizes``), checked when the
+replica is built. A backup prepares a re-proposal on its digest; the
+transactions come from its own log (a slot keeps the proposals it saw, by
+digest), from the new primary, which sends each one it holds as a PRE-PREPARE
+frame, or from a peer asked with FETCH-PROPOSAL (the answer is authenticated by
+its digest). A slot executes only once its transactions are here. Liveness: a
+proposal prepared in view v was pre-prepared by q replicas, at least f+1 of them
+honest, and each honest one keeps it (persisted) until its slot is stable, unless
+``BODIES_PER_SLOT_MAX`` later proposals for the same sequence displaced it there.
+
 Timers. PBFT needs time for liveness only. The request, view-change, retransmit,
 head-probe and sync timers are one ``LivenessTimers`` object (module ``timers``),
 which owns their deadlines and backoff: ``tick`` asks it what expired, the
@@ -64,23 +77,28 @@ from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import InvalidMessage, Validators, selected_proposals
 from p2pmed.consensus.messages import (
+    FETCH_BYTES_MAX,
     PROPOSAL_BYTES_MAX,
     Blocks,
     Checkpoint,
     CommitCertificate,
     FetchBlocks,
+    FetchProposal,
     Message,
     NewView,
     PreparedCertificate,
     PrePrepare,
     Proposal,
+    ProposalHeader,
     ViewChange,
     Vote,
     VoteKind,
     decode_message,
+    header_digest,
     message_kind,
     signing_payload,
 )
+from p2pmed.consensus.sizes import new_view_fits
 from p2pmed.consensus.timers import LivenessTimers
 from p2pmed.consensus.view_phase import ViewPhase
 from p2pmed.crypto import Signer
@@ -92,6 +110,9 @@ __all__ = ["Replica", "ReplicaConfig"]
 SignedT = TypeVar("SignedT", Vote, Checkpoint, ViewChange, NewView)
 
 NOTES_MAX = 100
+BODIES_PER_SLOT_MAX = 4
+"""Proposals kept per sequence number besides the current and the prepared one: those this
+replica pre-prepared in earlier views, one of which a later new-view may select again."""
 
 
 @dataclass(frozen=True)
@@ -152,9 +173,11 @@ class StableRecord:
 
 @dataclass(frozen=True)
 class SlotRecord:
-    """What this replica signed for one sequence number, and what it saw prepare."""
+    """What this replica signed for one sequence number, and what it saw prepare; the
+    proposals themselves are records of their own (``_body_key``), written once each."""
 
-    pre_prepare: PrePrepare | None
+    pre_prepare: Vote | None
+    header: ProposalHeader | None
     my_prepare: Vote | None
     my_commit: Vote | None
     prepared_certificate: PreparedCertificate | None
@@ -162,24 +185,37 @@ class SlotRecord:
 
 @dataclass
 class Slot:
-    pre_prepare: PrePrepare | None = None
+    pre_prepare: Vote | None = None
+    """The current view's pre-prepare vote; ``header`` is what it votes for."""
+    header: ProposalHeader | None = None
     prepares: dict[int, Vote] = field(default_factory=dict)
     commits: dict[int, Vote] = field(default_factory=dict)
     my_prepare: Vote | None = None
     my_commit: Vote | None = None
     prepared_certificate: PreparedCertificate | None = None
     certificate: CommitCertificate | None = None
+    bodies: dict[bytes, Proposal] = field(default_factory=dict)
+    """Proposals seen for this sequence, by digest (a new-view names one by digest only)."""
+
+    @property
+    def proposal(self) -> Proposal | None:
+        """The current pre-prepare's proposal, if its transactions are here."""
+        return None if self.pre_prepare is None else self.bodies.get(self.pre_prepare.digest)
 
     def record(self) -> SlotRecord:
-        return SlotRecord(self.pre_prepare, self.my_prepare, self.my_commit, self.prepared_certificate)
+        return SlotRecord(self.pre_prepare, self.header, self.my_prepare, self.my_commit, self.prepared_certificate)
 
     def reset_view(self) -> None:
-        self.pre_prepare, self.my_prepare, self.my_commit = None, None, None
+        self.pre_prepare, self.header, self.my_prepare, self.my_commit = None, None, None, None
         self.prepares, self.commits = {}, {}
 
 
 def _slot_key(sequence: int) -> str:
     return f"slot/{sequence:020d}"
+
+
+def _body_key(sequence: int, digest: bytes) -> str:
+    return f"proposal/{sequence:020d}/{digest.hex()}"
 
 
 class Replica:
@@ -200,6 +236,9 @@ class Replica:
         committed_tx_ids: Iterable[bytes] = (),
     ) -> None:
         assert signer.public_key in validators.keys, "the signer must be a validator"
+        assert new_view_fits(validators.quorum, config.watermark_window), (
+            f"a new-view of {validators.n} validators over a window of {config.watermark_window} could exceed a frame"
+        )
         self.validators = validators
         self.config = config
         self.index = validators.keys.index(signer.public_key)
@@ -224,6 +263,8 @@ class Replica:
         self._view_changes: dict[int, ViewChange] = {}
         self._view_changes_checked: set[int] = set()
         self._fetch_served_at_ms: dict[int, int] = {}
+        self._proposals_served: dict[int, tuple[int, int]] = {}
+        """Per peer: when its current serving interval began, and the proposal bytes sent in it."""
         self._continue_from: int | None = None
         """The peer whose last answer was cut short (``Blocks.more``): asked again first."""
         """Replicas whose view change in ``_view_changes`` had its certificates checked."""
@@ -370,6 +411,9 @@ class Replica:
         if isinstance(message, Blocks):
             self._on_blocks(sender, message)
             return
+        if isinstance(message, Proposal):
+            self._on_proposal(message)
+            return
         signer = message.vote.replica if isinstance(message, PrePrepare) else message.replica
         self._require_sender(sender, signer)
         handlers = {
@@ -379,6 +423,7 @@ class Replica:
             ViewChange: self._on_view_change,
             NewView: self._on_new_view,
             FetchBlocks: self._on_fetch_blocks,
+            FetchProposal: self._on_fetch_proposal,
         }
         handlers[type(message)](message)  # type: ignore[operator]
 
@@ -402,7 +447,7 @@ class Replica:
     # -- normal case ----------------------------------------------------------
 
     def _unproposed(self) -> list[Transaction]:
-        in_flight = {tx.id for slot in self._log.values() if slot.pre_prepare for tx in slot.pre_prepare.proposal.txs}
+        in_flight = {tx.id for slot in self._log.values() if slot.proposal for tx in slot.proposal.txs}
         return [tx for tx_id, (tx, _) in self._pending.items() if tx_id not in in_flight]
 
     def _can_propose(self) -> bool:
@@ -438,7 +483,8 @@ class Replica:
             slot = self._slot(proposal.height)
             assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
             assert slot.certificate is None, f"proposing over block {proposal.height}, already decided"
-            slot.pre_prepare = pre_prepare
+            slot.pre_prepare, slot.header = pre_prepare.vote, proposal.header
+            self._keep_body(proposal)
             self._persist_slot(proposal.height)
             self._messages.append(Broadcast(pre_prepare))
             self._next_sequence += 1
@@ -467,14 +513,18 @@ class Replica:
         self._note_ahead(vote.replica, vote.sequence)
         slot = self._slot(vote.sequence)
         if slot.pre_prepare is not None:
-            if slot.pre_prepare.vote.digest != vote.digest:
+            if slot.pre_prepare.digest != vote.digest:
                 raise InvalidMessage(f"primary {vote.replica} equivocated at view {vote.view} sequence {vote.sequence}")
+            if slot.proposal is None:  # the new-view named it by digest: here are its transactions
+                self._keep_body(pre_prepare.proposal)
+                self._execute_ready()
             return
         if slot.certificate is not None and slot.certificate.commits[0].digest != vote.digest:
             raise InvalidMessage(f"pre-prepare at {vote.sequence} contradicts a block already decided there")
         self._check_proposal(pre_prepare.proposal, vote.sequence)
         self._check_time(pre_prepare.proposal.time_ms, vote.sequence)
-        slot.pre_prepare = pre_prepare
+        slot.pre_prepare, slot.header = vote, pre_prepare.proposal.header
+        self._keep_body(pre_prepare.proposal)
         if not self.is_primary:
             slot.my_prepare = self._vote(VoteKind.PREPARE, vote.sequence, vote.digest)
             slot.prepares[self.index] = slot.my_prepare
@@ -491,8 +541,8 @@ class Replica:
         taken = {
             tx.id
             for other, slot in self._log.items()
-            if other != sequence and slot.pre_prepare and other > self.last_executed
-            for tx in slot.pre_prepare.proposal.txs
+            if other != sequence and slot.proposal and other > self.last_executed
+            for tx in slot.proposal.txs
         }
         for tx in proposal.txs:
             if tx.id in self._committed_ids or tx.id in taken:
@@ -509,20 +559,16 @@ class Replica:
             raise InvalidMessage(f"proposal dated {time_ms - self._now_ms:+} ms from this replica's clock")
         if time_ms <= self._time_floor_ms(sequence):
             raise InvalidMessage(f"proposal at {sequence} is not dated after the block before it")
-        later = [
-            slot.pre_prepare.proposal.time_ms
-            for other, slot in self._log.items()
-            if other > sequence and slot.pre_prepare is not None
-        ]
+        later = [slot.header.time_ms for s, slot in self._log.items() if s > sequence and slot.header is not None]
         if later and time_ms >= min(later):
             raise InvalidMessage(f"proposal at {sequence} is not dated before the blocks after it")
 
     def _time_floor_ms(self, sequence: int) -> int:
         """The latest time of the blocks and proposals known before ``sequence``."""
         earlier = (
-            slot.pre_prepare.proposal.time_ms
+            slot.header.time_ms
             for other, slot in self._log.items()
-            if self.last_executed < other < sequence and slot.pre_prepare is not None
+            if self.last_executed < other < sequence and slot.header is not None
         )
         return max(earlier, default=self.last_block_time_ms)
 
@@ -555,13 +601,14 @@ class Replica:
         slot = self._log[sequence]
         if slot.pre_prepare is None:
             return
-        digest = slot.pre_prepare.vote.digest
+        digest = slot.pre_prepare.digest
         if slot.my_commit is None:
             prepares = [vote for vote in self._matching(slot.prepares, digest) if vote.replica != self.primary]
             if len(prepares) < self.validators.quorum - 1:
                 return
+            assert slot.header is not None, "a pre-prepare comes with its header"
             slot.prepared_certificate = PreparedCertificate(
-                slot.pre_prepare.vote, tuple(prepares[: self.validators.quorum - 1]), slot.pre_prepare.proposal
+                slot.pre_prepare, tuple(prepares[: self.validators.quorum - 1]), slot.header
             )
             slot.my_commit = self._vote(VoteKind.COMMIT, sequence, digest)
             slot.commits[self.index] = slot.my_commit
@@ -579,7 +626,9 @@ class Replica:
             if slot is None or slot.certificate is None or slot.pre_prepare is None:
                 self._notice_gap()
                 return
-            proposal = slot.pre_prepare.proposal
+            proposal = slot.proposal
+            if proposal is None:  # decided on a digest a new-view named; _fetch_bodies asks for it
+                return
             self._apply(
                 Block(proposal.block_header(self.validators.chain_id, self.last_block_hash), proposal.txs),
                 slot.certificate,
@@ -658,8 +707,7 @@ class Replica:
         self.stable_sequence, self._stable_proof = sequence, proof
         self._records["stable"] = codec.encode(StableRecord(sequence, proof))
         for old in [s for s in self._log if s <= sequence]:
-            del self._log[old]
-            self._records[_slot_key(old)] = None
+            self._drop_slot(old)
         for table in (self._checkpoint_votes, self._my_checkpoints, self._executed_digests):
             for old in [s for s in table if s < sequence]:
                 del table[old]
@@ -778,36 +826,39 @@ class Replica:
         self._timers.arm_view_change(self._now_ms)
         if not self.is_primary or self._new_view is not None:
             return
-        low, proposals = selected_proposals(view_changes)
-        high = max(proposals, default=low)
-        pre_prepares = []
+        low, selected = selected_proposals(view_changes)
+        high = max(selected, default=low)
+        headers = []
         for sequence in range(low + 1, high + 1):
-            proposal = proposals.get(sequence) or Proposal(sequence, self._now_ms, self._signer.public_key, ())
-            pre_prepares.append(PrePrepare(self._vote(VoteKind.PRE_PREPARE, sequence, proposal.digest), proposal))
-        new_view = self._sign(NewView(self.view, tuple(view_changes), tuple(pre_prepares), self.index, bytes(64)))
+            header = selected.get(sequence)
+            headers.append(header or Proposal(sequence, self._now_ms, self._signer.public_key, ()).header)
+        votes = tuple(self._vote(VoteKind.PRE_PREPARE, header.height, header_digest(header)) for header in headers)
+        new_view = self._sign(NewView(self.view, tuple(view_changes), votes, tuple(headers), self.index, bytes(64)))
         self._records["new-view"] = codec.encode(new_view)
         self._messages.append(Broadcast(new_view))
         self._enter_view(new_view)
+        for vote in votes:  # the transactions of what it re-proposes, one frame each
+            proposal = self._log[vote.sequence].proposal if vote.sequence in self._log else None
+            if proposal is not None and proposal.txs:
+                self._messages.append(Broadcast(PrePrepare(vote, proposal)))
 
     def _on_new_view(self, new_view: NewView) -> None:
         if new_view.view < self.view or (new_view.view == self.view and self.view_phase is ViewPhase.ACTIVE):
             return
         self.validators.check_new_view(new_view, self.config.watermark_window)
-        low, proposals = selected_proposals(new_view.view_changes)
-        high = max(proposals, default=low)
-        sequences = [pre_prepare.vote.sequence for pre_prepare in new_view.pre_prepares]
-        if sequences != list(range(low + 1, high + 1)):
+        low, selected = selected_proposals(new_view.view_changes)
+        high = max(selected, default=low)
+        if [header.height for header in new_view.headers] != list(range(low + 1, high + 1)):
             raise InvalidMessage("new-view re-proposes the wrong sequence numbers")
         primary_key = self.validators.keys[new_view.replica]
-        for pre_prepare in new_view.pre_prepares:
-            expected = proposals.get(pre_prepare.vote.sequence)
-            proposal = pre_prepare.proposal
-            if expected is not None and proposal.digest != expected.digest:
-                raise InvalidMessage(f"new-view drops the prepared proposal at {pre_prepare.vote.sequence}")
-            if expected is None and (proposal.txs or proposal.proposer != primary_key):
-                raise InvalidMessage(f"new-view fills {pre_prepare.vote.sequence} with a non-empty proposal")
-            if expected is None and proposal.time_ms > self._now_ms + self.config.block_time_skew_max_ms:
-                raise InvalidMessage(f"new-view dates its empty block at {pre_prepare.vote.sequence} in the future")
+        for header in new_view.headers:
+            expected = selected.get(header.height)
+            if expected is not None and header != expected:
+                raise InvalidMessage(f"new-view drops the prepared proposal at {header.height}")
+            if expected is None and not (header.empty and header.proposer == primary_key):
+                raise InvalidMessage(f"new-view fills {header.height} with a non-empty proposal")
+            if expected is None and header.time_ms > self._now_ms + self.config.block_time_skew_max_ms:
+                raise InvalidMessage(f"new-view dates its empty block at {header.height} in the future")
         self._enter_view(new_view)
 
     def _enter_view(self, new_view: NewView) -> None:
@@ -824,10 +875,9 @@ class Replica:
             self._adopt_stable(low, proof)
         for stale in [s for s, slot in self._log.items() if slot.certificate is None and s > self.last_executed]:
             if stale > low + len(new_view.pre_prepares):
-                del self._log[stale]
-                self._records[_slot_key(stale)] = None
-        for pre_prepare in new_view.pre_prepares:
-            self._accept_new_view_pre_prepare(pre_prepare)
+                self._drop_slot(stale)
+        for vote, header in zip(new_view.pre_prepares, new_view.headers, strict=True):
+            self._accept_new_view_pre_prepare(vote, header)
         self._next_sequence = max(self.last_executed, low + len(new_view.pre_prepares)) + 1
         # A new primary gets a full timeout for everything still waiting (§4.5.2).
         self._pending = {tx_id: (tx, self._now_ms) for tx_id, (tx, _) in self._pending.items()}
@@ -842,8 +892,8 @@ class Replica:
             assert my_hash is None or my_hash == proof[0].block_hash, "a quorum checkpoint disagrees with our chain"
         self._make_stable(sequence, proof)
 
-    def _accept_new_view_pre_prepare(self, pre_prepare: PrePrepare) -> None:
-        sequence, digest = pre_prepare.vote.sequence, pre_prepare.vote.digest
+    def _accept_new_view_pre_prepare(self, vote: Vote, header: ProposalHeader) -> None:
+        sequence, digest = vote.sequence, vote.digest
         if sequence <= self.stable_sequence:
             return
         executed = self._executed_digests.get(sequence)
@@ -852,7 +902,9 @@ class Replica:
         decided = slot.certificate
         assert decided is None or decided.commits[0].digest == digest, f"new view replaces decided {sequence}"
         slot.reset_view()
-        slot.pre_prepare = pre_prepare
+        slot.pre_prepare, slot.header = vote, header
+        if header.empty and digest not in slot.bodies:
+            self._keep_body(Proposal(header.height, header.time_ms, header.proposer, ()))
         if not self.is_primary:
             slot.my_prepare = self._vote(VoteKind.PREPARE, sequence, digest)
             slot.prepares[self.index] = slot.my_prepare
@@ -921,7 +973,7 @@ class Replica:
             if (
                 slot is not None
                 and slot.pre_prepare is not None
-                and slot.pre_prepare.vote.digest != item.certificate.commits[0].digest
+                and slot.pre_prepare.digest != item.certificate.commits[0].digest
             ):
                 slot.reset_view()
             self._apply(item.block, item.certificate)
@@ -935,11 +987,81 @@ class Replica:
             self._ahead[sender] = self.last_executed  # it showed nothing past our head: its claim decays
         self._execute_ready()
 
+    # -- proposals named by digest ---------------------------------------------
+
+    def _keep_body(self, proposal: Proposal) -> None:
+        """Hold (and persist) a proposal for its sequence number. Besides the ones the slot's
+        votes and certificates name, keep the most recent few: a replica that prepared one
+        in an earlier view may be asked for it when a later new-view selects it again."""
+        sequence, slot = proposal.height, self._slot(proposal.height)
+        if proposal.digest in slot.bodies:
+            return
+        slot.bodies[proposal.digest] = proposal
+        self._records[_body_key(sequence, proposal.digest)] = codec.encode(proposal)
+        named = {slot.pre_prepare.digest if slot.pre_prepare else None, proposal.digest}
+        if slot.prepared_certificate is not None:
+            named.add(slot.prepared_certificate.pre_prepare.digest)
+        if slot.certificate is not None:
+            named.add(slot.certificate.commits[0].digest)
+        for digest in [d for d in slot.bodies if d not in named][: max(0, len(slot.bodies) - BODIES_PER_SLOT_MAX)]:
+            del slot.bodies[digest]
+            self._records[_body_key(sequence, digest)] = None
+
+    def _drop_slot(self, sequence: int) -> None:
+        slot = self._log.pop(sequence)
+        self._records[_slot_key(sequence)] = None
+        for digest in slot.bodies:
+            self._records[_body_key(sequence, digest)] = None
+
+    def _on_fetch_proposal(self, fetch: FetchProposal) -> None:
+        """Serve a proposal this replica holds, within ``FETCH_BYTES_MAX`` per peer per
+        ``fetch_serve_interval_ms`` (a request is 80 bytes, an answer up to 4 MiB)."""
+        slot = self._log.get(fetch.sequence)
+        proposal = slot.bodies.get(fetch.digest) if slot is not None else None
+        if proposal is None:
+            return
+        started_ms, sent = self._proposals_served.get(fetch.replica, (self._now_ms, 0))
+        if self._now_ms - started_ms >= self.config.fetch_serve_interval_ms:
+            started_ms, sent = self._now_ms, 0
+        if sent and sent + proposal.tx_bytes > FETCH_BYTES_MAX:
+            self.rejected["fetch-too-often"] += 1
+            return
+        self._proposals_served[fetch.replica] = (started_ms, sent + proposal.tx_bytes)
+        self._messages.append(Send(fetch.replica, proposal))
+
+    def _on_proposal(self, proposal: Proposal) -> None:
+        """An answer to ``FetchProposal``: taken only for a digest this replica voted for
+        and lacks (the digest is the proof; whoever sent it cannot forge one)."""
+        slot = self._log.get(proposal.height)
+        if slot is None or slot.pre_prepare is None or slot.proposal is not None:
+            self.rejected["unrequested-proposal"] += 1
+            return
+        if slot.pre_prepare.digest != proposal.digest:
+            raise InvalidMessage(f"proposal at {proposal.height} is not the one voted for")
+        self._keep_body(proposal)
+        self._execute_ready()
+
+    def _fetch_bodies(self) -> None:
+        """Ask one peer (a different one each interval) for every proposal we voted for by
+        digest and still lack."""
+        missing = [
+            (sequence, slot.pre_prepare.digest)
+            for sequence, slot in sorted(self._log.items())
+            if sequence > self.last_executed and slot.pre_prepare is not None and slot.proposal is None
+        ]
+        peers = [r for r in range(self.validators.n) if r != self.index]
+        if not missing or not peers:
+            return
+        peer = peers[(self._now_ms // self.config.retransmit_interval_ms) % len(peers)]
+        for sequence, digest in missing:
+            self._messages.append(Send(peer, FetchProposal(sequence, digest, self.index)))
+
     # -- retransmission -------------------------------------------------------
 
     def _retransmit(self) -> None:
         if self._timers.head_probe_expired(self._now_ms):
             self._probe_head()
+        self._fetch_bodies()
         if self.view_phase is ViewPhase.CHANGING:
             own = self._view_changes.get(self.index)
             if own is not None and own.new_view == self.view:
@@ -965,8 +1087,8 @@ class Replica:
         for sequence, slot in sorted(self._log.items()):
             if sequence <= self.last_executed or slot.certificate is not None:
                 continue
-            if self.is_primary and slot.pre_prepare is not None:
-                self._messages.append(Broadcast(slot.pre_prepare))
+            if self.is_primary and slot.pre_prepare is not None and slot.proposal is not None:
+                self._messages.append(Broadcast(PrePrepare(slot.pre_prepare, slot.proposal)))
             for vote in (slot.my_prepare, slot.my_commit):
                 if vote is not None:
                     self._messages.append(Broadcast(vote))
@@ -1026,6 +1148,11 @@ class Replica:
             new_view = codec.decode(NewView, records["new-view"], size_max)
             self._new_view = new_view if new_view.view == self.view else None
         for key, data in records.items():
+            if key.startswith("proposal/"):
+                proposal = codec.decode(Proposal, data, size_max)
+                if proposal.height > self.stable_sequence:
+                    self._slot(proposal.height).bodies[proposal.digest] = proposal
+                continue
             if not key.startswith("slot/"):
                 continue
             record = codec.decode(SlotRecord, data, size_max)
@@ -1034,9 +1161,10 @@ class Replica:
                 continue
             slot = self._slot(sequence)
             slot.prepared_certificate = record.prepared_certificate
-            if record.pre_prepare is not None and record.pre_prepare.vote.view == self.view:
-                slot.pre_prepare, slot.my_prepare, slot.my_commit = (
+            if record.pre_prepare is not None and record.pre_prepare.view == self.view:
+                slot.pre_prepare, slot.header, slot.my_prepare, slot.my_commit = (
                     record.pre_prepare,
+                    record.header,
                     record.my_prepare,
                     record.my_commit,
                 )

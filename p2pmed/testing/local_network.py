@@ -5,6 +5,7 @@ and the integration tests use it; the daemon replaces the FIFO with libp2p."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from p2pmed.consensus.certificates import Validators
@@ -29,6 +30,8 @@ class LocalNetwork:
         self.paths = [directory / f"node{index}.sqlite3" for index in range(n)]
         self.now_ms = 1_000
         self.in_flight: deque[tuple[int, int, bytes]] = deque()
+        self.drops: Callable[[int, int, bytes], bool] = lambda source, destination, data: False
+        """Tests set this to lose chosen messages (source, destination, bytes) on the way."""
         self.cores: list[NodeCore | None] = [None] * n
         for index in range(n):
             self.restart(index)
@@ -87,4 +90,6 @@ class LocalNetwork:
                 self.cores[index] = None
 
     def _queue(self, source: int, outgoing: Outgoing) -> None:
-        self.in_flight.extend((source, destination, data) for destination, data in outgoing)
+        self.in_flight.extend(
+            (source, destination, data) for destination, data in outgoing if not self.drops(source, destination, data)
+        )
