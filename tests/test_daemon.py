@@ -17,7 +17,7 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.site.config import NodeConfig
 from p2pmed.testing.process_network import ProcessNetwork
 
-CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, probes_from_anyone=True)
 WAIT_S = 60.0
 
 

@@ -222,3 +222,21 @@ def test_a_view_change_far_ahead_costs_one_signature_until_it_is_used(tmp_path: 
     target.receive(2, encode_message(bogus_view_change(network.keys[2], 2, 1)), network.now_ms)
     assert target.replica.rejected["invalid"] == 1, "the next view's is checked in full at once"
     network.close()
+
+
+def test_an_idle_network_moves_ledger_time_on_with_empty_blocks_at_the_heartbeat_interval(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, config=ReplicaConfig(heartbeat_interval_ms=2_000))
+    network.run(5_000)
+    assert network.heads()[0][0] == 0, "a chain that has not begun stays empty"  # type: ignore[index]
+    network.submit_everywhere(sign_transaction(SigningKey.from_seed(b"h" * 32), CHAIN, "load.probe", 0, Probe("h")))
+    network.run(500)
+    store = network.cores[0].store  # type: ignore[union-attr]
+    assert store.head()[0] == 1
+    first_ms = ledger_time_ms(store)
+    network.run(7_000)  # idle
+    height = store.head()[0]
+    assert height in (4, 5), f"an empty block every 2 s of 7: {height - 1} of them"
+    assert all(not store.block(number).txs for number in range(2, height + 1))  # type: ignore[union-attr]
+    assert ledger_time_ms(store) >= first_ms + 6_000
+    assert len(set(network.heads())) == 1
+    network.close()

@@ -12,7 +12,8 @@ from p2pmed.consensus import ViewPhase
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, CommitCertificate
 from p2pmed.consensus.replica import ReplicaConfig
-from p2pmed.crypto import SigningKey
+from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.tx import Transaction, sign_transaction
@@ -374,3 +375,37 @@ def test_a_network_of_one_validator_commits_and_idles_without_probing_anyone(tmp
     heads = network.heads()
     assert heads[0] is not None and heads[0][0] >= 1 and not network.in_flight
     network.close()
+
+
+def test_only_registered_senders_reach_the_mempool_unless_a_test_network_opens_it_to_probes(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, probes_from_anyone=False)
+    core = network.cores[1]
+    assert core is not None
+    outsider = SigningKey.from_seed(b"o" * 32)
+    forged = Transaction("load.probe", CHAIN, outsider.public_key, 0, {"label": "p"}, bytes(64))
+    for tx in (probe(outsider, 0), forged):  # the forged one is refused before its signature is checked
+        with pytest.raises(TxRejected) as raised:
+            core.submit(tx, network.now_ms)
+        assert raised.value.reason is RejectReason.UNKNOWN_SENDER
+    assert core.replica.pending_count == 0 and len(core.mempool) == 0
+
+    site = network.keys[0]  # a validator, and the organisation in force it runs for
+    register = sign_transaction(
+        site,
+        CHAIN,
+        "identity.person.register",
+        0,
+        PersonRegister(outsider.public_key, "clinician", EncryptionPrivateKey.generate().public_key),
+    )
+    network.submit_everywhere(register)
+    network.run(1_000)
+    network.submit_everywhere(probe(outsider, 0))  # registered now: admitted everywhere, and it commits
+    network.run(1_000)
+    assert core.store.transaction(probe(outsider, 0).id) is not None
+    network.close()
+
+    (tmp_path / "open").mkdir()
+    opened = LocalNetwork(tmp_path / "open", CHAIN)
+    assert opened.cores[1] is not None and opened.cores[1].submit(probe(outsider, 0), opened.now_ms) is not None
+    assert opened.cores[1].replica.pending_count == 1
+    opened.close()

@@ -183,3 +183,17 @@ def test_a_home_whose_encryption_key_is_not_the_one_in_genesis_is_refused(tmp_pa
     crypto.save_encryption_key(home / ENCRYPTION_KEY, crypto.EncryptionPrivateKey.generate())
     result = CliRunner().invoke(cli, ["node", "--home", str(home)])
     assert result.exit_code == 2 and "does not match this node's encryption_key" in result.output
+
+
+def test_a_checkpoint_interval_whose_view_changes_could_exceed_a_frame_is_refused_at_start(tmp_path: Path) -> None:
+    homes = create_testnet(tmp_path / "net", 31, 30_000, "c")  # quorum 21: a window of 4 x 50 still fits
+    config = (homes[0] / CONFIG).read_text()
+    (homes[0] / CONFIG).write_text(config.replace("checkpoint_interval = 16", "checkpoint_interval = 51"))
+    result = CliRunner().invoke(cli, ["node", "--home", str(homes[0])])
+    assert result.exit_code == 2 and "checkpoint_interval = 51 is too large for 31 validators" in result.output
+
+
+def test_init_refuses_load_probes_from_strangers_and_testnet_admits_them(tmp_path: Path) -> None:
+    CliRunner().invoke(cli, ["init", "--home", str(tmp_path / "site")])
+    assert not load_config(tmp_path / "site" / CONFIG).probes_from_anyone
+    assert load_config(create_testnet(tmp_path / "net", 1, 30_000, "c")[0] / CONFIG).probes_from_anyone

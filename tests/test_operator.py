@@ -46,7 +46,13 @@ from p2pmed.testing.process_network import ProcessNetwork
 
 pytestmark = pytest.mark.xdist_group("operator-network")  # one worker, one network (make test: --dist loadgroup)
 
-CONFIG = NodeConfig(log_format="json", log_level="debug", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+CONFIG = NodeConfig(
+    log_format="json",
+    log_level="debug",
+    request_timeout_ms=1_500,
+    view_change_timeout_ms=1_500,
+    probes_from_anyone=True,
+)
 WAIT_S = 60.0
 CHAIN_ID = "p2pmed-local"
 FAR_FUTURE_MS = 4_102_444_800_000

@@ -34,7 +34,7 @@ from p2pmed.testing.process_network import NodeFailed, ProcessNetwork
 __all__ = ["CONFIG", "NetworkBench", "run_network_bench"]
 
 CHAIN_ID = "p2pmed-bench"
-CONFIG = NodeConfig(log_format="json")
+CONFIG = NodeConfig(log_format="json", probes_from_anyone=True)
 SEED = 0
 """Seeds the senders' keys: every run signs the same transactions."""
 START_TIMEOUT_S = 60.0

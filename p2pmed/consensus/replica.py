@@ -128,6 +128,9 @@ class ReplicaConfig:
     request_timeout_ms: int = 2_000
     view_change_timeout_ms: int = 2_000
     retransmit_interval_ms: int = 300
+    heartbeat_interval_ms: int = 60_000
+    """An idle primary proposes an empty block this long after the last one (0: never), so
+    that consents, grants and other expiries take effect on a network without traffic."""
     block_time_skew_max_ms: int = 10_000
     """A backup prepares a new proposal only if it is dated within this of its own clock
     (and after the proposals before it); a re-proposal or a NEW-VIEW's empty block only
@@ -398,6 +401,9 @@ class Replica:
             oldest = next(iter(self._unproposed()), None)
             if oldest is not None:
                 deadline_ms = min(deadline_ms, self._pending[oldest.id][1] + self.config.batch_delay_ms)
+            heartbeat_ms = self._heartbeat_at_ms()
+            if heartbeat_ms is not None:
+                deadline_ms = min(deadline_ms, heartbeat_ms)
         return deadline_ms
 
     def note_log(self) -> list[str]:
@@ -474,21 +480,37 @@ class Replica:
         while self._can_propose():
             batch, full = self._next_batch()
             if not batch:
+                heartbeat_ms = self._heartbeat_at_ms()
+                if heartbeat_ms is not None and self._now_ms >= heartbeat_ms:
+                    self._propose(())
                 return
             if not full and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
                 return
-            time_ms = max(self._now_ms, self._time_floor_ms(self._next_sequence) + 1)
-            proposal = Proposal(self._next_sequence, time_ms, self._signer.public_key, tuple(batch))
-            pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
-            slot = self._slot(proposal.height)
-            assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
-            assert slot.certificate is None, f"proposing over block {proposal.height}, already decided"
-            slot.pre_prepare, slot.header = pre_prepare.vote, proposal.header
-            self._keep_body(proposal)
-            self._persist_slot(proposal.height)
-            self._messages.append(Broadcast(pre_prepare))
-            self._next_sequence += 1
-            self._check_prepared(proposal.height)  # alone in a network of one, it is its own quorum
+            self._propose(tuple(batch))
+
+    def _heartbeat_at_ms(self) -> int | None:
+        """When an idle primary proposes an empty block, so that ledger time (and with it every
+        expiry) moves on without traffic: ``heartbeat_interval_ms`` after the last block, if
+        nothing is in flight and the chain has begun."""
+        if not self.config.heartbeat_interval_ms or self.last_executed == 0:
+            return None
+        if self._next_sequence != self.last_executed + 1:
+            return None
+        return self.last_block_time_ms + self.config.heartbeat_interval_ms
+
+    def _propose(self, batch: tuple[Transaction, ...]) -> None:
+        time_ms = max(self._now_ms, self._time_floor_ms(self._next_sequence) + 1)
+        proposal = Proposal(self._next_sequence, time_ms, self._signer.public_key, batch)
+        pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
+        slot = self._slot(proposal.height)
+        assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
+        assert slot.certificate is None, f"proposing over block {proposal.height}, already decided"
+        slot.pre_prepare, slot.header = pre_prepare.vote, proposal.header
+        self._keep_body(proposal)
+        self._persist_slot(proposal.height)
+        self._messages.append(Broadcast(pre_prepare))
+        self._next_sequence += 1
+        self._check_prepared(proposal.height)  # alone in a network of one, it is its own quorum
 
     def _admits(self, vote: Vote) -> bool:
         """The gate every vote passes: one from a later view only counts towards noticing
@@ -779,11 +801,14 @@ class Replica:
             return
         known = self._view_changes.get(view_change.replica)
         if known is not None and known.new_view >= view_change.new_view:
+            if known.new_view > view_change.new_view:  # a replay: its sender has moved past it
+                self.rejected["view-change-stale"] += 1
             return
         if view_change.new_view > self.view + 1:
             # Far ahead: it counts towards the f+1 that move us, at the cost of one signature;
             # its certificates are checked only if we use it (``_checked_view_changes``).
             self.validators.check_signed(view_change)
+            self.rejected["view-change-far-ahead"] += 1
             self._view_changes_checked.discard(view_change.replica)
         else:
             self.validators.check_view_change(view_change, self.config.watermark_window)

@@ -55,4 +55,7 @@ def largest_new_view(quorum: int, window: int) -> NewView:
 
 def new_view_fits(quorum: int, window: int) -> bool:
     """Whether every new-view (and so every view change) this configuration can produce fits a frame."""
+    vote_bytes = len(codec.encode(_vote(VoteKind.PREPARE)))
+    if quorum * window * quorum * vote_bytes > codec.MESSAGE_SIZE_MAX:  # surely too big: do not build it
+        return False
     return len(encode_message(largest_new_view(quorum, window))) <= codec.MESSAGE_SIZE_MAX

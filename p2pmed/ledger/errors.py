@@ -21,6 +21,7 @@ class RejectReason(enum.StrEnum):
     DUPLICATE = "duplicate"
     NONCE_PENDING = "nonce-pending"
     MEMPOOL_FULL = "mempool-full"
+    UNKNOWN_SENDER = "unknown-sender"
 
 
 class TxRejected(Exception):

@@ -36,6 +36,8 @@ from p2pmed.consensus.messages import (
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
+from p2pmed.ledger.contracts import identity
+from p2pmed.ledger.contracts.probe import PROBE_TYPE
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
@@ -75,8 +77,13 @@ class NodeCore:
         config: ReplicaConfig,
         now_ms: int,
         genesis_hash: bytes = GENESIS_PARENT_HASH,
+        *,
+        probes_from_anyone: bool = False,
     ) -> None:
         self.ledger = ledger
+        self.probes_from_anyone = probes_from_anyone
+        """Admit ``load.probe`` from keys registered nowhere (test networks, whose load tools
+        sign with throwaway keys); every other transaction needs a registered sender."""
         self.store = Store.open(store_path, ledger.chain_id, genesis_hash, ledger.genesis_state)
         self.validators = validators
         self._verified: dict[bytes, None] = {}
@@ -119,9 +126,22 @@ class NodeCore:
         if self.store.transaction(tx.id) is not None:
             raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already committed")
         if tx.id not in self.mempool:
-            self.accept(tx)
+            self.admit(tx)
         ready = self.mempool.add(tx, next_nonce(self.store, tx.sender))
         return self._carry_out(self._hand_to_replica(ready))
+
+    def admit(self, tx: Transaction) -> bool:
+        """Whether ``tx`` may wait in the mempool and be relayed: its sender is registered
+        (checked first: a state read costs less than a signature check) and it passes
+        ``accept``; raises ``TxRejected`` if not. Proposals are not held to this: a backup
+        may not yet have executed the block that registered a sender the primary knows."""
+        exempt = self.probes_from_anyone and tx.type == PROBE_TYPE
+        if not exempt and not identity.is_registered(self.store, tx.sender, self.validators.keys):
+            raise TxRejected(
+                RejectReason.UNKNOWN_SENDER,
+                f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation or person in force",
+            )
+        return self.accept(tx)
 
     def accept(self, tx: Transaction) -> bool:
         """Whether ``tx`` passes the ledger's stateless checks (signature included),

@@ -101,7 +101,8 @@ def replica_config(home: LoadedHome) -> ReplicaConfig:
         block_time_skew_max_ms=config.block_time_skew_max_ms,
         batch_delay_ms=config.batch_delay_ms,
         checkpoint_interval=config.checkpoint_interval,
-        watermark_window=4 * config.checkpoint_interval,
+        watermark_window=config.watermark_window,
+        heartbeat_interval_ms=config.heartbeat_interval_ms,
         request_timeout_ms=config.request_timeout_ms,
         view_change_timeout_ms=config.view_change_timeout_ms,
         pipeline_max=config.pipeline_max,
@@ -132,6 +133,7 @@ class Node:
             replica_config(home),
             self.started_ms,
             genesis.hash,
+            probes_from_anyone=home.config.probes_from_anyone,
         )
         self.counters = NodeCounters()
         self.rebroadcast = Rebroadcast()
@@ -304,7 +306,7 @@ class Node:
 
     def _accept_gossiped(self, tx: Transaction) -> bool:
         try:
-            return self.core.accept(tx)
+            return self.core.admit(tx)
         except TxRejected as error:
             self.counters.gossip_txs_refused[error.reason.value] += 1
             return False

@@ -55,7 +55,13 @@ from p2pmed.testing.process_network import NodeFailed, ProcessNetwork
 
 __all__ = ["check_playable", "run_real"]
 
-CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, fault_injection=True)
+CONFIG = NodeConfig(
+    log_format="json",
+    request_timeout_ms=1_500,
+    view_change_timeout_ms=1_500,
+    fault_injection=True,
+    probes_from_anyone=True,
+)
 CHAIN_ID = "p2pmed-harness"
 SAMPLE_S = 1.0
 RESEND_S = 3.0

@@ -51,6 +51,13 @@ class NodeConfig:
     log_format: str = "auto"
     log_level: str = "info"
     fault_injection: bool = False
+    probes_from_anyone: bool = False
+    heartbeat_interval_ms: int = 60_000
+
+    @property
+    def watermark_window(self) -> int:
+        """PBFT's log window L: four checkpoint intervals."""
+        return 4 * self.checkpoint_interval
 
 
 CONFIG_TEMPLATE = """\
@@ -64,6 +71,14 @@ listen = {listen}
 # Whose transaction batches this node checks and relays on the gossip topic:
 # "validators" (the genesis validators' node keys) or "any" libp2p peer.
 gossip_publishers = {gossip_publishers}
+
+[mempool]
+# Admit load.probe transactions (they change nothing but a nonce) from keys that
+# are registered nowhere: `p2pmed testnet` sets it, since `p2pmed load` and the
+# benchmark sign with throwaway keys. Every other transaction, and every probe
+# when this is false, needs a sender that is a validator, or an organisation or
+# person in force; others are refused with "unknown-sender".
+probes_from_anyone = {probes_from_anyone}
 
 [rpc]
 # Unix socket of the local JSON-RPC interface, relative to the home directory.
@@ -91,8 +106,13 @@ view_change_timeout_ms = {view_change_timeout_ms}
 # A backup prepares a new block only if it is dated within this many
 # milliseconds of its own clock (block time is the ledger's clock for expiries).
 block_time_skew_max_ms = {block_time_skew_max_ms}
-# Blocks between checkpoints; the log is garbage-collected at each one.
+# Blocks between checkpoints; the log is garbage-collected at each one. A view
+# change carries certificates for up to 4 intervals, so with many validators
+# this must stay small (the node says so at start if it is too large).
 checkpoint_interval = {checkpoint_interval}
+# An idle primary proposes an empty block this long after the last one, so
+# that consents, grants and other expiries take effect without traffic.
+heartbeat_interval_ms = {heartbeat_interval_ms}
 
 [log]
 # "auto" (readable on a terminal, JSON lines otherwise), "json" or "console".
@@ -156,6 +176,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("", "moniker"): ("moniker", _text(64)),
     ("p2p", "listen"): ("listen", _multiaddr),
     ("p2p", "gossip_publishers"): ("gossip_publishers", _choice(GOSSIP_PUBLISHERS)),
+    ("mempool", "probes_from_anyone"): ("probes_from_anyone", _boolean),
     ("rpc", "socket"): ("rpc_socket", _text(100)),
     ("metrics", "port"): ("metrics_port", _integer(0, 65_535)),
     ("consensus", "batch_size_max"): ("batch_size_max", _integer(1, 10_000)),
@@ -166,6 +187,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("consensus", "view_change_timeout_ms"): ("view_change_timeout_ms", _integer(100, 600_000)),
     ("consensus", "block_time_skew_max_ms"): ("block_time_skew_max_ms", _integer(1_000, 3_600_000)),
     ("consensus", "checkpoint_interval"): ("checkpoint_interval", _integer(1, 10_000)),
+    ("consensus", "heartbeat_interval_ms"): ("heartbeat_interval_ms", _integer(1_000, 86_400_000)),
     ("log", "format"): ("log_format", _choice(LOG_FORMATS)),
     ("log", "level"): ("log_level", _choice(LOG_LEVELS)),
     ("fault_injection", "enabled"): ("fault_injection", _boolean),

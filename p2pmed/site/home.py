@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2pmed import crypto
+from p2pmed.consensus.sizes import new_view_fits
+from p2pmed.quorum import quorum_size
 from p2pmed.site.config import NodeConfig, load_config, render_config
 from p2pmed.site.genesis import Genesis, ValidatorInfo, load_genesis, write_genesis
 
@@ -44,8 +46,9 @@ class NewNode:
     encryption_key: crypto.EncryptionPrivateKey
 
 
-def init_home(home: Path, moniker: str, listen: str) -> NewNode:
-    """Create a node's keys and commented config; refuse to touch an existing node."""
+def init_home(home: Path, moniker: str, listen: str, *, test_network: bool = False) -> NewNode:
+    """Create a node's keys and commented config; refuse to touch an existing node. A test
+    network's nodes admit load probes from anyone (``NodeConfig.probes_from_anyone``)."""
     for name in (NODE_KEY, ENCRYPTION_KEY, CONFIG):
         if (home / name).exists():
             raise HomeError(f"{home / name} already exists; refusing to overwrite a node's {name}")
@@ -54,7 +57,8 @@ def init_home(home: Path, moniker: str, listen: str) -> NewNode:
     node = NewNode(crypto.SigningKey.generate(), crypto.EncryptionPrivateKey.generate())
     crypto.save_signing_key(home / NODE_KEY, node.key)
     crypto.save_encryption_key(home / ENCRYPTION_KEY, node.encryption_key)
-    (home / CONFIG).write_text(render_config(NodeConfig(moniker=moniker, listen=listen)))
+    config = NodeConfig(moniker=moniker, listen=listen, probes_from_anyone=test_network)
+    (home / CONFIG).write_text(render_config(config))
     return node
 
 
@@ -81,7 +85,7 @@ def create_testnet(out: Path, nodes: int, base_port: int, chain_id: str, ips: Se
             listen, address = f"/ip4/0.0.0.0/tcp/{base_port}", f"/ip4/{ips[index]}/tcp/{base_port}"
         else:
             listen = address = f"/ip4/127.0.0.1/tcp/{base_port + index}"
-        node = init_home(home, moniker, listen)
+        node = init_home(home, moniker, listen, test_network=True)
         homes.append(home)
         kind = TESTNET_KINDS[index % len(TESTNET_KINDS)]
         validators.append(
@@ -128,6 +132,12 @@ def load_home(home: Path) -> LoadedHome:
             " add it there (every node needs the same genesis.json)"
         )
     index = genesis.validator_keys.index(key.public_key)
+    if not new_view_fits(quorum_size(len(genesis.validators)), config.watermark_window):
+        raise HomeError(
+            f"[consensus] checkpoint_interval = {config.checkpoint_interval} is too large for"
+            f" {len(genesis.validators)} validators: a view change over {config.watermark_window} blocks"
+            " could exceed a 16 MiB frame; lower it"
+        )
     encryption_key = crypto.load_encryption_key(home / ENCRYPTION_KEY)
     if encryption_key.public_key.key != genesis.validators[index].encryption_key:
         raise HomeError(

@@ -46,7 +46,7 @@ HOSPITAL, LAB, PHARMACY, DISTRIBUTOR = range(4)
 DAY_MS = 24 * 3600 * 1000
 CONSENT_DAYS = 365
 WAIT_S = 60.0
-CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, probes_from_anyone=True)
 GTIN = "10614141073464"
 LAB_RESULT = b'{"resourceType": "Observation", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 6.1, "unit": "%"}}'
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import ReplicaConfig
-from p2pmed.crypto import Ed25519Verifier, SigningKey
-from p2pmed.ledger.contracts import ALL_TX_TYPES
+from p2pmed.crypto import Ed25519Verifier, EncryptionPrivateKey, Kem, SigningKey
+from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts.identity import OrganisationProfile
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.core import NodeCore, Outgoing
@@ -22,10 +23,23 @@ STEP_MS = 5
 
 
 class LocalNetwork:
-    def __init__(self, directory: Path, chain_id: str, n: int = 4, config: ReplicaConfig | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        chain_id: str,
+        n: int = 4,
+        config: ReplicaConfig | None = None,
+        *,
+        probes_from_anyone: bool = True,
+    ) -> None:
+        self.probes_from_anyone = probes_from_anyone
         self.keys = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(n)]
         self.validators = Validators(chain_id, tuple(key.public_key for key in self.keys), Ed25519Verifier())
-        self.ledger = Ledger(chain_id, ALL_TX_TYPES, self.validators.keys)
+        sites = [  # each validator runs a hospital in force from genesis, as ``p2pmed testnet`` sets up
+            OrganisationProfile(key.public_key, f"site{index}", "hospital", self._encryption_key(index).public_key)
+            for index, key in enumerate(self.keys)
+        ]
+        self.ledger = Ledger(chain_id, ALL_TX_TYPES, self.validators.keys, identity.genesis_state(sites))
         self.config = config or ReplicaConfig()
         self.paths = [directory / f"node{index}.sqlite3" for index in range(n)]
         self.now_ms = 1_000
@@ -36,9 +50,21 @@ class LocalNetwork:
         for index in range(n):
             self.restart(index)
 
+    @staticmethod
+    def _encryption_key(index: int) -> EncryptionPrivateKey:
+        return EncryptionPrivateKey(Kem.X25519, bytes([index + 101]) * 32)
+
     def restart(self, index: int) -> None:
         """Start node ``index`` from whatever its store holds (nothing, at first)."""
-        core = NodeCore(self.paths[index], self.ledger, self.validators, self.keys[index], self.config, self.now_ms)
+        core = NodeCore(
+            self.paths[index],
+            self.ledger,
+            self.validators,
+            self.keys[index],
+            self.config,
+            self.now_ms,
+            probes_from_anyone=self.probes_from_anyone,
+        )
         self.cores[index] = core
         self._queue(index, core.start())
 

@@ -74,7 +74,7 @@ class ProcessNetwork:
         base_port = free_port_range(2 * nodes)  # listen ports, then metrics ports
         self.homes = create_testnet(directory, nodes, base_port, chain_id)
         self.metrics_ports = [base_port + nodes + index if metrics else 0 for index in range(nodes)]
-        config = config or NodeConfig()
+        config = config or NodeConfig(probes_from_anyone=True)
         for home, metrics_port in zip(self.homes, self.metrics_ports, strict=True):
             own = load_home(home).config
             node_config = dataclasses.replace(config, moniker=own.moniker, listen=own.listen, metrics_port=metrics_port)

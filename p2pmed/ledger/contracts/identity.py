@@ -26,7 +26,7 @@ which answer for current keys of parties in force only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from p2pmed import codec
@@ -49,6 +49,7 @@ __all__ = [
     "PersonRevoke",
     "PersonRotate",
     "genesis_state",
+    "is_registered",
     "organisation_of",
     "person",
     "person_of",
@@ -171,6 +172,11 @@ def person_of(state: StateReader, key: bytes) -> Person | None:
     person_id = view.get(bytes, _signer_key(key))
     found = None if person_id is None else view.get(Person, _person_key(person_id))
     return found if found is not None and found.active else None
+
+
+def is_registered(state: StateReader, key: bytes, validators: Container[bytes]) -> bool:
+    """Whether ``key`` may send transactions: a validator, or an organisation or person in force."""
+    return key in validators or organisation_of(state, key) is not None or person_of(state, key) is not None
 
 
 def genesis_state(profiles: Iterable[OrganisationProfile]) -> dict[str, bytes]:

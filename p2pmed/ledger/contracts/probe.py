@@ -15,9 +15,10 @@ from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay
 
-__all__ = ["TX_TYPES", "Probe"]
+__all__ = ["PROBE_TYPE", "TX_TYPES", "Probe"]
 
 LABEL_LENGTH_MAX = 64
+PROBE_TYPE = "load.probe"
 
 
 @dataclass(frozen=True)
@@ -30,4 +31,4 @@ def apply_probe(state: StateOverlay, context: TxContext, probe: Probe) -> None:
         raise TxRejected(RejectReason.INVALID, f"a probe label has at most {LABEL_LENGTH_MAX} characters")
 
 
-TX_TYPES = (TxType("load.probe", Probe, apply_probe),)
+TX_TYPES = (TxType(PROBE_TYPE, Probe, apply_probe),)
