@@ -937,7 +937,13 @@ def test_shipped_scenarios_say_what_they_claim() -> None:
     assert loaded["lossy_reordering"].network == NetworkSpec(4, (5, 100), 0.1, 0.02, 0.5)
     pause = [(f.at_s, f.kind, f.node) for f in loaded["pause_primary"].faults]
     assert pause == [(5, FaultKind.PAUSE, 0), (15, FaultKind.RESUME, 0)]
-    seven = {"f_crashes", "partition_majority"}
+    behaviours = {name: [f.behaviour for f in loaded[name].faults if f.behaviour] for name in loaded}
+    assert behaviours["view_spam"] == [Behaviour.VIEW_SPAM] and behaviours["flood"] == [Behaviour.FLOOD]
+    assert behaviours["bad_new_view"] == [Behaviour.BAD_NEW_VIEW] and behaviours["bad_blocks"] == [Behaviour.BAD_BLOCKS]
+    assert [(f.at_s, f.kind, f.node) for f in loaded["bad_new_view"].faults][1] == (5, crash, 0), (
+        "node 1 is the next view's primary"
+    )
+    seven = {"f_crashes", "partition_majority", "bad_new_view", "bad_blocks"}
     assert all(scenario.network.nodes == (7 if name in seven else 4) for name, scenario in loaded.items())
 
 

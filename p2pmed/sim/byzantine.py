@@ -20,20 +20,29 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from p2pmed.consensus.messages import (
+    Blocks,
+    BlockWithCertificate,
     Checkpoint,
+    FetchBlocks,
+    FetchProposal,
     Message,
+    NewView,
     PrePrepare,
     Proposal,
+    ViewChange,
     Vote,
+    VoteKind,
     encode_message,
+    header_digest,
     signing_payload,
 )
 from p2pmed.crypto import Signer
+from p2pmed.ledger.block import Block
 from p2pmed.sim.scenario import Behaviour
 
 __all__ = ["ByzantineBehaviour", "twin_sides"]
 
-SignedT = TypeVar("SignedT", Vote, Checkpoint)
+SignedT = TypeVar("SignedT", Vote, Checkpoint, ViewChange, NewView)
 
 REPLAY_MEMORY = 200
 GARBAGE_SIZE_MAX = 512
@@ -41,6 +50,8 @@ WARP_MS = 10 * 365 * 24 * 3600 * 1000
 """How far ``time_warp`` dates its proposals into the future (the past: as early as it can)."""
 CHECKPOINT_CLAIM_FACTOR = 1 << 40
 """``bad_checkpoint`` claims this many times its real checkpoint sequence (still a checkpoint multiple)."""
+FLOOD_COPIES = 4
+"""``flood`` sends this many block fetches and proposal fetches beside each message."""
 
 
 @dataclass
@@ -53,6 +64,8 @@ class ByzantineBehaviour:
     reach: frozenset[int] = frozenset()
     """Twins only: the nodes this copy talks to."""
     _sent: list[tuple[int, bytes]] = field(default_factory=list)
+    _spam_view: int = 1 << 20
+    _spam: list[bytes] = field(default_factory=list)
 
     def outgoing(self, messages: list[tuple[int, Message]]) -> list[tuple[int, bytes]]:
         """The (destination, bytes) this node really sends instead of ``messages``.
@@ -88,6 +101,15 @@ class ByzantineBehaviour:
                 message, sequence=message.sequence * CHECKPOINT_CLAIM_FACTOR, block_hash=self.rng.randbytes(32)
             )
             return [*honest, (destination, encode_message(self._signed(claim)))]
+        if self.behaviour is Behaviour.VIEW_SPAM and isinstance(message, Vote):
+            return [*honest, *((destination, spam) for spam in self._view_spam())]
+        if self.behaviour is Behaviour.BAD_NEW_VIEW and isinstance(message, NewView):
+            return [(destination, encode_message(self._dropping_prepared(message)))]
+        if self.behaviour is Behaviour.BAD_BLOCKS and isinstance(message, Blocks) and message.blocks:
+            return [(destination, encode_message(self._bad_blocks(message)))]
+        if self.behaviour is Behaviour.FLOOD:
+            fetches: list[Message] = [FetchBlocks(1, self.index), FetchProposal(1, self.rng.randbytes(32), self.index)]
+            return [*honest, *((destination, encode_message(fetch)) for fetch in fetches * FLOOD_COPIES)]
         if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
             forged = Vote(
                 message.kind,
@@ -115,6 +137,45 @@ class ByzantineBehaviour:
         time_ms = original.time_ms + WARP_MS if original.height % 2 else 1
         proposal = Proposal(original.height, time_ms, original.proposer, original.txs)
         return PrePrepare(self._resign(pre_prepare.vote, digest=proposal.digest), proposal)
+
+    def _view_spam(self) -> list[bytes]:
+        """A validly signed view change for a view higher than the last one sent, and a
+        replay of an earlier one."""
+        self._spam_view += 1
+        spam = encode_message(self._signed(ViewChange(self._spam_view, 0, (), (), self.index, bytes(64))))
+        self._spam.append(spam)
+        del self._spam[:-REPLAY_MEMORY]
+        return [spam, self._spam[self.rng.randrange(len(self._spam))]]
+
+    def _dropping_prepared(self, new_view: NewView) -> NewView:
+        """The same view changes, but every sequence refilled with an empty proposal of its
+        own, as if nothing had prepared (or one empty proposal too many when nothing did)."""
+        headers = [
+            Proposal(header.height, header.time_ms + 1, self.signer.public_key, ()).header
+            for header in new_view.headers
+        ]
+        if not headers:
+            low = max(view_change.stable_sequence for view_change in new_view.view_changes)
+            headers = [Proposal(low + 1, 1, self.signer.public_key, ()).header]
+        votes = tuple(
+            self._signed(Vote(VoteKind.PRE_PREPARE, new_view.view, h.height, header_digest(h), self.index, bytes(64)))
+            for h in headers
+        )
+        return self._signed(dataclasses.replace(new_view, pre_prepares=votes, headers=tuple(headers)))
+
+    def _bad_blocks(self, answer: Blocks) -> Blocks:
+        """A state-transfer answer forged one of three ways: blocks in reverse order, the
+        first block with a transaction dropped (its certificate no longer matches), or
+        an empty answer that claims more."""
+        match self.rng.randrange(3):
+            case 0 if len(answer.blocks) > 1:
+                return Blocks(tuple(reversed(answer.blocks)), answer.more)
+            case 1 if answer.blocks[0].block.txs:
+                first = answer.blocks[0]
+                forged = Block(first.block.header, first.block.txs[1:])
+                return Blocks((BlockWithCertificate(forged, first.certificate), *answer.blocks[1:]), answer.more)
+            case _:
+                return Blocks((), more=True)
 
     def _resign(self, vote: Vote, digest: bytes) -> Vote:
         return self._signed(dataclasses.replace(vote, digest=digest))

@@ -42,6 +42,10 @@ class Behaviour(enum.StrEnum):
     TWINS = "twins"
     TIME_WARP = "time_warp"
     BAD_CHECKPOINT = "bad_checkpoint"
+    VIEW_SPAM = "view_spam"
+    BAD_NEW_VIEW = "bad_new_view"
+    BAD_BLOCKS = "bad_blocks"
+    FLOOD = "flood"
 
 
 @dataclass(frozen=True)
