@@ -17,14 +17,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from p2pmed import codec
 from p2pmed.cli.main import cli
-from p2pmed.consensus.messages import PreparedCertificate
+from p2pmed.consensus.messages import CommitCertificate, PreparedCertificate
 from p2pmed.consensus.replica import Replica, ReplicaConfig
+from p2pmed.crypto import SignatureDomain
+from p2pmed.ledger.block import Block
+from p2pmed.ledger.tx import Transaction, UnsignedTransaction
 from p2pmed.sim.network import SimNetwork
 from p2pmed.sim.planted import WEAK_QUORUM_ENV
 from p2pmed.sim.scenario import Behaviour, Fault, FaultKind, NetworkSpec, Scenario, WorkloadSpec
 from p2pmed.sim.scenario_file import load_scenario
-from p2pmed.sim.simulator import SimulationResult, run_simulation
+from p2pmed.sim.simulator import CHAIN_ID, SimulationResult, run_simulation
 from p2pmed.sim.sweep import sweep
 
 SIMULATIONS = Path(__file__).parent.parent / "simulations"
@@ -195,6 +199,47 @@ def test_a_quorum_of_f_plus_one_is_caught_as_an_agreement_violation() -> None:
     caught = [run_simulation(scenario, seed, quorum_override=2) for seed in range(3)]
     kinds = {violation["kind"] for result in caught for violation in result.report["safety"]["violations"]}
     assert all(not result.ok for result in caught) and "agreement" in kinds
+
+
+def violated(results: list[SimulationResult], kind: str) -> list[SimulationResult]:
+    return [result for result in results if kind in {v["kind"] for v in result.report["safety"]["violations"]}]
+
+
+def test_commit_certificates_of_a_planted_weak_quorum_are_caught_by_the_checker_s_own_count() -> None:
+    planted = [run_simulation(small(), seed, quorum_override=2) for seed in range(8)]  # no faults at all
+    assert len(violated(planted, "certificate")) == 8, [describe(result) for result in planted]
+
+
+class ForgetsCommitted(Replica):
+    """Lets committed transactions wait and be ordered again: the replay protection removed."""
+
+    def _apply(self, block: Block, certificate: CommitCertificate) -> None:
+        waiting = dict(self._pending)
+        super()._apply(block, certificate)
+        self._pending.update(waiting)
+        self._committed_ids.clear()
+
+
+class InventsTransactions(Replica):
+    """As primary, adds to every batch a validly signed transaction of its own that no client submitted."""
+
+    def _next_batch(self) -> tuple[list[Transaction], bool]:
+        batch, full = super()._next_batch()
+        if not batch:
+            return batch, full
+        body = {"invented": self._next_sequence}
+        unsigned = UnsignedTransaction("sim.noop", CHAIN_ID, self._signer.public_key, self._next_sequence, body)
+        signature = self._signer.sign(SignatureDomain.TRANSACTION, CHAIN_ID, codec.encode(unsigned))
+        invented = Transaction(unsigned.type, CHAIN_ID, unsigned.sender, unsigned.nonce, body, signature)
+        return [*batch, invented], full
+
+
+@pytest.mark.parametrize(
+    ("replica_class", "kind"), [(ForgetsCommitted, "executed-twice"), (InventsTransactions, "not-submitted")]
+)
+def test_transactions_executed_twice_or_never_submitted_are_caught(replica_class: type[Replica], kind: str) -> None:
+    planted = [run_simulation(small(), seed, replica_class=replica_class) for seed in range(8)]
+    assert len(violated(planted, kind)) == 8, [describe(result) for result in planted]
 
 
 class TrustsBlockTime(Replica):

@@ -24,6 +24,7 @@ from p2pmed.ledger.block import Block
 __all__ = ["SafetyChecker", "Violation"]
 
 VIOLATIONS_MAX = 20
+"""Violations kept per kind: one bug repeats at every block, and must not hide another kind."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class SafetyChecker:
     violations: list[Violation] = field(default_factory=list)
 
     def report(self, kind: str, step: int, time_s: float, node: int, detail: str) -> None:
-        if len(self.violations) < VIOLATIONS_MAX:
+        if sum(violation.kind == kind for violation in self.violations) < VIOLATIONS_MAX:
             self.violations.append(Violation(kind, step, round(time_s, 6), node, detail))
 
     def on_commit(

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from p2pmed.sim.scenario import Fault, Scenario
 from p2pmed.sim.simulator import run_simulation
 
-__all__ = ["RUNS_MAX", "Shrunk", "failure_signature", "shrink"]
+__all__ = ["RUNS_MAX", "Shrunk", "failure_signature", "shrink", "worst_violation"]
 
 RUNS_MAX = 40
 RATE_MIN = 1.0
@@ -51,11 +51,23 @@ class Shrunk:
         return (", ".join(parts) or "no smaller scenario fails the same way") + f" ({self.runs} runs)"
 
 
-def failure_signature(report: dict[str, Any]) -> str | None:
-    """What "fails the same way" compares: ``safety: <first violation kind>``, ``liveness``, or None."""
+SEVERITY = ("agreement", "executed-twice", "not-submitted", "certificate", "time")
+"""Safety violation kinds, worst first: a fork is what a shrunk scenario should keep showing,
+though a weak certificate that let it happen is reported before it."""
+
+
+def worst_violation(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The first violation of the worst kind in ``report`` (``SEVERITY``), if any."""
     violations = report["safety"]["violations"]
-    if violations:
-        return f"safety: {violations[0]['kind']}"
+    rank = {kind: index for index, kind in enumerate(SEVERITY)}
+    return min(violations, key=lambda violation: rank.get(violation["kind"], len(SEVERITY)), default=None)
+
+
+def failure_signature(report: dict[str, Any]) -> str | None:
+    """What "fails the same way" compares: ``safety: <worst violation kind>``, ``liveness``, or None."""
+    worst = worst_violation(report)
+    if worst is not None:
+        return f"safety: {worst['kind']}"
     if report["liveness"]["ok"] is False:
         return "liveness"
     return None

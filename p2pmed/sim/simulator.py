@@ -122,7 +122,9 @@ class Simulation:
         self.validators = Validators(CHAIN_ID, tuple(s.public_key for s in signers), self.verifier, quorum_override)
         self.network = SimNetwork.from_spec(scenario.network, self.rng)
         self.nodes = [SimNode(i, signer) for i, signer in enumerate(signers)]
-        self.checker = SafetyChecker(self.validators, config.block_time_skew_max_ms)
+        # The checker counts votes with its own quorum, never a planted one.
+        honest_quorum = Validators(CHAIN_ID, self.validators.keys, self.verifier)
+        self.checker = SafetyChecker(honest_quorum, config.block_time_skew_max_ms)
         self.now = 0
         self.step = 0
         self._queue: list[tuple[int, int, str, Any]] = []
@@ -303,7 +305,8 @@ class Simulation:
         self.checker.on_commit(node.index, block, certificate, self.step, self.now / 1000, honest_clock_ms)
         for tx in block.txs:
             node.executed.add(tx.id)
-            self.committed_at.setdefault(tx.id, self.now)
+            if tx.id in self.submitted:  # anything else is the checker's "not-submitted"
+                self.committed_at.setdefault(tx.id, self.now)
 
     # -- workload -------------------------------------------------------------
 

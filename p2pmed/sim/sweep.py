@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pmed.sim.scenario_file import dump_scenario, load_scenario
-from p2pmed.sim.shrink import Shrunk, shrink
+from p2pmed.sim.shrink import Shrunk, shrink, worst_violation
 from p2pmed.sim.simulator import run_simulation
 
 __all__ = [
@@ -55,12 +55,11 @@ def parse_seed_range(text: str) -> range:
 
 def _run_one(path: Path, seed: int, quorum_override: int | None) -> SeedOutcome:
     report: dict[str, Any] = run_simulation(load_scenario(path), seed, quorum_override=quorum_override).report
-    violations = report["safety"]["violations"]
+    worst = worst_violation(report)
     liveness = report["liveness"]
     problem = ""
-    if violations:
-        first = violations[0]
-        problem = f"safety: {first['kind']} at step {first['step']} ({first['time_s']} s): {first['detail']}"
+    if worst is not None:
+        problem = f"safety: {worst['kind']} at step {worst['step']} ({worst['time_s']} s): {worst['detail']}"
     elif liveness["ok"] is False:
         problem = f"liveness: {liveness['detail']}"
     latency = report["latency_ms"]
