@@ -267,3 +267,85 @@ def test_fault_injection_is_refused_unless_the_config_enables_it(network: Proces
     with pytest.raises(RpcError) as raised:
         network.call(0, "debug.faults", drop_permille=500)
     assert raised.value.code == ErrorCode.DISABLED and "[fault_injection]" in raised.value.message
+
+
+@pytest.mark.trio
+async def test_a_byzantine_validator_s_signed_attacks_are_refused_while_clients_keep_committing(
+    network: ProcessNetwork,
+) -> None:
+    """Validator 3's key in a test host: validly signed view changes for ever higher views and
+    replays of them, block-fetch and proposal-fetch floods, a forged state-transfer answer and a
+    hollow new-view, at all three honest nodes at once, while a client submits at node 1."""
+    import os
+
+    import multiaddr
+    import trio
+    from libp2p import new_host
+
+    from p2pmed.consensus.messages import (
+        Blocks,
+        BlockWithCertificate,
+        CommitCertificate,
+        FetchBlocks,
+        FetchProposal,
+        NewView,
+        ViewChange,
+        Vote,
+        VoteKind,
+        encode_message,
+    )
+    from p2pmed.crypto import load_signing_key
+    from p2pmed.ledger.block import make_block
+    from p2pmed.net import PROTOCOL_ID, encode_frame, key_pair_of, peer_id_of
+    from p2pmed.site.home import NODE_KEY, load_home
+    from signing import signed
+
+    net = network
+    for index in (0, 1, 2):
+        net.start(index)
+    for index in (0, 1, 2):
+        await trio.to_thread.run_sync(net.wait_ready, index, WAIT_S)
+    genesis = load_home(net.homes[0]).genesis
+    chain, key = genesis.chain_id, load_signing_key(net.homes[3] / NODE_KEY)
+    byzantine = new_host(key_pair=key_pair_of(key))
+    status = await trio.to_thread.run_sync(net.call, 0, "node.status")
+    view, height = status["view"], status["height"]
+
+    spam = [signed(ViewChange(view + 10 + i, 0, (), (), 3, bytes(64)), key, chain) for i in range(20)]
+    forged_block = make_block(chain, height + 1, bytes(32), (), key.public_key, 1)
+    commit = signed(Vote(VoteKind.COMMIT, view, height + 1, bytes(32), 3, bytes(64)), key, chain)
+    barrage = [
+        *spam,
+        spam[0],  # a replay: node moved past it
+        *(FetchBlocks(1, 3) for _ in range(20)),
+        *(FetchProposal(1, os.urandom(32), 3) for _ in range(20)),
+        Blocks((BlockWithCertificate(forged_block, CommitCertificate((commit,))),), more=True),
+        signed(NewView(3, (), (), (), 3, bytes(64)), key, chain),
+    ]
+    frames = b"".join(encode_frame(encode_message(message)) for message in barrage)
+    txs = sample_transactions(chain, 10)
+
+    with trio.fail_after(WAIT_S):
+        async with byzantine.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            for index in (0, 1, 2):
+                peer = peer_id_of(genesis.validators[index].public_key)
+                byzantine.get_peerstore().add_addrs(peer, [multiaddr.Multiaddr(genesis.validators[index].address)], 0)
+                stream = await byzantine.new_stream(peer, [PROTOCOL_ID])
+                await stream.write(frames)
+            for tx in txs:
+                await trio.to_thread.run_sync(submit, net, 1, tx)
+
+            def counted() -> bool:
+                rejected = net.call(0, "node.counters")["consensus_rejected"]
+                return (
+                    rejected.get("view-change-far-ahead", 0) >= 1
+                    and rejected.get("view-change-stale", 0) >= 1
+                    and rejected.get("fetch-too-often", 0) >= 1
+                    and rejected.get("invalid", 0) >= 2
+                )
+
+            await trio.to_thread.run_sync(net.wait_for, 0, counted, WAIT_S, "to count the Byzantine validator's input")
+    await trio.to_thread.run_sync(wait_committed, net, [0, 1, 2], txs)
+    assert all(net.processes[index] is not None and net.processes[index].poll() is None for index in (0, 1, 2))
+    statuses = [await trio.to_thread.run_sync(net.call, index, "node.status") for index in (0, 1, 2)]
+    assert {status["view"] for status in statuses} == {view}, "one replica's view changes moved nobody"
