@@ -17,6 +17,7 @@ from p2pmed.consensus.messages import (
     Checkpoint,
     CommitCertificate,
     FetchBlocks,
+    NewView,
     PreparedCertificate,
     PrePrepare,
     Proposal,
@@ -25,6 +26,7 @@ from p2pmed.consensus.messages import (
     VoteKind,
     blocks_answer,
     encode_message,
+    header_digest,
 )
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import SigningKey
@@ -239,4 +241,41 @@ def test_an_idle_network_moves_ledger_time_on_with_empty_blocks_at_the_heartbeat
     assert all(not store.block(number).txs for number in range(2, height + 1))  # type: ignore[union-attr]
     assert ledger_time_ms(store) >= first_ms + 6_000
     assert len(set(network.heads())) == 1
+    network.close()
+
+
+def new_view_filling_sequence_1(network: LocalNetwork, empty_time_ms: int) -> NewView:
+    """View 1's new-view (from its primary, replica 1) re-proposing what prepared at 2 in view 0
+    and filling sequence 1, where nothing prepared, with an empty block dated ``empty_time_ms``."""
+    keys, now = network.keys, network.now_ms
+    prepared = Proposal(2, now, keys[0].public_key, ())
+
+    def vote(kind: VoteKind, view: int, sequence: int, digest: bytes, replica: int) -> Vote:
+        return signed(Vote(kind, view, sequence, digest, replica, bytes(64)), keys[replica], CHAIN)
+
+    certificate = PreparedCertificate(
+        vote(VoteKind.PRE_PREPARE, 0, 2, prepared.digest, 0),
+        tuple(vote(VoteKind.PREPARE, 0, 2, prepared.digest, replica) for replica in (2, 3)),
+        prepared.header,
+    )
+    view_changes = tuple(
+        signed(ViewChange(1, 0, (), (certificate,) if replica == 0 else (), replica, bytes(64)), keys[replica], CHAIN)
+        for replica in (0, 2, 3)
+    )
+    headers = (Proposal(1, empty_time_ms, keys[1].public_key, ()).header, prepared.header)
+    votes = tuple(vote(VoteKind.PRE_PREPARE, 1, header.height, header_digest(header), 1) for header in headers)
+    return signed(NewView(1, view_changes, votes, headers, 1, bytes(64)), keys[1], CHAIN)
+
+
+def test_a_new_view_may_not_date_the_empty_blocks_it_fills_in_the_future(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN)
+    target = network.cores[3]
+    assert target is not None
+    skew_ms = network.config.block_time_skew_max_ms
+    future = new_view_filling_sequence_1(network, network.now_ms + skew_ms + 1)
+    target.receive(1, encode_message(future), network.now_ms)
+    assert target.replica.rejected["invalid"] == 1 and target.replica.view == 0
+    assert "dates its empty block at 1 in the future" in " ".join(target.replica.note_log())
+    target.receive(1, encode_message(new_view_filling_sequence_1(network, network.now_ms)), network.now_ms)
+    assert target.replica.view == 1, "the same new-view dated now is entered"
     network.close()
