@@ -56,3 +56,7 @@ class PeerBudgets(Generic[K]):
         while len(self._buckets) > self.peers_max:
             del self._buckets[next(iter(self._buckets))]
         return bucket.take(now, amount)
+
+    def forget(self, peer: K) -> None:
+        """Drop ``peer``'s bucket: its next use starts full."""
+        self._buckets.pop(peer, None)

@@ -34,6 +34,7 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.net import REJECT_REASONS, TxBatch, TxGossip, key_pair_of, peer_id_of, tx_topic
+from p2pmed.net.tx_gossip import REJECTIONS_BURST
 
 CHAIN = "test-chain"
 TOPIC = tx_topic(CHAIN)
@@ -455,6 +456,23 @@ async def test_a_publisher_over_its_byte_budget_has_its_batches_rejected():
                 )
             await wait_until(lambda: receiver.counters.batches_rejected["over_budget"] >= 1)
             assert receiver.counters.batches_received + receiver.counters.batches_rejected["over_budget"] <= 8
+
+
+@pytest.mark.parametrize("validator", [False, True], ids=["outsider", "validator"])
+async def test_a_peer_forwarding_rejected_batches_beyond_its_allowance_is_disconnected_a_validator_never(
+    validator: bool,
+):
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(2, unbudgeted=lambda peer: validator) as net:
+            spammer, receiver = net.gossips
+            spammer.pubsub.remove_topic_validator(TOPIC)  # it publishes junk regardless
+            for number in range(REJECTIONS_BURST + 8):  # bounded: the allowance and then some
+                await spammer.pubsub.publish(TOPIC, b"junk %d" % number)
+                await trio.sleep(0.01)  # py-libp2p drops what overflows a 32-message outbound queue
+            await wait_until(lambda: receiver.counters.batches_rejected["malformed"] >= REJECTIONS_BURST + 1)
+            await trio.sleep(0.2)
+            connected = spammer.host.get_id() in receiver.host.get_connected_peers()
+            assert (receiver.counters.peers_disconnected, connected) == ((0, True) if validator else (1, False))
 
 
 async def test_an_unbudgeted_publisher_such_as_a_validator_is_never_over_budget():

@@ -40,7 +40,11 @@ py-libp2p does) on the publisher, cheapest first: that its publisher is admitted
 is ``any``), size, the publisher's byte budget (``publisher_bytes_per_s``; the
 ``unbudgeted`` ones, the validators in the daemon, carry every client's
 transactions and have none), strict decoding, chain id, ``accept`` for each
-transaction. Accepted batches from other peers go to ``incoming``, a
+transaction. A peer that forwards rejected batches faster than
+``REJECTIONS_PER_S`` beyond a burst of ``REJECTIONS_BURST`` is disconnected
+(``peers_disconnected``); it may dial again, and starts with a full allowance
+(an honest relay's occasional bad batch costs it nothing). The ``unbudgeted``
+peers (the validators) are never disconnected for it. Accepted batches from other peers go to ``incoming``, a
 bounded channel of transaction tuples; our own never come back. A consumer that
 falls behind loses whole batches, counted, rather than stalling the pubsub
 service; gossip is best effort and consensus fetches what it misses.
@@ -113,6 +117,8 @@ OUTBOUND_POLL_INTERVAL = 0.002  # seconds; py-libp2p's queue signals no "drained
 UNSUBSCRIBE_TIMEOUT = 2.0  # seconds; unsubscribing only queues messages, so it takes far less
 # Publishers whose byte budget is remembered; the least recently seen is forgotten first.
 PUBLISHERS_TRACKED_MAX = 10_000
+REJECTIONS_PER_S = 1.0
+REJECTIONS_BURST = 32
 # Batches accepted by the validator, kept for the receiver so it does not decode them again.
 ACCEPTED_BATCHES_MAX = 4 * OutBoundQueueSize
 
@@ -150,6 +156,7 @@ class GossipCounters:
     batches_dropped: int = 0  # received and accepted, but ``incoming`` was full
     txs_dropped: int = 0  # never published: pushed out of a full pending queue, or published after stop
     streams_failed: int = 0  # inbound pubsub streams ended by an error reading them (malformed RPCs)
+    peers_disconnected: int = 0  # forwarders of rejected batches over REJECTIONS_PER_S
     batches_rejected: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0))
 
 
@@ -213,6 +220,8 @@ class TxGossip:
         self.unbudgeted = unbudgeted
         self.publisher_bytes_per_s = publisher_bytes_per_s
         self._budgets: PeerBudgets[ID] = PeerBudgets(publisher_bytes_per_s, 2 * batch_bytes_max, PUBLISHERS_TRACKED_MAX)
+        self._rejections: PeerBudgets[ID] = PeerBudgets(REJECTIONS_PER_S, REJECTIONS_BURST, PUBLISHERS_TRACKED_MAX)
+        self._disconnect_send, self._disconnect_receive = trio.open_memory_channel[ID](REJECTIONS_BURST)
         self.counters = GossipCounters()
         self.router = _new_router()
         peer_records.install()
@@ -396,7 +405,24 @@ class TxGossip:
         self.counters.batches_rejected[reason] += 1
         origin = str(ID(message.from_id))  # strict signing already checked it is a peer id
         log.warning("tx batch rejected", reason=reason, detail=detail[:200], forwarder=str(forwarder), origin=origin)
+        exempt = self.unbudgeted is not None and self.unbudgeted(forwarder)
+        if forwarder != self.host.get_id() and not exempt and self._rejections.take(forwarder, trio.current_time()):
+            self._rejections.forget(forwarder)  # a full allowance if it comes back
+            try:
+                self._disconnect_send.send_nowait(forwarder)
+            except trio.WouldBlock:  # disconnections already queued; this peer's next rejection retries
+                pass
         return False
+
+    async def _disconnect_loop(self) -> None:
+        async for peer in self._disconnect_receive:
+            log.warning("gossip peer disconnected: too many rejected batches", peer=str(peer))
+            try:
+                await self.host.disconnect(peer)
+            except Exception as error:  # already gone
+                log.info("disconnect failed", peer=str(peer), error=repr(error)[:200])
+                continue
+            self.counters.peers_disconnected += 1
 
     async def _receive_loop(self, subscription: ISubscriptionAPI) -> None:
         while True:
@@ -429,6 +455,7 @@ class TxGossip:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._flush_loop)
                         nursery.start_soon(self._receive_loop, subscription)
+                        nursery.start_soon(self._disconnect_loop)
                         task_status.started()
                 finally:
                     # While the pubsub service stops, py-libp2p can still hand it a message

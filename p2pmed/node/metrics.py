@@ -217,6 +217,11 @@ class NodeCollector(Collector):
             gossip.txs_dropped,
         )
         yield _counter(
+            "p2pmed_gossip_peers_disconnected",
+            "Peers disconnected for forwarding rejected batches beyond their allowance.",
+            gossip.peers_disconnected,
+        )
+        yield _counter(
             "p2pmed_gossip_batches_dropped",
             "Accepted batches dropped because the node fell behind.",
             gossip.batches_dropped,
