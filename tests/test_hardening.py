@@ -223,6 +223,10 @@ def test_a_view_change_far_ahead_costs_one_signature_until_it_is_used(tmp_path: 
     assert target.replica.rejected["invalid"] == 0, "only its signature was checked"
     target.receive(2, encode_message(bogus_view_change(network.keys[2], 2, 1)), network.now_ms)
     assert target.replica.rejected["invalid"] == 1, "the next view's is checked in full at once"
+    sound = signed(ViewChange(50, 0, (), (), 2, bytes(64)), network.keys[2], CHAIN)
+    target.receive(2, encode_message(sound), network.now_ms)  # f+1 now show view 50: the target moves there
+    assert target.replica.view == 50
+    assert target.replica.rejected["invalid"] == 2, "used now, replica 3's view change is checked and dropped"
     network.close()
 
 
