@@ -68,7 +68,7 @@ def build_world(ledger: StoreHarness) -> None:
         ledger.admit_organisation(organisation, kind)
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     ledger.register_person(HOSPITAL, DOCTOR, "clinician")
-    ledger.register_person(LAB, NURSE, "clinician")
+    ledger.register_person(HOSPITAL, NURSE, "clinician")  # breaks the glass below: a care provider's
     ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, D, ("imaging", "laboratory"), "TREAT", FAR_MS))
     ledger.ok(
         PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), "TREAT", ledger.time_ms + 1_500)

@@ -492,6 +492,12 @@ def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: Pr
     patient, clinician = register(net, "patient", "patient"), register(net, "clinician", "clinician")
     resource = write_json(net.directory / "potassium.json", observation({"reference": "Patient/7"}))
     lab = net.homes[LAB_SITE]
+    lab_key = load_home(lab).key.public_key.hex()
+    ordered = run(  # the lab order: the patient puts the lab in their care for lab results
+        *(lab, "consent", "grant", "--key", patient.key, "--grantee", lab_key, "--category", "laboratory"),
+        *("--purpose", "TREAT", "--expires", "2099-12-31", "--wait"),
+    )
+    assert ordered.exit_code == 0, ordered.output
     written = run(
         lab,
         "record",

@@ -162,10 +162,10 @@ def test_erasure_shreds_the_blob_and_refuses_every_later_request(site: Site) -> 
 
 ACTIONS = st.lists(
     st.one_of(
-        st.tuples(st.just("grant"), st.sampled_from(["TREAT", "HRESCH"]), st.integers(1, 6)),
+        st.tuples(st.just("grant"), st.sampled_from(["TREAT", "HPAYMT"]), st.integers(1, 6)),
         st.tuples(st.just("revoke")),
         st.tuples(st.just("wait"), st.integers(1, 5)),
-        st.tuples(st.just("read"), st.sampled_from(["TREAT", "HRESCH"])),
+        st.tuples(st.just("read"), st.sampled_from(["TREAT", "HPAYMT"])),
         st.tuples(st.just("fetch")),
     ),
     max_size=20,

@@ -59,12 +59,20 @@ def register(net: ProcessNetwork, role: str) -> tuple[SigningKey, EncryptionPriv
     return person, encryption
 
 
+def order_lab_work(net: ProcessNetwork, patient: SigningKey) -> None:
+    """The patient puts the lab in their care for lab results (a lab order): its care relationship."""
+    grant = ConsentGrant(patient.public_key, site_key(net, LAB).public_key, ("laboratory",), "TREAT", 4_102_444_800_000)
+    with client(net, HOSPITAL) as rpc:  # where the registration is known to have committed
+        submit(rpc, patient, "consent.grant", grant)
+
+
 def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_everywhere(net: ProcessNetwork) -> None:
     (patient, patient_encryption), (clinician, clinician_encryption) = (
         register(net, "patient"),
         register(net, "clinician"),
     )
     plaintext = f'{{"resourceType": "Observation", "note": "{MARKER}"}}'.encode()
+    order_lab_work(net, patient)
     with client(net, LAB) as lab:
         written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", plaintext)
         record_id = written.record_id
@@ -118,6 +126,7 @@ def test_a_custodian_refuses_a_ciphertext_that_does_not_match_its_anchor(net: Pr
 
 def test_a_custodian_down_at_write_time_fetches_its_copy_from_the_other_later(net: ProcessNetwork) -> None:
     patient, encryption = register(net, "patient")
+    order_lab_work(net, patient)
     net.kill(2)  # the second custodian of what node 1 writes
     with client(net, LAB) as lab:
         written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", b'{"note": "repair me"}')

@@ -4,16 +4,17 @@ ledger's rules, all signed from the seed before the clock starts.
 - ``probe``: ``load.probe`` from throwaway keys;
 - ``consent``: a registered patient grants site 1 access to one data category (a later
   grant for the same category replaces the earlier, so every one of them passes);
-- ``record``: a site anchors a record for a registered patient, custodians the f+1
-  validators from itself on (the ciphertext itself is never sent: a run measures
-  ordering, and custodians have nothing to check until someone stores it);
+- ``record``: a registered patient anchors a self-reported record (a site would
+  need a care relationship first, ``policy``), custodians f+1 validators taking
+  turns (the ciphertext itself is never sent: a run measures ordering, and
+  custodians have nothing to check until someone stores it);
 - ``supply``: a site records a scan of a pack nobody commissioned (an alert).
 
 Patients must exist first, so the workload comes with ``setup``: site 0 (a hospital
 in force from genesis) registers them, and the harness commits that before the
 clock starts. A sender's transactions must commit in nonce order, so each kind
 spreads its transactions over several senders: ``SENDER_TXS_MAX`` per throwaway key
-or patient, round robin over the sites for records and scans.
+or patient, round robin over the sites for scans.
 """
 
 from __future__ import annotations
@@ -101,16 +102,16 @@ def build_workload(
             )
             txs.append(signer.sign(patients[number % len(patients)], "consent.grant", grant))
         elif kind == "record":
-            writer = number % len(sites)
+            first, patient = number % len(sites), patients[number % len(patients)]
             anchor = RecordAdd(
                 rng.randbytes(32),
-                patients[number % len(patients)].public_key,
+                patient.public_key,
                 rng.choice(categories),
                 rng.randbytes(32),
                 rng.randint(100, 10_000),
-                tuple(sites[(writer + i) % len(sites)].public_key for i in range(custodians)),
+                tuple(sites[(first + i) % len(sites)].public_key for i in range(custodians)),
             )
-            txs.append(signer.sign(sites[writer], "record.add", anchor))
+            txs.append(signer.sign(patient, "record.add", anchor))
         else:
             txs.append(
                 signer.sign(sites[number % len(sites)], "supply.verify", SupplyVerify(SCANNED_GTIN, f"X{number}"))

@@ -3,8 +3,8 @@
 Four sites (a hospital, a laboratory, a pharmacy and a distributor) each run a
 node: its own keys, SQLite store and libp2p host (TCP, Noise, Yamux), PBFT over
 direct streams, transactions over gossipsub. The story: the hospital registers
-a patient and two clinicians; the patient grants the hospital access to lab
-results; the lab writes a result, encrypted, kept by two custodian sites; a
+a patient and two clinicians; the patient grants the hospital and the lab (the
+test order) access to lab results; the lab writes a result, encrypted, kept by two custodian sites; a
 clinician reads it. Then the hospital's node, the primary, is killed with
 SIGKILL: the other three elect a new primary and carry on. The patient revokes
 the consent and the clinician's next read is refused; an emergency physician
@@ -110,14 +110,16 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
             " on the ledger, no names"
         )
         expiry = int(time.time() * 1000) + CONSENT_DAYS * DAY_MS
-        granted = submit(
-            hospital,
-            patient.key,
-            "consent.grant",
-            ConsentGrant(patient.id, sites[HOSPITAL].public_key, ("laboratory",), "TREAT", expiry),
-        )
+        for site in (HOSPITAL, LAB):  # the lab's grant is the test order: its care relationship
+            granted = submit(
+                hospital,
+                patient.key,
+                "consent.grant",
+                ConsentGrant(patient.id, sites[site].public_key, ("laboratory",), "TREAT", expiry),
+            )
         out(
-            f"3. the patient grants the hospital access to laboratory results for treatment (block {granted['height']})"
+            "3. the patient grants the hospital and the lab (the test order) access to laboratory results for"
+            f" treatment (block {granted['height']})"
         )
 
     with RpcClient(net.homes[LAB] / CONFIG.rpc_socket) as lab:

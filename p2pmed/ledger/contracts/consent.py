@@ -23,6 +23,7 @@ from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.identity import organisation_of, person, person_of
+from p2pmed.ledger.contracts.policy import CATEGORIES, PURPOSES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay, StateReader
@@ -44,10 +45,6 @@ __all__ = [
     "valid_consent",
 ]
 
-CATEGORIES = frozenset(
-    {"condition", "genomics", "imaging", "laboratory", "medication", "mental-health", "procedure", "vital-signs"}
-)
-PURPOSES = frozenset({"TREAT", "ETREAT", "HRESCH", "CLINTRL", "PUBHLTH", "HPAYMT", "PATRQT"})
 CATEGORIES_MAX = len(CATEGORIES)
 
 

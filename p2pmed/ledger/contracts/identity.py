@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey
+from p2pmed.ledger.contracts.policy import REGISTRARS, STAFF_ROLES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -58,7 +59,7 @@ __all__ = [
 ORGANISATION_KINDS = frozenset(
     {"hospital", "clinic", "laboratory", "sponsor", "pharmacy", "distributor", "manufacturer"}
 )
-PERSON_ROLES = frozenset({"patient", "clinician", "researcher", "pharmacist"})
+PERSON_ROLES = frozenset(REGISTRARS)
 NAME_LENGTH_MAX = 200
 
 
@@ -167,11 +168,16 @@ def person(state: StateReader, person_id: bytes) -> Person | None:
 
 
 def person_of(state: StateReader, key: bytes) -> Person | None:
-    """The person in force whose current signing key is ``key``, if any."""
+    """The person in force whose current signing key is ``key``, if any. Staff are in force
+    only while the organisation that registered them is (``policy``)."""
     view = StateOverlay(state)
     person_id = view.get(bytes, _signer_key(key))
     found = None if person_id is None else view.get(Person, _person_key(person_id))
-    return found if found is not None and found.active else None
+    if found is None or not found.active:
+        return None
+    if found.role in STAFF_ROLES and organisation_of(state, found.organisation) is None:
+        return None
+    return found
 
 
 def is_registered(state: StateReader, key: bytes, validators: Container[bytes]) -> bool:
@@ -249,11 +255,19 @@ def _check_fresh_key(state: StateOverlay, key: bytes) -> None:
 
 
 def apply_person_register(state: StateOverlay, context: TxContext, register: PersonRegister) -> None:
-    if organisation_of(state, context.sender) is None:
+    registrar = organisation_of(state, context.sender)
+    if registrar is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "only an organisation in force registers people")
     if register.role not in PERSON_ROLES:
         raise TxRejected(
             RejectReason.INVALID, f"unknown role {register.role!r}; known: {', '.join(sorted(PERSON_ROLES))}"
+        )
+    kinds = REGISTRARS[register.role]
+    if registrar.profile.kind not in kinds:
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"a {registrar.profile.kind} may not register a {register.role}; {register.role}s are registered"
+            f" by: {', '.join(sorted(kinds))}",
         )
     _check_fresh_key(state, register.key)
     state.put(

@@ -5,15 +5,18 @@ wraps the data key with HPKE for the patient and for each custodian. The
 ciphertext and the wraps live at the custodians: at least f+1 validators, so
 losing any f of them loses no record. The ledger holds only the anchor
 (``record.add``): record id, patient, data category, SHA-256 and size of the
-ciphertext, custodians, writer. A clinician or an organisation in force writes
-for a registered patient; the patient may add their own.
+ciphertext, custodians, writer. Who writes what follows ``policy``: a role or
+organisation kind writes only its categories, and only for a patient in its care
+(registered at its organisation, or who gave it a consent in force for the
+category); the patient may add their own.
 
 Reading is a transaction too (``record.read``), signed by the reader, so the
-decision is the ledger's and every read is on it. It passes when the reader is
+decision is the ledger's and every read is on it. The stated purpose must fit the
+reader's role or kind (``policy.PURPOSES_OF``). It passes when the reader is
 the patient, holds a consent in force for the record's category and the stated
-purpose, or is a clinician of an organisation that holds one. A clinician may
-instead break the glass (``break_glass`` with a stated reason): allowed without
-consent, always recorded as such. A passing read leaves a read grant that lets
+purpose, or is staff of an organisation that holds one. A clinician of a care
+provider may instead break the glass for treatment (``break_glass`` with a stated
+reason): allowed without consent, always recorded as such. A passing read leaves a read grant that lets
 the custodians hand the ciphertext and a key wrap to that reader for
 ``READ_GRANT_MS``; they check it, and the consent, again at their latest height.
 
@@ -33,7 +36,14 @@ from dataclasses import dataclass
 
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
-from p2pmed.ledger.contracts.identity import person, person_of
+from p2pmed.ledger.contracts.identity import Person, organisation_of, person, person_of
+from p2pmed.ledger.contracts.policy import (
+    BREAK_GLASS_PURPOSES,
+    CARE_PROVIDERS,
+    CATEGORIES_WRITTEN_BY,
+    PURPOSES_OF,
+    STAFF_ROLES,
+)
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -58,7 +68,6 @@ SIZE_MAX = 1 << 20
 """Largest ciphertext a record may have: it travels whole, as hex in one RPC line and in one blob message."""
 READ_GRANT_MS = 10 * 60 * 1000
 REASON_LENGTH_MAX = 500
-WRITER_ROLES = frozenset({"clinician", "researcher"})
 
 
 @dataclass(frozen=True)
@@ -153,7 +162,7 @@ def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, n
     if provision is not None and provision.purpose == purpose:
         return Access("consent", f"consent {provision.tx_id.hex()[:16]} for {found.category}, {purpose}")
     clinician = person_of(state, reader_key)
-    if clinician is not None and clinician.role in WRITER_ROLES:
+    if clinician is not None and clinician.role in STAFF_ROLES:
         provision = valid_consent(state, found.patient, clinician.organisation, found.category, now_ms)
         if provision is not None and provision.purpose == purpose:
             return Access("organisation-consent", f"consent {provision.tx_id.hex()[:16]} to the reader's organisation")
@@ -173,24 +182,50 @@ def _check_custodians(context: TxContext, custodians: tuple[bytes, ...]) -> None
         raise TxRejected(RejectReason.INVALID, f"custodian {strangers[0].hex()[:16]}… does not run a validator node")
 
 
+def _acting_as(state: StateReader, key: bytes) -> tuple[bytes, str, bytes | None] | None:
+    """Who signs with ``key``: (party id, role or organisation kind, the organisation a person
+    works for), or None for a key of no party in force."""
+    found = person_of(state, key)
+    if found is not None:
+        return found.id, found.role, found.organisation
+    organisation = organisation_of(state, key)
+    return None if organisation is None else (key, organisation.kind, key)
+
+
+def _in_care_of(
+    state: StateReader, patient: Person, writer: bytes, organisation: bytes | None, category: str, now_ms: int
+) -> bool:
+    """A care relationship: the patient is registered at the writer's organisation, or gave the
+    writer or its organisation a consent in force for ``category`` (any purpose)."""
+    if organisation is not None and patient.organisation == organisation:
+        return True
+    grantees = [writer] if organisation is None or organisation == writer else [writer, organisation]
+    return any(valid_consent(state, patient.id, grantee, category, now_ms) is not None for grantee in grantees)
+
+
 def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
-    writer = party_id(state, context.sender)
-    writer_person = person_of(state, context.sender)
-    if writer is None or (
-        writer_person is not None and writer_person.role not in WRITER_ROLES and writer != add.patient
-    ):
-        raise TxRejected(
-            RejectReason.NOT_AUTHORISED, "records are written by a clinician, an organisation in force or the patient"
-        )
+    acting = _acting_as(state, context.sender)
+    if acting is None:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "records are written by a person or an organisation in force")
+    writer, role, organisation = acting
     owner = person(state, add.patient)
     if owner is None or not owner.active or owner.role != "patient":
         raise TxRejected(RejectReason.INVALID, "no patient in force has this person id")
-    if len(add.record_id) != RECORD_ID_SIZE or len(add.ciphertext_sha256) != hashlib.sha256().digest_size:
-        raise TxRejected(RejectReason.INVALID, "record_id and ciphertext_sha256 must be 32 bytes each")
     if add.category not in CATEGORIES:
         raise TxRejected(
             RejectReason.INVALID, f"unknown data category {add.category!r}; known: {', '.join(sorted(CATEGORIES))}"
         )
+    if writer != add.patient:
+        if add.category not in CATEGORIES_WRITTEN_BY.get(role, frozenset()):
+            raise TxRejected(RejectReason.NOT_AUTHORISED, f"a {role} may not write {add.category} records")
+        if not _in_care_of(state, owner, writer, organisation, add.category, context.time_ms):
+            raise TxRejected(
+                RejectReason.NOT_AUTHORISED,
+                "no care relationship: the patient is not registered at the writer's organisation and gave it no"
+                f" consent in force for {add.category}",
+            )
+    if len(add.record_id) != RECORD_ID_SIZE or len(add.ciphertext_sha256) != hashlib.sha256().digest_size:
+        raise TxRejected(RejectReason.INVALID, "record_id and ciphertext_sha256 must be 32 bytes each")
     if not 0 < add.size <= SIZE_MAX:
         raise TxRejected(RejectReason.INVALID, f"size must be 1..{SIZE_MAX} bytes")
     _check_custodians(context, add.custodians)
@@ -225,6 +260,13 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         raise TxRejected(
             RejectReason.INVALID, f"unknown purpose {read.purpose!r}; known: {', '.join(sorted(PURPOSES))}"
         )
+    acting = _acting_as(state, context.sender)
+    fitting = PURPOSES_OF.get(acting[1], frozenset()) if acting is not None else frozenset()
+    if acting is not None and acting[0] != found.patient and read.purpose not in fitting:
+        allowed = ", ".join(sorted(fitting)) or "none"
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, f"a {acting[1]} may not read for {read.purpose} (allowed: {allowed})"
+        )
     if read.break_glass:
         decision = _break_glass(state, context, found, read)
     else:
@@ -251,6 +293,14 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
     clinician = person_of(state, context.sender)
     if clinician is None or clinician.role != "clinician":
         raise TxRejected(RejectReason.NOT_AUTHORISED, "only a clinician in force may break the glass")
+    employer = organisation_of(state, clinician.organisation)
+    if employer is None or employer.kind not in CARE_PROVIDERS:
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"only clinicians of care providers ({', '.join(sorted(CARE_PROVIDERS))}) may break the glass",
+        )
+    if read.purpose not in BREAK_GLASS_PURPOSES:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "the glass is broken for treatment only (ETREAT or TREAT)")
     if not read.reason.strip() or len(read.reason) > REASON_LENGTH_MAX:
         raise TxRejected(
             RejectReason.INVALID, f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters"
