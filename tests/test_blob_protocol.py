@@ -18,7 +18,7 @@ TEST_TIMEOUT = 30
 async def test_a_validator_asking_faster_than_its_budget_is_refused_before_anything_is_read() -> None:
     answered: list[BlobRequest] = []
 
-    def answer(request: BlobRequest) -> BlobResponse:
+    def answer(request: BlobRequest, peer: object) -> BlobResponse:
         answered.append(request)
         return BlobResponse("", b"sealed", b"wrap")
 
@@ -54,7 +54,7 @@ async def test_a_validator_holding_its_open_streams_gets_no_more_until_one_ends(
     validators = {server_host.get_id(), asker_host.get_id()}
     service = BlobService(
         server_host,
-        lambda request: BlobResponse("", b"sealed", b"wrap"),
+        lambda request, peer: BlobResponse("", b"sealed", b"wrap"),
         validators.__contains__,
         streams_per_peer_max=2,
     )

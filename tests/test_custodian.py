@@ -32,6 +32,7 @@ class Site:
     """A ledger, one custodian (validator 0) with its blob store, and a written record."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.ledger = LedgerHarness()
         self.ledger.admit_organisation(HOSPITAL, "hospital")
         self.keys = {
@@ -39,6 +40,7 @@ class Site:
             for person, role in ((PATIENT, "patient"), (DOCTOR, "clinician"), (NURSE, "clinician"))
         }
         self.custodians = [validator.public_key for validator in self.ledger.validators[:2]]
+        self.asking_node = self.ledger.validators[3].public_key  # a person's requests come through any node
         self.custodian = self.custodian_at(0, directory / "blobs0")
         self.record_id = os.urandom(32)
         self.data_key, self.sealed = encrypt_record(self.record_id, PLAINTEXT)
@@ -74,7 +76,7 @@ class Site:
 
     def open(self, reader: Any) -> bytes:
         """Fetch from the custodian and decrypt with the reader's own key."""
-        served = self.custodian.serve(self.record_id, reader.public_key)
+        served = self.custodian.serve(self.record_id, reader.public_key, self.asking_node)
         return decrypt_record(self.record_id, served.sealed, unwrap_key(served.wrap, self.keys[reader], self.record_id))
 
 
@@ -143,11 +145,13 @@ def test_break_glass_is_served_without_consent(site: Site) -> None:
 
 def test_another_custodian_is_served_a_wrap_for_itself_and_strangers_nothing(site: Site, tmp_path: Path) -> None:
     site.upload()
-    served = site.custodian.serve(site.record_id, site.custodians[1])
+    served = site.custodian.serve(site.record_id, site.custodians[1], site.custodians[1])
     assert unwrap_key(served.wrap, site.ledger.site_encryption_keys[1], site.record_id) == site.data_key
     site.custodian_at(1, tmp_path / "blobs1").accept(site.record_id, served.sealed, served.wrap)
     with pytest.raises(CustodyRefused, match=r"commit record\.read first"):
-        site.custodian.serve(site.record_id, key("stranger").public_key)
+        site.custodian.serve(site.record_id, key("stranger").public_key, site.asking_node)
+    with pytest.raises(CustodyRefused, match="only when that custodian's own node asks"):
+        site.custodian.serve(site.record_id, site.custodians[1], site.asking_node)  # naming it is not enough
 
 
 def test_erasure_shreds_the_blob_and_refuses_every_later_request(site: Site) -> None:
@@ -224,7 +228,7 @@ def test_a_custodian_that_missed_the_upload_fetches_its_copy_from_another(site: 
     async def ask(custodian: bytes, request: BlobRequest) -> BlobResponse:
         asked.append(custodian)
         try:
-            served = site.custodian.serve(request.record_id, request.reader)
+            served = site.custodian.serve(request.record_id, request.reader, site.custodians[1])
         except CustodyRefused as refused:
             return BlobResponse(str(refused), b"", b"")
         return BlobResponse("", served.sealed, served.wrap)
@@ -238,3 +242,18 @@ def test_a_custodian_that_missed_the_upload_fetches_its_copy_from_another(site: 
         idle = BlobRepair(keeper, ask)
         idle.scan(site.ledger.state)
         assert idle.missing == {}
+
+
+def test_a_held_copy_is_never_replaced_and_a_wrap_must_open_to_the_key_that_decrypts(site: Site) -> None:
+    good_wrap = site.upload()
+    own_key = site.ledger.site_encryption_keys[0].public_key
+    swapped = wrap_key(os.urandom(32), own_key, site.record_id)  # opens here, but to a key of the attacker's
+    site.custodian.accept(site.record_id, site.sealed, swapped)  # accepted as "already held", changing nothing
+    assert site.custodian.blobs.get(site.record_id) == (site.sealed, good_wrap)
+    assert site.read(PATIENT, purpose="PATRQT") and site.open(PATIENT) == PLAINTEXT
+
+    fresh = Site(site.directory / "fresh")
+    with pytest.raises(CustodyRefused, match="does not decrypt the ciphertext"):
+        fresh_key = fresh.ledger.site_encryption_keys[0].public_key
+        fresh.custodian.accept(fresh.record_id, fresh.sealed, wrap_key(os.urandom(32), fresh_key, fresh.record_id))
+    assert not fresh.custodian.blobs.holds(fresh.record_id)

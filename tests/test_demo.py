@@ -33,4 +33,11 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
                 trails.add(tuple((entry.kind, entry.actor) for entry in trail))
         assert len(heads) == 1 and len(trails) == 1
         kinds = [kind for kind, _ in trails.pop()]
-        assert kinds == ["consent-grant", "consent-grant", "record-write", "record-read", "consent-revoke", "break-glass"]
+        assert kinds == [
+            "consent-grant",
+            "consent-grant",
+            "record-write",
+            "record-read",
+            "consent-revoke",
+            "break-glass",
+        ]

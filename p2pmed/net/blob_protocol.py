@@ -74,7 +74,7 @@ class BlobService:
     def __init__(
         self,
         host: IHost,
-        answer: Callable[[BlobRequest], BlobResponse],
+        answer: Callable[[BlobRequest, ID], BlobResponse],
         validators: Callable[[ID], bool],
         *,
         requests_per_s: float = 100.0,
@@ -114,7 +114,7 @@ class BlobService:
         try:
             with trio.fail_after(REQUEST_TIMEOUT_S):
                 frame = await FrameReader(stream, FRAME_SIZE_MAX).read_frame()
-                response = self._answer(frame)
+                response = self._answer(peer, frame)
                 await stream.write(encode_frame(codec.encode(response), FRAME_SIZE_MAX))
                 await stream.close()
         except (FrameError, trio.TooSlowError) as error:
@@ -125,7 +125,7 @@ class BlobService:
             log.info("blob stream ended", peer=str(peer), error=repr(error))
             await _reset(stream)
 
-    def _answer(self, frame: bytes | None) -> BlobResponse:
+    def _answer(self, peer: ID, frame: bytes | None) -> BlobResponse:
         try:
             if frame is None:
                 raise codec.CodecError("request", "stream closed before a request")
@@ -133,7 +133,7 @@ class BlobService:
         except codec.CodecError as error:
             self.served["malformed"] += 1
             return refused(f"malformed request: {error}")
-        response = self.answer(request)
+        response = self.answer(request, peer)
         if request.kind in ("put", "get"):
             self.served["refused" if response.error else request.kind] += 1
         return response

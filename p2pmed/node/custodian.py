@@ -4,14 +4,18 @@ committed block, never the wall clock, so all custodians decide alike.
 
 - Accept a record's ciphertext only if its anchor is committed and not erased,
   names this site as a custodian, matches the anchored SHA-256 and size, and
-  comes with a key wrap that opens with this site's key.
+  comes with a key wrap that opens with this site's key to a data key that
+  decrypts it (authenticated decryption). A copy once held is never replaced: an
+  offer of the same record again succeeds and changes nothing, so nobody can swap
+  the site's good key wrap for one of a key of their own.
 - Serve a reader the ciphertext and the data key wrapped to the reader's
   current encryption key (from the ledger) only if the ledger holds an unexpired
   read grant for that reader and record (a committed ``record.read``) and, unless
   the grant is the owner's or a break-glass one, the consent behind it is still
   in force: a revoke ends access even within the grant's ten minutes. Another
   custodian of the record is served too (with a wrap to its own key), so that a
-  site that missed the upload can fetch it.
+  site that missed the upload can fetch it, but only when that custodian's own
+  node asks: naming a custodian as the reader is not enough.
 - Erase the ciphertext and the wrap when ``record.erase`` commits.
 """
 
@@ -21,7 +25,14 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from p2pmed.crypto import CryptoError, EncryptionPrivateKey, EncryptionPublicKey, unwrap_key, wrap_key
+from p2pmed.crypto import (
+    CryptoError,
+    EncryptionPrivateKey,
+    EncryptionPublicKey,
+    decrypt_record,
+    unwrap_key,
+    wrap_key,
+)
 from p2pmed.ledger.contracts.consent import party_id
 from p2pmed.ledger.contracts.identity import organisation_of, person_of
 from p2pmed.ledger.contracts.records import Record, access, read_grant, record
@@ -70,18 +81,28 @@ class Custodian:
             raise CustodyRefused("this site is not a custodian of the record")
         if len(sealed) != anchor.size or hashlib.sha256(sealed).digest() != anchor.ciphertext_sha256:
             raise CustodyRefused("the ciphertext does not match the anchored size and SHA-256")
+        if self.blobs.holds(record_id):
+            return  # the same ciphertext (its hash is anchored); the wrap already held stays
         try:
-            unwrap_key(wrap, self.encryption_key, record_id)
+            data_key = unwrap_key(wrap, self.encryption_key, record_id)
         except CryptoError:
             raise CustodyRefused("the key wrap does not open with this site's encryption key") from None
+        try:
+            decrypt_record(record_id, sealed, data_key)
+        except CryptoError:
+            raise CustodyRefused("the key in the wrap does not decrypt the ciphertext") from None
         self.blobs.put(record_id, sealed, wrap)
 
-    def serve(self, record_id: bytes, reader_key: bytes) -> Served:
+    def serve(self, record_id: bytes, reader_key: bytes, requester: bytes) -> Served:
+        """``requester``: the validator whose node asks (this site's own, or a peer's)."""
         anchor = self._anchor(record_id)
         held = self.blobs.get(record_id)
         if held is None:
             raise CustodyRefused("this site does not hold the record's ciphertext")
-        if reader_key not in anchor.custodians:
+        if reader_key in anchor.custodians:
+            if requester != reader_key:
+                raise CustodyRefused("a custodian's copy is served only when that custodian's own node asks")
+        else:
             self._check_reader(anchor, reader_key)
         recipient = self._encryption_key_of(reader_key)
         sealed, own_wrap = held
@@ -112,14 +133,15 @@ class Custodian:
             raise CustodyRefused("the reader is neither a person nor an organisation in force")
         return organisation.profile.encryption_key
 
-    def answer(self, request: BlobRequest) -> BlobResponse:
-        """What this custodian answers ``request``, whether a peer asked or its own node did."""
+    def answer(self, request: BlobRequest, requester: bytes) -> BlobResponse:
+        """What this custodian answers ``request`` from the node of validator ``requester``
+        (a peer's, or its own)."""
         try:
             if request.kind == "put":
                 self.accept(request.record_id, request.sealed, request.wrap)
                 return BlobResponse("", b"", b"")
             if request.kind == "get":
-                served = self.serve(request.record_id, request.reader)
+                served = self.serve(request.record_id, request.reader, requester)
                 return BlobResponse("", served.sealed, served.wrap)
         except CustodyRefused as error:
             return refused(str(error))

@@ -35,6 +35,7 @@ import structlog
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from p2pmed.consensus import ViewPhase
@@ -290,7 +291,7 @@ class Node:
             if index != self.index:
                 nursery.start_soon(self._keep_connected, host, index)
         validator_peers = {peer_id for index, peer_id in enumerate(self.peer_ids) if index != self.index}
-        await nursery.start(BlobService(host, self.custodian.answer, validator_peers.__contains__).run)
+        await nursery.start(BlobService(host, self._answer_peer, validator_peers.__contains__).run)
         self.blob_client = BlobClient(host)
         await nursery.start(self.repair.run)
         nursery.start_soon(self._consensus_pump, self.transport)
@@ -420,10 +421,14 @@ class Node:
         """The answer of the custodian whose key is ``custodian``: this site's own, or a
         validator's over ``/p2pmed/blob/1``."""
         if custodian == self.home.key.public_key:
-            return self.custodian.answer(request)
+            return self.custodian.answer(request, self.home.key.public_key)
         assert self.blob_client is not None, "asked before the network is up"
         index = self.home.genesis.validator_keys.index(custodian)
         return await self.blob_client.request(self.peer_ids[index], request)
+
+    def _answer_peer(self, request: BlobRequest, peer: ID) -> BlobResponse:
+        """The custodian's answer to a validator's node (BlobService serves validators only)."""
+        return self.custodian.answer(request, self.home.genesis.validator_keys[self.peer_ids.index(peer)])
 
     def _erase_on_commit(self, block: Block, execution: BlockExecution) -> None:
         """Crypto-shred what the patient had erased, as soon as the erasure commits here."""
