@@ -114,8 +114,25 @@ def test_only_the_patient_or_a_delegate_changes_consent(ledger: LedgerHarness) -
     assert in_force(ledger, DOCTOR.public_key) is not None
 
 
+def test_a_delegate_acts_within_its_delegation_and_what_it_granted_lapses_with_it(ledger: LedgerHarness) -> None:
+    until = ledger.time_ms + YEAR_MS
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, until))
+    assert "may not grant consent to itself" in ledger.refused(
+        HOSPITAL, "consent.grant", grant(ledger, HOSPITAL.public_key), RejectReason.NOT_AUTHORISED
+    )
+    assert "may not outlive its delegation" in ledger.refused(
+        HOSPITAL, "consent.grant", grant(ledger, expires_ms=until + 1), RejectReason.NOT_AUTHORISED
+    )
+    ledger.ok(HOSPITAL, "consent.grant", grant(ledger, expires_ms=until))
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, LAB.public_key))  # the patient's own: unaffected below
+    assert in_force(ledger, DOCTOR.public_key) is not None
+    ledger.ok(PATIENT, "consent.undelegate", ConsentUndelegate(HOSPITAL.public_key))
+    assert in_force(ledger, DOCTOR.public_key) is None, "removing the delegate removes what it granted"
+    assert [p.grantee for p in consents_in_force(ledger.state, P, ledger.time_ms)] == [LAB.public_key]
+
+
 def test_a_delegate_grants_and_revokes_for_the_patient_until_removed_or_expired(ledger: LedgerHarness) -> None:
-    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + 2 * YEAR_MS))
     ledger.ok(CARER, "consent.grant", grant(ledger))
     provision = in_force(ledger, DOCTOR.public_key)
     assert provision is not None and provision.granted_by == CARER.public_key
@@ -161,7 +178,7 @@ def test_a_patient_who_rotated_keys_keeps_control_under_the_new_key_only(ledger:
 
 
 def test_every_consent_change_is_an_audit_entry_for_the_patient(ledger: LedgerHarness) -> None:
-    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + 2 * YEAR_MS))
     ledger.ok(CARER, "consent.grant", grant(ledger))
     ledger.ok(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",)))
     trail = audit_trail(ledger.state, "patient", P)
@@ -177,7 +194,7 @@ def test_a_patients_consents_and_delegates_in_force_are_listed(ledger: LedgerHar
     ledger.ok(PATIENT, "consent.grant", grant(ledger, categories=("laboratory", "imaging")))
     ledger.ok(PATIENT, "consent.grant", grant(ledger, grantee=LAB.public_key, expires_ms=ledger.time_ms + 1_500))
     granted_ms = ledger.time_ms  # the lab's consent runs out 500 ms after this block
-    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + YEAR_MS))
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + 2 * YEAR_MS))
     listed = [(provision.grantee, provision.category) for provision in consents_in_force(ledger.state, P, granted_ms)]
     assert sorted(listed) == sorted(
         [(DOCTOR.public_key, "laboratory"), (DOCTOR.public_key, "imaging"), (LAB.public_key, "laboratory")]

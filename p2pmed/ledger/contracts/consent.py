@@ -9,7 +9,10 @@ consent to an organisation covers the clinicians it registered.
 
 Only the patient, signing with their current key, or a delegate they named
 (``consent.delegate``: a guardian, a carer, the site that keeps their records)
-grants or revokes; only the patient names or removes delegates. A revoke takes
+grants or revokes; only the patient names or removes delegates. A delegate acts
+within its delegation: never to itself, never past the delegation's expiry; and
+what a delegate granted lapses when its delegation ends (removed or expired), so
+removing a delegate removes everything it did in the patient's name. A revoke takes
 effect from the block that orders it. One state entry per (patient, grantee,
 category), so a later grant for the same category replaces the earlier one.
 """
@@ -163,8 +166,19 @@ def _check_grantee(state: StateReader, grantee: bytes, patient: bytes) -> None:
         raise TxRejected(RejectReason.INVALID, "the grantee is neither a person nor an organisation in force")
 
 
+def _check_within_delegation(state: StateReader, grant: ConsentGrant, delegate: bytes) -> None:
+    if grant.grantee == delegate:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate may not grant consent to itself")
+    delegation = StateOverlay(state).get(Delegation, _delegation_key(grant.patient, delegate))
+    assert delegation is not None, "acting_for_patient found it"
+    if grant.expires_ms > delegation.expires_ms:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate's grant may not outlive its delegation")
+
+
 def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) -> None:
     granted_by = acting_for_patient(state, context, grant.patient)
+    if granted_by != grant.patient:
+        _check_within_delegation(state, grant, granted_by)
     _check_grantee(state, grant.grantee, grant.patient)
     _check_categories(grant.categories)
     if grant.purpose not in PURPOSES:
@@ -242,11 +256,21 @@ def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: Consen
     )
 
 
+def _in_force(state: StateReader, provision: ConsentProvision, now_ms: int) -> bool:
+    """Unexpired, and if a delegate granted it, that delegation still in force."""
+    if provision.expires_ms <= now_ms:
+        return False
+    if provision.granted_by == provision.patient:
+        return True
+    delegation = StateOverlay(state).get(Delegation, _delegation_key(provision.patient, provision.granted_by))
+    return delegation is not None and delegation.expires_ms > now_ms
+
+
 def consents_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator[ConsentProvision]:
     """The consents ``patient`` has in force at ``now_ms``, by grantee, then category."""
     for _key, data in state.state_items(f"consent/{patient.hex()}/"):
         provision = codec.decode(ConsentProvision, data, STATE_VALUE_SIZE_MAX)
-        if provision.expires_ms > now_ms:
+        if _in_force(state, provision, now_ms):
             yield provision
 
 
@@ -264,9 +288,7 @@ def valid_consent(
 ) -> ConsentProvision | None:
     """The consent that lets ``grantee`` see ``patient``'s ``category`` data at ``now_ms``, if any."""
     provision = StateOverlay(state).get(ConsentProvision, _key(patient, grantee, category))
-    if provision is None or provision.expires_ms <= now_ms:
-        return None
-    return provision
+    return provision if provision is not None and _in_force(state, provision, now_ms) else None
 
 
 TX_TYPES = (
