@@ -160,13 +160,16 @@ def test_a_person_rotates_their_keys_and_keeps_their_id(ledger: LedgerHarness) -
     assert "current key" in ledger.refused(PATIENT, "identity.person.rotate", stale, RejectReason.NOT_AUTHORISED)
 
 
-def test_a_person_is_revoked_by_themself_or_their_organisation_only(ledger: LedgerHarness) -> None:
+def test_a_person_is_revoked_by_themself_or_their_organisation_or_the_validators_only(ledger: LedgerHarness) -> None:
     ledger.admit_organisation(HOSPITAL, "hospital")
     ledger.admit_organisation(LAB, "laboratory")
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     ledger.register_person(HOSPITAL, CLINICIAN, "clinician")
     revoke = PersonRevoke(PATIENT.public_key)
     assert "only the person" in ledger.refused(LAB, "identity.person.revoke", revoke, RejectReason.NOT_AUTHORISED)
+    assert "2f+1 vote of the validators" in ledger.refused(
+        LAB, "identity.person.revoke", revoke, RejectReason.NOT_AUTHORISED
+    )
     assert "only the person" in ledger.refused(CLINICIAN, "identity.person.revoke", revoke, RejectReason.NOT_AUTHORISED)
     ledger.ok(PATIENT, "identity.person.revoke", revoke)
     assert person_of(ledger.state, PATIENT.public_key) is None
@@ -174,6 +177,18 @@ def test_a_person_is_revoked_by_themself_or_their_organisation_only(ledger: Ledg
     assert revoked is not None and not revoked.active
     assert "no person in force" in ledger.refused(HOSPITAL, "identity.person.revoke", revoke, RejectReason.INVALID)
     ledger.ok(HOSPITAL, "identity.person.revoke", PersonRevoke(CLINICIAN.public_key))
+    assert person_of(ledger.state, CLINICIAN.public_key) is None
+
+
+def test_the_validators_revoke_any_person_by_a_quorum_vote(ledger: LedgerHarness) -> None:
+    ledger.admit_organisation(HOSPITAL, "hospital")
+    ledger.register_person(HOSPITAL, CLINICIAN, "clinician")
+    revoke = PersonRevoke(CLINICIAN.public_key)
+    quorum = ledger.validators[:3]  # 2f+1 of 4; none of them registered the clinician
+    for voter in quorum[:-1]:
+        ledger.ok(voter, "identity.person.revoke", revoke)
+        assert person_of(ledger.state, CLINICIAN.public_key) is not None, "fewer than 2f+1 votes change nothing"
+    ledger.ok(quorum[-1], "identity.person.revoke", revoke)
     assert person_of(ledger.state, CLINICIAN.public_key) is None
 
 

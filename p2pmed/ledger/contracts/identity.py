@@ -15,8 +15,10 @@ HPKE encryption key and a role. A person's id is the signing key they were
 registered with, for life; ``identity.person.rotate`` (signed with the current
 key) replaces both keys, and a key once used can never be registered or rotated
 to again. The registering organisation or the person revokes
-(``identity.person.revoke``); a revoked person's signatures count for nothing
-in the other rules. The ledger holds keys and roles only: names and other
+(``identity.person.revoke``), and so do the validators by a 2f+1 vote (the same
+transaction from each), which is how a person whose organisation misbehaves or is
+gone is removed; a revoked person's signatures count for nothing in the other
+rules. The ledger holds keys and roles only: names and other
 personal data stay at the site (the FHIR ``Patient`` the site keeps).
 
 Other contracts ask ``organisation_of(state, key)`` and ``person_of(state, key)``,
@@ -295,10 +297,14 @@ def apply_person_revoke(state: StateOverlay, context: TxContext, revoke: PersonR
     if target is None or not target.active:
         raise TxRejected(RejectReason.INVALID, "no person in force has this id")
     if context.sender not in (target.organisation, target.key):
-        raise TxRejected(
-            RejectReason.NOT_AUTHORISED, "only the person or the organisation that registered them revokes"
-        )
-    if context.sender == target.organisation and organisation_of(state, context.sender) is None:
+        if context.sender not in context.validators:
+            raise TxRejected(
+                RejectReason.NOT_AUTHORISED,
+                "only the person, the organisation that registered them or a 2f+1 vote of the validators revokes",
+            )
+        if not _tally(state, context, target.id, _Vote("revoke-person", b"")):
+            return
+    elif context.sender == target.organisation and organisation_of(state, context.sender) is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "the registering organisation is no longer in force")
     state.delete(_signer_key(target.key))
     state.put(
