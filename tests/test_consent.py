@@ -114,6 +114,18 @@ def test_only_the_patient_or_a_delegate_changes_consent(ledger: LedgerHarness) -
     assert in_force(ledger, DOCTOR.public_key) is not None
 
 
+def test_a_grant_for_another_purpose_adds_to_the_first_and_a_revoke_ends_every_purpose(ledger: LedgerHarness) -> None:
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, purpose="TREAT"))
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, purpose="HPAYMT"))
+    now = ledger.time_ms
+    for purpose in ("TREAT", "HPAYMT"):
+        found = valid_consent(ledger.state, P, DOCTOR.public_key, "laboratory", now, purpose)
+        assert found is not None and found.purpose == purpose, f"{purpose} still in force"
+    assert len(list(consents_in_force(ledger.state, P, now))) == 2
+    ledger.ok(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",)))
+    assert in_force(ledger, DOCTOR.public_key) is None and not list(consents_in_force(ledger.state, P, ledger.time_ms))
+
+
 def test_a_delegate_acts_within_its_delegation_and_what_it_granted_lapses_with_it(ledger: LedgerHarness) -> None:
     until = ledger.time_ms + YEAR_MS
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, until))

@@ -227,15 +227,14 @@ ACTIONS = st.lists(
 
 
 class Model:
-    """What the patient's consents to DOCTOR say, kept by hand: category -> (purpose, expiry)."""
+    """What the patient's consents to DOCTOR say, kept by hand: (category, purpose) -> expiry."""
 
     def __init__(self) -> None:
-        self.consents: dict[str, tuple[str, int]] = {}
+        self.consents: dict[tuple[str, str], int] = {}
 
     def may_read(self, purpose: str, now_ms: int) -> bool:
         """A clinician never reads for research (``policy.PURPOSES_OF``), whatever the consent."""
-        held = self.consents.get("laboratory")
-        return purpose != "HRESCH" and held is not None and held[0] == purpose and held[1] > now_ms
+        return purpose != "HRESCH" and self.consents.get(("laboratory", purpose), 0) > now_ms
 
 
 @settings(max_examples=60, deadline=None)
@@ -252,11 +251,11 @@ def test_a_reader_gets_access_exactly_when_the_ledger_says_they_may(actions: lis
             _, category, purpose, blocks = action
             expires = ledger.time_ms + 1_000 + blocks * 1_000
             ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, (category,), purpose, expires))
-            model.consents[category] = (purpose, expires)
+            model.consents[(category, purpose)] = expires
         elif action[0] == "revoke":
             result = ledger.run(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, (action[1],)))
-            assert result.ok == (action[1] in model.consents)
-            model.consents.pop(action[1], None)
+            assert result.ok == any(category == action[1] for category, _ in model.consents)
+            model.consents = {held: expiry for held, expiry in model.consents.items() if held[0] != action[1]}
         elif action[0] == "wait":
             ledger.time_ms += action[1] * 1_000
         else:

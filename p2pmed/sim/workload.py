@@ -2,8 +2,9 @@
 ledger's rules, all signed from the seed before the clock starts.
 
 - ``probe``: ``load.probe`` from throwaway keys;
-- ``consent``: a registered patient grants site 1 access to one data category (a later
-  grant for the same category replaces the earlier, so every one of them passes);
+- ``consent``: a registered patient grants site 1 access to one data category for
+  treatment (a later grant for the same category and purpose renews the earlier,
+  so every one of them passes);
 - ``record``: a registered patient anchors a self-reported record (a site would
   need a care relationship first, ``policy``), custodians f+1 validators taking
   turns (the ciphertext itself is never sent: a run measures ordering, and

@@ -13,8 +13,10 @@ grants or revokes; only the patient names or removes delegates. A delegate acts
 within its delegation: never to itself, never past the delegation's expiry; and
 what a delegate granted lapses when its delegation ends (removed or expired), so
 removing a delegate removes everything it did in the patient's name. A revoke takes
-effect from the block that orders it. One state entry per (patient, grantee,
-category), so a later grant for the same category replaces the earlier one.
+effect from the block that orders it and ends every purpose granted for its
+categories. One state entry per (patient, grantee, category, purpose): a grant
+for another purpose adds to the ones before it, a grant for the same purpose
+replaces that one (its expiry).
 """
 
 from __future__ import annotations
@@ -99,8 +101,8 @@ class Delegation:
     expires_ms: int
 
 
-def _key(patient: bytes, grantee: bytes, category: str) -> str:
-    return f"consent/{patient.hex()}/{grantee.hex()}/{category}"
+def _key(patient: bytes, grantee: bytes, category: str, purpose: str) -> str:
+    return f"consent/{patient.hex()}/{grantee.hex()}/{category}/{purpose}"
 
 
 def _delegation_key(patient: bytes, delegate: bytes) -> str:
@@ -198,7 +200,7 @@ def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) ->
             context.tx_id,
             granted_by,
         )
-        state.put(_key(grant.patient, grant.grantee, category), provision)
+        state.put(_key(grant.patient, grant.grantee, category, grant.purpose), provision)
     categories = ",".join(grant.categories)
     audit.record_event(
         state,
@@ -215,7 +217,11 @@ def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) ->
 def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
     revoked_by = acting_for_patient(state, context, revoke.patient)
     _check_categories(revoke.categories)
-    keys = [_key(revoke.patient, revoke.grantee, category) for category in revoke.categories]
+    keys = [
+        _key(revoke.patient, revoke.grantee, category, purpose)
+        for category in revoke.categories
+        for purpose in sorted(PURPOSES)
+    ]
     if all(state.state_get(key) is None for key in keys):
         raise TxRejected(RejectReason.INVALID, "no consent in force for this grantee and these categories")
     for key in keys:
@@ -284,11 +290,16 @@ def delegations_in_force(state: ScanState, patient: bytes, now_ms: int) -> list[
 
 
 def valid_consent(
-    state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int
+    state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int, purpose: str | None = None
 ) -> ConsentProvision | None:
-    """The consent that lets ``grantee`` see ``patient``'s ``category`` data at ``now_ms``, if any."""
-    provision = StateOverlay(state).get(ConsentProvision, _key(patient, grantee, category))
-    return provision if provision is not None and _in_force(state, provision, now_ms) else None
+    """The consent that lets ``grantee`` see ``patient``'s ``category`` data at ``now_ms`` for
+    ``purpose`` (for any purpose, the first in alphabetical order, when None), if any."""
+    view = StateOverlay(state)
+    for candidate in sorted(PURPOSES) if purpose is None else [purpose]:
+        provision = view.get(ConsentProvision, _key(patient, grantee, category, candidate))
+        if provision is not None and _in_force(state, provision, now_ms):
+            return provision
+    return None
 
 
 TX_TYPES = (

@@ -158,13 +158,13 @@ def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, n
         return Access("", "the reader is neither a person nor an organisation in force")
     if reader == found.patient:
         return Access("owner", "the patient reads their own record")
-    provision = valid_consent(state, found.patient, reader, found.category, now_ms)
-    if provision is not None and provision.purpose == purpose:
+    provision = valid_consent(state, found.patient, reader, found.category, now_ms, purpose)
+    if provision is not None:
         return Access("consent", f"consent {provision.tx_id.hex()[:16]} for {found.category}, {purpose}")
     clinician = person_of(state, reader_key)
     if clinician is not None and clinician.role in STAFF_ROLES:
-        provision = valid_consent(state, found.patient, clinician.organisation, found.category, now_ms)
-        if provision is not None and provision.purpose == purpose:
+        provision = valid_consent(state, found.patient, clinician.organisation, found.category, now_ms, purpose)
+        if provision is not None:
             return Access("organisation-consent", f"consent {provision.tx_id.hex()[:16]} to the reader's organisation")
     return Access("", f"no consent in force lets this reader see {found.category} records for {purpose}")
 
