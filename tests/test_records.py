@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger_harness import LedgerHarness, key
+from p2pmed.interop.fhir import audit_event
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import READ_GRANT_MS, RecordAdd, RecordErase, RecordRead, read_grant, record
@@ -205,7 +206,7 @@ def test_erasure_by_the_patient_keeps_the_anchor_and_ends_all_reads(ledger: Ledg
     )
     assert "already erased" in ledger.refused(PATIENT, "record.erase", RecordErase(RECORD_ID), RejectReason.INVALID)
     kinds = [entry.kind for entry in audit_trail(ledger.state, "record", RECORD_ID)]
-    assert kinds == ["record-write", "record-erase"]
+    assert kinds == ["record-write", "record-erase", "record-read-refused", "record-read-refused"]
 
 
 # -- the property: access exactly when the ledger says so ------------------------------
@@ -265,3 +266,24 @@ def test_a_reader_gets_access_exactly_when_the_ledger_says_they_may(actions: lis
             if result.ok:
                 granted = read_grant(ledger.state, RECORD_ID, DOCTOR.public_key, block_time)
                 assert granted is not None and granted.tx_id == result.tx_id
+
+
+def test_a_refused_read_is_on_the_patient_s_audit_trail_with_why_but_not_the_stated_reason(
+    ledger: LedgerHarness,
+) -> None:
+    ledger.ok(HOSPITAL, "record.add", anchor(ledger))
+    detail = ledger.refused(DOCTOR, "record.read", read(), RejectReason.NOT_AUTHORISED)
+    ledger.refused(
+        NURSE, "record.read", read("ETREAT", True, "my neighbour, just curious"), RejectReason.NOT_AUTHORISED
+    )
+    ledger.refused(DOCTOR, "record.read", read(record_id=bytes(32)), RejectReason.INVALID)  # no such record: nothing
+    refused = [entry for entry in audit_trail(ledger.state, "patient", P) if entry.kind == "record-read-refused"]
+    assert [(entry.actor, entry.purpose, entry.category) for entry in refused] == [
+        (DOCTOR.public_key, "TREAT", "laboratory"),
+        (NURSE.public_key, "ETREAT", "laboratory"),
+    ]
+    assert refused[0].detail == detail and refused[1].detail.startswith("break-glass: only clinicians of care")
+    assert "neighbour" not in refused[1].detail
+    assert read_grant(ledger.state, RECORD_ID, DOCTOR.public_key, ledger.time_ms) is None
+    event = audit_event(refused[0])
+    assert event["outcome"]["code"]["code"] == "4" and event["code"]["coding"][0]["code"] == "record-read-refused"

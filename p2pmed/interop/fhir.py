@@ -6,7 +6,7 @@ is the p2pmed kind, ``category`` the DICOM "Patient Record" event (plus "Securit
 Alert" for a break-glass read), ``action`` C/R/D, ``agent`` the actor, ``patient``
 and ``entity`` the patient, the record and the ledger transaction (with the block
 height and the entry's category, purpose and detail), ``recorded`` the block time,
-``outcome`` success (an entry exists only for an event that took effect). A read's
+``outcome`` success, or minor failure (4) for a read the ledger refused. A read's
 purpose of use is in ``authorization`` (HL7 v3 ActReason); a break-glass read also
 carries ``BTG`` ("break the glass", with the stated reason as its text) and severity
 ``warning``, so a FHIR audit repository can find every emergency access with one
@@ -132,6 +132,7 @@ _KINDS = {
     "consent-undelegate": _Kind("Consent delegate removed", "D"),
     "record-write": _Kind("Record written", "C"),
     "record-read": _Kind("Record read", "R"),
+    "record-read-refused": _Kind("Record read refused", "R"),
     "break-glass": _Kind("Emergency access: break the glass", "R"),
     "record-erase": _Kind("Record erased (crypto-shredded)", "D"),
 }
@@ -223,12 +224,19 @@ def _entities(entry: AuditEntry) -> list[dict[str, Any]]:
 
 def _authorization(entry: AuditEntry) -> list[dict[str, Any]]:
     """A read's purpose of use; a break-glass read also says BTG, with the stated reason."""
-    if entry.kind not in ("record-read", "break-glass"):
+    if entry.kind not in ("record-read", "record-read-refused", "break-glass"):
         return []
     authorization = [_concept(ACT_REASON_SYSTEM, entry.purpose)] if entry.purpose else []
     if entry.kind == "break-glass":
         authorization.insert(0, _concept(ACT_REASON_SYSTEM, "BTG", "break the glass", entry.detail))
     return authorization
+
+
+def _outcome(entry: AuditEntry) -> dict[str, str]:
+    """Success, or minor failure (the request was refused, as an HTTP 4xx is) for a refused read."""
+    if entry.kind == "record-read-refused":
+        return _coding(_OUTCOME, "4", "Minor failure")
+    return _coding(_OUTCOME, "0", "Success")
 
 
 def audit_event(entry: AuditEntry) -> dict[str, Any]:
@@ -246,7 +254,7 @@ def audit_event(entry: AuditEntry) -> dict[str, Any]:
         "severity": "warning" if entry.kind == "break-glass" else "informational",
         "occurredDateTime": instant(entry.time_ms),
         "recorded": instant(entry.time_ms),
-        "outcome": {"code": _coding(_OUTCOME, "0", "Success")},
+        "outcome": {"code": _outcome(entry)},
         "patient": _party(entry.patient, "Patient"),
         "agent": [{"who": _party(entry.actor), "requestor": True}],
         "source": {"observer": {"display": "p2pmed ledger"}},

@@ -122,9 +122,14 @@ class Ledger:
             return TxResult(tx.id, error.reason, error.detail)
         tx_state = StateOverlay(block_state)
         context = TxContext(self.chain_id, block.height, time_ms, tx.sender, tx.id, self.validators)
+        tx_type = self.tx_types[tx.type]
         try:
-            self.tx_types[tx.type].apply(tx_state, context, body)
+            tx_type.apply(tx_state, context, body)
         except TxRejected as error:
+            if tx_type.refused is not None:
+                refusal_state = StateOverlay(block_state)
+                tx_type.refused(refusal_state, context, body, error)
+                block_state.merge(refusal_state)
             return TxResult(tx.id, error.reason, error.detail)
         block_state.merge(tx_state)
         return TxResult(tx.id, None, "")

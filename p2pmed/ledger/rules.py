@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.state import StateOverlay
 
 __all__ = ["TxContext", "TxType"]
@@ -31,3 +32,6 @@ class TxType:
     name: str
     body: type
     apply: Callable[[StateOverlay, TxContext, Any], None]
+    refused: Callable[[StateOverlay, TxContext, Any, TxRejected], None] | None = None
+    """What a refusal by ``apply`` leaves on the ledger (an audit entry), written in place
+    of the refused rule's changes; it must not raise."""

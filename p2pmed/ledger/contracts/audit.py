@@ -25,6 +25,7 @@ AUDIT_KINDS = frozenset(
         "consent-undelegate",
         "record-write",
         "record-read",
+        "record-read-refused",
         "break-glass",
         "record-erase",
     }

@@ -287,6 +287,20 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
     )
 
 
+def refused_read(state: StateOverlay, context: TxContext, read: RecordRead, error: TxRejected) -> None:
+    """A read the rules refused, of a record that exists, is on the patient's audit trail too
+    (who tried, for what purpose, and why not; never the stated break-glass reason)."""
+    found = record(state, read.record_id)
+    if found is None or error.reason is not RejectReason.NOT_AUTHORISED:
+        return
+    reader = party_id(state, context.sender) or context.sender
+    detail = ("break-glass: " if read.break_glass else "") + error.detail[:REASON_LENGTH_MAX]
+    purpose = read.purpose if read.purpose in PURPOSES else ""
+    audit.record_event(
+        state, context, "record-read-refused", found.patient, reader, found.record_id, found.category, purpose, detail
+    )
+
+
 def _break_glass(state: StateReader, context: TxContext, found: Record, read: RecordRead) -> Access:
     if found.erased_ms is not None:
         return Access("", "the record was erased at the patient's request")
@@ -331,6 +345,6 @@ def apply_erase(state: StateOverlay, context: TxContext, erase: RecordErase) -> 
 
 TX_TYPES = (
     TxType("record.add", RecordAdd, apply_add),
-    TxType("record.read", RecordRead, apply_read),
+    TxType("record.read", RecordRead, apply_read, refused_read),
     TxType("record.erase", RecordErase, apply_erase),
 )
