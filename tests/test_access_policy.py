@@ -12,7 +12,14 @@ from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRegister, person_of
-from p2pmed.ledger.contracts.policy import PURPOSES, PURPOSES_OF, REGISTRARS, table_markdown
+from p2pmed.ledger.contracts.policy import (
+    BREAK_GLASS_PER_WINDOW,
+    BREAK_GLASS_WINDOW_MS,
+    PURPOSES,
+    PURPOSES_OF,
+    REGISTRARS,
+    table_markdown,
+)
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.quorum import quorum_size
@@ -105,3 +112,14 @@ def test_staff_of_a_revoked_organisation_lose_their_standing_its_patients_keep_t
 def test_docs_print_the_table_the_rules_use() -> None:
     docs = Path(__file__).parent.parent / "docs" / "access.md"
     assert table_markdown() in docs.read_text(), "regenerate the table in docs/access.md from policy.table_markdown()"
+
+
+def test_a_clinician_breaks_the_glass_a_bounded_number_of_times_a_day(ledger: LedgerHarness) -> None:
+    ledger.ok(HOSPITAL, "record.add", anchor(ledger))
+    glass = RecordRead(anchor(ledger).record_id, "ETREAT", True, "unconscious, allergy check")
+    for _ in range(BREAK_GLASS_PER_WINDOW):
+        ledger.ok(DOCTOR, "record.read", glass)
+    detail = ledger.refused(DOCTOR, "record.read", glass, RejectReason.NOT_AUTHORISED)
+    assert f"at most {BREAK_GLASS_PER_WINDOW} times in 24 hours" in detail
+    ledger.time_ms += BREAK_GLASS_WINDOW_MS  # a day later the allowance is back
+    ledger.ok(DOCTOR, "record.read", glass)

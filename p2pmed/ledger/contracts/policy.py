@@ -21,7 +21,9 @@ site, since their consents and records must stay theirs if that site is revoked.
 from __future__ import annotations
 
 __all__ = [
+    "BREAK_GLASS_PER_WINDOW",
     "BREAK_GLASS_PURPOSES",
+    "BREAK_GLASS_WINDOW_MS",
     "CARE_PROVIDERS",
     "CATEGORIES",
     "CATEGORIES_WRITTEN_BY",
@@ -39,6 +41,10 @@ CATEGORIES = frozenset(
 PURPOSES = frozenset({"TREAT", "ETREAT", "HRESCH", "CLINTRL", "PUBHLTH", "HPAYMT", "PATRQT"})
 """Purposes of use (HL7 v3 PurposeOfUse, FHIR ``Consent.provision.purpose``)."""
 CARE_PROVIDERS = frozenset({"hospital", "clinic"})
+BREAK_GLASS_PER_WINDOW = 5
+BREAK_GLASS_WINDOW_MS = 24 * 3600 * 1000
+"""A clinician breaks the glass at most ``BREAK_GLASS_PER_WINDOW`` times in any such window:
+an emergency physician's shift stays well under it; a clinician browsing records does not."""
 STAFF_ROLES = frozenset({"clinician", "pharmacist", "researcher"})
 BREAK_GLASS_PURPOSES = frozenset({"ETREAT", "TREAT"})
 

@@ -38,7 +38,9 @@ from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
 from p2pmed.ledger.contracts.identity import Person, organisation_of, person, person_of
 from p2pmed.ledger.contracts.policy import (
+    BREAK_GLASS_PER_WINDOW,
     BREAK_GLASS_PURPOSES,
+    BREAK_GLASS_WINDOW_MS,
     CARE_PROVIDERS,
     CATEGORIES_WRITTEN_BY,
     PURPOSES_OF,
@@ -133,6 +135,22 @@ class Access:
 
 def _record_key(record_id: bytes) -> str:
     return f"record/{record_id.hex()}"
+
+
+@dataclass(frozen=True)
+class BreakGlassLog:
+    """When a clinician last broke the glass, within ``BREAK_GLASS_WINDOW_MS``."""
+
+    times_ms: tuple[int, ...]
+
+
+def _break_glass_key(clinician: bytes) -> str:
+    return f"record-break-glass/{clinician.hex()}"
+
+
+def _recent_break_glass(state: StateReader, clinician: bytes, now_ms: int) -> tuple[int, ...]:
+    log = StateOverlay(state).get(BreakGlassLog, _break_glass_key(clinician))
+    return () if log is None else tuple(t for t in log.times_ms if t > now_ms - BREAK_GLASS_WINDOW_MS)
 
 
 def _grant_key(record_id: bytes, reader: bytes) -> str:
@@ -281,6 +299,9 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         found.record_id, reader, decision.basis, read.purpose, context.time_ms + READ_GRANT_MS, context.tx_id
     )
     state.put(_grant_key(found.record_id, reader), grant)
+    if read.break_glass:
+        recent = _recent_break_glass(state, reader, context.time_ms)
+        state.put(_break_glass_key(reader), BreakGlassLog((*recent, context.time_ms)))
     kind = "break-glass" if read.break_glass else "record-read"
     audit.record_event(
         state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason
@@ -318,6 +339,11 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
     if not read.reason.strip() or len(read.reason) > REASON_LENGTH_MAX:
         raise TxRejected(
             RejectReason.INVALID, f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters"
+        )
+    if len(_recent_break_glass(state, clinician.id, context.time_ms)) >= BREAK_GLASS_PER_WINDOW:
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"a clinician breaks the glass at most {BREAK_GLASS_PER_WINDOW} times in 24 hours",
         )
     return Access("break-glass", read.reason)
 
