@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
-from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRegister, person_of
 from p2pmed.ledger.contracts.policy import (
     BREAK_GLASS_PER_WINDOW,
@@ -123,3 +126,117 @@ def test_a_clinician_breaks_the_glass_a_bounded_number_of_times_a_day(ledger: Le
     assert f"at most {BREAK_GLASS_PER_WINDOW} times in 24 hours" in detail
     ledger.time_ms += BREAK_GLASS_WINDOW_MS  # a day later the allowance is back
     ledger.ok(DOCTOR, "record.read", glass)
+
+
+# -- the property: a read passes exactly when the table and a consent (or break-glass) allow it --
+
+SITES = {"hospital": key("p-hospital"), "laboratory": key("p-lab"), "sponsor": key("p-sponsor")}
+STAFF = {  # name -> (role, registering kind)
+    "clinician": ("clinician", "hospital"),
+    "lab-clinician": ("clinician", "laboratory"),
+    "researcher": ("researcher", "sponsor"),
+}
+READERS = ["patient", *STAFF, *SITES]
+GRANTEES = [*STAFF, *SITES]
+ACCESS_ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("grant"),
+            st.sampled_from(GRANTEES),
+            st.sampled_from(["TREAT", "HRESCH", "ETREAT"]),
+            st.integers(1, 6),
+        ),
+        st.tuples(st.just("revoke"), st.sampled_from(GRANTEES)),
+        st.tuples(st.just("revoke-org"), st.sampled_from(sorted(SITES))),
+        st.tuples(st.just("wait"), st.integers(1, 5)),
+        st.tuples(
+            st.just("read"), st.sampled_from(READERS), st.sampled_from(["TREAT", "HRESCH", "ETREAT"]), st.booleans()
+        ),
+    ),
+    max_size=25,
+)
+
+
+class AccessModel:
+    """What the table says, computed by hand from the actions alone (never from ledger state)."""
+
+    def __init__(self) -> None:
+        self.consents: dict[tuple[str, str], int] = {}  # (grantee, purpose) -> expiry, laboratory only
+        self.revoked: set[str] = set()  # organisation kinds
+        self.break_glass: dict[str, list[int]] = {}
+
+    def kind_or_role(self, reader: str) -> str:
+        return STAFF[reader][0] if reader in STAFF else reader
+
+    def in_force(self, party: str) -> bool:
+        return STAFF[party][1] not in self.revoked if party in STAFF else party not in self.revoked
+
+    def consented(self, grantee: str, purpose: str, now_ms: int) -> bool:
+        return self.in_force(grantee) and self.consents.get((grantee, purpose), 0) > now_ms
+
+    def may_read(self, reader: str, purpose: str, glass: bool, now_ms: int) -> bool:
+        if reader == "patient":
+            return not glass
+        if not self.in_force(reader) or purpose not in PURPOSES_OF[self.kind_or_role(reader)]:
+            return False
+        if glass:
+            recent = [t for t in self.break_glass.get(reader, []) if t > now_ms - BREAK_GLASS_WINDOW_MS]
+            return (
+                reader in STAFF
+                and STAFF[reader] == ("clinician", "hospital")
+                and purpose in ("ETREAT", "TREAT")
+                and len(recent) < BREAK_GLASS_PER_WINDOW
+            )
+        organisation = STAFF[reader][1] if reader in STAFF else None
+        return self.consented(reader, purpose, now_ms) or (
+            organisation is not None and self.consented(organisation, purpose, now_ms)
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(ACCESS_ACTIONS)
+def test_a_read_passes_exactly_when_the_table_and_a_consent_or_break_glass_allow_it(
+    actions: list[tuple[Any, ...]],
+) -> None:
+    ledger = LedgerHarness()
+    for kind, site in SITES.items():
+        ledger.admit_organisation(site, kind)
+    people = {name: key(f"p-{name}") for name in ["patient", *STAFF]}
+    ledger.register_person(SITES["hospital"], people["patient"], "patient")
+    for name, (role, kind) in STAFF.items():
+        ledger.register_person(SITES[kind], people[name], role)
+    patient = people["patient"].public_key
+    signer = {**people, **SITES}
+    party = {name: signer[name].public_key for name in signer}
+    custodians = tuple(validator.public_key for validator in ledger.validators[:2])
+    record_id = hashlib.sha256(b"the record").digest()
+    digest = hashlib.sha256(b"c").digest()
+    ledger.ok(SITES["hospital"], "record.add", RecordAdd(record_id, patient, "laboratory", digest, 10, custodians))
+    model = AccessModel()
+    for action in actions:
+        now = ledger.time_ms + 1_000  # the next block's time
+        if action[0] == "grant":
+            _, grantee, purpose, seconds = action
+            grant = ConsentGrant(patient, party[grantee], ("laboratory",), purpose, now + seconds * 1_000)
+            result = ledger.run(people["patient"], "consent.grant", grant)
+            assert result.ok == model.in_force(grantee), result.detail
+            if result.ok:
+                model.consents[(grantee, purpose)] = now + seconds * 1_000
+        elif action[0] == "revoke":
+            ledger.run(people["patient"], "consent.revoke", ConsentRevoke(patient, party[action[1]], ("laboratory",)))
+            model.consents = {held: t for held, t in model.consents.items() if held[0] != action[1]}
+        elif action[0] == "revoke-org":
+            if action[1] not in model.revoked:
+                for validator in ledger.validators[: quorum_size(len(ledger.validators))]:
+                    ledger.ok(validator, "identity.org.revoke", OrgRevoke(SITES[action[1]].public_key))
+                model.revoked.add(action[1])
+        elif action[0] == "wait":
+            ledger.time_ms += action[1] * 1_000
+        else:
+            _, reader, purpose, glass = action
+            request = RecordRead(record_id, purpose, glass, "emergency" if glass else "")
+            expected = model.may_read(reader, purpose, glass, now)
+            result = ledger.run(signer[reader], "record.read", request)
+            assert result.ok == expected, (action, result.detail)
+            if result.ok and glass:
+                model.break_glass.setdefault(reader, []).append(now)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts import audit
-from p2pmed.ledger.contracts.identity import organisation_of, person, person_of
+from p2pmed.ledger.contracts.identity import organisation_of, person, person_in_force, person_of
 from p2pmed.ledger.contracts.policy import CATEGORIES, PURPOSES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
@@ -118,8 +118,7 @@ def party_id(state: StateReader, key: bytes) -> bytes | None:
 
 
 def _is_party(state: StateReader, party: bytes) -> bool:
-    found = person(state, party)
-    return (found is not None and found.active) or organisation_of(state, party) is not None
+    return person_in_force(state, party) is not None or organisation_of(state, party) is not None
 
 
 def _patient_id(state: StateReader, key: bytes) -> bytes:

@@ -55,6 +55,7 @@ __all__ = [
     "is_registered",
     "organisation_of",
     "person",
+    "person_in_force",
     "person_of",
 ]
 
@@ -169,17 +170,21 @@ def person(state: StateReader, person_id: bytes) -> Person | None:
     return StateOverlay(state).get(Person, _person_key(person_id))
 
 
-def person_of(state: StateReader, key: bytes) -> Person | None:
-    """The person in force whose current signing key is ``key``, if any. Staff are in force
-    only while the organisation that registered them is (``policy``)."""
-    view = StateOverlay(state)
-    person_id = view.get(bytes, _signer_key(key))
-    found = None if person_id is None else view.get(Person, _person_key(person_id))
+def person_in_force(state: StateReader, person_id: bytes) -> Person | None:
+    """The person with this id if in force: not revoked, and for staff, while the organisation
+    that registered them is (``policy``)."""
+    found = person(state, person_id)
     if found is None or not found.active:
         return None
     if found.role in STAFF_ROLES and organisation_of(state, found.organisation) is None:
         return None
     return found
+
+
+def person_of(state: StateReader, key: bytes) -> Person | None:
+    """The person in force whose current signing key is ``key``, if any."""
+    person_id = StateOverlay(state).get(bytes, _signer_key(key))
+    return None if person_id is None else person_in_force(state, person_id)
 
 
 def is_registered(state: StateReader, key: bytes, validators: Container[bytes]) -> bool:
