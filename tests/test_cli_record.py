@@ -542,3 +542,32 @@ def test_a_lab_result_is_written_read_refused_and_erased_through_the_cli(net: Pr
     assert "ERASED at" in after.output
     for result in (written, refused, shown, erased, again, after):
         assert b"potassium" not in result.stdout_bytes + result.stderr_bytes, "only record read shows the content"
+
+
+def test_identity_lifecycle_through_the_cli_rotate_vote_and_revoke(net: ProcessNetwork) -> None:
+    clinician = register(net, "clinician", "lifecycle")
+    hospital = net.homes[HOSPITAL_SITE]
+    new_key, new_encryption = SigningKey.generate(), EncryptionPrivateKey.generate()
+    rotated = run(
+        *(hospital, "identity", "rotate", "--key", clinician.key, "--wait"),
+        *("--new-public-key", new_key.public_key.hex(), "--encryption-key", new_encryption.public_key.key.hex()),
+    )
+    assert rotated.exit_code == 0, rotated.output
+    shown = json.loads(run(hospital, "identity", "person", "--json", clinician.id).output)
+    assert (shown["key"], shown["active"]) == (new_key.public_key.hex(), True)
+
+    lab = net.homes[LAB_SITE]  # a validator that did not register the clinician: its vote alone changes nothing
+    voted = run(
+        lab, "identity", "revoke-person", "--key", str(lab / "node_key.pem"), "--person", clinician.id, "--wait"
+    )
+    assert voted.exit_code == 0, voted.output
+    assert json.loads(run(hospital, "identity", "person", "--json", clinician.id).output)["active"] is True
+    revoked = run(
+        *(hospital, "identity", "revoke-person", "--key", str(hospital / "node_key.pem"), "--person", clinician.id),
+        "--wait",
+    )
+    assert revoked.exit_code == 0, revoked.output
+    assert "REVOKED" in run(hospital, "identity", "person", clinician.id).output
+
+    org_vote = run(lab, "identity", "revoke-org", "--key", str(lab / "node_key.pem"), "--org-key", "ab" * 32, "--wait")
+    assert org_vote.exit_code == 1 and "no organisation in force has this key" in org_vote.output

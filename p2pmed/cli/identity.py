@@ -193,6 +193,46 @@ def propose_org(
     )
 
 
+@identity.command("revoke-org")
+@write_options
+@click.option("--org-key", type=ID, required=True, help="The organisation's Ed25519 public key.")
+def revoke_org(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, org_key: bytes) -> None:
+    """Vote, with a validator's key (--key), to revoke an organisation; once 2f+1 validators
+    have, it and the staff it registered are no longer in force."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.revoke", identity_rules.OrgRevoke(org_key))
+
+
+@identity.command("revoke-person")
+@write_options
+@click.option("--person", "person_id", type=ID, required=True, help="The person's id.")
+def revoke_person(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, person_id: bytes) -> None:
+    """Revoke a person, signed (--key) by the person, the organisation that registered them,
+    or a validator (2f+1 validators sending it revoke anyone)."""
+    body = identity_rules.PersonRevoke(person_id)
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.revoke", body)
+
+
+@identity.command("rotate")
+@write_options
+@click.option("--new-public-key", type=ID, required=True, help="The person's new Ed25519 public key.")
+@click.option("--encryption-key", type=HexBytes(None), required=True, help="The person's new public encryption key.")
+@KEM_OPTION
+def rotate(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    new_public_key: bytes,
+    encryption_key: bytes,
+    kem: str,
+) -> None:
+    """Replace a person's signing and encryption keys, signed with their current key (--key);
+    their id stays, and a key once used is never used again."""
+    body = identity_rules.PersonRotate(new_public_key, _encryption_key(kem, encryption_key))
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.rotate", body)
+
+
 @identity.command("person")
 @read_options
 @click.argument("id_or_key", type=ID)

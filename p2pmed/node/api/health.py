@@ -29,7 +29,7 @@ from p2pmed.interop.fhir import audit_event, consent_resource
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
-from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_of
+from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_in_force, person_of
 from p2pmed.ledger.contracts.records import record
 from p2pmed.ledger.contracts.trials import (
     FLAGGED_QUERY_MAX,
@@ -185,6 +185,7 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         if found is None:
             raise _not_found(f"no person has id or current key {wanted.hex()}")
         rendered: dict[str, Any] = plain(found)
+        rendered["active"] = person_in_force(store, found.id) is not None  # staff lapse with their organisation
         return rendered
 
     async def get_record(params: dict[str, Any]) -> dict[str, Any]:
