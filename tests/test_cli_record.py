@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -571,3 +573,40 @@ def test_identity_lifecycle_through_the_cli_rotate_vote_and_revoke(net: ProcessN
 
     org_vote = run(lab, "identity", "revoke-org", "--key", str(lab / "node_key.pem"), "--org-key", "ab" * 32, "--wait")
     assert org_vote.exit_code == 1 and "no organisation in force has this key" in org_vote.output
+
+
+def test_a_patient_follows_their_notices_as_blocks_commit(net: ProcessNetwork) -> None:
+    patient = register(net, "patient", "follower")
+    hospital = net.homes[HOSPITAL_SITE]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "p2pmed", "notices", "--home", str(hospital), "--patient", patient.id, "--count", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(10):  # bounded: until the follower, once subscribed, has seen one
+            granted = run(
+                *(
+                    hospital,
+                    "consent",
+                    "grant",
+                    "--key",
+                    patient.key,
+                    "--grantee",
+                    load_home(hospital).key.public_key.hex(),
+                ),
+                *("--category", "imaging", "--purpose", "TREAT", "--expires", "2099-12-31", "--wait"),
+            )
+            assert granted.exit_code == 0, granted.output
+            try:
+                out, err = follower.communicate(timeout=3)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            raise AssertionError("no notice arrived")
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    assert "consent-grant" in out and "imaging TREAT" in out

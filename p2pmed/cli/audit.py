@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from p2pmed.cli.common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.cli.signing import ID, NamedParty, UtcTime, fhir_bundle, read_options, short_id
 
 __all__ = ["AUDIT_COMMANDS"]
@@ -18,16 +18,18 @@ __all__ = ["AUDIT_COMMANDS"]
 # -- human output -----------------------------------------------------------------------------
 
 
+def human_entry(entry: dict[str, Any]) -> str:
+    mark = "!" if entry["kind"] in ("break-glass", "record-read-refused") else " "
+    record = f" record {short_id(entry['record_id'])}" if entry["record_id"] else ""
+    facts = " ".join(part for part in (entry["category"], entry["purpose"], entry["detail"]) if part)
+    return (
+        f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<19} by "
+        f"{short_id(entry['actor'])}{record}  {facts}"
+    )
+
+
 def human_audit(result: dict[str, Any]) -> str:
-    lines = []
-    for entry in result["entries"]:
-        mark = "!" if entry["kind"] == "break-glass" else " "
-        record = f" record {short_id(entry['record_id'])}" if entry["record_id"] else ""
-        facts = " ".join(part for part in (entry["category"], entry["purpose"], entry["detail"]) if part)
-        lines.append(
-            f"{mark} {utc_time(entry['time_ms'])} h{entry['height']:<7} {entry['kind']:<18} by "
-            f"{short_id(entry['actor'])}{record}  {facts}"
-        )
+    lines = [human_entry(entry) for entry in result["entries"]]
     count = len(result["entries"])
     lines.append(f"{count} entr{'y' if count == 1 else 'ies'} for {result['by']} {result['subject']}")
     return "\n".join(lines)
@@ -156,4 +158,26 @@ def human_import(result: dict[str, Any]) -> str:
     )
 
 
-AUDIT_COMMANDS = [audit, fhir]
+@click.command()
+@HOME_OPTION
+@JSON_OPTION
+@click.option("--patient", type=ID, required=True, help="The patient's person id.")
+@click.option("--count", type=click.IntRange(1), default=None, help="Stop after COUNT notices [default: until Ctrl-C].")
+def notices(home: Path, as_json: bool, patient: bytes, count: int | None) -> None:
+    """Follow a patient's notices as blocks commit: records written, read or refused, the glass
+    broken ("!"), consents changed. One line each (JSON lines with --json)."""
+    shown = 0
+    try:
+        with node(home) as client, client.subscribe("notices.subscribe", patient=patient.hex()) as feed:
+            while count is None or shown < count:
+                try:
+                    entry = next(feed)
+                except StopIteration:
+                    fail("the node ended the notices subscription")
+                click.echo(json.dumps(entry) if as_json else human_entry(entry))
+                shown += 1
+    except KeyboardInterrupt:
+        pass
+
+
+AUDIT_COMMANDS = [audit, fhir, notices]

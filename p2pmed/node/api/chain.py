@@ -12,21 +12,19 @@ import importlib.metadata
 from collections.abc import AsyncIterator
 from typing import Any
 
-import trio
-
 from p2pmed.consensus import ViewPhase
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.net.faults import FaultRules
+from p2pmed.node.api.commits import each_commit
 from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 
 __all__ = ["MEMPOOL_LIST_MAX", "block_summary", "chain_methods"]
 
-SUBSCRIPTION_BUFFER = 256
 MEMPOOL_LIST_MAX = 1_000
 
 
@@ -165,25 +163,9 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             ],
         }
 
-    async def subscribe_blocks(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Each committed block's summary. The listener is registered inside the generator,
-        so that its ``finally`` always removes it."""
-        send, receive = trio.open_memory_channel[dict[str, Any]](SUBSCRIPTION_BUFFER)
-
-        def on_commit(block: Block, execution: BlockExecution) -> None:
-            try:
-                send.send_nowait(block_summary(block, execution))
-            except trio.WouldBlock:  # the client stopped reading: end its subscription, not the node
-                send.close()
-                node.block_listeners.remove(on_commit)
-
-        node.block_listeners.append(on_commit)
-        try:
-            async for summary in receive:
-                yield summary
-        finally:
-            if on_commit in node.block_listeners:
-                node.block_listeners.remove(on_commit)
+    def subscribe_blocks(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Each committed block's summary."""
+        return each_commit(node, lambda block, execution: [block_summary(block, execution)])
 
     return {
         "node.status": Method(status),

@@ -1,7 +1,8 @@
 """JSON-RPC methods for the healthcare rules: what the ledger says about identities,
 consents, records, audit trails, trials and drug packs, and the next nonce to sign with.
 
-Reads only: changes are signed transactions sent with ``tx.submit``. Bytes travel as
+Reads only: changes are signed transactions sent with ``tx.submit``. One
+subscription, ``notices.subscribe``, is a patient's notification feed. Bytes travel as
 lowercase hex, like everywhere on the socket; ledger objects are their fields as
 plain JSON (``plain``).
 
@@ -20,12 +21,14 @@ INVALID_PARAMS saying what to send instead.
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
 from p2pmed import codec
 from p2pmed.interop.fhir import audit_event, consent_resource
+from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
@@ -39,8 +42,9 @@ from p2pmed.ledger.contracts.trials import (
     trial,
     verify_dataset,
 )
-from p2pmed.ledger.machine import next_nonce
+from p2pmed.ledger.machine import BlockExecution, next_nonce
 from p2pmed.ledger.state import ScanState
+from p2pmed.node.api.commits import each_commit
 from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
@@ -212,6 +216,18 @@ def health_methods(node: NodePort) -> dict[str, Method]:
             rendered = plain(entries)
         return {"by": by, "subject": subject.hex(), "format": params["format"], "entries": rendered}
 
+    def subscribe_notices(params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A patient's notification feed: each new entry of their audit trail (records written,
+        read or refused, glass broken, consents changed) as its block commits."""
+        patient = _id("notices.subscribe", "patient", params["patient"], "a patient's person id")
+
+        def entries(block: Block, execution: BlockExecution) -> list[dict[str, Any]]:
+            found = audit_trail(store, "patient", patient, execution.time_ms, execution.time_ms + 1, AUDIT_QUERY_MAX)
+            rendered: list[dict[str, Any]] = plain([entry for entry in found if entry.height == block.height])
+            return rendered
+
+        return each_commit(node, entries)
+
     async def get_trial(params: dict[str, Any]) -> dict[str, Any]:
         trial_id = _trial_id("trial.get", params["trial_id"])
         found = trial(store, trial_id)
@@ -285,6 +301,7 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         ),
         "identity.organisation": Method(get_organisation, {"key": bytes}),
         "identity.person": Method(get_person, {"id_or_key": bytes}),
+        "notices.subscribe": Method(subscribe_notices, {"patient": bytes}, subscription=True),
         "record.get": Method(get_record, {"record_id": bytes}),
         "audit.query": Method(
             audit_query,
