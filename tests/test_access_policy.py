@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from ledger_harness import LedgerHarness, key
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.interop.fhir import audit_event
+from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRegister, person_of
 from p2pmed.ledger.contracts.policy import (
@@ -23,7 +25,7 @@ from p2pmed.ledger.contracts.policy import (
     REGISTRARS,
     table_markdown,
 )
-from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.ledger.contracts.records import BreakGlassReview, RecordAdd, RecordRead
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.quorum import quorum_size
 
@@ -240,3 +242,25 @@ def test_a_read_passes_exactly_when_the_table_and_a_consent_or_break_glass_allow
             assert result.ok == expected, (action, result.detail)
             if result.ok and glass:
                 model.break_glass.setdefault(reader, []).append(now)
+
+
+def test_the_clinician_s_organisation_reviews_each_break_glass_read_once(ledger: LedgerHarness) -> None:
+    ledger.ok(HOSPITAL, "record.add", anchor(ledger))
+    glass = ledger.run(DOCTOR, "record.read", RecordRead(anchor(ledger).record_id, "ETREAT", True, "collapsed"))
+    assert glass.ok
+    review = BreakGlassReview(glass.tx_id, "unjustified")
+    assert "the clinician's organisation" in ledger.refused(
+        OTHER_HOSPITAL, "record.review", review, RejectReason.NOT_AUTHORISED
+    )
+    assert "the finding is one of" in ledger.refused(
+        HOSPITAL, "record.review", BreakGlassReview(glass.tx_id, "fine"), RejectReason.INVALID
+    )
+    assert "no break-glass read" in ledger.refused(
+        HOSPITAL, "record.review", BreakGlassReview(bytes(32), "justified"), RejectReason.INVALID
+    )
+    ledger.ok(HOSPITAL, "record.review", review)
+    entry = audit_trail(ledger.state, "patient", PATIENT.public_key)[-1]
+    assert (entry.kind, entry.actor) == ("break-glass-review", HOSPITAL.public_key)
+    assert entry.detail.startswith("unjustified: break-glass read " + glass.tx_id.hex())
+    assert "already reviewed: unjustified" in ledger.refused(HOSPITAL, "record.review", review, RejectReason.INVALID)
+    assert audit_event(entry)["action"] == "E"

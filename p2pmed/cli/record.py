@@ -31,7 +31,7 @@ from p2pmed.cli.signing import ID, KEY_OPTION, NamedParty
 from p2pmed.client.records import CustodyFailed, LedgerRefused, read_record, submit, write_record
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
-from p2pmed.ledger.contracts.records import SIZE_MAX, RecordErase
+from p2pmed.ledger.contracts.records import REVIEW_FINDINGS, SIZE_MAX, BreakGlassReview, RecordErase
 from p2pmed.rpc.client import RpcClient
 
 __all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]
@@ -352,6 +352,25 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
             f"record {record_id.hex()} erased at height {erased['height']}: "
             "its custodians delete the ciphertext and every key wrap"
         ),
+    )
+
+
+@record.command("review")
+@HOME_OPTION
+@JSON_OPTION
+@KEY_OPTION
+@click.option("--event", type=ID, required=True, help="The break-glass read's transaction id.")
+@click.option("--finding", type=click.Choice(sorted(REVIEW_FINDINGS)), required=True)
+def record_review(home: Path, as_json: bool, key_file: Path, event: bytes, finding: str) -> None:
+    """Review a break-glass read, signed by the clinician's organisation: once, on the patient's
+    audit trail."""
+    key = _load(load_signing_key, key_file)
+    with _deciding(home) as client:
+        result = submit(client, key, "record.review", BreakGlassReview(event, finding))
+    emit(
+        result,
+        as_json,
+        lambda reviewed: f"break-glass read {event.hex()} reviewed {finding} at height {reviewed['height']}",
     )
 
 

@@ -134,6 +134,7 @@ _KINDS = {
     "record-read": _Kind("Record read", "R"),
     "record-read-refused": _Kind("Record read refused", "R"),
     "break-glass": _Kind("Emergency access: break the glass", "R"),
+    "break-glass-review": _Kind("Emergency access reviewed", "E"),
     "record-erase": _Kind("Record erased (crypto-shredded)", "D"),
 }
 assert set(_KINDS) == AUDIT_KINDS, "every audit kind has a FHIR rendering"

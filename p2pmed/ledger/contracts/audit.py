@@ -27,6 +27,7 @@ AUDIT_KINDS = frozenset(
         "record-read",
         "record-read-refused",
         "break-glass",
+        "break-glass-review",
         "record-erase",
     }
 )

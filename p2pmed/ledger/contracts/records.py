@@ -31,6 +31,7 @@ Every write, read, break-glass and erasure is an audit entry
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -53,8 +54,10 @@ from p2pmed.quorum import fault_tolerance
 
 __all__ = [
     "READ_GRANT_MS",
+    "REVIEW_FINDINGS",
     "TX_TYPES",
     "Access",
+    "BreakGlassReview",
     "ReadGrant",
     "Record",
     "RecordAdd",
@@ -135,6 +138,32 @@ class Access:
 
 def _record_key(record_id: bytes) -> str:
     return f"record/{record_id.hex()}"
+
+
+REVIEW_FINDINGS = frozenset({"justified", "unjustified"})
+
+
+@dataclass(frozen=True)
+class BreakGlassReview:
+    """The organisation of a clinician who broke the glass reviews it (``event``: that read's tx id)."""
+
+    event: bytes
+    finding: str
+
+
+@dataclass(frozen=True)
+class BreakGlassEvent:
+    """A break-glass read awaiting (``finding`` empty) or given its organisation's review."""
+
+    record_id: bytes
+    patient: bytes
+    clinician: bytes
+    organisation: bytes
+    finding: str
+
+
+def _break_glass_event_key(tx_id: bytes) -> str:
+    return f"record-break-glass-event/{tx_id.hex()}"
 
 
 @dataclass(frozen=True)
@@ -302,6 +331,10 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
     if read.break_glass:
         recent = _recent_break_glass(state, reader, context.time_ms)
         state.put(_break_glass_key(reader), BreakGlassLog((*recent, context.time_ms)))
+        clinician = person_of(state, context.sender)
+        assert clinician is not None, "only a clinician in force breaks the glass"
+        event = BreakGlassEvent(found.record_id, found.patient, reader, clinician.organisation, "")
+        state.put(_break_glass_event_key(context.tx_id), event)
     kind = "break-glass" if read.break_glass else "record-read"
     audit.record_event(
         state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason
@@ -348,6 +381,27 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
     return Access("break-glass", read.reason)
 
 
+def apply_review(state: StateOverlay, context: TxContext, review: BreakGlassReview) -> None:
+    event = state.get(BreakGlassEvent, _break_glass_event_key(review.event))
+    if event is None:
+        raise TxRejected(RejectReason.INVALID, "no break-glass read has this transaction id")
+    if context.sender != event.organisation or organisation_of(state, context.sender) is None:
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, "a break-glass read is reviewed by the clinician's organisation, in force"
+        )
+    if review.finding not in REVIEW_FINDINGS:
+        raise TxRejected(
+            RejectReason.INVALID, f"the finding is one of: {', '.join(sorted(REVIEW_FINDINGS))}, not {review.finding!r}"
+        )
+    if event.finding:
+        raise TxRejected(RejectReason.INVALID, f"this break-glass read was already reviewed: {event.finding}")
+    state.put(_break_glass_event_key(review.event), dataclasses.replace(event, finding=review.finding))
+    detail = f"{review.finding}: break-glass read {review.event.hex()} by {event.clinician.hex()}"
+    audit.record_event(
+        state, context, "break-glass-review", event.patient, context.sender, event.record_id, detail=detail
+    )
+
+
 def apply_erase(state: StateOverlay, context: TxContext, erase: RecordErase) -> None:
     found = _existing(state, erase.record_id)
     actor = acting_for_patient(state, context, found.patient)
@@ -373,4 +427,5 @@ TX_TYPES = (
     TxType("record.add", RecordAdd, apply_add),
     TxType("record.read", RecordRead, apply_read, refused_read),
     TxType("record.erase", RecordErase, apply_erase),
+    TxType("record.review", BreakGlassReview, apply_review),
 )
