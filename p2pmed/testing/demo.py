@@ -152,7 +152,10 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
             read_record(node, clinician.key, clinician.encryption, record_id)
             raise AssertionError("a read after the revoke must be refused")
         except LedgerRefused as refused:
-            out(f"8. {clinician.name}'s next read is refused by the ledger: {refused.reason}: {refused.detail}")
+            out(
+                f"8. {clinician.name}'s next read is refused by the ledger, and the refusal is on the patient's"
+                f" audit trail: {refused.reason}: {refused.detail}"
+            )
         reason = "unconscious patient in A&E, checking diabetes history"
         opened = read_record(
             node, emergency.key, emergency.encryption, record_id, purpose="ETREAT", break_glass_reason=reason
