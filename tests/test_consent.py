@@ -126,6 +126,32 @@ def test_a_grant_for_another_purpose_adds_to_the_first_and_a_revoke_ends_every_p
     assert in_force(ledger, DOCTOR.public_key) is None and not list(consents_in_force(ledger.state, P, ledger.time_ms))
 
 
+def test_a_delegate_grants_and_revokes_only_the_categories_and_purposes_it_was_given(ledger: LedgerHarness) -> None:
+    scope = ConsentDelegate(CARER.public_key, ledger.time_ms + 2 * YEAR_MS, ("laboratory",), ("TREAT",))
+    ledger.ok(PATIENT, "consent.delegate", scope)
+    assert "does not cover the category imaging" in ledger.refused(
+        CARER, "consent.grant", grant(ledger, categories=("imaging",)), RejectReason.NOT_AUTHORISED
+    )
+    assert "does not cover the purpose HRESCH" in ledger.refused(
+        CARER, "consent.grant", grant(ledger, purpose="HRESCH"), RejectReason.NOT_AUTHORISED
+    )
+    ledger.ok(CARER, "consent.grant", grant(ledger))
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, categories=("imaging",)))
+    revoke_imaging = ConsentRevoke(P, DOCTOR.public_key, ("imaging",))
+    assert "does not cover the category imaging" in ledger.refused(
+        CARER, "consent.revoke", revoke_imaging, RejectReason.NOT_AUTHORISED
+    )
+    ledger.ok(CARER, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, ("laboratory",)))
+    (delegation,) = delegations_in_force(ledger.state, P, ledger.time_ms)
+    assert (delegation.categories, delegation.purposes) == (("laboratory",), ("TREAT",))
+    assert "purposes must be distinct, known ones" in ledger.refused(
+        PATIENT,
+        "consent.delegate",
+        ConsentDelegate(HOSPITAL.public_key, ledger.time_ms + YEAR_MS, (), ("SNOOP",)),
+        RejectReason.INVALID,
+    )
+
+
 def test_a_delegate_acts_within_its_delegation_and_what_it_granted_lapses_with_it(ledger: LedgerHarness) -> None:
     until = ledger.time_ms + YEAR_MS
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, until))

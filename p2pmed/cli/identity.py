@@ -327,19 +327,35 @@ def consent_revoke(
 @click.option(
     "--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds."
 )
+@click.option(
+    "--category",
+    "categories",
+    type=click.Choice(sorted(consent_rules.CATEGORIES)),
+    multiple=True,
+    help="A category the delegate may act for; repeat for several [default: all].",
+)
+@click.option(
+    "--purpose",
+    "purposes",
+    type=click.Choice(sorted(consent_rules.PURPOSES)),
+    multiple=True,
+    help="A purpose the delegate may grant; repeat for several [default: all].",
+)
 def consent_delegate(
-    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, delegate: bytes, expires: int
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    delegate: bytes,
+    expires: int,
+    categories: tuple[str, ...],
+    purposes: tuple[str, ...],
 ) -> None:
-    """Name a delegate who may grant and revoke for the patient (signed by the patient)."""
-    submit(
-        home,
-        as_json,
-        load_key(key_file),
-        wait,
-        timeout,
-        "consent.delegate",
-        consent_rules.ConsentDelegate(delegate, expires),
-    )
+    """Name a delegate who may grant and revoke for the patient, within these categories and
+    purposes and until the expiry (signed by the patient)."""
+    body = consent_rules.ConsentDelegate(delegate, expires, categories, purposes)
+    submit(home, as_json, load_key(key_file), wait, timeout, "consent.delegate", body)
 
 
 @consent.command("undelegate")

@@ -10,7 +10,8 @@ consent to an organisation covers the clinicians it registered.
 Only the patient, signing with their current key, or a delegate they named
 (``consent.delegate``: a guardian, a carer, the site that keeps their records)
 grants or revokes; only the patient names or removes delegates. A delegate acts
-within its delegation: never to itself, never past the delegation's expiry; and
+within its delegation: only its categories and purposes, never to itself, never
+past the delegation's expiry; and
 what a delegate granted lapses when its delegation ends (removed or expired), so
 removing a delegate removes everything it did in the patient's name. A revoke takes
 effect from the block that orders it and ends every purpose granted for its
@@ -71,8 +72,12 @@ class ConsentRevoke:
 
 @dataclass(frozen=True)
 class ConsentDelegate:
+    """Name a delegate until ``expires_ms``, for these categories and purposes (empty: all)."""
+
     delegate: bytes
     expires_ms: int
+    categories: tuple[str, ...] = ()
+    purposes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class Delegation:
     patient: bytes
     delegate: bytes
     expires_ms: int
+    categories: tuple[str, ...]
+    purposes: tuple[str, ...]
 
 
 def _key(patient: bytes, grantee: bytes, category: str, purpose: str) -> str:
@@ -174,6 +181,15 @@ def _check_within_delegation(state: StateReader, grant: ConsentGrant, delegate: 
     assert delegation is not None, "acting_for_patient found it"
     if grant.expires_ms > delegation.expires_ms:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate's grant may not outlive its delegation")
+    _check_scope(delegation, grant.categories)
+    if grant.purpose not in delegation.purposes:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, f"the delegation does not cover the purpose {grant.purpose}")
+
+
+def _check_scope(delegation: Delegation, categories: tuple[str, ...]) -> None:
+    outside = sorted(set(categories) - set(delegation.categories))
+    if outside:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, f"the delegation does not cover the category {outside[0]}")
 
 
 def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) -> None:
@@ -216,6 +232,10 @@ def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) ->
 def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
     revoked_by = acting_for_patient(state, context, revoke.patient)
     _check_categories(revoke.categories)
+    if revoked_by != revoke.patient:
+        delegation = state.get(Delegation, _delegation_key(revoke.patient, revoked_by))
+        assert delegation is not None, "acting_for_patient found it"
+        _check_scope(delegation, revoke.categories)
     keys = [
         _key(revoke.patient, revoke.grantee, category, purpose)
         for category in revoke.categories
@@ -244,7 +264,15 @@ def apply_delegate(state: StateOverlay, context: TxContext, delegate: ConsentDel
         raise TxRejected(RejectReason.INVALID, "the delegate is neither a person nor an organisation in force")
     if delegate.expires_ms <= context.time_ms:
         raise TxRejected(RejectReason.INVALID, "the delegation would already have expired at this block's time")
-    state.put(_delegation_key(patient, delegate.delegate), Delegation(patient, delegate.delegate, delegate.expires_ms))
+    if delegate.categories:
+        _check_categories(delegate.categories)
+    unknown = sorted(set(delegate.purposes) - PURPOSES)
+    if unknown or len(set(delegate.purposes)) != len(delegate.purposes):
+        raise TxRejected(RejectReason.INVALID, f"purposes must be distinct, known ones; not {unknown or 'repeated'}")
+    categories = tuple(sorted(delegate.categories or CATEGORIES))
+    purposes = tuple(sorted(delegate.purposes or PURPOSES))
+    delegation = Delegation(patient, delegate.delegate, delegate.expires_ms, categories, purposes)
+    state.put(_delegation_key(patient, delegate.delegate), delegation)
     audit.record_event(
         state, context, "consent-delegate", patient, patient, detail=f"delegate {delegate.delegate.hex()}"
     )
