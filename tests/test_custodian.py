@@ -251,3 +251,16 @@ def test_a_held_copy_is_never_replaced_and_a_wrap_must_open_to_the_key_that_decr
         fresh_key = fresh.ledger.site_encryption_keys[0].public_key
         fresh.custodian.accept(fresh.record_id, fresh.sealed, wrap_key(os.urandom(32), fresh_key, fresh.record_id))
     assert not fresh.custodian.blobs.holds(fresh.record_id)
+
+
+def test_a_copy_the_ledger_erased_while_the_node_was_down_is_shredded_at_start(site: Site) -> None:
+    site.upload()
+    site.ledger.ok(PATIENT, "record.erase", RecordErase(site.record_id))  # committed; the listener never ran
+    assert site.custodian.blobs.holds(site.record_id)
+
+    async def never(custodian: bytes, request: BlobRequest) -> BlobResponse:
+        raise AssertionError("nothing to fetch")
+
+    repair = BlobRepair(site.custodian, never)
+    repair.scan(site.ledger.state)
+    assert not site.custodian.blobs.holds(site.record_id) and repair.missing == {}

@@ -5,7 +5,8 @@ A custodian that was down or cut off then has a gap, and the record rests on
 fewer copies than the f+1 that make losing f sites harmless. So each node keeps
 the set of records it should hold but does not (anchors naming it, not erased,
 not here): filled from the ledger when the node starts and from every committed
-``record.add``. After a grace period (the writer's own upload usually arrives
+``record.add``. The scan at start also shreds copies of records the ledger says
+were erased, so an erasure survives a crash at any point. After a grace period (the writer's own upload usually arrives
 first) and then with growing pauses, it asks the other custodians for each one
 (a fellow custodian is served a wrap to its own key) and keeps what matches the
 anchor. The set lives in memory: a restart rebuilds it from the ledger.
@@ -52,9 +53,14 @@ class BlobRepair:
         self.repaired = 0
 
     def scan(self, state: ScanState) -> None:
-        """Find every anchored record this site should hold but does not."""
+        """Find every anchored record this site should hold but does not; and shred what the
+        ledger erased but this site still holds (the node stopped between committing the
+        erasure and its commit listener deleting the copy)."""
         for _key, data in state.state_items("record/"):
-            self.note(codec.decode(Record, data, STATE_VALUE_SIZE_MAX), due=0.0)
+            anchor = codec.decode(Record, data, STATE_VALUE_SIZE_MAX)
+            if anchor.erased_ms is not None and self.custodian.erase(anchor.record_id):
+                log.info("erased record shredded at start", record=anchor.record_id.hex()[:16])
+            self.note(anchor, due=0.0)
 
     def note(self, anchor: Record, due: float) -> None:
         site = self.custodian.site_key
