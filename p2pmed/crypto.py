@@ -45,8 +45,10 @@ __all__ = [
     "encrypt_record",
     "load_encryption_key",
     "load_signing_key",
+    "open_sealed",
     "save_encryption_key",
     "save_signing_key",
+    "seal_to",
     "unwrap_key",
     "verify",
     "wrap_key",
@@ -323,17 +325,29 @@ def decrypt_record(record_id: bytes, sealed: bytes, data_key: bytes) -> bytes:
         raise CryptoError("record does not decrypt: wrong key, wrong record id or tampered ciphertext") from None
 
 
+def seal_to(recipient: EncryptionPublicKey, plaintext: bytes, info: bytes) -> bytes:
+    """HPKE-seal ``plaintext`` to ``recipient``, bound to ``info`` (what it is, and for what)."""
+    hpke_key = recipient._hpke_key()
+    try:
+        return _suite(recipient.kem).encrypt(plaintext, hpke_key, info=info)
+    except ValueError as error:  # e.g. a low-order X25519 point: no usable shared secret
+        raise CryptoError(f"cannot seal to this {recipient.kem} public key: {error}") from None
+
+
+def open_sealed(sealed: bytes, recipient: EncryptionPrivateKey, info: bytes) -> bytes:
+    try:
+        return _suite(recipient.kem).decrypt(sealed, recipient._hpke_key, info=info)
+    except (InvalidTag, ValueError) as error:
+        raise CryptoError(f"does not open with this {recipient.kem} key for this purpose: {error}") from None
+
+
 def wrap_key(data_key: bytes, reader: EncryptionPublicKey, record_id: bytes) -> bytes:
     """HPKE-seal ``data_key`` to ``reader``, bound to ``record_id``."""
-    hpke_key = reader._hpke_key()
-    try:
-        return _suite(reader.kem).encrypt(data_key, hpke_key, info=_WRAP_INFO_PREFIX + record_id)
-    except ValueError as error:  # e.g. a low-order X25519 point: no usable shared secret
-        raise CryptoError(f"cannot wrap a key for this {reader.kem} public key: {error}") from None
+    return seal_to(reader, data_key, _WRAP_INFO_PREFIX + record_id)
 
 
 def unwrap_key(wrapped: bytes, reader: EncryptionPrivateKey, record_id: bytes) -> bytes:
     try:
-        return _suite(reader.kem).decrypt(wrapped, reader._hpke_key, info=_WRAP_INFO_PREFIX + record_id)
-    except (InvalidTag, ValueError) as error:
-        raise CryptoError(f"key wrap does not open with this {reader.kem} key for this record: {error}") from None
+        return open_sealed(wrapped, reader, _WRAP_INFO_PREFIX + record_id)
+    except CryptoError as error:
+        raise CryptoError(f"key wrap does not open for this record: {error}") from None

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from ledger_harness import CHAIN, LedgerHarness, key
+from ledger_harness import CHAIN, LedgerHarness, glass, key
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import supply
@@ -78,8 +78,8 @@ def build_world(ledger: StoreHarness) -> None:
     ledger.ok(
         DOCTOR, "record.add", RecordAdd(RECORD_ID, P, "laboratory", hashlib.sha256(b"c").digest(), 100, custodians)
     )
-    ledger.ok(DOCTOR, "record.read", RecordRead(RECORD_ID, "TREAT", False, ""))
-    ledger.ok(NURSE, "record.read", RecordRead(RECORD_ID, "ETREAT", True, "unconscious in A&E"))
+    ledger.ok(DOCTOR, "record.read", RecordRead(RECORD_ID, "TREAT", False))
+    ledger.ok(NURSE, "record.read", glass(RECORD_ID))
     protocol = Protocol(hashlib.sha256(b"protocol").digest(), ("hba1c at 12 weeks",), ("weight",), 100)
     ledger.ok(SPONSOR, "trial.register", TrialRegister(TRIAL, protocol))
     ledger.ok(PATIENT, "trial.consent", TrialConsent(TRIAL))

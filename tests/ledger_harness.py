@@ -7,10 +7,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from p2pmed.client.records import seal_reason
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister, genesis_state
+from p2pmed.ledger.contracts.records import RecordRead
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
 from p2pmed.ledger.rules import TxType
@@ -107,3 +109,10 @@ class LedgerHarness:
             organisation, "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key)
         )
         return encryption
+
+
+def glass(record_id: bytes, purpose: str = "ETREAT", reason: str = "unconscious in A&E") -> RecordRead:
+    """A break-glass read as a client sends it: the reason sealed (here to a throwaway key) and
+    only its salted SHA-256 in the clear."""
+    digest, sealed = seal_reason(reason, record_id, [EncryptionPrivateKey.generate().public_key])
+    return RecordRead(record_id, purpose, True, digest, sealed)

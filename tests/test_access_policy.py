@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_harness import LedgerHarness, key
+from ledger_harness import LedgerHarness, glass, key
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.interop.fhir import audit_event
 from p2pmed.ledger.contracts.audit import audit_trail
@@ -94,7 +94,7 @@ def test_a_reader_states_only_a_purpose_that_fits_its_role(ledger: LedgerHarness
     ledger.ok(HOSPITAL, "record.add", anchor(ledger))
     grant = ConsentGrant(PATIENT.public_key, researcher.public_key, ("laboratory",), purpose, ledger.time_ms + YEAR_MS)
     ledger.ok(PATIENT, "consent.grant", grant)
-    result = ledger.run(researcher, "record.read", RecordRead(anchor(ledger).record_id, purpose, False, ""))
+    result = ledger.run(researcher, "record.read", RecordRead(anchor(ledger).record_id, purpose, False))
     assert result.ok == (purpose in PURPOSES_OF["researcher"]), result.detail
     if not result.ok:
         assert f"a researcher may not read for {purpose}" in result.detail
@@ -104,14 +104,14 @@ def test_staff_of_a_revoked_organisation_lose_their_standing_its_patients_keep_t
     ledger.ok(HOSPITAL, "record.add", anchor(ledger))
     grant = ConsentGrant(PATIENT.public_key, HOSPITAL.public_key, ("laboratory",), "TREAT", ledger.time_ms + YEAR_MS)
     ledger.ok(PATIENT, "consent.grant", grant)
-    ledger.ok(DOCTOR, "record.read", RecordRead(anchor(ledger).record_id, "TREAT", False, ""))
+    ledger.ok(DOCTOR, "record.read", RecordRead(anchor(ledger).record_id, "TREAT", False))
     for validator in ledger.validators[: quorum_size(len(ledger.validators))]:
         ledger.ok(validator, "identity.org.revoke", OrgRevoke(HOSPITAL.public_key))
     assert person_of(ledger.state, DOCTOR.public_key) is None
-    read = RecordRead(anchor(ledger).record_id, "ETREAT", True, "unconscious")
+    read = glass(anchor(ledger).record_id)
     assert "only a clinician in force" in ledger.refused(DOCTOR, "record.read", read, RejectReason.NOT_AUTHORISED)
     assert person_of(ledger.state, PATIENT.public_key) is not None
-    ledger.ok(PATIENT, "record.read", RecordRead(anchor(ledger).record_id, "PATRQT", False, ""))
+    ledger.ok(PATIENT, "record.read", RecordRead(anchor(ledger).record_id, "PATRQT", False))
 
 
 def test_docs_print_the_table_the_rules_use() -> None:
@@ -121,13 +121,13 @@ def test_docs_print_the_table_the_rules_use() -> None:
 
 def test_a_clinician_breaks_the_glass_a_bounded_number_of_times_a_day(ledger: LedgerHarness) -> None:
     ledger.ok(HOSPITAL, "record.add", anchor(ledger))
-    glass = RecordRead(anchor(ledger).record_id, "ETREAT", True, "unconscious, allergy check")
+    emergency = glass(anchor(ledger).record_id)
     for _ in range(BREAK_GLASS_PER_WINDOW):
-        ledger.ok(DOCTOR, "record.read", glass)
-    detail = ledger.refused(DOCTOR, "record.read", glass, RejectReason.NOT_AUTHORISED)
+        ledger.ok(DOCTOR, "record.read", emergency)
+    detail = ledger.refused(DOCTOR, "record.read", emergency, RejectReason.NOT_AUTHORISED)
     assert f"at most {BREAK_GLASS_PER_WINDOW} times in 24 hours" in detail
     ledger.time_ms += BREAK_GLASS_WINDOW_MS  # a day later the allowance is back
-    ledger.ok(DOCTOR, "record.read", glass)
+    ledger.ok(DOCTOR, "record.read", emergency)
 
 
 # -- the property: a read passes exactly when the table and a consent (or break-glass) allow it --
@@ -235,25 +235,25 @@ def test_a_read_passes_exactly_when_the_table_and_a_consent_or_break_glass_allow
         elif action[0] == "wait":
             ledger.time_ms += action[1] * 1_000
         else:
-            _, reader, purpose, glass = action
-            request = RecordRead(record_id, purpose, glass, "emergency" if glass else "")
-            expected = model.may_read(reader, purpose, glass, now)
+            _, reader, purpose, breaking = action
+            request = glass(record_id, purpose) if breaking else RecordRead(record_id, purpose, False)
+            expected = model.may_read(reader, purpose, breaking, now)
             result = ledger.run(signer[reader], "record.read", request)
             assert result.ok == expected, (action, result.detail)
-            if result.ok and glass:
+            if result.ok and breaking:
                 model.break_glass.setdefault(reader, []).append(now)
 
 
 def test_the_clinician_s_organisation_reviews_each_break_glass_read_once(ledger: LedgerHarness) -> None:
     ledger.ok(HOSPITAL, "record.add", anchor(ledger))
-    glass = ledger.run(DOCTOR, "record.read", RecordRead(anchor(ledger).record_id, "ETREAT", True, "collapsed"))
-    assert glass.ok
-    review = BreakGlassReview(glass.tx_id, "unjustified")
+    broken = ledger.run(DOCTOR, "record.read", glass(anchor(ledger).record_id))
+    assert broken.ok
+    review = BreakGlassReview(broken.tx_id, "unjustified")
     assert "the clinician's organisation" in ledger.refused(
         OTHER_HOSPITAL, "record.review", review, RejectReason.NOT_AUTHORISED
     )
     assert "the finding is one of" in ledger.refused(
-        HOSPITAL, "record.review", BreakGlassReview(glass.tx_id, "fine"), RejectReason.INVALID
+        HOSPITAL, "record.review", BreakGlassReview(broken.tx_id, "fine"), RejectReason.INVALID
     )
     assert "no break-glass read" in ledger.refused(
         HOSPITAL, "record.review", BreakGlassReview(bytes(32), "justified"), RejectReason.INVALID
@@ -261,6 +261,6 @@ def test_the_clinician_s_organisation_reviews_each_break_glass_read_once(ledger:
     ledger.ok(HOSPITAL, "record.review", review)
     entry = audit_trail(ledger.state, "patient", PATIENT.public_key)[-1]
     assert (entry.kind, entry.actor) == ("break-glass-review", HOSPITAL.public_key)
-    assert entry.detail.startswith("unjustified: break-glass read " + glass.tx_id.hex())
+    assert entry.detail.startswith("unjustified: break-glass read " + broken.tx_id.hex())
     assert "already reviewed: unjustified" in ledger.refused(HOSPITAL, "record.review", review, RejectReason.INVALID)
     assert audit_event(entry)["action"] == "E"

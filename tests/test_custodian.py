@@ -13,7 +13,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger_harness import LedgerHarness, key
+from ledger_harness import LedgerHarness, glass, key
 from p2pmed.crypto import decrypt_record, encrypt_record, unwrap_key, wrap_key
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.records import RecordAdd, RecordErase, RecordRead
@@ -72,7 +72,8 @@ class Site:
         return wrap
 
     def read(self, reader: Any, purpose: str = "TREAT", break_glass: bool = False, reason: str = "") -> bool:
-        return self.ledger.run(reader, "record.read", RecordRead(self.record_id, purpose, break_glass, reason)).ok
+        request = glass(self.record_id, purpose, reason) if break_glass else RecordRead(self.record_id, purpose, False)
+        return self.ledger.run(reader, "record.read", request).ok
 
     def open(self, reader: Any) -> bytes:
         """Fetch from the custodian and decrypt with the reader's own key."""

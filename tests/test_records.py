@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_harness import LedgerHarness, key
+from ledger_harness import LedgerHarness, glass, key
+from p2pmed.client.records import open_reason, seal_reason
+from p2pmed.crypto import CryptoError, EncryptionPrivateKey, Kem
 from p2pmed.interop.fhir import audit_event
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
@@ -53,7 +55,8 @@ def anchor(ledger: LedgerHarness, **changes: Any) -> RecordAdd:
 def read(
     purpose: str = "TREAT", break_glass: bool = False, reason: str = "", record_id: bytes = RECORD_ID
 ) -> RecordRead:
-    return RecordRead(record_id, purpose, break_glass, reason)
+    """A read; with ``break_glass``, its reason sealed as a client seals it."""
+    return glass(record_id, purpose, reason or "x") if break_glass else RecordRead(record_id, purpose, False)
 
 
 def consent(
@@ -157,11 +160,8 @@ def test_break_glass_lets_a_clinician_read_without_consent_and_is_audited_as_suc
     grant = read_grant(ledger.state, RECORD_ID, DOCTOR.public_key, ledger.time_ms)
     assert grant is not None and grant.basis == "break-glass"
     entry = audit_trail(ledger.state, "patient", P)[-1]
-    assert (entry.kind, entry.actor, entry.detail) == (
-        "break-glass",
-        DOCTOR.public_key,
-        "unconscious in A&E, allergy check",
-    )
+    assert (entry.kind, entry.actor) == ("break-glass", DOCTOR.public_key)
+    assert entry.detail.startswith("reason sha256 ") and "unconscious" not in entry.detail, "the reason stays sealed"
 
 
 @pytest.mark.parametrize(
@@ -177,9 +177,19 @@ def test_break_glass_lets_a_clinician_read_without_consent_and_is_audited_as_suc
         (NURSE, read(break_glass=True, reason="x"), RejectReason.NOT_AUTHORISED, "only clinicians of care providers"),
         (DOCTOR, read(purpose="HPAYMT", break_glass=True, reason="x"), RejectReason.NOT_AUTHORISED, "treatment only"),
         (RESEARCHER, read(purpose="TREAT"), RejectReason.NOT_AUTHORISED, "a researcher may not read for TREAT"),
-        (DOCTOR, read(break_glass=True, reason="  "), RejectReason.INVALID, "stated reason"),
-        (DOCTOR, read(break_glass=True, reason="x" * 501), RejectReason.INVALID, "stated reason"),
-        (DOCTOR, read(reason="because"), RejectReason.INVALID, "only when breaking the glass"),
+        (DOCTOR, RecordRead(RECORD_ID, "TREAT", True), RejectReason.INVALID, "stated reason, off the ledger"),
+        (
+            DOCTOR,
+            RecordRead(RECORD_ID, "TREAT", True, bytes(32), (b"x" * 4097,)),
+            RejectReason.INVALID,
+            "stated reason, off the ledger",
+        ),
+        (
+            DOCTOR,
+            RecordRead(RECORD_ID, "TREAT", False, bytes(32), (b"sealed",)),
+            RejectReason.INVALID,
+            "only when breaking the glass",
+        ),
         (DOCTOR, read(purpose="SNOOP"), RejectReason.INVALID, "unknown purpose 'SNOOP'"),
         (DOCTOR, read(record_id=bytes(32)), RejectReason.INVALID, "no record has this id"),
     ],
@@ -287,3 +297,21 @@ def test_a_refused_read_is_on_the_patient_s_audit_trail_with_why_but_not_the_sta
     assert read_grant(ledger.state, RECORD_ID, DOCTOR.public_key, ledger.time_ms) is None
     event = audit_event(refused[0])
     assert event["outcome"]["code"]["code"] == "4" and event["code"]["coding"][0]["code"] == "record-read-refused"
+
+
+def test_a_sealed_break_glass_reason_opens_for_its_recipients_and_matches_the_hash_on_the_ledger() -> None:
+    patient, site, stranger = (
+        EncryptionPrivateKey.generate(kem) for kem in (Kem.MLKEM768_X25519, Kem.X25519, Kem.X25519)
+    )
+    digest, sealed = seal_reason("unconscious in A&E", RECORD_ID, [patient.public_key, site.public_key])
+    assert [open_reason(copy, key, RECORD_ID, digest) for copy, key in zip(sealed, (patient, site), strict=True)] == [
+        "unconscious in A&E"
+    ] * 2
+    with pytest.raises(CryptoError):
+        open_reason(sealed[0], stranger, RECORD_ID, digest)
+    with pytest.raises(CryptoError, match="does not match the SHA-256"):
+        open_reason(sealed[0], patient, RECORD_ID, hashlib.sha256(b"unconscious in A&E").digest())
+    again, _ = seal_reason("unconscious in A&E", RECORD_ID, [patient.public_key])
+    assert again != digest, "salted: the same reason gives another hash, so it cannot be guessed from it"
+    with pytest.raises(ValueError, match=r"stated reason of 1\.\.500"):
+        seal_reason("  ", RECORD_ID, [patient.public_key])

@@ -306,7 +306,8 @@ def record_add(
     "break_glass_reason",
     default="",
     metavar="REASON",
-    help="A clinician's emergency read without consent, for this stated reason; audited as break-glass.",
+    help="A clinician's emergency read without consent, for this stated reason (sealed to the patient and "
+    "the clinician's organisation; only its salted SHA-256 goes on the ledger); audited as break-glass.",
 )
 @click.option(
     "--out",

@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from p2pmed import codec
 from p2pmed.client.tx import sign_next, wait_decided
 from p2pmed.crypto import (
+    CryptoError,
     EncryptionPrivateKey,
     EncryptionPublicKey,
     Kem,
     SigningKey,
     decrypt_record,
     encrypt_record,
+    open_sealed,
+    seal_to,
     unwrap_key,
     wrap_key,
 )
@@ -30,7 +35,16 @@ from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.quorum import fault_tolerance
 from p2pmed.rpc.client import RpcClient, RpcError
 
-__all__ = ["CustodyFailed", "LedgerRefused", "WrittenRecord", "read_record", "submit", "write_record"]
+__all__ = [
+    "CustodyFailed",
+    "LedgerRefused",
+    "WrittenRecord",
+    "open_reason",
+    "read_record",
+    "seal_reason",
+    "submit",
+    "write_record",
+]
 
 
 @dataclass
@@ -120,6 +134,50 @@ class CustodyFailed(Exception):
         )
 
 
+REASON_INFO = b"p2pmed-break-glass-reason-v1\x00"
+REASON_LENGTH_MAX = 500
+
+
+@dataclass(frozen=True)
+class SealedReason:
+    salt: bytes
+    reason: str
+
+
+def seal_reason(
+    reason: str, record_id: bytes, recipients: Sequence[EncryptionPublicKey]
+) -> tuple[bytes, tuple[bytes, ...]]:
+    """A break-glass reason for the ledger: its salted SHA-256 (the salt keeps a short reason from
+    being guessed from its hash) and the reason with the salt, sealed to each recipient."""
+    if not reason.strip() or len(reason) > REASON_LENGTH_MAX:
+        raise ValueError(f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters")
+    salt = os.urandom(16)
+    digest = hashlib.sha256(salt + reason.encode()).digest()
+    plaintext = codec.encode(SealedReason(salt, reason))
+    return digest, tuple(seal_to(recipient, plaintext, REASON_INFO + record_id) for recipient in recipients)
+
+
+def open_reason(sealed: bytes, key: EncryptionPrivateKey, record_id: bytes, digest: bytes) -> str:
+    """The reason a recipient's copy holds, checked against the SHA-256 on the ledger."""
+    opened = codec.decode(SealedReason, open_sealed(sealed, key, REASON_INFO + record_id), 1 << 16)
+    if hashlib.sha256(opened.salt + opened.reason.encode()).digest() != digest:
+        raise CryptoError("the sealed reason does not match the SHA-256 on the ledger")
+    return opened.reason
+
+
+def _reason_recipients(client: RpcClient, reader: SigningKey, record_id: bytes) -> list[EncryptionPublicKey]:
+    """The patient's encryption key and that of the organisation the reader works for."""
+    anchor = client.call("record.get", record_id=record_id.hex())
+    patient = client.call("identity.person", id_or_key=anchor["patient"])
+    employer = client.call("identity.person", id_or_key=reader.public_key.hex())["organisation"]
+    organisation = client.call("identity.organisation", key=employer)
+    return [_public_key(patient["encryption_key"]), _public_key(organisation["encryption_key"])]
+
+
+def _public_key(rendered: dict[str, Any]) -> EncryptionPublicKey:
+    return EncryptionPublicKey(Kem(rendered["kem"]), bytes.fromhex(rendered["key"]))
+
+
 def read_record(
     client: RpcClient,
     reader: SigningKey,
@@ -128,8 +186,15 @@ def read_record(
     purpose: str = "TREAT",
     break_glass_reason: str = "",
 ) -> bytes:
-    """Ask the ledger for access (a break-glass read when a reason is given), then fetch and open."""
-    submit(client, reader, "record.read", RecordRead(record_id, purpose, bool(break_glass_reason), break_glass_reason))
+    """Ask the ledger for access (a break-glass read when a reason is given, sealed to the patient
+    and the reader's organisation), then fetch and open."""
+    if break_glass_reason:
+        recipients = _reason_recipients(client, reader, record_id)
+        digest, sealed = seal_reason(break_glass_reason, record_id, recipients)
+        request = RecordRead(record_id, purpose, True, digest, sealed)
+    else:
+        request = RecordRead(record_id, purpose, False)
+    submit(client, reader, "record.read", request)
     served = client.call("record.fetch", record_id=record_id.hex(), reader=reader.public_key.hex())
     data_key = unwrap_key(bytes.fromhex(served["wrap"]), reader_encryption, record_id)
     return decrypt_record(record_id, bytes.fromhex(served["sealed"]), data_key)

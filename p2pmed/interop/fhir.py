@@ -8,7 +8,8 @@ and ``entity`` the patient, the record and the ledger transaction (with the bloc
 height and the entry's category, purpose and detail), ``recorded`` the block time,
 ``outcome`` success, or minor failure (4) for a read the ledger refused. A read's
 purpose of use is in ``authorization`` (HL7 v3 ActReason); a break-glass read also
-carries ``BTG`` ("break the glass", with the stated reason as its text) and severity
+carries ``BTG`` ("break the glass", with the reason's salted SHA-256 as its text: the
+reason itself is sealed off the ledger) and severity
 ``warning``, so a FHIR audit repository can find every emergency access with one
 search. ``consent_resource`` turns a ``ConsentProvision`` into an R5 ``Consent``.
 Both are validated by building the ``fhir.resources`` model before they are returned.
@@ -224,7 +225,7 @@ def _entities(entry: AuditEntry) -> list[dict[str, Any]]:
 
 
 def _authorization(entry: AuditEntry) -> list[dict[str, Any]]:
-    """A read's purpose of use; a break-glass read also says BTG, with the stated reason."""
+    """A read's purpose of use; a break-glass read also says BTG, with its reason's hash."""
     if entry.kind not in ("record-read", "record-read-refused", "break-glass"):
         return []
     authorization = [_concept(ACT_REASON_SYSTEM, entry.purpose)] if entry.purpose else []

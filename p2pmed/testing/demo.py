@@ -162,7 +162,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         )
         out(
             f"9. {emergency.name} breaks the glass ({reason!r}): allowed without consent, read {len(opened)} bytes,"
-            " and recorded on the ledger as a break-glass access the patient will see"
+            " and recorded on the ledger as a break-glass access the patient will see; the reason is sealed to the"
+            " patient and the hospital, only its salted SHA-256 is on the ledger"
         )
         _supply_chain(net, node, sites, survivors, out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
@@ -180,7 +181,7 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
     )
     trail = net.call(primary, "audit.query", by="patient", subject=patient.id.hex())["entries"]
     events = ", ".join(
-        entry["kind"] + (f" ({entry['detail']!r})" if entry["kind"] == "break-glass" else "") for entry in trail
+        entry["kind"] + (f" ({entry['detail'][:30]}…)" if entry["kind"] == "break-glass" else "") for entry in trail
     )
     out(f"15. the patient's audit trail, as the restarted {SITES[primary]} node tells it: {events}")
     codes = [net.stop(index) for index in range(len(SITES))]

@@ -72,7 +72,9 @@ RECORD_ID_SIZE = 32
 SIZE_MAX = 1 << 20
 """Largest ciphertext a record may have: it travels whole, as hex in one RPC line and in one blob message."""
 READ_GRANT_MS = 10 * 60 * 1000
-REASON_LENGTH_MAX = 500
+DETAIL_LENGTH_MAX = 500
+SEALED_REASONS_MAX = 4
+SEALED_REASON_BYTES_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,16 @@ class RecordAdd:
 
 @dataclass(frozen=True)
 class RecordRead:
+    """A read; a break-glass read carries its stated reason off the ledger: the reason's salted
+    SHA-256 (``reason_sha256``) and the reason sealed to the patient and the clinician's
+    organisation (``reason_sealed``, see ``p2pmed.client.records.seal_reason``). The text may
+    be health information, and the ledger is for ever and everywhere."""
+
     record_id: bytes
     purpose: str
     break_glass: bool
-    reason: str
+    reason_sha256: bytes = b""
+    reason_sealed: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,7 +325,7 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
     if read.break_glass:
         decision = _break_glass(state, context, found, read)
     else:
-        if read.reason:
+        if read.reason_sha256 or read.reason_sealed:
             raise TxRejected(RejectReason.INVALID, "a reason is given only when breaking the glass")
         decision = access(state, context.sender, found, read.purpose, context.time_ms)
     if not decision.allowed:
@@ -337,7 +345,15 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         state.put(_break_glass_event_key(context.tx_id), event)
     kind = "break-glass" if read.break_glass else "record-read"
     audit.record_event(
-        state, context, kind, found.patient, reader, found.record_id, found.category, read.purpose, read.reason
+        state,
+        context,
+        kind,
+        found.patient,
+        reader,
+        found.record_id,
+        found.category,
+        read.purpose,
+        decision.detail if read.break_glass else "",
     )
 
 
@@ -348,7 +364,7 @@ def refused_read(state: StateOverlay, context: TxContext, read: RecordRead, erro
     if found is None or error.reason is not RejectReason.NOT_AUTHORISED:
         return
     reader = party_id(state, context.sender) or context.sender
-    detail = ("break-glass: " if read.break_glass else "") + error.detail[:REASON_LENGTH_MAX]
+    detail = ("break-glass: " if read.break_glass else "") + error.detail[:DETAIL_LENGTH_MAX]
     purpose = read.purpose if read.purpose in PURPOSES else ""
     audit.record_event(
         state, context, "record-read-refused", found.patient, reader, found.record_id, found.category, purpose, detail
@@ -369,16 +385,24 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
         )
     if read.purpose not in BREAK_GLASS_PURPOSES:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "the glass is broken for treatment only (ETREAT or TREAT)")
-    if not read.reason.strip() or len(read.reason) > REASON_LENGTH_MAX:
+    sealed = read.reason_sealed
+    if (
+        len(read.reason_sha256) != hashlib.sha256().digest_size
+        or not 0 < len(sealed) <= SEALED_REASONS_MAX
+        or any(not 0 < len(copy) <= SEALED_REASON_BYTES_MAX for copy in sealed)
+    ):
         raise TxRejected(
-            RejectReason.INVALID, f"breaking the glass needs a stated reason of 1..{REASON_LENGTH_MAX} characters"
+            RejectReason.INVALID,
+            "breaking the glass needs a stated reason, off the ledger: its salted SHA-256 and the reason sealed"
+            f" to the patient and the organisation (1..{SEALED_REASONS_MAX} copies of at most"
+            f" {SEALED_REASON_BYTES_MAX} bytes)",
         )
     if len(_recent_break_glass(state, clinician.id, context.time_ms)) >= BREAK_GLASS_PER_WINDOW:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
             f"a clinician breaks the glass at most {BREAK_GLASS_PER_WINDOW} times in 24 hours",
         )
-    return Access("break-glass", read.reason)
+    return Access("break-glass", f"reason sha256 {read.reason_sha256.hex()}")
 
 
 def apply_review(state: StateOverlay, context: TxContext, review: BreakGlassReview) -> None:
