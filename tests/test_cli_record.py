@@ -610,3 +610,27 @@ def test_a_patient_follows_their_notices_as_blocks_commit(net: ProcessNetwork) -
         follower.kill()
     assert follower.returncode == 0, err
     assert "consent-grant" in out and "imaging TREAT" in out
+
+
+def test_a_break_glass_reason_is_sealed_and_opens_only_for_the_patient_and_the_organisation(
+    net: ProcessNetwork,
+) -> None:
+    patient, clinician = register(net, "patient", "sealed-patient"), register(net, "clinician", "sealed-doctor")
+    hospital = net.homes[HOSPITAL_SITE]
+    resource = write_json(net.directory / "sealed.json", observation({"reference": "Patient/9"}))
+    written = run(
+        *(hospital, "record", "add", "--key", str(hospital / "node_key.pem"), "--fhir", resource),
+        *("--ref", f"Patient/9={patient.id}", "--json"),
+    )
+    assert written.exit_code == 0, written.output
+    record_id = json.loads(written.output)["record_id"]
+    reason = "found unresponsive, checking potassium"
+    broke = reads(net, clinician, record_id, "--purpose", "ETREAT", "--break-glass", reason)
+    assert broke.exit_code == 0, broke.output
+    trail = json.loads(run(hospital, "audit", "show", "--patient", patient.id, "--json").output)["entries"]
+    [entry] = [entry for entry in trail if entry["kind"] == "break-glass"]
+    assert reason not in json.dumps(trail) and entry["detail"].startswith("reason sha256 ")
+    opened = run(hospital, "record", "reason", "--event", entry["tx_id"], "--encryption-key", patient.encryption_key)
+    assert opened.exit_code == 0 and opened.output.strip() == reason, opened.output
+    refused = run(hospital, "record", "reason", "--event", entry["tx_id"], "--encryption-key", clinician.encryption_key)
+    assert refused.exit_code == 2 and "no sealed copy of the reason opens with this key" in refused.output

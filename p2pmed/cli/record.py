@@ -26,12 +26,14 @@ from typing import Any, TypeVar
 
 import click
 
+from p2pmed import codec
 from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.cli.signing import ID, KEY_OPTION, NamedParty
-from p2pmed.client.records import CustodyFailed, LedgerRefused, read_record, submit, write_record
+from p2pmed.client.records import CustodyFailed, LedgerRefused, open_reason, read_record, submit, write_record
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
-from p2pmed.ledger.contracts.records import REVIEW_FINDINGS, SIZE_MAX, BreakGlassReview, RecordErase
+from p2pmed.ledger.contracts.records import REVIEW_FINDINGS, SIZE_MAX, BreakGlassReview, RecordErase, RecordRead
+from p2pmed.ledger.tx import decode_transaction
 from p2pmed.rpc.client import RpcClient
 
 __all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]
@@ -354,6 +356,40 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
             "its custodians delete the ciphertext and every key wrap"
         ),
     )
+
+
+@record.command("reason")
+@HOME_OPTION
+@click.option("--event", type=ID, required=True, help="The break-glass read's transaction id.")
+@click.option(
+    "--encryption-key",
+    "encryption_key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The patient's or the organisation's encryption key file: one of the sealed copies opens with it.",
+)
+def record_reason(home: Path, event: bytes, encryption_key_file: Path) -> None:
+    """Open the stated reason of a break-glass read, sealed to the patient and the clinician's
+    organisation, and check it against the SHA-256 on the ledger."""
+    encryption_key = _load(load_encryption_key, encryption_key_file)
+    with node(home) as client:
+        answer = client.call("tx.get", tx_id=event.hex())
+    if "encoded" not in answer:
+        fail(f"transaction {event.hex()} is not in a block on this node yet", EXIT_BAD_INPUT)
+    tx = decode_transaction(bytes.fromhex(answer["encoded"]))  # the node's own committed bytes
+    try:
+        read = codec.from_value(RecordRead, tx.body, "body")
+    except codec.CodecError:
+        read = None
+    if tx.type != "record.read" or read is None or not read.break_glass:
+        fail(f"transaction {event.hex()} is not a break-glass read", EXIT_BAD_INPUT)
+    for sealed in read.reason_sealed:
+        try:
+            click.echo(open_reason(sealed, encryption_key, read.record_id, read.reason_sha256))
+            return
+        except (CryptoError, codec.CodecError):
+            continue
+    fail("no sealed copy of the reason opens with this key", EXIT_BAD_INPUT)
 
 
 @record.command("review")

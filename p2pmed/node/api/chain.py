@@ -102,6 +102,7 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
                 "type": stored.tx.type,
                 "sender": stored.tx.sender.hex(),
                 "nonce": stored.tx.nonce,
+                "encoded": stored.tx.encoded.hex(),
             }
         if tx_id in node.mempool:
             return {"tx_id": tx_id.hex(), "status": "pending"}
