@@ -265,12 +265,12 @@ class Replica:
         self._committed_ids: dict[bytes, None] = dict.fromkeys(committed_tx_ids)
         self._view_changes: dict[int, ViewChange] = {}
         self._view_changes_checked: set[int] = set()
+        """Replicas whose view change in ``_view_changes`` had its certificates checked."""
         self._fetch_served_at_ms: dict[int, int] = {}
         self._proposals_served: dict[int, tuple[int, int]] = {}
         """Per peer: when its current serving interval began, and the proposal bytes sent in it."""
         self._continue_from: int | None = None
         """The peer whose last answer was cut short (``Blocks.more``): asked again first."""
-        """Replicas whose view change in ``_view_changes`` had its certificates checked."""
         self._new_view: NewView | None = None
         self._next_sequence = last_executed + 1
         self._timers = LivenessTimers(
@@ -1074,10 +1074,9 @@ class Replica:
             for sequence, slot in sorted(self._log.items())
             if sequence > self.last_executed and slot.pre_prepare is not None and slot.proposal is None
         ]
-        peers = [r for r in range(self.validators.n) if r != self.index]
-        if not missing or not peers:
+        peer = self._peer_in_turn(self.config.retransmit_interval_ms)
+        if not missing or peer is None:
             return
-        peer = peers[(self._now_ms // self.config.retransmit_interval_ms) % len(peers)]
         for sequence, digest in missing:
             self._messages.append(Send(peer, FetchProposal(sequence, digest, self.index)))
 
@@ -1119,11 +1118,14 @@ class Replica:
                     self._messages.append(Broadcast(vote))
 
     def _probe_head(self) -> None:
+        peer = self._peer_in_turn(self.config.head_probe_idle_ms)
+        if peer is not None:  # None: a network of one, nobody to be behind
+            self._messages.append(Send(peer, FetchBlocks(self.last_executed + 1, self.index)))
+
+    def _peer_in_turn(self, interval_ms: int) -> int | None:
+        """Another replica, a different one each ``interval_ms`` (None alone in the network)."""
         peers = [r for r in range(self.validators.n) if r != self.index]
-        if not peers:  # a network of one: nobody to be behind
-            return
-        peer = peers[(self._now_ms // self.config.head_probe_idle_ms) % len(peers)]
-        self._messages.append(Send(peer, FetchBlocks(self.last_executed + 1, self.index)))
+        return peers[(self._now_ms // interval_ms) % len(peers)] if peers else None
 
     # -- helpers --------------------------------------------------------------
 
