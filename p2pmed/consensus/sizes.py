@@ -8,6 +8,8 @@ one frame, so no honest replica ever builds a message its peers cannot receive.
 
 from __future__ import annotations
 
+import functools
+
 from p2pmed import codec
 from p2pmed.consensus.messages import (
     Checkpoint,
@@ -53,8 +55,10 @@ def largest_new_view(quorum: int, window: int) -> NewView:
     return NewView(_INT_MAX, view_changes, pre_prepares, (_HEADER,) * window, _INT_MAX, _SIGNATURE)
 
 
+@functools.cache
 def new_view_fits(quorum: int, window: int) -> bool:
-    """Whether every new-view (and so every view change) this configuration can produce fits a frame."""
+    """Whether every new-view (and so every view change) this configuration can produce fits a frame.
+    Cached: each replica built asks (a node at start twice, the simulator at every restart)."""
     vote_bytes = len(codec.encode(_vote(VoteKind.PREPARE)))
     if quorum * window * quorum * vote_bytes > codec.MESSAGE_SIZE_MAX:  # surely too big: do not build it
         return False
