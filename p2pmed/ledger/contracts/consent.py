@@ -139,16 +139,27 @@ def _patient_id(state: StateReader, key: bytes) -> bytes:
 
 def acting_for_patient(state: StateOverlay, context: TxContext, patient: bytes) -> bytes:
     """The signer's party id, if they are the patient or a delegate in force; else refuse."""
+    return _acting_for(state, context, patient)[0]
+
+
+def _acting_for(state: StateOverlay, context: TxContext, patient: bytes) -> tuple[bytes, Delegation | None]:
+    """``acting_for_patient``, with the delegation the signer acts under (None for the patient)."""
     owner = person(state, patient)
     if owner is None or not owner.active or owner.role != "patient":
         raise TxRejected(RejectReason.INVALID, "no patient in force has this person id")
     signer = party_id(state, context.sender)
     if signer == patient:
-        return signer
-    delegation = state.get(Delegation, _delegation_key(patient, signer)) if signer is not None else None
-    if signer is None or delegation is None or delegation.expires_ms <= context.time_ms:
+        return signer, None
+    delegation = None if signer is None else _delegation(state, patient, signer, context.time_ms)
+    if signer is None or delegation is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "only the patient or a delegate they named changes their consent")
-    return signer
+    return signer, delegation
+
+
+def _delegation(state: StateReader, patient: bytes, delegate: bytes, now_ms: int) -> Delegation | None:
+    """The patient's delegation to ``delegate``, if in force at ``now_ms``."""
+    delegation = StateOverlay(state).get(Delegation, _delegation_key(patient, delegate))
+    return delegation if delegation is not None and delegation.expires_ms > now_ms else None
 
 
 def _check_categories(categories: tuple[str, ...]) -> None:
@@ -174,11 +185,9 @@ def _check_grantee(state: StateReader, grantee: bytes, patient: bytes) -> None:
         raise TxRejected(RejectReason.INVALID, "the grantee is neither a person nor an organisation in force")
 
 
-def _check_within_delegation(state: StateReader, grant: ConsentGrant, delegate: bytes) -> None:
-    if grant.grantee == delegate:
+def _check_within_delegation(grant: ConsentGrant, delegation: Delegation) -> None:
+    if grant.grantee == delegation.delegate:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate may not grant consent to itself")
-    delegation = StateOverlay(state).get(Delegation, _delegation_key(grant.patient, delegate))
-    assert delegation is not None, "acting_for_patient found it"
     if grant.expires_ms > delegation.expires_ms:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate's grant may not outlive its delegation")
     _check_scope(delegation, grant.categories)
@@ -193,9 +202,9 @@ def _check_scope(delegation: Delegation, categories: tuple[str, ...]) -> None:
 
 
 def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) -> None:
-    granted_by = acting_for_patient(state, context, grant.patient)
-    if granted_by != grant.patient:
-        _check_within_delegation(state, grant, granted_by)
+    granted_by, delegation = _acting_for(state, context, grant.patient)
+    if delegation is not None:
+        _check_within_delegation(grant, delegation)
     _check_grantee(state, grant.grantee, grant.patient)
     _check_categories(grant.categories)
     if grant.purpose not in PURPOSES:
@@ -230,11 +239,9 @@ def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) ->
 
 
 def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
-    revoked_by = acting_for_patient(state, context, revoke.patient)
+    revoked_by, delegation = _acting_for(state, context, revoke.patient)
     _check_categories(revoke.categories)
-    if revoked_by != revoke.patient:
-        delegation = state.get(Delegation, _delegation_key(revoke.patient, revoked_by))
-        assert delegation is not None, "acting_for_patient found it"
+    if delegation is not None:
         _check_scope(delegation, revoke.categories)
     keys = [
         _key(revoke.patient, revoke.grantee, category, purpose)
@@ -295,8 +302,7 @@ def _in_force(state: StateReader, provision: ConsentProvision, now_ms: int) -> b
         return False
     if provision.granted_by == provision.patient:
         return True
-    delegation = StateOverlay(state).get(Delegation, _delegation_key(provision.patient, provision.granted_by))
-    return delegation is not None and delegation.expires_ms > now_ms
+    return _delegation(state, provision.patient, provision.granted_by, now_ms) is not None
 
 
 def consents_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator[ConsentProvision]:

@@ -330,8 +330,8 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         decision = access(state, context.sender, found, read.purpose, context.time_ms)
     if not decision.allowed:
         raise TxRejected(RejectReason.NOT_AUTHORISED, decision.detail)
-    reader = party_id(state, context.sender)
-    assert reader is not None
+    assert acting is not None, "an allowed read is by a party in force"
+    reader, _, organisation = acting
     grant = ReadGrant(
         found.record_id, reader, decision.basis, read.purpose, context.time_ms + READ_GRANT_MS, context.tx_id
     )
@@ -339,9 +339,8 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
     if read.break_glass:
         recent = _recent_break_glass(state, reader, context.time_ms)
         state.put(_break_glass_key(reader), BreakGlassLog((*recent, context.time_ms)))
-        clinician = person_of(state, context.sender)
-        assert clinician is not None, "only a clinician in force breaks the glass"
-        event = BreakGlassEvent(found.record_id, found.patient, reader, clinician.organisation, "")
+        assert organisation is not None, "only a clinician in force breaks the glass"
+        event = BreakGlassEvent(found.record_id, found.patient, reader, organisation, "")
         state.put(_break_glass_event_key(context.tx_id), event)
     kind = "break-glass" if read.break_glass else "record-read"
     audit.record_event(
