@@ -15,7 +15,7 @@ from p2pmed import codec
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay
 
-__all__ = ["AUDIT_KINDS", "AuditEntry", "audit_trail", "record_event"]
+__all__ = ["AUDIT_KINDS", "AuditEntry", "audit_trail", "entries_at", "record_event"]
 
 AUDIT_KINDS = frozenset(
     {
@@ -70,6 +70,14 @@ def record_event(
     for by, subject in zip(_BY, (patient, actor, record_id), strict=True):
         if subject:
             state.put(_index_key(by, subject, context.height, context.tx_id), entry)
+
+
+def entries_at(state: ScanState, by: str, subject: bytes, height: int) -> list[AuditEntry]:
+    """The entries for ``subject`` that the block at ``height`` made: one short prefix scan."""
+    return [
+        codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
+        for _key, data in state.state_items(f"audit/{by}/{subject.hex()}/{height:012d}/")
+    ]
 
 
 def audit_trail(

@@ -30,7 +30,7 @@ from p2pmed import codec
 from p2pmed.interop.fhir import audit_event, consent_resource
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import supply
-from p2pmed.ledger.contracts.audit import audit_trail
+from p2pmed.ledger.contracts.audit import audit_trail, entries_at
 from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
 from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_in_force, person_of
 from p2pmed.ledger.contracts.records import record
@@ -222,8 +222,7 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         patient = _id("notices.subscribe", "patient", params["patient"], "a patient's person id")
 
         def entries(block: Block, execution: BlockExecution) -> list[dict[str, Any]]:
-            found = audit_trail(store, "patient", patient, execution.time_ms, execution.time_ms + 1, AUDIT_QUERY_MAX)
-            rendered: list[dict[str, Any]] = plain([entry for entry in found if entry.height == block.height])
+            rendered: list[dict[str, Any]] = plain(entries_at(store, "patient", patient, block.height))
             return rendered
 
         return each_commit(node, entries)
