@@ -39,6 +39,7 @@ from p2pmed.rpc.client import RpcClient
 __all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 AEAD_TAG_SIZE = 16
 PLAINTEXT_SIZE_MAX = SIZE_MAX - NONCE_SIZE - AEAD_TAG_SIZE
@@ -285,16 +286,21 @@ def record_add(
     emit(result, as_json, lambda shown: shown["record_id"])
 
 
+def _encryption_key_option(help_text: str) -> Callable[[F], F]:
+    """``--encryption-key FILE``: a private encryption key file, for ``help_text``'s purpose."""
+    return click.option(
+        "--encryption-key",
+        "encryption_key_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        required=True,
+        help=help_text,
+    )
+
+
 @record.command("read")
 @HOME_OPTION
 @KEY_OPTION
-@click.option(
-    "--encryption-key",
-    "encryption_key_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="The reader's encryption key file (from p2pmed identity keys): the key wrap opens with it.",
-)
+@_encryption_key_option("The reader's encryption key file (from p2pmed identity keys): the key wrap opens with it.")
 @RECORD_OPTION
 @click.option(
     "--purpose",
@@ -361,12 +367,8 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
 @record.command("reason")
 @HOME_OPTION
 @click.option("--event", type=ID, required=True, help="The break-glass read's transaction id.")
-@click.option(
-    "--encryption-key",
-    "encryption_key_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="The patient's or the organisation's encryption key file: one of the sealed copies opens with it.",
+@_encryption_key_option(
+    "The patient's or the organisation's encryption key file: one of the sealed copies opens with it."
 )
 def record_reason(home: Path, event: bytes, encryption_key_file: Path) -> None:
     """Open the stated reason of a break-glass read, sealed to the patient and the clinician's
