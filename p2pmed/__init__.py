@@ -11,5 +11,6 @@ checks this with import-linter; the contracts are in pyproject.toml)::
     net  store  rpc  site    libp2p protocols, SQLite and blobs, JSON-RPC, home/config/genesis
     interop                  FHIR and GS1 EPCIS mapped to ledger types
     consensus  ledger        the pure core: PBFT replica, transactions and healthcare rules
+    key_shares               a record's data key split among its custodians (Shamir)
     codec crypto quorum ...  the foundation: canonical CBOR, keys and signatures, vote math
 """

@@ -7,10 +7,14 @@ therefore never verifies as another, even over identical payload bytes.
 
 Health records are sealed with AES-256-GCM under a fresh random data key, with
 the record id as associated data so a ciphertext cannot be passed off as another
-record. The data key is wrapped for each authorised reader with HPKE (RFC 9180,
-base mode, HKDF-SHA256, AES-256-GCM), with X25519 by default or the
-ML-KEM-768 + X25519 hybrid KEM for post-quantum protection; the record id is
-again bound in, as the HPKE ``info``.
+record. The plaintext is first padded (ISO/IEC 7816-4: a 0x80 byte, then zeros)
+to a Padmé length (Nikitin et al., "Reducing Metadata Leakage from Encrypted
+Files and Communication with PURBs", PETS 2019): at most 12 % larger, and the
+length on the ledger tells only its order of magnitude. Secrets for a reader
+(a data key, a key share, a sealed reason) are sealed to its key with HPKE (RFC
+9180, base mode, HKDF-SHA256, AES-256-GCM), with X25519 by default or the
+ML-KEM-768 + X25519 hybrid KEM for post-quantum protection; what it is for and
+the record id are bound in, as the HPKE ``info``.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class SignatureDomain(enum.StrEnum):
     CHECKPOINT = "checkpoint"
     VIEW_CHANGE = "view-change"
     NEW_VIEW = "new-view"
+    RECORD_FETCH = "record-fetch"
 
 
 def _signed_message(domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:
@@ -307,11 +312,37 @@ def load_encryption_key(path: Path) -> EncryptionPrivateKey:
         raise KeyFileError(f"{path}: not a p2pmed encryption key file") from None
 
 
+PADDED_SIZE_MIN = 256
+PADDED_SIZE_MAX = (1 << 20) - (1 << 14)
+"""The largest Padmé length below 1 MiB: a sealed record stays under 1 MiB."""
+SEAL_OVERHEAD = NONCE_SIZE + 16
+PLAINTEXT_SIZE_MAX = PADDED_SIZE_MAX - 1
+
+
+def padme(length: int) -> int:
+    """The Padmé length for ``length`` bytes (at least ``PADDED_SIZE_MIN``): keep the top
+    ⌊log2 ⌊log2 L⌋⌋ + 1 bits of L and round the rest up."""
+    length = max(length, PADDED_SIZE_MIN)
+    exponent = length.bit_length() - 1
+    low_bits = exponent - exponent.bit_length()
+    mask = (1 << low_bits) - 1
+    return (length + mask) & ~mask
+
+
+def is_padded_sealed_size(size: int) -> bool:
+    """Whether ``size`` is the size of a sealed record whose plaintext was padded as ``encrypt_record`` does."""
+    padded = size - SEAL_OVERHEAD
+    return PADDED_SIZE_MIN <= padded <= PADDED_SIZE_MAX and padme(padded) == padded
+
+
 def encrypt_record(record_id: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
-    """Seal a record under a fresh data key; returns ``(data_key, nonce || ciphertext)``."""
+    """Pad and seal a record under a fresh data key; returns ``(data_key, nonce || ciphertext)``."""
+    if len(plaintext) > PLAINTEXT_SIZE_MAX:
+        raise ValueError(f"a record holds at most {PLAINTEXT_SIZE_MAX} bytes, this one has {len(plaintext)}")
+    padded = plaintext + b"\x80" + bytes(padme(len(plaintext) + 1) - len(plaintext) - 1)
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(NONCE_SIZE)
-    return data_key, nonce + AESGCM(data_key).encrypt(nonce, plaintext, record_id)
+    return data_key, nonce + AESGCM(data_key).encrypt(nonce, padded, record_id)
 
 
 def decrypt_record(record_id: bytes, sealed: bytes, data_key: bytes) -> bytes:
@@ -320,9 +351,13 @@ def decrypt_record(record_id: bytes, sealed: bytes, data_key: bytes) -> bytes:
     if len(sealed) < NONCE_SIZE + 16:
         raise CryptoError("sealed record is too short to hold a nonce and a tag")
     try:
-        return AESGCM(data_key).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], record_id)
+        padded = AESGCM(data_key).decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], record_id)
     except InvalidTag:
         raise CryptoError("record does not decrypt: wrong key, wrong record id or tampered ciphertext") from None
+    unpadded = padded.rstrip(b"\x00")
+    if not unpadded.endswith(b"\x80"):
+        raise CryptoError("record decrypts but is not padded as encrypt_record pads")
+    return unpadded[:-1]
 
 
 def seal_to(recipient: EncryptionPublicKey, plaintext: bytes, info: bytes) -> bytes:

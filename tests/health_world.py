@@ -16,7 +16,7 @@ from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.consent import ConsentDelegate, ConsentGrant
-from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.ledger.contracts.records import RecordRead
 from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, TrialRegister, TrialResults
 from p2pmed.ledger.machine import TxResult, next_nonce
 from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
@@ -74,10 +74,7 @@ def build_world(ledger: StoreHarness) -> None:
         PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), "TREAT", ledger.time_ms + 1_500)
     )
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, FAR_MS))
-    custodians = tuple(validator.public_key for validator in ledger.validators[:2])
-    ledger.ok(
-        DOCTOR, "record.add", RecordAdd(RECORD_ID, P, "laboratory", hashlib.sha256(b"c").digest(), 100, custodians)
-    )
+    ledger.ok(DOCTOR, "record.add", ledger.anchor(RECORD_ID, P))
     ledger.ok(DOCTOR, "record.read", RecordRead(RECORD_ID, "TREAT", False))
     ledger.ok(NURSE, "record.read", glass(RECORD_ID))
     protocol = Protocol(hashlib.sha256(b"protocol").digest(), ("hba1c at 12 weeks",), ("weight",), 100)

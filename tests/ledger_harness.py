@@ -3,16 +3,17 @@ block of its own, at a time the test sets, and its changes are kept if it passes
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 from p2pmed.client.records import seal_reason
-from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.crypto import SEAL_OVERHEAD, EncryptionPrivateKey, SigningKey, padme
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister, genesis_state
-from p2pmed.ledger.contracts.records import RecordRead
+from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
 from p2pmed.ledger.rules import TxType
@@ -109,6 +110,23 @@ class LedgerHarness:
             organisation, "identity.person.register", PersonRegister(person.public_key, role, encryption.public_key)
         )
         return encryption
+
+    def anchor(self, record_id: bytes, patient: bytes, category: str = "laboratory", **changes: Any) -> RecordAdd:
+        """A valid anchor (a padded size, 2f+1 custodians, threshold f+1, a digest per share) but for ``changes``."""
+        faulty = (len(self.validators) - 1) // 3
+        custodians = tuple(validator.public_key for validator in self.validators[: 2 * faulty + 1])
+        fields = {
+            "record_id": record_id,
+            "patient": patient,
+            "category": category,
+            "ciphertext_sha256": hashlib.sha256(b"ciphertext" + record_id).digest(),
+            "size": padme(1) + SEAL_OVERHEAD,
+            "custodians": custodians,
+            "threshold": faulty + 1,
+            "share_sha256": tuple(hashlib.sha256(bytes([i]) + record_id).digest() for i in range(len(custodians))),
+            **changes,
+        }
+        return RecordAdd(**fields)
 
 
 def glass(record_id: bytes, purpose: str = "ETREAT", reason: str = "unconscious in A&E") -> RecordRead:

@@ -51,9 +51,7 @@ def _register(person: SigningKey, role: str) -> PersonRegister:
 
 
 def anchor(ledger: LedgerHarness, category: str = "laboratory", label: bytes = b"r") -> RecordAdd:
-    custodians = tuple(validator.public_key for validator in ledger.validators[:2])
-    digest = hashlib.sha256(b"ciphertext").digest()
-    return RecordAdd(hashlib.sha256(label).digest(), PATIENT.public_key, category, digest, 10, custodians)
+    return ledger.anchor(hashlib.sha256(label).digest(), PATIENT.public_key, category)
 
 
 def test_a_distributor_registers_no_clinician_and_each_role_only_where_the_table_says(ledger: LedgerHarness) -> None:
@@ -210,10 +208,8 @@ def test_a_read_passes_exactly_when_the_table_and_a_consent_or_break_glass_allow
     patient = people["patient"].public_key
     signer = {**people, **SITES}
     party = {name: signer[name].public_key for name in signer}
-    custodians = tuple(validator.public_key for validator in ledger.validators[:2])
     record_id = hashlib.sha256(b"the record").digest()
-    digest = hashlib.sha256(b"c").digest()
-    ledger.ok(SITES["hospital"], "record.add", RecordAdd(record_id, patient, "laboratory", digest, 10, custodians))
+    ledger.ok(SITES["hospital"], "record.add", ledger.anchor(record_id, patient))
     model = AccessModel()
     for action in actions:
         now = ledger.time_ms + 1_000  # the next block's time

@@ -1,4 +1,4 @@
-"""``/p2pmed/blob/1`` between real hosts: only validators are served, each within its budgets."""
+"""``/p2pmed/blob/2`` between real hosts: only validators are served, each within its budgets."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ async def test_a_validator_asking_faster_than_its_budget_is_refused_before_anyth
 
     def answer(request: BlobRequest, peer: object) -> BlobResponse:
         answered.append(request)
-        return BlobResponse("", b"sealed", b"wrap")
+        return BlobResponse("", b"sealed", (b"wrap",))
 
     server_host = new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x01" * 32)))
     asker_host = new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x02" * 32)))
     stranger_host = new_host(key_pair=key_pair_of(SigningKey.from_seed(b"\x03" * 32)))
     validators = {server_host.get_id(), asker_host.get_id()}
     service = BlobService(server_host, answer, validators.__contains__, requests_per_s=0.01, streams_per_peer_max=2)
-    request = BlobRequest("get", bytes(32), bytes(32), b"", b"")
+    request = BlobRequest("sealed", bytes(32))
     with trio.fail_after(TEST_TIMEOUT):
         async with trio.open_nursery() as nursery:
             async with (
@@ -54,11 +54,11 @@ async def test_a_validator_holding_its_open_streams_gets_no_more_until_one_ends(
     validators = {server_host.get_id(), asker_host.get_id()}
     service = BlobService(
         server_host,
-        lambda request, peer: BlobResponse("", b"sealed", b"wrap"),
+        lambda request, peer: BlobResponse("", b"sealed", (b"wrap",)),
         validators.__contains__,
         streams_per_peer_max=2,
     )
-    request = BlobRequest("get", bytes(32), bytes(32), b"", b"")
+    request = BlobRequest("sealed", bytes(32))
     with trio.fail_after(TEST_TIMEOUT):
         async with trio.open_nursery() as nursery:
             async with server_host.run(listen_addrs=[LISTEN]), asker_host.run(listen_addrs=[LISTEN]):

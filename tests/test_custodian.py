@@ -1,5 +1,6 @@
-"""A custodian's rules: what it accepts, whom it serves, what it erases; and the
-property that a reader obtains plaintext exactly when the ledger says they may."""
+"""A custodian's rules: what it accepts, whom it serves, what it erases; that no single
+custodian can open a record; and the property that a reader obtains plaintext exactly
+when the ledger says they may."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger_harness import LedgerHarness, glass, key
-from p2pmed.crypto import decrypt_record, encrypt_record, unwrap_key, wrap_key
+from p2pmed import codec
+from p2pmed.crypto import CryptoError, SignatureDomain, SigningKey, decrypt_record, encrypt_record
+from p2pmed.key_shares import combine, share_digest, split, unwrap_share, wrap_share
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
-from p2pmed.ledger.contracts.records import RecordAdd, RecordErase, RecordRead
-from p2pmed.net.blob_protocol import BlobRequest, BlobResponse
-from p2pmed.node.custodian import Custodian, CustodyRefused
+from p2pmed.ledger.contracts.records import RecordErase, RecordRead
+from p2pmed.net.blob_protocol import BlobRequest, BlobResponse, ReadRequest, SealedShares, SignedReadRequest
+from p2pmed.node.custodian import READ_REQUEST_SKEW_MS, Custodian, CustodyRefused
 from p2pmed.node.repair import BlobRepair
 from p2pmed.store.blobs import BlobStore
 
@@ -26,10 +29,12 @@ HOSPITAL = key("hospital")
 PATIENT, DOCTOR, NURSE = key("patient"), key("doctor"), key("nurse")
 P = PATIENT.public_key
 PLAINTEXT = b'{"resourceType": "Observation", "code": "potassium", "value": 4.1}'
+CHAIN = "test-chain"
 
 
 class Site:
-    """A ledger, one custodian (validator 0) with its blob store, and a written record."""
+    """A ledger of 4 validators, the record's three custodians (validators 0-2, any two of
+    whose shares open it) each with its blob store, and a written record."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -39,20 +44,20 @@ class Site:
             person: self.ledger.register_person(HOSPITAL, person, role)
             for person, role in ((PATIENT, "patient"), (DOCTOR, "clinician"), (NURSE, "clinician"))
         }
-        self.custodians = [validator.public_key for validator in self.ledger.validators[:2]]
-        self.asking_node = self.ledger.validators[3].public_key  # a person's requests come through any node
-        self.custodian = self.custodian_at(0, directory / "blobs0")
         self.record_id = os.urandom(32)
         self.data_key, self.sealed = encrypt_record(self.record_id, PLAINTEXT)
-        anchor = RecordAdd(
+        self.shares = split(self.data_key, 2, 3)
+        anchor = self.ledger.anchor(
             self.record_id,
             P,
-            "laboratory",
-            hashlib.sha256(self.sealed).digest(),
-            len(self.sealed),
-            tuple(self.custodians),
+            ciphertext_sha256=hashlib.sha256(self.sealed).digest(),
+            size=len(self.sealed),
+            share_sha256=tuple(share_digest(self.record_id, i, share) for i, share in enumerate(self.shares, 1)),
         )
+        self.custodians = list(anchor.custodians)
         self.ledger.ok(HOSPITAL, "record.add", anchor)
+        self.sites = [self.custodian_at(index, directory / f"blobs{index}") for index in range(3)]
+        self.custodian = self.sites[0]
 
     def custodian_at(self, index: int, directory: Path) -> Custodian:
         return Custodian(
@@ -61,24 +66,40 @@ class Site:
             BlobStore(directory),
             self.ledger.validators[index].public_key,
             self.ledger.site_encryption_keys[index],
+            CHAIN,
         )
 
-    def wrap_for(self, index: int) -> bytes:
-        return wrap_key(self.data_key, self.ledger.site_encryption_keys[index].public_key, self.record_id)
+    def wraps(self) -> tuple[bytes, ...]:
+        """Each share sealed to its custodian (HPKE is randomised: each call gives new bytes)."""
+        return tuple(
+            wrap_share(share, index, self.ledger.site_encryption_keys[index - 1].public_key, self.record_id)
+            for index, share in enumerate(self.shares, 1)
+        )
 
-    def upload(self) -> bytes:
-        wrap = self.wrap_for(0)  # HPKE wraps are randomised: each call gives new bytes
-        self.custodian.accept(self.record_id, self.sealed, wrap)
-        return wrap
+    def upload(self, to: tuple[int, ...] = (0, 1, 2)) -> tuple[bytes, ...]:
+        wraps = self.wraps()
+        for index in to:
+            self.sites[index].accept(self.record_id, self.sealed, wraps)
+        return wraps
 
     def read(self, reader: Any, purpose: str = "TREAT", break_glass: bool = False, reason: str = "") -> bool:
         request = glass(self.record_id, purpose, reason) if break_glass else RecordRead(self.record_id, purpose, False)
         return self.ledger.run(reader, "record.read", request).ok
 
-    def open(self, reader: Any) -> bytes:
-        """Fetch from the custodian and decrypt with the reader's own key."""
-        served = self.custodian.serve(self.record_id, reader.public_key, self.asking_node)
-        return decrypt_record(self.record_id, served.sealed, unwrap_key(served.wrap, self.keys[reader], self.record_id))
+    def request(self, reader: SigningKey) -> SignedReadRequest:
+        request = ReadRequest(self.record_id, reader.public_key, self.ledger.time_ms)
+        return SignedReadRequest(request, reader.sign(SignatureDomain.RECORD_FETCH, CHAIN, codec.encode(request)))
+
+    def open(self, reader: Any, using: tuple[int, ...] = (0, 1)) -> bytes:
+        """Fetch the ciphertext and shares from the custodians ``using``, check and combine, decrypt."""
+        read = self.request(reader)
+        sealed = self.sites[using[0]].serve("sealed", self.record_id, read).sealed
+        shares = {}
+        for index in using:
+            wrap = self.sites[index].serve("share", self.record_id, read).wraps[0]
+            number, share = unwrap_share(wrap, self.keys[reader], self.record_id)
+            shares[number] = share
+        return decrypt_record(self.record_id, sealed, combine(shares))
 
 
 @pytest.fixture
@@ -90,9 +111,25 @@ def grant(site: Site, grantee: bytes, purpose: str = "TREAT") -> ConsentGrant:
     return ConsentGrant(P, grantee, ("laboratory",), purpose, site.ledger.time_ms + 86_400_000)
 
 
-def test_a_custodian_accepts_the_anchored_ciphertext_with_a_wrap_for_itself(site: Site) -> None:
-    wrap = site.upload()
-    assert site.custodian.blobs.get(site.record_id) == (site.sealed, wrap)
+def test_each_custodian_keeps_the_ciphertext_and_every_sealed_share(site: Site) -> None:
+    wraps = site.upload()
+    for custodian in site.sites:
+        assert custodian.blobs.get(site.record_id) == (site.sealed, codec.encode(SealedShares(wraps)))
+
+
+def test_no_single_custodian_can_open_the_record_with_its_keys(site: Site) -> None:
+    """Everything custodian 0 holds or can open: the ciphertext, its own share, and the other
+    shares sealed to other custodians, which do not open with its key."""
+    wraps = site.upload()
+    own_key = site.ledger.site_encryption_keys[0]
+    index, share = unwrap_share(wraps[0], own_key, site.record_id)
+    for other in wraps[1:]:
+        with pytest.raises(CryptoError):
+            unwrap_share(other, own_key, site.record_id)
+    for candidate in (share, combine({index: share})):
+        with pytest.raises(CryptoError):
+            decrypt_record(site.record_id, site.sealed, candidate)
+    assert combine({index: share, 2: site.shares[1]}) == site.data_key  # a second share is what it lacks
 
 
 @pytest.mark.parametrize(
@@ -100,20 +137,35 @@ def test_a_custodian_accepts_the_anchored_ciphertext_with_a_wrap_for_itself(site
     [
         (lambda s: {"record_id": os.urandom(32)}, "no committed anchor"),
         (lambda s: {"sealed": s.sealed[:-1] + bytes([s.sealed[-1] ^ 1])}, "does not match the anchored"),
-        (lambda s: {"wrap": s.wrap_for(1)}, "does not open with this site's encryption key"),
+        (lambda s: {"wraps": s.wraps()[1:]}, "one sealed key share per custodian"),
+        (lambda s: {"wraps": (s.wraps()[1], *s.wraps()[1:])}, "does not open with its encryption key"),
+        (lambda s: {"wraps": (b"\0" * 5000, *s.wraps()[1:])}, "each at most"),
     ],
 )
 def test_a_custodian_refuses_what_does_not_match_the_ledger(site: Site, change: Any, fragment: str) -> None:
-    upload = {"record_id": site.record_id, "sealed": site.sealed, "wrap": site.wrap_for(0), **change(site)}
+    upload = {"record_id": site.record_id, "sealed": site.sealed, "wraps": site.wraps(), **change(site)}
     with pytest.raises(CustodyRefused, match=fragment):
         site.custodian.accept(**upload)
     assert site.custodian.blobs.record_ids() == []
 
 
+def test_a_share_that_opens_but_is_not_the_anchored_one_is_refused(site: Site) -> None:
+    """A writer (or anyone) handing a custodian a share of another key, sealed to it: it opens,
+    but its digest is not on the anchor."""
+    own_key = site.ledger.site_encryption_keys[0].public_key
+    for forged in (
+        wrap_share(os.urandom(32), 1, own_key, site.record_id),
+        wrap_share(site.shares[0], 2, own_key, site.record_id),
+    ):
+        with pytest.raises(CustodyRefused, match="does not match the anchor's digest"):
+            site.custodian.accept(site.record_id, site.sealed, (forged, *site.wraps()[1:]))
+    assert not site.custodian.blobs.holds(site.record_id)
+
+
 def test_a_site_that_is_not_a_custodian_refuses_the_record(site: Site, tmp_path: Path) -> None:
     other = site.custodian_at(3, tmp_path / "blobs3")
     with pytest.raises(CustodyRefused, match="not a custodian"):
-        other.accept(site.record_id, site.sealed, site.wrap_for(3))
+        other.accept(site.record_id, site.sealed, site.wraps())
 
 
 def test_the_patient_and_a_consented_clinician_get_the_plaintext_after_a_committed_read(site: Site) -> None:
@@ -123,6 +175,39 @@ def test_the_patient_and_a_consented_clinician_get_the_plaintext_after_a_committ
     assert site.read(PATIENT, purpose="PATRQT") and site.open(PATIENT) == PLAINTEXT
     site.ledger.ok(PATIENT, "consent.grant", grant(site, DOCTOR.public_key))
     assert site.read(DOCTOR) and site.open(DOCTOR) == PLAINTEXT
+
+
+def test_an_authorised_reader_opens_the_record_with_any_one_custodian_down(site: Site) -> None:
+    site.upload()
+    assert site.read(PATIENT, purpose="PATRQT")
+    for up in ((0, 1), (1, 2), (2, 0)):
+        assert site.open(PATIENT, using=up) == PLAINTEXT
+
+
+def test_a_read_request_must_be_signed_by_its_reader_and_fresh(site: Site) -> None:
+    site.upload()
+    site.ledger.ok(PATIENT, "consent.grant", grant(site, DOCTOR.public_key))
+    assert site.read(DOCTOR)
+    honest = site.request(DOCTOR)
+    named = SignedReadRequest(
+        honest.request, NURSE.sign(SignatureDomain.RECORD_FETCH, CHAIN, codec.encode(honest.request))
+    )
+    other_chain = SignedReadRequest(
+        honest.request, DOCTOR.sign(SignatureDomain.RECORD_FETCH, "another-chain", codec.encode(honest.request))
+    )
+    for forged in (named, other_chain):
+        with pytest.raises(CustodyRefused, match="not signed by the reader it names"):
+            site.custodian.serve("share", site.record_id, forged)
+    with pytest.raises(CustodyRefused, match="signed read request for that record"):
+        site.custodian.serve("share", os.urandom(32), honest)
+    with pytest.raises(CustodyRefused, match="signed read request for that record"):
+        site.custodian.serve("share", site.record_id, None)
+    for issued in (site.ledger.time_ms - READ_REQUEST_SKEW_MS - 1_001, site.ledger.time_ms + 10 * 60 * 1000 + 1):
+        stale = ReadRequest(site.record_id, DOCTOR.public_key, issued)
+        signed = SignedReadRequest(stale, DOCTOR.sign(SignatureDomain.RECORD_FETCH, CHAIN, codec.encode(stale)))
+        with pytest.raises(CustodyRefused, match="not signed within its read grant"):
+            site.custodian.serve("share", site.record_id, signed)
+    assert site.custodian.serve("share", site.record_id, honest).wraps
 
 
 def test_a_revoke_ends_access_within_the_grant_and_expiry_ends_the_grant(site: Site) -> None:
@@ -144,15 +229,17 @@ def test_break_glass_is_served_without_consent(site: Site) -> None:
     assert site.open(NURSE) == PLAINTEXT
 
 
-def test_another_custodian_is_served_a_wrap_for_itself_and_strangers_nothing(site: Site, tmp_path: Path) -> None:
-    site.upload()
-    served = site.custodian.serve(site.record_id, site.custodians[1], site.custodians[1])
-    assert unwrap_key(served.wrap, site.ledger.site_encryption_keys[1], site.record_id) == site.data_key
-    site.custodian_at(1, tmp_path / "blobs1").accept(site.record_id, served.sealed, served.wrap)
-    with pytest.raises(CustodyRefused, match=r"commit record\.read first"):
-        site.custodian.serve(site.record_id, key("stranger").public_key, site.asking_node)
-    with pytest.raises(CustodyRefused, match="only when that custodian's own node asks"):
-        site.custodian.serve(site.record_id, site.custodians[1], site.asking_node)  # naming it is not enough
+def test_a_copy_goes_only_to_another_custodian_of_the_record(site: Site) -> None:
+    wraps = site.upload(to=(0,))
+    copy = site.custodian.copy(site.record_id, site.custodians[1])
+    assert (copy.sealed, copy.wraps) == (site.sealed, wraps)
+    for requester, fragment in (
+        (site.custodians[0], "only to another custodian"),
+        (site.ledger.validators[3].public_key, "only to another custodian"),
+    ):
+        with pytest.raises(CustodyRefused, match=fragment):
+            site.custodian.copy(site.record_id, requester)
+    assert site.custodian.answer(BlobRequest("copy", site.record_id), site.ledger.validators[3].public_key).error
 
 
 def test_erasure_shreds_the_blob_and_refuses_every_later_request(site: Site) -> None:
@@ -163,6 +250,11 @@ def test_erasure_shreds_the_blob_and_refuses_every_later_request(site: Site) -> 
     for request in (lambda: site.open(PATIENT), lambda: site.upload()):
         with pytest.raises(CustodyRefused, match="erased"):
             request()
+
+
+def test_unknown_request_kinds_are_answered_with_an_error(site: Site) -> None:
+    response = site.custodian.answer(BlobRequest("get", site.record_id), site.custodians[1])
+    assert "unknown request kind 'get'" in response.error
 
 
 ACTIONS = st.lists(
@@ -216,42 +308,33 @@ def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(
 
 
 def test_a_custodian_that_missed_the_upload_fetches_its_copy_from_another(site: Site, tmp_path: Path) -> None:
-    site.upload()  # custodian 0 has it; custodian 1 was down when the writer stored it
-    late = site.custodian_at(1, tmp_path / "blobs1")
+    site.upload(to=(0,))  # custodians 1 and 2 were down when the writer stored it
+    late = site.sites[1]
     asked: list[bytes] = []
 
     async def ask(custodian: bytes, request: BlobRequest) -> BlobResponse:
         asked.append(custodian)
-        try:
-            served = site.custodian.serve(request.record_id, request.reader, site.custodians[1])
-        except CustodyRefused as refused:
-            return BlobResponse(str(refused), b"", b"")
-        return BlobResponse("", served.sealed, served.wrap)
+        return site.sites[site.custodians.index(custodian)].answer(request, late.site_key)
 
     repair = BlobRepair(late, ask)
     repair.scan(site.ledger.state)
     assert list(repair.missing) == [site.record_id]
     trio.run(repair._repair, site.record_id)
     assert asked == [site.custodians[0]] and late.blobs.holds(site.record_id) and repair.missing == {}
+    assert site.read(PATIENT, purpose="PATRQT") and site.open(PATIENT, using=(1, 0)) == PLAINTEXT
     for keeper in (site.custodian, site.custodian_at(3, tmp_path / "blobs3")):  # holds it already / not named
         idle = BlobRepair(keeper, ask)
         idle.scan(site.ledger.state)
         assert idle.missing == {}
 
 
-def test_a_held_copy_is_never_replaced_and_a_wrap_must_open_to_the_key_that_decrypts(site: Site) -> None:
-    good_wrap = site.upload()
+def test_a_held_copy_is_never_replaced(site: Site) -> None:
+    good = site.upload()
     own_key = site.ledger.site_encryption_keys[0].public_key
-    swapped = wrap_key(os.urandom(32), own_key, site.record_id)  # opens here, but to a key of the attacker's
+    swapped = (wrap_share(os.urandom(32), 1, own_key, site.record_id), *good[1:])  # opens here, to the attacker's share
     site.custodian.accept(site.record_id, site.sealed, swapped)  # accepted as "already held", changing nothing
-    assert site.custodian.blobs.get(site.record_id) == (site.sealed, good_wrap)
+    assert site.custodian.blobs.get(site.record_id) == (site.sealed, codec.encode(SealedShares(good)))
     assert site.read(PATIENT, purpose="PATRQT") and site.open(PATIENT) == PLAINTEXT
-
-    fresh = Site(site.directory / "fresh")
-    with pytest.raises(CustodyRefused, match="does not decrypt the ciphertext"):
-        fresh_key = fresh.ledger.site_encryption_keys[0].public_key
-        fresh.custodian.accept(fresh.record_id, fresh.sealed, wrap_key(os.urandom(32), fresh_key, fresh.record_id))
-    assert not fresh.custodian.blobs.holds(fresh.record_id)
 
 
 def test_a_copy_the_ledger_erased_while_the_node_was_down_is_shredded_at_start(site: Site) -> None:

@@ -14,7 +14,8 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
 
         assert lines[-1].startswith("demo finished") and "exit codes [0, 0, 0, 0]" in lines[-1]
         assert any("identical head hash on all four: yes" in line for line in lines)
-        assert any("the clinician's client decrypts" in line and "HbA1c" in line for line in lines)
+        assert any("any 2 open it, no single site can" in line for line in lines)
+        assert any("the clinician's client combines them and decrypts" in line and "HbA1c" in line for line in lines)
         assert any("next read is refused by the ledger, and the refusal is on the patient" in line for line in lines)
         assert any("audit trail: not-authorised: no consent in force" in line for line in lines)
         assert any(

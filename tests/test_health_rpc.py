@@ -31,6 +31,7 @@ from health_world import (
     build_world,
     fake_node,
 )
+from p2pmed.crypto import SEAL_OVERHEAD, padme
 from p2pmed.node.api.health import health_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
@@ -145,10 +146,11 @@ async def test_record_get_returns_the_anchor(methods: dict[str, Method]) -> None
         P.hex(),
         "laboratory",
         D.hex(),
-        100,
+        padme(1) + SEAL_OVERHEAD,
         False,
     )
-    assert len(found["custodians"]) == 2 and found["ciphertext_sha256"] == hashlib.sha256(b"c").hexdigest()
+    assert found["threshold"] == 2 and len(found["share_sha256"]) == len(found["custodians"]) == 3
+    assert found["ciphertext_sha256"] == hashlib.sha256(b"ciphertext" + RECORD_ID).hexdigest()
     await refused(methods, "record.get", ErrorCode.NOT_FOUND, "no record", record_id=DATASET.hex())
     await refused(methods, "record.get", ErrorCode.INVALID_PARAMS, '"record_id"', record_id="")
 

@@ -39,17 +39,7 @@ def ledger() -> LedgerHarness:
 
 
 def anchor(ledger: LedgerHarness, **changes: Any) -> RecordAdd:
-    custodians = tuple(validator.public_key for validator in ledger.validators[:2])  # f + 1 = 2 of 4
-    fields = {
-        "record_id": RECORD_ID,
-        "patient": P,
-        "category": "laboratory",
-        "ciphertext_sha256": hashlib.sha256(b"ciphertext").digest(),
-        "size": 10,
-        "custodians": custodians,
-        **changes,
-    }
-    return RecordAdd(**fields)
+    return ledger.anchor(**{"record_id": RECORD_ID, "patient": P, **changes})
 
 
 def read(
@@ -86,11 +76,17 @@ def test_a_lab_writes_an_anchor_and_nothing_of_the_content(ledger: LedgerHarness
         ({"patient": DOCTOR.public_key}, RejectReason.INVALID, "no patient in force"),
         ({"record_id": b"short"}, RejectReason.INVALID, "must be 32 bytes"),
         ({"category": "gossip"}, RejectReason.INVALID, "unknown data category 'gossip'"),
-        ({"size": 0}, RejectReason.INVALID, "size must be"),
-        ({"custodians": ()}, RejectReason.INVALID, "at least 2 custodians"),
+        ({"size": 0}, RejectReason.INVALID, "size 0 is not that of a padded record"),
+        ({"size": 1000}, RejectReason.INVALID, "an unpadded size tells everyone the record's exact length"),
+        ({"size": (1 << 20) + 28}, RejectReason.INVALID, "of at most 1048576 bytes"),
+        ({"threshold": 1}, RejectReason.INVALID, "threshold must be 2..2 for 3 custodians"),
+        ({"threshold": 3}, RejectReason.INVALID, "at most custodians - f so f down can"),
+        ({"share_sha256": (b"\0" * 32,) * 2}, RejectReason.INVALID, "one 32-byte share digest per custodian"),
+        ({"share_sha256": (b"\0" * 31,) * 3}, RejectReason.INVALID, "one 32-byte share digest per custodian"),
+        ({"custodians": ()}, RejectReason.INVALID, "at least 3 custodians (2f+1)"),
         ({"custodians": (key("validator-0").public_key,) * 2}, RejectReason.INVALID, "listed twice"),
         (
-            {"custodians": (key("validator-0").public_key, HOSPITAL.public_key)},
+            {"custodians": (key("validator-0").public_key, key("validator-1").public_key, HOSPITAL.public_key)},
             RejectReason.INVALID,
             "does not run a validator",
         ),

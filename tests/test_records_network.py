@@ -1,6 +1,7 @@
-"""Encrypted records across four real node processes: written at the lab, readable
-with consent at the hospital after a custodian is killed, gone from every replica
-after erasure, and never in plaintext in a ledger, a log or the metrics."""
+"""Encrypted records across four real node processes: written at the lab, opened by
+no single custodian's keys, readable with consent at the hospital after a custodian
+is killed, gone from every replica after erasure, and never in plaintext in a
+ledger, a log or the metrics."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from p2pmed import codec
 from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
-from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.crypto import CryptoError, EncryptionPrivateKey, SigningKey, decrypt_record
+from p2pmed.key_shares import combine, unwrap_share
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.records import RecordErase
+from p2pmed.net.blob_protocol import SHARES_SIZE_MAX, SealedShares
 from p2pmed.rpc.client import RpcClient, RpcError
 from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
@@ -76,7 +80,9 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
     with client(net, LAB) as lab:
         written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", plaintext)
         record_id = written.record_id
-    assert (written.stored, written.failed) == (("node1", "node2"), {})
+    assert (written.stored, written.failed) == (("node1", "node2", "node3"), {})
+    for index in (1, 2, 3):
+        assert_custodian_cannot_open(net, index, record_id)
 
     with client(net, HOSPITAL) as hospital:
         with pytest.raises(LedgerRefused, match="no consent in force"):
@@ -89,7 +95,7 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
                 patient.public_key, site_key(net, HOSPITAL).public_key, ("laboratory",), "TREAT", 4_102_444_800_000
             ),
         )
-        net.kill(LAB)  # the custodian that wrote it; node 2 holds the other copy
+        net.kill(LAB)  # the custodian that wrote it; nodes 2 and 3 hold the two shares left
         assert read_record(hospital, clinician, clinician_encryption, record_id) == plaintext
         assert read_record(hospital, patient, patient_encryption, record_id, purpose="PATRQT") == plaintext
 
@@ -99,7 +105,7 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
         submit(hospital, patient, "record.erase", RecordErase(record_id))
         with pytest.raises(LedgerRefused, match="erased"):
             read_record(hospital, clinician, clinician_encryption, record_id)
-    for index in (LAB, 2):  # the custodians: each shreds it once the erasure reaches it
+    for index in (LAB, 2, 3):  # the custodians: each shreds it once the erasure reaches it
         blobs = BlobStore(net.homes[index] / "data" / "blobs")
         net.wait_for(index, lambda blobs=blobs: record_id not in blobs.record_ids(), WAIT_S, "to erase the record")
 
@@ -113,6 +119,27 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
         assert metrics and marker not in metrics
 
 
+def assert_custodian_cannot_open(net: ProcessNetwork, index: int, record_id: bytes) -> None:
+    """Everything custodian ``index`` holds, tried with its own encryption key: its share opens,
+    the others' do not, and no key it can make from what opens decrypts the ciphertext."""
+    home = load_home(net.homes[index])
+    held = BlobStore(net.homes[index] / "data" / "blobs").get(record_id)
+    assert held is not None, f"node{index} does not hold the record"
+    sealed, shares = held
+    opened = {}
+    for wrap in codec.decode(SealedShares, shares, SHARES_SIZE_MAX).wraps:
+        try:
+            number, share = unwrap_share(wrap, home.encryption_key, record_id)
+        except CryptoError:
+            continue
+        opened[number] = share
+    assert len(opened) == 1, f"node{index} opened {len(opened)} shares"
+    (share,) = opened.values()
+    for candidate in (share, combine(opened)):
+        with pytest.raises(CryptoError):
+            decrypt_record(record_id, sealed, candidate)
+
+
 def test_a_custodian_refuses_a_ciphertext_that_does_not_match_its_anchor(net: ProcessNetwork) -> None:
     with client(net, 2) as rpc, pytest.raises(RpcError, match="no committed anchor"):
         rpc.call(
@@ -120,7 +147,7 @@ def test_a_custodian_refuses_a_ciphertext_that_does_not_match_its_anchor(net: Pr
             record_id="11" * 32,
             custodian=site_key(net, 3).public_key.hex(),
             sealed="00" * 40,
-            wrap="00" * 10,
+            shares=codec.encode(SealedShares(())).hex(),
         )
 
 
@@ -130,12 +157,12 @@ def test_a_custodian_down_at_write_time_fetches_its_copy_from_the_other_later(ne
     net.kill(2)  # the second custodian of what node 1 writes
     with client(net, LAB) as lab:
         written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", b'{"note": "repair me"}')
-    assert written.stored == ("node1",) and "node2" in written.failed
+    assert written.stored == ("node1", "node3") and "node2" in written.failed
     net.start(2)
     net.wait_ready(2, WAIT_S)
     blobs = BlobStore(net.homes[2] / "data" / "blobs")
-    net.wait_for(2, lambda: written.record_id in blobs.record_ids(), WAIT_S, "to fetch its copy from node 1")
-    net.kill(LAB)  # now the repaired copy is the only one reachable
+    net.wait_for(2, lambda: written.record_id in blobs.record_ids(), WAIT_S, "to fetch its copy from another")
+    net.kill(LAB)  # now the repaired share is one of the two reachable, and both are needed
     with client(net, HOSPITAL) as hospital:
         assert (
             read_record(hospital, patient, encryption, written.record_id, purpose="PATRQT") == b'{"note": "repair me"}'

@@ -1,7 +1,7 @@
 """The ``p2pmed record`` commands: write, read, erase and show encrypted health records.
 
 Keys and content stay on this machine: ``p2pmed.client.records`` encrypts and
-decrypts here, and the node only carries the anchor, ciphertexts and key wraps.
+decrypts here, and the node only carries the anchor, ciphertexts and sealed key shares.
 Unlike the other writes (``p2pmed.cli.signing``), every record command waits for
 the ledger's decision, because content moves only after it: the ciphertext goes
 to the custodians once its ``record.add`` anchor has committed, and comes back
@@ -142,7 +142,7 @@ def _check_new_file(out: Path | None) -> None:
 @contextmanager
 def _deciding(home: Path) -> Iterator[RpcClient]:
     """``node(home)``, where a refusal by the ledger, custodians that all refused a record,
-    or a key wrap or ciphertext that does not open here, also exit 1 with the reason. A
+    or key shares or a ciphertext that do not open here, also exit 1 with the reason. A
     custodian's refusal to serve a read is an RPC error, which ``node`` reports."""
     with node(home) as client:
         try:
@@ -300,7 +300,7 @@ def _encryption_key_option(help_text: str) -> Callable[[F], F]:
 @record.command("read")
 @HOME_OPTION
 @KEY_OPTION
-@_encryption_key_option("The reader's encryption key file (from p2pmed identity keys): the key wrap opens with it.")
+@_encryption_key_option("The reader's encryption key file (from p2pmed identity keys): the key shares open with it.")
 @RECORD_OPTION
 @click.option(
     "--purpose",
@@ -332,8 +332,8 @@ def record_read(
     break_glass_reason: str,
     out: Path | None,
 ) -> None:
-    """Read a record: the read is a transaction the ledger decides and audits; then a custodian
-    hands over the ciphertext and a key wrap, which open here. Prints the content (binary
+    """Read a record: the read is a transaction the ledger decides and audits; then the custodians
+    hand over the ciphertext and their key shares sealed to the reader, which open here. Prints the content (binary
     content only with --out)."""
     key = _load(load_signing_key, key_file)
     encryption_key = _load(load_encryption_key, encryption_key_file)
@@ -350,7 +350,7 @@ def record_read(
 @RECORD_OPTION
 def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) -> None:
     """Erase a record, signed by its patient or a delegate. The anchor stays, marked erased;
-    every custodian deletes the ciphertext and the key wraps, so no copy opens again."""
+    every custodian deletes the ciphertext and the key shares, so no copy opens again."""
     key = _load(load_signing_key, key_file)
     with _deciding(home) as client:
         result = submit(client, key, "record.erase", RecordErase(record_id))
@@ -359,7 +359,7 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
         as_json,
         lambda erased: (
             f"record {record_id.hex()} erased at height {erased['height']}: "
-            "its custodians delete the ciphertext and every key wrap"
+            "its custodians delete the ciphertext and every key share"
         ),
     )
 

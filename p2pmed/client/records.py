@@ -1,17 +1,20 @@
 """The client side of record sharing: sign, encrypt, wrap, decrypt. Keys never leave it.
 
-Writing: encrypt the record under a fresh data key, commit its anchor
-(``record.add``) naming f+1 custodians (the node's own site first), then hand
-each custodian the ciphertext and the data key wrapped to that custodian
-(``record.store``). Reading: commit a ``record.read`` (the ledger decides), then
-fetch the ciphertext and a wrap to the reader's key (``record.fetch``) and open
-both locally. Every function talks to one node over its RPC socket.
+Writing: pad and encrypt the record under a fresh data key, split the key into
+one share per custodian (2f+1 custodians, the node's own site first; any f+1
+shares open it), commit the anchor with a digest of each share (``record.add``),
+then hand each custodian the ciphertext and every share sealed to its custodian
+(``record.store``). Reading: commit a ``record.read`` (the ledger decides), sign
+a read request, have the custodians re-seal their shares to the reader's key
+(``record.fetch``), check each share against the anchor, combine f+1 of them and
+decrypt, all locally. Every function talks to one node over its RPC socket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,15 +26,16 @@ from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
     Kem,
+    SignatureDomain,
     SigningKey,
     decrypt_record,
     encrypt_record,
     open_sealed,
     seal_to,
-    unwrap_key,
-    wrap_key,
 )
+from p2pmed.key_shares import combine, share_digest, split, unwrap_share, wrap_share
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.net.blob_protocol import ReadRequest, SealedShares, SignedReadRequest
 from p2pmed.quorum import fault_tolerance
 from p2pmed.rpc.client import RpcClient, RpcError
 
@@ -39,9 +43,11 @@ __all__ = [
     "CustodyFailed",
     "LedgerRefused",
     "WrittenRecord",
+    "fetch_record",
     "open_reason",
     "read_record",
     "seal_reason",
+    "sign_read_request",
     "submit",
     "write_record",
 ]
@@ -88,11 +94,12 @@ def write_record(
     took the ciphertext (the anchor is then committed but its content is nowhere)."""
     status = client.call("node.status")
     sites = client.call("record.custodians")
-    count = fault_tolerance(len(sites)) + 1
+    faulty = fault_tolerance(len(sites))
     own = status["validator_index"]
-    chosen = [sites[(own + offset) % len(sites)] for offset in range(count)]
+    chosen = [sites[(own + offset) % len(sites)] for offset in range(2 * faulty + 1)]
     record_id = os.urandom(32)
     data_key, sealed = encrypt_record(record_id, plaintext)
+    shares = split(data_key, faulty + 1, len(chosen))
     anchor = RecordAdd(
         record_id,
         patient,
@@ -100,18 +107,23 @@ def write_record(
         hashlib.sha256(sealed).digest(),
         len(sealed),
         tuple(bytes.fromhex(site["key"]) for site in chosen),
+        faulty + 1,
+        tuple(share_digest(record_id, index, share) for index, share in enumerate(shares, 1)),
     )
     submit(client, writer, "record.add", anchor)
+    wraps = tuple(
+        wrap_share(share, index, EncryptionPublicKey(Kem.X25519, bytes.fromhex(site["encryption_key"])), record_id)
+        for index, (share, site) in enumerate(zip(shares, chosen, strict=True), 1)
+    )
     stored, failed = [], {}
     for site in chosen:
-        custodian_key = EncryptionPublicKey(Kem.X25519, bytes.fromhex(site["encryption_key"]))
         try:
             client.call(
                 "record.store",
                 record_id=record_id.hex(),
                 custodian=site["key"],
                 sealed=sealed.hex(),
-                wrap=wrap_key(data_key, custodian_key, record_id).hex(),
+                shares=codec.encode(SealedShares(wraps)).hex(),
             )
             stored.append(site["moniker"])
         except RpcError as error:
@@ -195,6 +207,35 @@ def read_record(
     else:
         request = RecordRead(record_id, purpose, False)
     submit(client, reader, "record.read", request)
-    served = client.call("record.fetch", record_id=record_id.hex(), reader=reader.public_key.hex())
-    data_key = unwrap_key(bytes.fromhex(served["wrap"]), reader_encryption, record_id)
+    return fetch_record(client, reader, reader_encryption, record_id)
+
+
+def sign_read_request(key: SigningKey, chain_id: str, record_id: bytes) -> SignedReadRequest:
+    """The request custodians serve a reader for: signed by the reader, now."""
+    request = ReadRequest(record_id, key.public_key, int(time.time() * 1000))
+    return SignedReadRequest(request, key.sign(SignatureDomain.RECORD_FETCH, chain_id, codec.encode(request)))
+
+
+def fetch_record(
+    client: RpcClient, reader: SigningKey, reader_encryption: EncryptionPrivateKey, record_id: bytes
+) -> bytes:
+    """After the reader's ``record.read`` has committed: collect the custodians' shares, check each
+    against the anchor's digest (a custodian that lies is left out), combine and decrypt."""
+    anchor = client.call("record.get", record_id=record_id.hex())
+    digests = [bytes.fromhex(digest) for digest in anchor["share_sha256"]]
+    read = sign_read_request(reader, client.call("node.status")["chain_id"], record_id)
+    served = client.call("record.fetch", request=codec.encode(read).hex())
+    shares: dict[int, bytes] = {}
+    for answer in served["shares"]:
+        try:
+            index, share = unwrap_share(bytes.fromhex(answer["wrap"]), reader_encryption, record_id)
+        except CryptoError:
+            continue
+        if 1 <= index <= len(digests) and share_digest(record_id, index, share) == digests[index - 1]:
+            shares[index] = share
+    if len(shares) < anchor["threshold"]:
+        raise CryptoError(
+            f"only {len(shares)} of the {anchor['threshold']} key shares needed opened and matched the anchor"
+        )
+    data_key = combine(dict(sorted(shares.items())[: anchor["threshold"]]))
     return decrypt_record(record_id, bytes.fromhex(served["sealed"]), data_key)

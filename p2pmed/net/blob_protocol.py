@@ -1,20 +1,28 @@
-"""``/p2pmed/blob/1``: custodians hand record ciphertexts to each other and to readers' sites.
+"""``/p2pmed/blob/2``: custodians hand record ciphertexts and key shares to each other and to readers.
 
 One request and one response per stream, each a varint-framed canonical CBOR
 map (the framing of ``p2pmed.net.framing``)::
 
-    BlobRequest  = {"kind": "put" / "get", "record_id": bstr .size 32,
-                    "reader": bstr, "sealed": bstr, "wrap": bstr}
-    BlobResponse = {"error": tstr, "sealed": bstr, "wrap": bstr}
+    BlobRequest  = {"kind": "put" / "copy" / "share" / "sealed", "record_id": bstr .size 32,
+                    "sealed": bstr, "wraps": [* bstr], "read": SignedReadRequest / null}
+    BlobResponse = {"error": tstr, "sealed": bstr, "wraps": [* bstr]}
+    SignedReadRequest = {"request": {"record_id": bstr, "reader": bstr, "issued_ms": uint},
+                         "signature": bstr}   ; Ed25519, domain "record-fetch"
 
-``put`` carries a ciphertext and the data key wrapped to the receiving
-custodian (``reader`` empty); ``get`` names the reader's signing key (``sealed``
-and ``wrap`` empty) and is answered with the ciphertext and the key wrapped to
-that reader. An empty ``error`` means success; otherwise it says why the
-custodian refused (``p2pmed.node.custodian``). Only genesis validators may open the
-protocol; a malformed request is answered with an error and the stream closed.
-The custodian's checks read the local store, so they run on the node's trio
-thread, like everything else that touches the store.
+- ``put`` hands a custodian the ciphertext and every custodian's sealed key share
+  (in the anchor's order); the answer is empty.
+- ``copy`` asks a fellow custodian for what it keeps (ciphertext and sealed
+  shares), for a custodian that missed the upload; only that custodian's own
+  node may ask.
+- ``share`` and ``sealed`` carry a reader's signed, fresh read request and are
+  answered with the custodian's key share sealed to that reader (one wrap), or
+  with the ciphertext.
+
+An empty ``error`` means success; otherwise it says why the custodian refused
+(``p2pmed.node.custodian``). Only genesis validators may open the protocol; a
+malformed request is answered with an error and the stream closed. The
+custodian's checks read the local store, so they run on the node's trio thread,
+like everything else that touches the store.
 """
 
 from __future__ import annotations
@@ -31,37 +39,76 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from p2pmed import codec
-from p2pmed.ledger.contracts.records import SIZE_MAX
+from p2pmed.key_shares import SHARE_WRAP_SIZE_MAX
+from p2pmed.ledger.contracts.records import CUSTODIANS_MAX, SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
 from p2pmed.token_bucket import PeerBudgets
 
-__all__ = ["PROTOCOL_ID", "BlobClient", "BlobRequest", "BlobResponse", "BlobService", "refused"]
+__all__ = [
+    "PROTOCOL_ID",
+    "BlobClient",
+    "BlobRequest",
+    "BlobResponse",
+    "BlobService",
+    "ReadRequest",
+    "SealedShares",
+    "SignedReadRequest",
+    "refused",
+]
 
 log = structlog.get_logger(__name__)
 
-PROTOCOL_ID = TProtocol("/p2pmed/blob/1")
-FRAME_SIZE_MAX = 2 * SIZE_MAX + 4096
+PROTOCOL_ID = TProtocol("/p2pmed/blob/2")
+SHARES_SIZE_MAX = CUSTODIANS_MAX * (SHARE_WRAP_SIZE_MAX + 8) + 64
+"""The largest encoded ``SealedShares``."""
+FRAME_SIZE_MAX = SIZE_MAX + SHARES_SIZE_MAX + 4096
 REQUEST_TIMEOUT_S = 10.0
+REQUEST_KINDS = ("put", "copy", "share", "sealed")
+
+
+@dataclass(frozen=True)
+class SealedShares:
+    """Every custodian's key share of one record, each sealed to its custodian, in the anchor's order:
+    what a writer hands each custodian (``record.store``'s ``shares``) and what a custodian keeps."""
+
+    wraps: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """What a reader signs (``SignatureDomain.RECORD_FETCH``) to be served a record: it proves the
+    reader asks, now; naming a reader is not enough."""
+
+    record_id: bytes
+    reader: bytes
+    """The reader's current signing key."""
+    issued_ms: int
+
+
+@dataclass(frozen=True)
+class SignedReadRequest:
+    request: ReadRequest
+    signature: bytes
 
 
 @dataclass(frozen=True)
 class BlobRequest:
     kind: str
     record_id: bytes
-    reader: bytes
-    sealed: bytes
-    wrap: bytes
+    sealed: bytes = b""
+    wraps: tuple[bytes, ...] = ()
+    read: SignedReadRequest | None = None
 
 
 @dataclass(frozen=True)
 class BlobResponse:
     error: str
-    sealed: bytes
-    wrap: bytes
+    sealed: bytes = b""
+    wraps: tuple[bytes, ...] = ()
 
 
 def refused(reason: str) -> BlobResponse:
-    return BlobResponse(reason, b"", b"")
+    return BlobResponse(reason)
 
 
 class BlobService:
@@ -82,7 +129,9 @@ class BlobService:
     ) -> None:
         self.host, self.answer, self.is_validator = host, answer, validators
         self.streams_per_peer_max = streams_per_peer_max
-        self.served: dict[str, int] = dict.fromkeys(("put", "get", "refused", "malformed", "strangers", "throttled"), 0)
+        self.served: dict[str, int] = dict.fromkeys(
+            (*REQUEST_KINDS, "refused", "malformed", "strangers", "throttled"), 0
+        )
         self._budgets: PeerBudgets[ID] = PeerBudgets(requests_per_s, max(1, int(2 * requests_per_s)))
         self._open: collections.Counter[ID] = collections.Counter()
 
@@ -134,7 +183,7 @@ class BlobService:
             self.served["malformed"] += 1
             return refused(f"malformed request: {error}")
         response = self.answer(request, peer)
-        if request.kind in ("put", "get"):
+        if request.kind in REQUEST_KINDS:
             self.served["refused" if response.error else request.kind] += 1
         return response
 

@@ -1,57 +1,59 @@
-"""A custodian site's rules for the ciphertexts it keeps: what it accepts, whom it
+"""A custodian site's rules for the records it keeps: what it accepts, whom it
 serves, what it erases. Every decision reads the ledger at the node's latest
 committed block, never the wall clock, so all custodians decide alike.
 
-- Accept a record's ciphertext only if its anchor is committed and not erased,
-  names this site as a custodian, matches the anchored SHA-256 and size, and
-  comes with a key wrap that opens with this site's key to a data key that
-  decrypts it (authenticated decryption). A copy once held is never replaced: an
-  offer of the same record again succeeds and changes nothing, so nobody can swap
-  the site's good key wrap for one of a key of their own.
-- Serve a reader the ciphertext and the data key wrapped to the reader's
-  current encryption key (from the ledger) only if the ledger holds an unexpired
-  read grant for that reader and record (a committed ``record.read``) and, unless
-  the grant is the owner's or a break-glass one, the consent behind it is still
-  in force: a revoke ends access even within the grant's ten minutes. Another
-  custodian of the record is served too (with a wrap to its own key), so that a
-  site that missed the upload can fetch it, but only when that custodian's own
-  node asks: naming a custodian as the reader is not enough.
-- Erase the ciphertext and the wrap when ``record.erase`` commits.
+A custodian keeps a record's ciphertext and every custodian's key share, each
+sealed to its own custodian (``p2pmed.key_shares``); it can open its own share
+only, so it cannot read the record.
+
+- Accept a record only if its anchor is committed and not erased, names this
+  site as a custodian, the ciphertext matches the anchored SHA-256 and size, and
+  this site's share opens with its key and matches the anchored digest. A copy
+  once held is never replaced: an offer of the same record again succeeds and
+  changes nothing, so nobody can swap the site's good share for one of their own.
+- Serve a reader this site's share sealed to the reader's current encryption
+  key (from the ledger), or the ciphertext, only for a read request the reader
+  signed (``SignatureDomain.RECORD_FETCH``) within its read grant's window, if
+  the ledger holds an unexpired read grant for that reader and record (a
+  committed ``record.read``) and, unless the grant is the owner's or a
+  break-glass one, the consent behind it is still in force: a revoke ends access
+  even within the grant's ten minutes.
+- Give a fellow custodian that missed the upload a copy (ciphertext and sealed
+  shares as held), only when that custodian's own node asks.
+- Erase the ciphertext and the shares when ``record.erase`` commits.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from p2pmed.crypto import (
-    CryptoError,
-    EncryptionPrivateKey,
-    EncryptionPublicKey,
-    decrypt_record,
-    unwrap_key,
-    wrap_key,
-)
+from p2pmed import codec
+from p2pmed.crypto import CryptoError, EncryptionPrivateKey, EncryptionPublicKey, SignatureDomain, verify
+from p2pmed.key_shares import SHARE_WRAP_SIZE_MAX, share_digest, unwrap_share, wrap_share
 from p2pmed.ledger.contracts.consent import party_id
 from p2pmed.ledger.contracts.identity import organisation_of, person_of
-from p2pmed.ledger.contracts.records import Record, access, read_grant, record
+from p2pmed.ledger.contracts.records import READ_GRANT_MS, Record, access, read_grant, record
 from p2pmed.ledger.state import StateReader
-from p2pmed.net.blob_protocol import BlobRequest, BlobResponse, refused
+from p2pmed.net.blob_protocol import (
+    SHARES_SIZE_MAX,
+    BlobRequest,
+    BlobResponse,
+    SealedShares,
+    SignedReadRequest,
+    refused,
+)
 from p2pmed.store.blobs import BlobStore
 
-__all__ = ["Custodian", "CustodyRefused", "Served"]
+__all__ = ["READ_REQUEST_SKEW_MS", "Custodian", "CustodyRefused"]
+
+READ_REQUEST_SKEW_MS = 60_000
+"""How much earlier than its read grant's block time a read request may say it was signed: the
+reader's clock and the block's are not the same clock."""
 
 
 class CustodyRefused(Exception):
     """The custodian will not do what was asked; the message says why."""
-
-
-@dataclass(frozen=True)
-class Served:
-    sealed: bytes
-    wrap: bytes
-    """The record's data key, wrapped to the reader's encryption key."""
 
 
 class Custodian:
@@ -62,10 +64,11 @@ class Custodian:
         blobs: BlobStore,
         site_key: bytes,
         encryption_key: EncryptionPrivateKey,
+        chain_id: str,
     ) -> None:
         """``now_ms`` gives the latest committed block's time."""
         self.state, self.now_ms, self.blobs = state, now_ms, blobs
-        self.site_key, self.encryption_key = site_key, encryption_key
+        self.site_key, self.encryption_key, self.chain_id = site_key, encryption_key, chain_id
 
     def _anchor(self, record_id: bytes) -> Record:
         found = record(self.state, record_id)
@@ -75,41 +78,70 @@ class Custodian:
             raise CustodyRefused("the record was erased at the patient's request")
         return found
 
-    def accept(self, record_id: bytes, sealed: bytes, wrap: bytes) -> None:
-        anchor = self._anchor(record_id)
+    def _position(self, anchor: Record) -> int:
         if self.site_key not in anchor.custodians:
             raise CustodyRefused("this site is not a custodian of the record")
+        return anchor.custodians.index(self.site_key)
+
+    def _own_share(self, anchor: Record, wraps: tuple[bytes, ...]) -> tuple[int, bytes]:
+        """This site's ``(index, share)`` from the record's sealed shares, checked against the anchor."""
+        position = self._position(anchor)
+        try:
+            index, share = unwrap_share(wraps[position], self.encryption_key, anchor.record_id)
+        except CryptoError:
+            raise CustodyRefused("the key share sealed to this site does not open with its encryption key") from None
+        if index != position + 1 or share_digest(anchor.record_id, index, share) != anchor.share_sha256[position]:
+            raise CustodyRefused("the key share sealed to this site does not match the anchor's digest for it")
+        return index, share
+
+    def accept(self, record_id: bytes, sealed: bytes, wraps: tuple[bytes, ...]) -> None:
+        anchor = self._anchor(record_id)
+        self._position(anchor)
         if len(sealed) != anchor.size or hashlib.sha256(sealed).digest() != anchor.ciphertext_sha256:
             raise CustodyRefused("the ciphertext does not match the anchored size and SHA-256")
+        if len(wraps) != len(anchor.custodians) or any(len(wrap) > SHARE_WRAP_SIZE_MAX for wrap in wraps):
+            raise CustodyRefused(
+                f"give one sealed key share per custodian ({len(anchor.custodians)}), each at most"
+                f" {SHARE_WRAP_SIZE_MAX} bytes"
+            )
         if self.blobs.holds(record_id):
-            return  # the same ciphertext (its hash is anchored); the wrap already held stays
-        try:
-            data_key = unwrap_key(wrap, self.encryption_key, record_id)
-        except CryptoError:
-            raise CustodyRefused("the key wrap does not open with this site's encryption key") from None
-        try:
-            decrypt_record(record_id, sealed, data_key)
-        except CryptoError:
-            raise CustodyRefused("the key in the wrap does not decrypt the ciphertext") from None
-        self.blobs.put(record_id, sealed, wrap)
+            return  # the same ciphertext (its hash is anchored); the shares already held stay
+        self._own_share(anchor, wraps)
+        self.blobs.put(record_id, sealed, codec.encode(SealedShares(wraps)))
 
-    def serve(self, record_id: bytes, reader_key: bytes, requester: bytes) -> Served:
-        """``requester``: the validator whose node asks (this site's own, or a peer's)."""
-        anchor = self._anchor(record_id)
+    def _held(self, record_id: bytes) -> tuple[bytes, tuple[bytes, ...]]:
         held = self.blobs.get(record_id)
         if held is None:
-            raise CustodyRefused("this site does not hold the record's ciphertext")
-        if reader_key in anchor.custodians:
-            if requester != reader_key:
-                raise CustodyRefused("a custodian's copy is served only when that custodian's own node asks")
-        else:
-            self._check_reader(anchor, reader_key)
-        recipient = self._encryption_key_of(reader_key)
-        sealed, own_wrap = held
-        data_key = unwrap_key(own_wrap, self.encryption_key, record_id)
-        return Served(sealed, wrap_key(data_key, recipient, record_id))
+            raise CustodyRefused("this site does not hold the record")
+        sealed, shares = held
+        return sealed, codec.decode(SealedShares, shares, SHARES_SIZE_MAX).wraps
 
-    def _check_reader(self, anchor: Record, reader_key: bytes) -> None:
+    def copy(self, record_id: bytes, requester: bytes) -> BlobResponse:
+        """What this site holds of a record, for the fellow custodian ``requester`` whose node asks."""
+        anchor = self._anchor(record_id)
+        if requester == self.site_key or requester not in anchor.custodians:
+            raise CustodyRefused("a copy is given only to another custodian of the record, when its own node asks")
+        sealed, wraps = self._held(record_id)
+        return BlobResponse("", sealed, wraps)
+
+    def serve(self, kind: str, record_id: bytes, read: SignedReadRequest | None) -> BlobResponse:
+        """The ciphertext (``kind`` "sealed"), or this site's share sealed to the reader ("share")."""
+        if read is None or read.request.record_id != record_id:
+            raise CustodyRefused("a record is served only for the reader's signed read request for that record")
+        request = read.request
+        if not verify(
+            request.reader, read.signature, SignatureDomain.RECORD_FETCH, self.chain_id, codec.encode(request)
+        ):
+            raise CustodyRefused("the read request is not signed by the reader it names")
+        anchor = self._anchor(record_id)
+        self._check_reader(anchor, request.reader, request.issued_ms)
+        sealed, wraps = self._held(record_id)
+        if kind == "sealed":
+            return BlobResponse("", sealed)
+        index, share = self._own_share(anchor, wraps)
+        return BlobResponse("", b"", (wrap_share(share, index, self._encryption_key_of(request.reader), record_id),))
+
+    def _check_reader(self, anchor: Record, reader_key: bytes, issued_ms: int) -> None:
         now = self.now_ms()
         reader = party_id(self.state, reader_key)
         grant = None if reader is None else read_grant(self.state, anchor.record_id, reader, now)
@@ -118,6 +150,9 @@ class Custodian:
                 "no read of this record by this reader is on the ledger in the last 10 minutes: commit record.read "
                 "first"
             )
+        granted_ms = grant.expires_ms - READ_GRANT_MS
+        if not granted_ms - READ_REQUEST_SKEW_MS <= issued_ms <= grant.expires_ms:
+            raise CustodyRefused("the read request was not signed within its read grant's ten minutes: sign a new one")
         if grant.basis in ("owner", "break-glass"):
             return
         decision = access(self.state, reader_key, anchor, grant.purpose, now)
@@ -137,15 +172,17 @@ class Custodian:
         """What this custodian answers ``request`` from the node of validator ``requester``
         (a peer's, or its own)."""
         try:
-            if request.kind == "put":
-                self.accept(request.record_id, request.sealed, request.wrap)
-                return BlobResponse("", b"", b"")
-            if request.kind == "get":
-                served = self.serve(request.record_id, request.reader, requester)
-                return BlobResponse("", served.sealed, served.wrap)
+            match request.kind:
+                case "put":
+                    self.accept(request.record_id, request.sealed, request.wraps)
+                    return BlobResponse("")
+                case "copy":
+                    return self.copy(request.record_id, requester)
+                case "share" | "sealed":
+                    return self.serve(request.kind, request.record_id, request.read)
         except CustodyRefused as error:
             return refused(str(error))
-        return refused(f"unknown request kind {request.kind!r}; expected put or get")
+        return refused(f"unknown request kind {request.kind!r}; expected put, copy, share or sealed")
 
     def erase(self, record_id: bytes) -> bool:
         return self.blobs.erase(record_id)

@@ -146,6 +146,7 @@ class Node:
             BlobStore(home.store_path.parent / "blobs"),
             home.key.public_key,
             home.encryption_key,
+            genesis.chain_id,
         )
         self.block_listeners.append(self._erase_on_commit)
         self.blob_client: BlobClient | None = None
@@ -419,7 +420,7 @@ class Node:
 
     async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
         """The answer of the custodian whose key is ``custodian``: this site's own, or a
-        validator's over ``/p2pmed/blob/1``."""
+        validator's over ``/p2pmed/blob/2``."""
         if custodian == self.home.key.public_key:
             return self.custodian.answer(request, self.home.key.public_key)
         assert self.blob_client is not None, "asked before the network is up"

@@ -7,8 +7,9 @@ the set of records it should hold but does not (anchors naming it, not erased,
 not here): filled from the ledger when the node starts and from every committed
 ``record.add``. The scan at start also shreds copies of records the ledger says
 were erased, so an erasure survives a crash at any point. After a grace period (the writer's own upload usually arrives
-first) and then with growing pauses, it asks the other custodians for each one
-(a fellow custodian is served a wrap to its own key) and keeps what matches the
+first) and then with growing pauses, it asks the other custodians for a copy of
+each (the ciphertext and every custodian's sealed key share, as the fellow
+custodian holds them) and keeps one whose ciphertext and own share match the
 anchor. The set lives in memory: a restart rebuilds it from the ledger.
 """
 
@@ -92,12 +93,12 @@ class BlobRepair:
             return
         reasons = []
         for other in item.custodians:
-            response = await self.ask(other, BlobRequest("get", record_id, self.custodian.site_key, b"", b""))
+            response = await self.ask(other, BlobRequest("copy", record_id))
             if response.error:
                 reasons.append(response.error)
                 continue
             try:
-                self.custodian.accept(record_id, response.sealed, response.wrap)
+                self.custodian.accept(record_id, response.sealed, response.wraps)
             except CustodyRefused as refused:
                 reasons.append(str(refused))
                 continue

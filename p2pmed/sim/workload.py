@@ -6,8 +6,8 @@ ledger's rules, all signed from the seed before the clock starts.
   treatment (a later grant for the same category and purpose renews the earlier,
   so every one of them passes);
 - ``record``: a registered patient anchors a self-reported record (a site would
-  need a care relationship first, ``policy``), custodians f+1 validators taking
-  turns (the ciphertext itself is never sent: a run measures ordering, and
+  need a care relationship first, ``policy``), custodians 2f+1 validators taking
+  turns, any f+1 of whose key shares open it (the ciphertext itself is never sent: a run measures ordering, and
   custodians have nothing to check until someone stores it);
 - ``supply``: a site records a scan of a pack nobody commissioned (an alert).
 
@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from p2pmed.crypto import EncryptionPrivateKey, Kem, SigningKey
+from p2pmed.crypto import SEAL_OVERHEAD, EncryptionPrivateKey, Kem, SigningKey, padme
 from p2pmed.ledger.contracts.consent import CATEGORIES, ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.probe import Probe
@@ -84,7 +84,8 @@ def build_workload(
         )
         for patient in patients
     ]
-    custodians = fault_tolerance(len(sites)) + 1
+    faulty = fault_tolerance(len(sites))
+    custodians = 2 * faulty + 1
     categories = sorted(CATEGORIES)
     used: Counter[str] = Counter()
     txs = []
@@ -109,8 +110,10 @@ def build_workload(
                 patient.public_key,
                 rng.choice(categories),
                 rng.randbytes(32),
-                rng.randint(100, 10_000),
+                padme(rng.randint(100, 10_000)) + SEAL_OVERHEAD,
                 tuple(sites[(first + i) % len(sites)].public_key for i in range(custodians)),
+                faulty + 1,
+                tuple(rng.randbytes(32) for _ in range(custodians)),
             )
             txs.append(signer.sign(patient, "record.add", anchor))
         else:

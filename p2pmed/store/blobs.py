@@ -1,12 +1,12 @@
-"""Where a custodian keeps record ciphertexts and its key wraps: files under ``<home>/data/blobs``.
+"""Where a custodian keeps records: files under ``<home>/data/blobs``.
 
-Per record, ``<id>.sealed`` holds the AES-GCM ciphertext and ``<id>.wrap`` the
-record's data key wrapped (HPKE) to this site's encryption key. Each file is
-written whole to a temporary name, synced and renamed, so a crash leaves either
-the old state or the new one; the wrap is written last, so a record counts as
-held only once both are in place. Erasure deletes the wrap first: without it
-the ciphertext can no longer be opened by anyone here (crypto-shredding), and
-then the ciphertext goes too.
+Per record, ``<id>.sealed`` holds the AES-GCM ciphertext and ``<id>.shares`` the
+record's key shares, each sealed (HPKE) to its custodian. Each file is written
+whole to a temporary name, synced and renamed, so a crash leaves either the old
+state or the new one; the shares are written last, so a record counts as held
+only once both are in place. Erasure deletes the shares first: without them the
+ciphertext can no longer be opened by anyone (crypto-shredding), and then the
+ciphertext goes too.
 """
 
 from __future__ import annotations
@@ -26,24 +26,24 @@ class BlobStore:
         return self.directory / f"{record_id.hex()}.{suffix}"
 
     def holds(self, record_id: bytes) -> bool:
-        return self._path(record_id, "wrap").exists()
+        return self._path(record_id, "shares").exists()
 
-    def put(self, record_id: bytes, sealed: bytes, wrap: bytes) -> None:
+    def put(self, record_id: bytes, sealed: bytes, shares: bytes) -> None:
         self._write(self._path(record_id, "sealed"), sealed)
-        self._write(self._path(record_id, "wrap"), wrap)
+        self._write(self._path(record_id, "shares"), shares)
 
     def get(self, record_id: bytes) -> tuple[bytes, bytes] | None:
-        """``(ciphertext, wrap)``, or None when this store does not hold the record."""
+        """``(ciphertext, shares)``, or None when this store does not hold the record."""
         try:
-            wrap = self._path(record_id, "wrap").read_bytes()
-            return self._path(record_id, "sealed").read_bytes(), wrap
+            shares = self._path(record_id, "shares").read_bytes()
+            return self._path(record_id, "sealed").read_bytes(), shares
         except FileNotFoundError:
             return None
 
     def erase(self, record_id: bytes) -> bool:
-        """Delete the wrap, then the ciphertext; True if anything was there."""
+        """Delete the shares, then the ciphertext; True if anything was there."""
         found = False
-        for suffix in ("wrap", "sealed"):
+        for suffix in ("shares", "sealed"):
             try:
                 self._path(record_id, suffix).unlink()
                 found = True
@@ -52,7 +52,7 @@ class BlobStore:
         return found
 
     def record_ids(self) -> list[bytes]:
-        """Every record whose ciphertext or wrap is here, for inspection and tests."""
+        """Every record whose ciphertext or shares are here, for inspection and tests."""
         names = {path.name.split(".")[0] for path in self.directory.iterdir() if not path.name.startswith(".")}
         return sorted(bytes.fromhex(name) for name in names)
 

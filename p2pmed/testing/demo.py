@@ -123,17 +123,19 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         )
 
     with RpcClient(net.homes[LAB] / CONFIG.rpc_socket) as lab:
-        record_id = write_record(lab, sites[LAB], patient.id, "laboratory", LAB_RESULT).record_id
-        anchor_sites = [site["moniker"] for site in lab.call("record.custodians")[LAB : LAB + 2]]
+        written = write_record(lab, sites[LAB], patient.id, "laboratory", LAB_RESULT)
+        record_id = written.record_id
+        threshold = lab.call("record.get", record_id=record_id.hex())["threshold"]
     out(
-        f"4. the lab writes an HbA1c result: AES-256-GCM ciphertext kept by {len(anchor_sites)} custodian sites,"
-        f" only its SHA-256 anchored on the ledger (record {record_id.hex()[:16]}…)"
+        f"4. the lab writes an HbA1c result: AES-256-GCM ciphertext kept by {len(written.stored)} custodian sites"
+        f" ({', '.join(written.stored)}), each holding one share of its key: any {threshold} open it, no single site"
+        f" can; only its SHA-256 is anchored on the ledger (record {record_id.hex()[:16]}…)"
     )
     with RpcClient(net.homes[HOSPITAL] / CONFIG.rpc_socket) as hospital:
         opened = read_record(hospital, clinician.key, clinician.encryption, record_id)
     out(
-        f"5. {clinician.name} asks to read it; the ledger finds the hospital's consent, a custodian re-wraps the key"
-        f" to the clinician's key, and the clinician's client decrypts: {opened.decode()}"
+        f"5. {clinician.name} asks to read it; the ledger finds the hospital's consent, the custodians re-seal their"
+        f" key shares to the clinician's key, and the clinician's client combines them and decrypts: {opened.decode()}"
     )
 
     primary = net.call(LAB, "node.status")["primary"]
@@ -161,7 +163,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
             node, emergency.key, emergency.encryption, record_id, purpose="ETREAT", break_glass_reason=reason
         )
         out(
-            f"9. {emergency.name} breaks the glass ({reason!r}): allowed without consent, read {len(opened)} bytes,"
+            f"9. {emergency.name} breaks the glass ({reason!r}): allowed without consent, read {len(opened)} bytes"
+            f"{f' although custodian {SITES[primary]} is down' if SITES[primary] in written.stored else ''},"
             " and recorded on the ledger as a break-glass access the patient will see; the reason is sealed to the"
             " patient and the hospital, only its salted SHA-256 is on the ledger"
         )

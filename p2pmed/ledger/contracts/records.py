@@ -1,11 +1,14 @@
 """Health records: anchors on the ledger, content encrypted off it.
 
-The writer's client encrypts a record (AES-256-GCM under a fresh data key) and
-wraps the data key with HPKE for the patient and for each custodian. The
-ciphertext and the wraps live at the custodians: at least f+1 validators, so
-losing any f of them loses no record. The ledger holds only the anchor
-(``record.add``): record id, patient, data category, SHA-256 and size of the
-ciphertext, custodians, writer. Who writes what follows ``policy``: a role or
+The writer's client pads and encrypts a record (AES-256-GCM under a fresh data
+key) and splits the data key into one Shamir share per custodian
+(``p2pmed.key_shares``), each sealed (HPKE) to its custodian. The ciphertext and
+the sealed shares live at the custodians: at least 2f+1 validators, any
+``threshold`` of whose shares open the record, with f < threshold <= custodians
+- f: no f sites (which may all be Byzantine) can open a record, and any f down
+still leave enough to read it. The ledger holds only the anchor
+(``record.add``): record id, patient, data category, SHA-256 and padded size of
+the ciphertext, custodians, threshold, a digest of each share, writer. Who writes what follows ``policy``: a role or
 organisation kind writes only its categories, and only for a patient in its care
 (registered at its organisation, or who gave it a consent in force for the
 category); the patient may add their own.
@@ -35,6 +38,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 
+from p2pmed.crypto import is_padded_sealed_size
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
 from p2pmed.ledger.contracts.identity import Person, organisation_of, person, person_of
@@ -71,6 +75,9 @@ __all__ = [
 RECORD_ID_SIZE = 32
 SIZE_MAX = 1 << 20
 """Largest ciphertext a record may have: it travels whole, as hex in one RPC line and in one blob message."""
+DIGEST_SIZE = hashlib.sha256().digest_size
+CUSTODIANS_MAX = 255
+"""Shamir shares are numbered 1..255 (``p2pmed.key_shares``)."""
 READ_GRANT_MS = 10 * 60 * 1000
 DETAIL_LENGTH_MAX = 500
 SEALED_REASONS_MAX = 4
@@ -85,6 +92,9 @@ class RecordAdd:
     ciphertext_sha256: bytes
     size: int
     custodians: tuple[bytes, ...]
+    threshold: int
+    share_sha256: tuple[bytes, ...]
+    """``p2pmed.key_shares.share_digest`` of each custodian's share, in the order of ``custodians``."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,8 @@ class Record:
     ciphertext_sha256: bytes
     size: int
     custodians: tuple[bytes, ...]
+    threshold: int
+    share_sha256: tuple[bytes, ...]
     writer: bytes
     written_ms: int
     height: int
@@ -224,17 +236,29 @@ def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, n
     return Access("", f"no consent in force lets this reader see {found.category} records for {purpose}")
 
 
-def _check_custodians(context: TxContext, custodians: tuple[bytes, ...]) -> None:
-    needed = fault_tolerance(len(context.validators)) + 1 if context.validators else 1
+def _check_custody(context: TxContext, add: RecordAdd) -> None:
+    faulty = fault_tolerance(len(context.validators)) if context.validators else 0
+    custodians = add.custodians
     if len(set(custodians)) != len(custodians):
         raise TxRejected(RejectReason.INVALID, "a custodian is listed twice")
-    if len(custodians) < needed:
+    if len(custodians) < 2 * faulty + 1:
         raise TxRejected(
-            RejectReason.INVALID, f"name at least {needed} custodians (f+1), so that losing f sites loses nothing"
+            RejectReason.INVALID,
+            f"name at least {2 * faulty + 1} custodians (2f+1), so that f sites can neither open nor lose a record",
         )
+    if len(custodians) > CUSTODIANS_MAX:
+        raise TxRejected(RejectReason.INVALID, f"name at most {CUSTODIANS_MAX} custodians (one key share each)")
     strangers = [custodian for custodian in custodians if custodian not in context.validators]
     if strangers:
         raise TxRejected(RejectReason.INVALID, f"custodian {strangers[0].hex()[:16]}… does not run a validator node")
+    if not faulty < add.threshold <= len(custodians) - faulty:
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"threshold must be {faulty + 1}..{len(custodians) - faulty} for {len(custodians)} custodians: more"
+            f" than f ({faulty}) so f sites cannot open the record, at most custodians - f so f down can",
+        )
+    if len(add.share_sha256) != len(custodians) or any(len(d) != DIGEST_SIZE for d in add.share_sha256):
+        raise TxRejected(RejectReason.INVALID, "give one 32-byte share digest per custodian, in the same order")
 
 
 def _acting_as(state: StateReader, key: bytes) -> tuple[bytes, str, bytes | None] | None:
@@ -279,11 +303,15 @@ def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
                 "no care relationship: the patient is not registered at the writer's organisation and gave it no"
                 f" consent in force for {add.category}",
             )
-    if len(add.record_id) != RECORD_ID_SIZE or len(add.ciphertext_sha256) != hashlib.sha256().digest_size:
+    if len(add.record_id) != RECORD_ID_SIZE or len(add.ciphertext_sha256) != DIGEST_SIZE:
         raise TxRejected(RejectReason.INVALID, "record_id and ciphertext_sha256 must be 32 bytes each")
-    if not 0 < add.size <= SIZE_MAX:
-        raise TxRejected(RejectReason.INVALID, f"size must be 1..{SIZE_MAX} bytes")
-    _check_custodians(context, add.custodians)
+    if not 0 < add.size <= SIZE_MAX or not is_padded_sealed_size(add.size):
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"size {add.size} is not that of a padded record (p2pmed.crypto.encrypt_record) of at most {SIZE_MAX}"
+            " bytes: an unpadded size tells everyone the record's exact length",
+        )
+    _check_custody(context, add)
     if state.state_get(_record_key(add.record_id)) is not None:
         raise TxRejected(RejectReason.DUPLICATE, "a record with this id exists; use a fresh random id")
     anchor = Record(
@@ -293,6 +321,8 @@ def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
         add.ciphertext_sha256,
         add.size,
         add.custodians,
+        add.threshold,
+        add.share_sha256,
         writer,
         context.time_ms,
         context.height,
@@ -430,18 +460,7 @@ def apply_erase(state: StateOverlay, context: TxContext, erase: RecordErase) -> 
     actor = acting_for_patient(state, context, found.patient)
     if found.erased_ms is not None:
         raise TxRejected(RejectReason.INVALID, "this record is already erased")
-    erased = Record(
-        found.record_id,
-        found.patient,
-        found.category,
-        found.ciphertext_sha256,
-        found.size,
-        found.custodians,
-        found.writer,
-        found.written_ms,
-        found.height,
-        context.time_ms,
-    )
+    erased = dataclasses.replace(found, erased_ms=context.time_ms)
     state.put(_record_key(found.record_id), erased)
     audit.record_event(state, context, "record-erase", found.patient, actor, found.record_id, found.category)
 
