@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -85,7 +86,12 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
     default=None,
     help="Overrides [log] level in config.toml.",
 )
-def node(home: Path, log_level: str | None) -> None:
+@click.option(
+    "--exit-with-parent",
+    is_flag=True,
+    help="Also stop when the process that started this node exits (harnesses: demo, sim, bench, tests).",
+)
+def node(home: Path, log_level: str | None, exit_with_parent: bool) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM. Exit 2 on a bad home, config,
     genesis or key file; 1 if it cannot run (port in use, unreadable store) or stops because
     a store write failed (disk full: the node never runs with memory ahead of its disk)."""
@@ -107,7 +113,7 @@ def node(home: Path, log_level: str | None) -> None:
         sys.exit(EXIT_BAD_INPUT)
     configure_logging(loaded.config.log_format, log_level or loaded.config.log_level)
     try:
-        trio.run(serve, loaded)
+        trio.run(functools.partial(serve, loaded, exit_with_parent=exit_with_parent))
     except* (StoreError, StorageFailed, OSError, RpcSocketInUse) as group:  # trio may wrap them in a group
         for failure in leaf_errors(group):
             click.echo(f"error: {failure}", err=True)

@@ -5,6 +5,11 @@ Each node is a child process in its own session (so a terminal's Ctrl-C reaches
 only the parent, which then stops the nodes), logging to ``<dir>/nodeI.log``,
 driven and observed through its RPC socket. Faults are real: ``kill`` sends
 SIGKILL by default, ``pause`` and ``resume`` send SIGSTOP and SIGCONT.
+
+Nodes never outlive their harness: inside ``with ProcessNetwork(...)`` SIGTERM
+stops the harness as Ctrl-C does (the ``with`` unwinds and stops the nodes), and
+each node runs with ``--exit-with-parent``, so even a harness killed with SIGKILL
+leaves no node behind.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
@@ -32,6 +39,10 @@ T = TypeVar("T")
 
 STOP_TIMEOUT_S = 10.0
 POLL_S = 0.05
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("SIGTERM")
 
 
 class NodeFailed(RuntimeError):
@@ -80,6 +91,7 @@ class ProcessNetwork:
             node_config = dataclasses.replace(config, moniker=own.moniker, listen=own.listen, metrics_port=metrics_port)
             (home / CONFIG).write_text(render_config(node_config))
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
+        self._sigterm_before: Any = None
 
     @property
     def size(self) -> int:
@@ -97,7 +109,7 @@ class ProcessNetwork:
         assert self.processes[index] is None, f"node {index} is already running"
         with self.log_path(index).open("ab") as log:
             self.processes[index] = subprocess.Popen(
-                [sys.executable, "-m", "p2pmed", "node", "--home", str(self.homes[index])],
+                [sys.executable, "-m", "p2pmed", "node", "--home", str(self.homes[index]), "--exit-with-parent"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -152,10 +164,17 @@ class ProcessNetwork:
                 self.stop(index)
 
     def __enter__(self) -> ProcessNetwork:
+        if threading.current_thread() is threading.main_thread():  # only it may set signal handlers
+            self._sigterm_before = signal.signal(signal.SIGTERM, _interrupt)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            if self._sigterm_before is not None:
+                signal.signal(signal.SIGTERM, self._sigterm_before)
+                self._sigterm_before = None
 
     def wait_for(self, index: int | None, probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
         """Poll ``probe`` until it returns something other than None or False.
