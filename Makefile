@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint test-slow bench bench-foundation clean
+.PHONY: demo test lint test-slow check-monitoring bench bench-foundation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The shipped alert rules through promtool, and a real Prometheus scraping real nodes (docs/operators.md).
+check-monitoring: $(STAMP)
+	command -v promtool >/dev/null || apt-get install -y -q prometheus
+	$(BIN)/python -m pytest -q -m slow tests/test_monitoring.py
 
 # Throughput and latency of a 4-node network against this machine's signature limit (benchmarks/README.md).
 bench: $(STAMP)

@@ -134,7 +134,15 @@ class NodeCollector(Collector):
             "Other validators this node has a connection to.",
             len(node.connected_validators()),
         )
-        yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(node.mempool))
+        mempool = node.mempool
+        yield _gauge("p2pmed_mempool_transactions", "Transactions waiting in the mempool.", len(mempool))
+        yield _gauge(
+            "p2pmed_mempool_transactions_max", "How many transactions the mempool holds at most.", mempool.size_max
+        )
+        yield _gauge("p2pmed_mempool_bytes", "Bytes of the transactions waiting in the mempool.", mempool.size_bytes)
+        yield _gauge(
+            "p2pmed_mempool_bytes_max", "How many bytes of transactions the mempool holds at most.", mempool.bytes_max
+        )
 
     def _consensus(self, traffic: Traffic) -> Iterator[Metric]:
         replica = self.node.replica
