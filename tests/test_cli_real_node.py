@@ -334,3 +334,97 @@ def test_a_refused_read_is_on_the_patients_audit_trail_and_in_their_notices(netw
     events = json.loads(network.ok("audit", "show", "--actor", stranger.id, "--fhir"))["entry"]
     outcomes = {AuditEvent.model_validate(event["resource"]).outcome.code.code for event in events}
     assert outcomes == {"4"}  # minor failure: the request was refused
+
+
+def test_a_revoked_organisations_clinician_no_longer_reads_or_breaks_the_glass(network: Network) -> None:
+    hospital = network.site(HOSPITAL)
+    clinic = network.admit("Riverside Clinic", "clinic")
+    clinician = network.register(clinic, "clinician", "clinic-clinician")
+    patient = network.register(hospital, "patient", "clinic-patient")
+    labs = network.record(hospital, patient, "laboratory", b"creatinine 90 umol/L")
+    scan = network.record(hospital, patient, "imaging", b"chest X-ray: clear")
+    network.ok(*network.grant(patient, patient, clinic, "laboratory", "TREAT"))  # covers the clinic's clinicians
+    assert network.read(clinician, labs, "TREAT") == b"creatinine 90 umol/L"
+    emergency = ("--break-glass", "unconscious on arrival")
+    assert network.read(clinician, scan, "ETREAT", *emergency) == b"chest X-ray: clear"
+    [event] = [entry["tx_id"] for entry in network.trail(patient) if entry["kind"] == "break-glass"]
+    reviewed = network.ok("record", "review", "--key", clinic.key, "--event", event, "--finding", "justified")
+    assert f"break-glass read {event} reviewed justified at height" in reviewed
+
+    for voter in VOTERS:
+        network.ok("identity", "revoke-org", "--key", network.site(voter).key, "--org-key", clinic.id, "--wait")
+    assert network.refused("identity", "org", clinic.id) == f"no organisation in force has key {clinic.id}"
+    assert f"person {clinician.id}  clinician, REVOKED" in network.ok("identity", "person", clinician.id)
+    assert network.read_refused(clinician, labs, "TREAT") == (
+        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation or person in force"
+    )
+    assert network.read_refused(clinician, scan, "ETREAT", *emergency) == (
+        f"no organisation in force has key {clinic.id}"  # its organisation is gone: nobody to seal the reason to
+    )
+    assert network.refused("identity", "revoke-person", "--key", clinic.key, "--person", clinician.id) == (
+        "the node refused identity.person.revoke: unknown-sender: sender "
+        f"{clinic.id[:16]} is not a validator, nor an organisation or person in force [unknown-sender]"
+    )
+    assert network.consents(patient) == []  # the consent to the clinic covers nobody now
+
+
+def test_a_delegate_grants_only_within_its_delegation_and_its_grants_lapse_with_it(network: Network) -> None:
+    hospital, lab, distributor = network.site(HOSPITAL), network.site(LAB), network.site(DISTRIBUTOR)
+    patient = network.register(hospital, "patient", "delegating-patient")
+    clinician = network.register(hospital, "clinician", "delegates-clinician")
+    record_id = network.record(hospital, patient, "laboratory", b"INR 2.4")
+    network.ok(
+        *("consent", "delegate", "--key", patient.key, "--delegate", lab.id, "--expires", "2099-06-30"),
+        *("--category", "laboratory", "--purpose", "TREAT", "--wait"),
+    )
+
+    def by_lab(grantee: Party, category: str, purpose: str, expires: str = "2099-06-01") -> list[str]:
+        """A grant the lab signs for the patient; the last --expires is the one that counts."""
+        return [*network.grant(lab, patient, grantee, category, purpose), "--expires", expires]
+
+    for args, detail in (
+        (by_lab(clinician, "imaging", "TREAT"), "the delegation does not cover the category imaging"),
+        (by_lab(clinician, "laboratory", "HPAYMT"), "the delegation does not cover the purpose HPAYMT"),
+        (by_lab(lab, "laboratory", "TREAT"), "a delegate may not grant consent to itself"),
+        (by_lab(clinician, "laboratory", "TREAT", FAR), "a delegate's grant may not outlive its delegation"),
+        (
+            network.grant(distributor, patient, clinician, "laboratory", "TREAT"),
+            "only the patient or a delegate they named changes their consent",
+        ),
+    ):
+        assert network.refused(*args) == not_authorised("consent.grant", detail)
+    network.ok(*by_lab(clinician, "laboratory", "TREAT"))
+    shown = network.ok("consent", "show", patient.id)
+    assert f"laboratory    to {clinician.id} for TREAT until 2099-06-02T00:00:00Z (granted by {lab.id[:16]}…)" in shown
+    assert f"delegate {lab.id} until 2099-07-01T00:00:00Z" in shown
+    assert network.read(clinician, record_id, "TREAT") == b"INR 2.4"
+
+    network.ok("consent", "undelegate", "--key", patient.key, "--delegate", lab.id, "--wait")
+    assert network.consents(patient) == []  # what the delegate granted lapsed with its delegation
+    assert network.read_refused(clinician, record_id, "TREAT") == not_authorised(
+        "record.read", "no consent in force lets this reader see laboratory records for TREAT"
+    )
+    assert network.refused(*by_lab(clinician, "laboratory", "TREAT")) == not_authorised(
+        "consent.grant", "only the patient or a delegate they named changes their consent"
+    )
+
+
+def test_the_validators_revoke_any_person_by_a_2f_plus_1_vote(network: Network) -> None:
+    hospital = network.site(HOSPITAL)
+    patient = network.register(hospital, "patient", "vote-patient")
+    clinician = network.register(hospital, "clinician", "voted-out")
+    record_id = network.record(hospital, patient, "vital-signs", b"BP 120/80")
+    network.ok(*network.grant(patient, patient, clinician, "vital-signs", "TREAT"))
+    assert network.read(clinician, record_id, "TREAT") == b"BP 120/80"
+    others = (LAB, PHARMACY, DISTRIBUTOR)  # none of them registered the clinician
+    for number, voter in enumerate(others, start=1):
+        args = ("identity", "revoke-person", "--key", network.site(voter).key, "--person", clinician.id, "--wait")
+        network.ok(*args, node=voter)
+        state = "REVOKED" if number == len(others) else "in force"
+        assert f"clinician, {state}" in network.ok("identity", "person", clinician.id, node=voter)
+    network.net.wait_for(  # the read goes through the hospital's node: once it has the last vote too
+        HOSPITAL, lambda: "REVOKED" in network.ok("identity", "person", clinician.id), WAIT_S, "to see the revocation"
+    )
+    assert network.read_refused(clinician, record_id, "TREAT") == (
+        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation or person in force"
+    )
