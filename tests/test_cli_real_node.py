@@ -1,6 +1,6 @@
 """The healthcare CLI on one network of four real ``p2pmed node`` processes, driven only
 through the ``p2pmed`` command (click's runner, in this process, over each node's real
-RPC socket): every command group that talks to a node at least once, and each
+RPC socket): every healthcare command group at least once, and each
 access-control attack of issue #16 refused, asserting the reason the CLI prints.
 
 The organisations and people are made with the CLI too: ``identity keys`` makes their
@@ -9,10 +9,12 @@ propose-org``, and organisations register their staff with ``identity
 register-person``. The testnet's sites are a hospital, a laboratory, a pharmacy and a
 distributor (``TESTNET_KINDS``); a sponsor, a manufacturer and a clinic are voted in
 here. The custody attacks of the issue (a validator fetching a ciphertext without a
-grant, overwriting a key wrap) are tested with the custodian.
+grant, overwriting a key wrap) are the custodians' tests, not this module's.
 
 One network serves the module; each test makes its own people, so no test depends on
-another's. Every wait is bounded; nothing asserts on timing.
+another's. Commands go to the hospital's node unless a test shows another node's view:
+a signer's next nonce comes from the node it asks, and ``--wait`` waits for that node's
+block. Every wait is bounded; nothing asserts on timing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -77,14 +80,14 @@ class Network:
         """``p2pmed ARGS --home HOME`` of node ``node``."""
         return CliRunner().invoke(cli, [*args, "--home", str(self.net.homes[node])])
 
-    def ok(self, *args: str, node: int = HOSPITAL) -> str:
-        result = self.run(*args, node=node)
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
         assert result.exit_code == 0, f"p2pmed {' '.join(args)}: {result.output}"
         return result.stdout
 
-    def refused(self, *args: str, node: int = HOSPITAL) -> str:
+    def refused(self, *args: str) -> str:
         """The reason the CLI prints for refusing ``p2pmed ARGS``."""
-        return reason(self.run(*args, node=node))
+        return reason(self.run(*args))
 
     def site(self, index: int) -> Party:
         home = self.net.homes[index]
@@ -170,7 +173,7 @@ class Network:
         shown = json.loads(self.ok("consent", "show", patient.id, "--json"))
         return [(c["grantee"], c["category"], c["purpose"], c["granted_by"]) for c in shown["consents"]]
 
-    def trail(self, patient: Party) -> list[dict[str, str]]:
+    def trail(self, patient: Party) -> list[dict[str, Any]]:
         return list(json.loads(self.ok("audit", "show", "--patient", patient.id, "--json"))["entries"])
 
 
@@ -204,7 +207,7 @@ def not_authorised(tx_type: str, detail: str) -> str:
 # -- the attacks of issue #16, each refused through the CLI -----------------------------------
 
 
-def test_a_distributor_cannot_register_a_clinician(network: Network) -> None:
+def test_a_distributor_cannot_register_a_clinician_nor_a_lab_clinician_break_the_glass(network: Network) -> None:
     would_be, args = network.register_args(network.site(DISTRIBUTOR), "clinician", "would-be-clinician")
     result = network.run(*args, "--json")
     assert reason(result) == not_authorised(
@@ -212,15 +215,22 @@ def test_a_distributor_cannot_register_a_clinician(network: Network) -> None:
         "a distributor may not register a clinician; clinicians are registered by: clinic, hospital, laboratory",
     )
     tx_id = json.loads(result.stdout)["tx_id"]
-    on_another_node = network.net.wait_for(
+    on_another_node = network.net.wait_for(  # in a block there too, not just gossiped to its mempool
         PHARMACY,
-        lambda: (shown := network.run("tx", "get", tx_id, node=PHARMACY)).exit_code == 0 and shown.stdout,
+        lambda: " rejected at " in (shown := network.run("tx", "get", tx_id, node=PHARMACY).stdout) and shown,
         WAIT_S,
-        "to have the refused registration",
+        "to have the refused registration in a block",
     )
     assert f"{tx_id} rejected at height" in on_another_node
     assert "reason not-authorised: a distributor may not register a clinician" in on_another_node
     assert network.refused("identity", "person", would_be.id) == f"no person has id or current key {would_be.id}"
+
+    hospital = network.site(HOSPITAL)  # a laboratory registers clinicians, but they do not break the glass
+    lab_clinician = network.register(network.site(LAB), "clinician", "lab-clinician")
+    record_id = network.record(hospital, network.register(hospital, "patient", "glass-patient"), "imaging", b"CT")
+    assert network.read_refused(lab_clinician, record_id, "ETREAT", "--break-glass", "collapsed") == not_authorised(
+        "record.read", "only clinicians of care providers (clinic, hospital) may break the glass"
+    )
 
 
 def test_records_are_written_only_by_the_table_and_within_a_care_relationship(
@@ -312,7 +322,7 @@ def test_a_refused_read_is_on_the_patients_audit_trail_and_in_their_notices(netw
                 "record.read", "no consent in force lets this reader see mental-health records for TREAT"
             )
             try:
-                out, err = follower.communicate(timeout=3)
+                out, err = follower.communicate(timeout=2)
                 break
             except subprocess.TimeoutExpired:
                 continue
@@ -344,6 +354,7 @@ def test_a_revoked_organisations_clinician_no_longer_reads_or_breaks_the_glass(n
     labs = network.record(hospital, patient, "laboratory", b"creatinine 90 umol/L")
     scan = network.record(hospital, patient, "imaging", b"chest X-ray: clear")
     network.ok(*network.grant(patient, patient, clinic, "laboratory", "TREAT"))  # covers the clinic's clinicians
+    assert network.consents(patient) == [(clinic.id, "laboratory", "TREAT", patient.id)]
     assert network.read(clinician, labs, "TREAT") == b"creatinine 90 umol/L"
     emergency = ("--break-glass", "unconscious on arrival")
     assert network.read(clinician, scan, "ETREAT", *emergency) == b"chest X-ray: clear"
@@ -418,13 +429,78 @@ def test_the_validators_revoke_any_person_by_a_2f_plus_1_vote(network: Network) 
     assert network.read(clinician, record_id, "TREAT") == b"BP 120/80"
     others = (LAB, PHARMACY, DISTRIBUTOR)  # none of them registered the clinician
     for number, voter in enumerate(others, start=1):
-        args = ("identity", "revoke-person", "--key", network.site(voter).key, "--person", clinician.id, "--wait")
-        network.ok(*args, node=voter)
+        network.ok("identity", "revoke-person", "--key", network.site(voter).key, "--person", clinician.id, "--wait")
         state = "REVOKED" if number == len(others) else "in force"
-        assert f"clinician, {state}" in network.ok("identity", "person", clinician.id, node=voter)
-    network.net.wait_for(  # the read goes through the hospital's node: once it has the last vote too
-        HOSPITAL, lambda: "REVOKED" in network.ok("identity", "person", clinician.id), WAIT_S, "to see the revocation"
-    )
+        assert f"clinician, {state}" in network.ok("identity", "person", clinician.id)
     assert network.read_refused(clinician, record_id, "TREAT") == (
         f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation or person in force"
     )
+
+
+# -- the other command groups on the same network ---------------------------------------------
+
+
+def test_a_trial_from_registration_to_results_flagged_for_outcome_switching(
+    network: Network, sponsor: Party, researcher: Party
+) -> None:
+    patient = network.register(network.site(HOSPITAL), "patient", "trial-patient")
+    protocol = network.file("protocol.txt", b"randomised, double blind; primary: HbA1c at 12 weeks")
+    registration = ("NCT04000001", "--protocol", protocol, "--primary", "HbA1c at 12 weeks", "--secondary", "weight")
+    assert network.refused(
+        "trial", "register", *registration, "--key", network.site(DISTRIBUTOR).key, "--wait"
+    ) == not_authorised("trial.register", "only an organisation in force of kind hospital or sponsor registers trials")
+    network.ok("trial", "register", *registration, "--key", sponsor.key, "--wait")
+    network.ok("trial", "consent", "NCT04000001", "--key", patient.key, "--wait")
+    network.ok("trial", "enroll", "NCT04000001", "--person", patient.id, "--key", researcher.key, "--wait")
+    dataset = network.file("results.csv", b"arm,weight\nA,-2.1\nB,-0.4\n")
+    network.ok(
+        *("trial", "results", "NCT04000001", "--dataset", dataset, "--primary", "weight", "--key", sponsor.key),
+        "--wait",
+    )
+    shown = network.ok("trial", "show", "NCT04000001")
+    assert "trial NCT04000001  closed (results anchored)  FLAGGED: outcome switching" in shown
+    assert "enrolled 1 (withdrawn 0)" in shown
+    assert " is result 1 of trial NCT04000001" in network.ok("trial", "verify", "NCT04000001", "--dataset", dataset)
+    assert network.ok("trial", "flagged").startswith(f"NCT04000001 (sponsor {sponsor.id[:16]}…)")
+
+
+def test_a_drug_pack_from_commissioning_through_a_distributor_to_dispensing(network: Network) -> None:
+    maker = network.admit("Pharmaco", "manufacturer")
+    distributor, pharmacy = network.site(DISTRIBUTOR), network.site(PHARMACY)
+    packs = ("--pack", f"{GTIN}:S1", "--pack", f"{GTIN}:S2")
+
+    def ship(sender: Party, destination: Party) -> None:
+        shipped = json.loads(
+            network.ok("supply", "ship", "--to", destination.id, *packs, "--key", sender.key, "--wait", "--json")
+        )
+        network.ok("supply", "receive", "--shipment", shipped["tx_id"], *packs, "--key", destination.key, "--wait")
+
+    network.ok(
+        *("supply", "commission", "--gtin", GTIN, "--lot", "L1", "--expiry", FAR, "--serial", "S1", "--serial", "S2"),
+        *("--key", maker.key, "--wait"),
+    )
+    ship(maker, distributor)
+    assert network.refused("supply", "dispense", "--pack", f"{GTIN}:S1", "--key", distributor.key, "--wait") == (
+        not_authorised("supply.dispense", "only a hospital or pharmacy dispenses packs; the sender is a distributor")
+    )
+    ship(distributor, pharmacy)
+    network.ok("supply", "dispense", "--pack", f"{GTIN}:S1", "--key", pharmacy.key, "--wait")
+    assert network.refused("supply", "dispense", "--pack", f"{GTIN}:S1", "--key", pharmacy.key, "--wait") == (
+        f"the ledger refused supply.dispense (duplicate): pack (01){GTIN}(21)S1 was already dispensed: nobody can"
+        " dispense it now"
+    )
+    trace = json.loads(network.ok("supply", "trace", GTIN, "S1", "--json"))
+    assert [event["kind"] for event in trace["events"]] == [
+        "commission",
+        "ship",
+        "receive",
+        "ship",
+        "receive",
+        "dispense",
+    ]
+    dispensed = network.run("supply", "verify", GTIN, "S1")
+    assert dispensed.exit_code == 1 and dispensed.stdout.startswith("DO NOT DISPENSE: already-dispensed")
+    assert network.ok("supply", "verify", GTIN, "S2").startswith("OK: genuine-dispensable")
+    network.ok("supply", "scan", f"{GTIN}:FAKE1", "--key", pharmacy.key, "--wait")
+    alerts = json.loads(network.ok("supply", "alerts", "--json"))["alerts"]
+    assert [(alert["kind"], alert["serial"]) for alert in alerts] == [("unknown-suspect-counterfeit", "FAKE1")]
