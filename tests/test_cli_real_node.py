@@ -227,10 +227,14 @@ def test_a_distributor_cannot_register_a_clinician_nor_a_lab_clinician_break_the
 
     hospital = network.site(HOSPITAL)  # a laboratory registers clinicians, but they do not break the glass
     lab_clinician = network.register(network.site(LAB), "clinician", "lab-clinician")
-    record_id = network.record(hospital, network.register(hospital, "patient", "glass-patient"), "imaging", b"CT")
+    patient = network.register(hospital, "patient", "glass-patient")
+    record_id = network.record(hospital, patient, "imaging", b"CT head: no bleed")
+    detail = "only clinicians of care providers (clinic, hospital) may break the glass"
     assert network.read_refused(lab_clinician, record_id, "ETREAT", "--break-glass", "collapsed") == not_authorised(
-        "record.read", "only clinicians of care providers (clinic, hospital) may break the glass"
+        "record.read", detail
     )
+    [refusal] = [entry for entry in network.trail(patient) if entry["kind"] == "record-read-refused"]
+    assert (refusal["actor"], refusal["detail"]) == (lab_clinician.id, f"break-glass: {detail}")
 
 
 def test_records_are_written_only_by_the_table_and_within_a_care_relationship(
