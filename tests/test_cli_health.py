@@ -1,7 +1,8 @@
 """The healthcare CLI without a network: the commands talk to the real RPC methods over an
 in-process client, so reads format real answers and writes are signed here and
 decided by the real rules on a real store. Bad input exits 2 before any node is asked;
-a node that is not running, or a ledger that refuses, exits 1 with the reason."""
+a node that is not running, or a ledger that refuses, exits 1 with the reason. The same
+command groups against real node processes: test_cli_real_node.py."""
 
 from __future__ import annotations
 

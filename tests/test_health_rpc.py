@@ -15,12 +15,14 @@ from fhir.resources.consent import Consent
 
 from health_world import (
     DATASET,
+    DOCTOR,
     FAR_MS,
     GTIN,
     HOSPITAL,
     LAB,
     MAKER,
     NURSE,
+    PATIENT,
     PHARMACY,
     RECORD_ID,
     SPONSOR,
@@ -32,6 +34,8 @@ from health_world import (
     fake_node,
 )
 from p2pmed.crypto import SEAL_OVERHEAD, padme
+from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRevoke
 from p2pmed.node.api.health import health_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
@@ -110,6 +114,24 @@ async def test_consent_get_uses_the_ledger_time_not_the_node_clock(methods: dict
         patient=P.hex(),
         grantee=D.hex(),
     )
+
+
+async def test_a_consent_to_a_revoked_party_is_not_shown_in_force(tmp_path: Path) -> None:
+    harness = StoreHarness(tmp_path / "store.db")
+    harness.admit_organisation(HOSPITAL, "hospital")
+    harness.admit_organisation(LAB, "laboratory")
+    harness.register_person(HOSPITAL, PATIENT, "patient")
+    harness.register_person(HOSPITAL, DOCTOR, "clinician")
+    for grantee in (D, LAB.public_key):
+        harness.ok(PATIENT, "consent.grant", ConsentGrant(P, grantee, ("laboratory",), "TREAT", FAR_MS))
+    harness.ok(HOSPITAL, "identity.person.revoke", PersonRevoke(D))
+    for validator in harness.validators[:3]:  # 2f+1 of four
+        harness.ok(validator, "identity.org.revoke", OrgRevoke(LAB.public_key))
+    methods = health_methods(fake_node(harness.store))
+    assert (await call(methods, "consent.list", patient=P.hex()))["consents"] == []
+    for grantee in (D, LAB.public_key):
+        assert await call(methods, "consent.get", patient=P.hex(), grantee=grantee.hex(), category="laboratory") is None
+    harness.store.close()
 
 
 async def test_consent_list_shows_consents_in_force_and_delegates(

@@ -129,9 +129,18 @@ def _trial(found: Trial) -> dict[str, Any]:
     }
 
 
+def _covers_anyone(store: ScanState, provision: ConsentProvision) -> bool:
+    """Whether the grantee is still a party in force: a consent to an organisation or a person
+    since revoked lets nobody read, so it is not shown as in force, though the ledger keeps it."""
+    grantee = provision.grantee
+    return person_in_force(store, grantee) is not None or organisation_of(store, grantee) is not None
+
+
 def _consents(store: ScanState, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
     """The patient's consents in force at ``now_ms``, at most ``limit``, and whether more were left out."""
-    found = list(itertools.islice(consents_in_force(store, patient, now_ms), limit + 1))
+    provisions = consents_in_force(store, patient, now_ms)
+    in_force = (provision for provision in provisions if _covers_anyone(store, provision))
+    found = list(itertools.islice(in_force, limit + 1))
     return found[:limit], len(found) > limit
 
 
@@ -154,7 +163,7 @@ def health_methods(node: NodePort) -> dict[str, Method]:
     async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
         """The consent in force now for (patient, grantee, category), or null."""
         provision = valid_consent(store, params["patient"], params["grantee"], params["category"], node.ledger_time_ms)
-        return None if provision is None else plain(provision)
+        return None if provision is None or not _covers_anyone(store, provision) else plain(provision)
 
     async def consent_list(params: dict[str, Any]) -> dict[str, Any]:
         """Every consent in force now that a patient gave, and their delegates."""
