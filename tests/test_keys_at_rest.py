@@ -5,8 +5,12 @@ and a node home that is encrypted, from ``p2pmed init`` to a running ``p2pmed no
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import cbor2
@@ -18,12 +22,14 @@ from p2pmed.cli.main import cli
 from p2pmed.crypto import EncryptionPrivateKey, Kem, KeyFileError, SigningKey
 from p2pmed.keys_at_rest import KeyFileLocked, KeyProtectionFiles, MasterKey, Passphrase, ScryptCost
 from p2pmed.site import key_files
-from p2pmed.site.config import ConfigError, load_config
+from p2pmed.site.config import ConfigError, NodeConfig, load_config
 from p2pmed.site.home import CONFIG, ENCRYPTION_KEY, NODE_KEY, create_testnet, load_home
+from p2pmed.testing.process_network import ProcessNetwork
 
 CHEAP = ScryptCost(log2_n=10, r=8, p=1)  # the lowest cost a file may name: fast tests
 PASSPHRASE = Passphrase(b"correct horse battery staple", CHEAP)
 OTHER_PASSPHRASE = Passphrase(b"Tr0ub4dor&3", CHEAP)
+WAIT_S = 60.0
 MASTER_KEY = MasterKey(bytes(range(32)))
 OTHER_MASTER_KEY = MasterKey(bytes(range(1, 33)))
 SIGNING_KEY = SigningKey.generate()
@@ -448,3 +454,41 @@ def test_a_persons_keys_made_encrypted_sign_only_with_their_master_key_file(
     assert locked.exit_code == 2 and "encrypted under a master key file, and none was given" in locked.output
     opened = run(*grant, "--master-key-file", str(secrets["master"]))
     assert opened.exit_code == 1 and "no node is running" in opened.output  # the key opened; then no node answered
+
+
+# -- a real node process ----------------------------------------------------------------------
+
+
+def test_a_node_process_starts_from_an_encrypted_home_and_signs_with_encrypted_keys(
+    secrets: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="p2pmed-") as directory:  # short: the socket path must fit
+        net = ProcessNetwork(Path(directory), 1, NodeConfig(probes_from_anyone=True))
+        home, passphrase, master = net.homes[0], str(secrets["passphrase"]), str(secrets["master"])
+        assert run("keys", "encrypt", "--home", str(home), "--passphrase-file", passphrase).exit_code == 0
+        locked = subprocess.run(
+            [sys.executable, "-m", "p2pmed", "node", "--home", str(home)], capture_output=True, timeout=120, text=True
+        )
+        assert locked.returncode == 2 and "encrypted under a passphrase, and none was given" in locked.stderr
+
+        monkeypatch.setenv("P2PMED_PASSPHRASE_FILE", passphrase)  # as a Docker secret would be given
+        with net:
+            net.start(0)
+            status = net.wait_ready(0, WAIT_S)
+            site = load_home(home, KeyProtectionFiles(secrets["passphrase"]))
+            assert (status["chain_id"], status["validator_index"]) == (site.genesis.chain_id, 0)
+            patient = json.loads(
+                run("identity", "keys", "--out", f"{directory}/patient", "--master-key-file", master, "--json").output
+            )
+            registered = run(
+                *("identity", "register-person", "--home", str(home), "--key", str(home / NODE_KEY)),
+                *("--passphrase-file", passphrase, "--public-key", patient["public_key"], "--role", "patient"),
+                *("--encryption-key", patient["encryption_key"], "--wait"),
+            )
+            assert registered.exit_code == 0, registered.output
+            granted = run(
+                *("consent", "grant", "--home", str(home), "--key", patient["signing_key_file"]),
+                *("--master-key-file", master, "--grantee", site.key.public_key.hex(), "--category", "laboratory"),
+                *("--purpose", "TREAT", "--expires", "2099-12-31", "--wait"),
+            )
+            assert granted.exit_code == 0, granted.output
