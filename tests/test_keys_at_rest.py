@@ -252,6 +252,13 @@ def test_encrypting_a_key_sealed_under_something_else_is_refused_pointing_to_rek
     assert path.read_bytes() == before
 
 
+def test_a_key_file_others_can_read_is_refused_as_such_not_as_encrypted_under_something_else(tmp_path: Path) -> None:
+    path = sealed_signing_key(tmp_path, PASSPHRASE)
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="readable by others"):
+        key_files.reseal(path, None, MASTER_KEY)
+
+
 def test_a_wrong_current_passphrase_changes_nothing(tmp_path: Path) -> None:
     path = sealed_signing_key(tmp_path, PASSPHRASE)
     before = path.read_bytes()
@@ -389,7 +396,7 @@ def test_keys_encrypt_killed_between_the_two_files_leaves_usable_keys_and_a_reru
 
     again = run("keys", "encrypt", "--home", str(home), "--master-key-file", str(secrets["master"]))
     assert again.exit_code == 0, again.output
-    assert f"{home / NODE_KEY}: already encrypted so, left as it was" in again.output
+    assert f"{home / NODE_KEY}: already encrypted under the file given; left as it was" in again.output
     after = load_home(home, KeyProtectionFiles(master_key_file=secrets["master"]))
     assert (after.key.public_key, after.encryption_key.secret()) == (
         before.key.public_key,

@@ -28,14 +28,15 @@ PASSPHRASE_ENV = "P2PMED_PASSPHRASE_FILE"
 MASTER_KEY_ENV = "P2PMED_MASTER_KEY_FILE"
 
 
-def protection_options(keys: str, *, new: bool = False, envvar: bool = False) -> Callable[[F], F]:
-    """The pair of options for the key files ``keys`` names (in their help); with ``envvar``
-    they also read ``P2PMED_PASSPHRASE_FILE`` and ``P2PMED_MASTER_KEY_FILE``."""
+def protection_options(keys: str, *, new: bool = False, envvar: bool = False, note: str = "") -> Callable[[F], F]:
+    """The pair of options for the key files ``keys`` names (in their help, followed by
+    ``note``); with ``envvar`` they also read ``P2PMED_PASSPHRASE_FILE`` and
+    ``P2PMED_MASTER_KEY_FILE``."""
     prefix = "new-" if new else ""
     verb = "are to be" if new else "are"
     options = (
-        ("passphrase", PASSPHRASE_ENV, f"A file holding the passphrase {keys} {verb} encrypted under."),
-        ("master-key", MASTER_KEY_ENV, f"A file of 32 or more random bytes {keys} {verb} encrypted under."),
+        ("passphrase", PASSPHRASE_ENV, f"A file holding the passphrase {keys} {verb} encrypted under.{note}"),
+        ("master-key", MASTER_KEY_ENV, f"A file of 32 or more random bytes {keys} {verb} encrypted under.{note}"),
     )
 
     def decorate(command: F) -> F:

@@ -24,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 KEYS = "the key files"
 
 
-def targets(command: F) -> F:
+def _targets(command: F) -> F:
     """``--home`` and the FILE arguments: which key files a command works on."""
     command = click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))(command)
     return click.option(
@@ -51,7 +51,7 @@ def keys() -> None:
 
 
 @keys.command("status")
-@targets
+@_targets
 def keys_status(home: Path | None, files: tuple[Path, ...]) -> None:
     """Show how each key file is stored: not encrypted, or encrypted under what. Reads no secret."""
     from p2pmed.keys_at_rest import SEALED_FILE_SIZE_MAX
@@ -72,7 +72,7 @@ def keys_status(home: Path | None, files: tuple[Path, ...]) -> None:
 
 
 @keys.command("encrypt")
-@targets
+@_targets
 @protection_options(KEYS)
 def keys_encrypt(home: Path | None, files: tuple[Path, ...]) -> None:
     """Encrypt plain key files under the passphrase or master key file given."""
@@ -83,7 +83,7 @@ def keys_encrypt(home: Path | None, files: tuple[Path, ...]) -> None:
 
 
 @keys.command("rekey")
-@targets
+@_targets
 @protection_options(KEYS)
 @protection_options(KEYS, new=True)
 def keys_rekey(home: Path | None, files: tuple[Path, ...]) -> None:
@@ -99,7 +99,7 @@ def keys_rekey(home: Path | None, files: tuple[Path, ...]) -> None:
 
 
 @keys.command("decrypt")
-@targets
+@_targets
 @protection_options(KEYS)
 def keys_decrypt(home: Path | None, files: tuple[Path, ...]) -> None:
     """Store encrypted key files in plain again (mode 0600 still)."""
@@ -119,8 +119,12 @@ def _reseal_all(paths: list[Path], current: KeyProtection | None, new: KeyProtec
             fail(str(error), EXIT_BAD_INPUT)
         except OSError as error:
             fail(f"{path}: {error}; the key is intact: run the same command again to finish", EXIT_FAILURE)
-        state = "stored plain" if new is None else "encrypted"
-        click.echo(f"{path}: {state}" if changed else f"{path}: already {state} so, left as it was")
+        if changed:
+            click.echo(f"{path}: {'stored plain' if new is None else 'encrypted'}")
+        else:
+            click.echo(
+                f"{path}: already {'plain' if new is None else 'encrypted under the file given'}; left as it was"
+            )
     if home is not None:
         click.echo(
             "the node reads its keys with what [keys] in config.toml names, or P2PMED_PASSPHRASE_FILE /"

@@ -5,10 +5,10 @@ output helpers more than one group uses.
 
 Reads call the node's RPC methods (see docs/operators.md). Writes are signed here, on
 the client, with the key in ``--key FILE`` (an Ed25519 PEM: a person's or a site's; it
-never leaves this machine; encrypted, it opens with ``--passphrase-file`` or
-``--master-key-file``, see ``p2pmed.cli.key_protection``): the nonce comes from ``account.nonce``, the transaction
-goes out with ``tx.submit``, and ``--wait`` polls ``tx.get`` until the ledger has
-decided. A refusal, whether at submission or in the block, prints the ledger's reason
+never leaves this machine; an encrypted one opens with ``--passphrase-file`` or
+``--master-key-file``, see ``p2pmed.cli.key_protection``): the nonce comes from
+``account.nonce``, the transaction goes out with ``tx.submit``, and ``--wait`` polls
+``tx.get`` until the ledger has decided. A refusal, whether at submission or in the block, prints the ledger's reason
 and exits 1.
 
 Output is for people by default and JSON with ``--json``. Exit codes as in

@@ -89,7 +89,7 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
     default=None,
     help="Overrides [log] level in config.toml.",
 )
-@protection_options("the node's keys (overrides [keys] in config.toml)", envvar=True)
+@protection_options("the node's keys", envvar=True, note=" Overrides [keys] in config.toml.")
 def node(home: Path, log_level: str | None) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM. Exit 2 on a bad home, config,
     genesis or key file (encrypted keys and nothing to open them, a wrong passphrase, plain

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pmed import crypto, keys_at_rest
-from p2pmed.keys_at_rest import KeyFileError, KeyProtection
+from p2pmed.keys_at_rest import KeyFileError, KeyFileLocked, KeyProtection
 
 __all__ = ["RESEALING_SUFFIX", "reseal"]
 
@@ -42,17 +42,18 @@ _ENCRYPTION = _KeyKind(crypto.load_encryption_key, crypto.save_encryption_key)
 def reseal(path: Path, current: KeyProtection | None, new: KeyProtection | None) -> bool:
     """Re-encrypt the key file at ``path`` from ``current`` to ``new``; False when it is
     already under ``new``. Raises ``KeyFileError`` (the file unchanged) or ``OSError``."""
-    kind, sealed = _kind_of(path)
+    kind = _kind_of(path)
     try:
-        kind.load(path, new)
-        return False
-    except KeyFileError:
-        if sealed and current is None:
+        key = kind.load(path, current)
+    except KeyFileError as error:
+        if _opens(kind, path, new):
+            return False  # done by an earlier run, perhaps one cut short
+        if isinstance(error, KeyFileLocked):
             raise KeyFileError(
                 f"{path}: already encrypted, and not under the passphrase or master key file given;"
                 " change what it is encrypted under with p2pmed keys rekey"
             ) from None
-    key = kind.load(path, current)
+        raise
     fresh = path.with_name(path.name + RESEALING_SUFFIX)
     fresh.unlink(missing_ok=True)
     kind.save(fresh, key, new)
@@ -64,8 +65,16 @@ def reseal(path: Path, current: KeyProtection | None, new: KeyProtection | None)
     return True
 
 
-def _kind_of(path: Path) -> tuple[_KeyKind, bool]:
-    """Whether ``path`` holds a signing or an encryption key, and whether it is sealed."""
+def _opens(kind: _KeyKind, path: Path, protection: KeyProtection | None) -> bool:
+    try:
+        kind.load(path, protection)
+    except KeyFileError:
+        return False
+    return True
+
+
+def _kind_of(path: Path) -> _KeyKind:
+    """Whether ``path`` holds a signing or an encryption key."""
     try:
         with path.open("rb") as file:
             start = file.read(keys_at_rest.SEALED_FILE_SIZE_MAX + 1)
@@ -76,8 +85,8 @@ def _kind_of(path: Path) -> tuple[_KeyKind, bool]:
             key_type = keys_at_rest.key_type_of(start)
         except KeyFileError as error:
             raise KeyFileError(f"{path}: {error}") from None
-        return (_SIGNING if key_type == "ed25519" else _ENCRYPTION), True
-    return (_SIGNING if start.startswith(_PEM_BEGIN) else _ENCRYPTION), False
+        return _SIGNING if key_type == "ed25519" else _ENCRYPTION
+    return _SIGNING if start.startswith(_PEM_BEGIN) else _ENCRYPTION
 
 
 def _fsync_directory(directory: Path) -> None:
