@@ -20,7 +20,8 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER p2pmed
-# The node's home: key (0600), config.toml, genesis.json, the SQLite store and the RPC socket.
+# The node's home: keys (0600; encrypted at rest if P2PMED_PASSPHRASE_FILE or P2PMED_MASTER_KEY_FILE
+# names a secret, see docs/operators.md), config.toml, genesis.json, the SQLite store and the RPC socket.
 VOLUME /data
 ENV P2PMED_HOME=/data
 EXPOSE 26656

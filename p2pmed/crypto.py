@@ -23,6 +23,7 @@ import enum
 import functools
 import os
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +33,8 @@ from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from p2pmed import codec
+from p2pmed import codec, keys_at_rest
+from p2pmed.keys_at_rest import KeyFileError, KeyProtection
 
 __all__ = [
     "CryptoError",
@@ -63,15 +65,12 @@ SIGNATURE_SIZE = 64
 DATA_KEY_SIZE = 32
 NONCE_SIZE = 12
 _SIGNATURE_CONTEXT = "p2pmed-signature-v1"
+_ED25519 = "ed25519"
 _WRAP_INFO_PREFIX = b"p2pmed-key-wrap-v1\x00"
 
 
 class CryptoError(Exception):
     """A ciphertext, wrapped key or key that does not open with what was given."""
-
-
-class KeyFileError(Exception):
-    """A key file that is missing, unsafe, encrypted with another passphrase or not a key."""
 
 
 class SignatureDomain(enum.StrEnum):
@@ -167,16 +166,16 @@ class Ed25519Verifier:
         return verify(public_key, signature, domain, chain_id, payload)
 
 
-def save_signing_key(path: Path, key: SigningKey, passphrase: bytes | None = None) -> None:
-    """Write ``key`` as PKCS#8 PEM, readable by the owner only; never overwrite."""
-    if passphrase is not None and not passphrase:
-        raise KeyFileError(f"{path}: empty passphrase; give a real one, or none for an unencrypted key")
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
-    )
-    _write_private_file(
-        path, key._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    )
+def save_signing_key(path: Path, key: SigningKey, protection: KeyProtection | None = None) -> None:
+    """Write ``key``, readable by the owner only, never overwriting: as PKCS#8 PEM, or
+    sealed under ``protection`` (``p2pmed.keys_at_rest``)."""
+    if protection is not None:
+        data = keys_at_rest.seal(_ED25519, key.seed(), protection)
+    else:
+        data = key._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    _write_private_file(path, data)
 
 
 def _write_private_file(path: Path, data: bytes) -> None:
@@ -205,16 +204,43 @@ def _read_private_file(path: Path) -> bytes:
     return data
 
 
-def load_signing_key(path: Path, passphrase: bytes | None = None) -> SigningKey:
-    """Read a key written by ``save_signing_key``; refuse files others can read."""
-    data = _read_private_file(path)
+def _unsealed(
+    path: Path, data: bytes, protection: KeyProtection | None, key_types: Collection[str]
+) -> tuple[str, bytes] | None:
+    """The key type and secret of a sealed key file of one of ``key_types``; None for a plain one,
+    which ``protection`` must then be None for: a home is all sealed or all plain."""
+    if not keys_at_rest.is_sealed(data):
+        if protection is not None:
+            raise KeyFileError(
+                f"{path}: not encrypted, but a passphrase or master key file was given; encrypt it first"
+                " (p2pmed keys encrypt), or give none"
+            )
+        return None
     try:
-        key = serialization.load_pem_private_key(data, password=passphrase)
-    except TypeError as error:
-        reason = "needs a passphrase" if passphrase is None else "is not encrypted; give no passphrase"
-        raise KeyFileError(f"{path}: key file {reason}") from error
+        key_type, secret = keys_at_rest.unseal(data, protection)
+    except KeyFileError as error:
+        raise type(error)(f"{path}: {error}") from None
+    if key_type not in key_types:
+        raise KeyFileError(f"{path}: holds a sealed {key_type} key, not {' or '.join(sorted(key_types))}")
+    return key_type, secret
+
+
+def load_signing_key(path: Path, protection: KeyProtection | None = None) -> SigningKey:
+    """Read a key written by ``save_signing_key`` (sealed ones with ``protection``);
+    refuse files others can read."""
+    data = _read_private_file(path)
+    sealed = _unsealed(path, data, protection, {_ED25519})
+    if sealed is not None:
+        return SigningKey.from_seed(sealed[1])
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise KeyFileError(
+            f"{path}: an encrypted PKCS#8 key, which p2pmed does not read; decrypt it (openssl pkey) and"
+            " seal it with p2pmed keys encrypt"
+        ) from None
     except ValueError:
-        raise KeyFileError(f"{path}: not a PEM private key, or wrong passphrase") from None
+        raise KeyFileError(f"{path}: not a PEM private key") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise KeyFileError(f"{path}: expected an Ed25519 key, found {type(key).__name__}")
     return SigningKey(key)
@@ -298,13 +324,21 @@ class EncryptionPrivateKey:
 _ENCRYPTION_KEY_FILE_HEADER = b"p2pmed encryption key v1 "
 
 
-def save_encryption_key(path: Path, key: EncryptionPrivateKey) -> None:
-    """Write ``key`` (one line: a header, the KEM, the secret in hex), mode 0600; never overwrite."""
-    _write_private_file(path, _ENCRYPTION_KEY_FILE_HEADER + f"{key.kem.value} {key.secret().hex()}\n".encode())
+def save_encryption_key(path: Path, key: EncryptionPrivateKey, protection: KeyProtection | None = None) -> None:
+    """Write ``key``, mode 0600, never overwriting: one line (a header, the KEM, the secret
+    in hex), or sealed under ``protection`` (``p2pmed.keys_at_rest``)."""
+    if protection is not None:
+        data = keys_at_rest.seal(key.kem.value, key.secret(), protection)
+    else:
+        data = _ENCRYPTION_KEY_FILE_HEADER + f"{key.kem.value} {key.secret().hex()}\n".encode()
+    _write_private_file(path, data)
 
 
-def load_encryption_key(path: Path) -> EncryptionPrivateKey:
+def load_encryption_key(path: Path, protection: KeyProtection | None = None) -> EncryptionPrivateKey:
     data = _read_private_file(path)
+    sealed = _unsealed(path, data, protection, {kem.value for kem in Kem})
+    if sealed is not None:
+        return EncryptionPrivateKey(Kem(sealed[0]), sealed[1])
     try:
         kem, secret = data.removeprefix(_ENCRYPTION_KEY_FILE_HEADER).decode().split()
         return EncryptionPrivateKey(Kem(kem), bytes.fromhex(secret))

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.key_protection import given_protection, protection_options
 from p2pmed.cli.signing import (
     ID,
     HexBytes,
@@ -102,19 +103,21 @@ def identity() -> None:
     help=f"Directory for {SIGNING_KEY_FILE} and {ENCRYPTION_KEY_FILE} (created; existing keys are never overwritten).",
 )
 @KEM_OPTION
+@protection_options("the new key files")
 @JSON_OPTION
 def identity_keys(out: Path, kem: str, as_json: bool) -> None:
-    """Make a person's signing key and encryption key (files of mode 0600) and print their
-    public halves, which the registering site needs. The signing key's public half is the
-    person's id for life."""
+    """Make a person's signing key and encryption key (files of mode 0600, encrypted under a
+    passphrase or master key file if one is given) and print their public halves, which the
+    registering site needs. The signing key's public half is the person's id for life."""
     signing, encryption = SigningKey.generate(), EncryptionPrivateKey.generate(Kem(kem))
     existing = [name for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE) if (out / name).exists()]
     if existing:
         fail(f"{out / existing[0]}: already exists; refusing to overwrite a key", EXIT_BAD_INPUT)
+    protection = given_protection()
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        save_signing_key(out / SIGNING_KEY_FILE, signing)
-        save_encryption_key(out / ENCRYPTION_KEY_FILE, encryption)
+        save_signing_key(out / SIGNING_KEY_FILE, signing, protection)
+        save_encryption_key(out / ENCRYPTION_KEY_FILE, encryption, protection)
     except (KeyFileError, OSError) as error:
         fail(str(error), EXIT_BAD_INPUT)
     result = {

@@ -8,6 +8,7 @@ from p2pmed.cli.audit import AUDIT_COMMANDS
 from p2pmed.cli.bench import BENCH_COMMANDS
 from p2pmed.cli.chain import CHAIN_COMMANDS
 from p2pmed.cli.identity import IDENTITY_COMMANDS
+from p2pmed.cli.keys import KEYS_COMMANDS
 from p2pmed.cli.record import RECORD_COMMANDS
 from p2pmed.cli.sim import SIM_COMMANDS
 from p2pmed.cli.site import SITE_COMMANDS
@@ -32,6 +33,7 @@ def demo() -> None:
 
 for command in (
     *SITE_COMMANDS,
+    *KEYS_COMMANDS,
     *CHAIN_COMMANDS,
     *BENCH_COMMANDS,
     *SIM_COMMANDS,

@@ -28,9 +28,11 @@ import click
 
 from p2pmed import codec
 from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
-from p2pmed.cli.signing import ID, KEY_OPTION, NamedParty
+from p2pmed.cli.key_protection import given_protection, protection_options
+from p2pmed.cli.signing import ID, KEY_OPTION, SIGNER_PROTECTION_OPTIONS, NamedParty
 from p2pmed.client.records import CustodyFailed, LedgerRefused, open_reason, read_record, submit, write_record
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
+from p2pmed.keys_at_rest import KeyProtection
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES
 from p2pmed.ledger.contracts.records import REVIEW_FINDINGS, SIZE_MAX, BreakGlassReview, RecordErase, RecordRead
 from p2pmed.ledger.tx import decode_transaction
@@ -60,10 +62,11 @@ class NewRecord:
 # -- input ---------------------------------------------------------------------------------
 
 
-def _load(loader: Callable[[Path], T], path: Path) -> T:
-    """A key file read by ``loader``; a missing, unreadable or wrong one is bad input."""
+def _load(loader: Callable[[Path, KeyProtection | None], T], path: Path) -> T:
+    """A key file read by ``loader`` (encrypted, with ``--passphrase-file`` or
+    ``--master-key-file``); a missing, unreadable or wrong one is bad input."""
     try:
-        return loader(path)
+        return loader(path, given_protection())
     except KeyFileError as error:
         fail(str(error), EXIT_BAD_INPUT)
 
@@ -221,6 +224,7 @@ def record() -> None:
 @HOME_OPTION
 @JSON_OPTION
 @KEY_OPTION
+@SIGNER_PROTECTION_OPTIONS
 @click.option("--patient", type=ID, default=None, help="The patient's person id [with --fhir: the resource's subject].")
 @click.option(
     "--category",
@@ -300,6 +304,7 @@ def _encryption_key_option(help_text: str) -> Callable[[F], F]:
 @record.command("read")
 @HOME_OPTION
 @KEY_OPTION
+@SIGNER_PROTECTION_OPTIONS
 @_encryption_key_option("The reader's encryption key file (from p2pmed identity keys): the key shares open with it.")
 @RECORD_OPTION
 @click.option(
@@ -347,6 +352,7 @@ def record_read(
 @HOME_OPTION
 @JSON_OPTION
 @KEY_OPTION
+@SIGNER_PROTECTION_OPTIONS
 @RECORD_OPTION
 def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) -> None:
     """Erase a record, signed by its patient or a delegate. The anchor stays, marked erased;
@@ -370,6 +376,7 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
 @_encryption_key_option(
     "The patient's or the organisation's encryption key file: one of the sealed copies opens with it."
 )
+@protection_options("the encryption key file")
 def record_reason(home: Path, event: bytes, encryption_key_file: Path) -> None:
     """Open the stated reason of a break-glass read, sealed to the patient and the clinician's
     organisation, and check it against the SHA-256 on the ledger."""
@@ -398,6 +405,7 @@ def record_reason(home: Path, event: bytes, encryption_key_file: Path) -> None:
 @HOME_OPTION
 @JSON_OPTION
 @KEY_OPTION
+@SIGNER_PROTECTION_OPTIONS
 @click.option("--event", type=ID, required=True, help="The break-glass read's transaction id.")
 @click.option("--finding", type=click.Choice(sorted(REVIEW_FINDINGS)), required=True)
 def record_review(home: Path, as_json: bool, key_file: Path, event: bytes, finding: str) -> None:

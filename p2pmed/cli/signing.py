@@ -5,9 +5,10 @@ output helpers more than one group uses.
 
 Reads call the node's RPC methods (see docs/operators.md). Writes are signed here, on
 the client, with the key in ``--key FILE`` (an Ed25519 PEM: a person's or a site's; it
-never leaves this machine): the nonce comes from ``account.nonce``, the transaction
-goes out with ``tx.submit``, and ``--wait`` polls ``tx.get`` until the ledger has
-decided. A refusal, whether at submission or in the block, prints the ledger's reason
+never leaves this machine; an encrypted one opens with ``--passphrase-file`` or
+``--master-key-file``, see ``p2pmed.cli.key_protection``): the nonce comes from
+``account.nonce``, the transaction goes out with ``tx.submit``, and ``--wait`` polls
+``tx.get`` until the ledger has decided. A refusal, whether at submission or in the block, prints the ledger's reason
 and exits 1.
 
 Output is for people by default and JSON with ``--json``. Exit codes as in
@@ -27,6 +28,7 @@ import click
 
 from p2pmed.cli.chain import human_tx
 from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node
+from p2pmed.cli.key_protection import given_protection, protection_options
 from p2pmed.client.tx import sign_next, wait_decided
 from p2pmed.crypto import KeyFileError, SigningKey, load_signing_key
 from p2pmed.rpc.client import RpcClient, RpcError
@@ -34,6 +36,7 @@ from p2pmed.rpc.client import RpcClient, RpcError
 __all__ = [
     "ID",
     "KEY_OPTION",
+    "SIGNER_PROTECTION_OPTIONS",
     "TIMEOUT_OPTION",
     "HexBytes",
     "NamedParty",
@@ -132,6 +135,7 @@ KEY_OPTION = click.option(
     required=True,
     help="The signer's Ed25519 private key (PEM, mode 0600).",
 )
+SIGNER_PROTECTION_OPTIONS = protection_options("the signer's key files")
 WAIT_OPTION = click.option(
     "--wait", is_flag=True, help="Wait until the transaction is in a block; exit 1 if the ledger refused it."
 )
@@ -142,7 +146,9 @@ TIMEOUT_OPTION = click.option(
 
 def write_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every signing command takes."""
-    for option in reversed((HOME_OPTION, JSON_OPTION, KEY_OPTION, WAIT_OPTION, TIMEOUT_OPTION)):
+    for option in reversed(
+        (HOME_OPTION, JSON_OPTION, KEY_OPTION, SIGNER_PROTECTION_OPTIONS, WAIT_OPTION, TIMEOUT_OPTION)
+    ):
         command = option(command)
     return command
 
@@ -162,7 +168,7 @@ def read(home: Path, as_json: bool, human: Callable[[Any], str], method: str, **
 
 def load_key(path: Path) -> SigningKey:
     try:
-        return load_signing_key(path)
+        return load_signing_key(path, given_protection())
     except KeyFileError as error:
         fail(str(error), EXIT_BAD_INPUT)
 

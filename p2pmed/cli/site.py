@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION
+from p2pmed.cli.key_protection import given_protection_files, protection_options
 from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS
 
 __all__ = ["SITE_COMMANDS"]
@@ -28,14 +29,17 @@ __all__ = ["SITE_COMMANDS"]
     show_default=True,
     help="What kind of organisation this site is.",
 )
+@protection_options("the node's keys")
 def init(home: Path, moniker: str, listen: str, kind: str) -> None:
-    """Create a node: its Ed25519 and encryption keys (mode 0600) and a commented config.toml,
-    and print the entry that the network's genesis.json needs for it."""
+    """Create a node: its Ed25519 and encryption keys (mode 0600; encrypted under a passphrase
+    or master key file if one is given, which config.toml then names) and a commented
+    config.toml, and print the entry that the network's genesis.json needs for it."""
+    from p2pmed.keys_at_rest import KeyFileError
     from p2pmed.site.home import HomeError, init_home
 
     try:
-        node = init_home(home, moniker, listen)
-    except HomeError as error:
+        node = init_home(home, moniker, listen, protection_files=given_protection_files())
+    except (HomeError, KeyFileError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     entry = {
@@ -91,10 +95,12 @@ def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str
     is_flag=True,
     help="Also stop when the process that started this node exits (harnesses: demo, sim, bench, tests).",
 )
+@protection_options("the node's keys", envvar=True, note=" Overrides [keys] in config.toml.")
 def node(home: Path, log_level: str | None, exit_with_parent: bool) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM. Exit 2 on a bad home, config,
-    genesis or key file; 1 if it cannot run (port in use, unreadable store) or stops because
-    a store write failed (disk full: the node never runs with memory ahead of its disk)."""
+    genesis or key file (encrypted keys and nothing to open them, a wrong passphrase, plain
+    keys but a passphrase given); 1 if it cannot run (port in use, unreadable store) or stops
+    because a store write failed (disk full: the node never runs with memory ahead of its disk)."""
     import trio
 
     from p2pmed.crypto import KeyFileError
@@ -107,7 +113,7 @@ def node(home: Path, log_level: str | None, exit_with_parent: bool) -> None:
     from p2pmed.store import StoreError
 
     try:
-        loaded = load_home(home)
+        loaded = load_home(home, given_protection_files())
     except (KeyedInputError, KeyFileError, HomeError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -24,6 +24,7 @@ from p2pmed.input_error import KeyedInputError
 __all__ = ["CONFIG_TEMPLATE", "ConfigError", "NodeConfig", "load_config", "render_config"]
 
 CONFIG_SIZE_MAX = 1 << 16
+PATH_LENGTH_MAX = 4096
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 GOSSIP_PUBLISHERS = ("validators", "any")
@@ -53,6 +54,8 @@ class NodeConfig:
     fault_injection: bool = False
     probes_from_anyone: bool = False
     heartbeat_interval_ms: int = 60_000
+    passphrase_file: str = ""
+    master_key_file: str = ""
 
     @property
     def watermark_window(self) -> int:
@@ -114,6 +117,15 @@ checkpoint_interval = {checkpoint_interval}
 # that consents, grants and other expiries take effect without traffic.
 heartbeat_interval_ms = {heartbeat_interval_ms}
 
+[keys]
+# What node_key.pem and encryption_key are encrypted under, if they are (see
+# `p2pmed keys` and docs/operators.md, "Keys at rest"): a file holding the
+# passphrase, or a master key file of at least 32 random bytes; at most one.
+# A relative path is relative to this home; "" means none. The environment
+# variables P2PMED_PASSPHRASE_FILE and P2PMED_MASTER_KEY_FILE take precedence.
+passphrase_file = {passphrase_file}
+master_key_file = {master_key_file}
+
 [log]
 # "auto" (readable on a terminal, JSON lines otherwise), "json" or "console".
 format = {log_format}
@@ -165,6 +177,12 @@ def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
 
+def _path_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > PATH_LENGTH_MAX or "\0" in value:
+        return f'expected a file path of at most {PATH_LENGTH_MAX} characters, or "" for none'
+    return None
+
+
 def _multiaddr(value: Any) -> str | None:
     if not isinstance(value, str) or not value.startswith("/ip") or "/tcp/" not in value or len(value) > 256:
         return "expected a TCP multiaddr such as /ip4/127.0.0.1/tcp/26656"
@@ -188,6 +206,8 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("consensus", "block_time_skew_max_ms"): ("block_time_skew_max_ms", _integer(1_000, 3_600_000)),
     ("consensus", "checkpoint_interval"): ("checkpoint_interval", _integer(1, 10_000)),
     ("consensus", "heartbeat_interval_ms"): ("heartbeat_interval_ms", _integer(1_000, 86_400_000)),
+    ("keys", "passphrase_file"): ("passphrase_file", _path_or_none),
+    ("keys", "master_key_file"): ("master_key_file", _path_or_none),
     ("log", "format"): ("log_format", _choice(LOG_FORMATS)),
     ("log", "level"): ("log_level", _choice(LOG_LEVELS)),
     ("fault_injection", "enabled"): ("fault_injection", _boolean),
@@ -221,6 +241,8 @@ def parse_config(document: dict[str, Any]) -> NodeConfig:
         else:
             field = _field("", name)
             values[field] = _checked("", name, value)
+    if values.get("passphrase_file") and values.get("master_key_file"):
+        raise ConfigError("keys", "set passphrase_file or master_key_file, not both")
     return NodeConfig(**values)
 
 

@@ -2,6 +2,8 @@
 
 <home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
 <home>/encryption_key the site's X25519 key for the records it keeps, mode 0600
+                      (both plain, or both sealed under a passphrase or master key
+                      file the operator supplies: see p2pmed.keys_at_rest)
 <home>/config.toml    operator settings (see p2pmed.site.config)
 <home>/genesis.json   chain id and validator set, identical on every node
 <home>/data/          the SQLite store
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from p2pmed import crypto
 from p2pmed.consensus.sizes import new_view_fits
+from p2pmed.keys_at_rest import KeyFileLocked, KeyProtectionFiles
 from p2pmed.quorum import quorum_size
 from p2pmed.site.config import NodeConfig, load_config, render_config
 from p2pmed.site.genesis import Genesis, ValidatorInfo, load_genesis, write_genesis
@@ -46,20 +49,42 @@ class NewNode:
     encryption_key: crypto.EncryptionPrivateKey
 
 
-def init_home(home: Path, moniker: str, listen: str, *, test_network: bool = False) -> NewNode:
+def init_home(
+    home: Path,
+    moniker: str,
+    listen: str,
+    *,
+    test_network: bool = False,
+    protection_files: KeyProtectionFiles | None = None,
+) -> NewNode:
     """Create a node's keys and commented config; refuse to touch an existing node. A test
-    network's nodes admit load probes from anyone (``NodeConfig.probes_from_anyone``)."""
+    network's nodes admit load probes from anyone (``NodeConfig.probes_from_anyone``).
+    With ``protection_files`` the keys are sealed under what they hold, and config.toml's
+    ``[keys]`` names them (as absolute paths) for the daemon. Raises ``KeyFileError`` for
+    an unusable passphrase or master key file, before anything is written."""
     for name in (NODE_KEY, ENCRYPTION_KEY, CONFIG):
         if (home / name).exists():
             raise HomeError(f"{home / name} already exists; refusing to overwrite a node's {name}")
+    protection_files = protection_files or KeyProtectionFiles()
+    protection = protection_files.read()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
     node = NewNode(crypto.SigningKey.generate(), crypto.EncryptionPrivateKey.generate())
-    crypto.save_signing_key(home / NODE_KEY, node.key)
-    crypto.save_encryption_key(home / ENCRYPTION_KEY, node.encryption_key)
-    config = NodeConfig(moniker=moniker, listen=listen, probes_from_anyone=test_network)
+    crypto.save_signing_key(home / NODE_KEY, node.key, protection)
+    crypto.save_encryption_key(home / ENCRYPTION_KEY, node.encryption_key, protection)
+    config = NodeConfig(
+        moniker=moniker,
+        listen=listen,
+        probes_from_anyone=test_network,
+        passphrase_file=_absolute(protection_files.passphrase_file),
+        master_key_file=_absolute(protection_files.master_key_file),
+    )
     (home / CONFIG).write_text(render_config(config))
     return node
+
+
+def _absolute(path: Path | None) -> str:
+    return str(path.absolute()) if path is not None else ""
 
 
 def create_testnet(out: Path, nodes: int, base_port: int, chain_id: str, ips: Sequence[str] = ()) -> list[Path]:
@@ -118,14 +143,24 @@ class LoadedHome:
         return self.path / self.config.rpc_socket
 
 
-def load_home(home: Path) -> LoadedHome:
-    """Read and check a node's config, genesis and key. Raises ``ConfigError``,
+def load_home(home: Path, protection_files: KeyProtectionFiles | None = None) -> LoadedHome:
+    """Read and check a node's config, genesis and keys. The keys open with
+    ``protection_files`` if any is given (the environment's), else with config.toml's
+    ``[keys]``; sealed and plain keys are not mixed. Raises ``ConfigError``,
     ``GenesisError``, ``KeyFileError`` or ``HomeError`` saying what to fix."""
     if not home.is_dir():
         raise HomeError(f"{home} is not a node home directory; create one with `p2pmed init --home {home}`")
     config = load_config(home / CONFIG)
     genesis = load_genesis(home / GENESIS)
-    key = crypto.load_signing_key(home / NODE_KEY)
+    protection = (protection_files or _configured_protection_files(home, config)).read()
+    try:
+        key = crypto.load_signing_key(home / NODE_KEY, protection)
+        encryption_key = crypto.load_encryption_key(home / ENCRYPTION_KEY, protection)
+    except KeyFileLocked as error:
+        raise KeyFileLocked(
+            f"{error}: set [keys] passphrase_file or master_key_file in {home / CONFIG},"
+            " or P2PMED_PASSPHRASE_FILE or P2PMED_MASTER_KEY_FILE in the environment"
+        ) from None
     if key.public_key not in genesis.validator_keys:
         raise HomeError(
             f"this node's key {key.public_key.hex()[:16]}… is not among the validators in {home / GENESIS};"
@@ -138,7 +173,6 @@ def load_home(home: Path) -> LoadedHome:
             f" {len(genesis.validators)} validators: a view change over {config.watermark_window} blocks"
             " could exceed a 16 MiB frame; lower it"
         )
-    encryption_key = crypto.load_encryption_key(home / ENCRYPTION_KEY)
     if encryption_key.public_key.key != genesis.validators[index].encryption_key:
         raise HomeError(
             f"{home / ENCRYPTION_KEY} does not match this node's encryption_key in {home / GENESIS};"
@@ -152,3 +186,11 @@ def load_home(home: Path) -> LoadedHome:
         )
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
     return loaded
+
+
+def _configured_protection_files(home: Path, config: NodeConfig) -> KeyProtectionFiles:
+    """config.toml's ``[keys]``, relative paths taken from ``home``."""
+    return KeyProtectionFiles(
+        home / config.passphrase_file if config.passphrase_file else None,
+        home / config.master_key_file if config.master_key_file else None,
+    )

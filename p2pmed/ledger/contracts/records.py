@@ -20,7 +20,7 @@ the patient, holds a consent in force for the record's category and the stated
 purpose, or is staff of an organisation that holds one. A clinician of a care
 provider may instead break the glass for treatment (``break_glass`` with a stated
 reason): allowed without consent, always recorded as such. A passing read leaves a read grant that lets
-the custodians hand the ciphertext and a key wrap to that reader for
+the custodians hand the ciphertext and their key shares to that reader for
 ``READ_GRANT_MS``; they check it, and the consent, again at their latest height.
 
 Erasure (``record.erase``, by the patient or a delegate) marks the anchor
