@@ -15,7 +15,9 @@ committed block, never the wall clock, so all custodians decide alike.
   in force: a revoke ends access even within the grant's ten minutes. Another
   custodian of the record is served too (with a wrap to its own key), so that a
   site that missed the upload can fetch it, but only when that custodian's own
-  node asks: naming a custodian as the reader is not enough.
+  node asks: naming a custodian as the reader is not enough. A custodian is
+  served under its custody key from genesis, which its organisation's key rotation
+  leaves alone.
 - Erase the ciphertext and the wrap when ``record.erase`` commits.
 """
 
@@ -34,7 +36,7 @@ from p2pmed.crypto import (
     wrap_key,
 )
 from p2pmed.ledger.contracts.consent import party_id
-from p2pmed.ledger.contracts.identity import organisation_of, person_of
+from p2pmed.ledger.contracts.identity import organisation_of, person_of, site_encryption_key
 from p2pmed.ledger.contracts.records import Record, access, read_grant, record
 from p2pmed.ledger.state import StateReader
 from p2pmed.net.blob_protocol import BlobRequest, BlobResponse, refused
@@ -102,9 +104,10 @@ class Custodian:
         if reader_key in anchor.custodians:
             if requester != reader_key:
                 raise CustodyRefused("a custodian's copy is served only when that custodian's own node asks")
+            recipient = self._custody_key_of(reader_key)
         else:
             self._check_reader(anchor, reader_key)
-        recipient = self._encryption_key_of(reader_key)
+            recipient = self._encryption_key_of(reader_key)
         sealed, own_wrap = held
         data_key = unwrap_key(own_wrap, self.encryption_key, record_id)
         return Served(sealed, wrap_key(data_key, recipient, record_id))
@@ -123,6 +126,13 @@ class Custodian:
         decision = access(self.state, reader_key, anchor, grant.purpose, now)
         if not decision.allowed:
             raise CustodyRefused(f"access ended since the read was granted: {decision.detail}")
+
+    def _custody_key_of(self, custodian: bytes) -> EncryptionPublicKey:
+        """The genesis key a custodian keeps records under, whatever its organisation rotated to."""
+        found = site_encryption_key(self.state, custodian)
+        if found is None:
+            raise CustodyRefused("the custodian is not a genesis site")
+        return found
 
     def _encryption_key_of(self, key: bytes) -> EncryptionPublicKey:
         found = person_of(self.state, key)
