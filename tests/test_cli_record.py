@@ -571,7 +571,7 @@ def test_identity_lifecycle_through_the_cli_rotate_vote_and_revoke(net: ProcessN
     assert revoked.exit_code == 0, revoked.output
     assert "REVOKED" in run(hospital, "identity", "person", clinician.id).output
 
-    org_vote = run(lab, "identity", "revoke-org", "--key", str(lab / "node_key.pem"), "--org-key", "ab" * 32, "--wait")
+    org_vote = run(lab, "identity", "revoke-org", "--key", str(lab / "node_key.pem"), "--org", "ab" * 32, "--wait")
     assert org_vote.exit_code == 1 and "no organisation in force has this id" in org_vote.output
 
 

@@ -10,13 +10,17 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from health_world import GTIN, MAKER, InProcessClient
 from ledger_harness import LedgerHarness, glass, key
+from p2pmed.cli.main import cli
 from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
     SigningKey,
     encrypt_record,
+    save_signing_key,
     unwrap_key,
     wrap_key,
 )
@@ -327,3 +331,38 @@ def test_a_genesis_site_moves_its_ledger_key_off_the_validator_key(ledger: Ledge
     keeper.accept(record_id, sealed, wrap_key(data_key, ledger.site_encryption_keys[1].public_key, record_id))
     served = keeper.serve(record_id, validator.public_key, validator.public_key)
     assert unwrap_key(served.wrap, ledger.site_encryption_keys[0], record_id) == data_key
+
+
+def run(home: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, [*args[:2], "--home", str(home), *args[2:]])
+
+
+def test_the_cli_rotates_an_organisation_and_the_rpc_finds_it_by_id_or_current_key(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    old_file, maker_next = directory / "maker.pem", key("maker-2027")
+    save_signing_key(old_file, MAKER)
+    new_encryption = fresh_encryption_key().key.hex()
+    rotated = run(
+        *(home, "identity", "rotate-org", "--key", str(old_file), "--new-public-key", maker_next.public_key.hex()),
+        *("--encryption-key", new_encryption, "--wait"),
+    )
+    assert rotated.exit_code == 0, rotated.output
+    maker_id = MAKER.public_key.hex()
+    for id_or_key in (maker_id, maker_next.public_key.hex()):
+        shown = client.call("identity.organisation", key=id_or_key)
+        assert (shown["id"], shown["key"], shown["encryption_key"]["key"]) == (
+            maker_id,
+            maker_next.public_key.hex(),
+            new_encryption,
+        )
+    shown_by_cli = run(home, "identity", "org", maker_next.public_key.hex())
+    assert f"id             {maker_id}" in shown_by_cli.output, shown_by_cli.output
+    # The maker holds its packs under its id; asked by its current key, the node answers for the id.
+    verdict = client.call("supply.verify", gtin=GTIN, serial="S1", organisation=maker_next.public_key.hex())
+    assert verdict["status"] == "genuine-dispensable", verdict["message"]
+    again = run(
+        *(home, "identity", "rotate-org", "--key", str(old_file), "--new-public-key", key("x").public_key.hex()),
+        *("--encryption-key", new_encryption, "--wait"),
+    )
+    assert again.exit_code == 1 and "current key of an organisation in force" in again.output
