@@ -571,8 +571,8 @@ def test_identity_lifecycle_through_the_cli_rotate_vote_and_revoke(net: ProcessN
     assert revoked.exit_code == 0, revoked.output
     assert "REVOKED" in run(hospital, "identity", "person", clinician.id).output
 
-    org_vote = run(lab, "identity", "revoke-org", "--key", str(lab / "node_key.pem"), "--org-key", "ab" * 32, "--wait")
-    assert org_vote.exit_code == 1 and "no organisation in force has this key" in org_vote.output
+    org_vote = run(lab, "identity", "revoke-org", "--key", str(lab / "node_key.pem"), "--org", "ab" * 32, "--wait")
+    assert org_vote.exit_code == 1 and "no organisation in force has this id" in org_vote.output
 
 
 def test_a_patient_follows_their_notices_as_blocks_commit(net: ProcessNetwork) -> None:

@@ -106,7 +106,7 @@ def fhir() -> None:
     type=NamedParty(),
     multiple=True,
     metavar="REFERENCE=HEX",
-    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation key; repeat.",
+    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation id; repeat.",
 )
 @JSON_OPTION
 def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], ...], as_json: bool) -> None:

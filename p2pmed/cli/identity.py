@@ -62,9 +62,12 @@ def human_person(result: dict[str, Any]) -> str:
 
 
 def human_organisation(result: dict[str, Any]) -> str:
+    admitted = result["since_height"]
+    state = f"in force since height {admitted}" if result["active"] else f"REVOKED (admitted at height {admitted})"
     return (
-        f"{result['name']} ({result['kind']}), in force since height {result['since_height']}\n"
-        f"  key            {result['key']}\n"
+        f"{result['name']} ({result['kind']}), {state}\n"
+        f"  id             {result['id']}\n"
+        f"  signing key    {result['key']}\n"
         f"  encryption key {result['encryption_key']['key']} ({result['encryption_key']['kem']})"
     )
 
@@ -108,7 +111,8 @@ def identity() -> None:
 def identity_keys(out: Path, kem: str, as_json: bool) -> None:
     """Make a person's signing key and encryption key (files of mode 0600, encrypted under a
     passphrase or master key file if one is given) and print their public halves, which the
-    registering site needs. The signing key's public half is the person's id for life."""
+    registering site needs. The signing key's public half is the person's id for life. Also makes the new keys for
+    `identity rotate` and `rotate-org`."""
     signing, encryption = SigningKey.generate(), EncryptionPrivateKey.generate(Kem(kem))
     existing = [name for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE) if (out / name).exists()]
     if existing:
@@ -171,11 +175,19 @@ def register_person(
 
 @identity.command("propose-org")
 @write_options
-@click.option("--org-key", type=ID, required=True, help="The organisation's Ed25519 public key.")
+@click.option(
+    "--org-key", type=ID, required=True, help="The organisation's Ed25519 public key (its id, when admitting it)."
+)
 @click.option("--name", required=True)
 @click.option("--kind", type=click.Choice(sorted(identity_rules.ORGANISATION_KINDS)), required=True)
 @click.option("--encryption-key", type=HexBytes(None), required=True, help="The organisation's public encryption key.")
 @KEM_OPTION
+@click.option(
+    "--replaces",
+    type=ID,
+    default=None,
+    help="The id of an admitted organisation whose profile this replaces (its key was stolen, or it was revoked).",
+)
 def propose_org(
     home: Path,
     as_json: bool,
@@ -187,22 +199,24 @@ def propose_org(
     kind: str,
     encryption_key: bytes,
     kem: str,
+    replaces: bytes | None,
 ) -> None:
-    """Vote, with a validator's key (--key), to admit an organisation; it is in force once
-    2f+1 validators have proposed the same profile."""
+    """Vote, with a validator's key (--key), to admit an organisation, or with --replaces to
+    give an admitted one a new profile: a new key when its key was stolen (the kind stays;
+    a revoked organisation is reinstated). It takes effect once 2f+1 validators have
+    proposed the same."""
     profile = identity_rules.OrganisationProfile(org_key, name, kind, _encryption_key(kem, encryption_key))
-    submit(
-        home, as_json, load_key(key_file), wait, timeout, "identity.org.propose", identity_rules.OrgProposal(profile)
-    )
+    body = identity_rules.OrgProposal(profile, replaces or b"")
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.propose", body)
 
 
 @identity.command("revoke-org")
 @write_options
-@click.option("--org-key", type=ID, required=True, help="The organisation's Ed25519 public key.")
-def revoke_org(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, org_key: bytes) -> None:
+@click.option("--org", "org_id", type=ID, required=True, help="The organisation's id: the key it was admitted with.")
+def revoke_org(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, org_id: bytes) -> None:
     """Vote, with a validator's key (--key), to revoke an organisation; once 2f+1 validators
     have, it and the staff it registered are no longer in force."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.revoke", identity_rules.OrgRevoke(org_key))
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.revoke", identity_rules.OrgRevoke(org_id))
 
 
 @identity.command("revoke-person")
@@ -236,6 +250,31 @@ def rotate(
     submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.rotate", body)
 
 
+@identity.command("rotate-org")
+@write_options
+@click.option("--new-public-key", type=ID, required=True, help="The organisation's new Ed25519 public key.")
+@click.option(
+    "--encryption-key", type=HexBytes(None), required=True, help="The organisation's new public encryption key."
+)
+@KEM_OPTION
+def rotate_org(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    new_public_key: bytes,
+    encryption_key: bytes,
+    kem: str,
+) -> None:
+    """Replace an organisation's signing and encryption keys, signed with its current key
+    (--key); its id stays, the old key counts for nothing from the block that orders this,
+    and a key once used is never used again. A genesis site's validator key keeps signing
+    consensus. Make the new keys with `p2pmed identity keys`."""
+    body = identity_rules.OrgRotate(new_public_key, _encryption_key(kem, encryption_key))
+    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.rotate", body)
+
+
 @identity.command("person")
 @read_options
 @click.argument("id_or_key", type=ID)
@@ -246,10 +285,10 @@ def identity_person(home: Path, as_json: bool, id_or_key: bytes) -> None:
 
 @identity.command("org")
 @read_options
-@click.argument("key", type=ID)
-def identity_org(home: Path, as_json: bool, key: bytes) -> None:
-    """Show an organisation in force."""
-    read(home, as_json, human_organisation, "identity.organisation", key=key.hex())
+@click.argument("id_or_key", type=ID)
+def identity_org(home: Path, as_json: bool, id_or_key: bytes) -> None:
+    """Show an organisation by id (in force or revoked), or by its current signing key."""
+    read(home, as_json, human_organisation, "identity.organisation", key=id_or_key.hex())
 
 
 # -- consent ------------------------------------------------------------------------------------
@@ -279,7 +318,7 @@ def consent() -> None:
 @consent.command("grant")
 @write_options
 @PATIENT_OPTION
-@click.option("--grantee", type=ID, required=True, help="A person id or an organisation key.")
+@click.option("--grantee", type=ID, required=True, help="A person id or an organisation id.")
 @CATEGORY_OPTION
 @click.option("--purpose", type=click.Choice(sorted(consent_rules.PURPOSES)), required=True, help="HL7 purpose of use.")
 @click.option(
@@ -326,7 +365,7 @@ def consent_revoke(
 
 @consent.command("delegate")
 @write_options
-@click.option("--delegate", type=ID, required=True, help="A person id or an organisation key.")
+@click.option("--delegate", type=ID, required=True, help="A person id or an organisation id.")
 @click.option(
     "--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds."
 )

@@ -368,7 +368,7 @@ def _submit_imported(
     type=NamedParty(),
     multiple=True,
     metavar="ID=HEX",
-    help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation key; repeat.",
+    help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation id; repeat.",
 )
 def supply_import_epcis(
     home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]

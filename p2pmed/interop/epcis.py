@@ -309,7 +309,7 @@ def _destination(event: dict[str, Any], path: str, parties: Mapping[str, bytes])
         reason = (
             "name different organisations"
             if keys
-            else "name no organisation known here: map each party or location id to its organisation key in parties"
+            else "name no organisation known here: map each party or location id to its organisation id in parties"
         )
         raise EpcisError(f"{path}.destinationList", f"the destinations {reason}")
     return keys[0]
@@ -442,7 +442,7 @@ def import_epcis(
     data: bytes | str, parties: Mapping[str, bytes] | None = None, shipment_of: ShipmentLookup | None = None
 ) -> list[SupplyTx]:
     """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in
-    its order; ``parties`` maps shipping destinations' ids to organisation keys."""
+    its order; ``parties`` maps shipping destinations' ids to organisation ids."""
     lookups = _Lookups(parties or {}, shipment_of)
     txs = [tx for event, path in _events(_load(data)) for tx in _convert(event, path, lookups)]
     return _merge_receipts(txs)

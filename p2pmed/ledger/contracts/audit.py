@@ -38,7 +38,7 @@ _BY = ("patient", "actor", "record")
 class AuditEntry:
     kind: str
     patient: bytes
-    actor: bytes  # the party id that acted (person id or organisation key)
+    actor: bytes  # the party id that acted (person id or organisation id)
     record_id: bytes  # empty when the event concerns no single record
     category: str
     purpose: str

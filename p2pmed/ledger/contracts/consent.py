@@ -2,7 +2,7 @@
 
 A patient (a registered person with the role ``patient``, named by their
 person id) grants a grantee (a person in force, by person id, or an
-organisation in force, by key: FHIR ``provision.actor``) access to data
+organisation in force, by id: FHIR ``provision.actor``) access to data
 categories (``provision.class``) for a purpose of use (``provision.purpose``,
 HL7 v3 PurposeOfUse codes) until an expiry (``provision.period.end``). A
 consent to an organisation covers the clinicians it registered.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts import audit
-from p2pmed.ledger.contracts.identity import organisation_of, person, person_in_force, person_of
+from p2pmed.ledger.contracts.identity import organisation_in_force, organisation_of, person, person_in_force, person_of
 from p2pmed.ledger.contracts.policy import CATEGORIES, PURPOSES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
@@ -117,15 +117,13 @@ def _delegation_key(patient: bytes, delegate: bytes) -> str:
 
 
 def party_id(state: StateReader, key: bytes) -> bytes | None:
-    """Who signs with ``key``: a person in force (their id) or an organisation in force (its key)."""
-    found = person_of(state, key)
-    if found is not None:
-        return found.id
-    return key if organisation_of(state, key) is not None else None
+    """Who signs with ``key``: the id of a person or an organisation in force."""
+    found = person_of(state, key) or organisation_of(state, key)
+    return None if found is None else found.id
 
 
 def _is_party(state: StateReader, party: bytes) -> bool:
-    return person_in_force(state, party) is not None or organisation_of(state, party) is not None
+    return person_in_force(state, party) is not None or organisation_in_force(state, party) is not None
 
 
 def _patient_id(state: StateReader, key: bytes) -> bytes:

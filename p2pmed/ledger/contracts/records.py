@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from p2pmed.crypto import is_padded_sealed_size
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
-from p2pmed.ledger.contracts.identity import Person, organisation_of, person, person_of
+from p2pmed.ledger.contracts.identity import Person, organisation_in_force, organisation_of, person, person_of
 from p2pmed.ledger.contracts.policy import (
     BREAK_GLASS_PER_WINDOW,
     BREAK_GLASS_PURPOSES,
@@ -268,7 +268,7 @@ def _acting_as(state: StateReader, key: bytes) -> tuple[bytes, str, bytes | None
     if found is not None:
         return found.id, found.role, found.organisation
     organisation = organisation_of(state, key)
-    return None if organisation is None else (key, organisation.kind, key)
+    return None if organisation is None else (organisation.id, organisation.kind, organisation.id)
 
 
 def _in_care_of(
@@ -406,7 +406,7 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
     clinician = person_of(state, context.sender)
     if clinician is None or clinician.role != "clinician":
         raise TxRejected(RejectReason.NOT_AUTHORISED, "only a clinician in force may break the glass")
-    employer = organisation_of(state, clinician.organisation)
+    employer = organisation_in_force(state, clinician.organisation)
     if employer is None or employer.kind not in CARE_PROVIDERS:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
@@ -438,7 +438,8 @@ def apply_review(state: StateOverlay, context: TxContext, review: BreakGlassRevi
     event = state.get(BreakGlassEvent, _break_glass_event_key(review.event))
     if event is None:
         raise TxRejected(RejectReason.INVALID, "no break-glass read has this transaction id")
-    if context.sender != event.organisation or organisation_of(state, context.sender) is None:
+    reviewer = organisation_of(state, context.sender)
+    if reviewer is None or reviewer.id != event.organisation:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED, "a break-glass read is reviewed by the clinician's organisation, in force"
         )
@@ -450,9 +451,7 @@ def apply_review(state: StateOverlay, context: TxContext, review: BreakGlassRevi
         raise TxRejected(RejectReason.INVALID, f"this break-glass read was already reviewed: {event.finding}")
     state.put(_break_glass_event_key(review.event), dataclasses.replace(event, finding=review.finding))
     detail = f"{review.finding}: break-glass read {review.event.hex()} by {event.clinician.hex()}"
-    audit.record_event(
-        state, context, "break-glass-review", event.patient, context.sender, event.record_id, detail=detail
-    )
+    audit.record_event(state, context, "break-glass-review", event.patient, reviewer.id, event.record_id, detail=detail)
 
 
 def apply_erase(state: StateOverlay, context: TxContext, erase: RecordErase) -> None:

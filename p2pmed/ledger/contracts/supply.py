@@ -4,6 +4,9 @@ after GS1 EPCIS 2.0 and its Core Business Vocabulary.
 A pack is named as GS1 names it: a GTIN-14 (14 digits, the last one the GS1
 mod-10 check digit) and a serial number (AI 21: 1..20 characters of GS1 character
 set 82). Every transaction is signed by an organisation in force, the acting party.
+Organisations are named by id (the key they were admitted with): holders,
+manufacturers, shipment ends, history entries and alerts keep the id, so custody
+stays continuous when an organisation rotates its keys.
 
 - ``supply.commission``: a manufacturer commissions 1..1000 serials of one GTIN
   and lot. The expiry is an ISO date (``YYYY-MM-DD``, as EPCIS
@@ -49,7 +52,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import TypedDict, Unpack
 
-from p2pmed.ledger.contracts.identity import organisation_of
+from p2pmed.ledger.contracts.identity import organisation_in_force, organisation_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -419,29 +422,35 @@ def _alert_key(index: int) -> str:
 # -- recording ------------------------------------------------------------------------
 
 
-def _record(state: StateOverlay, context: TxContext, ref: PackRef, kind: str, party: bytes | None, detail: str) -> int:
-    """Append an event to the pack's history; returns its index."""
+def _record(
+    state: StateOverlay,
+    context: TxContext,
+    actor: bytes,
+    ref: PackRef,
+    kind: str,
+    party: bytes | None,
+    detail: str,
+) -> int:
+    """Append an event by the organisation ``actor`` (its id) to the pack's history; returns its index."""
     history = state.get(_History, _history_key(ref)) or _History(0, 0)
     assert history.length < HISTORY_LENGTH_MAX, "the shipment and scan limits bound every history"
-    event = PackEvent(kind, context.sender, context.height, context.time_ms, context.tx_id, party, detail)
+    event = PackEvent(kind, actor, context.height, context.time_ms, context.tx_id, party, detail)
     state.put(_event_key(ref, history.length), event)
     state.put(_history_key(ref), _History(history.length + 1, history.scans))
     return history.length
 
 
-def _record_scan(state: StateOverlay, context: TxContext, ref: PackRef, status: str) -> None:
+def _record_scan(state: StateOverlay, context: TxContext, actor: bytes, ref: PackRef, status: str) -> None:
     history = state.get(_History, _history_key(ref)) or _History(0, 0)
     if history.scans < SCANS_LISTED_MAX:
-        _record(state, context, ref, "scan", None, status)
+        _record(state, context, actor, ref, "scan", None, status)
         history = replace(history, length=history.length + 1)
     state.put(_history_key(ref), replace(history, scans=history.scans + 1))
 
 
-def _add_alert(state: StateOverlay, context: TxContext, kind: str, ref: PackRef, detail: str) -> None:
+def _add_alert(state: StateOverlay, context: TxContext, actor: bytes, kind: str, ref: PackRef, detail: str) -> None:
     index = state.get(int, _ALERT_COUNT_KEY) or 0
-    alert = Alert(
-        index, kind, ref.gtin, ref.serial, context.sender, context.height, context.time_ms, context.tx_id, detail
-    )
+    alert = Alert(index, kind, ref.gtin, ref.serial, actor, context.height, context.time_ms, context.tx_id, detail)
     state.put(_alert_key(index), alert)
     state.put(_ALERT_COUNT_KEY, index + 1)
 
@@ -451,7 +460,8 @@ def _add_alert(state: StateOverlay, context: TxContext, kind: str, ref: PackRef,
 
 def _require_organisation(
     state: StateOverlay, context: TxContext, does: str, kinds: frozenset[str] | None = None
-) -> None:
+) -> bytes:
+    """The id of the organisation in force that signs, if it may do this; else refuse."""
     organisation = organisation_of(state, context.sender)
     if organisation is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, f"only an organisation in force {does}")
@@ -460,6 +470,7 @@ def _require_organisation(
             RejectReason.NOT_AUTHORISED,
             f"only a {' or '.join(sorted(kinds))} {does}; the sender is a {organisation.kind}",
         )
+    return organisation.id
 
 
 _ENDED = {
@@ -469,8 +480,8 @@ _ENDED = {
 }
 
 
-def _held_pack(state: StateOverlay, context: TxContext, ref: PackRef, action: str, repeat: str = "") -> Pack:
-    """The pack, if the sender holds it and it is in circulation; ``repeat`` is the
+def _held_pack(state: StateOverlay, holder: bytes, ref: PackRef, action: str, repeat: str = "") -> Pack:
+    """The pack, if ``holder`` (the sender's organisation id) holds it and it is in circulation; ``repeat`` is the
     status this action gives, refused as a duplicate rather than as invalid."""
     found = state.get(Pack, _pack_key(ref))
     if found is None:
@@ -487,7 +498,7 @@ def _held_pack(state: StateOverlay, context: TxContext, ref: PackRef, action: st
             RejectReason.INVALID,
             f"{_name(ref)} is in transit in shipment {found.shipment.hex()}: its destination must receive it first",
         )
-    if found.holder != context.sender:
+    if found.holder != holder:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
             f"{_name(ref)} is held by {_short(found.holder)}, not by the sender: only its holder can {action} it",
@@ -519,11 +530,11 @@ def _move(state: StateOverlay, found: Pack, event: int, **changes: Unpack[_PackC
 # -- commission ------------------------------------------------------------------------
 
 
-def _claim_gtin(state: StateOverlay, context: TxContext, gtin: str) -> None:
+def _claim_gtin(state: StateOverlay, manufacturer: bytes, gtin: str) -> None:
     owner = state.get(bytes, _owner_key(gtin))
     if owner is None:
-        state.put(_owner_key(gtin), context.sender)
-    elif owner != context.sender:
+        state.put(_owner_key(gtin), manufacturer)
+    elif owner != manufacturer:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
             f"GTIN {gtin} belongs to manufacturer {_short(owner)}, which alone commissions it",
@@ -546,24 +557,24 @@ def _open_lot(state: StateOverlay, commission: SupplyCommission) -> None:
 
 
 def apply_commission(state: StateOverlay, context: TxContext, commission: SupplyCommission) -> None:
-    _require_organisation(state, context, "commissions packs", frozenset({"manufacturer"}))
+    manufacturer = _require_organisation(state, context, "commissions packs", frozenset({"manufacturer"}))
     _require(gtin_problem(commission.gtin))
     _require(code_problem(commission.lot, "lot"))
     _require(expiry_problem(commission.expiry))
     if expiry_end_ms(commission.expiry) <= context.time_ms:
         raise TxRejected(RejectReason.INVALID, f"expiry {commission.expiry} has passed at this block's time")
     _check_serials(commission.serials)
-    _claim_gtin(state, context, commission.gtin)
+    _claim_gtin(state, manufacturer, commission.gtin)
     _open_lot(state, commission)
     detail = f"lot {commission.lot}, expiry {commission.expiry}"
     for serial in commission.serials:
         ref = PackRef(commission.gtin, serial)
         if state.state_get(_pack_key(ref)) is not None:
             raise TxRejected(RejectReason.DUPLICATE, f"{_name(ref)} is already commissioned; serials are never reused")
-        event = _record(state, context, ref, "commission", None, detail)
+        event = _record(state, context, manufacturer, ref, "commission", None, detail)
         state.put(
             _pack_key(ref),
-            Pack(ref.gtin, serial, commission.lot, context.sender, context.sender, "held", None, None, 0, event),
+            Pack(ref.gtin, serial, commission.lot, manufacturer, manufacturer, "held", None, None, 0, event),
         )
 
 
@@ -571,15 +582,15 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
 
 
 def apply_ship(state: StateOverlay, context: TxContext, ship: SupplyShip) -> None:
-    _require_organisation(state, context, "ships packs")
-    if ship.destination == context.sender:
+    source = _require_organisation(state, context, "ships packs")
+    if ship.destination == source:
         raise TxRejected(RejectReason.INVALID, "a shipment goes to another organisation, not to its sender")
-    if organisation_of(state, ship.destination) is None:
-        raise TxRejected(RejectReason.INVALID, "the destination is not an organisation in force")
+    if organisation_in_force(state, ship.destination) is None:
+        raise TxRejected(RejectReason.INVALID, "the destination is not an organisation in force: name it by its id")
     _check_refs(ship.packs, "packs")
     detail = f"shipment {context.tx_id.hex()}"
     for ref in ship.packs:
-        found = _held_pack(state, context, ref, "ship")
+        found = _held_pack(state, source, ref, "ship")
         if _recall_of(state, found) is not None and ship.destination != found.manufacturer:
             raise TxRejected(
                 RejectReason.INVALID, f"{_name(ref)} is recalled: it may only be shipped back to its manufacturer"
@@ -589,11 +600,11 @@ def apply_ship(state: StateOverlay, context: TxContext, ship: SupplyShip) -> Non
                 RejectReason.INVALID,
                 f"{_name(ref)} has been shipped {SHIPMENTS_PER_PACK_MAX} times, the most a pack's history holds",
             )
-        event = _record(state, context, ref, "ship", ship.destination, detail)
+        event = _record(state, context, source, ref, "ship", ship.destination, detail)
         _move(state, found, event, status="in-transit", shipment=context.tx_id, shipments=found.shipments + 1)
     state.put(
         _shipment_key(context.tx_id),
-        Shipment(context.tx_id, context.sender, ship.destination, ship.packs, context.height, context.time_ms, None),
+        Shipment(context.tx_id, source, ship.destination, ship.packs, context.height, context.time_ms, None),
     )
 
 
@@ -626,7 +637,7 @@ def _in_transit(state: StateOverlay, ref: PackRef, sent: Shipment) -> Pack:
 
 
 def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceive) -> None:
-    _require_organisation(state, context, "receives shipments")
+    receiver = _require_organisation(state, context, "receives shipments")
     if len(receive.shipment) != SHIPMENT_ID_SIZE:
         raise TxRejected(
             RejectReason.INVALID, f"a shipment id is the {SHIPMENT_ID_SIZE}-byte id of its supply.ship transaction"
@@ -634,7 +645,7 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
     sent = state.get(Shipment, _shipment_key(receive.shipment))
     if sent is None:
         raise TxRejected(RejectReason.INVALID, f"no shipment has id {receive.shipment.hex()}")
-    if sent.destination != context.sender:
+    if sent.destination != receiver:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
             f"shipment {sent.id.hex()} goes to {_short(sent.destination)}, not to the sender",
@@ -646,12 +657,19 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
     _check_receipt_matches(receive, sent)
     detail = f"shipment {sent.id.hex()}"
     for ref in receive.packs:
-        event = _record(state, context, ref, "receive", sent.source, detail)
-        _move(state, _in_transit(state, ref, sent), event, holder=context.sender, status="held", shipment=None)
+        event = _record(state, context, receiver, ref, "receive", sent.source, detail)
+        _move(state, _in_transit(state, ref, sent), event, holder=receiver, status="held", shipment=None)
     for ref in receive.missing:
-        event = _record(state, context, ref, "missing", sent.source, detail)
+        event = _record(state, context, receiver, ref, "missing", sent.source, detail)
         _move(state, _in_transit(state, ref, sent), event, status="missing", shipment=None)
-        _add_alert(state, context, MISSING, ref, f"{_name(ref)} did not arrive in {detail} from {_short(sent.source)}")
+        _add_alert(
+            state,
+            context,
+            receiver,
+            MISSING,
+            ref,
+            f"{_name(ref)} did not arrive in {detail} from {_short(sent.source)}",
+        )
     state.put(
         _shipment_key(sent.id),
         replace(sent, receipt=Receipt(context.height, context.time_ms, context.tx_id, receive.missing)),
@@ -662,10 +680,10 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
 
 
 def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDispense) -> None:
-    _require_organisation(state, context, "dispenses packs", DISPENSER_KINDS)
+    dispenser = _require_organisation(state, context, "dispenses packs", DISPENSER_KINDS)
     _check_refs(dispense.packs, "packs")
     for ref in dispense.packs:
-        found = _held_pack(state, context, ref, "dispense", repeat="dispensed")
+        found = _held_pack(state, dispenser, ref, "dispense", repeat="dispensed")
         if _recall_of(state, found) is not None:
             raise TxRejected(
                 RejectReason.INVALID, f"{_name(ref)} is recalled: never dispense it; decommission it or ship it back"
@@ -673,12 +691,12 @@ def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDisp
         expiry = _lot_of(state, found).expiry
         if expiry_end_ms(expiry) <= context.time_ms:
             raise TxRejected(RejectReason.INVALID, f"{_name(ref)} expired on {expiry}: decommission it")
-        event = _record(state, context, ref, "dispense", None, "")
+        event = _record(state, context, dispenser, ref, "dispense", None, "")
         _move(state, found, event, status="dispensed")
 
 
 def apply_decommission(state: StateOverlay, context: TxContext, decommission: SupplyDecommission) -> None:
-    _require_organisation(state, context, "decommissions packs")
+    holder = _require_organisation(state, context, "decommissions packs")
     if decommission.reason not in DECOMMISSION_REASONS:
         raise TxRejected(
             RejectReason.INVALID,
@@ -686,8 +704,8 @@ def apply_decommission(state: StateOverlay, context: TxContext, decommission: Su
         )
     _check_refs(decommission.packs, "packs")
     for ref in decommission.packs:
-        found = _held_pack(state, context, ref, "decommission", repeat="decommissioned")
-        event = _record(state, context, ref, "decommission", None, decommission.reason)
+        found = _held_pack(state, holder, ref, "decommission", repeat="decommissioned")
+        event = _record(state, context, holder, ref, "decommission", None, decommission.reason)
         _move(state, found, event, status="decommissioned")
 
 
@@ -718,13 +736,13 @@ def _recall_serials(state: StateOverlay, gtin: str, serials: tuple[str, ...], re
 
 
 def apply_recall(state: StateOverlay, context: TxContext, recall: SupplyRecall) -> None:
-    _require_organisation(state, context, "recalls packs")
+    manufacturer = _require_organisation(state, context, "recalls packs")
     _require(gtin_problem(recall.gtin))
     _check_reason(recall.reason)
     owner = state.get(bytes, _owner_key(recall.gtin))
     if owner is None:
         raise TxRejected(RejectReason.INVALID, f"no pack of GTIN {recall.gtin} was ever commissioned")
-    if owner != context.sender:
+    if owner != manufacturer:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED, f"only GTIN {recall.gtin}'s manufacturer {_short(owner)} recalls its packs"
         )
@@ -733,7 +751,7 @@ def apply_recall(state: StateOverlay, context: TxContext, recall: SupplyRecall) 
             RejectReason.INVALID,
             "recall either a lot (serials empty) or listed serials (lot null), not both or neither",
         )
-    entry = Recall(context.sender, context.height, context.time_ms, context.tx_id, recall.reason)
+    entry = Recall(manufacturer, context.height, context.time_ms, context.tx_id, recall.reason)
     if recall.lot is not None:
         _recall_lot(state, recall.gtin, recall.lot, entry)
     else:
@@ -744,14 +762,14 @@ def apply_recall(state: StateOverlay, context: TxContext, recall: SupplyRecall) 
 
 
 def apply_verify(state: StateOverlay, context: TxContext, scan: SupplyVerify) -> None:
-    _require_organisation(state, context, "records scans")
+    scanner = _require_organisation(state, context, "records scans")
     _require(gtin_problem(scan.gtin))
     _require(code_problem(scan.serial, "serial"))
-    verdict = verify(state, scan.gtin, scan.serial, context.time_ms, organisation=context.sender)
+    verdict = verify(state, scan.gtin, scan.serial, context.time_ms, organisation=scanner)
     ref = PackRef(scan.gtin, scan.serial)
-    _record_scan(state, context, ref, verdict.status)
+    _record_scan(state, context, scanner, ref, verdict.status)
     if verdict.status in ALERT_STATUSES:
-        _add_alert(state, context, verdict.status, ref, verdict.message)
+        _add_alert(state, context, scanner, verdict.status, ref, verdict.message)
 
 
 # -- queries --------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ digits and hyphens), the SHA-256 of the protocol document, the pre-declared
 primary and secondary endpoints and, optionally, the planned enrolment (an
 estimate, never enforced). The sponsor is the organisation in force that signs
 the registration, of kind ``sponsor`` (industry) or ``hospital``
-(investigator-initiated trials, where the hospital is the legal sponsor).
+(investigator-initiated trials, where the hospital is the legal sponsor); the
+trial keeps the sponsor's organisation id, so the sponsor keeps it across a key
+rotation. Enrolments keep the enroller's party id likewise.
 Endpoints are short strings in a normal form (lower-case ASCII, single spaces;
 ``normalise_endpoint`` does the case and spaces) so that results are compared
 with the registration by exact string equality.
@@ -444,7 +446,8 @@ def _registered_trial(state: StateOverlay, trial_id: str) -> Trial:
 def _sponsored_trial(state: StateOverlay, context: TxContext, trial_id: str) -> Trial:
     """The trial, if the sender is its sponsor and still in force."""
     found = _registered_trial(state, trial_id)
-    if context.sender != found.sponsor or organisation_of(state, context.sender) is None:
+    sponsor = organisation_of(state, context.sender)
+    if sponsor is None or sponsor.id != found.sponsor:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
             f"only the sponsor of trial {trial_id!r}, while in force, amends it or anchors its results",
@@ -462,12 +465,14 @@ def _patient_id(state: StateOverlay, context: TxContext) -> bytes:
     return sender.id
 
 
-def _require_enroller(state: StateOverlay, context: TxContext, found: Trial) -> None:
-    if context.sender == found.sponsor and organisation_of(state, context.sender) is not None:
-        return
+def _enroller(state: StateOverlay, context: TxContext, found: Trial) -> bytes:
+    """The party id of the sender, if it may enrol participants in ``found``."""
+    sponsor = organisation_of(state, context.sender)
+    if sponsor is not None and sponsor.id == found.sponsor:
+        return sponsor.id
     staff = person_of(state, context.sender)
-    if staff is not None and staff.role in ENROLLER_ROLES and organisation_of(state, staff.organisation) is not None:
-        return
+    if staff is not None and staff.role in ENROLLER_ROLES:  # staff are in force only while their organisation is
+        return staff.id
     raise TxRejected(
         RejectReason.NOT_AUTHORISED,
         "only the trial's sponsor, or a clinician or researcher of an organisation in force, enrols participants",
@@ -496,7 +501,7 @@ def apply_register(state: StateOverlay, context: TxContext, register: TrialRegis
         )
     _check_protocol(register.protocol)
     version = ProtocolVersion(register.protocol, context.height, context.time_ms, context.tx_id)
-    state.put(_trial_key(register.trial_id), Trial(register.trial_id, context.sender, (version,), None, 0, 0, ()))
+    state.put(_trial_key(register.trial_id), Trial(register.trial_id, sponsor.id, (version,), None, 0, 0, ()))
 
 
 def apply_amend(state: StateOverlay, context: TxContext, amend: TrialAmend) -> None:
@@ -553,7 +558,7 @@ def apply_withdraw(state: StateOverlay, context: TxContext, withdraw: TrialWithd
 
 def apply_enroll(state: StateOverlay, context: TxContext, enroll: TrialEnroll) -> None:
     found = _registered_trial(state, enroll.trial_id)
-    _require_enroller(state, context, found)
+    enroller = _enroller(state, context, found)
     _require_open(found, "enrolment")
     subject = person(state, enroll.person)
     if subject is None or not subject.active:
@@ -569,7 +574,7 @@ def apply_enroll(state: StateOverlay, context: TxContext, enroll: TrialEnroll) -
             f"this patient holds no research consent to trial {found.trial_id!r} (never given, or withdrawn); "
             "the patient sends trial.consent first",
         )
-    record = Enrolment(participant, context.sender, context.height, context.time_ms, context.tx_id, None)
+    record = Enrolment(participant, enroller, context.height, context.time_ms, context.tx_id, None)
     state.put(_enrolment_key(found.trial_id, participant), record)
     first_height = context.height if found.first_enrolment_height is None else found.first_enrolment_height
     state.put(

@@ -32,7 +32,14 @@ from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.audit import audit_trail, entries_at
 from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
-from p2pmed.ledger.contracts.identity import Organisation, organisation_of, person, person_in_force, person_of
+from p2pmed.ledger.contracts.identity import (
+    Organisation,
+    organisation_by_id_or_key,
+    organisation_in_force,
+    person,
+    person_in_force,
+    person_of,
+)
 from p2pmed.ledger.contracts.records import record
 from p2pmed.ledger.contracts.trials import (
     FLAGGED_QUERY_MAX,
@@ -53,7 +60,7 @@ __all__ = ["AUDIT_QUERY_MAX", "CONSENT_LIST_MAX", "health_methods", "plain"]
 
 AUDIT_QUERY_MAX = 1_000
 CONSENT_LIST_MAX = 1_000
-ID_SIZE = 32  # person ids, organisation keys, record ids and SHA-256 digests alike
+ID_SIZE = 32  # person and organisation ids and keys, record ids and SHA-256 digests alike
 FORMATS = ("entries", "fhir")
 
 
@@ -116,7 +123,7 @@ def _not_found(message: str) -> RpcError:
 
 
 def _organisation(found: Organisation) -> dict[str, Any]:
-    return {**plain(found.profile), "active": found.active, "since_height": found.since_height}
+    return {"id": found.id.hex(), **plain(found.profile), "active": found.active, "since_height": found.since_height}
 
 
 def _trial(found: Trial) -> dict[str, Any]:
@@ -133,7 +140,7 @@ def _covers_anyone(store: ScanState, provision: ConsentProvision) -> bool:
     """Whether the grantee is still a party in force: a consent to an organisation or a person
     since revoked lets nobody read, so it is not shown as in force, though the ledger keeps it."""
     grantee = provision.grantee
-    return person_in_force(store, grantee) is not None or organisation_of(store, grantee) is not None
+    return person_in_force(store, grantee) is not None or organisation_in_force(store, grantee) is not None
 
 
 def _consents(store: ScanState, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
@@ -185,10 +192,11 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         }
 
     async def get_organisation(params: dict[str, Any]) -> dict[str, Any]:
-        key = _id("identity.organisation", "key", params["key"], "an organisation's Ed25519 key")
-        found = organisation_of(store, key)
+        """An organisation by id (in force or revoked), else by current signing key."""
+        wanted = _id("identity.organisation", "key", params["key"], "an organisation's id or signing key")
+        found = organisation_by_id_or_key(store, wanted)
         if found is None:
-            raise _not_found(f"no organisation in force has key {key.hex()}")
+            raise _not_found(f"no organisation has id or current key {wanted.hex()}")
         return _organisation(found)
 
     async def get_person(params: dict[str, Any]) -> dict[str, Any]:
@@ -282,11 +290,14 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         }
 
     async def verify_pack(params: dict[str, Any]) -> dict[str, Any]:
-        """Is a pack genuine and dispensable now, by ``organisation`` if given (else by its holder)."""
+        """Is a pack genuine and dispensable now, by ``organisation`` (an id or current key) if
+        given (else by its holder)."""
         gtin, serial = _pack_query("supply.verify", params)
         organisation = params["organisation"]
         if organisation is not None:
-            _id("supply.verify", "organisation", organisation, "an organisation's key")
+            _id("supply.verify", "organisation", organisation, "an organisation's id or key")
+            found = organisation_by_id_or_key(store, organisation)
+            organisation = organisation if found is None else found.id
         verdict = supply.verify(store, gtin, serial, node.ledger_time_ms, organisation)
         return {**plain(verdict), "dispensable": verdict.dispensable}
 
