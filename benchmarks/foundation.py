@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cryptography
 
-from p2pmed import codec, crypto
+from p2pmed import codec, crypto, key_shares
 from p2pmed.crypto import Kem, SignatureDomain, SigningKey
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
@@ -83,18 +83,21 @@ def measure_operations() -> list[tuple[str, int, float]]:
     )
     run(f"tx encode (codec.encode, {len(encoded)} B)", 5000, lambda: codec.encode(tx))
     run("tx decode (decode_transaction)", 3000, lambda: decode_transaction(encoded))
+    shares = key_shares.split(data_key, 2, 3)
+    run("shamir split 2 of 3 (key_shares.split)", 2000, lambda: key_shares.split(data_key, 2, 3))
+    run("shamir combine 2 shares", 2000, lambda: key_shares.combine({1: shares[0], 2: shares[1]}))
     for kem, iterations in ((Kem.X25519, 500), (Kem.MLKEM768_X25519, 300)):
         reader = crypto.EncryptionPrivateKey.generate(kem)
-        wrapped = crypto.wrap_key(data_key, reader.public_key, record_id)
+        wrapped = key_shares.wrap_share(shares[0], 1, reader.public_key, record_id)
         run(
-            f"hpke wrap {kem.value} ({len(wrapped)} B)",
+            f"hpke seal a key share {kem.value} ({len(wrapped)} B)",
             iterations,
-            lambda reader=reader: crypto.wrap_key(data_key, reader.public_key, record_id),
+            lambda reader=reader: key_shares.wrap_share(shares[0], 1, reader.public_key, record_id),
         )
         run(
-            f"hpke unwrap {kem.value}",
+            f"hpke open a key share {kem.value}",
             iterations,
-            lambda reader=reader, wrapped=wrapped: crypto.unwrap_key(wrapped, reader, record_id),
+            lambda reader=reader, wrapped=wrapped: key_shares.unwrap_share(wrapped, reader, record_id),
         )
     run(f"aes-256-gcm seal {RECORD_SIZE // 1024} KiB record", 2000, lambda: crypto.encrypt_record(record_id, record))
     return rows

@@ -55,9 +55,7 @@ __all__ = [
     "save_encryption_key",
     "save_signing_key",
     "seal_to",
-    "unwrap_key",
     "verify",
-    "wrap_key",
 ]
 
 PUBLIC_KEY_SIZE = 32
@@ -66,7 +64,6 @@ DATA_KEY_SIZE = 32
 NONCE_SIZE = 12
 _SIGNATURE_CONTEXT = "p2pmed-signature-v1"
 _ED25519 = "ed25519"
-_WRAP_INFO_PREFIX = b"p2pmed-key-wrap-v1\x00"
 
 
 class CryptoError(Exception):
@@ -408,15 +405,3 @@ def open_sealed(sealed: bytes, recipient: EncryptionPrivateKey, info: bytes) -> 
         return _suite(recipient.kem).decrypt(sealed, recipient._hpke_key, info=info)
     except (InvalidTag, ValueError) as error:
         raise CryptoError(f"does not open with this {recipient.kem} key for this purpose: {error}") from None
-
-
-def wrap_key(data_key: bytes, reader: EncryptionPublicKey, record_id: bytes) -> bytes:
-    """HPKE-seal ``data_key`` to ``reader``, bound to ``record_id``."""
-    return seal_to(reader, data_key, _WRAP_INFO_PREFIX + record_id)
-
-
-def unwrap_key(wrapped: bytes, reader: EncryptionPrivateKey, record_id: bytes) -> bytes:
-    try:
-        return open_sealed(wrapped, reader, _WRAP_INFO_PREFIX + record_id)
-    except CryptoError as error:
-        raise CryptoError(f"key wrap does not open for this record: {error}") from None

@@ -204,43 +204,43 @@ def reader(request: pytest.FixtureRequest) -> crypto.EncryptionPrivateKey:
     return crypto.EncryptionPrivateKey.generate(request.param)
 
 
-def test_wrapped_key_unwraps_to_the_data_key(reader: crypto.EncryptionPrivateKey) -> None:
+def test_a_sealed_secret_opens_for_its_recipient(reader: crypto.EncryptionPrivateKey) -> None:
     data_key = os.urandom(32)
-    wrapped = crypto.wrap_key(data_key, reader.public_key, b"record-1")
+    wrapped = crypto.seal_to(reader.public_key, data_key, b"record-1")
     assert data_key not in wrapped
-    assert crypto.unwrap_key(wrapped, reader, b"record-1") == data_key
-    assert crypto.wrap_key(data_key, reader.public_key, b"record-1") != wrapped  # fresh encapsulation
+    assert crypto.open_sealed(wrapped, reader, b"record-1") == data_key
+    assert crypto.seal_to(reader.public_key, data_key, b"record-1") != wrapped  # fresh encapsulation
 
 
-def test_unwrap_with_another_key_raises_crypto_error(reader: crypto.EncryptionPrivateKey) -> None:
-    wrapped = crypto.wrap_key(os.urandom(32), reader.public_key, b"record-1")
+def test_opening_with_another_key_raises_crypto_error(reader: crypto.EncryptionPrivateKey) -> None:
+    wrapped = crypto.seal_to(reader.public_key, os.urandom(32), b"record-1")
     for kem in Kem:
         with pytest.raises(crypto.CryptoError, match="does not open"):
-            crypto.unwrap_key(wrapped, crypto.EncryptionPrivateKey.generate(kem), b"record-1")
+            crypto.open_sealed(wrapped, crypto.EncryptionPrivateKey.generate(kem), b"record-1")
 
 
-def test_unwrap_for_another_record_id_raises_crypto_error(reader: crypto.EncryptionPrivateKey) -> None:
-    wrapped = crypto.wrap_key(os.urandom(32), reader.public_key, b"record-1")
+def test_opening_for_another_purpose_raises_crypto_error(reader: crypto.EncryptionPrivateKey) -> None:
+    wrapped = crypto.seal_to(reader.public_key, os.urandom(32), b"record-1")
     for record_id in (b"record-2", b"record-", b"record-1\x00", b""):
-        with pytest.raises(crypto.CryptoError, match="for this record"):
-            crypto.unwrap_key(wrapped, reader, record_id)
+        with pytest.raises(crypto.CryptoError, match="for this purpose"):
+            crypto.open_sealed(wrapped, reader, record_id)
 
 
-def test_unwrap_of_tampered_or_truncated_wrap_raises_crypto_error(reader: crypto.EncryptionPrivateKey) -> None:
-    wrapped = crypto.wrap_key(os.urandom(32), reader.public_key, b"record-1")
+def test_opening_a_tampered_or_truncated_seal_raises_crypto_error(reader: crypto.EncryptionPrivateKey) -> None:
+    wrapped = crypto.seal_to(reader.public_key, os.urandom(32), b"record-1")
     for index in (0, len(wrapped) // 2, len(wrapped) - 1):
         tampered = bytearray(wrapped)
         tampered[index] ^= 0x01
         with pytest.raises(crypto.CryptoError):
-            crypto.unwrap_key(bytes(tampered), reader, b"record-1")
+            crypto.open_sealed(bytes(tampered), reader, b"record-1")
     for cut in (wrapped[:-1], wrapped[:10], b""):
         with pytest.raises(crypto.CryptoError):
-            crypto.unwrap_key(cut, reader, b"record-1")
+            crypto.open_sealed(cut, reader, b"record-1")
 
 
-def test_wrap_to_a_low_order_x25519_key_raises_crypto_error() -> None:
+def test_sealing_to_a_low_order_x25519_key_raises_crypto_error() -> None:
     with pytest.raises(crypto.CryptoError, match="x25519"):
-        crypto.wrap_key(os.urandom(32), crypto.EncryptionPublicKey(Kem.X25519, bytes(32)), b"record-1")
+        crypto.seal_to(crypto.EncryptionPublicKey(Kem.X25519, bytes(32)), os.urandom(32), b"record-1")
 
 
 def test_encryption_public_key_round_trips_through_the_codec(reader: crypto.EncryptionPrivateKey) -> None:
@@ -264,8 +264,8 @@ def test_encryption_private_key_rebuilt_from_its_secret_has_the_same_public_key(
 ) -> None:
     rebuilt = crypto.EncryptionPrivateKey(reader.kem, reader.secret())
     assert rebuilt.public_key == reader.public_key
-    wrapped = crypto.wrap_key(b"k" * 32, reader.public_key, b"r")
-    assert crypto.unwrap_key(wrapped, rebuilt, b"r") == b"k" * 32
+    wrapped = crypto.seal_to(reader.public_key, b"k" * 32, b"r")
+    assert crypto.open_sealed(wrapped, rebuilt, b"r") == b"k" * 32
     assert reader.secret().hex() not in repr(reader)
 
 
@@ -326,7 +326,7 @@ def test_sealed_record_with_another_key_raises_crypto_error() -> None:
         crypto.decrypt_record(b"record-1", sealed, data_key[:16])
 
 
-def test_record_key_wrapped_for_a_reader_opens_the_record(reader: crypto.EncryptionPrivateKey) -> None:
+def test_record_key_sealed_for_a_reader_opens_the_record(reader: crypto.EncryptionPrivateKey) -> None:
     data_key, sealed = crypto.encrypt_record(b"record-9", b"lab result")
-    wrapped = crypto.wrap_key(data_key, reader.public_key, b"record-9")
-    assert crypto.decrypt_record(b"record-9", sealed, crypto.unwrap_key(wrapped, reader, b"record-9")) == b"lab result"
+    wrapped = crypto.seal_to(reader.public_key, data_key, b"record-9")
+    assert crypto.decrypt_record(b"record-9", sealed, crypto.open_sealed(wrapped, reader, b"record-9")) == b"lab result"

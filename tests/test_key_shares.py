@@ -57,10 +57,10 @@ def test_a_sealed_share_opens_only_for_its_recipient_and_record(kem: crypto.Kem)
         unwrap_share(bytes(SHARE_WRAP_SIZE_MAX + 1), reader, RECORD)
 
 
-def test_a_sealed_data_key_is_not_taken_for_a_share() -> None:
+def test_a_secret_sealed_for_another_purpose_is_not_taken_for_a_share() -> None:
     reader = crypto.EncryptionPrivateKey.generate()
     with pytest.raises(crypto.CryptoError):
-        unwrap_share(crypto.wrap_key(os.urandom(32), reader.public_key, RECORD), reader, RECORD)
+        unwrap_share(crypto.seal_to(reader.public_key, os.urandom(32), RECORD), reader, RECORD)
 
 
 @given(st.integers(1, crypto.PADDED_SIZE_MAX + 100_000))
