@@ -203,6 +203,6 @@ def test_the_genesis_sites_are_in_force_from_a_new_store_on(tmp_path: Path) -> N
                 validator.kind,
                 0,
             )
-            assert site.profile.encryption_key.key == validator.encryption_key
+            assert site.profile.encryption_key == validator.encryption_key
     with Store.open(path, genesis.chain_id, genesis.hash) as reopened:  # state comes from the store, not the call
         assert organisation_of(reopened, genesis.validators[0].public_key) is not None

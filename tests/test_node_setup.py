@@ -13,7 +13,7 @@ from p2pmed import crypto
 from p2pmed.cli.main import cli
 from p2pmed.site.config import ConfigError, NodeConfig, load_config, parse_config, render_config
 from p2pmed.site.genesis import GenesisError, load_genesis, parse_genesis
-from p2pmed.site.home import CONFIG, ENCRYPTION_KEY, GENESIS, NODE_KEY, create_testnet
+from p2pmed.site.home import CONFIG, ENCRYPTION_KEY, GENESIS, NODE_KEY, create_testnet, load_home
 
 
 def test_init_creates_a_private_key_and_a_config_that_loads_to_the_defaults(tmp_path: Path) -> None:
@@ -50,9 +50,7 @@ def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) 
     assert [validator.kind for validator in genesis.validators] == ["hospital", "laboratory", "pharmacy", "distributor"]
     for index, home in enumerate(homes):
         assert crypto.load_signing_key(home / NODE_KEY).public_key == genesis.validators[index].public_key
-        assert (
-            crypto.load_encryption_key(home / ENCRYPTION_KEY).public_key.key == genesis.validators[index].encryption_key
-        )
+        assert crypto.load_encryption_key(home / ENCRYPTION_KEY).public_key == genesis.validators[index].encryption_key
         assert (
             load_config(home / CONFIG).listen
             == genesis.validators[index].address
@@ -137,6 +135,8 @@ def _genesis_document() -> dict:
         (lambda d: d["validators"][0].pop("moniker"), "validators[0].moniker"),
         (lambda d: d["validators"][0].update(kind="spa"), "validators[0].kind"),
         (lambda d: d["validators"][0].update(encryption_key="22"), "validators[0].encryption_key"),
+        (lambda d: d["validators"][0].update(encryption_kem="rsa"), "validators[0].encryption_kem"),
+        (lambda d: d["validators"][0].update(encryption_kem="mlkem768-x25519"), "validators[0].encryption_key"),
         (lambda d: d.update(extra=1), "extra"),
         (
             lambda d: d["validators"].append(dict(d["validators"][0], moniker="b", address="/ip4/127.0.0.1/tcp/2")),
@@ -175,6 +175,27 @@ def test_a_home_whose_rpc_socket_path_is_too_long_is_refused(tmp_path: Path) -> 
     home = create_testnet(deep, 1, 30_000, "c")[0]
     result = CliRunner().invoke(cli, ["node", "--home", str(home)])
     assert result.exit_code == 2 and "longer than 107 bytes" in result.output
+
+
+def test_a_genesis_without_encryption_kem_means_x25519() -> None:
+    (validator,) = parse_genesis(_genesis_document()).validators
+    assert validator.encryption_key == crypto.EncryptionPublicKey(crypto.Kem.X25519, bytes.fromhex("22" * 32))
+
+
+def test_sites_with_post_quantum_hybrid_keys_round_trip_through_genesis_and_start(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["testnet", "--nodes", "2", "--out", str(tmp_path / "net"), "--kem", "mlkem768-x25519"]
+    )
+    assert result.exit_code == 0, result.output
+    homes = [tmp_path / "net" / f"node{index}" for index in range(2)]
+    genesis = load_genesis(homes[0] / GENESIS)
+    assert [validator.encryption_key.kem for validator in genesis.validators] == [crypto.Kem.MLKEM768_X25519] * 2
+    assert json.loads((homes[0] / GENESIS).read_text())["validators"][0]["encryption_kem"] == "mlkem768-x25519"
+    for home in homes:
+        loaded = load_home(home)
+        assert loaded.encryption_key.public_key == genesis.validators[loaded.index].encryption_key
+    entry = CliRunner().invoke(cli, ["init", "--home", str(tmp_path / "site"), "--kem", "mlkem768-x25519"])
+    assert '"encryption_kem": "mlkem768-x25519"' in entry.output
 
 
 def test_a_home_whose_encryption_key_is_not_the_one_in_genesis_is_refused(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
-"""Encrypted records across four real node processes: written at the lab, opened by
-no single custodian's keys, readable with consent at the hospital after a custodian
-is killed, gone from every replica after erasure, and never in plaintext in a
-ledger, a log or the metrics."""
+"""Encrypted records across four real node processes (custodian keys ML-KEM-768 +
+X25519): written at the lab, opened by no single custodian's keys, readable with
+consent at the hospital after a custodian is killed, gone from every replica after
+erasure, and never in plaintext in a ledger, a log or the metrics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from p2pmed import codec
 from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
-from p2pmed.crypto import CryptoError, EncryptionPrivateKey, SigningKey, decrypt_record
+from p2pmed.crypto import CryptoError, EncryptionPrivateKey, Kem, SigningKey, decrypt_record
 from p2pmed.key_shares import combine, unwrap_share
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
@@ -35,7 +35,7 @@ WAIT_S = 60.0
 @pytest.fixture(scope="module")
 def net() -> Iterator[ProcessNetwork]:
     with tempfile.TemporaryDirectory(prefix="p2pmed-rec-") as directory:
-        network = ProcessNetwork(Path(directory), 4, CONFIG, metrics=True)
+        network = ProcessNetwork(Path(directory), 4, CONFIG, metrics=True, kem=Kem.MLKEM768_X25519)
         try:
             network.start_all(WAIT_S)
             yield network

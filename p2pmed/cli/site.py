@@ -11,9 +11,19 @@ import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, HOME_OPTION
 from p2pmed.cli.key_protection import given_protection_files, protection_options
+from p2pmed.crypto import Kem
 from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS
 
 __all__ = ["SITE_COMMANDS"]
+
+SITE_KEM_OPTION = click.option(
+    "--kem",
+    type=click.Choice([kem.value for kem in Kem]),
+    default=Kem.X25519.value,
+    show_default=True,
+    help="The site's encryption key algorithm: record key shares it keeps as a custodian are sealed to it"
+    " (mlkem768-x25519: post-quantum hybrid).",
+)
 
 
 @click.command()
@@ -29,8 +39,9 @@ __all__ = ["SITE_COMMANDS"]
     show_default=True,
     help="What kind of organisation this site is.",
 )
+@SITE_KEM_OPTION
 @protection_options("the node's keys")
-def init(home: Path, moniker: str, listen: str, kind: str) -> None:
+def init(home: Path, moniker: str, listen: str, kind: str, kem: str) -> None:
     """Create a node: its Ed25519 and encryption keys (mode 0600; encrypted under a passphrase
     or master key file if one is given, which config.toml then names) and a commented
     config.toml, and print the entry that the network's genesis.json needs for it."""
@@ -38,7 +49,7 @@ def init(home: Path, moniker: str, listen: str, kind: str) -> None:
     from p2pmed.site.home import HomeError, init_home
 
     try:
-        node = init_home(home, moniker, listen, protection_files=given_protection_files())
+        node = init_home(home, moniker, listen, protection_files=given_protection_files(), kem=Kem(kem))
     except (HomeError, KeyFileError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -48,6 +59,7 @@ def init(home: Path, moniker: str, listen: str, kind: str) -> None:
         "address": "/ip4/<public IP>/tcp/<port>",
         "kind": kind,
         "encryption_key": node.encryption_key.public_key.key.hex(),
+        "encryption_kem": kem,
     }
     click.echo(f"created {home}; edit {home / 'config.toml'}, then put the network's genesis.json there.")
     click.echo("this node's entry for the validators list of genesis.json (fill in the address others reach it at):")
@@ -68,13 +80,14 @@ def init(home: Path, moniker: str, listen: str, kind: str) -> None:
     metavar="IPV4",
     help="One per node, for nodes on separate hosts or containers: node i is reached at IPV4:base-port.",
 )
-def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str, ...]) -> None:
+@SITE_KEM_OPTION
+def testnet(nodes: int, out: Path, base_port: int, chain_id: str, ips: tuple[str, ...], kem: str) -> None:
     """Create homes for a network of validators sharing one genesis (by default all on 127.0.0.1)."""
     from p2pmed.site.genesis import load_genesis
     from p2pmed.site.home import GENESIS, HomeError, create_testnet
 
     try:
-        homes = create_testnet(out, nodes, base_port, chain_id, ips)
+        homes = create_testnet(out, nodes, base_port, chain_id, ips, Kem(kem))
     except HomeError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -112,7 +112,9 @@ def write_record(
     )
     submit(client, writer, "record.add", anchor)
     wraps = tuple(
-        wrap_share(share, index, EncryptionPublicKey(Kem.X25519, bytes.fromhex(site["encryption_key"])), record_id)
+        wrap_share(
+            share, index, EncryptionPublicKey(Kem(site["kem"]), bytes.fromhex(site["encryption_key"])), record_id
+        )
         for index, (share, site) in enumerate(zip(shares, chosen, strict=True), 1)
     )
     stored, failed = [], {}

@@ -1,9 +1,10 @@
 """The genesis document: the chain id and the static validator set every node starts from.
 
 Each validator is also a site: an organisation of a ``kind`` (hospital,
-laboratory, ...) with an X25519 ``encryption_key`` for the records it keeps as a
-custodian. These organisations are in force from genesis; others join by a vote
-of the validators (``p2pmed.ledger.contracts.identity``).
+laboratory, ...) with an ``encryption_key`` (X25519, or ML-KEM-768 + X25519 when
+``encryption_kem`` says so) for the key shares it keeps as a record custodian.
+These organisations are in force from genesis; others join by a vote of the
+validators (``p2pmed.ledger.contracts.identity``).
 
 It is JSON for operators to read and share (``genesis.json`` in every node's
 home), and its identity is the SHA-256 of its canonical CBOR encoding, so two
@@ -45,8 +46,8 @@ class ValidatorInfo:
     """Where the validator listens, as a multiaddr such as ``/ip4/127.0.0.1/tcp/26656``."""
     kind: str
     """The site's organisation kind, one of ``identity.ORGANISATION_KINDS``."""
-    encryption_key: bytes
-    """The site's X25519 public key: record keys are wrapped to it when it is a custodian."""
+    encryption_key: EncryptionPublicKey
+    """The site's public encryption key: record key shares are sealed to it when it is a custodian."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,7 @@ class Genesis:
     @property
     def organisations(self) -> tuple[OrganisationProfile, ...]:
         """The validators as the sites they are, in force from genesis."""
-        return tuple(
-            OrganisationProfile(v.public_key, v.moniker, v.kind, EncryptionPublicKey(Kem.X25519, v.encryption_key))
-            for v in self.validators
-        )
+        return tuple(OrganisationProfile(v.public_key, v.moniker, v.kind, v.encryption_key) for v in self.validators)
 
 
 def write_genesis(path: Path, genesis: Genesis) -> None:
@@ -82,7 +80,8 @@ def write_genesis(path: Path, genesis: Genesis) -> None:
                 "public_key": v.public_key.hex(),
                 "address": v.address,
                 "kind": v.kind,
-                "encryption_key": v.encryption_key.hex(),
+                "encryption_key": v.encryption_key.key.hex(),
+                "encryption_kem": v.encryption_key.kem.value,
             }
             for v in genesis.validators
         ],
@@ -130,7 +129,7 @@ def parse_genesis(document: Any) -> Genesis:
 def _validator(entry: Any, key: str) -> ValidatorInfo:
     if not isinstance(entry, dict):
         raise GenesisError(key, "expected an object with moniker, public_key, address, kind and encryption_key")
-    _only_keys(entry, {"moniker", "public_key", "address", "kind", "encryption_key"}, key)
+    _only_keys(entry, {"moniker", "public_key", "address", "kind", "encryption_key"}, key, optional={"encryption_kem"})
     moniker = entry.get("moniker")
     if not isinstance(moniker, str) or not _MONIKER.match(moniker):
         raise GenesisError(f"{key}.moniker", "expected 1-64 letters, digits, spaces, '.', '_' or '-'")
@@ -141,8 +140,19 @@ def _validator(entry: Any, key: str) -> ValidatorInfo:
     kind = entry.get("kind")
     if kind not in ORGANISATION_KINDS:
         raise GenesisError(f"{key}.kind", f"expected one of {', '.join(sorted(ORGANISATION_KINDS))}")
-    encryption_key = _hex_key(entry.get("encryption_key"), f"{key}.encryption_key")
-    return ValidatorInfo(moniker, key_bytes, address, kind, encryption_key)
+    return ValidatorInfo(moniker, key_bytes, address, kind, _encryption_key(entry, key))
+
+
+def _encryption_key(entry: dict[str, Any], key: str) -> EncryptionPublicKey:
+    """``encryption_key`` under ``encryption_kem`` (x25519 when absent, as genesis files before it had)."""
+    kem_name = entry.get("encryption_kem", Kem.X25519.value)
+    if kem_name not in {kem.value for kem in Kem}:
+        raise GenesisError(f"{key}.encryption_kem", f"expected one of {', '.join(kem.value for kem in Kem)}")
+    value = entry.get("encryption_key")
+    try:
+        return EncryptionPublicKey(Kem(kem_name), bytes.fromhex(value) if isinstance(value, str) else b"")
+    except ValueError as error:
+        raise GenesisError(f"{key}.encryption_key", f"expected a {kem_name} public key in hex: {error}") from None
 
 
 def _hex_key(value: Any, key: str) -> bytes:
@@ -155,8 +165,10 @@ def _hex_key(value: Any, key: str) -> bytes:
     return key_bytes
 
 
-def _only_keys(table: dict[str, Any], allowed: set[str], key: str) -> None:
-    unknown = sorted(set(table) - allowed)
+def _only_keys(
+    table: dict[str, Any], allowed: set[str], key: str, optional: frozenset[str] | set[str] = frozenset()
+) -> None:
+    unknown = sorted(set(table) - allowed - optional)
     if unknown:
         where = f"{key}.{unknown[0]}" if key else unknown[0]
         raise GenesisError(where, f"unknown key; expected only {', '.join(sorted(allowed))}")

@@ -56,6 +56,7 @@ def init_home(
     *,
     test_network: bool = False,
     protection_files: KeyProtectionFiles | None = None,
+    kem: crypto.Kem = crypto.Kem.X25519,
 ) -> NewNode:
     """Create a node's keys and commented config; refuse to touch an existing node. A test
     network's nodes admit load probes from anyone (``NodeConfig.probes_from_anyone``).
@@ -69,7 +70,7 @@ def init_home(
     protection = protection_files.read()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
-    node = NewNode(crypto.SigningKey.generate(), crypto.EncryptionPrivateKey.generate())
+    node = NewNode(crypto.SigningKey.generate(), crypto.EncryptionPrivateKey.generate(kem))
     crypto.save_signing_key(home / NODE_KEY, node.key, protection)
     crypto.save_encryption_key(home / ENCRYPTION_KEY, node.encryption_key, protection)
     config = NodeConfig(
@@ -87,11 +88,13 @@ def _absolute(path: Path | None) -> str:
     return str(path.absolute()) if path is not None else ""
 
 
-def create_testnet(out: Path, nodes: int, base_port: int, chain_id: str, ips: Sequence[str] = ()) -> list[Path]:
+def create_testnet(
+    out: Path, nodes: int, base_port: int, chain_id: str, ips: Sequence[str] = (), kem: crypto.Kem = crypto.Kem.X25519
+) -> list[Path]:
     """Homes for ``nodes`` validators sharing one genesis. Without ``ips`` they all run
     on 127.0.0.1, node i on ``base_port + i``; with one IPv4 address per node (each in
     its own container, say) every node listens on all interfaces at ``base_port``.
-    The sites' kinds take turns through ``TESTNET_KINDS``."""
+    The sites' kinds take turns through ``TESTNET_KINDS``; their encryption keys use ``kem``."""
     if not 1 <= nodes <= NODES_MAX:
         raise HomeError(f"--nodes must be 1..{NODES_MAX}")
     if not 1024 <= base_port <= 65_535 - nodes:
@@ -110,12 +113,10 @@ def create_testnet(out: Path, nodes: int, base_port: int, chain_id: str, ips: Se
             listen, address = f"/ip4/0.0.0.0/tcp/{base_port}", f"/ip4/{ips[index]}/tcp/{base_port}"
         else:
             listen = address = f"/ip4/127.0.0.1/tcp/{base_port + index}"
-        node = init_home(home, moniker, listen, test_network=True)
+        node = init_home(home, moniker, listen, test_network=True, kem=kem)
         homes.append(home)
         kind = TESTNET_KINDS[index % len(TESTNET_KINDS)]
-        validators.append(
-            ValidatorInfo(moniker, node.key.public_key, address, kind, node.encryption_key.public_key.key)
-        )
+        validators.append(ValidatorInfo(moniker, node.key.public_key, address, kind, node.encryption_key.public_key))
     genesis = Genesis(chain_id, int(time.time() * 1000), tuple(validators))
     for home in homes:
         write_genesis(home / GENESIS, genesis)
@@ -173,7 +174,7 @@ def load_home(home: Path, protection_files: KeyProtectionFiles | None = None) ->
             f" {len(genesis.validators)} validators: a view change over {config.watermark_window} blocks"
             " could exceed a 16 MiB frame; lower it"
         )
-    if encryption_key.public_key.key != genesis.validators[index].encryption_key:
+    if encryption_key.public_key != genesis.validators[index].encryption_key:
         raise HomeError(
             f"{home / ENCRYPTION_KEY} does not match this node's encryption_key in {home / GENESIS};"
             " the genesis must list the public half of this file's key"

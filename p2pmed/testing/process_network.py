@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+from p2pmed.crypto import Kem
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.site.config import NodeConfig, render_config
 from p2pmed.site.home import CONFIG, create_testnet, load_home
@@ -70,7 +71,8 @@ def free_port_range(count: int, attempts: int = 50) -> int:
 
 class ProcessNetwork:
     """``config`` applies to every node except its moniker, listen address and, with
-    ``metrics=True``, its metrics port (``metrics_ports[i]``, free when created; else 0)."""
+    ``metrics=True``, its metrics port (``metrics_ports[i]``, free when created; else 0).
+    ``kem``: the algorithm of the sites' encryption keys."""
 
     def __init__(
         self,
@@ -80,10 +82,11 @@ class ProcessNetwork:
         chain_id: str = "p2pmed-local",
         *,
         metrics: bool = False,
+        kem: Kem = Kem.X25519,
     ) -> None:
         self.directory = directory
         base_port = free_port_range(2 * nodes)  # listen ports, then metrics ports
-        self.homes = create_testnet(directory, nodes, base_port, chain_id)
+        self.homes = create_testnet(directory, nodes, base_port, chain_id, kem=kem)
         self.metrics_ports = [base_port + nodes + index if metrics else 0 for index in range(nodes)]
         config = config or NodeConfig(probes_from_anyone=True)
         for home, metrics_port in zip(self.homes, self.metrics_ports, strict=True):

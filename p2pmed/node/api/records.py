@@ -41,7 +41,13 @@ def record_methods(node: NodePort) -> dict[str, Method]:
 
     async def custodians(params: dict[str, Any]) -> list[dict[str, Any]]:
         return [
-            {"key": v.public_key.hex(), "moniker": v.moniker, "kind": v.kind, "encryption_key": v.encryption_key.hex()}
+            {
+                "key": v.public_key.hex(),
+                "moniker": v.moniker,
+                "kind": v.kind,
+                "encryption_key": v.encryption_key.key.hex(),
+                "kem": v.encryption_key.kem.value,
+            }
             for v in validators
         ]
 
