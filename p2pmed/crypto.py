@@ -82,6 +82,7 @@ class SignatureDomain(enum.StrEnum):
     VIEW_CHANGE = "view-change"
     NEW_VIEW = "new-view"
     RECORD_FETCH = "record-fetch"
+    KEY_ROTATION = "key-rotation"
 
 
 def _signed_message(domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:

@@ -9,10 +9,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from p2pmed.client.records import seal_reason
-from p2pmed.crypto import SEAL_OVERHEAD, EncryptionPrivateKey, SigningKey, padme
+from p2pmed.crypto import SEAL_OVERHEAD, EncryptionPrivateKey, EncryptionPublicKey, SigningKey, padme
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
-from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister, genesis_state
+from p2pmed.ledger.contracts.identity import (
+    OrganisationProfile,
+    OrgProposal,
+    OrgRotate,
+    PersonRegister,
+    PersonRotate,
+    genesis_state,
+    sign_rotation,
+)
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
@@ -127,6 +135,19 @@ class LedgerHarness:
             **changes,
         }
         return RecordAdd(**fields)
+
+
+def person_rotation(
+    current: SigningKey, new: SigningKey, encryption: EncryptionPublicKey | None = None
+) -> PersonRotate:
+    """``current`` rotating to ``new`` (with ``new``'s proof) and a fresh encryption key unless given."""
+    fresh = encryption or EncryptionPrivateKey.generate().public_key
+    return PersonRotate(new.public_key, fresh, sign_rotation(new, current.public_key, CHAIN))
+
+
+def org_rotation(current: SigningKey, new: SigningKey, encryption: EncryptionPublicKey | None = None) -> OrgRotate:
+    fresh = encryption or EncryptionPrivateKey.generate().public_key
+    return OrgRotate(new.public_key, fresh, sign_rotation(new, current.public_key, CHAIN))
 
 
 def glass(record_id: bytes, purpose: str = "ETREAT", reason: str = "unconscious in A&E") -> RecordRead:

@@ -550,9 +550,11 @@ def test_identity_lifecycle_through_the_cli_rotate_vote_and_revoke(net: ProcessN
     clinician = register(net, "clinician", "lifecycle")
     hospital = net.homes[HOSPITAL_SITE]
     new_key, new_encryption = SigningKey.generate(), EncryptionPrivateKey.generate()
+    save_signing_key(net.directory / "lifecycle-2027.pem", new_key)
     rotated = run(
         *(hospital, "identity", "rotate", "--key", clinician.key, "--wait"),
-        *("--new-public-key", new_key.public_key.hex(), "--encryption-key", new_encryption.public_key.key.hex()),
+        *("--new-key", str(net.directory / "lifecycle-2027.pem")),
+        *("--encryption-key", new_encryption.public_key.key.hex()),
     )
     assert rotated.exit_code == 0, rotated.output
     shown = json.loads(run(hospital, "identity", "person", "--json", clinician.id).output)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from ledger_harness import LedgerHarness, key
-from p2pmed.crypto import EncryptionPrivateKey
+from ledger_harness import LedgerHarness, key, person_rotation
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import (
     ConsentDelegate,
@@ -20,7 +19,6 @@ from p2pmed.ledger.contracts.consent import (
     delegations_in_force,
     valid_consent,
 )
-from p2pmed.ledger.contracts.identity import PersonRotate
 from p2pmed.ledger.errors import RejectReason
 
 HOSPITAL, LAB = key("hospital"), key("lab")
@@ -207,9 +205,7 @@ def test_revoking_what_is_not_in_force_is_refused(ledger: LedgerHarness) -> None
 
 def test_a_patient_who_rotated_keys_keeps_control_under_the_new_key_only(ledger: LedgerHarness) -> None:
     new_key = key("patient-new")
-    ledger.ok(
-        PATIENT, "identity.person.rotate", PersonRotate(new_key.public_key, EncryptionPrivateKey.generate().public_key)
-    )
+    ledger.ok(PATIENT, "identity.person.rotate", person_rotation(PATIENT, new_key))
     ledger.ok(new_key, "consent.grant", grant(ledger))
     assert in_force(ledger, DOCTOR.public_key) is not None, "consent stays keyed by the person id"
     assert "only the patient" in ledger.refused(PATIENT, "consent.grant", grant(ledger), RejectReason.NOT_AUTHORISED)

@@ -3,23 +3,24 @@ organisations, key rotation and revocation; each allowed and refused case."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from ledger_harness import LedgerHarness, key
-from p2pmed.crypto import EncryptionPrivateKey
+from ledger_harness import CHAIN, LedgerHarness, key, org_rotation, person_rotation
+from p2pmed.crypto import EncryptionPrivateKey, SignatureDomain
 from p2pmed.ledger.contracts.identity import (
     OrganisationProfile,
     OrgProposal,
     OrgRevoke,
     PersonRegister,
     PersonRevoke,
-    PersonRotate,
     genesis_state,
     organisation_of,
     person,
     person_of,
+    sign_rotation,
 )
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.site.genesis import load_genesis
@@ -146,17 +147,38 @@ def test_a_key_is_never_registered_twice_nor_shared_with_an_organisation(ledger:
     )
 
 
+@pytest.mark.parametrize("kind", ["person", "organisation"])
+def test_nobody_rotates_onto_a_key_they_do_not_hold(ledger: LedgerHarness, kind: str) -> None:
+    """Keys are never reused, so rotating onto someone else's key would burn it (a pending
+    admission's, say): the new key must sign the rotation, for this sender and this chain."""
+    ledger.admit_organisation(HOSPITAL, "hospital")
+    ledger.register_person(HOSPITAL, PATIENT, "patient")
+    signer, tx_type = (PATIENT, "identity.person.rotate") if kind == "person" else (HOSPITAL, "identity.org.rotate")
+    make = person_rotation if kind == "person" else org_rotation
+    victim, encryption = key("victim-pending-admission"), fresh_encryption_key()
+    honest = make(signer, victim, encryption)
+    forged = [
+        dataclasses.replace(honest, proof=b""),
+        dataclasses.replace(honest, proof=key("attacker").sign(SignatureDomain.KEY_ROTATION, CHAIN, b"x")),
+        dataclasses.replace(honest, proof=make(key("someone-else"), victim).proof),  # a proof for another rotation
+        dataclasses.replace(honest, proof=sign_rotation(victim, signer.public_key, "another-chain")),
+    ]
+    for body in forged:
+        assert "did not sign this rotation" in ledger.refused(signer, tx_type, body, RejectReason.INVALID)
+    ledger.ok(signer, tx_type, honest)
+
+
 def test_a_person_rotates_their_keys_and_keeps_their_id(ledger: LedgerHarness) -> None:
     ledger.admit_organisation(HOSPITAL, "hospital")
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     new_key, new_encryption = key("patient-2024"), fresh_encryption_key()
-    ledger.ok(PATIENT, "identity.person.rotate", PersonRotate(new_key.public_key, new_encryption))
+    ledger.ok(PATIENT, "identity.person.rotate", person_rotation(PATIENT, new_key, new_encryption))
     assert person_of(ledger.state, PATIENT.public_key) is None, "the old key speaks for nobody"
     rotated = person_of(ledger.state, new_key.public_key)
     assert rotated is not None and rotated.id == PATIENT.public_key and rotated.encryption_key == new_encryption
-    back = PersonRotate(PATIENT.public_key, fresh_encryption_key())
+    back = person_rotation(new_key, PATIENT)
     assert "never reused" in ledger.refused(new_key, "identity.person.rotate", back, RejectReason.INVALID)
-    stale = PersonRotate(key("x").public_key, fresh_encryption_key())
+    stale = person_rotation(PATIENT, key("x"))
     assert "current key" in ledger.refused(PATIENT, "identity.person.rotate", stale, RejectReason.NOT_AUTHORISED)
 
 

@@ -13,12 +13,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from health_world import GTIN, MAKER, InProcessClient
-from ledger_harness import LedgerHarness, glass, key
+from ledger_harness import LedgerHarness, glass, key, org_rotation
 from p2pmed.cli.main import cli
 from p2pmed.crypto import (
     EncryptionPrivateKey,
     EncryptionPublicKey,
-    SigningKey,
     encrypt_record,
     save_signing_key,
 )
@@ -56,10 +55,6 @@ def fresh_encryption_key() -> EncryptionPublicKey:
     return EncryptionPrivateKey.generate().public_key
 
 
-def rotate_to(new: SigningKey) -> OrgRotate:
-    return OrgRotate(new.public_key, fresh_encryption_key())
-
-
 @pytest.fixture
 def ledger() -> LedgerHarness:
     """A hospital with a patient and a clinician, registered before any rotation."""
@@ -77,7 +72,7 @@ def anchor(ledger: LedgerHarness, name: str) -> RecordAdd:
 
 def test_an_organisation_rotates_its_keys_and_keeps_its_id(ledger: LedgerHarness) -> None:
     new_encryption = fresh_encryption_key()
-    ledger.ok(HOSPITAL, "identity.org.rotate", OrgRotate(HOSPITAL_NEXT.public_key, new_encryption))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT, new_encryption))
     assert organisation_of(ledger.state, H) is None, "the old key speaks for nobody"
     rotated = organisation_of(ledger.state, HOSPITAL_NEXT.public_key)
     assert rotated is not None and rotated.id == H and rotated.profile.encryption_key == new_encryption
@@ -91,12 +86,12 @@ def test_an_organisation_rotates_its_keys_and_keeps_its_id(ledger: LedgerHarness
     nurse = person_of(ledger.state, key("new-nurse").public_key)
     assert nurse is not None and nurse.organisation == H, "people are registered under the id, not the key"
     assert "current key" in ledger.refused(
-        HOSPITAL, "identity.org.rotate", rotate_to(key("again")), RejectReason.NOT_AUTHORISED
+        HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, key("again")), RejectReason.NOT_AUTHORISED
     )
 
 
 def test_an_organisation_never_rotates_to_a_key_used_before(ledger: LedgerHarness) -> None:
-    ledger.ok(HOSPITAL, "identity.org.rotate", rotate_to(HOSPITAL_NEXT))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT))
     used = [
         H,  # its own former key, which is also its id
         HOSPITAL_NEXT.public_key,  # its current key
@@ -105,7 +100,7 @@ def test_an_organisation_never_rotates_to_a_key_used_before(ledger: LedgerHarnes
         ledger.validators[1].public_key,  # a validator's
     ]
     for taken in used:
-        body = OrgRotate(taken, fresh_encryption_key())
+        body = OrgRotate(taken, fresh_encryption_key(), b"")  # refused before its proof is looked at
         assert "never reused" in ledger.refused(HOSPITAL_NEXT, "identity.org.rotate", body, RejectReason.INVALID)
     as_person = PersonRegister(H, "patient", fresh_encryption_key())
     assert "never reused" in ledger.refused(HOSPITAL_NEXT, "identity.person.register", as_person, RejectReason.INVALID)
@@ -120,23 +115,23 @@ def test_an_organisation_never_rotates_to_a_key_used_before(ledger: LedgerHarnes
 def test_only_the_organisation_itself_rotates_its_keys(ledger: LedgerHarness) -> None:
     for outsider in (STRANGER, DOCTOR, PATIENT):
         assert "current key of an organisation in force" in ledger.refused(
-            outsider, "identity.org.rotate", rotate_to(THIEF), RejectReason.NOT_AUTHORISED
+            outsider, "identity.org.rotate", org_rotation(outsider, THIEF), RejectReason.NOT_AUTHORISED
         )
     # A validator's rotation names no target: it rotates the validator's own site, never another.
-    ledger.ok(ledger.validators[0], "identity.org.rotate", rotate_to(key("site-0-2027")))
+    ledger.ok(ledger.validators[0], "identity.org.rotate", org_rotation(ledger.validators[0], key("site-0-2027")))
     hospital = organisation_in_force(ledger.state, H)
     assert hospital is not None and hospital.profile.key == H
     for validator in ledger.validators[:3]:
         ledger.ok(validator, "identity.org.revoke", OrgRevoke(H))
     assert "current key of an organisation in force" in ledger.refused(
-        HOSPITAL, "identity.org.rotate", rotate_to(THIEF), RejectReason.NOT_AUTHORISED
+        HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, THIEF), RejectReason.NOT_AUTHORISED
     ), "a revoked organisation rotates nothing"
 
 
 def test_people_and_consents_to_the_organisation_survive_its_rotation(ledger: LedgerHarness) -> None:
     grant = ConsentGrant(PATIENT.public_key, H, ("laboratory",), "TREAT", ledger.time_ms + YEAR_MS)
     ledger.ok(PATIENT, "consent.grant", grant)
-    ledger.ok(HOSPITAL, "identity.org.rotate", rotate_to(HOSPITAL_NEXT))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT))
     doctor = person_of(ledger.state, DOCTOR.public_key)
     assert doctor is not None and doctor.organisation == H, "a clinician registered before stays in force"
     first, second = anchor(ledger, "first"), anchor(ledger, "second")
@@ -169,7 +164,7 @@ def test_break_glass_is_reviewed_by_the_organisation_under_its_new_key(ledger: L
     ledger.ok(HOSPITAL, "record.add", written)
     broke = ledger.run(DOCTOR, "record.read", glass(written.record_id))
     assert broke.ok, broke.detail
-    ledger.ok(HOSPITAL, "identity.org.rotate", rotate_to(HOSPITAL_NEXT))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT))
     review = BreakGlassReview(broke.tx_id, "justified")
     assert "clinician's organisation" in ledger.refused(HOSPITAL, "record.review", review, RejectReason.NOT_AUTHORISED)
     ledger.ok(HOSPITAL_NEXT, "record.review", review)
@@ -181,8 +176,8 @@ def test_supply_custody_and_trial_sponsorship_follow_the_id(ledger: LedgerHarnes
     ledger.admit_organisation(maker, "manufacturer")
     gtin, pack = "10614141073464", PackRef("10614141073464", "S1")
     ledger.ok(maker, "supply.commission", SupplyCommission(gtin, "L1", "2031-12-31", ("S1", "S2")))
-    ledger.ok(maker, "identity.org.rotate", rotate_to(maker_next))
-    ledger.ok(HOSPITAL, "identity.org.rotate", rotate_to(HOSPITAL_NEXT))
+    ledger.ok(maker, "identity.org.rotate", org_rotation(maker, maker_next))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT))
     more = SupplyCommission(gtin, "L1", "2031-12-31", ("S3",))
     assert "organisation in force" in ledger.refused(maker, "supply.commission", more, RejectReason.NOT_AUTHORISED)
     ledger.ok(maker_next, "supply.commission", more)  # still the GTIN's owner
@@ -209,7 +204,7 @@ def test_supply_custody_and_trial_sponsorship_follow_the_id(ledger: LedgerHarnes
     ledger.admit_organisation(sponsor, "sponsor")
     planned = Protocol(hashlib.sha256(b"v1").digest(), ("mortality",), ("length of stay",), 100)
     ledger.ok(sponsor, "trial.register", TrialRegister("NCT00000001", planned))
-    ledger.ok(sponsor, "identity.org.rotate", rotate_to(key("sponsor-2027")))
+    ledger.ok(sponsor, "identity.org.rotate", org_rotation(sponsor, key("sponsor-2027")))
     amended = TrialAmend("NCT00000001", Protocol(hashlib.sha256(b"v2").digest(), ("mortality",), (), 100))
     assert "only the sponsor" in ledger.refused(sponsor, "trial.amend", amended, RejectReason.NOT_AUTHORISED)
     ledger.ok(key("sponsor-2027"), "trial.amend", amended)
@@ -219,7 +214,7 @@ def test_supply_custody_and_trial_sponsorship_follow_the_id(ledger: LedgerHarnes
 
 def test_the_validators_replace_a_stolen_key_by_a_quorum_vote(ledger: LedgerHarness) -> None:
     # The thief holds the hospital's key and rotates it to one of its own first.
-    ledger.ok(HOSPITAL, "identity.org.rotate", rotate_to(THIEF))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, THIEF))
     replacement = OrgProposal(
         OrganisationProfile(HOSPITAL_NEXT.public_key, "St Mary's", "hospital", fresh_encryption_key()), H
     )
@@ -275,7 +270,7 @@ def test_the_validators_reinstate_a_revoked_organisation_under_a_new_key(ledger:
 
 
 def test_a_revocation_names_the_id_not_the_current_key(ledger: LedgerHarness) -> None:
-    ledger.ok(HOSPITAL, "identity.org.rotate", rotate_to(HOSPITAL_NEXT))
+    ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT))
     assert "no organisation in force has this id" in ledger.refused(
         ledger.validators[0], "identity.org.revoke", OrgRevoke(HOSPITAL_NEXT.public_key), RejectReason.INVALID
     )
@@ -300,7 +295,7 @@ def test_a_genesis_site_moves_its_ledger_key_off_the_validator_key(ledger: Ledge
         share_sha256=tuple(share_digest(record_id, index, share) for index, share in enumerate(shares, 1)),
     )
     ledger.ok(HOSPITAL, "record.add", written)
-    ledger.ok(validator, "identity.org.rotate", rotate_to(site_next))
+    ledger.ok(validator, "identity.org.rotate", org_rotation(validator, site_next))
     assert organisation_of(ledger.state, validator.public_key) is None
     site = organisation_of(ledger.state, site_next.public_key)
     assert site is not None and site.id == validator.public_key
@@ -348,9 +343,12 @@ def test_the_cli_rotates_an_organisation_and_the_rpc_finds_it_by_id_or_current_k
 ) -> None:
     old_file, maker_next = directory / "maker.pem", key("maker-2027")
     save_signing_key(old_file, MAKER)
+    new_file, stranger_file = directory / "maker-2027.pem", directory / "x.pem"
+    save_signing_key(new_file, maker_next)
+    save_signing_key(stranger_file, key("x"))
     new_encryption = fresh_encryption_key().key.hex()
     rotated = run(
-        *(home, "identity", "rotate-org", "--key", str(old_file), "--new-public-key", maker_next.public_key.hex()),
+        *(home, "identity", "rotate-org", "--key", str(old_file), "--new-key", str(new_file)),
         *("--encryption-key", new_encryption, "--wait"),
     )
     assert rotated.exit_code == 0, rotated.output
@@ -368,7 +366,7 @@ def test_the_cli_rotates_an_organisation_and_the_rpc_finds_it_by_id_or_current_k
     verdict = client.call("supply.verify", gtin=GTIN, serial="S1", organisation=maker_next.public_key.hex())
     assert verdict["status"] == "genuine-dispensable", verdict["message"]
     again = run(
-        *(home, "identity", "rotate-org", "--key", str(old_file), "--new-public-key", key("x").public_key.hex()),
+        *(home, "identity", "rotate-org", "--key", str(old_file), "--new-key", str(stranger_file)),
         *("--encryption-key", new_encryption, "--wait"),
     )
     assert again.exit_code == 1 and "current key of an organisation in force" in again.output

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_harness import LedgerHarness, key
-from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from ledger_harness import LedgerHarness, key, person_rotation
+from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import trials
-from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRotate
+from p2pmed.ledger.contracts.identity import OrgRevoke
 from p2pmed.ledger.contracts.trials import (
     ENDPOINT_LENGTH_MAX,
     PRIMARY_ENDPOINTS_MAX,
@@ -246,9 +246,7 @@ def test_a_withdrawal_needs_a_consent_in_force_and_the_patient(registered: Ledge
 def test_research_consent_follows_the_person_through_a_key_rotation(registered: LedgerHarness) -> None:
     registered.ok(PATIENT, "trial.consent", TrialConsent(TRIAL_ID))
     rotated = key("patient-rotated")
-    registered.ok(
-        PATIENT, "identity.person.rotate", PersonRotate(rotated.public_key, EncryptionPrivateKey.generate().public_key)
-    )
+    registered.ok(PATIENT, "identity.person.rotate", person_rotation(PATIENT, rotated))
     assert "only a patient" in registered.refused(
         PATIENT, "trial.withdraw", TrialWithdraw(TRIAL_ID), RejectReason.NOT_AUTHORISED
     )

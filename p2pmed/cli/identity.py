@@ -3,6 +3,7 @@ patient consent. Signing, reads, output and exit codes as in ``p2pmed.cli.signin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -229,10 +230,35 @@ def revoke_person(home: Path, as_json: bool, key_file: Path, wait: bool, timeout
     submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.revoke", body)
 
 
+NEW_KEY_OPTION = click.option(
+    "--new-key",
+    "new_key_file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The new signing key file (from p2pmed identity keys): it signs the rotation, to show it is held.",
+)
+NEW_ENCRYPTION_KEY_OPTION = click.option(
+    "--encryption-key", type=HexBytes(None), required=True, help="The new public encryption key."
+)
+
+
+def _rotate(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, new_key_file: Path, tx_type: str, body: Any
+) -> None:
+    """Submit ``body`` (a rotation, its key and proof still empty) signed by the current key,
+    with the new key and its proof filled in."""
+    current, new_key = load_key(key_file), load_key(new_key_file)
+    with node(home) as client:
+        chain_id = client.call("node.status")["chain_id"]
+    proof = identity_rules.sign_rotation(new_key, current.public_key, chain_id)
+    rotation = dataclasses.replace(body, key=new_key.public_key, proof=proof)
+    submit(home, as_json, current, wait, timeout, tx_type, rotation)
+
+
 @identity.command("rotate")
 @write_options
-@click.option("--new-public-key", type=ID, required=True, help="The person's new Ed25519 public key.")
-@click.option("--encryption-key", type=HexBytes(None), required=True, help="The person's new public encryption key.")
+@NEW_KEY_OPTION
+@NEW_ENCRYPTION_KEY_OPTION
 @KEM_OPTION
 def rotate(
     home: Path,
@@ -240,22 +266,20 @@ def rotate(
     key_file: Path,
     wait: bool,
     timeout: float,
-    new_public_key: bytes,
+    new_key_file: Path,
     encryption_key: bytes,
     kem: str,
 ) -> None:
-    """Replace a person's signing and encryption keys, signed with their current key (--key);
-    their id stays, and a key once used is never used again."""
-    body = identity_rules.PersonRotate(new_public_key, _encryption_key(kem, encryption_key))
-    submit(home, as_json, load_key(key_file), wait, timeout, "identity.person.rotate", body)
+    """Replace a person's signing and encryption keys, signed with their current key (--key)
+    and the new one (--new-key); their id stays, and a key once used is never used again."""
+    body = identity_rules.PersonRotate(b"", _encryption_key(kem, encryption_key), b"")
+    _rotate(home, as_json, key_file, wait, timeout, new_key_file, "identity.person.rotate", body)
 
 
 @identity.command("rotate-org")
 @write_options
-@click.option("--new-public-key", type=ID, required=True, help="The organisation's new Ed25519 public key.")
-@click.option(
-    "--encryption-key", type=HexBytes(None), required=True, help="The organisation's new public encryption key."
-)
+@NEW_KEY_OPTION
+@NEW_ENCRYPTION_KEY_OPTION
 @KEM_OPTION
 def rotate_org(
     home: Path,
@@ -263,16 +287,16 @@ def rotate_org(
     key_file: Path,
     wait: bool,
     timeout: float,
-    new_public_key: bytes,
+    new_key_file: Path,
     encryption_key: bytes,
     kem: str,
 ) -> None:
     """Replace an organisation's signing and encryption keys, signed with its current key
-    (--key); its id stays, the old key counts for nothing from the block that orders this,
-    and a key once used is never used again. A genesis site's validator key keeps signing
-    consensus. Make the new keys with `p2pmed identity keys`."""
-    body = identity_rules.OrgRotate(new_public_key, _encryption_key(kem, encryption_key))
-    submit(home, as_json, load_key(key_file), wait, timeout, "identity.org.rotate", body)
+    (--key) and the new one (--new-key); its id stays, the old key counts for nothing from the
+    block that orders this, and a key once used is never used again. A genesis site's validator
+    key keeps signing consensus. Make the new keys with `p2pmed identity keys`."""
+    body = identity_rules.OrgRotate(b"", _encryption_key(kem, encryption_key), b"")
+    _rotate(home, as_json, key_file, wait, timeout, new_key_file, "identity.org.rotate", body)
 
 
 @identity.command("person")

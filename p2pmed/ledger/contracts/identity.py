@@ -15,7 +15,9 @@ id, so they all still mean the same organisation after its keys change. Its
 current key signs what the site does on the ledger. Keys change two ways:
 
 - ``identity.org.rotate``, signed with the current key: a new signing key and a
-  new HPKE encryption key. The old key counts for nothing from the block that
+  new HPKE encryption key, with the new key's signature of the rotation
+  (``sign_rotation``), so nobody rotates onto a key they do not hold and so
+  burns someone else's. The old key counts for nothing from the block that
   orders the rotation.
 - ``identity.org.propose`` naming the organisation's id (``OrgProposal.organisation``)
   with a new profile, by the same 2f+1 vote as admission: the way out when the key
@@ -39,7 +41,8 @@ People (patients, clinicians, researchers, pharmacists) are registered by an
 organisation in force (``identity.person.register``): an Ed25519 signing key, an
 HPKE encryption key and a role. A person's id is the signing key they were
 registered with, for life; ``identity.person.rotate`` (signed with the current
-key) replaces both keys, under the same never-reused rule. The registering
+key, and by the new one as for organisations) replaces both keys, under the same
+never-reused rule. The registering
 organisation or the person revokes (``identity.person.revoke``), and so do the
 validators by a 2f+1 vote (the same transaction from each), which is how a person
 whose organisation misbehaves or is gone is removed; a revoked person's signatures
@@ -59,7 +62,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from p2pmed import codec
-from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey
+from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey, SignatureDomain, SigningKey, verify
 from p2pmed.ledger.contracts.policy import REGISTRARS, STAFF_ROLES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
@@ -88,6 +91,7 @@ __all__ = [
     "person",
     "person_in_force",
     "person_of",
+    "sign_rotation",
 ]
 
 ORGANISATION_KINDS = frozenset(
@@ -126,6 +130,8 @@ class OrgRevoke:
 class OrgRotate:
     key: bytes
     encryption_key: EncryptionPublicKey
+    proof: bytes
+    """The new key's signature of the rotation (``sign_rotation``): whoever rotates holds it."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,8 @@ class PersonRegister:
 class PersonRotate:
     key: bytes
     encryption_key: EncryptionPublicKey
+    proof: bytes
+    """The new key's signature of the rotation (``sign_rotation``): whoever rotates holds it."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,25 @@ def _check_fresh_key(state: StateOverlay, context: TxContext, key: bytes, what: 
         raise TxRejected(RejectReason.INVALID, "this key is already in use or was used before; keys are never reused")
 
 
+def _rotation_payload(current_key: bytes, new_key: bytes) -> bytes:
+    return codec.encode([current_key, new_key])
+
+
+def sign_rotation(new_key: SigningKey, current_key: bytes, chain_id: str) -> bytes:
+    """The proof a rotation from ``current_key`` carries: the new key's signature, so nobody
+    rotates onto a key they do not hold (and so takes it from its owner: keys are never reused)."""
+    return new_key.sign(SignatureDomain.KEY_ROTATION, chain_id, _rotation_payload(current_key, new_key.public_key))
+
+
+def _check_rotation(state: StateOverlay, context: TxContext, key: bytes, proof: bytes, what: str) -> None:
+    _check_fresh_key(state, context, key, what)
+    payload = _rotation_payload(context.sender, key)
+    if not verify(key, proof, SignatureDomain.KEY_ROTATION, context.chain_id, payload):
+        raise TxRejected(
+            RejectReason.INVALID, f"{what} did not sign this rotation (proof): rotate only to a key you hold"
+        )
+
+
 # -- organisations ----------------------------------------------------------------
 
 
@@ -381,7 +408,7 @@ def apply_org_rotate(state: StateOverlay, context: TxContext, rotate: OrgRotate)
     current = organisation_of(state, context.sender)
     if current is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "the sender is not the current key of an organisation in force")
-    _check_fresh_key(state, context, rotate.key, "the organisation's new key")
+    _check_rotation(state, context, rotate.key, rotate.proof, "the organisation's new key")
     rotated = dataclasses.replace(current.profile, key=rotate.key, encryption_key=rotate.encryption_key)
     _put_organisation(state, current, rotated, True)
 
@@ -426,7 +453,7 @@ def apply_person_rotate(state: StateOverlay, context: TxContext, rotate: PersonR
     current = person_of(state, context.sender)
     if current is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "the sender is not the current key of a person in force")
-    _check_fresh_key(state, context, rotate.key, "the person's key")
+    _check_rotation(state, context, rotate.key, rotate.proof, "the person's new key")
     state.delete(_signer_key(current.key))
     state.put(_signer_key(rotate.key), current.id)
     state.put(_used_key(rotate.key), True)
