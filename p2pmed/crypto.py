@@ -83,6 +83,7 @@ class SignatureDomain(enum.StrEnum):
     NEW_VIEW = "new-view"
     RECORD_FETCH = "record-fetch"
     KEY_ROTATION = "key-rotation"
+    SITE_AUDIT = "site-audit"
 
 
 def _signed_message(domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:
