@@ -22,8 +22,10 @@ from p2pmed.ledger.machine import TxResult, next_nonce
 from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
 from p2pmed.node.api.health import health_methods
 from p2pmed.node.mempool import Mempool
+from p2pmed.node.site_audit import LOG_FILE, SiteAudit
 from p2pmed.rpc.params import Method
 from p2pmed.store import Store
+from p2pmed.store.audit_log import SignedLog
 
 HOSPITAL, LAB, SPONSOR = key("hospital"), key("lab"), key("sponsor")
 MAKER, PHARMACY = key("maker"), key("pharmacy")
@@ -87,10 +89,14 @@ def build_world(ledger: StoreHarness) -> None:
 
 
 class FakeNode:
-    """What the health methods read of a ``NodePort``: the store, the mempool, the last block's time."""
+    """What the health methods read of a ``NodePort``: the store, the mempool, the last block's time,
+    and the site audit log that reads of a patient's trail go into."""
 
     def __init__(self, store: Store) -> None:
         self.store, self.mempool = store, Mempool()
+        self.site_key = SigningKey.generate()
+        log = SignedLog(store.path.parent / LOG_FILE, self.site_key, CHAIN, self.now_ms)
+        self.site_audit = SiteAudit(log, self.now_ms, CHAIN)
 
     @property
     def ledger_time_ms(self) -> int:

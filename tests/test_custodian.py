@@ -23,6 +23,8 @@ from p2pmed.ledger.contracts.records import RecordErase, RecordRead
 from p2pmed.net.blob_protocol import BlobRequest, BlobResponse, ReadRequest, SealedShares, SignedReadRequest
 from p2pmed.node.custodian import READ_REQUEST_SKEW_MS, Custodian, CustodyRefused
 from p2pmed.node.repair import BlobRepair
+from p2pmed.node.site_audit import LOG_FILE, SiteAudit, fhir_event
+from p2pmed.store.audit_log import SignedLog, read_entries, verify_log
 from p2pmed.store.blobs import BlobStore
 
 HOSPITAL = key("hospital")
@@ -348,3 +350,117 @@ def test_a_copy_the_ledger_erased_while_the_node_was_down_is_shredded_at_start(s
     repair = BlobRepair(site.custodian, never)
     repair.scan(site.ledger.state)
     assert not site.custodian.blobs.holds(site.record_id) and repair.missing == {}
+
+
+# -- the site audit log: what the custodian refused, and to whom ---------------------------------
+
+
+class WallClock:
+    """The node's wall clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.ms = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def audited(site: Site, directory: Path, **budget: Any) -> tuple[SiteAudit, WallClock]:
+    clock = WallClock()
+    log = SignedLog(directory / LOG_FILE, site.ledger.validators[0], CHAIN, clock)
+    audit = SiteAudit(log, clock, CHAIN, **budget)
+    site.custodian.on_refused = audit.custody_refused
+    return audit, clock
+
+
+def logged(audit: SiteAudit) -> list[tuple[str, dict[str, Any]]]:
+    return [(entry.kind, entry.fields) for _, entry in read_entries(audit.log.path)]
+
+
+PEER = key("validator 2").public_key
+
+
+def test_a_refused_share_is_logged_with_the_signed_request_it_came_with(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path)
+    site.upload()
+    forged = SignedReadRequest(site.request(DOCTOR).request, bytes(64))
+    for read in (site.request(DOCTOR), forged):  # no record.read by the doctor on the ledger
+        assert site.custodian.answer(BlobRequest("share", site.record_id, read=read), PEER).error
+    (kind, honest), (_, forgery) = logged(audit)
+    assert kind == "custody-refused"
+    assert honest == {
+        "request": "share",
+        "requester": PEER.hex(),
+        "record_id": site.record_id.hex(),
+        "reader": DOCTOR.public_key.hex(),
+        "signed_record_id": site.record_id.hex(),
+        "issued_ms": site.ledger.time_ms,
+        "signature_verified": True,
+        "reason": honest["reason"],
+    }
+    assert "no read of this record by this reader" in str(honest["reason"])
+    assert forgery["signature_verified"] is False and "not signed by the reader" in str(forgery["reason"])
+    assert verify_log(audit.log.path, site.ledger.validators[0].public_key, CHAIN).ok
+
+
+def test_refused_sealed_and_copy_requests_are_logged_and_puts_only_counted(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path)
+    site.upload((1,))
+    site.custodian.answer(BlobRequest("sealed", site.record_id), PEER)
+    site.custodian.answer(BlobRequest("copy", site.record_id), PEER)  # custodian 0 holds nothing yet
+    site.custodian.answer(BlobRequest("put", site.record_id, site.sealed[:-1], site.wraps()), PEER)
+    entries = logged(audit)
+    assert [(fields["request"], fields["reader"], fields["signature_verified"]) for _, fields in entries] == [
+        ("sealed", None, None),
+        ("copy", None, None),
+    ]
+    assert audit.refused == {"sealed": 1, "copy": 1, "put": 1}
+
+
+def test_what_the_custodian_serves_is_not_logged(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path)
+    site.upload()
+    assert site.read(PATIENT, purpose="PATRQT") and site.open(PATIENT) == PLAINTEXT
+    assert logged(audit) == [] and not audit.refused
+
+
+def test_a_requester_over_its_budget_is_counted_then_summarised_when_logging_resumes(
+    site: Site, tmp_path: Path
+) -> None:
+    audit, clock = audited(site, tmp_path, entries_per_s=0.5, entries_burst=3)
+    request = BlobRequest("share", site.record_id, read=site.request(DOCTOR))
+    for _ in range(100):  # a validator's node hammering, each refused: only the burst is written
+        site.custodian.answer(request, PEER)
+    site.custodian.answer(request, HOSPITAL.public_key)  # another requester has a budget of its own
+    assert [fields["requester"] for _, fields in logged(audit)] == [PEER.hex()] * 3 + [HOSPITAL.public_key.hex()]
+    assert audit.refused["share"] == 101
+
+    clock.ms += 2_000  # one more entry's worth
+    site.custodian.answer(request, PEER)
+    *_, (kind, summary), (last, _) = logged(audit)
+    assert (kind, last) == ("suppressed", "custody-refused")
+    assert summary == {"requester": PEER.hex(), "count": 97, "first_ms": clock.ms - 2_000, "last_ms": clock.ms - 2_000}
+    assert verify_log(audit.log.path, site.ledger.validators[0].public_key, CHAIN).ok
+
+
+def test_a_stop_writes_the_summaries_still_owed(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path, entries_per_s=0.5, entries_burst=1)
+    for _ in range(5):
+        site.custodian.answer(BlobRequest("sealed", site.record_id), PEER)
+    audit.close()
+    assert [kind for kind, _ in logged(audit)] == ["custody-refused", "suppressed"]
+    assert logged(audit)[-1][1]["count"] == 4
+
+
+def test_refusals_render_as_fhir_audit_events_with_outcome_failure(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path)
+    site.custodian.answer(BlobRequest("share", site.record_id, read=site.request(DOCTOR)), PEER)
+    audit.trail_read(P, 0, None, 100, "fhir")
+    (refusal_hash, refusal), (read_hash, trail_read) = audit.entries(0, 10)
+    site_key = site.ledger.validators[0].public_key
+    event = fhir_event(refusal_hash, refusal, site_key)
+    assert event["outcome"]["code"]["code"] == "4" and event["severity"] == "warning"
+    assert event["agent"][0]["who"]["identifier"]["value"] == PEER.hex()
+    assert event["entity"][0]["what"]["identifier"]["value"] == site.record_id.hex()
+    read = fhir_event(read_hash, trail_read, site_key)
+    assert read["outcome"]["code"]["code"] == "0" and read["patient"]["identifier"]["value"] == P.hex()

@@ -73,21 +73,26 @@ __all__ = [
     "PARTY_SYSTEM",
     "RECORD_SYSTEM",
     "RELEASES",
+    "SITE_AUDIT_SYSTEM",
     "TX_SYSTEM",
     "ClinicalData",
     "FhirError",
     "PatientData",
+    "SiteEvent",
     "audit_event",
     "consent_resource",
     "import_resource",
     "instant",
     "parse_resource",
+    "site_audit_event",
 ]
 
 PARTY_SYSTEM = "urn:p2pmed:party"
 """Identifier system of ledger parties: a person id or an organisation key, as hex."""
 RECORD_SYSTEM = "urn:p2pmed:record"
 TX_SYSTEM = "urn:p2pmed:tx"
+SITE_AUDIT_SYSTEM = "urn:p2pmed:site-audit"
+"""Identifier system of a site's local audit log entries: the entry's SHA-256, as hex."""
 AUDIT_KIND_SYSTEM = "urn:p2pmed:audit-kind"
 CATEGORY_SYSTEM = "urn:p2pmed:data-category"
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -139,6 +144,12 @@ _KINDS = {
     "record-erase": _Kind("Record erased (crypto-shredded)", "D"),
 }
 assert set(_KINDS) == AUDIT_KINDS, "every audit kind has a FHIR rendering"
+_SITE_KINDS = {
+    "custody-refused": _Kind("Custodian refused a request", "R"),
+    "trail-read": _Kind("Site operator read a patient's audit trail", "R"),
+    "suppressed": _Kind("Entries left out of the site audit log over a requester's budget", "E"),
+    "log-recovered": _Kind("Site audit log recovered an unfinished write", "E"),
+}
 
 
 class FhirError(ValueError):
@@ -267,6 +278,68 @@ def audit_event(entry: AuditEntry) -> dict[str, Any]:
         event["authorization"] = authorization
     AuditEvent.model_validate(event)
     return event
+
+
+@dataclass(frozen=True)
+class SiteEvent:
+    """An entry of a site's local audit log (``p2pmed.node.site_audit``), as an AuditEvent shows it."""
+
+    entry_sha256: str
+    kind: str
+    time_ms: int
+    site: bytes
+    agent: bytes | None
+    """The validator whose node asked; None for the site's own operator."""
+    refused: bool
+    record_id: bytes | None
+    patient: bytes | None
+    details: tuple[tuple[str, str], ...]
+
+
+def site_audit_event(event: SiteEvent) -> dict[str, Any]:
+    """The FHIR R5 AuditEvent of a site audit log entry, validated, as plain JSON: outcome minor
+    failure (4) and severity warning for a refusal."""
+    kind = _SITE_KINDS.get(event.kind, _Kind(event.kind, "E"))
+    if event.kind in ("custody-refused", "trail-read"):
+        categories = [_concept(_DICOM, "110110", "Patient Record")]
+    else:
+        categories = [_concept(_DICOM, "110100", "Application Activity")]
+    if event.refused:
+        categories.append(_concept(_DICOM, "110113", "Security Alert"))
+    site = _party(event.site, "Device")
+    who = _party(event.agent) if event.agent is not None else {**site, "display": "the site's operator"}
+    entry: dict[str, Any] = {"what": {"identifier": {"system": SITE_AUDIT_SYSTEM, "value": event.entry_sha256}}}
+    if event.details:
+        entry["detail"] = [_detail(name, value) for name, value in event.details]
+    entities = [entry]
+    if event.record_id is not None:
+        entities.insert(
+            0,
+            {
+                "what": {"identifier": {"system": RECORD_SYSTEM, "value": event.record_id.hex()}},
+                "role": _concept(_OBJECT_ROLE, "4", "Domain Resource"),
+            },
+        )
+    audit: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": event.entry_sha256,
+        "category": categories,
+        "code": _concept(AUDIT_KIND_SYSTEM, event.kind, kind.display),
+        "action": kind.action,
+        "severity": "warning" if event.refused else "informational",
+        "occurredDateTime": instant(event.time_ms),
+        "recorded": instant(event.time_ms),
+        "outcome": {
+            "code": _coding(_OUTCOME, "4", "Minor failure") if event.refused else _coding(_OUTCOME, "0", "Success")
+        },
+        "agent": [{"who": who, "requestor": True}],
+        "source": {"observer": {**site, "display": "p2pmed site audit log"}},
+        "entity": entities,
+    }
+    if event.patient is not None:
+        audit["patient"] = _party(event.patient, "Patient")
+    AuditEvent.model_validate(audit)
+    return audit
 
 
 def consent_resource(provision: ConsentProvision) -> dict[str, Any]:

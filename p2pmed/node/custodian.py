@@ -45,11 +45,15 @@ from p2pmed.net.blob_protocol import (
 )
 from p2pmed.store.blobs import BlobStore
 
-__all__ = ["READ_REQUEST_SKEW_MS", "Custodian", "CustodyRefused"]
+__all__ = ["READ_REQUEST_SKEW_MS", "Custodian", "CustodyRefused", "RefusalListener"]
 
 READ_REQUEST_SKEW_MS = 60_000
 """How much earlier than its read grant's block time a read request may say it was signed: the
 reader's clock and the block's are not the same clock."""
+
+
+RefusalListener = Callable[[BlobRequest, bytes, str], None]
+"""Hears a refused request, the validator whose node asked, and the reason."""
 
 
 class CustodyRefused(Exception):
@@ -65,10 +69,13 @@ class Custodian:
         site_key: bytes,
         encryption_key: EncryptionPrivateKey,
         chain_id: str,
+        on_refused: RefusalListener | None = None,
     ) -> None:
-        """``now_ms`` gives the latest committed block's time."""
+        """``now_ms`` gives the latest committed block's time; ``on_refused`` hears every refusal
+        (the site audit log)."""
         self.state, self.now_ms, self.blobs = state, now_ms, blobs
         self.site_key, self.encryption_key, self.chain_id = site_key, encryption_key, chain_id
+        self.on_refused = on_refused
 
     def _anchor(self, record_id: bytes) -> Record:
         found = record(self.state, record_id)
@@ -181,8 +188,12 @@ class Custodian:
                 case "share" | "sealed":
                     return self.serve(request.kind, request.record_id, request.read)
         except CustodyRefused as error:
-            return refused(str(error))
-        return refused(f"unknown request kind {request.kind!r}; expected put, copy, share or sealed")
+            reason = str(error)
+        else:
+            reason = f"unknown request kind {request.kind!r}; expected put, copy, share or sealed"
+        if self.on_refused is not None:
+            self.on_refused(request, requester, reason)
+        return refused(reason)
 
     def erase(self, record_id: bytes) -> bool:
         return self.blobs.erase(record_id)

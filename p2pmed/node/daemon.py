@@ -59,10 +59,12 @@ from p2pmed.node.metrics import NodeMetrics
 from p2pmed.node.metrics_http import serve_metrics
 from p2pmed.node.rebroadcast import Rebroadcast
 from p2pmed.node.repair import BlobRepair
+from p2pmed.node.site_audit import LOG_FILE, SiteAudit
 from p2pmed.rpc.server import RpcCounters, RpcServer
 from p2pmed.site.genesis import ValidatorInfo
 from p2pmed.site.home import LoadedHome
 from p2pmed.store import Store
+from p2pmed.store.audit_log import SignedLog
 from p2pmed.store.blobs import BlobStore
 
 __all__ = ["Node", "NodeClock", "replica_config"]
@@ -140,6 +142,11 @@ class Node:
         self.rebroadcast = Rebroadcast()
         self.block_listeners: list[BlockListener] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
+        self.site_audit = SiteAudit(
+            SignedLog(home.store_path.parent / LOG_FILE, home.key, genesis.chain_id, self.clock.now_ms),
+            self.clock.now_ms,
+            genesis.chain_id,
+        )
         self.custodian = Custodian(
             self.core.store,
             lambda: self.core.ledger_time_ms,
@@ -147,6 +154,7 @@ class Node:
             home.key.public_key,
             home.encryption_key,
             genesis.chain_id,
+            self.site_audit.custody_refused,
         )
         self.block_listeners.append(self._erase_on_commit)
         self.blob_client: BlobClient | None = None
@@ -267,6 +275,7 @@ class Node:
             raise
         finally:
             height = self.core.store.head()[0]
+            self.site_audit.close()
             self.core.close()
             log.info("node stopped", height=height)
 

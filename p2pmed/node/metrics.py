@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from p2pmed.consensus import ViewPhase
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.machine import BlockExecution
+from p2pmed.net.blob_protocol import REQUEST_KINDS
 from p2pmed.node.api.port import NodePort, Traffic
 
 __all__ = ["LATENCY_BUCKETS_S", "NodeCollector", "NodeMetrics", "store_size_bytes"]
@@ -104,6 +105,12 @@ class NodeCollector(Collector):
         yield from self._rejections(traffic)
         yield from self._gossip(traffic)
         yield from self._rpc(traffic)
+        yield _by_label(
+            "p2pmed_custody_refusals",
+            "Requests this site's custodian refused, by kind (put, copy, share, sealed), logged or over budget.",
+            "kind",
+            dict.fromkeys(REQUEST_KINDS, 0) | self.node.site_audit.refused,
+        )
         yield _gauge(
             "p2pmed_store_size_bytes",
             "Size of the SQLite store, its write-ahead log included.",

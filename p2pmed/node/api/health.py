@@ -217,7 +217,8 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         return {**plain(found), "erased": found.erased_ms is not None}
 
     async def audit_query(params: dict[str, Any]) -> dict[str, Any]:
-        """Audit entries oldest first, or as FHIR AuditEvents (converted off the node's event loop)."""
+        """Audit entries oldest first, or as FHIR AuditEvents (converted off the node's event loop).
+        A read of a patient's trail goes into the site audit log first."""
         by = _choice("audit.query", "by", params["by"], ("patient", "actor", "record"))
         subject = _id("audit.query", "subject", params["subject"], f"the {by}'s id")
         since_ms = _in_range("audit.query", "since_ms", params["since_ms"], 0)
@@ -226,6 +227,8 @@ def health_methods(node: NodePort) -> dict[str, Method]:
             raise _invalid("audit.query", f'"until_ms" ({until_ms}) must be after "since_ms" ({since_ms})')
         limit = _in_range("audit.query", "limit", params["limit"], 1, AUDIT_QUERY_MAX)
         fhir = _choice("audit.query", "format", params["format"], FORMATS) == "fhir"
+        if by == "patient":
+            node.site_audit.trail_read(subject, since_ms, until_ms, limit, params["format"])
         entries = audit_trail(store, by, subject, since_ms, until_ms, limit)
         if fhir:
             rendered = await trio.to_thread.run_sync(lambda: [audit_event(entry) for entry in entries])

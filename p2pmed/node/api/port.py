@@ -22,6 +22,7 @@ from p2pmed.net.consensus_transport import TransportCounters
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import GossipCounters
 from p2pmed.node.mempool import Mempool
+from p2pmed.node.site_audit import SiteAudit
 from p2pmed.rpc.server import RpcCounters
 from p2pmed.site.genesis import ValidatorInfo
 from p2pmed.store import Store
@@ -74,6 +75,10 @@ class NodePort(Protocol):
     @property
     def faults(self) -> FaultInjector | None:
         """The test harness's fault injector, when ``[fault_injection]`` is on."""
+
+    @property
+    def site_audit(self) -> SiteAudit:
+        """The site's local audit log: custodian refusals, the operator's reads of a patient's trail."""
 
     @property
     def block_listeners(self) -> list[BlockListener]:
