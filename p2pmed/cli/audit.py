@@ -4,12 +4,22 @@ resource before it is imported. Reads, output and exit codes as in ``p2pmed.cli.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_VIOLATION,
+    HOME_OPTION,
+    JSON_OPTION,
+    emit,
+    fail,
+    node,
+    utc_time,
+)
 from p2pmed.cli.signing import ID, NamedParty, UtcTime, fhir_bundle, read_options, short_id
 
 __all__ = ["AUDIT_COMMANDS"]
@@ -87,6 +97,132 @@ def audit_show(
         click.echo(json.dumps(fhir_bundle(result["entries"]), indent=2))
     else:
         emit(result, as_json, human_audit)
+
+
+# -- the site's own audit log ---------------------------------------------------------------------
+
+
+def human_site_entry(entry: dict[str, Any]) -> str:
+    fields = entry["fields"]
+    mark = "!" if entry["kind"] in ("custody-refused", "suppressed", "log-recovered") else " "
+    facts = "  ".join(
+        f"{name}={short_id(value) if isinstance(value, str) and len(value) == 64 else value}"
+        for name, value in sorted(fields.items())
+        if value is not None and name != "reason"
+    )
+    reason = f"  reason: {fields['reason']}" if fields.get("reason") else ""
+    return f"{mark} {utc_time(entry['time_ms'], 'milliseconds')} {entry['kind']:<15} {facts}{reason}"
+
+
+def human_site_audit(result: dict[str, Any]) -> str:
+    lines = [human_site_entry(entry) for entry in result["entries"]]
+    count = len(result["entries"])
+    lines.append(f"{count} entr{'y' if count == 1 else 'ies'} in the audit log of site {result['site']}")
+    return "\n".join(lines)
+
+
+@audit.command("site")
+@read_options
+@click.option("--since", type=UtcTime(), default=None, help="Entries written from this time (UTC) on.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--fhir", is_flag=True, help="Print a FHIR R5 Bundle of AuditEvent resources.")
+def audit_site(home: Path, as_json: bool, since: int | None, limit: int, fhir: bool) -> None:
+    """Show this site's own audit log, oldest first: requests its custodian refused and reads
+    of a patient's audit trail through its node (refusals are marked with "!"). Verify the
+    files with `p2pmed audit site-verify`."""
+    with node(home) as client:
+        result = client.call("site.audit", since_ms=since or 0, limit=limit, format="fhir" if fhir else "entries")
+    if fhir:
+        click.echo(json.dumps(fhir_bundle(result["entries"]), indent=2))
+    else:
+        emit(result, as_json, human_site_audit)
+
+
+def _site_of(home: Path) -> tuple[bytes, str]:
+    """The site key (the genesis validator with the home's moniker) and chain id of ``home``,
+    read without its private key; exits 2 if they cannot be."""
+    from p2pmed.site.config import ConfigError, load_config
+    from p2pmed.site.genesis import GenesisError, load_genesis
+    from p2pmed.site.home import CONFIG, GENESIS
+
+    try:
+        moniker = load_config(home / CONFIG).moniker
+        genesis = load_genesis(home / GENESIS)
+    except (ConfigError, GenesisError) as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    keys = [validator.public_key for validator in genesis.validators if validator.moniker == moniker]
+    if len(keys) != 1:
+        fail(f"{home / GENESIS} lists {len(keys)} validators named {moniker!r}; give --key", EXIT_BAD_INPUT)
+    return keys[0], genesis.chain_id
+
+
+@audit.command("site-verify")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="P2PMED_HOME",
+    default=None,
+    help="The node's home: its log, and its key and chain id from genesis.json [env: P2PMED_HOME].",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The log file (its rotated files beside it) [default: <home>/data/site-audit.log].",
+)
+@click.option("--key", type=ID, default=None, help="The site's public key, as known from elsewhere.")
+@click.option("--chain-id", default=None, help="The network's chain id.")
+@JSON_OPTION
+def audit_site_verify(
+    home: Path | None, log_path: Path | None, key: bytes | None, chain_id: str | None, as_json: bool
+) -> None:
+    """Verify a site's audit log offline, no node needed: every entry signed by the site's key,
+    each naming the hash of the one before, across rotated files. Exit 1 naming the first
+    entry altered, removed or moved; an unfinished last line (a crash) is reported, not failed."""
+    from p2pmed.node.site_audit import LOG_FILE
+    from p2pmed.site.home import DATA
+    from p2pmed.store.audit_log import log_files, verify_log
+
+    if home is None and (log_path is None or key is None or chain_id is None):
+        fail("give --home, or all of --log, --key and --chain-id", EXIT_BAD_INPUT)
+    if home is not None and (key is None or chain_id is None):
+        home_key, home_chain = _site_of(home)
+        key, chain_id = key or home_key, chain_id or home_chain
+    assert key is not None and chain_id is not None
+    path = log_path or (home / DATA / LOG_FILE if home is not None else Path())
+    if not log_files(path):
+        fail(f"{path}: no site audit log there", EXIT_BAD_INPUT)
+    try:
+        verification = verify_log(path, key, chain_id)
+    except OSError as error:
+        fail(f"{path}: {error.strerror}", EXIT_BAD_INPUT)
+    result = {
+        "ok": verification.ok,
+        "entries": verification.entries,
+        "files": list(verification.files),
+        "head_sha256": verification.head_sha256,
+        "problem": None if verification.problem is None else str(verification.problem),
+        "torn_tail": None if verification.torn_tail is None else str(verification.torn_tail),
+        "pruned_before": verification.pruned_before,
+    }
+    emit(result, as_json, human_verification)
+    if not verification.ok:
+        sys.exit(EXIT_VIOLATION)
+
+
+def human_verification(result: dict[str, Any]) -> str:
+    lines = [
+        f"{'verified' if result['ok'] else 'NOT VERIFIED'}: {result['entries']} entries check out"
+        f" in {', '.join(result['files'])}; head {result['head_sha256']}"
+    ]
+    if result["problem"]:
+        lines.append(f"first bad entry: {result['problem']}")
+    if result["torn_tail"]:
+        lines.append(f"unfinished last line (the site stopped while writing): {result['torn_tail']}")
+    if result["pruned_before"]:
+        lines.append("the oldest file continues one removed by the size cap: what came before is not checked")
+    return "\n".join(lines)
 
 
 # -- fhir --------------------------------------------------------------------------------------------
