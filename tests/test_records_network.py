@@ -1,25 +1,31 @@
 """Encrypted records across four real node processes (custodian keys ML-KEM-768 +
 X25519): written at the lab, opened by no single custodian's keys, readable with
 consent at the hospital after a custodian is killed, gone from every replica after
-erasure, and never in plaintext in a ledger, a log or the metrics."""
+erasure, and never in plaintext in a ledger, a log or the metrics; a read without a
+grant is refused by every custodian and shows in its site audit log."""
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from p2pmed import codec
+from p2pmed.cli.main import cli
 from p2pmed.client.records import LedgerRefused, read_record, submit, write_record
-from p2pmed.crypto import CryptoError, EncryptionPrivateKey, Kem, SigningKey, decrypt_record
+from p2pmed.crypto import CryptoError, EncryptionPrivateKey, Kem, SignatureDomain, SigningKey, decrypt_record
 from p2pmed.key_shares import combine, unwrap_share
 from p2pmed.ledger.contracts.consent import ConsentGrant
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.records import RecordErase
-from p2pmed.net.blob_protocol import SHARES_SIZE_MAX, SealedShares
+from p2pmed.net.blob_protocol import SHARES_SIZE_MAX, ReadRequest, SealedShares, SignedReadRequest
 from p2pmed.rpc.client import RpcClient, RpcError
 from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
@@ -169,3 +175,50 @@ def test_a_custodian_down_at_write_time_fetches_its_copy_from_the_other_later(ne
         )
     net.start(LAB)
     net.wait_ready(LAB, WAIT_S)
+
+
+def test_reads_without_a_grant_are_refused_and_in_each_custodians_site_audit_log(net: ProcessNetwork) -> None:
+    patient, _ = register(net, "patient")
+    snooper, _ = register(net, "clinician")
+    order_lab_work(net, patient)
+    with client(net, LAB) as lab:
+        written = write_record(lab, site_key(net, LAB), patient.public_key, "laboratory", b'{"note": "audit me"}')
+    chain_id = load_home(net.homes[HOSPITAL]).genesis.chain_id
+    request = ReadRequest(written.record_id, snooper.public_key, int(time.time() * 1000))
+    signed = SignedReadRequest(request, snooper.sign(SignatureDomain.RECORD_FETCH, chain_id, codec.encode(request)))
+    with client(net, HOSPITAL) as hospital:
+        with pytest.raises(RpcError, match="key shares needed"):  # no record.read on the ledger
+            hospital.call("record.fetch", request=codec.encode(signed).hex())
+        hospital.call("audit.query", by="patient", subject=patient.public_key.hex())
+
+    runner = CliRunner()
+    for moniker in written.stored:
+        home = net.homes[int(moniker.removeprefix("node"))]
+        shown = runner.invoke(cli, ["audit", "site", "--home", str(home), "--json"])
+        assert shown.exit_code == 0, shown.output
+        refusals = [
+            entry["fields"]
+            for entry in json.loads(shown.output)["entries"]
+            if entry["kind"] == "custody-refused" and entry["fields"]["reader"] == snooper.public_key.hex()
+        ]
+        assert refusals and refusals[0]["requester"] == site_key(net, HOSPITAL).public_key.hex()
+        assert refusals[0]["record_id"] == written.record_id.hex() and refusals[0]["signature_verified"] is True
+        assert "no read of this record by this reader" in refusals[0]["reason"]
+
+        bundle = json.loads(runner.invoke(cli, ["audit", "site", "--home", str(home), "--fhir"]).output)
+        outcomes = {
+            entry["resource"]["outcome"]["code"]["code"]
+            for entry in bundle["entry"]
+            if entry["resource"]["code"]["coding"][0]["code"] == "custody-refused"
+        }
+        assert outcomes == {"4"}
+        verified = runner.invoke(cli, ["audit", "site-verify", "--home", str(home)])
+        assert verified.exit_code == 0 and verified.output.startswith("verified"), verified.output
+        index = int(moniker.removeprefix("node"))
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{net.metrics_ports[index]}/metrics").read().decode()
+        shares_refused = re.search(r'^p2pmed_custody_refusals_total\{kind="share"\} (\S+)$', metrics, re.MULTILINE)
+        assert shares_refused is not None and float(shares_refused.group(1)) >= 1
+
+    trail = runner.invoke(cli, ["audit", "site", "--home", str(net.homes[HOSPITAL]), "--json"])
+    reads = [entry["fields"] for entry in json.loads(trail.output)["entries"] if entry["kind"] == "trail-read"]
+    assert {"patient": patient.public_key.hex(), "format": "entries"}.items() <= reads[-1].items()

@@ -11,7 +11,9 @@ purpose of use is in ``authorization`` (HL7 v3 ActReason); a break-glass read al
 carries ``BTG`` ("break the glass", with the reason's salted SHA-256 as its text: the
 reason itself is sealed off the ledger) and severity
 ``warning``, so a FHIR audit repository can find every emergency access with one
-search. ``consent_resource`` turns a ``ConsentProvision`` into an R5 ``Consent``.
+search. ``site_audit_event`` does the same for an entry of a site's local audit log
+(``SiteEvent``: a custodian's refusal, with outcome minor failure, or an operator's read
+of a patient's trail). ``consent_resource`` turns a ``ConsentProvision`` into an R5 ``Consent``.
 Both are validated by building the ``fhir.resources`` model before they are returned.
 
 Ledger parties are not FHIR resources: a person id or an organisation key appears

@@ -21,6 +21,9 @@ only, so it cannot read the record.
 - Give a fellow custodian that missed the upload a copy (ciphertext and sealed
   shares as held), only when that custodian's own node asks.
 - Erase the ciphertext and the shares when ``record.erase`` commits.
+
+Every refusal, with the request and the validator whose node asked, goes to
+``on_refused``: the site audit log (``p2pmed.node.site_audit``).
 """
 
 from __future__ import annotations
