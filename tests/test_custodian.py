@@ -464,3 +464,19 @@ def test_refusals_render_as_fhir_audit_events_with_outcome_failure(site: Site, t
     assert event["entity"][0]["what"]["identifier"]["value"] == site.record_id.hex()
     read = fhir_event(read_hash, trail_read, site_key)
     assert read["outcome"]["code"]["code"] == "0" and read["patient"]["identifier"]["value"] == P.hex()
+
+
+def test_a_log_that_cannot_be_written_still_refuses_and_counts_the_failure(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path)
+    audit.log.path.mkdir()  # the log's file can no longer be opened for writing
+    response = site.custodian.answer(BlobRequest("sealed", site.record_id), PEER)
+    assert "signed read request" in response.error and audit.write_failures == 1
+
+
+def test_a_peer_cannot_make_an_entry_longer_by_naming_huge_ids(site: Site, tmp_path: Path) -> None:
+    audit, _ = audited(site, tmp_path)
+    bloated = SignedReadRequest(ReadRequest(b"r" * 100_000, b"k" * 100_000, 0), bytes(64))
+    assert site.custodian.answer(BlobRequest("share", b"i" * 100_000, read=bloated), PEER).error
+    ((_, fields),) = logged(audit)
+    assert fields["reader"] == fields["signed_record_id"] == fields["record_id"] == "(100000 bytes: not an id)"
+    assert audit.log.path.stat().st_size < 2_000

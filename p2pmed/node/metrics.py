@@ -111,6 +111,11 @@ class NodeCollector(Collector):
             "kind",
             dict.fromkeys(REQUEST_KINDS, 0) | self.node.site_audit.refused,
         )
+        yield _counter(
+            "p2pmed_site_audit_write_failures",
+            "Entries the site audit log could not write (a full or failing disk); each is logged as an error.",
+            self.node.site_audit.write_failures,
+        )
         yield _gauge(
             "p2pmed_store_size_bytes",
             "Size of the SQLite store, its write-ahead log included.",

@@ -20,6 +20,8 @@ size cap bounds the rest.
 
 Times are the node's wall clock: this is the node, not the ledger's rules. Every refusal,
 logged or not, is counted by request kind (``refused``, for metrics), ``put`` included.
+A write that fails (a full disk) is logged as an error and counted (``write_failures``);
+the custodian still refuses, so nothing is served that should not be.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import structlog
 
 from p2pmed import codec
 from p2pmed.crypto import SignatureDomain, verify
@@ -47,12 +51,15 @@ __all__ = [
     "plain_entry",
 ]
 
+log = structlog.get_logger(__name__)
+
 LOG_FILE = "site-audit.log"
 """In the node's data directory, beside the store."""
 ENTRIES_PER_S = 0.2
 ENTRIES_BURST = 30
 REASON_LENGTH_MAX = 400
 OPERATOR = "operator"
+ID_SIZE = 32
 LOGGED_KINDS = ("share", "sealed", "copy")
 
 
@@ -75,6 +82,7 @@ class SiteAudit:
     ) -> None:
         self.log, self.now_ms, self.chain_id = log, now_ms, chain_id
         self.refused: Counter[str] = Counter()
+        self.write_failures = 0
         self._budgets: PeerBudgets[str] = PeerBudgets(entries_per_s, entries_burst)
         self._suppressed: dict[str, _Suppressed] = {}
 
@@ -87,7 +95,7 @@ class SiteAudit:
         fields: dict[str, FieldValue] = {
             "request": request.kind,
             "requester": requester.hex(),
-            "record_id": request.record_id.hex(),
+            "record_id": _id_hex(request.record_id),
             "reader": None,
             "signed_record_id": None,
             "issued_ms": None,
@@ -97,14 +105,14 @@ class SiteAudit:
         if read is not None:
             signed = read.request
             fields |= {
-                "reader": signed.reader.hex(),
-                "signed_record_id": signed.record_id.hex(),
+                "reader": _id_hex(signed.reader),
+                "signed_record_id": _id_hex(signed.record_id),
                 "issued_ms": signed.issued_ms,
                 "signature_verified": verify(
                     signed.reader, read.signature, SignatureDomain.RECORD_FETCH, self.chain_id, codec.encode(signed)
                 ),
             }
-        self.log.append("custody-refused", fields)
+        self._append("custody-refused", fields)
 
     def trail_read(self, patient: bytes, since_ms: int, until_ms: int | None, limit: int, format: str) -> None:
         """The operator asked for ``patient``'s audit trail (``audit.query``)."""
@@ -116,7 +124,7 @@ class SiteAudit:
                 "limit": limit,
                 "format": format,
             }
-            self.log.append("trail-read", fields)
+            self._append("trail-read", fields)
 
     def _within_budget(self, requester: str) -> bool:
         """Whether ``requester``'s entry is to be written; first the summary of what it had left out."""
@@ -131,7 +139,7 @@ class SiteAudit:
     def _write_summary(self, requester: str) -> None:
         left_out = self._suppressed.pop(requester, None)
         if left_out is not None:
-            self.log.append(
+            self._append(
                 "suppressed",
                 {
                     "requester": requester,
@@ -140,6 +148,13 @@ class SiteAudit:
                     "last_ms": left_out.last_ms,
                 },
             )
+
+    def _append(self, kind: str, fields: dict[str, FieldValue]) -> None:
+        try:
+            self.log.append(kind, fields)
+        except OSError as error:
+            self.write_failures += 1
+            log.error("site audit log write failed", kind=kind, path=str(self.log.path), error=str(error))
 
     def close(self) -> None:
         """Write the summaries still owed, so a stop does not hide what was left out."""
@@ -156,6 +171,12 @@ class SiteAudit:
                 if len(found) == limit:
                     break
         return found
+
+
+def _id_hex(value: bytes) -> str:
+    """An id or key from a peer's request as hex; one longer than any id, by its length only
+    (a peer chooses these bytes, and must not choose how much this site writes)."""
+    return value.hex() if len(value) <= ID_SIZE else f"({len(value)} bytes: not an id)"
 
 
 def plain_entry(sha256: str, entry: LogEntry) -> dict[str, Any]:
