@@ -1,12 +1,14 @@
 """A node's home directory: its key, its config, the network's genesis and its data.
 
 <home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
-<home>/encryption_key the site's X25519 key for the records it keeps, mode 0600
+<home>/encryption_key the site's key (X25519 or ML-KEM-768 + X25519) for the key shares
+                      of the records it keeps, mode 0600
                       (both plain, or both sealed under a passphrase or master key
                       file the operator supplies: see p2pmed.keys_at_rest)
 <home>/config.toml    operator settings (see p2pmed.site.config)
 <home>/genesis.json   chain id and validator set, identical on every node
-<home>/data/          the SQLite store
+<home>/data/          the SQLite store, the records kept as a custodian (blobs/) and the
+                      signed site audit log (site-audit.log, p2pmed.store.audit_log)
 """
 
 from __future__ import annotations
