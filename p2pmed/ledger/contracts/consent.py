@@ -68,6 +68,7 @@ __all__ = [
     "denies_in_force",
     "deny_covering",
     "party_id",
+    "permit_in_force",
     "valid_consent",
 ]
 
@@ -484,20 +485,24 @@ def deny_covering(
     return None
 
 
+def permit_in_force(
+    state: StateReader, patient: bytes, grantee: bytes, category: str, purpose: str, now_ms: int
+) -> ConsentProvision | None:
+    """The consent ``patient`` gave ``grantee`` for ``category`` and ``purpose``, if in force at
+    ``now_ms``, whether or not a deny overrides it (for a caller that has checked the denies)."""
+    provision = StateOverlay(state).get(ConsentProvision, _key(patient, grantee, category, purpose))
+    return provision if provision is not None and _in_force(state, provision, now_ms) else None
+
+
 def valid_consent(
     state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int, purpose: str | None = None
 ) -> ConsentProvision | None:
     """The consent that lets ``grantee`` see ``patient``'s ``category`` data at ``now_ms`` for
     ``purpose`` (for any purpose, the first in alphabetical order, when None), if any: in force,
     and no deny in force of ``grantee`` or of everyone covers it."""
-    view = StateOverlay(state)
     for candidate in sorted(PURPOSES) if purpose is None else [purpose]:
-        provision = view.get(ConsentProvision, _key(patient, grantee, category, candidate))
-        if (
-            provision is not None
-            and _in_force(state, provision, now_ms)
-            and deny_covering(state, patient, (grantee,), category, candidate, now_ms) is None
-        ):
+        provision = permit_in_force(state, patient, grantee, category, candidate, now_ms)
+        if provision is not None and deny_covering(state, patient, (grantee,), category, candidate, now_ms) is None:
             return provision
     return None
 

@@ -47,6 +47,7 @@ from p2pmed.ledger.contracts.consent import (
     acting_for_patient,
     deny_covering,
     party_id,
+    permit_in_force,
     valid_consent,
 )
 from p2pmed.ledger.contracts.identity import Person, organisation_of, person, person_of
@@ -244,11 +245,11 @@ def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, n
     denial = deny_covering(state, found.patient, parties, found.category, purpose, now_ms)
     if denial is not None:
         return Access("", f"the patient's {_deny_detail(denial)} is in force: it overrides any consent")
-    provision = valid_consent(state, found.patient, reader, found.category, now_ms, purpose)
+    provision = permit_in_force(state, found.patient, reader, found.category, purpose, now_ms)
     if provision is not None:
         return Access("consent", f"consent {provision.tx_id.hex()[:16]} for {found.category}, {purpose}")
     if organisation is not None:
-        provision = valid_consent(state, found.patient, organisation, found.category, now_ms, purpose)
+        provision = permit_in_force(state, found.patient, organisation, found.category, purpose, now_ms)
         if provision is not None:
             return Access("organisation-consent", f"consent {provision.tx_id.hex()[:16]} to the reader's organisation")
     return Access("", f"no consent in force lets this reader see {found.category} records for {purpose}")
