@@ -71,9 +71,9 @@ def build_world(ledger: StoreHarness) -> None:
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     ledger.register_person(HOSPITAL, DOCTOR, "clinician")
     ledger.register_person(HOSPITAL, NURSE, "clinician")  # breaks the glass below: a care provider's
-    ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, D, ("imaging", "laboratory"), "TREAT", FAR_MS))
+    ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, D, ("imaging", "laboratory"), ("TREAT",), FAR_MS))
     ledger.ok(
-        PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), "TREAT", ledger.time_ms + 1_500)
+        PATIENT, "consent.grant", ConsentGrant(P, LAB.public_key, ("laboratory",), ("TREAT",), ledger.time_ms + 1_500)
     )
     ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(HOSPITAL.public_key, FAR_MS))
     ledger.ok(DOCTOR, "record.add", ledger.anchor(RECORD_ID, P))

@@ -15,7 +15,7 @@ from ledger_harness import LedgerHarness, glass, key
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.interop.fhir import audit_event
 from p2pmed.ledger.contracts.audit import audit_trail
-from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
+from p2pmed.ledger.contracts.consent import EVERYONE, ConsentDeny, ConsentGrant, ConsentRevoke, ConsentUndeny
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRegister, person_of
 from p2pmed.ledger.contracts.policy import (
     BREAK_GLASS_PER_WINDOW,
@@ -77,7 +77,7 @@ def test_a_writer_needs_its_categories_and_a_care_relationship(ledger: LedgerHar
         DISTRIBUTOR, "record.add", anchor(ledger, "medication"), RejectReason.NOT_AUTHORISED
     )
     grant = ConsentGrant(
-        PATIENT.public_key, OTHER_HOSPITAL.public_key, ("laboratory",), "TREAT", ledger.time_ms + YEAR_MS
+        PATIENT.public_key, OTHER_HOSPITAL.public_key, ("laboratory",), ("TREAT",), ledger.time_ms + YEAR_MS
     )
     ledger.ok(PATIENT, "consent.grant", grant)
     ledger.ok(OTHER_HOSPITAL, "record.add", anchor(ledger))  # now in its care, for that category
@@ -90,7 +90,9 @@ def test_a_reader_states_only_a_purpose_that_fits_its_role(ledger: LedgerHarness
     researcher = key("researcher")
     ledger.register_person(HOSPITAL, researcher, "researcher")
     ledger.ok(HOSPITAL, "record.add", anchor(ledger))
-    grant = ConsentGrant(PATIENT.public_key, researcher.public_key, ("laboratory",), purpose, ledger.time_ms + YEAR_MS)
+    grant = ConsentGrant(
+        PATIENT.public_key, researcher.public_key, ("laboratory",), (purpose,), ledger.time_ms + YEAR_MS
+    )
     ledger.ok(PATIENT, "consent.grant", grant)
     result = ledger.run(researcher, "record.read", RecordRead(anchor(ledger).record_id, purpose, False))
     assert result.ok == (purpose in PURPOSES_OF["researcher"]), result.detail
@@ -100,7 +102,7 @@ def test_a_reader_states_only_a_purpose_that_fits_its_role(ledger: LedgerHarness
 
 def test_staff_of_a_revoked_organisation_lose_their_standing_its_patients_keep_theirs(ledger: LedgerHarness) -> None:
     ledger.ok(HOSPITAL, "record.add", anchor(ledger))
-    grant = ConsentGrant(PATIENT.public_key, HOSPITAL.public_key, ("laboratory",), "TREAT", ledger.time_ms + YEAR_MS)
+    grant = ConsentGrant(PATIENT.public_key, HOSPITAL.public_key, ("laboratory",), ("TREAT",), ledger.time_ms + YEAR_MS)
     ledger.ok(PATIENT, "consent.grant", grant)
     ledger.ok(DOCTOR, "record.read", RecordRead(anchor(ledger).record_id, "TREAT", False))
     for validator in ledger.validators[: quorum_size(len(ledger.validators))]:
@@ -138,20 +140,17 @@ STAFF = {  # name -> (role, registering kind)
 }
 READERS = ["patient", *STAFF, *SITES]
 GRANTEES = [*STAFF, *SITES]
+MODEL_PURPOSES = ["TREAT", "HRESCH", "ETREAT"]
+SOME_PURPOSES = st.lists(st.sampled_from(MODEL_PURPOSES), min_size=1, max_size=3, unique=True).map(tuple)
 ACCESS_ACTIONS = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("grant"),
-            st.sampled_from(GRANTEES),
-            st.sampled_from(["TREAT", "HRESCH", "ETREAT"]),
-            st.integers(1, 6),
-        ),
+        st.tuples(st.just("grant"), st.sampled_from(GRANTEES), SOME_PURPOSES, st.integers(1, 6)),
         st.tuples(st.just("revoke"), st.sampled_from(GRANTEES)),
+        st.tuples(st.just("deny"), st.sampled_from([*GRANTEES, "everyone"]), SOME_PURPOSES, st.integers(1, 6)),
+        st.tuples(st.just("undeny"), st.sampled_from([*GRANTEES, "everyone"])),
         st.tuples(st.just("revoke-org"), st.sampled_from(sorted(SITES))),
         st.tuples(st.just("wait"), st.integers(1, 5)),
-        st.tuples(
-            st.just("read"), st.sampled_from(READERS), st.sampled_from(["TREAT", "HRESCH", "ETREAT"]), st.booleans()
-        ),
+        st.tuples(st.just("read"), st.sampled_from(READERS), st.sampled_from(MODEL_PURPOSES), st.booleans()),
     ),
     max_size=25,
 )
@@ -162,6 +161,7 @@ class AccessModel:
 
     def __init__(self) -> None:
         self.consents: dict[tuple[str, str], int] = {}  # (grantee, purpose) -> expiry, laboratory only
+        self.denies: dict[tuple[str, str], int] = {}  # (grantee or "everyone", purpose) -> expiry
         self.revoked: set[str] = set()  # organisation kinds
         self.break_glass: dict[str, list[int]] = {}
 
@@ -174,12 +174,17 @@ class AccessModel:
     def consented(self, grantee: str, purpose: str, now_ms: int) -> bool:
         return self.in_force(grantee) and self.consents.get((grantee, purpose), 0) > now_ms
 
+    def denied(self, reader: str, purpose: str, now_ms: int) -> bool:
+        """A deny of the reader, of the organisation it works for, or of everyone."""
+        parties = [reader, STAFF[reader][1], "everyone"] if reader in STAFF else [reader, "everyone"]
+        return any(self.denies.get((party, purpose), 0) > now_ms for party in parties)
+
     def may_read(self, reader: str, purpose: str, glass: bool, now_ms: int) -> bool:
         if reader == "patient":
             return not glass
         if not self.in_force(reader) or purpose not in PURPOSES_OF[self.kind_or_role(reader)]:
             return False
-        if glass:
+        if glass:  # breaking the glass overrides a deny: it is audited instead
             recent = [t for t in self.break_glass.get(reader, []) if t > now_ms - BREAK_GLASS_WINDOW_MS]
             return (
                 reader in STAFF
@@ -187,6 +192,8 @@ class AccessModel:
                 and purpose in ("ETREAT", "TREAT")
                 and len(recent) < BREAK_GLASS_PER_WINDOW
             )
+        if self.denied(reader, purpose, now_ms):
+            return False
         organisation = STAFF[reader][1] if reader in STAFF else None
         return self.consented(reader, purpose, now_ms) or (
             organisation is not None and self.consented(organisation, purpose, now_ms)
@@ -207,22 +214,28 @@ def test_a_read_passes_exactly_when_the_table_and_a_consent_or_break_glass_allow
         ledger.register_person(SITES[kind], people[name], role)
     patient = people["patient"].public_key
     signer = {**people, **SITES}
-    party = {name: signer[name].public_key for name in signer}
+    party = {**{name: signer[name].public_key for name in signer}, "everyone": EVERYONE}
     record_id = hashlib.sha256(b"the record").digest()
     ledger.ok(SITES["hospital"], "record.add", ledger.anchor(record_id, patient))
     model = AccessModel()
     for action in actions:
         now = ledger.time_ms + 1_000  # the next block's time
-        if action[0] == "grant":
-            _, grantee, purpose, seconds = action
-            grant = ConsentGrant(patient, party[grantee], ("laboratory",), purpose, now + seconds * 1_000)
-            result = ledger.run(people["patient"], "consent.grant", grant)
-            assert result.ok == model.in_force(grantee), result.detail
-            if result.ok:
-                model.consents[(grantee, purpose)] = now + seconds * 1_000
-        elif action[0] == "revoke":
-            ledger.run(people["patient"], "consent.revoke", ConsentRevoke(patient, party[action[1]], ("laboratory",)))
-            model.consents = {held: t for held, t in model.consents.items() if held[0] != action[1]}
+        if action[0] in ("grant", "deny"):
+            kind, grantee, purposes, seconds = action
+            body_type = ConsentGrant if kind == "grant" else ConsentDeny
+            body = body_type(patient, party[grantee], ("laboratory",), purposes, now + seconds * 1_000)
+            result = ledger.run(people["patient"], f"consent.{kind}", body)
+            assert result.ok == (grantee == "everyone" or model.in_force(grantee)), result.detail
+            held = model.consents if kind == "grant" else model.denies
+            held.update({(grantee, purpose): now + seconds * 1_000 for purpose in purposes} if result.ok else {})
+        elif action[0] in ("revoke", "undeny"):
+            kind, grantee = action
+            body_type = ConsentRevoke if kind == "revoke" else ConsentUndeny
+            ledger.run(people["patient"], f"consent.{kind}", body_type(patient, party[grantee], ("laboratory",)))
+            if kind == "revoke":
+                model.consents = {held: t for held, t in model.consents.items() if held[0] != grantee}
+            else:
+                model.denies = {held: t for held, t in model.denies.items() if held[0] != grantee}
         elif action[0] == "revoke-org":
             if action[1] not in model.revoked:
                 for validator in ledger.validators[: quorum_size(len(ledger.validators))]:

@@ -183,6 +183,128 @@ def test_consent_show_fhir_prints_a_bundle_of_consents(home: Path, client: InPro
     }
 
 
+def consent_r4_file(directory: Path) -> Path:
+    """An R4 opt-out Consent: the nurse may see vital signs and laboratory data for treatment
+    and payment, except payment on laboratory data (a nested deny)."""
+    resource = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/7"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {
+            "period": {"end": "2099-12-31"},
+            "actor": [{"role": {"text": "recipient"}, "reference": {"reference": "Practitioner/nurse"}}],
+            "class": [{"system": "urn:p2pmed:data-category", "code": c} for c in ("vital-signs", "laboratory")],
+            "purpose": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": c} for c in ("TREAT", "HPAYMT")
+            ],
+            "provision": [
+                {
+                    "type": "deny",
+                    "class": [{"system": "urn:p2pmed:data-category", "code": "laboratory"}],
+                    "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HPAYMT"}],
+                }
+            ],
+        },
+    }
+    path = directory / "consent.json"
+    path.write_text(json.dumps(resource))
+    return path
+
+
+def test_a_fhir_consent_is_granted_as_the_grants_and_denies_it_means(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    path, nurse = consent_r4_file(directory), NURSE.public_key.hex()
+    refs = ["--ref", f"Patient/7={P}", "--ref", f"Practitioner/nurse={nurse}"]
+    checked = CliRunner().invoke(cli, ["fhir", "import-check", str(path), "--release", "R4", *refs])
+    assert checked.exit_code == 0, checked.output
+    assert (
+        f"Consent.provision: consent.grant by patient {P}: grant to {nurse}: laboratory, vital-signs" in checked.output
+    )
+    assert f"Consent.provision.provision[0]: consent.deny by patient {P}: deny of {nurse}: laboratory for HPAYMT" in (
+        checked.output
+    )
+    patient_key = key_file(directory, PATIENT, "patient")
+    result = run(
+        home, "consent", "grant", "--key", patient_key, "--fhir", str(path), "--release", "R4", *refs, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.output)
+    assert [(each["provision"], each["type"], each["status"]) for each in done] == [
+        ("Consent.provision", "consent.grant", "committed"),
+        ("Consent.provision.provision[0]", "consent.deny", "committed"),
+    ]
+    shown = run(home, "consent", "show", P).output
+    assert f"vital-signs   to {nurse} for HPAYMT" in shown and f"laboratory    to {nurse} for TREAT" in shown
+    assert f"DENIED laboratory    to {nurse} for HPAYMT until 2100-01-01T00:00:00Z" in shown
+    bundle = json.loads(run(home, "consent", "show", P, "--fhir").output)
+    assert sorted(entry["resource"]["decision"] for entry in bundle["entry"]).count("permit") == 1
+    clash = run(home, "consent", "grant", "--key", patient_key, "--fhir", str(path), "--grantee", nurse)
+    assert clash.exit_code == 2 and "leave out --grantee" in clash.output
+    other = run(home, "consent", "grant", "--key", patient_key, "--fhir", str(path), *refs, "--patient", nurse)
+    assert other.exit_code == 2 and "Consent.provision: Input should be a valid list (FHIR R5)" in other.output
+    wrong = run(
+        home,
+        "consent",
+        "grant",
+        "--key",
+        patient_key,
+        "--fhir",
+        str(path),
+        "--release",
+        "R4",
+        *refs,
+        "--patient",
+        nurse,
+    )
+    assert wrong.exit_code == 2 and f"is not the Consent's subject {P}" in wrong.output
+
+
+def test_a_patient_denies_a_grantee_or_everyone_and_lifts_it(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    patient_key, doctor = key_file(directory, PATIENT, "patient"), DOCTOR.public_key.hex()
+    granted = run(
+        home,
+        "consent",
+        "grant",
+        "--key",
+        patient_key,
+        "--grantee",
+        doctor,
+        "--category",
+        "genomics",
+        "--purpose",
+        "TREAT",
+        "--purpose",
+        "HPAYMT",
+        "--expires",
+        "2099-12-31",
+        "--wait",
+    )
+    assert granted.exit_code == 0, granted.output
+    denied = run(home, "consent", "deny", "--key", patient_key, "--everyone", "--category", "genomics", "--wait")
+    assert denied.exit_code == 0, denied.output
+    gone = client.call("consent.get", patient=P, grantee=doctor, category="genomics")
+    assert gone is None, "a deny of everyone overrides the doctor's consent"
+    shown = run(home, "consent", "show", P).output
+    assert "DENIED genomics      to everyone for TREAT until never" in shown
+    lifted = run(home, "consent", "undeny", "--key", patient_key, "--everyone", "--category", "genomics", "--wait")
+    assert lifted.exit_code == 0, lifted.output
+    assert client.call("consent.get", patient=P, grantee=doctor, category="genomics")["purpose"] == "HPAYMT"
+    both = run(
+        home, "consent", "deny", "--key", patient_key, "--everyone", "--grantee", doctor, "--category", "imaging"
+    )
+    assert both.exit_code == 2 and "exactly one of --grantee and --everyone" in both.output
+    missing = run(home, "consent", "grant", "--key", patient_key, "--grantee", doctor, "--category", "imaging")
+    assert missing.exit_code == 2 and "give --purpose, --expires (or a FHIR Consent with --fhir)" in missing.output
+
+
 # -- audit ---------------------------------------------------------------------------------------------
 
 

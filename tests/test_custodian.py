@@ -110,7 +110,7 @@ def site(tmp_path: Path) -> Site:
 
 
 def grant(site: Site, grantee: bytes, purpose: str = "TREAT") -> ConsentGrant:
-    return ConsentGrant(P, grantee, ("laboratory",), purpose, site.ledger.time_ms + 86_400_000)
+    return ConsentGrant(P, grantee, ("laboratory",), (purpose,), site.ledger.time_ms + 86_400_000)
 
 
 def test_each_custodian_keeps_the_ciphertext_and_every_sealed_share(site: Site) -> None:
@@ -285,7 +285,7 @@ def test_a_reader_obtains_plaintext_exactly_when_the_ledger_says_they_may(
         if action[0] == "grant":
             expires = now + 1_000 + action[2] * 1_000
             site.ledger.ok(
-                PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, ("laboratory",), action[1], expires)
+                PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, ("laboratory",), (action[1],), expires)
             )
             consents[action[1]] = expires
         elif action[0] == "revoke":

@@ -34,7 +34,7 @@ from health_world import (
     fake_node,
 )
 from p2pmed.crypto import SEAL_OVERHEAD, padme
-from p2pmed.ledger.contracts.consent import ConsentGrant
+from p2pmed.ledger.contracts.consent import ConsentDeny, ConsentGrant
 from p2pmed.ledger.contracts.identity import OrgRevoke, PersonRevoke
 from p2pmed.node.api.health import health_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
@@ -123,7 +123,7 @@ async def test_a_consent_to_a_revoked_party_is_not_shown_in_force(tmp_path: Path
     harness.register_person(HOSPITAL, PATIENT, "patient")
     harness.register_person(HOSPITAL, DOCTOR, "clinician")
     for grantee in (D, LAB.public_key):
-        harness.ok(PATIENT, "consent.grant", ConsentGrant(P, grantee, ("laboratory",), "TREAT", FAR_MS))
+        harness.ok(PATIENT, "consent.grant", ConsentGrant(P, grantee, ("laboratory",), ("TREAT",), FAR_MS))
     harness.ok(HOSPITAL, "identity.person.revoke", PersonRevoke(D))
     for validator in harness.validators[:3]:  # 2f+1 of four
         harness.ok(validator, "identity.org.revoke", OrgRevoke(LAB.public_key))
@@ -155,8 +155,33 @@ async def test_consent_list_shows_consents_in_force_and_delegates(
 async def test_consent_list_as_fhir_gives_valid_r5_consents(methods: dict[str, Method]) -> None:
     listed = await call(methods, "consent.list", patient=P.hex(), format="fhir")
     consents = [Consent.model_validate(resource) for resource in listed["consents"]]
-    assert [consent.decision for consent in consents] == ["permit", "permit"]
+    assert [consent.decision for consent in consents] == ["deny", "deny"]  # nothing by default, but the provision
+    assert listed["denies"] == []
     await refused(methods, "consent.list", ErrorCode.INVALID_PARAMS, "entries, fhir", patient=P.hex(), format="xml")
+
+
+async def test_denies_are_listed_and_consent_get_answers_null_for_what_they_cover(tmp_path: Path) -> None:
+    ledger = StoreHarness(tmp_path / "store.db")
+    build_world(ledger)
+    ledger.ok(PATIENT, "consent.deny", ConsentDeny(P, D, ("imaging",), ("TREAT", "HRESCH"), FAR_MS))
+    methods = health_methods(fake_node(ledger.store))
+    assert await call(methods, "consent.get", patient=P.hex(), grantee=D.hex(), category="imaging") is None
+    assert await call(methods, "consent.get", patient=P.hex(), grantee=D.hex(), category="laboratory") is not None
+    listed = await call(methods, "consent.list", patient=P.hex())
+    assert [(d["grantee"], d["category"], d["purpose"]) for d in listed["denies"]] == [
+        (D.hex(), "imaging", "HRESCH"),
+        (D.hex(), "imaging", "TREAT"),
+    ]
+    assert len(listed["consents"]) == 2, "the consents a deny overrides are still listed: they hold once it is lifted"
+    assert (await call(methods, "consent.list", patient=P.hex(), limit=2))["truncated"] is False
+    assert (await call(methods, "consent.list", patient=P.hex(), limit=1))["truncated"] is True
+    fhir = await call(methods, "consent.list", patient=P.hex(), format="fhir")
+    denies = [Consent.model_validate(resource) for resource in fhir["denies"]]
+    assert [(each.decision, each.provision[0].actor[0].reference.identifier.value) for each in denies] == [
+        ("permit", D.hex()),
+        ("permit", D.hex()),
+    ]
+    ledger.store.close()
 
 
 # -- records and audit -----------------------------------------------------------------------------------

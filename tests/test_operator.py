@@ -93,7 +93,7 @@ def register_patient(net: ProcessNetwork) -> SigningKey:
 
 
 def grant(patient: SigningKey, grantee: bytes, categories: tuple[str, ...], purpose: str) -> Transaction:
-    body = ConsentGrant(patient.public_key, grantee, categories, purpose, FAR_FUTURE_MS)
+    body = ConsentGrant(patient.public_key, grantee, categories, (purpose,), FAR_FUTURE_MS)
     return sign_transaction(patient, CHAIN_ID, "consent.grant", 0, body)
 
 

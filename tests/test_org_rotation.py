@@ -129,7 +129,7 @@ def test_only_the_organisation_itself_rotates_its_keys(ledger: LedgerHarness) ->
 
 
 def test_people_and_consents_to_the_organisation_survive_its_rotation(ledger: LedgerHarness) -> None:
-    grant = ConsentGrant(PATIENT.public_key, H, ("laboratory",), "TREAT", ledger.time_ms + YEAR_MS)
+    grant = ConsentGrant(PATIENT.public_key, H, ("laboratory",), ("TREAT",), ledger.time_ms + YEAR_MS)
     ledger.ok(PATIENT, "consent.grant", grant)
     ledger.ok(HOSPITAL, "identity.org.rotate", org_rotation(HOSPITAL, HOSPITAL_NEXT))
     doctor = person_of(ledger.state, DOCTOR.public_key)

@@ -52,7 +52,7 @@ def read(
 def consent(
     ledger: LedgerHarness, grantee: bytes, purpose: str = "TREAT", category: str = "laboratory"
 ) -> ConsentGrant:
-    return ConsentGrant(P, grantee, (category,), purpose, ledger.time_ms + YEAR_MS)
+    return ConsentGrant(P, grantee, (category,), (purpose,), ledger.time_ms + YEAR_MS)
 
 
 def test_a_lab_writes_an_anchor_and_nothing_of_the_content(ledger: LedgerHarness) -> None:
@@ -257,7 +257,7 @@ def test_a_reader_gets_access_exactly_when_the_ledger_says_they_may(actions: lis
         if action[0] == "grant":
             _, category, purpose, blocks = action
             expires = ledger.time_ms + 1_000 + blocks * 1_000
-            ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, (category,), purpose, expires))
+            ledger.ok(PATIENT, "consent.grant", ConsentGrant(P, DOCTOR.public_key, (category,), (purpose,), expires))
             model.consents[(category, purpose)] = expires
         elif action[0] == "revoke":
             result = ledger.run(PATIENT, "consent.revoke", ConsentRevoke(P, DOCTOR.public_key, (action[1],)))

@@ -71,7 +71,9 @@ def register(net: ProcessNetwork, role: str) -> tuple[SigningKey, EncryptionPriv
 
 def order_lab_work(net: ProcessNetwork, patient: SigningKey) -> None:
     """The patient puts the lab in their care for lab results (a lab order): its care relationship."""
-    grant = ConsentGrant(patient.public_key, site_key(net, LAB).public_key, ("laboratory",), "TREAT", 4_102_444_800_000)
+    grant = ConsentGrant(
+        patient.public_key, site_key(net, LAB).public_key, ("laboratory",), ("TREAT",), 4_102_444_800_000
+    )
     with client(net, HOSPITAL) as rpc:  # where the registration is known to have committed
         submit(rpc, patient, "consent.grant", grant)
 
@@ -98,7 +100,7 @@ def test_a_record_is_read_with_consent_after_its_custodian_dies_and_erased_every
             patient,
             "consent.grant",
             ConsentGrant(
-                patient.public_key, site_key(net, HOSPITAL).public_key, ("laboratory",), "TREAT", 4_102_444_800_000
+                patient.public_key, site_key(net, HOSPITAL).public_key, ("laboratory",), ("TREAT",), 4_102_444_800_000
             ),
         )
         net.kill(LAB)  # the custodian that wrote it; nodes 2 and 3 hold the two shares left

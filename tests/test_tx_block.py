@@ -49,7 +49,7 @@ def _grant(
     expires_ms: int = LATER,
 ) -> Transaction:
     return sign_transaction(
-        key, CHAIN, "consent.grant", nonce, ConsentGrant(key.public_key, grantee, categories, purpose, expires_ms)
+        key, CHAIN, "consent.grant", nonce, ConsentGrant(key.public_key, grantee, categories, (purpose,), expires_ms)
     )
 
 
@@ -103,17 +103,17 @@ def test_tx_id_differs_for_any_different_field() -> None:
 
 
 def _grant_body() -> ConsentGrant:
-    return ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory",), "TREAT", LATER)
+    return ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory",), ("TREAT",), LATER)
 
 
 def test_sign_transaction_with_a_dataclass_body_stores_its_plain_map() -> None:
-    body = ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory", "imaging"), "TREAT", LATER)
+    body = ConsentGrant(PATIENT.public_key, DOCTOR.public_key, ("laboratory", "imaging"), ("TREAT",), LATER)
     tx = sign_transaction(PATIENT, CHAIN, "consent.grant", 3, body)
     assert tx.body == {
         "patient": PATIENT.public_key,
         "grantee": DOCTOR.public_key,
         "categories": ["laboratory", "imaging"],
-        "purpose": "TREAT",
+        "purposes": ["TREAT"],
         "expires_ms": LATER,
     }
     assert tx.sender == PATIENT.public_key and tx.nonce == 3 and tx.chain_id == CHAIN
@@ -127,7 +127,7 @@ def test_sign_transaction_with_a_plain_map_body() -> None:
         "patient": PATIENT.public_key,
         "grantee": DOCTOR.public_key,
         "categories": ["laboratory"],
-        "purpose": "TREAT",
+        "purposes": ["TREAT"],
         "expires_ms": LATER,
     }
     tx = sign_transaction(PATIENT, CHAIN, "consent.grant", 0, body)
@@ -190,7 +190,7 @@ def test_check_rejects_an_unknown_type() -> None:
                 "patient": PATIENT.public_key,
                 "grantee": DOCTOR.public_key,
                 "categories": ["laboratory"],
-                "purpose": "TREAT",
+                "purposes": ["TREAT"],
             },
             "body: missing field 'expires_ms'",
         ),
@@ -199,7 +199,7 @@ def test_check_rejects_an_unknown_type() -> None:
                 "patient": PATIENT.public_key,
                 "grantee": DOCTOR.public_key,
                 "categories": ["laboratory"],
-                "purpose": "TREAT",
+                "purposes": ["TREAT"],
                 "expires_ms": "soon",
             },
             "body.expires_ms: expected int, got str",
@@ -209,13 +209,13 @@ def test_check_rejects_an_unknown_type() -> None:
                 "patient": PATIENT.public_key,
                 "grantee": DOCTOR.public_key,
                 "categories": "laboratory",
-                "purpose": "TREAT",
+                "purposes": ["TREAT"],
                 "expires_ms": LATER,
             },
             "body.categories: expected array, got str",
         ),
         (
-            {"grantee": DOCTOR.public_key, "categories": [], "purpose": "TREAT", "expires_ms": LATER, "x": 1},
+            {"grantee": DOCTOR.public_key, "categories": [], "purposes": ["TREAT"], "expires_ms": LATER, "x": 1},
             "body: unknown field 'x'",
         ),
     ],
@@ -232,7 +232,7 @@ def test_check_rejects_a_bad_signature() -> None:
     tx = _grant()
     forged_sender = Transaction(tx.type, tx.chain_id, NURSE.public_key, tx.nonce, tx.body, tx.signature)
     changed_body = Transaction(
-        tx.type, tx.chain_id, tx.sender, tx.nonce, {**tx.body, "purpose": "HRESCH"}, tx.signature
+        tx.type, tx.chain_id, tx.sender, tx.nonce, {**tx.body, "purposes": ["HRESCH"]}, tx.signature
     )
     changed_nonce = Transaction(tx.type, tx.chain_id, tx.sender, 1, tx.body, tx.signature)
     zero_signature = Transaction(tx.type, tx.chain_id, tx.sender, tx.nonce, tx.body, bytes(64))

@@ -10,17 +10,17 @@ from typing import Any
 
 import click
 
-from p2pmed.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_VIOLATION,
-    HOME_OPTION,
-    JSON_OPTION,
-    emit,
-    fail,
-    node,
-    utc_time,
+from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_VIOLATION, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
+from p2pmed.cli.signing import (
+    FHIR_REFS_OPTION,
+    FHIR_RELEASE_OPTION,
+    ID,
+    UtcTime,
+    fhir_bundle,
+    read_fhir,
+    read_options,
+    short_id,
 )
-from p2pmed.cli.signing import ID, NamedParty, UtcTime, fhir_bundle, read_options, short_id
 
 __all__ = ["AUDIT_COMMANDS"]
 
@@ -235,29 +235,15 @@ def fhir() -> None:
 
 @fhir.command("import-check")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--release", type=click.Choice(["R5", "R4B", "R4"]), default="R5", show_default=True)
-@click.option(
-    "--ref",
-    "refs",
-    type=NamedParty(),
-    multiple=True,
-    metavar="REFERENCE=HEX",
-    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation id; repeat.",
-)
+@FHIR_RELEASE_OPTION
+@FHIR_REFS_OPTION
 @JSON_OPTION
 def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], ...], as_json: bool) -> None:
     """Check a FHIR JSON resource (Patient, Observation, Condition, MedicationRequest, Consent)
     and show what p2pmed would make of it. Exit 2, naming the path, if it would refuse it."""
-    from p2pmed.interop.fhir import IMPORT_SIZE_MAX, ClinicalData, FhirError, PatientData, import_resource
+    from p2pmed.interop.fhir import ClinicalData, PatientData
 
-    try:
-        with file.open("rb") as source:
-            data = source.read(IMPORT_SIZE_MAX + 1)
-        imported = import_resource(data, release, dict(refs))
-    except OSError as error:
-        fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
-    except FhirError as error:
-        fail(f"{file}: {error}", EXIT_BAD_INPUT)
+    imported = read_fhir(file, release, dict(refs))
     if isinstance(imported, PatientData):
         result: dict[str, Any] = {"kind": "patient", "bytes": len(imported.content)}
     elif isinstance(imported, ClinicalData):
@@ -270,14 +256,28 @@ def fhir_import_check(file: Path, release: str, refs: tuple[tuple[str, bytes], .
         }
     else:
         result = {
-            "kind": "consent.grant",
-            "patient": imported.patient.hex(),
-            "grantee": imported.grantee.hex(),
-            "categories": list(imported.categories),
-            "purpose": imported.purpose,
-            "expires_ms": imported.expires_ms,
+            "kind": "consent",
+            "transactions": [
+                {"type": tx.tx_type, "provision": tx.path, **plain_body(tx.body)} for tx in imported.transactions
+            ],
         }
     emit(result, as_json, human_import)
+
+
+def plain_body(body: Any) -> dict[str, Any]:
+    """A consent grant's or deny's fields as JSON: bytes as hex, ``grantee`` empty for everyone."""
+    return {name: value.hex() if isinstance(value, bytes) else value for name, value in vars(body).items()}
+
+
+def human_consent_tx(tx: dict[str, Any]) -> str:
+    """One line for a ``consent.grant`` or ``consent.deny`` body, as ``plain_body`` gives it."""
+    verb, whom = (
+        ("grant to", tx["grantee"]) if tx["type"] == "consent.grant" else ("deny of", tx["grantee"] or "everyone")
+    )
+    return (
+        f"{tx['type']} by patient {tx['patient']}: {verb} {whom}: {', '.join(tx['categories'])}"
+        f" for {', '.join(tx['purposes'])} until {utc_time(tx['expires_ms'])}"
+    )
 
 
 def human_import(result: dict[str, Any]) -> str:
@@ -288,10 +288,9 @@ def human_import(result: dict[str, Any]) -> str:
             f"{result['resource_type']}: valid; a {result['category']} record of patient {result['patient']}"
             f" ({result['bytes']} bytes to encrypt)"
         )
-    return (
-        f"Consent: valid; consent.grant by patient {result['patient']} to {result['grantee']}:"
-        f" {', '.join(result['categories'])} for {result['purpose']} until {utc_time(result['expires_ms'])}"
-    )
+    lines = [f"Consent: valid; {len(result['transactions'])} transaction(s)"]
+    lines += [f"  {tx['provision']}: {human_consent_tx(tx)}" for tx in result["transactions"]]
+    return "\n".join(lines)
 
 
 @click.command()

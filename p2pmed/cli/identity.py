@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.cli.key_protection import given_protection, protection_options
 from p2pmed.cli.signing import (
+    FHIR_REFS_OPTION,
+    FHIR_RELEASE_OPTION,
     ID,
     HexBytes,
     UtcTime,
     fhir_bundle,
     load_key,
     read,
+    read_fhir,
     read_options,
     short_id,
     submit,
+    submit_each,
     write_options,
 )
 from p2pmed.crypto import (
@@ -35,6 +40,9 @@ from p2pmed.crypto import (
 )
 from p2pmed.ledger.contracts import consent as consent_rules
 from p2pmed.ledger.contracts import identity as identity_rules
+
+if TYPE_CHECKING:
+    from p2pmed.interop.fhir import ImportedConsent
 
 __all__ = ["IDENTITY_COMMANDS"]
 
@@ -84,6 +92,11 @@ def human_consents(result: dict[str, Any]) -> str:
         lines.append("  no consent in force")
     if result["truncated"]:
         lines.append("  … more not shown: raise --limit")
+    lines += [
+        f"  DENIED {deny['category']:<13} to {deny['grantee'] or 'everyone'} for {deny['purpose']}"
+        f" until {utc_time(deny['expires_ms'])} (denied by {short_id(deny['denied_by'])}): overrides any consent"
+        for deny in result["denies"]
+    ]
     lines += [
         f"  delegate {delegate['delegate']} until {utc_time(delegate['expires_ms'])}"
         for delegate in result["delegates"]
@@ -318,14 +331,18 @@ def identity_org(home: Path, as_json: bool, id_or_key: bytes) -> None:
 # -- consent ------------------------------------------------------------------------------------
 
 
-CATEGORY_OPTION = click.option(
-    "--category",
-    "categories",
-    type=click.Choice(sorted(consent_rules.CATEGORIES)),
-    multiple=True,
-    required=True,
-    help="A data category; repeat for several.",
-)
+def _category_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--category",
+        "categories",
+        type=click.Choice(sorted(consent_rules.CATEGORIES)),
+        multiple=True,
+        required=required,
+        help="A data category; repeat for several.",
+    )
+
+
+CATEGORY_OPTION = _category_option(required=True)
 PATIENT_OPTION = click.option(
     "--patient",
     type=ID,
@@ -336,18 +353,52 @@ PATIENT_OPTION = click.option(
 
 @click.group()
 def consent() -> None:
-    """Patient consent: grant, revoke, name delegates, and see what is in force."""
+    """Patient consent: grant, revoke, deny, name delegates, and see what is in force."""
+
+
+PURPOSE_CHOICE = click.Choice(sorted(consent_rules.PURPOSES))
+
+
+def _refuse_with_fhir(given: dict[str, object]) -> None:
+    """With ``--fhir`` the file says who, what, why and until when: the options may not."""
+    clashing = [name for name, value in given.items() if value]
+    if clashing:
+        fail(f"--fhir FILE says what is granted and denied: leave out {', '.join(clashing)}", EXIT_BAD_INPUT)
+
+
+def _consent_from_fhir(
+    path: Path, release: str, refs: tuple[tuple[str, bytes], ...], patient: bytes | None
+) -> ImportedConsent:
+    """The grants and denies a FHIR Consent means; ``--patient`` may only confirm its subject."""
+    from p2pmed.interop.fhir import ImportedConsent
+
+    imported = read_fhir(path, release, dict(refs))
+    if not isinstance(imported, ImportedConsent):
+        fail(f"{path}: a Consent is granted here; records are added with p2pmed record add", EXIT_BAD_INPUT)
+    subject = imported.transactions[0].body.patient
+    if patient is not None and patient != subject:
+        fail(f"--patient {patient.hex()} is not the Consent's subject {subject.hex()}", EXIT_BAD_INPUT)
+    return imported
 
 
 @consent.command("grant")
 @write_options
 @PATIENT_OPTION
-@click.option("--grantee", type=ID, required=True, help="A person id or an organisation id.")
-@CATEGORY_OPTION
-@click.option("--purpose", type=click.Choice(sorted(consent_rules.PURPOSES)), required=True, help="HL7 purpose of use.")
+@click.option("--grantee", type=ID, default=None, help="A person id or an organisation id.")
+@_category_option(required=False)
 @click.option(
-    "--expires", type=UtcTime(end_of_day=True), required=True, help="Last day (UTC), or the moment, it holds."
+    "--purpose", "purposes", type=PURPOSE_CHOICE, multiple=True, help="HL7 purpose of use; repeat for several."
 )
+@click.option("--expires", type=UtcTime(end_of_day=True), default=None, help="Last day (UTC), or the moment, it holds.")
+@click.option(
+    "--fhir",
+    "fhir_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Or a FHIR Consent (JSON): submit the grants and denies it means, in order.",
+)
+@FHIR_RELEASE_OPTION
+@FHIR_REFS_OPTION
 def consent_grant(
     home: Path,
     as_json: bool,
@@ -355,14 +406,38 @@ def consent_grant(
     wait: bool,
     timeout: float,
     patient: bytes | None,
-    grantee: bytes,
+    grantee: bytes | None,
     categories: tuple[str, ...],
-    purpose: str,
-    expires: int,
+    purposes: tuple[str, ...],
+    expires: int | None,
+    fhir_file: Path | None,
+    release: str,
+    refs: tuple[tuple[str, bytes], ...],
 ) -> None:
-    """Grant GRANTEE access to the patient's data of these categories, signed by the patient or a delegate."""
+    """Grant GRANTEE access to the patient's data of these categories for these purposes,
+    signed by the patient or a delegate. With --fhir, the grants and denies a FHIR Consent
+    means are submitted in order, each waited for; the first refusal stops, naming its
+    provision, and those before it stay committed."""
     key = load_key(key_file)
-    body = consent_rules.ConsentGrant(patient or key.public_key, grantee, categories, purpose, expires)
+    if fhir_file is not None:
+        _refuse_with_fhir({"--grantee": grantee, "--category": categories, "--purpose": purposes, "--expires": expires})
+        imported = _consent_from_fhir(fhir_file, release, refs, patient)
+        txs = [(tx.tx_type, tx.body, tx.path) for tx in imported.transactions]
+        with node(home) as client:
+            results = submit_each(client, key, txs, timeout, as_json, source="provision")
+        emit(results, as_json, lambda done: f"{len(done)} transaction(s) from {fhir_file} committed")
+        return
+    if refs:
+        fail("--ref maps references in a FHIR resource: give it with --fhir", EXIT_BAD_INPUT)
+    missing = [
+        name
+        for name, value in (("--grantee", grantee), ("--category", categories), ("--purpose", purposes))
+        if not value
+    ] + (["--expires"] if expires is None else [])
+    if missing:
+        fail(f"give {', '.join(missing)} (or a FHIR Consent with --fhir)", EXIT_BAD_INPUT)
+    assert grantee is not None and expires is not None
+    body = consent_rules.ConsentGrant(patient or key.public_key, grantee, categories, purposes, expires)
     submit(home, as_json, key, wait, timeout, "consent.grant", body)
 
 
@@ -385,6 +460,92 @@ def consent_revoke(
     key = load_key(key_file)
     body = consent_rules.ConsentRevoke(patient or key.public_key, grantee, categories)
     submit(home, as_json, key, wait, timeout, "consent.revoke", body)
+
+
+def _denied(grantee: bytes | None, everyone: bool) -> bytes:
+    if (grantee is None) == (not everyone):
+        fail("give exactly one of --grantee and --everyone", EXIT_BAD_INPUT)
+    return consent_rules.EVERYONE if everyone else grantee or b""
+
+
+DENIED_OPTIONS = (
+    click.option("--grantee", type=ID, default=None, help="The person id or organisation key denied."),
+    click.option("--everyone", is_flag=True, help="Deny every reader instead."),
+)
+
+
+def denied_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(DENIED_OPTIONS):
+        command = option(command)
+    return command
+
+
+@consent.command("deny")
+@write_options
+@PATIENT_OPTION
+@denied_options
+@CATEGORY_OPTION
+@click.option(
+    "--purpose",
+    "purposes",
+    type=PURPOSE_CHOICE,
+    multiple=True,
+    help="A purpose of use denied; repeat for several [default: all].",
+)
+@click.option(
+    "--expires",
+    type=UtcTime(end_of_day=True),
+    default=None,
+    help="Last day (UTC), or the moment, it holds [default: until lifted].",
+)
+def consent_deny(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    patient: bytes | None,
+    grantee: bytes | None,
+    everyone: bool,
+    categories: tuple[str, ...],
+    purposes: tuple[str, ...],
+    expires: int | None,
+) -> None:
+    """Deny GRANTEE (or --everyone) the patient's data of these categories for these purposes,
+    whatever consents say, signed by the patient or a delegate. A deny of an organisation
+    covers its staff; break-glass overrides a deny, and the override is on the audit trail."""
+    key = load_key(key_file)
+    body = consent_rules.ConsentDeny(
+        patient or key.public_key,
+        _denied(grantee, everyone),
+        categories,
+        purposes or tuple(sorted(consent_rules.PURPOSES)),
+        consent_rules.NEVER_MS if expires is None else expires,
+    )
+    submit(home, as_json, key, wait, timeout, "consent.deny", body)
+
+
+@consent.command("undeny")
+@write_options
+@PATIENT_OPTION
+@denied_options
+@CATEGORY_OPTION
+def consent_undeny(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    patient: bytes | None,
+    grantee: bytes | None,
+    everyone: bool,
+    categories: tuple[str, ...],
+) -> None:
+    """Lift the denies of GRANTEE (or --everyone) for these categories, every purpose: the
+    consents they overrode hold again from the block that orders it."""
+    key = load_key(key_file)
+    body = consent_rules.ConsentUndeny(patient or key.public_key, _denied(grantee, everyone), categories)
+    submit(home, as_json, key, wait, timeout, "consent.undeny", body)
 
 
 @consent.command("delegate")
@@ -443,14 +604,14 @@ def consent_undelegate(home: Path, as_json: bool, key_file: Path, wait: bool, ti
 @consent.command("show")
 @read_options
 @click.argument("patient", type=ID)
-@click.option("--fhir", is_flag=True, help="Print the consents as FHIR R5 Consent resources (JSON).")
+@click.option("--fhir", is_flag=True, help="Print the consents and denies as FHIR R5 Consent resources (JSON).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 def consent_show(home: Path, as_json: bool, patient: bytes, fhir: bool, limit: int) -> None:
-    """Show the consents in force for PATIENT, and their delegates."""
+    """Show the consents and denies in force for PATIENT, and their delegates."""
     with node(home) as client:
         result = client.call("consent.list", patient=patient.hex(), limit=limit, format="fhir" if fhir else "entries")
     if fhir:
-        click.echo(json.dumps(fhir_bundle(result["consents"]), indent=2))
+        click.echo(json.dumps(fhir_bundle(result["consents"] + result["denies"]), indent=2))
     else:
         emit(result, as_json, human_consents)
 

@@ -29,7 +29,14 @@ import click
 from p2pmed import codec
 from p2pmed.cli.common import EXIT_BAD_INPUT, HOME_OPTION, JSON_OPTION, emit, fail, node, utc_time
 from p2pmed.cli.key_protection import given_protection, protection_options
-from p2pmed.cli.signing import ID, KEY_OPTION, SIGNER_PROTECTION_OPTIONS, NamedParty
+from p2pmed.cli.signing import (
+    FHIR_REFS_OPTION,
+    FHIR_RELEASE_OPTION,
+    ID,
+    KEY_OPTION,
+    SIGNER_PROTECTION_OPTIONS,
+    read_fhir,
+)
 from p2pmed.client.records import CustodyFailed, LedgerRefused, open_reason, read_record, submit, write_record
 from p2pmed.crypto import NONCE_SIZE, CryptoError, KeyFileError, load_encryption_key, load_signing_key
 from p2pmed.keys_at_rest import KeyProtection
@@ -83,12 +90,9 @@ def _read_file(path: Path, size_max: int) -> bytes:
 def _from_fhir(path: Path, release: str, references: dict[str, bytes]) -> NewRecord:
     """The record a FHIR clinical resource stands for: validated, its patient and category
     taken from the resource, its content the canonical JSON that ``import_resource`` made."""
-    from p2pmed.interop.fhir import IMPORT_SIZE_MAX, ClinicalData, FhirError, import_resource
+    from p2pmed.interop.fhir import ClinicalData
 
-    try:
-        imported = import_resource(_read_file(path, IMPORT_SIZE_MAX), release, references)
-    except FhirError as error:
-        fail(f"{path}: {error}", EXIT_BAD_INPUT)
+    imported = read_fhir(path, release, references)
     if not isinstance(imported, ClinicalData):
         fail(
             f"{path}: only an Observation, Condition or MedicationRequest becomes a record; a Patient stays at the site"
@@ -242,21 +246,8 @@ def record() -> None:
     default=None,
     help="Or a FHIR JSON Observation, Condition or MedicationRequest, validated and kept as canonical JSON.",
 )
-@click.option(
-    "--release",
-    type=click.Choice(["R5", "R4B", "R4"]),
-    default="R5",
-    show_default=True,
-    help="The FHIR release of --fhir.",
-)
-@click.option(
-    "--ref",
-    "refs",
-    type=NamedParty(),
-    multiple=True,
-    metavar="REFERENCE=HEX",
-    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id; repeat.",
-)
+@FHIR_RELEASE_OPTION
+@FHIR_REFS_OPTION
 def record_add(
     home: Path,
     as_json: bool,

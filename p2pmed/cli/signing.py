@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -33,7 +33,12 @@ from p2pmed.client.tx import sign_next, wait_decided
 from p2pmed.crypto import KeyFileError, SigningKey, load_signing_key
 from p2pmed.rpc.client import RpcClient, RpcError
 
+if TYPE_CHECKING:
+    from p2pmed.interop.fhir import ClinicalData, ImportedConsent, PatientData
+
 __all__ = [
+    "FHIR_REFS_OPTION",
+    "FHIR_RELEASE_OPTION",
     "ID",
     "KEY_OPTION",
     "SIGNER_PROTECTION_OPTIONS",
@@ -44,10 +49,12 @@ __all__ = [
     "fhir_bundle",
     "load_key",
     "read",
+    "read_fhir",
     "read_options",
     "refuse_if_rejected",
     "short_id",
     "submit",
+    "submit_each",
     "submit_signed",
     "write_options",
 ]
@@ -144,6 +151,23 @@ TIMEOUT_OPTION = click.option(
 )
 
 
+FHIR_RELEASE_OPTION = click.option(
+    "--release",
+    type=click.Choice(["R5", "R4B", "R4"]),
+    default="R5",
+    show_default=True,
+    help="The FHIR release of the resource (R4 is read with the R4B models).",
+)
+FHIR_REFS_OPTION = click.option(
+    "--ref",
+    "refs",
+    type=NamedParty(),
+    multiple=True,
+    metavar="REFERENCE=HEX",
+    help="Map a FHIR reference (as written, e.g. Patient/123) to a person id or organisation key; repeat.",
+)
+
+
 def write_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options every signing command takes."""
     for option in reversed(
@@ -202,6 +226,38 @@ def refuse_if_rejected(result: dict[str, Any], tx_type: str, where: str = "") ->
     if result["status"] == "rejected":
         detail = f": {result['detail']}" if result["detail"] else ""
         fail(f"{where + ': ' if where else ''}the ledger refused {tx_type} ({result['reason']}){detail}")
+
+
+def submit_each(
+    client: RpcClient, key: SigningKey, txs: list[tuple[str, Any, str]], timeout_s: float, as_json: bool, source: str
+) -> list[dict[str, Any]]:
+    """Submit each ``(tx_type, body, where)`` in order and wait for it, printing a line per
+    commit unless ``as_json``; each answer says under ``source`` where its transaction came
+    from (an EPCIS ``event``, a FHIR ``provision``). The first refusal exits 1 naming it; the
+    transactions before it stay committed."""
+    results = []
+    for tx_type, body, where in txs:
+        result = submit_signed(client, key, tx_type, body, True, timeout_s, where=where)
+        refuse_if_rejected(result, tx_type, where=where)
+        results.append({source: where, **result})
+        if not as_json:
+            click.echo(f"{where}  {tx_type} {result['tx_id']} committed at height {result['height']}")
+    return results
+
+
+def read_fhir(path: Path, release: str, references: dict[str, bytes]) -> PatientData | ClinicalData | ImportedConsent:
+    """What the FHIR resource in ``path`` means to the ledger (``p2pmed.interop.fhir``); an
+    unreadable file or a resource p2pmed refuses exits 2 naming the path in the resource."""
+    from p2pmed.interop.fhir import IMPORT_SIZE_MAX, FhirError, import_resource
+
+    try:
+        with path.open("rb") as source:
+            data = source.read(IMPORT_SIZE_MAX + 1)
+        return import_resource(data, release, references)
+    except OSError as error:
+        fail(f"{path}: {error.strerror}", EXIT_BAD_INPUT)
+    except FhirError as error:
+        fail(f"{path}: {error}", EXIT_BAD_INPUT)
 
 
 def submit(home: Path, as_json: bool, key: SigningKey, wait: bool, timeout_s: float, tx_type: str, body: Any) -> None:

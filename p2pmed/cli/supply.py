@@ -20,13 +20,11 @@ from p2pmed.cli.signing import (
     load_key,
     read,
     read_options,
-    refuse_if_rejected,
     short_id,
     submit,
-    submit_signed,
+    submit_each,
     write_options,
 )
-from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.rpc.client import RpcClient
 
@@ -347,15 +345,6 @@ def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], b
     return shipment_of
 
 
-def _submit_imported(
-    client: RpcClient, key: SigningKey, tx_type: str, body: Any, event: str, timeout_s: float
-) -> dict[str, Any]:
-    """Submit and wait; a refusal names the EPCIS ``event`` the transaction came from."""
-    result = submit_signed(client, key, tx_type, body, True, timeout_s, where=event)
-    refuse_if_rejected(result, tx_type, where=event)
-    return result
-
-
 @supply.command("import-epcis")
 @HOME_OPTION
 @JSON_OPTION
@@ -386,17 +375,13 @@ def supply_import_epcis(
             data = source.read(DOCUMENT_SIZE_MAX + 1)
     except OSError as error:
         fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
-    results = []
     with node(home) as client:
         try:
             txs = import_epcis(data, dict(parties), _shipment_on_ledger(client))
         except EpcisError as error:
             fail(f"{file}: {error}", EXIT_BAD_INPUT)
-        for tx in txs:
-            result = _submit_imported(client, key, tx.tx_type, tx.body, tx.event, timeout)
-            results.append({"event": tx.event, **result})
-            if not as_json:
-                click.echo(f"{tx.event}  {tx.tx_type} {result['tx_id']} committed at height {result['height']}")
+        imported = [(tx.tx_type, tx.body, tx.event) for tx in txs]
+        results = submit_each(client, key, imported, timeout, as_json, source="event")
     emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
 
 

@@ -11,12 +11,16 @@ purpose of use is in ``authorization`` (HL7 v3 ActReason); a break-glass read al
 carries ``BTG`` ("break the glass", with the reason's salted SHA-256 as its text: the
 reason itself is sealed off the ledger) and severity
 ``warning``, so a FHIR audit repository can find every emergency access with one
-search. ``site_audit_event`` does the same for an entry of a site's local audit log
-(``SiteEvent``: a custodian's refusal, with outcome minor failure, or an operator's read
-of a patient's trail). ``consent_resource`` turns a ``ConsentProvision`` into an R5 ``Consent``.
-Both are validated by building the ``fhir.resources`` model before they are returned.
+search. ``consent_resource`` turns a ``ConsentProvision`` (a grant) into an R5
+``Consent`` with ``decision`` deny and one provision, the permit that excepts from it;
+``deny_resource`` turns a ``DenyProvision`` into one with ``decision`` permit and one
+provision, the deny (R5 has no ``provision.type``: a provision is always the exception
+to what encloses it, see below). ``site_audit_event`` turns an entry of a site's
+local audit log (``SiteEvent``: a custodian's refusal, with outcome minor failure, or
+an operator's read of a patient's trail) into an AuditEvent. All are validated by
+building the ``fhir.resources`` model before they are returned.
 
-Ledger parties are not FHIR resources: a person id or an organisation key appears
+Ledger parties are not FHIR resources: a person id or an organisation id appears
 as a logical reference, ``{"identifier": {"system": PARTY_SYSTEM, "value": hex}}``.
 
 Import. ``import_resource`` reads one untrusted JSON resource: at most
@@ -31,13 +35,41 @@ path (``Consent.provision[0].actor``) and what is wrong; nothing else escapes.
   HL7 observation-category system), ``Condition`` (-> ``condition``) and
   ``MedicationRequest`` (-> ``medication``) -> ``ClinicalData``: the patient, the
   ledger's data category, and the canonical JSON bytes to encrypt as a record.
-- ``Consent`` -> a ``ConsentGrant`` body: status active, a permit, one provision
-  with one actor (the grantee), one purpose (v3 ActReason), data categories (codes
-  of ``CATEGORY_SYSTEM``, or the three observation categories) and the end of its
-  period (a date alone means the whole of that day, UTC). Anything in the provision
-  that would narrow the consent (actions, data, security labels, nested provisions)
-  is refused rather than ignored: a grant on the ledger is a whole category, and
-  dropping a restriction would grant more than the patient agreed to.
+- ``Consent`` (status active) -> ``ImportedConsent``: the ``consent.grant`` and
+  ``consent.deny`` transactions it means, in the order of its provisions.
+
+How a Consent reads, per release. Both releases define a provision as "an exception to
+the base policy of this consent" and a nested provision as an exception to the rule it
+sits in. In R5 the base is ``Consent.decision`` ("permit or deny, as default") and
+``provision`` is a list without a type, so the root provisions are the opposite of the
+decision and each level of nesting flips again (HL7's R5 examples: consent-example-notThem
+withholds from one practitioner with ``decision`` permit and a provision naming her). In
+R4 the base is ``Consent.policyRule`` (v3 ActCode OPTIN or OPTINR: permit; OPTOUT or
+OPTOUTE: deny) and the one root provision is its exception. R4 defines
+``provision.type`` as "not permitted in root rule, required in all nested rules", yet no
+invariant enforces it and HL7's own consent-example-notOrg has a root ``type`` deny, so a
+root ``type`` is honoured (and needed when ``policyRule`` is another code); a nested
+provision without one is read as the exception to its parent.
+
+Each provision covers what encloses it, narrowed by its own ``actor`` (readers: a
+role, if coded, of v3 ParticipationType IRCP or PRCP), ``class`` (R4) and ``code``
+(data categories: codes of ``CATEGORY_SYSTEM``, or the three observation categories),
+``purpose`` (v3 ActReason), ``action`` (it must include consentaction ``access``: the
+ledger decides reads) and ``period`` (already started; its end is the expiry, a date
+alone meaning the whole of that day, UTC; a root provision's period replaces R5's
+``Consent.period``, a nested one's is cut to its parent's). Left out, each covers all. A
+permit becomes one grant per reader (it must name readers and end); a deny one deny per
+reader, or of everyone (without an end it holds until lifted). On the ledger a deny
+overrides every permit, which is FHIR's deny nested in a permit; what the ledger cannot
+hold is refused, naming the path and why, rather than recorded as something else:
+- a permit nested in a deny (the ledger cannot except from a deny; a permit at the root
+  of an R5 ``decision`` deny is fine: the base deny is the ledger's own default, nothing
+  is readable without a consent, so it becomes no transaction of its own; a ``decision``
+  deny without provisions denies everyone everything);
+- a ``decision`` permit without provisions (a grant to everyone), a permit naming no reader;
+- ``data`` (single resources), ``dataPeriod``, ``securityLabel``, ``documentType``,
+  ``resourceType``, ``expression``, actors in other roles (custodian, author), periods
+  that start later, and more than ``CONSENT_TRANSACTIONS_MAX`` transactions.
 
 References to the patient and the grantee are resolved by the caller's
 ``references`` mapping, from a FHIR literal reference (``"Patient/123"``,
@@ -63,12 +95,24 @@ from pydantic import ValidationError
 from p2pmed import strict_json
 from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts.audit import AUDIT_KINDS, AuditEntry
-from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, ConsentGrant, ConsentProvision
+from p2pmed.ledger.contracts.consent import (
+    CATEGORIES,
+    EVERYONE,
+    NEVER_MS,
+    PURPOSES,
+    ConsentDeny,
+    ConsentGrant,
+    ConsentProvision,
+    DenyProvision,
+)
 
 __all__ = [
+    "ACT_CODE_SYSTEM",
     "ACT_REASON_SYSTEM",
     "AUDIT_KIND_SYSTEM",
     "CATEGORY_SYSTEM",
+    "CONSENT_ACTION_SYSTEM",
+    "CONSENT_TRANSACTIONS_MAX",
     "DEPTH_MAX",
     "IMPORT_SIZE_MAX",
     "OBSERVATION_CATEGORY_SYSTEM",
@@ -78,11 +122,14 @@ __all__ = [
     "SITE_AUDIT_SYSTEM",
     "TX_SYSTEM",
     "ClinicalData",
+    "ConsentTx",
     "FhirError",
+    "ImportedConsent",
     "PatientData",
     "SiteEvent",
     "audit_event",
     "consent_resource",
+    "deny_resource",
     "import_resource",
     "instant",
     "parse_resource",
@@ -118,7 +165,23 @@ _MODULES = {
 }
 _RECORD_CATEGORY = {"Condition": "condition", "MedicationRequest": "medication"}
 _OBSERVATION_CATEGORIES = frozenset({"laboratory", "vital-signs", "imaging"})
-_PROVISION_KEYS = frozenset({"id", "extension", "period", "actor", "purpose", "code", "class", "type"})
+_PROVISION_KEYS_R5 = frozenset({"id", "extension", "period", "actor", "action", "purpose", "code", "provision"})
+_PROVISION_KEYS_R4 = _PROVISION_KEYS_R5 | {"type", "class"}
+_NOT_EXPRESSIBLE = {
+    "data": "the ledger's consents and denies cover whole data categories, not single resources",
+    "dataPeriod": "the ledger cannot tell data by the time it is about",
+    "securityLabel": "the ledger does not label data by sensitivity",
+    "documentType": f"the ledger knows data by category: name them in provision.code, as codes of {CATEGORY_SYSTEM}",
+    "resourceType": f"the ledger knows data by category: name them in provision.code, as codes of {CATEGORY_SYSTEM}",
+    "expression": "the ledger does not evaluate expressions",
+    "modifierExtension": "it could change what the provision means",
+}
+ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CONSENT_ACTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentaction"
+_POLICY_BASES = {"OPTIN": "permit", "OPTINR": "permit", "OPTOUT": "deny", "OPTOUTE": "deny"}
+"""An R4 ``policyRule`` (v3 ActCode consent directive) -> the base its root provision excepts from."""
+_READER_ROLES = frozenset({(_PARTICIPATION, "IRCP"), (_PARTICIPATION, "PRCP")})
+CONSENT_TRANSACTIONS_MAX = 64
 MESSAGE_LENGTH_MAX = 200
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _INSTANT_MIN_MS = (datetime.datetime(1, 1, 1, tzinfo=datetime.UTC) - _EPOCH) // datetime.timedelta(milliseconds=1)
@@ -136,6 +199,8 @@ class _Kind:
 _KINDS = {
     "consent-grant": _Kind("Consent granted", "C"),
     "consent-revoke": _Kind("Consent revoked", "D"),
+    "consent-deny": _Kind("Consent deny recorded", "C"),
+    "consent-undeny": _Kind("Consent deny lifted", "D"),
     "consent-delegate": _Kind("Consent delegate named", "C"),
     "consent-undelegate": _Kind("Consent delegate removed", "D"),
     "record-write": _Kind("Record written", "C"),
@@ -168,6 +233,23 @@ class PatientData:
     """A FHIR Patient, validated, as canonical JSON: kept at the site, never on the ledger."""
 
     content: bytes
+
+
+@dataclass(frozen=True)
+class ConsentTx:
+    """One transaction a FHIR Consent means: ``consent.grant`` or ``consent.deny``, and the
+    provision it comes from (``Consent.provision[0].provision[1]``)."""
+
+    tx_type: str
+    body: ConsentGrant | ConsentDeny
+    path: str
+
+
+@dataclass(frozen=True)
+class ImportedConsent:
+    """The grants and denies a FHIR Consent means, in the order of its provisions."""
+
+    transactions: tuple[ConsentTx, ...]
 
 
 @dataclass(frozen=True)
@@ -344,35 +426,50 @@ def site_audit_event(event: SiteEvent) -> dict[str, Any]:
     return audit
 
 
-def consent_resource(provision: ConsentProvision) -> dict[str, Any]:
-    """The FHIR R5 Consent of one consent in force (one grantee, one category), validated, as plain JSON."""
-    granted = instant(provision.granted_ms)
+def _consent_json(
+    provision: ConsentProvision | DenyProvision, decision: str, start_ms: int, by: bytes
+) -> dict[str, Any]:
+    """One ledger entry as an R5 Consent whose single provision is the exception to ``decision``."""
+    start = instant(start_ms)
+    period = (
+        {"start": start} if provision.expires_ms == NEVER_MS else {"start": start, "end": instant(provision.expires_ms)}
+    )
+    exception: dict[str, Any] = {
+        "period": period,
+        "purpose": [_coding(ACT_REASON_SYSTEM, provision.purpose)],
+        "code": [_concept(CATEGORY_SYSTEM, provision.category)],
+    }
     consent: dict[str, Any] = {
         "resourceType": "Consent",
         "identifier": [{"system": TX_SYSTEM, "value": provision.tx_id.hex()}],
         "status": "active",
         "category": [_concept(_LOINC, "59284-0", "Patient Consent")],
         "subject": _party(provision.patient, "Patient"),
-        "date": granted[:10],
-        "grantor": [_party(provision.granted_by)],
-        "grantee": [_party(provision.grantee)],
-        "decision": "permit",
-        "provision": [
-            {
-                "period": {"start": granted, "end": instant(provision.expires_ms)},
-                "actor": [
-                    {
-                        "role": _concept(_PARTICIPATION, "IRCP", "information recipient"),
-                        "reference": _party(provision.grantee),
-                    }
-                ],
-                "purpose": [_coding(ACT_REASON_SYSTEM, provision.purpose)],
-                "code": [_concept(CATEGORY_SYSTEM, provision.category)],
-            }
-        ],
+        "date": start[:10],
+        "grantor": [_party(by)],
+        "decision": decision,
+        "provision": [exception],
     }
+    if provision.grantee:
+        consent["grantee"] = [_party(provision.grantee)]
+        role = _concept(_PARTICIPATION, "IRCP", "information recipient")
+        exception["actor"] = [{"role": role, "reference": _party(provision.grantee)}]
     Consent.model_validate(consent)
     return consent
+
+
+def consent_resource(provision: ConsentProvision) -> dict[str, Any]:
+    """The FHIR R5 Consent of one consent in force (one grantee, one category, one purpose),
+    validated, as plain JSON: ``decision`` deny (nothing is shared by default) and one
+    provision, the permit that excepts from it."""
+    return _consent_json(provision, "deny", provision.granted_ms, provision.granted_by)
+
+
+def deny_resource(denial: DenyProvision) -> dict[str, Any]:
+    """The FHIR R5 Consent of one deny in force: ``decision`` permit (whatever the patient's
+    consents permit) and one provision, the deny that excepts from it; no actor for a deny
+    of everyone."""
+    return _consent_json(denial, "permit", denial.denied_ms, denial.denied_by)
 
 
 # -- import: parsing untrusted JSON -------------------------------------------------------------
@@ -480,12 +577,6 @@ def _require_value(value: Any, expected: str, path: str) -> None:
         )
 
 
-def _one(items: list[Any], path: str, what: str) -> Any:
-    if len(items) != 1:
-        raise FhirError(path, f"give exactly one {what}, not {len(items)}")
-    return items[0]
-
-
 def _category_of(coding: dict[str, Any], path: str) -> str:
     system, code = coding.get("system"), coding.get("code")
     if system == CATEGORY_SYSTEM and code in CATEGORIES:
@@ -496,35 +587,40 @@ def _category_of(coding: dict[str, Any], path: str) -> str:
     raise FhirError(path, f"{system}|{code} is not a p2pmed data category; use {CATEGORY_SYSTEM} with one of {known}")
 
 
-def _categories(provision: dict[str, Any], path: str) -> tuple[str, ...]:
+def _categories(provision: dict[str, Any], path: str) -> frozenset[str]:
+    """The data categories a provision names in ``class`` (R4) and ``code``; empty: it names none."""
     codings = [(coding, f"{path}.class[{index}]") for index, coding in enumerate(provision.get("class", []))]
     for index, concept in enumerate(provision.get("code", [])):
         codings += [
             (coding, f"{path}.code[{index}].coding[{position}]")
             for position, coding in enumerate(concept.get("coding", []))
         ]
-    if not codings:
-        raise FhirError(f"{path}.code", f"missing: name the data categories, as codes of {CATEGORY_SYSTEM}")
-    return tuple(sorted({_category_of(coding, where) for coding, where in codings}))
+    return frozenset(_category_of(coding, where) for coding, where in codings)
 
 
-def _purpose(provision: dict[str, Any], path: str) -> str:
-    coding = _one(provision.get("purpose", []), f"{path}.purpose", "purpose of use")
-    if coding.get("system") != ACT_REASON_SYSTEM or coding.get("code") not in PURPOSES:
-        raise FhirError(
-            f"{path}.purpose[0]", f"expected a code of {ACT_REASON_SYSTEM}, one of {', '.join(sorted(PURPOSES))}"
-        )
-    return str(coding["code"])
+def _purposes(provision: dict[str, Any], path: str) -> frozenset[str]:
+    """The purposes of use a provision names; empty: it names none."""
+    found = set()
+    for index, coding in enumerate(provision.get("purpose", [])):
+        if coding.get("system") != ACT_REASON_SYSTEM or coding.get("code") not in PURPOSES:
+            raise FhirError(
+                f"{path}.purpose[{index}]",
+                f"expected a code of {ACT_REASON_SYSTEM}, one of {', '.join(sorted(PURPOSES))}",
+            )
+        found.add(str(coding["code"]))
+    return frozenset(found)
 
 
-def _end_ms(text: str, path: str) -> int:
-    """The ledger expiry (the first millisecond a consent no longer holds) of a FHIR period
-    end: a date alone holds through that day, UTC; a date and time is taken as the expiry,
+def _moment_ms(text: str, path: str, end: bool) -> int:
+    """A FHIR period bound as ledger time. A date alone is the whole of that day, UTC: as a
+    start its first millisecond, as an end the first millisecond after it (the ledger's
+    expiry, the first moment a consent no longer holds). A date and time is taken as it is,
     which is what ``consent_resource`` writes, so an exported consent imports unchanged."""
     try:
         if len(text) == 10:
             day = datetime.date.fromisoformat(text)
-            moment = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC) + datetime.timedelta(days=1)
+            moment = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+            moment += datetime.timedelta(days=1 if end else 0)
         else:
             moment = datetime.datetime.fromisoformat(text)
             if moment.tzinfo is None:
@@ -536,62 +632,234 @@ def _end_ms(text: str, path: str) -> int:
     return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
-def _expiry(resource: dict[str, Any], provision: dict[str, Any], path: str) -> int:
-    for period, where in (
-        (provision.get("period"), f"{path}.period.end"),
-        (resource.get("period"), "Consent.period.end"),
-    ):
-        if period and "end" in period:
-            return _end_ms(period["end"], where)
-    raise FhirError(f"{path}.period.end", "missing: a consent on the ledger always expires; give the date it ends")
+@dataclass(frozen=True)
+class _Scope:
+    """What a provision covers once its ancestors have narrowed it."""
+
+    actors: tuple[bytes, ...] | None  # None: everyone
+    categories: frozenset[str]
+    purposes: frozenset[str]
+    end_ms: int | None  # None: no end
 
 
-def _provision(resource: dict[str, Any], release: str) -> tuple[dict[str, Any], str]:
-    """The one provision (R5 lists them, R4/R4B has one), with its path, checked for what we cannot honour."""
-    if release == "R5":
-        provision, path = _one(resource.get("provision", []), "Consent.provision", "provision"), "Consent.provision[0]"
-    else:
-        provision, path = resource.get("provision"), "Consent.provision"
-        if provision is None:
-            raise FhirError(path, "missing: give the provision that says who may see what")
-        _require_value(provision.get("type"), "permit", f"{path}.type")
-    for key in provision:
-        if key not in _PROVISION_KEYS:
+def _opposite(decision: str) -> str:
+    return "deny" if decision == "permit" else "permit"
+
+
+class _ConsentReader:
+    """Walks a Consent's provision tree: each provision is an exception to its parent (the
+    root ones to the Consent's base decision), narrowed by its ancestors, and becomes a grant
+    (a permit) or a deny where it excepts; what the ledger cannot hold is a ``FhirError``."""
+
+    def __init__(self, release: str, patient: bytes, references: Mapping[str, bytes], now_ms: int) -> None:
+        self.release, self.patient, self.references, self.now_ms = release, patient, references, now_ms
+        self.keys = _PROVISION_KEYS_R5 if release == "R5" else _PROVISION_KEYS_R4
+        self.transactions: list[ConsentTx] = []
+
+    def walk(
+        self,
+        provision: dict[str, Any],
+        path: str,
+        effect: str,
+        parent: _Scope,
+        parent_effect: str,
+        denied_above: str = "",
+        root: bool = True,
+    ) -> None:
+        """Read ``provision``, whose effect is ``effect`` and whose parent's is ``parent_effect``
+        (the base decision, for a root provision), and the provisions nested in it. ``denied_above``
+        is the path of the nearest enclosing provision that became a deny, if any. A nested
+        provision of its parent's own effect excepts nothing: it only narrows what is nested in it."""
+        self._check_keys(provision, path)
+        scope = self._narrow(provision, path, parent, root)
+        excepts = effect != parent_effect
+        if excepts and effect == "permit":
+            if denied_above:
+                raise FhirError(
+                    path,
+                    f"a permit inside the deny of {denied_above}: a deny on the ledger overrides every permit, so"
+                    " it cannot keep this exception; record the deny narrower instead",
+                )
+            self.grant(scope, path)
+        elif excepts:
+            self.deny(scope, path)
+            denied_above = path
+        for index, child in enumerate(provision.get("provision", [])):
+            declared = child.get("type") if self.release != "R5" else None
+            where = f"{path}.provision[{index}]"
+            self.walk(child, where, declared or _opposite(effect), scope, effect, denied_above, root=False)
+
+    def _check_keys(self, provision: dict[str, Any], path: str) -> None:
+        for key in provision:
+            if key not in self.keys:
+                why = _NOT_EXPRESSIBLE.get(key, "not a provision element the ledger can honour")
+                raise FhirError(f"{path}.{key}", f"not supported: {why}")
+
+    def _narrow(self, provision: dict[str, Any], path: str, parent: _Scope, root: bool) -> _Scope:
+        _check_actions(provision, path)
+        actors = self._actors(provision, path)
+        if actors is None:
+            actors = parent.actors
+        elif parent.actors is not None and not set(actors) <= set(parent.actors):
+            raise FhirError(f"{path}.actor", "names a party its enclosing provision does not cover")
+        categories = _categories(provision, path) or parent.categories
+        if not categories <= parent.categories:
+            raise FhirError(f"{path}.code", "names a data category its enclosing provision does not cover")
+        purposes = _purposes(provision, path) or parent.purposes
+        if not purposes <= parent.purposes:
+            raise FhirError(f"{path}.purpose", "names a purpose its enclosing provision does not cover")
+        end_ms = self.period_end(provision.get("period"), f"{path}.period")
+        if end_ms is None or (not root and parent.end_ms is not None and parent.end_ms < end_ms):
+            end_ms = parent.end_ms  # a root provision's own period replaces the Consent's (R5 Consent.period)
+        return _Scope(actors, categories, purposes, end_ms)
+
+    def period_end(self, period: dict[str, Any] | None, path: str) -> int | None:
+        """The end of ``period`` (None if it has none), after checking that it has started."""
+        if not period:
+            return None
+        if "start" in period and _moment_ms(period["start"], f"{path}.start", end=False) > self.now_ms:
             raise FhirError(
-                f"{path}.{key}",
-                "not supported: a ledger grant covers whole data categories; remove it or split the consent",
+                f"{path}.start",
+                f"{period['start'][:40]}: a consent or deny on the ledger holds from the block that orders it;"
+                " import it once it has started",
             )
-    return provision, path
+        return _moment_ms(period["end"], f"{path}.end", end=True) if "end" in period else None
+
+    def _actors(self, provision: dict[str, Any], path: str) -> tuple[bytes, ...] | None:
+        actors = provision.get("actor", [])
+        if not actors:
+            return None
+        parties: dict[bytes, None] = {}
+        for index, actor in enumerate(actors):
+            where = f"{path}.actor[{index}]"
+            _check_role(actor.get("role"), f"{where}.role")
+            if "reference" not in actor:
+                raise FhirError(f"{where}.reference", "missing: reference the reader, a person or an organisation")
+            parties[_party_of(actor["reference"], f"{where}.reference", self.references)] = None
+        return tuple(parties)
+
+    def _add(self, tx_type: str, body: ConsentGrant | ConsentDeny, path: str) -> None:
+        if len(self.transactions) >= CONSENT_TRANSACTIONS_MAX:
+            raise FhirError(path, f"more than {CONSENT_TRANSACTIONS_MAX} grants and denies in one Consent; split it")
+        self.transactions.append(ConsentTx(tx_type, body, path))
+
+    def grant(self, scope: _Scope, path: str) -> None:
+        if scope.actors is None:
+            raise FhirError(
+                f"{path}.actor",
+                "missing: a permit on the ledger names who may read (a person or an organisation), never everyone",
+            )
+        if scope.end_ms is None:
+            raise FhirError(
+                f"{path}.period.end", "missing: a consent on the ledger always expires; give the date it ends"
+            )
+        for grantee in scope.actors:
+            grant = ConsentGrant(
+                self.patient, grantee, tuple(sorted(scope.categories)), tuple(sorted(scope.purposes)), scope.end_ms
+            )
+            self._add("consent.grant", grant, path)
+
+    def deny(self, scope: _Scope, path: str) -> None:
+        end_ms = NEVER_MS if scope.end_ms is None else scope.end_ms
+        for grantee in scope.actors or (EVERYONE,):
+            deny = ConsentDeny(
+                self.patient, grantee, tuple(sorted(scope.categories)), tuple(sorted(scope.purposes)), end_ms
+            )
+            self._add("consent.deny", deny, path)
 
 
-def _consent_grant(resource: dict[str, Any], release: str, references: Mapping[str, bytes]) -> ConsentGrant:
+def _check_actions(provision: dict[str, Any], path: str) -> None:
+    """A provision that names actions must name reading (consentaction ``access``): the ledger
+    decides reads, so its consents and denies are about nothing else."""
+    actions = provision.get("action", [])
+    codes = {(coding.get("system"), coding.get("code")) for concept in actions for coding in concept.get("coding", [])}
+    if actions and (CONSENT_ACTION_SYSTEM, "access") not in codes:
+        raise FhirError(
+            f"{path}.action",
+            f"the ledger's consents and denies are about reading ({CONSENT_ACTION_SYSTEM} access); this provision"
+            " does not name it",
+        )
+
+
+def _check_role(role: dict[str, Any] | None, path: str) -> None:
+    for index, coding in enumerate((role or {}).get("coding", [])):
+        if (coding.get("system"), coding.get("code")) not in _READER_ROLES:
+            raise FhirError(
+                f"{path}.coding[{index}]",
+                f"{coding.get('system')}|{coding.get('code')}: a provision's actor on the ledger is who reads"
+                f" ({_PARTICIPATION} IRCP or PRCP); another role, such as the custodian (CST) or the author (AUT),"
+                " would say whose data, which the ledger cannot tell",
+            )
+
+
+def _r4_base(resource: dict[str, Any]) -> str | None:
+    """An R4 Consent's base decision, from ``policyRule`` (v3 ActCode consent directives)."""
+    bases = {
+        _POLICY_BASES[coding["code"]]
+        for coding in (resource.get("policyRule") or {}).get("coding", [])
+        if coding.get("system") == ACT_CODE_SYSTEM and coding.get("code") in _POLICY_BASES
+    }
+    if len(bases) > 1:
+        raise FhirError("Consent.policyRule", "codes disagree on whether the base policy permits or denies")
+    return bases.pop() if bases else None
+
+
+def _consent(resource: dict[str, Any], release: str, references: Mapping[str, bytes], now_ms: int) -> ImportedConsent:
     if "modifierExtension" in resource:
         raise FhirError("Consent.modifierExtension", "not supported: it could change what the consent means")
     _require_value(resource.get("status"), "active", "Consent.status")
-    if release == "R5":
-        _require_value(resource.get("decision"), "permit", "Consent.decision")
     subject_key = "subject" if release == "R5" else "patient"
     subject = resource.get(subject_key)
     if subject is None:
         raise FhirError(f"Consent.{subject_key}", "missing: reference the patient who consents")
-    patient = _party_of(subject, f"Consent.{subject_key}", references)
-    provision, path = _provision(resource, release)
-    actor = _one(provision.get("actor", []), f"{path}.actor", "actor (the grantee)")
-    if "reference" not in actor:
-        raise FhirError(f"{path}.actor[0].reference", "missing: reference the grantee, a person or an organisation")
-    grantee = _party_of(actor["reference"], f"{path}.actor[0].reference", references)
-    return ConsentGrant(
-        patient, grantee, _categories(provision, path), _purpose(provision, path), _expiry(resource, provision, path)
-    )
+    reader = _ConsentReader(release, _party_of(subject, f"Consent.{subject_key}", references), references, now_ms)
+    scope = _Scope(None, CATEGORIES, PURPOSES, reader.period_end(resource.get("period"), "Consent.period"))
+    if release == "R5":
+        decision = resource.get("decision")
+        if decision not in ("permit", "deny"):
+            raise FhirError("Consent.decision", "missing: say whether the Consent permits or denies by default")
+        roots = resource.get("provision", [])
+        if not roots and decision == "permit":
+            raise FhirError(
+                "Consent.provision",
+                "missing: a Consent that permits everyone everything names no reader, and the ledger grants only"
+                " to named parties; give the provisions it excepts",
+            )
+        if not roots:
+            reader.deny(scope, "Consent")  # a base deny with no exception: nobody may read anything
+        for index, provision in enumerate(roots):
+            reader.walk(provision, f"Consent.provision[{index}]", _opposite(decision), scope, decision)
+    else:
+        provision = resource.get("provision")
+        if provision is None:
+            raise FhirError("Consent.provision", "missing: give the provision that says who may or may not read")
+        base = _r4_base(resource)
+        effect = provision.get("type") or (_opposite(base) if base else None)
+        if effect is None:
+            raise FhirError(
+                "Consent.provision.type",
+                "missing: give Consent.policyRule (v3 ActCode OPTIN, OPTINR, OPTOUT or OPTOUTE), whose exception the"
+                " root provision is, or the root provision's type",
+            )
+        reader.walk(provision, "Consent.provision", effect, scope, _opposite(effect))  # the root always excepts
+    assert reader.transactions, "every root provision becomes a grant or a deny, or is refused"
+    return ImportedConsent(tuple(reader.transactions))
 
 
 def import_resource(
-    data: bytes, release: str = "R5", references: Mapping[str, bytes] = MappingProxyType({})
-) -> PatientData | ClinicalData | ConsentGrant:
-    """Read one FHIR JSON resource and map it to what the ledger takes (see the module docstring)."""
+    data: bytes,
+    release: str = "R5",
+    references: Mapping[str, bytes] = MappingProxyType({}),
+    now_ms: int | None = None,
+) -> PatientData | ClinicalData | ImportedConsent:
+    """Read one FHIR JSON resource and map it to what the ledger takes (see the module
+    docstring). ``now_ms`` (default: this machine's clock) is when a Consent's periods must
+    have started by."""
     resource = parse_resource(data, release)
     if resource["resourceType"] == "Patient":
         return PatientData(_canonical(resource))
     if resource["resourceType"] == "Consent":
-        return _consent_grant(resource, release, references)
+        if now_ms is None:
+            now_ms = (datetime.datetime.now(datetime.UTC) - _EPOCH) // datetime.timedelta(milliseconds=1)
+        return _consent(resource, release, references, now_ms)
     return _clinical(resource, references)

@@ -99,7 +99,7 @@ def build_workload(
                 patients[number % len(patients)].public_key,
                 sites[1 % len(sites)].public_key,
                 (rng.choice(categories),),
-                "TREAT",
+                ("TREAT",),
                 FAR_FUTURE_MS,
             )
             txs.append(signer.sign(patients[number % len(patients)], "consent.grant", grant))

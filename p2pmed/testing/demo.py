@@ -115,7 +115,7 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
                 hospital,
                 patient.key,
                 "consent.grant",
-                ConsentGrant(patient.id, sites[site].public_key, ("laboratory",), "TREAT", expiry),
+                ConsentGrant(patient.id, sites[site].public_key, ("laboratory",), ("TREAT",), expiry),
             )
         out(
             "3. the patient grants the hospital and the lab (the test order) access to laboratory results for"

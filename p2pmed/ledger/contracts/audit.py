@@ -21,6 +21,8 @@ AUDIT_KINDS = frozenset(
     {
         "consent-grant",
         "consent-revoke",
+        "consent-deny",
+        "consent-undeny",
         "consent-delegate",
         "consent-undelegate",
         "record-write",

@@ -3,26 +3,39 @@
 A patient (a registered person with the role ``patient``, named by their
 person id) grants a grantee (a person in force, by person id, or an
 organisation in force, by id: FHIR ``provision.actor``) access to data
-categories (``provision.class``) for a purpose of use (``provision.purpose``,
+categories (``provision.class``) for purposes of use (``provision.purpose``,
 HL7 v3 PurposeOfUse codes) until an expiry (``provision.period.end``). A
 consent to an organisation covers the clinicians it registered.
 
+A patient also records denies (``consent.deny``, FHIR's deny provisions): a
+grantee, or everyone, may not see these categories for these purposes until an
+expiry. A deny in force overrides every permit it covers, whether granted before
+or after it (FHIR: a nested deny excepts from the permit); a deny of an
+organisation covers the staff it registered, as a consent to it does. Lifting
+the deny (``consent.undeny``) restores the permits it covered. Break-glass is
+not bound by a deny: an emergency read for treatment overrides the patient's
+restrictions, and its audit entry says which deny it overrode
+(``records._break_glass``).
+
 Only the patient, signing with their current key, or a delegate they named
 (``consent.delegate``: a guardian, a carer, the site that keeps their records)
-grants or revokes; only the patient names or removes delegates. A delegate acts
-within its delegation: only its categories and purposes, never to itself, never
-past the delegation's expiry; and
-what a delegate granted lapses when its delegation ends (removed or expired), so
-removing a delegate removes everything it did in the patient's name. A revoke takes
-effect from the block that orders it and ends every purpose granted for its
-categories. One state entry per (patient, grantee, category, purpose): a grant
-for another purpose adds to the ones before it, a grant for the same purpose
-replaces that one (its expiry).
+grants, revokes, denies or lifts a deny; only the patient names or removes
+delegates. A delegate acts within its delegation: only its categories and
+purposes, never past the delegation's expiry, and never granting to itself; and
+what a delegate granted or denied lapses when its delegation ends (removed or
+expired), so removing a delegate removes everything it did in the patient's name.
+A revoke takes effect from the block that orders it and ends every purpose
+granted for its categories; lifting a deny likewise ends every purpose it denied
+for its categories. One state entry per (patient, grantee, category, purpose),
+for grants and for denies apart: a grant for another purpose adds to the ones
+before it, a grant for the same purpose replaces that one (its expiry); denies
+likewise. A transaction names 1..8 distinct known categories and 1..7 distinct
+known purposes, so it writes at most 56 entries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from p2pmed import codec
@@ -36,22 +49,35 @@ from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay, S
 
 __all__ = [
     "CATEGORIES",
+    "EVERYONE",
+    "NEVER_MS",
     "PURPOSES",
     "TX_TYPES",
     "ConsentDelegate",
+    "ConsentDeny",
     "ConsentGrant",
     "ConsentProvision",
     "ConsentRevoke",
     "ConsentUndelegate",
+    "ConsentUndeny",
     "Delegation",
+    "DenyProvision",
     "acting_for_patient",
     "consents_in_force",
     "delegations_in_force",
+    "denies_in_force",
+    "deny_covering",
     "party_id",
+    "permit_in_force",
     "valid_consent",
 ]
 
 CATEGORIES_MAX = len(CATEGORIES)
+PURPOSES_MAX = len(PURPOSES)
+EVERYONE = b""
+"""The grantee of a deny that binds every reader."""
+NEVER_MS = 2**63 - 1
+"""The expiry of a deny that holds until it is lifted."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +85,33 @@ class ConsentGrant:
     patient: bytes
     grantee: bytes
     categories: tuple[str, ...]
-    purpose: str
+    purposes: tuple[str, ...]
     expires_ms: int
 
 
 @dataclass(frozen=True)
 class ConsentRevoke:
+    patient: bytes
+    grantee: bytes
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConsentDeny:
+    """``grantee`` (a party, or ``EVERYONE``) may not see these categories for these purposes
+    until ``expires_ms`` (``NEVER_MS``: until lifted), whatever consents say."""
+
+    patient: bytes
+    grantee: bytes
+    categories: tuple[str, ...]
+    purposes: tuple[str, ...]
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class ConsentUndeny:
+    """Lift the denies of ``grantee`` (or ``EVERYONE``) for these categories, every purpose."""
+
     patient: bytes
     grantee: bytes
     categories: tuple[str, ...]
@@ -100,6 +147,20 @@ class ConsentProvision:
 
 
 @dataclass(frozen=True)
+class DenyProvision:
+    """A deny in force, as the ledger keeps it; ``grantee`` is ``EVERYONE`` for a deny of all readers."""
+
+    patient: bytes
+    grantee: bytes
+    category: str
+    purpose: str
+    denied_ms: int
+    expires_ms: int
+    tx_id: bytes
+    denied_by: bytes
+
+
+@dataclass(frozen=True)
 class Delegation:
     patient: bytes
     delegate: bytes
@@ -110,6 +171,10 @@ class Delegation:
 
 def _key(patient: bytes, grantee: bytes, category: str, purpose: str) -> str:
     return f"consent/{patient.hex()}/{grantee.hex()}/{category}/{purpose}"
+
+
+def _deny_key(patient: bytes, grantee: bytes, category: str, purpose: str) -> str:
+    return f"consent-deny/{patient.hex()}/{grantee.hex() or 'everyone'}/{category}/{purpose}"
 
 
 def _delegation_key(patient: bytes, delegate: bytes) -> str:
@@ -172,6 +237,16 @@ def _check_categories(categories: tuple[str, ...]) -> None:
         raise TxRejected(RejectReason.INVALID, "a category is listed twice")
 
 
+def _check_purposes(purposes: tuple[str, ...]) -> None:
+    if not 0 < len(purposes) <= PURPOSES_MAX:
+        raise TxRejected(RejectReason.INVALID, f"give 1..{PURPOSES_MAX} purposes")
+    unknown = sorted(set(purposes) - PURPOSES)
+    if unknown:
+        raise TxRejected(RejectReason.INVALID, f"unknown purpose {unknown[0]!r}; known: {', '.join(sorted(PURPOSES))}")
+    if len(set(purposes)) != len(purposes):
+        raise TxRejected(RejectReason.INVALID, "a purpose is listed twice")
+
+
 def _check_grantee(state: StateReader, grantee: bytes, patient: bytes) -> None:
     if len(grantee) != PUBLIC_KEY_SIZE:
         raise TxRejected(
@@ -183,73 +258,123 @@ def _check_grantee(state: StateReader, grantee: bytes, patient: bytes) -> None:
         raise TxRejected(RejectReason.INVALID, "the grantee is neither a person nor an organisation in force")
 
 
-def _check_within_delegation(grant: ConsentGrant, delegation: Delegation) -> None:
-    if grant.grantee == delegation.delegate:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate may not grant consent to itself")
-    if grant.expires_ms > delegation.expires_ms:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate's grant may not outlive its delegation")
-    _check_scope(delegation, grant.categories)
-    if grant.purpose not in delegation.purposes:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"the delegation does not cover the purpose {grant.purpose}")
-
-
-def _check_scope(delegation: Delegation, categories: tuple[str, ...]) -> None:
+def _check_scope(delegation: Delegation, categories: tuple[str, ...], purposes: tuple[str, ...] = ()) -> None:
     outside = sorted(set(categories) - set(delegation.categories))
     if outside:
         raise TxRejected(RejectReason.NOT_AUTHORISED, f"the delegation does not cover the category {outside[0]}")
+    outside = sorted(set(purposes) - set(delegation.purposes))
+    if outside:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, f"the delegation does not cover the purpose {outside[0]}")
+
+
+def _check_provision(
+    state: StateReader,
+    context: TxContext,
+    body: ConsentGrant | ConsentDeny,
+    delegation: Delegation | None,
+    what: str,
+) -> None:
+    """What a grant and a deny share: a grantee in force (or everyone, for a deny), categories,
+    purposes and an expiry in the future, all within the delegation the signer acts under."""
+    if body.grantee != EVERYONE or isinstance(body, ConsentGrant):
+        _check_grantee(state, body.grantee, body.patient)
+    _check_categories(body.categories)
+    _check_purposes(body.purposes)
+    if body.expires_ms <= context.time_ms:
+        raise TxRejected(RejectReason.INVALID, f"the {what} would already have expired at this block's time")
+    if delegation is not None:
+        if body.expires_ms > delegation.expires_ms:
+            raise TxRejected(RejectReason.NOT_AUTHORISED, f"a delegate's {what} may not outlive its delegation")
+        _check_scope(delegation, body.categories, body.purposes)
 
 
 def apply_grant(state: StateOverlay, context: TxContext, grant: ConsentGrant) -> None:
     granted_by, delegation = _acting_for(state, context, grant.patient)
-    if delegation is not None:
-        _check_within_delegation(grant, delegation)
-    _check_grantee(state, grant.grantee, grant.patient)
-    _check_categories(grant.categories)
-    if grant.purpose not in PURPOSES:
-        raise TxRejected(
-            RejectReason.INVALID, f"unknown purpose {grant.purpose!r}; known: {', '.join(sorted(PURPOSES))}"
-        )
-    if grant.expires_ms <= context.time_ms:
-        raise TxRejected(RejectReason.INVALID, "consent would already have expired at this block's time")
+    if delegation is not None and grant.grantee == delegation.delegate:
+        raise TxRejected(RejectReason.NOT_AUTHORISED, "a delegate may not grant consent to itself")
+    _check_provision(state, context, grant, delegation, "grant")
     for category in grant.categories:
-        provision = ConsentProvision(
-            grant.patient,
-            grant.grantee,
-            category,
-            grant.purpose,
-            context.time_ms,
-            grant.expires_ms,
-            context.tx_id,
-            granted_by,
-        )
-        state.put(_key(grant.patient, grant.grantee, category, grant.purpose), provision)
-    categories = ",".join(grant.categories)
+        for purpose in grant.purposes:
+            provision = ConsentProvision(
+                grant.patient,
+                grant.grantee,
+                category,
+                purpose,
+                context.time_ms,
+                grant.expires_ms,
+                context.tx_id,
+                granted_by,
+            )
+            state.put(_key(grant.patient, grant.grantee, category, purpose), provision)
     audit.record_event(
         state,
         context,
         "consent-grant",
         grant.patient,
         granted_by,
-        category=categories,
-        purpose=grant.purpose,
+        category=",".join(grant.categories),
+        purpose=",".join(grant.purposes),
         detail=f"grantee {grant.grantee.hex()}",
     )
 
 
-def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
-    revoked_by, delegation = _acting_for(state, context, revoke.patient)
-    _check_categories(revoke.categories)
+def apply_deny(state: StateOverlay, context: TxContext, deny: ConsentDeny) -> None:
+    denied_by, delegation = _acting_for(state, context, deny.patient)
+    _check_provision(state, context, deny, delegation, "deny")
+    for category in deny.categories:
+        for purpose in deny.purposes:
+            provision = DenyProvision(
+                deny.patient,
+                deny.grantee,
+                category,
+                purpose,
+                context.time_ms,
+                deny.expires_ms,
+                context.tx_id,
+                denied_by,
+            )
+            state.put(_deny_key(deny.patient, deny.grantee, category, purpose), provision)
+    audit.record_event(
+        state,
+        context,
+        "consent-deny",
+        deny.patient,
+        denied_by,
+        category=",".join(deny.categories),
+        purpose=",".join(deny.purposes),
+        detail=f"denied {deny.grantee.hex() or 'everyone'}",
+    )
+
+
+def _end_every_purpose(
+    state: StateOverlay,
+    context: TxContext,
+    ended: ConsentRevoke | ConsentUndeny,
+    key: Callable[[bytes, bytes, str, str], str],
+    nothing: str,
+) -> bytes:
+    """Delete the entries of (patient, grantee, each category, every purpose) for a revoke or
+    a lifted deny; refuse if none was there. Returns who did it."""
+    actor, delegation = _acting_for(state, context, ended.patient)
+    _check_categories(ended.categories)
     if delegation is not None:
-        _check_scope(delegation, revoke.categories)
+        _check_scope(delegation, ended.categories)
     keys = [
-        _key(revoke.patient, revoke.grantee, category, purpose)
-        for category in revoke.categories
+        key(ended.patient, ended.grantee, category, purpose)
+        for category in ended.categories
         for purpose in sorted(PURPOSES)
     ]
-    if all(state.state_get(key) is None for key in keys):
-        raise TxRejected(RejectReason.INVALID, "no consent in force for this grantee and these categories")
-    for key in keys:
-        state.delete(key)
+    if all(state.state_get(each) is None for each in keys):
+        raise TxRejected(RejectReason.INVALID, nothing)
+    for each in keys:
+        state.delete(each)
+    return actor
+
+
+def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke) -> None:
+    revoked_by = _end_every_purpose(
+        state, context, revoke, _key, "no consent in force for this grantee and these categories"
+    )
     audit.record_event(
         state,
         context,
@@ -258,6 +383,21 @@ def apply_revoke(state: StateOverlay, context: TxContext, revoke: ConsentRevoke)
         revoked_by,
         category=",".join(revoke.categories),
         detail=f"grantee {revoke.grantee.hex()}",
+    )
+
+
+def apply_undeny(state: StateOverlay, context: TxContext, undeny: ConsentUndeny) -> None:
+    lifted_by = _end_every_purpose(
+        state, context, undeny, _deny_key, "no deny recorded for this grantee and these categories"
+    )
+    audit.record_event(
+        state,
+        context,
+        "consent-undeny",
+        undeny.patient,
+        lifted_by,
+        category=",".join(undeny.categories),
+        detail=f"denied {undeny.grantee.hex() or 'everyone'}",
     )
 
 
@@ -294,19 +434,29 @@ def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: Consen
     )
 
 
-def _in_force(state: StateReader, provision: ConsentProvision, now_ms: int) -> bool:
-    """Unexpired, and if a delegate granted it, that delegation still in force."""
+def _in_force(state: StateReader, provision: ConsentProvision | DenyProvision, now_ms: int) -> bool:
+    """Unexpired, and if a delegate recorded it, that delegation still in force."""
     if provision.expires_ms <= now_ms:
         return False
-    if provision.granted_by == provision.patient:
+    by = provision.granted_by if isinstance(provision, ConsentProvision) else provision.denied_by
+    if by == provision.patient:
         return True
-    return _delegation(state, provision.patient, provision.granted_by, now_ms) is not None
+    return _delegation(state, provision.patient, by, now_ms) is not None
 
 
 def consents_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator[ConsentProvision]:
-    """The consents ``patient`` has in force at ``now_ms``, by grantee, then category."""
+    """The consents ``patient`` has in force at ``now_ms``, by grantee, then category (a consent
+    a deny overrides is still listed: it holds again once the deny is lifted or ends)."""
     for _key, data in state.state_items(f"consent/{patient.hex()}/"):
         provision = codec.decode(ConsentProvision, data, STATE_VALUE_SIZE_MAX)
+        if _in_force(state, provision, now_ms):
+            yield provision
+
+
+def denies_in_force(state: ScanState, patient: bytes, now_ms: int) -> Iterator[DenyProvision]:
+    """The denies ``patient`` has in force at ``now_ms``, by grantee (everyone last), then category."""
+    for _key, data in state.state_items(f"consent-deny/{patient.hex()}/"):
+        provision = codec.decode(DenyProvision, data, STATE_VALUE_SIZE_MAX)
         if _in_force(state, provision, now_ms):
             yield provision
 
@@ -320,15 +470,37 @@ def delegations_in_force(state: ScanState, patient: bytes, now_ms: int) -> list[
     return [delegation for delegation in delegations if delegation.expires_ms > now_ms]
 
 
+def deny_covering(
+    state: StateReader, patient: bytes, parties: Iterable[bytes], category: str, purpose: str, now_ms: int
+) -> DenyProvision | None:
+    """The deny in force at ``now_ms`` that refuses ``patient``'s ``category`` data for ``purpose``
+    to any of ``parties`` (a reader and the organisation it works for), or to everyone, if any."""
+    view = StateOverlay(state)
+    for party in (*parties, EVERYONE):
+        provision = view.get(DenyProvision, _deny_key(patient, party, category, purpose))
+        if provision is not None and _in_force(state, provision, now_ms):
+            return provision
+    return None
+
+
+def permit_in_force(
+    state: StateReader, patient: bytes, grantee: bytes, category: str, purpose: str, now_ms: int
+) -> ConsentProvision | None:
+    """The consent ``patient`` gave ``grantee`` for ``category`` and ``purpose``, if in force at
+    ``now_ms``, whether or not a deny overrides it (for a caller that has checked the denies)."""
+    provision = StateOverlay(state).get(ConsentProvision, _key(patient, grantee, category, purpose))
+    return provision if provision is not None and _in_force(state, provision, now_ms) else None
+
+
 def valid_consent(
     state: StateReader, patient: bytes, grantee: bytes, category: str, now_ms: int, purpose: str | None = None
 ) -> ConsentProvision | None:
     """The consent that lets ``grantee`` see ``patient``'s ``category`` data at ``now_ms`` for
-    ``purpose`` (for any purpose, the first in alphabetical order, when None), if any."""
-    view = StateOverlay(state)
+    ``purpose`` (for any purpose, the first in alphabetical order, when None), if any: in force,
+    and no deny in force of ``grantee`` or of everyone covers it."""
     for candidate in sorted(PURPOSES) if purpose is None else [purpose]:
-        provision = view.get(ConsentProvision, _key(patient, grantee, category, candidate))
-        if provision is not None and _in_force(state, provision, now_ms):
+        provision = permit_in_force(state, patient, grantee, category, candidate, now_ms)
+        if provision is not None and deny_covering(state, patient, (grantee,), category, candidate, now_ms) is None:
             return provision
     return None
 
@@ -336,6 +508,8 @@ def valid_consent(
 TX_TYPES = (
     TxType("consent.grant", ConsentGrant, apply_grant),
     TxType("consent.revoke", ConsentRevoke, apply_revoke),
+    TxType("consent.deny", ConsentDeny, apply_deny),
+    TxType("consent.undeny", ConsentUndeny, apply_undeny),
     TxType("consent.delegate", ConsentDelegate, apply_delegate),
     TxType("consent.undelegate", ConsentUndelegate, apply_undelegate),
 )

@@ -11,7 +11,11 @@ and printed in docs/access.md.
   necessary: the purpose must fit the reader; a researcher's reads are research).
 - ``CATEGORIES_WRITTEN_BY``: the data categories a role or kind may write. A writer other
   than the patient also needs a care relationship (``records.apply_add``).
-- ``CARE_PROVIDERS``: the kinds whose clinicians may break the glass, for treatment only.
+- ``CARE_PROVIDERS``: the kinds whose clinicians may break the glass, for treatment only
+  (``BREAK_GLASS_PURPOSES``), at most ``BREAK_GLASS_PER_WINDOW`` times a window. Breaking
+  the glass needs no consent and overrides a patient's deny (``consent.deny``), as
+  emergency treatment does in FHIR (``BTG``) and HIPAA; it is audited, names the deny it
+  overrode, reaches the patient's notices and is reviewed by the clinician's organisation.
 
 Staff (every role but ``patient``) act for the organisation that registered them and are
 in force only while it is (``identity.person_of``); a patient's identity outlives any one

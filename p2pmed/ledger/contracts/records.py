@@ -40,7 +40,16 @@ from dataclasses import dataclass
 
 from p2pmed.crypto import is_padded_sealed_size
 from p2pmed.ledger.contracts import audit
-from p2pmed.ledger.contracts.consent import CATEGORIES, PURPOSES, acting_for_patient, party_id, valid_consent
+from p2pmed.ledger.contracts.consent import (
+    CATEGORIES,
+    PURPOSES,
+    DenyProvision,
+    acting_for_patient,
+    deny_covering,
+    party_id,
+    permit_in_force,
+    valid_consent,
+)
 from p2pmed.ledger.contracts.identity import Person, organisation_in_force, organisation_of, person, person_of
 from p2pmed.ledger.contracts.policy import (
     BREAK_GLASS_PER_WINDOW,
@@ -216,21 +225,31 @@ def read_grant(state: StateReader, record_id: bytes, reader: bytes, now_ms: int)
     return grant if grant is not None and grant.expires_ms > now_ms else None
 
 
+def _deny_detail(denial: DenyProvision) -> str:
+    who = "everyone" if not denial.grantee else denial.grantee.hex()[:16]
+    return f"deny {denial.tx_id.hex()[:16]} of {who} for {denial.category}, {denial.purpose}"
+
+
 def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, now_ms: int) -> Access:
     """May the party signing with ``reader_key`` read ``found`` for ``purpose`` at ``now_ms``?"""
     if found.erased_ms is not None:
         return Access("", "the record was erased at the patient's request")
-    reader = party_id(state, reader_key)
-    if reader is None:
+    acting = _acting_as(state, reader_key)
+    if acting is None:
         return Access("", "the reader is neither a person nor an organisation in force")
+    reader, role, employer = acting
     if reader == found.patient:
         return Access("owner", "the patient reads their own record")
-    provision = valid_consent(state, found.patient, reader, found.category, now_ms, purpose)
+    organisation = employer if role in STAFF_ROLES else None
+    parties = (reader,) if organisation is None else (reader, organisation)
+    denial = deny_covering(state, found.patient, parties, found.category, purpose, now_ms)
+    if denial is not None:
+        return Access("", f"the patient's {_deny_detail(denial)} is in force: it overrides any consent")
+    provision = permit_in_force(state, found.patient, reader, found.category, purpose, now_ms)
     if provision is not None:
         return Access("consent", f"consent {provision.tx_id.hex()[:16]} for {found.category}, {purpose}")
-    clinician = person_of(state, reader_key)
-    if clinician is not None and clinician.role in STAFF_ROLES:
-        provision = valid_consent(state, found.patient, clinician.organisation, found.category, now_ms, purpose)
+    if organisation is not None:
+        provision = permit_in_force(state, found.patient, organisation, found.category, purpose, now_ms)
         if provision is not None:
             return Access("organisation-consent", f"consent {provision.tx_id.hex()[:16]} to the reader's organisation")
     return Access("", f"no consent in force lets this reader see {found.category} records for {purpose}")
@@ -431,7 +450,13 @@ def _break_glass(state: StateReader, context: TxContext, found: Record, read: Re
             RejectReason.NOT_AUTHORISED,
             f"a clinician breaks the glass at most {BREAK_GLASS_PER_WINDOW} times in 24 hours",
         )
-    return Access("break-glass", f"reason sha256 {read.reason_sha256.hex()}")
+    detail = f"reason sha256 {read.reason_sha256.hex()}"
+    denial = deny_covering(
+        state, found.patient, (clinician.id, clinician.organisation), found.category, read.purpose, context.time_ms
+    )
+    if denial is not None:
+        detail += f"; overrides the patient's {_deny_detail(denial)}"
+    return Access("break-glass", detail)
 
 
 def apply_review(state: StateOverlay, context: TxContext, review: BreakGlassReview) -> None:

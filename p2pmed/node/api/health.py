@@ -21,17 +21,23 @@ INVALID_PARAMS saying what to send instead.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
 
 import trio
 
 from p2pmed import codec
-from p2pmed.interop.fhir import audit_event, consent_resource
+from p2pmed.interop.fhir import audit_event, consent_resource, deny_resource
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.audit import audit_trail, entries_at
-from p2pmed.ledger.contracts.consent import ConsentProvision, consents_in_force, delegations_in_force, valid_consent
+from p2pmed.ledger.contracts.consent import (
+    EVERYONE,
+    consents_in_force,
+    delegations_in_force,
+    denies_in_force,
+    valid_consent,
+)
 from p2pmed.ledger.contracts.identity import (
     Organisation,
     organisation_by_id_or_key,
@@ -62,6 +68,7 @@ AUDIT_QUERY_MAX = 1_000
 CONSENT_LIST_MAX = 1_000
 ID_SIZE = 32  # person and organisation ids and keys, record ids and SHA-256 digests alike
 FORMATS = ("entries", "fhir")
+T = TypeVar("T")
 
 
 def plain(value: Any) -> Any:
@@ -136,19 +143,21 @@ def _trial(found: Trial) -> dict[str, Any]:
     }
 
 
-def _covers_anyone(store: ScanState, provision: ConsentProvision) -> bool:
-    """Whether the grantee is still a party in force: a consent to an organisation or a person
-    since revoked lets nobody read, so it is not shown as in force, though the ledger keeps it."""
-    grantee = provision.grantee
+def _in_force(store: ScanState, grantee: bytes) -> bool:
+    """Whether a grantee is still a party in force: a consent to an organisation or a person
+    since revoked lets nobody read, so it is not shown as in force, though the ledger keeps it
+    (a deny of them likewise binds nobody; a deny of everyone always binds)."""
     return person_in_force(store, grantee) is not None or organisation_in_force(store, grantee) is not None
 
 
-def _consents(store: ScanState, patient: bytes, now_ms: int, limit: int) -> tuple[list[ConsentProvision], bool]:
-    """The patient's consents in force at ``now_ms``, at most ``limit``, and whether more were left out."""
-    provisions = consents_in_force(store, patient, now_ms)
-    in_force = (provision for provision in provisions if _covers_anyone(store, provision))
-    found = list(itertools.islice(in_force, limit + 1))
-    return found[:limit], len(found) > limit
+def _binds(store: ScanState, grantee: bytes) -> bool:
+    return grantee == EVERYONE or _in_force(store, grantee)
+
+
+def _first(found: Iterator[T], limit: int) -> tuple[list[T], bool]:
+    """At most ``limit`` of ``found``, and whether more were left out."""
+    first = list(itertools.islice(found, limit + 1))
+    return first[:limit], len(first) > limit
 
 
 def _pack_query(method: str, params: dict[str, Any]) -> tuple[str, str]:
@@ -168,26 +177,40 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         return {"committed": committed, "next": node.mempool.next_free_nonce(params["sender"], committed)}
 
     async def consent(params: dict[str, Any]) -> dict[str, Any] | None:
-        """The consent in force now for (patient, grantee, category), or null."""
+        """The consent in force now for (patient, grantee, category) that no deny overrides, or null."""
         provision = valid_consent(store, params["patient"], params["grantee"], params["category"], node.ledger_time_ms)
-        return None if provision is None or not _covers_anyone(store, provision) else plain(provision)
+        return None if provision is None or not _in_force(store, provision.grantee) else plain(provision)
 
     async def consent_list(params: dict[str, Any]) -> dict[str, Any]:
-        """Every consent in force now that a patient gave, and their delegates."""
+        """Every consent and deny in force now that a patient gave (at most ``limit`` of each),
+        and their delegates."""
         patient = _id("consent.list", "patient", params["patient"], "a patient's person id")
         limit = _in_range("consent.list", "limit", params["limit"], 1, CONSENT_LIST_MAX)
         fhir = _choice("consent.list", "format", params["format"], FORMATS) == "fhir"
         now_ms = node.ledger_time_ms
-        consents, truncated = _consents(store, patient, now_ms, limit)
+        consents, more_consents = _first(
+            (each for each in consents_in_force(store, patient, now_ms) if _in_force(store, each.grantee)), limit
+        )
+        denies, more_denies = _first(
+            (
+                each
+                for each in denies_in_force(store, patient, now_ms)
+                if not each.grantee or _in_force(store, each.grantee)
+            ),
+            limit,
+        )
         if fhir:  # validating FHIR takes milliseconds a resource: off the node's event loop
-            rendered = await trio.to_thread.run_sync(lambda: [consent_resource(provision) for provision in consents])
+            rendered = await trio.to_thread.run_sync(
+                lambda: ([consent_resource(each) for each in consents], [deny_resource(each) for each in denies])
+            )
         else:
-            rendered = plain(consents)
+            rendered = plain(consents), plain(denies)
         return {
             "patient": patient.hex(),
             "time_ms": now_ms,
-            "consents": rendered,
-            "truncated": truncated,
+            "consents": rendered[0],
+            "denies": rendered[1],
+            "truncated": more_consents or more_denies,
             "delegates": plain(delegations_in_force(store, patient, now_ms)),
         }
 
