@@ -27,6 +27,7 @@ from p2pmed.ledger.contracts.consent import (
     deny_covering,
     valid_consent,
 )
+from p2pmed.ledger.contracts.identity import PersonRevoke
 from p2pmed.ledger.contracts.records import RecordRead
 from p2pmed.ledger.errors import RejectReason
 
@@ -174,6 +175,20 @@ def test_a_delegate_acts_within_its_delegation_and_what_it_granted_lapses_with_i
     ledger.ok(PATIENT, "consent.undelegate", ConsentUndelegate(HOSPITAL.public_key))
     assert in_force(ledger, DOCTOR.public_key) is None, "removing the delegate removes what it granted"
     assert [p.grantee for p in consents_in_force(ledger.state, P, ledger.time_ms)] == [LAB.public_key]
+
+
+def test_what_a_revoked_delegate_granted_lapses(ledger: LedgerHarness) -> None:
+    """A delegate the validators (or its organisation) revoke is as good as removed: the grants
+    and denies it made in the patient's name lapse, and the patient's own stay."""
+    ledger.ok(PATIENT, "consent.delegate", ConsentDelegate(CARER.public_key, ledger.time_ms + 2 * YEAR_MS))
+    ledger.ok(CARER, "consent.grant", grant(ledger))
+    ledger.ok(PATIENT, "consent.grant", grant(ledger, LAB.public_key))
+    assert in_force(ledger, DOCTOR.public_key) is not None
+    for validator in ledger.validators[:3]:  # 2f+1 of 4
+        ledger.ok(validator, "identity.person.revoke", PersonRevoke(CARER.public_key))
+    assert in_force(ledger, DOCTOR.public_key) is None, "the revoked delegate's grant lapsed"
+    assert [p.grantee for p in consents_in_force(ledger.state, P, ledger.time_ms)] == [LAB.public_key]
+    assert delegations_in_force(ledger.state, P, ledger.time_ms) == []
 
 
 def test_a_delegate_grants_and_revokes_for_the_patient_until_removed_or_expired(ledger: LedgerHarness) -> None:

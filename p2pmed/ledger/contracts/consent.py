@@ -220,9 +220,13 @@ def _acting_for(state: StateOverlay, context: TxContext, patient: bytes) -> tupl
 
 
 def _delegation(state: StateReader, patient: bytes, delegate: bytes, now_ms: int) -> Delegation | None:
-    """The patient's delegation to ``delegate``, if in force at ``now_ms``."""
+    """The patient's delegation to ``delegate``, if in force at ``now_ms``: unexpired, and the
+    delegate still a party in force (a delegate the validators or its organisation revoked is
+    removed, and what it did in the patient's name lapses with it)."""
     delegation = StateOverlay(state).get(Delegation, _delegation_key(patient, delegate))
-    return delegation if delegation is not None and delegation.expires_ms > now_ms else None
+    if delegation is None or delegation.expires_ms <= now_ms or not _is_party(state, delegate):
+        return None
+    return delegation
 
 
 def _check_categories(categories: tuple[str, ...]) -> None:
@@ -467,7 +471,11 @@ def delegations_in_force(state: ScanState, patient: bytes, now_ms: int) -> list[
         codec.decode(Delegation, data, STATE_VALUE_SIZE_MAX)
         for _key, data in state.state_items(f"consent-delegate/{patient.hex()}/")
     )
-    return [delegation for delegation in delegations if delegation.expires_ms > now_ms]
+    return [
+        delegation
+        for delegation in delegations
+        if delegation.expires_ms > now_ms and _is_party(state, delegation.delegate)
+    ]
 
 
 def deny_covering(
