@@ -72,7 +72,9 @@ def test_testnet_homes_share_one_genesis_listing_every_node_key(tmp_path: Path) 
         ("consensus = 5\n", "consensus", "expected a table"),
         ("[consensus]\nblock_bytes_max = 8388608\n", "consensus.block_bytes_max", "from 1048576 to 4194304"),
         ("[consensus]\nblock_time_skew_max_ms = 10\n", "consensus.block_time_skew_max_ms", "from 1000 to 3600000"),
-        ('[p2p]\ngossip_publishers = "anyone"\n', "p2p.gossip_publishers", "'validators', 'any'"),
+        ('[p2p]\ngossip_publishers = "anyone"\n', "p2p.gossip_publishers", "'validators', 'organisations', 'any'"),
+        ('[p2p]\ngossip_peers = "12D3KooW"\n', "p2p.gossip_peers", "a list of at most 256"),
+        ('[p2p]\ngossip_peers = ["not-a-peer-0OIl"]\n', "p2p.gossip_peers", "is not a libp2p peer id"),
     ],
 )
 def test_a_bad_config_names_the_key_at_fault(tmp_path: Path, text: str, key: str, fragment: str) -> None:
@@ -104,6 +106,8 @@ def test_a_rendered_config_reads_back_unchanged() -> None:
         log_format="json",
         log_level="debug",
         fault_injection=True,
+        gossip_publishers="organisations",
+        gossip_peers=("12D3KooWBuEsukonoerUd1mjG5nds44XGk5kAt2H7GwFdKtMDoeL",),
     )
     assert parse_config(tomllib.loads(render_config(custom))) == custom
 

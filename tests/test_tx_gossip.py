@@ -201,11 +201,14 @@ class Network:
 
 
 @asynccontextmanager
-async def gossip_network(count: int = 4, **options: Any) -> AsyncIterator[Network]:
-    """``count`` hosts, all connected to each other, each with every other in its mesh."""
-    keys = [SigningKey.from_seed(bytes([0x40 + i]) * 32) for i in range(count)]
+async def gossip_network(count: int = 4, observers: int = 0, **options: Any) -> AsyncIterator[Network]:
+    """``count`` hosts (validators, in the full mesh), all connected to each other, each with
+    every other in its mesh; then ``observers`` more, each connected to host 0 only."""
+    keys = [SigningKey.from_seed(bytes([0x40 + i]) * 32) for i in range(count + observers)]
     hosts = [new_host(key_pair=key_pair_of(key)) for key in keys]
     verifiers = [Verifier() for _ in hosts]
+    validators = {host.get_id() for host in hosts[:count]}
+    links = [*itertools.combinations(range(count), 2), *((0, count + i) for i in range(observers))]
     # The gossips run in a nursery opened before host.run() (DESIGN.md), so the hosts
     # close their connections before the pubsub services stop, as TxGossip advises.
     async with trio.open_nursery() as outer:
@@ -213,18 +216,19 @@ async def gossip_network(count: int = 4, **options: Any) -> AsyncIterator[Networ
             for host in hosts:
                 await stack.enter_async_context(host.run(listen_addrs=[LISTEN]))
             gossips = [
-                TxGossip(host, CHAIN, verifier, **options) for host, verifier in zip(hosts, verifiers, strict=True)
+                TxGossip(host, CHAIN, verifier, full_mesh=validators.__contains__, **options)
+                for host, verifier in zip(hosts, verifiers, strict=True)
             ]
             net = Network(hosts, gossips, verifiers, [trio.CancelScope() for _ in hosts], [trio.Event() for _ in hosts])
-            for index in range(count):
+            for index in range(len(hosts)):
                 await outer.start(net.run, index)
             async with trio.open_nursery() as dialers:
-                for i, j in itertools.combinations(range(count), 2):
+                for i, j in links:
                     peer = PeerInfo(hosts[j].get_id(), hosts[j].get_transport_addrs())
                     dialers.start_soon(hosts[i].connect, peer)
-            for gossip, other in itertools.product(gossips, hosts):
-                if other is not gossip.host:
-                    await gossip.pubsub.wait_for_mesh(other.get_id(), TOPIC, timeout=TEST_TIMEOUT)
+            for i, j in links:
+                await gossips[i].pubsub.wait_for_mesh(hosts[j].get_id(), TOPIC, timeout=TEST_TIMEOUT)
+                await gossips[j].pubsub.wait_for_mesh(hosts[i].get_id(), TOPIC, timeout=TEST_TIMEOUT)
             yield net
         outer.cancel_scope.cancel()
 
@@ -332,6 +336,29 @@ async def test_in_a_full_mesh_a_batch_reaches_each_peer_once_from_its_publisher_
             for index in (1, 2, 3):
                 assert [forwarder for forwarder, message_id in copies[index] if message_id == batch_id] == [publisher]
             assert idontwants == [0, 0, 0, 0]
+
+
+async def test_an_observer_linked_to_one_validator_gets_every_batch_and_what_it_publishes_reaches_all():
+    """The full-mesh shortcut (no relay of a batch that came straight from its validator
+    publisher) holds among validators only: a subscriber outside the mesh is relayed to."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with gossip_network(4, observers=1) as net:
+            validators, observer = net.gossips[:4], net.gossips[4]
+            batches = [probe(index) for index in range(4)]
+            for gossip, tx in zip(validators, batches, strict=True):
+                gossip.publish(tx)
+            got: set[Transaction] = set()
+            for _ in range(4):
+                got.update(await observer.incoming.receive())
+            assert got == set(batches)
+            for index, gossip in enumerate(validators):
+                others = {batch for position, batch in enumerate(batches) if position != index}
+                assert {(await gossip.incoming.receive())[0] for _ in range(3)} == others
+            own = probe(10)
+            observer.publish(own)
+            for gossip in validators:
+                assert await gossip.incoming.receive() == (own,)
+            assert_nothing_waiting(net.gossips)
 
 
 async def test_2000_transactions_published_quickly_all_arrive_in_a_few_batches():

@@ -16,7 +16,7 @@ from libp2p.peer.id import ID
 
 from p2pmed.crypto import PUBLIC_KEY_SIZE, SigningKey
 
-__all__ = ["key_pair_of", "peer_id_of"]
+__all__ = ["ed25519_key_of", "key_pair_of", "peer_id_of"]
 
 
 def key_pair_of(key: SigningKey) -> KeyPair:
@@ -26,6 +26,16 @@ def key_pair_of(key: SigningKey) -> KeyPair:
     if public_key.to_bytes() != key.public_key:  # the two libraries must agree on the key
         raise ValueError("libp2p derived a different Ed25519 public key from this seed")
     return KeyPair(private_key, public_key)
+
+
+def ed25519_key_of(peer: ID) -> bytes | None:
+    """The Ed25519 public key a peer id embeds, or None for a peer id that embeds no such key
+    (another key type, or a hashed key)."""
+    try:
+        key = peer.extract_public_key()
+    except Exception:  # libp2p raises a variety of errors for ids it cannot decode
+        return None
+    return key.to_bytes() if isinstance(key, Ed25519PublicKey) else None
 
 
 def peer_id_of(public_key: bytes) -> ID:

@@ -34,10 +34,15 @@ nothing), else when the interval is up. Each gossip message costs every node
 far more CPU than the transactions in it (py-libp2p relays it, encrypts and
 frames it per peer), so under load batches grow instead of messages multiplying.
 
+Any peer that subscribes receives every batch: validators straight from each
+publisher, everyone else relayed (see ``_SmallMeshGossipSub``), so an observer or a
+client in another language needs a link to one node only.
+
 Receiving: a topic validator checks every message, on receivers and (as
 py-libp2p does) on the publisher, cheapest first: that its publisher is admitted
-(``admitted``: the daemon admits the validators unless ``[p2p] gossip_publishers``
-is ``any``), size, the publisher's byte budget (``publisher_bytes_per_s``; the
+(``admitted``: the daemon admits the validators, the peers ``[p2p] gossip_peers``
+lists and, with ``gossip_publishers = "organisations"``, organisations' nodes; or
+anyone, with ``any``), size, the publisher's byte budget (``publisher_bytes_per_s``; the
 ``unbudgeted`` ones, the validators in the daemon, carry every client's
 transactions and have none), strict decoding, chain id, ``accept`` for each
 transaction. A peer that forwards rejected batches faster than
@@ -194,6 +199,7 @@ class TxGossip:
         outbound_wait_max: float = 1.0,
         admitted: Callable[[ID], bool] | None = None,
         unbudgeted: Callable[[ID], bool] | None = None,
+        full_mesh: Callable[[ID], bool] | None = None,
         publisher_bytes_per_s: float = 16 << 20,
     ) -> None:
         if not 0 < len(chain_id) <= CHAIN_ID_LENGTH_MAX:
@@ -223,7 +229,7 @@ class TxGossip:
         self._rejections: PeerBudgets[ID] = PeerBudgets(REJECTIONS_PER_S, REJECTIONS_BURST, PUBLISHERS_TRACKED_MAX)
         self._disconnect_send, self._disconnect_receive = trio.open_memory_channel[ID](REJECTIONS_BURST)
         self.counters = GossipCounters()
-        self.router = _new_router()
+        self.router = _new_router(full_mesh or _nobody)
         peer_records.install()
         self.pubsub = Pubsub(
             host,
@@ -468,29 +474,47 @@ class TxGossip:
             self._inbox_send.close()
 
 
-class _SmallMeshGossipSub(GossipSub):
-    """GossipSub with flood publishing (GossipSub 1.1's, which py-libp2p lacks), that,
-    while it sees no more topic peers than fit in one mesh (D), neither relays a
-    message it received straight from its publisher nor sends IDONTWANT for it.
+def _nobody(_peer: ID) -> bool:
+    return False
 
-    A node publishes its own batches to every peer it knows is subscribed, mesh
-    or not (go-libp2p does too), so a batch no longer waits for a mesh to form
-    after a start or a reconnect. In a small network that already reached every
-    peer: relaying only made each node receive, decrypt and drop every batch
-    n - 2 more times, and the IDONTWANTs (optional in GossipSub 1.2) cost a control
-    message per peer per batch and came too late to stop a relay. On 4 nodes at
-    100 tx/s, dropping both halved the commit latency.
-    What this gives up: a node whose link to the publisher alone is down no longer
-    gets that batch through a third node. It still learns the transactions from the
-    blocks; if it is the primary, the backups that hold them time out and elect one
-    that has them. Messages that already came through a relay are relayed as usual,
-    and bigger networks relay everything.
+
+class _SmallMeshGossipSub(GossipSub):
+    """GossipSub with flood publishing (GossipSub 1.1's, which py-libp2p lacks) and a
+    shortcut for the peers of a small full mesh (``full_mesh``: the validators, each
+    connected to every other).
+
+    A node publishes its own batches to every peer it knows is subscribed, mesh or
+    not (go-libp2p does too), so a batch no longer waits for a mesh to form after a
+    start or a reconnect. A batch that came straight from its publisher, a full-mesh
+    peer, therefore already reached every other full-mesh peer: while there are no
+    more of them than fit in one mesh (D), it is relayed only to the subscribers
+    outside the full mesh (observers, clients, other implementations: every one this
+    node knows, mesh or not, since they may hear of the topic from this node alone),
+    and no IDONTWANT is sent for it. Relaying it among validators only made each
+    receive, decrypt and drop every batch n - 2 more times, and the IDONTWANTs
+    (optional in GossipSub 1.2) cost a control message per peer per batch and came
+    too late to stop a relay: on 4 nodes at 100 tx/s, dropping both halved the
+    commit latency.
+    A batch from a publisher outside the full mesh goes to every full-mesh peer this
+    node knows is subscribed, besides the usual mesh relay, so what an observer or a
+    client publishes through one validator reaches all of them.
+    What this gives up: a validator whose link to the publishing validator alone is
+    down no longer gets that batch through a third node. It still learns the
+    transactions from the blocks; if it is the primary, the backups that hold them
+    time out and elect one that has them. Messages that already came through a relay
+    are relayed as usual, and bigger networks relay everything.
     """
 
-    def _full_mesh(self, topics: Iterable[str]) -> bool:
-        return self.pubsub is not None and all(
-            len(self.pubsub.peer_topics.get(topic, ())) <= self.degree for topic in topics
-        )
+    def __init__(self, full_mesh: Callable[[ID], bool], **options: Any) -> None:
+        super().__init__(**options)
+        self.full_mesh = full_mesh
+
+    def _subscribed(self, topics: list[str]) -> set[ID]:
+        assert self.pubsub is not None
+        return {peer for topic in topics for peer in self.pubsub.peer_topics.get(topic, ())}
+
+    def _small_full_mesh(self, topics: list[str]) -> bool:
+        return len({peer for peer in self._subscribed(topics) if self.full_mesh(peer)}) <= self.degree
 
     def _get_peers_to_send(
         self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID, msg_id: bytes | None = None
@@ -498,20 +522,23 @@ class _SmallMeshGossipSub(GossipSub):
         topics = list(topic_ids)
         if self.pubsub is None:
             return super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id)
+        relayed = set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id))
+        subscribed = self._subscribed(topics)
         if msg_forwarder == origin == self.pubsub.my_id:
-            subscribed = {peer for topic in topics for peer in self.pubsub.peer_topics.get(topic, ())}
-            return set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id)) | subscribed
-        if msg_forwarder == origin and self._full_mesh(topics):
-            return set()
-        return super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id)
+            return relayed | subscribed
+        if not self.full_mesh(origin):
+            return (relayed | {peer for peer in subscribed if self.full_mesh(peer)}) - {msg_forwarder, origin}
+        if msg_forwarder == origin and self._small_full_mesh(topics):
+            return {peer for peer in subscribed if not self.full_mesh(peer)} - {msg_forwarder, origin}
+        return relayed
 
     async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Iterable[str]) -> None:
         topics = list(topic_ids)
-        if not self._full_mesh(topics):
+        if not self._small_full_mesh(topics):
             await super()._emit_idontwant_for_message(msg_id, topics)
 
 
-def _new_router() -> GossipSub:
+def _new_router(full_mesh: Callable[[ID], bool]) -> GossipSub:
     """GossipSub tuned for a permissioned network of 4 to 20 validators.
 
     - D = 6, D_low = 4, D_high = 8: up to 7 validators every peer is in every
@@ -521,7 +548,7 @@ def _new_router() -> GossipSub:
       and heals within seconds.
     - IDONTWANT: up to 1000 ids per peer per heartbeat (go-libp2p's default),
       not 10, so duplicates of big batches are suppressed at our rates; none
-      sent, and no relaying, in a full mesh (``_SmallMeshGossipSub``).
+      sent, and no relaying among the validators' full mesh (``_SmallMeshGossipSub``).
     - Spam protection off: its 10 messages/s per peer would drop our batches
       (our own included); the validators are known and every batch is verified.
     - Adaptive gossip off: it raises the heartbeat to 30-60 s when it judges
@@ -530,6 +557,7 @@ def _new_router() -> GossipSub:
     - No peer exchange: peers come from genesis, not from other peers.
     """
     return _SmallMeshGossipSub(
+        full_mesh,
         protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
         degree=6,
         degree_low=4,

@@ -50,6 +50,7 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, key_pair_of, peer_id_of
 from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
 from p2pmed.net.faults import FaultInjector
+from p2pmed.net.identity import ed25519_key_of
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
 from p2pmed.node.core import NodeCore, Outgoing, StorageFailed, leaf_errors
@@ -126,6 +127,8 @@ class Node:
         self.chain_id = genesis.chain_id
         self.validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
+        self._validator_peers = frozenset(self.peer_ids)
+        self._gossip_peers = frozenset(ID.from_base58(peer) for peer in home.config.gossip_peers)
         self.core = NodeCore(
             home.store_path,
             Ledger(
@@ -293,8 +296,9 @@ class Node:
             self.chain_id,
             self._accept_gossiped,
             flush_interval=GOSSIP_FLUSH_INTERVAL_S,
-            admitted=None if self.home.config.gossip_publishers == "any" else validators,
+            admitted=None if self.home.config.gossip_publishers == "any" else self._admitted_publisher,
             unbudgeted=validators,
+            full_mesh=validators,
         )
         await nursery.start(self.gossip.run)
         for index in range(len(self.peer_ids)):
@@ -426,6 +430,17 @@ class Node:
                 log.info("view change started", started=replica.view_changes_started, **self._position())
             case _:
                 assert_never(replica.view_phase)
+
+    def _admitted_publisher(self, peer: ID) -> bool:
+        """Whether ``peer`` may publish transaction batches here: a validator, a peer the config
+        names, or with ``gossip_publishers = "organisations"`` an organisation in force whose
+        signing key is its node's libp2p key."""
+        if peer in self._validator_peers or peer in self._gossip_peers:
+            return True
+        if self.home.config.gossip_publishers != "organisations":
+            return False
+        key = ed25519_key_of(peer)
+        return key is not None and identity.organisation_of(self.core.store, key) is not None
 
     async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
         """The answer of the custodian whose key is ``custodian``: this site's own, or a

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from libp2p.peer.id import ID
+
 from p2pmed.codec import TX_SIZE_MAX
 from p2pmed.consensus.messages import PROPOSAL_BYTES_MAX
 from p2pmed.input_error import KeyedInputError
@@ -27,7 +29,8 @@ CONFIG_SIZE_MAX = 1 << 16
 PATH_LENGTH_MAX = 4096
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-GOSSIP_PUBLISHERS = ("validators", "any")
+GOSSIP_PUBLISHERS = ("validators", "organisations", "any")
+GOSSIP_PEERS_MAX = 256
 
 
 class ConfigError(KeyedInputError):
@@ -39,6 +42,8 @@ class NodeConfig:
     moniker: str = "node"
     listen: str = "/ip4/127.0.0.1/tcp/26656"
     gossip_publishers: str = "validators"
+    gossip_peers: tuple[str, ...] = ()
+    """Peer ids admitted as gossip publishers besides those ``gossip_publishers`` names."""
     rpc_socket: str = "p2pmed.sock"
     metrics_port: int = 0
     batch_size_max: int = 500
@@ -72,8 +77,12 @@ moniker = {moniker}
 # streams). The peers themselves come from genesis.json.
 listen = {listen}
 # Whose transaction batches this node checks and relays on the gossip topic:
-# "validators" (the genesis validators' node keys) or "any" libp2p peer.
+# "validators" (the genesis validators' node keys), "organisations" (also every
+# organisation in force whose signing key is its node's libp2p key), or "any"
+# libp2p peer. Publishers other than validators are held to 16 MiB/s of batches.
 gossip_publishers = {gossip_publishers}
+# Peer ids admitted besides, e.g. an observer's or a client's: ["12D3KooW..."].
+gossip_peers = {gossip_peers}
 
 [mempool]
 # Admit load.probe transactions (they change nothing but a nonce) from keys that
@@ -142,7 +151,10 @@ enabled = {fault_injection}
 def render_config(config: NodeConfig) -> str:
     """``config`` as a commented config.toml that ``load_config`` reads back unchanged."""
     values = {
-        name: json.dumps(value) if isinstance(value, (str, bool)) else str(value)  # JSON strings are TOML strings
+        # JSON strings, booleans and arrays of strings are TOML ones
+        name: json.dumps(list(value) if isinstance(value, tuple) else value)
+        if isinstance(value, (str, bool, tuple))
+        else str(value)
         for name, value in dataclasses.asdict(config).items()
     }
     return CONFIG_TEMPLATE.format(**values)
@@ -173,6 +185,17 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     return check
 
 
+def _peer_ids(value: Any) -> str | None:
+    if not isinstance(value, list) or len(value) > GOSSIP_PEERS_MAX:
+        return f"expected a list of at most {GOSSIP_PEERS_MAX} libp2p peer ids"
+    for item in value:
+        try:
+            ID.from_base58(item)
+        except (TypeError, ValueError):
+            return f"{str(item)[:80]!r} is not a libp2p peer id (base58, like 12D3KooW...)"
+    return None
+
+
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
@@ -194,6 +217,7 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("", "moniker"): ("moniker", _text(64)),
     ("p2p", "listen"): ("listen", _multiaddr),
     ("p2p", "gossip_publishers"): ("gossip_publishers", _choice(GOSSIP_PUBLISHERS)),
+    ("p2p", "gossip_peers"): ("gossip_peers", _peer_ids),
     ("mempool", "probes_from_anyone"): ("probes_from_anyone", _boolean),
     ("rpc", "socket"): ("rpc_socket", _text(100)),
     ("metrics", "port"): ("metrics_port", _integer(0, 65_535)),
@@ -261,4 +285,4 @@ def _checked(table: str, key: str, value: Any) -> Any:
     problem = _SCHEMA[(table, key)][1](value)
     if problem:
         raise ConfigError(f"{table}.{key}" if table else key, f"{problem}, got {value!r}")
-    return value
+    return tuple(value) if isinstance(value, list) else value
