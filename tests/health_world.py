@@ -85,7 +85,7 @@ def build_world(ledger: StoreHarness) -> None:
     ledger.ok(SPONSOR, "trial.enroll", TrialEnroll(TRIAL, P))
     ledger.ok(SPONSOR, "trial.results", TrialResults(TRIAL, DATASET, ("weight",), ()))
     ledger.ok(MAKER, "supply.commission", supply.SupplyCommission(GTIN, "LOT1", "2099-12-31", ("S1", "S2")))
-    ledger.ok(MAKER, "supply.verify", supply.SupplyVerify(GTIN, "FAKE1"))
+    ledger.ok(MAKER, "supply.verify", supply.SupplyVerify(GTIN, "FAKE1", "LOT1", "2099-12-31"))
 
 
 class FakeNode:

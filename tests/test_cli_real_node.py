@@ -505,6 +505,11 @@ def test_a_drug_pack_from_commissioning_through_a_distributor_to_dispensing(netw
     dispensed = network.run("supply", "verify", GTIN, "S1")
     assert dispensed.exit_code == 1 and dispensed.stdout.startswith("DO NOT DISPENSE: already-dispensed")
     assert network.ok("supply", "verify", GTIN, "S2").startswith("OK: genuine-dispensable")
-    network.ok("supply", "scan", f"{GTIN}:FAKE1", "--key", pharmacy.key, "--wait")
+    network.ok(
+        "supply", "scan", f"{GTIN}:FAKE1", "--lot", "L1", "--expiry", "2031-12-31", "--key", pharmacy.key, "--wait"
+    )
     alerts = json.loads(network.ok("supply", "alerts", "--json"))["alerts"]
-    assert [(alert["kind"], alert["serial"]) for alert in alerts] == [("unknown-suspect-counterfeit", "FAKE1")]
+    assert [(alert["kind"], alert["serial"]) for alert in alerts] == [
+        ("dispense-refused", "S1"),  # the second dispense of S1: a clone at the counter
+        ("unknown-suspect-counterfeit", "FAKE1"),
+    ]

@@ -128,7 +128,12 @@ def test_a_pack_goes_from_commissioning_through_a_shipment_to_dispensing(
         ).exit_code
         == 0
     )
-    assert signed(home, directory, PHARMACY, "supply", "scan", f"{GTIN}:FAKE9").exit_code == 0
+    assert (
+        signed(
+            home, directory, PHARMACY, "supply", "scan", f"{GTIN}:FAKE9", "--lot", "LOT1", "--expiry", "2099-12-31"
+        ).exit_code
+        == 0
+    )
 
     trace = json.loads(run(home, "supply", "trace", GTIN, "S3", "--json").output)
     assert [event["kind"] for event in trace["events"]] == ["commission", "ship", "receive", "dispense"]
@@ -177,7 +182,7 @@ def test_a_pack_goes_from_commissioning_through_a_shipment_to_dispensing(
         ),
         (
             PATIENT,
-            ["scan", f"{GTIN}:S1"],
+            ["scan", f"{GTIN}:S1", "--lot", "LOT1", "--expiry", "2099-12-31"],
             "supply.verify (not-authorised): only an organisation in force records scans",
         ),
     ],

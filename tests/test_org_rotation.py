@@ -190,7 +190,7 @@ def test_supply_custody_and_trial_sponsorship_follow_the_id(ledger: LedgerHarnes
         HOSPITAL, "supply.receive", SupplyReceive(shipped.tx_id, (pack,), ()), RejectReason.NOT_AUTHORISED
     )
     ledger.ok(HOSPITAL_NEXT, "supply.receive", SupplyReceive(shipped.tx_id, (pack,), ()))
-    ledger.ok(HOSPITAL_NEXT, "supply.verify", SupplyVerify(gtin, "S1"))
+    ledger.ok(HOSPITAL_NEXT, "supply.verify", SupplyVerify(gtin, "S1", "L1", "2031-12-31"))
     events = trace(ledger.state, gtin, "S1")
     assert [(event.kind, event.organisation) for event in events] == [
         ("commission", maker.public_key),

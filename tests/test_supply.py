@@ -67,6 +67,11 @@ def ledger() -> LedgerHarness:
     return admitted(LedgerHarness())
 
 
+def scan(serial: str, lot: str = "L1", expiry: str = EXPIRY) -> SupplyVerify:
+    """A scan of the four elements printed on a pack (by default those ``commission`` gives)."""
+    return SupplyVerify(GTIN, serial, lot, expiry)
+
+
 def commission(ledger: LedgerHarness, *serials: str, lot: str = "L1", expiry: str = EXPIRY) -> tuple[PackRef, ...]:
     ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, lot, expiry, serials))
     return tuple(ref(serial) for serial in serials)
@@ -567,7 +572,7 @@ def test_a_recall_is_not_repeated(ledger: LedgerHarness) -> None:
 
 
 def test_an_unknown_serial_scanned_is_recorded_as_a_suspect_counterfeit(ledger: LedgerHarness) -> None:
-    ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "FAKE-1"))
+    ledger.ok(PHARMACY, "supply.verify", scan("FAKE-1"))
     (alert,) = alerts(ledger.state)
     assert (alert.kind, alert.serial, alert.organisation, alert.height) == (
         "unknown-suspect-counterfeit",
@@ -583,7 +588,7 @@ def test_an_unknown_serial_scanned_is_recorded_as_a_suspect_counterfeit(ledger: 
 
 def test_a_scan_of_a_pack_in_good_standing_is_recorded_without_an_alert(ledger: LedgerHarness) -> None:
     commission(ledger, "S1")
-    ledger.ok(MAKER, "supply.verify", SupplyVerify(GTIN, "S1"))
+    ledger.ok(MAKER, "supply.verify", scan("S1"))
     assert trace(ledger.state, GTIN, "S1")[-1].detail == "genuine-dispensable"
     assert alert_count(ledger.state) == 0
 
@@ -593,20 +598,71 @@ def test_a_scan_of_a_pack_out_of_circulation_raises_an_alert(ledger: LedgerHarne
     ledger.ok(MAKER, "supply.decommission", SupplyDecommission(packs[:1], "stolen"))
     ledger.ok(MAKER, "supply.recall", SupplyRecall(GTIN, None, ("S2",), "recall"))
     for serial in ("S1", "S2", "S3"):
-        ledger.ok(HOSPITAL, "supply.verify", SupplyVerify(GTIN, serial))
+        ledger.ok(HOSPITAL, "supply.verify", scan(serial))
     assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [
+        ("decommissioned-stolen", "S1"),  # raised when it was decommissioned
         ("decommissioned", "S1"),
         ("recalled", "S2"),
     ]
-    assert "(stolen)" in alerts(ledger.state)[0].detail
+    assert "(stolen)" in alerts(ledger.state)[1].detail
+
+
+def test_a_real_serial_on_another_lot_or_expiry_is_a_suspect_product(ledger: LedgerHarness) -> None:
+    """DSCSA verifies all four elements of a product identifier: a serial copied onto a pack
+    of another lot or expiry is caught although the serial exists."""
+    commission(ledger, "S1", lot="L1", expiry=EXPIRY)
+    ledger.ok(PHARMACY, "supply.verify", scan("S1", lot="L2"))
+    ledger.ok(PHARMACY, "supply.verify", scan("S1", expiry="2032-01-31"))
+    ledger.ok(MAKER, "supply.verify", scan("S1"))  # the genuine pack, where it is
+    assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [("mismatch-suspect", "S1")] * 2
+    assert "lot L2 (commissioned: L1)" in alerts(ledger.state)[0].detail
+    assert "expiry 2032-01-31 (commissioned: 2031-12-31)" in alerts(ledger.state)[1].detail
+    assert [event.detail for event in trace(ledger.state, GTIN, "S1") if event.kind == "scan"] == [
+        "mismatch-suspect",
+        "mismatch-suspect",
+        "genuine-dispensable",
+    ]
+    copied = verify(ledger.state, GTIN, "S1", ledger.time_ms, lot="L2")
+    assert copied.status == "mismatch-suspect" and not copied.dispensable
+    assert verify(ledger.state, GTIN, "S1", ledger.time_ms, lot="L1", expiry=EXPIRY).status == "genuine-dispensable"
+    with pytest.raises(ValueError, match="lot 'L 2'"):
+        verify(ledger.state, GTIN, "S1", ledger.time_ms, lot="L 2")
+
+
+def test_decommissioning_as_stolen_or_lost_raises_an_alert_other_reasons_do_not(ledger: LedgerHarness) -> None:
+    packs = commission(ledger, "S1", "S2", "S3", "S4")
+    for pack, reason in zip(packs, ("stolen", "lost", "damaged", "expired"), strict=True):
+        ledger.ok(MAKER, "supply.decommission", SupplyDecommission((pack,), reason))
+    assert [(alert.kind, alert.serial, alert.organisation) for alert in alerts(ledger.state)] == [
+        ("decommissioned-stolen", "S1", MAKER.public_key),
+        ("decommissioned-lost", "S2", MAKER.public_key),
+    ]
+
+
+def test_a_dispense_refused_because_the_pack_is_gone_raises_one_alert_a_clone(ledger: LedgerHarness) -> None:
+    packs = commission(ledger, "S1", "S2", "S3")
+    deliver(ledger, MAKER, PHARMACY, packs)
+    ledger.ok(PHARMACY, "supply.dispense", SupplyDispense(packs[:2]))
+    detail = ledger.refused(PHARMACY, "supply.dispense", SupplyDispense(packs), RejectReason.DUPLICATE)
+    (alert,) = alerts(ledger.state)  # one per refused transaction, however many packs it names
+    assert (alert.kind, alert.serial, alert.organisation, alert.detail) == (
+        "dispense-refused",
+        "S1",
+        PHARMACY.public_key,
+        detail,
+    )
+    ledger.refused(DISTRIBUTOR, "supply.dispense", SupplyDispense(packs[2:]), RejectReason.NOT_AUTHORISED)
+    assert alert_count(ledger.state) == 1, "a refusal with no pack gone raises nothing"
 
 
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        (SupplyVerify("123", "S1"), "must be 14 digits"),
-        (SupplyVerify(GTIN, ""), "serial '' must be"),
-        (SupplyVerify(GTIN, "a b"), "serial 'a b'"),
+        (SupplyVerify("123", "S1", "L1", EXPIRY), "must be 14 digits"),
+        (scan(""), "serial '' must be"),
+        (scan("a b"), "serial 'a b'"),
+        (scan("S1", lot=""), "lot '' must be"),
+        (scan("S1", expiry="31/12/2031"), "YYYY-MM-DD"),
     ],
 )
 def test_a_malformed_scan_is_refused(ledger: LedgerHarness, body: SupplyVerify, fragment: str) -> None:
@@ -614,7 +670,7 @@ def test_a_malformed_scan_is_refused(ledger: LedgerHarness, body: SupplyVerify, 
 
 
 def test_only_an_organisation_in_force_records_scans(ledger: LedgerHarness) -> None:
-    detail = ledger.refused(STRANGER, "supply.verify", SupplyVerify(GTIN, "S1"), RejectReason.NOT_AUTHORISED)
+    detail = ledger.refused(STRANGER, "supply.verify", scan("S1"), RejectReason.NOT_AUTHORISED)
     assert "only an organisation in force records scans" in detail
 
 
@@ -623,14 +679,14 @@ def test_scans_past_the_listed_limit_are_counted_not_listed(
 ) -> None:
     monkeypatch.setattr(supply, "SCANS_LISTED_MAX", 2)
     for _ in range(4):
-        ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "FAKE"))
+        ledger.ok(PHARMACY, "supply.verify", scan("FAKE"))
     assert len(trace(ledger.state, GTIN, "FAKE")) == 2
     assert alert_count(ledger.state) == 4, "every alarming scan raises an alert"
 
 
 def test_alerts_are_listed_in_pages(ledger: LedgerHarness) -> None:
     for serial in ("F1", "F2", "F3"):
-        ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, serial))
+        ledger.ok(PHARMACY, "supply.verify", scan(serial))
     assert [alert.serial for alert in alerts(ledger.state, start=1, limit=5)] == ["F2", "F3"]
     assert [alert.index for alert in alerts(ledger.state, limit=2)] == [0, 1]
     assert alerts(ledger.state, start=9) == []
@@ -767,12 +823,12 @@ def test_from_manufacturer_to_patient_with_a_counterfeit_caught_on_the_way(ledge
 
     verdict = verify(ledger.state, GTIN, "PACK-0001", ledger.time_ms, PHARMACY.public_key)
     assert verdict.status == "genuine-dispensable" and verdict.dispensable and verdict.expiry == EXPIRY
-    ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "PACK-0001"))
+    ledger.ok(PHARMACY, "supply.verify", scan("PACK-0001", lot="LOT-42"))
     ledger.ok(PHARMACY, "supply.dispense", SupplyDispense(packs[:1]))
     again = verify(ledger.state, GTIN, "PACK-0001", ledger.time_ms, PHARMACY.public_key)
     assert again.status == "already-dispensed" and not again.dispensable
 
-    ledger.ok(PHARMACY, "supply.verify", SupplyVerify(GTIN, "PACK-9999"))
+    ledger.ok(PHARMACY, "supply.verify", scan("PACK-9999"))
     assert [(alert.kind, alert.serial) for alert in alerts(ledger.state)] == [
         ("unknown-suspect-counterfeit", "PACK-9999")
     ]

@@ -132,12 +132,22 @@ def supply_trace(home: Path, as_json: bool, gtin: str, serial: str) -> None:
 @click.option(
     "--at", "organisation", type=ID, default=None, help="The organisation about to dispense it [default: its holder]."
 )
-def supply_verify(home: Path, as_json: bool, gtin: str, serial: str, organisation: bytes | None) -> None:
-    """Is the pack genuine and dispensable now? Exit 1 if not. Nothing is recorded:
-    a scan on the ledger is a supply.verify transaction."""
+@click.option("--lot", default=None, help="The lot printed on the pack (AI 10): must be the one commissioned.")
+@click.option("--expiry", default=None, help="The expiry printed on the pack (AI 17), YYYY-MM-DD.")
+def supply_verify(
+    home: Path, as_json: bool, gtin: str, serial: str, organisation: bytes | None, lot: str | None, expiry: str | None
+) -> None:
+    """Is the pack genuine and dispensable now? With --lot and --expiry, all four elements of
+    its DSCSA product identifier are checked. Exit 1 if not. Nothing is recorded: a scan on
+    the ledger is a supply.verify transaction (supply scan)."""
     with node(home) as client:
         result = client.call(
-            "supply.verify", gtin=gtin, serial=serial, organisation=organisation.hex() if organisation else None
+            "supply.verify",
+            gtin=gtin,
+            serial=serial,
+            organisation=organisation.hex() if organisation else None,
+            lot=lot,
+            expiry=expiry,
         )
     emit(result, as_json, human_verdict)
     if not result["dispensable"]:
@@ -318,12 +328,22 @@ def supply_recall(
 @supply.command("scan")
 @write_options
 @click.argument("pack", type=PACK)
+@click.option("--lot", required=True, help="The lot printed on the pack (AI 10).")
+@click.option("--expiry", required=True, help="The expiry printed on the pack (AI 17), YYYY-MM-DD.")
 def supply_scan(
-    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, pack: supply_rules.PackRef
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    pack: supply_rules.PackRef,
+    lot: str,
+    expiry: str,
 ) -> None:
-    """Record a scan of PACK (GTIN:SERIAL) on the ledger, with its verdict at the block's time:
-    an alarming one (an unknown serial is a suspect counterfeit) raises an alert. To ask
-    without recording, use supply verify."""
+    """Record a scan of PACK (GTIN:SERIAL, with the lot and expiry printed on it: the four
+    elements of its DSCSA product identifier) on the ledger, with its verdict at the block's
+    time: an alarming one (an unknown serial is a suspect counterfeit, a lot or expiry other
+    than commissioned a copied serial) raises an alert. To ask without recording, use supply verify."""
     submit(
         home,
         as_json,
@@ -331,7 +351,7 @@ def supply_scan(
         wait,
         timeout,
         "supply.verify",
-        supply_rules.SupplyVerify(pack.gtin, pack.serial),
+        supply_rules.SupplyVerify(pack.gtin, pack.serial, lot, expiry),
     )
 
 

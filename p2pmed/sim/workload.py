@@ -118,7 +118,11 @@ def build_workload(
             txs.append(signer.sign(patient, "record.add", anchor))
         else:
             txs.append(
-                signer.sign(sites[number % len(sites)], "supply.verify", SupplyVerify(SCANNED_GTIN, f"X{number}"))
+                signer.sign(
+                    sites[number % len(sites)],
+                    "supply.verify",
+                    SupplyVerify(SCANNED_GTIN, f"X{number}", "L1", "2099-12-31"),
+                )
             )
     return Workload(setup, txs)
 

@@ -229,7 +229,7 @@ def _supply_chain(
         f"11. the pharmacist scans pack {packs[0].serial}: {verdict['status']} ({verdict['message']}); dispensed;"
         f" its trace: {history}"
     )
-    submit(node, sites[PHARMACY], "supply.verify", SupplyVerify(GTIN, "FAKE0001"))
+    submit(node, sites[PHARMACY], "supply.verify", SupplyVerify(GTIN, "FAKE0001", "LOT-7", "2031-12-31"))
     fake = node.call("supply.verify", gtin=GTIN, serial="FAKE0001")
     alerts = node.call("supply.alerts")["count"]
     out(

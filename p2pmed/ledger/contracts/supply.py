@@ -31,11 +31,17 @@ stays continuous when an organisation rotates its keys.
 - ``supply.recall``: the GTIN's manufacturer recalls a lot or listed serials.
   Recalled packs are never dispensed and are shipped only back to their
   manufacturer; they are still received and decommissioned.
-- ``supply.verify``: any organisation records a scan of a pack. It is refused only
-  for a malformed code or an unauthorised sender, because a refused transaction
-  records nothing and an unknown serial is exactly what must be recorded. A scan
-  whose verdict is alarming (``ALERT_STATUSES``: an unknown serial is a suspect
-  counterfeit) also adds an entry to the alert log.
+- ``supply.verify``: any organisation records a scan of a pack: the four elements
+  of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
+  match what was commissioned (a copied serial on another lot or expiry is a suspect
+  product). It is refused only for a malformed code or an unauthorised sender,
+  because a refused transaction records nothing and an unknown serial is exactly
+  what must be recorded. A scan whose verdict is alarming (``ALERT_STATUSES``: an
+  unknown serial is a suspect counterfeit) also adds an entry to the alert log.
+
+Alerts are raised too when a pack is decommissioned as stolen or lost, and when a
+dispense is refused because a pack was already dispensed, decommissioned or
+reported missing (a second pack bearing that serial is at the counter: a clone).
 
 State per pack is one small ``Pack``; its history is a list of keyed entries, and
 bounded: a pack is shipped at most ``SHIPMENTS_PER_PACK_MAX`` times and its first
@@ -120,8 +126,24 @@ MISSING = "missing-in-transit"
 EXPIRED = "expired"
 IN_TRANSIT = "in-transit"
 NOT_HELD_HERE = "not-held-here"
-VERDICT_STATUSES = (GENUINE, UNKNOWN, RECALLED, DISPENSED, DECOMMISSIONED, MISSING, EXPIRED, IN_TRANSIT, NOT_HELD_HERE)
-ALERT_STATUSES = frozenset({UNKNOWN, RECALLED, DISPENSED, DECOMMISSIONED, MISSING})
+MISMATCH = "mismatch-suspect"
+VERDICT_STATUSES = (
+    GENUINE,
+    UNKNOWN,
+    MISMATCH,
+    RECALLED,
+    DISPENSED,
+    DECOMMISSIONED,
+    MISSING,
+    EXPIRED,
+    IN_TRANSIT,
+    NOT_HELD_HERE,
+)
+ALERT_STATUSES = frozenset({UNKNOWN, MISMATCH, RECALLED, DISPENSED, DECOMMISSIONED, MISSING})
+ALERTING_DECOMMISSIONS = frozenset({"stolen", "lost"})
+"""Decommission reasons that raise an alert: packs out of the legitimate chain."""
+CLONE_STATUSES = frozenset({"dispensed", "decommissioned", "missing"})
+"""A pack in one of these states presented for dispensing again is a clone of it."""
 
 # GS1 AI encodable character set 82, used by AI 10 (lot) and AI 21 (serial).
 _CODE = re.compile(r"[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]+")
@@ -185,6 +207,8 @@ class SupplyRecall:
 class SupplyVerify:
     gtin: str
     serial: str
+    lot: str
+    expiry: str
 
 
 # -- state ------------------------------------------------------------------------
@@ -707,6 +731,25 @@ def apply_decommission(state: StateOverlay, context: TxContext, decommission: Su
         found = _held_pack(state, holder, ref, "decommission", repeat="decommissioned")
         event = _record(state, context, holder, ref, "decommission", None, decommission.reason)
         _move(state, found, event, status="decommissioned")
+        if decommission.reason in ALERTING_DECOMMISSIONS:
+            _add_alert(
+                state, context, holder, f"decommissioned-{decommission.reason}", ref, "out of the legitimate chain"
+            )
+
+
+def refused_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDispense, error: TxRejected) -> None:
+    """A dispense refused because a pack of it was already dispensed, decommissioned or lost
+    raises an alert for that pack: a second pack with its serial is at a counter, a clone."""
+    dispenser = organisation_of(state, context.sender)
+    if dispenser is None:
+        return
+    for ref in dispense.packs:  # one alert per refused dispense at most: a transaction buys no more
+        if gtin_problem(ref.gtin) or code_problem(ref.serial, "serial"):
+            return
+        found = state.get(Pack, _pack_key(ref))
+        if found is not None and found.status in CLONE_STATUSES:
+            _add_alert(state, context, dispenser.id, "dispense-refused", ref, error.detail[:REASON_LENGTH_MAX])
+            return
 
 
 def _recall_lot(state: StateOverlay, gtin: str, lot_code: str, recall: Recall) -> None:
@@ -765,7 +808,9 @@ def apply_verify(state: StateOverlay, context: TxContext, scan: SupplyVerify) ->
     scanner = _require_organisation(state, context, "records scans")
     _require(gtin_problem(scan.gtin))
     _require(code_problem(scan.serial, "serial"))
-    verdict = verify(state, scan.gtin, scan.serial, context.time_ms, organisation=scanner)
+    _require(code_problem(scan.lot, "lot"))
+    _require(expiry_problem(scan.expiry))
+    verdict = verify(state, scan.gtin, scan.serial, context.time_ms, scanner, scan.lot, scan.expiry)
     ref = PackRef(scan.gtin, scan.serial)
     _record_scan(state, context, scanner, ref, verdict.status)
     if verdict.status in ALERT_STATUSES:
@@ -873,10 +918,22 @@ def _judge(state: StateReader, found: Pack, lot: Lot, now_ms: int, organisation:
     )
 
 
-def verify(state: StateReader, gtin: str, serial: str, now_ms: int, organisation: bytes | None = None) -> Verdict:
+def verify(
+    state: StateReader,
+    gtin: str,
+    serial: str,
+    now_ms: int,
+    organisation: bytes | None = None,
+    lot: str | None = None,
+    expiry: str | None = None,
+) -> Verdict:
     """Is this pack genuine and dispensable at ``now_ms``, by ``organisation`` if
-    given (else by its holder)? ValueError if the GTIN or serial is malformed."""
+    given (else by its holder)? With ``lot`` and ``expiry`` (as printed on the pack),
+    all four elements must match what was commissioned. ValueError if a code is malformed."""
     ref = _check_query(gtin, serial)
+    problem = (code_problem(lot, "lot") if lot else None) or (expiry_problem(expiry) if expiry else None)
+    if problem is not None:
+        raise ValueError(problem)
     found = StateOverlay(state).get(Pack, _pack_key(ref))
     if found is None:
         message = (
@@ -884,9 +941,17 @@ def verify(state: StateReader, gtin: str, serial: str, now_ms: int, organisation
             "Do not dispense; quarantine it and report it."
         )
         return Verdict(UNKNOWN, message, gtin, serial, None, None)
-    lot = _lot_of(state, found)
-    status, message = _judge(state, found, lot, now_ms, organisation)
-    return Verdict(status, message, gtin, serial, found, lot.expiry)
+    commissioned = _lot_of(state, found)
+    printed = [("lot", lot, found.lot), ("expiry", expiry, commissioned.expiry)]
+    wrong = [f"{name} {given} (commissioned: {actual})" for name, given, actual in printed if given and given != actual]
+    if wrong:
+        message = (
+            f"Suspect product: serial {serial} of GTIN {gtin} is real, but this pack's {', '.join(wrong)} does not"
+            " match: a copied serial. Do not dispense; quarantine it and report it."
+        )
+        return Verdict(MISMATCH, message, gtin, serial, found, commissioned.expiry)
+    status, message = _judge(state, found, commissioned, now_ms, organisation)
+    return Verdict(status, message, gtin, serial, found, commissioned.expiry)
 
 
 def alert_count(state: StateReader) -> int:
@@ -906,7 +971,7 @@ TX_TYPES = (
     TxType("supply.commission", SupplyCommission, apply_commission),
     TxType("supply.ship", SupplyShip, apply_ship),
     TxType("supply.receive", SupplyReceive, apply_receive),
-    TxType("supply.dispense", SupplyDispense, apply_dispense),
+    TxType("supply.dispense", SupplyDispense, apply_dispense, refused_dispense),
     TxType("supply.decommission", SupplyDecommission, apply_decommission),
     TxType("supply.recall", SupplyRecall, apply_recall),
     TxType("supply.verify", SupplyVerify, apply_verify),

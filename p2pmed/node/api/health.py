@@ -317,14 +317,20 @@ def health_methods(node: NodePort) -> dict[str, Method]:
 
     async def verify_pack(params: dict[str, Any]) -> dict[str, Any]:
         """Is a pack genuine and dispensable now, by ``organisation`` (an id or current key) if
-        given (else by its holder)."""
+        given (else by its holder)? With ``lot`` and ``expiry`` as printed on the pack, all four
+        elements of its product identifier must match what was commissioned."""
         gtin, serial = _pack_query("supply.verify", params)
         organisation = params["organisation"]
         if organisation is not None:
             _id("supply.verify", "organisation", organisation, "an organisation's id or key")
             found = organisation_by_id_or_key(store, organisation)
             organisation = organisation if found is None else found.id
-        verdict = supply.verify(store, gtin, serial, node.ledger_time_ms, organisation)
+        try:
+            verdict = supply.verify(
+                store, gtin, serial, node.ledger_time_ms, organisation, params["lot"], params["expiry"]
+            )
+        except ValueError as error:
+            raise _invalid("supply.verify", str(error)) from None
         return {**plain(verdict), "dispensable": verdict.dispensable}
 
     async def alerts(params: dict[str, Any]) -> dict[str, Any]:
@@ -363,7 +369,16 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         "trial.verify": Method(verify_trial_dataset, {"trial_id": str, "sha256": bytes}),
         "trial.flagged": Method(flagged, {"limit": Param(int, optional=True, default=100)}),
         "supply.trace": Method(trace, {"gtin": str, "serial": str}),
-        "supply.verify": Method(verify_pack, {"gtin": str, "serial": str, "organisation": Param(bytes, optional=True)}),
+        "supply.verify": Method(
+            verify_pack,
+            {
+                "gtin": str,
+                "serial": str,
+                "organisation": Param(bytes, optional=True),
+                "lot": Param(str, optional=True),
+                "expiry": Param(str, optional=True),
+            },
+        ),
         "supply.alerts": Method(
             alerts, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
         ),
