@@ -430,6 +430,10 @@ def test_supply_trace_verify_and_alerts(home: Path, client: InProcessClient) -> 
     fake = run(home, "supply", "verify", GTIN, "FAKE2")
     assert fake.exit_code == 1 and fake.output.startswith("DO NOT DISPENSE: unknown-suspect-counterfeit")
     assert "1 alert in all" in run(home, "supply", "alerts").output
+    reach = run(home, "supply", "lot", GTIN, "LOT1").output
+    assert reach.startswith(f"lot LOT1 of GTIN {GTIN}, expiry 2099-12-31, not recalled") and "2 packs" in reach
+    unknown = run(home, "supply", "lot", GTIN, "NOPE")
+    assert unknown.exit_code == 1 and "no pack of lot 'NOPE'" in unknown.output
     bad = run(home, "supply", "trace", "123", "S1")
     assert bad.exit_code == 1 and "must be 14 digits" in bad.output
 

@@ -27,6 +27,7 @@ from p2pmed.ledger.contracts.supply import (
     alerts,
     gs1_check_digit,
     gtin_problem,
+    lot_packs,
     trace,
     verify,
 )
@@ -845,3 +846,23 @@ def test_from_manufacturer_to_patient_with_a_counterfeit_caught_on_the_way(ledge
     ]
     heights = [event.height for event in trace(ledger.state, GTIN, "PACK-0001")]
     assert heights == sorted(heights)
+
+
+def test_a_lots_packs_are_found_where_they_are_now(ledger: LedgerHarness) -> None:
+    packs = commission(ledger, "S1", "S2", "S3", "S4", lot="L1")
+    commission(ledger, "S9", lot="L1/X")  # "/" is a GS1 character: its own lot, not L1's
+    deliver(ledger, MAKER, DISTRIBUTOR, packs[:2])
+    ship(ledger, MAKER, PHARMACY, packs[2:3])
+    found, more = lot_packs(ledger.state, GTIN, "L1")
+    assert not more and [(pack.serial, pack.holder, pack.status) for pack in found] == [
+        ("S1", DISTRIBUTOR.public_key, "held"),
+        ("S2", DISTRIBUTOR.public_key, "held"),
+        ("S3", MAKER.public_key, "in-transit"),
+        ("S4", MAKER.public_key, "held"),
+    ]
+    first, more = lot_packs(ledger.state, GTIN, "L1", limit=2)
+    assert more and [pack.serial for pack in first] == ["S1", "S2"]
+    assert [pack.serial for pack in lot_packs(ledger.state, GTIN, "L1/X")[0]] == ["S9"]
+    assert lot_packs(ledger.state, GTIN, "L2") == ([], False)
+    with pytest.raises(ValueError, match="lot 'L 1'"):
+        lot_packs(ledger.state, GTIN, "L 1")

@@ -97,6 +97,16 @@ def human_verdict(result: dict[str, Any]) -> str:
     return f"{'OK' if result['dispensable'] else 'DO NOT DISPENSE'}: {result['status']}\n  {result['message']}"
 
 
+def human_lot(result: dict[str, Any]) -> str:
+    recall = result["recall"]
+    state = f"RECALLED ({recall['reason']}) at height {recall['height']}" if recall else "not recalled"
+    lines = [f"lot {result['lot']} of GTIN {result['gtin']}, expiry {result['expiry']}, {state}"]
+    lines += [f"  {row['count']:>6} {row['status']:<15} held by {short_id(row['holder'])}" for row in result["holders"]]
+    more = " (more not listed: raise --limit)" if result["more"] else ""
+    lines.append(f"{len(result['packs'])} pack{'' if len(result['packs']) == 1 else 's'}{more}")
+    return "\n".join(lines)
+
+
 def human_alerts(result: dict[str, Any]) -> str:
     lines = [
         f"#{alert['index']} {utc_time(alert['time_ms'])} {alert['kind']}: (01){alert['gtin']}(21){alert['serial']}"
@@ -123,6 +133,16 @@ def supply() -> None:
 def supply_trace(home: Path, as_json: bool, gtin: str, serial: str) -> None:
     """Show a pack's history, from commissioning to dispensing."""
     read(home, as_json, human_trace, "supply.trace", gtin=gtin, serial=serial)
+
+
+@supply.command("lot")
+@read_options
+@click.argument("gtin")
+@click.argument("lot")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True, help="Packs to list at most.")
+def supply_lot(home: Path, as_json: bool, gtin: str, lot: str, limit: int) -> None:
+    """Show a lot's packs and where they are now: who holds how many, in which state (a recall's reach)."""
+    read(home, as_json, human_lot, "supply.lot", gtin=gtin, lot=lot, limit=limit)
 
 
 @supply.command("verify")

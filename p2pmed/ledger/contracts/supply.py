@@ -61,13 +61,14 @@ from typing import TypedDict, Unpack
 from p2pmed.ledger.contracts.identity import organisation_in_force, organisation_of
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
-from p2pmed.ledger.state import StateOverlay, StateReader
+from p2pmed.ledger.state import ScanState, StateOverlay, StateReader
 
 __all__ = [
     "ALERTS_PAGE_MAX",
     "ALERT_STATUSES",
     "DECOMMISSION_REASONS",
     "DISPENSER_KINDS",
+    "LOT_PACKS_MAX",
     "PACKS_PER_TX_MAX",
     "SCANS_LISTED_MAX",
     "SHIPMENTS_PER_PACK_MAX",
@@ -96,6 +97,8 @@ __all__ = [
     "expiry_problem",
     "gs1_check_digit",
     "gtin_problem",
+    "lot_packs",
+    "lot_record",
     "pack",
     "shipment",
     "shipment_of",
@@ -428,6 +431,10 @@ def _lot_key(gtin: str, lot: str) -> str:
     return f"supply/lot/{gtin}/{_escape(lot)}"
 
 
+def _lot_members_prefix(gtin: str, lot: str) -> str:
+    return f"supply/lot-pack/{gtin}/{_escape(lot)}/"
+
+
 def _owner_key(gtin: str) -> str:
     return f"supply/gtin/{gtin}"
 
@@ -600,6 +607,7 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
             _pack_key(ref),
             Pack(ref.gtin, serial, commission.lot, manufacturer, manufacturer, "held", None, None, 0, event),
         )
+        state.put(_lot_members_prefix(ref.gtin, commission.lot) + _escape(serial), True)
 
 
 # -- ship and receive ----------------------------------------------------------------------
@@ -820,10 +828,13 @@ def apply_verify(state: StateOverlay, context: TxContext, scan: SupplyVerify) ->
 # -- queries --------------------------------------------------------------------------------------------
 
 
-def _check_query(gtin: str, serial: str) -> PackRef:
-    problem = gtin_problem(gtin) or code_problem(serial, "serial")
+def _require_query(problem: str | None) -> None:
     if problem is not None:
         raise ValueError(problem)
+
+
+def _check_query(gtin: str, serial: str) -> PackRef:
+    _require_query(gtin_problem(gtin) or code_problem(serial, "serial"))
     return PackRef(gtin, serial)
 
 
@@ -931,9 +942,7 @@ def verify(
     given (else by its holder)? With ``lot`` and ``expiry`` (as printed on the pack),
     all four elements must match what was commissioned. ValueError if a code is malformed."""
     ref = _check_query(gtin, serial)
-    problem = (code_problem(lot, "lot") if lot else None) or (expiry_problem(expiry) if expiry else None)
-    if problem is not None:
-        raise ValueError(problem)
+    _require_query((code_problem(lot, "lot") if lot else None) or (expiry_problem(expiry) if expiry else None))
     found = StateOverlay(state).get(Pack, _pack_key(ref))
     if found is None:
         message = (
@@ -952,6 +961,30 @@ def verify(
         return Verdict(MISMATCH, message, gtin, serial, found, commissioned.expiry)
     status, message = _judge(state, found, commissioned, now_ms, organisation)
     return Verdict(status, message, gtin, serial, found, commissioned.expiry)
+
+
+LOT_PACKS_MAX = 10_000
+
+
+def lot_record(state: StateReader, gtin: str, lot_code: str) -> Lot | None:
+    """A lot's expiry and recall, if any pack of it was commissioned; ValueError if malformed."""
+    _require_query(gtin_problem(gtin) or code_problem(lot_code, "lot"))
+    return StateOverlay(state).get(Lot, _lot_key(gtin, lot_code))
+
+
+def lot_packs(state: ScanState, gtin: str, lot: str, limit: int = LOT_PACKS_MAX) -> tuple[list[Pack], bool]:
+    """The packs of a lot, where they are now (a recall's reach), in serial order: at most
+    ``min(limit, LOT_PACKS_MAX)``, and whether more were left out. ValueError if malformed."""
+    _require_query(gtin_problem(gtin) or code_problem(lot, "lot"))
+    view = StateOverlay(state)
+    packs: list[Pack] = []
+    for key, _value in state.state_items(_lot_members_prefix(gtin, lot)):
+        if len(packs) == min(limit, LOT_PACKS_MAX):
+            return packs, True
+        found = view.get(Pack, f"supply/pack/{gtin}/{key.rsplit('/', 1)[1]}")
+        assert found is not None, "a lot lists only commissioned packs"
+        packs.append(found)
+    return packs, False
 
 
 def alert_count(state: StateReader) -> int:

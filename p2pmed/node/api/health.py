@@ -20,6 +20,7 @@ INVALID_PARAMS saying what to send instead.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
@@ -315,6 +316,30 @@ def health_methods(node: NodePort) -> dict[str, Method]:
             "events": plain(supply.trace(store, gtin, serial)),
         }
 
+    async def lot(params: dict[str, Any]) -> dict[str, Any]:
+        """A lot's packs and where they are now: who holds how many in which state (a recall's reach)."""
+        limit = _in_range("supply.lot", "limit", params["limit"], 1, supply.LOT_PACKS_MAX)
+        try:
+            found = supply.lot_record(store, params["gtin"], params["lot"])
+            packs, more = supply.lot_packs(store, params["gtin"], params["lot"], limit)
+        except ValueError as error:
+            raise _invalid("supply.lot", str(error)) from None
+        if found is None:
+            raise _not_found(f"no pack of lot {params['lot']!r} of GTIN {params['gtin']} was commissioned")
+        holders = collections.Counter((pack.holder, pack.status) for pack in packs)
+        return {
+            "gtin": params["gtin"],
+            "lot": params["lot"],
+            "expiry": found.expiry,
+            "recall": plain(found.recall),
+            "packs": plain(packs),
+            "more": more,
+            "holders": [
+                {"holder": holder.hex(), "status": status, "count": count}
+                for (holder, status), count in sorted(holders.items())
+            ],
+        }
+
     async def verify_pack(params: dict[str, Any]) -> dict[str, Any]:
         """Is a pack genuine and dispensable now, by ``organisation`` (an id or current key) if
         given (else by its holder)? With ``lot`` and ``expiry`` as printed on the pack, all four
@@ -369,6 +394,7 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         "trial.verify": Method(verify_trial_dataset, {"trial_id": str, "sha256": bytes}),
         "trial.flagged": Method(flagged, {"limit": Param(int, optional=True, default=100)}),
         "supply.trace": Method(trace, {"gtin": str, "serial": str}),
+        "supply.lot": Method(lot, {"gtin": str, "lot": str, "limit": Param(int, optional=True, default=1000)}),
         "supply.verify": Method(
             verify_pack,
             {
