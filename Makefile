@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint test-slow check-monitoring bench bench-foundation clean
+.PHONY: demo test lint test-slow check-monitoring check-docker bench bench-foundation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ test-slow: $(STAMP)
 check-monitoring: $(STAMP)
 	command -v promtool >/dev/null || apt-get install -y -q prometheus
 	$(BIN)/python -m pytest -q -m slow tests/test_monitoring.py
+
+# The image built and a 4-node compose network run through a killed and a stopped container
+# (docs/operators.md, "Docker"). Installs and starts Debian's Docker engine and compose if missing
+# (root); builds a Debian base with debootstrap when no base image is at hand.
+check-docker: $(STAMP)
+	docker/ensure-docker.sh
+	$(BIN)/python -m pytest -q -s -m slow tests/test_docker.py
 
 # Throughput and latency of a 4-node network against this machine's signature limit (benchmarks/README.md).
 bench: $(STAMP)
