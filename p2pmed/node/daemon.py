@@ -33,7 +33,6 @@ from typing import Any, assert_never
 import multiaddr
 import structlog
 import trio
-from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -47,9 +46,10 @@ from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
-from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, key_pair_of, peer_id_of
+from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, peer_id_of
 from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
 from p2pmed.net.faults import FaultInjector
+from p2pmed.net.host import node_host
 from p2pmed.net.identity import ed25519_key_of
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
@@ -256,7 +256,7 @@ class Node:
     ) -> None:
         """Serve until cancelled; then close the store. ``rpc_server`` builds the
         RPC server (``p2pmed.node.api.server``), left out by tests that need no socket."""
-        host = self.host = new_host(key_pair=key_pair_of(self.home.key))
+        host = self.host = node_host(self.home.key)
         listen = multiaddr.Multiaddr(self.home.config.listen)
         try:
             async with trio.open_nursery() as outer:  # open before host.run (see DESIGN.md)
