@@ -7,7 +7,8 @@ only writes on it; the receiving side only reads. So between two validators
 there are two streams, one per direction.
 
 Who sent a frame is the authenticated peer id of the connection (Noise binds it
-to the validator key; see ``p2pmed.net.identity``), mapped to the validator's
+to the validator key; see ``p2pmed.net.identity``; a node offers no security
+protocol but Noise, ``p2pmed.net.host``), mapped to the validator's
 index. Streams from any other peer are reset at once and counted. A frame that
 breaks the framing rules (oversized, non-minimal or overlong length prefix,
 truncated) resets that stream and closes the connection to that peer, both

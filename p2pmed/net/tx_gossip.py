@@ -1,11 +1,13 @@
 """Transaction gossip: batches of signed transactions over GossipSub.
 
-Wire format (enough for a Go, JS or Rust peer to follow the topic):
+Wire format, in short (docs/wire.md has it all for a Go, JS or Rust peer, with a
+worked example checked by the tests; ``tests/js/tx_peer.mjs`` is a js-libp2p peer
+written from it):
 
 - Topic ``/p2pmed/<chain_id>/tx/1`` (``tx_topic``), GossipSub ``/meshsub/1.2.0``
-  or ``/meshsub/1.1.0``. Messages are signed (StrictSign: ``from``, ``seqno``,
-  ``signature`` and ``key`` set, as the libp2p pubsub spec says); unsigned ones
-  are dropped.
+  or ``/meshsub/1.1.0``. Messages are signed (StrictSign: ``from``, ``seqno`` and
+  ``signature`` set, and ``key`` unless the peer id inlines it, as the libp2p
+  pubsub spec says); unsigned ones are dropped.
 - The message id is the libp2p default, ``from`` followed by ``seqno``, so a
   batch published again is a new message (``p2pmed.node.rebroadcast`` relies on it);
   the node drops transactions it already holds.
