@@ -30,9 +30,9 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from p2pmed.crypto import Kem
+from p2pmed.net.identity import peer_id_of
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.site.config import NodeConfig, render_config
-from p2pmed.net.identity import peer_id_of
 from p2pmed.site.home import CONFIG, GENESIS, create_testnet, init_home, load_home
 from p2pmed.store import Store
 
