@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ from click.testing import CliRunner
 
 from p2pmed.cli.main import cli
 from p2pmed.client.load import sample_transactions
+from p2pmed.net.identity import peer_id_of
 from p2pmed.rpc.client import RpcError
 from p2pmed.site.config import NodeConfig
-from p2pmed.site.home import NODE_KEY, load_home
+from p2pmed.site.home import CONFIG as CONFIG_FILE
+from p2pmed.site.home import GENESIS, NODE_KEY, HomeError, create_testnet, load_home
 from p2pmed.testing.certified_chain import write_certified_chain
 from p2pmed.testing.process_network import ProcessNetwork
 
@@ -138,3 +141,17 @@ def test_an_observer_syncs_ten_thousand_blocks() -> None:
             seconds = synced_observer(network)
             print(f"observer synced {blocks} blocks in {seconds:.1f} s: {blocks / seconds:.0f} blocks/s")
             assert same_chain(network, 1) >= blocks
+
+
+def test_init_observer_makes_a_home_whose_key_must_stay_out_of_genesis(tmp_path: Path) -> None:
+    (validator,) = create_testnet(tmp_path / "net", 1, 30_000, "observer-home")
+    made = CliRunner().invoke(cli, ["init", "--observer", "--home", str(tmp_path / "observer")])
+    assert made.exit_code == 0, made.output
+    shutil.copy(validator / GENESIS, tmp_path / "observer" / GENESIS)
+    observer = load_home(tmp_path / "observer")
+    assert observer.is_observer and observer.index is None
+    assert made.stdout.splitlines()[-1] == str(peer_id_of(observer.key.public_key))
+    config = validator / CONFIG_FILE
+    config.write_text(config.read_text().replace('role = "validator"', 'role = "observer"'))
+    with pytest.raises(HomeError, match="is a validator's"):
+        load_home(validator)
