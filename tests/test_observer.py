@@ -68,9 +68,11 @@ def same_chain(net: ProcessNetwork, validator: int) -> int:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[ProcessNetwork]:
+    """The validators on the prefilled chain, and the observer started after them, synced."""
     with tempfile.TemporaryDirectory(prefix="p2pmed-ob-") as directory:
         with prefilled_network(Path(directory), PREFILLED) as network:
             network.start_all(WAIT_S)
+            print(f"observer synced {PREFILLED}+ blocks in {synced_observer(network):.1f} s")
             yield network
 
 
@@ -84,8 +86,6 @@ def p2pmed(net: ProcessNetwork, *args: str, node: int = OBSERVER) -> Any:
 def test_an_observer_started_after_the_chain_reaches_the_head_and_answers_status_and_tx_get(
     net: ProcessNetwork,
 ) -> None:
-    seconds = synced_observer(net)
-    print(f"observer synced {PREFILLED}+ blocks in {seconds:.1f} s")
     status = p2pmed(net, "status")
     assert (status["role"], status["validator_index"], status["view"]) == ("observer", None, None)
     assert status["height"] >= PREFILLED and status["peers"] == VALIDATORS
