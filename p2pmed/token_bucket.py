@@ -37,6 +37,13 @@ class TokenBucket:
             return 0.0
         return (amount - self._tokens) / self.rate
 
+    def charge(self, now: float, amount: int) -> None:
+        """Take ``amount`` tokens even if there are fewer, leaving the bucket in debt: for a
+        cost known only once it is spent (an answer's bytes). ``take`` then waits out the debt."""
+        assert amount >= 0
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._updated) * self.rate) - amount
+        self._updated = max(self._updated, now)
+
 
 class PeerBudgets(Generic[K]):
     """One ``TokenBucket`` per peer, made on the peer's first use; at most ``peers_max``
@@ -56,6 +63,12 @@ class PeerBudgets(Generic[K]):
         while len(self._buckets) > self.peers_max:
             del self._buckets[next(iter(self._buckets))]
         return bucket.take(now, amount)
+
+    def charge(self, peer: K, now: float, amount: int) -> None:
+        """``TokenBucket.charge`` on ``peer``'s bucket, if it has one (``take`` made it)."""
+        bucket = self._buckets.get(peer)
+        if bucket is not None:
+            bucket.charge(now, amount)
 
     def forget(self, peer: K) -> None:
         """Drop ``peer``'s bucket: its next use starts full."""

@@ -497,6 +497,16 @@ def test_token_bucket_allows_bursts_then_refills_at_the_rate():
     assert bucket.take(999.0) > 0  # time going backwards gives nothing
 
 
+def test_a_charge_beyond_the_tokens_is_a_debt_that_takes_waits_out():
+    budgets: PeerBudgets[str] = PeerBudgets(rate=10.0, burst=5)
+    assert budgets.take("a", 0.0) == 0.0  # the bucket exists from its first take
+    budgets.charge("a", 0.0, 24)  # 4 tokens left, 24 charged: 20 in debt
+    assert budgets.take("a", 1.0) == pytest.approx(1.1)  # 10 repaid, 10 to go, then 1 token
+    assert budgets.take("a", 2.1) == 0.0
+    budgets.charge("nobody", 0.0, 100)  # a peer never seen has nothing to charge
+    assert budgets.take("nobody", 0.0, 5) == 0.0
+
+
 def test_peer_budgets_keep_one_bucket_per_peer_and_forget_the_least_recently_used():
     budgets: PeerBudgets[str] = PeerBudgets(rate=1.0, burst=10, peers_max=2)
     assert budgets.take("a", 0.0, 10) == 0.0 and budgets.take("a", 0.0, 1) > 0  # a's burst is spent

@@ -15,19 +15,17 @@ from p2pmed.node.api.health import health_methods
 from p2pmed.node.api.site import site_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
-from p2pmed.site.genesis import ValidatorInfo
 from p2pmed.store.audit_log import verify_log
 
 
 class SiteNode(FakeNode):
-    """A ``FakeNode`` that also says which validator it is, as ``site.audit`` asks."""
+    """A ``FakeNode`` that also says which key it is, as ``site.audit`` asks."""
 
     chain_id = CHAIN
-    index = 0
 
     @property
-    def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
-        return (ValidatorInfo("node0", self.site_key.public_key, "/ip4/127.0.0.1/tcp/1", "hospital", bytes(32)),)
+    def node_key(self) -> bytes:
+        return self.site_key.public_key
 
 
 @pytest.fixture

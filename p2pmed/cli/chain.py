@@ -60,11 +60,16 @@ def status(home: Path, as_json: bool, quiet: bool) -> None:
 
 
 def human_status(result: dict[str, Any]) -> str:
+    if result["role"] == "observer":
+        who = f"observer of {result['validators']} validators"
+        consensus = f"  role observer  {_sync(result)}\n"
+    else:
+        who = f"validator {result['validator_index']} of {result['validators']}"
+        consensus = f"  view {result['view']}  primary {result['primary']}  role {result['role']}  {_sync(result)}\n"
     return (
-        f"{result['moniker']} (validator {result['validator_index']} of {result['validators']}) on "
-        f"{result['chain_id']}\n"
+        f"{result['moniker']} ({who}) on {result['chain_id']}\n"
         f"  height {result['height']}  last block {result['last_block_hash'][:16]}…\n"
-        f"  view {result['view']}  primary {result['primary']}  role {result['role']}  {_sync(result)}\n"
+        f"{consensus}"
         f"  peers {result['peers']}  mempool {result['mempool_size']}  up {result['uptime_s']} s  version "
         f"{result['version']}"
     )
@@ -80,7 +85,8 @@ def _sync(result: dict[str, Any]) -> str:
 @HOME_OPTION
 @JSON_OPTION
 def peers(home: Path, as_json: bool) -> None:
-    """List the network's validators and whether this node is connected to each."""
+    """List the network's validators and whether this node is connected to each, then the
+    observers (this node, if it is one, and the other peers connected that are not validators)."""
     with node(home) as client:
         result = client.call("net.peers")
     emit(result, as_json, human_peers)
@@ -90,9 +96,15 @@ def human_peers(result: list[dict[str, Any]]) -> str:
     lines = []
     for peer in result:
         state = "this node" if peer["self"] else "connected" if peer["connected"] else "NOT CONNECTED"
-        lines.append(f"{peer['index']:>3}  {peer['moniker']:<16} {state:<14} {peer['address']}  {peer['node_id']}")
-    connected = sum(peer["connected"] for peer in result)
-    lines.append(f"connected to {connected} of {len(result) - 1} other validators")
+        index = "-" if peer["index"] is None else peer["index"]
+        address = peer["address"] or "-"
+        lines.append(
+            f"{index:>3}  {peer['role']:<9} {peer['moniker'] or '-':<16} {state:<14} {address}  {peer['node_id']}"
+        )
+    validators = [peer for peer in result if peer["role"] == "validator"]
+    others = len(validators) - any(peer["self"] for peer in validators)
+    connected = sum(peer["connected"] for peer in validators)
+    lines.append(f"connected to {connected} of {others} other validators")
     return "\n".join(lines)
 
 

@@ -39,20 +39,39 @@ SITE_KEM_OPTION = click.option(
     show_default=True,
     help="What kind of organisation this site is.",
 )
+@click.option(
+    "--observer",
+    is_flag=True,
+    help="An observer: it follows the validators' certified blocks and votes on nothing (config role).",
+)
 @SITE_KEM_OPTION
 @protection_options("the node's keys")
-def init(home: Path, moniker: str, listen: str, kind: str, kem: str) -> None:
+def init(home: Path, moniker: str, listen: str, kind: str, observer: bool, kem: str) -> None:
     """Create a node: its Ed25519 and encryption keys (mode 0600; encrypted under a passphrase
     or master key file if one is given, which config.toml then names) and a commented
-    config.toml, and print the entry that the network's genesis.json needs for it."""
+    config.toml, and print the entry that the network's genesis.json needs for it (for an
+    observer: the peer id the validators admit in their [p2p] gossip_peers)."""
     from p2pmed.keys_at_rest import KeyFileError
+    from p2pmed.net.identity import peer_id_of
     from p2pmed.site.home import HomeError, init_home
 
     try:
-        node = init_home(home, moniker, listen, protection_files=given_protection_files(), kem=Kem(kem))
+        node = init_home(
+            home,
+            moniker,
+            listen,
+            protection_files=given_protection_files(),
+            kem=Kem(kem),
+            role="observer" if observer else "validator",
+        )
     except (HomeError, KeyFileError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    if observer:
+        click.echo(f"created observer {home}; put the network's genesis.json there.")
+        click.echo("the validators admit it by its peer id, in their config.toml [p2p] gossip_peers:")
+        click.echo(str(peer_id_of(node.key.public_key)))
+        return
     entry = {
         "moniker": moniker,
         "public_key": node.key.public_key.hex(),

@@ -1,5 +1,6 @@
-"""The composition root: a node built from its home, with its RPC methods, run until a
-signal, or (for nodes a harness starts) until the process that started it is gone."""
+"""The composition root: a node built from its home (a validator's ``Node`` or an
+``Observer``, by config ``role``), with its RPC methods, run until a signal, or (for nodes
+a harness starts) until the process that started it is gone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import trio
 
 from p2pmed.node.api.server import rpc_server
 from p2pmed.node.daemon import Node
+from p2pmed.node.observer import Observer
 from p2pmed.site.home import LoadedHome
 
 __all__ = ["serve"]
@@ -29,7 +31,7 @@ async def serve(home: LoadedHome, *, exit_with_parent: bool = False) -> None:
     # go-yamux's rule (update once half the window is consumed) halves our frame count.
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
     parent = os.getppid()
-    node = Node(home)
+    node = Observer(home) if home.is_observer else Node(home)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(node.run, rpc_server=lambda node: rpc_server(node, home.socket_path)))

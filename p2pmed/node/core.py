@@ -26,9 +26,9 @@ from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import (
+    Blocks,
     BlockWithCertificate,
     CommitCertificate,
-    Message,
     blocks_answer,
     encode_message,
     message_kind,
@@ -36,17 +36,15 @@ from p2pmed.consensus.messages import (
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
-from p2pmed.ledger.contracts import identity
-from p2pmed.ledger.contracts.probe import PROBE_TYPE
-from p2pmed.ledger.errors import RejectReason, TxRejected
+from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
+from p2pmed.node.admission import TxAdmission
 from p2pmed.node.mempool import Mempool
 from p2pmed.store import Store
 
 __all__ = ["NodeCore", "Outgoing", "StorageFailed", "leaf_errors"]
 
-VERIFIED_IDS_MAX = 200_000
 RECENT_TX_IDS_MAX = 100_000
 
 Outgoing = list[tuple[int, bytes]]
@@ -81,12 +79,9 @@ class NodeCore:
         probes_from_anyone: bool = False,
     ) -> None:
         self.ledger = ledger
-        self.probes_from_anyone = probes_from_anyone
-        """Admit ``load.probe`` from keys registered nowhere (test networks, whose load tools
-        sign with throwaway keys); every other transaction needs a registered sender."""
         self.store = Store.open(store_path, ledger.chain_id, genesis_hash, ledger.genesis_state)
+        self.admission = TxAdmission(ledger, self.store, probes_from_anyone=probes_from_anyone)
         self.validators = validators
-        self._verified: dict[bytes, None] = {}
         self.mempool = Mempool(size_max=config.pending_max)
         self._now_ms = now_ms
         height, head_hash = self.store.head()
@@ -122,34 +117,11 @@ class NodeCore:
         """A client transaction; raises ``TxRejected`` if it fails the ledger's checks,
         is already on the chain or cannot wait in the mempool."""
         self._now_ms = now_ms
-        self.mempool.check_room(tx)  # before the signature check: under overload, refusing must be cheap
-        if self.store.transaction(tx.id) is not None:
-            raise TxRejected(RejectReason.DUPLICATE, f"transaction {tx.id.hex()[:16]} is already committed")
-        if tx.id not in self.mempool:
-            self.admit(tx)
-        ready = self.mempool.add(tx, next_nonce(self.store, tx.sender))
-        return self._carry_out(self._hand_to_replica(ready))
+        return self._carry_out(self._hand_to_replica(self.admission.hold(self.mempool, tx)))
 
     def admit(self, tx: Transaction) -> bool:
-        """Whether ``tx`` may wait in the mempool and be relayed: its sender is registered
-        (checked first: a state read costs less than a signature check) and it passes
-        ``accept``; raises ``TxRejected`` if not. Proposals are not held to this: a backup
-        may not yet have executed the block that registered a sender the primary knows."""
-        exempt = self.probes_from_anyone and tx.type == PROBE_TYPE
-        if not exempt and not identity.is_registered(self.store, tx.sender, self.validators.keys):
-            raise TxRejected(
-                RejectReason.UNKNOWN_SENDER,
-                f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation or person in force",
-            )
-        return self.accept(tx)
-
-    def accept(self, tx: Transaction) -> bool:
-        """Whether ``tx`` passes the ledger's stateless checks (signature included),
-        verifying it at most once per node; raises ``TxRejected`` if not."""
-        if tx.id not in self._verified:
-            self.ledger.check(tx)
-            self._remember_verified(tx.id)
-        return True
+        """``TxAdmission.admit``: may ``tx`` wait in the mempool and be relayed."""
+        return self.admission.admit(tx)
 
     def receive(self, sender: int, data: bytes, now_ms: int) -> Outgoing:
         return self.receive_many([(sender, data)], now_ms)
@@ -175,7 +147,7 @@ class NodeCore:
 
     def _check_tx(self, tx: Transaction) -> bool:
         try:
-            return self.accept(tx)
+            return self.admission.accept(tx)
         except TxRejected:
             return False
 
@@ -184,11 +156,6 @@ class NodeCore:
         for tx in txs:
             actions.extend(self.replica.submit(tx, self._now_ms))
         return actions
-
-    def _remember_verified(self, tx_id: bytes) -> None:
-        self._verified[tx_id] = None
-        if len(self._verified) > VERIFIED_IDS_MAX:
-            del self._verified[next(iter(self._verified))]
 
     def _carry_out(self, actions: Iterable[Action]) -> Outgoing:
         if self._storage_error is not None:  # nothing may leave a node whose memory is ahead of its disk
@@ -210,7 +177,7 @@ class NodeCore:
             elif isinstance(action, CommitBlock):
                 work.extend(self._commit(action.block, action.certificate))
             elif isinstance(action, ServeBlocks):
-                served = self._blocks_from(action.from_height)
+                served = self.blocks_from(action.from_height)
                 self.sent[message_kind(served)] += 1
                 outgoing.append((action.to, encode_message(served)))
         if records:
@@ -229,7 +196,7 @@ class NodeCore:
 
     def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
         """Store the block; returns what handing the transactions it unblocked to the replica produced."""
-        execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self._verified)
+        execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self.admission.verified)
         self._durably(self.store.append_block, block, execution, codec.encode(certificate))
         self.ledger_time_ms = execution.time_ms
         for listener in list(self.commit_listeners):  # a listener may remove itself
@@ -238,7 +205,8 @@ class NodeCore:
         self.replica.discard(released.dropped)
         return self._hand_to_replica(released.ready)
 
-    def _blocks_from(self, from_height: int) -> Message:
+    def blocks_from(self, from_height: int) -> Blocks:
+        """Committed blocks from ``from_height`` on with their certificates, as much as one answer holds."""
         return blocks_answer(self._stored_blocks(from_height))
 
     def _stored_blocks(self, from_height: int) -> Iterator[BlockWithCertificate]:

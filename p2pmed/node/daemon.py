@@ -10,6 +10,8 @@ Tasks, all in one nursery inside ``host.run``:
   second (``p2pmed.node.rebroadcast``);
 - one dialer per other validator, keeping a connection up with capped backoff
   (gossipsub only meshes with connected peers; the transport dials on its own);
+- the block sync service (``/p2pmed/blocks/1``): committed blocks with their
+  certificates for the observers and other admitted peers (``p2pmed.node.publishers``);
 - the JSON-RPC server on ``<home>/p2pmed.sock``;
 - the Prometheus endpoint on 127.0.0.1:<[metrics] port>, when the port is not 0.
 
@@ -35,7 +37,6 @@ import structlog
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo
 
 from p2pmed.consensus import ViewPhase
 from p2pmed.consensus.certificates import Validators
@@ -48,16 +49,18 @@ from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, peer_id_of
 from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
+from p2pmed.net.block_sync import BlockSyncService, SyncAnswer
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.host import node_host
-from p2pmed.net.identity import ed25519_key_of
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
 from p2pmed.node.core import NodeCore, Outgoing, StorageFailed, leaf_errors
 from p2pmed.node.custodian import Custodian
+from p2pmed.node.dialer import keep_connected
 from p2pmed.node.mempool import Mempool
 from p2pmed.node.metrics import NodeMetrics
 from p2pmed.node.metrics_http import serve_metrics
+from p2pmed.node.publishers import admitted_peers
 from p2pmed.node.rebroadcast import Rebroadcast
 from p2pmed.node.repair import BlobRepair
 from p2pmed.node.site_audit import LOG_FILE, SiteAudit
@@ -72,16 +75,13 @@ __all__ = ["Node", "NodeClock", "replica_config"]
 
 log = structlog.get_logger(__name__)
 
-DIAL_DELAY_MIN_S = 0.2
-DIAL_DELAY_MAX_S = 10.0
-DIAL_TIMEOUT_S = 10.0
-CONNECTED_CHECK_S = 1.0
 GOSSIP_FLUSH_INTERVAL_S = 0.04
 """At most 25 gossip batches a second from a node: each costs every peer far more CPU
 than the transactions in it, so under load batches grow instead (p2pmed bench:
 20 ms or 80 ms were both slower at some rate from 100 to 800 tx/s)."""
 RECEIVE_BATCH_MAX = 64
 """Consensus messages already waiting that are handled together, under one fsync."""
+OTHER_PEERS_LISTED_MAX = 1_000
 
 
 class NodeClock:
@@ -127,8 +127,6 @@ class Node:
         self.chain_id = genesis.chain_id
         self.validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
-        self._validator_peers = frozenset(self.peer_ids)
-        self._gossip_peers = frozenset(ID.from_base58(peer) for peer in home.config.gossip_peers)
         self.core = NodeCore(
             home.store_path,
             Ledger(
@@ -161,6 +159,7 @@ class Node:
         )
         self.block_listeners.append(self._erase_on_commit)
         self.blob_client: BlobClient | None = None
+        self.block_sync: BlockSyncService | None = None
         self.repair = BlobRepair(self.custodian, self.ask_custodian)
         self.repair.scan(self.core.store)
         self.block_listeners.append(self.repair.on_commit)
@@ -178,7 +177,16 @@ class Node:
 
     @property
     def index(self) -> int:
+        assert self.home.index is not None, "an observer's home runs an Observer"
         return self.home.index
+
+    @property
+    def node_key(self) -> bytes:
+        return self.home.key.public_key
+
+    @property
+    def peer_height(self) -> int | None:
+        return self.core.replica.catching_up_to
 
     @property
     def moniker(self) -> str:
@@ -249,6 +257,12 @@ class Node:
         connected = set(self.host.get_connected_peers())
         return [index for index, peer_id in enumerate(self.peer_ids) if peer_id in connected and index != self.index]
 
+    def connected_others(self) -> list[ID]:
+        if self.host is None:
+            return []
+        validators = set(self.peer_ids)
+        return [peer for peer in self.host.get_connected_peers() if peer not in validators][:OTHER_PEERS_LISTED_MAX]
+
     # -- running ----------------------------------------------------------------
 
     async def run(
@@ -291,21 +305,25 @@ class Node:
         self.transport = ConsensusTransport(host, self.peer_ids, self.index)
         await nursery.start(self.transport.run)
         validators = set(self.peer_ids).__contains__
+        admitted = admitted_peers(self.home.config, self.peer_ids, self.core.store)
         self.gossip = TxGossip(
             host,
             self.chain_id,
             self._accept_gossiped,
             flush_interval=GOSSIP_FLUSH_INTERVAL_S,
-            admitted=None if self.home.config.gossip_publishers == "any" else self._admitted_publisher,
+            admitted=admitted,
             unbudgeted=validators,
             full_mesh=validators,
         )
         await nursery.start(self.gossip.run)
-        for index in range(len(self.peer_ids)):
+        for index, peer_id in enumerate(self.peer_ids):
             if index != self.index:
-                nursery.start_soon(self._keep_connected, host, index)
+                address = multiaddr.Multiaddr(self.home.genesis.validators[index].address)
+                nursery.start_soon(keep_connected, host, peer_id, address, self._connection_logger(index))
         validator_peers = {peer_id for index, peer_id in enumerate(self.peer_ids) if index != self.index}
         await nursery.start(BlobService(host, self._answer_peer, validator_peers.__contains__).run)
+        self.block_sync = BlockSyncService(host, self._blocks_from, admitted)
+        await nursery.start(self.block_sync.run)
         self.blob_client = BlobClient(host)
         await nursery.start(self.repair.run)
         nursery.start_soon(self._consensus_pump, self.transport)
@@ -364,30 +382,11 @@ class Node:
             for tx in self.rebroadcast.due(self.clock.now_ms(), self.core.mempool.__contains__):
                 gossip.publish(tx)
 
-    async def _keep_connected(self, host: IHost, index: int) -> None:
-        peer_id = self.peer_ids[index]
-        address = multiaddr.Multiaddr(self.home.genesis.validators[index].address)
-        delay = DIAL_DELAY_MIN_S
-        connected = False  # as last logged; a drop and reconnect within one check goes unlogged
-        while True:
-            if peer_id in host.get_connected_peers():
-                if not connected:
-                    connected = True
-                    log.info("peer connected", peer=index, **self._position())
-                delay = DIAL_DELAY_MIN_S
-                await trio.sleep(CONNECTED_CHECK_S)
-                continue
-            if connected:
-                connected = False
-                log.info("peer disconnected", peer=index, **self._position())
-            with trio.move_on_after(DIAL_TIMEOUT_S):
-                try:
-                    await host.connect(PeerInfo(peer_id, [address]))
-                    continue
-                except Exception as error:  # refused, reset, handshake failure: retry later
-                    log.debug("dial failed", peer=index, error=repr(error), retry_s=delay)
-            await trio.sleep(delay)
-            delay = min(2 * delay, DIAL_DELAY_MAX_S)
+    def _connection_logger(self, index: int) -> Callable[[bool], None]:
+        def logged(connected: bool) -> None:
+            log.info("peer connected" if connected else "peer disconnected", peer=index, **self._position())
+
+        return logged
 
     def _send(self, outgoing: Outgoing) -> None:
         """After each call into the core: send what it returned, wake the timer, log a view change."""
@@ -431,16 +430,10 @@ class Node:
             case _:
                 assert_never(replica.view_phase)
 
-    def _admitted_publisher(self, peer: ID) -> bool:
-        """Whether ``peer`` may publish transaction batches here: a validator, a peer the config
-        names, or with ``gossip_publishers = "organisations"`` an organisation in force whose
-        signing key is its node's libp2p key."""
-        if peer in self._validator_peers or peer in self._gossip_peers:
-            return True
-        if self.home.config.gossip_publishers != "organisations":
-            return False
-        key = ed25519_key_of(peer)
-        return key is not None and identity.organisation_of(self.core.store, key) is not None
+    def _blocks_from(self, from_height: int) -> SyncAnswer:
+        """What ``/p2pmed/blocks/1`` answers: the committed blocks from ``from_height`` on."""
+        served = self.core.blocks_from(from_height)
+        return SyncAnswer("", self.core.store.head()[0], served.blocks, served.more)
 
     async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
         """The answer of the custodian whose key is ``custodian``: this site's own, or a

@@ -29,6 +29,7 @@ from p2pmed.consensus import ViewPhase
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.net.blob_protocol import REQUEST_KINDS
+from p2pmed.net.identity import peer_id_of
 from p2pmed.node.api.port import NodePort, Traffic
 
 __all__ = ["LATENCY_BUCKETS_S", "NodeCollector", "NodeMetrics", "store_size_bytes"]
@@ -133,8 +134,8 @@ class NodeCollector(Collector):
             [
                 node.chain_id,
                 node.moniker,
-                str(node.peer_ids[node.index]),
-                str(node.index),
+                str(peer_id_of(node.node_key)),
+                "" if node.index is None else str(node.index),
                 importlib.metadata.version("p2pmed"),
             ],
             1,
@@ -160,6 +161,8 @@ class NodeCollector(Collector):
         replica = self.node.replica
         transport = traffic.transport
         yield _gauge("p2pmed_height", "Height of the last block this node committed.", self.node.store.head()[0])
+        if replica is None:  # an observer takes no part in consensus
+            return
         yield _gauge("p2pmed_view", "Current PBFT view.", replica.view)
         yield _gauge("p2pmed_primary", "Validator index of the current view's primary.", replica.primary)
         yield _gauge(
@@ -211,7 +214,8 @@ class NodeCollector(Collector):
             "(batches).",
             labels=["layer", "reason"],
         )
-        for reason, count in sorted(self.node.replica.rejected.items()):
+        replica = self.node.replica
+        for reason, count in sorted(replica.rejected.items() if replica is not None else ()):
             family.add_metric(["consensus", reason], count)
         family.add_metric(["transport", "not-a-validator"], transport.streams_refused)
         family.add_metric(["transport", "bad-frame"], transport.streams_malformed)

@@ -23,7 +23,7 @@ from p2pmed.codec import TX_SIZE_MAX
 from p2pmed.consensus.messages import PROPOSAL_BYTES_MAX
 from p2pmed.input_error import KeyedInputError
 
-__all__ = ["CONFIG_TEMPLATE", "ConfigError", "NodeConfig", "load_config", "render_config"]
+__all__ = ["CONFIG_TEMPLATE", "ROLES", "ConfigError", "NodeConfig", "load_config", "render_config"]
 
 CONFIG_SIZE_MAX = 1 << 16
 PATH_LENGTH_MAX = 4096
@@ -31,6 +31,7 @@ LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 GOSSIP_PUBLISHERS = ("validators", "organisations", "any")
 GOSSIP_PEERS_MAX = 256
+ROLES = ("validator", "observer")
 
 
 class ConfigError(KeyedInputError):
@@ -40,6 +41,7 @@ class ConfigError(KeyedInputError):
 @dataclass(frozen=True)
 class NodeConfig:
     moniker: str = "node"
+    role: str = "validator"
     listen: str = "/ip4/127.0.0.1/tcp/26656"
     gossip_publishers: str = "validators"
     gossip_peers: tuple[str, ...] = ()
@@ -71,6 +73,11 @@ class NodeConfig:
 CONFIG_TEMPLATE = """\
 # p2pmed node configuration. A key left out takes its default (the value `p2pmed init` writes).
 moniker = {moniker}
+# "validator": this node's key is in genesis.json and it votes. "observer": it
+# votes on nothing; it follows the validators' certified blocks and the
+# transaction topic, serves every read and relays its clients' transactions
+# (the validators must admit its peer id: their [p2p] gossip_peers).
+role = {role}
 
 [p2p]
 # Multiaddr this node listens on for its peers (TCP, Noise encryption, Yamux
@@ -215,6 +222,7 @@ def _multiaddr(value: Any) -> str | None:
 # (table, key) -> (NodeConfig field, check)
 _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("", "moniker"): ("moniker", _text(64)),
+    ("", "role"): ("role", _choice(ROLES)),
     ("p2p", "listen"): ("listen", _multiaddr),
     ("p2p", "gossip_publishers"): ("gossip_publishers", _choice(GOSSIP_PUBLISHERS)),
     ("p2p", "gossip_peers"): ("gossip_peers", _peer_ids),

@@ -1,6 +1,7 @@
 """A node's home directory: its key, its config, the network's genesis and its data.
 
-<home>/node_key.pem   Ed25519 validator key, mode 0600 (also its libp2p identity)
+<home>/node_key.pem   Ed25519 node key, mode 0600 (also its libp2p identity); a validator's
+                      is in genesis.json, an observer's (config ``role``) must not be
 <home>/encryption_key the site's key (X25519 or ML-KEM-768 + X25519) for the key shares
                       of the records it keeps, mode 0600
                       (both plain, or both sealed under a passphrase or master key
@@ -59,9 +60,11 @@ def init_home(
     test_network: bool = False,
     protection_files: KeyProtectionFiles | None = None,
     kem: crypto.Kem = crypto.Kem.X25519,
+    role: str = "validator",
 ) -> NewNode:
     """Create a node's keys and commented config; refuse to touch an existing node. A test
     network's nodes admit load probes from anyone (``NodeConfig.probes_from_anyone``).
+    ``role`` is config.toml's: a validator's or an observer's.
     With ``protection_files`` the keys are sealed under what they hold, and config.toml's
     ``[keys]`` names them (as absolute paths) for the daemon. Raises ``KeyFileError`` for
     an unusable passphrase or master key file, before anything is written."""
@@ -77,6 +80,7 @@ def init_home(
     crypto.save_encryption_key(home / ENCRYPTION_KEY, node.encryption_key, protection)
     config = NodeConfig(
         moniker=moniker,
+        role=role,
         listen=listen,
         probes_from_anyone=test_network,
         passphrase_file=_absolute(protection_files.passphrase_file),
@@ -134,8 +138,12 @@ class LoadedHome:
     genesis: Genesis
     key: crypto.SigningKey
     encryption_key: crypto.EncryptionPrivateKey
-    index: int
-    """This node's position among the genesis validators."""
+    index: int | None
+    """This node's position among the genesis validators; None for an observer."""
+
+    @property
+    def is_observer(self) -> bool:
+        return self.index is None
 
     @property
     def store_path(self) -> Path:
@@ -164,19 +172,8 @@ def load_home(home: Path, protection_files: KeyProtectionFiles | None = None) ->
             f"{error}: set [keys] passphrase_file or master_key_file in {home / CONFIG},"
             " or P2PMED_PASSPHRASE_FILE or P2PMED_MASTER_KEY_FILE in the environment"
         ) from None
-    if key.public_key not in genesis.validator_keys:
-        raise HomeError(
-            f"this node's key {key.public_key.hex()[:16]}… is not among the validators in {home / GENESIS};"
-            " add it there (every node needs the same genesis.json)"
-        )
-    index = genesis.validator_keys.index(key.public_key)
-    if not new_view_fits(quorum_size(len(genesis.validators)), config.watermark_window):
-        raise HomeError(
-            f"[consensus] checkpoint_interval = {config.checkpoint_interval} is too large for"
-            f" {len(genesis.validators)} validators: a view change over {config.watermark_window} blocks"
-            " could exceed a 16 MiB frame; lower it"
-        )
-    if encryption_key.public_key != genesis.validators[index].encryption_key:
+    index = _validator_index(home, config, genesis, key.public_key)
+    if index is not None and encryption_key.public_key != genesis.validators[index].encryption_key:
         raise HomeError(
             f"{home / ENCRYPTION_KEY} does not match this node's encryption_key in {home / GENESIS};"
             " the genesis must list the public half of this file's key"
@@ -189,6 +186,30 @@ def load_home(home: Path, protection_files: KeyProtectionFiles | None = None) ->
         )
     (home / DATA).mkdir(mode=0o700, exist_ok=True)
     return loaded
+
+
+def _validator_index(home: Path, config: NodeConfig, genesis: Genesis, public_key: bytes) -> int | None:
+    """A validator's position in the genesis; None for an observer, whose key must not be there."""
+    listed = public_key in genesis.validator_keys
+    if config.role == "observer":
+        if listed:
+            raise HomeError(
+                f"this node's key {public_key.hex()[:16]}… is a validator's in {home / GENESIS}, but config.toml"
+                ' says role = "observer"; a validator\'s key votes, so run it as a validator'
+            )
+        return None
+    if not listed:
+        raise HomeError(
+            f"this node's key {public_key.hex()[:16]}… is not among the validators in {home / GENESIS};"
+            ' add it there (every node needs the same genesis.json), or set role = "observer" in config.toml'
+        )
+    if not new_view_fits(quorum_size(len(genesis.validators)), config.watermark_window):
+        raise HomeError(
+            f"[consensus] checkpoint_interval = {config.checkpoint_interval} is too large for"
+            f" {len(genesis.validators)} validators: a view change over {config.watermark_window} blocks"
+            " could exceed a 16 MiB frame; lower it"
+        )
+    return genesis.validator_keys.index(public_key)
 
 
 def _configured_protection_files(home: Path, config: NodeConfig) -> KeyProtectionFiles:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,9 +30,10 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from p2pmed.crypto import Kem
+from p2pmed.net.identity import peer_id_of
 from p2pmed.rpc.client import NodeNotRunning, RpcClient, RpcError
 from p2pmed.site.config import NodeConfig, render_config
-from p2pmed.site.home import CONFIG, create_testnet, load_home
+from p2pmed.site.home import CONFIG, GENESIS, create_testnet, init_home, load_home
 from p2pmed.store import Store
 
 __all__ = ["NodeFailed", "ProcessNetwork", "free_port_range"]
@@ -72,7 +74,9 @@ def free_port_range(count: int, attempts: int = 50) -> int:
 class ProcessNetwork:
     """``config`` applies to every node except its moniker, listen address and, with
     ``metrics=True``, its metrics port (``metrics_ports[i]``, free when created; else 0).
-    ``kem``: the algorithm of the sites' encryption keys."""
+    ``kem``: the algorithm of the sites' encryption keys. ``observers`` observer nodes come
+    after the ``nodes`` validators (index ``nodes`` on), each admitted by every validator
+    (``gossip_peers``); ``size`` counts the validators."""
 
     def __init__(
         self,
@@ -83,22 +87,40 @@ class ProcessNetwork:
         *,
         metrics: bool = False,
         kem: Kem = Kem.X25519,
+        observers: int = 0,
     ) -> None:
         self.directory = directory
-        base_port = free_port_range(2 * nodes)  # listen ports, then metrics ports
+        self.validators = nodes
+        base_port = free_port_range(2 * nodes + observers)  # listen ports, metrics ports, observers' ports
         self.homes = create_testnet(directory, nodes, base_port, chain_id, kem=kem)
+        observer_peers: list[str] = []
+        for index in range(nodes, nodes + observers):
+            home, listen = directory / f"node{index}", f"/ip4/127.0.0.1/tcp/{base_port + nodes + index}"
+            observer = init_home(home, f"observer{index}", listen, test_network=True, role="observer")
+            shutil.copy(self.homes[0] / GENESIS, home / GENESIS)
+            observer_peers.append(str(peer_id_of(observer.key.public_key)))
+            self.homes.append(home)
         self.metrics_ports = [base_port + nodes + index if metrics else 0 for index in range(nodes)]
+        self.metrics_ports += [0] * observers
         config = config or NodeConfig(probes_from_anyone=True)
-        for home, metrics_port in zip(self.homes, self.metrics_ports, strict=True):
+        for index, (home, metrics_port) in enumerate(zip(self.homes, self.metrics_ports, strict=True)):
             own = load_home(home).config
-            node_config = dataclasses.replace(config, moniker=own.moniker, listen=own.listen, metrics_port=metrics_port)
+            node_config = dataclasses.replace(
+                config,
+                moniker=own.moniker,
+                role=own.role,
+                listen=own.listen,
+                metrics_port=metrics_port,
+                gossip_peers=config.gossip_peers + (tuple(observer_peers) if index < nodes else ()),
+            )
             (home / CONFIG).write_text(render_config(node_config))
-        self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
+        self.processes: list[subprocess.Popen[bytes] | None] = [None] * len(self.homes)
         self._sigterm_before: Any = None
 
     @property
     def size(self) -> int:
-        return len(self.homes)
+        """How many validators."""
+        return self.validators
 
     def open_store(self, index: int) -> Store:
         """Node ``index``'s store, for inspection once the node is stopped."""

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from p2pmed.consensus import ViewPhase
+from p2pmed.consensus.replica import Replica
 from p2pmed.ledger.block import Block
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.net.faults import FaultRules
+from p2pmed.net.identity import peer_id_of
 from p2pmed.node.api.commits import each_commit
 from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
@@ -30,36 +32,31 @@ MEMPOOL_LIST_MAX = 1_000
 
 def chain_methods(node: NodePort) -> dict[str, Method]:
     async def status(params: dict[str, Any]) -> dict[str, Any]:
-        replica = node.replica
         height, head_hash = node.store.head()
-        role = (
-            "view-change" if replica.view_phase is ViewPhase.CHANGING else "primary" if replica.is_primary else "backup"
-        )
         return {
             "chain_id": node.chain_id,
             "moniker": node.moniker,
-            "node_id": str(node.peer_ids[node.index]),
+            "node_id": str(peer_id_of(node.node_key)),
             "validator_index": node.index,
             "validators": len(node.genesis_validators),
             "height": height,
             "last_block_hash": head_hash.hex(),
-            "view": replica.view,
-            "primary": replica.primary,
-            "role": role,
+            **_consensus_status(node.replica),
             "peers": len(node.connected_validators()),
             "mempool_size": len(node.mempool),
-            "sync": "synced" if replica.catching_up_to is None else "catching-up",
-            "peer_height": replica.catching_up_to,
-            "request_timeout_ms": replica.request_timeout_ms,
+            "sync": "synced" if node.peer_height is None else "catching-up",
+            "peer_height": node.peer_height,
             "version": importlib.metadata.version("p2pmed"),
             "uptime_s": (node.now_ms() - node.started_ms) // 1000,
         }
 
     async def peers(params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The validators, then this node if it is an observer, then the other peers connected."""
         connected = set(node.connected_validators())
-        return [
+        validators = [
             {
                 "index": index,
+                "role": "validator",
                 "moniker": validator.moniker,
                 "node_id": str(node.peer_ids[index]),
                 "address": validator.address,
@@ -68,12 +65,15 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             }
             for index, validator in enumerate(node.genesis_validators)
         ]
+        itself = [] if node.index is not None else [_observer(str(peer_id_of(node.node_key)), node.moniker, True)]
+        return validators + itself + [_observer(str(peer), "", False) for peer in node.connected_others()]
 
     async def counters(params: dict[str, Any]) -> dict[str, Any]:
         traffic = node.traffic()
+        replica = node.replica
         return {
-            "consensus_rejected": dict(node.replica.rejected),
-            "view_changes_started": node.replica.view_changes_started,
+            "consensus_rejected": dict(replica.rejected) if replica is not None else {},
+            "view_changes_started": replica.view_changes_started if replica is not None else 0,
             "transport": vars(traffic.transport),
             "gossip": vars(traffic.gossip),
             "gossip_txs_refused": dict(traffic.gossip_txs_refused),
@@ -128,6 +128,8 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
     async def faults(params: dict[str, Any]) -> dict[str, Any]:
         """Set the consensus traffic faults (test harness only); returns what is in force."""
         faults = node.faults
+        if node.replica is None:
+            raise RpcError(ErrorCode.DISABLED, "this node is an observer: it has no consensus traffic to fault")
         if faults is None:
             raise RpcError(
                 ErrorCode.DISABLED, "fault injection is off on this node: set [fault_injection] enabled = true"
@@ -186,6 +188,32 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             },
         ),
         "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
+    }
+
+
+def _consensus_status(replica: Replica | None) -> dict[str, Any]:
+    """What ``node.status`` says of the node's part in consensus: none, for an observer."""
+    if replica is None:
+        return {"view": None, "primary": None, "role": "observer", "request_timeout_ms": None}
+    role = "view-change" if replica.view_phase is ViewPhase.CHANGING else "primary" if replica.is_primary else "backup"
+    return {
+        "view": replica.view,
+        "primary": replica.primary,
+        "role": role,
+        "request_timeout_ms": replica.request_timeout_ms,
+    }
+
+
+def _observer(node_id: str, moniker: str, itself: bool) -> dict[str, Any]:
+    """A ``net.peers`` row for a node that is not a validator: it votes on nothing."""
+    return {
+        "index": None,
+        "role": "observer",
+        "moniker": moniker,
+        "node_id": node_id,
+        "address": None,
+        "self": itself,
+        "connected": not itself,
     }
 
 

@@ -1,6 +1,7 @@
 """``NodePort``: what the RPC methods and the metrics may ask of a running node.
 
-The daemon's ``Node`` is one; tests pass small stand-ins. Everything here is read
+The daemon's ``Node`` (a validator) and ``Observer`` are each one; tests pass small
+stand-ins. An observer has no replica and no validator index. Everything here is read
 or called on the node's trio thread, like everything else that touches the store.
 """
 
@@ -49,9 +50,15 @@ class NodePort(Protocol):
     @property
     def chain_id(self) -> str: ...
     @property
-    def index(self) -> int: ...
+    def index(self) -> int | None:
+        """This node's position among the validators; None on an observer."""
+
     @property
     def moniker(self) -> str: ...
+    @property
+    def node_key(self) -> bytes:
+        """This node's public signing key: its libp2p identity, and what its site audit log is signed with."""
+
     @property
     def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
         """The validators, in index order."""
@@ -65,7 +72,14 @@ class NodePort(Protocol):
     @property
     def store_path(self) -> Path: ...
     @property
-    def replica(self) -> Replica: ...
+    def replica(self) -> Replica | None:
+        """A validator's PBFT replica; None on an observer."""
+
+    @property
+    def peer_height(self) -> int | None:
+        """While this node catches up, a height the validators have shown (a lower bound on
+        the head it is catching up to); None when it is not behind."""
+
     @property
     def mempool(self) -> Mempool: ...
     @property
@@ -86,6 +100,9 @@ class NodePort(Protocol):
 
     def now_ms(self) -> int: ...
     def connected_validators(self) -> list[int]: ...
+    def connected_others(self) -> list[ID]:
+        """Connected peers that are not validators: observers, and clients following the topic."""
+
     def traffic(self) -> Traffic: ...
     def submit(self, tx: Transaction) -> None:
         """Raises ``TxRejected`` when the node cannot take ``tx``."""

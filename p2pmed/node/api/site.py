@@ -26,7 +26,7 @@ FORMATS = ("entries", "fhir")
 
 
 def site_methods(node: NodePort) -> dict[str, Method]:
-    site = node.genesis_validators[node.index].public_key
+    site = node.node_key
 
     async def audit(params: dict[str, Any]) -> dict[str, Any]:
         since_ms, limit, format = params["since_ms"], params["limit"], params["format"]
