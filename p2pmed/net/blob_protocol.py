@@ -42,6 +42,7 @@ from p2pmed import codec
 from p2pmed.key_shares import SHARE_WRAP_SIZE_MAX
 from p2pmed.ledger.contracts.records import CUSTODIANS_MAX, SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+from p2pmed.net.request_response import NoAnswer, ask, reset
 from p2pmed.token_bucket import PeerBudgets
 
 __all__ = [
@@ -147,11 +148,11 @@ class BlobService:
         peer = stream.muxed_conn.peer_id
         if not self.is_validator(peer):
             self.served["strangers"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
         if self._open[peer] >= self.streams_per_peer_max or self._budgets.take(peer, trio.current_time()):
             self.served["throttled"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
         self._open[peer] += 1
         try:
@@ -169,10 +170,10 @@ class BlobService:
         except (FrameError, trio.TooSlowError) as error:
             self.served["malformed"] += 1
             log.info("blob request dropped", peer=str(peer), error=str(error))
-            await _reset(stream)
+            await reset(stream)
         except Exception as error:  # the peer reset or vanished
             log.info("blob stream ended", peer=str(peer), error=repr(error))
-            await _reset(stream)
+            await reset(stream)
 
     def _answer(self, peer: ID, frame: bytes | None) -> BlobResponse:
         try:
@@ -197,26 +198,9 @@ class BlobClient:
     async def request(self, peer: ID, request: BlobRequest) -> BlobResponse:
         """The custodian's answer; a failure to reach it is a ``BlobResponse`` with the error."""
         try:
-            with trio.fail_after(REQUEST_TIMEOUT_S):
-                stream = await self.host.new_stream(peer, [PROTOCOL_ID])
-                try:
-                    await stream.write(encode_frame(codec.encode(request), FRAME_SIZE_MAX))
-                    frame = await FrameReader(stream, FRAME_SIZE_MAX).read_frame()
-                finally:
-                    await _reset(stream)
-            if frame is None:
-                return refused("the custodian closed the stream without answering")
+            frame = await ask(self.host, peer, PROTOCOL_ID, codec.encode(request), FRAME_SIZE_MAX, REQUEST_TIMEOUT_S)
             return codec.decode(BlobResponse, frame, FRAME_SIZE_MAX)
-        except trio.TooSlowError:
-            return refused(f"no answer within {REQUEST_TIMEOUT_S:g} s")
-        except (codec.CodecError, FrameError) as error:
+        except NoAnswer as error:
+            return refused(str(error))
+        except codec.CodecError as error:
             return refused(f"malformed answer: {error}")
-        except Exception as error:  # cannot dial, stream reset...
-            return refused(f"unreachable: {error!r}")
-
-
-async def _reset(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except Exception:  # already gone
-        pass

@@ -43,6 +43,7 @@ from libp2p.peer.id import ID
 from p2pmed import codec
 from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, FETCH_BYTES_MAX, BlockWithCertificate
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+from p2pmed.net.request_response import NoAnswer, ask, reset
 from p2pmed.token_bucket import PeerBudgets
 
 __all__ = ["PROTOCOL_ID", "BlockSyncClient", "BlockSyncService", "SyncAnswer", "SyncRequest", "sync_error"]
@@ -116,7 +117,7 @@ class BlockSyncService:
         peer = stream.muxed_conn.peer_id
         if not self.admitted(peer):
             self.served["strangers"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
         now = trio.current_time()
         # Answers are charged in bytes once sent: a peer whose last ones overdrew its budget waits here.
@@ -126,7 +127,7 @@ class BlockSyncService:
             or self._bytes.take(peer, now)
         ):
             self.served["throttled"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
         self._open[peer] += 1
         try:
@@ -148,10 +149,10 @@ class BlockSyncService:
         except (FrameError, trio.TooSlowError) as error:
             self.served["malformed"] += 1
             log.info("block sync request dropped", peer=str(peer), error=str(error))
-            await _reset(stream)
+            await reset(stream)
         except Exception as error:  # the peer reset or vanished
             log.info("block sync stream ended", peer=str(peer), error=repr(error))
-            await _reset(stream)
+            await reset(stream)
 
     def _answer(self, frame: bytes | None) -> SyncAnswer:
         try:
@@ -177,27 +178,11 @@ class BlockSyncClient:
     async def request(self, peer: ID, from_height: int) -> SyncAnswer:
         """The validator's answer, decoded but not verified; a failure to get one is an
         answer with the error."""
+        request = codec.encode(SyncRequest(from_height))
         try:
-            with trio.fail_after(self.timeout_s):
-                stream = await self.host.new_stream(peer, [PROTOCOL_ID])
-                try:
-                    await stream.write(encode_frame(codec.encode(SyncRequest(from_height)), REQUEST_SIZE_MAX))
-                    frame = await FrameReader(stream, ANSWER_SIZE_MAX).read_frame()
-                finally:
-                    await _reset(stream)
-            if frame is None:
-                return sync_error("the peer closed the stream without answering")
+            frame = await ask(self.host, peer, PROTOCOL_ID, request, ANSWER_SIZE_MAX, self.timeout_s)
             return codec.decode(SyncAnswer, frame, ANSWER_SIZE_MAX)
-        except trio.TooSlowError:
-            return sync_error(f"no answer within {self.timeout_s:g} s")
-        except (codec.CodecError, FrameError) as error:
+        except NoAnswer as error:
+            return sync_error(str(error))
+        except codec.CodecError as error:
             return sync_error(f"malformed answer: {error}")
-        except Exception as error:  # cannot dial, stream reset...
-            return sync_error(f"unreachable: {error!r}")
-
-
-async def _reset(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except Exception:  # already gone
-        pass
