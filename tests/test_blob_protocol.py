@@ -67,13 +67,13 @@ async def test_a_validator_holding_its_open_streams_gets_no_more_until_one_ends(
                 held = [await asker_host.new_stream(server_host.get_id(), [PROTOCOL_ID]) for _ in range(2)]
                 for stream in held:  # an unfinished frame header: each stays open, being read
                     await stream.write(b"\x80")
-                while sum(service._open.values()) < 2:
+                while service.gate.open_streams < 2:
                     await trio.sleep(0.01)
                 third = await BlobClient(asker_host).request(server_host.get_id(), request)
                 assert third.error and service.served["throttled"] == 1
                 for stream in held:
                     await stream.reset()
-                while sum(service._open.values()):
+                while service.gate.open_streams:
                     await trio.sleep(0.01)
                 assert (await BlobClient(asker_host).request(server_host.get_id(), request)).sealed == b"sealed"
                 nursery.cancel_scope.cancel()

@@ -27,7 +27,6 @@ like everything else that touches the store.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +41,7 @@ from p2pmed import codec
 from p2pmed.key_shares import SHARE_WRAP_SIZE_MAX
 from p2pmed.ledger.contracts.records import CUSTODIANS_MAX, SIZE_MAX
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
-from p2pmed.net.request_response import NoAnswer, ask, reset
-from p2pmed.token_bucket import PeerBudgets
+from p2pmed.net.request_response import NoAnswer, PeerGate, ask, reset, serve
 
 __all__ = [
     "PROTOCOL_ID",
@@ -128,37 +126,24 @@ class BlobService:
         requests_per_s: float = 100.0,
         streams_per_peer_max: int = 4,
     ) -> None:
-        self.host, self.answer, self.is_validator = host, answer, validators
-        self.streams_per_peer_max = streams_per_peer_max
+        self.host, self.answer = host, answer
         self.served: dict[str, int] = dict.fromkeys(
             (*REQUEST_KINDS, "refused", "malformed", "strangers", "throttled"), 0
         )
-        self._budgets: PeerBudgets[ID] = PeerBudgets(requests_per_s, max(1, int(2 * requests_per_s)))
-        self._open: collections.Counter[ID] = collections.Counter()
+        self.gate = PeerGate(validators, requests_per_s, streams_per_peer_max)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self.host.set_stream_handler(PROTOCOL_ID, self._handle)
-        try:
-            task_status.started()
-            await trio.sleep_forever()
-        finally:
-            self.host.remove_stream_handler(PROTOCOL_ID)
+        await serve(self.host, PROTOCOL_ID, self._handle, task_status)
 
     async def _handle(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
-        if not self.is_validator(peer):
-            self.served["strangers"] += 1
+        refusal = self.gate.refusal(peer, trio.current_time())
+        if refusal is not None:
+            self.served[refusal] += 1
             await reset(stream)
             return
-        if self._open[peer] >= self.streams_per_peer_max or self._budgets.take(peer, trio.current_time()):
-            self.served["throttled"] += 1
-            await reset(stream)
-            return
-        self._open[peer] += 1
-        try:
+        with self.gate.open(peer):
             await self._serve(peer, stream)
-        finally:
-            self._open[peer] -= 1
 
     async def _serve(self, peer: ID, stream: INetStream) -> None:
         try:

@@ -43,7 +43,7 @@ from libp2p.peer.id import ID
 from p2pmed import codec
 from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, FETCH_BYTES_MAX, BlockWithCertificate
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
-from p2pmed.net.request_response import NoAnswer, ask, reset
+from p2pmed.net.request_response import NoAnswer, PeerGate, ask, reset, serve
 from p2pmed.token_bucket import PeerBudgets
 
 __all__ = ["PROTOCOL_ID", "BlockSyncClient", "BlockSyncService", "SyncAnswer", "SyncRequest", "sync_error"]
@@ -97,43 +97,28 @@ class BlockSyncService:
         bytes_per_s: float = 32 << 20,
         streams_per_peer_max: int = 2,
     ) -> None:
-        self.host, self.answer, self.admitted = host, answer, admitted
-        self.streams_per_peer_max = streams_per_peer_max
+        self.host, self.answer = host, answer
         self.served: collections.Counter[str] = collections.Counter()
         """Requests by outcome: answered, blocks (sent), malformed, strangers, throttled."""
-        self._requests: PeerBudgets[ID] = PeerBudgets(requests_per_s, max(1, int(2 * requests_per_s)))
+        self.gate = PeerGate(admitted, requests_per_s, streams_per_peer_max)
         self._bytes: PeerBudgets[ID] = PeerBudgets(bytes_per_s, 2 * ANSWER_SIZE_MAX)
-        self._open: collections.Counter[ID] = collections.Counter()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self.host.set_stream_handler(PROTOCOL_ID, self._handle)
-        try:
-            task_status.started()
-            await trio.sleep_forever()
-        finally:
-            self.host.remove_stream_handler(PROTOCOL_ID)
+        await serve(self.host, PROTOCOL_ID, self._handle, task_status)
 
     async def _handle(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
-        if not self.admitted(peer):
-            self.served["strangers"] += 1
-            await reset(stream)
-            return
         now = trio.current_time()
+        refusal = self.gate.refusal(peer, now)
         # Answers are charged in bytes once sent: a peer whose last ones overdrew its budget waits here.
-        if (
-            self._open[peer] >= self.streams_per_peer_max
-            or self._requests.take(peer, now)
-            or self._bytes.take(peer, now)
-        ):
-            self.served["throttled"] += 1
+        if refusal is None and self._bytes.take(peer, now):
+            refusal = "throttled"
+        if refusal is not None:
+            self.served[refusal] += 1
             await reset(stream)
             return
-        self._open[peer] += 1
-        try:
+        with self.gate.open(peer):
             await self._serve(peer, stream)
-        finally:
-            self._open[peer] -= 1
 
     async def _serve(self, peer: ID, stream: INetStream) -> None:
         try:

@@ -1,4 +1,5 @@
-"""One request and one answer per stream: the pattern of ``/p2pmed/blob/2`` and ``/p2pmed/blocks/1``.
+"""One request and one answer per stream: the pattern of ``/p2pmed/blob/2`` and ``/p2pmed/blocks/1``,
+both sides of it (``ask``; ``serve`` with a ``PeerGate``).
 
 Each side writes one varint-framed message (``p2pmed.net.framing``); the asker then
 resets the stream whatever happened. Every way of not getting an answer (no dial,
@@ -7,14 +8,20 @@ a reset, silence, a frame too big or cut short) is one ``NoAnswer`` with the rea
 
 from __future__ import annotations
 
+import collections
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
+from p2pmed.token_bucket import PeerBudgets
 
-__all__ = ["NoAnswer", "ask", "reset"]
+__all__ = ["NoAnswer", "PeerGate", "ask", "reset", "serve"]
 
 
 class NoAnswer(Exception):
@@ -50,3 +57,45 @@ async def reset(stream: INetStream) -> None:
         await stream.reset()
     except Exception:  # already gone
         pass
+
+
+async def serve(
+    host: IHost, protocol: TProtocol, handler: Callable[[INetStream], Awaitable[None]], task_status: Any
+) -> None:
+    """Answer ``protocol`` with ``handler`` until cancelled."""
+    host.set_stream_handler(protocol, handler)
+    try:
+        task_status.started()
+        await trio.sleep_forever()
+    finally:
+        host.remove_stream_handler(protocol)
+
+
+class PeerGate:
+    """Which peers may open a stream, how many at once and how often: a stream over either limit
+    is reset before anything is read."""
+
+    def __init__(self, admitted: Callable[[ID], bool], requests_per_s: float, streams_per_peer_max: int) -> None:
+        self.admitted, self.streams_per_peer_max = admitted, streams_per_peer_max
+        self._requests: PeerBudgets[ID] = PeerBudgets(requests_per_s, max(1, int(2 * requests_per_s)))
+        self._open: collections.Counter[ID] = collections.Counter()
+
+    def refusal(self, peer: ID, now: float) -> str | None:
+        """``"strangers"`` or ``"throttled"`` (the counter to raise) when ``peer`` may not go on now."""
+        if not self.admitted(peer):
+            return "strangers"
+        if self._open[peer] >= self.streams_per_peer_max or self._requests.take(peer, now):
+            return "throttled"
+        return None
+
+    @property
+    def open_streams(self) -> int:
+        return sum(self._open.values())
+
+    @contextlib.contextmanager
+    def open(self, peer: ID) -> Iterator[None]:
+        self._open[peer] += 1
+        try:
+            yield
+        finally:
+            self._open[peer] -= 1
