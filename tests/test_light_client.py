@@ -93,7 +93,7 @@ def test_a_forged_block_is_refused_and_only_the_blocks_before_it_are_taken(how: 
 
 
 def test_the_follower_stores_what_verifies_and_nothing_after_a_forgery(tmp_path: Path) -> None:
-    ledger = Ledger(CHAIN, ALL_TX_TYPES, VALIDATORS.keys)
+    ledger = Ledger(CHAIN, ALL_TX_TYPES)
     items = chain(4)
     committed: list[int] = []
     with Store.open(tmp_path / "observer.sqlite3", CHAIN) as store:

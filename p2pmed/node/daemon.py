@@ -43,7 +43,7 @@ from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
@@ -129,9 +129,7 @@ class Node:
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
         self.core = NodeCore(
             home.store_path,
-            Ledger(
-                genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)
-            ),
+            Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.ledger_state()),
             self.validators,
             home.key,
             replica_config(home),

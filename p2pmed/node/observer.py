@@ -37,7 +37,7 @@ from p2pmed.consensus.light_client import genesis_sets
 from p2pmed.consensus.replica import Replica
 from p2pmed.crypto import Ed25519Verifier
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
@@ -81,9 +81,7 @@ class Observer:
         self.chain_id = genesis.chain_id
         self.validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
         self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
-        ledger = Ledger(
-            genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)
-        )
+        ledger = Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.ledger_state())
         self._store = Store.open(home.store_path, genesis.chain_id, genesis.hash, ledger.genesis_state)
         self.admission = TxAdmission(ledger, self._store, probes_from_anyone=home.config.probes_from_anyone)
         self._mempool = Mempool()

@@ -11,8 +11,9 @@ from pathlib import Path
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier, EncryptionPrivateKey, Kem, SigningKey
-from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts import ALL_TX_TYPES, identity, membership
 from p2pmed.ledger.contracts.identity import OrganisationProfile
+from p2pmed.ledger.contracts.membership import ValidatorProfile
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.core import NodeCore, Outgoing
@@ -39,7 +40,13 @@ class LocalNetwork:
             OrganisationProfile(key.public_key, f"site{index}", "hospital", self._encryption_key(index).public_key)
             for index, key in enumerate(self.keys)
         ]
-        self.ledger = Ledger(chain_id, ALL_TX_TYPES, self.validators.keys, identity.genesis_state(sites))
+        validators = [
+            ValidatorProfile(site.key, site.key, f"/ip4/127.0.0.1/tcp/{26656 + index}", site.encryption_key)
+            for index, site in enumerate(sites)
+        ]
+        self.ledger = Ledger(
+            chain_id, ALL_TX_TYPES, identity.genesis_state(sites) | membership.genesis_state(validators)
+        )
         self.config = config or ReplicaConfig()
         self.paths = [directory / f"node{index}.sqlite3" for index in range(n)]
         self.now_ms = 1_000
