@@ -414,10 +414,9 @@ class Replica:
         deadline_ms = self._timers.next_deadline_ms(self.view_phase)
         if self._can_propose():
             oldest = next(iter(self._unproposed()), None)
-            if oldest is not None:
+            if oldest is not None:  # a batch waits for its delay, heartbeat or not
                 deadline_ms = min(deadline_ms, self._pending[oldest.id][1] + self.config.batch_delay_ms)
-            heartbeat_ms = self._heartbeat_at_ms()
-            if heartbeat_ms is not None:
+            elif (heartbeat_ms := self._heartbeat_at_ms()) is not None:
                 deadline_ms = min(deadline_ms, heartbeat_ms)
         return deadline_ms
 
