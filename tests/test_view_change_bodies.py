@@ -112,5 +112,6 @@ def test_a_proposal_nobody_asked_for_or_not_the_one_voted_for_changes_nothing(tm
     assert core.receive(network.key(2), encode_message(stray), network.now_ms) == []
     assert core.replica.rejected["unrequested-proposal"] == 1
     ask = FetchProposal(1, stray.digest, 2)
-    assert core.receive(network.key(2), encode_message(ask), network.now_ms) == [], "nothing held for that digest: no answer"
+    answer = core.receive(network.key(2), encode_message(ask), network.now_ms)
+    assert answer == [], "nothing held for that digest: no answer"
     network.close()
