@@ -945,7 +945,13 @@ def test_shipped_scenarios_say_what_they_claim() -> None:
         "node 1 is the next view's primary"
     )
     seven = {"f_crashes", "partition_majority", "bad_new_view", "bad_blocks"}
-    assert all(scenario.network.nodes == (7 if name in seven else 4) for name, scenario in loaded.items())
+    epochs = {"epoch_add_under_load": (5, 4), "epoch_remove_primary": (5, 5), "epoch_replace_two": (6, 4)}
+    assert all(
+        (scenario.network.nodes, scenario.network.genesis_validators)
+        == epochs.get(name, (7, 7) if name in seven else (4, 4))
+        for name, scenario in loaded.items()
+    )
+    assert [len(loaded[name].changes) for name in epochs] == [1, 1, 2]
 
 
 def test_a_workload_mix_gives_weights_to_known_kinds() -> None:

@@ -64,7 +64,7 @@ _DEFAULT_WORKLOAD = WorkloadSpec()
 
 _SECTIONS = ("network", "workload", "check", "faults", "changes")
 _TOP_KEYS = ("name", "description", *_SECTIONS)
-_NETWORK_KEYS = ("nodes", "validators", "latency_ms", "drop", "duplicate", "reorder")
+_NETWORK_KEYS = ("nodes", "latency_ms", "drop", "duplicate", "reorder", "validators")
 _WORKLOAD_KEYS = ("rate", "duration", "mix")
 _CHECK_KEYS = ("liveness_bound",)
 _CHANGE_KEYS = ("at", "add", "remove")
