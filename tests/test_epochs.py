@@ -168,3 +168,27 @@ def test_a_vote_signed_in_one_epoch_counts_in_no_other(network: LocalNetwork) ->
     epoch1.check_signed(signed(vote, network.keys[1], epoch1.signing_context))
     with pytest.raises(InvalidMessage, match="before epoch 1"):
         epoch1.check_checkpoint_proof(100, ())
+
+
+@pytest.mark.parametrize(
+    ("removed", "down"), [(0, 2), (3, 3)], ids=["indices-shift-under-it", "it-was-voted-out-meanwhile"]
+)
+def test_a_validator_down_across_the_end_of_its_epoch_catches_up_from_peers_that_moved_on(
+    network: LocalNetwork, removed: int, down: int
+) -> None:
+    """Found by the simulator: a node that restarts in an epoch the others have left asks them
+    for blocks as the validator it was then; with validator 0 gone every index shifted (its
+    fetch was refused as relayed), a node voted out is no peer of theirs at all (refused as a
+    stranger), so it never reached the end of its epoch. Their hosts now answer such fetches."""
+    client = Client(network)
+    network.crash(down)
+    client.vote(ValidatorChange(remove=(network.key(removed),)), [index for index in range(4) if index != down])
+    run_until(network, lambda: epoch_of(network.cores[1]) == 1)  # type: ignore[arg-type]
+    sent = client.submit(SENDER, "load.probe", Probe("while it was down"))
+    run_until(network, lambda: network.cores[1].store.transaction(sent.id) is not None)  # type: ignore[union-attr]
+    network.restart(down)
+    restarted = network.cores[down]
+    assert restarted is not None
+    run_until(network, lambda: restarted.store.transaction(sent.id) is not None)
+    assert epoch_of(restarted) == 1 and (restarted.replica is None) == (down == removed)
+    check_whole_chain(restarted, dict(network.ledger.genesis_state))

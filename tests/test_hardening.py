@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from p2pmed import codec
-from p2pmed.consensus.actions import CommitBlock
-from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import (
     FETCH_BYTES_MAX,
     PROPOSAL_BYTES_MAX,
@@ -30,8 +28,8 @@ from p2pmed.consensus.messages import (
     encode_message,
     header_digest,
 )
-from p2pmed.consensus.replica import Replica, ReplicaConfig
-from p2pmed.crypto import Ed25519Verifier, SigningKey
+from p2pmed.consensus.replica import ReplicaConfig
+from p2pmed.crypto import SigningKey
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.machine import ledger_time_ms
@@ -256,23 +254,6 @@ def test_an_idle_network_moves_ledger_time_on_with_empty_blocks_at_the_heartbeat
     assert ledger_time_ms(store) >= first_ms + 6_000
     assert len(set(network.heads())) == 1
     network.close()
-
-
-def test_a_transaction_arriving_after_a_missed_heartbeat_waits_its_batch_delay_not_the_heartbeat() -> None:
-    """The heartbeat is for an idle primary: once a batch waits, its delay decides. (A primary
-    that owed a heartbeat when a transaction arrived once asked to be ticked at the past
-    heartbeat time, did nothing then, and failed its own "no work left due" check.)"""
-    key = SigningKey.from_seed(b"one" * 10 + b"!!")
-    config = ReplicaConfig(heartbeat_interval_ms=2_000, batch_delay_ms=10)
-    validators = Validators(CHAIN, (key.public_key,), Ed25519Verifier())
-    # The chain has begun with a block at time 0: a heartbeat is owed from 2 s.
-    replica = Replica(validators, key, config, lambda tx: True, now_ms=0, last_executed=1, last_block_hash=bytes(32))
-    tx = sign_transaction(SigningKey.from_seed(b"t" * 32), CHAIN, "load.probe", 0, Probe("late"))
-    replica.submit(tx, 5_000)
-    assert not [action for action in replica.tick(5_000) if isinstance(action, CommitBlock)]
-    assert replica.next_deadline_ms() == 5_010
-    actions = replica.tick(5_010)
-    assert [action.block.txs for action in actions if isinstance(action, CommitBlock)] == [(tx,)]
 
 
 def new_view_filling_sequence_1(network: LocalNetwork, empty_time_ms: int) -> NewView:

@@ -45,11 +45,11 @@ def corpus() -> tuple[tuple[int, bytes], ...]:
     sent: list[tuple[int, bytes]] = []
     with tempfile.TemporaryDirectory() as directory:
         network = LocalNetwork(Path(directory), CHAIN, config=CONFIG)
-        queue = network.send_from
+        send_from = network.send_from
 
         def record(source: int, outgoing: list[tuple[bytes, bytes]]) -> None:
             sent.extend((source, data) for _, data in outgoing)
-            queue(source, outgoing)
+            send_from(source, outgoing)
 
         network.send_from = record  # type: ignore[method-assign]
         sender = SigningKey.from_seed(b"z" * 32)

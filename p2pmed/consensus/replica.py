@@ -414,9 +414,10 @@ class Replica:
         deadline_ms = self._timers.next_deadline_ms(self.view_phase)
         if self._can_propose():
             oldest = next(iter(self._unproposed()), None)
-            if oldest is not None:  # a batch waits for its delay, heartbeat or not
+            if oldest is not None:
                 deadline_ms = min(deadline_ms, self._pending[oldest.id][1] + self.config.batch_delay_ms)
-            elif (heartbeat_ms := self._heartbeat_at_ms()) is not None:
+            heartbeat_ms = self._heartbeat_at_ms()
+            if heartbeat_ms is not None:
                 deadline_ms = min(deadline_ms, heartbeat_ms)
         return deadline_ms
 
@@ -493,14 +494,19 @@ class Replica:
         return batch, len(batch) == self.config.batch_size_max
 
     def _maybe_propose(self) -> None:
+        """Propose while the window and pipeline allow: a full batch now, a partial one once its
+        oldest transaction waited ``batch_delay_ms``, and whatever waits (even nothing) once the
+        heartbeat is due: a block is owed then, and the deadline ``next_deadline_ms`` gave
+        ``tick`` was the heartbeat's."""
         while self._can_propose():
             batch, full = self._next_batch()
+            heartbeat_ms = self._heartbeat_at_ms()
+            owed = heartbeat_ms is not None and self._now_ms >= heartbeat_ms
             if not batch:
-                heartbeat_ms = self._heartbeat_at_ms()
-                if heartbeat_ms is not None and self._now_ms >= heartbeat_ms:
+                if owed:
                     self._propose(())
                 return
-            if not full and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
+            if not full and not owed and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
                 return
             self._propose(tuple(batch))
 

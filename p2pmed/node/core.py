@@ -35,12 +35,15 @@ from pathlib import Path
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import Validators
+from p2pmed.consensus.foreign_fetches import ForeignFetches
 from p2pmed.consensus.light_client import check_next, validators_at
 from p2pmed.consensus.messages import (
     Blocks,
     BlockWithCertificate,
     CommitCertificate,
+    FetchBlocks,
     blocks_answer,
+    decode_message,
     encode_message,
     message_kind,
 )
@@ -112,6 +115,7 @@ class NodeCore:
         self.refused_senders = 0
         """Consensus messages from keys outside the current validator set, dropped."""
         self._storage_error: StorageFailed | None = None
+        self._foreign = ForeignFetches(config.fetch_serve_interval_ms)
         self._records: dict[str, bytes | None] = {}
         self.validators = self._epoch_validators()
         self.replica: Replica | None = None
@@ -182,14 +186,29 @@ class NodeCore:
         replies is returned for sending."""
         self._now_ms = now_ms
         actions: list[Action] = []
+        answers: Outgoing = []
         for sender, data in messages:
             assert isinstance(sender, bytes), "peers are named by validator key"
             index = self._index_of.get(sender)
+            try:
+                message = decode_message(data)
+            except codec.CodecError:
+                message = None  # the replica counts it as malformed, if it may hear this peer
+            if message is not None and self._foreign.is_foreign(message, index, self.replica is not None):
+                assert isinstance(message, FetchBlocks)
+                if self._foreign.admit(sender, now_ms):  # a peer of another epoch (``foreign_fetches``)
+                    served = self.blocks_from(message.from_height)
+                    self.sent[message_kind(served)] += 1
+                    answers.append((sender, encode_message(served)))
+                continue
             if index is None or self.replica is None:
                 self.refused_senders += 1
                 continue
-            actions.extend(self.replica.receive(index, data, now_ms))
-        return self._carry_out(actions)
+            if message is None:
+                actions.extend(self.replica.receive(index, data, now_ms))
+            else:
+                actions.extend(self.replica.deliver(index, message, now_ms))
+        return answers + self._carry_out(actions)
 
     def tick(self, now_ms: int) -> Outgoing:
         self._now_ms = now_ms

@@ -32,6 +32,7 @@ which quorum certifies each block it syncs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from p2pmed.crypto import EncryptionPublicKey, SignatureDomain, SigningKey, veri
 from p2pmed.ledger.contracts import identity
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
-from p2pmed.ledger.state import StateOverlay, StateReader
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, StateOverlay, StateReader
 from p2pmed.quorum import quorum_size
 
 __all__ = [
@@ -116,11 +117,24 @@ def _vote_key(validator: bytes) -> str:
 # -- queries ---------------------------------------------------------------------------
 
 
+def _epoch(state: StateReader, number: int) -> Epoch | None:
+    data = state.state_get(_epoch_key(number))
+    return None if data is None else _decoded_epoch(data)
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded_epoch(data: bytes) -> Epoch:
+    """Epochs are read after every block (by the ledger, the node and its replica) and
+    change once in a long while; decoding a set of validators' profiles each time cost
+    about a millisecond a block, so the few recent ones are kept decoded (``Epoch`` is
+    immutable, and the bytes are the key: nothing stale can come back)."""
+    return codec.decode(Epoch, data, STATE_VALUE_SIZE_MAX)
+
+
 def latest_epoch(state: StateReader) -> Epoch | None:
     """The newest epoch: in force, or passed and waiting for its first height."""
-    overlay = StateOverlay(state)
-    number = overlay.get(int, _LATEST_KEY)
-    return None if number is None else overlay.get(Epoch, _epoch_key(number))
+    number = StateOverlay(state).get(int, _LATEST_KEY)
+    return None if number is None else _epoch(state, number)
 
 
 def epoch_at(state: StateReader, height: int) -> Epoch | None:
@@ -130,7 +144,7 @@ def epoch_at(state: StateReader, height: int) -> Epoch | None:
     latest = latest_epoch(state)
     if latest is None or latest.first_height <= height or latest.number == 0:
         return latest
-    previous = StateOverlay(state).get(Epoch, _epoch_key(latest.number - 1))
+    previous = _epoch(state, latest.number - 1)
     assert previous is not None, "an epoch is scheduled only over one in force"
     return previous
 
@@ -141,7 +155,7 @@ def known_validator_keys(state: StateReader) -> frozenset[bytes]:
     latest = latest_epoch(state)
     if latest is None:
         return frozenset()
-    previous = StateOverlay(state).get(Epoch, _epoch_key(latest.number - 1)) if latest.number else None
+    previous = _epoch(state, latest.number - 1) if latest.number else None
     return frozenset(latest.keys) | frozenset(previous.keys if previous else ())
 
 
