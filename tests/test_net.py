@@ -419,3 +419,24 @@ async def test_a_validator_over_its_inbound_byte_rate_is_held_back_and_loses_not
             ]
             assert net.transports[0].counters.inbound_throttled >= 1
             assert net.transports[1].counters.inbound_throttled == 0
+
+
+async def test_a_validator_set_change_connects_newcomers_and_cuts_off_leavers():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with network(3) as net:
+            first, second, third = net.transports
+            first.set_validators(net.ids[:1])  # alone: the others are not validators for it
+            second.send(net.ids[0], b"not yet")
+            while first.counters.streams_refused == 0:  # bounded by fail_after
+                await trio.sleep(0.01)
+            first.set_validators(net.ids)  # they join; the refused frame is sent again
+            second.send(net.ids[0], b"now")
+            assert [await first.incoming.receive() for _ in range(2)] == [
+                (net.ids[1], b"not yet"),
+                (net.ids[1], b"now"),
+            ]
+            first.set_validators([net.ids[0], net.ids[2]])  # validator 1 leaves
+            first.send(net.ids[1], b"to a leaver")
+            assert first.counters.frames_unrouted == 1
+            third.send(net.ids[0], b"from a stayer")
+            assert await first.incoming.receive() == (net.ids[2], b"from a stayer")

@@ -329,6 +329,7 @@ class ConsensusTransport:
                 for peer in self._peers.values():
                     nursery.start_soon(self._sender, peer)
                 task_status.started()
+                await trio.sleep_forever()  # with no peer yet, senders start as they join
         finally:
             self._stopped = True
             self.host.remove_stream_handler(PROTOCOL_ID)

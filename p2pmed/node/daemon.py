@@ -57,7 +57,7 @@ from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.messages import BlockWithCertificate
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.contracts import ALL_TX_TYPES
+from p2pmed.ledger.contracts import ALL_TX_TYPES, membership
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
@@ -66,6 +66,7 @@ from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, Blob
 from p2pmed.net.block_sync import BlockSyncClient, BlockSyncService, SyncAnswer
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.host import node_host
+from p2pmed.net.identity import ed25519_key_of
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
 from p2pmed.node.core import NodeCore, Outgoing, StorageFailed, leaf_errors
@@ -78,7 +79,7 @@ from p2pmed.node.metrics_http import serve_metrics
 from p2pmed.node.publishers import admitted_peers
 from p2pmed.node.rebroadcast import Rebroadcast
 from p2pmed.node.repair import BlobRepair
-from p2pmed.node.seats import Seat, seats
+from p2pmed.node.seats import Seat, neighbours, seats
 from p2pmed.node.site_audit import LOG_FILE, SiteAudit
 from p2pmed.rpc.server import RpcCounters, RpcServer
 from p2pmed.site.home import LoadedHome
@@ -157,6 +158,7 @@ class Node:
         self.rebroadcast = Rebroadcast()
         self.block_listeners: list[BlockListener] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
+        self.block_listeners.append(self._on_change_passed)
         self.site_audit = SiteAudit(
             SignedLog(home.store_path.parent / LOG_FILE, home.key, genesis.chain_id, self.clock.now_ms),
             self.clock.now_ms,
@@ -189,6 +191,7 @@ class Node:
         self._dialers: dict[ID, trio.CancelScope] = {}
         self._validator_peers: dict[ID, bytes] = {}
         """The current set's peer ids, each with its validator key."""
+        self._latest_epoch = -1
         self._note_validators()
 
     # -- what RPC methods and metrics read (``p2pmed.node.api.port.NodePort``) ------
@@ -332,7 +335,7 @@ class Node:
 
     async def _start(self, host: IHost, nursery: trio.Nursery, rpc_server: Callable[[Node], RpcServer] | None) -> None:
         self._nursery = nursery
-        self.transport = ConsensusTransport(host, self.peer_ids)
+        self.transport = ConsensusTransport(host, [])
         await nursery.start(self.transport.run)
         is_validator = self._validator_peers.__contains__
         admitted = admitted_peers(
@@ -348,7 +351,7 @@ class Node:
             full_mesh=is_validator,
         )
         await nursery.start(self.gossip.run)
-        self._keep_validators_connected()
+        self._keep_neighbours_connected()
         await nursery.start(BlobService(host, self._answer_peer, self._is_other_validator).run)
         self.block_sync = BlockSyncService(host, self._blocks_from, admitted)
         await nursery.start(self.block_sync.run)
@@ -384,16 +387,24 @@ class Node:
     def _on_epoch(self, validators: Validators) -> None:
         """A new epoch began (called by the core, on the trio thread): follow its set."""
         self._note_validators()
-        if self.transport is not None:
-            self.transport.set_validators(self.peer_ids)
-        if self._nursery is not None:
-            self._keep_validators_connected()
+        self._keep_neighbours_connected()
         log.info("epoch started", validators=validators.n, role=self._role(), **self._position())
 
-    def _keep_validators_connected(self) -> None:
-        """One dialer per other validator of the current set, at the address the set lists."""
-        assert self.host is not None and self._nursery is not None
-        wanted = {peer_id_of(seat.key): seat for seat in self.validators if seat.key != self.home.key.public_key}
+    def _on_change_passed(self, block: Block, execution: BlockExecution) -> None:
+        """After each block: once a change of the set passes, get in touch with the newcomers."""
+        latest = membership.latest_epoch(self.core.store)
+        if latest is not None and latest.number != self._latest_epoch:
+            self._keep_neighbours_connected()
+
+    def _keep_neighbours_connected(self) -> None:
+        """The transport's peers and one dialer each: the other validators of the recent epochs
+        (``seats.neighbours``), at the addresses their sets list."""
+        latest = membership.latest_epoch(self.core.store)
+        self._latest_epoch = -1 if latest is None else latest.number
+        if self.host is None or self._nursery is None or self.transport is None:
+            return  # not running yet: ``_start`` calls this again
+        wanted = {peer_id_of(seat.key): seat for seat in neighbours(self.core.store) if seat.key != self.node_key}
+        self.transport.set_validators(list(wanted))
         for peer_id in [peer_id for peer_id in self._dialers if peer_id not in wanted]:
             self._dialers.pop(peer_id).cancel()
         for peer_id, seat in wanted.items():
@@ -432,10 +443,11 @@ class Node:
                     arrived.append(transport.incoming.receive_nowait())
                 except trio.WouldBlock:
                     break
-            messages = [(self._validator_peers.get(peer), data) for peer, data in arrived]
+            # The transport admits only the recent epochs' validators, whose peer ids hold their keys.
+            messages = [(ed25519_key_of(peer), data) for peer, data in arrived]
             known = [(key, data) for key, data in messages if key is not None]
             if self.faults is not None:
-                known = [(key, data) for key, data in known if self.faults.admits(self._index_of(key))]
+                known = [(key, data) for key, data in known if self._faults_admit(key)]
             self._send(self.core.receive_many(known, self.clock.now_ms()))
 
     def _take_synced(self, item: BlockWithCertificate) -> None:
@@ -472,6 +484,10 @@ class Node:
             log.info("peer connected" if connected else "peer disconnected", peer=moniker, **self._position())
 
         return logged
+
+    def _faults_admit(self, key: bytes) -> bool:
+        assert self.faults is not None
+        return key not in self.core.validators.keys or self.faults.admits(self._index_of(key))
 
     def _index_of(self, key: bytes) -> int:
         """A validator's position in the current set (what the fault injector's rules name)."""

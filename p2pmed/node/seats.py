@@ -9,7 +9,7 @@ from p2pmed.crypto import EncryptionPublicKey
 from p2pmed.ledger.contracts import identity, membership
 from p2pmed.store import Store
 
-__all__ = ["Seat", "seats"]
+__all__ = ["Seat", "neighbours", "seats"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,14 @@ def seats(store: Store, epoch: membership.Epoch | None = None) -> tuple[Seat, ..
         name, kind = (organisation.profile.name, organisation.kind) if organisation else ("", "")
         found.append(Seat(validator.key, name, kind, validator.address, validator.encryption_key))
     return tuple(found)
+
+
+def neighbours(store: Store) -> tuple[Seat, ...]:
+    """The validators of the recent epochs (``membership.recent_epochs``): those about to join
+    are dialled before their epoch begins, and those that just left can still fetch the last
+    blocks of their epoch from us (``p2pmed.consensus.foreign_fetches``)."""
+    found: dict[bytes, Seat] = {}
+    for epoch in membership.recent_epochs(store):
+        for seat in seats(store, epoch):
+            found.setdefault(seat.key, seat)
+    return tuple(found.values())

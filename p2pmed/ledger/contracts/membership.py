@@ -57,6 +57,7 @@ __all__ = [
     "genesis_state",
     "known_validator_keys",
     "latest_epoch",
+    "recent_epochs",
     "sign_join",
 ]
 
@@ -149,14 +150,20 @@ def epoch_at(state: StateReader, height: int) -> Epoch | None:
     return previous
 
 
-def known_validator_keys(state: StateReader) -> frozenset[bytes]:
-    """The keys of the latest epoch and of the one before it: validators in force or about
-    to be, who may send transactions (the vote that decides what they may do runs in the block)."""
+def recent_epochs(state: StateReader) -> tuple[Epoch, ...]:
+    """The latest epoch and the one before it (in force, or passed and waiting; or in force and
+    just ended): the validators a node keeps in touch with."""
     latest = latest_epoch(state)
     if latest is None:
-        return frozenset()
+        return ()
     previous = _epoch(state, latest.number - 1) if latest.number else None
-    return frozenset(latest.keys) | frozenset(previous.keys if previous else ())
+    return (latest,) if previous is None else (latest, previous)
+
+
+def known_validator_keys(state: StateReader) -> frozenset[bytes]:
+    """The keys of the recent epochs' sets: validators in force or about to be, who may send
+    transactions (the vote that decides what they may do runs in the block)."""
+    return frozenset(key for epoch in recent_epochs(state) for key in epoch.keys)
 
 
 def genesis_state(validators: Iterable[ValidatorProfile]) -> dict[str, bytes]:
