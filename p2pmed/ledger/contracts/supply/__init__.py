@@ -31,6 +31,11 @@ stays continuous when an organisation rotates its keys.
 - ``supply.recall``: the GTIN's manufacturer recalls a lot or listed serials.
   Recalled packs are never dispensed and are shipped only back to their
   manufacturer; they are still received and decommissioned.
+- ``supply.aggregate`` / ``supply.disaggregate``: the holder packs loose packs and
+  containers into a container named by its SSCC-18 (a case, a pallet), or takes them
+  out. A packed pack moves only with its container: ``supply.ship`` and
+  ``supply.receive`` list whole containers besides loose packs, and apply each event
+  to every pack inside. Rules and limits in ``_containers``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -53,7 +58,7 @@ the same block. The queries (``pack``, ``shipment``, ``shipment_of``, ``trace``,
 The package, one module per job: ``limits`` (every bound, read when a rule runs),
 ``_model`` (bodies, records, the words for a pack's state), ``_codes`` (GS1 codes and
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
-``_custody`` (the rules that move packs), ``_verify`` (verdicts and scans) and
+``_custody`` (the rules that move packs), ``_containers`` (aggregation), ``_verify`` (verdicts and scans) and
 ``_queries`` (reads for the RPC layer).
 """
 
@@ -67,7 +72,9 @@ from p2pmed.ledger.contracts.supply._codes import (
     expiry_problem,
     gs1_check_digit,
     gtin_problem,
+    sscc_problem,
 )
+from p2pmed.ledger.contracts.supply._containers import apply_aggregate, apply_disaggregate
 from p2pmed.ledger.contracts.supply._custody import (
     apply_commission,
     apply_decommission,
@@ -83,6 +90,8 @@ from p2pmed.ledger.contracts.supply._model import (
     DISPENSER_KINDS,
     VERDICT_STATUSES,
     Alert,
+    Container,
+    ContainerEvent,
     Lot,
     Pack,
     PackEvent,
@@ -90,8 +99,10 @@ from p2pmed.ledger.contracts.supply._model import (
     Recall,
     Receipt,
     Shipment,
+    SupplyAggregate,
     SupplyCommission,
     SupplyDecommission,
+    SupplyDisaggregate,
     SupplyDispense,
     SupplyRecall,
     SupplyReceive,
@@ -102,6 +113,9 @@ from p2pmed.ledger.contracts.supply._model import (
 from p2pmed.ledger.contracts.supply._queries import (
     alert_count,
     alerts,
+    container,
+    container_history,
+    container_of,
     lot_packs,
     lot_record,
     pack,
@@ -132,6 +146,8 @@ __all__ = [
     "TX_TYPES",
     "VERDICT_STATUSES",
     "Alert",
+    "Container",
+    "ContainerEvent",
     "Lot",
     "Pack",
     "PackEvent",
@@ -139,8 +155,10 @@ __all__ = [
     "Recall",
     "Receipt",
     "Shipment",
+    "SupplyAggregate",
     "SupplyCommission",
     "SupplyDecommission",
+    "SupplyDisaggregate",
     "SupplyDispense",
     "SupplyRecall",
     "SupplyReceive",
@@ -150,6 +168,9 @@ __all__ = [
     "alert_count",
     "alerts",
     "code_problem",
+    "container",
+    "container_history",
+    "container_of",
     "expiry_end_ms",
     "expiry_problem",
     "gs1_check_digit",
@@ -160,6 +181,7 @@ __all__ = [
     "pack",
     "shipment",
     "shipment_of",
+    "sscc_problem",
     "trace",
     "verify",
 ]
@@ -172,4 +194,6 @@ TX_TYPES = (
     TxType("supply.decommission", SupplyDecommission, apply_decommission),
     TxType("supply.recall", SupplyRecall, apply_recall),
     TxType("supply.verify", SupplyVerify, apply_verify),
+    TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
+    TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
 )

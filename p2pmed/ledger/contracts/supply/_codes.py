@@ -15,6 +15,7 @@ __all__ = [
     "check_reason",
     "check_refs",
     "check_serials",
+    "check_ssccs",
     "code_problem",
     "expiry_end_ms",
     "expiry_problem",
@@ -24,6 +25,7 @@ __all__ = [
     "require",
     "require_query",
     "short",
+    "sscc_problem",
 ]
 
 DAY_MS = 86_400_000
@@ -31,6 +33,7 @@ DAY_MS = 86_400_000
 # GS1 AI encodable character set 82, used by AI 10 (lot) and AI 21 (serial).
 _CODE = re.compile(r"[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]+")
 _GTIN = re.compile(r"[0-9]{14}")
+_SSCC = re.compile(r"[0-9]{18}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
@@ -50,6 +53,15 @@ def gtin_problem(gtin: str) -> str | None:
         return f"GTIN {gtin[:40]!r} must be 14 digits (a GTIN-8, -12 or -13 padded with leading zeros)"
     if gtin[-1] != gs1_check_digit(gtin[:-1]):
         return f"GTIN {gtin} has a wrong check digit: expected {gs1_check_digit(gtin[:-1])}"
+    return None
+
+
+def sscc_problem(sscc: str) -> str | None:
+    """What is wrong with an SSCC-18 (extension digit, company prefix, serial reference, check digit), or None."""
+    if not _SSCC.fullmatch(sscc):
+        return f"SSCC {sscc[:40]!r} must be 18 digits"
+    if sscc[-1] != gs1_check_digit(sscc[:-1]):
+        return f"SSCC {sscc} has a wrong check digit: expected {gs1_check_digit(sscc[:-1])}"
     return None
 
 
@@ -92,6 +104,15 @@ def check_refs(refs: tuple[PackRef, ...], what: str, empty_ok: bool = False) -> 
         require(code_problem(ref.serial, "serial"))
     if len(set(refs)) != len(refs):
         raise TxRejected(RejectReason.INVALID, f"a pack is listed twice in {what}")
+
+
+def check_ssccs(ssccs: tuple[str, ...], what: str) -> None:
+    if len(ssccs) > limits.PACKS_PER_TX_MAX:
+        raise TxRejected(RejectReason.INVALID, f"give at most {limits.PACKS_PER_TX_MAX} {what}")
+    for sscc in ssccs:
+        require(sscc_problem(sscc))
+    if len(set(ssccs)) != len(ssccs):
+        raise TxRejected(RejectReason.INVALID, f"a container is listed twice in {what}")
 
 
 def check_serials(serials: tuple[str, ...]) -> None:

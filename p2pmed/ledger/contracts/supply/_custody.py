@@ -10,6 +10,7 @@ from p2pmed.ledger.contracts.supply._codes import (
     check_reason,
     check_refs,
     check_serials,
+    check_ssccs,
     code_problem,
     expiry_end_ms,
     expiry_problem,
@@ -18,12 +19,14 @@ from p2pmed.ledger.contracts.supply._codes import (
     require,
     short,
 )
+from p2pmed.ledger.contracts.supply._containers import contents, take_containers
 from p2pmed.ledger.contracts.supply._model import (
     ALERTING_DECOMMISSIONS,
     CLONE_STATUSES,
     DECOMMISSION_REASONS,
     DISPENSER_KINDS,
     MISSING,
+    Container,
     Lot,
     Pack,
     PackRef,
@@ -39,6 +42,8 @@ from p2pmed.ledger.contracts.supply._model import (
 )
 from p2pmed.ledger.contracts.supply._store import (
     add_alert,
+    container_key,
+    container_name,
     escape,
     held_pack,
     lot_key,
@@ -49,6 +54,7 @@ from p2pmed.ledger.contracts.supply._store import (
     pack_key,
     recall_of,
     record,
+    record_container,
     require_organisation,
     shipment_key,
 )
@@ -124,52 +130,91 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
 # -- ship and receive ----------------------------------------------------------------------
 
 
+def _ship_pack(
+    state: StateOverlay, context: TxContext, source: bytes, destination: bytes, found: Pack, detail: str
+) -> None:
+    ref = PackRef(found.gtin, found.serial)
+    if recall_of(state, found) is not None and destination != found.manufacturer:
+        raise TxRejected(
+            RejectReason.INVALID, f"{pack_name(ref)} is recalled: it may only be shipped back to its manufacturer"
+        )
+    if found.shipments >= limits.SHIPMENTS_PER_PACK_MAX:
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{pack_name(ref)} has been shipped {limits.SHIPMENTS_PER_PACK_MAX} times, the most a pack's history holds",
+        )
+    event = record(state, context, source, ref, "ship", destination, detail)
+    move(state, found, event, status="in-transit", shipment=context.tx_id, shipments=found.shipments + 1)
+
+
+def _packed(state: StateOverlay, ref: PackRef, holder: bytes, status: str) -> Pack:
+    found = state.get(Pack, pack_key(ref))
+    assert found is not None and found.holder == holder and found.status == status, (
+        "a container's packs share its holder and status"
+    )
+    return found
+
+
 def apply_ship(state: StateOverlay, context: TxContext, ship: SupplyShip) -> None:
     source = require_organisation(state, context, "ships packs")
     if ship.destination == source:
         raise TxRejected(RejectReason.INVALID, "a shipment goes to another organisation, not to its sender")
     if organisation_in_force(state, ship.destination) is None:
         raise TxRejected(RejectReason.INVALID, "the destination is not an organisation in force: name it by its id")
-    check_refs(ship.packs, "packs")
+    check_refs(ship.packs, "packs", empty_ok=bool(ship.containers))
+    taken = take_containers(state, source, ship.containers, len(ship.packs), "ship")
     detail = f"shipment {context.tx_id.hex()}"
     for ref in ship.packs:
-        found = held_pack(state, source, ref, "ship")
-        if recall_of(state, found) is not None and ship.destination != found.manufacturer:
-            raise TxRejected(
-                RejectReason.INVALID, f"{pack_name(ref)} is recalled: it may only be shipped back to its manufacturer"
-            )
-        if found.shipments >= limits.SHIPMENTS_PER_PACK_MAX:
+        _ship_pack(state, context, source, ship.destination, held_pack(state, source, ref, "ship"), detail)
+    for top in taken:
+        packs, containers = contents(state, top)
+        for ref in packs:
+            found = _packed(state, ref, source, "held")
+            _ship_pack(state, context, source, ship.destination, found, f"{detail} in {container_name(top.sscc)}")
+        for inner in containers:
+            inner = record_container(state, context, source, inner, "ship", ship.destination)
+            state.put(container_key(inner.sscc), replace(inner, status="in-transit", shipment=context.tx_id))
+    sent = Shipment(
+        context.tx_id, source, ship.destination, ship.packs, context.height, context.time_ms, None, ship.containers
+    )
+    state.put(shipment_key(context.tx_id), sent)
+
+
+def _check_listed(
+    arrived: tuple[object, ...], missing: tuple[object, ...], expected: tuple[object, ...], name: str, shipment: str
+) -> None:
+    """``arrived`` and ``missing`` together are ``expected``, each item once."""
+    listed = set(arrived)
+    for item in missing:
+        if item in listed:
+            raise TxRejected(RejectReason.INVALID, f"{name}{item} is listed both as arrived and as missing")
+    listed.update(missing)
+    wanted = set(expected)
+    for item in (*arrived, *missing):
+        if item not in wanted:
+            raise TxRejected(RejectReason.INVALID, f"mismatch: {name}{item} is not in shipment {shipment}")
+    for item in expected:
+        if item not in listed:
             raise TxRejected(
                 RejectReason.INVALID,
-                f"{pack_name(ref)} has been shipped {limits.SHIPMENTS_PER_PACK_MAX} times, the most a pack's history"
-                " holds",
+                f"mismatch: {name}{item} of the shipment is not listed; list it as missing if it did not arrive",
             )
-        event = record(state, context, source, ref, "ship", ship.destination, detail)
-        move(state, found, event, status="in-transit", shipment=context.tx_id, shipments=found.shipments + 1)
-    state.put(
-        shipment_key(context.tx_id),
-        Shipment(context.tx_id, source, ship.destination, ship.packs, context.height, context.time_ms, None),
-    )
 
 
 def _check_receipt_matches(receive: SupplyReceive, sent: Shipment) -> None:
     check_refs(receive.packs, "packs", empty_ok=True)
     check_refs(receive.missing, "missing packs", empty_ok=True)
-    listed = set(receive.packs)
-    for ref in receive.missing:
-        if ref in listed:
-            raise TxRejected(RejectReason.INVALID, f"{pack_name(ref)} is listed both as arrived and as missing")
-    listed.update(receive.missing)
-    expected = set(sent.packs)
-    for ref in (*receive.packs, *receive.missing):
-        if ref not in expected:
-            raise TxRejected(RejectReason.INVALID, f"mismatch: {pack_name(ref)} is not in shipment {sent.id.hex()}")
-    for ref in sent.packs:
-        if ref not in listed:
-            raise TxRejected(
-                RejectReason.INVALID,
-                f"mismatch: {pack_name(ref)} of the shipment is not listed; list it as missing if it did not arrive",
-            )
+    check_ssccs(receive.containers, "containers")
+    check_ssccs(receive.missing_containers, "missing containers")
+    names = {ref: pack_name(ref) for ref in (*receive.packs, *receive.missing, *sent.packs)}
+    _check_listed(
+        tuple(names[ref] for ref in receive.packs),
+        tuple(names[ref] for ref in receive.missing),
+        tuple(names[ref] for ref in sent.packs),
+        "",
+        sent.id.hex(),
+    )
+    _check_listed(receive.containers, receive.missing_containers, sent.containers, "container (00)", sent.id.hex())
 
 
 def _in_transit(state: StateOverlay, ref: PackRef, sent: Shipment) -> Pack:
@@ -180,16 +225,15 @@ def _in_transit(state: StateOverlay, ref: PackRef, sent: Shipment) -> Pack:
     return found
 
 
-def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceive) -> None:
-    receiver = require_organisation(state, context, "receives shipments")
-    if len(receive.shipment) != limits.SHIPMENT_ID_SIZE:
+def _sent_to(state: StateOverlay, receiver: bytes, shipment_id: bytes) -> Shipment:
+    if len(shipment_id) != limits.SHIPMENT_ID_SIZE:
         raise TxRejected(
             RejectReason.INVALID,
             f"a shipment id is the {limits.SHIPMENT_ID_SIZE}-byte id of its supply.ship transaction",
         )
-    sent = state.get(Shipment, shipment_key(receive.shipment))
+    sent = state.get(Shipment, shipment_key(shipment_id))
     if sent is None:
-        raise TxRejected(RejectReason.INVALID, f"no shipment has id {receive.shipment.hex()}")
+        raise TxRejected(RejectReason.INVALID, f"no shipment has id {shipment_id.hex()}")
     if sent.destination != receiver:
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
@@ -199,26 +243,53 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
         raise TxRejected(
             RejectReason.DUPLICATE, f"shipment {sent.id.hex()} was already received at height {sent.receipt.height}"
         )
+    return sent
+
+
+def _receive_pack(
+    state: StateOverlay, context: TxContext, receiver: bytes, sent: Shipment, ref: PackRef, arrived: bool, detail: str
+) -> None:
+    found = _in_transit(state, ref, sent)
+    if arrived:
+        event = record(state, context, receiver, ref, "receive", sent.source, detail)
+        move(state, found, event, holder=receiver, status="held", shipment=None)
+        return
+    event = record(state, context, receiver, ref, "missing", sent.source, detail)
+    move(state, found, event, status="missing", shipment=None)
+    add_alert(
+        state, context, receiver, MISSING, ref, f"{pack_name(ref)} did not arrive in {detail} from {short(sent.source)}"
+    )
+
+
+def _receive_container(
+    state: StateOverlay, context: TxContext, receiver: bytes, sent: Shipment, sscc: str, arrived: bool
+) -> None:
+    top = state.get(Container, container_key(sscc))
+    assert top is not None and top.status == "in-transit" and top.shipment == sent.id, "nothing moves a container"
+    packs, containers = contents(state, top)
+    detail = f"shipment {sent.id.hex()} in {container_name(sscc)}"
+    for ref in packs:
+        _receive_pack(state, context, receiver, sent, ref, arrived, detail)
+    kind, status = ("receive", "held") if arrived else ("missing", "missing")
+    for found in containers:
+        found = record_container(state, context, receiver, found, kind, sent.source)
+        holder = receiver if arrived else found.holder
+        state.put(container_key(found.sscc), replace(found, holder=holder, status=status, shipment=None))
+
+
+def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceive) -> None:
+    receiver = require_organisation(state, context, "receives shipments")
+    sent = _sent_to(state, receiver, receive.shipment)
     _check_receipt_matches(receive, sent)
     detail = f"shipment {sent.id.hex()}"
-    for ref in receive.packs:
-        event = record(state, context, receiver, ref, "receive", sent.source, detail)
-        move(state, _in_transit(state, ref, sent), event, holder=receiver, status="held", shipment=None)
-    for ref in receive.missing:
-        event = record(state, context, receiver, ref, "missing", sent.source, detail)
-        move(state, _in_transit(state, ref, sent), event, status="missing", shipment=None)
-        add_alert(
-            state,
-            context,
-            receiver,
-            MISSING,
-            ref,
-            f"{pack_name(ref)} did not arrive in {detail} from {short(sent.source)}",
-        )
-    state.put(
-        shipment_key(sent.id),
-        replace(sent, receipt=Receipt(context.height, context.time_ms, context.tx_id, receive.missing)),
-    )
+    for refs, arrived in ((receive.packs, True), (receive.missing, False)):
+        for ref in refs:
+            _receive_pack(state, context, receiver, sent, ref, arrived, detail)
+    for ssccs, arrived in ((receive.containers, True), (receive.missing_containers, False)):
+        for sscc in ssccs:
+            _receive_container(state, context, receiver, sent, sscc, arrived)
+    receipt = Receipt(context.height, context.time_ms, context.tx_id, receive.missing, receive.missing_containers)
+    state.put(shipment_key(sent.id), replace(sent, receipt=receipt))
 
 
 # -- dispense, decommission, recall ---------------------------------------------------------------

@@ -23,6 +23,8 @@ __all__ = [
     "UNKNOWN",
     "VERDICT_STATUSES",
     "Alert",
+    "Container",
+    "ContainerEvent",
     "History",
     "Lot",
     "Pack",
@@ -31,8 +33,10 @@ __all__ = [
     "Recall",
     "Receipt",
     "Shipment",
+    "SupplyAggregate",
     "SupplyCommission",
     "SupplyDecommission",
+    "SupplyDisaggregate",
     "SupplyDispense",
     "SupplyRecall",
     "SupplyReceive",
@@ -92,15 +96,42 @@ class SupplyCommission:
 
 @dataclass(frozen=True)
 class SupplyShip:
+    """Loose ``packs`` and whole ``containers`` (SSCCs), with everything inside them."""
+
     destination: bytes
     packs: tuple[PackRef, ...]
+    containers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SupplyReceive:
+    """Every loose pack and every container of the shipment, as arrived or missing."""
+
     shipment: bytes
     packs: tuple[PackRef, ...]
     missing: tuple[PackRef, ...]
+    containers: tuple[str, ...] = ()
+    missing_containers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SupplyAggregate:
+    """Pack ``packs`` and ``containers`` into the container ``parent`` (an SSCC-18), opened
+    for the sender if it is new: EPCIS's AggregationEvent with action ADD."""
+
+    parent: str
+    packs: tuple[PackRef, ...]
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SupplyDisaggregate:
+    """Take ``packs`` and ``containers`` out of ``parent``, or everything if both are empty:
+    EPCIS's AggregationEvent with action DELETE."""
+
+    parent: str
+    packs: tuple[PackRef, ...]
+    containers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -176,6 +207,7 @@ class Receipt:
     time_ms: int
     tx_id: bytes
     missing: tuple[PackRef, ...]
+    missing_containers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,9 +216,46 @@ class Shipment:
     source: bytes
     destination: bytes
     packs: tuple[PackRef, ...]
+    """The loose packs; those in ``containers`` are found through them."""
     height: int
     time_ms: int
     receipt: Receipt | None
+    containers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Container:
+    """A logistic unit (a case, a pallet) named by its SSCC-18, and what is in it."""
+
+    sscc: str
+    holder: bytes
+    status: str
+    """held, in-transit, missing, or emptied: an SSCC is never reused."""
+    parent: str | None
+    """The container this one is packed in."""
+    packs: tuple[PackRef, ...]
+    containers: tuple[str, ...]
+    items: int
+    """Itself and everything in it, at every depth: what shipping it moves."""
+    depth: int
+    """Levels of containers, itself included: 1 holds only packs."""
+    shipment: bytes | None
+    events: int
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """One entry of a container's history: ``aggregate`` and ``disaggregate`` list the
+    children added or taken out; ``ship``, ``receive`` and ``missing`` name the other party."""
+
+    kind: str
+    organisation: bytes
+    height: int
+    time_ms: int
+    tx_id: bytes
+    party: bytes | None
+    packs: tuple[PackRef, ...]
+    containers: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 from p2pmed.ledger.contracts.supply import limits
-from p2pmed.ledger.contracts.supply._codes import check_query, code_problem, gtin_problem, require_query
-from p2pmed.ledger.contracts.supply._model import Alert, History, Lot, Pack, PackEvent, PackRef, Shipment
+from p2pmed.ledger.contracts.supply._codes import (
+    check_query,
+    code_problem,
+    gtin_problem,
+    require_query,
+    sscc_problem,
+)
+from p2pmed.ledger.contracts.supply._model import (
+    Alert,
+    Container,
+    ContainerEvent,
+    History,
+    Lot,
+    Pack,
+    PackEvent,
+    PackRef,
+    Shipment,
+)
 from p2pmed.ledger.contracts.supply._store import (
     ALERT_COUNT_KEY,
     alert_key,
+    container_event_key,
+    container_key,
     event_key,
     history_key,
     lot_key,
     lot_members_prefix,
     lot_of,
+    member_key,
     pack_key,
     shipment_key,
 )
@@ -21,6 +40,9 @@ from p2pmed.ledger.state import ScanState, StateOverlay, StateReader
 __all__ = [
     "alert_count",
     "alerts",
+    "container",
+    "container_history",
+    "container_of",
     "lot_packs",
     "lot_record",
     "pack",
@@ -106,3 +128,26 @@ def alerts(state: StateReader, start: int = 0, limit: int = limits.ALERTS_PAGE_M
     end = min(alert_count(state), max(start, 0) + min(max(limit, 0), limits.ALERTS_PAGE_MAX))
     found = [view.get(Alert, alert_key(index)) for index in range(max(start, 0), end)]
     return [alert for alert in found if alert is not None]
+
+
+def container(state: StateReader, sscc: str) -> Container | None:
+    """The container with this SSCC, if anything was ever packed in it; ValueError if malformed."""
+    require_query(sscc_problem(sscc))
+    return StateOverlay(state).get(Container, container_key(sscc))
+
+
+def container_history(state: StateReader, sscc: str) -> list[ContainerEvent]:
+    """What happened to the container, in order: packing, unpacking, shipments; ValueError if malformed."""
+    found = container(state, sscc)
+    view = StateOverlay(state)
+    events = [
+        view.get(ContainerEvent, container_event_key(sscc, index)) for index in range(found.events if found else 0)
+    ]
+    listed = [event for event in events if event is not None]
+    assert len(listed) == len(events), "a container's events are written with its count"
+    return listed
+
+
+def container_of(state: StateReader, ref: PackRef) -> str | None:
+    """The SSCC of the container the pack is packed in, if any."""
+    return StateOverlay(state).get(str, member_key(check_query(ref.gtin, ref.serial)))

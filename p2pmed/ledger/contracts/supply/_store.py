@@ -9,7 +9,17 @@ from typing import TypedDict, Unpack
 from p2pmed.ledger.contracts.identity import organisation_of
 from p2pmed.ledger.contracts.supply import limits
 from p2pmed.ledger.contracts.supply._codes import pack_name, short
-from p2pmed.ledger.contracts.supply._model import Alert, History, Lot, Pack, PackEvent, PackRef, Recall
+from p2pmed.ledger.contracts.supply._model import (
+    Alert,
+    Container,
+    ContainerEvent,
+    History,
+    Lot,
+    Pack,
+    PackEvent,
+    PackRef,
+    Recall,
+)
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -18,18 +28,24 @@ __all__ = [
     "ALERT_COUNT_KEY",
     "add_alert",
     "alert_key",
+    "container_event_key",
+    "container_key",
+    "container_name",
     "escape",
     "event_key",
+    "held_container",
     "held_pack",
     "history_key",
     "lot_key",
     "lot_members_prefix",
     "lot_of",
+    "member_key",
     "move",
     "owner_key",
     "pack_key",
     "recall_of",
     "record",
+    "record_container",
     "record_scan",
     "require_organisation",
     "shipment_key",
@@ -50,6 +66,19 @@ def pack_path(ref: PackRef) -> str:
 
 def pack_key(ref: PackRef) -> str:
     return f"supply/pack/{pack_path(ref)}"
+
+
+def member_key(ref: PackRef) -> str:
+    """The SSCC of the container the pack is packed in, if any."""
+    return f"supply/in/{pack_path(ref)}"
+
+
+def container_key(sscc: str) -> str:
+    return f"supply/container/{sscc}"
+
+
+def container_event_key(sscc: str, index: int) -> str:
+    return f"supply/container-event/{sscc}/{index:03d}"
 
 
 def history_key(ref: PackRef) -> str:
@@ -112,6 +141,28 @@ def record_scan(state: StateOverlay, context: TxContext, actor: bytes, ref: Pack
     state.put(history_key(ref), replace(history, scans=history.scans + 1))
 
 
+def record_container(
+    state: StateOverlay,
+    context: TxContext,
+    actor: bytes,
+    found: Container,
+    kind: str,
+    party: bytes | None = None,
+    packs: tuple[PackRef, ...] = (),
+    containers: tuple[str, ...] = (),
+) -> Container:
+    """Append an event to the container's history; returns the container counting it (not yet written)."""
+    if found.events >= limits.CONTAINER_EVENTS_MAX:
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{container_name(found.sscc)} has {limits.CONTAINER_EVENTS_MAX} events, the most its history holds:"
+            " pack its contents into a new SSCC",
+        )
+    event = ContainerEvent(kind, actor, context.height, context.time_ms, context.tx_id, party, packs, containers)
+    state.put(container_event_key(found.sscc, found.events), event)
+    return replace(found, events=found.events + 1)
+
+
 def add_alert(state: StateOverlay, context: TxContext, actor: bytes, kind: str, ref: PackRef, detail: str) -> None:
     index = state.get(int, ALERT_COUNT_KEY) or 0
     alert = Alert(index, kind, ref.gtin, ref.serial, actor, context.height, context.time_ms, context.tx_id, detail)
@@ -166,6 +217,50 @@ def held_pack(state: StateOverlay, holder: bytes, ref: PackRef, action: str, rep
         raise TxRejected(
             RejectReason.NOT_AUTHORISED,
             f"{pack_name(ref)} is held by {short(found.holder)}, not by the sender: only its holder can {action} it",
+        )
+    inside = state.get(str, member_key(ref))
+    if inside is not None:
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{pack_name(ref)} is packed in {container_name(inside)}: disaggregate it before you {action} it alone",
+        )
+    return found
+
+
+def container_name(sscc: str) -> str:
+    return f"container (00){sscc}"
+
+
+_CONTAINER_ENDED = {"missing": "was reported missing in transit", "emptied": "was emptied, and an SSCC is not reused"}
+
+
+def held_container(state: StateOverlay, holder: bytes, sscc: str, action: str, nested_ok: bool = False) -> Container:
+    """The container, if ``holder`` holds it, it is not in transit nor ended, and (unless ``nested_ok``) it is
+    not packed in another one."""
+    found = state.get(Container, container_key(sscc))
+    if found is None:
+        raise TxRejected(RejectReason.INVALID, f"no {container_name(sscc)} was ever packed")
+    if found.status in _CONTAINER_ENDED:
+        raise TxRejected(
+            RejectReason.INVALID, f"{container_name(sscc)} {_CONTAINER_ENDED[found.status]}: nobody can {action} it"
+        )
+    if found.status == "in-transit":
+        assert found.shipment is not None
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{container_name(sscc)} is in transit in shipment {found.shipment.hex()}: its destination must receive"
+            " it first",
+        )
+    if found.holder != holder:
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            f"{container_name(sscc)} is held by {short(found.holder)}, not by the sender: only its holder can"
+            f" {action} it",
+        )
+    if found.parent is not None and not nested_ok:
+        raise TxRejected(
+            RejectReason.INVALID,
+            f"{container_name(sscc)} is packed in {container_name(found.parent)}: take it out before you {action} it",
         )
     return found
 
