@@ -75,6 +75,7 @@ from p2pmed.ledger.contracts.supply._codes import (
     sscc_problem,
 )
 from p2pmed.ledger.contracts.supply._containers import apply_aggregate, apply_disaggregate
+from p2pmed.ledger.contracts.supply._containers import contents as container_contents
 from p2pmed.ledger.contracts.supply._custody import (
     apply_commission,
     apply_decommission,
@@ -169,6 +170,7 @@ __all__ = [
     "alerts",
     "code_problem",
     "container",
+    "container_contents",
     "container_history",
     "container_of",
     "expiry_end_ms",
