@@ -36,6 +36,9 @@ stays continuous when an organisation rotates its keys.
   out. A packed pack moves only with its container: ``supply.ship`` and
   ``supply.receive`` list whole containers besides loose packs, and apply each event
   to every pack inside. Rules and limits in ``_containers``.
+- ``supply.suspect.*``: the suspect-product lifecycle, quarantine to notice, with
+  deadlines in ledger time; a quarantined pack is never shipped, packed or dispensed.
+  Rules in ``_suspects``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -124,6 +127,21 @@ from p2pmed.ledger.contracts.supply._queries import (
     shipment_of,
     trace,
 )
+from p2pmed.ledger.contracts.supply._suspects import (
+    CLASSIFICATIONS,
+    SUSPECT_TX_TYPES,
+    SuspectCase,
+    SuspectClear,
+    SuspectIllegitimate,
+    SuspectInvestigate,
+    SuspectNotify,
+    SuspectQuarantine,
+    overdue,
+    quarantine_of,
+    suspect_case,
+    suspect_cases,
+    suspect_count,
+)
 from p2pmed.ledger.contracts.supply._verify import apply_verify, verify
 from p2pmed.ledger.contracts.supply.limits import (
     ALERTS_PAGE_MAX,
@@ -137,6 +155,7 @@ from p2pmed.ledger.rules import TxType
 __all__ = [
     "ALERTS_PAGE_MAX",
     "ALERT_STATUSES",
+    "CLASSIFICATIONS",
     "DAY_MS",
     "DECOMMISSION_REASONS",
     "DISPENSER_KINDS",
@@ -165,6 +184,12 @@ __all__ = [
     "SupplyReceive",
     "SupplyShip",
     "SupplyVerify",
+    "SuspectCase",
+    "SuspectClear",
+    "SuspectIllegitimate",
+    "SuspectInvestigate",
+    "SuspectNotify",
+    "SuspectQuarantine",
     "Verdict",
     "alert_count",
     "alerts",
@@ -180,10 +205,15 @@ __all__ = [
     "limits",
     "lot_packs",
     "lot_record",
+    "overdue",
     "pack",
+    "quarantine_of",
     "shipment",
     "shipment_of",
     "sscc_problem",
+    "suspect_case",
+    "suspect_cases",
+    "suspect_count",
     "trace",
     "verify",
 ]
@@ -198,4 +228,5 @@ TX_TYPES = (
     TxType("supply.verify", SupplyVerify, apply_verify),
     TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
     TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
+    *SUSPECT_TX_TYPES,
 )

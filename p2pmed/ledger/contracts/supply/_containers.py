@@ -41,6 +41,7 @@ from p2pmed.ledger.contracts.supply._store import (
     record_container,
     require_organisation,
 )
+from p2pmed.ledger.contracts.supply._suspects import refuse_quarantined
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -73,6 +74,7 @@ def apply_aggregate(state: StateOverlay, context: TxContext, body: SupplyAggrega
     items, depth = parent.items + len(body.packs), parent.depth
     for ref in body.packs:
         held_pack(state, holder, ref, "pack")
+        refuse_quarantined(state, ref, "pack")
         state.put(member_key(ref), body.parent)
     for sscc in body.containers:
         child = held_container(state, holder, sscc, "pack")

@@ -58,6 +58,7 @@ from p2pmed.ledger.contracts.supply._store import (
     require_organisation,
     shipment_key,
 )
+from p2pmed.ledger.contracts.supply._suspects import refuse_quarantined
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay
@@ -134,6 +135,7 @@ def _ship_pack(
     state: StateOverlay, context: TxContext, source: bytes, destination: bytes, found: Pack, detail: str
 ) -> None:
     ref = PackRef(found.gtin, found.serial)
+    refuse_quarantined(state, ref, "ship")
     if recall_of(state, found) is not None and destination != found.manufacturer:
         raise TxRejected(
             RejectReason.INVALID, f"{pack_name(ref)} is recalled: it may only be shipped back to its manufacturer"
@@ -300,6 +302,7 @@ def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDisp
     check_refs(dispense.packs, "packs")
     for ref in dispense.packs:
         found = held_pack(state, dispenser, ref, "dispense", repeat="dispensed")
+        refuse_quarantined(state, ref, "dispense")
         if recall_of(state, found) is not None:
             raise TxRejected(
                 RejectReason.INVALID,

@@ -19,6 +19,7 @@ __all__ = [
     "MISMATCH",
     "MISSING",
     "NOT_HELD_HERE",
+    "QUARANTINED",
     "RECALLED",
     "UNKNOWN",
     "VERDICT_STATUSES",
@@ -58,11 +59,13 @@ EXPIRED = "expired"
 IN_TRANSIT = "in-transit"
 NOT_HELD_HERE = "not-held-here"
 MISMATCH = "mismatch-suspect"
+QUARANTINED = "quarantined-suspect"
 VERDICT_STATUSES = (
     GENUINE,
     UNKNOWN,
     MISMATCH,
     RECALLED,
+    QUARANTINED,
     DISPENSED,
     DECOMMISSIONED,
     MISSING,

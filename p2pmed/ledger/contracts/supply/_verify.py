@@ -22,6 +22,7 @@ from p2pmed.ledger.contracts.supply._model import (
     MISMATCH,
     MISSING,
     NOT_HELD_HERE,
+    QUARANTINED,
     RECALLED,
     UNKNOWN,
     Lot,
@@ -40,6 +41,7 @@ from p2pmed.ledger.contracts.supply._store import (
     record_scan,
     require_organisation,
 )
+from p2pmed.ledger.contracts.supply._suspects import quarantine_of
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay, StateReader
 
@@ -73,6 +75,12 @@ def _judge(state: StateReader, found: Pack, lot: Lot, now_ms: int, organisation:
             RECALLED,
             f"Recalled by its manufacturer ({recall.reason}): do not dispense; quarantine it and ship it back or "
             "decommission it.",
+        )
+    case = quarantine_of(state, PackRef(found.gtin, found.serial))
+    if case is not None:
+        return (
+            QUARANTINED,
+            f"Quarantined as a suspect product by {short(found.holder)} (case {case.hex()}): do not dispense.",
         )
     if found.status == "dispensed":
         return (
