@@ -24,7 +24,9 @@ def key_file(directory: Path, key: SigningKey, name: str) -> str:
 
 
 def run(home: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, [*args[:2], "--home", str(home), *args[2:]])
+    """Run ``p2pmed`` with ``--home`` after the command's name (``supply suspect`` is a group)."""
+    depth = 3 if args[:2] == ("supply", "suspect") else 2
+    return CliRunner().invoke(cli, [*args[:depth], "--home", str(home), *args[depth:]])
 
 
 def ok(home: Path, *args: str) -> Any:
@@ -75,3 +77,47 @@ def test_a_pallet_is_shipped_received_and_unpacked_through_the_cli(
     assert neither.exit_code == 2 and "give either --all or what to take out" in neither.output
     nothing = run(home, "supply", "ship", "--to", MAKER.public_key.hex(), "--key", pharmacy)
     assert nothing.exit_code == 2 and "name what to ship" in nothing.output
+
+
+# -- suspect products ----------------------------------------------------------------------------------------
+
+
+def test_a_suspect_case_through_the_cli_with_its_form_3911(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    maker = key_file(directory, MAKER, "maker")
+    case = ok(
+        home, "supply", "suspect", "quarantine", "--pack", f"{GTIN}:S1", "--reason", "seal broken", "--key", maker
+    )
+    case_id = case["tx_id"]
+    listed = run(home, "supply", "suspect", "list").output
+    assert f"case {case_id}: quarantined" in listed and "1 case in all" in listed
+    refused = run(home, "supply", "verify", GTIN, "S1")
+    assert refused.exit_code == 1 and "quarantined-suspect" in refused.output
+    not_yet = run(home, "supply", "suspect", "show", case_id, "--form-3911")
+    assert not_yet.exit_code == 1 and "not determined illegitimate" in not_yet.output
+    ok(home, "supply", "suspect", "investigate", case_id, "--key", maker)
+    ok(
+        home,
+        *("supply", "suspect", "illegitimate", case_id, "--classification", "counterfeit"),
+        *("--description", "no hologram", "--key", maker),
+    )
+    shown = ok(home, "supply", "suspect", "show", case_id)
+    assert (shown["status"], shown["overdue"]) == ("illegitimate", None)
+    form = json.loads(run(home, "supply", "suspect", "show", case_id, "--form-3911").output)
+    assert (form["5_classification"], form["14_serial_numbers"], form["15_lot_numbers"]) == (
+        "Counterfeit",
+        ["S1"],
+        ["LOT1"],
+    )
+    assert (form["16_expiration_dates"], form["21_company_category"], form["3_date_of_initial_notification"]) == (
+        ["2099-12-31"],
+        "Manufacturer",
+        None,
+    )
+    ok(home, "supply", "suspect", "notify", case_id, "--partner", PHARMACY.public_key.hex(), "--key", maker)
+    notified = json.loads(run(home, "supply", "suspect", "show", case_id, "--form-3911").output)
+    assert notified["3_date_of_initial_notification"] is not None
+    assert notified["ledger"]["partners"] == [PHARMACY.public_key.hex()]
+    unknown = run(home, "supply", "suspect", "show", "00" * 32)
+    assert unknown.exit_code == 1 and "no suspect case has id" in unknown.output

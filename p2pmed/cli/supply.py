@@ -524,4 +524,163 @@ def supply_import_epcis(
     emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
 
 
+@supply.group("suspect")
+def suspect() -> None:
+    """Suspect products: quarantine packs, investigate, clear them or find them illegitimate,
+    and record the notice to FDA and trading partners (due within 24 hours)."""
+
+
+CASE_ARGUMENT = click.argument("case", type=ID)
+
+
+def human_case(case: dict[str, Any]) -> str:
+    due = (
+        f", {case['overdue']} OVERDUE"
+        if case["overdue"]
+        else (f", next due {utc_time(case['due_ms'])}" if case["due_ms"] else "")
+    )
+    head = (
+        f"case {case['id']}: {case['status']}{due}, {len(case['packs'])} pack{'' if len(case['packs']) == 1 else 's'}"
+    )
+    lines = [
+        head,
+        f"  quarantined {utc_time(case['quarantined']['time_ms'])} by {short_id(case['organisation'])}:"
+        f" {case['reason']}",
+    ]
+    for step in ("investigated", "determined", "notified"):
+        if case[step]:
+            late = " (late)" if case[step]["late"] else ""
+            lines.append(f"  {step} {utc_time(case[step]['time_ms'])}{late}")
+    return "\n".join(lines)
+
+
+@suspect.command("quarantine")
+@write_options
+@PACKS_OPTION
+@click.option("--reason", required=True, help="Why the packs are suspect.")
+def suspect_quarantine(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    packs: tuple[supply_rules.PackRef, ...],
+    reason: str,
+) -> None:
+    """Quarantine loose packs the signer holds; the transaction's id is the case's id."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.quarantine",
+        supply_rules.SuspectQuarantine(packs, reason),
+    )
+
+
+@suspect.command("investigate")
+@write_options
+@CASE_ARGUMENT
+def suspect_investigate(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, case: bytes) -> None:
+    """Start investigating a quarantined case (due a day after the quarantine)."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.investigate",
+        supply_rules.SuspectInvestigate(case),
+    )
+
+
+@suspect.command("clear")
+@write_options
+@CASE_ARGUMENT
+@click.option("--reason", required=True, help="Why the packs are legitimate after all.")
+def suspect_clear(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, case: bytes, reason: str
+) -> None:
+    """Clear a case under investigation: its packs leave quarantine."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.clear",
+        supply_rules.SuspectClear(case, reason),
+    )
+
+
+@suspect.command("illegitimate")
+@write_options
+@CASE_ARGUMENT
+@click.option("--classification", type=click.Choice(supply_rules.CLASSIFICATIONS), required=True)
+@click.option("--description", required=True, help="What made the product illegitimate (Form 3911 field 17).")
+def suspect_illegitimate(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    case: bytes,
+    classification: str,
+    description: str,
+) -> None:
+    """Determine a case's packs illegitimate: FDA and trading partners are due notice within 24 hours."""
+    body = supply_rules.SuspectIllegitimate(case, classification, description)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.suspect.illegitimate", body)
+
+
+@suspect.command("notify")
+@write_options
+@CASE_ARGUMENT
+@click.option("--partner", "partners", type=ID, multiple=True, required=True, help="A trading partner told; repeat.")
+def suspect_notify(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, case: bytes, partners: tuple[bytes, ...]
+) -> None:
+    """Record that FDA and the trading partners were told of an illegitimate case."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.notify",
+        supply_rules.SuspectNotify(case, partners),
+    )
+
+
+@suspect.command("show")
+@read_options
+@CASE_ARGUMENT
+@click.option("--form-3911", "form", is_flag=True, help="Print the case's Form FDA 3911 fields as JSON.")
+def suspect_show(home: Path, as_json: bool, case: bytes, form: bool) -> None:
+    """Show a suspect case and its overdue step, if any (ledger time)."""
+    if form:
+        read(home, True, human_case, "supply.form3911", case=case.hex())
+        return
+    read(home, as_json, human_case, "supply.suspect", case=case.hex())
+
+
+@suspect.command("list")
+@read_options
+@click.option("--start", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def suspect_list(home: Path, as_json: bool, start: int, limit: int) -> None:
+    """List suspect cases in the order opened, overdue steps marked."""
+    read(
+        home,
+        as_json,
+        lambda result: "\n".join(
+            [*map(human_case, result["cases"]), f"{result['count']} case{'' if result['count'] == 1 else 's'} in all"]
+        ),
+        "supply.suspects",
+        start=start,
+        limit=limit,
+    )
+
+
 SUPPLY_COMMANDS = [supply]

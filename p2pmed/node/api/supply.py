@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from p2pmed.interop.epcis import export_aggregations
+from p2pmed.interop.fda3911 import form_3911
 from p2pmed.ledger.contracts import supply
+from p2pmed.ledger.contracts.identity import organisation_in_force
 from p2pmed.node.api.health import plain
 from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
@@ -52,6 +54,46 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
             "history": plain(history),
         }
 
+    def _case(method: str, case_id: bytes) -> supply.SuspectCase:
+        found = supply.suspect_case(store, case_id)
+        if found is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"{method}: no suspect case has id {case_id.hex()}")
+        return found
+
+    def _with_overdue(case: supply.SuspectCase) -> dict[str, Any]:
+        return {**plain(case), "overdue": supply.overdue(case, node.ledger_time_ms)}
+
+    async def suspect(params: dict[str, Any]) -> dict[str, Any]:
+        """A suspect case, and the step that is overdue at ledger time, if any."""
+        return _with_overdue(_case("supply.suspect", params["case"]))
+
+    async def suspects(params: dict[str, Any]) -> dict[str, Any]:
+        """Suspect cases in the order opened, from ``start``, each with its overdue step."""
+        start, limit = params["start"], params["limit"]
+        if start < 0 or not 1 <= limit <= supply.ALERTS_PAGE_MAX:
+            raise _invalid("supply.suspects", f'"start" must be 0 or more and "limit" 1..{supply.ALERTS_PAGE_MAX}')
+        cases = supply.suspect_cases(store, start, limit)
+        return {"count": supply.suspect_count(store), "cases": [_with_overdue(case) for case in cases]}
+
+    async def form(params: dict[str, Any]) -> dict[str, Any]:
+        """The Form FDA 3911 fields of an illegitimate case, from the ledger."""
+        case = _case("supply.form3911", params["case"])
+        if case.status not in ("illegitimate", "notified"):
+            raise _invalid("supply.form3911", f"case {case.id.hex()} is {case.status}: not determined illegitimate")
+        lots: dict[tuple[str, str], supply.Lot] = {}
+        for ref in case.packs:
+            found = supply.pack(store, ref.gtin, ref.serial)
+            assert found is not None, "a case lists commissioned packs"
+            lot = supply.lot_record(store, found.gtin, found.lot)
+            assert lot is not None
+            lots[(found.gtin, found.lot)] = lot
+        return form_3911(case, lots, organisation_in_force(store, case.organisation))
+
     return {
+        "supply.suspect": Method(suspect, {"case": bytes}),
+        "supply.suspects": Method(
+            suspects, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
+        ),
+        "supply.form3911": Method(form, {"case": bytes}),
         "supply.container": Method(container, {"sscc": str, "format": Param(str, optional=True, default="entries")}),
     }

@@ -48,6 +48,7 @@ __all__ = [
     "SuspectInvestigate",
     "SuspectNotify",
     "SuspectQuarantine",
+    "SuspectStep",
     "overdue",
     "quarantine_of",
     "refuse_quarantined",
