@@ -239,6 +239,9 @@ def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNe
         "gossip",
         "gossip_txs_refused",
         "gossip_txs_rebroadcast",
+        "block_sync",
+        "block_sync_served",
+        "consensus_strangers",
     }
     assert counters["transport"]["streams_refused"] == 0 and counters["transport"]["streams_malformed"] == 0
 
@@ -561,6 +564,9 @@ def test_the_metrics_endpoint_reports_what_the_chain_shows(net: ProcessNetwork) 
     status = net.call(index, "node.status")
     assert sample(after, "p2pmed_view") == status["view"] and sample(after, "p2pmed_primary") == status["primary"]
     assert sample(after, "p2pmed_peers_connected") == 3 and sample(after, "p2pmed_validators") == 4
+    assert sample(after, "p2pmed_epoch") == status["epoch"] == 0
+    assert sample(after, "p2pmed_block_sync_fetched_total", outcome="blocks") == 0  # a validator takes none
+    assert sample(after, "p2pmed_consensus_strangers_total") == 0
     assert sample(after, "p2pmed_mempool_transactions") >= 0 and sample(after, "p2pmed_store_size_bytes") > 0
     assert sample(after, "p2pmed_consensus_messages_received_total", kind="commit") > 0
     assert sample(after, "p2pmed_consensus_messages_sent_total", kind="commit") > 0

@@ -155,3 +155,5 @@ def test_a_validator_added_one_removed_and_one_rotated_under_load(net: ProcessNe
         hashes = {net.call(node, "chain.block", height=height)["hash"] for node in (0, late_observer, removed)}
         assert len(hashes) == 1, height
     assert net.call(late_observer, "node.status")["epoch"] == 3
+    fetched = net.call(late_observer, "node.counters")["block_sync"]
+    assert fetched["blocks"] >= head and fetched.get("refused", 0) == 0

@@ -221,6 +221,10 @@ class Node:
         return seats(self.core.store)
 
     @property
+    def epoch(self) -> int:
+        return self.core.validators.epoch
+
+    @property
     def peer_ids(self) -> list[ID]:
         return list(self._validator_peers)
 
@@ -257,6 +261,9 @@ class Node:
             consensus_sent=self.core.sent,
             rpc=server.counters if server is not None else RpcCounters(),
             rpc_connections=server.connections if server is not None else 0,
+            block_sync_served=self.block_sync.served if self.block_sync is not None else {},
+            block_sync_fetched=self.follower.counters,
+            consensus_strangers=self.core.refused_senders,
         )
 
     # -- what RPC methods call ------------------------------------------------

@@ -161,6 +161,8 @@ class NodeCollector(Collector):
         replica = self.node.replica
         transport = traffic.transport
         yield _gauge("p2pmed_height", "Height of the last block this node committed.", self.node.store.head()[0])
+        yield _gauge("p2pmed_epoch", "The epoch whose validator set orders the next block.", self.node.epoch)
+        yield from self._block_sync(traffic)
         if replica is None:  # an observer takes no part in consensus
             return
         yield _gauge("p2pmed_view", "Current PBFT view.", replica.view)
@@ -204,6 +206,28 @@ class NodeCollector(Collector):
             "Outgoing consensus streams that failed, by stage.",
             "stage",
             {"open": transport.open_failures, "write": transport.write_failures},
+        )
+
+    def _block_sync(self, traffic: Traffic) -> Iterator[Metric]:
+        served = {outcome: 0 for outcome in ("answered", "blocks", "malformed", "strangers", "throttled")}
+        yield _by_label(
+            "p2pmed_block_sync_served",
+            "/p2pmed/blocks/1 requests this node answered, blocks it sent, and requests it refused, by outcome.",
+            "outcome",
+            served | dict(traffic.block_sync_served),
+        )
+        fetched = {outcome: 0 for outcome in ("answers", "failed", "refused", "blocks")}
+        yield _by_label(
+            "p2pmed_block_sync_fetched",
+            "This node's block sync while outside the validator set: answers, failed requests, answers refused"
+            " (a block that did not verify) and blocks taken.",
+            "outcome",
+            fetched | dict(traffic.block_sync_fetched),
+        )
+        yield _counter(
+            "p2pmed_consensus_strangers",
+            "Consensus messages from keys outside the current validator set, dropped.",
+            traffic.consensus_strangers,
         )
 
     def _rejections(self, traffic: Traffic) -> Iterator[Metric]:

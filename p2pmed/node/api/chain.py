@@ -41,7 +41,7 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             "node_id": str(peer_id_of(node.node_key)),
             "validator_index": node.index,
             "validators": len(node.validators),
-            "epoch": _epoch(node),
+            "epoch": node.epoch,
             "height": height,
             "last_block_hash": head_hash.hex(),
             **_consensus_status(node.replica),
@@ -89,6 +89,9 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             "gossip": vars(traffic.gossip),
             "gossip_txs_refused": dict(traffic.gossip_txs_refused),
             "gossip_txs_rebroadcast": traffic.gossip_txs_rebroadcast,
+            "block_sync": dict(traffic.block_sync_fetched),
+            "block_sync_served": dict(traffic.block_sync_served),
+            "consensus_strangers": traffic.consensus_strangers,
         }
 
     async def submit(params: dict[str, Any]) -> dict[str, Any]:
@@ -219,12 +222,6 @@ def _epoch_plain(node: NodePort, epoch: membership.Epoch) -> dict[str, Any]:
             for index, seat in enumerate(seats(node.store, epoch))
         ],
     }
-
-
-def _epoch(node: NodePort) -> int:
-    """The epoch whose validator set orders the next block."""
-    epoch = membership.epoch_at(node.store, node.store.head()[0] + 1)
-    return 0 if epoch is None else epoch.number
 
 
 def _consensus_status(replica: Replica | None) -> dict[str, Any]:

@@ -44,6 +44,12 @@ class Traffic:
     consensus_sent: Mapping[str, int]
     rpc: RpcCounters
     rpc_connections: int
+    block_sync_served: Mapping[str, int]
+    """``/p2pmed/blocks/1`` requests this node answered or refused, by outcome."""
+    block_sync_fetched: Mapping[str, int]
+    """This node's own block sync (outside the validator set): answers by outcome, and blocks taken."""
+    consensus_strangers: int
+    """Consensus messages from keys outside the current validator set, dropped."""
 
 
 class NodePort(Protocol):
@@ -62,6 +68,10 @@ class NodePort(Protocol):
     @property
     def validators(self) -> tuple[Seat, ...]:
         """The validators of the current epoch, in index order."""
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose validator set orders the next block."""
 
     @property
     def peer_ids(self) -> list[ID]:
