@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from p2pmed.bench.cpu import cpu_seconds
 from p2pmed.bench.limit import measure_signature_limit
-from p2pmed.bench.plan import AUTO_STEPS_MAX, RatePlan, parse_rates
+from p2pmed.bench.plan import AUTO_STEPS_MAX, COMMITTED_FRACTION_MIN, PRECISION, REPEATS, RatePlan, parse_rates
+from p2pmed.bench.report import repeat_spread
 from p2pmed.bench.step import StepResult
 from p2pmed.cli.main import cli
 
@@ -79,14 +80,29 @@ def _step(rate: float, committed_per_s: float, p99_ms: float | None = 100.0, com
     )
 
 
-def test_auto_doubles_the_rate_until_committed_throughput_stops_growing() -> None:
+def capacity(rate: float, limit: float = 610.0) -> StepResult:
+    """A network that commits up to ``limit`` tx/s: below it, what is offered."""
+    return _step(rate, min(rate, limit))
+
+
+def test_auto_doubles_until_saturation_then_bisects_to_the_precision_and_repeats_the_best() -> None:
     plan, steps = RatePlan(None), []
-    for committed in (50, 100, 190, 200):
-        rate = plan.next_rate(steps)
-        assert rate is not None
-        steps.append(_step(rate, committed))
-    assert [step.rate for step in steps] == [50, 100, 200, 400]
-    assert plan.next_rate(steps) is None and "saturated at 400" in plan.stop_reason
+    while (rate := plan.next_rate(steps)) is not None:
+        steps.append(capacity(rate))
+    rates = [step.rate for step in steps]
+    assert rates[:6] == [50, 100, 200, 400, 800, 600]  # 800 saturated: bisect 400..800
+    assert plan.bounds is not None
+    low, high = plan.bounds
+    assert 610 * COMMITTED_FRACTION_MIN <= low <= 610 / COMMITTED_FRACTION_MIN and high - low <= PRECISION * low
+    assert rates[-REPEATS:] == [low] * REPEATS and len(rates) <= AUTO_STEPS_MAX
+    assert "saturated at 800" in plan.stop_reason and f"within {low:g}..{high:g}" in plan.stop_reason
+    spread = repeat_spread(steps)
+    assert spread is not None and spread["rate_tx_per_s"] == low and spread["runs"] == REPEATS + 1
+
+
+def test_a_first_step_that_does_not_keep_up_ends_auto_without_bisecting() -> None:
+    plan = RatePlan(None)
+    assert plan.next_rate([_step(50, 10, committed=20)]) is None and plan.bounds is None
 
 
 @pytest.mark.parametrize(
@@ -97,9 +113,9 @@ def test_auto_doubles_the_rate_until_committed_throughput_stops_growing() -> Non
         (_step(100, 0, p99_ms=None, committed=0), "nothing committed"),
     ],
 )
-def test_auto_stops_when_latency_explodes_or_commits_fall_behind(last: StepResult, reason: str) -> None:
+def test_auto_stops_doubling_when_latency_explodes_or_commits_fall_behind(last: StepResult, reason: str) -> None:
     plan = RatePlan(None)
-    assert plan.next_rate([_step(50, 50), last]) is None and reason in plan.stop_reason
+    assert plan.next_rate([_step(50, 50), last]) == 75 and reason in plan.stop_reason  # then bisects 50..100
 
 
 def test_auto_stops_at_its_step_cap_and_a_fixed_list_runs_as_given() -> None:

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "THROUGHPUT_TARGET_FRACTION",
     "bench_json",
     "machine",
+    "repeat_spread",
     "summary_lines",
     "table_header",
     "table_row",
@@ -93,12 +95,35 @@ def targets(bench: NetworkBench, limit: SignatureLimit) -> dict[str, Any]:
     }
 
 
+def repeat_spread(steps: list[StepResult]) -> dict[str, Any] | None:
+    """How much runs at one rate differ: the rate run most often (twice at least), with the
+    least, median and most it committed and their range over the median."""
+    runs: dict[float, list[float]] = {}
+    for step in steps:
+        runs.setdefault(step.rate, []).append(step.committed_per_s)
+    rate, committed = max(runs.items(), key=lambda item: (len(item[1]), item[0]), default=(0.0, []))
+    if len(committed) < 2:
+        return None
+    median = statistics.median(committed)
+    return {
+        "rate_tx_per_s": round(rate, 2),
+        "runs": len(committed),
+        "committed_tx_per_s": {
+            "min": round(min(committed), 2),
+            "median": round(median, 2),
+            "max": round(max(committed), 2),
+        },
+        "range_over_median": round((max(committed) - min(committed)) / median, 4) if median else None,
+    }
+
+
 def bench_json(bench: NetworkBench, limit: SignatureLimit, command: str, host: dict[str, Any]) -> dict[str, Any]:
     return {
         "command": command,
         "machine": host,
         "signature_limit": limit.as_json(),
         **bench.as_json(),
+        "repeat_spread": repeat_spread(bench.steps),
         "targets": targets(bench, limit),
     }
 
@@ -171,6 +196,13 @@ def summary_lines(data: dict[str, Any]) -> list[str]:
         f"target {latency['target']}: p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms "
         f"at {latency['rate_tx_per_s']} tx/s: {_verdict(latency['met'])}",
     ]
+    spread = data["repeat_spread"]
+    if spread is not None:
+        committed = spread["committed_tx_per_s"]
+        lines.append(
+            f"run-to-run at {spread['rate_tx_per_s']} tx/s ({spread['runs']} runs): committed {committed['min']}.."
+            f"{committed['max']} tx/s, median {committed['median']} (range {spread['range_over_median']:.1%} of it)"
+        )
     if data["watch_drops"]:
         lines.append(
             f"warning: the client's block feed was dropped {data['watch_drops']} times (it read too slowly); "
