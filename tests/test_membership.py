@@ -183,3 +183,16 @@ def test_a_passed_change_clears_every_vote(ledger: LedgerHarness) -> None:
     # fresh votes plus a stale one would otherwise pass it.
     vote(ledger, ValidatorChange(join=(second,)), voters=3)
     assert membership.latest_epoch(ledger.state).number == 1  # type: ignore[union-attr]
+
+
+def test_every_key_that_served_stays_known_with_its_organisation(ledger: LedgerHarness) -> None:
+    """A voted-out validator's node is still its organisation's: nodes admit it to follow the chain."""
+    first = ledger.validators[0].public_key
+    newcomer, join = joining("newcomer", first)
+    assert membership.served_for(ledger.state, first) == first  # a genesis site serves for itself
+    assert membership.served_for(ledger.state, newcomer.public_key) is None
+    passed_at = vote(ledger, ValidatorChange(remove=(ledger.validators[3].public_key,), join=(join,)))
+    ledger.skip_to(passed_at + EPOCH_DELAY_BLOCKS)
+    assert membership.served_for(ledger.state, newcomer.public_key) == first
+    removed = ledger.validators[3].public_key
+    assert removed not in keys_at(ledger, ledger.height + 1) and membership.served_for(ledger.state, removed) == removed

@@ -192,6 +192,8 @@ class Node:
         self._validator_peers: dict[ID, bytes] = {}
         """The current set's peer ids, each with its validator key."""
         self._latest_epoch = -1
+        self._neighbour_peers: set[ID] = set()
+        """The other validators of the recent epochs (``seats.neighbours``)."""
         self._note_validators()
 
     # -- what RPC methods and metrics read (``p2pmed.node.api.port.NodePort``) ------
@@ -344,9 +346,9 @@ class Node:
         self._nursery = nursery
         self.transport = ConsensusTransport(host, [])
         await nursery.start(self.transport.run)
-        is_validator = self._validator_peers.__contains__
+        # Validators of the recent epochs too: one voted in syncs before its epoch begins.
         admitted = admitted_peers(
-            self.home.config, lambda peer: is_validator(peer) or peer == host.get_id(), self.store
+            self.home.config, lambda peer: peer in self._neighbour_peers or peer == host.get_id(), self.store
         )
         self.gossip = TxGossip(
             host,
@@ -354,8 +356,8 @@ class Node:
             self._accept_gossiped,
             flush_interval=GOSSIP_FLUSH_INTERVAL_S,
             admitted=admitted,
-            unbudgeted=is_validator,
-            full_mesh=is_validator,
+            unbudgeted=self._is_validator,
+            full_mesh=self._is_validator,
         )
         await nursery.start(self.gossip.run)
         self._keep_neighbours_connected()
@@ -385,6 +387,10 @@ class Node:
     def _note_validators(self) -> None:
         self._validator_peers = {peer_id_of(key): key for key in self.core.validators.keys}
 
+    def _is_validator(self, peer: ID) -> bool:
+        """Of the current set (read at each call: the set changes by epoch)."""
+        return peer in self._validator_peers
+
     def _other_validators(self) -> list[ID]:
         return [peer_id for peer_id in self._validator_peers if peer_id != self._own_peer_id]
 
@@ -411,6 +417,7 @@ class Node:
         if self.host is None or self._nursery is None or self.transport is None:
             return  # not running yet: ``_start`` calls this again
         wanted = {peer_id_of(seat.key): seat for seat in neighbours(self.core.store) if seat.key != self.node_key}
+        self._neighbour_peers = set(wanted)
         self.transport.set_validators(list(wanted))
         for peer_id in [peer_id for peer_id in self._dialers if peer_id not in wanted]:
             self._dialers.pop(peer_id).cancel()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from libp2p.peer.id import ID
 
-from p2pmed.ledger.contracts import identity
+from p2pmed.ledger.contracts import identity, membership
 from p2pmed.net.identity import ed25519_key_of
 from p2pmed.site.config import NodeConfig
 from p2pmed.store import Store
@@ -17,10 +17,12 @@ __all__ = ["admitted_peers"]
 
 
 def admitted_peers(config: NodeConfig, known: Callable[[ID], bool], store: Store) -> Callable[[ID], bool]:
-    """Whether a peer is admitted: a ``known`` one (the validators of the current set, and
-    this node: gossip checks our own batches too), a peer ``gossip_peers`` names, with
-    ``gossip_publishers = "organisations"`` an organisation in force whose signing key is its
-    node's libp2p key (read from the store at each call), and with ``"any"`` everyone."""
+    """Whether a peer is admitted: a ``known`` one (the validators of the recent epochs, and
+    this node: gossip checks our own batches too), a validator's node of any epoch whose
+    organisation is still in force (one voted out follows the chain), a peer
+    ``gossip_peers`` names, with ``gossip_publishers = "organisations"`` an organisation in
+    force whose signing key is its node's libp2p key (both read from the store at each call),
+    and with ``"any"`` everyone."""
     if config.gossip_publishers == "any":
         return lambda _peer: True
     listed = frozenset(ID.from_base58(peer) for peer in config.gossip_peers)
@@ -29,9 +31,12 @@ def admitted_peers(config: NodeConfig, known: Callable[[ID], bool], store: Store
     def admitted(peer: ID) -> bool:
         if peer in listed or known(peer):
             return True
-        if not organisations:
-            return False
         key = ed25519_key_of(peer)
-        return key is not None and identity.organisation_of(store, key) is not None
+        if key is None:
+            return False
+        served = membership.served_for(store, key)
+        if served is not None and identity.organisation_in_force(store, served) is not None:
+            return True
+        return organisations and identity.organisation_of(store, key) is not None
 
     return admitted

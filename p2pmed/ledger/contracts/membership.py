@@ -58,6 +58,7 @@ __all__ = [
     "known_validator_keys",
     "latest_epoch",
     "recent_epochs",
+    "served_for",
     "sign_join",
 ]
 
@@ -109,6 +110,10 @@ def _epoch_key(number: int) -> str:
 
 
 _LATEST_KEY = "validators/latest"
+
+
+def _served_key(validator: bytes) -> str:
+    return f"validators/served/{validator.hex()}"
 
 
 def _vote_key(validator: bytes) -> str:
@@ -166,10 +171,17 @@ def known_validator_keys(state: StateReader) -> frozenset[bytes]:
     return frozenset(key for epoch in recent_epochs(state) for key in epoch.keys)
 
 
+def served_for(state: StateReader, key: bytes) -> bytes | None:
+    """The organisation ``key`` serves or once served as a validator for (None if it never did):
+    a voted-out validator's node is still its organisation's, and may follow the chain."""
+    return StateOverlay(state).get(bytes, _served_key(key))
+
+
 def genesis_state(validators: Iterable[ValidatorProfile]) -> dict[str, bytes]:
     """Epoch 0: the genesis validators, from height 1."""
     epoch = Epoch(0, 1, tuple(validators))
-    return {_epoch_key(0): codec.encode(epoch), _LATEST_KEY: codec.encode(0)}
+    served = {_served_key(validator.key): codec.encode(validator.organisation) for validator in epoch.validators}
+    return {_epoch_key(0): codec.encode(epoch), _LATEST_KEY: codec.encode(0), **served}
 
 
 # -- joining ---------------------------------------------------------------------------
@@ -249,6 +261,7 @@ def apply_change(state: StateOverlay, context: TxContext, change: ValidatorChang
         state.delete(_vote_key(key))
     for join in change.join:
         identity.mark_key_used(state, join.profile.key)
+        state.put(_served_key(join.profile.key), join.profile.organisation)
     epoch = Epoch(current.number + 1, context.height + EPOCH_DELAY_BLOCKS, validators)
     state.put(_epoch_key(epoch.number), epoch)
     state.put(_LATEST_KEY, epoch.number)
