@@ -203,12 +203,15 @@ _KINDS = {
     "consent-undeny": _Kind("Consent deny lifted", "D"),
     "consent-delegate": _Kind("Consent delegate named", "C"),
     "consent-undelegate": _Kind("Consent delegate removed", "D"),
+    "consent-study": _Kind("Research consent to a study given", "C"),
+    "consent-study-withdraw": _Kind("Research consent to a study withdrawn", "D"),
     "record-write": _Kind("Record written", "C"),
     "record-read": _Kind("Record read", "R"),
     "record-read-refused": _Kind("Record read refused", "R"),
     "break-glass": _Kind("Emergency access: break the glass", "R"),
     "break-glass-review": _Kind("Emergency access reviewed", "E"),
     "record-erase": _Kind("Record erased (crypto-shredded)", "D"),
+    "research-export": _Kind("Disclosed, de-identified, in a research data set", "R"),
 }
 assert set(_KINDS) == AUDIT_KINDS, "every audit kind has a FHIR rendering"
 _SITE_KINDS = {

@@ -165,7 +165,7 @@ class Custodian:
             raise CustodyRefused("the read request was not signed within its read grant's ten minutes: sign a new one")
         if grant.basis in ("owner", "break-glass"):
             return
-        decision = access(self.state, reader_key, anchor, grant.purpose, now)
+        decision = access(self.state, reader_key, anchor, grant.purpose, now, grant.study)
         if not decision.allowed:
             raise CustodyRefused(f"access ended since the read was granted: {decision.detail}")
 

@@ -25,12 +25,15 @@ AUDIT_KINDS = frozenset(
         "consent-undeny",
         "consent-delegate",
         "consent-undelegate",
+        "consent-study",
+        "consent-study-withdraw",
         "record-write",
         "record-read",
         "record-read-refused",
         "break-glass",
         "break-glass-review",
         "record-erase",
+        "research-export",
     }
 )
 _BY = ("patient", "actor", "record")
@@ -83,16 +86,22 @@ def entries_at(state: ScanState, by: str, subject: bytes, height: int) -> list[A
 
 
 def audit_trail(
-    state: ScanState, by: str, subject: bytes, since_ms: int = 0, until_ms: int | None = None, limit: int = 1000
+    state: ScanState,
+    by: str,
+    subject: bytes,
+    since_ms: int = 0,
+    until_ms: int | None = None,
+    limit: int = 1000,
+    kinds: frozenset[str] = AUDIT_KINDS,
 ) -> list[AuditEntry]:
-    """Entries for ``subject`` (a patient, an actor or a record, as ``by`` says), oldest
-    first, with block time in ``[since_ms, until_ms)``, at most ``limit`` of them."""
+    """Entries for ``subject`` (a patient, an actor or a record, as ``by`` says) of these
+    ``kinds``, oldest first, with block time in ``[since_ms, until_ms)``, at most ``limit``."""
     if by not in _BY:
         raise ValueError(f"audit entries are kept by {', '.join(_BY)}, not by {by!r}")
     entries = []
     for _key, data in state.state_items(f"audit/{by}/{subject.hex()}/"):
         entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
-        if entry.time_ms >= since_ms and (until_ms is None or entry.time_ms < until_ms):
+        if entry.kind in kinds and entry.time_ms >= since_ms and (until_ms is None or entry.time_ms < until_ms):
             entries.append(entry)
             if len(entries) >= limit:
                 break

@@ -24,6 +24,17 @@ delegates. A delegate acts within its delegation: only its categories and
 purposes, never past the delegation's expiry, and never granting to itself; and
 what a delegate granted or denied lapses when its delegation ends (removed or
 expired), so removing a delegate removes everything it did in the patient's name.
+
+Research consent to one study (``consent.study``: purpose HRESCH, scoped to a study id): the
+patient agrees to the study as registered (``studies``): its categories, its
+organisation as the reader, until the study's period ends. It opens that study and no other:
+it is kept apart from the grants above (``consent-study/``), so it never counts as an HRESCH
+grant to the organisation for another study or for plain reads. Only the patient, or a
+delegate who is a person (a guardian, a carer) within HRESCH and the study's categories and
+not staff of the study's organisation, consents: an organisation that keeps a patient's
+records as their delegate must not enrol them in research, least of all its own. The
+patient or any delegate in force withdraws it (``consent.study-withdraw``); a deny of the
+organisation or of everyone for HRESCH still overrides it, category by category.
 A revoke takes effect from the block that orders it and ends every purpose
 granted for its categories; lifting a deny likewise ends every purpose it denied
 for its categories. One state entry per (patient, grantee, category, purpose),
@@ -43,6 +54,7 @@ from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.contracts import audit
 from p2pmed.ledger.contracts.identity import organisation_in_force, organisation_of, person, person_in_force, person_of
 from p2pmed.ledger.contracts.policy import CATEGORIES, PURPOSES
+from p2pmed.ledger.contracts.studies import RESEARCH_PURPOSE, Study, check_study_id, study_open
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay, StateReader
@@ -62,6 +74,9 @@ __all__ = [
     "ConsentUndeny",
     "Delegation",
     "DenyProvision",
+    "StudyConsent",
+    "StudyProvision",
+    "StudyWithdraw",
     "acting_for_patient",
     "consents_in_force",
     "delegations_in_force",
@@ -69,6 +84,8 @@ __all__ = [
     "deny_covering",
     "party_id",
     "permit_in_force",
+    "study_consent",
+    "study_participants",
     "valid_consent",
 ]
 
@@ -169,6 +186,34 @@ class Delegation:
     purposes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class StudyConsent:
+    """The patient's research consent to one study, as it was registered."""
+
+    patient: bytes
+    study_id: str
+
+
+@dataclass(frozen=True)
+class StudyWithdraw:
+    patient: bytes
+    study_id: str
+
+
+@dataclass(frozen=True)
+class StudyProvision:
+    """A research consent to one study in force; ``grantee`` is the study's organisation."""
+
+    patient: bytes
+    study_id: str
+    grantee: bytes
+    categories: tuple[str, ...]
+    granted_ms: int
+    expires_ms: int
+    tx_id: bytes
+    granted_by: bytes
+
+
 def _key(patient: bytes, grantee: bytes, category: str, purpose: str) -> str:
     return f"consent/{patient.hex()}/{grantee.hex()}/{category}/{purpose}"
 
@@ -179,6 +224,14 @@ def _deny_key(patient: bytes, grantee: bytes, category: str, purpose: str) -> st
 
 def _delegation_key(patient: bytes, delegate: bytes) -> str:
     return f"consent-delegate/{patient.hex()}/{delegate.hex()}"
+
+
+def _study_key(patient: bytes, study_id: str) -> str:
+    return f"consent-study/{patient.hex()}/{study_id}"
+
+
+def _participant_key(study_id: str, patient: bytes) -> str:
+    return f"consent-study-of/{study_id}/{patient.hex()}"
 
 
 def party_id(state: StateReader, key: bytes) -> bytes | None:
@@ -438,11 +491,11 @@ def apply_undelegate(state: StateOverlay, context: TxContext, undelegate: Consen
     )
 
 
-def _in_force(state: StateReader, provision: ConsentProvision | DenyProvision, now_ms: int) -> bool:
+def _in_force(state: StateReader, provision: ConsentProvision | DenyProvision | StudyProvision, now_ms: int) -> bool:
     """Unexpired, and if a delegate recorded it, that delegation still in force."""
     if provision.expires_ms <= now_ms:
         return False
-    by = provision.granted_by if isinstance(provision, ConsentProvision) else provision.denied_by
+    by = provision.denied_by if isinstance(provision, DenyProvision) else provision.granted_by
     if by == provision.patient:
         return True
     return _delegation(state, provision.patient, by, now_ms) is not None
@@ -513,6 +566,94 @@ def valid_consent(
     return None
 
 
+def _open_study(state: StateReader, context: TxContext, study_id: str) -> Study:
+    check_study_id(study_id)
+    found = study_open(state, study_id, context.time_ms)
+    if found is None:
+        raise TxRejected(
+            RejectReason.INVALID, f"no approved study {study_id} is open at this block's time (see research.study)"
+        )
+    return found
+
+
+def _check_study_delegate(state: StateReader, delegation: Delegation, found: Study) -> None:
+    """A delegate consents to research only as a person outside the study's organisation."""
+    delegate = person_in_force(state, delegation.delegate)
+    if delegate is None or (delegate.organisation == found.organisation and delegate.role != "patient"):
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED,
+            "a delegate consents to a study only as a person (a guardian, a carer), never as an organisation or"
+            " staff of the study's organisation",
+        )
+    _check_scope(delegation, found.terms.categories, (RESEARCH_PURPOSE,))
+
+
+def apply_study_consent(state: StateOverlay, context: TxContext, consent: StudyConsent) -> None:
+    granted_by, delegation = _acting_for(state, context, consent.patient)
+    found = _open_study(state, context, consent.study_id)
+    expires_ms = found.terms.end_ms
+    if delegation is not None:
+        _check_study_delegate(state, delegation, found)
+        expires_ms = min(expires_ms, delegation.expires_ms)
+    if state.state_get(_study_key(consent.patient, found.study_id)) is not None:
+        raise TxRejected(RejectReason.INVALID, f"the patient already consents to study {found.study_id}")
+    provision = StudyProvision(
+        consent.patient,
+        found.study_id,
+        found.organisation,
+        found.terms.categories,
+        context.time_ms,
+        expires_ms,
+        context.tx_id,
+        granted_by,
+    )
+    state.put(_study_key(consent.patient, found.study_id), provision)
+    state.put(_participant_key(found.study_id, consent.patient), provision)
+    audit.record_event(
+        state,
+        context,
+        "consent-study",
+        consent.patient,
+        granted_by,
+        category=",".join(found.terms.categories),
+        purpose=RESEARCH_PURPOSE,
+        detail=f"study {found.study_id} of organisation {found.organisation.hex()}",
+    )
+
+
+def apply_study_withdraw(state: StateOverlay, context: TxContext, withdraw: StudyWithdraw) -> None:
+    withdrawn_by = acting_for_patient(state, context, withdraw.patient)
+    check_study_id(withdraw.study_id)
+    if state.state_get(_study_key(withdraw.patient, withdraw.study_id)) is None:
+        raise TxRejected(RejectReason.INVALID, f"the patient gave no consent to study {withdraw.study_id}")
+    state.delete(_study_key(withdraw.patient, withdraw.study_id))
+    state.delete(_participant_key(withdraw.study_id, withdraw.patient))
+    audit.record_event(
+        state,
+        context,
+        "consent-study-withdraw",
+        withdraw.patient,
+        withdrawn_by,
+        purpose=RESEARCH_PURPOSE,
+        detail=f"study {withdraw.study_id}",
+    )
+
+
+def study_consent(state: StateReader, patient: bytes, study_id: str, now_ms: int) -> StudyProvision | None:
+    """The patient's consent to this study in force at ``now_ms``, if any (denies not checked)."""
+    provision = StateOverlay(state).get(StudyProvision, _study_key(patient, study_id))
+    return provision if provision is not None and _in_force(state, provision, now_ms) else None
+
+
+def study_participants(state: ScanState, study_id: str, now_ms: int) -> list[StudyProvision]:
+    """The consents to this study in force at ``now_ms``, by patient id."""
+    provisions = (
+        codec.decode(StudyProvision, data, STATE_VALUE_SIZE_MAX)
+        for _key, data in state.state_items(f"consent-study-of/{study_id}/")
+    )
+    return [provision for provision in provisions if _in_force(state, provision, now_ms)]
+
+
 TX_TYPES = (
     TxType("consent.grant", ConsentGrant, apply_grant),
     TxType("consent.revoke", ConsentRevoke, apply_revoke),
@@ -520,4 +661,6 @@ TX_TYPES = (
     TxType("consent.undeny", ConsentUndeny, apply_undeny),
     TxType("consent.delegate", ConsentDelegate, apply_delegate),
     TxType("consent.undelegate", ConsentUndelegate, apply_undelegate),
+    TxType("consent.study", StudyConsent, apply_study_consent),
+    TxType("consent.study-withdraw", StudyWithdraw, apply_study_withdraw),
 )

@@ -19,7 +19,10 @@ reader's role or kind (``policy.PURPOSES_OF``). It passes when the reader is
 the patient, holds a consent in force for the record's category and the stated
 purpose, or is staff of an organisation that holds one. A clinician of a care
 provider may instead break the glass for treatment (``break_glass`` with a stated
-reason): allowed without consent, always recorded as such. A passing read leaves a read grant that lets
+reason): allowed without consent, always recorded as such. A read for a research study
+(``study`` set, purpose HRESCH) passes only on the patient's consent to that study
+(``consent.study``), by the study's organisation or its researchers, within the study's
+categories while it is open (``studies``); no other consent counts for it. A passing read leaves a read grant that lets
 the custodians hand the ciphertext and their key shares to that reader for
 ``READ_GRANT_MS``; they check it, and the consent, again at their latest height.
 
@@ -48,6 +51,7 @@ from p2pmed.ledger.contracts.consent import (
     deny_covering,
     party_id,
     permit_in_force,
+    study_consent,
     valid_consent,
 )
 from p2pmed.ledger.contracts.identity import Person, organisation_in_force, organisation_of, person, person_of
@@ -60,6 +64,7 @@ from p2pmed.ledger.contracts.policy import (
     PURPOSES_OF,
     STAFF_ROLES,
 )
+from p2pmed.ledger.contracts.studies import RESEARCH_PURPOSE, study_open, study_reader
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -118,6 +123,8 @@ class RecordRead:
     break_glass: bool
     reason_sha256: bytes = b""
     reason_sealed: tuple[bytes, ...] = ()
+    study: str = ""
+    """The research study the read is for (purpose HRESCH), if any."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +158,14 @@ class ReadGrant:
     purpose: str
     expires_ms: int
     tx_id: bytes
+    study: str = ""
 
 
 @dataclass(frozen=True)
 class Access:
     """Why a reader may read a record (``basis``), or why not (``basis`` empty)."""
 
-    basis: str  # "owner", "consent", "organisation-consent", "break-glass" or ""
+    basis: str  # "owner", "consent", "organisation-consent", "study-consent", "break-glass" or ""
     detail: str
 
     @property
@@ -230,8 +238,34 @@ def _deny_detail(denial: DenyProvision) -> str:
     return f"deny {denial.tx_id.hex()[:16]} of {who} for {denial.category}, {denial.purpose}"
 
 
-def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, now_ms: int) -> Access:
-    """May the party signing with ``reader_key`` read ``found`` for ``purpose`` at ``now_ms``?"""
+def _study_access(
+    state: StateReader, reader_key: bytes, found: Record, purpose: str, study_id: str, now_ms: int
+) -> Access:
+    """A read for a study: its organisation or researchers, its categories, the patient's consent to it."""
+    if purpose != RESEARCH_PURPOSE:
+        return Access("", f"a read for a study is for research ({RESEARCH_PURPOSE}), not {purpose}")
+    opened = study_open(state, study_id, now_ms)
+    if opened is None:
+        return Access("", f"no approved study {study_id[:40]} is open now")
+    reader = study_reader(state, reader_key, opened)
+    if reader is None:
+        return Access("", f"only study {study_id}'s organisation or its researchers read for it")
+    if found.category not in opened.terms.categories:
+        return Access("", f"study {study_id} did not ask for {found.category} records")
+    denial = deny_covering(state, found.patient, (reader, opened.organisation), found.category, purpose, now_ms)
+    if denial is not None:
+        return Access("", f"the patient's {_deny_detail(denial)} is in force: it overrides any consent")
+    provision = study_consent(state, found.patient, study_id, now_ms)
+    if provision is None:
+        return Access("", f"the patient has no consent in force to study {study_id}")
+    return Access("study-consent", f"consent {provision.tx_id.hex()[:16]} to study {study_id}")
+
+
+def access(
+    state: StateReader, reader_key: bytes, found: Record, purpose: str, now_ms: int, study_id: str = ""
+) -> Access:
+    """May the party signing with ``reader_key`` read ``found`` for ``purpose`` (for the study
+    ``study_id``, if given) at ``now_ms``?"""
     if found.erased_ms is not None:
         return Access("", "the record was erased at the patient's request")
     acting = _acting_as(state, reader_key)
@@ -240,6 +274,8 @@ def access(state: StateReader, reader_key: bytes, found: Record, purpose: str, n
     reader, role, employer = acting
     if reader == found.patient:
         return Access("owner", "the patient reads their own record")
+    if study_id:
+        return _study_access(state, reader_key, found, purpose, study_id, now_ms)
     organisation = employer if role in STAFF_ROLES else None
     parties = (reader,) if organisation is None else (reader, organisation)
     denial = deny_covering(state, found.patient, parties, found.category, purpose, now_ms)
@@ -372,17 +408,25 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
             RejectReason.NOT_AUTHORISED, f"a {acting[1]} may not read for {read.purpose} (allowed: {allowed})"
         )
     if read.break_glass:
+        if read.study:
+            raise TxRejected(RejectReason.INVALID, "the glass is broken for treatment, never for a study")
         decision = _break_glass(state, context, found, read)
     else:
         if read.reason_sha256 or read.reason_sealed:
             raise TxRejected(RejectReason.INVALID, "a reason is given only when breaking the glass")
-        decision = access(state, context.sender, found, read.purpose, context.time_ms)
+        decision = access(state, context.sender, found, read.purpose, context.time_ms, read.study)
     if not decision.allowed:
         raise TxRejected(RejectReason.NOT_AUTHORISED, decision.detail)
     assert acting is not None, "an allowed read is by a party in force"
     reader, _, organisation = acting
     grant = ReadGrant(
-        found.record_id, reader, decision.basis, read.purpose, context.time_ms + READ_GRANT_MS, context.tx_id
+        found.record_id,
+        reader,
+        decision.basis,
+        read.purpose,
+        context.time_ms + READ_GRANT_MS,
+        context.tx_id,
+        read.study,
     )
     state.put(_grant_key(found.record_id, reader), grant)
     if read.break_glass:
@@ -401,7 +445,7 @@ def apply_read(state: StateOverlay, context: TxContext, read: RecordRead) -> Non
         found.record_id,
         found.category,
         read.purpose,
-        decision.detail if read.break_glass else "",
+        decision.detail if read.break_glass or read.study else "",
     )
 
 
