@@ -42,6 +42,7 @@ __all__ = [
     "K_ANONYMITY_MAX",
     "K_ANONYMITY_MIN",
     "RESEARCH_PURPOSE",
+    "STUDY_ID_PATTERN",
     "STUDY_SPONSOR_KINDS",
     "TX_TYPES",
     "Study",

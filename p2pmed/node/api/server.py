@@ -9,6 +9,7 @@ from p2pmed.node.api.chain import chain_methods
 from p2pmed.node.api.health import health_methods
 from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.records import record_methods
+from p2pmed.node.api.research import research_methods
 from p2pmed.node.api.site import site_methods
 from p2pmed.node.api.supply import supply_methods
 from p2pmed.rpc.params import Method
@@ -25,6 +26,7 @@ def methods(node: NodePort) -> dict[str, Method]:
         **chain_methods(node),
         **health_methods(node),
         **record_methods(node),
+        **research_methods(node),
         **site_methods(node),
         **supply_methods(node),
     }
