@@ -6,7 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+from click.testing import CliRunner
+
 from ledger_harness import START_MS, LedgerHarness, key
+from p2pmed.cli.main import cli
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.consent import (
     ConsentDelegate,
@@ -296,3 +299,12 @@ def test_bad_exports_are_refused() -> None:
         ledger.refused(outsider, "research.export", good, RejectReason.NOT_AUTHORISED)
     assert all(exports_of(ledger.state, each.public_key) == [] for each in PATIENTS)
     assert not any(k.startswith("research-export/") for k in contract_state(ledger))
+
+
+def test_the_cli_refuses_bad_input_before_asking_a_node() -> None:
+    base = ["research", "register", "S-1", "--home", "/nonexistent", "--key", "/nonexistent/key.pem"]
+    terms_args = ["--ethics", "IRB-1", "--category", "laboratory", "--k", "2", "--start", "2027-01-01"]
+    both = CliRunner().invoke(cli, [*base, *terms_args, "--end", "2028-01-01", "--dua-sha256", "ab" * 32, "--dua", "x"])
+    assert both.exit_code == 2 and "exactly one of --dua" in both.output
+    low_k = CliRunner().invoke(cli, [*base, *terms_args[:-4], "--k", "1", "--start", "2027-01-01", "--end", "2028"])
+    assert low_k.exit_code == 2

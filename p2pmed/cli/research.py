@@ -117,6 +117,22 @@ def research_approve(
     )
 
 
+def _for_patient(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    body: type[StudyConsent] | type[StudyWithdraw],
+    study_id: str,
+    patient: bytes | None,
+) -> None:
+    """Submit a study consent or withdrawal for ``patient``, by default the signer."""
+    key = load_key(key_file)
+    tx_type = "consent.study" if body is StudyConsent else "consent.study-withdraw"
+    submit(home, as_json, key, wait, timeout, tx_type, body(patient or key.public_key, study_id))
+
+
 @research.command("consent")
 @write_options
 @STUDY_ID
@@ -125,8 +141,7 @@ def research_consent(
     home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, study_id: str, patient: bytes | None
 ) -> None:
     """Consent to STUDY_ID as registered, signed by the patient (or a guardian or carer as delegate)."""
-    key = load_key(key_file)
-    submit(home, as_json, key, wait, timeout, "consent.study", StudyConsent(patient or key.public_key, study_id))
+    _for_patient(home, as_json, key_file, wait, timeout, StudyConsent, study_id, patient)
 
 
 @research.command("withdraw")
@@ -137,10 +152,7 @@ def research_withdraw(
     home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, study_id: str, patient: bytes | None
 ) -> None:
     """Withdraw from STUDY_ID: no later export includes the patient."""
-    key = load_key(key_file)
-    submit(
-        home, as_json, key, wait, timeout, "consent.study-withdraw", StudyWithdraw(patient or key.public_key, study_id)
-    )
+    _for_patient(home, as_json, key_file, wait, timeout, StudyWithdraw, study_id, patient)
 
 
 @research.command("show")
