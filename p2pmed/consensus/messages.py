@@ -25,7 +25,7 @@ from typing import Any
 
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SignatureDomain
-from p2pmed.ledger.block import HASH_SIZE, Block, BlockHeader, merkle_root
+from p2pmed.ledger.block import EMPTY_GENESIS_STATE, HASH_SIZE, Block, BlockHeader, StateCommitment, merkle_root
 from p2pmed.ledger.tx import Transaction
 
 __all__ = [
@@ -76,10 +76,13 @@ class ProposalHeader:
     proposer: bytes
     tx_root: bytes
     tx_count: int
+    state: StateCommitment
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.time_ms < 0 or self.tx_count < 0:
             raise ValueError("height must be >= 1, time_ms and tx_count >= 0")
+        if not self.state.height < self.height:
+            raise ValueError("a proposal commits to the outcome of an earlier block")
         if len(self.proposer) != PUBLIC_KEY_SIZE:
             raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
         _check_digest_shape(self.tx_root)
@@ -100,7 +103,7 @@ def header_digest(header: ProposalHeader) -> bytes:
 def proposal_digest(header: BlockHeader) -> bytes:
     """The digest votes sign for the block with this header."""
     return header_digest(
-        ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count)
+        ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count, header.state)
     )
 
 
@@ -110,12 +113,16 @@ class Proposal:
     time_ms: int
     proposer: bytes
     txs: tuple[Transaction, ...]
+    state: StateCommitment = EMPTY_GENESIS_STATE
+    """The outcome of an earlier block this one commits to (``p2pmed.ledger.block``)."""
 
     CODEC_CACHE = True
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.time_ms < 0:
             raise ValueError("height must be >= 1 and time_ms >= 0")
+        if not self.state.height < self.height:
+            raise ValueError("a proposal commits to the outcome of an earlier block")
         if len(self.proposer) != PUBLIC_KEY_SIZE:
             raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
         if len(self.txs) > PROPOSAL_TXS_MAX:
@@ -133,7 +140,7 @@ class Proposal:
 
     @functools.cached_property
     def header(self) -> ProposalHeader:
-        return ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs))
+        return ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs), self.state)
 
     @functools.cached_property
     def digest(self) -> bytes:
@@ -141,7 +148,7 @@ class Proposal:
 
     def block_header(self, chain_id: str, previous_hash: bytes) -> BlockHeader:
         return BlockHeader(
-            chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms
+            chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms, self.state
         )
 
     def __eq__(self, other: object) -> bool:

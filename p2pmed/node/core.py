@@ -99,6 +99,7 @@ class NodeCore:
             last_block_time_ms=self._head_time_ms(height),
             records=dict(self.store.consensus_items()),
             committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
+            commitments=self.store,
         )
         self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
         self.sent: Counter[str] = Counter()  # messages handed to the network by kind, one per destination
@@ -195,7 +196,8 @@ class NodeCore:
             raise self._storage_error from error
 
     def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
-        """Store the block; returns what handing the transactions it unblocked to the replica produced."""
+        """Store the block; returns what telling the replica (its state commitment is known now)
+        and handing it the transactions the block unblocked produced."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self.admission.verified)
         self._durably(self.store.append_block, block, execution, codec.encode(certificate))
         self.ledger_time_ms = execution.time_ms
@@ -203,7 +205,7 @@ class NodeCore:
             listener(block, execution)
         released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))
         self.replica.discard(released.dropped)
-        return self._hand_to_replica(released.ready)
+        return [*self.replica.state_advanced(self._now_ms), *self._hand_to_replica(released.ready)]
 
     def blocks_from(self, from_height: int) -> Blocks:
         """Committed blocks from ``from_height`` on with their certificates, as much as one answer holds."""
