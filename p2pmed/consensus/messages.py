@@ -52,6 +52,7 @@ __all__ = [
     "header_digest",
     "message_kind",
     "proposal_digest",
+    "proposal_header",
     "signing_payload",
 ]
 
@@ -100,11 +101,15 @@ def header_digest(header: ProposalHeader) -> bytes:
     return hashlib.sha256(codec.encode(header)).digest()
 
 
+def proposal_header(header: BlockHeader) -> ProposalHeader:
+    """The part of a block header that votes sign (all of it but ``chain_id``, which the
+    signatures bind, and ``previous_hash``)."""
+    return ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count, header.state)
+
+
 def proposal_digest(header: BlockHeader) -> bytes:
     """The digest votes sign for the block with this header."""
-    return header_digest(
-        ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count, header.state)
-    )
+    return header_digest(proposal_header(header))
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,6 +8,7 @@ from p2pmed import codec
 from p2pmed.node.api.chain import chain_methods
 from p2pmed.node.api.health import health_methods
 from p2pmed.node.api.port import NodePort
+from p2pmed.node.api.proofs import proof_methods
 from p2pmed.node.api.records import record_methods
 from p2pmed.node.api.site import site_methods
 from p2pmed.rpc.params import Method
@@ -20,7 +21,13 @@ REQUEST_SIZE_MAX = 2 * codec.TX_SIZE_MAX + 4096
 
 
 def methods(node: NodePort) -> dict[str, Method]:
-    return {**chain_methods(node), **health_methods(node), **record_methods(node), **site_methods(node)}
+    return {
+        **chain_methods(node),
+        **health_methods(node),
+        **record_methods(node),
+        **site_methods(node),
+        **proof_methods(node),
+    }
 
 
 def rpc_server(node: NodePort, socket_path: Path) -> RpcServer:
