@@ -4,6 +4,7 @@ block time validated by backups and clamped by the ledger."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -115,6 +116,25 @@ def test_a_backup_prepares_a_proposal_only_if_dated_near_its_own_clock(
     sent = backup.receive(0, data, network.now_ms)
     assert bool(sent) is prepared
     assert backup.replica.rejected["invalid"] == (0 if prepared else 1)
+    network.close()
+
+
+def test_a_backup_refuses_a_proposal_committing_to_another_state_and_holds_one_it_cannot_check_yet(
+    tmp_path: Path,
+) -> None:
+    network = LocalNetwork(tmp_path, CHAIN)
+    backup = network.cores[1]
+    assert backup is not None
+    genesis = genesis_state(network)
+    forged = dataclasses.replace(genesis, state_root=bytes(32))
+    refused = signed_pre_prepare(network.keys[0], 1, network.now_ms, forged)
+    assert backup.receive(0, encode_message(refused), network.now_ms) == []
+    assert backup.replica.rejected["invalid"] == 1
+    assert "differs from ours" in " ".join(backup.replica.note_log())
+    ahead = dataclasses.replace(genesis, height=1)  # block 1 has not executed here
+    held = signed_pre_prepare(network.keys[0], 2, network.now_ms, ahead)
+    assert backup.receive(0, encode_message(held), network.now_ms) == []
+    assert backup.replica.rejected["invalid"] == 1, "held, not refused"
     network.close()
 
 
