@@ -84,6 +84,7 @@ class SignatureDomain(enum.StrEnum):
     RECORD_FETCH = "record-fetch"
     KEY_ROTATION = "key-rotation"
     SITE_AUDIT = "site-audit"
+    VALIDATOR_JOIN = "validator-join"
 
 
 def _signed_message(domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:

@@ -21,6 +21,7 @@ from p2pmed.ledger.contracts.trials import Protocol, TrialConsent, TrialEnroll, 
 from p2pmed.ledger.machine import TxResult, next_nonce
 from p2pmed.ledger.tx import Transaction, decode_transaction, sign_transaction
 from p2pmed.node.api.health import health_methods
+from p2pmed.node.api.supply import supply_methods
 from p2pmed.node.mempool import Mempool
 from p2pmed.node.site_audit import LOG_FILE, SiteAudit
 from p2pmed.rpc.params import Method
@@ -36,6 +37,8 @@ DATASET = hashlib.sha256(b"results-1").digest()
 GTIN = "0950110153000" + supply.gs1_check_digit("0950110153000")
 FAR_MS = 4_102_444_800_000
 TRIAL = "NCT01234567"
+CASE = "00" + "9501101" + "00000001" + supply.gs1_check_digit("00950110100000001")
+PALLET = "00" + "9501101" + "00000002" + supply.gs1_check_digit("00950110100000002")
 
 
 class StoreHarness(LedgerHarness):
@@ -89,6 +92,10 @@ def build_world(ledger: StoreHarness) -> None:
     ledger.ok(SPONSOR, "trial.results", TrialResults(TRIAL, DATASET, ("weight",), ()))
     ledger.ok(MAKER, "supply.commission", supply.SupplyCommission(GTIN, "LOT1", "2099-12-31", ("S1", "S2")))
     ledger.ok(MAKER, "supply.verify", supply.SupplyVerify(GTIN, "FAKE1", "LOT1", "2099-12-31"))
+    ledger.ok(MAKER, "supply.commission", supply.SupplyCommission(GTIN, "LOT2", "2099-12-31", ("C1", "C2")))
+    packed = (supply.PackRef(GTIN, "C1"), supply.PackRef(GTIN, "C2"))
+    ledger.ok(MAKER, "supply.aggregate", supply.SupplyAggregate(CASE, packed, ()))
+    ledger.ok(MAKER, "supply.aggregate", supply.SupplyAggregate(PALLET, (), (CASE,)))
 
 
 class FakeNode:
@@ -123,6 +130,7 @@ class InProcessClient:
         node = fake_node(ledger.store)
         self.methods = {
             **health_methods(node),  # type: ignore[arg-type]
+            **supply_methods(node),
             "node.status": Method(self._status),
             "tx.submit": Method(self._submit, {"tx": bytes}),
             "tx.get": Method(self._get, {"tx_id": bytes}),

@@ -11,7 +11,7 @@ from typing import Any
 from p2pmed.client.records import seal_reason
 from p2pmed.crypto import SEAL_OVERHEAD, EncryptionPrivateKey, EncryptionPublicKey, SigningKey, padme
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
-from p2pmed.ledger.contracts import ALL_TX_TYPES
+from p2pmed.ledger.contracts import ALL_TX_TYPES, membership
 from p2pmed.ledger.contracts.identity import (
     OrganisationProfile,
     OrgProposal,
@@ -21,6 +21,7 @@ from p2pmed.ledger.contracts.identity import (
     genesis_state,
     sign_rotation,
 )
+from p2pmed.ledger.contracts.membership import ValidatorProfile
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
@@ -68,9 +69,11 @@ class LedgerHarness:
             )
             for index, validator in enumerate(self.validators)
         ]
-        self.ledger = Ledger(
-            CHAIN, tx_types, tuple(validator.public_key for validator in self.validators), genesis_state(sites)
-        )
+        validators = [
+            ValidatorProfile(site.key, site.key, f"/ip4/127.0.0.1/tcp/{26656 + index}", site.encryption_key)
+            for index, site in enumerate(sites)
+        ]
+        self.ledger = Ledger(CHAIN, tx_types, genesis_state(sites) | membership.genesis_state(validators))
         self.state = DictState()
         self.state.apply(dict(self.ledger.genesis_state))
         self.height = 0
@@ -93,6 +96,11 @@ class LedgerHarness:
         self.state.apply(execution.changes)
         self.previous_hash = block.hash
         return execution.results[0]
+
+    def skip_to(self, height: int) -> None:
+        """The next transaction is ordered at ``height``, as if empty blocks came before it."""
+        assert height > self.height
+        self.height = height - 1
 
     def ok(self, signer: SigningKey, tx_type: str, body: Any) -> None:
         result = self.run(signer, tx_type, body)

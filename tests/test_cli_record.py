@@ -427,7 +427,7 @@ REF = f"Patient/7={P}"
         ),
         (["supply", "ship", "--key", "{key}", "--to", P, "--pack", "123:S1"], "GTIN '123' must be 14 digits"),
         (["supply", "dispense", "--key", "{key}", "--pack", f"{GTIN}:"], "serial '' must be 1..20 characters"),
-        (["supply", "receive", "--key", "{key}", "--shipment", P], "list the shipment's packs"),
+        (["supply", "receive", "--key", "{key}", "--shipment", P], "list the shipment: --pack or --container"),
         (
             ["supply", "recall", "--key", "{key}", "--gtin", GTIN, "--lot", "L", "--serial", "S", "--reason", "r"],
             "give exactly one of --lot LOT and --serial SERIAL",

@@ -18,8 +18,10 @@ from p2pmed.interop.epcis import EpcisError, import_epcis, parse_epc
 from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.supply import (
     PackRef,
+    SupplyAggregate,
     SupplyCommission,
     SupplyDecommission,
+    SupplyDisaggregate,
     SupplyDispense,
     SupplyReceive,
     SupplyShip,
@@ -36,6 +38,11 @@ PHARMACY_GLN = "urn:epc:id:sgln:0614141.00002.0"
 DISTRIBUTOR_GLN = "urn:epc:id:sgln:0614141.00003.0"
 PARTIES = {PHARMACY_GLN: PHARMACY.public_key, DISTRIBUTOR_GLN: DISTRIBUTOR.public_key}
 TIME = "2026-03-01T09:30:00.000+01:00"
+CASE = "106141412345678908"
+CASE_URI = "urn:epc:id:sscc:0614141.1234567890"
+CASE_LINK = f"https://id.gs1.org/00/{CASE}"
+PALLET = "006141410000000012"
+PALLET_URI = "urn:epc:id:sscc:0614141.0000000001"
 TIME_MS = 1_772_353_800_000
 
 
@@ -63,6 +70,20 @@ def shipping(epcs: list[Any] | None = None, **fields: Any) -> dict[str, Any]:
     return event(
         "shipping", "OBSERVE", epcs, **{"disposition": "in_transit", "destinationList": destinations, **fields}
     )
+
+
+def packing(**fields: Any) -> dict[str, Any]:
+    """An AggregationEvent packing the two packs and a case onto PALLET."""
+    return {
+        "type": "AggregationEvent",
+        "eventTime": TIME,
+        "eventTimeZoneOffset": "+01:00",
+        "parentID": PALLET_URI,
+        "childEPCs": [SGTIN_2017, LINK_2018, CASE_URI],
+        "action": "ADD",
+        "bizStep": "packing",
+        **fields,
+    }
 
 
 def without(fields: dict[str, Any], name: str) -> dict[str, Any]:
@@ -190,6 +211,58 @@ def test_imported_events_run_on_the_ledger() -> None:
     )
 
 
+# -- aggregation -------------------------------------------------------------------------------------
+
+
+def test_an_aggregation_event_packs_serialised_packs_and_containers_into_an_sscc() -> None:
+    assert imported(document(packing())) == [
+        ("supply.aggregate", SupplyAggregate(PALLET, PACKS, (CASE,))),
+    ]
+    link = packing(parentID=f"https://id.gs1.org/00/{PALLET}", childEPCs=[CASE_LINK])
+    assert imported(link) == [("supply.aggregate", SupplyAggregate(PALLET, (), (CASE,)))]
+
+
+def test_a_delete_takes_listed_children_out_or_all_of_them() -> None:
+    assert imported(packing(action="DELETE", bizStep="unpacking", childEPCs=[LINK_2018])) == [
+        ("supply.disaggregate", SupplyDisaggregate(PALLET, PACKS[1:], ())),
+    ]
+    assert imported(without(packing(action="DELETE"), "childEPCs")) == [
+        ("supply.disaggregate", SupplyDisaggregate(PALLET, (), ())),
+    ]
+
+
+def test_a_large_aggregation_is_split_to_the_ledgers_limit() -> None:
+    children = [f"urn:epc:id:sgtin:0614141.107346.{index}" for index in range(1500)]
+    txs = imported(packing(childEPCs=[*children, CASE_URI]))
+    assert [(len(body.packs), body.containers) for _, body in txs] == [(1000, ()), (500, (CASE,))]
+
+
+def test_an_exported_aggregation_history_imports_to_the_same_transactions() -> None:
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017", "2018", "A/B%")))
+    odd = PackRef(GTIN, "A/B%")
+    bodies = [
+        ("supply.aggregate", SupplyAggregate(CASE, (PACKS[0], odd), ())),
+        ("supply.aggregate", SupplyAggregate(PALLET, PACKS[1:], (CASE,))),
+        ("supply.disaggregate", SupplyDisaggregate(PALLET, PACKS[1:], ())),
+    ]
+    for tx_type, body in bodies:
+        ledger.ok(MAKER, tx_type, body)
+    history = supply.container_history(ledger.state, PALLET)
+    exported = epcis.export_aggregations(PALLET, history, ledger.time_ms)
+    events = exported["epcisBody"]["eventList"]
+    assert [(event["action"], event["bizStep"], event["parentID"]) for event in events] == [
+        ("ADD", "packing", f"https://id.gs1.org/00/{PALLET}"),
+        ("DELETE", "unpacking", f"https://id.gs1.org/00/{PALLET}"),
+    ]
+    assert events[0]["p2pmed:transaction"] == history[0].tx_id.hex()
+    assert imported(exported) == bodies[1:]
+    case = epcis.export_aggregations(CASE, supply.container_history(ledger.state, CASE), ledger.time_ms)
+    assert case["epcisBody"]["eventList"][0]["childEPCs"][1] == "https://id.gs1.org/01/10614141073464/21/A%2FB%25"
+    assert imported(case) == bodies[:1]
+
+
 # -- malformed input ----------------------------------------------------------------------------------
 
 EVENT_0 = "$.epcisBody.eventList[0]"
@@ -215,11 +288,31 @@ MALFORMED = [
     ("event not an object", document("event"), EVENT_0, "expected a JSON object, got a string"),
     ("no type", without(shipping(), "type"), "$.type", "missing"),
     (
-        "aggregation event",
-        document({**shipping(), "type": "AggregationEvent"}),
+        "transaction event",
+        document({**shipping(), "type": "TransactionEvent"}),
         f"{EVENT_0}.type",
-        "'AggregationEvent' events are not imported",
+        "'TransactionEvent' events are not imported",
     ),
+    ("aggregation observed", packing(action="OBSERVE"), "$.action", "an OBSERVE changes nothing"),
+    ("aggregation without parent", without(packing(), "parentID"), "$.parentID", "missing; expected an SSCC EPC URI"),
+    ("parent not an SSCC", packing(parentID=SGTIN_2017), "$.parentID", "is not an SSCC EPC URI"),
+    ("SSCC URI of 16 digits", packing(parentID="urn:epc:id:sscc:0614141.123456789"), "$.parentID", "make 17 digits"),
+    (
+        "SSCC link check digit",
+        packing(parentID="https://id.gs1.org/00/106141412345678900"),
+        "$.parentID",
+        "wrong check digit: expected 8",
+    ),
+    ("no children to add", packing(childEPCs=[]), "$.childEPCs", "empty: an ADD lists"),
+    ("children missing on add", without(packing(), "childEPCs"), "$.childEPCs", "missing; expected an array"),
+    (
+        "child quantities",
+        packing(childQuantityList=[{"epcClass": "urn:epc:class:lgtin:0614141.107346.L1", "quantity": 2}]),
+        "$.childQuantityList",
+        "quantities are not imported",
+    ),
+    ("child listed twice", packing(childEPCs=[CASE_URI, CASE_LINK]), "$.childEPCs[1]", f"(00){CASE} is listed twice"),
+    ("child not a string", packing(childEPCs=[7]), "$.childEPCs[0]", "got a number"),
     (
         "error declaration",
         document({**shipping(), "errorDeclaration": {}}),
@@ -400,6 +493,8 @@ def test_input_is_size_limited(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- fuzz: nothing but EpcisError escapes ------------------------------------------------------------------
 
 VALID = document(
+    packing(),
+    {**packing(action="DELETE"), "childEPCs": [CASE_LINK]},
     commissioning(),
     shipping(),
     event("receiving", "OBSERVE"),

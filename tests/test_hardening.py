@@ -113,7 +113,7 @@ def test_a_backup_prepares_a_proposal_only_if_dated_near_its_own_clock(
     backup = network.cores[1]
     assert backup is not None
     data = encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms + offset_ms, genesis_state(network)))
-    sent = backup.receive(0, data, network.now_ms)
+    sent = backup.receive(network.key(0), data, network.now_ms)
     assert bool(sent) is prepared
     assert backup.replica.rejected["invalid"] == (0 if prepared else 1)
     network.close()
@@ -128,12 +128,12 @@ def test_a_backup_refuses_a_proposal_committing_to_another_state_and_holds_one_i
     genesis = genesis_state(network)
     forged = dataclasses.replace(genesis, state_root=bytes(32))
     refused = signed_pre_prepare(network.keys[0], 1, network.now_ms, forged)
-    assert backup.receive(0, encode_message(refused), network.now_ms) == []
+    assert backup.receive(network.key(0), encode_message(refused), network.now_ms) == []
     assert backup.replica.rejected["invalid"] == 1
     assert "differs from ours" in " ".join(backup.replica.note_log())
     ahead = dataclasses.replace(genesis, height=1)  # block 1 has not executed here
     held = signed_pre_prepare(network.keys[0], 2, network.now_ms, ahead)
-    assert backup.receive(0, encode_message(held), network.now_ms) == []
+    assert backup.receive(network.key(0), encode_message(held), network.now_ms) == []
     assert backup.replica.rejected["invalid"] == 1, "held, not refused"
     network.close()
 
@@ -144,12 +144,12 @@ def test_a_proposal_must_be_dated_after_the_one_before_it(tmp_path: Path) -> Non
     backup = network.cores[1]
     assert backup is not None
     assert backup.receive(
-        0,
+        network.key(0),
         encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms, genesis_state(network))),
         network.now_ms,
     )
     later = signed_pre_prepare(network.keys[0], 2, network.now_ms - 1, genesis_state(network))
-    assert backup.receive(0, encode_message(later), network.now_ms) == []
+    assert backup.receive(network.key(0), encode_message(later), network.now_ms) == []
     assert backup.replica.rejected["invalid"] == 1
     network.close()
 
@@ -182,7 +182,9 @@ def test_one_validator_claiming_a_huge_height_cannot_keep_a_node_catching_up(tmp
     network.restart(2)
     lagging = network.cores[2]
     assert lagging is not None
-    lagging.receive(3, encode_message(forged), network.now_ms)  # before it learns from honest peers it is behind
+    lagging.receive(
+        network.key(3), encode_message(forged), network.now_ms
+    )  # before it learns from honest peers it is behind
     for nonce in range(20, 30):  # the others go on committing: their votes show it is behind
         network.submit_everywhere(sign_transaction(sender, CHAIN, "load.probe", nonce, Probe(f"{nonce}")))
         network.run(100)
@@ -230,11 +232,13 @@ def test_a_peer_asking_for_blocks_too_often_is_served_once_per_interval(tmp_path
     server = network.cores[0]
     assert server is not None
     fetch = encode_message(FetchBlocks(1, 2))
-    assert server.receive(2, fetch, network.now_ms)  # served
-    assert server.receive(2, fetch, network.now_ms + 100) == []  # 47 bytes may not buy another 8 MiB yet
+    assert server.receive(network.key(2), fetch, network.now_ms)  # served
+    assert server.receive(network.key(2), fetch, network.now_ms + 100) == []  # 47 bytes may not buy another 8 MiB yet
     assert server.replica.rejected["fetch-too-often"] == 1
-    assert server.receive(3, encode_message(FetchBlocks(1, 3)), network.now_ms + 100)  # another peer: its own budget
-    assert server.receive(2, fetch, network.now_ms + 300)
+    assert server.receive(
+        network.key(3), encode_message(FetchBlocks(1, 3)), network.now_ms + 100
+    )  # another peer: its own budget
+    assert server.receive(network.key(2), fetch, network.now_ms + 300)
     network.close()
 
 
@@ -251,12 +255,14 @@ def test_a_view_change_far_ahead_costs_one_signature_until_it_is_used(tmp_path: 
     network = LocalNetwork(tmp_path, CHAIN)
     target = network.cores[1]
     assert target is not None
-    target.receive(3, encode_message(bogus_view_change(network.keys[3], 3, 50)), network.now_ms)
+    target.receive(network.key(3), encode_message(bogus_view_change(network.keys[3], 3, 50)), network.now_ms)
     assert target.replica.rejected["invalid"] == 0, "only its signature was checked"
-    target.receive(2, encode_message(bogus_view_change(network.keys[2], 2, 1)), network.now_ms)
+    target.receive(network.key(2), encode_message(bogus_view_change(network.keys[2], 2, 1)), network.now_ms)
     assert target.replica.rejected["invalid"] == 1, "the next view's is checked in full at once"
     sound = signed(ViewChange(50, 0, (), (), 2, bytes(64)), network.keys[2], CHAIN)
-    target.receive(2, encode_message(sound), network.now_ms)  # f+1 now show view 50: the target moves there
+    target.receive(
+        network.key(2), encode_message(sound), network.now_ms
+    )  # f+1 now show view 50: the target moves there
     assert target.replica.view == 50
     assert target.replica.rejected["invalid"] == 2, "used now, replica 3's view change is checked and dropped"
     network.close()
@@ -309,9 +315,9 @@ def test_a_new_view_may_not_date_the_empty_blocks_it_fills_in_the_future(tmp_pat
     assert target is not None
     skew_ms = network.config.block_time_skew_max_ms
     future = new_view_filling_sequence_1(network, network.now_ms + skew_ms + 1)
-    target.receive(1, encode_message(future), network.now_ms)
+    target.receive(network.key(1), encode_message(future), network.now_ms)
     assert target.replica.rejected["invalid"] == 1 and target.replica.view == 0
     assert "dates its empty block at 1 in the future" in " ".join(target.replica.note_log())
-    target.receive(1, encode_message(new_view_filling_sequence_1(network, network.now_ms)), network.now_ms)
+    target.receive(network.key(1), encode_message(new_view_filling_sequence_1(network, network.now_ms)), network.now_ms)
     assert target.replica.view == 1, "the same new-view dated now is entered"
     network.close()

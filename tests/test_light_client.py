@@ -1,6 +1,6 @@
 """An observer's checks of the blocks a validator hands it: each block the next height, chained
-to the head, with a commit certificate of a quorum of genesis validators; and the follower
-that stores only what passes, executing it as a validator does."""
+to the head, with a commit certificate of a quorum of its epoch's validators; and the
+follower that stores only what passes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from libp2p.peer.id import ID
 
 from p2pmed import codec
-from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.light_client import genesis_sets, verified_prefix
+from p2pmed.consensus.certificates import InvalidMessage, Validators
+from p2pmed.consensus.light_client import check_next
 from p2pmed.consensus.messages import BlockWithCertificate, CommitCertificate, Vote, VoteKind, proposal_digest
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, make_block
@@ -27,7 +27,6 @@ CHAIN = "light-client-test"
 KEYS = [SigningKey.from_seed(bytes([i + 1]) * 32) for i in range(4)]
 OUTSIDER = SigningKey.from_seed(b"\x99" * 32)
 VALIDATORS = Validators(CHAIN, tuple(key.public_key for key in KEYS), Ed25519Verifier())
-SETS = genesis_sets(VALIDATORS)
 
 
 def certified(
@@ -49,8 +48,10 @@ def chain(length: int) -> list[BlockWithCertificate]:
 
 def test_a_certified_chain_from_the_head_is_taken_whole() -> None:
     items = chain(3)
-    assert verified_prefix(SETS, 0, GENESIS_PARENT_HASH, items) == (items, None)
-    assert verified_prefix(SETS, 1, items[0].block.hash, items[1:]) == (items[1:], None)
+    previous_hash = GENESIS_PARENT_HASH
+    for height, item in enumerate(items):
+        check_next(VALIDATORS, height, previous_hash, item)
+        previous_hash = item.block.hash
 
 
 def forged_third(items: list[BlockWithCertificate], how: str) -> BlockWithCertificate:
@@ -84,20 +85,25 @@ def forged_third(items: list[BlockWithCertificate], how: str) -> BlockWithCertif
         ("skips", "block at height 4, expected 3"),
     ],
 )
-def test_a_forged_block_is_refused_and_only_the_blocks_before_it_are_taken(how: str, reason: str) -> None:
+def test_a_forged_block_is_refused(how: str, reason: str) -> None:
     items = chain(4)
-    answer = [*items[:2], forged_third(items, how), items[3]]
-    taken, refusal = verified_prefix(SETS, 0, GENESIS_PARENT_HASH, answer)
-    assert taken == items[:2]
-    assert refusal is not None and reason in refusal.reason
+    with pytest.raises(InvalidMessage) as refused:
+        check_next(VALIDATORS, 2, items[1].block.hash, forged_third(items, how))
+    assert reason in refused.value.reason
 
 
 def test_the_follower_stores_what_verifies_and_nothing_after_a_forgery(tmp_path: Path) -> None:
-    ledger = Ledger(CHAIN, ALL_TX_TYPES, VALIDATORS.keys)
+    ledger = Ledger(CHAIN, ALL_TX_TYPES)
     items = chain(4)
     committed: list[int] = []
     with Store.open(tmp_path / "observer.sqlite3", CHAIN) as store:
-        follower = ChainFollower(store, ledger, SETS, {}, [lambda block, _: committed.append(block.height)], 1)
+
+        def take(item: BlockWithCertificate) -> None:  # what NodeCore.apply_synced does
+            check_next(VALIDATORS, *store.head(), item)
+            store.append_block(item.block, ledger.execute_block(store, item.block), codec.encode(item.certificate))
+            committed.append(item.block.height)
+
+        follower = ChainFollower(store, lambda: VALIDATORS, take)
         forged = SyncAnswer("", 4, (*items[:2], forged_third(items, "outsider"), items[3]))
         applied, refusal = follower.apply(forged)
         assert (applied, store.head(), committed) == (2, (2, items[1].block.hash), [1, 2])
@@ -109,7 +115,7 @@ def test_the_follower_stores_what_verifies_and_nothing_after_a_forgery(tmp_path:
 
 def test_the_validators_head_is_what_f_plus_one_of_them_claim(tmp_path: Path) -> None:
     with Store.open(tmp_path / "observer.sqlite3", CHAIN) as store:
-        follower = ChainFollower(store, Ledger(CHAIN, ALL_TX_TYPES), SETS, {}, [], VALIDATORS.f)
+        follower = ChainFollower(store, lambda: VALIDATORS, lambda item: None)
         follower.heads = {ID(b"one"): 30}
         assert follower.validators_head == 0  # one claim may be a lie
         follower.heads = {ID(b"liar"): 10**9, ID(b"two"): 40, ID(b"three"): 30}

@@ -202,35 +202,33 @@ def test_transport_refuses_a_bad_setup_and_bad_sends():
     keys = validator_keys(3)
     ids = [peer_id_of(key.public_key) for key in keys]
     host = new_host(key_pair=key_pair_of(keys[0]))
-    with pytest.raises(ValueError, match="but this host is"):
-        ConsensusTransport(host, ids, 1)
-    with pytest.raises(ValueError, match="not a validator index"):
-        ConsensusTransport(host, ids, 3)
     with pytest.raises(ValueError, match="twice"):
-        ConsensusTransport(host, [ids[0], ids[1], ids[1]], 0)
-    transport = ConsensusTransport(host, ids, 0, frame_size_max=100, queue_bytes_max=1000)
-    with pytest.raises(ValueError, match="not another validator"):
-        transport.send(0, b"to myself")
-    with pytest.raises(ValueError, match="not another validator"):
-        transport.send(3, b"to nobody")
-    transport.send(1, b"x" * 101)  # over the limit: a bug upstream, dropped and counted, never raised
-    assert transport.queued(1) == 0 and transport.counters.frames_oversized == 1
-    transport.send(1, b"x" * 90)
-    assert transport.queued(1) == 1
+        ConsensusTransport(host, [ids[0], ids[1], ids[1]])
+    transport = ConsensusTransport(host, ids, frame_size_max=100, queue_bytes_max=1000)
+    transport.send(ids[0], b"to myself")
+    transport.send(peer_id_of(validator_keys(1, base=9)[0].public_key), b"to nobody")
+    assert transport.counters.frames_unrouted == 2
+    transport.send(ids[1], b"x" * 101)  # over the limit: a bug upstream, dropped and counted, never raised
+    assert transport.queued(ids[1]) == 0 and transport.counters.frames_oversized == 1
+    transport.send(ids[1], b"x" * 90)
+    assert transport.queued(ids[1]) == 1
+    transport.set_validators(ids[:1])  # validator 1 left the set: its queue goes with it
+    transport.send(ids[1], b"x")
+    assert transport.counters.frames_unrouted == 3
 
 
 def test_full_queue_drops_oldest_first_counting_frames_and_bytes():
     keys = validator_keys(2)
     ids = [peer_id_of(key.public_key) for key in keys]
     host = new_host(key_pair=key_pair_of(keys[0]))
-    transport = ConsensusTransport(host, ids, 0, frame_size_max=100, queue_frames_max=3, queue_bytes_max=300)
+    transport = ConsensusTransport(host, ids, frame_size_max=100, queue_frames_max=3, queue_bytes_max=300)
     for i in range(5):
-        transport.send(1, b"%d" % i)
-    assert transport.queued(1) == 3
+        transport.send(ids[1], b"%d" % i)
+    assert transport.queued(ids[1]) == 3
     assert transport.counters.frames_dropped == 2
     for _ in range(3):  # 3 x 101-byte frames exceed 300 bytes: each new one pushes one out
-        transport.send(1, b"x" * 100)
-    assert transport.queued(1) == 2
+        transport.send(ids[1], b"x" * 100)
+    assert transport.queued(ids[1]) == 2
     assert transport.counters.frames_dropped == 6
 
 
@@ -280,7 +278,7 @@ async def network(validators: int, outsiders: int = 0, start: bool = True, **opt
                 net = Network(
                     hosts,
                     ids,
-                    [ConsensusTransport(h, ids, i, **options) for i, h in enumerate(hosts[:validators])],
+                    [ConsensusTransport(h, ids, **options) for h in hosts[:validators]],
                     nursery,
                 )
                 if start:
@@ -298,15 +296,19 @@ async def test_frames_flow_both_ways_between_three_validators_with_the_right_sen
             for sender, transport in enumerate(net.transports):
                 for receiver in range(3):
                     if receiver != sender:
-                        transport.send(receiver, b"%d->%d" % (sender, receiver))
+                        transport.send(net.ids[receiver], b"%d->%d" % (sender, receiver))
             for receiver, transport in enumerate(net.transports):
                 got = {await transport.incoming.receive() for _ in range(2)}
-                assert got == {(sender, b"%d->%d" % (sender, receiver)) for sender in range(3) if sender != receiver}
+                assert got == {
+                    (net.ids[sender], b"%d->%d" % (sender, receiver)) for sender in range(3) if sender != receiver
+                }
             # many frames on the reused stream arrive in order
             frames = [b"%05d" % i + bytes(i % 700) for i in range(500)]
             for frame in frames:
-                net.transports[2].send(0, frame)
-            assert [await net.transports[0].incoming.receive() for _ in frames] == [(2, frame) for frame in frames]
+                net.transports[2].send(net.ids[0], frame)
+            assert [await net.transports[0].incoming.receive() for _ in frames] == [
+                (net.ids[2], frame) for frame in frames
+            ]
             for transport in net.transports:
                 counters = transport.counters
                 assert counters.streams_opened == 2 and counters.streams_accepted == 2
@@ -329,8 +331,8 @@ async def test_a_non_validator_stream_is_reset_and_counted():
                 await stream.read(1)
             assert net.transports[0].counters.streams_refused == 1
             assert net.transports[0].counters.frames_received == 0
-            net.transports[1].send(0, b"validators still talk")
-            assert await net.transports[0].incoming.receive() == (1, b"validators still talk")
+            net.transports[1].send(net.ids[0], b"validators still talk")
+            assert await net.transports[0].incoming.receive() == (net.ids[1], b"validators still talk")
 
 
 @pytest.mark.parametrize(
@@ -350,15 +352,17 @@ async def test_a_malformed_frame_resets_that_stream_drops_the_peer_and_the_recei
             stream = await net.hosts[1].new_stream(net.ids[0], [PROTOCOL_ID])
             await stream.write(encode_frame(b"good") + bad)
             await stream.close_write()  # the end of input that makes "truncated" truncated
-            assert await receiver.incoming.receive() == (1, b"good")
+            assert await receiver.incoming.receive() == (net.ids[1], b"good")
             with pytest.raises(StreamError):  # the receiver reset the stream
                 await stream.read(1)
             while receiver.counters.peers_disconnected == 0:  # bounded by fail_after
                 await trio.sleep(0.01)
             assert receiver.counters.streams_malformed == receiver.counters.peers_disconnected == 1
             assert net.ids[1] not in net.hosts[0].get_connected_peers()
-            net.transports[1].send(0, b"after")  # it dials again  # validator 1's transport opens its own stream
-            assert await receiver.incoming.receive() == (1, b"after")
+            net.transports[1].send(
+                net.ids[0], b"after"
+            )  # it dials again  # validator 1's transport opens its own stream
+            assert await receiver.incoming.receive() == (net.ids[1], b"after")
             assert receiver.counters.frames_received == 2
             assert receiver.counters.streams_accepted == 2
 
@@ -368,9 +372,11 @@ async def test_frames_queued_before_the_peer_is_reachable_are_sent_later_newest_
         async with network(2, start=False, queue_frames_max=3) as net:
             sender, receiver = net.transports
             for i in range(5):
-                sender.send(1, b"early %d" % i)
+                sender.send(net.ids[1], b"early %d" % i)
             await net.start()
-            assert [await receiver.incoming.receive() for _ in range(3)] == [(0, b"early %d" % i) for i in (2, 3, 4)]
+            assert [await receiver.incoming.receive() for _ in range(3)] == [
+                (net.ids[0], b"early %d" % i) for i in (2, 3, 4)
+            ]
             assert sender.counters.frames_dropped == 2
 
 
@@ -378,11 +384,11 @@ async def test_the_outgoing_stream_is_reopened_after_the_connection_drops():
     with trio.fail_after(TEST_TIMEOUT):
         async with network(2) as net:
             sender, receiver = net.transports
-            sender.send(1, b"before")
-            assert await receiver.incoming.receive() == (0, b"before")
+            sender.send(net.ids[1], b"before")
+            assert await receiver.incoming.receive() == (net.ids[0], b"before")
             await net.hosts[1].disconnect(net.ids[0])  # the receiving side drops the connection
-            sender.send(1, b"after")
-            assert await receiver.incoming.receive() == (0, b"after")
+            sender.send(net.ids[1], b"after")
+            assert await receiver.incoming.receive() == (net.ids[0], b"after")
             assert sender.counters.streams_opened == 2
             assert sender.counters.write_failures == 1
             assert sender.counters.frames_dropped == 0
@@ -391,14 +397,14 @@ async def test_the_outgoing_stream_is_reopened_after_the_connection_drops():
 async def test_stopping_a_transport_ends_its_incoming_channel_and_unregisters_the_protocol():
     with trio.fail_after(TEST_TIMEOUT):
         async with network(2) as net:
-            net.transports[1].send(0, b"hello")
-            assert await net.transports[0].incoming.receive() == (1, b"hello")
+            net.transports[1].send(net.ids[0], b"hello")
+            assert await net.transports[0].incoming.receive() == (net.ids[1], b"hello")
             await net.stop(0)
             with pytest.raises(trio.EndOfChannel):
                 await net.transports[0].incoming.receive()
             with pytest.raises(StreamFailure):  # protocol negotiation fails: nobody serves it any more
                 await net.hosts[1].new_stream(net.ids[0], [PROTOCOL_ID])
-            net.transports[0].send(1, b"too late")
+            net.transports[0].send(net.ids[1], b"too late")
             assert net.transports[0].counters.frames_dropped == 1
 
 
@@ -407,7 +413,30 @@ async def test_a_validator_over_its_inbound_byte_rate_is_held_back_and_loses_not
         async with network(2, frame_size_max=5_000, queue_bytes_max=100_000, inbound_bytes_per_s=10_000) as net:
             frames = [bytes([i]) * 5_000 for i in range(8)]  # 40 KB against a burst of 10 KB and 10 KB/s
             for frame in frames:
-                net.transports[1].send(0, frame)
-            assert [await net.transports[0].incoming.receive() for _ in frames] == [(1, frame) for frame in frames]
+                net.transports[1].send(net.ids[0], frame)
+            assert [await net.transports[0].incoming.receive() for _ in frames] == [
+                (net.ids[1], frame) for frame in frames
+            ]
             assert net.transports[0].counters.inbound_throttled >= 1
             assert net.transports[1].counters.inbound_throttled == 0
+
+
+async def test_a_validator_set_change_connects_newcomers_and_cuts_off_leavers():
+    with trio.fail_after(TEST_TIMEOUT):
+        async with network(3) as net:
+            first, second, third = net.transports
+            first.set_validators(net.ids[:1])  # alone: the others are not validators for it
+            second.send(net.ids[0], b"not yet")
+            while first.counters.streams_refused == 0:  # bounded by fail_after
+                await trio.sleep(0.01)
+            first.set_validators(net.ids)  # they join; the refused frame is sent again
+            second.send(net.ids[0], b"now")
+            assert [await first.incoming.receive() for _ in range(2)] == [
+                (net.ids[1], b"not yet"),
+                (net.ids[1], b"now"),
+            ]
+            first.set_validators([net.ids[0], net.ids[2]])  # validator 1 leaves
+            first.send(net.ids[1], b"to a leaver")
+            assert first.counters.frames_unrouted == 1
+            third.send(net.ids[0], b"from a stayer")
+            assert await first.incoming.receive() == (net.ids[2], b"from a stayer")

@@ -141,7 +141,7 @@ def test_garbage_from_a_peer_is_counted_and_changes_nothing(network: LocalNetwor
     core = network.cores[2]
     assert core is not None
     before = (core.store.head(), dict(core.store.consensus_items()))
-    assert core.receive(1, data, network.now_ms) == []
+    assert core.receive(network.key(1), data, network.now_ms) == []
     assert core.replica.rejected["malformed"] == 1
     assert (core.store.head(), dict(core.store.consensus_items())) == before
     network.submit_everywhere(probe(SigningKey.from_seed(b"x" * 32), 0))
@@ -170,19 +170,16 @@ def test_messages_received_together_are_persisted_in_one_write_before_any_reply(
             if destination == 1:
                 held.append((source, data))
             else:
-                core = network.cores[destination]
-                assert core is not None
-                network.in_flight.extend(
-                    (destination, to, reply) for to, reply in core.receive(source, data, network.now_ms)
-                )
+                assert network.cores[destination] is not None
+                network.deliver(source, destination, data)
         network.now_ms += 5
         for index in (0, 2, 3):
             network.tick(index)
     assert len(held) >= 3 and writes == []
-    replies = backup.receive_many(held, network.now_ms)
+    replies = backup.receive_many([(network.key(source), data) for source, data in held], network.now_ms)
     assert len(writes) == 1, "one write covers every vote the held messages produced"
     assert replies and any(key.startswith("slot/") for key in writes[0])
-    network.in_flight.extend((1, to, data) for to, data in replies)
+    network.send_from(1, replies)
     network.run(1_000)
     heads = network.heads()
     assert len(set(heads)) == 1 and heads[0] is not None and heads[0][0] >= 1
@@ -210,7 +207,7 @@ def test_a_transaction_that_lost_its_nonce_to_another_is_forgotten_without_a_vie
     assert primary is not None and backup is not None
     for index, core in enumerate(network.cores):
         assert core is not None
-        network._queue(index, core.submit(loser if core is backup else winner, network.now_ms))
+        network.send_from(index, core.submit(loser if core is backup else winner, network.now_ms))
     network.run(5_000)  # longer than the request timeout
 
     assert backup.store.transaction(winner.id) is not None and backup.store.transaction(loser.id) is None
@@ -298,11 +295,7 @@ def hop(network: LocalNetwork, ms: int) -> None:
     batch = list(network.in_flight)
     network.in_flight.clear()
     for source, destination, data in batch:
-        core = network.cores[destination]
-        if core is not None:
-            network.in_flight.extend(
-                (destination, to, reply) for to, reply in core.receive(source, data, network.now_ms)
-            )
+        network.deliver(source, destination, data)
     network.now_ms += ms
     for index, core in enumerate(network.cores):
         if core is not None and core.next_deadline_ms() <= network.now_ms:

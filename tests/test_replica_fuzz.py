@@ -45,13 +45,13 @@ def corpus() -> tuple[tuple[int, bytes], ...]:
     sent: list[tuple[int, bytes]] = []
     with tempfile.TemporaryDirectory() as directory:
         network = LocalNetwork(Path(directory), CHAIN, config=CONFIG)
-        queue = network._queue
+        send_from = network.send_from
 
-        def record(source: int, outgoing: list[tuple[int, bytes]]) -> None:
+        def record(source: int, outgoing: list[tuple[bytes, bytes]]) -> None:
             sent.extend((source, data) for _, data in outgoing)
-            queue(source, outgoing)
+            send_from(source, outgoing)
 
-        network._queue = record  # type: ignore[method-assign]
+        network.send_from = record  # type: ignore[method-assign]
         sender = SigningKey.from_seed(b"z" * 32)
         nonce = 0
         for phase in range(3):

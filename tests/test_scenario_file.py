@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from p2pmed.sim.scenario import (
     TX_KINDS,
     Behaviour,
+    Change,
     Fault,
     FaultKind,
     NetworkSpec,
@@ -775,7 +776,7 @@ def test_every_shipped_scenario_survives_a_round_trip_through_a_file(path: Path,
 KEYS = st.sampled_from(
     ["name", "description", "network", "workload", "check", "faults", "nodes", "latency_ms", "drop", "duplicate",
      "reorder", "rate", "duration", "liveness_bound", "at", "kind", "node", "groups", "behaviour", "probability",
-     "skew_ms", "crash", "partition", "byzantine"]
+     "skew_ms", "crash", "partition", "byzantine", "changes", "add", "remove", "validators", "primary"]
 )  # fmt: skip
 SCALARS = st.one_of(
     st.none(),
@@ -944,7 +945,13 @@ def test_shipped_scenarios_say_what_they_claim() -> None:
         "node 1 is the next view's primary"
     )
     seven = {"f_crashes", "partition_majority", "bad_new_view", "bad_blocks"}
-    assert all(scenario.network.nodes == (7 if name in seven else 4) for name, scenario in loaded.items())
+    epochs = {"epoch_add_under_load": (5, 4), "epoch_remove_primary": (5, 5), "epoch_replace_two": (6, 4)}
+    assert all(
+        (scenario.network.nodes, scenario.network.genesis_validators)
+        == epochs.get(name, (7, 7) if name in seven else (4, 4))
+        for name, scenario in loaded.items()
+    )
+    assert [len(loaded[name].changes) for name in epochs] == [1, 1, 2]
 
 
 def test_a_workload_mix_gives_weights_to_known_kinds() -> None:
@@ -965,3 +972,56 @@ def test_a_workload_mix_gives_weights_to_known_kinds() -> None:
 )
 def test_a_bad_workload_mix_is_refused_naming_the_key(mix: Any, key: str, fragment: str) -> None:
     rejects(with_(("workload", "mix"), mix), key, fragment)
+
+
+# -- validator set changes -------------------------------------------------------------
+
+
+def with_changes(*changes: dict[str, Any], nodes: int = 6, validators: int | None = 4) -> dict[str, Any]:
+    data = with_(("changes",), list(changes))
+    data["network"]["nodes"] = nodes
+    if validators is not None:
+        data["network"]["validators"] = validators
+    return data
+
+
+def test_changes_parse_in_time_order_and_round_trip_through_a_file(tmp_path: Path) -> None:
+    data = with_changes({"at": 9, "add": 1, "remove": "primary"}, {"at": 3, "add": 1, "remove": [3]})
+    scenario = parse_scenario(data, "changes")
+    assert scenario.network.validators == 4 and scenario.network.genesis_validators == 4
+    assert scenario.changes == (Change(3.0, 1, (3,)), Change(9.0, 1, (), True))
+    path = tmp_path / "changes.toml"
+    path.write_text(dump_scenario(scenario))
+    assert load_scenario(path) == scenario
+    assert parse_scenario(with_changes({"at": 1, "remove": 2}), "one").changes == (Change(1.0, 0, (2,)),)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ([{"at": 1, "add": 3}], "changes[0].add", "needs 3 node(s) that never were validators, 2 left"),
+        ([{"at": 1, "add": 2}, {"at": 2, "add": 1}], "changes[1].add", "raise network.nodes (now 6)"),
+        ([{"at": 1, "remove": 4}], "changes[0].remove", "node 4 is not a validator by then"),
+        ([{"at": 2, "remove": 3}, {"at": 1, "remove": [3, 2]}], "changes[0].remove", "node 3 is not a validator"),
+        ([{"at": 1, "remove": [1, 1]}], "changes[0].remove", "names a node twice"),
+        ([{"at": 1, "remove": [0, 1, 2, 3]}], "changes[0].remove", "at least one validator"),
+        ([{"at": 1, "remove": "primay"}], "changes[0].remove", 'expected "primary", a node index'),
+        ([{"at": 1, "remove": [9]}], "changes[0].remove[0]", "out of range"),
+        ([{"at": 1, "remove": []}], "changes[0].remove", "expected"),
+        ([{"at": 1}], "changes[0]", "changes nothing"),
+        ([{"add": 1}], "changes[0].at", "missing"),
+        ([{"at": 31, "add": 1}], "changes[0].at", "out of range"),
+        ([{"at": 1, "add": -1}], "changes[0].add", "out of range"),
+        ([{"at": 1, "add": True}], "changes[0].add", "expected"),
+        ([{"at": 1, "join": 1}], "changes[0].join", "unknown key"),
+        ({"at": 1}, "changes", "expected an array of tables"),
+    ],
+)
+def test_bad_changes_are_rejected_naming_the_entry(changes: Any, key: str, fragment: str) -> None:
+    data = with_changes(*changes) if isinstance(changes, list) else with_(("changes",), changes)
+    rejects(data, key, fragment)
+
+
+@pytest.mark.parametrize(("validators", "fragment"), [(0, "out of range"), (7, "out of range"), (2.0, "expected")])
+def test_genesis_validators_must_be_some_of_the_nodes(validators: Any, fragment: str) -> None:
+    rejects(with_changes(nodes=6, validators=validators), "network.validators", fragment)

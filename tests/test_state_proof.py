@@ -34,7 +34,7 @@ NONCE_KEY = "nonce/" + SENDER.public_key.hex()
 
 def certified_store(path: Path, blocks: int) -> Store:
     """A store of ``blocks`` blocks, each with one probe from SENDER and a quorum's certificate."""
-    ledger = Ledger(CHAIN, TX_TYPES, VALIDATORS.keys, GENESIS)
+    ledger = Ledger(CHAIN, TX_TYPES, GENESIS)
     store = Store.open(path, CHAIN, genesis_state=GENESIS)
     for height in range(1, blocks + 1):
         parent = store.commitment(height - 1)

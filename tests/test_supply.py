@@ -293,7 +293,7 @@ def test_a_recalled_pack_is_shipped_only_back_to_its_manufacturer(ledger: Ledger
 
 
 def test_a_pack_is_shipped_a_bounded_number_of_times(ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supply, "SHIPMENTS_PER_PACK_MAX", 2)
+    monkeypatch.setattr(supply.limits, "SHIPMENTS_PER_PACK_MAX", 2)
     packs = commission(ledger, "S1")
     deliver(ledger, MAKER, DISTRIBUTOR, packs)
     deliver(ledger, DISTRIBUTOR, PHARMACY, packs)
@@ -678,7 +678,7 @@ def test_only_an_organisation_in_force_records_scans(ledger: LedgerHarness) -> N
 def test_scans_past_the_listed_limit_are_counted_not_listed(
     ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(supply, "SCANS_LISTED_MAX", 2)
+    monkeypatch.setattr(supply.limits, "SCANS_LISTED_MAX", 2)
     for _ in range(4):
         ledger.ok(PHARMACY, "supply.verify", scan("FAKE"))
     assert len(trace(ledger.state, GTIN, "FAKE")) == 2

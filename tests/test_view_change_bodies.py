@@ -109,8 +109,9 @@ def test_a_proposal_nobody_asked_for_or_not_the_one_voted_for_changes_nothing(tm
     core = network.cores[1]
     assert core is not None
     stray = Proposal(1, network.now_ms, network.keys[0].public_key, (big_probe(1),))
-    assert core.receive(2, encode_message(stray), network.now_ms) == []
+    assert core.receive(network.key(2), encode_message(stray), network.now_ms) == []
     assert core.replica.rejected["unrequested-proposal"] == 1
     ask = FetchProposal(1, stray.digest, 2)
-    assert core.receive(2, encode_message(ask), network.now_ms) == [], "nothing held for that digest: no answer"
+    answer = core.receive(network.key(2), encode_message(ask), network.now_ms)
+    assert answer == [], "nothing held for that digest: no answer"
     network.close()

@@ -14,6 +14,7 @@ from p2pmed.cli.sim import SIM_COMMANDS
 from p2pmed.cli.site import SITE_COMMANDS
 from p2pmed.cli.supply import SUPPLY_COMMANDS
 from p2pmed.cli.trial import TRIAL_COMMANDS
+from p2pmed.cli.validator import VALIDATOR_COMMANDS
 from p2pmed.testing import demo as demo_module
 
 __all__ = ["cli", "main"]
@@ -42,6 +43,7 @@ for command in (
     *TRIAL_COMMANDS,
     *SUPPLY_COMMANDS,
     *RECORD_COMMANDS,
+    *VALIDATOR_COMMANDS,
 ):
     cli.add_command(command)
 

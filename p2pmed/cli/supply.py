@@ -66,9 +66,20 @@ GTIN = Gs1Code("GTIN", supply_rules.gtin_problem)
 LOT = Gs1Code("LOT", lambda code: supply_rules.code_problem(code, "lot"))
 SERIAL = Gs1Code("SERIAL", lambda code: supply_rules.code_problem(code, "serial"))
 EXPIRY = Gs1Code("YYYY-MM-DD", supply_rules.expiry_problem)
+SSCC = Gs1Code("SSCC", supply_rules.sscc_problem)
 PACK = PackCode()
 PACKS_OPTION = click.option(
     "--pack", "packs", type=PACK, multiple=True, required=True, help="A pack as GTIN:SERIAL; repeat for several."
+)
+LOOSE_PACKS_OPTION = click.option(
+    "--pack", "packs", type=PACK, multiple=True, help="A loose pack as GTIN:SERIAL; repeat for several."
+)
+CONTAINERS_OPTION = click.option(
+    "--container",
+    "containers",
+    type=SSCC,
+    multiple=True,
+    help="A container (case, pallet) by its SSCC-18, with all it holds; repeat for several.",
 )
 
 
@@ -227,7 +238,8 @@ def supply_commission(
 @supply.command("ship")
 @write_options
 @click.option("--to", "destination", type=ID, required=True, help="The receiving organisation's key.")
-@PACKS_OPTION
+@LOOSE_PACKS_OPTION
+@CONTAINERS_OPTION
 def supply_ship(
     home: Path,
     as_json: bool,
@@ -236,10 +248,14 @@ def supply_ship(
     timeout: float,
     destination: bytes,
     packs: tuple[supply_rules.PackRef, ...],
+    containers: tuple[str, ...],
 ) -> None:
-    """Ship packs the signer holds to another organisation. The transaction's id is the
-    shipment's id, which the destination gives to supply receive."""
-    submit(home, as_json, load_key(key_file), wait, timeout, "supply.ship", supply_rules.SupplyShip(destination, packs))
+    """Ship loose packs and whole containers the signer holds to another organisation. The
+    transaction's id is the shipment's id, which the destination gives to supply receive."""
+    if not packs and not containers:
+        fail("name what to ship: --pack GTIN:SERIAL or --container SSCC (repeatable)", EXIT_BAD_INPUT)
+    body = supply_rules.SupplyShip(destination, packs, containers)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.ship", body)
 
 
 @supply.command("receive")
@@ -252,6 +268,14 @@ def supply_ship(
     multiple=True,
     help="A pack of the shipment that did not arrive; repeat. Each raises an alert.",
 )
+@CONTAINERS_OPTION
+@click.option(
+    "--missing-container",
+    "missing_containers",
+    type=SSCC,
+    multiple=True,
+    help="A container of the shipment that did not arrive; repeat. Each pack in it raises an alert.",
+)
 def supply_receive(
     home: Path,
     as_json: bool,
@@ -261,20 +285,95 @@ def supply_receive(
     shipment: bytes,
     packs: tuple[supply_rules.PackRef, ...],
     missing: tuple[supply_rules.PackRef, ...],
+    containers: tuple[str, ...],
+    missing_containers: tuple[str, ...],
 ) -> None:
-    """Receive a shipment, signed by its destination, once. Every pack of it is listed, as
-    arrived or missing: a shortfall is declared, never implied."""
-    if not packs and not missing:
-        fail("list the shipment's packs: --pack for each that arrived, --missing for each that did not", EXIT_BAD_INPUT)
-    submit(
-        home,
-        as_json,
-        load_key(key_file),
-        wait,
-        timeout,
-        "supply.receive",
-        supply_rules.SupplyReceive(shipment, packs, missing),
-    )
+    """Receive a shipment, signed by its destination, once. Every loose pack and container of
+    it is listed, as arrived or missing: a shortfall is declared, never implied."""
+    if not (packs or missing or containers or missing_containers):
+        fail(
+            "list the shipment: --pack or --container for what arrived, --missing or --missing-container for what"
+            " did not",
+            EXIT_BAD_INPUT,
+        )
+    body = supply_rules.SupplyReceive(shipment, packs, missing, containers, missing_containers)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.receive", body)
+
+
+@supply.command("aggregate")
+@write_options
+@click.option("--into", "parent", type=SSCC, required=True, help="The container's SSCC-18: opened if new.")
+@LOOSE_PACKS_OPTION
+@CONTAINERS_OPTION
+def supply_aggregate(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    parent: str,
+    packs: tuple[supply_rules.PackRef, ...],
+    containers: tuple[str, ...],
+) -> None:
+    """Pack loose packs and containers the signer holds into a container (a case, a pallet).
+    A packed pack moves only with its container until it is taken out."""
+    if not packs and not containers:
+        fail("name what to pack: --pack GTIN:SERIAL or --container SSCC (repeatable)", EXIT_BAD_INPUT)
+    body = supply_rules.SupplyAggregate(parent, packs, containers)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.aggregate", body)
+
+
+@supply.command("disaggregate")
+@write_options
+@click.option("--from", "parent", type=SSCC, required=True, help="The container's SSCC-18.")
+@LOOSE_PACKS_OPTION
+@CONTAINERS_OPTION
+@click.option("--all", "everything", is_flag=True, help="Take everything out: the container is then retired.")
+def supply_disaggregate(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    parent: str,
+    packs: tuple[supply_rules.PackRef, ...],
+    containers: tuple[str, ...],
+    everything: bool,
+) -> None:
+    """Take packs and containers out of a container the signer holds; an emptied SSCC is not reused."""
+    if everything == bool(packs or containers):
+        fail("give either --all or what to take out (--pack, --container)", EXIT_BAD_INPUT)
+    body = supply_rules.SupplyDisaggregate(parent, packs, containers)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.disaggregate", body)
+
+
+def human_container(result: dict[str, Any]) -> str:
+    found = result["container"]
+    inside = f", in {found['parent']}" if found["parent"] else ""
+    lines = [
+        f"container (00){found['sscc']}: {found['status']}, held by {short_id(found['holder'])}{inside};"
+        f" {len(result['packs'])} pack{'' if len(result['packs']) == 1 else 's'},"
+        f" {len(result['containers'])} container{'' if len(result['containers']) == 1 else 's'} inside"
+    ]
+    for event in result["history"]:
+        party = f" ↔ {short_id(event['party'])}" if event["party"] else ""
+        children = len(event["packs"]) + len(event["containers"])
+        listed = f"  {children} item{'' if children == 1 else 's'}" if children else ""
+        lines.append(
+            f"  {utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} by "
+            f"{short_id(event['organisation'])}{party}{listed}"
+        )
+    return "\n".join(lines)
+
+
+@supply.command("container")
+@read_options
+@click.argument("sscc", type=SSCC)
+@click.option("--epcis", is_flag=True, help="Print its aggregation history as an EPCIS 2.0 JSON-LD document.")
+def supply_container(home: Path, as_json: bool, sscc: str, epcis: bool) -> None:
+    """Show a container (by SSCC-18): who holds it, what is in it at every depth, its history."""
+    output = "epcis" if epcis else "entries"
+    read(home, as_json or epcis, human_container, "supply.container", sscc=sscc, format=output)
 
 
 @supply.command("dispense")
@@ -423,6 +522,165 @@ def supply_import_epcis(
         imported = [(tx.tx_type, tx.body, tx.event) for tx in txs]
         results = submit_each(client, key, imported, timeout, as_json, source="event")
     emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
+
+
+@supply.group("suspect")
+def suspect() -> None:
+    """Suspect products: quarantine packs, investigate, clear them or find them illegitimate,
+    and record the notice to FDA and trading partners (due within 24 hours)."""
+
+
+CASE_ARGUMENT = click.argument("case", type=ID)
+
+
+def human_case(case: dict[str, Any]) -> str:
+    due = (
+        f", {case['overdue']} OVERDUE"
+        if case["overdue"]
+        else (f", next due {utc_time(case['due_ms'])}" if case["due_ms"] else "")
+    )
+    head = (
+        f"case {case['id']}: {case['status']}{due}, {len(case['packs'])} pack{'' if len(case['packs']) == 1 else 's'}"
+    )
+    lines = [
+        head,
+        f"  quarantined {utc_time(case['quarantined']['time_ms'])} by {short_id(case['organisation'])}:"
+        f" {case['reason']}",
+    ]
+    for step in ("investigated", "determined", "notified"):
+        if case[step]:
+            late = " (late)" if case[step]["late"] else ""
+            lines.append(f"  {step} {utc_time(case[step]['time_ms'])}{late}")
+    return "\n".join(lines)
+
+
+@suspect.command("quarantine")
+@write_options
+@PACKS_OPTION
+@click.option("--reason", required=True, help="Why the packs are suspect.")
+def suspect_quarantine(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    packs: tuple[supply_rules.PackRef, ...],
+    reason: str,
+) -> None:
+    """Quarantine loose packs the signer holds; the transaction's id is the case's id."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.quarantine",
+        supply_rules.SuspectQuarantine(packs, reason),
+    )
+
+
+@suspect.command("investigate")
+@write_options
+@CASE_ARGUMENT
+def suspect_investigate(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, case: bytes) -> None:
+    """Start investigating a quarantined case (due a day after the quarantine)."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.investigate",
+        supply_rules.SuspectInvestigate(case),
+    )
+
+
+@suspect.command("clear")
+@write_options
+@CASE_ARGUMENT
+@click.option("--reason", required=True, help="Why the packs are legitimate after all.")
+def suspect_clear(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, case: bytes, reason: str
+) -> None:
+    """Clear a case under investigation: its packs leave quarantine."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.clear",
+        supply_rules.SuspectClear(case, reason),
+    )
+
+
+@suspect.command("illegitimate")
+@write_options
+@CASE_ARGUMENT
+@click.option("--classification", type=click.Choice(supply_rules.CLASSIFICATIONS), required=True)
+@click.option("--description", required=True, help="What made the product illegitimate (Form 3911 field 17).")
+def suspect_illegitimate(
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    wait: bool,
+    timeout: float,
+    case: bytes,
+    classification: str,
+    description: str,
+) -> None:
+    """Determine a case's packs illegitimate: FDA and trading partners are due notice within 24 hours."""
+    body = supply_rules.SuspectIllegitimate(case, classification, description)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.suspect.illegitimate", body)
+
+
+@suspect.command("notify")
+@write_options
+@CASE_ARGUMENT
+@click.option("--partner", "partners", type=ID, multiple=True, required=True, help="A trading partner told; repeat.")
+def suspect_notify(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, case: bytes, partners: tuple[bytes, ...]
+) -> None:
+    """Record that FDA and the trading partners were told of an illegitimate case."""
+    submit(
+        home,
+        as_json,
+        load_key(key_file),
+        wait,
+        timeout,
+        "supply.suspect.notify",
+        supply_rules.SuspectNotify(case, partners),
+    )
+
+
+@suspect.command("show")
+@read_options
+@CASE_ARGUMENT
+@click.option("--form-3911", "form", is_flag=True, help="Print the case's Form FDA 3911 fields as JSON.")
+def suspect_show(home: Path, as_json: bool, case: bytes, form: bool) -> None:
+    """Show a suspect case and its overdue step, if any (ledger time)."""
+    if form:
+        read(home, True, human_case, "supply.form3911", case=case.hex())
+        return
+    read(home, as_json, human_case, "supply.suspect", case=case.hex())
+
+
+@suspect.command("list")
+@read_options
+@click.option("--start", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def suspect_list(home: Path, as_json: bool, start: int, limit: int) -> None:
+    """List suspect cases in the order opened, overdue steps marked."""
+    read(
+        home,
+        as_json,
+        lambda result: "\n".join(
+            [*map(human_case, result["cases"]), f"{result['count']} case{'' if result['count'] == 1 else 's'} in all"]
+        ),
+        "supply.suspects",
+        start=start,
+        limit=limit,
+    )
 
 
 SUPPLY_COMMANDS = [supply]

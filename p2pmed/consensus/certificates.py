@@ -44,7 +44,14 @@ class InvalidMessage(Exception):
 
 @dataclass(frozen=True)
 class Validators:
-    """The static validator set from genesis and the rules for counting its votes.
+    """The validator set of one epoch and the rules for counting its votes.
+
+    Epoch ``epoch`` orders the blocks from ``first_height`` on (epoch 0, the genesis set,
+    from height 1; ``p2pmed.ledger.contracts.membership`` decides the others). Every vote
+    is signed for its epoch (``signing_context``), so no message of one epoch counts in
+    another, even where the two sets share keys. The epoch starts from the block before
+    its first height as its genesis checkpoint, which needs no proof: the blocks up to it
+    were certified by the sets before.
 
     ``quorum_override`` exists only so tests can plant a quorum bug and prove the
     safety checker catches it; it is never set outside tests.
@@ -54,9 +61,22 @@ class Validators:
     keys: tuple[bytes, ...]
     verifier: Verifier
     quorum_override: int | None = None
+    epoch: int = 0
+    first_height: int = 1
 
     def __post_init__(self) -> None:
         assert len(self.keys) >= 1 and len(set(self.keys)) == len(self.keys), "validator keys must be distinct"
+        assert self.epoch >= 0 and self.first_height >= 1 and (self.epoch > 0 or self.first_height == 1)
+
+    @property
+    def signing_context(self) -> str:
+        """What votes are signed under: the chain id, and the epoch after the first."""
+        return self.chain_id if self.epoch == 0 else f"{self.chain_id}/epoch/{self.epoch}"
+
+    @property
+    def base(self) -> int:
+        """The epoch's genesis checkpoint: the last block before its first height."""
+        return self.first_height - 1
 
     @property
     def n(self) -> int:
@@ -77,7 +97,11 @@ class Validators:
         if not 0 <= message.replica < self.n:
             raise InvalidMessage(f"replica {message.replica} is not a validator")
         if not self.verifier.verify(
-            self.keys[message.replica], message.signature, message.domain, self.chain_id, signing_payload(message)
+            self.keys[message.replica],
+            message.signature,
+            message.domain,
+            self.signing_context,
+            signing_payload(message),
         ):
             raise InvalidMessage(f"bad {message.domain.value} signature from replica {message.replica}")
 
@@ -127,7 +151,9 @@ class Validators:
             raise InvalidMessage(f"commit certificate has {len(voters)} commits, needs {self.quorum}")
 
     def check_committed_block(self, block: Block, certificate: CommitCertificate, previous_hash: bytes) -> None:
-        """A block that extends ``previous_hash`` and that a quorum committed."""
+        """A block of this epoch that extends ``previous_hash`` and that a quorum committed."""
+        if block.height < self.first_height:
+            raise InvalidMessage(f"block {block.height} is before epoch {self.epoch}, from {self.first_height}")
         try:
             check_block(block, self.chain_id, block.height, previous_hash)
         except BlockRejected as error:
@@ -135,10 +161,12 @@ class Validators:
         self.check_commit_certificate(certificate, block.height, proposal_digest(block.header))
 
     def check_checkpoint_proof(self, sequence: int, proof: tuple[Checkpoint, ...]) -> bytes | None:
-        """The block hash a quorum signed at ``sequence`` (None for the genesis checkpoint)."""
-        if sequence == 0:
+        """The block hash a quorum signed at ``sequence`` (None for the epoch's genesis checkpoint)."""
+        if sequence < self.base:
+            raise InvalidMessage(f"checkpoint {sequence} is before epoch {self.epoch}")
+        if sequence == self.base:
             if proof:
-                raise InvalidMessage("the genesis checkpoint needs no proof")
+                raise InvalidMessage("the epoch's genesis checkpoint needs no proof")
             return None
         hashes = {checkpoint.block_hash for checkpoint in proof}
         voters = {checkpoint.replica for checkpoint in proof}

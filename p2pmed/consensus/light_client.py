@@ -1,51 +1,41 @@
 """Verifying committed blocks as a light client does: no votes of its own, only certificates.
 
-An observer trusts nothing a validator sends it except what 2f+1 validators signed. A
-block is taken when it is the next height after the observer's head, chains to the head's
-hash, is well formed (chain id, transaction count and Merkle root), and carries a commit
-certificate of a quorum of distinct validators' signatures over its proposal digest
+A node outside the validator set (an observer, or a site voted in that has not reached its
+epoch) trusts nothing a validator sends it except what a quorum signed. It takes a block
+when it is the next height after its head, chains to the head's hash, is well formed
+(chain id, transaction count and Merkle root), and carries a commit certificate of a quorum
+of distinct validators of the block's epoch over its proposal digest
 (``Validators.check_committed_block``). One Byzantine validator, or an outsider, can
-therefore hand an observer nothing but delays: it cannot sign a quorum alone.
+therefore hand it nothing but delays: it cannot sign a quorum alone.
 
-Which validators certify a block is asked per height (``ValidatorSets``). Today the set is
-the genesis set at every height (``genesis_sets``); when validator changes by vote land,
-the set of a height's epoch is read from the already verified chain below it, and the
-check here stays the same.
+Which set certifies a height is read from the chain verified so far (``validators_at``):
+the genesis set, then each set the validators voted in (``membership``), known from the
+block that passed the change, ``EPOCH_DELAY_BLOCKS`` before the set takes over. So blocks
+are checked one at a time, each against the state the blocks before it built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 from p2pmed.consensus.certificates import InvalidMessage, Validators
 from p2pmed.consensus.messages import BlockWithCertificate
+from p2pmed.crypto import Verifier
+from p2pmed.ledger.contracts import membership
+from p2pmed.ledger.state import StateReader
 
-__all__ = ["ValidatorSets", "genesis_sets", "verified_prefix"]
-
-ValidatorSets = Callable[[int], Validators]
-"""The validator set whose quorum certifies the block at a height."""
-
-
-def genesis_sets(validators: Validators) -> ValidatorSets:
-    """The genesis set at every height (no membership changes yet)."""
-    return lambda _height: validators
+__all__ = ["check_next", "validators_at"]
 
 
-def verified_prefix(
-    validator_sets: ValidatorSets, height: int, head_hash: bytes, answer: Iterable[BlockWithCertificate]
-) -> tuple[list[BlockWithCertificate], InvalidMessage | None]:
-    """The blocks of ``answer`` that extend the head (``height``, ``head_hash``) one by one,
-    each certified; and why the first one that does not was refused (None if all were taken).
-    A peer answers from the height it was asked for, so a block at any other height is refused."""
-    taken: list[BlockWithCertificate] = []
-    for item in answer:
-        expected = height + len(taken) + 1
-        if item.block.height != expected:
-            return taken, InvalidMessage(f"block at height {item.block.height}, expected {expected}")
-        previous_hash = taken[-1].block.hash if taken else head_hash
-        try:
-            validator_sets(expected).check_committed_block(item.block, item.certificate, previous_hash)
-        except InvalidMessage as error:
-            return taken, error
-        taken.append(item)
-    return taken, None
+def validators_at(state: StateReader, height: int, chain_id: str, verifier: Verifier) -> Validators:
+    """The set that certifies ``height``, from a state executed up to a height below it (at most
+    ``EPOCH_DELAY_BLOCKS`` below: later changes are not in it yet)."""
+    epoch = membership.epoch_at(state, height)
+    assert epoch is not None, "a chain that has blocks has validators from genesis"
+    return Validators(chain_id, epoch.keys, verifier, None, epoch.number, epoch.first_height)
+
+
+def check_next(validators: Validators, height: int, head_hash: bytes, item: BlockWithCertificate) -> None:
+    """Refuse (``InvalidMessage``) ``item`` unless it is the block after the head (``height``,
+    ``head_hash``) with a certificate of ``validators``, the set of its epoch."""
+    if item.block.height != height + 1:
+        raise InvalidMessage(f"block at height {item.block.height}, expected {height + 1}")
+    validators.check_committed_block(item.block, item.certificate, head_hash)

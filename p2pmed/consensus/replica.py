@@ -242,9 +242,11 @@ class Replica:
         last_block_time_ms: int = 0,
         records: Mapping[str, bytes] | None = None,
         committed_tx_ids: Iterable[bytes] = (),
+        epoch_last: int | None = None,
         commitments: StateCommitments = STATELESS,
     ) -> None:
         assert signer.public_key in validators.keys, "the signer must be a validator"
+        assert last_executed >= validators.base, "an epoch starts from the blocks before it"
         assert new_view_fits(validators.quorum, config.watermark_window), (
             f"a new-view of {validators.n} validators over a window of {config.watermark_window} could exceed a frame"
         )
@@ -262,7 +264,10 @@ class Replica:
         self.last_executed = last_executed
         self.last_block_hash = last_block_hash
         self.last_block_time_ms = last_block_time_ms
-        self.stable_sequence = 0
+        self.stable_sequence = validators.base
+        self.epoch_last = epoch_last
+        """The last height this epoch orders, once a change of the validator set has passed
+        (``end_epoch``); None while no change is due."""
         self._stable_proof: tuple[Checkpoint, ...] = ()
         self._log: dict[int, Slot] = {}
         self._executed_digests: dict[int, bytes] = {}
@@ -353,6 +358,16 @@ class Replica:
             self._refresh_progress_deadline()
         self._maybe_propose()
         return self._flush()
+
+    def end_epoch(self, last_height: int) -> None:
+        """A change of the validator set passed: this epoch orders blocks up to ``last_height``
+        and no further (``p2pmed.ledger.contracts.membership`` says why no slot above it can
+        be in flight), and its primary fills the heights up to it without waiting."""
+        assert self.epoch_last in (None, last_height), "an epoch ends once"
+        assert last_height >= self.last_executed and all(sequence <= last_height for sequence in self._log), (
+            "a slot above the end of the epoch is in flight"
+        )
+        self.epoch_last = last_height
 
     def discard(self, tx_ids: Iterable[bytes]) -> None:
         """Forget pending transactions that can no longer commit (another transaction
@@ -475,6 +490,8 @@ class Replica:
             raise InvalidMessage(f"replica {sender} relayed a message signed by {replica}")
 
     def _in_window(self, sequence: int) -> bool:
+        if self.epoch_last is not None and sequence > self.epoch_last:
+            return False
         return self.stable_sequence < sequence <= self.stable_sequence + self.config.watermark_window
 
     # -- normal case ----------------------------------------------------------
@@ -505,24 +522,32 @@ class Replica:
         return batch, len(batch) == self.config.batch_size_max
 
     def _maybe_propose(self) -> None:
+        """Propose while the window and pipeline allow: a full batch now, a partial one once its
+        oldest transaction waited ``batch_delay_ms``, and whatever waits (even nothing) once the
+        heartbeat is due: a block is owed then, and the deadline ``next_deadline_ms`` gave
+        ``tick`` was the heartbeat's."""
         while self._can_propose():
             batch, full = self._next_batch()
+            heartbeat_ms = self._heartbeat_at_ms()
+            owed = heartbeat_ms is not None and self._now_ms >= heartbeat_ms
             if not batch:
-                heartbeat_ms = self._heartbeat_at_ms()
-                if heartbeat_ms is not None and self._now_ms >= heartbeat_ms:
+                if owed:
                     self._propose(())
                 return
-            if not full and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
+            if not full and not owed and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
                 return
             self._propose(tuple(batch))
 
     def _heartbeat_at_ms(self) -> int | None:
         """When an idle primary proposes an empty block, so that ledger time (and with it every
         expiry) moves on without traffic: ``heartbeat_interval_ms`` after the last block, if
-        nothing is in flight and the chain has begun."""
-        if not self.config.heartbeat_interval_ms or self.last_executed == 0:
-            return None
+        nothing is in flight and the chain has begun; ``batch_delay_ms`` after it while the
+        epoch is ending, so that the new validator set takes over on an idle network too."""
         if self._next_sequence != self.last_executed + 1:
+            return None
+        if self.epoch_last is not None:
+            return self.last_block_time_ms + self.config.batch_delay_ms
+        if not self.config.heartbeat_interval_ms or self.last_executed == 0:
             return None
         return self.last_block_time_ms + self.config.heartbeat_interval_ms
 
@@ -1186,7 +1211,7 @@ class Replica:
 
     def _sign(self, message: SignedT) -> SignedT:
         """``message`` (built with a placeholder signature) signed by this replica."""
-        signature = self._signer.sign(message.domain, self.validators.chain_id, signing_payload(message))
+        signature = self._signer.sign(message.domain, self.validators.signing_context, signing_payload(message))
         return dataclasses.replace(message, signature=signature)
 
     def _note(self, text: str) -> None:

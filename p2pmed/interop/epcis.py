@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Mapping
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,9 +47,12 @@ from p2pmed import strict_json
 from p2pmed.input_error import KeyedInputError
 from p2pmed.ledger.contracts.supply import (
     PACKS_PER_TX_MAX,
+    ContainerEvent,
     PackRef,
+    SupplyAggregate,
     SupplyCommission,
     SupplyDecommission,
+    SupplyDisaggregate,
     SupplyDispense,
     SupplyReceive,
     SupplyShip,
@@ -56,6 +60,7 @@ from p2pmed.ledger.contracts.supply import (
     expiry_problem,
     gs1_check_digit,
     gtin_problem,
+    sscc_problem,
 )
 
 __all__ = [
@@ -65,8 +70,11 @@ __all__ = [
     "EpcisError",
     "ShipmentLookup",
     "SupplyTx",
+    "export_aggregations",
     "import_epcis",
     "parse_epc",
+    "parse_sscc",
+    "sscc_uri",
 ]
 
 DOCUMENT_SIZE_MAX = 8 << 20
@@ -219,6 +227,61 @@ def parse_epc(uri: str, path: str = "$") -> PackRef:
     if match:
         return _digital_link(match, path)
     raise EpcisError(path, f"{uri[:60]!r} is not {_EPC_FORMS}")
+
+
+_SSCC_URN = re.compile(r"urn:epc:id:sscc:([0-9]+)\.([0-9]+)")
+_SSCC_LINK = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?(?:/[^/?#]+)*?/00/([0-9]{18})")
+_SSCC_FORMS = "an SSCC EPC URI (urn:epc:id:sscc:0614141.1234567890) or a GS1 Digital Link URI (https://id.gs1.org/00/106141412345678908)"
+
+
+def parse_sscc(uri: str, path: str = "$") -> str | None:
+    """The SSCC-18 an SSCC EPC URI or GS1 Digital Link URI names; None if ``uri`` is neither form."""
+    if len(uri) > EPC_LENGTH_MAX:
+        raise EpcisError(path, f"an EPC of {len(uri)} characters, limit {EPC_LENGTH_MAX}")
+    match = _SSCC_URN.fullmatch(uri)
+    if match:
+        prefix, reference = match.groups()
+        if not 6 <= len(prefix) <= 12 or len(prefix) + len(reference) != 17:
+            raise EpcisError(path, "an SSCC's company prefix (6..12 digits) and serial reference make 17 digits")
+        digits = reference[0] + prefix + reference[1:]
+        return digits + gs1_check_digit(digits)
+    match = _SSCC_LINK.fullmatch(uri)
+    if match:
+        problem = sscc_problem(match[1])
+        if problem is not None:
+            raise EpcisError(path, problem)
+        return match[1]
+    return None
+
+
+def _child_epcs(event: dict[str, Any], path: str, required: bool) -> tuple[tuple[PackRef, ...], tuple[str, ...]]:
+    """The packs and containers an AggregationEvent's childEPCs name, each once."""
+    if "childQuantityList" in event:
+        raise EpcisError(f"{path}.childQuantityList", "quantities are not imported: list serialised children")
+    if "childEPCs" not in event and not required:
+        return (), ()
+    children = _array(
+        event, "childEPCs", path, f"an array of EPCs, each {_EPC_FORMS} or {_SSCC_FORMS}", EPCS_PER_EVENT_MAX
+    )
+    if not children and required:
+        raise EpcisError(f"{path}.childEPCs", "empty: an ADD lists the packs and containers it packs")
+    packs: dict[PackRef, None] = {}
+    containers: dict[str, None] = {}
+    for index, child in enumerate(children):
+        where = f"{path}.childEPCs[{index}]"
+        if not isinstance(child, str):
+            raise EpcisError(where, f"expected {_EPC_FORMS} or {_SSCC_FORMS}, got {_kind(child)}")
+        sscc = parse_sscc(child, where)
+        if sscc is None:
+            pack = parse_epc(child, where)
+            if pack in packs:
+                raise EpcisError(where, f"(01){pack.gtin}(21){pack.serial} is listed twice")
+            packs[pack] = None
+        elif sscc in containers:
+            raise EpcisError(where, f"(00){sscc} is listed twice")
+        else:
+            containers[sscc] = None
+    return tuple(packs), tuple(containers)
 
 
 def _epc_list(event: dict[str, Any], path: str) -> tuple[PackRef, ...]:
@@ -398,12 +461,45 @@ def _builder(event: dict[str, Any], path: str) -> _Builder:
     return builder
 
 
+def _aggregation(event: dict[str, Any], path: str) -> _Bodies:
+    """ADD packs children into parentID (supply.aggregate), DELETE takes them out (supply.disaggregate; no
+    children: all of them), in chunks of the ledger's limit."""
+    action = _text(event, "action", path, "ADD or DELETE")
+    if action not in ("ADD", "DELETE"):
+        raise EpcisError(
+            f"{path}.action",
+            f"an AggregationEvent is imported with action ADD or DELETE, not {action[:20]!r}: an OBSERVE changes"
+            " nothing",
+        )
+    parent_uri = _text(event, "parentID", path, _SSCC_FORMS)
+    parent = parse_sscc(parent_uri, f"{path}.parentID")
+    if parent is None:
+        raise EpcisError(f"{path}.parentID", f"{parent_uri[:60]!r} is not {_SSCC_FORMS}")
+    packs, containers = _child_epcs(event, path, required=action == "ADD")
+    children: list[PackRef | str] = [*packs, *containers]
+    chunks = _chunks(children) or [()]
+    body = SupplyAggregate if action == "ADD" else SupplyDisaggregate
+    return [
+        (
+            f"supply.{'aggregate' if action == 'ADD' else 'disaggregate'}",
+            body(
+                parent,
+                tuple(child for child in chunk if isinstance(child, PackRef)),
+                tuple(child for child in chunk if isinstance(child, str)),
+            ),
+        )
+        for chunk in chunks
+    ]
+
+
 def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
     event = _object(value, path)
-    kind = _text(event, "type", path, "ObjectEvent")
-    if kind != "ObjectEvent":
+    kind = _text(event, "type", path, "ObjectEvent or AggregationEvent")
+    if kind not in ("ObjectEvent", "AggregationEvent"):
         raise EpcisError(
-            f"{path}.type", f"{kind[:40]!r} events are not imported: only ObjectEvents, which list the packs themselves"
+            f"{path}.type",
+            f"{kind[:40]!r} events are not imported: only ObjectEvents and AggregationEvents, which list serialised"
+            " packs and containers",
         )
     if "errorDeclaration" in event:
         raise EpcisError(
@@ -411,6 +507,8 @@ def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
             "corrections of earlier events are not imported: the ledger never rewrites its history",
         )
     time_ms = _event_time_ms(event, path)
+    if kind == "AggregationEvent":
+        return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in _aggregation(event, path)]
     builder = _builder(event, path)
     packs = _epc_list(event, path)
     return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in builder(event, path, packs, lookups)]
@@ -446,3 +544,55 @@ def import_epcis(
     lookups = _Lookups(parties or {}, shipment_of)
     txs = [tx for event, path in _events(_load(data)) for tx in _convert(event, path, lookups)]
     return _merge_receipts(txs)
+
+
+# -- export ----------------------------------------------------------------------------------------------
+
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+P2PMED_NAMESPACE = "urn:p2pmed:epcis:"
+_LINK_SERIAL_SAFE = "!&'()*+,-.:;=_"
+
+
+def sscc_uri(sscc: str) -> str:
+    """The GS1 Digital Link URI of an SSCC-18."""
+    return f"https://id.gs1.org/00/{sscc}"
+
+
+def _pack_uri(pack: PackRef) -> str:
+    # A Digital Link, not an SGTIN URN: a GTIN alone does not say where its company prefix ends.
+    return f"https://id.gs1.org/01/{pack.gtin}/21/{urllib.parse.quote(pack.serial, safe=_LINK_SERIAL_SAFE)}"
+
+
+def _time(time_ms: int) -> str:
+    moment = _EPOCH + datetime.timedelta(milliseconds=time_ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def export_aggregations(sscc: str, events: Sequence[ContainerEvent], created_ms: int) -> dict[str, Any]:
+    """An EPCIS 2.0 JSON-LD document of a container's aggregation history: an AggregationEvent
+    (ADD, packing) for each aggregation and (DELETE, unpacking) for each disaggregation, in order,
+    at ledger time; the organisation and transaction are ``p2pmed:`` extension fields."""
+    exported = [
+        {
+            "type": "AggregationEvent",
+            "eventTime": _time(event.time_ms),
+            "eventTimeZoneOffset": "+00:00",
+            "parentID": sscc_uri(sscc),
+            "childEPCs": [*map(_pack_uri, event.packs), *map(sscc_uri, event.containers)],
+            "action": "ADD" if event.kind == "aggregate" else "DELETE",
+            "bizStep": "packing" if event.kind == "aggregate" else "unpacking",
+            "disposition": "in_progress",
+            "p2pmed:organisation": event.organisation.hex(),
+            "p2pmed:transaction": event.tx_id.hex(),
+            "p2pmed:height": event.height,
+        }
+        for event in events
+        if event.kind in ("aggregate", "disaggregate")
+    ]
+    return {
+        "@context": [EPCIS_CONTEXT, {"p2pmed": P2PMED_NAMESPACE}],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": _time(created_ms),
+        "epcisBody": {"eventList": exported},
+    }

@@ -18,6 +18,7 @@ from typing import Any
 
 from p2pmed import codec
 from p2pmed.ledger.block import Block, merkle_root
+from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
@@ -79,19 +80,14 @@ class BlockExecution:
 
 
 class Ledger:
-    """The rules of one chain: its id, the transaction types it knows, its validators
-    and the state it starts from."""
+    """The rules of one chain: its id, the transaction types it knows and the state it
+    starts from (which holds the genesis validators: ``membership.genesis_state``)."""
 
     def __init__(
-        self,
-        chain_id: str,
-        tx_types: Iterable[TxType],
-        validators: tuple[bytes, ...] = (),
-        genesis_state: Mapping[str, bytes] | None = None,
+        self, chain_id: str, tx_types: Iterable[TxType], genesis_state: Mapping[str, bytes] | None = None
     ) -> None:
         self.chain_id = chain_id
         self.tx_types: Mapping[str, TxType] = {tx_type.name: tx_type for tx_type in tx_types}
-        self.validators = validators
         self.genesis_state: Mapping[str, bytes] = genesis_state or {}
         """The state at height 0, which a new store starts from."""
 
@@ -124,11 +120,19 @@ class Ledger:
         time_ms = max(block.header.time_ms, previous_ms)
         if time_ms != previous_ms:
             block_state.put(LEDGER_TIME_KEY, time_ms)
-        results = tuple(self._execute(block_state, time_ms, block, tx, verified_tx_ids) for tx in block.txs)
+        epoch = membership.epoch_at(state, block.height)
+        validators = () if epoch is None else epoch.keys
+        results = tuple(self._execute(block_state, time_ms, validators, block, tx, verified_tx_ids) for tx in block.txs)
         return BlockExecution(results, block_state.changes(), time_ms)
 
     def _execute(
-        self, block_state: StateOverlay, time_ms: int, block: Block, tx: Transaction, verified: Container[bytes]
+        self,
+        block_state: StateOverlay,
+        time_ms: int,
+        validators: tuple[bytes, ...],
+        block: Block,
+        tx: Transaction,
+        verified: Container[bytes],
     ) -> TxResult:
         try:
             body = self._typed_body(tx) if tx.id in verified and tx.chain_id == self.chain_id else self.check(tx)
@@ -136,7 +140,7 @@ class Ledger:
         except TxRejected as error:
             return TxResult(tx.id, error.reason, error.detail)
         tx_state = StateOverlay(block_state)
-        context = TxContext(self.chain_id, block.height, time_ms, tx.sender, tx.id, self.validators)
+        context = TxContext(self.chain_id, block.height, time_ms, tx.sender, tx.id, validators)
         tx_type = self.tx_types[tx.type]
         try:
             tx_type.apply(tx_state, context, body)

@@ -22,7 +22,8 @@ class TxContext:
     sender: bytes
     tx_id: bytes
     validators: tuple[bytes, ...] = ()
-    """The genesis validators' keys: they govern which organisations take part."""
+    """The keys of the validator set that orders this block (``membership.epoch_at``): they
+    govern which organisations take part."""
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,17 @@ there are two streams, one per direction.
 
 Who sent a frame is the authenticated peer id of the connection (Noise binds it
 to the validator key; see ``p2pmed.net.identity``; a node offers no security
-protocol but Noise, ``p2pmed.net.host``), mapped to the validator's
-index. Streams from any other peer are reset at once and counted. A frame that
+protocol but Noise, ``p2pmed.net.host``). Peers are named by peer id, never by a
+position: the validator set changes by vote (``set_validators``), and with it every
+position. Streams from a peer outside the current set are reset at once and counted. A frame that
 breaks the framing rules (oversized, non-minimal or overlong length prefix,
 truncated) resets that stream and closes the connection to that peer, both
 counted; the peer may dial again, and nothing else is affected. Each validator
 may send at most ``inbound_bytes_per_s`` (a burst of two maximum frames): a peer
 over it is not read until its budget refills, counted as ``inbound_throttled``,
 so a Byzantine validator cannot make this node decode more than that. This
-layer does not decode messages: the consumer of ``incoming`` gets ``(sender_index, bytes)`` and must treat the bytes as
-untrusted (``decode_message`` and signature checks).
+layer does not decode messages: the consumer of ``incoming`` gets ``(sender_peer_id, bytes)`` and must treat the
+bytes as untrusted (``decode_message`` and signature checks).
 
 Sending never blocks the caller. Each peer has a bounded queue (frames and
 bytes); when it is full the oldest frames are dropped and counted, since PBFT
@@ -65,6 +66,7 @@ class TransportCounters:
     frames_sent: int = 0
     frames_received: int = 0
     frames_dropped: int = 0  # outgoing, dropped oldest-first from a full queue
+    frames_unrouted: int = 0  # outgoing, for a peer no longer a validator (the set changed)
     frames_oversized: int = 0  # outgoing, over the frame limit: a bug (messages are bounded by construction)
     streams_opened: int = 0  # outgoing streams negotiated
     open_failures: int = 0  # outgoing stream could not be opened (dial, negotiation, timeout)
@@ -78,21 +80,21 @@ class TransportCounters:
 
 @dataclasses.dataclass(eq=False)
 class _Peer:
-    index: int
     peer_id: ID
     queue: collections.deque[bytes] = dataclasses.field(default_factory=collections.deque)
     queued_bytes: int = 0
     wakeup: trio.Event = dataclasses.field(default_factory=trio.Event)
     stream: INetStream | None = None
+    scope: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
+    """The sender task's: cancelled when the peer leaves the validator set."""
 
 
 class ConsensusTransport:
     """Direct, framed, best-effort delivery of consensus messages between validators.
 
-    ``validators[i]`` is validator ``i``'s peer id; ``index`` is this node's own
-    position in that list. The host's peerstore must hold the other
-    validators' addresses (or connections to them must exist) for sending to
-    work. Call ``run`` (e.g. ``await nursery.start(transport.run)``) inside the
+    ``validators`` are the validators' peer ids (this host's own among them or not); the
+    host's peerstore must hold their addresses (or connections to them must exist) for
+    sending to work. Call ``run`` (e.g. ``await nursery.start(transport.run)``) inside the
     nursery that runs under ``host.run``; cancel it to stop.
     """
 
@@ -100,7 +102,6 @@ class ConsensusTransport:
         self,
         host: IHost,
         validators: Sequence[ID],
-        index: int,
         *,
         frame_size_max: int = MESSAGE_SIZE_MAX,
         queue_frames_max: int = 1024,
@@ -112,16 +113,9 @@ class ConsensusTransport:
         retry_delay_min: float = 0.05,
         retry_delay_max: float = 5.0,
     ) -> None:
-        if not 0 <= index < len(validators):
-            raise ValueError(f"index {index} is not a validator index (0..{len(validators) - 1})")
-        if len(set(validators)) != len(validators):
-            raise ValueError("the same peer id appears twice among the validators")
-        if validators[index] != host.get_id():
-            raise ValueError(f"validator {index} is {validators[index]}, but this host is {host.get_id()}")
         if queue_bytes_max < frame_size_max + 8 or queue_frames_max < 1:
             raise ValueError("a per-peer queue must be able to hold at least one frame of the maximum size")
         self.host = host
-        self.index = index
         self.frame_size_max = frame_size_max
         self.queue_frames_max = queue_frames_max
         self.queue_bytes_max = queue_bytes_max
@@ -130,31 +124,54 @@ class ConsensusTransport:
         self.retry_delay_min = retry_delay_min
         self.retry_delay_max = retry_delay_max
         self.counters = TransportCounters()
-        self._index_of = {peer_id: i for i, peer_id in enumerate(validators)}
-        self._peers = {i: _Peer(i, peer_id) for i, peer_id in enumerate(validators) if i != index}
-        self._inbox_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](inbox_size)
-        self._inbound: set[INetStream] = set()
-        self._budgets: PeerBudgets[int] = PeerBudgets(inbound_bytes_per_s, 2 * frame_size_max)  # by sender
+        self._peers: dict[ID, _Peer] = {}
+        self._inbox_send, self.incoming = trio.open_memory_channel[tuple[ID, bytes]](inbox_size)
+        self._inbound: dict[INetStream, ID] = {}
+        self._budgets: PeerBudgets[ID] = PeerBudgets(inbound_bytes_per_s, 2 * frame_size_max)  # by sender
+        self._nursery: trio.Nursery | None = None
         self._started = False
         self._stopped = False
+        self.set_validators(validators)
+
+    def set_validators(self, validators: Sequence[ID]) -> None:
+        """The validator set changed: peers that left stop being written to and read from
+        (their queues, streams and sender tasks go); peers that joined get their own."""
+        if len(set(validators)) != len(validators):
+            raise ValueError("the same peer id appears twice among the validators")
+        others = [peer_id for peer_id in validators if peer_id != self.host.get_id()]
+        for peer_id in [peer_id for peer_id in self._peers if peer_id not in others]:
+            self._peers.pop(peer_id).scope.cancel()
+        for stream, peer_id in list(self._inbound.items()):
+            if peer_id not in others:
+                del self._inbound[stream]  # its handler stops at its next frame
+                if self._nursery is not None:
+                    self._nursery.start_soon(_reset, stream)
+        for peer_id in others:
+            if peer_id not in self._peers:
+                peer = self._peers[peer_id] = _Peer(peer_id)
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._sender, peer)
 
     # -- sending --------------------------------------------------------------
 
-    def send(self, index: int, data: bytes) -> None:
-        """Queue ``data`` as one frame for validator ``index``; never blocks, never raises
-        for what is sent (``ValueError`` for an unknown index or this node's own).
+    def send(self, peer_id: ID, data: bytes) -> None:
+        """Queue ``data`` as one frame for validator ``peer_id``; never blocks, never raises.
+        A frame for a peer outside the current set (the set just changed) is dropped and counted.
 
         A message over ``frame_size_max`` is a bug, since every message is bounded by
         construction: it is dropped, counted and logged, and the node carries on.
         """
-        peer = self._peers.get(index)
+        peer = self._peers.get(peer_id)
         if peer is None:
-            raise ValueError(f"cannot send to {index}: not another validator's index")
+            self.counters.frames_unrouted += 1
+            return
         try:
             frame = encode_frame(data, self.frame_size_max)
         except FrameError as error:
             self.counters.frames_oversized += 1
-            log.error("oversized consensus message dropped (a bug)", peer=index, size=len(data), error=str(error))
+            log.error(
+                "oversized consensus message dropped (a bug)", peer=str(peer_id), size=len(data), error=str(error)
+            )
             return
         if self._stopped:
             self.counters.frames_dropped += 1
@@ -166,11 +183,21 @@ class ConsensusTransport:
             self.counters.frames_dropped += 1
         peer.wakeup.set()
 
-    def queued(self, index: int) -> int:
-        """How many frames wait in validator ``index``'s outgoing queue."""
-        return len(self._peers[index].queue)
+    def queued(self, peer_id: ID) -> int:
+        """How many frames wait in validator ``peer_id``'s outgoing queue."""
+        return len(self._peers[peer_id].queue)
 
     async def _sender(self, peer: _Peer) -> None:
+        with peer.scope:
+            try:
+                await self._send_queued(peer)
+            finally:
+                if peer.stream is not None and peer.scope.cancel_called:  # the peer left the set
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        await _reset(peer.stream)
+                    peer.stream = None
+
+    async def _send_queued(self, peer: _Peer) -> None:
         failures = 0  # consecutive open or write failures
         while True:
             if not peer.queue:
@@ -196,7 +223,7 @@ class ConsensusTransport:
             except Exception as error:  # libp2p raises many kinds here; none may stop the sender
                 self.counters.write_failures += 1
                 failures += 1
-                log.info("pbft stream write failed", peer=peer.index, error=repr(error))
+                log.info("pbft stream write failed", peer=str(peer.peer_id), error=repr(error))
                 await _reset(peer.stream)
                 peer.stream = None
                 self._requeue(peer, batch)
@@ -215,7 +242,7 @@ class ConsensusTransport:
                 self.counters.streams_opened += 1
                 return stream
         self.counters.open_failures += 1
-        log.info("pbft stream open failed", peer=peer.index, error=repr(error))
+        log.info("pbft stream open failed", peer=str(peer.peer_id), error=repr(error))
         return None
 
     def _requeue(self, peer: _Peer, batch: list[bytes]) -> None:
@@ -232,15 +259,16 @@ class ConsensusTransport:
     async def _handle_stream(self, stream: INetStream) -> None:
         """libp2p stream handler for ``PROTOCOL_ID``; runs in the host's own task."""
         peer_id = stream.muxed_conn.peer_id
-        sender = self._index_of.get(peer_id)
-        if sender is None or sender == self.index or self._stopped:
+        if peer_id not in self._peers or self._stopped:
             self.counters.streams_refused += 1
-            reason = "stopped" if self._stopped else "not a validator" if sender is None else "own peer id"
+            reason = (
+                "stopped" if self._stopped else "own peer id" if peer_id == self.host.get_id() else "not a validator"
+            )
             log.info("pbft stream refused", peer=str(peer_id), reason=reason)
             await _reset(stream)
             return
         self.counters.streams_accepted += 1
-        self._inbound.add(stream)
+        self._inbound[stream] = peer_id
         reader = FrameReader(stream, self.frame_size_max)
         try:
             while True:
@@ -250,22 +278,24 @@ class ConsensusTransport:
                         await stream.close()
                     return
                 self.counters.frames_received += 1
-                await self._spend(sender, len(frame) or 1)
-                await self._inbox_send.send((sender, frame))
+                await self._spend(peer_id, len(frame) or 1)
+                if stream not in self._inbound:  # the peer left the set while we waited
+                    return
+                await self._inbox_send.send((peer_id, frame))
         except FrameError as error:
             self.counters.streams_malformed += 1
-            log.warning("pbft peer disconnected: bad frame", peer=sender, error=str(error))
+            log.warning("pbft peer disconnected: bad frame", peer=str(peer_id), error=str(error))
             await _reset(stream)
             await self._disconnect(peer_id)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the transport stopped
         except Exception as error:  # reset by the peer, connection lost...
-            log.info("pbft inbound stream ended", peer=sender, error=repr(error))
+            log.info("pbft inbound stream ended", peer=str(peer_id), error=repr(error))
         finally:
-            self._inbound.discard(stream)
+            self._inbound.pop(stream, None)
         await _reset(stream)
 
-    async def _spend(self, sender: int, size: int) -> None:
+    async def _spend(self, sender: ID, size: int) -> None:
         """Hold back a peer over its byte rate (every frame it sends costs us a strict decode
         and perhaps signature checks); stopping to read its stream slows the sender down."""
         wait = self._budgets.take(sender, trio.current_time(), size)
@@ -295,9 +325,11 @@ class ConsensusTransport:
         self.host.set_stream_handler(PROTOCOL_ID, self._handle_stream)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for peer in self._peers.values():
                     nursery.start_soon(self._sender, peer)
                 task_status.started()
+                await trio.sleep_forever()  # with no peer yet, senders start as they join
         finally:
             self._stopped = True
             self.host.remove_stream_handler(PROTOCOL_ID)

@@ -9,7 +9,7 @@ recent ``VERIFIED_IDS_MAX``), and block execution skips the check for them.
 
 from __future__ import annotations
 
-from p2pmed.ledger.contracts import identity
+from p2pmed.ledger.contracts import identity, membership
 from p2pmed.ledger.contracts.probe import PROBE_TYPE
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import Ledger, next_nonce
@@ -49,12 +49,16 @@ class TxAdmission:
         this: a backup may not yet have executed the block that registered a sender the
         primary knows."""
         exempt = self.probes_from_anyone and tx.type == PROBE_TYPE
-        if not exempt and not identity.is_registered(self.store, tx.sender, self.ledger.validators):
+        if not exempt and not self._registered(tx.sender):
             raise TxRejected(
                 RejectReason.UNKNOWN_SENDER,
                 f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation or person in force",
             )
         return self.accept(tx)
+
+    def _registered(self, sender: bytes) -> bool:
+        # People and organisations first: the common case, two state reads.
+        return identity.is_registered(self.store, sender, ()) or sender in membership.known_validator_keys(self.store)
 
     def accept(self, tx: Transaction) -> bool:
         """Whether ``tx`` passes the ledger's stateless checks (signature included),

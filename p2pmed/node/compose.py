@@ -13,7 +13,6 @@ import trio
 
 from p2pmed.node.api.server import rpc_server
 from p2pmed.node.daemon import Node
-from p2pmed.node.observer import Observer
 from p2pmed.site.home import LoadedHome
 
 __all__ = ["serve"]
@@ -31,7 +30,7 @@ async def serve(home: LoadedHome, *, exit_with_parent: bool = False) -> None:
     # go-yamux's rule (update once half the window is consumed) halves our frame count.
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
     parent = os.getppid()
-    node = Observer(home) if home.is_observer else Node(home)
+    node = Node(home)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(node.run, rpc_server=lambda node: rpc_server(node, home.socket_path)))

@@ -14,6 +14,16 @@ runs ahead of what is on disk; a restart recovers from what was written. Each tr
 signature is verified once per node: on arrival, or when a proposal carries one
 this node has not seen. Client transactions wait in the ``Mempool`` until their
 sender's lower nonces are committed or ahead of them in consensus.
+
+The validator set changes by vote (``p2pmed.ledger.contracts.membership``). When the
+block that passes a change executes, the replica learns where its epoch ends
+(``Replica.end_epoch``); when the epoch's last block executes, the replica of the next
+epoch takes over from it, with that epoch's ``Validators``, an empty consensus log (the
+old epoch's records are deleted in the same write that notes the new epoch: nothing of
+the old epoch is signed again) and the transactions waiting in the mempool. A node
+outside the set of the current epoch runs no replica (``replica`` is None): it orders
+nothing and only executes blocks it is given (``apply_synced``). Peers are named by their
+validator key, not by an index: indexes change from one epoch to the next.
 """
 
 from __future__ import annotations
@@ -25,17 +35,22 @@ from pathlib import Path
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
 from p2pmed.consensus.certificates import Validators
+from p2pmed.consensus.foreign_fetches import ForeignFetches
+from p2pmed.consensus.light_client import check_next, validators_at
 from p2pmed.consensus.messages import (
     Blocks,
     BlockWithCertificate,
     CommitCertificate,
+    FetchBlocks,
     blocks_answer,
+    decode_message,
     encode_message,
     message_kind,
 )
 from p2pmed.consensus.replica import Replica, ReplicaConfig
-from p2pmed.crypto import Signer
+from p2pmed.crypto import Ed25519Verifier, Signer, Verifier
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
+from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
@@ -46,9 +61,13 @@ from p2pmed.store import Store
 __all__ = ["NodeCore", "Outgoing", "StorageFailed", "leaf_errors"]
 
 RECENT_TX_IDS_MAX = 100_000
+IDLE_TICK_MS = 60_000
 
-Outgoing = list[tuple[int, bytes]]
-"""(destination replica index, encoded message) pairs for the transport."""
+Outgoing = list[tuple[bytes, bytes]]
+"""(destination validator key, encoded message) pairs for the transport."""
+
+EPOCH_RECORD = "epoch"
+"""The consensus record naming the epoch the other records belong to (absent: epoch 0)."""
 
 
 class StorageFailed(BaseException):
@@ -70,41 +89,76 @@ class NodeCore:
         self,
         store_path: Path,
         ledger: Ledger,
-        validators: Validators,
         signer: Signer,
         config: ReplicaConfig,
         now_ms: int,
         genesis_hash: bytes = GENESIS_PARENT_HASH,
         *,
+        verifier: Verifier | None = None,
         probes_from_anyone: bool = False,
     ) -> None:
         self.ledger = ledger
         self.store = Store.open(store_path, ledger.chain_id, genesis_hash, ledger.genesis_state)
         self.admission = TxAdmission(ledger, self.store, probes_from_anyone=probes_from_anyone)
-        self.validators = validators
         self.mempool = Mempool(size_max=config.pending_max)
+        self._signer = signer
+        self._config = config
+        self._verifier = verifier or Ed25519Verifier()
         self._now_ms = now_ms
-        height, head_hash = self.store.head()
         self.ledger_time_ms = ledger_time_ms(self.store)
         """The ledger's clock (``p2pmed.ledger.machine.ledger_time_ms``): "now" for decisions the
         ledger makes outside a block, such as whether a consent is still in force."""
+        self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
+        self.epoch_listeners: list[Callable[[Validators], None]] = []
+        """Called with the new set when an epoch begins (the transport reconnects to it)."""
+        self.sent: Counter[str] = Counter()  # messages handed to the network by kind, one per destination
+        self.refused_senders = 0
+        """Consensus messages from keys outside the current validator set, dropped."""
+        self._storage_error: StorageFailed | None = None
+        self._foreign = ForeignFetches(config.fetch_serve_interval_ms)
+        self._records: dict[str, bytes | None] = {}
+        self.validators = self._epoch_validators()
+        self.replica: Replica | None = None
+        records = dict(self.store.consensus_items())
+        if records.get(EPOCH_RECORD, codec.encode(0)) == codec.encode(self.validators.epoch):
+            self._start_actions = self._start_replica(records)
+        else:  # the node stopped between the last block of an epoch and the start of the next
+            self._records = {**dict.fromkeys(records), EPOCH_RECORD: codec.encode(self.validators.epoch)}
+            self._start_actions = self._start_replica({})
+
+    def _epoch_validators(self) -> Validators:
+        """The set of the epoch that orders the next block, from the ledger state."""
+        return validators_at(self.store, self.store.head()[0] + 1, self.ledger.chain_id, self._verifier)
+
+    def _epoch_last(self) -> int | None:
+        """Where the current epoch ends, once a change has passed."""
+        latest = membership.latest_epoch(self.store)
+        assert latest is not None
+        return latest.first_height - 1 if latest.number > self.validators.epoch else None
+
+    def _start_replica(self, records: dict[str, bytes]) -> list[Action]:
+        """This node's replica for the current epoch, if it is in the set; its first actions."""
+        self._index_of = {key: index for index, key in enumerate(self.validators.keys)}
+        if self._signer.public_key not in self._index_of:
+            self.replica = None
+            return []
+        height, head_hash = self.store.head()
         self.replica = Replica(
-            validators,
-            signer,
-            config,
+            self.validators,
+            self._signer,
+            self._config,
             self._check_tx,
-            now_ms=now_ms,
+            now_ms=self._now_ms,
             last_executed=height,
             last_block_hash=head_hash,
             last_block_time_ms=self._head_time_ms(height),
-            records=dict(self.store.consensus_items()),
+            records=records,
             committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
+            epoch_last=self._epoch_last(),
             commitments=self.store,
         )
-        self.commit_listeners: list[Callable[[Block, BlockExecution], None]] = []
-        self.sent: Counter[str] = Counter()  # messages handed to the network by kind, one per destination
-        self._start_actions = self.replica.start(now_ms)
-        self._storage_error: StorageFailed | None = None
+        actions = self.replica.start(self._now_ms)
+        return [*actions, *self._hand_to_replica(self.mempool.released())]
 
     def _head_time_ms(self, height: int) -> int:
         head = self.store.block(height) if height else None
@@ -124,24 +178,55 @@ class NodeCore:
         """``TxAdmission.admit``: may ``tx`` wait in the mempool and be relayed."""
         return self.admission.admit(tx)
 
-    def receive(self, sender: int, data: bytes, now_ms: int) -> Outgoing:
+    def receive(self, sender: bytes, data: bytes, now_ms: int) -> Outgoing:
         return self.receive_many([(sender, data)], now_ms)
 
-    def receive_many(self, messages: Iterable[tuple[int, bytes]], now_ms: int) -> Outgoing:
-        """Messages that arrived together: what they make the replica persist is written in
-        one SQL transaction (one fsync) before any of the replies is returned for sending."""
+    def receive_many(self, messages: Iterable[tuple[bytes, bytes]], now_ms: int) -> Outgoing:
+        """Messages that arrived together, each with its sender's validator key: what they make
+        the replica persist is written in one SQL transaction (one fsync) before any of the
+        replies is returned for sending."""
         self._now_ms = now_ms
         actions: list[Action] = []
+        answers: Outgoing = []
         for sender, data in messages:
-            actions.extend(self.replica.receive(sender, data, now_ms))
-        return self._carry_out(actions)
+            assert isinstance(sender, bytes), "peers are named by validator key"
+            index = self._index_of.get(sender)
+            try:
+                message = decode_message(data)
+            except codec.CodecError:
+                message = None  # the replica counts it as malformed, if it may hear this peer
+            if message is not None and self._foreign.is_foreign(message, index, self.replica is not None):
+                assert isinstance(message, FetchBlocks)
+                if self._foreign.admit(sender, now_ms):  # a peer of another epoch (``foreign_fetches``)
+                    served = self.blocks_from(message.from_height)
+                    self.sent[message_kind(served)] += 1
+                    answers.append((sender, encode_message(served)))
+                continue
+            if index is None or self.replica is None:
+                self.refused_senders += 1
+                continue
+            if message is None:
+                actions.extend(self.replica.receive(index, data, now_ms))
+            else:
+                actions.extend(self.replica.deliver(index, message, now_ms))
+        return answers + self._carry_out(actions)
 
     def tick(self, now_ms: int) -> Outgoing:
         self._now_ms = now_ms
-        return self._carry_out(self.replica.tick(now_ms))
+        return self._carry_out(self.replica.tick(now_ms) if self.replica is not None else [])
 
     def next_deadline_ms(self) -> int:
-        return self.replica.next_deadline_ms()
+        """When ``tick`` next has work (far away for a node outside the set: it has none)."""
+        return self.replica.next_deadline_ms() if self.replica is not None else self._now_ms + IDLE_TICK_MS
+
+    def apply_synced(self, item: BlockWithCertificate) -> Outgoing:
+        """The next block for a node outside the validator set, synced from a peer: taken if
+        a quorum of its epoch's set certified it (as a light client checks: the set comes
+        from the chain verified so far); raises ``InvalidMessage`` if not. When it begins an
+        epoch this node is in, the node's replica starts and its first messages are returned."""
+        assert self.replica is None, "a validator takes blocks through its replica"
+        check_next(self.validators, *self.store.head(), item)
+        return self._carry_out([CommitBlock(item.block, item.certificate)])
 
     def close(self) -> None:
         self.store.close()
@@ -153,6 +238,8 @@ class NodeCore:
             return False
 
     def _hand_to_replica(self, txs: Iterable[Transaction]) -> list[Action]:
+        if self.replica is None:
+            return []
         actions: list[Action] = []
         for tx in txs:
             actions.extend(self.replica.submit(tx, self._now_ms))
@@ -162,26 +249,32 @@ class NodeCore:
         if self._storage_error is not None:  # nothing may leave a node whose memory is ahead of its disk
             raise self._storage_error
         outgoing: Outgoing = []
-        records: dict[str, bytes | None] = {}
         work = deque(actions)
+        keys = self.validators.keys
         while work:
             action = work.popleft()
             if isinstance(action, Persist):
-                records.update(action.records)  # written once below, before any message leaves
+                self._records.update(action.records)  # written once below, before any message leaves
             elif isinstance(action, Send):
                 self.sent[message_kind(action.message)] += 1
-                outgoing.append((action.to, encode_message(action.message)))
+                outgoing.append((keys[action.to], encode_message(action.message)))
             elif isinstance(action, Broadcast):
                 data = encode_message(action.message)
-                self.sent[message_kind(action.message)] += self.validators.n - 1
-                outgoing.extend((index, data) for index in range(self.validators.n) if index != self.replica.index)
+                self.sent[message_kind(action.message)] += len(keys) - 1
+                outgoing.extend((key, data) for key in keys if key != self._signer.public_key)
             elif isinstance(action, CommitBlock):
-                work.extend(self._commit(action.block, action.certificate))
+                epoch = self.validators.epoch
+                released = self._commit(action.block, action.certificate)
+                if self.validators.epoch != epoch:  # the old epoch's remaining actions are void
+                    work.clear()
+                    keys = self.validators.keys
+                work.extend(released)
             elif isinstance(action, ServeBlocks):
                 served = self.blocks_from(action.from_height)
                 self.sent[message_kind(served)] += 1
-                outgoing.append((action.to, encode_message(served)))
-        if records:
+                outgoing.append((keys[action.to], encode_message(served)))
+        if self._records:
+            records, self._records = self._records, {}
             self._durably(self.store.consensus_put, records)
         return outgoing
 
@@ -196,16 +289,37 @@ class NodeCore:
             raise self._storage_error from error
 
     def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
-        """Store the block; returns what telling the replica (its state commitment is known now)
-        and handing it the transactions the block unblocked produced."""
+        """Store the block; returns what telling the replica (the block's state commitment is known
+        now) and handing it the transactions the block unblocked produced, or, after the last block
+        of an epoch, what the next epoch's replica starts with."""
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self.admission.verified)
         self._durably(self.store.append_block, block, execution, codec.encode(certificate))
         self.ledger_time_ms = execution.time_ms
         for listener in list(self.commit_listeners):  # a listener may remove itself
             listener(block, execution)
         released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))
-        self.replica.discard(released.dropped)
+        if self.replica is not None:
+            self.replica.discard(released.dropped)
+        validators = self._epoch_validators()
+        if validators.epoch != self.validators.epoch:
+            return self._begin_epoch(validators)
+        if self.replica is None:
+            return []
+        epoch_last = self._epoch_last()
+        if epoch_last is not None and self.replica.epoch_last is None:
+            self.replica.end_epoch(epoch_last)  # before the replica may propose again
         return [*self.replica.state_advanced(self._now_ms), *self._hand_to_replica(released.ready)]
+
+    def _begin_epoch(self, validators: Validators) -> list[Action]:
+        """The last block of an epoch executed: the old replica's records go (in the write that
+        notes the new epoch, before anything of the new one is sent) and the new set takes over."""
+        self.validators = validators
+        self._records = dict.fromkeys(key for key, _ in self.store.consensus_items())
+        self._records[EPOCH_RECORD] = codec.encode(validators.epoch)
+        actions = self._start_replica({})
+        for listener in list(self.epoch_listeners):
+            listener(validators)
+        return actions
 
     def blocks_from(self, from_height: int) -> Blocks:
         """Committed blocks from ``from_height`` on with their certificates, as much as one answer holds."""

@@ -1,17 +1,26 @@
-"""The daemon: one validator's ``NodeCore`` driven by libp2p, a clock and the local RPC, under trio.
+"""The daemon: one site's ``NodeCore`` driven by libp2p, a clock and the local RPC, under trio.
 
-Tasks, all in one nursery inside ``host.run``:
+A node is a validator while its key is in the validator set of the current epoch, and an
+observer otherwise: a site whose key is not in genesis.json (config ``role = "observer"``),
+one voted in whose epoch has not begun, or one voted out. The set changes by vote
+(``p2pmed.ledger.contracts.membership``); the node follows it at each epoch's first block
+(``_on_epoch``): the transport's peers, the dialers and the gossip mesh become the new set's,
+and the core starts or stops its replica. Tasks, all in one nursery inside ``host.run``:
 
 - the consensus pump: frames from ``ConsensusTransport`` (``/p2pmed/pbft/1``) go to
   ``core.receive``;
+- the follower, while the node is outside the set: asks the validators for committed
+  blocks over ``/p2pmed/blocks/1`` and takes those a quorum of their epoch's set certified
+  (``p2pmed.node.follower``);
 - the gossip pump: transaction batches from ``TxGossip`` go to ``core.submit``;
 - the timer: sleeps until ``core.next_deadline_ms()`` and calls ``core.tick``;
 - the rebroadcaster: gossips again our clients' transactions still waiting after a
   second (``p2pmed.node.rebroadcast``);
-- one dialer per other validator, keeping a connection up with capped backoff
-  (gossipsub only meshes with connected peers; the transport dials on its own);
+- one dialer per validator of the current set, keeping a connection up with capped
+  backoff (gossipsub only meshes with connected peers; the transport dials on its own);
 - the block sync service (``/p2pmed/blocks/1``): committed blocks with their
-  certificates for the observers and other admitted peers (``p2pmed.node.publishers``);
+  certificates for observers and other admitted peers (``p2pmed.node.publishers``);
+- the custodian's blob service (``/p2pmed/blob/2``) for the validators' nodes, and repair;
 - the JSON-RPC server on ``<home>/p2pmed.sock``;
 - the Prometheus endpoint on 127.0.0.1:<[metrics] port>, when the port is not 0.
 
@@ -21,6 +30,11 @@ SIGTERM) can only land between them. Each call returns the messages to send,
 which go into the transport's bounded per-peer queues without blocking. After
 each call the timer is woken, since the next deadline may have moved earlier,
 and a change of view is logged (the replica, being pure, logs nothing itself).
+
+Every read RPC method and the CLI work alike on validators and observers, from the node's
+own store; an observer relays its clients' transactions by gossip (the validators must
+admit its peer id as a publisher) and refuses ``record.store`` and ``record.fetch``: only
+validators reach the custodians.
 """
 
 from __future__ import annotations
@@ -40,32 +54,34 @@ from libp2p.peer.id import ID
 
 from p2pmed.consensus import ViewPhase
 from p2pmed.consensus.certificates import Validators
+from p2pmed.consensus.messages import BlockWithCertificate
 from p2pmed.consensus.replica import Replica, ReplicaConfig
-from p2pmed.crypto import Ed25519Verifier
 from p2pmed.ledger.block import Block
-from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts import ALL_TX_TYPES, membership
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.net import ConsensusTransport, GossipCounters, TransportCounters, peer_id_of
-from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService
-from p2pmed.net.block_sync import BlockSyncService, SyncAnswer
+from p2pmed.net.blob_protocol import BlobClient, BlobRequest, BlobResponse, BlobService, refused
+from p2pmed.net.block_sync import BlockSyncClient, BlockSyncService, SyncAnswer
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.host import node_host
+from p2pmed.net.identity import ed25519_key_of
 from p2pmed.net.tx_gossip import TxGossip
 from p2pmed.node.api.port import BlockListener, Traffic
 from p2pmed.node.core import NodeCore, Outgoing, StorageFailed, leaf_errors
 from p2pmed.node.custodian import Custodian
 from p2pmed.node.dialer import keep_connected
+from p2pmed.node.follower import ChainFollower
 from p2pmed.node.mempool import Mempool
 from p2pmed.node.metrics import NodeMetrics
 from p2pmed.node.metrics_http import serve_metrics
 from p2pmed.node.publishers import admitted_peers
 from p2pmed.node.rebroadcast import Rebroadcast
 from p2pmed.node.repair import BlobRepair
+from p2pmed.node.seats import Seat, neighbours, seats
 from p2pmed.node.site_audit import LOG_FILE, SiteAudit
 from p2pmed.rpc.server import RpcCounters, RpcServer
-from p2pmed.site.genesis import ValidatorInfo
 from p2pmed.site.home import LoadedHome
 from p2pmed.store import Store
 from p2pmed.store.audit_log import SignedLog
@@ -125,24 +141,24 @@ class Node:
         self.started_ms = self.clock.now_ms()
         genesis = home.genesis
         self.chain_id = genesis.chain_id
-        self.validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
-        self.peer_ids = [peer_id_of(key) for key in genesis.validator_keys]
         self.core = NodeCore(
             home.store_path,
-            Ledger(
-                genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)
-            ),
-            self.validators,
+            Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.ledger_state()),
             home.key,
             replica_config(home),
             self.started_ms,
             genesis.hash,
             probes_from_anyone=home.config.probes_from_anyone,
         )
+        self.core.epoch_listeners.append(self._on_epoch)
+        self.follower = ChainFollower(
+            self.core.store, lambda: self.core.validators, self._take_synced, lambda: self.core.replica is None
+        )
         self.counters = NodeCounters()
         self.rebroadcast = Rebroadcast()
         self.block_listeners: list[BlockListener] = self.core.commit_listeners
         self.block_listeners.append(self._log_commit)
+        self.block_listeners.append(self._on_change_passed)
         self.site_audit = SiteAudit(
             SignedLog(home.store_path.parent / LOG_FILE, home.key, genesis.chain_id, self.clock.now_ms),
             self.clock.now_ms,
@@ -168,17 +184,22 @@ class Node:
         self.transport: ConsensusTransport | None = None
         self.gossip: TxGossip | None = None
         self.rpc_server: RpcServer | None = None
-        self._view_logged = (self.core.replica.view, self.core.replica.view_phase)
+        self._view_logged = self._view_state()
         self._timer_wakeup = trio.Event()
         self.faults = FaultInjector(seed=self.started_ms) if home.config.fault_injection else None
         self._nursery: trio.Nursery | None = None
+        self._dialers: dict[ID, trio.CancelScope] = {}
+        self._validator_peers: dict[ID, bytes] = {}
+        """The current set's peer ids, each with its validator key."""
+        self._latest_epoch = -1
+        self._note_validators()
 
     # -- what RPC methods and metrics read (``p2pmed.node.api.port.NodePort``) ------
 
     @property
-    def index(self) -> int:
-        assert self.home.index is not None, "an observer's home runs an Observer"
-        return self.home.index
+    def index(self) -> int | None:
+        """This node's position in the current validator set; None outside it."""
+        return self.core.replica.index if self.core.replica is not None else None
 
     @property
     def node_key(self) -> bytes:
@@ -186,15 +207,22 @@ class Node:
 
     @property
     def peer_height(self) -> int | None:
-        return self.core.replica.catching_up_to
+        if self.core.replica is not None:
+            return self.core.replica.catching_up_to
+        head = self.follower.validators_head
+        return head if head > self.follower.height else None
 
     @property
     def moniker(self) -> str:
         return self.home.config.moniker
 
     @property
-    def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
-        return self.home.genesis.validators
+    def validators(self) -> tuple[Seat, ...]:
+        return seats(self.core.store)
+
+    @property
+    def peer_ids(self) -> list[ID]:
+        return list(self._validator_peers)
 
     @property
     def store(self) -> Store:
@@ -205,7 +233,7 @@ class Node:
         return self.home.store_path
 
     @property
-    def replica(self) -> Replica:
+    def replica(self) -> Replica | None:
         return self.core.replica
 
     @property
@@ -235,7 +263,7 @@ class Node:
 
     def submit(self, tx: Transaction) -> None:
         """A client transaction: check it, queue it for consensus and gossip it to the
-        other validators. Raises ``TxRejected`` with the reason when it cannot be taken."""
+        other nodes. Raises ``TxRejected`` with the reason when it cannot be taken."""
         assert self.gossip is not None, "the node is not running"
         # Checked before the core takes it: a transaction held here that the others never
         # receive would make this node suspect an honest primary and start a view change.
@@ -252,16 +280,25 @@ class Node:
         self.rebroadcast.sent(tx, now_ms)
 
     def connected_validators(self) -> list[int]:
-        if self.host is None:
-            return []
-        connected = set(self.host.get_connected_peers())
-        return [index for index, peer_id in enumerate(self.peer_ids) if peer_id in connected and index != self.index]
+        connected = self._connected()
+        return [
+            index
+            for index, peer_id in enumerate(self._validator_peers)
+            if peer_id in connected and peer_id != self._own_peer_id
+        ]
 
     def connected_others(self) -> list[ID]:
-        if self.host is None:
-            return []
-        validators = set(self.peer_ids)
-        return [peer for peer in self.host.get_connected_peers() if peer not in validators][:OTHER_PEERS_LISTED_MAX]
+        return [peer for peer in self._connected() if peer not in self._validator_peers][:OTHER_PEERS_LISTED_MAX]
+
+    async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
+        """The answer of the custodian whose key is ``custodian``: this site's own, or a
+        validator's over ``/p2pmed/blob/2`` (custodians serve validators' nodes only)."""
+        if self.core.replica is None:
+            return refused("this node is not a validator: custodians serve records through a validator's node")
+        if custodian == self.home.key.public_key:
+            return self.custodian.answer(request, self.home.key.public_key)
+        assert self.blob_client is not None, "asked before the network is up"
+        return await self.blob_client.request(peer_id_of(custodian), request)
 
     # -- running ----------------------------------------------------------------
 
@@ -280,7 +317,7 @@ class Node:
                         log.info(
                             "node started",
                             chain=self.chain_id,
-                            index=self.index,
+                            role=self._role(),
                             peer_id=str(host.get_id()),
                             listen=str(listen),
                             **self._position(),
@@ -298,35 +335,30 @@ class Node:
 
     async def _start(self, host: IHost, nursery: trio.Nursery, rpc_server: Callable[[Node], RpcServer] | None) -> None:
         self._nursery = nursery
-        peerstore = host.get_peerstore()
-        for index, (peer_id, validator) in enumerate(zip(self.peer_ids, self.home.genesis.validators, strict=True)):
-            if index != self.index:
-                peerstore.add_addrs(peer_id, [multiaddr.Multiaddr(validator.address)], 0)  # ttl 0: permanent
-        self.transport = ConsensusTransport(host, self.peer_ids, self.index)
+        self.transport = ConsensusTransport(host, [])
         await nursery.start(self.transport.run)
-        validators = set(self.peer_ids).__contains__
-        admitted = admitted_peers(self.home.config, self.peer_ids, self.core.store)
+        is_validator = self._validator_peers.__contains__
+        admitted = admitted_peers(
+            self.home.config, lambda peer: is_validator(peer) or peer == host.get_id(), self.store
+        )
         self.gossip = TxGossip(
             host,
             self.chain_id,
             self._accept_gossiped,
             flush_interval=GOSSIP_FLUSH_INTERVAL_S,
             admitted=admitted,
-            unbudgeted=validators,
-            full_mesh=validators,
+            unbudgeted=is_validator,
+            full_mesh=is_validator,
         )
         await nursery.start(self.gossip.run)
-        for index, peer_id in enumerate(self.peer_ids):
-            if index != self.index:
-                address = multiaddr.Multiaddr(self.home.genesis.validators[index].address)
-                nursery.start_soon(keep_connected, host, peer_id, address, self._connection_logger(index))
-        validator_peers = {peer_id for index, peer_id in enumerate(self.peer_ids) if index != self.index}
-        await nursery.start(BlobService(host, self._answer_peer, validator_peers.__contains__).run)
+        self._keep_neighbours_connected()
+        await nursery.start(BlobService(host, self._answer_peer, self._is_other_validator).run)
         self.block_sync = BlockSyncService(host, self._blocks_from, admitted)
         await nursery.start(self.block_sync.run)
         self.blob_client = BlobClient(host)
         await nursery.start(self.repair.run)
         nursery.start_soon(self._consensus_pump, self.transport)
+        nursery.start_soon(self.follower.run, BlockSyncClient(host), self._other_validators, self._connected)
         nursery.start_soon(self._gossip_pump, self.gossip)
         nursery.start_soon(self._timer)
         nursery.start_soon(self._rebroadcast_loop, self.gossip)
@@ -336,6 +368,65 @@ class Node:
             await nursery.start(self.rpc_server.run)
         if self.home.config.metrics_port:
             await nursery.start(serve_metrics, self.metrics.registry, self.home.config.metrics_port)
+
+    # -- the validator set ----------------------------------------------------------
+
+    @property
+    def _own_peer_id(self) -> ID:
+        return peer_id_of(self.home.key.public_key)
+
+    def _note_validators(self) -> None:
+        self._validator_peers = {peer_id_of(key): key for key in self.core.validators.keys}
+
+    def _other_validators(self) -> list[ID]:
+        return [peer_id for peer_id in self._validator_peers if peer_id != self._own_peer_id]
+
+    def _is_other_validator(self, peer: ID) -> bool:
+        return peer in self._validator_peers and peer != self._own_peer_id
+
+    def _on_epoch(self, validators: Validators) -> None:
+        """A new epoch began (called by the core, on the trio thread): follow its set."""
+        self._note_validators()
+        self._keep_neighbours_connected()
+        log.info("epoch started", validators=validators.n, role=self._role(), **self._position())
+
+    def _on_change_passed(self, block: Block, execution: BlockExecution) -> None:
+        """After each block: once a change of the set passes, get in touch with the newcomers."""
+        latest = membership.latest_epoch(self.core.store)
+        if latest is not None and latest.number != self._latest_epoch:
+            self._keep_neighbours_connected()
+
+    def _keep_neighbours_connected(self) -> None:
+        """The transport's peers and one dialer each: the other validators of the recent epochs
+        (``seats.neighbours``), at the addresses their sets list."""
+        latest = membership.latest_epoch(self.core.store)
+        self._latest_epoch = -1 if latest is None else latest.number
+        if self.host is None or self._nursery is None or self.transport is None:
+            return  # not running yet: ``_start`` calls this again
+        wanted = {peer_id_of(seat.key): seat for seat in neighbours(self.core.store) if seat.key != self.node_key}
+        self.transport.set_validators(list(wanted))
+        for peer_id in [peer_id for peer_id in self._dialers if peer_id not in wanted]:
+            self._dialers.pop(peer_id).cancel()
+        for peer_id, seat in wanted.items():
+            if peer_id in self._dialers:
+                continue
+            address = multiaddr.Multiaddr(seat.address)
+            self.host.get_peerstore().add_addrs(peer_id, [address], 0)  # ttl 0: permanent
+            scope = self._dialers[peer_id] = trio.CancelScope()
+            self._nursery.start_soon(self._dial, scope, peer_id, address, seat.moniker)
+
+    async def _dial(self, scope: trio.CancelScope, peer_id: ID, address: multiaddr.Multiaddr, moniker: str) -> None:
+        assert self.host is not None
+        with scope:
+            await keep_connected(self.host, peer_id, address, self._connection_logger(moniker))
+
+    def _role(self) -> str:
+        return "validator" if self.core.replica is not None else "observer"
+
+    def _connected(self) -> set[ID]:
+        return set(self.host.get_connected_peers()) if self.host is not None else set()
+
+    # -- pumps ------------------------------------------------------------------------
 
     def _accept_gossiped(self, tx: Transaction) -> bool:
         try:
@@ -352,9 +443,15 @@ class Node:
                     arrived.append(transport.incoming.receive_nowait())
                 except trio.WouldBlock:
                     break
+            # The transport admits only the recent epochs' validators, whose peer ids hold their keys.
+            messages = [(ed25519_key_of(peer), data) for peer, data in arrived]
+            known = [(key, data) for key, data in messages if key is not None]
             if self.faults is not None:
-                arrived = [(sender, data) for sender, data in arrived if self.faults.admits(sender)]
-            self._send(self.core.receive_many(arrived, self.clock.now_ms()))
+                known = [(key, data) for key, data in known if self._faults_admit(key)]
+            self._send(self.core.receive_many(known, self.clock.now_ms()))
+
+    def _take_synced(self, item: BlockWithCertificate) -> None:
+        self._send(self.core.apply_synced(item))
 
     async def _gossip_pump(self, gossip: TxGossip) -> None:
         async for batch in gossip.incoming:
@@ -382,46 +479,63 @@ class Node:
             for tx in self.rebroadcast.due(self.clock.now_ms(), self.core.mempool.__contains__):
                 gossip.publish(tx)
 
-    def _connection_logger(self, index: int) -> Callable[[bool], None]:
+    def _connection_logger(self, moniker: str) -> Callable[[bool], None]:
         def logged(connected: bool) -> None:
-            log.info("peer connected" if connected else "peer disconnected", peer=index, **self._position())
+            log.info("peer connected" if connected else "peer disconnected", peer=moniker, **self._position())
 
         return logged
+
+    def _faults_admit(self, key: bytes) -> bool:
+        assert self.faults is not None
+        return key not in self.core.validators.keys or self.faults.admits(self._index_of(key))
+
+    def _index_of(self, key: bytes) -> int:
+        """A validator's position in the current set (what the fault injector's rules name)."""
+        return self.core.validators.keys.index(key)
 
     def _send(self, outgoing: Outgoing) -> None:
         """After each call into the core: send what it returned, wake the timer, log a view change."""
         assert self.transport is not None
-        for index, data in outgoing:
-            if self.faults is None:
-                self.transport.send(index, data)
+        for key, data in outgoing:
+            peer_id = peer_id_of(key)
+            if self.faults is None or key not in self.core.validators.keys:
+                self.transport.send(peer_id, data)
                 continue
-            delay = self.faults.outgoing_delay(index)
+            delay = self.faults.outgoing_delay(self._index_of(key))
             if delay == 0:
-                self.transport.send(index, data)
+                self.transport.send(peer_id, data)
             elif delay is not None and self._nursery is not None:
                 self.faults.delayed += 1
-                self._nursery.start_soon(self._send_later, index, data, delay)
+                self._nursery.start_soon(self._send_later, peer_id, data, delay)
         self._timer_wakeup.set()
         self._log_view_change()
 
-    async def _send_later(self, index: int, data: bytes, delay: float) -> None:
+    async def _send_later(self, peer_id: ID, data: bytes, delay: float) -> None:
         assert self.transport is not None and self.faults is not None
         await trio.sleep(delay)
         self.faults.delayed -= 1
-        self.transport.send(index, data)
+        self.transport.send(peer_id, data)
 
     # -- logging -------------------------------------------------------------------
 
     def _position(self) -> dict[str, int]:
         """Where this node stands, for log events."""
-        return {"height": self.core.replica.last_executed, "view": self.core.replica.view}
+        replica = self.core.replica
+        position = {"height": self.core.store.head()[0], "epoch": self.core.validators.epoch}
+        return position if replica is None else {**position, "view": replica.view}
+
+    def _view_state(self) -> tuple[int, int, ViewPhase] | None:
+        replica = self.core.replica
+        return None if replica is None else (self.core.validators.epoch, replica.view, replica.view_phase)
 
     def _log_view_change(self) -> None:
-        replica = self.core.replica
-        state = (replica.view, replica.view_phase)
+        state = self._view_state()
         if state == self._view_logged:
             return
         self._view_logged = state
+        replica = self.core.replica
+        if replica is None:
+            return
         match replica.view_phase:
             case ViewPhase.ACTIVE:
                 log.info("view entered", primary=replica.primary, **self._position())
@@ -435,18 +549,9 @@ class Node:
         served = self.core.blocks_from(from_height)
         return SyncAnswer("", self.core.store.head()[0], served.blocks, served.more)
 
-    async def ask_custodian(self, custodian: bytes, request: BlobRequest) -> BlobResponse:
-        """The answer of the custodian whose key is ``custodian``: this site's own, or a
-        validator's over ``/p2pmed/blob/2``."""
-        if custodian == self.home.key.public_key:
-            return self.custodian.answer(request, self.home.key.public_key)
-        assert self.blob_client is not None, "asked before the network is up"
-        index = self.home.genesis.validator_keys.index(custodian)
-        return await self.blob_client.request(self.peer_ids[index], request)
-
     def _answer_peer(self, request: BlobRequest, peer: ID) -> BlobResponse:
         """The custodian's answer to a validator's node (BlobService serves validators only)."""
-        return self.custodian.answer(request, self.home.genesis.validator_keys[self.peer_ids.index(peer)])
+        return self.custodian.answer(request, self._validator_peers[peer])
 
     def _erase_on_commit(self, block: Block, execution: BlockExecution) -> None:
         """Crypto-shred what the patient had erased, as soon as the erasure commits here."""
@@ -456,6 +561,4 @@ class Node:
 
     def _log_commit(self, block: Block, execution: BlockExecution) -> None:
         rejected = sum(not result.ok for result in execution.results)
-        log.debug(
-            "block committed", height=block.height, txs=len(block.txs), rejected=rejected, view=self.core.replica.view
-        )
+        log.debug("block committed", **self._position(), txs=len(block.txs), rejected=rejected)

@@ -1,11 +1,12 @@
-"""An observer's chain: the validators' blocks, verified as a light client verifies them, then
-executed with the same ledger code into the same store as a validator's.
+"""The chain of a node outside the validator set: the validators' blocks, verified as a light
+client verifies them, then executed with the same ledger code into the same store as a
+validator's.
 
-``ChainFollower.apply`` takes one validator's answer (``p2pmed.net.block_sync``): the blocks
-that chain to the head with a quorum certificate each (``p2pmed.consensus.light_client``)
-are executed and appended with their certificates, one SQL transaction per block, and the
-block listeners called, exactly as a validator commits; the rest of the answer is refused.
-A store write that fails stops the node (``StorageFailed``), as on a validator.
+``ChainFollower.apply`` hands one validator's answer (``p2pmed.net.block_sync``) to ``take``
+block by block (``NodeCore.apply_synced``): each block that chains to the head with a
+certificate of a quorum of its epoch's set (``p2pmed.consensus.light_client``, the set read
+from the chain executed so far) is executed and stored exactly as a validator commits; the
+first that does not is refused with the rest of the answer.
 
 ``ChainFollower.run`` asks the validators in turn, the connected ones first: a validator
 that answers garbage, forged blocks or nothing moves the follower on to the next, and
@@ -25,13 +26,9 @@ import structlog
 import trio
 from libp2p.peer.id import ID
 
-from p2pmed import codec
-from p2pmed.consensus.certificates import InvalidMessage
-from p2pmed.consensus.light_client import ValidatorSets, verified_prefix
-from p2pmed.ledger.machine import Ledger
+from p2pmed.consensus.certificates import InvalidMessage, Validators
+from p2pmed.consensus.messages import BlockWithCertificate
 from p2pmed.net.block_sync import BlockSyncClient, SyncAnswer
-from p2pmed.node.api.port import BlockListener
-from p2pmed.node.core import StorageFailed
 from p2pmed.store import Store
 
 __all__ = ["POLL_INTERVAL_S", "ChainFollower"]
@@ -46,18 +43,18 @@ class ChainFollower:
     def __init__(
         self,
         store: Store,
-        ledger: Ledger,
-        validator_sets: ValidatorSets,
-        verified_tx_ids: dict[bytes, None],
-        listeners: list[BlockListener],
-        fault_tolerance: int,
+        validators: Callable[[], Validators],
+        take: Callable[[BlockWithCertificate], None],
+        wanted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
-        self.ledger = ledger
-        self.validator_sets = validator_sets
-        self.verified_tx_ids = verified_tx_ids
-        self.listeners = listeners
-        self.fault_tolerance = fault_tolerance
+        self.validators = validators
+        """The set of the current epoch (``NodeCore.validators``)."""
+        self.take = take
+        """Verify (as ``p2pmed.consensus.light_client.check_next``), execute and store a block;
+        raise ``InvalidMessage`` if it does not verify (``NodeCore.apply_synced``)."""
+        self.wanted = wanted
+        """Whether to follow at all: not while this node is a validator (its replica syncs)."""
         self.heads: dict[ID, int] = {}
         """The head each validator last claimed."""
         self.counters: Counter[str] = Counter()
@@ -71,29 +68,35 @@ class ChainFollower:
     def validators_head(self) -> int:
         """A height at least one honest validator has reached: the (f+1)-th highest claim."""
         claims = sorted(self.heads.values(), reverse=True)
-        return claims[self.fault_tolerance] if len(claims) > self.fault_tolerance else 0
+        faulty = self.validators().f
+        return claims[faulty] if len(claims) > faulty else 0
 
     def apply(self, answer: SyncAnswer) -> tuple[int, InvalidMessage | None]:
-        """Execute and store the blocks of ``answer`` that verify; returns how many, and why
+        """Take the blocks of ``answer`` that verify, one by one; returns how many, and why
         the rest (if any) was refused."""
-        height, head_hash = self.store.head()
-        taken, refusal = verified_prefix(self.validator_sets, height, head_hash, answer.blocks)
-        for item in taken:
-            execution = self.ledger.execute_block(self.store, item.block, verified_tx_ids=self.verified_tx_ids)
+        taken = 0
+        for item in answer.blocks:
+            if not self.wanted():  # the node just became a validator: its replica goes on
+                break
             try:
-                self.store.append_block(item.block, execution, codec.encode(item.certificate))
-            except Exception as error:
-                raise StorageFailed(f"the store write failed, so the node stops: {error!r}") from error
-            for listener in list(self.listeners):  # a listener may remove itself
-                listener(item.block, execution)
-        self.counters["blocks"] += len(taken)
-        return len(taken), refusal
+                self.take(item)
+            except InvalidMessage as refusal:
+                self.counters["blocks"] += taken
+                return taken, refusal
+            taken += 1
+        self.counters["blocks"] += taken
+        return taken, None
 
-    async def run(self, client: BlockSyncClient, validators: Sequence[ID], connected: Callable[[], set[ID]]) -> None:
-        """Follow the validators until cancelled."""
+    async def run(
+        self, client: BlockSyncClient, validators: Callable[[], Sequence[ID]], connected: Callable[[], set[ID]]
+    ) -> None:
+        """Follow the validators (the current set's peer ids, asked anew each turn) until cancelled."""
         turn = 0
         while True:
-            reachable = [peer for peer in validators if peer in connected()] or list(validators)
+            if not self.wanted():
+                await trio.sleep(POLL_INTERVAL_S)
+                continue
+            reachable = [peer for peer in validators() if peer in connected()] or list(validators())
             peer = reachable[turn % len(reachable)]
             answer = await client.request(peer, self.height + 1)
             if answer.error:

@@ -92,6 +92,11 @@ class Mempool:
         """Every waiting transaction, in arrival order."""
         return list(self._by_id.values())
 
+    def released(self) -> list[Transaction]:
+        """The waiting transactions already handed to consensus, in arrival order (for a
+        replica that starts over, at a change of the validator set)."""
+        return [tx for tx in self._by_id.values() if tx.nonce < self._senders[tx.sender].next_release]
+
     def next_free_nonce(self, sender: bytes, next_committed: int) -> int:
         """The nonce a new transaction from ``sender`` should take: the first one neither
         committed (``next_committed`` is the chain's next) nor waiting here."""

@@ -141,7 +141,7 @@ class NodeCollector(Collector):
             1,
         )
         yield info
-        yield _gauge("p2pmed_validators", "Validators in the genesis.", len(node.genesis_validators))
+        yield _gauge("p2pmed_validators", "Validators in the current set.", len(node.validators))
         yield _gauge(
             "p2pmed_peers_connected",
             "Other validators this node has a connection to.",

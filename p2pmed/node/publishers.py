@@ -4,7 +4,7 @@ askers of its blocks (``p2pmed.net.block_sync``), by ``[p2p] gossip_publishers``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from libp2p.peer.id import ID
 
@@ -16,18 +16,18 @@ from p2pmed.store import Store
 __all__ = ["admitted_peers"]
 
 
-def admitted_peers(config: NodeConfig, known: Iterable[ID], store: Store) -> Callable[[ID], bool]:
-    """Whether a peer is admitted: a ``known`` one (the validators, and this node: gossip
-    checks our own batches too), a peer ``gossip_peers`` names, with
+def admitted_peers(config: NodeConfig, known: Callable[[ID], bool], store: Store) -> Callable[[ID], bool]:
+    """Whether a peer is admitted: a ``known`` one (the validators of the current set, and
+    this node: gossip checks our own batches too), a peer ``gossip_peers`` names, with
     ``gossip_publishers = "organisations"`` an organisation in force whose signing key is its
     node's libp2p key (read from the store at each call), and with ``"any"`` everyone."""
     if config.gossip_publishers == "any":
         return lambda _peer: True
-    listed = frozenset(known) | frozenset(ID.from_base58(peer) for peer in config.gossip_peers)
+    listed = frozenset(ID.from_base58(peer) for peer in config.gossip_peers)
     organisations = config.gossip_publishers == "organisations"
 
     def admitted(peer: ID) -> bool:
-        if peer in listed:
+        if peer in listed or known(peer):
             return True
         if not organisations:
             return False

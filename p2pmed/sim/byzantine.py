@@ -58,8 +58,10 @@ FLOOD_COPIES = 4
 class ByzantineBehaviour:
     behaviour: Behaviour
     index: int
+    """Its replica's index in the current epoch's set (the host updates it at each epoch)."""
     signer: Signer
-    chain_id: str
+    signing_context: str
+    """What its replica signs under (``Validators.signing_context``: the chain and epoch)."""
     rng: random.Random
     reach: frozenset[int] = frozenset()
     """Twins only: the nodes this copy talks to."""
@@ -68,7 +70,7 @@ class ByzantineBehaviour:
     _spam: list[bytes] = field(default_factory=list)
 
     def outgoing(self, messages: list[tuple[int, Message]]) -> list[tuple[int, bytes]]:
-        """The (destination, bytes) this node really sends instead of ``messages``.
+        """The (destination node, bytes) this node really sends instead of ``messages``.
 
         Always bytes, so that the receivers' decoders face whatever it invents."""
         if self.behaviour is Behaviour.SILENT:
@@ -184,7 +186,7 @@ class ByzantineBehaviour:
         """``message`` signed with this node's own key: all a Byzantine replica can sign."""
         unsigned = dataclasses.replace(message, signature=bytes(64))
         return dataclasses.replace(
-            message, signature=self.signer.sign(unsigned.domain, self.chain_id, signing_payload(unsigned))
+            message, signature=self.signer.sign(unsigned.domain, self.signing_context, signing_payload(unsigned))
         )
 
 

@@ -23,10 +23,13 @@ def _mac(secret: bytes, domain: SignatureDomain, chain_id: str, payload: bytes) 
 
 
 class FastSigner:
-    def __init__(self, secret: bytes) -> None:
+    """``public_key``: derived from the secret unless given (a node voted in needs a real
+    Ed25519 public key, since the ledger checks its join proof with Ed25519)."""
+
+    def __init__(self, secret: bytes, public_key: bytes | None = None) -> None:
         assert 16 <= len(secret) <= 64
         self._secret = secret
-        self.public_key = hashlib.sha256(b"p2pmed-sim-key" + secret).digest()
+        self.public_key = public_key or hashlib.sha256(b"p2pmed-sim-key" + secret).digest()
 
     def sign(self, domain: SignatureDomain, chain_id: str, payload: bytes) -> bytes:
         return _mac(self._secret, domain, chain_id, payload)

@@ -93,7 +93,10 @@ def write_plot(report: dict[str, Any], out: Path) -> Path:
         times = [row["t_s"] for row in rows]
         axes[2].plot(times, [row["height"] for row in rows], label=f"node {node}")
         axes[3].step(
-            times, [row["view"] if row["up"] else float("nan") for row in rows], where="post", label=f"node {node}"
+            times,
+            [float("nan") if row["view"] is None else row["view"] for row in rows],
+            where="post",
+            label=f"node {node}",
         )
     axes[2].set_ylabel("height")
     axes[3].set_ylabel("view")

@@ -84,6 +84,9 @@ def check_playable(scenario: Scenario) -> None:
     for name in ("duplicate", "reorder"):
         if getattr(scenario.network, name):
             raise ScenarioError(f"network.{name}", "has no counterpart on real processes; use --mode sim")
+    if scenario.network.genesis_validators != scenario.network.nodes or scenario.changes:
+        key = "changes" if scenario.changes else "network.validators"
+        raise ScenarioError(key, "validator set changes and nodes outside the set need the simulator; use --mode sim")
     for position, fault in enumerate(scenario.faults):
         if fault.kind not in PLAYABLE:
             # ``position`` counts faults in time order, which may differ from the file's: say the time too.

@@ -89,6 +89,8 @@ def report_markdown(report: dict[str, Any], plotted: bool = True) -> str:
             lines.append(f"| {fault['at_s']:g} | {fault['kind']} | {_cell(details)} |")
     else:
         lines.append("No faults.")
+    if len(report.get("epochs", ())) > 1 or report.get("changes"):
+        lines += _epochs(report)
     if safety["violations"]:
         lines += ["", "## Safety violations", "", "| node | kind | when | detail |", "|---|---|---|---|"]
         for violation in safety["violations"]:
@@ -109,6 +111,23 @@ def report_markdown(report: dict[str, Any], plotted: bool = True) -> str:
         + (" (real processes do not replay exactly)." if real else " (replays exactly)."),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _epochs(report: dict[str, Any]) -> list[str]:
+    """The validator set changes voted, and each epoch's set as the chain says."""
+    lines = [
+        "",
+        "## Validator sets",
+        "",
+        "| at (s) | voted at (s) | removes | adds | voters |",
+        "|---|---|---|---|---|",
+    ]
+    for change in report["changes"]:
+        when = f"{change['at_s']:g} | {change['voted_at_s']:g}"
+        lines.append(f"| {when} | {change['remove']} | {change['add']} | {change['voters']} |")
+    lines += ["", "| epoch | from height | validators |", "|---|---|---|"]
+    lines += [f"| {e['number']} | {e['first_height']} | {e['validators']} |" for e in report["epochs"]]
+    return lines
 
 
 def _replay(report: dict[str, Any]) -> str:

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from p2pmed.input_error import KeyedInputError
 
-__all__ = ["TX_KINDS", "Behaviour", "Fault", "FaultKind", "NetworkSpec", "Scenario", "ScenarioError", "WorkloadSpec"]
+__all__ = [
+    "TX_KINDS",
+    "Behaviour",
+    "Change",
+    "Fault",
+    "FaultKind",
+    "NetworkSpec",
+    "Scenario",
+    "ScenarioError",
+    "WorkloadSpec",
+]
 
 
 class ScenarioError(KeyedInputError):
@@ -55,6 +65,13 @@ class NetworkSpec:
     drop: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
+    validators: int | None = None
+    """The genesis validators, nodes ``0 .. validators-1`` (None: every node); the nodes
+    after them start outside the set, as sites that changes may vote in."""
+
+    @property
+    def genesis_validators(self) -> int:
+        return self.nodes if self.validators is None else self.validators
 
 
 TX_KINDS = ("probe", "consent", "record", "supply")
@@ -93,6 +110,20 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One scheduled change of the validator set: from ``at_s`` on (or, if a change before it
+    has not yet taken effect, as soon as it has), every honest validator of the set in force
+    votes to add the next ``add`` nodes that never were validators (in index order) and to
+    remove the nodes ``remove`` (and the current primary if ``remove_primary``). A
+    replacement is both in one change."""
+
+    at_s: float
+    add: int = 0
+    remove: tuple[int, ...] = ()
+    remove_primary: bool = False
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     network: NetworkSpec
@@ -101,3 +132,5 @@ class Scenario:
     liveness_bound_s: float = 30.0
     """After the last fault heals (and the workload ends), every submitted
     transaction must commit on every live honest replica within this bound."""
+    changes: tuple[Change, ...] = ()
+    """Validator set changes, in time order."""

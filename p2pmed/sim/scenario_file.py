@@ -27,6 +27,7 @@ from typing import Any
 from p2pmed.sim.scenario import (
     TX_KINDS,
     Behaviour,
+    Change,
     Fault,
     FaultKind,
     NetworkSpec,
@@ -61,11 +62,12 @@ MAX_NAME_CHARS = 200
 _DEFAULT_NETWORK = NetworkSpec(nodes=1)
 _DEFAULT_WORKLOAD = WorkloadSpec()
 
-_SECTIONS = ("network", "workload", "check", "faults")
+_SECTIONS = ("network", "workload", "check", "faults", "changes")
 _TOP_KEYS = ("name", "description", *_SECTIONS)
-_NETWORK_KEYS = ("nodes", "latency_ms", "drop", "duplicate", "reorder")
+_NETWORK_KEYS = ("nodes", "latency_ms", "drop", "duplicate", "reorder", "validators")
 _WORKLOAD_KEYS = ("rate", "duration", "mix")
 _CHECK_KEYS = ("liveness_bound",)
+_CHANGE_KEYS = ("at", "add", "remove")
 _FAULT_KEYS = ("at", "kind", "node", "groups", "behaviour", "probability", "latency_ms", "skew_ms", "one_way")
 
 # The fields each fault kind requires, and those it may take; any other field is an error.
@@ -134,6 +136,7 @@ def parse_scenario(data: dict[str, Any], name: str) -> Scenario:
     workload = _workload(table["workload"]) if "workload" in table else _DEFAULT_WORKLOAD
     liveness_bound_s = _check(table["check"]) if "check" in table else Scenario.liveness_bound_s
     faults = _faults(table["faults"], network.nodes, workload.duration_s) if "faults" in table else ()
+    changes = _changes(table["changes"], network, workload.duration_s) if "changes" in table else ()
 
     if "name" in table:
         name = _name(table["name"])
@@ -146,6 +149,7 @@ def parse_scenario(data: dict[str, Any], name: str) -> Scenario:
         workload=workload,
         faults=tuple(sorted(faults, key=lambda fault: fault.at_s)),
         liveness_bound_s=liveness_bound_s,
+        changes=tuple(sorted(changes, key=lambda change: change.at_s)),
     )
 
 
@@ -163,6 +167,7 @@ def dump_scenario(scenario: Scenario, description: str | None = None) -> str:
         "",
         "[network]",
         f"nodes = {network.nodes}",
+        *([] if network.validators is None else [f"validators = {network.validators}"]),
         f"latency_ms = {_toml_pair(network.latency_ms)}",
         f"drop = {network.drop!r}",
         f"duplicate = {network.duplicate!r}",
@@ -194,6 +199,12 @@ def dump_scenario(scenario: Scenario, description: str | None = None) -> str:
             lines.append(f"latency_ms = {_toml_pair(fault.latency_ms)}")
         if fault.skew_ms is not None:
             lines.append(f"skew_ms = {fault.skew_ms}")
+    for change in scenario.changes:
+        lines += ["", "[[changes]]", f"at = {change.at_s!r}", f"add = {change.add}"]
+        if change.remove_primary:
+            lines.append('remove = "primary"')
+        elif change.remove:
+            lines.append("remove = [" + ", ".join(map(str, change.remove)) + "]")
     return "\n".join(lines) + "\n"
 
 
@@ -220,8 +231,17 @@ def _network(value: Any) -> NetworkSpec:
         raise ScenarioError("network.nodes", f"missing; expected the number of nodes, an integer from 1 to {MAX_NODES}")
     nodes = _int(table["nodes"], "network.nodes", f"an integer from 1 to {MAX_NODES}", lambda v: 1 <= v <= MAX_NODES)
     spec = _DEFAULT_NETWORK
+    validators = None
+    if "validators" in table:
+        validators = _int(
+            table["validators"],
+            "network.validators",
+            f"the number of genesis validators, an integer from 1 to network.nodes ({nodes})",
+            lambda v: 1 <= v <= nodes,
+        )
     return NetworkSpec(
         nodes=nodes,
+        validators=validators,
         latency_ms=_latency(table["latency_ms"], "network.latency_ms") if "latency_ms" in table else spec.latency_ms,
         drop=_probability(table["drop"], "network.drop") if "drop" in table else spec.drop,
         duplicate=_probability(table["duplicate"], "network.duplicate") if "duplicate" in table else spec.duplicate,
@@ -285,6 +305,73 @@ def _faults(value: Any, nodes: int, duration_s: float) -> list[Fault]:
     faults = [_fault(entry, f"faults[{index}]", nodes, duration_s) for index, entry in enumerate(value)]
     _check_twins_stay_twins(faults)
     return faults
+
+
+def _changes(value: Any, network: NetworkSpec, duration_s: float) -> list[Change]:
+    """The ``[[changes]]`` entries, checked against each other in time order: a removed node
+    must be in the set by then, and the nodes voted in must exist outside it."""
+    if not isinstance(value, list):
+        raise ScenarioError("changes", f"expected an array of tables ([[changes]] entries), got {_describe(value)}")
+    changes = [_change(entry, f"changes[{index}]", network.nodes, duration_s) for index, entry in enumerate(value)]
+    members = set(range(network.genesis_validators))  # those that may be in the set (a primary left: unknown)
+    count = len(members)
+    fresh = list(range(network.genesis_validators, network.nodes))
+    for index in sorted(range(len(changes)), key=lambda index: changes[index].at_s):
+        change, key = changes[index], f"changes[{index}]"
+        for node in change.remove:
+            if node not in members:
+                raise ScenarioError(
+                    f"{key}.remove",
+                    f"node {node} is not a validator by then (the set is {sorted(members)}); keys are never reused",
+                )
+        if change.add > len(fresh):
+            raise ScenarioError(
+                f"{key}.add",
+                f"needs {change.add} node(s) that never were validators, {len(fresh)} left: raise network.nodes "
+                f"(now {network.nodes}) above network.validators ({network.genesis_validators}) to cover the joiners",
+            )
+        count += change.add - len(change.remove) - change.remove_primary
+        if count < 1:
+            raise ScenarioError(f"{key}.remove", "the set after the change must keep at least one validator")
+        members = (members - set(change.remove)) | set(fresh[: change.add])
+        del fresh[: change.add]
+    return changes
+
+
+def _change(value: Any, key: str, nodes: int, duration_s: float) -> Change:
+    table = _table(value, key, "a table with 'at' and 'add' and/or 'remove' (a [[changes]] entry)")
+    _check_keys(table, _CHANGE_KEYS, key)
+    if "at" not in table:
+        raise ScenarioError(f"{key}.at", f"missing; expected the time of the vote in seconds, from 0 to {duration_s:g}")
+    at_s = _number(
+        table["at"],
+        f"{key}.at",
+        f"seconds, a number from 0 to the workload duration ({duration_s:g})",
+        lambda v: 0 <= v <= duration_s,
+    )
+    add = 0
+    if "add" in table:
+        add = _int(table["add"], f"{key}.add", f"a number of nodes to vote in, 0 to {nodes}", lambda v: 0 <= v <= nodes)
+    remove, remove_primary = _remove(table["remove"], f"{key}.remove", nodes) if "remove" in table else ((), False)
+    if not add and not remove and not remove_primary:
+        raise ScenarioError(key, "changes nothing; give 'add' (a number of nodes) and/or 'remove'")
+    return Change(at_s, add, remove, remove_primary)
+
+
+def _remove(value: Any, key: str, nodes: int) -> tuple[tuple[int, ...], bool]:
+    expect = f'"primary", a node index or an array of node indices (0 to {nodes - 1}, network.nodes = {nodes})'
+    if value == "primary":
+        return (), True
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ScenarioError(key, f"expected {expect}, got {_describe(value)}")
+    removed = tuple(
+        _int(member, f"{key}[{index}]", expect, lambda v: 0 <= v < nodes) for index, member in enumerate(value)
+    )
+    if len(set(removed)) != len(removed):
+        raise ScenarioError(key, f"names a node twice: {list(removed)}")
+    return removed, False
 
 
 def _check_twins_stay_twins(faults: list[Fault]) -> None:

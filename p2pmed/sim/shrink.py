@@ -4,7 +4,7 @@ Greedy delta debugging over the scenario's parts: lower the transaction rate
 (halving; first, because it makes every later run cheaper), drop faults (all of
 them, then halves, quarters, ... down to one at a time), move the whole fault
 schedule earlier (the first fault at 0 s), shorten the workload (bisection,
-never before the last fault), and quieten the network (no loss, duplication or
+never before the last fault or validator set change), and quieten the network (no loss, duplication or
 reordering). Each candidate is run with the same seed; it is kept when it fails
 the same way: the same kind of first safety violation, or a liveness failure.
 The passes repeat until none makes progress or ``runs_max`` runs are spent.
@@ -146,8 +146,9 @@ def _move_earlier(search: _Search) -> bool:
 
 
 def _shorten(search: _Search) -> bool:
-    """Bisect the duration between the last fault (or one step) and the current one."""
-    floor = max([DURATION_STEP_S, *(fault.at_s for fault in search.best.faults)])
+    """Bisect the duration between the last fault or change (or one step) and the current one."""
+    events_s = [fault.at_s for fault in search.best.faults] + [change.at_s for change in search.best.changes]
+    floor = max([DURATION_STEP_S, *events_s])
     low, high = floor - DURATION_STEP_S, search.best.workload.duration_s
     progress = False
     while high - low > DURATION_STEP_S and search.budget_left():

@@ -1,4 +1,5 @@
-"""The genesis document: the chain id and the static validator set every node starts from.
+"""The genesis document: the chain id and the validator set every node starts from (epoch 0;
+later sets are voted on the ledger, ``p2pmed.ledger.contracts.membership``).
 
 Each validator is also a site: an organisation of a ``kind`` (hospital,
 laboratory, ...) with an ``encryption_key`` (X25519, or ML-KEM-768 + X25519 when
@@ -24,7 +25,9 @@ from typing import Any
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE, EncryptionPublicKey, Kem
 from p2pmed.input_error import KeyedInputError
+from p2pmed.ledger.contracts import identity, membership
 from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS, OrganisationProfile
+from p2pmed.ledger.contracts.membership import ValidatorProfile
 
 __all__ = ["Genesis", "GenesisError", "ValidatorInfo", "load_genesis", "write_genesis"]
 
@@ -68,6 +71,15 @@ class Genesis:
     def organisations(self) -> tuple[OrganisationProfile, ...]:
         """The validators as the sites they are, in force from genesis."""
         return tuple(OrganisationProfile(v.public_key, v.moniker, v.kind, v.encryption_key) for v in self.validators)
+
+    @property
+    def validator_profiles(self) -> tuple[ValidatorProfile, ...]:
+        """The validator set of epoch 0; each genesis validator is its own organisation."""
+        return tuple(ValidatorProfile(v.public_key, v.public_key, v.address, v.encryption_key) for v in self.validators)
+
+    def ledger_state(self) -> dict[str, bytes]:
+        """The state at height 0: the genesis sites in force and the epoch-0 validator set."""
+        return identity.genesis_state(self.organisations) | membership.genesis_state(self.validator_profiles)
 
 
 def write_genesis(path: Path, genesis: Genesis) -> None:

@@ -33,7 +33,7 @@ from p2pmed.consensus.messages import (
 from p2pmed.consensus.replica import StableRecord
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.block import make_block
-from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.machine import Ledger
 from p2pmed.site.home import load_home
 from p2pmed.store import Store
@@ -50,9 +50,7 @@ def write_certified_chain(homes: list[Path], blocks: int, end_ms: int, txs_per_b
     keys: dict[bytes, SigningKey] = {home.key.public_key: home.key for home in loaded}
     validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
     signers = [keys[key] for key in genesis.validator_keys[: validators.quorum]]
-    ledger = Ledger(
-        genesis.chain_id, ALL_TX_TYPES, genesis.validator_keys, identity.genesis_state(genesis.organisations)
-    )
+    ledger = Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.ledger_state())
     txs = sample_transactions(genesis.chain_id, blocks * txs_per_block, random.Random(seed))
     first = loaded[0].store_path
     with Store.open(first, genesis.chain_id, genesis.hash, ledger.genesis_state) as store:

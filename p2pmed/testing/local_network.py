@@ -1,6 +1,10 @@
 """An in-process network of real validators (``NodeCore``: Ed25519, SQLite, the ledger
 rules) joined by an in-memory FIFO instead of sockets, with a manual clock. The demo
-and the integration tests use it; the daemon replaces the FIFO with libp2p."""
+and the integration tests use it; the daemon replaces the FIFO with libp2p.
+
+Nodes are numbered; the first ``n`` are the genesis validators, the ``joiners`` after
+them start outside the set (as a site that will be voted in does) and follow the chain
+by syncing certified blocks from the others until their epoch makes them validators."""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from pathlib import Path
 from p2pmed.consensus.certificates import Validators
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier, EncryptionPrivateKey, Kem, SigningKey
-from p2pmed.ledger.contracts import ALL_TX_TYPES, identity
+from p2pmed.ledger.contracts import ALL_TX_TYPES, identity, membership
 from p2pmed.ledger.contracts.identity import OrganisationProfile
+from p2pmed.ledger.contracts.membership import ValidatorProfile
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.core import NodeCore, Outgoing
@@ -30,28 +35,36 @@ class LocalNetwork:
         n: int = 4,
         config: ReplicaConfig | None = None,
         *,
+        joiners: int = 0,
         probes_from_anyone: bool = True,
     ) -> None:
         self.probes_from_anyone = probes_from_anyone
-        self.keys = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(n)]
-        self.validators = Validators(chain_id, tuple(key.public_key for key in self.keys), Ed25519Verifier())
+        self.keys = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(n + joiners)]
+        self.validators = Validators(chain_id, tuple(key.public_key for key in self.keys[:n]), Ed25519Verifier())
+        self._index_of = {key.public_key: index for index, key in enumerate(self.keys)}
         sites = [  # each validator runs a hospital in force from genesis, as ``p2pmed testnet`` sets up
-            OrganisationProfile(key.public_key, f"site{index}", "hospital", self._encryption_key(index).public_key)
-            for index, key in enumerate(self.keys)
+            OrganisationProfile(key.public_key, f"site{index}", "hospital", self.encryption_key(index).public_key)
+            for index, key in enumerate(self.keys[:n])
         ]
-        self.ledger = Ledger(chain_id, ALL_TX_TYPES, self.validators.keys, identity.genesis_state(sites))
+        validators = [
+            ValidatorProfile(site.key, site.key, f"/ip4/127.0.0.1/tcp/{26656 + index}", site.encryption_key)
+            for index, site in enumerate(sites)
+        ]
+        self.ledger = Ledger(
+            chain_id, ALL_TX_TYPES, identity.genesis_state(sites) | membership.genesis_state(validators)
+        )
         self.config = config or ReplicaConfig()
-        self.paths = [directory / f"node{index}.sqlite3" for index in range(n)]
+        self.paths = [directory / f"node{index}.sqlite3" for index in range(len(self.keys))]
         self.now_ms = 1_000
         self.in_flight: deque[tuple[int, int, bytes]] = deque()
         self.drops: Callable[[int, int, bytes], bool] = lambda source, destination, data: False
         """Tests set this to lose chosen messages (source, destination, bytes) on the way."""
-        self.cores: list[NodeCore | None] = [None] * n
-        for index in range(n):
+        self.cores: list[NodeCore | None] = [None] * len(self.keys)
+        for index in range(len(self.keys)):
             self.restart(index)
 
     @staticmethod
-    def _encryption_key(index: int) -> EncryptionPrivateKey:
+    def encryption_key(index: int) -> EncryptionPrivateKey:
         return EncryptionPrivateKey(Kem.X25519, bytes([index + 101]) * 32)
 
     def restart(self, index: int) -> None:
@@ -59,14 +72,13 @@ class LocalNetwork:
         core = NodeCore(
             self.paths[index],
             self.ledger,
-            self.validators,
             self.keys[index],
             self.config,
             self.now_ms,
             probes_from_anyone=self.probes_from_anyone,
         )
         self.cores[index] = core
-        self._queue(index, core.start())
+        self.send_from(index, core.start())
 
     def crash(self, index: int) -> None:
         """Stop node ``index`` dead: what it had not stored is gone, messages to it are lost."""
@@ -79,7 +91,7 @@ class LocalNetwork:
         """What gossip does: every live node receives the transaction."""
         for index, core in enumerate(self.cores):
             if core is not None:
-                self._queue(index, core.submit(tx, self.now_ms))
+                self.send_from(index, core.submit(tx, self.now_ms))
 
     def run(self, duration_ms: int) -> None:
         for _ in range(duration_ms // STEP_MS):
@@ -88,23 +100,50 @@ class LocalNetwork:
             self.now_ms += STEP_MS
             for index, core in enumerate(self.cores):
                 if core is not None and core.next_deadline_ms() <= self.now_ms:
-                    self._queue(index, core.tick(self.now_ms))
+                    self.send_from(index, core.tick(self.now_ms))
+            self.sync_outsiders()
+
+    def sync_outsiders(self) -> None:
+        """What an observer's block sync does: each live node outside the current set takes
+        the certified blocks after its head from the live node with the longest chain."""
+        donors = [core for core in self.cores if core is not None]
+        if not donors:
+            return
+        donor = max(donors, key=lambda core: core.store.head()[0])
+        for index, core in enumerate(self.cores):
+            if core is None or core.replica is not None:
+                continue
+            while core.replica is None and core.store.head()[0] < donor.store.head()[0]:
+                served = donor.blocks_from(core.store.head()[0] + 1)
+                for item in served.blocks:
+                    if core.replica is not None:
+                        break
+                    self.send_from(index, core.apply_synced(item))
+
+    def key(self, index: int) -> bytes:
+        """Node ``index``'s validator key: how cores name their peers."""
+        return self.keys[index].public_key
+
+    def deliver(self, source: int, destination: int, data: bytes) -> None:
+        """Hand ``data`` from ``source`` to ``destination`` now; what it answers goes in flight."""
+        core = self.cores[destination]
+        if core is not None:
+            self.send_from(destination, core.receive(self.key(source), data, self.now_ms))
 
     def deliver_next(self) -> bool:
         """Deliver the oldest message in flight, if any; False when none is left."""
         if not self.in_flight:
             return False
         source, destination, data = self.in_flight.popleft()
-        core = self.cores[destination]
-        if core is not None and self.cores[source] is not None:
-            self._queue(destination, core.receive(source, data, self.now_ms))
+        if self.cores[source] is not None:
+            self.deliver(source, destination, data)
         return True
 
     def tick(self, index: int) -> None:
         """Run node ``index``'s timers at the current time; what it sends goes in flight."""
         core = self.cores[index]
         assert core is not None, f"node {index} is down"
-        self._queue(index, core.tick(self.now_ms))
+        self.send_from(index, core.tick(self.now_ms))
 
     def heads(self) -> list[tuple[int, bytes] | None]:
         return [None if core is None else core.store.head() for core in self.cores]
@@ -115,7 +154,9 @@ class LocalNetwork:
                 core.close()
                 self.cores[index] = None
 
-    def _queue(self, source: int, outgoing: Outgoing) -> None:
-        self.in_flight.extend(
-            (source, destination, data) for destination, data in outgoing if not self.drops(source, destination, data)
-        )
+    def send_from(self, source: int, outgoing: Outgoing) -> None:
+        """Put what node ``source``'s core returned in flight (unless ``drops`` loses it)."""
+        for key, data in outgoing:
+            destination = self._index_of[key]
+            if not self.drops(source, destination, data):
+                self.in_flight.append((source, destination, data))

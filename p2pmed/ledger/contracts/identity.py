@@ -82,8 +82,10 @@ __all__ = [
     "PersonRegister",
     "PersonRevoke",
     "PersonRotate",
+    "check_fresh_key",
     "genesis_state",
     "is_registered",
+    "mark_key_used",
     "organisation",
     "organisation_by_id_or_key",
     "organisation_in_force",
@@ -292,10 +294,15 @@ def _check_key(key: bytes, what: str) -> None:
         raise TxRejected(RejectReason.INVALID, f"{what} must be a {PUBLIC_KEY_SIZE}-byte Ed25519 public key")
 
 
-def _check_fresh_key(state: StateOverlay, context: TxContext, key: bytes, what: str) -> None:
+def check_fresh_key(state: StateOverlay, context: TxContext, key: bytes, what: str) -> None:
+    """Refuse ``key`` unless it is a well-formed key that nobody ever used (keys are never reused)."""
     _check_key(key, what)
     if state.state_get(_used_key(key)) is not None or key in context.validators:
         raise TxRejected(RejectReason.INVALID, "this key is already in use or was used before; keys are never reused")
+
+
+def mark_key_used(state: StateOverlay, key: bytes) -> None:
+    state.put(_used_key(key), True)
 
 
 def _rotation_payload(current_key: bytes, new_key: bytes) -> bytes:
@@ -309,7 +316,7 @@ def sign_rotation(new_key: SigningKey, current_key: bytes, chain_id: str) -> byt
 
 
 def _check_rotation(state: StateOverlay, context: TxContext, key: bytes, proof: bytes, what: str) -> None:
-    _check_fresh_key(state, context, key, what)
+    check_fresh_key(state, context, key, what)
     payload = _rotation_payload(context.sender, key)
     if not verify(key, proof, SignatureDomain.KEY_ROTATION, context.chain_id, payload):
         raise TxRejected(
@@ -369,7 +376,7 @@ def _propose_admission(state: StateOverlay, context: TxContext, proposal: OrgPro
         )
     if person(state, key) is not None:
         raise TxRejected(RejectReason.INVALID, "this key already belongs to a person")
-    _check_fresh_key(state, context, key, "the organisation key")
+    check_fresh_key(state, context, key, "the organisation key")
     digest = hashlib.sha256(codec.encode(proposal)).digest()
     if _tally(state, context, key, _Vote("admit", digest)):
         state.put(_org_key(key), Organisation(key, proposal.profile, True, context.height))
@@ -389,7 +396,7 @@ def _propose_replacement(state: StateOverlay, context: TxContext, proposal: OrgP
             " for that kind",
         )
     if profile.key != found.profile.key:
-        _check_fresh_key(state, context, profile.key, "the organisation's new key")
+        check_fresh_key(state, context, profile.key, "the organisation's new key")
     digest = hashlib.sha256(codec.encode(proposal)).digest()
     if _tally(state, context, found.id, _Vote("replace", digest)):
         _put_organisation(state, found, profile, True)
@@ -440,7 +447,7 @@ def apply_person_register(state: StateOverlay, context: TxContext, register: Per
             f"a {registrar.profile.kind} may not register a {register.role}; {register.role}s are registered"
             f" by: {', '.join(sorted(kinds))}",
         )
-    _check_fresh_key(state, context, register.key, "the person's key")
+    check_fresh_key(state, context, register.key, "the person's key")
     state.put(
         _person_key(register.key),
         Person(register.key, register.key, register.role, register.encryption_key, registrar.id, True),

@@ -15,6 +15,7 @@ from typing import Any
 from p2pmed.consensus import ViewPhase
 from p2pmed.consensus.replica import Replica
 from p2pmed.ledger.block import Block
+from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution
 from p2pmed.ledger.tx import decode_transaction
@@ -22,6 +23,7 @@ from p2pmed.net.faults import FaultRules
 from p2pmed.net.identity import peer_id_of
 from p2pmed.node.api.commits import each_commit
 from p2pmed.node.api.port import NodePort
+from p2pmed.node.seats import seats
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 
@@ -38,7 +40,8 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             "moniker": node.moniker,
             "node_id": str(peer_id_of(node.node_key)),
             "validator_index": node.index,
-            "validators": len(node.genesis_validators),
+            "validators": len(node.validators),
+            "epoch": _epoch(node),
             "height": height,
             "last_block_hash": head_hash.hex(),
             **_consensus_status(node.replica),
@@ -58,15 +61,23 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
                 "index": index,
                 "role": "validator",
                 "moniker": validator.moniker,
-                "node_id": str(node.peer_ids[index]),
+                "node_id": str(peer_id_of(validator.key)),
                 "address": validator.address,
                 "self": index == node.index,
                 "connected": index in connected,
             }
-            for index, validator in enumerate(node.genesis_validators)
+            for index, validator in enumerate(node.validators)
         ]
         itself = [] if node.index is not None else [_observer(str(peer_id_of(node.node_key)), node.moniker, True)]
         return validators + itself + [_observer(str(peer), "", False) for peer in node.connected_others()]
+
+    async def validator_set(params: dict[str, Any]) -> dict[str, Any]:
+        """The set that orders the next block and, once a change has passed, the next one."""
+        current = membership.epoch_at(node.store, node.store.head()[0] + 1)
+        latest = membership.latest_epoch(node.store)
+        assert current is not None and latest is not None
+        upcoming = _epoch_plain(node, latest) if latest.number > current.number else None
+        return {**_epoch_plain(node, current), "next": upcoming}
 
     async def counters(params: dict[str, Any]) -> dict[str, Any]:
         traffic = node.traffic()
@@ -138,8 +149,8 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             faults.rules = FaultRules(
                 drop=params["drop_permille"] / 1000,
                 delay_ms=params["delay_ms"],
-                blocked_out=_indexes(params["blocked_out"], len(node.genesis_validators), "blocked_out"),
-                blocked_in=_indexes(params["blocked_in"], len(node.genesis_validators), "blocked_in"),
+                blocked_out=_indexes(params["blocked_out"], len(node.validators), "blocked_out"),
+                blocked_in=_indexes(params["blocked_in"], len(node.validators), "blocked_in"),
             )
         except ValueError as error:
             raise RpcError(ErrorCode.INVALID_PARAMS, f"debug.faults: {error}") from None
@@ -174,6 +185,7 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
         "node.status": Method(status),
         "node.counters": Method(counters),
         "net.peers": Method(peers),
+        "validator.set": Method(validator_set),
         "tx.submit": Method(submit, {"tx": bytes}),
         "tx.get": Method(get_tx, {"tx_id": bytes}),
         "chain.block": Method(get_block, {"height": Param(int, optional=True), "hash": Param(bytes, optional=True)}),
@@ -189,6 +201,30 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
         ),
         "mempool.list": Method(mempool_list, {"limit": Param(int, optional=True, default=100)}),
     }
+
+
+def _epoch_plain(node: NodePort, epoch: membership.Epoch) -> dict[str, Any]:
+    return {
+        "epoch": epoch.number,
+        "first_height": epoch.first_height,
+        "validators": [
+            {
+                "index": index,
+                "key": seat.key.hex(),
+                "node_id": str(peer_id_of(seat.key)),
+                "moniker": seat.moniker,
+                "kind": seat.kind,
+                "address": seat.address,
+            }
+            for index, seat in enumerate(seats(node.store, epoch))
+        ],
+    }
+
+
+def _epoch(node: NodePort) -> int:
+    """The epoch whose validator set orders the next block."""
+    epoch = membership.epoch_at(node.store, node.store.head()[0] + 1)
+    return 0 if epoch is None else epoch.number
 
 
 def _consensus_status(replica: Replica | None) -> dict[str, Any]:

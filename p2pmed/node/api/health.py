@@ -306,13 +306,15 @@ def health_methods(node: NodePort) -> dict[str, Method]:
         }
 
     async def trace(params: dict[str, Any]) -> dict[str, Any]:
-        """A pack's state and history; an unknown serial has no pack, and its scans as history."""
+        """A pack's state, the container it is packed in, and its history; an unknown serial has no
+        pack, and its scans as history."""
         gtin, serial = _pack_query("supply.trace", params)
         found = supply.pack(store, gtin, serial)
         return {
             "gtin": gtin,
             "serial": serial,
             "pack": None if found is None else plain(found),
+            "container": supply.container_of(store, supply.PackRef(gtin, serial)),
             "events": plain(supply.trace(store, gtin, serial)),
         }
 

@@ -1,7 +1,7 @@
 """``NodePort``: what the RPC methods and the metrics may ask of a running node.
 
-The daemon's ``Node`` (a validator) and ``Observer`` are each one; tests pass small
-stand-ins. An observer has no replica and no validator index. Everything here is read
+The daemon's ``Node`` is one, validator or observer; tests pass small stand-ins. A node
+outside the current validator set (an observer) has no replica and no validator index. Everything here is read
 or called on the node's trio thread, like everything else that touches the store.
 """
 
@@ -23,9 +23,9 @@ from p2pmed.net.consensus_transport import TransportCounters
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.tx_gossip import GossipCounters
 from p2pmed.node.mempool import Mempool
+from p2pmed.node.seats import Seat
 from p2pmed.node.site_audit import SiteAudit
 from p2pmed.rpc.server import RpcCounters
-from p2pmed.site.genesis import ValidatorInfo
 from p2pmed.store import Store
 
 __all__ = ["BlockListener", "NodePort", "Traffic"]
@@ -51,7 +51,7 @@ class NodePort(Protocol):
     def chain_id(self) -> str: ...
     @property
     def index(self) -> int | None:
-        """This node's position among the validators; None on an observer."""
+        """This node's position in the current validator set; None on an observer."""
 
     @property
     def moniker(self) -> str: ...
@@ -60,11 +60,13 @@ class NodePort(Protocol):
         """This node's public signing key: its libp2p identity, and what its site audit log is signed with."""
 
     @property
-    def genesis_validators(self) -> tuple[ValidatorInfo, ...]:
-        """The validators, in index order."""
+    def validators(self) -> tuple[Seat, ...]:
+        """The validators of the current epoch, in index order."""
 
     @property
-    def peer_ids(self) -> list[ID]: ...
+    def peer_ids(self) -> list[ID]:
+        """The current validators' peer ids, in index order."""
+
     @property
     def started_ms(self) -> int: ...
     @property
@@ -99,7 +101,9 @@ class NodePort(Protocol):
         """Called with each block this node commits, in order."""
 
     def now_ms(self) -> int: ...
-    def connected_validators(self) -> list[int]: ...
+    def connected_validators(self) -> list[int]:
+        """The indexes of the other validators of the current set this node is connected to."""
+
     def connected_others(self) -> list[ID]:
         """Connected peers that are not validators: observers, and clients following the topic."""
 

@@ -37,22 +37,21 @@ __all__ = ["record_methods"]
 
 
 def record_methods(node: NodePort) -> dict[str, Method]:
-    validators = node.genesis_validators
-
     async def custodians(params: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             {
-                "key": v.public_key.hex(),
+                "key": v.key.hex(),
                 "moniker": v.moniker,
                 "kind": v.kind,
                 "encryption_key": v.encryption_key.key.hex(),
                 "kem": v.encryption_key.kem.value,
             }
-            for v in validators
+            for v in node.validators
         ]
 
     def moniker_of(custodian: bytes) -> str:
-        keys = [validator.public_key for validator in validators]
+        validators = node.validators
+        keys = [validator.key for validator in validators]
         if custodian not in keys:
             raise RpcError(ErrorCode.INVALID_PARAMS, "custodian: not a validator's key; see record.custodians")
         return validators[keys.index(custodian)].moniker

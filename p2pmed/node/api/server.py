@@ -11,6 +11,7 @@ from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.proofs import proof_methods
 from p2pmed.node.api.records import record_methods
 from p2pmed.node.api.site import site_methods
+from p2pmed.node.api.supply import supply_methods
 from p2pmed.rpc.params import Method
 from p2pmed.rpc.server import RpcServer
 
@@ -26,6 +27,7 @@ def methods(node: NodePort) -> dict[str, Method]:
         **health_methods(node),
         **record_methods(node),
         **site_methods(node),
+        **supply_methods(node),
         **proof_methods(node),
     }
 

@@ -1,0 +1,234 @@
+"""Drug supply chain: serialised packs followed from commissioning to dispensing,
+after GS1 EPCIS 2.0 and its Core Business Vocabulary.
+
+A pack is named as GS1 names it: a GTIN-14 (14 digits, the last one the GS1
+mod-10 check digit) and a serial number (AI 21: 1..20 characters of GS1 character
+set 82). Every transaction is signed by an organisation in force, the acting party.
+Organisations are named by id (the key they were admitted with): holders,
+manufacturers, shipment ends, history entries and alerts keep the id, so custody
+stays continuous when an organisation rotates its keys.
+
+- ``supply.commission``: a manufacturer commissions 1..1000 serials of one GTIN
+  and lot. The expiry is an ISO date (``YYYY-MM-DD``, as EPCIS
+  ``itemExpirationDate``): the pack may be dispensed until the end of that day, UTC.
+  The first manufacturer to commission a GTIN owns it (the brand owner): nobody
+  else commissions or recalls it. A lot keeps the expiry it was first commissioned
+  with. Each pack starts in its manufacturer's custody.
+- ``supply.ship``: the holder ships packs to another organisation in force. The
+  shipment's id is the transaction's id; its packs are in transit, still held by
+  the shipper, until the destination receives them. Custody is continuous: only
+  the holder ships, and the holder is always the last organisation that received
+  the pack (or its manufacturer).
+- ``supply.receive``: the destination receives a shipment once, listing the packs
+  that arrived and those that did not (``missing``); together they must be exactly
+  the shipment, so a shortfall is declared, never implied. Arrived packs pass into
+  the receiver's custody; missing ones stay missing for good, each with an alert
+  (a possible diversion).
+- ``supply.dispense``: a pharmacy or hospital dispenses packs it holds, each once,
+  unless recalled or expired at the block's time. The patient is not named: who
+  takes which medicine is health data and stays at the pharmacy.
+- ``supply.decommission``: the holder takes packs out of circulation, for a reason.
+- ``supply.recall``: the GTIN's manufacturer recalls a lot or listed serials.
+  Recalled packs are never dispensed and are shipped only back to their
+  manufacturer; they are still received and decommissioned.
+- ``supply.aggregate`` / ``supply.disaggregate``: the holder packs loose packs and
+  containers into a container named by its SSCC-18 (a case, a pallet), or takes them
+  out. A packed pack moves only with its container: ``supply.ship`` and
+  ``supply.receive`` list whole containers besides loose packs, and apply each event
+  to every pack inside. Rules and limits in ``_containers``.
+- ``supply.suspect.*``: the suspect-product lifecycle, quarantine to notice, with
+  deadlines in ledger time; a quarantined pack is never shipped, packed or dispensed.
+  Rules in ``_suspects``.
+- ``supply.verify``: any organisation records a scan of a pack: the four elements
+  of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
+  match what was commissioned (a copied serial on another lot or expiry is a suspect
+  product). It is refused only for a malformed code or an unauthorised sender,
+  because a refused transaction records nothing and an unknown serial is exactly
+  what must be recorded. A scan whose verdict is alarming (``ALERT_STATUSES``: an
+  unknown serial is a suspect counterfeit) also adds an entry to the alert log.
+
+Alerts are raised too when a pack is decommissioned as stolen or lost, and when a
+dispense is refused because a pack was already dispensed, decommissioned or
+reported missing (a second pack bearing that serial is at the counter: a clone).
+
+State per pack is one small ``Pack``; its history is a list of keyed entries, and
+bounded: a pack is shipped at most ``SHIPMENTS_PER_PACK_MAX`` times and its first
+``SCANS_LISTED_MAX`` scans are listed (later ones are only counted). A recall is
+one entry on the pack or the lot, and ``trace`` lists it after the pack's events of
+the same block. The queries (``pack``, ``shipment``, ``shipment_of``, ``trace``,
+``verify``, ``alerts``, ``alert_count``) read a state for the RPC layer.
+
+The package, one module per job: ``limits`` (every bound, read when a rule runs),
+``_model`` (bodies, records, the words for a pack's state), ``_codes`` (GS1 codes and
+dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
+``_custody`` (the rules that move packs), ``_containers`` (aggregation), ``_verify`` (verdicts and scans) and
+``_queries`` (reads for the RPC layer).
+"""
+
+from __future__ import annotations
+
+from p2pmed.ledger.contracts.supply import limits
+from p2pmed.ledger.contracts.supply._codes import (
+    DAY_MS,
+    code_problem,
+    expiry_end_ms,
+    expiry_problem,
+    gs1_check_digit,
+    gtin_problem,
+    sscc_problem,
+)
+from p2pmed.ledger.contracts.supply._containers import apply_aggregate, apply_disaggregate
+from p2pmed.ledger.contracts.supply._containers import contents as container_contents
+from p2pmed.ledger.contracts.supply._custody import (
+    apply_commission,
+    apply_decommission,
+    apply_dispense,
+    apply_recall,
+    apply_receive,
+    apply_ship,
+    refused_dispense,
+)
+from p2pmed.ledger.contracts.supply._model import (
+    ALERT_STATUSES,
+    DECOMMISSION_REASONS,
+    DISPENSER_KINDS,
+    VERDICT_STATUSES,
+    Alert,
+    Container,
+    ContainerEvent,
+    Lot,
+    Pack,
+    PackEvent,
+    PackRef,
+    Recall,
+    Receipt,
+    Shipment,
+    SupplyAggregate,
+    SupplyCommission,
+    SupplyDecommission,
+    SupplyDisaggregate,
+    SupplyDispense,
+    SupplyRecall,
+    SupplyReceive,
+    SupplyShip,
+    SupplyVerify,
+    Verdict,
+)
+from p2pmed.ledger.contracts.supply._queries import (
+    alert_count,
+    alerts,
+    container,
+    container_history,
+    container_of,
+    lot_packs,
+    lot_record,
+    pack,
+    shipment,
+    shipment_of,
+    trace,
+)
+from p2pmed.ledger.contracts.supply._suspects import (
+    CLASSIFICATIONS,
+    SUSPECT_TX_TYPES,
+    SuspectCase,
+    SuspectClear,
+    SuspectIllegitimate,
+    SuspectInvestigate,
+    SuspectNotify,
+    SuspectQuarantine,
+    SuspectStep,
+    overdue,
+    quarantine_of,
+    suspect_case,
+    suspect_cases,
+    suspect_count,
+)
+from p2pmed.ledger.contracts.supply._verify import apply_verify, verify
+from p2pmed.ledger.contracts.supply.limits import (
+    ALERTS_PAGE_MAX,
+    LOT_PACKS_MAX,
+    PACKS_PER_TX_MAX,
+    SCANS_LISTED_MAX,
+    SHIPMENTS_PER_PACK_MAX,
+)
+from p2pmed.ledger.rules import TxType
+
+__all__ = [
+    "ALERTS_PAGE_MAX",
+    "ALERT_STATUSES",
+    "CLASSIFICATIONS",
+    "DAY_MS",
+    "DECOMMISSION_REASONS",
+    "DISPENSER_KINDS",
+    "LOT_PACKS_MAX",
+    "PACKS_PER_TX_MAX",
+    "SCANS_LISTED_MAX",
+    "SHIPMENTS_PER_PACK_MAX",
+    "TX_TYPES",
+    "VERDICT_STATUSES",
+    "Alert",
+    "Container",
+    "ContainerEvent",
+    "Lot",
+    "Pack",
+    "PackEvent",
+    "PackRef",
+    "Recall",
+    "Receipt",
+    "Shipment",
+    "SupplyAggregate",
+    "SupplyCommission",
+    "SupplyDecommission",
+    "SupplyDisaggregate",
+    "SupplyDispense",
+    "SupplyRecall",
+    "SupplyReceive",
+    "SupplyShip",
+    "SupplyVerify",
+    "SuspectCase",
+    "SuspectClear",
+    "SuspectIllegitimate",
+    "SuspectInvestigate",
+    "SuspectNotify",
+    "SuspectQuarantine",
+    "SuspectStep",
+    "Verdict",
+    "alert_count",
+    "alerts",
+    "code_problem",
+    "container",
+    "container_contents",
+    "container_history",
+    "container_of",
+    "expiry_end_ms",
+    "expiry_problem",
+    "gs1_check_digit",
+    "gtin_problem",
+    "limits",
+    "lot_packs",
+    "lot_record",
+    "overdue",
+    "pack",
+    "quarantine_of",
+    "shipment",
+    "shipment_of",
+    "sscc_problem",
+    "suspect_case",
+    "suspect_cases",
+    "suspect_count",
+    "trace",
+    "verify",
+]
+
+TX_TYPES = (
+    TxType("supply.commission", SupplyCommission, apply_commission),
+    TxType("supply.ship", SupplyShip, apply_ship),
+    TxType("supply.receive", SupplyReceive, apply_receive),
+    TxType("supply.dispense", SupplyDispense, apply_dispense, refused_dispense),
+    TxType("supply.decommission", SupplyDecommission, apply_decommission),
+    TxType("supply.recall", SupplyRecall, apply_recall),
+    TxType("supply.verify", SupplyVerify, apply_verify),
+    TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
+    TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
+    *SUSPECT_TX_TYPES,
+)

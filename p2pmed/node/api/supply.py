@@ -1,0 +1,99 @@
+"""JSON-RPC methods for containers and suspect products on the supply ledger.
+
+Reads only, like the other health methods (``p2pmed.node.api.health`` holds the pack
+reads: trace, lot, verify, alerts): changes are signed transactions sent with
+``tx.submit``. Bytes are lowercase hex; ledger objects are their fields as plain JSON.
+A malformed code is INVALID_PARAMS in the ledger's words; an SSCC or pack nothing was
+ever recorded for is NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from p2pmed.interop.epcis import export_aggregations
+from p2pmed.interop.fda3911 import form_3911
+from p2pmed.ledger.contracts import supply
+from p2pmed.ledger.contracts.identity import organisation_in_force
+from p2pmed.node.api.health import plain
+from p2pmed.node.api.port import NodePort
+from p2pmed.rpc.errors import ErrorCode, RpcError
+from p2pmed.rpc.params import Method, Param
+
+__all__ = ["CONTAINER_FORMATS", "supply_methods"]
+
+CONTAINER_FORMATS = ("entries", "epcis")
+
+
+def _invalid(method: str, message: str) -> RpcError:
+    return RpcError(ErrorCode.INVALID_PARAMS, f"{method}: {message}")
+
+
+def supply_methods(node: NodePort) -> dict[str, Method]:
+    store = node.store
+
+    async def container(params: dict[str, Any]) -> dict[str, Any]:
+        """A container, what is in it at every depth, and its history; with ``format`` "epcis",
+        its aggregation history as an EPCIS 2.0 JSON-LD document instead."""
+        if params["format"] not in CONTAINER_FORMATS:
+            raise _invalid("supply.container", f'"format" must be one of {", ".join(CONTAINER_FORMATS)}')
+        try:
+            found = supply.container(store, params["sscc"])
+        except ValueError as error:
+            raise _invalid("supply.container", str(error)) from None
+        if found is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"nothing was ever packed in SSCC {params['sscc']}")
+        history = supply.container_history(store, found.sscc)
+        if params["format"] == "epcis":
+            return export_aggregations(found.sscc, history, node.ledger_time_ms)
+        packs, containers = supply.container_contents(store, found)
+        return {
+            "container": plain(found),
+            "packs": plain(packs),
+            "containers": [inner.sscc for inner in containers[1:]],
+            "history": plain(history),
+        }
+
+    def _case(method: str, case_id: bytes) -> supply.SuspectCase:
+        found = supply.suspect_case(store, case_id)
+        if found is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"{method}: no suspect case has id {case_id.hex()}")
+        return found
+
+    def _with_overdue(case: supply.SuspectCase) -> dict[str, Any]:
+        return {**plain(case), "overdue": supply.overdue(case, node.ledger_time_ms)}
+
+    async def suspect(params: dict[str, Any]) -> dict[str, Any]:
+        """A suspect case, and the step that is overdue at ledger time, if any."""
+        return _with_overdue(_case("supply.suspect", params["case"]))
+
+    async def suspects(params: dict[str, Any]) -> dict[str, Any]:
+        """Suspect cases in the order opened, from ``start``, each with its overdue step."""
+        start, limit = params["start"], params["limit"]
+        if start < 0 or not 1 <= limit <= supply.ALERTS_PAGE_MAX:
+            raise _invalid("supply.suspects", f'"start" must be 0 or more and "limit" 1..{supply.ALERTS_PAGE_MAX}')
+        cases = supply.suspect_cases(store, start, limit)
+        return {"count": supply.suspect_count(store), "cases": [_with_overdue(case) for case in cases]}
+
+    async def form(params: dict[str, Any]) -> dict[str, Any]:
+        """The Form FDA 3911 fields of an illegitimate case, from the ledger."""
+        case = _case("supply.form3911", params["case"])
+        if case.status not in ("illegitimate", "notified"):
+            raise _invalid("supply.form3911", f"case {case.id.hex()} is {case.status}: not determined illegitimate")
+        lots: dict[tuple[str, str], supply.Lot] = {}
+        for ref in case.packs:
+            found = supply.pack(store, ref.gtin, ref.serial)
+            assert found is not None, "a case lists commissioned packs"
+            lot = supply.lot_record(store, found.gtin, found.lot)
+            assert lot is not None
+            lots[(found.gtin, found.lot)] = lot
+        return form_3911(case, lots, organisation_in_force(store, case.organisation))
+
+    return {
+        "supply.suspect": Method(suspect, {"case": bytes}),
+        "supply.suspects": Method(
+            suspects, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
+        ),
+        "supply.form3911": Method(form, {"case": bytes}),
+        "supply.container": Method(container, {"sscc": str, "format": Param(str, optional=True, default="entries")}),
+    }

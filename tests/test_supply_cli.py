@@ -1,0 +1,123 @@
+"""The supply commands and RPC methods for containers (and, below, suspect products)
+against the health world in a real store, through the CLI as an operator runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from health_world import CASE, GTIN, MAKER, PALLET, PHARMACY, InProcessClient
+from p2pmed.cli.main import cli
+from p2pmed.crypto import SigningKey, save_signing_key
+from p2pmed.ledger.contracts.supply import gs1_check_digit
+
+NEW_PALLET = "00950110100000003" + gs1_check_digit("00950110100000003")
+
+
+def key_file(directory: Path, key: SigningKey, name: str) -> str:
+    path = directory / f"{name}.pem"
+    save_signing_key(path, key)
+    return str(path)
+
+
+def run(home: Path, *args: str) -> Result:
+    """Run ``p2pmed`` with ``--home`` after the command's name (``supply suspect`` is a group)."""
+    depth = 3 if args[:2] == ("supply", "suspect") else 2
+    return CliRunner().invoke(cli, [*args[:depth], "--home", str(home), *args[depth:]])
+
+
+def ok(home: Path, *args: str) -> Any:
+    result = run(home, *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+# -- containers ----------------------------------------------------------------------------------------------
+
+
+def test_a_container_shows_what_it_holds_and_its_history(home: Path, client: InProcessClient) -> None:
+    shown = ok(home, "supply", "container", PALLET)
+    assert (shown["container"]["holder"], shown["containers"]) == (MAKER.public_key.hex(), [CASE])
+    assert [(pack["gtin"], pack["serial"]) for pack in shown["packs"]] == [(GTIN, "C1"), (GTIN, "C2")]
+    human = run(home, "supply", "container", PALLET).output
+    assert human.startswith(f"container (00){PALLET}: held, held by") and "2 packs, 1 container inside" in human
+    assert ok(home, "supply", "trace", GTIN, "C1")["container"] == CASE
+    unknown = run(home, "supply", "container", "0" * 17 + "0")
+    assert unknown.exit_code == 1 and "nothing was ever packed" in unknown.output
+    bad = run(home, "supply", "container", "123")
+    assert bad.exit_code == 2 and "must be 18 digits" in bad.output
+
+
+def test_a_containers_aggregation_history_exports_as_epcis(home: Path, client: InProcessClient) -> None:
+    document = json.loads(run(home, "supply", "container", CASE, "--epcis").output)
+    (packing,) = document["epcisBody"]["eventList"]
+    assert (document["type"], packing["type"], packing["action"]) == ("EPCISDocument", "AggregationEvent", "ADD")
+    assert packing["parentID"] == f"https://id.gs1.org/00/{CASE}"
+    assert packing["childEPCs"] == [f"https://id.gs1.org/01/{GTIN}/21/C1", f"https://id.gs1.org/01/{GTIN}/21/C2"]
+
+
+def test_a_pallet_is_shipped_received_and_unpacked_through_the_cli(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    maker, pharmacy = key_file(directory, MAKER, "maker"), key_file(directory, PHARMACY, "pharmacy")
+    to_pharmacy = ("--to", PHARMACY.public_key.hex())
+    alone = run(home, "supply", "ship", *to_pharmacy, "--pack", f"{GTIN}:C1", "--key", maker, "--wait")
+    assert alone.exit_code == 1 and f"is packed in container (00){CASE}" in alone.output
+    shipped = ok(home, "supply", "ship", *to_pharmacy, "--container", PALLET, "--key", maker)
+    ok(home, "supply", "receive", "--shipment", shipped["tx_id"], "--container", PALLET, "--key", pharmacy)
+    assert ok(home, "supply", "container", PALLET)["container"]["holder"] == PHARMACY.public_key.hex()
+    ok(home, "supply", "disaggregate", "--from", PALLET, "--all", "--key", pharmacy)
+    ok(home, "supply", "disaggregate", "--from", CASE, "--pack", f"{GTIN}:C1", "--key", pharmacy)
+    ok(home, "supply", "dispense", "--pack", f"{GTIN}:C1", "--key", pharmacy)
+    ok(home, "supply", "aggregate", "--into", NEW_PALLET, "--container", CASE, "--key", pharmacy)
+    neither = run(home, "supply", "disaggregate", "--from", CASE, "--key", pharmacy)
+    assert neither.exit_code == 2 and "give either --all or what to take out" in neither.output
+    nothing = run(home, "supply", "ship", "--to", MAKER.public_key.hex(), "--key", pharmacy)
+    assert nothing.exit_code == 2 and "name what to ship" in nothing.output
+
+
+# -- suspect products ----------------------------------------------------------------------------------------
+
+
+def test_a_suspect_case_through_the_cli_with_its_form_3911(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    maker = key_file(directory, MAKER, "maker")
+    case = ok(
+        home, "supply", "suspect", "quarantine", "--pack", f"{GTIN}:S1", "--reason", "seal broken", "--key", maker
+    )
+    case_id = case["tx_id"]
+    listed = run(home, "supply", "suspect", "list").output
+    assert f"case {case_id}: quarantined" in listed and "1 case in all" in listed
+    refused = run(home, "supply", "verify", GTIN, "S1")
+    assert refused.exit_code == 1 and "quarantined-suspect" in refused.output
+    not_yet = run(home, "supply", "suspect", "show", case_id, "--form-3911")
+    assert not_yet.exit_code == 1 and "not determined illegitimate" in not_yet.output
+    ok(home, "supply", "suspect", "investigate", case_id, "--key", maker)
+    ok(
+        home,
+        *("supply", "suspect", "illegitimate", case_id, "--classification", "counterfeit"),
+        *("--description", "no hologram", "--key", maker),
+    )
+    shown = ok(home, "supply", "suspect", "show", case_id)
+    assert (shown["status"], shown["overdue"]) == ("illegitimate", None)
+    form = json.loads(run(home, "supply", "suspect", "show", case_id, "--form-3911").output)
+    assert (form["5_classification"], form["14_serial_numbers"], form["15_lot_numbers"]) == (
+        "Counterfeit",
+        ["S1"],
+        ["LOT1"],
+    )
+    assert (form["16_expiration_dates"], form["21_company_category"], form["3_date_of_initial_notification"]) == (
+        ["2099-12-31"],
+        "Manufacturer",
+        None,
+    )
+    ok(home, "supply", "suspect", "notify", case_id, "--partner", PHARMACY.public_key.hex(), "--key", maker)
+    notified = json.loads(run(home, "supply", "suspect", "show", case_id, "--form-3911").output)
+    assert notified["3_date_of_initial_notification"] is not None
+    assert notified["ledger"]["partners"] == [PHARMACY.public_key.hex()]
+    unknown = run(home, "supply", "suspect", "show", "00" * 32)
+    assert unknown.exit_code == 1 and "no suspect case has id" in unknown.output
