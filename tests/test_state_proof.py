@@ -117,6 +117,16 @@ def test_a_refusal_names_what_failed(store: Store) -> None:
         verify_state_proof(proof, other_chain)
 
 
+def test_a_proof_is_checked_against_the_set_of_its_blocks_epoch(store: Store) -> None:
+    proof = state_proof(store, "genesis/3", None)
+    later = Validators(CHAIN, VALIDATORS.keys, Ed25519Verifier(), None, epoch=1, first_height=2)
+    with pytest.raises(ProofRefused, match="bad commit signature"):  # same keys, another epoch's signatures
+        verify_state_proof(proof, later)
+    not_yet = Validators(CHAIN, VALIDATORS.keys, Ed25519Verifier(), None, epoch=1, first_height=proof.header.height + 1)
+    with pytest.raises(ProofRefused, match=f"block {proof.header.height} is before epoch 1"):
+        verify_state_proof(proof, not_yet)
+
+
 def test_garbage_is_refused_as_malformed() -> None:
     with pytest.raises(ProofRefused, match="malformed proof"):
         decode_state_proof(b"\xa0")

@@ -311,15 +311,18 @@ class Store:
     def executed_height(self) -> int:
         return self.head()[0]
 
-    def state_path(self, key: str, height: int) -> tuple[bytes | None, TreePath]:
-        """``key``'s value after block ``height`` and its path in the tree then; ``height``
-        must be within ``STATE_HISTORY_BLOCKS`` of the head, else ``StoreError``."""
+    def state_at(self, height: int) -> _StateAt:
+        """The state and the tree as they were after block ``height``; ``height`` must be
+        within ``STATE_HISTORY_BLOCKS`` of the head, else ``StoreError``."""
         head = self.head()[0]
-        if not max(0, head - STATE_HISTORY_BLOCKS) <= height <= head:
-            raise StoreError(
-                f"the state after block {height} is not kept (only after blocks {head - STATE_HISTORY_BLOCKS}..{head})"
-            )
-        at = _StateAt(self, height)
+        lowest = max(0, head - STATE_HISTORY_BLOCKS)
+        if not lowest <= height <= head:
+            raise StoreError(f"the state after block {height} is not kept (only after blocks {lowest}..{head})")
+        return _StateAt(self, height)
+
+    def state_path(self, key: str, height: int) -> tuple[bytes | None, TreePath]:
+        """``key``'s value after block ``height`` and its path in the tree then (``state_at``)."""
+        at = self.state_at(height)
         return at.state_get(key), prove(at, self._root(height), key)
 
     def _root(self, height: int) -> Subtree | None:
