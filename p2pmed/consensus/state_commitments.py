@@ -15,6 +15,11 @@ commitment of any executed block. The rules:
   backup holds the pre-prepare (one per sequence, inside the watermarks) and takes it
   up when its host reports progress (``Replica.state_advanced``): a proposal is never
   refused for arriving before the block it builds on executed here.
+- Across a change of the validator set nothing changes: a commitment names a height, not
+  an epoch. The next epoch's replica is built after its host executed the old epoch's
+  last block, so the blocks its first proposals commit to (of the old epoch) have all
+  executed there. A replica of the old epoch never holds a proposal of the new one: it
+  is signed for another epoch, and lies beyond the old epoch's last height.
 - The empty blocks a NEW-VIEW fills gaps with commit to genesis (height 0): their new
   primary may not have executed the block before them (it may be a re-proposal of the
   same new view), and every replica can check the genesis commitment.
