@@ -341,6 +341,32 @@ def test_reopening_gives_the_same_head_blocks_and_state(tmp_path: Path) -> None:
         assert store.head()[0] == 4
 
 
+def failing_write(*_args: object) -> None:
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_the_tree_kept_in_memory_follows_only_what_the_file_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an append that failed, the store's cached upper tree levels are still the file's:
+    it goes on to the roots and proofs of a store that never failed, and of itself reopened."""
+    path, key = tmp_path / "node.sqlite3", note_key(PATIENT, "imaging")
+    with Store.open(path, CHAIN) as store, Store.open(tmp_path / "other.sqlite3", CHAIN) as other:
+        for each in (store, other):
+            append(each, note(PATIENT, 0, "laboratory", "imaging"), note(HOSPITAL, 0, "triage"))
+        failed = next_block(store, note(HOSPITAL, 1, "never"))
+        with monkeypatch.context() as patch:
+            patch.setattr(store_sqlite, "_insert_commitment", failing_write)
+            with pytest.raises(sqlite3.OperationalError):
+                store.append_block(failed, LEDGER.execute_block(store, failed))
+        for each in (store, other):
+            append(each, erase(PATIENT, 1, "imaging"), note(LAB, 0, "pathology"))
+        with Store.open(path, CHAIN) as cold:
+            for height in (1, 2):
+                assert store.commitment(height) == other.commitment(height) == cold.commitment(height)
+                assert store.state_path(key, height) == other.state_path(key, height) == cold.state_path(key, height)
+
+
 def test_a_store_is_bound_to_its_genesis(tmp_path: Path) -> None:
     path, genesis_a, genesis_b = tmp_path / "node.sqlite3", b"\xaa" * 32, b"\xbb" * 32
     with Store.open(path, "chain-a", genesis_a) as store:

@@ -45,6 +45,7 @@ __all__ = [
     "encode_subtree",
     "key_path",
     "leaf_hash",
+    "position_depth",
     "prove",
     "root_from_path",
     "update",
@@ -80,6 +81,11 @@ def _position(path: bytes, depth: int) -> bytes:
     if depth & 7:
         prefix[-1] &= (0xFF << (8 - (depth & 7))) & 0xFF
     return depth.to_bytes(2, "big") + bytes(prefix)
+
+
+def position_depth(position: bytes) -> int:
+    """The depth of the node whose record key is ``position`` (``_position``)."""
+    return int.from_bytes(position[:2], "big")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,14 @@ by a later block), each block also keeps what it overwrote, state values and tre
 records (``state_undo``), for ``STATE_HISTORY_BLOCKS`` blocks: reading "the first value
 overwritten after height h, else the current one" gives the state and tree at h.
 
+Nearly every block rewrites the top of the tree, so the records of its upper
+``TREE_CACHE_DEPTH`` levels stay in memory (at most 2^16 records, about 16 MB): the store
+fills and updates that cache only after a block's SQL transaction committed, so it
+never runs ahead of the file, and only where it writes, so a second ``Store`` that
+only reads the file (a test inspecting a node's) never caches what the node changes
+later. An append reads each record once: the undo rows take the "before" values from
+what the update read.
+
 The file carries an application id (``p2md``) and a schema version; opening a file
 that is not a p2pmed store, is corrupt, or comes from a newer p2pmed fails with
 ``StoreError`` and leaves the file untouched.
@@ -31,7 +39,16 @@ from p2pmed import codec
 from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, BlockHeader, StateCommitment, check_block
 from p2pmed.ledger.errors import BlockRejected, RejectReason, TxRejected
 from p2pmed.ledger.machine import BlockExecution, results_root
-from p2pmed.ledger.state_tree import EMPTY_ROOT, Subtree, TreePath, decode_subtree, encode_subtree, prove, update
+from p2pmed.ledger.state_tree import (
+    EMPTY_ROOT,
+    Subtree,
+    TreePath,
+    decode_subtree,
+    encode_subtree,
+    position_depth,
+    prove,
+    update,
+)
 from p2pmed.ledger.tx import Transaction, decode_transaction
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "StoredTransaction"]
@@ -110,6 +127,8 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 STATE_HISTORY_BLOCKS = 256
 """How many blocks back a key's value and tree path stay provable."""
+TREE_CACHE_DEPTH = 16
+"""Tree records at depths below this are kept in memory by the store that writes them."""
 _UNDO_STATE, _UNDO_TREE = 0, 1
 
 
@@ -134,6 +153,8 @@ class Store:
         self.path = path
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
+        self._tree_top: dict[bytes, bytes | None] = {}
+        """Tree records above ``TREE_CACHE_DEPTH`` as committed (None: no record there)."""
 
     @classmethod
     def open(
@@ -191,17 +212,23 @@ class Store:
             raise BlockRejected(
                 f"block {block.height} commits to a state after block {claimed.height} that differs from this store's"
             )
-        root, tree_writes = update(self, self._root(height), execution.changes)
+        reads = _TreeReads(self)
+        root, tree_writes = update(reads, self._root(height), execution.changes)
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks (height, hash, header, certificate) VALUES (?, ?, ?, ?)",
                 (block.height, block.hash, codec.encode(block.header), certificate),
             )
             self._insert_transactions(block, execution)
-            self._keep_undo(block.height, execution.changes, tree_writes)
+            self._keep_undo(block.height, execution.changes, tree_writes, reads)
             self._write_state(execution.changes)
             _write_tree(self._db, tree_writes)
             _insert_commitment(self._db, block.height, root, results_root(execution.results))
+        self._tree_top.update(
+            (position, record)
+            for position, record in (reads.read | tree_writes).items()
+            if position_depth(position) < TREE_CACHE_DEPTH
+        )
 
     def _insert_transactions(self, block: Block, execution: BlockExecution) -> None:
         rows = [
@@ -228,10 +255,12 @@ class Store:
             "DELETE FROM state WHERE key = ?", [(key,) for key, value in changes.items() if value is None]
         )
 
-    def _keep_undo(self, height: int, changes: dict[str, bytes | None], tree_writes: dict[bytes, bytes | None]) -> None:
+    def _keep_undo(
+        self, height: int, changes: dict[str, bytes | None], tree_writes: dict[bytes, bytes | None], reads: _TreeReads
+    ) -> None:
         """Record what block ``height`` overwrites, and forget what fell out of the history."""
         rows = [(_UNDO_STATE, key.encode(), height, self.state_get(key)) for key in changes]
-        rows += [(_UNDO_TREE, position, height, self.tree_node(position)) for position in tree_writes]
+        rows += [(_UNDO_TREE, position, height, reads.tree_node(position)) for position in tree_writes]
         self._db.executemany("INSERT INTO state_undo (kind, key, height, before) VALUES (?, ?, ?, ?)", rows)
         self._db.execute("DELETE FROM state_undo WHERE height <= ?", (height - STATE_HISTORY_BLOCKS,))
 
@@ -298,6 +327,8 @@ class Store:
     # -- state tree and commitments --------------------------------------------
 
     def tree_node(self, position: bytes) -> bytes | None:
+        if position in self._tree_top:
+            return self._tree_top[position]
         row = self._db.execute("SELECT record FROM state_tree WHERE position = ?", (position,)).fetchone()
         return None if row is None else row[0]
 
@@ -384,6 +415,19 @@ class Store:
         encoded, height, position, reason, detail = row
         reject_reason = None if reason is None else RejectReason(reason)
         return StoredTransaction(self._decode_transaction(encoded), height, position, reject_reason, detail)
+
+
+class _TreeReads:
+    """The tree records one append reads, each read from the store once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.read: dict[bytes, bytes | None] = {}
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        if position not in self.read:
+            self.read[position] = self._store.tree_node(position)
+        return self.read[position]
 
 
 class _StateAt:
