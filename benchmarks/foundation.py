@@ -117,7 +117,10 @@ def measure_store(txs_per_block: int, block_count: int) -> tuple[float, float]:
         for height in range(1, block_count + 1):
             txs = tuple(_sample_probe(sender, height - 1) for sender in senders)
             _, head_hash = store.head()
-            block = make_block(CHAIN_ID, height, head_hash, txs, proposer.public_key, TIME_MS + height * 1000)
+            parent = store.commitment(height - 1)
+            assert parent is not None
+            time_ms = TIME_MS + height * 1000
+            block = make_block(CHAIN_ID, height, head_hash, txs, proposer.public_key, time_ms, parent)
             execution = ledger.execute_block(store, block, verified_tx_ids={tx.id for tx in txs})
             assert all(result.ok for result in execution.results), "every benchmark probe must apply"
             start = time.perf_counter()

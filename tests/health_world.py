@@ -55,7 +55,10 @@ class StoreHarness(LedgerHarness):
         """Order ``tx`` alone in the next block, a second after the last."""
         self.height += 1
         self.time_ms += 1_000
-        block = make_block(CHAIN, self.height, self.previous_hash, (tx,), self.validators[0].public_key, self.time_ms)
+        parent = self.store.commitment(self.height - 1)
+        assert parent is not None
+        key = self.validators[0].public_key
+        block = make_block(CHAIN, self.height, self.previous_hash, (tx,), key, self.time_ms, parent)
         execution = self.ledger.execute_block(self.store, block)
         self.store.append_block(block, execution)
         self.previous_hash = block.hash

@@ -14,12 +14,14 @@ from p2pmed.consensus.certificates import InvalidMessage, Validators
 from p2pmed.consensus.light_client import check_next, validators_at
 from p2pmed.consensus.messages import BlockWithCertificate, CommitCertificate, Vote, VoteKind
 from p2pmed.consensus.replica import ReplicaConfig
+from p2pmed.consensus.state_proof import ProofRefused, verify_state_proof
 from p2pmed.crypto import Ed25519Verifier, SigningKey
-from p2pmed.ledger.block import GENESIS_PARENT_HASH
+from p2pmed.ledger.block import GENESIS_PARENT_HASH, STATE_LAG_MAX
 from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.contracts.membership import ValidatorChange, ValidatorJoin, ValidatorProfile
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.node.api.proofs import certifying_epoch, state_proof
 from p2pmed.node.core import NodeCore
 from p2pmed.testing.local_network import LocalNetwork
 from signing import signed
@@ -117,6 +119,30 @@ def test_a_site_voted_in_takes_part_from_its_epoch_and_a_removed_one_stops(netwo
     assert network.key(removed) not in head_proposers(genesis, first)
     for core in live(network):
         check_whole_chain(core, dict(network.ledger.genesis_state))
+
+
+def test_a_new_epoch_commits_to_the_old_epochs_state_and_certifies_proofs_with_its_own_set(
+    network: LocalNetwork,
+) -> None:
+    client = Client(network)
+    client.vote(ValidatorChange(remove=(network.key(3),), join=(join(network, 4, network.key(0)),)), [0, 1, 2])
+    run_until(network, lambda: all(epoch_of(core) == 1 for core in live(network)))
+    for count in range(2):  # the second block certifies the state after the first
+        sent = client.submit(SENDER, "load.probe", Probe(f"in epoch 1, {count}"))
+        run_until(network, lambda sent=sent: all(core.store.transaction(sent.id) is not None for core in live(network)))
+    core = live(network)[0]
+    first = core.validators.first_height
+    block = core.store.block(first)
+    assert block is not None
+    state = block.header.state
+    assert first - STATE_LAG_MAX <= state.height < first and state == core.store.commitment(state.height)
+    proof = state_proof(core.store, "nonce/" + SENDER.public_key.hex(), None)
+    assert proof.header.state.height >= first and proof.value is not None
+    epoch = certifying_epoch(core.store, proof.header.height)
+    assert (epoch.number, epoch.first_height, epoch.keys) == (1, first, core.validators.keys)
+    verify_state_proof(proof, validators_at(core.store, proof.header.height, CHAIN, Ed25519Verifier()))
+    with pytest.raises(ProofRefused, match="certificate:"):
+        verify_state_proof(proof, network.validators)
 
 
 def test_two_of_four_replaced_one_after_the_other_under_load(network: LocalNetwork) -> None:

@@ -4,6 +4,7 @@ block time validated by backups and clamped by the ledger."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from p2pmed.consensus.messages import (
 )
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import SigningKey
-from p2pmed.ledger.block import make_block
+from p2pmed.ledger.block import StateCommitment, make_block
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.machine import ledger_time_ms
 from p2pmed.ledger.tx import Transaction, sign_transaction
@@ -85,8 +86,16 @@ def test_a_proposal_over_the_protocol_byte_limit_cannot_be_made_or_decoded() -> 
         Proposal(1, 1_000, bytes(32), txs)
 
 
-def signed_pre_prepare(key: SigningKey, sequence: int, time_ms: int) -> PrePrepare:
-    proposal = Proposal(sequence, time_ms, key.public_key, ())
+def genesis_state(network: LocalNetwork) -> StateCommitment:
+    core = network.cores[0]
+    assert core is not None
+    state = core.store.commitment(0)
+    assert state is not None
+    return state
+
+
+def signed_pre_prepare(key: SigningKey, sequence: int, time_ms: int, state: StateCommitment) -> PrePrepare:
+    proposal = Proposal(sequence, time_ms, key.public_key, (), state)
     return PrePrepare(
         signed(Vote(VoteKind.PRE_PREPARE, 0, sequence, proposal.digest, 0, bytes(64)), key, CHAIN), proposal
     )
@@ -103,10 +112,29 @@ def test_a_backup_prepares_a_proposal_only_if_dated_near_its_own_clock(
     network.now_ms = 20_000_000
     backup = network.cores[1]
     assert backup is not None
-    data = encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms + offset_ms))
+    data = encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms + offset_ms, genesis_state(network)))
     sent = backup.receive(network.key(0), data, network.now_ms)
     assert bool(sent) is prepared
     assert backup.replica.rejected["invalid"] == (0 if prepared else 1)
+    network.close()
+
+
+def test_a_backup_refuses_a_proposal_committing_to_another_state_and_holds_one_it_cannot_check_yet(
+    tmp_path: Path,
+) -> None:
+    network = LocalNetwork(tmp_path, CHAIN)
+    backup = network.cores[1]
+    assert backup is not None
+    genesis = genesis_state(network)
+    forged = dataclasses.replace(genesis, state_root=bytes(32))
+    refused = signed_pre_prepare(network.keys[0], 1, network.now_ms, forged)
+    assert backup.receive(network.key(0), encode_message(refused), network.now_ms) == []
+    assert backup.replica.rejected["invalid"] == 1
+    assert "differs from ours" in " ".join(backup.replica.note_log())
+    ahead = dataclasses.replace(genesis, height=1)  # block 1 has not executed here
+    held = signed_pre_prepare(network.keys[0], 2, network.now_ms, ahead)
+    assert backup.receive(network.key(0), encode_message(held), network.now_ms) == []
+    assert backup.replica.rejected["invalid"] == 1, "held, not refused"
     network.close()
 
 
@@ -116,9 +144,11 @@ def test_a_proposal_must_be_dated_after_the_one_before_it(tmp_path: Path) -> Non
     backup = network.cores[1]
     assert backup is not None
     assert backup.receive(
-        network.key(0), encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms)), network.now_ms
+        network.key(0),
+        encode_message(signed_pre_prepare(network.keys[0], 1, network.now_ms, genesis_state(network))),
+        network.now_ms,
     )
-    later = signed_pre_prepare(network.keys[0], 2, network.now_ms - 1)
+    later = signed_pre_prepare(network.keys[0], 2, network.now_ms - 1, genesis_state(network))
     assert backup.receive(network.key(0), encode_message(later), network.now_ms) == []
     assert backup.replica.rejected["invalid"] == 1
     network.close()
@@ -260,7 +290,7 @@ def new_view_filling_sequence_1(network: LocalNetwork, empty_time_ms: int) -> Ne
     """View 1's new-view (from its primary, replica 1) re-proposing what prepared at 2 in view 0
     and filling sequence 1, where nothing prepared, with an empty block dated ``empty_time_ms``."""
     keys, now = network.keys, network.now_ms
-    prepared = Proposal(2, now, keys[0].public_key, ())
+    prepared = Proposal(2, now, keys[0].public_key, (), genesis_state(network))
 
     def vote(kind: VoteKind, view: int, sequence: int, digest: bytes, replica: int) -> Vote:
         return signed(Vote(kind, view, sequence, digest, replica, bytes(64)), keys[replica], CHAIN)
@@ -274,7 +304,7 @@ def new_view_filling_sequence_1(network: LocalNetwork, empty_time_ms: int) -> Ne
         signed(ViewChange(1, 0, (), (certificate,) if replica == 0 else (), replica, bytes(64)), keys[replica], CHAIN)
         for replica in (0, 2, 3)
     )
-    headers = (Proposal(1, empty_time_ms, keys[1].public_key, ()).header, prepared.header)
+    headers = (Proposal(1, empty_time_ms, keys[1].public_key, (), genesis_state(network)).header, prepared.header)
     votes = tuple(vote(VoteKind.PRE_PREPARE, 1, header.height, header_digest(header), 1) for header in headers)
     return signed(NewView(1, view_changes, votes, headers, 1, bytes(64)), keys[1], CHAIN)
 

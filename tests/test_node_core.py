@@ -3,21 +3,34 @@ wired by an in-memory network: what the daemon will run, minus sockets and clock
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from p2pmed import codec
 from p2pmed.consensus import ViewPhase
-from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, CommitCertificate
+from p2pmed.consensus.certificates import InvalidMessage, Validators
+from p2pmed.consensus.messages import (
+    FETCH_BLOCKS_MAX,
+    BlockWithCertificate,
+    CommitCertificate,
+    Vote,
+    VoteKind,
+    blocks_answer,
+    encode_message,
+    proposal_digest,
+)
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
+from p2pmed.ledger.block import StateCommitment, make_block
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.node.core import NodeCore, StorageFailed
 from p2pmed.testing.local_network import LocalNetwork
+from signing import signed
 
 CHAIN = "node-core-test"
 
@@ -402,3 +415,48 @@ def test_only_registered_senders_reach_the_mempool_unless_a_test_network_opens_i
     assert opened.cores[1] is not None and opened.cores[1].submit(probe(outsider, 0), opened.now_ms) is not None
     assert opened.cores[1].replica.pending_count == 1
     opened.close()
+
+
+def certified_block(network: LocalNetwork, core: NodeCore, state: StateCommitment) -> BlockWithCertificate:
+    """The block after ``core``'s head, empty, committing to ``state``, with the genesis quorum's votes."""
+    height, head_hash = core.store.head()
+    block = make_block(CHAIN, height + 1, head_hash, (), network.key(0), network.now_ms, state)
+    digest = proposal_digest(block.header)
+    votes = tuple(
+        signed(Vote(VoteKind.COMMIT, 0, block.height, digest, replica, bytes(64)), network.keys[replica], CHAIN)
+        for replica in range(3)
+    )
+    return BlockWithCertificate(block, CommitCertificate(votes))
+
+
+def genesis_state(core: NodeCore) -> StateCommitment:
+    genesis = core.store.commitment(0)
+    assert genesis is not None
+    return genesis
+
+
+def forged_genesis_state(core: NodeCore) -> StateCommitment:
+    return dataclasses.replace(genesis_state(core), state_root=bytes(32))
+
+
+def test_an_outsider_refuses_a_certified_block_committing_to_another_state(tmp_path: Path) -> None:
+    network = LocalNetwork(tmp_path, CHAIN, joiners=1)
+    outsider = network.cores[4]
+    assert outsider is not None and outsider.replica is None
+    with pytest.raises(InvalidMessage, match="other than this node's: more than f of that set are faulty"):
+        outsider.apply_synced(certified_block(network, outsider, forged_genesis_state(outsider)))
+    assert outsider.store.head()[0] == 0
+    outsider.apply_synced(certified_block(network, outsider, genesis_state(outsider)))
+    assert outsider.store.head()[0] == 1
+    network.close()
+
+
+def test_a_validator_stops_on_a_certified_block_committing_to_another_state(network: LocalNetwork) -> None:
+    core = network.cores[1]
+    assert core is not None
+    answer = blocks_answer([certified_block(network, core, forged_genesis_state(core))])
+    with pytest.raises(StorageFailed, match="other than this node's"):
+        core.receive(network.key(0), encode_message(answer), network.now_ms)
+    assert core.store.head()[0] == 0
+    with pytest.raises(StorageFailed):
+        core.tick(network.now_ms)

@@ -55,7 +55,10 @@ def probe(key: SigningKey, nonce: int, label: str) -> Transaction:
 
 def next_block(store: Store, *txs: Transaction, chain_id: str = CHAIN) -> Block:
     height, head_hash = store.head()
-    return make_block(chain_id, height + 1, head_hash, txs, PROPOSER.public_key, TIME_MS + (height + 1) * 1000)
+    parent = store.commitment(height)
+    assert parent is not None
+    time_ms = TIME_MS + (height + 1) * 1000
+    return make_block(chain_id, height + 1, head_hash, txs, PROPOSER.public_key, time_ms, parent)
 
 
 def append(store: Store, *txs: Transaction, certificate: bytes | None = None) -> Block:
@@ -338,6 +341,32 @@ def test_reopening_gives_the_same_head_blocks_and_state(tmp_path: Path) -> None:
         assert store.head()[0] == 4
 
 
+def failing_write(*_args: object) -> None:
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_the_tree_kept_in_memory_follows_only_what_the_file_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an append that failed, the store's cached upper tree levels are still the file's:
+    it goes on to the roots and proofs of a store that never failed, and of itself reopened."""
+    path, key = tmp_path / "node.sqlite3", note_key(PATIENT, "imaging")
+    with Store.open(path, CHAIN) as store, Store.open(tmp_path / "other.sqlite3", CHAIN) as other:
+        for each in (store, other):
+            append(each, note(PATIENT, 0, "laboratory", "imaging"), note(HOSPITAL, 0, "triage"))
+        failed = next_block(store, note(HOSPITAL, 1, "never"))
+        with monkeypatch.context() as patch:
+            patch.setattr(store_sqlite, "_insert_commitment", failing_write)
+            with pytest.raises(sqlite3.OperationalError):
+                store.append_block(failed, LEDGER.execute_block(store, failed))
+        for each in (store, other):
+            append(each, erase(PATIENT, 1, "imaging"), note(LAB, 0, "pathology"))
+        with Store.open(path, CHAIN) as cold:
+            for height in (1, 2):
+                assert store.commitment(height) == other.commitment(height) == cold.commitment(height)
+                assert store.state_path(key, height) == other.state_path(key, height) == cold.state_path(key, height)
+
+
 def test_a_store_is_bound_to_its_genesis(tmp_path: Path) -> None:
     path, genesis_a, genesis_b = tmp_path / "node.sqlite3", b"\xaa" * 32, b"\xbb" * 32
     with Store.open(path, "chain-a", genesis_a) as store:
@@ -364,25 +393,31 @@ def test_opening_with_another_chain_id_names_both_chains(tmp_path: Path) -> None
         assert store.consensus_get("view") == b"\x01"
 
 
-def test_a_version_1_store_is_migrated_and_keeps_its_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_1_store_is_migrated_and_takes_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "node.sqlite3"
-    blocks = writer.chain_blocks(CHAIN, 2)
     with monkeypatch.context() as patch:
         patch.setattr(store_sqlite, "MIGRATIONS", store_sqlite.MIGRATIONS[:1])
         patch.setattr(store_sqlite, "SCHEMA_VERSION", 1)
+        patch.setattr(store_sqlite, "_commit_genesis_state", lambda *_args: None)
         with Store.open(path, CHAIN) as store:
             assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
-            writer.append_blocks(store, LEDGER, blocks)
-            before = snapshot(store)
 
+    blocks = writer.chain_blocks(CHAIN, 2)
     with Store.open(path, CHAIN) as store:
         assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert snapshot(store) == before
+        writer.append_blocks(store, LEDGER, blocks)
         assert store.block(2) == blocks[1]
-        first = blocks[0].txs[0]
-        assert store.transaction(first.id).height == 1
         assert store._db.execute("PRAGMA foreign_key_check").fetchall() == []
         assert store._db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_a_store_with_blocks_but_no_state_roots_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    with Store.open(path, CHAIN) as store:
+        writer.append_blocks(store, LEDGER, writer.chain_blocks(CHAIN, 1))
+        store._db.execute("DELETE FROM state_commitments")
+    with pytest.raises(StoreError, match="without state roots; start this node from an empty data directory"):
+        Store.open(path, CHAIN)
 
 
 # -- files that are not (intact, current) p2pmed stores -----------------------

@@ -25,7 +25,7 @@ from typing import Any
 
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SignatureDomain
-from p2pmed.ledger.block import HASH_SIZE, Block, BlockHeader, merkle_root
+from p2pmed.ledger.block import EMPTY_GENESIS_STATE, HASH_SIZE, Block, BlockHeader, StateCommitment, merkle_root
 from p2pmed.ledger.tx import Transaction
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "header_digest",
     "message_kind",
     "proposal_digest",
+    "proposal_header",
     "signing_payload",
 ]
 
@@ -76,10 +77,13 @@ class ProposalHeader:
     proposer: bytes
     tx_root: bytes
     tx_count: int
+    state: StateCommitment
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.time_ms < 0 or self.tx_count < 0:
             raise ValueError("height must be >= 1, time_ms and tx_count >= 0")
+        if not self.state.height < self.height:
+            raise ValueError("a proposal commits to the outcome of an earlier block")
         if len(self.proposer) != PUBLIC_KEY_SIZE:
             raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
         _check_digest_shape(self.tx_root)
@@ -97,11 +101,15 @@ def header_digest(header: ProposalHeader) -> bytes:
     return hashlib.sha256(codec.encode(header)).digest()
 
 
+def proposal_header(header: BlockHeader) -> ProposalHeader:
+    """The part of a block header that votes sign (all of it but ``chain_id``, which the
+    signatures bind, and ``previous_hash``)."""
+    return ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count, header.state)
+
+
 def proposal_digest(header: BlockHeader) -> bytes:
     """The digest votes sign for the block with this header."""
-    return header_digest(
-        ProposalHeader(header.height, header.time_ms, header.proposer, header.tx_root, header.tx_count)
-    )
+    return header_digest(proposal_header(header))
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,12 +118,16 @@ class Proposal:
     time_ms: int
     proposer: bytes
     txs: tuple[Transaction, ...]
+    state: StateCommitment = EMPTY_GENESIS_STATE
+    """The outcome of an earlier block this one commits to (``p2pmed.ledger.block``)."""
 
     CODEC_CACHE = True
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.time_ms < 0:
             raise ValueError("height must be >= 1 and time_ms >= 0")
+        if not self.state.height < self.height:
+            raise ValueError("a proposal commits to the outcome of an earlier block")
         if len(self.proposer) != PUBLIC_KEY_SIZE:
             raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
         if len(self.txs) > PROPOSAL_TXS_MAX:
@@ -133,7 +145,7 @@ class Proposal:
 
     @functools.cached_property
     def header(self) -> ProposalHeader:
-        return ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs))
+        return ProposalHeader(self.height, self.time_ms, self.proposer, self.tx_root, len(self.txs), self.state)
 
     @functools.cached_property
     def digest(self) -> bytes:
@@ -141,7 +153,7 @@ class Proposal:
 
     def block_header(self, chain_id: str, previous_hash: bytes) -> BlockHeader:
         return BlockHeader(
-            chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms
+            chain_id, self.height, previous_hash, self.tx_root, len(self.txs), self.proposer, self.time_ms, self.state
         )
 
     def __eq__(self, other: object) -> bool:

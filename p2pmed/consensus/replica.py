@@ -60,6 +60,10 @@ a ``Persist`` action placed before the messages that depend on them, so a
 restarted replica, rebuilt from those records and the host's last block, never
 signs something that contradicts what it signed before.
 
+State commitments. A proposal commits to the outcome of an earlier block; how the
+primary chooses it and when a backup holds a pre-prepare until its host has executed
+the block it names is the module ``state_commitments``.
+
 Message handling is split into "a peer sent garbage" (``InvalidMessage``,
 ``CodecError``: dropped and counted in ``rejected``) and "we have a bug"
 (``AssertionError``: raised).
@@ -99,10 +103,11 @@ from p2pmed.consensus.messages import (
     signing_payload,
 )
 from p2pmed.consensus.sizes import new_view_fits
+from p2pmed.consensus.state_commitments import STATELESS, StateCommitments, check_commitment
 from p2pmed.consensus.timers import LivenessTimers
 from p2pmed.consensus.view_phase import ViewPhase
 from p2pmed.crypto import Signer
-from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
+from p2pmed.ledger.block import GENESIS_PARENT_HASH, STATE_LAG_MAX, Block, StateCommitment
 from p2pmed.ledger.tx import Transaction
 
 __all__ = ["Replica", "ReplicaConfig"]
@@ -145,7 +150,7 @@ class ReplicaConfig:
     committed_ids_max: int = 1_000_000
 
     def __post_init__(self) -> None:
-        assert self.batch_size_max >= 1 and self.pipeline_max >= 1
+        assert self.batch_size_max >= 1 and 1 <= self.pipeline_max <= STATE_LAG_MAX
         assert self.fetch_serve_interval_ms < self.retransmit_interval_ms, "honest re-asks must be served"
         assert codec.TX_SIZE_MAX <= self.block_bytes_max <= PROPOSAL_BYTES_MAX, "every transaction must fit a block"
         assert self.watermark_window >= 2 * self.checkpoint_interval, "L must cover two checkpoint intervals"
@@ -238,6 +243,7 @@ class Replica:
         records: Mapping[str, bytes] | None = None,
         committed_tx_ids: Iterable[bytes] = (),
         epoch_last: int | None = None,
+        commitments: StateCommitments = STATELESS,
     ) -> None:
         assert signer.public_key in validators.keys, "the signer must be a validator"
         assert last_executed >= validators.base, "an epoch starts from the blocks before it"
@@ -249,6 +255,9 @@ class Replica:
         self.index = validators.keys.index(signer.public_key)
         self._signer = signer
         self._tx_check = tx_check
+        self._commitments = commitments
+        self._awaiting_state: dict[int, PrePrepare] = {}
+        """Pre-prepares held until the host executed the block their proposal commits to."""
         self._now_ms = now_ms
         self.view = 0
         self.view_phase = ViewPhase.ACTIVE
@@ -367,6 +376,24 @@ class Replica:
             self._pending.pop(tx_id, None)
         self._refresh_progress_deadline()
 
+    def state_advanced(self, now_ms: int) -> list[Action]:
+        """The host executed blocks: take up the pre-prepares that waited for them, and
+        propose if the primary waited for them too."""
+        self._now_ms = now_ms
+        executed = self._commitments.executed_height()
+        for sequence in sorted(self._awaiting_state):
+            pre_prepare = self._awaiting_state[sequence]
+            if sequence > self.last_executed and pre_prepare.proposal.state.height > executed:
+                continue
+            del self._awaiting_state[sequence]
+            try:
+                self._on_pre_prepare(pre_prepare)
+            except InvalidMessage as error:
+                self.rejected["invalid"] += 1
+                self._note(f"invalid pre-prepare from {pre_prepare.vote.replica}: {error.reason}")
+        self._maybe_propose()
+        return self._flush()
+
     def receive(self, sender: int, data: bytes, now_ms: int) -> list[Action]:
         """Bytes from validator ``sender`` (the transport authenticated who sent them)."""
         try:
@@ -479,6 +506,7 @@ class Replica:
             and self.view_phase is ViewPhase.ACTIVE
             and self._in_window(self._next_sequence)
             and self._next_sequence - self.last_executed <= self.config.pipeline_max
+            and self._next_sequence - STATE_LAG_MAX <= self._commitments.executed_height()
         )
 
     def _next_batch(self) -> tuple[list[Transaction], bool]:
@@ -525,7 +553,9 @@ class Replica:
 
     def _propose(self, batch: tuple[Transaction, ...]) -> None:
         time_ms = max(self._now_ms, self._time_floor_ms(self._next_sequence) + 1)
-        proposal = Proposal(self._next_sequence, time_ms, self._signer.public_key, batch)
+        state = self._commitments.commitment(min(self._next_sequence - 1, self._commitments.executed_height()))
+        assert state is not None, "the host keeps the outcome of the blocks it executed"
+        proposal = Proposal(self._next_sequence, time_ms, self._signer.public_key, batch, state)
         pre_prepare = PrePrepare(self._vote(VoteKind.PRE_PREPARE, proposal.height, proposal.digest), proposal)
         slot = self._slot(proposal.height)
         assert slot.pre_prepare is None, "one pre-prepare per view and sequence number"
@@ -568,6 +598,11 @@ class Replica:
             return
         if slot.certificate is not None and slot.certificate.commits[0].digest != vote.digest:
             raise InvalidMessage(f"pre-prepare at {vote.sequence} contradicts a block already decided there")
+        if not check_commitment(self._commitments, pre_prepare.proposal.state, vote.sequence):
+            held = self._awaiting_state.get(vote.sequence)
+            if held is None or held.vote.view < vote.view:
+                self._awaiting_state[vote.sequence] = pre_prepare
+            return
         self._check_proposal(pre_prepare.proposal, vote.sequence)
         self._check_time(pre_prepare.proposal.time_ms, vote.sequence)
         slot.pre_prepare, slot.header = vote, pre_prepare.proposal.header
@@ -878,10 +913,11 @@ class Replica:
             return
         low, selected = selected_proposals(view_changes)
         high = max(selected, default=low)
+        key = self._signer.public_key
         headers = []
         for sequence in range(low + 1, high + 1):
             header = selected.get(sequence)
-            headers.append(header or Proposal(sequence, self._now_ms, self._signer.public_key, ()).header)
+            headers.append(header or Proposal(sequence, self._now_ms, key, (), self._genesis_state()).header)
         votes = tuple(self._vote(VoteKind.PRE_PREPARE, header.height, header_digest(header)) for header in headers)
         new_view = self._sign(NewView(self.view, tuple(view_changes), votes, tuple(headers), self.index, bytes(64)))
         self._records["new-view"] = codec.encode(new_view)
@@ -907,6 +943,8 @@ class Replica:
                 raise InvalidMessage(f"new-view drops the prepared proposal at {header.height}")
             if expected is None and not (header.empty and header.proposer == primary_key):
                 raise InvalidMessage(f"new-view fills {header.height} with a non-empty proposal")
+            if expected is None and header.state != self._genesis_state():
+                raise InvalidMessage(f"new-view's empty block at {header.height} does not commit to genesis")
             if expected is None and header.time_ms > self._now_ms + self.config.block_time_skew_max_ms:
                 raise InvalidMessage(f"new-view dates its empty block at {header.height} in the future")
         self._enter_view(new_view)
@@ -954,7 +992,7 @@ class Replica:
         slot.reset_view()
         slot.pre_prepare, slot.header = vote, header
         if header.empty and digest not in slot.bodies:
-            self._keep_body(Proposal(header.height, header.time_ms, header.proposer, ()))
+            self._keep_body(Proposal(header.height, header.time_ms, header.proposer, (), header.state))
         if not self.is_primary:
             slot.my_prepare = self._vote(VoteKind.PREPARE, sequence, digest)
             slot.prepares[self.index] = slot.my_prepare
@@ -1156,6 +1194,11 @@ class Replica:
 
     def _slot(self, sequence: int) -> Slot:
         return self._log.setdefault(sequence, Slot())
+
+    def _genesis_state(self) -> StateCommitment:
+        state = self._commitments.commitment(0)
+        assert state is not None, "the host keeps the genesis commitment"
+        return state
 
     def _persist_view(self) -> None:
         self._records["view"] = codec.encode(ViewRecord.of(self.view, self.view_phase))

@@ -22,7 +22,7 @@ from p2pmed.consensus.messages import (
     encode_message,
 )
 from p2pmed.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
-from p2pmed.ledger.block import HASH_SIZE
+from p2pmed.ledger.block import HASH_SIZE, StateCommitment
 
 __all__ = ["largest_new_view", "largest_view_change", "new_view_fits"]
 
@@ -35,7 +35,9 @@ def _vote(kind: VoteKind) -> Vote:
     return Vote(kind, _INT_MAX, _INT_MAX, _HASH, _INT_MAX, _SIGNATURE)
 
 
-_HEADER = ProposalHeader(_INT_MAX, _INT_MAX, b"\xff" * PUBLIC_KEY_SIZE, _HASH, _INT_MAX)
+_HEADER = ProposalHeader(
+    _INT_MAX, _INT_MAX, b"\xff" * PUBLIC_KEY_SIZE, _HASH, _INT_MAX, StateCommitment(_INT_MAX - 1, _HASH, _HASH)
+)
 
 
 def largest_view_change(quorum: int, window: int) -> ViewChange:

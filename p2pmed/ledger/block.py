@@ -6,6 +6,16 @@ its transactions through ``tx_root``, the RFC 6962 Merkle tree hash of their ids
 proven to be in a block without the others. The commit certificate that proves
 a block was decided signs the block hash, so it lives beside the block (the
 store keeps it with the block), not inside it.
+
+A header also commits to the outcome of an *earlier* block (``state``, a
+``StateCommitment``): the root of the ledger state after executing block
+``state.height`` (``p2pmed.ledger.state_tree``) and the Merkle root of that block's
+transaction results. It cannot commit to its own block's outcome: blocks are
+proposed and voted on before they execute. The proposer commits to the latest
+block it has executed, normally the parent (``state.height == height - 1``); with
+pipelining an older one, at most ``STATE_LAG_MAX`` blocks back. The commit
+certificate signs the proposal digest, which covers ``state``, so 2f+1 validators
+vouch for the root: that is what makes a state proof checkable by an outsider.
 """
 
 from __future__ import annotations
@@ -19,11 +29,43 @@ from p2pmed.crypto import PUBLIC_KEY_SIZE
 from p2pmed.ledger.errors import BlockRejected, TxRejected
 from p2pmed.ledger.tx import CHAIN_ID_LENGTH_MAX, Transaction
 
-__all__ = ["GENESIS_PARENT_HASH", "Block", "BlockHeader", "check_block", "decode_block", "make_block", "merkle_root"]
+__all__ = [
+    "EMPTY_GENESIS_STATE",
+    "GENESIS_PARENT_HASH",
+    "STATE_LAG_MAX",
+    "Block",
+    "BlockHeader",
+    "StateCommitment",
+    "check_block",
+    "decode_block",
+    "make_block",
+    "merkle_root",
+]
 
 HASH_SIZE = 32
 GENESIS_PARENT_HASH = bytes(HASH_SIZE)
 BLOCK_TXS_MAX = 10_000
+STATE_LAG_MAX = 64
+"""A consensus rule: block h commits to the outcome of a block in [h - STATE_LAG_MAX, h - 1]
+(a NEW-VIEW's empty filler blocks excepted: they commit to genesis, see the replica)."""
+
+
+@dataclass(frozen=True)
+class StateCommitment:
+    """The outcome of block ``height`` (0: the genesis state, with no results)."""
+
+    height: int
+    state_root: bytes
+    """The root of the state tree after executing block ``height``."""
+    results_root: bytes
+    """The Merkle root (``merkle_root``) of the SHA-256s of block ``height``'s encoded
+    transaction results, in block order."""
+
+    def __post_init__(self) -> None:
+        if self.height < 0:
+            raise ValueError("state height must be >= 0")
+        if len(self.state_root) != HASH_SIZE or len(self.results_root) != HASH_SIZE:
+            raise ValueError(f"state_root and results_root must be {HASH_SIZE} bytes")
 
 
 @dataclass(frozen=True)
@@ -35,6 +77,7 @@ class BlockHeader:
     tx_count: int
     proposer: bytes
     time_ms: int
+    state: StateCommitment
 
     def __post_init__(self) -> None:
         if not 0 < len(self.chain_id) <= CHAIN_ID_LENGTH_MAX:
@@ -49,6 +92,8 @@ class BlockHeader:
             raise ValueError(f"proposer must be a {PUBLIC_KEY_SIZE}-byte public key")
         if self.time_ms < 0:
             raise ValueError("time_ms must be >= 0")
+        if not self.state.height < self.height:
+            raise ValueError("a header commits to the outcome of an earlier block")
 
     @functools.cached_property
     def hash(self) -> bytes:
@@ -88,11 +133,21 @@ def merkle_root(tx_ids: list[bytes]) -> bytes:
     return level[0]
 
 
+EMPTY_GENESIS_STATE = StateCommitment(0, bytes(HASH_SIZE), merkle_root([]))
+"""The commitment to a genesis with no state (the empty tree's root is 32 zero bytes)."""
+
+
 def make_block(
-    chain_id: str, height: int, previous_hash: bytes, txs: tuple[Transaction, ...], proposer: bytes, time_ms: int
+    chain_id: str,
+    height: int,
+    previous_hash: bytes,
+    txs: tuple[Transaction, ...],
+    proposer: bytes,
+    time_ms: int,
+    state: StateCommitment = EMPTY_GENESIS_STATE,
 ) -> Block:
     root = merkle_root([tx.id for tx in txs])
-    header = BlockHeader(chain_id, height, previous_hash, root, len(txs), proposer, time_ms)
+    header = BlockHeader(chain_id, height, previous_hash, root, len(txs), proposer, time_ms, state)
     return Block(header, txs)
 
 

@@ -11,19 +11,28 @@ the sender signed it and it was ordered, so it must not be replayable.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from p2pmed import codec
-from p2pmed.ledger.block import Block
+from p2pmed.ledger.block import Block, merkle_root
 from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
 from p2pmed.ledger.tx import Transaction
 
-__all__ = ["LEDGER_TIME_KEY", "BlockExecution", "Ledger", "TxResult", "ledger_time_ms", "next_nonce"]
+__all__ = [
+    "LEDGER_TIME_KEY",
+    "BlockExecution",
+    "Ledger",
+    "TxResult",
+    "ledger_time_ms",
+    "next_nonce",
+    "results_root",
+]
 
 _NONCE_KEY = "nonce/"
 LEDGER_TIME_KEY = "ledger/time_ms"
@@ -54,6 +63,12 @@ class TxResult:
     @property
     def ok(self) -> bool:
         return self.reason is None
+
+
+def results_root(results: Iterable[TxResult]) -> bytes:
+    """What a later header commits to about a block's outcomes (``StateCommitment.results_root``):
+    the Merkle root of the SHA-256s of the encoded results, refusals and their reasons included."""
+    return merkle_root([hashlib.sha256(codec.encode(result)).digest() for result in results])
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,21 @@ the old epoch is signed again) and the transactions waiting in the mempool. A no
 outside the set of the current epoch runs no replica (``replica`` is None): it orders
 nothing and only executes blocks it is given (``apply_synced``). Peers are named by their
 validator key, not by an index: indexes change from one epoch to the next.
+
+State commitments. Each header commits to the outcome of an earlier block
+(``p2pmed.consensus.state_commitments``); the store is the replica's source of them, and
+the replica hears after each block that it may take up pre-prepares it held for that
+block's outcome (``Replica.state_advanced``). A new epoch's replica starts after the old
+epoch's last block has executed, so every block its first proposals may commit to (the
+last ``STATE_LAG_MAX``, of the old epoch) has an outcome here. A block is executed only
+if its commitment equals this node's own outcome of the block it names. A certified
+block can differ only if its epoch's quorum signed a root that is not this node's: more
+than f of that set are faulty, or this node's execution diverged from the honest
+validators' (a bug, a store damaged behind SQLite's back). One Byzantine peer cannot
+cause it: the certificate is checked first. A node outside the set refuses such a block
+as it refuses a forged one (``InvalidMessage``: its follower asks another validator, and
+stays at its head rather than build on a state the quorum disagrees with); a validator,
+whose replica already counts the block as decided, stops (``StorageFailed``).
 """
 
 from __future__ import annotations
@@ -34,7 +49,7 @@ from pathlib import Path
 
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
-from p2pmed.consensus.certificates import Validators
+from p2pmed.consensus.certificates import InvalidMessage, Validators
 from p2pmed.consensus.foreign_fetches import ForeignFetches
 from p2pmed.consensus.light_client import check_next, validators_at
 from p2pmed.consensus.messages import (
@@ -71,8 +86,9 @@ EPOCH_RECORD = "epoch"
 
 
 class StorageFailed(BaseException):
-    """A write to the store failed: the node must stop. A ``BaseException``, so that no
-    ``except Exception`` on the way (an RPC handler's, say) turns it into an error reply."""
+    """A write to the store failed, or a decided block's state commitment is not this node's:
+    the node must stop. A ``BaseException``, so that no ``except Exception`` on the way (an
+    RPC handler's, say) turns it into an error reply."""
 
 
 def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -155,6 +171,7 @@ class NodeCore:
             records=records,
             committed_tx_ids=self.store.recent_tx_ids(RECENT_TX_IDS_MAX),
             epoch_last=self._epoch_last(),
+            commitments=self.store,
         )
         actions = self.replica.start(self._now_ms)
         return [*actions, *self._hand_to_replica(self.mempool.released())]
@@ -221,10 +238,14 @@ class NodeCore:
     def apply_synced(self, item: BlockWithCertificate) -> Outgoing:
         """The next block for a node outside the validator set, synced from a peer: taken if
         a quorum of its epoch's set certified it (as a light client checks: the set comes
-        from the chain verified so far); raises ``InvalidMessage`` if not. When it begins an
-        epoch this node is in, the node's replica starts and its first messages are returned."""
+        from the chain verified so far) and it commits to this node's outcome of the block it
+        names; raises ``InvalidMessage`` if not. When it begins an epoch this node is in, the
+        node's replica starts and its first messages are returned."""
         assert self.replica is None, "a validator takes blocks through its replica"
         check_next(self.validators, *self.store.head(), item)
+        diverged = self._diverged(item.block)
+        if diverged is not None:
+            raise InvalidMessage(diverged)
         return self._carry_out([CommitBlock(item.block, item.certificate)])
 
     def close(self) -> None:
@@ -288,8 +309,13 @@ class NodeCore:
             raise self._storage_error from error
 
     def _commit(self, block: Block, certificate: CommitCertificate) -> list[Action]:
-        """Store the block; returns what handing the transactions it unblocked to the replica
-        produced, or, after the last block of an epoch, what the next epoch's replica starts with."""
+        """Store the block; returns what telling the replica (the block's state commitment is known
+        now) and handing it the transactions the block unblocked produced, or, after the last block
+        of an epoch, what the next epoch's replica starts with."""
+        diverged = self._diverged(block)
+        if diverged is not None:
+            self._storage_error = StorageFailed(f"{diverged}, so the node stops")
+            raise self._storage_error
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self.admission.verified)
         self._durably(self.store.append_block, block, execution, codec.encode(certificate))
         self.ledger_time_ms = execution.time_ms
@@ -301,10 +327,24 @@ class NodeCore:
         validators = self._epoch_validators()
         if validators.epoch != self.validators.epoch:
             return self._begin_epoch(validators)
+        if self.replica is None:
+            return []
         epoch_last = self._epoch_last()
-        if self.replica is not None and epoch_last is not None and self.replica.epoch_last is None:
-            self.replica.end_epoch(epoch_last)
-        return self._hand_to_replica(released.ready)
+        if epoch_last is not None and self.replica.epoch_last is None:
+            self.replica.end_epoch(epoch_last)  # before the replica may propose again
+        return [*self.replica.state_advanced(self._now_ms), *self._hand_to_replica(released.ready)]
+
+    def _diverged(self, block: Block) -> str | None:
+        """Why a certified ``block`` cannot execute here: it commits to an outcome other than this
+        node's (see the module's "State commitments"); None when it commits to this node's."""
+        claimed = block.header.state
+        if claimed == self.store.commitment(claimed.height):
+            return None
+        return (
+            f"block {block.height}, certified by epoch {self.validators.epoch}'s quorum, commits to a state after"
+            f" block {claimed.height} other than this node's: more than f of that set are faulty, or this node's"
+            " execution diverged"
+        )
 
     def _begin_epoch(self, validators: Validators) -> list[Action]:
         """The last block of an epoch executed: the old replica's records go (in the write that

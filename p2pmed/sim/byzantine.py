@@ -128,7 +128,7 @@ class ByzantineBehaviour:
         """Same view and sequence, different batch: the classic equivocating primary."""
         original = pre_prepare.proposal
         txs = original.txs[:-1] if original.txs else ()
-        proposal = Proposal(original.height, original.time_ms + 1, original.proposer, txs)
+        proposal = Proposal(original.height, original.time_ms + 1, original.proposer, txs, original.state)
         vote = self._resign(pre_prepare.vote, digest=proposal.digest)
         return PrePrepare(vote, proposal)
 
@@ -137,7 +137,7 @@ class ByzantineBehaviour:
         validly signed, and the same to every replica: a time warp, not an equivocation."""
         original = pre_prepare.proposal
         time_ms = original.time_ms + WARP_MS if original.height % 2 else 1
-        proposal = Proposal(original.height, time_ms, original.proposer, original.txs)
+        proposal = Proposal(original.height, time_ms, original.proposer, original.txs, original.state)
         return PrePrepare(self._resign(pre_prepare.vote, digest=proposal.digest), proposal)
 
     def _view_spam(self) -> list[bytes]:

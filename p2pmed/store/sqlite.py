@@ -3,9 +3,28 @@
 SQLite runs in WAL mode with ``synchronous=FULL``, so a returned commit is on
 disk. ``append_block`` writes the block, its transactions with their outcomes and
 the state changes in one SQL transaction: after a crash the store holds either
-the whole block or none of it. The file carries an application id (``p2md``) and
-a schema version; opening a file that is not a p2pmed store, is corrupt, or comes
-from a newer p2pmed fails with ``StoreError`` and leaves the file untouched.
+the whole block or none of it.
+
+The same transaction updates the state tree (``p2pmed.ledger.state_tree``: its inner
+node records, changed in place) and records the block's ``StateCommitment``; a block
+whose header commits to an outcome other than this store's is refused
+(``BlockRejected``), so a node or observer that executes a certified block checks the
+root 2f+1 validators signed. To prove a key at a recent height (a root is certified
+by a later block), each block also keeps what it overwrote, state values and tree
+records (``state_undo``), for ``STATE_HISTORY_BLOCKS`` blocks: reading "the first value
+overwritten after height h, else the current one" gives the state and tree at h.
+
+Nearly every block rewrites the top of the tree, so the records of its upper
+``TREE_CACHE_DEPTH`` levels stay in memory (at most 2^16 records, about 16 MB): the store
+fills and updates that cache only after a block's SQL transaction committed, so it
+never runs ahead of the file, and only where it writes, so a second ``Store`` that
+only reads the file (a test inspecting a node's) never caches what the node changes
+later. An append reads each record once: the undo rows take the "before" values from
+what the update read.
+
+The file carries an application id (``p2md``) and a schema version; opening a file
+that is not a p2pmed store, is corrupt, or comes from a newer p2pmed fails with
+``StoreError`` and leaves the file untouched.
 """
 
 from __future__ import annotations
@@ -17,9 +36,19 @@ from pathlib import Path
 from typing import TypeVar
 
 from p2pmed import codec
-from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, BlockHeader, check_block
-from p2pmed.ledger.errors import RejectReason, TxRejected
-from p2pmed.ledger.machine import BlockExecution
+from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block, BlockHeader, StateCommitment, check_block
+from p2pmed.ledger.errors import BlockRejected, RejectReason, TxRejected
+from p2pmed.ledger.machine import BlockExecution, results_root
+from p2pmed.ledger.state_tree import (
+    EMPTY_ROOT,
+    Subtree,
+    TreePath,
+    decode_subtree,
+    encode_subtree,
+    position_depth,
+    prove,
+    update,
+)
 from p2pmed.ledger.tx import Transaction, decode_transaction
 
 __all__ = ["SCHEMA_VERSION", "Store", "StoreError", "StoredTransaction"]
@@ -75,8 +104,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX transactions_by_id ON transactions (id);
     CREATE INDEX transactions_by_sender ON transactions (sender, nonce);
     """,
+    # The state tree and the commitment of every height (a store written before has none
+    # and is refused at open: start such a node from an empty data directory).
+    """
+    CREATE TABLE state_tree (position BLOB PRIMARY KEY, record BLOB NOT NULL) STRICT, WITHOUT ROWID;
+    CREATE TABLE state_commitments (
+        height INTEGER PRIMARY KEY,
+        state_root BLOB NOT NULL,
+        results_root BLOB NOT NULL,
+        root BLOB NOT NULL
+    ) STRICT;
+    CREATE TABLE state_undo (
+        kind INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        height INTEGER NOT NULL,
+        before BLOB,
+        PRIMARY KEY (kind, key, height)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX state_undo_by_height ON state_undo (height);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+STATE_HISTORY_BLOCKS = 256
+"""How many blocks back a key's value and tree path stay provable."""
+TREE_CACHE_DEPTH = 16
+"""Tree records at depths below this are kept in memory by the store that writes them."""
+_UNDO_STATE, _UNDO_TREE = 0, 1
 
 
 class StoreError(Exception):
@@ -100,6 +153,8 @@ class Store:
         self.path = path
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
+        self._tree_top: dict[bytes, bytes | None] = {}
+        """Tree records above ``TREE_CACHE_DEPTH`` as committed (None: no record there)."""
 
     @classmethod
     def open(
@@ -125,6 +180,7 @@ class Store:
                     connection.executemany(
                         "INSERT INTO state (key, value) VALUES (?, ?)", sorted((genesis_state or {}).items())
                     )
+                _commit_genesis_state(connection, path)
         except BaseException:
             connection.close()
             raise
@@ -151,13 +207,28 @@ class Store:
         height, head_hash = self.head()
         check_block(block, self.chain_id, height + 1, head_hash)
         assert len(execution.results) == len(block.txs), "one result per transaction"
+        claimed = block.header.state
+        if claimed != self.commitment(claimed.height):
+            raise BlockRejected(
+                f"block {block.height} commits to a state after block {claimed.height} that differs from this store's"
+            )
+        reads = _TreeReads(self)
+        root, tree_writes = update(reads, self._root(height), execution.changes)
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks (height, hash, header, certificate) VALUES (?, ?, ?, ?)",
                 (block.height, block.hash, codec.encode(block.header), certificate),
             )
             self._insert_transactions(block, execution)
+            self._keep_undo(block.height, execution.changes, tree_writes, reads)
             self._write_state(execution.changes)
+            _write_tree(self._db, tree_writes)
+            _insert_commitment(self._db, block.height, root, results_root(execution.results))
+        self._tree_top.update(
+            (position, record)
+            for position, record in (reads.read | tree_writes).items()
+            if position_depth(position) < TREE_CACHE_DEPTH
+        )
 
     def _insert_transactions(self, block: Block, execution: BlockExecution) -> None:
         rows = [
@@ -183,6 +254,15 @@ class Store:
         self._db.executemany(
             "DELETE FROM state WHERE key = ?", [(key,) for key, value in changes.items() if value is None]
         )
+
+    def _keep_undo(
+        self, height: int, changes: dict[str, bytes | None], tree_writes: dict[bytes, bytes | None], reads: _TreeReads
+    ) -> None:
+        """Record what block ``height`` overwrites, and forget what fell out of the history."""
+        rows = [(_UNDO_STATE, key.encode(), height, self.state_get(key)) for key in changes]
+        rows += [(_UNDO_TREE, position, height, reads.tree_node(position)) for position in tree_writes]
+        self._db.executemany("INSERT INTO state_undo (kind, key, height, before) VALUES (?, ?, ?, ?)", rows)
+        self._db.execute("DELETE FROM state_undo WHERE height <= ?", (height - STATE_HISTORY_BLOCKS,))
 
     def set_certificate(self, height: int, certificate: bytes) -> None:
         with self._transaction():
@@ -244,6 +324,53 @@ class Store:
             "SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key", (prefix, upper)
         )
 
+    # -- state tree and commitments --------------------------------------------
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        if position in self._tree_top:
+            return self._tree_top[position]
+        row = self._db.execute("SELECT record FROM state_tree WHERE position = ?", (position,)).fetchone()
+        return None if row is None else row[0]
+
+    def commitment(self, height: int) -> StateCommitment | None:
+        """The outcome of block ``height`` (0: genesis) as a later header commits to it."""
+        row = self._db.execute(
+            "SELECT state_root, results_root FROM state_commitments WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else StateCommitment(height, row[0], row[1])
+
+    def executed_height(self) -> int:
+        return self.head()[0]
+
+    def state_at(self, height: int) -> _StateAt:
+        """The state and the tree as they were after block ``height``; ``height`` must be
+        within ``STATE_HISTORY_BLOCKS`` of the head, else ``StoreError``."""
+        head = self.head()[0]
+        lowest = max(0, head - STATE_HISTORY_BLOCKS)
+        if not lowest <= height <= head:
+            raise StoreError(f"the state after block {height} is not kept (only after blocks {lowest}..{head})")
+        return _StateAt(self, height)
+
+    def state_path(self, key: str, height: int) -> tuple[bytes | None, TreePath]:
+        """``key``'s value after block ``height`` and its path in the tree then (``state_at``)."""
+        at = self.state_at(height)
+        return at.state_get(key), prove(at, self._root(height), key)
+
+    def _root(self, height: int) -> Subtree | None:
+        row = self._db.execute("SELECT root FROM state_commitments WHERE height = ?", (height,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no state commitment for block {height}")
+        root, _ = decode_subtree(row[0])
+        return root
+
+    def _value_at(self, kind: int, key: bytes, height: int) -> tuple[bool, bytes | None]:
+        """The first value a block after ``height`` overwrote (True, value), else (False, None)."""
+        row = self._db.execute(
+            "SELECT before FROM state_undo WHERE kind = ? AND key = ? AND height > ? ORDER BY height LIMIT 1",
+            (kind, key, height),
+        ).fetchone()
+        return (False, None) if row is None else (True, row[0])
+
     # -- consensus records ----------------------------------------------------
 
     def consensus_get(self, key: str) -> bytes | None:
@@ -288,6 +415,75 @@ class Store:
         encoded, height, position, reason, detail = row
         reject_reason = None if reason is None else RejectReason(reason)
         return StoredTransaction(self._decode_transaction(encoded), height, position, reject_reason, detail)
+
+
+class _TreeReads:
+    """The tree records one append reads, each read from the store once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.read: dict[bytes, bytes | None] = {}
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        if position not in self.read:
+            self.read[position] = self._store.tree_node(position)
+        return self.read[position]
+
+
+class _StateAt:
+    """The state and the tree as they were after block ``height`` (read through the undo rows)."""
+
+    def __init__(self, store: Store, height: int) -> None:
+        self._store = store
+        self._height = height
+
+    def state_get(self, key: str) -> bytes | None:
+        overwritten, before = self._store._value_at(_UNDO_STATE, key.encode(), self._height)
+        return before if overwritten else self._store.state_get(key)
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        overwritten, before = self._store._value_at(_UNDO_TREE, position, self._height)
+        return before if overwritten else self._store.tree_node(position)
+
+
+def _write_tree(db: sqlite3.Connection, writes: dict[bytes, bytes | None]) -> None:
+    db.executemany(
+        "INSERT INTO state_tree (position, record) VALUES (?, ?)"
+        " ON CONFLICT (position) DO UPDATE SET record = excluded.record",
+        [(position, record) for position, record in writes.items() if record is not None],
+    )
+    db.executemany(
+        "DELETE FROM state_tree WHERE position = ?",
+        [(position,) for position, record in writes.items() if record is None],
+    )
+
+
+def _insert_commitment(db: sqlite3.Connection, height: int, root: Subtree | None, results: bytes) -> None:
+    db.execute(
+        "INSERT INTO state_commitments (height, state_root, results_root, root) VALUES (?, ?, ?, ?)",
+        (height, EMPTY_ROOT if root is None else root.hash, results, encode_subtree(root)),
+    )
+
+
+class _EmptyTree:
+    def tree_node(self, position: bytes) -> bytes | None:
+        return None
+
+
+def _commit_genesis_state(connection: sqlite3.Connection, path: Path) -> None:
+    """Build the tree of a store that has none yet: a new one's genesis state. A store with
+    blocks but no commitments was written before state roots existed and is refused."""
+    if connection.execute("SELECT 1 FROM state_commitments LIMIT 1").fetchone() is not None:
+        return
+    if connection.execute("SELECT 1 FROM blocks LIMIT 1").fetchone() is not None:
+        raise StoreError(
+            f"{path}: this store was written by a p2pmed without state roots; start this node from an empty"
+            " data directory (it fetches the chain from its peers)"
+        )
+    genesis = dict(connection.execute("SELECT key, value FROM state"))
+    root, writes = update(_EmptyTree(), None, genesis)
+    _write_tree(connection, writes)
+    _insert_commitment(connection, 0, root, results_root(()))
 
 
 class _Transaction:

@@ -59,7 +59,10 @@ def write_certified_chain(homes: list[Path], blocks: int, end_ms: int, txs_per_b
         for height in range(1, blocks + 1):
             chosen = tuple(txs[(height - 1) * txs_per_block : height * txs_per_block])
             time_ms = end_ms - (blocks - height) - 1
-            block = make_block(genesis.chain_id, height, previous_hash, chosen, genesis.validator_keys[0], time_ms)
+            parent = store.commitment(height - 1)
+            assert parent is not None
+            proposer = genesis.validator_keys[0]
+            block = make_block(genesis.chain_id, height, previous_hash, chosen, proposer, time_ms, parent)
             certificate = _certificate(genesis.chain_id, signers, height, proposal_digest(block.header))
             store.append_block(block, ledger.execute_block(store, block), codec.encode(certificate))
             previous_hash = block.hash

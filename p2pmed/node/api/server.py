@@ -8,6 +8,7 @@ from p2pmed import codec
 from p2pmed.node.api.chain import chain_methods
 from p2pmed.node.api.health import health_methods
 from p2pmed.node.api.port import NodePort
+from p2pmed.node.api.proofs import proof_methods
 from p2pmed.node.api.records import record_methods
 from p2pmed.node.api.research import research_methods
 from p2pmed.node.api.site import site_methods
@@ -29,6 +30,7 @@ def methods(node: NodePort) -> dict[str, Method]:
         **research_methods(node),
         **site_methods(node),
         **supply_methods(node),
+        **proof_methods(node),
     }
 
 
