@@ -683,4 +683,120 @@ def suspect_list(home: Path, as_json: bool, start: int, limit: int) -> None:
     )
 
 
+# -- diversion flags ------------------------------------------------------------------------------
+
+
+def human_flag(flag: dict[str, Any]) -> str:
+    subject, evidence = flag["subject"], flag["evidence"]
+    schedule = f", schedule {evidence['schedule']}" if evidence["schedule"] else ""
+    lines = [
+        f"flag {flag['id']}: {flag['status']}, {subject['rule']} at {short_id(subject['site'])},"
+        f" product {subject['product']}{schedule}",
+        f"  {evidence['summary']}",
+        f"  raised {utc_time(flag['raised']['time_ms'])} by {short_id(flag['raised']['by'])}",
+    ]
+    for step in ("reviewed", "closed"):
+        if flag[step]:
+            lines.append(f"  {step} {utc_time(flag[step]['time_ms'])} by {short_id(flag[step]['by'])}")
+    if flag["finding"]:
+        lines.append(f"  finding: {flag['finding']}: {flag['note']}")
+    return "\n".join(lines)
+
+
+@supply.command("flags")
+@read_options
+@click.option("--start", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+def supply_flags(home: Path, as_json: bool, start: int, limit: int) -> None:
+    """List diversion flags in the order raised, with their evidence."""
+    read(
+        home,
+        as_json,
+        lambda result: "\n".join(
+            [*map(human_flag, result["flags"]), f"{result['count']} flag{'' if result['count'] == 1 else 's'} in all"]
+        ),
+        "supply.flags",
+        start=start,
+        limit=limit,
+    )
+
+
+@supply.group("flag")
+def flag() -> None:
+    """Diversion flags: raise those the counts support (validators, regulators), review and close them."""
+
+
+FLAG_ARGUMENT = click.argument("flag_id", metavar="FLAG", type=ID)
+
+
+@flag.command("show")
+@read_options
+@FLAG_ARGUMENT
+def flag_show(home: Path, as_json: bool, flag_id: bytes) -> None:
+    """Show a flag: its subject, evidence and lifecycle."""
+    read(home, as_json, human_flag, "supply.flag", flag=flag_id.hex())
+
+
+@flag.command("scan")
+@write_options
+@click.option("--weeks-back", type=click.IntRange(1, 12), default=1, show_default=True)
+def flag_scan(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, weeks_back: int) -> None:
+    """Find the subjects whose evidence holds at ledger time and raise a flag for each (one per
+    rule, site and product); the ledger recomputes every one."""
+    key = load_key(key_file)
+    with node(home) as client:
+        found = client.call("supply.flag_candidates", weeks_back=weeks_back)["candidates"]
+        topics, txs = set(), []
+        for candidate in found:
+            subject = candidate["subject"]
+            topic = (subject["rule"], subject["site"], subject["product"], subject["shipment"])
+            if topic not in topics:
+                topics.add(topic)
+                body = supply_rules.FlagRaise(
+                    supply_rules.FlagSubject(
+                        subject["rule"],
+                        bytes.fromhex(subject["site"]),
+                        subject["product"],
+                        subject["week"],
+                        bytes.fromhex(subject["shipment"]),
+                    )
+                )
+                txs.append(("supply.flag.raise", body, candidate["evidence"]["summary"]))
+        results = submit_each(client, key, txs, timeout, as_json, source="evidence")
+    emit(results, as_json, lambda done: f"{len(done)} flag{'' if len(done) == 1 else 's'} raised")
+
+
+@flag.command("review")
+@write_options
+@FLAG_ARGUMENT
+def flag_review(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, flag_id: bytes) -> None:
+    """Take an open flag under review (a validator or a regulator that is not a party to it)."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.flag.review", supply_rules.FlagReview(flag_id))
+
+
+@flag.command("close")
+@write_options
+@FLAG_ARGUMENT
+@click.option("--finding", type=click.Choice(supply_rules.FINDINGS), required=True)
+@click.option("--note", required=True, help="What the review found (no patient data).")
+def flag_close(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, flag_id: bytes, finding: str, note: str
+) -> None:
+    """Close a flag under review with a finding."""
+    body = supply_rules.FlagClose(flag_id, finding, note)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.flag.close", body)
+
+
+@supply.command("schedule")
+@write_options
+@click.argument("gtin", type=GTIN)
+@click.argument("schedule", type=click.Choice(supply_rules.SCHEDULES))
+def supply_schedule(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, schedule: str
+) -> None:
+    """Declare a GTIN you make a controlled substance (DEA schedule): its signals get stricter."""
+    body = supply_rules.ProductSchedule(gtin, schedule)
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.schedule", body)
+
+
 SUPPLY_COMMANDS = [supply]

@@ -1,7 +1,7 @@
 """Who is who: organisations (sites) and the people they register.
 
 Organisations (hospitals, labs, trial sponsors, pharmacies, distributors,
-manufacturers) are admitted by the validators, which govern the network: each
+manufacturers, regulators) are admitted by the validators, which govern the network: each
 validator sends ``identity.org.propose`` with the same ``OrganisationProfile``;
 the organisation is in force from the block that orders the quorum-th (2f+1)
 identical vote. A validator may change its vote by proposing again; votes for
@@ -97,7 +97,7 @@ __all__ = [
 ]
 
 ORGANISATION_KINDS = frozenset(
-    {"hospital", "clinic", "laboratory", "sponsor", "pharmacy", "distributor", "manufacturer"}
+    {"hospital", "clinic", "laboratory", "sponsor", "pharmacy", "distributor", "manufacturer", "regulator"}
 )
 PERSON_ROLES = frozenset(REGISTRARS)
 NAME_LENGTH_MAX = 200

@@ -17,6 +17,12 @@ and printed in docs/access.md.
   emergency treatment does in FHIR (``BTG``) and HIPAA; it is audited, names the deny it
   overrode, reaches the patient's notices and is reviewed by the clinician's organisation.
 
+A ``regulator`` (a board of pharmacy, FDA, a national competent authority) is an
+organisation kind, not a person's role, so that only the validators' 2f+1 vote makes one:
+were it a role, a pharmacy could register its own regulator and close its own diversion
+flags. It oversees the supply chain (it reviews and closes diversion flags, as the
+validators do: ``supply._flags``), registers nobody and reads no health record.
+
 Staff (every role but ``patient``) act for the organisation that registered them and are
 in force only while it is (``identity.person_of``); a patient's identity outlives any one
 site, since their consents and records must stay theirs if that site is revoked.
@@ -73,6 +79,7 @@ PURPOSES_OF: dict[str, frozenset[str]] = {
     "sponsor": frozenset({"HRESCH", "CLINTRL"}),
     "distributor": frozenset(),
     "manufacturer": frozenset(),
+    "regulator": frozenset(),
 }
 
 CATEGORIES_WRITTEN_BY: dict[str, frozenset[str]] = {
@@ -87,6 +94,7 @@ CATEGORIES_WRITTEN_BY: dict[str, frozenset[str]] = {
     "sponsor": frozenset(),
     "distributor": frozenset(),
     "manufacturer": frozenset(),
+    "regulator": frozenset(),
 }
 
 

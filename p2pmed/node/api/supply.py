@@ -1,4 +1,4 @@
-"""JSON-RPC methods for containers and suspect products on the supply ledger.
+"""JSON-RPC methods for containers, suspect products and diversion flags on the supply ledger.
 
 Reads only, like the other health methods (``p2pmed.node.api.health`` holds the pack
 reads: trace, lot, verify, alerts): changes are signed transactions sent with
@@ -23,6 +23,7 @@ from p2pmed.rpc.params import Method, Param
 __all__ = ["CONTAINER_FORMATS", "supply_methods"]
 
 CONTAINER_FORMATS = ("entries", "epcis")
+CANDIDATE_WEEKS_MAX = 12
 
 
 def _invalid(method: str, message: str) -> RpcError:
@@ -89,7 +90,36 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
             lots[(found.gtin, found.lot)] = lot
         return form_3911(case, lots, organisation_in_force(store, case.organisation))
 
+    async def flags(params: dict[str, Any]) -> dict[str, Any]:
+        """Diversion flags in the order raised, from ``start``, each with its evidence."""
+        start, limit = params["start"], params["limit"]
+        if start < 0 or not 1 <= limit <= supply.ALERTS_PAGE_MAX:
+            raise _invalid("supply.flags", f'"start" must be 0 or more and "limit" 1..{supply.ALERTS_PAGE_MAX}')
+        return {"count": supply.flag_count(store), "flags": plain(supply.flags(store, start, limit))}
+
+    async def flag(params: dict[str, Any]) -> dict[str, Any]:
+        """One diversion flag: its subject, evidence and lifecycle."""
+        found = supply.flag(store, params["flag"])
+        if found is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"supply.flag: no diversion flag has id {params['flag'].hex()}")
+        return dict(plain(found))
+
+    async def candidates(params: dict[str, Any]) -> dict[str, Any]:
+        """The subjects whose evidence holds at ledger time and that no flag covers yet: what a
+        validator raises (``p2pmed supply flag scan``). Walks the tallies of the recent weeks."""
+        weeks_back = params["weeks_back"]
+        if not 1 <= weeks_back <= CANDIDATE_WEEKS_MAX:
+            raise _invalid("supply.flag_candidates", f'"weeks_back" must be 1..{CANDIDATE_WEEKS_MAX}')
+        found = supply.candidates(store, node.ledger_time_ms, weeks_back)
+        fresh = [(subject, evidence) for subject, evidence in found if supply.flag_of(store, subject) is None]
+        return {"candidates": [{"subject": plain(subject), "evidence": plain(evidence)} for subject, evidence in fresh]}
+
     return {
+        "supply.flags": Method(
+            flags, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
+        ),
+        "supply.flag": Method(flag, {"flag": bytes}),
+        "supply.flag_candidates": Method(candidates, {"weeks_back": Param(int, optional=True, default=1)}),
         "supply.suspect": Method(suspect, {"case": bytes}),
         "supply.suspects": Method(
             suspects, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}

@@ -39,6 +39,14 @@ stays continuous when an organisation rotates its keys.
 - ``supply.suspect.*``: the suspect-product lifecycle, quarantine to notice, with
   deadlines in ledger time; a quarantined pack is never shipped, packed or dispensed.
   Rules in ``_suspects``.
+- ``supply.flag.*``: diversion flags. The custody rules keep weekly counts per site and
+  product (``_tally``); the signals (``_signals``: stock never accounted for, dispense
+  volumes out of line with the site's history or its peers, stolen/lost and in-transit
+  loss rates, custody gaps) are pure functions of them and ledger time, with their
+  thresholds in ``thresholds``. A validator or a regulator raises a flag naming a subject;
+  the ledger recomputes its evidence and refuses the flag if it does not hold; overseers
+  review and close it with a finding. ``supply.product.schedule``: a GTIN's maker declares
+  it a controlled substance, watched by stricter thresholds. Rules in ``_flags``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -61,13 +69,14 @@ the same block. The queries (``pack``, ``shipment``, ``shipment_of``, ``trace``,
 The package, one module per job: ``limits`` (every bound, read when a rule runs),
 ``_model`` (bodies, records, the words for a pack's state), ``_codes`` (GS1 codes and
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
-``_custody`` (the rules that move packs), ``_containers`` (aggregation), ``_verify`` (verdicts and scans) and
+``_custody`` (the rules that move packs), ``_containers`` (aggregation), ``_verify`` (verdicts and scans),
+``_suspects`` (suspect products), ``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion) and
 ``_queries`` (reads for the RPC layer).
 """
 
 from __future__ import annotations
 
-from p2pmed.ledger.contracts.supply import limits
+from p2pmed.ledger.contracts.supply import limits, thresholds
 from p2pmed.ledger.contracts.supply._codes import (
     DAY_MS,
     code_problem,
@@ -87,6 +96,22 @@ from p2pmed.ledger.contracts.supply._custody import (
     apply_receive,
     apply_ship,
     refused_dispense,
+)
+from p2pmed.ledger.contracts.supply._flags import (
+    FINDINGS,
+    FLAG_TX_TYPES,
+    OVERSEER_KIND,
+    SCHEDULES,
+    Flag,
+    FlagClose,
+    FlagRaise,
+    FlagReview,
+    FlagStep,
+    ProductSchedule,
+    flag,
+    flag_count,
+    flag_of,
+    flags,
 )
 from p2pmed.ledger.contracts.supply._model import (
     ALERT_STATUSES,
@@ -127,6 +152,7 @@ from p2pmed.ledger.contracts.supply._queries import (
     shipment_of,
     trace,
 )
+from p2pmed.ledger.contracts.supply._signals import RULES, Evidence, FlagSubject, NoSignal, candidates, evidence
 from p2pmed.ledger.contracts.supply._suspects import (
     CLASSIFICATIONS,
     SUSPECT_TX_TYPES,
@@ -143,6 +169,7 @@ from p2pmed.ledger.contracts.supply._suspects import (
     suspect_cases,
     suspect_count,
 )
+from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, schedule_of, tally, week_of
 from p2pmed.ledger.contracts.supply._verify import apply_verify, verify
 from p2pmed.ledger.contracts.supply.limits import (
     ALERTS_PAGE_MAX,
@@ -156,23 +183,37 @@ from p2pmed.ledger.rules import TxType
 __all__ = [
     "ALERTS_PAGE_MAX",
     "ALERT_STATUSES",
+    "ALL_PRODUCTS",
     "CLASSIFICATIONS",
     "DAY_MS",
     "DECOMMISSION_REASONS",
     "DISPENSER_KINDS",
+    "FINDINGS",
     "LOT_PACKS_MAX",
+    "OVERSEER_KIND",
     "PACKS_PER_TX_MAX",
+    "RULES",
     "SCANS_LISTED_MAX",
+    "SCHEDULES",
     "SHIPMENTS_PER_PACK_MAX",
     "TX_TYPES",
     "VERDICT_STATUSES",
     "Alert",
     "Container",
     "ContainerEvent",
+    "Evidence",
+    "Flag",
+    "FlagClose",
+    "FlagRaise",
+    "FlagReview",
+    "FlagStep",
+    "FlagSubject",
     "Lot",
+    "NoSignal",
     "Pack",
     "PackEvent",
     "PackRef",
+    "ProductSchedule",
     "Recall",
     "Receipt",
     "Shipment",
@@ -192,16 +233,23 @@ __all__ = [
     "SuspectNotify",
     "SuspectQuarantine",
     "SuspectStep",
+    "Tally",
     "Verdict",
     "alert_count",
     "alerts",
+    "candidates",
     "code_problem",
     "container",
     "container_contents",
     "container_history",
     "container_of",
+    "evidence",
     "expiry_end_ms",
     "expiry_problem",
+    "flag",
+    "flag_count",
+    "flag_of",
+    "flags",
     "gs1_check_digit",
     "gtin_problem",
     "limits",
@@ -210,14 +258,18 @@ __all__ = [
     "overdue",
     "pack",
     "quarantine_of",
+    "schedule_of",
     "shipment",
     "shipment_of",
     "sscc_problem",
     "suspect_case",
     "suspect_cases",
     "suspect_count",
+    "tally",
+    "thresholds",
     "trace",
     "verify",
+    "week_of",
 ]
 
 TX_TYPES = (
@@ -231,4 +283,5 @@ TX_TYPES = (
     TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
     TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
     *SUSPECT_TX_TYPES,
+    *FLAG_TX_TYPES,
 )

@@ -59,6 +59,7 @@ from p2pmed.ledger.contracts.supply._store import (
     shipment_key,
 )
 from p2pmed.ledger.contracts.supply._suspects import refuse_quarantined
+from p2pmed.ledger.contracts.supply._tally import Field, TallyBatch, count_leave, count_missing, count_receive
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay
@@ -132,7 +133,13 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
 
 
 def _ship_pack(
-    state: StateOverlay, context: TxContext, source: bytes, destination: bytes, found: Pack, detail: str
+    state: StateOverlay,
+    batch: TallyBatch,
+    context: TxContext,
+    source: bytes,
+    destination: bytes,
+    found: Pack,
+    detail: str,
 ) -> None:
     ref = PackRef(found.gtin, found.serial)
     refuse_quarantined(state, ref, "ship")
@@ -145,6 +152,7 @@ def _ship_pack(
             RejectReason.INVALID,
             f"{pack_name(ref)} has been shipped {limits.SHIPMENTS_PER_PACK_MAX} times, the most a pack's history holds",
         )
+    count_leave(state, batch, context, source, found, "shipped")
     event = record(state, context, source, ref, "ship", destination, detail)
     move(state, found, event, status="in-transit", shipment=context.tx_id, shipments=found.shipments + 1)
 
@@ -166,16 +174,20 @@ def apply_ship(state: StateOverlay, context: TxContext, ship: SupplyShip) -> Non
     check_refs(ship.packs, "packs", empty_ok=bool(ship.containers))
     taken = take_containers(state, source, ship.containers, len(ship.packs), "ship")
     detail = f"shipment {context.tx_id.hex()}"
+    batch = TallyBatch()
     for ref in ship.packs:
-        _ship_pack(state, context, source, ship.destination, held_pack(state, source, ref, "ship"), detail)
+        _ship_pack(state, batch, context, source, ship.destination, held_pack(state, source, ref, "ship"), detail)
     for top in taken:
         packs, containers = contents(state, top)
         for ref in packs:
             found = _packed(state, ref, source, "held")
-            _ship_pack(state, context, source, ship.destination, found, f"{detail} in {container_name(top.sscc)}")
+            _ship_pack(
+                state, batch, context, source, ship.destination, found, f"{detail} in {container_name(top.sscc)}"
+            )
         for inner in containers:
             inner = record_container(state, context, source, inner, "ship", ship.destination)
             state.put(container_key(inner.sscc), replace(inner, status="in-transit", shipment=context.tx_id))
+    batch.flush(state)
     sent = Shipment(
         context.tx_id, source, ship.destination, ship.packs, context.height, context.time_ms, None, ship.containers
     )
@@ -249,13 +261,22 @@ def _sent_to(state: StateOverlay, receiver: bytes, shipment_id: bytes) -> Shipme
 
 
 def _receive_pack(
-    state: StateOverlay, context: TxContext, receiver: bytes, sent: Shipment, ref: PackRef, arrived: bool, detail: str
+    state: StateOverlay,
+    batch: TallyBatch,
+    context: TxContext,
+    receiver: bytes,
+    sent: Shipment,
+    ref: PackRef,
+    arrived: bool,
+    detail: str,
 ) -> None:
     found = _in_transit(state, ref, sent)
     if arrived:
         event = record(state, context, receiver, ref, "receive", sent.source, detail)
         move(state, found, event, holder=receiver, status="held", shipment=None)
+        count_receive(batch, context, receiver, ref)
         return
+    count_missing(batch, context, sent.source, ref)
     event = record(state, context, receiver, ref, "missing", sent.source, detail)
     move(state, found, event, status="missing", shipment=None)
     add_alert(
@@ -264,14 +285,20 @@ def _receive_pack(
 
 
 def _receive_container(
-    state: StateOverlay, context: TxContext, receiver: bytes, sent: Shipment, sscc: str, arrived: bool
+    state: StateOverlay,
+    batch: TallyBatch,
+    context: TxContext,
+    receiver: bytes,
+    sent: Shipment,
+    sscc: str,
+    arrived: bool,
 ) -> None:
     top = state.get(Container, container_key(sscc))
     assert top is not None and top.status == "in-transit" and top.shipment == sent.id, "nothing moves a container"
     packs, containers = contents(state, top)
     detail = f"shipment {sent.id.hex()} in {container_name(sscc)}"
     for ref in packs:
-        _receive_pack(state, context, receiver, sent, ref, arrived, detail)
+        _receive_pack(state, batch, context, receiver, sent, ref, arrived, detail)
     kind, status = ("receive", "held") if arrived else ("missing", "missing")
     for found in containers:
         found = record_container(state, context, receiver, found, kind, sent.source)
@@ -284,12 +311,14 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
     sent = _sent_to(state, receiver, receive.shipment)
     _check_receipt_matches(receive, sent)
     detail = f"shipment {sent.id.hex()}"
+    batch = TallyBatch()
     for refs, arrived in ((receive.packs, True), (receive.missing, False)):
         for ref in refs:
-            _receive_pack(state, context, receiver, sent, ref, arrived, detail)
+            _receive_pack(state, batch, context, receiver, sent, ref, arrived, detail)
     for ssccs, arrived in ((receive.containers, True), (receive.missing_containers, False)):
         for sscc in ssccs:
-            _receive_container(state, context, receiver, sent, sscc, arrived)
+            _receive_container(state, batch, context, receiver, sent, sscc, arrived)
+    batch.flush(state)
     receipt = Receipt(context.height, context.time_ms, context.tx_id, receive.missing, receive.missing_containers)
     state.put(shipment_key(sent.id), replace(sent, receipt=receipt))
 
@@ -300,6 +329,7 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
 def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDispense) -> None:
     dispenser = require_organisation(state, context, "dispenses packs", DISPENSER_KINDS)
     check_refs(dispense.packs, "packs")
+    batch = TallyBatch()
     for ref in dispense.packs:
         found = held_pack(state, dispenser, ref, "dispense", repeat="dispensed")
         refuse_quarantined(state, ref, "dispense")
@@ -311,8 +341,10 @@ def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDisp
         expiry = lot_of(state, found).expiry
         if expiry_end_ms(expiry) <= context.time_ms:
             raise TxRejected(RejectReason.INVALID, f"{pack_name(ref)} expired on {expiry}: decommission it")
+        count_leave(state, batch, context, dispenser, found, "dispensed")
         event = record(state, context, dispenser, ref, "dispense", None, "")
         move(state, found, event, status="dispensed")
+    batch.flush(state)
 
 
 def apply_decommission(state: StateOverlay, context: TxContext, decommission: SupplyDecommission) -> None:
@@ -323,14 +355,19 @@ def apply_decommission(state: StateOverlay, context: TxContext, decommission: Su
             f"unknown reason {decommission.reason[:40]!r}; known: {', '.join(sorted(DECOMMISSION_REASONS))}",
         )
     check_refs(decommission.packs, "packs")
+    alerting = decommission.reason in ALERTING_DECOMMISSIONS
+    counted: tuple[Field, ...] = ("decommissioned", "stolen_lost") if alerting else ("decommissioned",)
+    batch = TallyBatch()
     for ref in decommission.packs:
         found = held_pack(state, holder, ref, "decommission", repeat="decommissioned")
+        count_leave(state, batch, context, holder, found, *counted)
         event = record(state, context, holder, ref, "decommission", None, decommission.reason)
         move(state, found, event, status="decommissioned")
-        if decommission.reason in ALERTING_DECOMMISSIONS:
+        if alerting:
             add_alert(
                 state, context, holder, f"decommissioned-{decommission.reason}", ref, "out of the legitimate chain"
             )
+    batch.flush(state)
 
 
 def refused_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDispense, error: TxRejected) -> None:
