@@ -328,6 +328,8 @@ def test_the_generator_plants_patterns_the_signals_find_and_flags_no_honest_site
 
 
 def test_the_generator_is_deterministic() -> None:
-    first, again = (run(7, WorldShape(weeks=6)) for _ in range(2))
+    small = WorldShape(makers=2, products_per_maker=2, distributors=3, pharmacies=6, hospitals=3, weeks=4)
+    first, again = (run(7, small) for _ in range(2))
+    assert first.flags, "a world small enough to run twice still raises flags to compare"
     assert [flag.id for flag in again.flags] == [flag.id for flag in first.flags]
     assert again.packs == first.packs
