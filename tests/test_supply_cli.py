@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from health_world import CASE, GTIN, MAKER, PALLET, PHARMACY, InProcessClient
 from p2pmed.cli.main import cli
 from p2pmed.crypto import SigningKey, save_signing_key
-from p2pmed.ledger.contracts.supply import gs1_check_digit
+from p2pmed.ledger.contracts.supply import SupplyVerify, gs1_check_digit
 
 NEW_PALLET = "00950110100000003" + gs1_check_digit("00950110100000003")
 
@@ -24,8 +24,8 @@ def key_file(directory: Path, key: SigningKey, name: str) -> str:
 
 
 def run(home: Path, *args: str) -> Result:
-    """Run ``p2pmed`` with ``--home`` after the command's name (``supply suspect`` is a group)."""
-    depth = 3 if args[:2] == ("supply", "suspect") else 2
+    """Run ``p2pmed`` with ``--home`` after the command's name (``supply suspect`` and ``supply flag`` are groups)."""
+    depth = 3 if args[:2] in {("supply", "suspect"), ("supply", "flag")} else 2
     return CliRunner().invoke(cli, [*args[:depth], "--home", str(home), *args[depth:]])
 
 
@@ -121,3 +121,35 @@ def test_a_suspect_case_through_the_cli_with_its_form_3911(
     assert notified["ledger"]["partners"] == [PHARMACY.public_key.hex()]
     unknown = run(home, "supply", "suspect", "show", "00" * 32)
     assert unknown.exit_code == 1 and "no suspect case has id" in unknown.output
+
+
+# -- diversion flags -----------------------------------------------------------------------------------------
+
+
+def test_a_custody_gap_is_scanned_raised_reviewed_and_closed_through_the_cli(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    """Packs shipped and never received: a validator's scan raises the flag the ledger recomputes,
+    the destination (a party to it) may not close it, the validator reviews and closes it."""
+    maker, pharmacy = key_file(directory, MAKER, "maker"), key_file(directory, PHARMACY, "pharmacy")
+    validator = key_file(directory, client.ledger.validators[0], "validator")
+    ok(home, "supply", "ship", "--to", PHARMACY.public_key.hex(), "--pack", f"{GTIN}:S2", "--key", maker)
+    assert ok(home, "supply", "flag", "scan", "--key", validator) == []  # nothing overdue yet
+    client.ledger.time_ms += 15 * 24 * 3600 * 1000  # two weeks and a day, never received
+    client.ledger.ok(MAKER, "supply.verify", SupplyVerify(GTIN, "S1", "LOT1", "2099-12-31"))  # a block then
+    (raised,) = ok(home, "supply", "flag", "scan", "--key", validator)
+    assert raised["status"] == "committed"
+    listed = ok(home, "supply", "flags")
+    (flag,) = listed["flags"]
+    assert listed["count"] == 1 and flag["subject"]["rule"] == "custody-gap" and flag["status"] == "open"
+    assert ok(home, "supply", "flag", "scan", "--key", validator) == []  # one flag per subject
+    flag_id = flag["id"]
+    refused = run(home, "supply", "flag", "review", flag_id, "--key", pharmacy, "--wait")
+    assert refused.exit_code == 1 and "not-authorised" in refused.output
+    ok(home, "supply", "flag", "review", flag_id, "--key", validator)
+    ok(home, "supply", "flag", "close", flag_id, "--finding", "explained", "--note", "lost truck", "--key", validator)
+    shown = ok(home, "supply", "flag", "show", flag_id)
+    assert (shown["status"], shown["finding"], shown["note"]) == ("closed", "explained", "lost truck")
+    assert "finding: explained: lost truck" in run(home, "supply", "flag", "show", flag_id).output
+    missing = run(home, "supply", "flag", "show", "00" * 32)
+    assert missing.exit_code == 1 and "no diversion flag" in missing.output
