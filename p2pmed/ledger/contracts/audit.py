@@ -15,7 +15,7 @@ from p2pmed import codec
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay
 
-__all__ = ["AUDIT_KINDS", "AuditEntry", "audit_trail", "entries_at", "record_event"]
+__all__ = ["AUDIT_INDEXES", "AUDIT_KINDS", "AuditEntry", "audit_trail", "entries_at", "entry_key", "record_event"]
 
 AUDIT_KINDS = frozenset(
     {
@@ -36,7 +36,8 @@ AUDIT_KINDS = frozenset(
         "research-export",
     }
 )
-_BY = ("patient", "actor", "record")
+AUDIT_INDEXES = ("patient", "actor", "record")
+"""What an entry is kept by: its patient, its actor and (when it has one) its record."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class AuditEntry:
     tx_id: bytes
 
 
-def _index_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:
+def entry_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:
+    """The state key of the entry the transaction ``tx_id`` (at ``height``) made for ``subject``."""
     return f"audit/{by}/{subject.hex()}/{height:012d}/{tx_id.hex()}"
 
 
@@ -72,9 +74,9 @@ def record_event(
     entry = AuditEntry(
         kind, patient, actor, record_id, category, purpose, detail, context.time_ms, context.height, context.tx_id
     )
-    for by, subject in zip(_BY, (patient, actor, record_id), strict=True):
+    for by, subject in zip(AUDIT_INDEXES, (patient, actor, record_id), strict=True):
         if subject:
-            state.put(_index_key(by, subject, context.height, context.tx_id), entry)
+            state.put(entry_key(by, subject, context.height, context.tx_id), entry)
 
 
 def entries_at(state: ScanState, by: str, subject: bytes, height: int) -> list[AuditEntry]:
@@ -96,8 +98,8 @@ def audit_trail(
 ) -> list[AuditEntry]:
     """Entries for ``subject`` (a patient, an actor or a record, as ``by`` says) of these
     ``kinds``, oldest first, with block time in ``[since_ms, until_ms)``, at most ``limit``."""
-    if by not in _BY:
-        raise ValueError(f"audit entries are kept by {', '.join(_BY)}, not by {by!r}")
+    if by not in AUDIT_INDEXES:
+        raise ValueError(f"audit entries are kept by {', '.join(AUDIT_INDEXES)}, not by {by!r}")
     entries = []
     for _key, data in state.state_items(f"audit/{by}/{subject.hex()}/"):
         entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)

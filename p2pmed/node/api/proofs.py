@@ -1,4 +1,5 @@
-"""``state.proof``: a key's value or its absence, with a proof to a certified block.
+"""``state.proof``: a key's value or its absence, with a proof to a certified block; and
+``audit.proof``: the same for one audit entry, whose index keys are state keys.
 
 A header commits to the state after an earlier block (normally its parent), so the
 newest state with a certified root is the one the head block commits to, not the
@@ -22,6 +23,7 @@ from p2pmed.consensus.messages import CommitCertificate, proposal_header
 from p2pmed.consensus.state_proof import StateProof
 from p2pmed.ledger.block import STATE_LAG_MAX, Block
 from p2pmed.ledger.contracts import membership
+from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, entry_key
 from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
@@ -37,21 +39,39 @@ def proof_methods(node: NodePort) -> dict[str, Method]:
         key, height = params["key"], params["height"]
         if not 0 < len(key) <= KEY_LENGTH_MAX:
             raise RpcError(ErrorCode.INVALID_PARAMS, f'state.proof: "key" must be 1..{KEY_LENGTH_MAX} characters')
-        made = state_proof(node.store, key, height)
-        epoch = certifying_epoch(node.store, made.header.height)
-        return {
-            "key": key,
-            "value": None if made.value is None else made.value.hex(),
-            "state_height": made.header.state.height,
-            "state_root": made.header.state.state_root.hex(),
-            "block_height": made.header.height,
-            "epoch": epoch.number,
-            "epoch_first_height": epoch.first_height,
-            "validators": [validator.hex() for validator in epoch.keys],
-            "proof": codec.encode(made).hex(),
-        }
+        return _answer(node.store, key, height)
 
-    return {"state.proof": Method(proof, {"key": str, "height": Param(int, optional=True)})}
+    async def entry_proof(params: dict[str, Any]) -> dict[str, Any]:
+        """The proof of the audit entry that transaction ``tx_id`` (ordered at ``height``) made
+        for ``subject``, kept by ``by`` (patient, actor or record): present, or proved absent."""
+        by, subject, height, tx_id = params["by"], params["subject"], params["height"], params["tx_id"]
+        if by not in AUDIT_INDEXES or not 0 < height or len(subject) > 64 or len(tx_id) != 32:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                f'audit.proof: "by" is one of {", ".join(AUDIT_INDEXES)}, "height" a block, "tx_id" 32 bytes',
+            )
+        return _answer(node.store, entry_key(by, subject, height, tx_id), None)
+
+    return {
+        "state.proof": Method(proof, {"key": str, "height": Param(int, optional=True)}),
+        "audit.proof": Method(entry_proof, {"by": str, "subject": bytes, "height": int, "tx_id": bytes}),
+    }
+
+
+def _answer(store: Store, key: str, height: int | None) -> dict[str, Any]:
+    made = state_proof(store, key, height)
+    epoch = certifying_epoch(store, made.header.height)
+    return {
+        "key": key,
+        "value": None if made.value is None else made.value.hex(),
+        "state_height": made.header.state.height,
+        "state_root": made.header.state.state_root.hex(),
+        "block_height": made.header.height,
+        "epoch": epoch.number,
+        "epoch_first_height": epoch.first_height,
+        "validators": [validator.hex() for validator in epoch.keys],
+        "proof": codec.encode(made).hex(),
+    }
 
 
 def state_proof(store: Store, key: str, height: int | None) -> StateProof:
