@@ -192,8 +192,11 @@ class Node:
         self._validator_peers: dict[ID, bytes] = {}
         """The current set's peer ids, each with its validator key."""
         self._latest_epoch = -1
-        self._neighbour_peers: set[ID] = set()
-        """The other validators of the recent epochs (``seats.neighbours``)."""
+        self._neighbours: dict[ID, bytes] = {}
+        """The other validators of the recent epochs (``seats.neighbours``), each with its key."""
+        self._neighbour_ids: dict[bytes, ID] = {}
+        """The same, by key: every frame sent and received names one, and deriving a peer id
+        from a key (or back) costs microseconds a message."""
         self._note_validators()
 
     # -- what RPC methods and metrics read (``p2pmed.node.api.port.NodePort``) ------
@@ -348,7 +351,7 @@ class Node:
         await nursery.start(self.transport.run)
         # Validators of the recent epochs too: one voted in syncs before its epoch begins.
         admitted = admitted_peers(
-            self.home.config, lambda peer: peer in self._neighbour_peers or peer == host.get_id(), self.store
+            self.home.config, lambda peer: peer in self._neighbours or peer == host.get_id(), self.store
         )
         self.gossip = TxGossip(
             host,
@@ -417,7 +420,8 @@ class Node:
         if self.host is None or self._nursery is None or self.transport is None:
             return  # not running yet: ``_start`` calls this again
         wanted = {peer_id_of(seat.key): seat for seat in neighbours(self.core.store) if seat.key != self.node_key}
-        self._neighbour_peers = set(wanted)
+        self._neighbours = {peer_id: seat.key for peer_id, seat in wanted.items()}
+        self._neighbour_ids = {key: peer_id for peer_id, key in self._neighbours.items()}
         self.transport.set_validators(list(wanted))
         for peer_id in [peer_id for peer_id in self._dialers if peer_id not in wanted]:
             self._dialers.pop(peer_id).cancel()
@@ -457,8 +461,9 @@ class Node:
                     arrived.append(transport.incoming.receive_nowait())
                 except trio.WouldBlock:
                     break
-            # The transport admits only the recent epochs' validators, whose peer ids hold their keys.
-            messages = [(ed25519_key_of(peer), data) for peer, data in arrived]
+            # The transport admits only the recent epochs' validators; one that just left still
+            # has its key in its peer id, and the core counts it as a stranger.
+            messages = [(self._neighbours.get(peer) or ed25519_key_of(peer), data) for peer, data in arrived]
             known = [(key, data) for key, data in messages if key is not None]
             if self.faults is not None:
                 known = [(key, data) for key, data in known if self._faults_admit(key)]
@@ -511,7 +516,7 @@ class Node:
         """After each call into the core: send what it returned, wake the timer, log a view change."""
         assert self.transport is not None
         for key, data in outgoing:
-            peer_id = peer_id_of(key)
+            peer_id = self._neighbour_ids.get(key) or peer_id_of(key)
             if self.faults is None or key not in self.core.validators.keys:
                 self.transport.send(peer_id, data)
                 continue
