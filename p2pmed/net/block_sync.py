@@ -29,26 +29,18 @@ node's trio thread, like everything else that touches it.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import structlog
-import trio
-from libp2p.abc import IHost, INetStream
+from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from p2pmed import codec
 from p2pmed.consensus.messages import FETCH_BLOCKS_MAX, FETCH_BYTES_MAX, BlockWithCertificate
-from p2pmed.net.framing import FrameError, FrameReader, encode_frame
-from p2pmed.net.request_response import NoAnswer, PeerGate, ask, reset, serve
-from p2pmed.token_bucket import PeerBudgets
+from p2pmed.net.request_response import AnswerService, NoAnswer, ask
 
 __all__ = ["PROTOCOL_ID", "BlockSyncClient", "BlockSyncService", "SyncAnswer", "SyncRequest", "sync_error"]
-
-log = structlog.get_logger(__name__)
 
 PROTOCOL_ID = TProtocol("/p2pmed/blocks/1")
 REQUEST_SIZE_MAX = 64
@@ -84,73 +76,45 @@ def sync_error(reason: str) -> SyncAnswer:
     return SyncAnswer(reason)
 
 
-class BlockSyncService:
-    """Serves ``PROTOCOL_ID``: ``answer(from_height)`` reads the blocks from the store."""
+class BlockSyncService(AnswerService):
+    """Serves ``PROTOCOL_ID``: ``blocks(from_height)`` reads the blocks from the store."""
 
     def __init__(
         self,
         host: IHost,
-        answer: Callable[[int], SyncAnswer],
+        blocks: Callable[[int], SyncAnswer],
         admitted: Callable[[ID], bool],
         *,
         requests_per_s: float = 50.0,
         bytes_per_s: float = 32 << 20,
         streams_per_peer_max: int = 2,
     ) -> None:
-        self.host, self.answer = host, answer
-        self.served: collections.Counter[str] = collections.Counter()
-        """Requests by outcome: answered, blocks (sent), malformed, strangers, throttled."""
-        self.gate = PeerGate(admitted, requests_per_s, streams_per_peer_max)
-        self._bytes: PeerBudgets[ID] = PeerBudgets(bytes_per_s, 2 * ANSWER_SIZE_MAX)
+        super().__init__(
+            host,
+            PROTOCOL_ID,
+            self._answer,
+            admitted,
+            request_size_max=REQUEST_SIZE_MAX,
+            answer_size_max=ANSWER_SIZE_MAX,
+            requests_per_s=requests_per_s,
+            bytes_per_s=bytes_per_s,
+            streams_per_peer_max=streams_per_peer_max,
+            timeout_s=REQUEST_TIMEOUT_S,
+        )
+        self.blocks = blocks
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await serve(self.host, PROTOCOL_ID, self._handle, task_status)
-
-    async def _handle(self, stream: INetStream) -> None:
-        peer = stream.muxed_conn.peer_id
-        now = trio.current_time()
-        refusal = self.gate.refusal(peer, now)
-        # Answers are charged in bytes once sent: a peer whose last ones overdrew its budget waits here.
-        if refusal is None and self._bytes.take(peer, now):
-            refusal = "throttled"
-        if refusal is not None:
-            self.served[refusal] += 1
-            await reset(stream)
-            return
-        with self.gate.open(peer):
-            await self._serve(peer, stream)
-
-    async def _serve(self, peer: ID, stream: INetStream) -> None:
-        try:
-            with trio.fail_after(REQUEST_TIMEOUT_S):
-                frame = await FrameReader(stream, REQUEST_SIZE_MAX).read_frame()
-                data = codec.encode(self._answer(frame))
-                if len(data) > ANSWER_SIZE_MAX:  # a bug: answers are bounded by construction
-                    log.error("block sync answer over its limit", bytes=len(data))
-                    data = codec.encode(sync_error("internal error: answer too large"))
-                await stream.write(encode_frame(data, ANSWER_SIZE_MAX))
-                await stream.close()
-            self._bytes.charge(peer, trio.current_time(), len(data))
-        except (FrameError, trio.TooSlowError) as error:
-            self.served["malformed"] += 1
-            log.info("block sync request dropped", peer=str(peer), error=str(error))
-            await reset(stream)
-        except Exception as error:  # the peer reset or vanished
-            log.info("block sync stream ended", peer=str(peer), error=repr(error))
-            await reset(stream)
-
-    def _answer(self, frame: bytes | None) -> SyncAnswer:
+    def _answer(self, frame: bytes | None) -> bytes:
         try:
             if frame is None:
                 raise codec.CodecError("request", "stream closed before a request")
             request = codec.decode(SyncRequest, frame, REQUEST_SIZE_MAX)
         except codec.CodecError as error:
             self.served["malformed"] += 1
-            return sync_error(f"malformed request: {error}")
-        answer = self.answer(request.from_height)
+            return codec.encode(sync_error(f"malformed request: {error}"))
+        answer = self.blocks(request.from_height)
         self.served["answered"] += 1
         self.served["blocks"] += len(answer.blocks)
-        return answer
+        return codec.encode(answer)
 
 
 class BlockSyncClient:

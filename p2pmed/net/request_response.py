@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import structlog
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
@@ -21,7 +22,9 @@ from libp2p.peer.id import ID
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
 from p2pmed.token_bucket import PeerBudgets
 
-__all__ = ["NoAnswer", "PeerGate", "ask", "reset", "serve"]
+log = structlog.get_logger(__name__)
+
+__all__ = ["AnswerService", "NoAnswer", "PeerGate", "ask", "reset", "serve"]
 
 
 class NoAnswer(Exception):
@@ -99,3 +102,66 @@ class PeerGate:
             yield
         finally:
             self._open[peer] -= 1
+
+
+class AnswerService:
+    """Serves one request and one answer per stream on ``protocol`` to admitted peers: each may
+    have ``streams_per_peer_max`` requests open at once, ``requests_per_s`` (bursts of twice
+    that) and ``bytes_per_s`` of answers (bursts of two full answers; an answer is charged once
+    sent, and the peer's next request waits until the budget is out of debt); a request over
+    any is reset before it is read and counted as ``throttled``. ``answer`` turns a request's
+    bytes (None: the stream closed before one) into the answer's, on the trio thread."""
+
+    def __init__(
+        self,
+        host: IHost,
+        protocol: TProtocol,
+        answer: Callable[[bytes | None], bytes],
+        admitted: Callable[[ID], bool],
+        *,
+        request_size_max: int,
+        answer_size_max: int,
+        requests_per_s: float,
+        bytes_per_s: float,
+        streams_per_peer_max: int,
+        timeout_s: float,
+    ) -> None:
+        self.host, self.protocol, self.answer = host, protocol, answer
+        self.request_size_max, self.answer_size_max, self.timeout_s = request_size_max, answer_size_max, timeout_s
+        self.served: collections.Counter[str] = collections.Counter()
+        """Requests by outcome: malformed, strangers, throttled (``answer`` counts the rest)."""
+        self.gate = PeerGate(admitted, requests_per_s, streams_per_peer_max)
+        self._bytes: PeerBudgets[ID] = PeerBudgets(bytes_per_s, 2 * answer_size_max)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(self.host, self.protocol, self._handle, task_status)
+
+    async def _handle(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        now = trio.current_time()
+        refusal = self.gate.refusal(peer, now)
+        if refusal is None and self._bytes.take(peer, now):
+            refusal = "throttled"
+        if refusal is not None:
+            self.served[refusal] += 1
+            await reset(stream)
+            return
+        with self.gate.open(peer):
+            await self._serve(peer, stream)
+
+    async def _serve(self, peer: ID, stream: INetStream) -> None:
+        try:
+            with trio.fail_after(self.timeout_s):
+                frame = await FrameReader(stream, self.request_size_max).read_frame()
+                data = self.answer(frame)
+                assert len(data) <= self.answer_size_max, "answers are bounded by construction"
+                await stream.write(encode_frame(data, self.answer_size_max))
+                await stream.close()
+            self._bytes.charge(peer, trio.current_time(), len(data))
+        except (FrameError, trio.TooSlowError) as error:
+            self.served["malformed"] += 1
+            log.info("request dropped", protocol=self.protocol, peer=str(peer), error=str(error))
+            await reset(stream)
+        except Exception as error:  # the peer reset or vanished
+            log.info("stream ended", protocol=self.protocol, peer=str(peer), error=repr(error))
+            await reset(stream)
