@@ -21,8 +21,8 @@ from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.contracts.membership import ValidatorChange, ValidatorJoin, ValidatorProfile
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.node.api.proofs import certifying_epoch, state_proof
 from p2pmed.node.core import NodeCore
+from p2pmed.node.state_proofs import certifying_epoch, state_proof
 from p2pmed.testing.local_network import LocalNetwork
 from signing import signed
 

@@ -19,8 +19,7 @@ from p2pmed.ledger.contracts.probe import TX_TYPES, Probe
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.state_tree import TreePath
 from p2pmed.ledger.tx import sign_transaction
-from p2pmed.node.api.proofs import state_proof
-from p2pmed.rpc.errors import RpcError
+from p2pmed.node.state_proofs import ProofUnavailable, state_proof
 from p2pmed.store import Store
 from signing import signed
 
@@ -79,7 +78,7 @@ def test_a_proof_at_an_older_height_shows_the_value_then(store: Store) -> None:
 
 def test_a_state_no_certified_block_commits_to_yet_is_not_found(store: Store) -> None:
     for height in (5, 6, -1):
-        with pytest.raises(RpcError, match="no certified block here commits to the state after block"):
+        with pytest.raises(ProofUnavailable, match="no certified block here commits to the state after block"):
             state_proof(store, "genesis/1", height)
 
 

@@ -54,6 +54,8 @@ __all__ = [
     "ValidatorJoin",
     "ValidatorProfile",
     "epoch_at",
+    "epoch_key",
+    "epoch_record",
     "genesis_state",
     "known_validator_keys",
     "latest_epoch",
@@ -105,7 +107,7 @@ class Epoch:
         return tuple(validator.key for validator in self.validators)
 
 
-def _epoch_key(number: int) -> str:
+def epoch_key(number: int) -> str:
     return f"validators/epoch/{number:010d}"
 
 
@@ -123,8 +125,9 @@ def _vote_key(validator: bytes) -> str:
 # -- queries ---------------------------------------------------------------------------
 
 
-def _epoch(state: StateReader, number: int) -> Epoch | None:
-    data = state.state_get(_epoch_key(number))
+def epoch_record(state: StateReader, number: int) -> Epoch | None:
+    """Epoch ``number``'s set, if ``state`` has it."""
+    data = state.state_get(epoch_key(number))
     return None if data is None else _decoded_epoch(data)
 
 
@@ -140,7 +143,7 @@ def _decoded_epoch(data: bytes) -> Epoch:
 def latest_epoch(state: StateReader) -> Epoch | None:
     """The newest epoch: in force, or passed and waiting for its first height."""
     number = StateOverlay(state).get(int, _LATEST_KEY)
-    return None if number is None else _epoch(state, number)
+    return None if number is None else epoch_record(state, number)
 
 
 def epoch_at(state: StateReader, height: int) -> Epoch | None:
@@ -150,7 +153,7 @@ def epoch_at(state: StateReader, height: int) -> Epoch | None:
     latest = latest_epoch(state)
     if latest is None or latest.first_height <= height or latest.number == 0:
         return latest
-    previous = _epoch(state, latest.number - 1)
+    previous = epoch_record(state, latest.number - 1)
     assert previous is not None, "an epoch is scheduled only over one in force"
     return previous
 
@@ -161,7 +164,7 @@ def recent_epochs(state: StateReader) -> tuple[Epoch, ...]:
     latest = latest_epoch(state)
     if latest is None:
         return ()
-    previous = _epoch(state, latest.number - 1) if latest.number else None
+    previous = epoch_record(state, latest.number - 1) if latest.number else None
     return (latest,) if previous is None else (latest, previous)
 
 
@@ -181,7 +184,7 @@ def genesis_state(validators: Iterable[ValidatorProfile]) -> dict[str, bytes]:
     """Epoch 0: the genesis validators, from height 1."""
     epoch = Epoch(0, 1, tuple(validators))
     served = {_served_key(validator.key): codec.encode(validator.organisation) for validator in epoch.validators}
-    return {_epoch_key(0): codec.encode(epoch), _LATEST_KEY: codec.encode(0), **served}
+    return {epoch_key(0): codec.encode(epoch), _LATEST_KEY: codec.encode(0), **served}
 
 
 # -- joining ---------------------------------------------------------------------------
@@ -263,7 +266,7 @@ def apply_change(state: StateOverlay, context: TxContext, change: ValidatorChang
         identity.mark_key_used(state, join.profile.key)
         state.put(_served_key(join.profile.key), join.profile.organisation)
     epoch = Epoch(current.number + 1, context.height + EPOCH_DELAY_BLOCKS, validators)
-    state.put(_epoch_key(epoch.number), epoch)
+    state.put(epoch_key(epoch.number), epoch)
     state.put(_LATEST_KEY, epoch.number)
 
 

@@ -19,17 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 from p2pmed import codec
-from p2pmed.consensus.messages import CommitCertificate, proposal_header
-from p2pmed.consensus.state_proof import StateProof
-from p2pmed.ledger.block import STATE_LAG_MAX, Block
-from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, entry_key
 from p2pmed.node.api.port import NodePort
+from p2pmed.node.state_proofs import ProofUnavailable, certifying_epoch, state_proof
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
-from p2pmed.store import Store, StoreError
+from p2pmed.store import Store
 
-__all__ = ["certifying_epoch", "proof_methods", "state_proof"]
+__all__ = ["proof_methods"]
 
 KEY_LENGTH_MAX = 1_024
 
@@ -59,7 +56,10 @@ def proof_methods(node: NodePort) -> dict[str, Method]:
 
 
 def _answer(store: Store, key: str, height: int | None) -> dict[str, Any]:
-    made = state_proof(store, key, height)
+    try:
+        made = state_proof(store, key, height)
+    except ProofUnavailable as error:
+        raise RpcError(ErrorCode.NOT_FOUND, f"state.proof: {error}") from None
     epoch = certifying_epoch(store, made.header.height)
     return {
         "key": key,
@@ -72,41 +72,3 @@ def _answer(store: Store, key: str, height: int | None) -> dict[str, Any]:
         "validators": [validator.hex() for validator in epoch.keys],
         "proof": codec.encode(made).hex(),
     }
-
-
-def state_proof(store: Store, key: str, height: int | None) -> StateProof:
-    """The proof of ``key`` in the state after block ``height`` (None: the newest certified
-    state); raise ``RpcError`` when no certified block commits to it or it is not kept."""
-    block, certificate = _certifying_block(store, height)
-    try:
-        value, path = store.state_path(key, block.header.state.height)
-    except StoreError as error:
-        raise RpcError(ErrorCode.NOT_FOUND, f"state.proof: {error}") from None
-    return StateProof(key, value, path, proposal_header(block.header), certificate)
-
-
-def certifying_epoch(store: Store, height: int) -> membership.Epoch:
-    """The epoch whose set ordered (and certified) block ``height``, as the light client reads
-    it: from the state the blocks before it built, which the store still keeps for a block
-    that certifies a provable state."""
-    epoch = membership.epoch_at(store.state_at(height - 1), height)
-    assert epoch is not None, "a chain that has blocks has validators from genesis"
-    return epoch
-
-
-def _certifying_block(store: Store, height: int | None) -> tuple[Block, CommitCertificate]:
-    head = store.head()[0]
-    if height is None:
-        candidates = range(head, head + 1) if head else range(0)
-    elif 0 <= height < head:
-        candidates = range(height + 1, min(head, height + STATE_LAG_MAX) + 1)
-    else:
-        candidates = range(0)
-    for number in candidates:
-        block, encoded = store.block(number), store.certificate(number)
-        if block is None or encoded is None:
-            continue
-        if height is None or block.header.state.height == height:
-            return block, codec.decode(CommitCertificate, encoded, codec.BLOCK_SIZE_MAX)
-    what = "any state" if height is None else f"the state after block {height}"
-    raise RpcError(ErrorCode.NOT_FOUND, f"state.proof: no certified block here commits to {what} yet")
