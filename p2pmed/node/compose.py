@@ -1,6 +1,6 @@
-"""The composition root: a node built from its home (a validator's ``Node`` or an
-``Observer``, by config ``role``), with its RPC methods, run until a signal, or (for nodes
-a harness starts) until the process that started it is gone."""
+"""The composition root: a node built from its home, with its RPC methods (started from a
+snapshot first when config ``[sync] fast_start`` asks and its store is empty), run until a
+signal, or (for nodes a harness starts) until the process that started it is gone."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import trio
 
 from p2pmed.node.api.server import rpc_server
 from p2pmed.node.daemon import Node
+from p2pmed.node.fast_start import FastStartFailed, fast_start
 from p2pmed.site.home import LoadedHome
 
 __all__ = ["serve"]
@@ -30,6 +31,11 @@ async def serve(home: LoadedHome, *, exit_with_parent: bool = False) -> None:
     # go-yamux's rule (update once half the window is consumed) halves our frame count.
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
     parent = os.getppid()
+    if home.config.fast_start:
+        try:
+            await fast_start(home)
+        except FastStartFailed as error:
+            log.warning("fast start failed; replaying the chain from genesis", reason=str(error))
     node = Node(home)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

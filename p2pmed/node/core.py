@@ -71,7 +71,9 @@ from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_n
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.admission import TxAdmission
 from p2pmed.node.mempool import Mempool
+from p2pmed.node.snapshots import keep_epoch_proof
 from p2pmed.store import Store
+from p2pmed.store.sqlite import SNAPSHOT_INTERVAL_BLOCKS
 
 __all__ = ["NodeCore", "Outgoing", "StorageFailed", "leaf_errors"]
 
@@ -112,9 +114,10 @@ class NodeCore:
         *,
         verifier: Verifier | None = None,
         probes_from_anyone: bool = False,
+        snapshot_interval: int = SNAPSHOT_INTERVAL_BLOCKS,
     ) -> None:
         self.ledger = ledger
-        self.store = Store.open(store_path, ledger.chain_id, genesis_hash, ledger.genesis_state)
+        self.store = Store.open(store_path, ledger.chain_id, genesis_hash, ledger.genesis_state, snapshot_interval)
         self.admission = TxAdmission(ledger, self.store, probes_from_anyone=probes_from_anyone)
         self.mempool = Mempool(size_max=config.pending_max)
         self._signer = signer
@@ -177,8 +180,8 @@ class NodeCore:
         return [*actions, *self._hand_to_replica(self.mempool.released())]
 
     def _head_time_ms(self, height: int) -> int:
-        head = self.store.block(height) if height else None
-        return 0 if head is None else head.header.time_ms
+        head = self.store.block_header(height) if height else None
+        return 0 if head is None else head.time_ms
 
     def start(self) -> Outgoing:
         actions, self._start_actions = self._start_actions, []
@@ -319,6 +322,7 @@ class NodeCore:
         execution = self.ledger.execute_block(self.store, block, verified_tx_ids=self.admission.verified)
         self._durably(self.store.append_block, block, execution, codec.encode(certificate))
         self.ledger_time_ms = execution.time_ms
+        self._durably(keep_epoch_proof, self.store)
         for listener in list(self.commit_listeners):  # a listener may remove itself
             listener(block, execution)
         released = self.mempool.committed(block.txs, lambda sender: next_nonce(self.store, sender))
@@ -338,8 +342,8 @@ class NodeCore:
         """Why a certified ``block`` cannot execute here: it commits to an outcome other than this
         node's (see the module's "State commitments"); None when it commits to this node's."""
         claimed = block.header.state
-        if claimed == self.store.commitment(claimed.height):
-            return None
+        if not self.store.knows_outcome(claimed.height) or claimed == self.store.commitment(claimed.height):
+            return None  # before a snapshot's base, the certificate is all there is to go by
         return (
             f"block {block.height}, certified by epoch {self.validators.epoch}'s quorum, commits to a state after"
             f" block {claimed.height} other than this node's: more than f of that set are faulty, or this node's"

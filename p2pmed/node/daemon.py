@@ -39,6 +39,7 @@ validators reach the custodians.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -67,7 +68,9 @@ from p2pmed.net.block_sync import BlockSyncClient, BlockSyncService, SyncAnswer
 from p2pmed.net.faults import FaultInjector
 from p2pmed.net.host import node_host
 from p2pmed.net.identity import ed25519_key_of
+from p2pmed.net.snapshot_sync import SnapshotService
 from p2pmed.net.tx_gossip import TxGossip
+from p2pmed.node import snapshots
 from p2pmed.node.api.port import BlockListener, Traffic
 from p2pmed.node.core import NodeCore, Outgoing, StorageFailed, leaf_errors
 from p2pmed.node.custodian import Custodian
@@ -149,6 +152,7 @@ class Node:
             self.started_ms,
             genesis.hash,
             probes_from_anyone=home.config.probes_from_anyone,
+            snapshot_interval=home.config.snapshot_interval_blocks,
         )
         self.core.epoch_listeners.append(self._on_epoch)
         self.follower = ChainFollower(
@@ -176,6 +180,7 @@ class Node:
         self.block_listeners.append(self._erase_on_commit)
         self.blob_client: BlobClient | None = None
         self.block_sync: BlockSyncService | None = None
+        self.snapshot_service: SnapshotService | None = None
         self.repair = BlobRepair(self.custodian, self.ask_custodian)
         self.repair.scan(self.core.store)
         self.block_listeners.append(self.repair.on_commit)
@@ -367,6 +372,11 @@ class Node:
         await nursery.start(BlobService(host, self._answer_peer, self._is_other_validator).run)
         self.block_sync = BlockSyncService(host, self._blocks_from, admitted)
         await nursery.start(self.block_sync.run)
+        store = self.core.store
+        self.snapshot_service = SnapshotService(
+            host, lambda: snapshots.offer(store), functools.partial(snapshots.entries, store), admitted
+        )
+        await nursery.start(self.snapshot_service.run)
         self.blob_client = BlobClient(host)
         await nursery.start(self.repair.run)
         nursery.start_soon(self._consensus_pump, self.transport)

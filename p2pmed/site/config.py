@@ -63,6 +63,8 @@ class NodeConfig:
     heartbeat_interval_ms: int = 60_000
     passphrase_file: str = ""
     master_key_file: str = ""
+    fast_start: bool = False
+    snapshot_interval_blocks: int = 1_000
 
     @property
     def watermark_window(self) -> int:
@@ -132,6 +134,14 @@ checkpoint_interval = {checkpoint_interval}
 # An idle primary proposes an empty block this long after the last one, so
 # that consents, grants and other expiries take effect without traffic.
 heartbeat_interval_ms = {heartbeat_interval_ms}
+
+[sync]
+# A node with an empty store starts from a recent state that f+1 validators offer
+# and a quorum certified, instead of replaying every block since genesis; it then
+# has no blocks or transactions from before that state (docs/operators.md).
+fast_start = {fast_start}
+# Every this many blocks this node offers its state to nodes that start fast.
+snapshot_interval_blocks = {snapshot_interval_blocks}
 
 [keys]
 # What node_key.pem and encryption_key are encrypted under, if they are (see
@@ -238,6 +248,8 @@ _SCHEMA: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     ("consensus", "block_time_skew_max_ms"): ("block_time_skew_max_ms", _integer(1_000, 3_600_000)),
     ("consensus", "checkpoint_interval"): ("checkpoint_interval", _integer(1, 10_000)),
     ("consensus", "heartbeat_interval_ms"): ("heartbeat_interval_ms", _integer(1_000, 86_400_000)),
+    ("sync", "fast_start"): ("fast_start", _boolean),
+    ("sync", "snapshot_interval_blocks"): ("snapshot_interval_blocks", _integer(16, 1_000_000)),
     ("keys", "passphrase_file"): ("passphrase_file", _path_or_none),
     ("keys", "master_key_file"): ("master_key_file", _path_or_none),
     ("log", "format"): ("log_format", _choice(LOG_FORMATS)),

@@ -123,13 +123,24 @@ MIGRATIONS: tuple[str, ...] = (
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX state_undo_by_height ON state_undo (height);
     """,
+    # Proofs of each epoch's validator set, certified by the set before it, kept for good
+    # (``p2pmed.node.snapshots``): what a node started from a snapshot checks the chain with.
+    """
+    CREATE TABLE epoch_proofs (number INTEGER PRIMARY KEY, proof BLOB NOT NULL) STRICT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 STATE_HISTORY_BLOCKS = 256
 """How many blocks back a key's value and tree path stay provable."""
 TREE_CACHE_DEPTH = 16
 """Tree records at depths below this are kept in memory by the store that writes them."""
+SNAPSHOT_INTERVAL_BLOCKS = 1_000
+"""The state after every such height is offered as a snapshot while it is one of the two newest."""
+SNAPSHOT_BYTES_MAX = 1 << 30
+"""The largest state a snapshot carries (its entries' keys and values)."""
 _UNDO_STATE, _UNDO_TREE = 0, 1
+_SNAPSHOT_KEYS_READ = 512
+_BASE_KEY = "base_header"
 
 
 class StoreError(Exception):
@@ -148,13 +159,23 @@ class StoredTransaction:
 class Store:
     """A p2pmed SQLite store. Not thread-safe; one writer (the node) at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, chain_id: str, genesis_hash: bytes) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: Path,
+        chain_id: str,
+        genesis_hash: bytes,
+        snapshot_interval: int = SNAPSHOT_INTERVAL_BLOCKS,
+    ) -> None:
         self._db = connection
         self.path = path
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
+        self.snapshot_interval = snapshot_interval
         self._tree_top: dict[bytes, bytes | None] = {}
         """Tree records above ``TREE_CACHE_DEPTH`` as committed (None: no record there)."""
+        self.base: BlockHeader | None = self._read_base()
+        """The header of the block a store started from a snapshot starts after (None: genesis)."""
 
     @classmethod
     def open(
@@ -163,6 +184,7 @@ class Store:
         chain_id: str,
         genesis_hash: bytes = GENESIS_PARENT_HASH,
         genesis_state: Mapping[str, bytes] | None = None,
+        snapshot_interval: int = SNAPSHOT_INTERVAL_BLOCKS,
     ) -> Store:
         """Open or create the store of ``chain_id``; a store of another chain, or of the same
         chain id started from another genesis, is refused. Block 1 extends ``genesis_hash``;
@@ -184,7 +206,7 @@ class Store:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, chain_id, genesis_hash)
+        return cls(connection, path, chain_id, genesis_hash, snapshot_interval)
 
     def close(self) -> None:
         self._db.close()
@@ -198,9 +220,17 @@ class Store:
     # -- blocks and transactions ---------------------------------------------
 
     def head(self) -> tuple[int, bytes]:
-        """Height and hash of the last block; ``(0, genesis_hash)`` when empty."""
+        """Height and hash of the last block; ``(0, genesis_hash)`` when empty, the snapshot's
+        base block when started from one and no block came since."""
         row = self._db.execute("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
-        return (0, self.genesis_hash) if row is None else (row[0], row[1])
+        if row is not None:
+            return row[0], row[1]
+        return (0, self.genesis_hash) if self.base is None else (self.base.height, self.base.hash)
+
+    def knows_outcome(self, height: int) -> bool:
+        """Whether this store executed block ``height`` (0: genesis) or started from its state:
+        a store started from a snapshot has no outcome of the blocks before its base."""
+        return height == 0 or self.base is None or height >= self.base.height
 
     def append_block(self, block: Block, execution: BlockExecution, certificate: bytes | None = None) -> None:
         """Write ``block``, its outcomes and state changes atomically; it must extend the head."""
@@ -208,7 +238,7 @@ class Store:
         check_block(block, self.chain_id, height + 1, head_hash)
         assert len(execution.results) == len(block.txs), "one result per transaction"
         claimed = block.header.state
-        if claimed != self.commitment(claimed.height):
+        if self.knows_outcome(claimed.height) and claimed != self.commitment(claimed.height):
             raise BlockRejected(
                 f"block {block.height} commits to a state after block {claimed.height} that differs from this store's"
             )
@@ -262,7 +292,10 @@ class Store:
         rows = [(_UNDO_STATE, key.encode(), height, self.state_get(key)) for key in changes]
         rows += [(_UNDO_TREE, position, height, reads.tree_node(position)) for position in tree_writes]
         self._db.executemany("INSERT INTO state_undo (kind, key, height, before) VALUES (?, ?, ?, ?)", rows)
-        self._db.execute("DELETE FROM state_undo WHERE height <= ?", (height - STATE_HISTORY_BLOCKS,))
+        self._db.execute(
+            "DELETE FROM state_undo WHERE height <= ? AND (kind = ? OR height <= ?)",
+            (height - STATE_HISTORY_BLOCKS, _UNDO_TREE, self._older_snapshot_height(height)),
+        )
 
     def set_certificate(self, height: int, certificate: bytes) -> None:
         with self._transaction():
@@ -271,6 +304,13 @@ class Store:
                 != 1
             ):
                 raise StoreError(f"no block at height {height}")
+
+    def block_header(self, height: int) -> BlockHeader | None:
+        """The header of block ``height``, also of a snapshot's base block (whose transactions are not here)."""
+        if self.base is not None and height == self.base.height:
+            return self.base
+        row = self._db.execute("SELECT header FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else self._decode_stored(BlockHeader, row[0], f"block {height} header")
 
     def block(self, height: int) -> Block | None:
         row = self._db.execute("SELECT header FROM blocks WHERE height = ?", (height,)).fetchone()
@@ -370,6 +410,93 @@ class Store:
             (kind, key, height),
         ).fetchone()
         return (False, None) if row is None else (True, row[0])
+
+    # -- snapshots --------------------------------------------------------------
+
+    def snapshot_heights(self) -> list[int]:
+        """The heights whose state this store offers as a snapshot, newest first: the two newest
+        multiples of ``snapshot_interval`` that a later block here commits to, at or after its base."""
+        head = self.head()[0]
+        newest = (head - 1) // self.snapshot_interval * self.snapshot_interval
+        lowest = 0 if self.base is None else self.base.height
+        return [height for height in (newest, newest - self.snapshot_interval) if height > lowest]
+
+    def _older_snapshot_height(self, head: int) -> int:
+        return ((head - 1) // self.snapshot_interval - 1) * self.snapshot_interval
+
+    def snapshot_entries(self, height: int, after: str, bytes_max: int) -> tuple[list[tuple[str, bytes]], bool]:
+        """The state after block ``height`` (one of ``snapshot_heights``) in key order, from the first
+        key after ``after``: entries of at most ``bytes_max`` bytes in all (at least one), and whether
+        more follow."""
+        if height not in self.snapshot_heights():
+            raise StoreError(f"the state after block {height} is not offered here (only {self.snapshot_heights()})")
+        at = _StateAt(self, height)
+        entries: list[tuple[str, bytes]] = []
+        size = 0
+        while True:
+            keys = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT key FROM state WHERE key > ?1 UNION"
+                    " SELECT CAST(key AS TEXT) FROM state_undo"
+                    " WHERE kind = ?2 AND height > ?3 AND key > CAST(?1 AS BLOB)"
+                    " ORDER BY 1 LIMIT ?4",
+                    (after, _UNDO_STATE, height, _SNAPSHOT_KEYS_READ),
+                )
+            ]
+            for key in keys:
+                after = key
+                value = at.state_get(key)
+                if value is None:  # created after ``height``
+                    continue
+                if entries and size + len(key) + len(value) > bytes_max:
+                    return entries, True
+                entries.append((key, value))
+                size += len(key) + len(value)
+            if len(keys) < _SNAPSHOT_KEYS_READ:
+                return entries, False
+
+    def install_snapshot(self, base: BlockHeader, entries: Mapping[str, bytes], commitment: StateCommitment) -> None:
+        """Start this empty store from the state after block ``base`` (``entries``), whose outcome a
+        certified later block commits to (``commitment``); refused (``StoreError``, nothing written)
+        if the entries' root is not the commitment's."""
+        if self.head()[0] != 0:
+            raise StoreError(f"{self.path}: a snapshot starts an empty store; this one has blocks")
+        if commitment.height != base.height:
+            raise StoreError(f"the commitment is of block {commitment.height}, the snapshot's base is {base.height}")
+        root, writes = update(_EmptyTree(), None, dict(entries))
+        if (EMPTY_ROOT if root is None else root.hash) != commitment.state_root:
+            raise StoreError(f"the snapshot's entries do not lead to the state root block {base.height} commits to")
+        with self._transaction():
+            self._db.execute("DELETE FROM state")
+            self._db.execute("DELETE FROM state_tree")
+            self._db.executemany("INSERT INTO state (key, value) VALUES (?, ?)", sorted(entries.items()))
+            _write_tree(self._db, writes)
+            _insert_commitment(self._db, base.height, root, commitment.results_root)
+            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_BASE_KEY, codec.encode(base)))
+        self.base = base
+
+    def _read_base(self) -> BlockHeader | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_BASE_KEY,)).fetchone()
+        return None if row is None else self._decode_stored(BlockHeader, row[0], "snapshot base header")
+
+    def epoch_proof(self, number: int) -> bytes | None:
+        row = self._db.execute("SELECT proof FROM epoch_proofs WHERE number = ?", (number,)).fetchone()
+        return None if row is None else row[0]
+
+    def epoch_proofs(self) -> list[bytes]:
+        """The proofs of epochs 1, 2, ... in order, as far as they are here without a gap."""
+        rows = self._db.execute("SELECT number, proof FROM epoch_proofs ORDER BY number")
+        proofs: list[bytes] = []
+        for number, proof in rows:
+            if number != len(proofs) + 1:
+                break
+            proofs.append(proof)
+        return proofs
+
+    def put_epoch_proof(self, number: int, proof: bytes) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO epoch_proofs (number, proof) VALUES (?, ?)", (number, proof))
 
     # -- consensus records ----------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,15 +36,24 @@ from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.block import make_block
 from p2pmed.ledger.contracts import ALL_TX_TYPES
 from p2pmed.ledger.machine import Ledger
+from p2pmed.ledger.tx import Transaction
 from p2pmed.site.home import load_home
 from p2pmed.store import Store
 
 __all__ = ["write_certified_chain"]
 
 
-def write_certified_chain(homes: list[Path], blocks: int, end_ms: int, txs_per_block: int = 1, seed: int = 0) -> None:
+def write_certified_chain(
+    homes: list[Path],
+    blocks: int,
+    end_ms: int,
+    txs_per_block: int = 1,
+    seed: int = 0,
+    txs: Sequence[Transaction] | None = None,
+) -> None:
     """Write ``blocks`` certified blocks into the stores of ``homes``: validators' homes of one
-    network, none running, with empty stores. ``blocks`` is a multiple of the checkpoint interval."""
+    network, none running, with empty stores. ``blocks`` is a multiple of the checkpoint interval.
+    The blocks carry ``txs`` if given, else load probes from ``seed``."""
     loaded = [load_home(home) for home in homes]
     genesis = loaded[0].genesis
     assert blocks % loaded[0].config.checkpoint_interval == 0, "the head is a checkpoint"
@@ -51,7 +61,8 @@ def write_certified_chain(homes: list[Path], blocks: int, end_ms: int, txs_per_b
     validators = Validators(genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
     signers = [keys[key] for key in genesis.validator_keys[: validators.quorum]]
     ledger = Ledger(genesis.chain_id, ALL_TX_TYPES, genesis.ledger_state())
-    txs = sample_transactions(genesis.chain_id, blocks * txs_per_block, random.Random(seed))
+    if txs is None:
+        txs = sample_transactions(genesis.chain_id, blocks * txs_per_block, random.Random(seed))
     first = loaded[0].store_path
     with Store.open(first, genesis.chain_id, genesis.hash, ledger.genesis_state) as store:
         assert store.head()[0] == 0, "the stores must be empty"

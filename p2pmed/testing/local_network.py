@@ -21,6 +21,7 @@ from p2pmed.ledger.contracts.membership import ValidatorProfile
 from p2pmed.ledger.machine import Ledger
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.core import NodeCore, Outgoing
+from p2pmed.store.sqlite import SNAPSHOT_INTERVAL_BLOCKS
 
 __all__ = ["LocalNetwork"]
 
@@ -37,8 +38,10 @@ class LocalNetwork:
         *,
         joiners: int = 0,
         probes_from_anyone: bool = True,
+        snapshot_interval: int = SNAPSHOT_INTERVAL_BLOCKS,
     ) -> None:
         self.probes_from_anyone = probes_from_anyone
+        self.snapshot_interval = snapshot_interval
         self.keys = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(n + joiners)]
         self.validators = Validators(chain_id, tuple(key.public_key for key in self.keys[:n]), Ed25519Verifier())
         self._index_of = {key.public_key: index for index, key in enumerate(self.keys)}
@@ -76,6 +79,7 @@ class LocalNetwork:
             self.config,
             self.now_ms,
             probes_from_anyone=self.probes_from_anyone,
+            snapshot_interval=self.snapshot_interval,
         )
         self.cores[index] = core
         self.send_from(index, core.start())

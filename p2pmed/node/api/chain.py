@@ -44,6 +44,7 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             "epoch": node.epoch,
             "height": height,
             "last_block_hash": head_hash.hex(),
+            "started_from": None if node.store.base is None else node.store.base.height,
             **_consensus_status(node.replica),
             "peers": len(node.connected_validators()),
             "mempool_size": len(node.mempool),
@@ -129,7 +130,8 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
         block = store.block(params["height"]) if params["hash"] is None else store.block_by_hash(params["hash"])
         if block is None:
             wanted = f"height {params['height']}" if params["hash"] is None else f"hash {params['hash'].hex()}"
-            raise RpcError(ErrorCode.NOT_FOUND, f"no block at {wanted}; the head is at {store.head()[0]}")
+            since = "" if store.base is None else f"; this node started from the state after block {store.base.height}"
+            raise RpcError(ErrorCode.NOT_FOUND, f"no block at {wanted}; the head is at {store.head()[0]}{since}")
         certificate = store.certificate(block.height)
         return {
             **block_summary(block),
