@@ -29,19 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import structlog
-import trio
-from libp2p.abc import IHost, INetStream
+from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from p2pmed import codec
 from p2pmed.key_shares import SHARE_WRAP_SIZE_MAX
 from p2pmed.ledger.contracts.records import CUSTODIANS_MAX, SIZE_MAX
-from p2pmed.net.framing import FrameError, FrameReader, encode_frame
-from p2pmed.net.request_response import NoAnswer, PeerGate, ask, reset, serve
+from p2pmed.net.request_response import AnswerService, NoAnswer, ask
 
 __all__ = [
     "PROTOCOL_ID",
@@ -55,7 +51,6 @@ __all__ = [
     "refused",
 ]
 
-log = structlog.get_logger(__name__)
 
 PROTOCOL_ID = TProtocol("/p2pmed/blob/2")
 SHARES_SIZE_MAX = CUSTODIANS_MAX * (SHARE_WRAP_SIZE_MAX + 8) + 64
@@ -110,7 +105,7 @@ def refused(reason: str) -> BlobResponse:
     return BlobResponse(reason)
 
 
-class BlobService:
+class BlobService(AnswerService):
     """Serves ``PROTOCOL_ID``: ``answer`` is this node's custodian deciding each request.
 
     Each validator may have ``streams_per_peer_max`` requests open at once and make
@@ -126,52 +121,33 @@ class BlobService:
         requests_per_s: float = 100.0,
         streams_per_peer_max: int = 4,
     ) -> None:
-        self.host, self.answer = host, answer
-        self.served: dict[str, int] = dict.fromkeys(
-            (*REQUEST_KINDS, "refused", "malformed", "strangers", "throttled"), 0
+        super().__init__(
+            host,
+            PROTOCOL_ID,
+            self._answer,
+            validators,
+            request_size_max=FRAME_SIZE_MAX,
+            answer_size_max=FRAME_SIZE_MAX,
+            requests_per_s=requests_per_s,
+            bytes_per_s=None,
+            streams_per_peer_max=streams_per_peer_max,
+            timeout_s=REQUEST_TIMEOUT_S,
         )
-        self.gate = PeerGate(validators, requests_per_s, streams_per_peer_max)
+        self.custodian = answer
+        self.served.update(dict.fromkeys((*REQUEST_KINDS, "refused", "malformed", "strangers", "throttled"), 0))
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await serve(self.host, PROTOCOL_ID, self._handle, task_status)
-
-    async def _handle(self, stream: INetStream) -> None:
-        peer = stream.muxed_conn.peer_id
-        refusal = self.gate.refusal(peer, trio.current_time())
-        if refusal is not None:
-            self.served[refusal] += 1
-            await reset(stream)
-            return
-        with self.gate.open(peer):
-            await self._serve(peer, stream)
-
-    async def _serve(self, peer: ID, stream: INetStream) -> None:
-        try:
-            with trio.fail_after(REQUEST_TIMEOUT_S):
-                frame = await FrameReader(stream, FRAME_SIZE_MAX).read_frame()
-                response = self._answer(peer, frame)
-                await stream.write(encode_frame(codec.encode(response), FRAME_SIZE_MAX))
-                await stream.close()
-        except (FrameError, trio.TooSlowError) as error:
-            self.served["malformed"] += 1
-            log.info("blob request dropped", peer=str(peer), error=str(error))
-            await reset(stream)
-        except Exception as error:  # the peer reset or vanished
-            log.info("blob stream ended", peer=str(peer), error=repr(error))
-            await reset(stream)
-
-    def _answer(self, peer: ID, frame: bytes | None) -> BlobResponse:
+    def _answer(self, peer: ID, frame: bytes | None) -> bytes:
         try:
             if frame is None:
                 raise codec.CodecError("request", "stream closed before a request")
             request = codec.decode(BlobRequest, frame, FRAME_SIZE_MAX)
         except codec.CodecError as error:
             self.served["malformed"] += 1
-            return refused(f"malformed request: {error}")
-        response = self.answer(request, peer)
+            return codec.encode(refused(f"malformed request: {error}"))
+        response = self.custodian(request, peer)
         if request.kind in REQUEST_KINDS:
             self.served["refused" if response.error else request.kind] += 1
-        return response
+        return codec.encode(response)
 
 
 class BlobClient:

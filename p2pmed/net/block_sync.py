@@ -103,7 +103,7 @@ class BlockSyncService(AnswerService):
         )
         self.blocks = blocks
 
-    def _answer(self, frame: bytes | None) -> bytes:
+    def _answer(self, _peer: ID, frame: bytes | None) -> bytes:
         try:
             if frame is None:
                 raise codec.CodecError("request", "stream closed before a request")

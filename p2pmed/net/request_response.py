@@ -107,22 +107,23 @@ class PeerGate:
 class AnswerService:
     """Serves one request and one answer per stream on ``protocol`` to admitted peers: each may
     have ``streams_per_peer_max`` requests open at once, ``requests_per_s`` (bursts of twice
-    that) and ``bytes_per_s`` of answers (bursts of two full answers; an answer is charged once
-    sent, and the peer's next request waits until the budget is out of debt); a request over
-    any is reset before it is read and counted as ``throttled``. ``answer`` turns a request's
-    bytes (None: the stream closed before one) into the answer's, on the trio thread."""
+    that) and, unless None, ``bytes_per_s`` of answers (bursts of two full answers; an answer is
+    charged once sent, and the peer's next request waits until the budget is out of debt); a
+    request over any is reset before it is read and counted as ``throttled``. ``answer`` turns
+    the asking peer and its request's bytes (None: the stream closed before one) into the
+    answer's, on the trio thread."""
 
     def __init__(
         self,
         host: IHost,
         protocol: TProtocol,
-        answer: Callable[[bytes | None], bytes],
+        answer: Callable[[ID, bytes | None], bytes],
         admitted: Callable[[ID], bool],
         *,
         request_size_max: int,
         answer_size_max: int,
         requests_per_s: float,
-        bytes_per_s: float,
+        bytes_per_s: float | None,
         streams_per_peer_max: int,
         timeout_s: float,
     ) -> None:
@@ -131,7 +132,9 @@ class AnswerService:
         self.served: collections.Counter[str] = collections.Counter()
         """Requests by outcome: malformed, strangers, throttled (``answer`` counts the rest)."""
         self.gate = PeerGate(admitted, requests_per_s, streams_per_peer_max)
-        self._bytes: PeerBudgets[ID] = PeerBudgets(bytes_per_s, 2 * answer_size_max)
+        self._bytes: PeerBudgets[ID] | None = (
+            None if bytes_per_s is None else PeerBudgets(bytes_per_s, 2 * answer_size_max)
+        )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await serve(self.host, self.protocol, self._handle, task_status)
@@ -140,7 +143,7 @@ class AnswerService:
         peer = stream.muxed_conn.peer_id
         now = trio.current_time()
         refusal = self.gate.refusal(peer, now)
-        if refusal is None and self._bytes.take(peer, now):
+        if refusal is None and self._bytes is not None and self._bytes.take(peer, now):
             refusal = "throttled"
         if refusal is not None:
             self.served[refusal] += 1
@@ -153,11 +156,12 @@ class AnswerService:
         try:
             with trio.fail_after(self.timeout_s):
                 frame = await FrameReader(stream, self.request_size_max).read_frame()
-                data = self.answer(frame)
+                data = self.answer(peer, frame)
                 assert len(data) <= self.answer_size_max, "answers are bounded by construction"
                 await stream.write(encode_frame(data, self.answer_size_max))
                 await stream.close()
-            self._bytes.charge(peer, trio.current_time(), len(data))
+            if self._bytes is not None:
+                self._bytes.charge(peer, trio.current_time(), len(data))
         except (FrameError, trio.TooSlowError) as error:
             self.served["malformed"] += 1
             log.info("request dropped", protocol=self.protocol, peer=str(peer), error=str(error))

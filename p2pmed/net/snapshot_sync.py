@@ -102,7 +102,7 @@ class SnapshotService(AnswerService):
         )
         self.offer, self.entries = offer, entries
 
-    def _answer(self, frame: bytes | None) -> bytes:
+    def _answer(self, _peer: ID, frame: bytes | None) -> bytes:
         try:
             if frame is None:
                 raise codec.CodecError("request", "stream closed before a request")
