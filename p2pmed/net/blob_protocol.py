@@ -137,13 +137,9 @@ class BlobService(AnswerService):
         self.served.update(dict.fromkeys((*REQUEST_KINDS, "refused", "malformed", "strangers", "throttled"), 0))
 
     def _answer(self, peer: ID, frame: bytes | None) -> bytes:
-        try:
-            if frame is None:
-                raise codec.CodecError("request", "stream closed before a request")
-            request = codec.decode(BlobRequest, frame, FRAME_SIZE_MAX)
-        except codec.CodecError as error:
-            self.served["malformed"] += 1
-            return codec.encode(refused(f"malformed request: {error}"))
+        request = self.request(BlobRequest, frame)
+        if isinstance(request, str):
+            return codec.encode(refused(request))
         response = self.custodian(request, peer)
         if request.kind in REQUEST_KINDS:
             self.served["refused" if response.error else request.kind] += 1

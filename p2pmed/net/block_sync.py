@@ -104,13 +104,9 @@ class BlockSyncService(AnswerService):
         self.blocks = blocks
 
     def _answer(self, _peer: ID, frame: bytes | None) -> bytes:
-        try:
-            if frame is None:
-                raise codec.CodecError("request", "stream closed before a request")
-            request = codec.decode(SyncRequest, frame, REQUEST_SIZE_MAX)
-        except codec.CodecError as error:
-            self.served["malformed"] += 1
-            return codec.encode(sync_error(f"malformed request: {error}"))
+        request = self.request(SyncRequest, frame)
+        if isinstance(request, str):
+            return codec.encode(sync_error(request))
         answer = self.blocks(request.from_height)
         self.served["answered"] += 1
         self.served["blocks"] += len(answer.blocks)

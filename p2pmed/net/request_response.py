@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import trio
@@ -19,10 +19,13 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
+from p2pmed import codec
 from p2pmed.net.framing import FrameError, FrameReader, encode_frame
 from p2pmed.token_bucket import PeerBudgets
 
 log = structlog.get_logger(__name__)
+
+_Request = TypeVar("_Request")
 
 __all__ = ["AnswerService", "NoAnswer", "PeerGate", "ask", "reset", "serve"]
 
@@ -138,6 +141,16 @@ class AnswerService:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await serve(self.host, self.protocol, self._handle, task_status)
+
+    def request(self, cls: type[_Request], frame: bytes | None) -> _Request | str:
+        """The request ``frame`` holds; else why it holds none (counted as malformed)."""
+        try:
+            if frame is None:
+                raise codec.CodecError("request", "stream closed before a request")
+            return codec.decode(cls, frame, self.request_size_max)
+        except codec.CodecError as error:
+            self.served["malformed"] += 1
+            return f"malformed request: {error}"
 
     async def _handle(self, stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id

@@ -103,13 +103,9 @@ class SnapshotService(AnswerService):
         self.offer, self.entries = offer, entries
 
     def _answer(self, _peer: ID, frame: bytes | None) -> bytes:
-        try:
-            if frame is None:
-                raise codec.CodecError("request", "stream closed before a request")
-            request = codec.decode(SnapshotRequest, frame, REQUEST_SIZE_MAX)
-        except codec.CodecError as error:
-            self.served["malformed"] += 1
-            return codec.encode(SnapshotAnswer(f"malformed request: {error}"))
+        request = self.request(SnapshotRequest, frame)
+        if isinstance(request, str):
+            return codec.encode(SnapshotAnswer(request))
         if request.height == 0:
             self.served["offers"] += 1
             return codec.encode(self.offer())
