@@ -189,6 +189,7 @@ def test_a_dispensing_event_observes_or_deletes(action: str) -> None:
 def test_imported_events_run_on_the_ledger() -> None:
     ledger = LedgerHarness()
     ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
     ledger.admit_organisation(PHARMACY, "pharmacy")
     for tx_type, body in imported(document(commissioning(), shipping())):
         ledger.ok(MAKER, tx_type, body)
@@ -240,6 +241,7 @@ def test_a_large_aggregation_is_split_to_the_ledgers_limit() -> None:
 def test_an_exported_aggregation_history_imports_to_the_same_transactions() -> None:
     ledger = LedgerHarness()
     ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
     ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017", "2018", "A/B%")))
     odd = PackRef(GTIN, "A/B%")
     bodies = [

@@ -25,6 +25,7 @@ from p2pmed.cli.signing import (
     submit_each,
     write_options,
 )
+from p2pmed.cli.supply_gs1 import prefix
 from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.rpc.client import RpcClient
 
@@ -799,4 +800,5 @@ def supply_schedule(
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.schedule", body)
 
 
+supply.add_command(prefix)
 SUPPLY_COMMANDS = [supply]

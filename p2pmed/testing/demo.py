@@ -29,6 +29,7 @@ from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
 from p2pmed.ledger.contracts.supply import (
     PackRef,
+    PrefixGrant,
     SupplyCommission,
     SupplyDispense,
     SupplyReceive,
@@ -48,6 +49,7 @@ CONSENT_DAYS = 365
 WAIT_S = 60.0
 CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, probes_from_anyone=True)
 GTIN = "10614141073464"
+GTIN_PREFIX = "0614141"
 LAB_RESULT = b'{"resourceType": "Observation", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 6.1, "unit": "%"}}'
 
 
@@ -203,6 +205,8 @@ def _supply_chain(
     )
     for voter in voters:  # 3 of 4 validators: a quorum
         submit(node, sites[voter], "identity.org.propose", OrgProposal(profile))
+    for voter in voters:  # and its GS1 company prefix: only it commissions GTINs that carry it
+        submit(node, sites[voter], "supply.prefix.grant", PrefixGrant(manufacturer.public_key, GTIN_PREFIX))
     packs = tuple(PackRef(GTIN, serial) for serial in ("SN1001", "SN1002", "SN1003"))
     submit(
         node,
@@ -214,7 +218,8 @@ def _supply_chain(
         shipped = submit(node, sender, "supply.ship", SupplyShip(receiver.public_key, packs[:2]))
         submit(node, receiver, "supply.receive", SupplyReceive(bytes.fromhex(shipped["tx_id"]), packs[:2], ()))
     out(
-        "10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and "
+        f"10. the validators admit a drug manufacturer and grant it GS1 company prefix {GTIN_PREFIX}, each by a vote"
+        " of three; it commissions 3 serialised packs and "
         "ships two"
         " to the distributor, who receives them and ships them on to the pharmacy"
     )

@@ -17,6 +17,7 @@ from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.identity import organisation_in_force
 from p2pmed.node.api.health import plain
 from p2pmed.node.api.port import NodePort
+from p2pmed.node.api.supply_gs1 import gs1_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 
@@ -126,4 +127,5 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
         ),
         "supply.form3911": Method(form, {"case": bytes}),
         "supply.container": Method(container, {"sscc": str, "format": Param(str, optional=True, default="entries")}),
+        **gs1_methods(node),
     }

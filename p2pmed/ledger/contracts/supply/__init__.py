@@ -11,9 +11,11 @@ stays continuous when an organisation rotates its keys.
 - ``supply.commission``: a manufacturer commissions 1..1000 serials of one GTIN
   and lot. The expiry is an ISO date (``YYYY-MM-DD``, as EPCIS
   ``itemExpirationDate``): the pack may be dispensed until the end of that day, UTC.
-  The first manufacturer to commission a GTIN owns it (the brand owner): nobody
-  else commissions or recalls it. A lot keeps the expiry it was first commissioned
-  with. Each pack starts in its manufacturer's custody.
+  The GTIN must carry a GS1 company prefix granted to the manufacturer
+  (``supply.prefix.grant``, by a regulator or 2f+1 validators; rules in ``_prefixes``),
+  which then owns it (the brand owner): nobody else commissions or recalls it. A
+  lot keeps the expiry it was first commissioned with. Each pack starts in its
+  manufacturer's custody.
 - ``supply.ship``: the holder ships packs to another organisation in force. The
   shipment's id is the transaction's id; its packs are in transit, still held by
   the shipper, until the destination receives them. Custody is continuous: only
@@ -69,9 +71,9 @@ the same block. The queries (``pack``, ``shipment``, ``shipment_of``, ``trace``,
 The package, one module per job: ``limits`` (every bound, read when a rule runs),
 ``_model`` (bodies, records, the words for a pack's state), ``_codes`` (GS1 codes and
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
-``_custody`` (the rules that move packs), ``_containers`` (aggregation), ``_verify`` (verdicts and scans),
-``_suspects`` (suspect products), ``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion) and
-``_queries`` (reads for the RPC layer).
+``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
+``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
+``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion) and ``_queries`` (reads for the RPC layer).
 """
 
 from __future__ import annotations
@@ -138,6 +140,13 @@ from p2pmed.ledger.contracts.supply._model import (
     SupplyShip,
     SupplyVerify,
     Verdict,
+)
+from p2pmed.ledger.contracts.supply._prefixes import (
+    PREFIX_TX_TYPES,
+    PrefixGrant,
+    prefix_of,
+    prefix_owner,
+    prefix_problem,
 )
 from p2pmed.ledger.contracts.supply._queries import (
     alert_count,
@@ -213,6 +222,7 @@ __all__ = [
     "Pack",
     "PackEvent",
     "PackRef",
+    "PrefixGrant",
     "ProductSchedule",
     "Recall",
     "Receipt",
@@ -257,6 +267,9 @@ __all__ = [
     "lot_record",
     "overdue",
     "pack",
+    "prefix_of",
+    "prefix_owner",
+    "prefix_problem",
     "quarantine_of",
     "schedule_of",
     "shipment",
@@ -282,6 +295,7 @@ TX_TYPES = (
     TxType("supply.verify", SupplyVerify, apply_verify),
     TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
     TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
+    *PREFIX_TX_TYPES,
     *SUSPECT_TX_TYPES,
     *FLAG_TX_TYPES,
 )

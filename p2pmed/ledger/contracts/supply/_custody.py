@@ -40,6 +40,7 @@ from p2pmed.ledger.contracts.supply._model import (
     SupplyReceive,
     SupplyShip,
 )
+from p2pmed.ledger.contracts.supply._prefixes import require_prefix
 from p2pmed.ledger.contracts.supply._store import (
     add_alert,
     container_key,
@@ -112,6 +113,7 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
     if expiry_end_ms(commission.expiry) <= context.time_ms:
         raise TxRejected(RejectReason.INVALID, f"expiry {commission.expiry} has passed at this block's time")
     check_serials(commission.serials)
+    require_prefix(state, manufacturer, commission.gtin)
     _claim_gtin(state, manufacturer, commission.gtin)
     _open_lot(state, commission)
     detail = f"lot {commission.lot}, expiry {commission.expiry}"
