@@ -212,6 +212,66 @@ def test_imported_events_run_on_the_ledger() -> None:
     )
 
 
+# -- shipments without a destinationList, shipped and received in one document ---------------------------
+
+ORDER = "urn:epcglobal:cbv:bt:0614141000003:PO-1152"
+
+
+def test_a_shipment_without_destinations_goes_to_the_party_its_order_is_mapped_to() -> None:
+    ordered = without(shipping(bizTransactionList=[{"type": "po", "bizTransaction": ORDER}]), "destinationList")
+    assert import_epcis(json.dumps(ordered), {ORDER: PHARMACY.public_key})[0].body == SupplyShip(
+        PHARMACY.public_key, PACKS
+    )
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(json.dumps(ordered), PARTIES)
+    assert caught.value.key == "$" and "the receiver is not known" in caught.value.reason
+
+
+def received_at_the_pharmacy(epcs: list[Any] | None = None) -> dict[str, Any]:
+    return event("receiving", "OBSERVE", epcs, bizLocation={"id": PHARMACY_GLN})
+
+
+def test_a_document_that_ships_and_receives_makes_a_receipt_of_its_own_shipment() -> None:
+    shipped = without(shipping(), "destinationList")  # as GS1's own shipping example: no destinationList
+    received = document(
+        commissioning(), shipped, received_at_the_pharmacy([SGTIN_2017]), received_at_the_pharmacy([LINK_2018])
+    )
+    txs = import_epcis(json.dumps(received), PARTIES)
+    assert [(tx.tx_type, tx.shipment_from) for tx in txs] == [
+        ("supply.commission", None),
+        ("supply.ship", None),
+        ("supply.receive", 1),
+    ]
+    assert txs[1].body == SupplyShip(PHARMACY.public_key, PACKS), "the receiver is where the packs are received"
+    assert txs[2].body == SupplyReceive(b"", PACKS, ()) and txs[2].with_shipment(bytes(32)).body.shipment == bytes(32)
+
+
+def test_a_shipment_received_only_in_part_in_the_document_has_no_known_receiver() -> None:
+    partly = document(without(shipping(), "destinationList"), received_at_the_pharmacy([SGTIN_2017]))
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(json.dumps(partly), PARTIES)
+    assert caught.value.key == "$.epcisBody.eventList[0]" and "receives every pack shipped" in caught.value.reason
+
+
+def test_a_document_that_ships_and_receives_runs_on_the_ledger_in_one_go() -> None:
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    story = document(
+        commissioning(), shipping(), received_at_the_pharmacy(), event("dispensing", "OBSERVE", [SGTIN_2017])
+    )
+    tx_ids: list[bytes] = []
+    for tx in import_epcis(json.dumps(story), PARTIES):  # no ledger lookup: the receipt's shipment is the document's
+        signer = MAKER if tx.tx_type in ("supply.commission", "supply.ship") else PHARMACY
+        tx = tx if tx.shipment_from is None else tx.with_shipment(tx_ids[tx.shipment_from])
+        result = ledger.run(signer, tx.tx_type, tx.body)
+        assert result.ok, result.detail
+        tx_ids.append(result.tx_id)
+    assert supply.verify(ledger.state, GTIN, "2017", ledger.time_ms).status == "already-dispensed"
+    assert supply.pack(ledger.state, GTIN, "2018").holder == PHARMACY.public_key  # type: ignore[union-attr]
+
+
 # -- aggregation -------------------------------------------------------------------------------------
 
 
@@ -413,12 +473,18 @@ MALFORMED = [
         "$.ilmd.cbvmda:itemExpirationDate",
         "expected a string",
     ),
-    ("shipping without destination", without(shipping(), "destinationList"), "$.destinationList", "missing"),
+    ("shipping without destination", without(shipping(), "destinationList"), "$", "the receiver is not known"),
     (
         "unknown destination",
         shipping(destinationList=[{"type": "owning_party", "destination": "urn:x"}]),
-        "$.destinationList",
-        "name no organisation known here",
+        "$",
+        "the receiver is not known",
+    ),
+    (
+        "bizTransaction not an object",
+        without(shipping(bizTransactionList=["urn:x"]), "destinationList"),
+        "$.bizTransactionList[0]",
+        "expected a JSON object",
     ),
     (
         "destination not an object",
@@ -430,9 +496,9 @@ MALFORMED = [
         "destinations disagree",
         shipping(destinationList=TWO_DESTINATIONS),
         "$.destinationList",
-        "name different organisations",
+        "names different organisations",
     ),
-    ("receiving without a ledger", event("receiving", "OBSERVE"), "$", "import it with shipment_of"),
+    ("receiving without a ledger", event("receiving", "OBSERVE"), "$.epcList[0]", "is not shipped earlier in the"),
     (
         "unknown disposition",
         event("decommissioning", "DELETE", disposition="sellable_accessible"),

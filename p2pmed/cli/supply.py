@@ -20,14 +20,18 @@ from p2pmed.cli.signing import (
     load_key,
     read,
     read_options,
+    refuse_if_rejected,
     short_id,
     submit,
     submit_each,
+    submit_signed,
     write_options,
 )
 from p2pmed.cli.supply_gs1 import prefix
+from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.rpc.client import RpcClient
+from p2pmed.rpc.errors import RpcError
 
 __all__ = ["SUPPLY_COMMANDS"]
 
@@ -497,16 +501,31 @@ def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], b
     type=NamedParty(),
     multiple=True,
     metavar="ID=HEX",
-    help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation id; repeat.",
+    help="Map an id of a shipping event's destinationList or bizTransactionList, or of a receiving event's"
+    " bizLocation or readPoint (a GLN URI, an order's URI), to an organisation id; repeat.",
+)
+@click.option(
+    "--receiver-key",
+    "receiver_key_files",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="The key of an organisation that receives, in this document, a shipment the document ships; repeat.",
 )
 def supply_import_epcis(
-    home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    timeout: float,
+    file: Path,
+    parties: tuple[tuple[str, bytes], ...],
+    receiver_key_files: tuple[Path, ...],
 ) -> None:
     """Import an EPCIS 2.0 JSON document of the signer's own ObjectEvents (commissioning,
-    shipping, receiving, dispensing, decommissioning): each becomes supply transactions,
-    submitted in order, each waited for. The first refusal stops the import, naming its
-    event; the transactions before it stay committed. A receipt needs its shipment on the
-    ledger, so a shipment is received by a later import, signed by its destination."""
+    shipping, receiving, dispensing, decommissioning) and AggregationEvents: each becomes
+    supply transactions, submitted in order, each waited for. The first refusal stops the
+    import, naming its event; the transactions before it stay committed. A receipt of a
+    shipment the same document ships is signed by its destination (--receiver-key); any
+    other receipt is of the shipment its packs are in transit in on the ledger."""
     from p2pmed.interop.epcis import DOCUMENT_SIZE_MAX, EpcisError, import_epcis
 
     key = load_key(key_file)
@@ -520,9 +539,43 @@ def supply_import_epcis(
             txs = import_epcis(data, dict(parties), _shipment_on_ledger(client))
         except EpcisError as error:
             fail(f"{file}: {error}", EXIT_BAD_INPUT)
-        imported = [(tx.tx_type, tx.body, tx.event) for tx in txs]
-        results = submit_each(client, key, imported, timeout, as_json, source="event")
+        signers = _signers(client, key, [load_key(path) for path in receiver_key_files], txs)
+        results: list[dict[str, Any]] = []
+        for tx, signer in zip(txs, signers, strict=True):
+            if tx.shipment_from is not None:
+                tx = tx.with_shipment(bytes.fromhex(results[tx.shipment_from]["tx_id"]))
+            result = submit_signed(client, signer, tx.tx_type, tx.body, True, timeout, where=tx.event)
+            refuse_if_rejected(result, tx.tx_type, where=tx.event)
+            results.append({"event": tx.event, **result})
+            if not as_json:
+                click.echo(f"{tx.event}  {tx.tx_type} {result['tx_id']} committed at height {result['height']}")
     emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
+
+
+def _signers(client: RpcClient, key: SigningKey, receiver_keys: list[SigningKey], txs: list[Any]) -> list[SigningKey]:
+    """Who signs each imported transaction: ``key``, but the receipts of the document's own shipments,
+    which their destinations sign. Exits 2 before anything is submitted if a destination's key is missing."""
+    by_organisation: dict[bytes, SigningKey] = {}
+    for receiver in receiver_keys:
+        try:
+            found = client.call("identity.organisation", key=receiver.public_key.hex())
+        except RpcError:
+            fail(f"--receiver-key {receiver.public_key.hex()[:16]}… is no organisation's key", EXIT_BAD_INPUT)
+        by_organisation[bytes.fromhex(found["id"])] = receiver
+    signers = []
+    for tx in txs:
+        if tx.shipment_from is None:
+            signers.append(key)
+            continue
+        destination = txs[tx.shipment_from].body.destination
+        if destination not in by_organisation:
+            fail(
+                f"{tx.event}: receives the document's shipment to {destination.hex()[:16]}…: give its key with"
+                " --receiver-key",
+                EXIT_BAD_INPUT,
+            )
+        signers.append(by_organisation[destination])
+    return signers
 
 
 @supply.group("suspect")

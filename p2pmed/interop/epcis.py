@@ -18,12 +18,21 @@ transaction (``_STEPS``):
     bizStep                        action             transaction
     commissioning                  ADD                supply.commission, lot and expiry from ilmd
                                                       cbvmda:lotNumber and cbvmda:itemExpirationDate
-    shipping                       OBSERVE            supply.ship, destination from destinationList
-                                                      through ``parties`` (party or location id -> key)
-    receiving                      OBSERVE            supply.receive of the shipment the packs are in
-                                                      transit in, found by ``shipment_of``
+    shipping                       OBSERVE            supply.ship to the receiver (below)
+    receiving                      OBSERVE            supply.receive of the document's own shipment of
+                                                      the packs, else of the one they are in transit
+                                                      in on the ledger, found by ``shipment_of``
     dispensing                     OBSERVE or DELETE  supply.dispense
     decommissioning, destroying    DELETE             supply.decommission, reason from disposition
+
+``destinationList`` is optional in EPCIS (GS1's own shipping example has none), so the
+receiver is the organisation ``parties`` maps (id -> organisation id) a destination's party
+or location to; else the one a ``bizTransactionList`` entry (the order, the despatch advice)
+is mapped to; else whoever receives every shipped pack later in the same document, by the
+receiving event's ``bizLocation`` (or ``readPoint``). None known is an error at the event.
+A document may ship packs and receive them: the receipt's shipment id is the ``supply.ship``
+transaction's id, known only once it is signed, so the receipt comes back with
+``shipment_from`` naming that transaction (``SupplyTx.with_shipment`` fills it in).
 
 An event becomes as many transactions as the ledger's limits need: one commission
 per GTIN and 1000 serials, one shipment per 1000 packs. A shipment is received
@@ -101,12 +110,32 @@ class SupplyTx:
     event: str
     """The event's JSON path."""
     event_time_ms: int
+    shipment_from: int | None = None
+    """For a receipt of a shipment shipped earlier in the same document, the index (in the
+    import's list) of that ``supply.ship``: its transaction id, known once it is signed, is
+    the shipment id to put in ``body`` (``with_shipment``), which holds an empty one until then."""
+
+    def with_shipment(self, shipment: bytes) -> SupplyTx:
+        assert self.shipment_from is not None and isinstance(self.body, SupplyReceive)
+        return replace(self, body=replace(self.body, shipment=shipment), shipment_from=None)
 
 
 @dataclass(frozen=True)
 class _Lookups:
     parties: Mapping[str, bytes]
     shipment_of: ShipmentLookup | None
+    receivers: Mapping[PackRef, bytes]
+    """Who receives each pack in a receiving event of the document, by its bizLocation or readPoint."""
+    shipped: dict[PackRef, int]
+    """The import's ``supply.ship`` each pack shipped earlier in the document is in, not yet received."""
+
+
+@dataclass(frozen=True)
+class _DocumentReceipt:
+    """A receipt of the document's own shipment ``ship_index`` (see ``SupplyTx.shipment_from``)."""
+
+    ship_index: int
+    receipt: SupplyReceive
 
 
 _Bodies = list[tuple[str, Any]]
@@ -358,46 +387,67 @@ def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _l
     ]
 
 
-def _destination(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) -> bytes:
-    entries = _array(
-        event, "destinationList", path, "an array of {type, destination} naming the receiver", DESTINATIONS_MAX
-    )
+def _named_parties(
+    event: dict[str, Any], path: str, name: str, field: str, parties: Mapping[str, bytes]
+) -> list[bytes]:
+    """The organisations the ids in the event's list ``name`` (each an object's ``field``) map to, each once."""
+    if name not in event:
+        return []
+    entries = _array(event, name, path, f"an array of objects with {field}", DESTINATIONS_MAX)
     keys: list[bytes] = []
     for index, entry in enumerate(entries):
-        where = f"{path}.destinationList[{index}]"
-        key = parties.get(_text(_object(entry, where), "destination", where, "the receiving party's or location's id"))
+        where = f"{path}.{name}[{index}]"
+        key = parties.get(_text(_object(entry, where), field, where, "an id (a URI)"))
         if key is not None and key not in keys:
             keys.append(key)
-    if len(keys) != 1:
-        reason = (
-            "name different organisations"
-            if keys
-            else "name no organisation known here: map each party or location id to its organisation id in parties"
-        )
-        raise EpcisError(f"{path}.destinationList", f"the destinations {reason}")
-    return keys[0]
+    if len(keys) > 1:
+        raise EpcisError(f"{path}.{name}", "names different organisations: a shipment has one receiver")
+    return keys
+
+
+def _destination(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> bytes:
+    """The receiver: the destinationList's party or location, else the party a bizTransaction (an order, a
+    despatch advice) is mapped to, else whoever receives the packs later in the document, by its location."""
+    for name, field in (("destinationList", "destination"), ("bizTransactionList", "bizTransaction")):
+        keys = _named_parties(event, path, name, field, lookups.parties)
+        if keys:
+            return keys[0]
+    receivers = {lookups.receivers[pack] for pack in packs if pack in lookups.receivers}
+    if len(receivers) == 1 and all(pack in lookups.receivers for pack in packs):
+        return receivers.pop()
+    raise EpcisError(
+        path,
+        "the receiver is not known: no destinationList entry or bizTransaction maps to an organisation in parties,"
+        " and no receiving event in this document, at a location mapped in parties, receives every pack shipped",
+    )
 
 
 def _ship(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
-    destination = _destination(event, path, lookups.parties)
+    destination = _destination(event, path, packs, lookups)
     return [("supply.ship", SupplyShip(destination, chunk)) for chunk in _chunks(packs)]
 
 
 def _receive(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
-    if lookups.shipment_of is None:
-        raise EpcisError(
-            path,
-            "a receiving event does not name its shipment: import it with shipment_of, which looks it up on the ledger",
-        )
-    shipments: dict[bytes, list[PackRef]] = {}
+    """A receiving event names no shipment: each pack's is the document's own shipment of it, if an earlier
+    event shipped it, else the one it is in transit in on the ledger (``shipment_of``)."""
+    shipments: dict[bytes | int, list[PackRef]] = {}
     for index, pack in enumerate(packs):
-        shipment = lookups.shipment_of(pack)
+        shipment: bytes | int | None = lookups.shipped.pop(pack, None)
+        if shipment is None and lookups.shipment_of is not None:
+            shipment = lookups.shipment_of(pack)
         if shipment is None:
-            raise EpcisError(
-                f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not in transit on the ledger"
-            )
+            where = "in transit on the ledger" if lookups.shipment_of is not None else "shipped earlier in the document"
+            raise EpcisError(f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not {where}")
         shipments.setdefault(shipment, []).append(pack)
-    return [("supply.receive", SupplyReceive(shipment, tuple(arrived), ())) for shipment, arrived in shipments.items()]
+    return [
+        (
+            "supply.receive",
+            _DocumentReceipt(shipment, SupplyReceive(b"", tuple(arrived), ()))
+            if isinstance(shipment, int)
+            else SupplyReceive(shipment, tuple(arrived), ()),
+        )
+        for shipment, arrived in shipments.items()
+    ]
 
 
 def _dispense(_event: dict[str, Any], _path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
@@ -511,38 +561,81 @@ def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
         return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in _aggregation(event, path)]
     builder = _builder(event, path)
     packs = _epc_list(event, path)
-    return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in builder(event, path, packs, lookups)]
+    return [
+        SupplyTx(tx_type, body.receipt, path, time_ms, body.ship_index)
+        if isinstance(body, _DocumentReceipt)
+        else SupplyTx(tx_type, body, path, time_ms)
+        for tx_type, body in builder(event, path, packs, lookups)
+    ]
 
 
 def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
     """One receipt per shipment, where the first receiving event for it stood."""
     merged: list[SupplyTx] = []
-    receipts: dict[bytes, int] = {}
-    for tx in txs:
+    receipts: dict[bytes | int | None, int] = {}
+    moved: dict[int, int] = {}  # a transaction's index before merging -> after
+    for index, tx in enumerate(txs):
+        moved[index] = len(merged)
         if not isinstance(tx.body, SupplyReceive):
             merged.append(tx)
-        elif tx.body.shipment not in receipts:
-            receipts[tx.body.shipment] = len(merged)
+            continue
+        shipment = tx.body.shipment if tx.shipment_from is None else moved[tx.shipment_from]
+        tx = tx if tx.shipment_from is None else replace(tx, shipment_from=moved[tx.shipment_from])
+        if shipment not in receipts:
+            receipts[shipment] = len(merged)
             merged.append(tx)
-        else:
-            earlier = merged[receipts[tx.body.shipment]]
-            already = set(earlier.body.packs)
-            for pack in tx.body.packs:
-                if pack in already:
-                    raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
-            merged[receipts[tx.body.shipment]] = replace(
-                earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs)
-            )
+            continue
+        earlier = merged[receipts[shipment]]
+        already = set(earlier.body.packs)
+        for pack in tx.body.packs:
+            if pack in already:
+                raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
+        merged[receipts[shipment]] = replace(
+            earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs)
+        )
     return merged
+
+
+def _location(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) -> bytes | None:
+    """The organisation the event's bizLocation (else readPoint) id maps to in ``parties``."""
+    for name in ("bizLocation", "readPoint"):
+        if name in event:
+            where = f"{path}.{name}"
+            key = parties.get(_text(_object(event[name], where), "id", where, "a location id (an SGLN URI)"))
+            if key is not None:
+                return key
+    return None
+
+
+def _receivers(events: list[tuple[Any, str]], parties: Mapping[str, bytes]) -> dict[PackRef, bytes]:
+    """Who receives each pack in the document's receiving events, where their location is mapped in ``parties``."""
+    receivers: dict[PackRef, bytes] = {}
+    for value, path in events:
+        event = _object(value, path)
+        if event.get("type") != "ObjectEvent" or not isinstance(event.get("bizStep"), str):
+            continue
+        if _vocabulary(event["bizStep"], _BIZ_STEP_PREFIXES) != "receiving":
+            continue
+        receiver = _location(event, path, parties)
+        if receiver is not None:
+            receivers.update(dict.fromkeys(_epc_list(event, path), receiver))
+    return receivers
 
 
 def import_epcis(
     data: bytes | str, parties: Mapping[str, bytes] | None = None, shipment_of: ShipmentLookup | None = None
 ) -> list[SupplyTx]:
-    """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in
-    its order; ``parties`` maps shipping destinations' ids to organisation ids."""
-    lookups = _Lookups(parties or {}, shipment_of)
-    txs = [tx for event, path in _events(_load(data)) for tx in _convert(event, path, lookups)]
+    """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in its order.
+    ``parties`` maps ids (of parties, locations, business transactions) to organisation ids;
+    ``shipment_of`` finds a received pack's shipment on the ledger, when the document did not ship it."""
+    events = _events(_load(data))
+    lookups = _Lookups(parties or {}, shipment_of, _receivers(events, parties or {}), {})
+    txs: list[SupplyTx] = []
+    for event, path in events:
+        for tx in _convert(event, path, lookups):
+            if isinstance(tx.body, SupplyShip):
+                lookups.shipped.update(dict.fromkeys(tx.body.packs, len(txs)))
+            txs.append(tx)
     return _merge_receipts(txs)
 
 
