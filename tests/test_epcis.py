@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from p2pmed.ledger.contracts.supply import (
     SupplyShip,
     gs1_check_digit,
 )
+from p2pmed.ledger.errors import RejectReason
 from strategies import mutated
 
 MAKER, PHARMACY, DISTRIBUTOR = key("maker"), key("pharmacy"), key("distributor")
@@ -272,6 +274,91 @@ def test_a_document_that_ships_and_receives_runs_on_the_ledger_in_one_go() -> No
     assert supply.pack(ledger.state, GTIN, "2018").holder == PHARMACY.public_key  # type: ignore[union-attr]
 
 
+# -- events the rules do not act on, kept ---------------------------------------------------------------
+
+
+def transformation() -> dict[str, Any]:
+    return {
+        "type": "TransformationEvent",
+        "eventTime": TIME,
+        "eventTimeZoneOffset": "+01:00",
+        "inputEPCList": [SGTIN_2017],
+        "outputEPCList": [LINK_2018, CASE_URI, "urn:epc:id:grai:0614141.12345.400"],
+        "bizStep": "https://ref.gs1.org/cbv/BizStep-repackaging",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "step", "packs", "containers"),
+    [
+        (transformation(), "TransformationEvent", "repackaging", PACKS, (CASE,)),
+        (
+            {**shipping(), "type": "TransactionEvent", "bizTransactionList": []},
+            "TransactionEvent",
+            "shipping",
+            PACKS,
+            (),
+        ),
+        (
+            {**packing(), "type": "AssociationEvent", "parentID": "urn:epc:id:sgln:0614141.00777.0"},
+            "AssociationEvent",
+            "packing",
+            PACKS,
+            (CASE,),
+        ),
+        (packing(action="OBSERVE"), "AggregationEvent", "packing", PACKS, (CASE, PALLET)),
+        (event("inspecting", "OBSERVE"), "ObjectEvent", "inspecting", PACKS, ()),
+        (without(event("storing", "OBSERVE"), "bizStep"), "ObjectEvent", "", PACKS, ()),
+    ],
+)
+def test_events_the_rules_do_not_act_on_are_kept_as_records(
+    value: dict[str, Any], kind: str, step: str, packs: tuple[PackRef, ...], containers: tuple[str, ...]
+) -> None:
+    (tx,) = import_epcis(json.dumps(document(value)), PARTIES)
+    assert tx.tx_type == "supply.epcis.record"
+    assert (tx.body.event_type, tx.body.biz_step, tx.body.event_time_ms) == (kind, step, TIME_MS)
+    assert (set(tx.body.packs), set(tx.body.containers)) == (set(packs), set(containers))
+    assert json.loads(tx.body.event_json) == value, "the event is kept whole"
+
+
+def test_kept_events_are_listed_under_the_packs_their_sender_holds_or_made() -> None:
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017", "2018")))
+    (inspected,) = import_epcis(json.dumps(event("inspecting", "OBSERVE")), PARTIES)
+    made = ledger.run(MAKER, inspected.tx_type, inspected.body)
+    noise = ledger.run(PHARMACY, inspected.tx_type, inspected.body)
+    assert made.ok and noise.ok
+    records, count = supply.pack_records(ledger.state, GTIN, "2017")
+    assert [(record.id, record.organisation) for record in records] == [(made.tx_id, MAKER.public_key)] and count == 1
+    kept = supply.epcis_record(ledger.state, noise.tx_id)
+    assert kept is not None and kept.record == inspected.body, "a record names packs it is not listed under"
+    assert "records EPCIS events" in ledger.refused(
+        key("stranger"), inspected.tx_type, inspected.body, RejectReason.NOT_AUTHORISED
+    )
+    bad = replace(inspected.body, event_type="QuantityEvent")
+    assert "is not one of EPCIS 2.0's" in ledger.refused(MAKER, inspected.tx_type, bad, RejectReason.INVALID)
+    huge = replace(inspected.body, event_json="x" * 8193)
+    assert "over 8192 bytes" in ledger.refused(MAKER, inspected.tx_type, huge, RejectReason.INVALID)
+
+
+def test_a_packs_list_of_kept_events_is_bounded_and_the_rest_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2pmed.ledger.contracts.supply import _records
+
+    monkeypatch.setattr(_records, "RECORDS_PER_PACK_MAX", 2)
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017",)))
+    (inspected,) = import_epcis(json.dumps(event("inspecting", "OBSERVE", [SGTIN_2017])), PARTIES)
+    for _ in range(3):
+        ledger.ok(MAKER, inspected.tx_type, inspected.body)
+    records, count = supply.pack_records(ledger.state, GTIN, "2017")
+    assert (len(records), count) == (2, 3)
+
+
 # -- aggregation -------------------------------------------------------------------------------------
 
 
@@ -350,12 +437,30 @@ MALFORMED = [
     ("event not an object", document("event"), EVENT_0, "expected a JSON object, got a string"),
     ("no type", without(shipping(), "type"), "$.type", "missing"),
     (
-        "transaction event",
-        document({**shipping(), "type": "TransactionEvent"}),
+        "not an EPCIS event type",
+        document({**shipping(), "type": "QuantityEvent"}),
         f"{EVENT_0}.type",
-        "'TransactionEvent' events are not imported",
+        "'QuantityEvent' is not an EPCIS 2.0 event type",
     ),
-    ("aggregation observed", packing(action="OBSERVE"), "$.action", "an OBSERVE changes nothing"),
+    (
+        "kept event's EPC not a string",
+        {**transformation(), "inputEPCList": [SGTIN_2017, 5]},
+        "$.inputEPCList[1]",
+        "expected an EPC URI, got a number",
+    ),
+    (
+        "kept event's pack malformed",
+        {**transformation(), "outputEPCList": ["urn:epc:id:sgtin:0614141.107346.a b"]},
+        "$.outputEPCList[0]",
+        "is not GS1 set 82",
+    ),
+    ("kept event's step unreadable", shipping(bizStep="in side"), "$.bizStep", "is not a CBV word or URI"),
+    (
+        "kept event too big",
+        {**transformation(), "note": "x" * 9000},
+        "$",
+        "is over 8192 bytes",
+    ),
     ("aggregation without parent", without(packing(), "parentID"), "$.parentID", "missing; expected an SSCC EPC URI"),
     ("parent not an SSCC", packing(parentID=SGTIN_2017), "$.parentID", "is not an SSCC EPC URI"),
     ("SSCC URI of 16 digits", packing(parentID="urn:epc:id:sscc:0614141.123456789"), "$.parentID", "make 17 digits"),
@@ -395,13 +500,6 @@ MALFORMED = [
     ),
     ("event time out of range", shipping(eventTime="2026-02-30T09:30:00Z"), "$.eventTime", "is not a date and time"),
     ("event time a number", shipping(eventTime=1772353800000), "$.eventTime", "got a number"),
-    ("no business step", without(shipping(), "bizStep"), "$.bizStep", "missing; expected a CBV business step"),
-    (
-        "unknown business step",
-        shipping(bizStep="urn:epcglobal:cbv:bizstep:packing"),
-        "$.bizStep",
-        "is not imported; imported: commissioning, shipping",
-    ),
     ("wrong action for the step", shipping(action="ADD"), "$.action", "a shipping event has action OBSERVE, not 'ADD'"),
     ("no action", without(shipping(), "action"), "$.action", "missing; expected ADD, OBSERVE or DELETE"),
     ("no EPC list", without(shipping(), "epcList"), "$.epcList", "missing; expected an array of EPCs"),

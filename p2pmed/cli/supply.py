@@ -520,8 +520,9 @@ def supply_import_epcis(
     parties: tuple[tuple[str, bytes], ...],
     receiver_key_files: tuple[Path, ...],
 ) -> None:
-    """Import an EPCIS 2.0 JSON document of the signer's own ObjectEvents (commissioning,
-    shipping, receiving, dispensing, decommissioning) and AggregationEvents: each becomes
+    """Import an EPCIS 2.0 JSON document of the signer's own events: ObjectEvents (commissioning,
+    shipping, receiving, dispensing, decommissioning) and AggregationEvents become custody
+    transactions, any other event is kept as a supply.epcis.record; each is one or more
     supply transactions, submitted in order, each waited for. The first refusal stops the
     import, naming its event; the transactions before it stay committed. A receipt of a
     shipment the same document ships is signed by its destination (--receiver-key); any

@@ -8,7 +8,12 @@ EPCs an event; every field the import reads is checked, and the first bad one
 raises ``EpcisError`` naming its JSON path (``$.epcisBody.eventList[2].epcList[0]``)
 and what was expected. Fields the ledger has no use for are ignored.
 
-Only ``ObjectEvent``s listing serialised packs are imported: ``epcList`` holds
+The rules act on ``ObjectEvent``s of the business steps below, which list serialised
+packs, and on ``AggregationEvent``s that add or delete (``supply.aggregate`` and
+``supply.disaggregate``). Every other event of the five EPCIS 2.0 types (an ObjectEvent
+of another step or none, an AggregationEvent that observes, a TransactionEvent, a
+TransformationEvent, an AssociationEvent) is kept whole as a ``supply.epcis.record``,
+listing the packs and containers it names anywhere. The acted-on events' ``epcList`` holds
 SGTIN EPC URIs (``urn:epc:id:sgtin:<company prefix>.<indicator + item ref>.<serial>``,
 whose GTIN-14 gets its check digit computed) or GS1 Digital Link URIs
 (``https://id.gs1.org/01/<gtin>/21/<serial>``, any host). ``bizStep`` may be
@@ -38,14 +43,16 @@ An event becomes as many transactions as the ledger's limits need: one commissio
 per GTIN and 1000 serials, one shipment per 1000 packs. A shipment is received
 once, so the receiving events of a document that reach one shipment become one
 receipt. EPCIS has no way to say a pack did not arrive, so imported receipts list
-no missing packs. Error declarations (corrections of earlier events) are refused:
-the ledger never rewrites its history. Event times are checked and returned, but
+no missing packs. Error declarations (corrections of earlier events) are refused,
+neither acted on nor kept: the ledger never rewrites its history, and a kept declaration
+would read as a correction that never happened. Event times are checked and returned, but
 the ledger times a transaction by its block.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -55,8 +62,11 @@ from typing import Any
 from p2pmed import strict_json
 from p2pmed.input_error import KeyedInputError
 from p2pmed.ledger.contracts.supply import (
+    EVENT_JSON_SIZE_MAX,
+    EVENT_TYPES,
     PACKS_PER_TX_MAX,
     ContainerEvent,
+    EpcisRecord,
     PackRef,
     SupplyAggregate,
     SupplyCommission,
@@ -65,6 +75,7 @@ from p2pmed.ledger.contracts.supply import (
     SupplyDispense,
     SupplyReceive,
     SupplyShip,
+    biz_step_problem,
     code_problem,
     expiry_problem,
     gs1_check_digit,
@@ -542,21 +553,70 @@ def _aggregation(event: dict[str, Any], path: str) -> _Bodies:
     ]
 
 
+def _named_epcs(event: dict[str, Any], path: str) -> tuple[tuple[PackRef, ...], tuple[str, ...]]:
+    """The serialised packs and containers an event names anywhere (epcList, parentID, childEPCs,
+    inputEPCList, outputEPCList), each once; other identifiers (a returnable asset, a location) are skipped."""
+    named: list[tuple[str, str]] = []
+    if isinstance(event.get("parentID"), str):
+        named.append((event["parentID"], f"{path}.parentID"))
+    for name in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+        if name in event:
+            epcs = _array(event, name, path, "an array of EPCs", EPCS_PER_EVENT_MAX)
+            named += [(epc, f"{path}.{name}[{index}]") for index, epc in enumerate(epcs)]
+    packs: dict[PackRef, None] = {}
+    containers: dict[str, None] = {}
+    for epc, where in named:
+        if not isinstance(epc, str):
+            raise EpcisError(where, f"expected an EPC URI, got {_kind(epc)}")
+        sscc = parse_sscc(epc, where)
+        if sscc is not None:
+            containers[sscc] = None
+        elif _SGTIN.fullmatch(epc) or _DIGITAL_LINK.fullmatch(epc):
+            packs[parse_epc(epc, where)] = None
+    return tuple(packs), tuple(containers)
+
+
+def _record(event: dict[str, Any], path: str, kind: str, time_ms: int) -> SupplyTx:
+    """An event the rules have no use for, to keep as ``supply.epcis.record``."""
+    step = ""
+    if "bizStep" in event:
+        step = _vocabulary(_text(event, "bizStep", path, "a CBV business step"), _BIZ_STEP_PREFIXES)
+        problem = biz_step_problem(step)
+        if problem is not None:
+            raise EpcisError(f"{path}.bizStep", problem)
+    packs, containers = _named_epcs(event, path)
+    if len(packs) > PACKS_PER_TX_MAX or len(containers) > PACKS_PER_TX_MAX:
+        raise EpcisError(path, f"names over {PACKS_PER_TX_MAX} packs or containers: too many to keep as one record")
+    text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode()) > EVENT_JSON_SIZE_MAX:
+        raise EpcisError(
+            path, f"an event the rules do not act on is kept whole, and this one is over {EVENT_JSON_SIZE_MAX} bytes"
+        )
+    return SupplyTx("supply.epcis.record", EpcisRecord(kind, step, time_ms, packs, containers, text), path, time_ms)
+
+
+def _acted_on(event: dict[str, Any], kind: str) -> bool:
+    """Whether the custody rules act on the event: an ObjectEvent of an imported step, an AggregationEvent
+    that adds or deletes."""
+    if kind == "AggregationEvent":
+        return event.get("action") != "OBSERVE"
+    step = event.get("bizStep")
+    return kind == "ObjectEvent" and isinstance(step, str) and _vocabulary(step, _BIZ_STEP_PREFIXES) in _STEPS
+
+
 def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
     event = _object(value, path)
-    kind = _text(event, "type", path, "ObjectEvent or AggregationEvent")
-    if kind not in ("ObjectEvent", "AggregationEvent"):
-        raise EpcisError(
-            f"{path}.type",
-            f"{kind[:40]!r} events are not imported: only ObjectEvents and AggregationEvents, which list serialised"
-            " packs and containers",
-        )
+    kind = _text(event, "type", path, f"an EPCIS 2.0 event type ({', '.join(EVENT_TYPES)})")
+    if kind not in EVENT_TYPES:
+        raise EpcisError(f"{path}.type", f"{kind[:40]!r} is not an EPCIS 2.0 event type: {', '.join(EVENT_TYPES)}")
     if "errorDeclaration" in event:
         raise EpcisError(
             f"{path}.errorDeclaration",
             "corrections of earlier events are not imported: the ledger never rewrites its history",
         )
     time_ms = _event_time_ms(event, path)
+    if not _acted_on(event, kind):
+        return [_record(event, path, kind, time_ms)]
     if kind == "AggregationEvent":
         return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in _aggregation(event, path)]
     builder = _builder(event, path)

@@ -49,6 +49,9 @@ stays continuous when an organisation rotates its keys.
   the ledger recomputes its evidence and refuses the flag if it does not hold; overseers
   review and close it with a finding. ``supply.product.schedule``: a GTIN's maker declares
   it a controlled substance, watched by stricter thresholds. Rules in ``_flags``.
+- ``supply.epcis.record``: any organisation keeps an EPCIS event the rules have no use for
+  (an inspection, a TransactionEvent, a TransformationEvent...), listed under the packs it
+  holds or made. Rules in ``_records``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -73,7 +76,8 @@ The package, one module per job: ``limits`` (every bound, read when a rule runs)
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
 ``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
 ``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
-``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion) and ``_queries`` (reads for the RPC layer).
+``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events) and
+``_queries`` (reads for the RPC layer).
 """
 
 from __future__ import annotations
@@ -161,6 +165,17 @@ from p2pmed.ledger.contracts.supply._queries import (
     shipment_of,
     trace,
 )
+from p2pmed.ledger.contracts.supply._records import (
+    EVENT_JSON_SIZE_MAX,
+    EVENT_TYPES,
+    RECORD_TX_TYPES,
+    RECORDS_PER_PACK_MAX,
+    EpcisRecord,
+    RecordedEvent,
+    biz_step_problem,
+    epcis_record,
+    pack_records,
+)
 from p2pmed.ledger.contracts.supply._signals import RULES, Evidence, FlagSubject, NoSignal, candidates, evidence
 from p2pmed.ledger.contracts.supply._suspects import (
     CLASSIFICATIONS,
@@ -197,10 +212,13 @@ __all__ = [
     "DAY_MS",
     "DECOMMISSION_REASONS",
     "DISPENSER_KINDS",
+    "EVENT_JSON_SIZE_MAX",
+    "EVENT_TYPES",
     "FINDINGS",
     "LOT_PACKS_MAX",
     "OVERSEER_KIND",
     "PACKS_PER_TX_MAX",
+    "RECORDS_PER_PACK_MAX",
     "RULES",
     "SCANS_LISTED_MAX",
     "SCHEDULES",
@@ -210,6 +228,7 @@ __all__ = [
     "Alert",
     "Container",
     "ContainerEvent",
+    "EpcisRecord",
     "Evidence",
     "Flag",
     "FlagClose",
@@ -226,6 +245,7 @@ __all__ = [
     "ProductSchedule",
     "Recall",
     "Receipt",
+    "RecordedEvent",
     "Shipment",
     "SupplyAggregate",
     "SupplyCommission",
@@ -247,12 +267,14 @@ __all__ = [
     "Verdict",
     "alert_count",
     "alerts",
+    "biz_step_problem",
     "candidates",
     "code_problem",
     "container",
     "container_contents",
     "container_history",
     "container_of",
+    "epcis_record",
     "evidence",
     "expiry_end_ms",
     "expiry_problem",
@@ -267,6 +289,7 @@ __all__ = [
     "lot_record",
     "overdue",
     "pack",
+    "pack_records",
     "prefix_of",
     "prefix_owner",
     "prefix_problem",
@@ -296,6 +319,7 @@ TX_TYPES = (
     TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
     TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
     *PREFIX_TX_TYPES,
+    *RECORD_TX_TYPES,
     *SUSPECT_TX_TYPES,
     *FLAG_TX_TYPES,
 )
