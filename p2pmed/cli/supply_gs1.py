@@ -1,4 +1,6 @@
-"""``p2pmed supply prefix``: GS1 company prefixes, granted by a regulator or 2f+1 validators."""
+"""``p2pmed supply prefix`` (GS1 company prefixes, granted by a regulator or 2f+1 validators),
+``supply export-epcis`` (a pack's or a lot's history as EPCIS 2.0) and ``supply query``
+(committed events by pack, lot, GTIN, site and time)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,11 @@ from typing import Any
 
 import click
 
-from p2pmed.cli.signing import ID, load_key, read, read_options, short_id, submit, write_options
+from p2pmed.cli.common import EXIT_BAD_INPUT, fail, utc_time
+from p2pmed.cli.signing import ID, UtcTime, load_key, read, read_options, short_id, submit, write_options
 from p2pmed.ledger.contracts import supply as supply_rules
 
-__all__ = ["prefix"]
+__all__ = ["export_epcis", "prefix", "query"]
 
 
 def _prefix_or_gtin(value: str) -> str | None:
@@ -63,3 +66,90 @@ def prefix_show(home: Path, as_json: bool, code: str) -> None:
     read(
         home, as_json, lambda found: f"{found['prefix']}: {short_id(found['organisation'])}", "supply.prefix", code=code
     )
+
+
+class PackOrLot(click.ParamType[tuple[str, str]]):
+    """``GTIN:CODE``: a GTIN-14 is digits, so the first colon ends it; a serial or lot may hold colons."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.name = what, f"GTIN:{what.upper()}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        gtin, _, code = value.partition(":")
+        problem = supply_rules.gtin_problem(gtin) or supply_rules.code_problem(code, self.what)
+        if problem is not None:
+            self.fail(f"{value[:80]!r}: {problem}", param, ctx)
+        return gtin, code
+
+
+PACK = PackOrLot("serial")
+LOT = PackOrLot("lot")
+
+
+@click.command("export-epcis")
+@read_options
+@click.option("--pack", type=PACK, default=None, help="A pack as GTIN:SERIAL.")
+@click.option("--lot", type=LOT, default=None, help="Or a lot as GTIN:LOT, all its packs.")
+def export_epcis(home: Path, as_json: bool, pack: tuple[str, str] | None, lot: tuple[str, str] | None) -> None:
+    """Print a pack's or a lot's history as an EPCIS 2.0 JSON-LD document (import-epcis reads it back)."""
+    if (pack is None) == (lot is None):
+        fail("give exactly one of --pack GTIN:SERIAL and --lot GTIN:LOT", EXIT_BAD_INPUT)
+    chosen = pack or lot
+    assert chosen is not None
+    gtin, code = chosen
+    codes = {"serial": code} if pack else {"lot": code}
+    read(home, True, str, "supply.export_epcis", gtin=gtin, **codes)
+
+
+def human_events(result: dict[str, Any]) -> str:
+    lines = [
+        f"{utc_time(event['time_ms'])} h{event['height']:<7} {event['kind']:<13} (01){event['gtin']}(21)"
+        f"{event['serial']} by {short_id(event['organisation'])}"
+        + (f" ↔ {short_id(event['party'])}" if event["party"] else "")
+        for event in result["events"]
+    ]
+    more = " (more not listed: narrow the query or raise --limit)" if result["more"] else ""
+    lines.append(f"{len(result['events'])} event{'' if len(result['events']) == 1 else 's'}{more}")
+    return "\n".join(lines)
+
+
+@click.command("query")
+@read_options
+@click.option("--pack", type=PACK, default=None, help="One pack, as GTIN:SERIAL.")
+@click.option("--lot", type=LOT, default=None, help="A lot's packs, as GTIN:LOT.")
+@click.option("--gtin", default=None, help="A GTIN's packs.")
+@click.option("--site", type=ID, default=None, help="Only events by or with this organisation (its id).")
+@click.option("--since", "since_ms", type=UtcTime(), default=None, help="Only events at or after this ledger time.")
+@click.option("--until", "until_ms", type=UtcTime(end_of_day=True), default=None, help="Only events until then.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True)
+@click.option("--epcis", is_flag=True, help="Print the events as an EPCIS 2.0 JSON-LD document.")
+def query(
+    home: Path,
+    as_json: bool,
+    pack: tuple[str, str] | None,
+    lot: tuple[str, str] | None,
+    gtin: str | None,
+    site: bytes | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    limit: int,
+    epcis: bool,
+) -> None:
+    """Committed supply events of one pack, a lot, a GTIN or every pack, by or with a site, in a time
+    window (each at most 10,000 packs walked and --limit events answered)."""
+    if sum(value is not None for value in (pack, lot, gtin)) > 1:
+        fail("give at most one of --pack, --lot and --gtin", EXIT_BAD_INPUT)
+    named = pack or lot
+    params: dict[str, Any] = {
+        "gtin": named[0] if named else gtin,
+        "serial": pack[1] if pack else None,
+        "lot": lot[1] if lot else None,
+        "site": site.hex() if site else None,
+        "since_ms": since_ms,
+        "until_ms": until_ms,
+        "limit": limit,
+        "format": "epcis" if epcis else "entries",
+    }
+    read(home, as_json or epcis, human_events, "supply.query", **params)

@@ -85,13 +85,18 @@ from p2pmed.ledger.contracts.supply import (
 
 __all__ = [
     "DOCUMENT_SIZE_MAX",
+    "EPCIS_CONTEXT",
     "EPCS_PER_EVENT_MAX",
     "EVENTS_MAX",
+    "P2PMED_NAMESPACE",
     "EpcisError",
     "ShipmentLookup",
     "SupplyTx",
+    "epc_time",
     "export_aggregations",
     "import_epcis",
+    "organisation_uri",
+    "pack_uri",
     "parse_epc",
     "parse_sscc",
     "sscc_uri",
@@ -398,6 +403,20 @@ def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _l
     ]
 
 
+def organisation_uri(organisation: bytes) -> str:
+    """The URI p2pmed's own EPCIS export names an organisation by."""
+    return f"urn:p2pmed:org:{organisation.hex()}"
+
+
+_ORGANISATION = re.compile(r"urn:p2pmed:org:([0-9a-f]{64})")
+
+
+def _party(uri: str, parties: Mapping[str, bytes]) -> bytes | None:
+    """The organisation an id names: through ``parties``, or itself an ``organisation_uri``."""
+    match = _ORGANISATION.fullmatch(uri)
+    return parties.get(uri) or (bytes.fromhex(match[1]) if match else None)
+
+
 def _named_parties(
     event: dict[str, Any], path: str, name: str, field: str, parties: Mapping[str, bytes]
 ) -> list[bytes]:
@@ -408,7 +427,7 @@ def _named_parties(
     keys: list[bytes] = []
     for index, entry in enumerate(entries):
         where = f"{path}.{name}[{index}]"
-        key = parties.get(_text(_object(entry, where), field, where, "an id (a URI)"))
+        key = _party(_text(_object(entry, where), field, where, "an id (a URI)"), parties)
         if key is not None and key not in keys:
             keys.append(key)
     if len(keys) > 1:
@@ -474,6 +493,7 @@ _DECOMMISSION_REASONS = {
     "inactive": "other",
     "non_sellable_other": "other",
     "stolen": "stolen",
+    "unknown": "lost",
 }
 
 
@@ -661,7 +681,7 @@ def _location(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) ->
     for name in ("bizLocation", "readPoint"):
         if name in event:
             where = f"{path}.{name}"
-            key = parties.get(_text(_object(event[name], where), "id", where, "a location id (an SGLN URI)"))
+            key = _party(_text(_object(event[name], where), "id", where, "a location id (an SGLN URI)"), parties)
             if key is not None:
                 return key
     return None
@@ -711,12 +731,12 @@ def sscc_uri(sscc: str) -> str:
     return f"https://id.gs1.org/00/{sscc}"
 
 
-def _pack_uri(pack: PackRef) -> str:
+def pack_uri(pack: PackRef) -> str:
     # A Digital Link, not an SGTIN URN: a GTIN alone does not say where its company prefix ends.
     return f"https://id.gs1.org/01/{pack.gtin}/21/{urllib.parse.quote(pack.serial, safe=_LINK_SERIAL_SAFE)}"
 
 
-def _time(time_ms: int) -> str:
+def epc_time(time_ms: int) -> str:
     moment = _EPOCH + datetime.timedelta(milliseconds=time_ms)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -728,10 +748,10 @@ def export_aggregations(sscc: str, events: Sequence[ContainerEvent], created_ms:
     exported = [
         {
             "type": "AggregationEvent",
-            "eventTime": _time(event.time_ms),
+            "eventTime": epc_time(event.time_ms),
             "eventTimeZoneOffset": "+00:00",
             "parentID": sscc_uri(sscc),
-            "childEPCs": [*map(_pack_uri, event.packs), *map(sscc_uri, event.containers)],
+            "childEPCs": [*map(pack_uri, event.packs), *map(sscc_uri, event.containers)],
             "action": "ADD" if event.kind == "aggregate" else "DELETE",
             "bizStep": "packing" if event.kind == "aggregate" else "unpacking",
             "disposition": "in_progress",
@@ -746,6 +766,6 @@ def export_aggregations(sscc: str, events: Sequence[ContainerEvent], created_ms:
         "@context": [EPCIS_CONTEXT, {"p2pmed": P2PMED_NAMESPACE}],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
-        "creationDate": _time(created_ms),
+        "creationDate": epc_time(created_ms),
         "epcisBody": {"eventList": exported},
     }
