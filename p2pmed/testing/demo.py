@@ -39,6 +39,7 @@ from p2pmed.ledger.contracts.supply import (
 from p2pmed.rpc.client import RpcClient
 from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
+from p2pmed.testing.demo_supply import supply_scene
 from p2pmed.testing.process_network import ProcessNetwork
 
 CHAIN_ID = "p2pmed-demo"
@@ -170,7 +171,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
             " and recorded on the ledger as a break-glass access the patient will see; the reason is sealed to the"
             " patient and the hospital, only its salted SHA-256 is on the ledger"
         )
-        _supply_chain(net, node, sites, survivors, out)
+        manufacturer = _supply_chain(net, node, sites, survivors, out)
+        supply_scene(node, manufacturer, GTIN, sites[DISTRIBUTOR], sites[PHARMACY], out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
     out(
         f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: "
@@ -198,7 +200,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
 
 def _supply_chain(
     net: ProcessNetwork, node: RpcClient, sites: list[SigningKey], voters: list[int], out: Callable[[str], None]
-) -> None:
+) -> SigningKey:
+    """Admit a manufacturer, which commissions, ships and sees a pack dispensed; returns its key."""
     manufacturer = SigningKey.generate()
     profile = OrganisationProfile(
         manufacturer.public_key, "Acme Pharma", "manufacturer", EncryptionPrivateKey.generate().public_key
@@ -241,6 +244,7 @@ def _supply_chain(
         f"12. a pack with serial FAKE0001 turns up: {fake['status']} ({fake['message']}); the scan left an alert on the"
         f" ledger for every site to see ({alerts} alert(s))"
     )
+    return manufacturer
 
 
 def _same_head(net: ProcessNetwork) -> str | None:
