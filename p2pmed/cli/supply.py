@@ -520,7 +520,7 @@ def supply_import_epcis(
     parties: tuple[tuple[str, bytes], ...],
     receiver_key_files: tuple[Path, ...],
 ) -> None:
-    """Import an EPCIS 2.0 JSON document of the signer's own events: ObjectEvents (commissioning,
+    """Import an EPCIS 2.0 JSON(-LD) or EPCIS 1.2 XML document of the signer's own events: ObjectEvents (commissioning,
     shipping, receiving, dispensing, decommissioning) and AggregationEvents become custody
     transactions, any other event is kept as a supply.epcis.record; each is one or more
     supply transactions, submitted in order, each waited for. The first refusal stops the
@@ -528,6 +528,7 @@ def supply_import_epcis(
     shipment the same document ships is signed by its destination (--receiver-key); any
     other receipt is of the shipment its packs are in transit in on the ledger."""
     from p2pmed.interop.epcis import DOCUMENT_SIZE_MAX, EpcisError, import_epcis
+    from p2pmed.interop.epcis_xml import import_epcis_xml, is_xml
 
     key = load_key(key_file)
     try:
@@ -537,7 +538,8 @@ def supply_import_epcis(
         fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
     with node(home) as client:
         try:
-            txs = import_epcis(data, dict(parties), _shipment_on_ledger(client))
+            read_document = import_epcis_xml if is_xml(data) else import_epcis
+            txs = read_document(data, dict(parties), _shipment_on_ledger(client))
         except EpcisError as error:
             fail(f"{file}: {error}", EXIT_BAD_INPUT)
         signers = _signers(client, key, [load_key(path) for path in receiver_key_files], txs)

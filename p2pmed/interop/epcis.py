@@ -84,6 +84,7 @@ from p2pmed.ledger.contracts.supply import (
 )
 
 __all__ = [
+    "DEPTH_MAX",
     "DOCUMENT_SIZE_MAX",
     "EPCIS_CONTEXT",
     "EPCS_PER_EVENT_MAX",
@@ -95,6 +96,7 @@ __all__ = [
     "epc_time",
     "export_aggregations",
     "import_epcis",
+    "import_events",
     "organisation_uri",
     "pack_uri",
     "parse_epc",
@@ -708,7 +710,14 @@ def import_epcis(
     """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in its order.
     ``parties`` maps ids (of parties, locations, business transactions) to organisation ids;
     ``shipment_of`` finds a received pack's shipment on the ledger, when the document did not ship it."""
-    events = _events(_load(data))
+    return import_events(_events(_load(data)), parties, shipment_of)
+
+
+def import_events(
+    events: list[tuple[Any, str]], parties: Mapping[str, bytes] | None = None, shipment_of: ShipmentLookup | None = None
+) -> list[SupplyTx]:
+    """As ``import_epcis``, for events already read into the JSON binding's shape, each with its path
+    (the EPCIS 1.2 XML import reads them so)."""
     lookups = _Lookups(parties or {}, shipment_of, _receivers(events, parties or {}), {})
     txs: list[SupplyTx] = []
     for event, path in events:
