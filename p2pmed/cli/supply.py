@@ -27,7 +27,7 @@ from p2pmed.cli.signing import (
     submit_signed,
     write_options,
 )
-from p2pmed.cli.supply_gs1 import export_epcis, prefix, query
+from p2pmed.cli.supply_gs1 import export_epcis, prefix, query, storage
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.rpc.client import RpcClient
@@ -556,7 +556,8 @@ def supply_import_epcis(
 
 
 def _signers(client: RpcClient, key: SigningKey, receiver_keys: list[SigningKey], txs: list[Any]) -> list[SigningKey]:
-    """Who signs each imported transaction: ``key``, but the receipts of the document's own shipments,
+    """Who signs each imported transaction: ``key`` (a shipment's sensor report too: its shipper may
+    sign it), but the receipts of the document's own shipments,
     which their destinations sign. Exits 2 before anything is submitted if a destination's key is missing."""
     by_organisation: dict[bytes, SigningKey] = {}
     for receiver in receiver_keys:
@@ -567,7 +568,7 @@ def _signers(client: RpcClient, key: SigningKey, receiver_keys: list[SigningKey]
         by_organisation[bytes.fromhex(found["id"])] = receiver
     signers = []
     for tx in txs:
-        if tx.shipment_from is None:
+        if tx.shipment_from is None or tx.tx_type != "supply.receive":
             signers.append(key)
             continue
         destination = txs[tx.shipment_from].body.destination
@@ -856,6 +857,6 @@ def supply_schedule(
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.schedule", body)
 
 
-for command in (prefix, export_epcis, query):
+for command in (prefix, export_epcis, query, storage):
     supply.add_command(command)
 SUPPLY_COMMANDS = [supply]

@@ -1,9 +1,11 @@
 """``p2pmed supply prefix`` (GS1 company prefixes, granted by a regulator or 2f+1 validators),
+``supply storage`` (a product's storage temperatures),
 ``supply export-epcis`` (a pack's or a lot's history as EPCIS 2.0) and ``supply query``
 (committed events by pack, lot, GTIN, site and time)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +15,29 @@ from p2pmed.cli.common import EXIT_BAD_INPUT, fail, utc_time
 from p2pmed.cli.signing import ID, UtcTime, load_key, read, read_options, short_id, submit, write_options
 from p2pmed.ledger.contracts import supply as supply_rules
 
-__all__ = ["export_epcis", "prefix", "query"]
+__all__ = ["export_epcis", "prefix", "query", "storage"]
 
 
 def _prefix_or_gtin(value: str) -> str | None:
     return supply_rules.gtin_problem(value) if len(value) == 14 else supply_rules.prefix_problem(value)
 
 
-class PrefixCode(click.ParamType[str]):
-    name = "PREFIX"
+class Code(click.ParamType[str]):
+    """A GS1 code, refused here in the ledger's words, before the node is asked."""
+
+    def __init__(self, name: str, problem: Callable[[str], str | None]) -> None:
+        self.name, self.problem = name, problem
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        problem = supply_rules.prefix_problem(value)
+        problem = self.problem(value)
         if problem is not None:
             self.fail(problem, param, ctx)
         return str(value)
 
 
-class PrefixOrGtin(click.ParamType[str]):
-    name = "PREFIX|GTIN"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        problem = _prefix_or_gtin(value)
-        if problem is not None:
-            self.fail(problem, param, ctx)
-        return str(value)
+PREFIX = Code("PREFIX", supply_rules.prefix_problem)
+PREFIX_OR_GTIN = Code("PREFIX|GTIN", _prefix_or_gtin)
+GTIN = Code("GTIN", supply_rules.gtin_problem)
 
 
 @click.group()
@@ -48,7 +48,7 @@ def prefix() -> None:
 @prefix.command("grant")
 @write_options
 @click.option("--org", "organisation", type=ID, required=True, help="The manufacturer's organisation id.")
-@click.option("--prefix", "code", type=PrefixCode(), required=True, help="The GS1 company prefix, 6..12 digits.")
+@click.option("--prefix", "code", type=PREFIX, required=True, help="The GS1 company prefix, 6..12 digits.")
 def prefix_grant(
     home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, organisation: bytes, code: str
 ) -> None:
@@ -60,7 +60,7 @@ def prefix_grant(
 
 @prefix.command("show")
 @read_options
-@click.argument("code", type=PrefixOrGtin())
+@click.argument("code", type=PREFIX_OR_GTIN)
 def prefix_show(home: Path, as_json: bool, code: str) -> None:
     """Who holds a company prefix, or the prefix a GTIN-14 carries."""
     read(
@@ -153,3 +153,17 @@ def query(
         "format": "epcis" if epcis else "entries",
     }
     read(home, as_json or epcis, human_events, "supply.query", **params)
+
+
+@click.command("storage")
+@write_options
+@click.argument("gtin", type=GTIN)
+@click.option("--min", "minimum", type=click.FloatRange(-273.15, 1000), required=True, help="Lowest, in °C.")
+@click.option("--max", "maximum", type=click.FloatRange(-273.15, 1000), required=True, help="Highest, in °C.")
+def storage(
+    home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, gtin: str, minimum: float, maximum: float
+) -> None:
+    """Declare the temperatures a GTIN's packs are kept between (signed by the holder of its company
+    prefix): sensor readings of its shipments outside them raise cold-chain-breach alerts."""
+    body = supply_rules.ProductStorage(gtin, round(minimum * 100), round(maximum * 100))
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.storage", body)

@@ -39,6 +39,11 @@ A document may ship packs and receive them: the receipt's shipment id is the ``s
 transaction's id, known only once it is signed, so the receipt comes back with
 ``shipment_from`` naming that transaction (``SupplyTx.with_shipment`` fills it in).
 
+The temperatures of a shipping or receiving event's ``sensorElementList`` (each Temperature
+report's value, minValue and maxValue, in CEL, FAH or KEL, at most ``SENSOR_READINGS_MAX``)
+become a ``supply.sensor.report`` of its shipment, after the shipment or receipt; other
+sensors are skipped.
+
 An event becomes as many transactions as the ledger's limits need: one commission
 per GTIN and 1000 serials, one shipment per 1000 packs. A shipment is received
 once, so the receiving events of a document that reach one shipment become one
@@ -65,9 +70,13 @@ from p2pmed.ledger.contracts.supply import (
     EVENT_JSON_SIZE_MAX,
     EVENT_TYPES,
     PACKS_PER_TX_MAX,
+    TEMPERATURE_CENTI_C_MAX,
+    TEMPERATURE_CENTI_C_MIN,
     ContainerEvent,
     EpcisRecord,
     PackRef,
+    SensorReading,
+    SensorReport,
     SupplyAggregate,
     SupplyCommission,
     SupplyDecommission,
@@ -129,12 +138,12 @@ class SupplyTx:
     """The event's JSON path."""
     event_time_ms: int
     shipment_from: int | None = None
-    """For a receipt of a shipment shipped earlier in the same document, the index (in the
-    import's list) of that ``supply.ship``: its transaction id, known once it is signed, is
-    the shipment id to put in ``body`` (``with_shipment``), which holds an empty one until then."""
+    """For a receipt (or a sensor report) of a shipment shipped in the same document, the index
+    (in the import's list) of that ``supply.ship``: its transaction id, known once it is signed,
+    is the shipment id to put in ``body`` (``with_shipment``), which holds an empty one until then."""
 
     def with_shipment(self, shipment: bytes) -> SupplyTx:
-        assert self.shipment_from is not None and isinstance(self.body, SupplyReceive)
+        assert self.shipment_from is not None and isinstance(self.body, SupplyReceive | SensorReport)
         return replace(self, body=replace(self.body, shipment=shipment), shipment_from=None)
 
 
@@ -149,11 +158,15 @@ class _Lookups:
 
 
 @dataclass(frozen=True)
-class _DocumentReceipt:
-    """A receipt of the document's own shipment ``ship_index`` (see ``SupplyTx.shipment_from``)."""
+class _InDocument:
+    """A body naming the document's own shipment ``ship_index`` (see ``SupplyTx.shipment_from``);
+    ``_PREVIOUS``: the shipment made just before it."""
 
     ship_index: int
-    receipt: SupplyReceive
+    body: SupplyReceive | SensorReport
+
+
+_PREVIOUS = -1
 
 
 _Bodies = list[tuple[str, Any]]
@@ -347,15 +360,15 @@ def _epc_list(event: dict[str, Any], path: str) -> tuple[PackRef, ...]:
     return tuple(packs)
 
 
-def _event_time_ms(event: dict[str, Any], path: str) -> int:
+def _event_time_ms(event: dict[str, Any], path: str, name: str = "eventTime") -> int:
     expected = "a date and time with its offset, as 2026-03-01T09:30:00.000+01:00"
-    text = _text(event, "eventTime", path, expected)
+    text = _text(event, name, path, expected)
     try:
         if not _DATE_TIME.fullmatch(text):
             raise ValueError
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise EpcisError(f"{path}.eventTime", f"{text[:60]!r} is not {expected}") from None
+        raise EpcisError(f"{path}.{name}", f"{text[:60]!r} is not {expected}") from None
     return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
@@ -474,12 +487,89 @@ def _receive(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], looku
     return [
         (
             "supply.receive",
-            _DocumentReceipt(shipment, SupplyReceive(b"", tuple(arrived), ()))
+            _InDocument(shipment, SupplyReceive(b"", tuple(arrived), ()))
             if isinstance(shipment, int)
             else SupplyReceive(shipment, tuple(arrived), ()),
         )
         for shipment, arrived in shipments.items()
     ]
+
+
+SENSOR_READINGS_MAX = 256
+_TEMPERATURE_TYPES = ("Temperature", "gs1:Temperature", "https://gs1.org/voc/Temperature")
+_TO_CENTI_CELSIUS: dict[str, Callable[[float], float]] = {
+    "CEL": lambda value: value * 100,
+    "FAH": lambda value: (value - 32) * 500 / 9,
+    "KEL": lambda value: (value - 273.15) * 100,
+}
+
+
+def _number(report: dict[str, Any], name: str, path: str) -> float | None:
+    value = report.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EpcisError(f"{path}.{name}", f"expected a number, got {_kind(value)}")
+    return float(value)
+
+
+def _report_readings(report: dict[str, Any], path: str, time_ms: int) -> list[SensorReading]:
+    unit = _text(report, "uom", path, "CEL, FAH or KEL")
+    if unit not in _TO_CENTI_CELSIUS:
+        raise EpcisError(f"{path}.uom", f"{unit[:20]!r} is not a temperature unit: CEL, FAH or KEL")
+    if "time" in report:
+        time_ms = _event_time_ms(report, path, "time")
+    readings = []
+    for name in ("value", "minValue", "maxValue"):
+        value = _number(report, name, path)
+        if value is not None:
+            centi_c = round(_TO_CENTI_CELSIUS[unit](value))
+            if not TEMPERATURE_CENTI_C_MIN <= centi_c <= TEMPERATURE_CENTI_C_MAX:
+                raise EpcisError(f"{path}.{name}", f"{value} {unit} is not a temperature")
+            readings.append(SensorReading(time_ms, centi_c))
+    return readings
+
+
+def _temperatures(event: dict[str, Any], path: str, time_ms: int) -> tuple[SensorReading, ...]:
+    """The temperature readings of an event's sensorElementList (value, minValue and maxValue of each
+    Temperature report, at the report's time, else its element's, else the event's); other sensors skipped."""
+    readings: list[SensorReading] = []
+    elements = _array(event, "sensorElementList", path, "an array of sensor elements", DESTINATIONS_MAX)
+    for index, value in enumerate(elements):
+        where = f"{path}.sensorElementList[{index}]"
+        element = _object(value, where)
+        element_ms = time_ms
+        if "sensorMetadata" in element:
+            metadata = _object(element["sensorMetadata"], f"{where}.sensorMetadata")
+            if "time" in metadata:
+                element_ms = _event_time_ms(metadata, f"{where}.sensorMetadata", "time")
+        reports = _array(element, "sensorReport", where, "an array of sensor reports", SENSOR_READINGS_MAX)
+        for number, report_value in enumerate(reports):
+            report_path = f"{where}.sensorReport[{number}]"
+            report = _object(report_value, report_path)
+            if report.get("type") in _TEMPERATURE_TYPES:
+                readings += _report_readings(report, report_path, element_ms)
+    if len(readings) > SENSOR_READINGS_MAX:
+        raise EpcisError(
+            f"{path}.sensorElementList", f"{len(readings)} temperature readings, limit {SENSOR_READINGS_MAX}"
+        )
+    return tuple(readings)
+
+
+def _with_reports(bodies: _Bodies, readings: tuple[SensorReading, ...]) -> _Bodies:
+    """Each shipment or receipt followed by a sensor report of its shipment, if there are readings."""
+    if not readings:
+        return bodies
+    reported: _Bodies = []
+    for tx_type, body in bodies:
+        reported.append((tx_type, body))
+        if isinstance(body, SupplyShip):
+            reported.append(("supply.sensor.report", _InDocument(_PREVIOUS, SensorReport(b"", readings))))
+        elif isinstance(body, _InDocument):
+            reported.append(("supply.sensor.report", _InDocument(body.ship_index, SensorReport(b"", readings))))
+        else:
+            reported.append(("supply.sensor.report", SensorReport(body.shipment, readings)))
+    return reported
 
 
 def _dispense(_event: dict[str, Any], _path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
@@ -643,11 +733,14 @@ def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
         return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in _aggregation(event, path)]
     builder = _builder(event, path)
     packs = _epc_list(event, path)
+    bodies = builder(event, path, packs, lookups)
+    if builder in (_ship, _receive) and "sensorElementList" in event:
+        bodies = _with_reports(bodies, _temperatures(event, path, time_ms))
     return [
-        SupplyTx(tx_type, body.receipt, path, time_ms, body.ship_index)
-        if isinstance(body, _DocumentReceipt)
+        SupplyTx(tx_type, body.body, path, time_ms, body.ship_index)
+        if isinstance(body, _InDocument)
         else SupplyTx(tx_type, body, path, time_ms)
-        for tx_type, body in builder(event, path, packs, lookups)
+        for tx_type, body in bodies
     ]
 
 
@@ -658,11 +751,11 @@ def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
     moved: dict[int, int] = {}  # a transaction's index before merging -> after
     for index, tx in enumerate(txs):
         moved[index] = len(merged)
+        tx = tx if tx.shipment_from is None else replace(tx, shipment_from=moved[tx.shipment_from])
         if not isinstance(tx.body, SupplyReceive):
             merged.append(tx)
             continue
-        shipment = tx.body.shipment if tx.shipment_from is None else moved[tx.shipment_from]
-        tx = tx if tx.shipment_from is None else replace(tx, shipment_from=moved[tx.shipment_from])
+        shipment = tx.body.shipment if tx.shipment_from is None else tx.shipment_from
         if shipment not in receipts:
             receipts[shipment] = len(merged)
             merged.append(tx)
@@ -722,6 +815,8 @@ def import_events(
     txs: list[SupplyTx] = []
     for event, path in events:
         for tx in _convert(event, path, lookups):
+            if tx.shipment_from == _PREVIOUS:
+                tx = replace(tx, shipment_from=len(txs) - 1)
             if isinstance(tx.body, SupplyShip):
                 lookups.shipped.update(dict.fromkeys(tx.body.packs, len(txs)))
             txs.append(tx)

@@ -52,6 +52,9 @@ stays continuous when an organisation rotates its keys.
 - ``supply.epcis.record``: any organisation keeps an EPCIS event the rules have no use for
   (an inspection, a TransactionEvent, a TransformationEvent...), listed under the packs it
   holds or made. Rules in ``_records``.
+- ``supply.product.storage`` / ``supply.sensor.report``: a brand owner declares a product's
+  storage temperatures; a shipment's parties record its data logger's readings, and readings
+  outside the range raise a ``cold-chain-breach`` alert. Rules in ``_coldchain``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -76,7 +79,8 @@ The package, one module per job: ``limits`` (every bound, read when a rule runs)
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
 ``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
 ``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
-``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events) and
+``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events),
+``_coldchain`` (storage temperatures and sensor readings) and
 ``_queries`` (reads for the RPC layer).
 """
 
@@ -91,6 +95,18 @@ from p2pmed.ledger.contracts.supply._codes import (
     gs1_check_digit,
     gtin_problem,
     sscc_problem,
+)
+from p2pmed.ledger.contracts.supply._coldchain import (
+    COLD_CHAIN_BREACH,
+    COLD_CHAIN_TX_TYPES,
+    TEMPERATURE_CENTI_C_MAX,
+    TEMPERATURE_CENTI_C_MIN,
+    KeptReport,
+    ProductStorage,
+    SensorReading,
+    SensorReport,
+    sensor_reports,
+    storage_of,
 )
 from p2pmed.ledger.contracts.supply._containers import apply_aggregate, apply_disaggregate
 from p2pmed.ledger.contracts.supply._containers import contents as container_contents
@@ -210,6 +226,7 @@ __all__ = [
     "ALERT_STATUSES",
     "ALL_PRODUCTS",
     "CLASSIFICATIONS",
+    "COLD_CHAIN_BREACH",
     "DAY_MS",
     "DECOMMISSION_REASONS",
     "DISPENSER_KINDS",
@@ -224,6 +241,8 @@ __all__ = [
     "SCANS_LISTED_MAX",
     "SCHEDULES",
     "SHIPMENTS_PER_PACK_MAX",
+    "TEMPERATURE_CENTI_C_MAX",
+    "TEMPERATURE_CENTI_C_MIN",
     "TX_TYPES",
     "VERDICT_STATUSES",
     "Alert",
@@ -237,6 +256,7 @@ __all__ = [
     "FlagReview",
     "FlagStep",
     "FlagSubject",
+    "KeptReport",
     "Lot",
     "NoSignal",
     "Pack",
@@ -244,9 +264,12 @@ __all__ = [
     "PackRef",
     "PrefixGrant",
     "ProductSchedule",
+    "ProductStorage",
     "Recall",
     "Receipt",
     "RecordedEvent",
+    "SensorReading",
+    "SensorReport",
     "Shipment",
     "SupplyAggregate",
     "SupplyCommission",
@@ -297,9 +320,11 @@ __all__ = [
     "prefix_problem",
     "quarantine_of",
     "schedule_of",
+    "sensor_reports",
     "shipment",
     "shipment_of",
     "sscc_problem",
+    "storage_of",
     "suspect_case",
     "suspect_cases",
     "suspect_count",
@@ -322,6 +347,7 @@ TX_TYPES = (
     TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
     *PREFIX_TX_TYPES,
     *RECORD_TX_TYPES,
+    *COLD_CHAIN_TX_TYPES,
     *SUSPECT_TX_TYPES,
     *FLAG_TX_TYPES,
 )
