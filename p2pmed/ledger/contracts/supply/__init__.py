@@ -55,6 +55,9 @@ stays continuous when an organisation rotates its keys.
 - ``supply.product.storage`` / ``supply.sensor.report``: a brand owner declares a product's
   storage temperatures; a shipment's parties record its data logger's readings, and readings
   outside the range raise a ``cold-chain-breach`` alert. Rules in ``_coldchain``.
+- Saleable returns: a pack received by an organisation that held it before is a return,
+  shipped or dispensed again only after that organisation's ``supply.verify`` scan of its
+  four elements finds it genuine. Rules in ``_returns``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -80,7 +83,7 @@ dates), ``_store`` (state keys, histories, alerts, the checks shared by the rule
 ``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
 ``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
 ``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events),
-``_coldchain`` (storage temperatures and sensor readings) and
+``_coldchain`` (storage temperatures and sensor readings), ``_returns`` (saleable returns) and
 ``_queries`` (reads for the RPC layer).
 """
 
@@ -193,6 +196,7 @@ from p2pmed.ledger.contracts.supply._records import (
     epcis_record,
     pack_records,
 )
+from p2pmed.ledger.contracts.supply._returns import pending_return
 from p2pmed.ledger.contracts.supply._signals import RULES, Evidence, FlagSubject, NoSignal, candidates, evidence
 from p2pmed.ledger.contracts.supply._suspects import (
     CLASSIFICATIONS,
@@ -315,6 +319,7 @@ __all__ = [
     "pack",
     "pack_records",
     "packs_matching",
+    "pending_return",
     "prefix_of",
     "prefix_owner",
     "prefix_problem",
