@@ -27,7 +27,7 @@ from p2pmed.cli.signing import (
     submit_signed,
     write_options,
 )
-from p2pmed.cli.supply_gs1 import export_epcis, prefix, query, storage
+from p2pmed.cli.supply_gs1 import export_epcis, prefix, query, storage, ti_ts
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.rpc.client import RpcClient
@@ -857,6 +857,6 @@ def supply_schedule(
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.schedule", body)
 
 
-for command in (prefix, export_epcis, query, storage):
+for command in (prefix, export_epcis, query, storage, ti_ts):
     supply.add_command(command)
 SUPPLY_COMMANDS = [supply]

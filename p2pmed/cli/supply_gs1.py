@@ -1,5 +1,6 @@
 """``p2pmed supply prefix`` (GS1 company prefixes, granted by a regulator or 2f+1 validators),
-``supply storage`` (a product's storage temperatures),
+``supply storage`` (a product's storage temperatures), ``supply ti-ts`` (a shipment's DSCSA
+transaction information and statement),
 ``supply export-epcis`` (a pack's or a lot's history as EPCIS 2.0) and ``supply query``
 (committed events by pack, lot, GTIN, site and time)."""
 
@@ -15,7 +16,7 @@ from p2pmed.cli.common import EXIT_BAD_INPUT, fail, utc_time
 from p2pmed.cli.signing import ID, UtcTime, load_key, read, read_options, short_id, submit, write_options
 from p2pmed.ledger.contracts import supply as supply_rules
 
-__all__ = ["export_epcis", "prefix", "query", "storage"]
+__all__ = ["export_epcis", "prefix", "query", "storage", "ti_ts"]
 
 
 def _prefix_or_gtin(value: str) -> str | None:
@@ -167,3 +168,29 @@ def storage(
     prefix): sensor readings of its shipments outside them raise cold-chain-breach alerts."""
     body = supply_rules.ProductStorage(gtin, round(minimum * 100), round(maximum * 100))
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.storage", body)
+
+
+def human_ti_ts(result: dict[str, Any]) -> str:
+    info = result["transaction_information"]
+    seller, buyer = info["seller"], info["buyer"]
+    lines = [
+        f"shipment {result['shipment']}: {seller['name']} ({short_id(seller['id'])}) to {buyer['name']}"
+        f" ({short_id(buyer['id'])}), {info['transaction_date']}"
+    ]
+    lines += [
+        f"  GTIN {product['gtin']}{' NDC ' + product['ndc'] if product['ndc'] else ''} lot {product['lot']}"
+        f" expiry {product['expiry']}: {product['quantity']} pack{'' if product['quantity'] == 1 else 's'}"
+        for product in info["products"]
+    ]
+    statement = result["transaction_statement"]
+    lines.append(f"TS, attested by the seller's signed transaction {short_id(statement['signed_transaction'])}:")
+    lines.append(f"  {statement['statement']}")
+    return "\n".join(lines)
+
+
+@click.command("ti-ts")
+@read_options
+@click.argument("shipment", type=ID)
+def ti_ts(home: Path, as_json: bool, shipment: bytes) -> None:
+    """Print a shipment's DSCSA transaction information and statement, from the ledger."""
+    read(home, as_json, human_ti_ts, "supply.ti_ts", shipment=shipment.hex())

@@ -1,5 +1,6 @@
-"""JSON-RPC methods for GS1 identifiers and EPCIS on the supply ledger: who holds a GTIN's
-company prefix, packs' histories as EPCIS 2.0 documents, and queries over committed events.
+"""JSON-RPC methods for GS1 identifiers, EPCIS and DSCSA documents on the supply ledger: who
+holds a GTIN's company prefix, packs' histories as EPCIS 2.0 documents, queries over committed
+events, and a shipment's transaction information and statement (TI/TS).
 
 Reads only; grants are ``supply.prefix.grant`` transactions sent with ``tx.submit``.
 A malformed GTIN, prefix, serial or lot is INVALID_PARAMS in the ledger's words; a prefix,
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2pmed.interop.dscsa import transaction_information
 from p2pmed.interop.epcis_export import PackHistory, export_histories
 from p2pmed.ledger.contracts import supply
+from p2pmed.ledger.contracts.identity import organisation
 from p2pmed.node.api.health import plain
 from p2pmed.node.api.port import NodePort
 from p2pmed.rpc.errors import ErrorCode, RpcError
@@ -105,9 +108,30 @@ def gs1_methods(node: NodePort) -> dict[str, Method]:
         rows.sort(key=lambda row: row["height"])
         return {"events": rows, "more": more}
 
+    async def ti_ts(params: dict[str, Any]) -> dict[str, Any]:
+        """The DSCSA transaction information and statement of a shipment (a change of ownership)."""
+        found = supply.shipment(store, params["shipment"])
+        if found is None:
+            raise RpcError(ErrorCode.NOT_FOUND, f"supply.ti_ts: no shipment has id {params['shipment'].hex()}")
+        refs = list(found.packs)
+        for sscc in found.containers:
+            top = supply.container(store, sscc)
+            assert top is not None, "a shipment lists containers that were packed"
+            refs += supply.container_contents(store, top)[0]
+        packs = [supply.pack(store, ref.gtin, ref.serial) for ref in refs]
+        expiries: dict[tuple[str, str], str] = {}
+        for each in packs:
+            assert each is not None, "a shipment lists commissioned packs"
+            lot = supply.lot_record(store, each.gtin, each.lot)
+            assert lot is not None
+            expiries[(each.gtin, each.lot)] = lot.expiry
+        seller, buyer = organisation(store, found.source), organisation(store, found.destination)
+        return transaction_information(found, [each for each in packs if each is not None], expiries, seller, buyer)
+
     optional_str = Param(str, optional=True)
     return {
         "supply.prefix": Method(prefix, {"code": str}),
+        "supply.ti_ts": Method(ti_ts, {"shipment": bytes}),
         "supply.export_epcis": Method(export, {"gtin": optional_str, "serial": optional_str, "lot": optional_str}),
         "supply.query": Method(
             query,
