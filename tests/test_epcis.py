@@ -359,6 +359,38 @@ def test_a_packs_list_of_kept_events_is_bounded_and_the_rest_counted(monkeypatch
     assert (len(records), count) == (2, 3)
 
 
+def test_a_document_packs_ships_and_receives_a_pallet_in_one_go() -> None:
+    """As GS1's own shipping example: the shipping event lists the SSCC, without destinationList."""
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    story = document(
+        commissioning(),
+        {**packing(), "childEPCs": [SGTIN_2017, LINK_2018]},
+        without(shipping([PALLET_URI]), "destinationList"),
+        received_at_the_pharmacy([f"https://id.gs1.org/00/{PALLET}"]),
+    )
+    txs = import_epcis(json.dumps(story), PARTIES)
+    assert [tx.body for tx in txs[2:]] == [
+        SupplyShip(PHARMACY.public_key, (), (PALLET,)),
+        SupplyReceive(b"", (), (), (PALLET,)),
+    ]
+    tx_ids: list[bytes] = []
+    for tx in txs:
+        tx = tx if tx.shipment_from is None else tx.with_shipment(tx_ids[tx.shipment_from])
+        result = ledger.run(PHARMACY if tx.tx_type == "supply.receive" else MAKER, tx.tx_type, tx.body)
+        assert result.ok, result.detail
+        tx_ids.append(result.tx_id)
+    assert supply.pack(ledger.state, GTIN, "2018").holder == PHARMACY.public_key  # type: ignore[union-attr]
+
+
+def test_a_container_received_is_found_in_transit_on_the_ledger() -> None:
+    in_transit = {PALLET: b"\x05" * 32}
+    txs = import_epcis(json.dumps(event("receiving", "OBSERVE", [PALLET_URI])), shipment_of=in_transit.get)
+    assert [tx.body for tx in txs] == [SupplyReceive(b"\x05" * 32, (), (), (PALLET,))]
+
+
 # -- aggregation -------------------------------------------------------------------------------------
 
 
@@ -505,7 +537,13 @@ MALFORMED = [
     ("no EPC list", without(shipping(), "epcList"), "$.epcList", "missing; expected an array of EPCs"),
     ("empty EPC list", shipping([]), "$.epcList", "empty: list the serialised packs"),
     ("EPC not a string", shipping([17]), "$.epcList[0]", "got a number"),
-    ("SSCC, not an SGTIN", shipping(["urn:epc:id:sscc:0614141.1234567890"]), "$.epcList[0]", "is not an SGTIN EPC URI"),
+    (
+        "SSCC dispensed",
+        event("dispensing", "OBSERVE", ["urn:epc:id:sscc:0614141.1234567890"]),
+        "$.epcList[0]",
+        "is not an SGTIN EPC URI",
+    ),
+    ("container listed twice", shipping([CASE_URI, CASE_LINK]), "$.epcList[1]", f"(00){CASE} is listed twice"),
     ("SGTIN of 12 digits", shipping(["urn:epc:id:sgtin:0614141.10734.1"]), "$.epcList[0]", "make 13 digits"),
     ("SGTIN with a 5-digit prefix", shipping(["urn:epc:id:sgtin:06141.41107346.1"]), "$.epcList[0]", "make 13 digits"),
     (

@@ -177,3 +177,26 @@ def test_flag_candidates_preview_a_closed_week_and_no_further(client: InProcessC
         with pytest.raises(RpcError) as raised:
             client.call("supply.flag_candidates", at_ms=bad)
         assert "up to 12 weeks on" in raised.value.message
+
+
+def test_import_epcis_receives_a_pallet_in_transit_on_the_ledger(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    maker, pharmacy = key_file(directory, MAKER, "maker"), key_file(directory, PHARMACY, "pharmacy")
+    ok(home, "supply", "ship", "--to", PHARMACY.public_key.hex(), "--container", PALLET, "--key", maker)
+    received = {
+        "type": "ObjectEvent",
+        "eventTime": "2026-03-01T09:30:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [f"https://id.gs1.org/00/{PALLET}"],
+        "action": "OBSERVE",
+        "bizStep": "receiving",
+    }
+    path = directory / "pallet.json"
+    path.write_text(json.dumps(received))
+    ok(home, "supply", "import-epcis", str(path), "--key", pharmacy)
+    assert ok(home, "supply", "container", PALLET)["container"]["holder"] == PHARMACY.public_key.hex()
+    unknown = {**received, "epcList": [f"https://id.gs1.org/00/{NEW_PALLET}"]}
+    path.write_text(json.dumps(unknown))
+    refused = run(home, "supply", "import-epcis", str(path), "--key", pharmacy)
+    assert refused.exit_code == 2 and f"(00){NEW_PALLET} is not in transit on the ledger" in refused.output

@@ -479,11 +479,18 @@ def supply_scan(
     )
 
 
-def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], bytes | None]:
-    """The EPCIS import's lookup of the shipment a pack is in transit in, from ``supply.trace``."""
+def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef | str], bytes | None]:
+    """The EPCIS import's lookup of the shipment a pack (``supply.trace``) or a container (by SSCC,
+    ``supply.container``) is in transit in."""
 
-    def shipment_of(pack: supply_rules.PackRef) -> bytes | None:
-        found = client.call("supply.trace", gtin=pack.gtin, serial=pack.serial)["pack"]
+    def shipment_of(item: supply_rules.PackRef | str) -> bytes | None:
+        if isinstance(item, str):
+            try:
+                found = client.call("supply.container", sscc=item)["container"]
+            except RpcError:
+                return None
+        else:
+            found = client.call("supply.trace", gtin=item.gtin, serial=item.serial)["pack"]
         return bytes.fromhex(found["shipment"]) if found is not None and found["shipment"] else None
 
     return shipment_of

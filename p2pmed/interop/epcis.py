@@ -9,7 +9,8 @@ raises ``EpcisError`` naming its JSON path (``$.epcisBody.eventList[2].epcList[0
 and what was expected. Fields the ledger has no use for are ignored.
 
 The rules act on ``ObjectEvent``s of the business steps below, which list serialised
-packs, and on ``AggregationEvent``s that add or delete (``supply.aggregate`` and
+packs (shipping and receiving events also whole containers, by SSCC, as GS1's own shipping
+example does), and on ``AggregationEvent``s that add or delete (``supply.aggregate`` and
 ``supply.disaggregate``). Every other event of the five EPCIS 2.0 types (an ObjectEvent
 of another step or none, an AggregationEvent that observes, a TransactionEvent, a
 TransformationEvent, an AssociationEvent) is kept whole as a ``supply.epcis.record``,
@@ -120,8 +121,8 @@ EPCS_PER_EVENT_MAX = 10_000
 EPC_LENGTH_MAX = 256
 DESTINATIONS_MAX = 16
 
-ShipmentLookup = Callable[[PackRef], bytes | None]
-"""The id of the shipment a pack is in transit in on the ledger, if any."""
+ShipmentLookup = Callable[[PackRef | str], bytes | None]
+"""The id of the shipment a pack (or a container, by SSCC) is in transit in on the ledger, if any."""
 
 
 class EpcisError(KeyedInputError):
@@ -151,9 +152,9 @@ class SupplyTx:
 class _Lookups:
     parties: Mapping[str, bytes]
     shipment_of: ShipmentLookup | None
-    receivers: Mapping[PackRef, bytes]
+    receivers: Mapping[PackRef | str, bytes]
     """Who receives each pack in a receiving event of the document, by its bizLocation or readPoint."""
-    shipped: dict[PackRef, int]
+    shipped: dict[PackRef | str, int]
     """The import's ``supply.ship`` each pack shipped earlier in the document is in, not yet received."""
 
 
@@ -170,7 +171,22 @@ _PREVIOUS = -1
 
 
 _Bodies = list[tuple[str, Any]]
-_Builder = Callable[[dict[str, Any], str, tuple[PackRef, ...], _Lookups], _Bodies]
+_Items = tuple[PackRef | str, ...]
+"""The serialised packs an ObjectEvent lists, and for shipping and receiving its containers (SSCCs)."""
+_Builder = Callable[[dict[str, Any], str, _Items, _Lookups], _Bodies]
+
+
+def _packs(items: _Items) -> tuple[PackRef, ...]:
+    packs = tuple(item for item in items if isinstance(item, PackRef))
+    assert len(packs) == len(items), "only shipping and receiving events list containers"
+    return packs
+
+
+def _split(items: _Items) -> tuple[tuple[PackRef, ...], tuple[str, ...]]:
+    return tuple(item for item in items if isinstance(item, PackRef)), tuple(
+        item for item in items if isinstance(item, str)
+    )
+
 
 # -- reading JSON -------------------------------------------------------------------
 
@@ -344,20 +360,23 @@ def _child_epcs(event: dict[str, Any], path: str, required: bool) -> tuple[tuple
     return tuple(packs), tuple(containers)
 
 
-def _epc_list(event: dict[str, Any], path: str) -> tuple[PackRef, ...]:
+def _epc_list(event: dict[str, Any], path: str, containers_ok: bool = False) -> _Items:
+    """The packs an ObjectEvent lists, each once; with ``containers_ok``, its containers (SSCCs) too."""
     epcs = _array(event, "epcList", path, f"an array of EPCs, each {_EPC_FORMS}", EPCS_PER_EVENT_MAX)
     if not epcs:
         raise EpcisError(f"{path}.epcList", "empty: list the serialised packs (quantityList classes are not imported)")
-    packs: dict[PackRef, None] = {}
+    items: dict[PackRef | str, None] = {}
     for index, epc in enumerate(epcs):
         where = f"{path}.epcList[{index}]"
         if not isinstance(epc, str):
             raise EpcisError(where, f"expected {_EPC_FORMS}, got {_kind(epc)}")
-        pack = parse_epc(epc, where)
-        if pack in packs:
-            raise EpcisError(where, f"(01){pack.gtin}(21){pack.serial} is listed twice")
-        packs[pack] = None
-    return tuple(packs)
+        item: PackRef | str | None = parse_sscc(epc, where) if containers_ok else None
+        item = item or parse_epc(epc, where)
+        if item in items:
+            name = f"(00){item}" if isinstance(item, str) else f"(01){item.gtin}(21){item.serial}"
+            raise EpcisError(where, f"{name} is listed twice")
+        items[item] = None
+    return tuple(items)
 
 
 def _event_time_ms(event: dict[str, Any], path: str, name: str = "eventTime") -> int:
@@ -403,7 +422,8 @@ def _master_data(ilmd: dict[str, Any], name: str, path: str, check: Callable[[st
     return value
 
 
-def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+def _commission(event: dict[str, Any], path: str, items: _Items, _lookups: _Lookups) -> _Bodies:
+    packs = _packs(items)
     ilmd_path = f"{path}.ilmd"
     ilmd = _object(_field(event, "ilmd", path, "instance/lot master data with the lot and the expiry"), ilmd_path)
     lot = _master_data(ilmd, "lotNumber", ilmd_path, lambda value: code_problem(value, "lot"))
@@ -450,7 +470,7 @@ def _named_parties(
     return keys
 
 
-def _destination(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> bytes:
+def _destination(event: dict[str, Any], path: str, packs: _Items, lookups: _Lookups) -> bytes:
     """The receiver: the destinationList's party or location, else the party a bizTransaction (an order, a
     despatch advice) is mapped to, else whoever receives the packs later in the document, by its location."""
     for name, field in (("destinationList", "destination"), ("bizTransactionList", "bizTransaction")):
@@ -467,32 +487,32 @@ def _destination(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], l
     )
 
 
-def _ship(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
-    destination = _destination(event, path, packs, lookups)
-    return [("supply.ship", SupplyShip(destination, chunk)) for chunk in _chunks(packs)]
+def _ship(event: dict[str, Any], path: str, items: _Items, lookups: _Lookups) -> _Bodies:
+    destination = _destination(event, path, items, lookups)
+    return [("supply.ship", SupplyShip(destination, *_split(chunk))) for chunk in _chunks(items)]
 
 
-def _receive(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
-    """A receiving event names no shipment: each pack's is the document's own shipment of it, if an earlier
-    event shipped it, else the one it is in transit in on the ledger (``shipment_of``)."""
-    shipments: dict[bytes | int, list[PackRef]] = {}
-    for index, pack in enumerate(packs):
-        shipment: bytes | int | None = lookups.shipped.pop(pack, None)
+def _receive(event: dict[str, Any], path: str, items: _Items, lookups: _Lookups) -> _Bodies:
+    """A receiving event names no shipment: each pack's (or container's) is the document's own shipment of
+    it, if an earlier event shipped it, else the one it is in transit in on the ledger (``shipment_of``)."""
+    shipments: dict[bytes | int, list[PackRef | str]] = {}
+    for index, item in enumerate(items):
+        shipment: bytes | int | None = lookups.shipped.pop(item, None)
         if shipment is None and lookups.shipment_of is not None:
-            shipment = lookups.shipment_of(pack)
+            shipment = lookups.shipment_of(item)
         if shipment is None:
             where = "in transit on the ledger" if lookups.shipment_of is not None else "shipped earlier in the document"
-            raise EpcisError(f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not {where}")
-        shipments.setdefault(shipment, []).append(pack)
-    return [
-        (
-            "supply.receive",
-            _InDocument(shipment, SupplyReceive(b"", tuple(arrived), ()))
-            if isinstance(shipment, int)
-            else SupplyReceive(shipment, tuple(arrived), ()),
-        )
-        for shipment, arrived in shipments.items()
-    ]
+            name = f"(00){item}" if isinstance(item, str) else f"(01){item.gtin}(21){item.serial}"
+            raise EpcisError(f"{path}.epcList[{index}]", f"{name} is not {where}")
+        shipments.setdefault(shipment, []).append(item)
+    bodies: _Bodies = []
+    for shipment, arrived in shipments.items():
+        packs, containers = _split(tuple(arrived))
+        if isinstance(shipment, int):
+            bodies.append(("supply.receive", _InDocument(shipment, SupplyReceive(b"", packs, (), containers))))
+        else:
+            bodies.append(("supply.receive", SupplyReceive(shipment, packs, (), containers)))
+    return bodies
 
 
 SENSOR_READINGS_MAX = 256
@@ -572,8 +592,8 @@ def _with_reports(bodies: _Bodies, readings: tuple[SensorReading, ...]) -> _Bodi
     return reported
 
 
-def _dispense(_event: dict[str, Any], _path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
-    return [("supply.dispense", SupplyDispense(chunk)) for chunk in _chunks(packs)]
+def _dispense(_event: dict[str, Any], _path: str, items: _Items, _lookups: _Lookups) -> _Bodies:
+    return [("supply.dispense", SupplyDispense(chunk)) for chunk in _chunks(_packs(items))]
 
 
 _DISPOSITION_PREFIXES = ("urn:epcglobal:cbv:disp:", "https://ref.gs1.org/cbv/Disp-")
@@ -592,7 +612,8 @@ _DECOMMISSION_REASONS = {
 def _decommission(default_reason: str) -> _Builder:
     """Decommission for the reason the disposition gives, else ``default_reason``."""
 
-    def build(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+    def build(event: dict[str, Any], path: str, items: _Items, _lookups: _Lookups) -> _Bodies:
+        packs = _packs(items)
         reason = default_reason
         if "disposition" in event:
             disposition = _text(event, "disposition", path, "a CBV disposition")
@@ -732,8 +753,8 @@ def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
     if kind == "AggregationEvent":
         return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in _aggregation(event, path)]
     builder = _builder(event, path)
-    packs = _epc_list(event, path)
-    bodies = builder(event, path, packs, lookups)
+    items = _epc_list(event, path, containers_ok=builder in (_ship, _receive))
+    bodies = builder(event, path, items, lookups)
     if builder in (_ship, _receive) and "sensorElementList" in event:
         bodies = _with_reports(bodies, _temperatures(event, path, time_ms))
     return [
@@ -765,9 +786,15 @@ def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
         for pack in tx.body.packs:
             if pack in already:
                 raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
-        merged[receipts[shipment]] = replace(
-            earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs)
+        for sscc in tx.body.containers:
+            if sscc in earlier.body.containers:
+                raise EpcisError(tx.event, f"(00){sscc} is received twice in this document")
+        both = replace(
+            earlier.body,
+            packs=earlier.body.packs + tx.body.packs,
+            containers=earlier.body.containers + tx.body.containers,
         )
+        merged[receipts[shipment]] = replace(earlier, body=both)
     return merged
 
 
@@ -782,9 +809,9 @@ def _location(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) ->
     return None
 
 
-def _receivers(events: list[tuple[Any, str]], parties: Mapping[str, bytes]) -> dict[PackRef, bytes]:
+def _receivers(events: list[tuple[Any, str]], parties: Mapping[str, bytes]) -> dict[PackRef | str, bytes]:
     """Who receives each pack in the document's receiving events, where their location is mapped in ``parties``."""
-    receivers: dict[PackRef, bytes] = {}
+    receivers: dict[PackRef | str, bytes] = {}
     for value, path in events:
         event = _object(value, path)
         if event.get("type") != "ObjectEvent" or not isinstance(event.get("bizStep"), str):
@@ -793,7 +820,7 @@ def _receivers(events: list[tuple[Any, str]], parties: Mapping[str, bytes]) -> d
             continue
         receiver = _location(event, path, parties)
         if receiver is not None:
-            receivers.update(dict.fromkeys(_epc_list(event, path), receiver))
+            receivers.update(dict.fromkeys(_epc_list(event, path, containers_ok=True), receiver))
     return receivers
 
 
@@ -818,7 +845,7 @@ def import_events(
             if tx.shipment_from == _PREVIOUS:
                 tx = replace(tx, shipment_from=len(txs) - 1)
             if isinstance(tx.body, SupplyShip):
-                lookups.shipped.update(dict.fromkeys(tx.body.packs, len(txs)))
+                lookups.shipped.update(dict.fromkeys((*tx.body.packs, *tx.body.containers), len(txs)))
             txs.append(tx)
     return _merge_receipts(txs)
 
