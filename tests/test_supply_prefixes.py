@@ -13,7 +13,7 @@ from health_world import GTIN, MAKER, InProcessClient
 from ledger_harness import LedgerHarness, key
 from p2pmed.cli.main import cli
 from p2pmed.ledger.contracts import supply
-from p2pmed.ledger.contracts.supply import PrefixGrant, SupplyCommission, gs1_check_digit
+from p2pmed.ledger.contracts.supply import PrefixGrant, PrefixRevoke, SupplyCommission, gs1_check_digit
 from p2pmed.ledger.errors import RejectReason
 
 BRAND, ROGUE, REGULATOR, PHARMACY = key("brand"), key("rogue"), key("regulator"), key("pharmacy")
@@ -131,7 +131,32 @@ def test_the_cli_grants_by_validator_votes_and_shows_the_holder(
     for index, validator in enumerate(client.ledger.validators[:3]):
         run(*grant, "--key", key_file(directory, validator, f"validator-{index}"), "--wait")
     assert json.loads(run("show", "4012345"))["organisation"] == MAKER.public_key.hex()
+    for index, validator in enumerate(client.ledger.validators[:3]):
+        run("revoke", "--prefix", "4012345", "--key", key_file(directory, validator, f"validator-{index}"), "--wait")
     unknown = CliRunner().invoke(cli, ["supply", "prefix", "show", "--home", str(home), "4099999"])
     assert unknown.exit_code != 0 and "no company prefix granted covers 4099999" in unknown.output
     bad = CliRunner().invoke(cli, ["supply", "prefix", "show", "--home", str(home), "40"])
     assert bad.exit_code == 2 and "6..12 digits" in bad.output
+
+
+def test_a_prefix_is_revoked_by_the_same_authority_and_can_be_granted_anew(ledger: LedgerHarness) -> None:
+    ledger.ok(REGULATOR, "supply.prefix.grant", PrefixGrant(BRAND.public_key, "06141410"))
+    ledger.ok(BRAND, "supply.commission", commission(BRAND_GTIN))
+    assert "revoke company prefixes" in ledger.refused(
+        BRAND, "supply.prefix.revoke", PrefixRevoke("06141410"), RejectReason.NOT_AUTHORISED
+    )
+    assert "is not granted" in ledger.refused(
+        REGULATOR, "supply.prefix.revoke", PrefixRevoke("0614142"), RejectReason.INVALID
+    )
+    first, second, third, _ = ledger.validators
+    for validator in (first, second):
+        ledger.ok(validator, "supply.prefix.revoke", PrefixRevoke("06141410"))
+    assert supply.prefix_owner(ledger.state, "06141410") == BRAND.public_key, "two votes of four are not 2f+1"
+    ledger.ok(third, "supply.prefix.revoke", PrefixRevoke("06141410"))
+    assert supply.prefix_owner(ledger.state, "06141410") is None
+    refused = ledger.refused(BRAND, "supply.commission", commission(BRAND_GTIN, "S2"), RejectReason.NOT_AUTHORISED)
+    assert "carries no GS1 company prefix" in refused
+    assert supply.pack(ledger.state, BRAND_GTIN, "S1") is not None, "what was commissioned stays"
+    ledger.ok(REGULATOR, "supply.prefix.grant", PrefixGrant(ROGUE.public_key, "0614141"))  # no longer overlaps
+    ledger.ok(REGULATOR, "supply.prefix.revoke", PrefixRevoke("0614141"))
+    assert supply.prefix_of(ledger.state, BRAND_GTIN) is None

@@ -59,6 +59,15 @@ def prefix_grant(
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.prefix.grant", body)
 
 
+@prefix.command("revoke")
+@write_options
+@click.option("--prefix", "code", type=PREFIX, required=True, help="The GS1 company prefix to take back.")
+def prefix_revoke(home: Path, as_json: bool, key_file: Path, wait: bool, timeout: float, code: str) -> None:
+    """Take a company prefix back: at once if a regulator signs, else at the 2f+1-th validator's vote.
+    Packs already commissioned stay; no new ones are commissioned under it."""
+    submit(home, as_json, load_key(key_file), wait, timeout, "supply.prefix.revoke", supply_rules.PrefixRevoke(code))
+
+
 @prefix.command("show")
 @read_options
 @click.argument("code", type=PREFIX_OR_GTIN)

@@ -167,6 +167,7 @@ from p2pmed.ledger.contracts.supply._model import (
 from p2pmed.ledger.contracts.supply._prefixes import (
     PREFIX_TX_TYPES,
     PrefixGrant,
+    PrefixRevoke,
     prefix_of,
     prefix_owner,
     prefix_problem,
@@ -267,6 +268,7 @@ __all__ = [
     "PackEvent",
     "PackRef",
     "PrefixGrant",
+    "PrefixRevoke",
     "ProductSchedule",
     "ProductStorage",
     "Recall",

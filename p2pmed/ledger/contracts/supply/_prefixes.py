@@ -13,10 +13,15 @@ and a prefix, and takes effect when
 - 2f+1 validators send the same grant (each one a vote, as organisations are admitted),
   so that f Byzantine validators alone grant nothing.
 
+``supply.prefix.revoke`` takes a prefix back, by the same authority (a regulator at once,
+2f+1 identical validator votes otherwise): a grant made in error, or a licence GS1 withdrew.
+Packs already commissioned stay their brand owner's; nobody commissions new ones under the
+prefix until it is granted again.
+
 GS1 allocates company prefixes so that none is the start of another (the digits read
 left to right say where a prefix ends); a grant keeps that true on the ledger, refusing
 a prefix that starts a granted one or that a granted one starts, whoever holds it. Rules
-only look keys up, so each grant also marks the shorter prefixes it extends
+only look keys up, so each grant also counts itself under the shorter prefixes it extends
 (``_under_key``): whether a prefix starts a granted one is then one lookup too.
 """
 
@@ -38,6 +43,7 @@ __all__ = [
     "PREFIX_LENGTH_MIN",
     "PREFIX_TX_TYPES",
     "PrefixGrant",
+    "PrefixRevoke",
     "prefix_of",
     "prefix_owner",
     "prefix_problem",
@@ -58,17 +64,24 @@ class PrefixGrant:
     prefix: str
 
 
+@dataclass(frozen=True)
+class PrefixRevoke:
+    """Take the GS1 company ``prefix`` back from whoever holds it."""
+
+    prefix: str
+
+
 def _prefix_key(prefix: str) -> str:
     return f"supply/prefix/{prefix}"
 
 
 def _under_key(prefix: str) -> str:
-    """Set when a granted prefix is longer than ``prefix`` and starts with it."""
+    """How many granted prefixes are longer than ``prefix`` and start with it."""
     return f"supply/prefix-under/{prefix}"
 
 
-def _vote_key(prefix: str, validator: bytes) -> str:
-    return f"supply/prefix-vote/{prefix}/{validator.hex()}"
+def _vote_key(action: str, prefix: str, validator: bytes) -> str:
+    return f"supply/prefix-{action}-vote/{prefix}/{validator.hex()}"
 
 
 def prefix_problem(prefix: str) -> str | None:
@@ -134,32 +147,63 @@ def _check_grant(state: StateOverlay, grant: PrefixGrant) -> None:
         )
 
 
-def _voted(state: StateOverlay, context: TxContext, grant: PrefixGrant) -> bool:
-    """Record the validator's vote; True once 2f+1 validators voted this grant."""
-    state.put(_vote_key(grant.prefix, context.sender), grant.organisation)
+def _decided(state: StateOverlay, context: TxContext, action: str, prefix: str, organisation: bytes) -> bool:
+    """Whether the sender decides alone (a regulator), else record its vote: True once 2f+1 validators voted
+    the same ``action`` on ``prefix`` for ``organisation``."""
+    sender = organisation_of(state, context.sender)
+    if sender is not None and sender.kind == GRANTOR_KIND:
+        return True
+    state.put(_vote_key(action, prefix, context.sender), organisation)
     same = sum(
-        1
-        for validator in context.validators
-        if state.get(bytes, _vote_key(grant.prefix, validator)) == grant.organisation
+        1 for validator in context.validators if state.get(bytes, _vote_key(action, prefix, validator)) == organisation
     )
     if same < quorum_size(len(context.validators)):
         return False
     for validator in context.validators:
-        state.delete(_vote_key(grant.prefix, validator))
+        state.delete(_vote_key(action, prefix, validator))
     return True
 
 
-def apply_grant(state: StateOverlay, context: TxContext, grant: PrefixGrant) -> None:
+def _require_authority(state: StateOverlay, context: TxContext, does: str) -> None:
     sender = organisation_of(state, context.sender)
-    is_grantor = sender is not None and sender.kind == GRANTOR_KIND
-    if not is_grantor and context.sender not in context.validators:
-        raise TxRejected(RejectReason.NOT_AUTHORISED, f"only a {GRANTOR_KIND} or the validators grant company prefixes")
+    if (sender is None or sender.kind != GRANTOR_KIND) and context.sender not in context.validators:
+        raise TxRejected(
+            RejectReason.NOT_AUTHORISED, f"only a {GRANTOR_KIND} or the validators {does} company prefixes"
+        )
+
+
+def _count_under(state: StateOverlay, prefix: str, change: int) -> None:
+    for length in range(PREFIX_LENGTH_MIN, len(prefix)):
+        count = (state.get(int, _under_key(prefix[:length])) or 0) + change
+        assert count >= 0, "a revoked prefix was counted when it was granted"
+        if count:
+            state.put(_under_key(prefix[:length]), count)
+        else:
+            state.delete(_under_key(prefix[:length]))
+
+
+def apply_grant(state: StateOverlay, context: TxContext, grant: PrefixGrant) -> None:
+    _require_authority(state, context, "grant")
     _check_grant(state, grant)
-    if not is_grantor and not _voted(state, context, grant):
-        return
-    state.put(_prefix_key(grant.prefix), grant.organisation)
-    for length in range(PREFIX_LENGTH_MIN, len(grant.prefix)):
-        state.put(_under_key(grant.prefix[:length]), True)
+    if _decided(state, context, "grant", grant.prefix, grant.organisation):
+        state.put(_prefix_key(grant.prefix), grant.organisation)
+        _count_under(state, grant.prefix, 1)
 
 
-PREFIX_TX_TYPES = (TxType("supply.prefix.grant", PrefixGrant, apply_grant),)
+def apply_revoke(state: StateOverlay, context: TxContext, revoke: PrefixRevoke) -> None:
+    _require_authority(state, context, "revoke")
+    problem = prefix_problem(revoke.prefix)
+    if problem is not None:
+        raise TxRejected(RejectReason.INVALID, problem)
+    owner = prefix_owner(state, revoke.prefix)
+    if owner is None:
+        raise TxRejected(RejectReason.INVALID, f"company prefix {revoke.prefix} is not granted")
+    if _decided(state, context, "revoke", revoke.prefix, owner):
+        state.delete(_prefix_key(revoke.prefix))
+        _count_under(state, revoke.prefix, -1)
+
+
+PREFIX_TX_TYPES = (
+    TxType("supply.prefix.grant", PrefixGrant, apply_grant),
+    TxType("supply.prefix.revoke", PrefixRevoke, apply_revoke),
+)
