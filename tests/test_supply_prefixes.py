@@ -128,13 +128,17 @@ def test_the_cli_grants_by_validator_votes_and_shows_the_holder(
     assert json.loads(run("show", GTIN)) == {"prefix": "9501101", "organisation": MAKER.public_key.hex()}
     assert json.loads(run("show", "9501101"))["organisation"] == MAKER.public_key.hex()
     grant = ("grant", "--org", MAKER.public_key.hex(), "--prefix", "4012345")
-    for index, validator in enumerate(client.ledger.validators[:3]):
-        run(*grant, "--key", key_file(directory, validator, f"validator-{index}"), "--wait")
+    voters = [
+        key_file(directory, validator, f"validator-{index}")
+        for index, validator in enumerate(client.ledger.validators[:3])
+    ]
+    for voter in voters:
+        run(*grant, "--key", voter, "--wait")
     assert json.loads(run("show", "4012345"))["organisation"] == MAKER.public_key.hex()
-    for index, validator in enumerate(client.ledger.validators[:3]):
-        run("revoke", "--prefix", "4012345", "--key", key_file(directory, validator, f"validator-{index}"), "--wait")
-    unknown = CliRunner().invoke(cli, ["supply", "prefix", "show", "--home", str(home), "4099999"])
-    assert unknown.exit_code != 0 and "no company prefix granted covers 4099999" in unknown.output
+    for voter in voters:
+        run("revoke", "--prefix", "4012345", "--key", voter, "--wait")
+    unknown = CliRunner().invoke(cli, ["supply", "prefix", "show", "--home", str(home), "4012345"])
+    assert unknown.exit_code != 0 and "no company prefix granted covers 4012345" in unknown.output, "revoked"
     bad = CliRunner().invoke(cli, ["supply", "prefix", "show", "--home", str(home), "40"])
     assert bad.exit_code == 2 and "6..12 digits" in bad.output
 
