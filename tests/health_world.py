@@ -74,6 +74,7 @@ def build_world(ledger: StoreHarness) -> None:
         (PHARMACY, "pharmacy"),
     ):
         ledger.admit_organisation(organisation, kind)
+    ledger.grant_prefix(MAKER, "9501101")
     ledger.register_person(HOSPITAL, PATIENT, "patient")
     ledger.register_person(HOSPITAL, DOCTOR, "clinician")
     ledger.register_person(HOSPITAL, NURSE, "clinician")  # breaks the glass below: a care provider's

@@ -23,6 +23,7 @@ from p2pmed.ledger.contracts.identity import (
 )
 from p2pmed.ledger.contracts.membership import ValidatorProfile
 from p2pmed.ledger.contracts.records import RecordAdd, RecordRead
+from p2pmed.ledger.contracts.supply import PrefixGrant
 from p2pmed.ledger.errors import RejectReason
 from p2pmed.ledger.machine import Ledger, TxResult
 from p2pmed.ledger.rules import TxType
@@ -119,6 +120,12 @@ class LedgerHarness:
         for validator in self.validators[: quorum_size(len(self.validators))]:
             self.ok(validator, "identity.org.propose", OrgProposal(profile))
         return encryption
+
+    def grant_prefix(self, organisation: SigningKey, prefix: str) -> None:
+        """Grant ``organisation`` (a manufacturer) the GS1 company prefix ``prefix`` by a quorum of validators."""
+        grant = PrefixGrant(organisation.public_key, prefix)
+        for validator in self.validators[: quorum_size(len(self.validators))]:
+            self.ok(validator, "supply.prefix.grant", grant)
 
     def register_person(self, organisation: SigningKey, person: SigningKey, role: str) -> EncryptionPrivateKey:
         encryption = EncryptionPrivateKey.generate()

@@ -470,6 +470,10 @@ def test_a_trial_from_registration_to_results_flagged_for_outcome_switching(
 
 def test_a_drug_pack_from_commissioning_through_a_distributor_to_dispensing(network: Network) -> None:
     maker = network.admit("Pharmaco", "manufacturer")
+    for voter in VOTERS:
+        grant = ("supply", "prefix", "grant", "--org", maker.id, "--prefix", "9501101")
+        network.ok(*grant, "--key", network.site(voter).key, "--wait")
+    assert network.ok("supply", "prefix", "show", GTIN).startswith("9501101: ")
     distributor, pharmacy = network.site(DISTRIBUTOR), network.site(PHARMACY)
     packs = ("--pack", f"{GTIN}:S1", "--pack", f"{GTIN}:S2")
 

@@ -262,6 +262,32 @@ def test_import_epcis_submits_events_in_order_and_stops_at_the_first_refusal(
     assert json.loads(run(home, "supply", "trace", GTIN, "E3", "--json").output)["pack"]["status"] == "held"
 
 
+def test_import_epcis_ships_and_receives_in_one_document_each_signed_by_its_party(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    ilmd = {"cbvmda:lotNumber": "LOT2", "cbvmda:itemExpirationDate": "2099-12-31"}
+    at_pharmacy = {"bizLocation": {"id": PHARMACY_GLN}}
+    story = write_json(
+        directory / "story.json",
+        epcis_document(
+            epcis_event("commissioning", "ADD", ["D1", "D2"], ilmd=ilmd),
+            epcis_event("shipping", "OBSERVE", ["D1", "D2"]),  # no destinationList: received below, at the pharmacy
+            epcis_event("receiving", "OBSERVE", ["D1", "D2"], **at_pharmacy),
+        ),
+    )
+    maker = ("--key", key_file(directory, MAKER, "maker"), "--party", f"{PHARMACY_GLN}={PHARMACY_HEX}")
+    missing = run(home, "supply", "import-epcis", story, *maker)
+    assert missing.exit_code == 2 and "give its key with --receiver-key" in missing.output
+    assert json.loads(run(home, "supply", "trace", GTIN, "D1", "--json").output)["pack"] is None, "nothing submitted"
+    done = run(
+        home, "supply", "import-epcis", story, *maker, "--receiver-key", key_file(directory, PHARMACY, "pharmacy")
+    )
+    assert done.exit_code == 0, done.output
+    trace = json.loads(run(home, "supply", "trace", GTIN, "D2", "--json").output)
+    assert [event["kind"] for event in trace["events"]] == ["commission", "ship", "receive"]
+    assert trace["pack"]["holder"] == PHARMACY_HEX
+
+
 # -- bad input: exit 2, no node asked ----------------------------------------------------------
 
 

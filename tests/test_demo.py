@@ -23,6 +23,12 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
             for line in lines
         )
         assert any("FAKE0001 turns up: unknown-suspect-counterfeit" in line for line in lines)
+        assert any(line.startswith("12a.") and "the pallet holds 6 packs" in line for line in lines)
+        assert any(
+            line.startswith("12b.") and "mismatch-suspect alert" in line and "quarantined-suspect" in line
+            for line in lines
+        )
+        assert any(line.startswith("12c.") and "transit-loss signal against the distributor" in line for line in lines)
         assert any("audit trail" in line and "break-glass (reason sha256 " in line for line in lines)
         assert not any("unconscious" in line and "audit trail" in line for line in lines), "the reason stays sealed"
         heads, trails = set(), set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from p2pmed.ledger.contracts.supply import (
     SupplyShip,
     gs1_check_digit,
 )
+from p2pmed.ledger.errors import RejectReason
 from strategies import mutated
 
 MAKER, PHARMACY, DISTRIBUTOR = key("maker"), key("pharmacy"), key("distributor")
@@ -189,6 +191,7 @@ def test_a_dispensing_event_observes_or_deletes(action: str) -> None:
 def test_imported_events_run_on_the_ledger() -> None:
     ledger = LedgerHarness()
     ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
     ledger.admit_organisation(PHARMACY, "pharmacy")
     for tx_type, body in imported(document(commissioning(), shipping())):
         ledger.ok(MAKER, tx_type, body)
@@ -209,6 +212,183 @@ def test_imported_events_run_on_the_ledger() -> None:
     assert (
         supply.verify(ledger.state, GTIN, "2018", ledger.time_ms, PHARMACY.public_key).status == "genuine-dispensable"
     )
+
+
+# -- shipments without a destinationList, shipped and received in one document ---------------------------
+
+ORDER = "urn:epcglobal:cbv:bt:0614141000003:PO-1152"
+
+
+def test_a_shipment_without_destinations_goes_to_the_party_its_order_is_mapped_to() -> None:
+    ordered = without(shipping(bizTransactionList=[{"type": "po", "bizTransaction": ORDER}]), "destinationList")
+    assert import_epcis(json.dumps(ordered), {ORDER: PHARMACY.public_key})[0].body == SupplyShip(
+        PHARMACY.public_key, PACKS
+    )
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(json.dumps(ordered), PARTIES)
+    assert caught.value.key == "$" and "the receiver is not known" in caught.value.reason
+
+
+def received_at_the_pharmacy(epcs: list[Any] | None = None) -> dict[str, Any]:
+    return event("receiving", "OBSERVE", epcs, bizLocation={"id": PHARMACY_GLN})
+
+
+def test_a_document_that_ships_and_receives_makes_a_receipt_of_its_own_shipment() -> None:
+    shipped = without(shipping(), "destinationList")  # as GS1's own shipping example: no destinationList
+    received = document(
+        commissioning(), shipped, received_at_the_pharmacy([SGTIN_2017]), received_at_the_pharmacy([LINK_2018])
+    )
+    txs = import_epcis(json.dumps(received), PARTIES)
+    assert [(tx.tx_type, tx.shipment_from) for tx in txs] == [
+        ("supply.commission", None),
+        ("supply.ship", None),
+        ("supply.receive", 1),
+    ]
+    assert txs[1].body == SupplyShip(PHARMACY.public_key, PACKS), "the receiver is where the packs are received"
+    assert txs[2].body == SupplyReceive(b"", PACKS, ()) and txs[2].with_shipment(bytes(32)).body.shipment == bytes(32)
+
+
+def test_a_shipment_received_only_in_part_in_the_document_has_no_known_receiver() -> None:
+    partly = document(without(shipping(), "destinationList"), received_at_the_pharmacy([SGTIN_2017]))
+    with pytest.raises(EpcisError) as caught:
+        import_epcis(json.dumps(partly), PARTIES)
+    assert caught.value.key == "$.epcisBody.eventList[0]" and "receives every pack shipped" in caught.value.reason
+
+
+def test_a_document_that_ships_and_receives_runs_on_the_ledger_in_one_go() -> None:
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    story = document(
+        commissioning(), shipping(), received_at_the_pharmacy(), event("dispensing", "OBSERVE", [SGTIN_2017])
+    )
+    tx_ids: list[bytes] = []
+    for tx in import_epcis(json.dumps(story), PARTIES):  # no ledger lookup: the receipt's shipment is the document's
+        signer = MAKER if tx.tx_type in ("supply.commission", "supply.ship") else PHARMACY
+        tx = tx if tx.shipment_from is None else tx.with_shipment(tx_ids[tx.shipment_from])
+        result = ledger.run(signer, tx.tx_type, tx.body)
+        assert result.ok, result.detail
+        tx_ids.append(result.tx_id)
+    assert supply.verify(ledger.state, GTIN, "2017", ledger.time_ms).status == "already-dispensed"
+    assert supply.pack(ledger.state, GTIN, "2018").holder == PHARMACY.public_key  # type: ignore[union-attr]
+
+
+# -- events the rules do not act on, kept ---------------------------------------------------------------
+
+
+def transformation() -> dict[str, Any]:
+    return {
+        "type": "TransformationEvent",
+        "eventTime": TIME,
+        "eventTimeZoneOffset": "+01:00",
+        "inputEPCList": [SGTIN_2017],
+        "outputEPCList": [LINK_2018, CASE_URI, "urn:epc:id:grai:0614141.12345.400"],
+        "bizStep": "https://ref.gs1.org/cbv/BizStep-repackaging",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "step", "packs", "containers"),
+    [
+        (transformation(), "TransformationEvent", "repackaging", PACKS, (CASE,)),
+        (
+            {**shipping(), "type": "TransactionEvent", "bizTransactionList": []},
+            "TransactionEvent",
+            "shipping",
+            PACKS,
+            (),
+        ),
+        (
+            {**packing(), "type": "AssociationEvent", "parentID": "urn:epc:id:sgln:0614141.00777.0"},
+            "AssociationEvent",
+            "packing",
+            PACKS,
+            (CASE,),
+        ),
+        (packing(action="OBSERVE"), "AggregationEvent", "packing", PACKS, (CASE, PALLET)),
+        (event("inspecting", "OBSERVE"), "ObjectEvent", "inspecting", PACKS, ()),
+        (without(event("storing", "OBSERVE"), "bizStep"), "ObjectEvent", "", PACKS, ()),
+    ],
+)
+def test_events_the_rules_do_not_act_on_are_kept_as_records(
+    value: dict[str, Any], kind: str, step: str, packs: tuple[PackRef, ...], containers: tuple[str, ...]
+) -> None:
+    (tx,) = import_epcis(json.dumps(document(value)), PARTIES)
+    assert tx.tx_type == "supply.epcis.record"
+    assert (tx.body.event_type, tx.body.biz_step, tx.body.event_time_ms) == (kind, step, TIME_MS)
+    assert (set(tx.body.packs), set(tx.body.containers)) == (set(packs), set(containers))
+    assert json.loads(tx.body.event_json) == value, "the event is kept whole"
+
+
+def test_kept_events_are_listed_under_the_packs_their_sender_holds_or_made() -> None:
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017", "2018")))
+    (inspected,) = import_epcis(json.dumps(event("inspecting", "OBSERVE")), PARTIES)
+    made = ledger.run(MAKER, inspected.tx_type, inspected.body)
+    noise = ledger.run(PHARMACY, inspected.tx_type, inspected.body)
+    assert made.ok and noise.ok
+    records, count = supply.pack_records(ledger.state, GTIN, "2017")
+    assert [(record.id, record.organisation) for record in records] == [(made.tx_id, MAKER.public_key)] and count == 1
+    kept = supply.epcis_record(ledger.state, noise.tx_id)
+    assert kept is not None and kept.record == inspected.body, "a record names packs it is not listed under"
+    assert "records EPCIS events" in ledger.refused(
+        key("stranger"), inspected.tx_type, inspected.body, RejectReason.NOT_AUTHORISED
+    )
+    bad = replace(inspected.body, event_type="QuantityEvent")
+    assert "is not one of EPCIS 2.0's" in ledger.refused(MAKER, inspected.tx_type, bad, RejectReason.INVALID)
+    huge = replace(inspected.body, event_json="x" * 8193)
+    assert "over 8192 bytes" in ledger.refused(MAKER, inspected.tx_type, huge, RejectReason.INVALID)
+
+
+def test_a_packs_list_of_kept_events_is_bounded_and_the_rest_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2pmed.ledger.contracts.supply import _records
+
+    monkeypatch.setattr(_records, "RECORDS_PER_PACK_MAX", 2)
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017",)))
+    (inspected,) = import_epcis(json.dumps(event("inspecting", "OBSERVE", [SGTIN_2017])), PARTIES)
+    for _ in range(3):
+        ledger.ok(MAKER, inspected.tx_type, inspected.body)
+    records, count = supply.pack_records(ledger.state, GTIN, "2017")
+    assert (len(records), count) == (2, 3)
+
+
+def test_a_document_packs_ships_and_receives_a_pallet_in_one_go() -> None:
+    """As GS1's own shipping example: the shipping event lists the SSCC, without destinationList."""
+    ledger = LedgerHarness()
+    ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.admit_organisation(PHARMACY, "pharmacy")
+    story = document(
+        commissioning(),
+        {**packing(), "childEPCs": [SGTIN_2017, LINK_2018]},
+        without(shipping([PALLET_URI]), "destinationList"),
+        received_at_the_pharmacy([f"https://id.gs1.org/00/{PALLET}"]),
+    )
+    txs = import_epcis(json.dumps(story), PARTIES)
+    assert [tx.body for tx in txs[2:]] == [
+        SupplyShip(PHARMACY.public_key, (), (PALLET,)),
+        SupplyReceive(b"", (), (), (PALLET,)),
+    ]
+    tx_ids: list[bytes] = []
+    for tx in txs:
+        tx = tx if tx.shipment_from is None else tx.with_shipment(tx_ids[tx.shipment_from])
+        result = ledger.run(PHARMACY if tx.tx_type == "supply.receive" else MAKER, tx.tx_type, tx.body)
+        assert result.ok, result.detail
+        tx_ids.append(result.tx_id)
+    assert supply.pack(ledger.state, GTIN, "2018").holder == PHARMACY.public_key  # type: ignore[union-attr]
+
+
+def test_a_container_received_is_found_in_transit_on_the_ledger() -> None:
+    in_transit = {PALLET: b"\x05" * 32}
+    txs = import_epcis(json.dumps(event("receiving", "OBSERVE", [PALLET_URI])), shipment_of=in_transit.get)
+    assert [tx.body for tx in txs] == [SupplyReceive(b"\x05" * 32, (), (), (PALLET,))]
 
 
 # -- aggregation -------------------------------------------------------------------------------------
@@ -240,6 +420,7 @@ def test_a_large_aggregation_is_split_to_the_ledgers_limit() -> None:
 def test_an_exported_aggregation_history_imports_to_the_same_transactions() -> None:
     ledger = LedgerHarness()
     ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
     ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "L1", "2031-12-31", ("2017", "2018", "A/B%")))
     odd = PackRef(GTIN, "A/B%")
     bodies = [
@@ -288,12 +469,30 @@ MALFORMED = [
     ("event not an object", document("event"), EVENT_0, "expected a JSON object, got a string"),
     ("no type", without(shipping(), "type"), "$.type", "missing"),
     (
-        "transaction event",
-        document({**shipping(), "type": "TransactionEvent"}),
+        "not an EPCIS event type",
+        document({**shipping(), "type": "QuantityEvent"}),
         f"{EVENT_0}.type",
-        "'TransactionEvent' events are not imported",
+        "'QuantityEvent' is not an EPCIS 2.0 event type",
     ),
-    ("aggregation observed", packing(action="OBSERVE"), "$.action", "an OBSERVE changes nothing"),
+    (
+        "kept event's EPC not a string",
+        {**transformation(), "inputEPCList": [SGTIN_2017, 5]},
+        "$.inputEPCList[1]",
+        "expected an EPC URI, got a number",
+    ),
+    (
+        "kept event's pack malformed",
+        {**transformation(), "outputEPCList": ["urn:epc:id:sgtin:0614141.107346.a b"]},
+        "$.outputEPCList[0]",
+        "is not GS1 set 82",
+    ),
+    ("kept event's step unreadable", shipping(bizStep="in side"), "$.bizStep", "is not a CBV word or URI"),
+    (
+        "kept event too big",
+        {**transformation(), "note": "x" * 9000},
+        "$",
+        "is over 8192 bytes",
+    ),
     ("aggregation without parent", without(packing(), "parentID"), "$.parentID", "missing; expected an SSCC EPC URI"),
     ("parent not an SSCC", packing(parentID=SGTIN_2017), "$.parentID", "is not an SSCC EPC URI"),
     ("SSCC URI of 16 digits", packing(parentID="urn:epc:id:sscc:0614141.123456789"), "$.parentID", "make 17 digits"),
@@ -333,19 +532,18 @@ MALFORMED = [
     ),
     ("event time out of range", shipping(eventTime="2026-02-30T09:30:00Z"), "$.eventTime", "is not a date and time"),
     ("event time a number", shipping(eventTime=1772353800000), "$.eventTime", "got a number"),
-    ("no business step", without(shipping(), "bizStep"), "$.bizStep", "missing; expected a CBV business step"),
-    (
-        "unknown business step",
-        shipping(bizStep="urn:epcglobal:cbv:bizstep:packing"),
-        "$.bizStep",
-        "is not imported; imported: commissioning, shipping",
-    ),
     ("wrong action for the step", shipping(action="ADD"), "$.action", "a shipping event has action OBSERVE, not 'ADD'"),
     ("no action", without(shipping(), "action"), "$.action", "missing; expected ADD, OBSERVE or DELETE"),
     ("no EPC list", without(shipping(), "epcList"), "$.epcList", "missing; expected an array of EPCs"),
     ("empty EPC list", shipping([]), "$.epcList", "empty: list the serialised packs"),
     ("EPC not a string", shipping([17]), "$.epcList[0]", "got a number"),
-    ("SSCC, not an SGTIN", shipping(["urn:epc:id:sscc:0614141.1234567890"]), "$.epcList[0]", "is not an SGTIN EPC URI"),
+    (
+        "SSCC dispensed",
+        event("dispensing", "OBSERVE", ["urn:epc:id:sscc:0614141.1234567890"]),
+        "$.epcList[0]",
+        "is not an SGTIN EPC URI",
+    ),
+    ("container listed twice", shipping([CASE_URI, CASE_LINK]), "$.epcList[1]", f"(00){CASE} is listed twice"),
     ("SGTIN of 12 digits", shipping(["urn:epc:id:sgtin:0614141.10734.1"]), "$.epcList[0]", "make 13 digits"),
     ("SGTIN with a 5-digit prefix", shipping(["urn:epc:id:sgtin:06141.41107346.1"]), "$.epcList[0]", "make 13 digits"),
     (
@@ -411,12 +609,18 @@ MALFORMED = [
         "$.ilmd.cbvmda:itemExpirationDate",
         "expected a string",
     ),
-    ("shipping without destination", without(shipping(), "destinationList"), "$.destinationList", "missing"),
+    ("shipping without destination", without(shipping(), "destinationList"), "$", "the receiver is not known"),
     (
         "unknown destination",
         shipping(destinationList=[{"type": "owning_party", "destination": "urn:x"}]),
-        "$.destinationList",
-        "name no organisation known here",
+        "$",
+        "the receiver is not known",
+    ),
+    (
+        "bizTransaction not an object",
+        without(shipping(bizTransactionList=["urn:x"]), "destinationList"),
+        "$.bizTransactionList[0]",
+        "expected a JSON object",
     ),
     (
         "destination not an object",
@@ -428,9 +632,9 @@ MALFORMED = [
         "destinations disagree",
         shipping(destinationList=TWO_DESTINATIONS),
         "$.destinationList",
-        "name different organisations",
+        "names different organisations",
     ),
-    ("receiving without a ledger", event("receiving", "OBSERVE"), "$", "import it with shipment_of"),
+    ("receiving without a ledger", event("receiving", "OBSERVE"), "$.epcList[0]", "is not shipped earlier in the"),
     (
         "unknown disposition",
         event("decommissioning", "DELETE", disposition="sellable_accessible"),

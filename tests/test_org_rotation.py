@@ -174,6 +174,7 @@ def test_break_glass_is_reviewed_by_the_organisation_under_its_new_key(ledger: L
 def test_supply_custody_and_trial_sponsorship_follow_the_id(ledger: LedgerHarness) -> None:
     maker, maker_next = key("maker"), key("maker-2027")
     ledger.admit_organisation(maker, "manufacturer")
+    ledger.grant_prefix(maker, "0614141")
     gtin, pack = "10614141073464", PackRef("10614141073464", "S1")
     ledger.ok(maker, "supply.commission", SupplyCommission(gtin, "L1", "2031-12-31", ("S1", "S2")))
     ledger.ok(maker, "identity.org.rotate", org_rotation(maker, maker_next))

@@ -60,6 +60,8 @@ def admitted(ledger: LedgerHarness) -> LedgerHarness:
     )
     for organisation, kind in kinds:
         ledger.admit_organisation(organisation, kind)
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.grant_prefix(RIVAL, "9501101")
     return ledger
 
 
@@ -167,10 +169,11 @@ def test_a_serial_is_commissioned_once(ledger: LedgerHarness) -> None:
     assert supply.pack(ledger.state, GTIN, "S2") is None, "a refused commission records nothing"
 
 
-def test_a_gtin_belongs_to_the_manufacturer_that_first_commissions_it(ledger: LedgerHarness) -> None:
+def test_a_gtin_is_commissioned_only_by_the_holder_of_its_company_prefix(ledger: LedgerHarness) -> None:
     commission(ledger, "S1")
     body = SupplyCommission(GTIN, "L9", EXPIRY, ("S9",))
-    assert "belongs to manufacturer" in ledger.refused(RIVAL, "supply.commission", body, RejectReason.NOT_AUTHORISED)
+    detail = ledger.refused(RIVAL, "supply.commission", body, RejectReason.NOT_AUTHORISED)
+    assert f"carries company prefix 0614141, granted to {MAKER.public_key.hex()[:16]}" in detail
     ledger.ok(RIVAL, "supply.commission", SupplyCommission(OTHER_GTIN, "L9", EXPIRY, ("S9",)))
 
 
@@ -733,6 +736,7 @@ class Custody(RuleBasedStateMachine):
         self.ledger = LedgerHarness()
         for party, kind in zip(PARTIES, ("manufacturer", "distributor", "pharmacy", "hospital"), strict=True):
             self.ledger.admit_organisation(party, kind)
+        self.ledger.grant_prefix(MAKER, "0614141")
         for lot in ("A", "B"):
             serials = tuple(serial for serial in SERIALS if LOTS[serial] == lot)
             self.ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, lot, EXPIRY, serials))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from health_world import CASE, GTIN, MAKER, PALLET, PHARMACY, InProcessClient
@@ -153,3 +154,49 @@ def test_a_custody_gap_is_scanned_raised_reviewed_and_closed_through_the_cli(
     assert "finding: explained: lost truck" in run(home, "supply", "flag", "show", flag_id).output
     missing = run(home, "supply", "flag", "show", "00" * 32)
     assert missing.exit_code == 1 and "no diversion flag" in missing.output
+
+
+def test_flag_candidates_preview_a_closed_week_and_no_further(client: InProcessClient) -> None:
+    """Flags are raised on complete weeks; ``at_ms`` asks what the rules find on today's state once the
+    week has closed, at most 12 weeks on, never in the past."""
+    from p2pmed.ledger.contracts.supply import PackRef, SupplyCommission, SupplyReceive, SupplyShip
+    from p2pmed.ledger.contracts.supply.thresholds import WEEK_MS
+    from p2pmed.rpc.errors import RpcError
+
+    serials = tuple(f"P{index}" for index in range(5))
+    client.ledger.ok(MAKER, "supply.commission", SupplyCommission(GTIN, "LOT3", "2099-12-31", serials))
+    packs = tuple(PackRef(GTIN, serial) for serial in serials)
+    shipped = client.ledger.run(MAKER, "supply.ship", SupplyShip(PHARMACY.public_key, packs))
+    client.ledger.ok(PHARMACY, "supply.receive", SupplyReceive(shipped.tx_id, (), packs))
+    now_ms = client.ledger.time_ms
+    assert client.call("supply.flag_candidates")["candidates"] == [], "the week is not complete"
+    closed_ms = (now_ms // WEEK_MS + 1) * WEEK_MS
+    (found,) = client.call("supply.flag_candidates", at_ms=closed_ms)["candidates"]
+    assert (found["subject"]["rule"], found["subject"]["site"]) == ("transit-loss", MAKER.public_key.hex())
+    for bad in (now_ms - 1, now_ms + 12 * WEEK_MS + 1):
+        with pytest.raises(RpcError) as raised:
+            client.call("supply.flag_candidates", at_ms=bad)
+        assert "up to 12 weeks on" in raised.value.message
+
+
+def test_import_epcis_receives_a_pallet_in_transit_on_the_ledger(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    maker, pharmacy = key_file(directory, MAKER, "maker"), key_file(directory, PHARMACY, "pharmacy")
+    ok(home, "supply", "ship", "--to", PHARMACY.public_key.hex(), "--container", PALLET, "--key", maker)
+    received = {
+        "type": "ObjectEvent",
+        "eventTime": "2026-03-01T09:30:00Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [f"https://id.gs1.org/00/{PALLET}"],
+        "action": "OBSERVE",
+        "bizStep": "receiving",
+    }
+    path = directory / "pallet.json"
+    path.write_text(json.dumps(received))
+    ok(home, "supply", "import-epcis", str(path), "--key", pharmacy)
+    assert ok(home, "supply", "container", PALLET)["container"]["holder"] == PHARMACY.public_key.hex()
+    unknown = {**received, "epcList": [f"https://id.gs1.org/00/{NEW_PALLET}"]}
+    path.write_text(json.dumps(unknown))
+    refused = run(home, "supply", "import-epcis", str(path), "--key", pharmacy)
+    assert refused.exit_code == 2 and f"(00){NEW_PALLET} is not in transit on the ledger" in refused.output

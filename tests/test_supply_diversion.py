@@ -22,6 +22,8 @@ DAY_MS = 24 * 3600 * 1000
 def ledger() -> LedgerHarness:
     ledger = LedgerHarness()
     ledger.admit_organisation(MAKER, "manufacturer")
+    ledger.grant_prefix(MAKER, "0614141")
+    ledger.grant_prefix(MAKER, "9501101")
     ledger.admit_organisation(DISTRIBUTOR, "distributor")
     ledger.admit_organisation(REGULATOR, "regulator")
     for pharmacy in PHARMACIES:

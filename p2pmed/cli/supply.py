@@ -20,13 +20,18 @@ from p2pmed.cli.signing import (
     load_key,
     read,
     read_options,
+    refuse_if_rejected,
     short_id,
     submit,
     submit_each,
+    submit_signed,
     write_options,
 )
+from p2pmed.cli.supply_gs1 import export_epcis, prefix, query, storage, ti_ts
+from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply as supply_rules
 from p2pmed.rpc.client import RpcClient
+from p2pmed.rpc.errors import RpcError
 
 __all__ = ["SUPPLY_COMMANDS"]
 
@@ -474,11 +479,18 @@ def supply_scan(
     )
 
 
-def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], bytes | None]:
-    """The EPCIS import's lookup of the shipment a pack is in transit in, from ``supply.trace``."""
+def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef | str], bytes | None]:
+    """The EPCIS import's lookup of the shipment a pack (``supply.trace``) or a container (by SSCC,
+    ``supply.container``) is in transit in."""
 
-    def shipment_of(pack: supply_rules.PackRef) -> bytes | None:
-        found = client.call("supply.trace", gtin=pack.gtin, serial=pack.serial)["pack"]
+    def shipment_of(item: supply_rules.PackRef | str) -> bytes | None:
+        if isinstance(item, str):
+            try:
+                found = client.call("supply.container", sscc=item)["container"]
+            except RpcError:
+                return None
+        else:
+            found = client.call("supply.trace", gtin=item.gtin, serial=item.serial)["pack"]
         return bytes.fromhex(found["shipment"]) if found is not None and found["shipment"] else None
 
     return shipment_of
@@ -496,17 +508,34 @@ def _shipment_on_ledger(client: RpcClient) -> Callable[[supply_rules.PackRef], b
     type=NamedParty(),
     multiple=True,
     metavar="ID=HEX",
-    help="Map a party or location id of a shipping event's destinationList (a GLN URI) to an organisation id; repeat.",
+    help="Map an id of a shipping event's destinationList or bizTransactionList, or of a receiving event's"
+    " bizLocation or readPoint (a GLN URI, an order's URI), to an organisation id; repeat.",
+)
+@click.option(
+    "--receiver-key",
+    "receiver_key_files",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="The key of an organisation that receives, in this document, a shipment the document ships; repeat.",
 )
 def supply_import_epcis(
-    home: Path, as_json: bool, key_file: Path, timeout: float, file: Path, parties: tuple[tuple[str, bytes], ...]
+    home: Path,
+    as_json: bool,
+    key_file: Path,
+    timeout: float,
+    file: Path,
+    parties: tuple[tuple[str, bytes], ...],
+    receiver_key_files: tuple[Path, ...],
 ) -> None:
-    """Import an EPCIS 2.0 JSON document of the signer's own ObjectEvents (commissioning,
-    shipping, receiving, dispensing, decommissioning): each becomes supply transactions,
-    submitted in order, each waited for. The first refusal stops the import, naming its
-    event; the transactions before it stay committed. A receipt needs its shipment on the
-    ledger, so a shipment is received by a later import, signed by its destination."""
+    """Import an EPCIS 2.0 JSON(-LD) or EPCIS 1.2 XML document of the signer's own events: ObjectEvents (commissioning,
+    shipping, receiving, dispensing, decommissioning) and AggregationEvents become custody
+    transactions, any other event is kept as a supply.epcis.record; each is one or more
+    supply transactions, submitted in order, each waited for. The first refusal stops the
+    import, naming its event; the transactions before it stay committed. A receipt of a
+    shipment the same document ships is signed by its destination (--receiver-key); any
+    other receipt is of the shipment its packs are in transit in on the ledger."""
     from p2pmed.interop.epcis import DOCUMENT_SIZE_MAX, EpcisError, import_epcis
+    from p2pmed.interop.epcis_xml import import_epcis_xml, is_xml
 
     key = load_key(key_file)
     try:
@@ -516,12 +545,48 @@ def supply_import_epcis(
         fail(f"{file}: {error.strerror}", EXIT_BAD_INPUT)
     with node(home) as client:
         try:
-            txs = import_epcis(data, dict(parties), _shipment_on_ledger(client))
+            read_document = import_epcis_xml if is_xml(data) else import_epcis
+            txs = read_document(data, dict(parties), _shipment_on_ledger(client))
         except EpcisError as error:
             fail(f"{file}: {error}", EXIT_BAD_INPUT)
-        imported = [(tx.tx_type, tx.body, tx.event) for tx in txs]
-        results = submit_each(client, key, imported, timeout, as_json, source="event")
+        signers = _signers(client, key, [load_key(path) for path in receiver_key_files], txs)
+        results: list[dict[str, Any]] = []
+        for tx, signer in zip(txs, signers, strict=True):
+            if tx.shipment_from is not None:
+                tx = tx.with_shipment(bytes.fromhex(results[tx.shipment_from]["tx_id"]))
+            result = submit_signed(client, signer, tx.tx_type, tx.body, True, timeout, where=tx.event)
+            refuse_if_rejected(result, tx.tx_type, where=tx.event)
+            results.append({"event": tx.event, **result})
+            if not as_json:
+                click.echo(f"{tx.event}  {tx.tx_type} {result['tx_id']} committed at height {result['height']}")
     emit(results, as_json, lambda done: f"{len(done)} transaction{'' if len(done) == 1 else 's'} from {file} committed")
+
+
+def _signers(client: RpcClient, key: SigningKey, receiver_keys: list[SigningKey], txs: list[Any]) -> list[SigningKey]:
+    """Who signs each imported transaction: ``key`` (a shipment's sensor report too: its shipper may
+    sign it), but the receipts of the document's own shipments,
+    which their destinations sign. Exits 2 before anything is submitted if a destination's key is missing."""
+    by_organisation: dict[bytes, SigningKey] = {}
+    for receiver in receiver_keys:
+        try:
+            found = client.call("identity.organisation", key=receiver.public_key.hex())
+        except RpcError:
+            fail(f"--receiver-key {receiver.public_key.hex()[:16]}… is no organisation's key", EXIT_BAD_INPUT)
+        by_organisation[bytes.fromhex(found["id"])] = receiver
+    signers = []
+    for tx in txs:
+        if tx.shipment_from is None or tx.tx_type != "supply.receive":
+            signers.append(key)
+            continue
+        destination = txs[tx.shipment_from].body.destination
+        if destination not in by_organisation:
+            fail(
+                f"{tx.event}: receives the document's shipment to {destination.hex()[:16]}…: give its key with"
+                " --receiver-key",
+                EXIT_BAD_INPUT,
+            )
+        signers.append(by_organisation[destination])
+    return signers
 
 
 @supply.group("suspect")
@@ -799,4 +864,6 @@ def supply_schedule(
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.schedule", body)
 
 
+for command in (prefix, export_epcis, query, storage, ti_ts):
+    supply.add_command(command)
 SUPPLY_COMMANDS = [supply]

@@ -8,7 +8,13 @@ EPCs an event; every field the import reads is checked, and the first bad one
 raises ``EpcisError`` naming its JSON path (``$.epcisBody.eventList[2].epcList[0]``)
 and what was expected. Fields the ledger has no use for are ignored.
 
-Only ``ObjectEvent``s listing serialised packs are imported: ``epcList`` holds
+The rules act on ``ObjectEvent``s of the business steps below, which list serialised
+packs (shipping and receiving events also whole containers, by SSCC, as GS1's own shipping
+example does), and on ``AggregationEvent``s that add or delete (``supply.aggregate`` and
+``supply.disaggregate``). Every other event of the five EPCIS 2.0 types (an ObjectEvent
+of another step or none, an AggregationEvent that observes, a TransactionEvent, a
+TransformationEvent, an AssociationEvent) is kept whole as a ``supply.epcis.record``,
+listing the packs and containers it names anywhere. The acted-on events' ``epcList`` holds
 SGTIN EPC URIs (``urn:epc:id:sgtin:<company prefix>.<indicator + item ref>.<serial>``,
 whose GTIN-14 gets its check digit computed) or GS1 Digital Link URIs
 (``https://id.gs1.org/01/<gtin>/21/<serial>``, any host). ``bizStep`` may be
@@ -18,25 +24,41 @@ transaction (``_STEPS``):
     bizStep                        action             transaction
     commissioning                  ADD                supply.commission, lot and expiry from ilmd
                                                       cbvmda:lotNumber and cbvmda:itemExpirationDate
-    shipping                       OBSERVE            supply.ship, destination from destinationList
-                                                      through ``parties`` (party or location id -> key)
-    receiving                      OBSERVE            supply.receive of the shipment the packs are in
-                                                      transit in, found by ``shipment_of``
+    shipping                       OBSERVE            supply.ship to the receiver (below)
+    receiving                      OBSERVE            supply.receive of the document's own shipment of
+                                                      the packs, else of the one they are in transit
+                                                      in on the ledger, found by ``shipment_of``
     dispensing                     OBSERVE or DELETE  supply.dispense
     decommissioning, destroying    DELETE             supply.decommission, reason from disposition
+
+``destinationList`` is optional in EPCIS (GS1's own shipping example has none), so the
+receiver is the organisation ``parties`` maps (id -> organisation id) a destination's party
+or location to; else the one a ``bizTransactionList`` entry (the order, the despatch advice)
+is mapped to; else whoever receives every shipped pack later in the same document, by the
+receiving event's ``bizLocation`` (or ``readPoint``). None known is an error at the event.
+A document may ship packs and receive them: the receipt's shipment id is the ``supply.ship``
+transaction's id, known only once it is signed, so the receipt comes back with
+``shipment_from`` naming that transaction (``SupplyTx.with_shipment`` fills it in).
+
+The temperatures of a shipping or receiving event's ``sensorElementList`` (each Temperature
+report's value, minValue and maxValue, in CEL, FAH or KEL, at most ``SENSOR_READINGS_MAX``)
+become a ``supply.sensor.report`` of its shipment, after the shipment or receipt; other
+sensors are skipped.
 
 An event becomes as many transactions as the ledger's limits need: one commission
 per GTIN and 1000 serials, one shipment per 1000 packs. A shipment is received
 once, so the receiving events of a document that reach one shipment become one
 receipt. EPCIS has no way to say a pack did not arrive, so imported receipts list
-no missing packs. Error declarations (corrections of earlier events) are refused:
-the ledger never rewrites its history. Event times are checked and returned, but
+no missing packs. Error declarations (corrections of earlier events) are refused,
+neither acted on nor kept: the ledger never rewrites its history, and a kept declaration
+would read as a correction that never happened. Event times are checked and returned, but
 the ledger times a transaction by its block.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -46,9 +68,16 @@ from typing import Any
 from p2pmed import strict_json
 from p2pmed.input_error import KeyedInputError
 from p2pmed.ledger.contracts.supply import (
+    EVENT_JSON_SIZE_MAX,
+    EVENT_TYPES,
     PACKS_PER_TX_MAX,
+    TEMPERATURE_CENTI_C_MAX,
+    TEMPERATURE_CENTI_C_MIN,
     ContainerEvent,
+    EpcisRecord,
     PackRef,
+    SensorReading,
+    SensorReport,
     SupplyAggregate,
     SupplyCommission,
     SupplyDecommission,
@@ -56,6 +85,7 @@ from p2pmed.ledger.contracts.supply import (
     SupplyDispense,
     SupplyReceive,
     SupplyShip,
+    biz_step_problem,
     code_problem,
     expiry_problem,
     gs1_check_digit,
@@ -64,14 +94,21 @@ from p2pmed.ledger.contracts.supply import (
 )
 
 __all__ = [
+    "DEPTH_MAX",
     "DOCUMENT_SIZE_MAX",
+    "EPCIS_CONTEXT",
     "EPCS_PER_EVENT_MAX",
     "EVENTS_MAX",
+    "P2PMED_NAMESPACE",
     "EpcisError",
     "ShipmentLookup",
     "SupplyTx",
+    "epc_time",
     "export_aggregations",
     "import_epcis",
+    "import_events",
+    "organisation_uri",
+    "pack_uri",
     "parse_epc",
     "parse_sscc",
     "sscc_uri",
@@ -84,8 +121,8 @@ EPCS_PER_EVENT_MAX = 10_000
 EPC_LENGTH_MAX = 256
 DESTINATIONS_MAX = 16
 
-ShipmentLookup = Callable[[PackRef], bytes | None]
-"""The id of the shipment a pack is in transit in on the ledger, if any."""
+ShipmentLookup = Callable[[PackRef | str], bytes | None]
+"""The id of the shipment a pack (or a container, by SSCC) is in transit in on the ledger, if any."""
 
 
 class EpcisError(KeyedInputError):
@@ -101,16 +138,55 @@ class SupplyTx:
     event: str
     """The event's JSON path."""
     event_time_ms: int
+    shipment_from: int | None = None
+    """For a receipt (or a sensor report) of a shipment shipped in the same document, the index
+    (in the import's list) of that ``supply.ship``: its transaction id, known once it is signed,
+    is the shipment id to put in ``body`` (``with_shipment``), which holds an empty one until then."""
+
+    def with_shipment(self, shipment: bytes) -> SupplyTx:
+        assert self.shipment_from is not None and isinstance(self.body, SupplyReceive | SensorReport)
+        return replace(self, body=replace(self.body, shipment=shipment), shipment_from=None)
 
 
 @dataclass(frozen=True)
 class _Lookups:
     parties: Mapping[str, bytes]
     shipment_of: ShipmentLookup | None
+    receivers: Mapping[PackRef | str, bytes]
+    """Who receives each pack in a receiving event of the document, by its bizLocation or readPoint."""
+    shipped: dict[PackRef | str, int]
+    """The import's ``supply.ship`` each pack shipped earlier in the document is in, not yet received."""
+
+
+@dataclass(frozen=True)
+class _InDocument:
+    """A body naming the document's own shipment ``ship_index`` (see ``SupplyTx.shipment_from``);
+    ``_PREVIOUS``: the shipment made just before it."""
+
+    ship_index: int
+    body: SupplyReceive | SensorReport
+
+
+_PREVIOUS = -1
 
 
 _Bodies = list[tuple[str, Any]]
-_Builder = Callable[[dict[str, Any], str, tuple[PackRef, ...], _Lookups], _Bodies]
+_Items = tuple[PackRef | str, ...]
+"""The serialised packs an ObjectEvent lists, and for shipping and receiving its containers (SSCCs)."""
+_Builder = Callable[[dict[str, Any], str, _Items, _Lookups], _Bodies]
+
+
+def _packs(items: _Items) -> tuple[PackRef, ...]:
+    packs = tuple(item for item in items if isinstance(item, PackRef))
+    assert len(packs) == len(items), "only shipping and receiving events list containers"
+    return packs
+
+
+def _split(items: _Items) -> tuple[tuple[PackRef, ...], tuple[str, ...]]:
+    return tuple(item for item in items if isinstance(item, PackRef)), tuple(
+        item for item in items if isinstance(item, str)
+    )
+
 
 # -- reading JSON -------------------------------------------------------------------
 
@@ -284,31 +360,34 @@ def _child_epcs(event: dict[str, Any], path: str, required: bool) -> tuple[tuple
     return tuple(packs), tuple(containers)
 
 
-def _epc_list(event: dict[str, Any], path: str) -> tuple[PackRef, ...]:
+def _epc_list(event: dict[str, Any], path: str, containers_ok: bool = False) -> _Items:
+    """The packs an ObjectEvent lists, each once; with ``containers_ok``, its containers (SSCCs) too."""
     epcs = _array(event, "epcList", path, f"an array of EPCs, each {_EPC_FORMS}", EPCS_PER_EVENT_MAX)
     if not epcs:
         raise EpcisError(f"{path}.epcList", "empty: list the serialised packs (quantityList classes are not imported)")
-    packs: dict[PackRef, None] = {}
+    items: dict[PackRef | str, None] = {}
     for index, epc in enumerate(epcs):
         where = f"{path}.epcList[{index}]"
         if not isinstance(epc, str):
             raise EpcisError(where, f"expected {_EPC_FORMS}, got {_kind(epc)}")
-        pack = parse_epc(epc, where)
-        if pack in packs:
-            raise EpcisError(where, f"(01){pack.gtin}(21){pack.serial} is listed twice")
-        packs[pack] = None
-    return tuple(packs)
+        item: PackRef | str | None = parse_sscc(epc, where) if containers_ok else None
+        item = item or parse_epc(epc, where)
+        if item in items:
+            name = f"(00){item}" if isinstance(item, str) else f"(01){item.gtin}(21){item.serial}"
+            raise EpcisError(where, f"{name} is listed twice")
+        items[item] = None
+    return tuple(items)
 
 
-def _event_time_ms(event: dict[str, Any], path: str) -> int:
+def _event_time_ms(event: dict[str, Any], path: str, name: str = "eventTime") -> int:
     expected = "a date and time with its offset, as 2026-03-01T09:30:00.000+01:00"
-    text = _text(event, "eventTime", path, expected)
+    text = _text(event, name, path, expected)
     try:
         if not _DATE_TIME.fullmatch(text):
             raise ValueError
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise EpcisError(f"{path}.eventTime", f"{text[:60]!r} is not {expected}") from None
+        raise EpcisError(f"{path}.{name}", f"{text[:60]!r} is not {expected}") from None
     return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
@@ -343,7 +422,8 @@ def _master_data(ilmd: dict[str, Any], name: str, path: str, check: Callable[[st
     return value
 
 
-def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+def _commission(event: dict[str, Any], path: str, items: _Items, _lookups: _Lookups) -> _Bodies:
+    packs = _packs(items)
     ilmd_path = f"{path}.ilmd"
     ilmd = _object(_field(event, "ilmd", path, "instance/lot master data with the lot and the expiry"), ilmd_path)
     lot = _master_data(ilmd, "lotNumber", ilmd_path, lambda value: code_problem(value, "lot"))
@@ -358,50 +438,162 @@ def _commission(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _l
     ]
 
 
-def _destination(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) -> bytes:
-    entries = _array(
-        event, "destinationList", path, "an array of {type, destination} naming the receiver", DESTINATIONS_MAX
-    )
+def organisation_uri(organisation: bytes) -> str:
+    """The URI p2pmed's own EPCIS export names an organisation by."""
+    return f"urn:p2pmed:org:{organisation.hex()}"
+
+
+_ORGANISATION = re.compile(r"urn:p2pmed:org:([0-9a-f]{64})")
+
+
+def _party(uri: str, parties: Mapping[str, bytes]) -> bytes | None:
+    """The organisation an id names: through ``parties``, or itself an ``organisation_uri``."""
+    match = _ORGANISATION.fullmatch(uri)
+    return parties.get(uri) or (bytes.fromhex(match[1]) if match else None)
+
+
+def _named_parties(
+    event: dict[str, Any], path: str, name: str, field: str, parties: Mapping[str, bytes]
+) -> list[bytes]:
+    """The organisations the ids in the event's list ``name`` (each an object's ``field``) map to, each once."""
+    if name not in event:
+        return []
+    entries = _array(event, name, path, f"an array of objects with {field}", DESTINATIONS_MAX)
     keys: list[bytes] = []
     for index, entry in enumerate(entries):
-        where = f"{path}.destinationList[{index}]"
-        key = parties.get(_text(_object(entry, where), "destination", where, "the receiving party's or location's id"))
+        where = f"{path}.{name}[{index}]"
+        key = _party(_text(_object(entry, where), field, where, "an id (a URI)"), parties)
         if key is not None and key not in keys:
             keys.append(key)
-    if len(keys) != 1:
-        reason = (
-            "name different organisations"
-            if keys
-            else "name no organisation known here: map each party or location id to its organisation id in parties"
-        )
-        raise EpcisError(f"{path}.destinationList", f"the destinations {reason}")
-    return keys[0]
+    if len(keys) > 1:
+        raise EpcisError(f"{path}.{name}", "names different organisations: a shipment has one receiver")
+    return keys
 
 
-def _ship(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
-    destination = _destination(event, path, lookups.parties)
-    return [("supply.ship", SupplyShip(destination, chunk)) for chunk in _chunks(packs)]
+def _destination(event: dict[str, Any], path: str, packs: _Items, lookups: _Lookups) -> bytes:
+    """The receiver: the destinationList's party or location, else the party a bizTransaction (an order, a
+    despatch advice) is mapped to, else whoever receives the packs later in the document, by its location."""
+    for name, field in (("destinationList", "destination"), ("bizTransactionList", "bizTransaction")):
+        keys = _named_parties(event, path, name, field, lookups.parties)
+        if keys:
+            return keys[0]
+    receivers = {lookups.receivers[pack] for pack in packs if pack in lookups.receivers}
+    if len(receivers) == 1 and all(pack in lookups.receivers for pack in packs):
+        return receivers.pop()
+    raise EpcisError(
+        path,
+        "the receiver is not known: no destinationList entry or bizTransaction maps to an organisation in parties,"
+        " and no receiving event in this document, at a location mapped in parties, receives every pack shipped",
+    )
 
 
-def _receive(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], lookups: _Lookups) -> _Bodies:
-    if lookups.shipment_of is None:
-        raise EpcisError(
-            path,
-            "a receiving event does not name its shipment: import it with shipment_of, which looks it up on the ledger",
-        )
-    shipments: dict[bytes, list[PackRef]] = {}
-    for index, pack in enumerate(packs):
-        shipment = lookups.shipment_of(pack)
+def _ship(event: dict[str, Any], path: str, items: _Items, lookups: _Lookups) -> _Bodies:
+    destination = _destination(event, path, items, lookups)
+    return [("supply.ship", SupplyShip(destination, *_split(chunk))) for chunk in _chunks(items)]
+
+
+def _receive(event: dict[str, Any], path: str, items: _Items, lookups: _Lookups) -> _Bodies:
+    """A receiving event names no shipment: each pack's (or container's) is the document's own shipment of
+    it, if an earlier event shipped it, else the one it is in transit in on the ledger (``shipment_of``)."""
+    shipments: dict[bytes | int, list[PackRef | str]] = {}
+    for index, item in enumerate(items):
+        shipment: bytes | int | None = lookups.shipped.pop(item, None)
+        if shipment is None and lookups.shipment_of is not None:
+            shipment = lookups.shipment_of(item)
         if shipment is None:
-            raise EpcisError(
-                f"{path}.epcList[{index}]", f"(01){pack.gtin}(21){pack.serial} is not in transit on the ledger"
-            )
-        shipments.setdefault(shipment, []).append(pack)
-    return [("supply.receive", SupplyReceive(shipment, tuple(arrived), ())) for shipment, arrived in shipments.items()]
+            where = "in transit on the ledger" if lookups.shipment_of is not None else "shipped earlier in the document"
+            name = f"(00){item}" if isinstance(item, str) else f"(01){item.gtin}(21){item.serial}"
+            raise EpcisError(f"{path}.epcList[{index}]", f"{name} is not {where}")
+        shipments.setdefault(shipment, []).append(item)
+    bodies: _Bodies = []
+    for shipment, arrived in shipments.items():
+        packs, containers = _split(tuple(arrived))
+        if isinstance(shipment, int):
+            bodies.append(("supply.receive", _InDocument(shipment, SupplyReceive(b"", packs, (), containers))))
+        else:
+            bodies.append(("supply.receive", SupplyReceive(shipment, packs, (), containers)))
+    return bodies
 
 
-def _dispense(_event: dict[str, Any], _path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
-    return [("supply.dispense", SupplyDispense(chunk)) for chunk in _chunks(packs)]
+SENSOR_READINGS_MAX = 256
+_TEMPERATURE_TYPES = ("Temperature", "gs1:Temperature", "https://gs1.org/voc/Temperature")
+_TO_CENTI_CELSIUS: dict[str, Callable[[float], float]] = {
+    "CEL": lambda value: value * 100,
+    "FAH": lambda value: (value - 32) * 500 / 9,
+    "KEL": lambda value: (value - 273.15) * 100,
+}
+
+
+def _number(report: dict[str, Any], name: str, path: str) -> float | None:
+    value = report.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EpcisError(f"{path}.{name}", f"expected a number, got {_kind(value)}")
+    return float(value)
+
+
+def _report_readings(report: dict[str, Any], path: str, time_ms: int) -> list[SensorReading]:
+    unit = _text(report, "uom", path, "CEL, FAH or KEL")
+    if unit not in _TO_CENTI_CELSIUS:
+        raise EpcisError(f"{path}.uom", f"{unit[:20]!r} is not a temperature unit: CEL, FAH or KEL")
+    if "time" in report:
+        time_ms = _event_time_ms(report, path, "time")
+    readings = []
+    for name in ("value", "minValue", "maxValue"):
+        value = _number(report, name, path)
+        if value is not None:
+            centi_c = round(_TO_CENTI_CELSIUS[unit](value))
+            if not TEMPERATURE_CENTI_C_MIN <= centi_c <= TEMPERATURE_CENTI_C_MAX:
+                raise EpcisError(f"{path}.{name}", f"{value} {unit} is not a temperature")
+            readings.append(SensorReading(time_ms, centi_c))
+    return readings
+
+
+def _temperatures(event: dict[str, Any], path: str, time_ms: int) -> tuple[SensorReading, ...]:
+    """The temperature readings of an event's sensorElementList (value, minValue and maxValue of each
+    Temperature report, at the report's time, else its element's, else the event's); other sensors skipped."""
+    readings: list[SensorReading] = []
+    elements = _array(event, "sensorElementList", path, "an array of sensor elements", DESTINATIONS_MAX)
+    for index, value in enumerate(elements):
+        where = f"{path}.sensorElementList[{index}]"
+        element = _object(value, where)
+        element_ms = time_ms
+        if "sensorMetadata" in element:
+            metadata = _object(element["sensorMetadata"], f"{where}.sensorMetadata")
+            if "time" in metadata:
+                element_ms = _event_time_ms(metadata, f"{where}.sensorMetadata", "time")
+        reports = _array(element, "sensorReport", where, "an array of sensor reports", SENSOR_READINGS_MAX)
+        for number, report_value in enumerate(reports):
+            report_path = f"{where}.sensorReport[{number}]"
+            report = _object(report_value, report_path)
+            if report.get("type") in _TEMPERATURE_TYPES:
+                readings += _report_readings(report, report_path, element_ms)
+    if len(readings) > SENSOR_READINGS_MAX:
+        raise EpcisError(
+            f"{path}.sensorElementList", f"{len(readings)} temperature readings, limit {SENSOR_READINGS_MAX}"
+        )
+    return tuple(readings)
+
+
+def _with_reports(bodies: _Bodies, readings: tuple[SensorReading, ...]) -> _Bodies:
+    """Each shipment or receipt followed by a sensor report of its shipment, if there are readings."""
+    if not readings:
+        return bodies
+    reported: _Bodies = []
+    for tx_type, body in bodies:
+        reported.append((tx_type, body))
+        if isinstance(body, SupplyShip):
+            reported.append(("supply.sensor.report", _InDocument(_PREVIOUS, SensorReport(b"", readings))))
+        elif isinstance(body, _InDocument):
+            reported.append(("supply.sensor.report", _InDocument(body.ship_index, SensorReport(b"", readings))))
+        else:
+            reported.append(("supply.sensor.report", SensorReport(body.shipment, readings)))
+    return reported
+
+
+def _dispense(_event: dict[str, Any], _path: str, items: _Items, _lookups: _Lookups) -> _Bodies:
+    return [("supply.dispense", SupplyDispense(chunk)) for chunk in _chunks(_packs(items))]
 
 
 _DISPOSITION_PREFIXES = ("urn:epcglobal:cbv:disp:", "https://ref.gs1.org/cbv/Disp-")
@@ -413,13 +605,15 @@ _DECOMMISSION_REASONS = {
     "inactive": "other",
     "non_sellable_other": "other",
     "stolen": "stolen",
+    "unknown": "lost",
 }
 
 
 def _decommission(default_reason: str) -> _Builder:
     """Decommission for the reason the disposition gives, else ``default_reason``."""
 
-    def build(event: dict[str, Any], path: str, packs: tuple[PackRef, ...], _lookups: _Lookups) -> _Bodies:
+    def build(event: dict[str, Any], path: str, items: _Items, _lookups: _Lookups) -> _Bodies:
+        packs = _packs(items)
         reason = default_reason
         if "disposition" in event:
             disposition = _text(event, "disposition", path, "a CBV disposition")
@@ -492,57 +686,167 @@ def _aggregation(event: dict[str, Any], path: str) -> _Bodies:
     ]
 
 
+def _named_epcs(event: dict[str, Any], path: str) -> tuple[tuple[PackRef, ...], tuple[str, ...]]:
+    """The serialised packs and containers an event names anywhere (epcList, parentID, childEPCs,
+    inputEPCList, outputEPCList), each once; other identifiers (a returnable asset, a location) are skipped."""
+    named: list[tuple[str, str]] = []
+    if isinstance(event.get("parentID"), str):
+        named.append((event["parentID"], f"{path}.parentID"))
+    for name in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+        if name in event:
+            epcs = _array(event, name, path, "an array of EPCs", EPCS_PER_EVENT_MAX)
+            named += [(epc, f"{path}.{name}[{index}]") for index, epc in enumerate(epcs)]
+    packs: dict[PackRef, None] = {}
+    containers: dict[str, None] = {}
+    for epc, where in named:
+        if not isinstance(epc, str):
+            raise EpcisError(where, f"expected an EPC URI, got {_kind(epc)}")
+        sscc = parse_sscc(epc, where)
+        if sscc is not None:
+            containers[sscc] = None
+        elif _SGTIN.fullmatch(epc) or _DIGITAL_LINK.fullmatch(epc):
+            packs[parse_epc(epc, where)] = None
+    return tuple(packs), tuple(containers)
+
+
+def _record(event: dict[str, Any], path: str, kind: str, time_ms: int) -> SupplyTx:
+    """An event the rules have no use for, to keep as ``supply.epcis.record``."""
+    step = ""
+    if "bizStep" in event:
+        step = _vocabulary(_text(event, "bizStep", path, "a CBV business step"), _BIZ_STEP_PREFIXES)
+        problem = biz_step_problem(step)
+        if problem is not None:
+            raise EpcisError(f"{path}.bizStep", problem)
+    packs, containers = _named_epcs(event, path)
+    if len(packs) > PACKS_PER_TX_MAX or len(containers) > PACKS_PER_TX_MAX:
+        raise EpcisError(path, f"names over {PACKS_PER_TX_MAX} packs or containers: too many to keep as one record")
+    text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode()) > EVENT_JSON_SIZE_MAX:
+        raise EpcisError(
+            path, f"an event the rules do not act on is kept whole, and this one is over {EVENT_JSON_SIZE_MAX} bytes"
+        )
+    return SupplyTx("supply.epcis.record", EpcisRecord(kind, step, time_ms, packs, containers, text), path, time_ms)
+
+
+def _acted_on(event: dict[str, Any], kind: str) -> bool:
+    """Whether the custody rules act on the event: an ObjectEvent of an imported step, an AggregationEvent
+    that adds or deletes."""
+    if kind == "AggregationEvent":
+        return event.get("action") != "OBSERVE"
+    step = event.get("bizStep")
+    return kind == "ObjectEvent" and isinstance(step, str) and _vocabulary(step, _BIZ_STEP_PREFIXES) in _STEPS
+
+
 def _convert(value: Any, path: str, lookups: _Lookups) -> list[SupplyTx]:
     event = _object(value, path)
-    kind = _text(event, "type", path, "ObjectEvent or AggregationEvent")
-    if kind not in ("ObjectEvent", "AggregationEvent"):
-        raise EpcisError(
-            f"{path}.type",
-            f"{kind[:40]!r} events are not imported: only ObjectEvents and AggregationEvents, which list serialised"
-            " packs and containers",
-        )
+    kind = _text(event, "type", path, f"an EPCIS 2.0 event type ({', '.join(EVENT_TYPES)})")
+    if kind not in EVENT_TYPES:
+        raise EpcisError(f"{path}.type", f"{kind[:40]!r} is not an EPCIS 2.0 event type: {', '.join(EVENT_TYPES)}")
     if "errorDeclaration" in event:
         raise EpcisError(
             f"{path}.errorDeclaration",
             "corrections of earlier events are not imported: the ledger never rewrites its history",
         )
     time_ms = _event_time_ms(event, path)
+    if not _acted_on(event, kind):
+        return [_record(event, path, kind, time_ms)]
     if kind == "AggregationEvent":
         return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in _aggregation(event, path)]
     builder = _builder(event, path)
-    packs = _epc_list(event, path)
-    return [SupplyTx(tx_type, body, path, time_ms) for tx_type, body in builder(event, path, packs, lookups)]
+    items = _epc_list(event, path, containers_ok=builder in (_ship, _receive))
+    bodies = builder(event, path, items, lookups)
+    if builder in (_ship, _receive) and "sensorElementList" in event:
+        bodies = _with_reports(bodies, _temperatures(event, path, time_ms))
+    return [
+        SupplyTx(tx_type, body.body, path, time_ms, body.ship_index)
+        if isinstance(body, _InDocument)
+        else SupplyTx(tx_type, body, path, time_ms)
+        for tx_type, body in bodies
+    ]
 
 
 def _merge_receipts(txs: list[SupplyTx]) -> list[SupplyTx]:
     """One receipt per shipment, where the first receiving event for it stood."""
     merged: list[SupplyTx] = []
-    receipts: dict[bytes, int] = {}
-    for tx in txs:
+    receipts: dict[bytes | int | None, int] = {}
+    moved: dict[int, int] = {}  # a transaction's index before merging -> after
+    for index, tx in enumerate(txs):
+        moved[index] = len(merged)
+        tx = tx if tx.shipment_from is None else replace(tx, shipment_from=moved[tx.shipment_from])
         if not isinstance(tx.body, SupplyReceive):
             merged.append(tx)
-        elif tx.body.shipment not in receipts:
-            receipts[tx.body.shipment] = len(merged)
+            continue
+        shipment = tx.body.shipment if tx.shipment_from is None else tx.shipment_from
+        if shipment not in receipts:
+            receipts[shipment] = len(merged)
             merged.append(tx)
-        else:
-            earlier = merged[receipts[tx.body.shipment]]
-            already = set(earlier.body.packs)
-            for pack in tx.body.packs:
-                if pack in already:
-                    raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
-            merged[receipts[tx.body.shipment]] = replace(
-                earlier, body=replace(earlier.body, packs=earlier.body.packs + tx.body.packs)
-            )
+            continue
+        earlier = merged[receipts[shipment]]
+        already = set(earlier.body.packs)
+        for pack in tx.body.packs:
+            if pack in already:
+                raise EpcisError(tx.event, f"(01){pack.gtin}(21){pack.serial} is received twice in this document")
+        for sscc in tx.body.containers:
+            if sscc in earlier.body.containers:
+                raise EpcisError(tx.event, f"(00){sscc} is received twice in this document")
+        both = replace(
+            earlier.body,
+            packs=earlier.body.packs + tx.body.packs,
+            containers=earlier.body.containers + tx.body.containers,
+        )
+        merged[receipts[shipment]] = replace(earlier, body=both)
     return merged
+
+
+def _location(event: dict[str, Any], path: str, parties: Mapping[str, bytes]) -> bytes | None:
+    """The organisation the event's bizLocation (else readPoint) id maps to in ``parties``."""
+    for name in ("bizLocation", "readPoint"):
+        if name in event:
+            where = f"{path}.{name}"
+            key = _party(_text(_object(event[name], where), "id", where, "a location id (an SGLN URI)"), parties)
+            if key is not None:
+                return key
+    return None
+
+
+def _receivers(events: list[tuple[Any, str]], parties: Mapping[str, bytes]) -> dict[PackRef | str, bytes]:
+    """Who receives each pack in the document's receiving events, where their location is mapped in ``parties``."""
+    receivers: dict[PackRef | str, bytes] = {}
+    for value, path in events:
+        event = _object(value, path)
+        if event.get("type") != "ObjectEvent" or not isinstance(event.get("bizStep"), str):
+            continue
+        if _vocabulary(event["bizStep"], _BIZ_STEP_PREFIXES) != "receiving":
+            continue
+        receiver = _location(event, path, parties)
+        if receiver is not None:
+            receivers.update(dict.fromkeys(_epc_list(event, path, containers_ok=True), receiver))
+    return receivers
 
 
 def import_epcis(
     data: bytes | str, parties: Mapping[str, bytes] | None = None, shipment_of: ShipmentLookup | None = None
 ) -> list[SupplyTx]:
-    """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in
-    its order; ``parties`` maps shipping destinations' ids to organisation ids."""
-    lookups = _Lookups(parties or {}, shipment_of)
-    txs = [tx for event, path in _events(_load(data)) for tx in _convert(event, path, lookups)]
+    """The supply transactions an EPCIS 2.0 JSON document (or event) stands for, in its order.
+    ``parties`` maps ids (of parties, locations, business transactions) to organisation ids;
+    ``shipment_of`` finds a received pack's shipment on the ledger, when the document did not ship it."""
+    return import_events(_events(_load(data)), parties, shipment_of)
+
+
+def import_events(
+    events: list[tuple[Any, str]], parties: Mapping[str, bytes] | None = None, shipment_of: ShipmentLookup | None = None
+) -> list[SupplyTx]:
+    """As ``import_epcis``, for events already read into the JSON binding's shape, each with its path
+    (the EPCIS 1.2 XML import reads them so)."""
+    lookups = _Lookups(parties or {}, shipment_of, _receivers(events, parties or {}), {})
+    txs: list[SupplyTx] = []
+    for event, path in events:
+        for tx in _convert(event, path, lookups):
+            if tx.shipment_from == _PREVIOUS:
+                tx = replace(tx, shipment_from=len(txs) - 1)
+            if isinstance(tx.body, SupplyShip):
+                lookups.shipped.update(dict.fromkeys((*tx.body.packs, *tx.body.containers), len(txs)))
+            txs.append(tx)
     return _merge_receipts(txs)
 
 
@@ -558,12 +862,12 @@ def sscc_uri(sscc: str) -> str:
     return f"https://id.gs1.org/00/{sscc}"
 
 
-def _pack_uri(pack: PackRef) -> str:
+def pack_uri(pack: PackRef) -> str:
     # A Digital Link, not an SGTIN URN: a GTIN alone does not say where its company prefix ends.
     return f"https://id.gs1.org/01/{pack.gtin}/21/{urllib.parse.quote(pack.serial, safe=_LINK_SERIAL_SAFE)}"
 
 
-def _time(time_ms: int) -> str:
+def epc_time(time_ms: int) -> str:
     moment = _EPOCH + datetime.timedelta(milliseconds=time_ms)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -575,10 +879,10 @@ def export_aggregations(sscc: str, events: Sequence[ContainerEvent], created_ms:
     exported = [
         {
             "type": "AggregationEvent",
-            "eventTime": _time(event.time_ms),
+            "eventTime": epc_time(event.time_ms),
             "eventTimeZoneOffset": "+00:00",
             "parentID": sscc_uri(sscc),
-            "childEPCs": [*map(_pack_uri, event.packs), *map(sscc_uri, event.containers)],
+            "childEPCs": [*map(pack_uri, event.packs), *map(sscc_uri, event.containers)],
             "action": "ADD" if event.kind == "aggregate" else "DELETE",
             "bizStep": "packing" if event.kind == "aggregate" else "unpacking",
             "disposition": "in_progress",
@@ -593,6 +897,6 @@ def export_aggregations(sscc: str, events: Sequence[ContainerEvent], created_ms:
         "@context": [EPCIS_CONTEXT, {"p2pmed": P2PMED_NAMESPACE}],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
-        "creationDate": _time(created_ms),
+        "creationDate": epc_time(created_ms),
         "epcisBody": {"eventList": exported},
     }

@@ -18,7 +18,7 @@ from typing import Any
 from p2pmed.ledger.contracts.identity import Organisation
 from p2pmed.ledger.contracts.supply import Lot, SuspectCase, SuspectStep
 
-__all__ = ["COMPANY_CATEGORIES", "form_3911"]
+__all__ = ["COMPANY_CATEGORIES", "form_3911", "ndc_of"]
 
 COMPANY_CATEGORIES = {
     "manufacturer": "Manufacturer",
@@ -43,7 +43,8 @@ def _date(step: SuspectStep | None) -> str | None:
     return moment.date().isoformat()
 
 
-def _ndc(gtin: str) -> str | None:
+def ndc_of(gtin: str) -> str | None:
+    """The 10-digit NDC a US drug's GTIN-14 carries (0, 03, the NDC, a check digit), or None."""
     return gtin[3:13] if gtin.startswith("003") else None
 
 
@@ -52,7 +53,7 @@ def form_3911(case: SuspectCase, lots: dict[tuple[str, str], Lot], organisation:
     every lot of the case's packs, read by the caller; ``organisation`` is the notifying company."""
     assert case.status in ("illegitimate", "notified") and case.classification is not None
     gtins = sorted({pack.gtin for pack in case.packs})
-    ndcs = sorted({ndc for ndc in map(_ndc, gtins) if ndc is not None})
+    ndcs = sorted({ndc for ndc in map(ndc_of, gtins) if ndc is not None})
     return {
         "1_type_of_report": "Initial Notification",
         "2_incident_number": None,
@@ -66,7 +67,7 @@ def form_3911(case: SuspectCase, lots: dict[tuple[str, str], Lot], organisation:
         "10_strength": None,
         "11_dosage_form": None,
         "12_quantity": {"number": len(case.packs), "unit": "packages"},
-        "13_ndc": ndcs[0] if len(ndcs) == 1 else ("Multiple" if ndcs else None),
+        "13ndc_of": ndcs[0] if len(ndcs) == 1 else ("Multiple" if ndcs else None),
         "14_serial_numbers": [pack.serial for pack in case.packs],
         "15_lot_numbers": sorted({lot for _, lot in lots}),
         "16_expiration_dates": sorted({found.expiry for found in lots.values()}),

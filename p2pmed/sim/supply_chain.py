@@ -151,8 +151,12 @@ class MemoryState:
         return iter(sorted((key, value) for key, value in self.data.items() if key.startswith(prefix)))
 
 
+def _company_prefix(maker: int) -> str:
+    return f"{3000000 + maker * 100:07d}"
+
+
 def _gtin(maker: int, product: int) -> str:
-    body = f"0{3000000 + maker * 100:07d}{product:05d}"
+    body = f"0{_company_prefix(maker)}{product:05d}"
     return body + supply.gs1_check_digit(body)
 
 
@@ -198,6 +202,8 @@ class World:
         self.height, self.previous_hash, self.packs = 0, GENESIS_PARENT_HASH, 0
         self.vanish_day = 7 * (shape.weeks // 2)
         self.vanished: bytes | None = None
+        for index, maker in enumerate(self.makers):  # ordered in the first block, before any commission
+            self._send(self.validators[0], "supply.prefix.grant", supply.PrefixGrant(maker.id, _company_prefix(index)))
 
     def _key(self, name: str) -> SigningKey:
         return SigningKey.from_seed(hashlib.sha256(f"{self.seed}/{name}".encode()).digest())

@@ -29,6 +29,7 @@ from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import OrganisationProfile, OrgProposal, PersonRegister
 from p2pmed.ledger.contracts.supply import (
     PackRef,
+    PrefixGrant,
     SupplyCommission,
     SupplyDispense,
     SupplyReceive,
@@ -38,6 +39,7 @@ from p2pmed.ledger.contracts.supply import (
 from p2pmed.rpc.client import RpcClient
 from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
+from p2pmed.testing.demo_supply import supply_scene
 from p2pmed.testing.process_network import ProcessNetwork
 
 CHAIN_ID = "p2pmed-demo"
@@ -48,6 +50,7 @@ CONSENT_DAYS = 365
 WAIT_S = 60.0
 CONFIG = NodeConfig(log_format="json", request_timeout_ms=1_500, view_change_timeout_ms=1_500, probes_from_anyone=True)
 GTIN = "10614141073464"
+GTIN_PREFIX = "0614141"
 LAB_RESULT = b'{"resourceType": "Observation", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 6.1, "unit": "%"}}'
 
 
@@ -168,7 +171,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
             " and recorded on the ledger as a break-glass access the patient will see; the reason is sealed to the"
             " patient and the hospital, only its salted SHA-256 is on the ledger"
         )
-        _supply_chain(net, node, sites, survivors, out)
+        manufacturer = _supply_chain(net, node, sites, survivors, out)
+        supply_scene(node, manufacturer, GTIN, sites[DISTRIBUTOR], sites[PHARMACY], out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
     out(
         f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: "
@@ -196,13 +200,16 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
 
 def _supply_chain(
     net: ProcessNetwork, node: RpcClient, sites: list[SigningKey], voters: list[int], out: Callable[[str], None]
-) -> None:
+) -> SigningKey:
+    """Admit a manufacturer, which commissions, ships and sees a pack dispensed; returns its key."""
     manufacturer = SigningKey.generate()
     profile = OrganisationProfile(
         manufacturer.public_key, "Acme Pharma", "manufacturer", EncryptionPrivateKey.generate().public_key
     )
     for voter in voters:  # 3 of 4 validators: a quorum
         submit(node, sites[voter], "identity.org.propose", OrgProposal(profile))
+    for voter in voters:  # and its GS1 company prefix: only it commissions GTINs that carry it
+        submit(node, sites[voter], "supply.prefix.grant", PrefixGrant(manufacturer.public_key, GTIN_PREFIX))
     packs = tuple(PackRef(GTIN, serial) for serial in ("SN1001", "SN1002", "SN1003"))
     submit(
         node,
@@ -214,7 +221,8 @@ def _supply_chain(
         shipped = submit(node, sender, "supply.ship", SupplyShip(receiver.public_key, packs[:2]))
         submit(node, receiver, "supply.receive", SupplyReceive(bytes.fromhex(shipped["tx_id"]), packs[:2], ()))
     out(
-        "10. the validators admit a drug manufacturer by a vote of three; it commissions 3 serialised packs and "
+        f"10. the validators admit a drug manufacturer and grant it GS1 company prefix {GTIN_PREFIX}, each by a vote"
+        " of three; it commissions 3 serialised packs and "
         "ships two"
         " to the distributor, who receives them and ships them on to the pharmacy"
     )
@@ -236,6 +244,7 @@ def _supply_chain(
         f"12. a pack with serial FAKE0001 turns up: {fake['status']} ({fake['message']}); the scan left an alert on the"
         f" ledger for every site to see ({alerts} alert(s))"
     )
+    return manufacturer
 
 
 def _same_head(net: ProcessNetwork) -> str | None:

@@ -17,6 +17,7 @@ from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.identity import organisation_in_force
 from p2pmed.node.api.health import plain
 from p2pmed.node.api.port import NodePort
+from p2pmed.node.api.supply_gs1 import gs1_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method, Param
 
@@ -106,11 +107,18 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
 
     async def candidates(params: dict[str, Any]) -> dict[str, Any]:
         """The subjects whose evidence holds at ledger time and that no flag covers yet: what a
-        validator raises (``p2pmed supply flag scan``). Walks the tallies of the recent weeks."""
-        weeks_back = params["weeks_back"]
+        validator raises (``p2pmed supply flag scan``). Walks the tallies of the recent weeks.
+        With ``at_ms`` (ledger time up to CANDIDATE_WEEKS_MAX weeks ahead), a preview: what the
+        same rules find on today's committed state once that time comes (a week closes)."""
+        weeks_back, now_ms = params["weeks_back"], node.ledger_time_ms
+        at_ms = now_ms if params["at_ms"] is None else params["at_ms"]
         if not 1 <= weeks_back <= CANDIDATE_WEEKS_MAX:
             raise _invalid("supply.flag_candidates", f'"weeks_back" must be 1..{CANDIDATE_WEEKS_MAX}')
-        found = supply.candidates(store, node.ledger_time_ms, weeks_back)
+        if not now_ms <= at_ms <= now_ms + CANDIDATE_WEEKS_MAX * supply.thresholds.WEEK_MS:
+            raise _invalid(
+                "supply.flag_candidates", f'"at_ms" must be ledger time up to {CANDIDATE_WEEKS_MAX} weeks on'
+            )
+        found = supply.candidates(store, at_ms, weeks_back)
         fresh = [(subject, evidence) for subject, evidence in found if supply.flag_of(store, subject) is None]
         return {"candidates": [{"subject": plain(subject), "evidence": plain(evidence)} for subject, evidence in fresh]}
 
@@ -119,11 +127,14 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
             flags, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
         ),
         "supply.flag": Method(flag, {"flag": bytes}),
-        "supply.flag_candidates": Method(candidates, {"weeks_back": Param(int, optional=True, default=1)}),
+        "supply.flag_candidates": Method(
+            candidates, {"weeks_back": Param(int, optional=True, default=1), "at_ms": Param(int, optional=True)}
+        ),
         "supply.suspect": Method(suspect, {"case": bytes}),
         "supply.suspects": Method(
             suspects, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
         ),
         "supply.form3911": Method(form, {"case": bytes}),
         "supply.container": Method(container, {"sscc": str, "format": Param(str, optional=True, default="entries")}),
+        **gs1_methods(node),
     }

@@ -11,9 +11,11 @@ stays continuous when an organisation rotates its keys.
 - ``supply.commission``: a manufacturer commissions 1..1000 serials of one GTIN
   and lot. The expiry is an ISO date (``YYYY-MM-DD``, as EPCIS
   ``itemExpirationDate``): the pack may be dispensed until the end of that day, UTC.
-  The first manufacturer to commission a GTIN owns it (the brand owner): nobody
-  else commissions or recalls it. A lot keeps the expiry it was first commissioned
-  with. Each pack starts in its manufacturer's custody.
+  The GTIN must carry a GS1 company prefix granted to the manufacturer
+  (``supply.prefix.grant``, by a regulator or 2f+1 validators; rules in ``_prefixes``),
+  which then owns it (the brand owner): nobody else commissions or recalls it. A
+  lot keeps the expiry it was first commissioned with. Each pack starts in its
+  manufacturer's custody.
 - ``supply.ship``: the holder ships packs to another organisation in force. The
   shipment's id is the transaction's id; its packs are in transit, still held by
   the shipper, until the destination receives them. Custody is continuous: only
@@ -47,6 +49,15 @@ stays continuous when an organisation rotates its keys.
   the ledger recomputes its evidence and refuses the flag if it does not hold; overseers
   review and close it with a finding. ``supply.product.schedule``: a GTIN's maker declares
   it a controlled substance, watched by stricter thresholds. Rules in ``_flags``.
+- ``supply.epcis.record``: any organisation keeps an EPCIS event the rules have no use for
+  (an inspection, a TransactionEvent, a TransformationEvent...), listed under the packs it
+  holds or made. Rules in ``_records``.
+- ``supply.product.storage`` / ``supply.sensor.report``: a brand owner declares a product's
+  storage temperatures; a shipment's parties record its data logger's readings, and readings
+  outside the range raise a ``cold-chain-breach`` alert. Rules in ``_coldchain``.
+- Saleable returns: a pack received by an organisation that held it before is a return,
+  shipped or dispensed again only after that organisation's ``supply.verify`` scan of its
+  four elements finds it genuine. Rules in ``_returns``.
 - ``supply.verify``: any organisation records a scan of a pack: the four elements
   of its DSCSA product identifier (GTIN, serial, lot, expiry), all of which must
   match what was commissioned (a copied serial on another lot or expiry is a suspect
@@ -69,8 +80,10 @@ the same block. The queries (``pack``, ``shipment``, ``shipment_of``, ``trace``,
 The package, one module per job: ``limits`` (every bound, read when a rule runs),
 ``_model`` (bodies, records, the words for a pack's state), ``_codes`` (GS1 codes and
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
-``_custody`` (the rules that move packs), ``_containers`` (aggregation), ``_verify`` (verdicts and scans),
-``_suspects`` (suspect products), ``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion) and
+``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
+``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
+``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events),
+``_coldchain`` (storage temperatures and sensor readings), ``_returns`` (saleable returns) and
 ``_queries`` (reads for the RPC layer).
 """
 
@@ -85,6 +98,18 @@ from p2pmed.ledger.contracts.supply._codes import (
     gs1_check_digit,
     gtin_problem,
     sscc_problem,
+)
+from p2pmed.ledger.contracts.supply._coldchain import (
+    COLD_CHAIN_BREACH,
+    COLD_CHAIN_TX_TYPES,
+    TEMPERATURE_CENTI_C_MAX,
+    TEMPERATURE_CENTI_C_MIN,
+    KeptReport,
+    ProductStorage,
+    SensorReading,
+    SensorReport,
+    sensor_reports,
+    storage_of,
 )
 from p2pmed.ledger.contracts.supply._containers import apply_aggregate, apply_disaggregate
 from p2pmed.ledger.contracts.supply._containers import contents as container_contents
@@ -139,6 +164,14 @@ from p2pmed.ledger.contracts.supply._model import (
     SupplyVerify,
     Verdict,
 )
+from p2pmed.ledger.contracts.supply._prefixes import (
+    PREFIX_TX_TYPES,
+    PrefixGrant,
+    PrefixRevoke,
+    prefix_of,
+    prefix_owner,
+    prefix_problem,
+)
 from p2pmed.ledger.contracts.supply._queries import (
     alert_count,
     alerts,
@@ -148,10 +181,23 @@ from p2pmed.ledger.contracts.supply._queries import (
     lot_packs,
     lot_record,
     pack,
+    packs_matching,
     shipment,
     shipment_of,
     trace,
 )
+from p2pmed.ledger.contracts.supply._records import (
+    EVENT_JSON_SIZE_MAX,
+    EVENT_TYPES,
+    RECORD_TX_TYPES,
+    RECORDS_PER_PACK_MAX,
+    EpcisRecord,
+    RecordedEvent,
+    biz_step_problem,
+    epcis_record,
+    pack_records,
+)
+from p2pmed.ledger.contracts.supply._returns import pending_return
 from p2pmed.ledger.contracts.supply._signals import RULES, Evidence, FlagSubject, NoSignal, candidates, evidence
 from p2pmed.ledger.contracts.supply._suspects import (
     CLASSIFICATIONS,
@@ -185,22 +231,29 @@ __all__ = [
     "ALERT_STATUSES",
     "ALL_PRODUCTS",
     "CLASSIFICATIONS",
+    "COLD_CHAIN_BREACH",
     "DAY_MS",
     "DECOMMISSION_REASONS",
     "DISPENSER_KINDS",
+    "EVENT_JSON_SIZE_MAX",
+    "EVENT_TYPES",
     "FINDINGS",
     "LOT_PACKS_MAX",
     "OVERSEER_KIND",
     "PACKS_PER_TX_MAX",
+    "RECORDS_PER_PACK_MAX",
     "RULES",
     "SCANS_LISTED_MAX",
     "SCHEDULES",
     "SHIPMENTS_PER_PACK_MAX",
+    "TEMPERATURE_CENTI_C_MAX",
+    "TEMPERATURE_CENTI_C_MIN",
     "TX_TYPES",
     "VERDICT_STATUSES",
     "Alert",
     "Container",
     "ContainerEvent",
+    "EpcisRecord",
     "Evidence",
     "Flag",
     "FlagClose",
@@ -208,14 +261,21 @@ __all__ = [
     "FlagReview",
     "FlagStep",
     "FlagSubject",
+    "KeptReport",
     "Lot",
     "NoSignal",
     "Pack",
     "PackEvent",
     "PackRef",
+    "PrefixGrant",
+    "PrefixRevoke",
     "ProductSchedule",
+    "ProductStorage",
     "Recall",
     "Receipt",
+    "RecordedEvent",
+    "SensorReading",
+    "SensorReport",
     "Shipment",
     "SupplyAggregate",
     "SupplyCommission",
@@ -237,12 +297,14 @@ __all__ = [
     "Verdict",
     "alert_count",
     "alerts",
+    "biz_step_problem",
     "candidates",
     "code_problem",
     "container",
     "container_contents",
     "container_history",
     "container_of",
+    "epcis_record",
     "evidence",
     "expiry_end_ms",
     "expiry_problem",
@@ -257,11 +319,19 @@ __all__ = [
     "lot_record",
     "overdue",
     "pack",
+    "pack_records",
+    "packs_matching",
+    "pending_return",
+    "prefix_of",
+    "prefix_owner",
+    "prefix_problem",
     "quarantine_of",
     "schedule_of",
+    "sensor_reports",
     "shipment",
     "shipment_of",
     "sscc_problem",
+    "storage_of",
     "suspect_case",
     "suspect_cases",
     "suspect_count",
@@ -282,6 +352,9 @@ TX_TYPES = (
     TxType("supply.verify", SupplyVerify, apply_verify),
     TxType("supply.aggregate", SupplyAggregate, apply_aggregate),
     TxType("supply.disaggregate", SupplyDisaggregate, apply_disaggregate),
+    *PREFIX_TX_TYPES,
+    *RECORD_TX_TYPES,
+    *COLD_CHAIN_TX_TYPES,
     *SUSPECT_TX_TYPES,
     *FLAG_TX_TYPES,
 )

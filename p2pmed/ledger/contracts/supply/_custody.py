@@ -40,6 +40,8 @@ from p2pmed.ledger.contracts.supply._model import (
     SupplyReceive,
     SupplyShip,
 )
+from p2pmed.ledger.contracts.supply._prefixes import require_prefix
+from p2pmed.ledger.contracts.supply._returns import note_holder, note_receipt, refuse_unverified_return
 from p2pmed.ledger.contracts.supply._store import (
     add_alert,
     container_key,
@@ -112,6 +114,7 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
     if expiry_end_ms(commission.expiry) <= context.time_ms:
         raise TxRejected(RejectReason.INVALID, f"expiry {commission.expiry} has passed at this block's time")
     check_serials(commission.serials)
+    require_prefix(state, manufacturer, commission.gtin)
     _claim_gtin(state, manufacturer, commission.gtin)
     _open_lot(state, commission)
     detail = f"lot {commission.lot}, expiry {commission.expiry}"
@@ -127,6 +130,7 @@ def apply_commission(state: StateOverlay, context: TxContext, commission: Supply
             Pack(ref.gtin, serial, commission.lot, manufacturer, manufacturer, "held", None, None, 0, event),
         )
         state.put(lot_members_prefix(ref.gtin, commission.lot) + escape(serial), True)
+        note_holder(state, ref, manufacturer)
 
 
 # -- ship and receive ----------------------------------------------------------------------
@@ -143,6 +147,7 @@ def _ship_pack(
 ) -> None:
     ref = PackRef(found.gtin, found.serial)
     refuse_quarantined(state, ref, "ship")
+    refuse_unverified_return(state, ref, "ship")
     if recall_of(state, found) is not None and destination != found.manufacturer:
         raise TxRejected(
             RejectReason.INVALID, f"{pack_name(ref)} is recalled: it may only be shipped back to its manufacturer"
@@ -275,6 +280,7 @@ def _receive_pack(
         event = record(state, context, receiver, ref, "receive", sent.source, detail)
         move(state, found, event, holder=receiver, status="held", shipment=None)
         count_receive(batch, context, receiver, ref)
+        note_receipt(state, context, receiver, ref)
         return
     count_missing(batch, context, sent.source, ref)
     event = record(state, context, receiver, ref, "missing", sent.source, detail)
@@ -333,6 +339,7 @@ def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDisp
     for ref in dispense.packs:
         found = held_pack(state, dispenser, ref, "dispense", repeat="dispensed")
         refuse_quarantined(state, ref, "dispense")
+        refuse_unverified_return(state, ref, "dispense")
         if recall_of(state, found) is not None:
             raise TxRejected(
                 RejectReason.INVALID,

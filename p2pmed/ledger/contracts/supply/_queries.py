@@ -46,6 +46,7 @@ __all__ = [
     "lot_packs",
     "lot_record",
     "pack",
+    "packs_matching",
     "shipment",
     "shipment_of",
     "trace",
@@ -113,6 +114,32 @@ def lot_packs(state: ScanState, gtin: str, lot: str, limit: int = limits.LOT_PAC
             return packs, True
         found = view.get(Pack, f"supply/pack/{gtin}/{key.rsplit('/', 1)[1]}")
         assert found is not None, "a lot lists only commissioned packs"
+        packs.append(found)
+    return packs, False
+
+
+def packs_matching(
+    state: ScanState, gtin: str | None, serial: str | None, lot: str | None, limit: int
+) -> tuple[list[Pack], bool]:
+    """The commissioned packs a query names, in key order: one pack (``gtin`` and ``serial``), a lot
+    (``gtin`` and ``lot``), a GTIN's packs, or every pack; at most ``limit``, and whether more were left
+    out. ValueError if malformed."""
+    if serial is not None or lot is not None:
+        require_query(None if gtin is not None else "name the GTIN of a serial or a lot")
+    if gtin is not None and serial is not None:
+        found = pack(state, gtin, serial)
+        return ([] if found is None else [found]), False
+    if gtin is not None and lot is not None:
+        return lot_packs(state, gtin, lot, limit)
+    if gtin is not None:
+        require_query(gtin_problem(gtin))
+    view = StateOverlay(state)
+    packs: list[Pack] = []
+    for key, _value in state.state_items(f"supply/pack/{gtin + '/' if gtin else ''}"):
+        if len(packs) == limit:
+            return packs, True
+        found = view.get(Pack, key)
+        assert found is not None
         packs.append(found)
     return packs, False
 

@@ -32,6 +32,7 @@ from p2pmed.ledger.contracts.supply._model import (
     SupplyVerify,
     Verdict,
 )
+from p2pmed.ledger.contracts.supply._returns import settle_return
 from p2pmed.ledger.contracts.supply._store import (
     add_alert,
     event_key,
@@ -60,6 +61,7 @@ def apply_verify(state: StateOverlay, context: TxContext, scan: SupplyVerify) ->
     verdict = verify(state, scan.gtin, scan.serial, context.time_ms, scanner, scan.lot, scan.expiry)
     ref = PackRef(scan.gtin, scan.serial)
     record_scan(state, context, scanner, ref, verdict.status)
+    settle_return(state, ref, scanner, verdict)
     if verdict.status in ALERT_STATUSES:
         add_alert(state, context, scanner, verdict.status, ref, verdict.message)
 
