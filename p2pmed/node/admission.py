@@ -9,7 +9,7 @@ recent ``VERIFIED_IDS_MAX``), and block execution skips the check for them.
 
 from __future__ import annotations
 
-from p2pmed.ledger.contracts import identity, membership
+from p2pmed.ledger.contracts import devices, identity, membership
 from p2pmed.ledger.contracts.probe import PROBE_TYPE
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import Ledger, next_nonce
@@ -52,13 +52,17 @@ class TxAdmission:
         if not exempt and not self._registered(tx.sender):
             raise TxRejected(
                 RejectReason.UNKNOWN_SENDER,
-                f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation or person in force",
+                f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation, person or device in force",
             )
         return self.accept(tx)
 
     def _registered(self, sender: bytes) -> bool:
         # People and organisations first: the common case, two state reads.
-        return identity.is_registered(self.store, sender, ()) or sender in membership.known_validator_keys(self.store)
+        return (
+            identity.is_registered(self.store, sender, ())
+            or sender in membership.known_validator_keys(self.store)
+            or devices.device_of(self.store, sender) is not None
+        )
 
     def accept(self, tx: Transaction) -> bool:
         """Whether ``tx`` passes the ledger's stateless checks (signature included),
