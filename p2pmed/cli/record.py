@@ -87,12 +87,13 @@ def _read_file(path: Path, size_max: int) -> bytes:
         fail(f"{path}: {error.strerror}", EXIT_BAD_INPUT)
 
 
-def _from_fhir(path: Path, release: str, references: dict[str, bytes]) -> NewRecord:
+def _from_fhir(path: Path, release: str, references: dict[str, bytes], category: str) -> NewRecord:
     """The record a FHIR clinical resource stands for: validated, its patient and category
-    taken from the resource, its content the canonical JSON that ``import_resource`` made."""
+    taken from the resource (an Observation that codes no category takes ``category``, or the
+    one its LOINC code implies), its content the canonical JSON that ``import_resource`` made."""
     from p2pmed.interop.fhir import ClinicalData
 
-    imported = read_fhir(path, release, references)
+    imported = read_fhir(path, release, references, category)
     if not isinstance(imported, ClinicalData):
         fail(
             f"{path}: only an Observation, Condition or MedicationRequest becomes a record; a Patient stays at the site"
@@ -112,7 +113,8 @@ def _new_record(
 ) -> NewRecord:
     """The record to write, from exactly one of ``--file`` and ``--fhir``. With ``--fhir``,
     ``--patient`` and ``--category`` may only confirm what the resource says, so that a
-    typo cannot file a record under another patient."""
+    typo cannot file a record under another patient; ``--category`` also names the category
+    of an Observation that has none."""
     if (plain_file is None) == (fhir_file is None):
         fail("give exactly one of --file FILE and --fhir FILE", EXIT_BAD_INPUT)
     if fhir_file is None:
@@ -123,7 +125,7 @@ def _new_record(
             fail("--file needs --patient and --category", EXIT_BAD_INPUT)
         found = NewRecord(patient, category, _read_file(plain_file, PLAINTEXT_SIZE_MAX))
     else:
-        found = _from_fhir(fhir_file, release, references)
+        found = _from_fhir(fhir_file, release, references, category or "")
         if patient is not None and patient != found.patient:
             fail(f"--patient {patient.hex()} is not the resource's subject {found.patient.hex()}", EXIT_BAD_INPUT)
         if category is not None and category != found.category:
@@ -234,7 +236,8 @@ def record() -> None:
     "--category",
     type=click.Choice(sorted(CATEGORIES)),
     default=None,
-    help="The data category [with --fhir: the resource's].",
+    help="The data category [with --fhir: the resource's; for an Observation without one, this, else the one its"
+    " LOINC code implies].",
 )
 @click.option(
     "--file", "plain_file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="The content: any file."
