@@ -130,12 +130,16 @@ __all__ = [
     "PatientData",
     "SiteEvent",
     "audit_event",
+    "canonical_json",
+    "clinical_data",
     "consent_resource",
     "deny_resource",
     "import_resource",
     "instant",
+    "load_json",
     "parse_resource",
     "site_audit_event",
+    "validate_resource",
 ]
 
 PARTY_SYSTEM = "urn:p2pmed:party"
@@ -479,7 +483,8 @@ def deny_resource(denial: DenyProvision) -> dict[str, Any]:
 # -- import: parsing untrusted JSON -------------------------------------------------------------
 
 
-def _load_json(data: bytes) -> dict[str, Any]:
+def load_json(data: bytes) -> dict[str, Any]:
+    """Untrusted bytes as one JSON object: bounded in size and depth, strict; ``FhirError`` otherwise."""
     if len(data) > IMPORT_SIZE_MAX:
         raise FhirError("", f"{len(data)} bytes is more than one resource may have ({IMPORT_SIZE_MAX} bytes)")
     try:
@@ -500,25 +505,33 @@ def _error_path(resource_type: str, location: tuple[int | str, ...]) -> str:
 
 def parse_resource(data: bytes, release: str = "R5") -> dict[str, Any]:
     """One validated FHIR resource of a kind p2pmed imports, as plain JSON; ``FhirError`` otherwise."""
+    return validate_resource(load_json(data), release, _MODULES)
+
+
+def validate_resource(raw: dict[str, Any], release: str, modules: Mapping[str, str], where: str = "") -> dict[str, Any]:
+    """``raw`` validated by the ``fhir.resources`` model of its type, one of ``modules`` (resource
+    type -> module name), as plain JSON; a problem is a ``FhirError`` whose path starts at
+    ``where`` (``Bundle.entry[2].resource``), else at the resource type."""
     if release not in RELEASES:
         raise FhirError("", f"unknown FHIR release {release[:20]!r}; known: {', '.join(RELEASES)}")
-    raw = _load_json(data)
     resource_type = raw.get("resourceType")
-    if not isinstance(resource_type, str) or resource_type not in _MODULES:
+    if not isinstance(resource_type, str) or resource_type not in modules:
         shown = repr(resource_type)[:60] if resource_type is not None else "missing"
-        raise FhirError("resourceType", f"{shown}: p2pmed imports {', '.join(_MODULES)}")
-    model = getattr(importlib.import_module(f"{RELEASES[release]}.{_MODULES[resource_type]}"), resource_type)
+        raise FhirError(
+            f"{where}.resourceType" if where else "resourceType", f"{shown}: p2pmed imports {', '.join(modules)}"
+        )
+    model = getattr(importlib.import_module(f"{RELEASES[release]}.{modules[resource_type]}"), resource_type)
     try:
         validated = model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         message = " ".join(str(first["msg"]).split())[:MESSAGE_LENGTH_MAX]
-        raise FhirError(_error_path(resource_type, first["loc"]), f"{message} (FHIR {release})") from None
+        raise FhirError(_error_path(where or resource_type, first["loc"]), f"{message} (FHIR {release})") from None
     resource: dict[str, Any] = json.loads(validated.model_dump_json(exclude_comments=True))
     return resource
 
 
-def _canonical(resource: dict[str, Any]) -> bytes:
+def canonical_json(resource: dict[str, Any]) -> bytes:
     """The bytes a record holds: sorted keys, no whitespace, UTF-8, so one resource has one encoding."""
     return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -587,14 +600,15 @@ def _observation_category(resource: dict[str, Any], named: str) -> str:
     )
 
 
-def _clinical(resource: dict[str, Any], references: Mapping[str, bytes], category: str = "") -> ClinicalData:
+def clinical_data(resource: dict[str, Any], references: Mapping[str, bytes], category: str = "") -> ClinicalData:
+    """A validated clinical resource as the record it becomes (``category``: for an Observation without one)."""
     kind = resource["resourceType"]
     category = _observation_category(resource, category) if kind == "Observation" else _RECORD_CATEGORY[kind]
     subject = resource.get("subject")
     if subject is None:
         raise FhirError(f"{kind}.subject", "missing: a record belongs to one patient; reference the Patient")
     patient = _party_of(subject, f"{kind}.subject", references)
-    return ClinicalData(kind, patient, category, _canonical(resource))
+    return ClinicalData(kind, patient, category, canonical_json(resource))
 
 
 def _require_value(value: Any, expected: str, path: str) -> None:
@@ -885,9 +899,9 @@ def import_resource(
     have started by; ``category`` the data category of an Observation that codes none."""
     resource = parse_resource(data, release)
     if resource["resourceType"] == "Patient":
-        return PatientData(_canonical(resource))
+        return PatientData(canonical_json(resource))
     if resource["resourceType"] == "Consent":
         if now_ms is None:
             now_ms = (datetime.datetime.now(datetime.UTC) - _EPOCH) // datetime.timedelta(milliseconds=1)
         return _consent(resource, release, references, now_ms)
-    return _clinical(resource, references, category)
+    return clinical_data(resource, references, category)
