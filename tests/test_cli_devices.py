@@ -132,9 +132,78 @@ def test_a_device_registers_sends_is_read_proved_and_revoked_through_the_cli(net
     (net.directory / "altered.json").write_text(json.dumps(altered))
     refused_proof = CliRunner().invoke(cli, ["device", "verify", str(net.directory / "altered.json")])
     assert refused_proof.exit_code == 1 and "do not lead to the batch's Merkle root" in refused_proof.output
+    another_batch = {**json.loads(proof.read_text()), "sequence": 2}  # the inclusion proof does not name the batch
+    (net.directory / "another.json").write_text(json.dumps(another_batch))
+    refused_anchor = CliRunner().invoke(cli, ["device", "verify", str(net.directory / "another.json")])
+    assert refused_anchor.exit_code == 1 and "the state proof is not of batch anchor" in refused_anchor.output
 
     revoked = run(hospital, "device", "revoke", "--key", hospital_key, *udi, "--wait")
     assert revoked.exit_code == 0, revoked.output
     assert "REVOKED" in run(hospital, "device", "show", GTIN, SERIAL).output
     after = run(hospital, *send, "--ref", f"Patient/7={patient_id}")
     assert after.exit_code == 1 and "nor an organisation, person or device in force" in after.output, after.output
+
+
+# -- bad input: exit 2, no node asked ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["device", "register", "--key", "{key}", "--device-key", "ab" * 32], "name the device: --gtin GTIN"),
+        (
+            [
+                *("device", "register", "--key", "{key}", "--gtin", GTIN, "--serial", "S", "--fhir", "{readings}"),
+                *("--device-key", "ab" * 32),
+            ],
+            "not both",
+        ),
+        (
+            ["device", "register", "--key", "{key}", "--fhir", "{readings}", "--device-key", "ab" * 32],
+            "p2pmed imports Device",
+        ),
+        (
+            ["device", "register", "--key", "{key}", "--gtin", GTIN, "--serial", "S", "--device-key", "ab"],
+            "64 hex digits",
+        ),
+        (["device", "revoke", "--key", "{key}", "--gtin", "123", "--serial", "S"], "GTIN '123' must be 14 digits"),
+        (
+            ["device", "send", "--key", "{key}", "--gtin", GTIN, "--serial", "S", "--fhir", "{readings}"],
+            "Bundle.entry[0].resource.subject.reference: 'Patient/7' is not mapped",
+        ),
+        (
+            [
+                "device",
+                "send",
+                "--key",
+                "{key}",
+                "--gtin",
+                GTIN,
+                "--serial",
+                "S",
+                "--fhir",
+                "{other}",
+                "--ref",
+                "Patient/7=" + "ab" * 32,
+            ],
+            "names another device",
+        ),
+        (["device", "show", GTIN, "S!~"], "must be 1..20 characters of GS1 set 82"),
+        (["device", "verify", "{readings}"], "not a reading proof"),
+        (["device", "verify", "{key}"], "not JSON"),
+    ],
+)
+def test_bad_input_exits_2_before_asking_the_node(directory: Path, home: Path, args: list[str], fragment: str) -> None:
+    key = directory / "site.pem"
+    save_signing_key(key, SigningKey.generate())
+    readings = directory / "readings.json"
+    readings.write_text(json.dumps({"resourceType": "Bundle", "entry": [{"resource": READINGS[0]}]}))
+    other = directory / "other.json"
+    other.write_text(json.dumps({**READINGS[0], "device": {"reference": "Device/1"}}))
+    files = {"key": str(key), "readings": str(readings), "other": str(other)}
+    formatted = [arg.format(**files) for arg in args]
+    result = CliRunner().invoke(
+        cli, formatted if args[1] == "verify" else [*formatted[:2], "--home", str(home), *formatted[2:]]
+    )
+    expected = 1 if fragment == "not a reading proof" else 2
+    assert result.exit_code == expected and fragment in result.output, result.output
