@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from health_world import HOSPITAL, P, StoreHarness, build_world, fake_node
-from ledger_harness import key
+from ledger_harness import CHAIN, key
 from p2pmed.client.devices import (
     Reading,
     ReadingBatch,
@@ -28,7 +28,11 @@ from p2pmed.interop.fhir_devices import (
     import_udi,
     udi_reference,
 )
-from p2pmed.ledger.contracts.devices import DeviceBatch, DeviceRegister, DeviceRevoke, device
+from p2pmed.ledger.contracts.devices import BATCH_BURST, DeviceBatch, DeviceRegister, DeviceRevoke, device
+from p2pmed.ledger.errors import RejectReason, TxRejected
+from p2pmed.ledger.machine import next_nonce
+from p2pmed.ledger.tx import Transaction, sign_transaction
+from p2pmed.node.admission import TxAdmission
 from p2pmed.node.api.devices import device_methods
 from p2pmed.rpc.errors import ErrorCode, RpcError
 from p2pmed.rpc.params import Method
@@ -168,6 +172,26 @@ async def test_device_reads_answer_fields_fhir_and_batches(directory: Path) -> N
         with pytest.raises(RpcError) as raised:
             await call(methods, name, **params)
         assert raised.value.code == code and fragment in raised.value.message
+
+
+def test_a_node_turns_away_a_batch_over_its_devices_rate(directory: Path) -> None:
+    ledger = StoreHarness(directory / "store.db")
+    build_world(ledger)
+    ledger.ok(HOSPITAL, "device.register", DeviceRegister(GTIN, SERIAL, MONITOR.public_key))
+    admission = TxAdmission(ledger.ledger, ledger.store)
+
+    def next_batch(sequence: int) -> Transaction:
+        record = ledger.anchor(bytes([sequence]) * 32, P, "vital-signs")
+        body = DeviceBatch(GTIN, SERIAL, sequence, 1, b"\x02" * 32, record)
+        return sign_transaction(MONITOR, CHAIN, "device.batch", next_nonce(ledger.store, MONITOR.public_key), body)
+
+    for sequence in range(1, BATCH_BURST + 1):
+        batch = next_batch(sequence)
+        assert admission.admit(batch)
+        assert ledger.commit(batch).ok
+    with pytest.raises(TxRejected) as refused:
+        admission.admit(next_batch(BATCH_BURST + 1))
+    assert refused.value.reason is RejectReason.NOT_AUTHORISED and "is over its rate" in refused.value.detail
 
 
 # -- proofs ----------------------------------------------------------------------------------------------

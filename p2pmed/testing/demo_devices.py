@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from p2pmed.client.devices import anchor_state_proof, prove_reading, read_batch, send_batch, verify_reading_proof
-from p2pmed.client.records import LedgerRefused, submit
+from p2pmed.client.records import submit
 from p2pmed.crypto import EncryptionPrivateKey, SigningKey
 from p2pmed.interop.fhir import PARTY_SYSTEM
 from p2pmed.interop.fhir_devices import import_readings
@@ -93,8 +93,8 @@ def device_scene(node: RpcClient, hospital: SigningKey, out: Callable[[str], Non
     for _ in range(BATCH_BURST):
         try:
             send_batch(node, oximeter, GTIN, SERIAL, readings)
-        except LedgerRefused as refused:
-            out(f"   d. the oximeter floods: after its burst, {refused.detail}")
+        except RpcError as refused:  # the node turns it away before it takes a place in a block
+            out(f"   d. the oximeter floods: after its burst, the node refuses: {refused.message}")
             break
     else:
         raise AssertionError("a device over its burst must be refused")

@@ -28,7 +28,9 @@ A device cannot flood the ledger: each UDI sends at most ``BATCH_BURST`` batches
 then one per ``BATCH_INTERVAL_MS`` of block time (the generic cell rate algorithm: one
 number per device, the earliest block time its next batch is due, ``next_batch_ms``).
 It counts against the measuring device whoever submits, so a gateway multiplies nothing.
-Block time, not any clock, decides, so every node decides the same.
+Block time, not any clock, decides, so every node decides the same. Nodes ask the same
+question (``rate_problem``) before taking a batch in, so a device over its rate does not
+fill blocks with refused batches either.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ __all__ = [
     "batch_key",
     "device",
     "device_of",
+    "rate_problem",
     "udi_problem",
     "udi_text",
 ]
@@ -269,6 +272,19 @@ def _next_batch_ms(measured: Device, now_ms: int) -> int:
             f" one per {BATCH_INTERVAL_MS // 1000} s): its next batch is due in {wait_s} s of block time",
         )
     return due_ms + BATCH_INTERVAL_MS
+
+
+def rate_problem(state: StateReader, gtin: str, serial: str, now_ms: int) -> str | None:
+    """Why a batch of this device at ``now_ms`` would be over its rate, or None. Nodes ask before
+    taking a batch in, so that a device over its rate fills no block with refused batches."""
+    found = device(state, gtin, serial)
+    if found is None:
+        return None
+    try:
+        _next_batch_ms(found, now_ms)
+    except TxRejected as refused:
+        return refused.detail
+    return None
 
 
 def apply_batch(state: StateOverlay, context: TxContext, batch: DeviceBatch) -> None:
