@@ -205,3 +205,21 @@ def test_a_malformed_batch_is_refused(ledger: LedgerHarness) -> None:
         DeviceBatch(GTIN, SERIAL, 1, 3, b"short", good.record),
     ):
         assert "a batch holds 1..1000 readings" in ledger.refused(MONITOR, "device.batch", bad, RejectReason.INVALID)
+
+
+def test_an_organisations_devices_together_are_held_to_its_rate(
+    ledger: LedgerHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(devices, "ORGANISATION_BATCH_BURST", 2)
+    monkeypatch.setattr(devices, "ORGANISATION_BATCH_INTERVAL_MS", 10_000)
+    monitors = [key(f"monitor-{index}") for index in range(3)]
+    for index, monitor in enumerate(monitors):
+        ledger.ok(HOSPITAL, "device.register", DeviceRegister(GTIN, f"M{index}", monitor.public_key))
+    ledger.ok(monitors[0], "device.batch", batch(ledger, 1, serial="M0"))
+    ledger.ok(monitors[1], "device.batch", batch(ledger, 1, serial="M1"))
+    detail = ledger.refused(monitors[2], "device.batch", batch(ledger, 1, serial="M2"), RejectReason.NOT_AUTHORISED)
+    assert f"organisation {HOSPITAL.public_key.hex()[:16]} (its devices together) is over its rate" in detail
+    assert devices.rate_problem(ledger.state, GTIN, "M2", ledger.time_ms) == detail
+    ledger.time_ms += 10_000
+    ledger.ok(monitors[2], "device.batch", batch(ledger, 1, serial="M2"))
+    assert devices.rate_problem(ledger.state, GTIN, "M2", ledger.time_ms + 60_000) is None

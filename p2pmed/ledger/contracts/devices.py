@@ -27,7 +27,10 @@ the batch anchor, or its state proof (``state.proof`` of ``batch_key``).
 A device cannot flood the ledger: each UDI sends at most ``BATCH_BURST`` batches at once,
 then one per ``BATCH_INTERVAL_MS`` of block time (the generic cell rate algorithm: one
 number per device, the earliest block time its next batch is due, ``next_batch_ms``).
-It counts against the measuring device whoever submits, so a gateway multiplies nothing.
+It counts against the measuring device whoever submits, so a gateway multiplies nothing;
+and all the batches of one organisation's devices count against its own, wider rate
+(``ORGANISATION_BATCH_BURST``, ``ORGANISATION_BATCH_INTERVAL_MS``), so an organisation that
+registers devices without end floods no more than that.
 Block time, not any clock, decides, so every node decides the same. Nodes ask the same
 question (``rate_problem``) before taking a batch in, so a device over its rate does not
 fill blocks with refused batches either.
@@ -56,6 +59,8 @@ from p2pmed.ledger.state import StateOverlay, StateReader
 __all__ = [
     "BATCH_BURST",
     "BATCH_INTERVAL_MS",
+    "ORGANISATION_BATCH_BURST",
+    "ORGANISATION_BATCH_INTERVAL_MS",
     "READINGS_PER_BATCH_MAX",
     "ROLES",
     "TX_TYPES",
@@ -77,6 +82,10 @@ ROLES = frozenset({"device", "gateway"})
 BATCH_INTERVAL_MS = 60_000
 BATCH_BURST = 5
 """A device that was offline catches up with a few batches at once; beyond that, one a minute."""
+ORGANISATION_BATCH_INTERVAL_MS = 50
+ORGANISATION_BATCH_BURST = 1200
+"""All the devices of one organisation: 20 batches a second (1,200 devices at one a minute),
+1,200 at once: an organisation that registers devices without end floods no more than that."""
 READINGS_PER_BATCH_MAX = 1000
 ROOT_SIZE = 32
 
@@ -260,28 +269,51 @@ def _check_submitter(state: StateReader, context: TxContext, measured: Device) -
     return gateway
 
 
-def _next_batch_ms(measured: Device, now_ms: int) -> int:
-    """The device's ``next_batch_ms`` after one more batch at ``now_ms``; refuse one over its rate."""
-    due_ms = max(measured.next_batch_ms, now_ms)
-    early_ms = due_ms - now_ms
-    if early_ms > (BATCH_BURST - 1) * BATCH_INTERVAL_MS:
-        wait_s = (early_ms - (BATCH_BURST - 1) * BATCH_INTERVAL_MS + 999) // 1000
-        raise TxRejected(
-            RejectReason.NOT_AUTHORISED,
-            f"device {udi_text(measured.gtin, measured.serial)} is over its rate ({BATCH_BURST} batches at once, then"
-            f" one per {BATCH_INTERVAL_MS // 1000} s): its next batch is due in {wait_s} s of block time",
-        )
-    return due_ms + BATCH_INTERVAL_MS
+def _after_one_more(next_ms: int, now_ms: int, interval_ms: int, burst: int) -> int | None:
+    """The generic cell rate algorithm: ``next_ms`` after one more event at ``now_ms``, or None
+    if it is more than ``burst - 1`` intervals early (over the rate)."""
+    due_ms = max(next_ms, now_ms)
+    return None if due_ms - now_ms > (burst - 1) * interval_ms else due_ms + interval_ms
+
+
+def _over_rate(what: str, next_ms: int, now_ms: int, interval_ms: int, burst: int) -> TxRejected:
+    wait_s = (max(next_ms, now_ms) - now_ms - (burst - 1) * interval_ms + 999) // 1000
+    return TxRejected(
+        RejectReason.NOT_AUTHORISED,
+        f"{what} is over its rate ({burst} batches at once, then one per {interval_ms / 1000:g} s): its next batch"
+        f" is due in {wait_s} s of block time",
+    )
+
+
+def _organisation_rate_key(organisation: bytes) -> str:
+    return f"device-organisation-rate/{organisation.hex()}"
+
+
+def _next_batch_times(state: StateReader, measured: Device, now_ms: int) -> tuple[int, int]:
+    """The device's and its organisation's next due times after one more batch at ``now_ms``;
+    raise ``TxRejected`` for a batch over either rate."""
+    device_ms = _after_one_more(measured.next_batch_ms, now_ms, BATCH_INTERVAL_MS, BATCH_BURST)
+    if device_ms is None:
+        udi = udi_text(measured.gtin, measured.serial)
+        raise _over_rate(f"device {udi}", measured.next_batch_ms, now_ms, BATCH_INTERVAL_MS, BATCH_BURST)
+    organisation_next_ms = StateOverlay(state).get(int, _organisation_rate_key(measured.organisation)) or 0
+    organisation_ms = _after_one_more(
+        organisation_next_ms, now_ms, ORGANISATION_BATCH_INTERVAL_MS, ORGANISATION_BATCH_BURST
+    )
+    if organisation_ms is None:
+        what = f"organisation {measured.organisation.hex()[:16]} (its devices together)"
+        raise _over_rate(what, organisation_next_ms, now_ms, ORGANISATION_BATCH_INTERVAL_MS, ORGANISATION_BATCH_BURST)
+    return device_ms, organisation_ms
 
 
 def rate_problem(state: StateReader, gtin: str, serial: str, now_ms: int) -> str | None:
-    """Why a batch of this device at ``now_ms`` would be over its rate, or None. Nodes ask before
-    taking a batch in, so that a device over its rate fills no block with refused batches."""
+    """Why a batch of this device at ``now_ms`` would be over its rate or its organisation's, or
+    None. Nodes ask before taking a batch in, so that it fills no block with refused batches."""
     found = device(state, gtin, serial)
     if found is None:
         return None
     try:
-        _next_batch_ms(found, now_ms)
+        _next_batch_times(state, found, now_ms)
     except TxRejected as refused:
         return refused.detail
     return None
@@ -315,13 +347,14 @@ def apply_batch(state: StateOverlay, context: TxContext, batch: DeviceBatch) -> 
                 f"{udi_text(bound.gtin, bound.serial)} is bound to patient {bound.patient.hex()[:16]}: it sends"
                 " nobody else's readings",
             )
-    next_batch_ms = _next_batch_ms(measured, context.time_ms)
+    next_batch_ms, organisation_next_ms = _next_batch_times(state, measured, context.time_ms)
     detail = f"device {udi} batch {batch.sequence}, {batch.readings} readings"
     anchor_record(state, context, batch.record, operator.id, operator.kind, operator.id, detail)
     state.put(
         _device_key(batch.gtin, batch.serial),
         dataclasses.replace(measured, batches=batch.sequence, next_batch_ms=next_batch_ms),
     )
+    state.put(_organisation_rate_key(operator.id), organisation_next_ms)
     anchor = BatchAnchor(
         batch.gtin,
         batch.serial,
