@@ -12,14 +12,19 @@ import pytest
 
 from health_world import HOSPITAL, P, StoreHarness, build_world, fake_node
 from ledger_harness import CHAIN, key
+from p2pmed import codec
+from p2pmed.client import devices as client_devices
 from p2pmed.client.devices import (
+    BatchMismatch,
     Reading,
     ReadingBatch,
     prove_reading,
+    read_batch,
     readings_root,
     verify_reading_proof,
 )
 from p2pmed.consensus.state_proof import ProofRefused
+from p2pmed.crypto import EncryptionPrivateKey
 from p2pmed.interop.fhir import PARTY_SYSTEM, FhirError
 from p2pmed.interop.fhir_devices import (
     GS1_DI_ISSUER,
@@ -234,3 +239,30 @@ def test_a_reading_proves_alone_and_every_altered_part_is_refused() -> None:
     assert "not a reading proof" in altered({"format": "something-else"})
     assert "'state_proof' must be a dict" in altered({"state_proof": "yes"})
     assert "malformed proof" in altered({"state_proof": {"proof": "00"}})
+
+
+def test_a_batch_record_that_is_not_what_its_anchor_says_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = a_batch()
+    anchor = {"record_id": "00" * 32, "readings": 5, "readings_root": readings_root(batch.readings).hex()}
+
+    class Node:
+        def call(self, method: str, **params: Any) -> Any:
+            assert method == "device.batch"
+            return anchor
+
+    def reading_returns(plaintext: bytes) -> None:
+        monkeypatch.setattr(client_devices, "read_record", lambda *args: plaintext)
+
+    def read(sequence: int = 3) -> tuple[ReadingBatch, dict[str, Any]]:
+        return read_batch(Node(), MONITOR, EncryptionPrivateKey.generate(), GTIN, SERIAL, sequence)  # type: ignore[arg-type]
+
+    reading_returns(codec.encode(batch))
+    assert read()[0] == batch
+    with pytest.raises(BatchMismatch, match="names another batch"):
+        read(4)
+    reading_returns(codec.encode(ReadingBatch(GTIN, SERIAL, 3, batch.readings[:4])))
+    with pytest.raises(BatchMismatch, match="do not match the Merkle root"):
+        read()
+    reading_returns(b"not a batch")
+    with pytest.raises(BatchMismatch, match="is not a batch of readings"):
+        read()
