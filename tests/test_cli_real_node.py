@@ -371,14 +371,14 @@ def test_a_revoked_organisations_clinician_no_longer_reads_or_breaks_the_glass(n
     assert "REVOKED (admitted at height" in network.ok("identity", "org", clinic.id)
     assert f"person {clinician.id}  clinician, REVOKED" in network.ok("identity", "person", clinician.id)
     assert network.read_refused(clinician, labs, "TREAT") == (
-        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation or person in force"
+        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation, person or device in force"
     )
     assert network.read_refused(clinician, scan, "ETREAT", *emergency) == (
-        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation or person in force"
+        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation, person or device in force"
     )
     assert network.refused("identity", "revoke-person", "--key", clinic.key, "--person", clinician.id) == (
         "the node refused identity.person.revoke: unknown-sender: sender "
-        f"{clinic.id[:16]} is not a validator, nor an organisation or person in force [unknown-sender]"
+        f"{clinic.id[:16]} is not a validator, nor an organisation, person or device in force [unknown-sender]"
     )
     assert network.consents(patient) == []  # the consent to the clinic covers nobody now
 
@@ -437,7 +437,7 @@ def test_the_validators_revoke_any_person_by_a_2f_plus_1_vote(network: Network) 
         state = "REVOKED" if number == len(others) else "in force"
         assert f"clinician, {state}" in network.ok("identity", "person", clinician.id)
     assert network.read_refused(clinician, record_id, "TREAT") == (
-        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation or person in force"
+        f"unknown-sender: sender {clinician.id[:16]} is not a validator, nor an organisation, person or device in force"
     )
 
 

@@ -301,6 +301,7 @@ class Files:
     patient_resource: str
     content: str
     big: str
+    bare: str
 
 
 @pytest.fixture
@@ -316,6 +317,7 @@ def files(directory: Path) -> Files:
         write_json(directory / "patient.json", {"resourceType": "Patient", "id": "7"}),
         str(directory / "content.bin"),
         str(directory / "big.bin"),
+        write_json(directory / "bare.json", {**observation({"reference": "Patient/7"}), "category": []}),
     )
 
 
@@ -375,6 +377,10 @@ REF = f"Patient/7={P}"
         (
             ["record", "add", "--key", "{key}", "--fhir", "{fhir}", "--ref", REF, "--patient", "ab" * 32],
             f"--patient {'ab' * 32} is not the resource's subject {P}",
+        ),
+        (
+            ["record", "add", "--key", "{key}", "--fhir", "{bare}", "--ref", REF],
+            "Observation.category: no coding of http://terminology.hl7.org/CodeSystem/observation-category",
         ),
         (
             ["record", "add", "--key", "{key}", "--fhir", "{patient_resource}"],

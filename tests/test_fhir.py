@@ -617,3 +617,54 @@ def test_no_input_escapes_as_anything_but_a_fhir_error(data: bytes) -> None:
         import_resource(data, "R5", REFERENCES)
     except FhirError:
         pass
+
+
+# -- an Observation without a category ------------------------------------------------------------
+
+
+def uncategorised(*loinc_codes: str) -> bytes:
+    resource = observation(code={"coding": [{"system": "http://loinc.org", "code": code} for code in loinc_codes]})
+    del resource["category"]
+    return as_bytes(resource)
+
+
+@pytest.mark.parametrize(
+    ("codes", "named", "expected"),
+    [
+        (("8867-4",), "", "vital-signs"),  # heart rate
+        (("8480-6",), "", "vital-signs"),  # systolic blood pressure
+        (("59408-5",), "vital-signs", "vital-signs"),  # SpO2, named the same
+        (("2708-6", "59408-5"), "", "vital-signs"),
+        (("29463-7",), "", "vital-signs"),  # body weight
+        (("2345-7",), "", "laboratory"),  # glucose
+        (("99999-9",), "laboratory", "laboratory"),  # a code the table does not know, named by the user
+        ((), "imaging", "imaging"),
+    ],
+)
+def test_an_observation_without_a_category_takes_the_named_or_the_loinc_implied_one(
+    codes: tuple[str, ...], named: str, expected: str
+) -> None:
+    imported = import_resource(uncategorised(*codes), "R5", REFERENCES, category=named)
+    assert isinstance(imported, ClinicalData) and imported.category == expected
+
+
+@pytest.mark.parametrize(
+    ("codes", "named", "path", "fragment"),
+    [
+        (("99999-9",), "", "Observation.category", "name the data category (--category)"),
+        (("8867-4",), "laboratory", "Observation.code", "LOINC 8867-4 is a vital-signs code, not laboratory"),
+        (("8867-4", "2345-7"), "", "Observation.code", "imply different data categories"),
+        (("8867-4",), "gossip", "", "unknown data category 'gossip'"),
+    ],
+)
+def test_an_observation_without_a_category_is_refused_when_none_can_be_told(
+    codes: tuple[str, ...], named: str, path: str, fragment: str
+) -> None:
+    with pytest.raises(FhirError) as raised:
+        import_resource(uncategorised(*codes), "R5", REFERENCES, category=named)
+    assert (raised.value.path, fragment in raised.value.reason) == (path, True), str(raised.value)
+
+
+def test_a_coded_category_wins_over_a_named_one() -> None:
+    imported = import_resource(as_bytes(observation()), "R5", REFERENCES, category="imaging")
+    assert isinstance(imported, ClinicalData) and imported.category == "laboratory"

@@ -7,6 +7,7 @@ import click
 from p2pmed.cli.audit import AUDIT_COMMANDS
 from p2pmed.cli.bench import BENCH_COMMANDS
 from p2pmed.cli.chain import CHAIN_COMMANDS
+from p2pmed.cli.device import DEVICE_COMMANDS
 from p2pmed.cli.identity import IDENTITY_COMMANDS
 from p2pmed.cli.keys import KEYS_COMMANDS
 from p2pmed.cli.record import RECORD_COMMANDS
@@ -44,6 +45,7 @@ for command in (
     *TRIAL_COMMANDS,
     *SUPPLY_COMMANDS,
     *RECORD_COMMANDS,
+    *DEVICE_COMMANDS,
     *RESEARCH_COMMANDS,
     *VALIDATOR_COMMANDS,
 ):

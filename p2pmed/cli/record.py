@@ -45,7 +45,7 @@ from p2pmed.ledger.contracts.records import REVIEW_FINDINGS, SIZE_MAX, BreakGlas
 from p2pmed.ledger.tx import decode_transaction
 from p2pmed.rpc.client import RpcClient
 
-__all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS"]
+__all__ = ["PLAINTEXT_SIZE_MAX", "RECORD_COMMANDS", "check_new_file", "deciding", "load_key_file", "write_private"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,7 +69,7 @@ class NewRecord:
 # -- input ---------------------------------------------------------------------------------
 
 
-def _load(loader: Callable[[Path, KeyProtection | None], T], path: Path) -> T:
+def load_key_file(loader: Callable[[Path, KeyProtection | None], T], path: Path) -> T:
     """A key file read by ``loader`` (encrypted, with ``--passphrase-file`` or
     ``--master-key-file``); a missing, unreadable or wrong one is bad input."""
     try:
@@ -87,12 +87,13 @@ def _read_file(path: Path, size_max: int) -> bytes:
         fail(f"{path}: {error.strerror}", EXIT_BAD_INPUT)
 
 
-def _from_fhir(path: Path, release: str, references: dict[str, bytes]) -> NewRecord:
+def _from_fhir(path: Path, release: str, references: dict[str, bytes], category: str) -> NewRecord:
     """The record a FHIR clinical resource stands for: validated, its patient and category
-    taken from the resource, its content the canonical JSON that ``import_resource`` made."""
+    taken from the resource (an Observation that codes no category takes ``category``, or the
+    one its LOINC code implies), its content the canonical JSON that ``import_resource`` made."""
     from p2pmed.interop.fhir import ClinicalData
 
-    imported = read_fhir(path, release, references)
+    imported = read_fhir(path, release, references, category)
     if not isinstance(imported, ClinicalData):
         fail(
             f"{path}: only an Observation, Condition or MedicationRequest becomes a record; a Patient stays at the site"
@@ -112,7 +113,8 @@ def _new_record(
 ) -> NewRecord:
     """The record to write, from exactly one of ``--file`` and ``--fhir``. With ``--fhir``,
     ``--patient`` and ``--category`` may only confirm what the resource says, so that a
-    typo cannot file a record under another patient."""
+    typo cannot file a record under another patient; ``--category`` also names the category
+    of an Observation that has none."""
     if (plain_file is None) == (fhir_file is None):
         fail("give exactly one of --file FILE and --fhir FILE", EXIT_BAD_INPUT)
     if fhir_file is None:
@@ -123,7 +125,7 @@ def _new_record(
             fail("--file needs --patient and --category", EXIT_BAD_INPUT)
         found = NewRecord(patient, category, _read_file(plain_file, PLAINTEXT_SIZE_MAX))
     else:
-        found = _from_fhir(fhir_file, release, references)
+        found = _from_fhir(fhir_file, release, references, category or "")
         if patient is not None and patient != found.patient:
             fail(f"--patient {patient.hex()} is not the resource's subject {found.patient.hex()}", EXIT_BAD_INPUT)
         if category is not None and category != found.category:
@@ -133,7 +135,7 @@ def _new_record(
     return found
 
 
-def _check_new_file(out: Path | None) -> None:
+def check_new_file(out: Path | None) -> None:
     """Refuse, before the read is on the ledger, an ``--out`` that could not be written."""
     if out is None:
         return
@@ -147,7 +149,7 @@ def _check_new_file(out: Path | None) -> None:
 
 
 @contextmanager
-def _deciding(home: Path) -> Iterator[RpcClient]:
+def deciding(home: Path) -> Iterator[RpcClient]:
     """``node(home)``, where a refusal by the ledger, custodians that all refused a record,
     or key shares or a ciphertext that do not open here, also exit 1 with the reason. A
     custodian's refusal to serve a read is an RPC error, which ``node`` reports."""
@@ -178,7 +180,7 @@ def _is_text(data: bytes) -> bool:
     return all(char.isprintable() or char in "\t\n\r" for char in text)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a new file only its owner can read: a record's content is health data."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
@@ -190,7 +192,7 @@ def _deliver(record_id: bytes, plaintext: bytes, out: Path | None) -> None:
     terminal only through ``out``: printed, it would garble the terminal."""
     if out is not None:
         try:
-            _write_private(out, plaintext)
+            write_private(out, plaintext)
         except OSError as error:
             fail(f"{out}: {error.strerror}")
         click.echo(f"wrote {len(plaintext)} bytes of record {record_id.hex()} to {out}")
@@ -234,7 +236,8 @@ def record() -> None:
     "--category",
     type=click.Choice(sorted(CATEGORIES)),
     default=None,
-    help="The data category [with --fhir: the resource's].",
+    help="The data category [with --fhir: the resource's; for an Observation without one, this, else the one its"
+    " LOINC code implies].",
 )
 @click.option(
     "--file", "plain_file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="The content: any file."
@@ -261,9 +264,9 @@ def record_add(
 ) -> None:
     """Encrypt a record here and share it: its anchor on the ledger, the ciphertext with f+1
     custodians. Signed by a clinician, an organisation or the patient. Prints the record id."""
-    key = _load(load_signing_key, key_file)
+    key = load_key_file(load_signing_key, key_file)
     new = _new_record(plain_file, fhir_file, release, dict(refs), patient, category)
-    with _deciding(home) as client:
+    with deciding(home) as client:
         written = write_record(client, key, new.patient, new.category, new.plaintext)
     for custodian, reason in written.failed.items():
         click.echo(
@@ -331,10 +334,10 @@ def record_read(
     """Read a record: the read is a transaction the ledger decides and audits; then the custodians
     hand over the ciphertext and their key shares sealed to the reader, which open here. Prints the content (binary
     content only with --out)."""
-    key = _load(load_signing_key, key_file)
-    encryption_key = _load(load_encryption_key, encryption_key_file)
-    _check_new_file(out)
-    with _deciding(home) as client:
+    key = load_key_file(load_signing_key, key_file)
+    encryption_key = load_key_file(load_encryption_key, encryption_key_file)
+    check_new_file(out)
+    with deciding(home) as client:
         plaintext = read_record(client, key, encryption_key, record_id, purpose, break_glass_reason)
     _deliver(record_id, plaintext, out)
 
@@ -348,8 +351,8 @@ def record_read(
 def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) -> None:
     """Erase a record, signed by its patient or a delegate. The anchor stays, marked erased;
     every custodian deletes the ciphertext and the key shares, so no copy opens again."""
-    key = _load(load_signing_key, key_file)
-    with _deciding(home) as client:
+    key = load_key_file(load_signing_key, key_file)
+    with deciding(home) as client:
         result = submit(client, key, "record.erase", RecordErase(record_id))
     emit(
         result,
@@ -371,7 +374,7 @@ def record_erase(home: Path, as_json: bool, key_file: Path, record_id: bytes) ->
 def record_reason(home: Path, event: bytes, encryption_key_file: Path) -> None:
     """Open the stated reason of a break-glass read, sealed to the patient and the clinician's
     organisation, and check it against the SHA-256 on the ledger."""
-    encryption_key = _load(load_encryption_key, encryption_key_file)
+    encryption_key = load_key_file(load_encryption_key, encryption_key_file)
     with node(home) as client:
         answer = client.call("tx.get", tx_id=event.hex())
     if "encoded" not in answer:
@@ -402,8 +405,8 @@ def record_reason(home: Path, event: bytes, encryption_key_file: Path) -> None:
 def record_review(home: Path, as_json: bool, key_file: Path, event: bytes, finding: str) -> None:
     """Review a break-glass read, signed by the clinician's organisation: once, on the patient's
     audit trail."""
-    key = _load(load_signing_key, key_file)
-    with _deciding(home) as client:
+    key = load_key_file(load_signing_key, key_file)
+    with deciding(home) as client:
         result = submit(client, key, "record.review", BreakGlassReview(event, finding))
     emit(
         result,

@@ -245,15 +245,18 @@ def submit_each(
     return results
 
 
-def read_fhir(path: Path, release: str, references: dict[str, bytes]) -> PatientData | ClinicalData | ImportedConsent:
-    """What the FHIR resource in ``path`` means to the ledger (``p2pmed.interop.fhir``); an
-    unreadable file or a resource p2pmed refuses exits 2 naming the path in the resource."""
+def read_fhir(
+    path: Path, release: str, references: dict[str, bytes], category: str = ""
+) -> PatientData | ClinicalData | ImportedConsent:
+    """What the FHIR resource in ``path`` means to the ledger (``p2pmed.interop.fhir``; ``category``
+    for an Observation that codes none); an unreadable file or a resource p2pmed refuses exits 2
+    naming the path in the resource."""
     from p2pmed.interop.fhir import IMPORT_SIZE_MAX, FhirError, import_resource
 
     try:
         with path.open("rb") as source:
             data = source.read(IMPORT_SIZE_MAX + 1)
-        return import_resource(data, release, references)
+        return import_resource(data, release, references, category=category)
     except OSError as error:
         fail(f"{path}: {error.strerror}", EXIT_BAD_INPUT)
     except FhirError as error:

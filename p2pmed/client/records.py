@@ -42,12 +42,15 @@ from p2pmed.rpc.client import RpcClient, RpcError
 __all__ = [
     "CustodyFailed",
     "LedgerRefused",
+    "SealedRecord",
     "WrittenRecord",
     "fetch_record",
     "open_reason",
     "read_record",
     "seal_reason",
+    "seal_record",
     "sign_read_request",
+    "store_record",
     "submit",
     "write_record",
 ]
@@ -87,16 +90,25 @@ class WrittenRecord:
     """Those that did not, and why; each fetches its copy from another custodian later."""
 
 
-def write_record(
-    client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes
-) -> WrittenRecord:
-    """Encrypt and share a record for ``patient``. Raises ``CustodyFailed`` if no custodian
-    took the ciphertext (the anchor is then committed but its content is nowhere)."""
+@dataclass(frozen=True)
+class SealedRecord:
+    """A record encrypted and split for its custodians, before its anchor commits."""
+
+    anchor: RecordAdd
+    sealed: bytes
+    wraps: tuple[bytes, ...]
+    custodians: tuple[dict[str, Any], ...]
+    """``record.custodians`` entries, in the order of the anchor's."""
+
+
+def seal_record(client: RpcClient, patient: bytes, category: str, plaintext: bytes) -> SealedRecord:
+    """Pad and encrypt ``plaintext`` under a fresh data key and split the key for 2f+1
+    custodians (the node's own site first), each share sealed to its custodian."""
     status = client.call("node.status")
     sites = client.call("record.custodians")
     faulty = fault_tolerance(len(sites))
     own = status["validator_index"]
-    chosen = [sites[(own + offset) % len(sites)] for offset in range(2 * faulty + 1)]
+    chosen = tuple(sites[(own + offset) % len(sites)] for offset in range(2 * faulty + 1))
     record_id = os.urandom(32)
     data_key, sealed = encrypt_record(record_id, plaintext)
     shares = split(data_key, faulty + 1, len(chosen))
@@ -110,22 +122,28 @@ def write_record(
         faulty + 1,
         tuple(share_digest(record_id, index, share) for index, share in enumerate(shares, 1)),
     )
-    submit(client, writer, "record.add", anchor)
     wraps = tuple(
         wrap_share(
             share, index, EncryptionPublicKey(Kem(site["kem"]), bytes.fromhex(site["encryption_key"])), record_id
         )
         for index, (share, site) in enumerate(zip(shares, chosen, strict=True), 1)
     )
+    return SealedRecord(anchor, sealed, wraps, chosen)
+
+
+def store_record(client: RpcClient, record: SealedRecord) -> WrittenRecord:
+    """After its anchor committed: hand each custodian the ciphertext and the sealed shares.
+    Raises ``CustodyFailed`` if none took it (its content is then nowhere)."""
+    record_id = record.anchor.record_id
     stored, failed = [], {}
-    for site in chosen:
+    for site in record.custodians:
         try:
             client.call(
                 "record.store",
                 record_id=record_id.hex(),
                 custodian=site["key"],
-                sealed=sealed.hex(),
-                shares=codec.encode(SealedShares(wraps)).hex(),
+                sealed=record.sealed.hex(),
+                shares=codec.encode(SealedShares(record.wraps)).hex(),
             )
             stored.append(site["moniker"])
         except RpcError as error:
@@ -133,6 +151,16 @@ def write_record(
     if not stored:
         raise CustodyFailed(record_id, failed)
     return WrittenRecord(record_id, tuple(stored), failed)
+
+
+def write_record(
+    client: RpcClient, writer: SigningKey, patient: bytes, category: str, plaintext: bytes
+) -> WrittenRecord:
+    """Encrypt and share a record for ``patient``. Raises ``CustodyFailed`` if no custodian
+    took the ciphertext (the anchor is then committed but its content is nowhere)."""
+    record = seal_record(client, patient, category, plaintext)
+    submit(client, writer, "record.add", record.anchor)
+    return store_record(client, record)
 
 
 @dataclass

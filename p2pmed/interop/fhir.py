@@ -32,7 +32,8 @@ path (``Consent.provision[0].actor``) and what is wrong; nothing else escapes.
 - ``Patient`` -> ``PatientData``: canonical JSON the site keeps. Names and other
   personal data never go on the ledger.
 - ``Observation`` (category ``laboratory``, ``vital-signs`` or ``imaging`` of the
-  HL7 observation-category system), ``Condition`` (-> ``condition``) and
+  HL7 observation-category system; without one, the category the importer names, or the
+  one its LOINC code implies, ``p2pmed.interop.loinc``), ``Condition`` (-> ``condition``) and
   ``MedicationRequest`` (-> ``medication``) -> ``ClinicalData``: the patient, the
   ledger's data category, and the canonical JSON bytes to encrypt as a record.
 - ``Consent`` (status active) -> ``ImportedConsent``: the ``consent.grant`` and
@@ -94,6 +95,7 @@ from pydantic import ValidationError
 
 from p2pmed import strict_json
 from p2pmed.crypto import PUBLIC_KEY_SIZE
+from p2pmed.interop.loinc import LOINC_SYSTEM, category_of_code
 from p2pmed.ledger.contracts.audit import AUDIT_KINDS, AuditEntry
 from p2pmed.ledger.contracts.consent import (
     CATEGORIES,
@@ -128,12 +130,16 @@ __all__ = [
     "PatientData",
     "SiteEvent",
     "audit_event",
+    "canonical_json",
+    "clinical_data",
     "consent_resource",
     "deny_resource",
     "import_resource",
     "instant",
+    "load_json",
     "parse_resource",
     "site_audit_event",
+    "validate_resource",
 ]
 
 PARTY_SYSTEM = "urn:p2pmed:party"
@@ -150,7 +156,6 @@ _DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 _OUTCOME = "http://terminology.hl7.org/CodeSystem/audit-event-outcome"
 _OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 _PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-_LOINC = "http://loinc.org"
 
 IMPORT_SIZE_MAX = 1 << 20
 DEPTH_MAX = 32
@@ -446,7 +451,7 @@ def _consent_json(
         "resourceType": "Consent",
         "identifier": [{"system": TX_SYSTEM, "value": provision.tx_id.hex()}],
         "status": "active",
-        "category": [_concept(_LOINC, "59284-0", "Patient Consent")],
+        "category": [_concept(LOINC_SYSTEM, "59284-0", "Patient Consent")],
         "subject": _party(provision.patient, "Patient"),
         "date": start[:10],
         "grantor": [_party(by)],
@@ -478,7 +483,8 @@ def deny_resource(denial: DenyProvision) -> dict[str, Any]:
 # -- import: parsing untrusted JSON -------------------------------------------------------------
 
 
-def _load_json(data: bytes) -> dict[str, Any]:
+def load_json(data: bytes) -> dict[str, Any]:
+    """Untrusted bytes as one JSON object: bounded in size and depth, strict; ``FhirError`` otherwise."""
     if len(data) > IMPORT_SIZE_MAX:
         raise FhirError("", f"{len(data)} bytes is more than one resource may have ({IMPORT_SIZE_MAX} bytes)")
     try:
@@ -499,25 +505,33 @@ def _error_path(resource_type: str, location: tuple[int | str, ...]) -> str:
 
 def parse_resource(data: bytes, release: str = "R5") -> dict[str, Any]:
     """One validated FHIR resource of a kind p2pmed imports, as plain JSON; ``FhirError`` otherwise."""
+    return validate_resource(load_json(data), release, _MODULES)
+
+
+def validate_resource(raw: dict[str, Any], release: str, modules: Mapping[str, str], where: str = "") -> dict[str, Any]:
+    """``raw`` validated by the ``fhir.resources`` model of its type, one of ``modules`` (resource
+    type -> module name), as plain JSON; a problem is a ``FhirError`` whose path starts at
+    ``where`` (``Bundle.entry[2].resource``), else at the resource type."""
     if release not in RELEASES:
         raise FhirError("", f"unknown FHIR release {release[:20]!r}; known: {', '.join(RELEASES)}")
-    raw = _load_json(data)
     resource_type = raw.get("resourceType")
-    if not isinstance(resource_type, str) or resource_type not in _MODULES:
+    if not isinstance(resource_type, str) or resource_type not in modules:
         shown = repr(resource_type)[:60] if resource_type is not None else "missing"
-        raise FhirError("resourceType", f"{shown}: p2pmed imports {', '.join(_MODULES)}")
-    model = getattr(importlib.import_module(f"{RELEASES[release]}.{_MODULES[resource_type]}"), resource_type)
+        raise FhirError(
+            f"{where}.resourceType" if where else "resourceType", f"{shown}: p2pmed imports {', '.join(modules)}"
+        )
+    model = getattr(importlib.import_module(f"{RELEASES[release]}.{modules[resource_type]}"), resource_type)
     try:
         validated = model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         message = " ".join(str(first["msg"]).split())[:MESSAGE_LENGTH_MAX]
-        raise FhirError(_error_path(resource_type, first["loc"]), f"{message} (FHIR {release})") from None
+        raise FhirError(_error_path(where or resource_type, first["loc"]), f"{message} (FHIR {release})") from None
     resource: dict[str, Any] = json.loads(validated.model_dump_json(exclude_comments=True))
     return resource
 
 
-def _canonical(resource: dict[str, Any]) -> bytes:
+def canonical_json(resource: dict[str, Any]) -> bytes:
     """The bytes a record holds: sorted keys, no whitespace, UTF-8, so one resource has one encoding."""
     return json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -546,31 +560,55 @@ def _party_of(reference: dict[str, Any], path: str, references: Mapping[str, byt
     return references[literal]
 
 
-def _observation_category(resource: dict[str, Any]) -> str:
+def _observation_category(resource: dict[str, Any], named: str) -> str:
+    """The category coded in the resource, else (``category`` is optional in FHIR) the one
+    ``named`` by the importing user, else the one its LOINC code implies (``loinc``)."""
     found: set[str] = {
         coding["code"]
         for concept in resource.get("category", [])
         for coding in concept.get("coding", [])
         if coding.get("system") == OBSERVATION_CATEGORY_SYSTEM and coding.get("code") in _OBSERVATION_CATEGORIES
     }
-    if not found:
-        known = ", ".join(sorted(_OBSERVATION_CATEGORIES))
-        raise FhirError("Observation.category", f"no coding of {OBSERVATION_CATEGORY_SYSTEM} with code {known}")
     if len(found) > 1:
         raise FhirError(
             "Observation.category", f"codes {', '.join(sorted(found))} disagree: a record has one data category"
         )
-    return found.pop()
+    if found:
+        return found.pop()
+    if named and named not in CATEGORIES:
+        raise FhirError("", f"unknown data category {named[:40]!r}; known: {', '.join(sorted(CATEGORIES))}")
+    codes = sorted(
+        coding["code"]
+        for coding in resource.get("code", {}).get("coding", [])
+        if coding.get("system") == LOINC_SYSTEM and "code" in coding
+    )
+    derived = {code: category for code in codes if (category := category_of_code(code)) is not None}
+    if len(set(derived.values())) > 1:
+        raise FhirError("Observation.code", f"LOINC codes {', '.join(derived)} imply different data categories")
+    if derived:
+        code, category = next(iter(derived.items()))
+        if named and named != category:
+            raise FhirError("Observation.code", f"LOINC {code} is a {category} code, not {named}")
+        return category
+    if named:
+        return named
+    known = ", ".join(sorted(_OBSERVATION_CATEGORIES))
+    raise FhirError(
+        "Observation.category",
+        f"no coding of {OBSERVATION_CATEGORY_SYSTEM} with code {known}, and no LOINC code of the resource implies"
+        " one: name the data category (--category)",
+    )
 
 
-def _clinical(resource: dict[str, Any], references: Mapping[str, bytes]) -> ClinicalData:
+def clinical_data(resource: dict[str, Any], references: Mapping[str, bytes], category: str = "") -> ClinicalData:
+    """A validated clinical resource as the record it becomes (``category``: for an Observation without one)."""
     kind = resource["resourceType"]
-    category = _observation_category(resource) if kind == "Observation" else _RECORD_CATEGORY[kind]
+    category = _observation_category(resource, category) if kind == "Observation" else _RECORD_CATEGORY[kind]
     subject = resource.get("subject")
     if subject is None:
         raise FhirError(f"{kind}.subject", "missing: a record belongs to one patient; reference the Patient")
     patient = _party_of(subject, f"{kind}.subject", references)
-    return ClinicalData(kind, patient, category, _canonical(resource))
+    return ClinicalData(kind, patient, category, canonical_json(resource))
 
 
 def _require_value(value: Any, expected: str, path: str) -> None:
@@ -854,15 +892,16 @@ def import_resource(
     release: str = "R5",
     references: Mapping[str, bytes] = MappingProxyType({}),
     now_ms: int | None = None,
+    category: str = "",
 ) -> PatientData | ClinicalData | ImportedConsent:
     """Read one FHIR JSON resource and map it to what the ledger takes (see the module
     docstring). ``now_ms`` (default: this machine's clock) is when a Consent's periods must
-    have started by."""
+    have started by; ``category`` the data category of an Observation that codes none."""
     resource = parse_resource(data, release)
     if resource["resourceType"] == "Patient":
-        return PatientData(_canonical(resource))
+        return PatientData(canonical_json(resource))
     if resource["resourceType"] == "Consent":
         if now_ms is None:
             now_ms = (datetime.datetime.now(datetime.UTC) - _EPOCH) // datetime.timedelta(milliseconds=1)
         return _consent(resource, release, references, now_ms)
-    return _clinical(resource, references)
+    return clinical_data(resource, references, category)

@@ -9,7 +9,8 @@ recent ``VERIFIED_IDS_MAX``), and block execution skips the check for them.
 
 from __future__ import annotations
 
-from p2pmed.ledger.contracts import identity, membership
+from p2pmed import codec
+from p2pmed.ledger.contracts import devices, identity, membership
 from p2pmed.ledger.contracts.probe import PROBE_TYPE
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.machine import Ledger, next_nonce
@@ -20,6 +21,7 @@ from p2pmed.store import Store
 __all__ = ["VERIFIED_IDS_MAX", "TxAdmission"]
 
 VERIFIED_IDS_MAX = 200_000
+DEVICE_BATCH = "device.batch"
 
 
 class TxAdmission:
@@ -52,13 +54,36 @@ class TxAdmission:
         if not exempt and not self._registered(tx.sender):
             raise TxRejected(
                 RejectReason.UNKNOWN_SENDER,
-                f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation or person in force",
+                f"sender {tx.sender.hex()[:16]} is not a validator, nor an organisation, person or device in force",
             )
-        return self.accept(tx)
+        accepted = self.accept(tx)
+        self._check_device_rate(tx)
+        return accepted
+
+    def _check_device_rate(self, tx: Transaction) -> None:
+        """Refuse a device's batch that would be over its rate: the ledger would refuse it too,
+        but only after it took a place in a block. Judged at the head's block time, which the
+        next block's exceeds: a batch due a moment from now waits for it (the refusal says
+        how long), rather than let an early one into a block again and again."""
+        if tx.type != DEVICE_BATCH:
+            return
+        try:
+            batch = codec.from_value(devices.DeviceBatch, tx.body, "body")
+        except codec.CodecError:
+            return  # accept() refused it already: a body that decodes passed it
+        head = self.store.block(self.store.head()[0])
+        now_ms = 0 if head is None else head.header.time_ms
+        problem = devices.rate_problem(self.store, batch.gtin, batch.serial, now_ms)
+        if problem is not None:
+            raise TxRejected(RejectReason.NOT_AUTHORISED, problem)
 
     def _registered(self, sender: bytes) -> bool:
         # People and organisations first: the common case, two state reads.
-        return identity.is_registered(self.store, sender, ()) or sender in membership.known_validator_keys(self.store)
+        return (
+            identity.is_registered(self.store, sender, ())
+            or sender in membership.known_validator_keys(self.store)
+            or devices.device_of(self.store, sender) is not None
+        )
 
     def accept(self, tx: Transaction) -> bool:
         """Whether ``tx`` passes the ledger's stateless checks (signature included),

@@ -10,7 +10,8 @@ SIGKILL: the other three elect a new primary and carry on. The patient revokes
 the consent and the clinician's next read is refused; an emergency physician
 breaks the glass and reads it, on the record. The validators admit a drug
 manufacturer by vote; a pack travels manufacturer -> distributor -> pharmacy,
-is verified genuine and dispensed, and a counterfeit serial is flagged. A burst
+is verified genuine and dispensed, and a counterfeit serial is flagged. A pulse
+oximeter sends readings a clinician reads and proves (``demo_devices``). A burst
 of load commits; the killed node restarts from its store, catches up, and all
 four show the same head and the same audit trail.
 """
@@ -39,6 +40,7 @@ from p2pmed.ledger.contracts.supply import (
 from p2pmed.rpc.client import RpcClient
 from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
+from p2pmed.testing.demo_devices import device_scene
 from p2pmed.testing.demo_supply import supply_scene
 from p2pmed.testing.process_network import ProcessNetwork
 
@@ -173,6 +175,7 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         )
         manufacturer = _supply_chain(net, node, sites, survivors, out)
         supply_scene(node, manufacturer, GTIN, sites[DISTRIBUTOR], sites[PHARMACY], out)
+        device_scene(node, sites[HOSPITAL], out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
     out(
         f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: "

@@ -82,6 +82,7 @@ __all__ = [
     "RecordErase",
     "RecordRead",
     "access",
+    "anchor_record",
     "read_grant",
     "record",
 ]
@@ -341,7 +342,21 @@ def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
     acting = _acting_as(state, context.sender)
     if acting is None:
         raise TxRejected(RejectReason.NOT_AUTHORISED, "records are written by a person or an organisation in force")
-    writer, role, organisation = acting
+    anchor_record(state, context, add, *acting)
+
+
+def anchor_record(
+    state: StateOverlay,
+    context: TxContext,
+    add: RecordAdd,
+    writer: bytes,
+    role: str,
+    organisation: bytes | None,
+    detail: str = "",
+) -> None:
+    """Check ``add`` as written by the party ``writer`` (a ``role`` or organisation kind, of
+    ``organisation``) and put its anchor, audited with ``detail``: ``record.add`` for the
+    signer, and ``device.batch`` for the organisation that operates the device."""
     owner = person(state, add.patient)
     if owner is None or not owner.active or owner.role != "patient":
         raise TxRejected(RejectReason.INVALID, "no patient in force has this person id")
@@ -384,7 +399,7 @@ def apply_add(state: StateOverlay, context: TxContext, add: RecordAdd) -> None:
         None,
     )
     state.put(_record_key(add.record_id), anchor)
-    audit.record_event(state, context, "record-write", add.patient, writer, add.record_id, add.category)
+    audit.record_event(state, context, "record-write", add.patient, writer, add.record_id, add.category, detail=detail)
 
 
 def _existing(state: StateReader, record_id: bytes) -> Record:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from p2pmed import codec
 from p2pmed.node.api.chain import chain_methods
+from p2pmed.node.api.devices import device_methods
 from p2pmed.node.api.health import health_methods
 from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.proofs import proof_methods
@@ -25,6 +26,7 @@ REQUEST_SIZE_MAX = 2 * codec.TX_SIZE_MAX + 4096
 def methods(node: NodePort) -> dict[str, Method]:
     return {
         **chain_methods(node),
+        **device_methods(node),
         **health_methods(node),
         **record_methods(node),
         **research_methods(node),
