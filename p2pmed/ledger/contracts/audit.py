@@ -5,6 +5,13 @@ entry exists exactly when its event took effect. Each is stored under three
 prefixes (by patient, by actor, by record) with the height and tx id in the key,
 so every query is one ordered prefix scan; time ranges filter on the entry's
 block time. ``p2pmed.interop`` exports entries as FHIR ``AuditEvent``.
+
+Beside the entries, each index keeps how many entries it holds for a subject
+(``count_key``). A compliance report (``p2pmed.consensus.report_bundle``) proves that
+count in the same certified state as the entries it carries, so a report that claims
+to hold a patient's whole trail can be checked to hold every entry, not only that each
+entry it holds is real. The count grows only when an entry key is new: an event a
+transaction records twice for one subject is one entry.
 """
 
 from __future__ import annotations
@@ -15,7 +22,17 @@ from p2pmed import codec
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay
 
-__all__ = ["AUDIT_INDEXES", "AUDIT_KINDS", "AuditEntry", "audit_trail", "entries_at", "entry_key", "record_event"]
+__all__ = [
+    "AUDIT_INDEXES",
+    "AUDIT_KINDS",
+    "AuditEntry",
+    "audit_trail",
+    "count_key",
+    "entries_at",
+    "entry_key",
+    "entry_prefix",
+    "record_event",
+]
 
 AUDIT_KINDS = frozenset(
     {
@@ -54,9 +71,19 @@ class AuditEntry:
     tx_id: bytes
 
 
+def entry_prefix(by: str, subject: bytes) -> str:
+    """The prefix of every entry key ``by`` keeps for ``subject``."""
+    return f"audit/{by}/{subject.hex()}/"
+
+
 def entry_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:
     """The state key of the entry the transaction ``tx_id`` (at ``height``) made for ``subject``."""
-    return f"audit/{by}/{subject.hex()}/{height:012d}/{tx_id.hex()}"
+    return f"{entry_prefix(by, subject)}{height:012d}/{tx_id.hex()}"
+
+
+def count_key(by: str, subject: bytes) -> str:
+    """The state key of how many entries ``by`` keeps for ``subject`` (absent: none)."""
+    return f"audit/count/{by}/{subject.hex()}"
 
 
 def record_event(
@@ -76,7 +103,10 @@ def record_event(
     )
     for by, subject in zip(AUDIT_INDEXES, (patient, actor, record_id), strict=True):
         if subject:
-            state.put(entry_key(by, subject, context.height, context.tx_id), entry)
+            key = entry_key(by, subject, context.height, context.tx_id)
+            if state.state_get(key) is None:
+                state.put(count_key(by, subject), (state.get(int, count_key(by, subject)) or 0) + 1)
+            state.put(key, entry)
 
 
 def entries_at(state: ScanState, by: str, subject: bytes, height: int) -> list[AuditEntry]:
@@ -101,7 +131,7 @@ def audit_trail(
     if by not in AUDIT_INDEXES:
         raise ValueError(f"audit entries are kept by {', '.join(AUDIT_INDEXES)}, not by {by!r}")
     entries = []
-    for _key, data in state.state_items(f"audit/{by}/{subject.hex()}/"):
+    for _key, data in state.state_items(entry_prefix(by, subject)):
         entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
         if entry.kind in kinds and entry.time_ms >= since_ms and (until_ms is None or entry.time_ms < until_ms):
             entries.append(entry)
