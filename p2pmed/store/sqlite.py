@@ -132,6 +132,10 @@ TREE_CACHE_DEPTH = 16
 _UNDO_STATE, _UNDO_TREE = 0, 1
 
 
+def _epoch_proof_key(number: int) -> str:
+    return f"epoch_proof/{number:010d}"
+
+
 class StoreError(Exception):
     """The store cannot be opened or a write would break the chain."""
 
@@ -393,6 +397,17 @@ class Store:
                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                         (key, value),
                     )
+
+    # -- proofs of validator set changes -------------------------------------
+
+    def keep_epoch_proof(self, number: int, proof: bytes) -> None:
+        """Keep the proof of epoch ``number``'s set (``p2pmed.node.epoch_proofs``); the first kept stays."""
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_epoch_proof_key(number), proof))
+
+    def epoch_proof(self, number: int) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_epoch_proof_key(number),)).fetchone()
+        return None if row is None else row[0]
 
     # -- internals ------------------------------------------------------------
 

@@ -1,0 +1,416 @@
+"""Compliance report bundles: a subject's audit entries, each proved, checked offline from genesis.
+
+A bundle (``p2pmed report``) is one JSON document about one subject: a patient, or an
+actor (a person or an organisation), over a period. It carries:
+
+- ``epochs``: for each validator set change since genesis, a state proof of the new set's
+  record (``validators/epoch/<n>``) certified by a block of the set before it
+  (``p2pmed.node.epoch_proofs`` keeps these). Starting from the genesis set, the
+  verifier adopts the sets in order, each on the word of a quorum of the one before.
+- ``anchor``: one certified block header (the node's head when the bundle was made) and
+  its commit certificate, signed by the set of its epoch. Its header commits to a state
+  root; every key below is proved against that root by its path in the state tree.
+- ``latest``: the number of the newest epoch in that state, which must be the last one the
+  bundle carries, so a bundle cannot leave out a change it knew of;
+- ``count``: how many entries the audit index keeps for the subject in that state
+  (``p2pmed.ledger.contracts.audit.count_key``);
+- ``entries``: each audit entry's value and path. Its key is derived from its value and
+  the subject, so an entry of another subject does not fit.
+
+Every entry lies in the bundle's period. ``complete`` says they are all the subject's
+entries, which the verifier checks against the proved count; otherwise the bundle proves
+each entry it carries, but not that none of the period's was left out.
+
+Every readable field (dates, kinds, ids, the epochs' keys) is a copy of what the proved
+bytes say: the verifier rebuilds the whole document from the proofs it checked and
+requires it to be identical, naming the first field that differs. So any altered byte is
+either a proof that fails or a field that does not match its proof.
+
+What it cannot show: that a set voted out long ago, whose keys leaked later, did not sign a
+different history (a bundle that stops at that set's epoch could be forged by it). The
+``anchor`` names its height, epoch and header digest: compare them with any site's node.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from p2pmed import codec, strict_json
+from p2pmed.consensus.certificates import InvalidMessage, Validators
+from p2pmed.consensus.messages import CommitCertificate, ProposalHeader, header_digest
+from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, ProofRefused, StateProof, verify_state_proof
+from p2pmed.crypto import Verifier
+from p2pmed.ledger.contracts import membership
+from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, AuditEntry, count_key, entry_key
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
+from p2pmed.ledger.state_tree import PATH_BITS, TreePath, root_from_path
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_SIZE_MAX",
+    "ENTRIES_MAX",
+    "BundleRefused",
+    "ProvedValue",
+    "ReportProof",
+    "VerifiedReport",
+    "bundle_document",
+    "load_bundle",
+    "verify_bundle",
+]
+
+BUNDLE_FORMAT = "p2pmed-report/1"
+BUNDLE_SIZE_MAX = 64 << 20
+ENTRIES_MAX = 5_000
+"""Entries one bundle carries at most (about 1.5 KB each as JSON)."""
+EPOCHS_MAX = 1_000
+_PATH_SIZE_MAX = (PATH_BITS + 2) * 40
+_DEPTH_MAX = 8
+_T = TypeVar("_T")
+
+
+class BundleRefused(Exception):
+    """A bundle that does not check out; the message names the part that failed."""
+
+
+@dataclass(frozen=True)
+class ProvedValue:
+    """A key's value (None: absent) and its path to the anchor's state root."""
+
+    key: str
+    value: bytes | None
+    path: TreePath
+
+
+@dataclass(frozen=True)
+class ReportProof:
+    """What a bundle claims, as the node made it; ``verify_bundle`` checks it."""
+
+    chain_id: str
+    by: str
+    subject: bytes
+    since_ms: int
+    until_ms: int | None
+    complete: bool
+    epochs: tuple[StateProof, ...]
+    header: ProposalHeader
+    certificate: CommitCertificate
+    latest: ProvedValue
+    count: ProvedValue
+    entries: tuple[ProvedValue, ...]
+
+
+@dataclass(frozen=True)
+class VerifiedReport:
+    """A bundle's content once every proof in it checked out."""
+
+    proof: ReportProof
+    epochs: tuple[membership.Epoch, ...]
+    """The sets adopted after genesis, in order."""
+    anchor_epoch: int
+    count: int
+    """How many entries the subject has in the anchor's state."""
+    entries: tuple[AuditEntry, ...]
+
+    @property
+    def anchor_digest(self) -> bytes:
+        return header_digest(self.proof.header)
+
+
+@dataclass(frozen=True)
+class _EpochSet:
+    number: int
+    first_height: int
+    keys: tuple[bytes, ...]
+
+    def validators(self, chain_id: str, verifier: Verifier) -> Validators:
+        return Validators(chain_id, self.keys, verifier, None, self.number, self.first_height)
+
+
+def _decode(cls: type[_T], data: bytes, size_max: int, where: str) -> _T:
+    try:
+        return codec.decode(cls, data, size_max)
+    except (codec.CodecError, ValueError) as error:
+        raise BundleRefused(f"{where}: malformed: {error}") from None
+
+
+def _adopt_epochs(
+    proof: ReportProof, genesis_keys: tuple[bytes, ...], verifier: Verifier
+) -> tuple[list[_EpochSet], tuple[membership.Epoch, ...]]:
+    """Genesis's set, then each later one on the word of a quorum of the set before it."""
+    sets, adopted = [_EpochSet(0, 1, genesis_keys)], []
+    for index, epoch_proof in enumerate(proof.epochs):
+        where, number, previous = f"epochs[{index}]", index + 1, sets[-1]
+        if epoch_proof.key != membership.epoch_key(number) or epoch_proof.value is None:
+            raise BundleRefused(f"{where}: proves {epoch_proof.key!r}, not the record of epoch {number}")
+        epoch = _decode(membership.Epoch, epoch_proof.value, STATE_VALUE_SIZE_MAX, where)
+        if epoch.number != number or epoch.first_height <= previous.first_height or not epoch.validators:
+            raise BundleRefused(f"{where}: the record is not of epoch {number} after epoch {previous.number}")
+        if epoch_proof.header.height >= epoch.first_height:
+            raise BundleRefused(f"{where}: certified by block {epoch_proof.header.height}, not one of epoch {index}")
+        try:
+            verify_state_proof(epoch_proof, previous.validators(proof.chain_id, verifier))
+        except ProofRefused as error:
+            raise BundleRefused(f"{where} (epoch {number}'s set, certified by epoch {index}'s): {error}") from None
+        sets.append(_EpochSet(epoch.number, epoch.first_height, epoch.keys))
+        adopted.append(epoch)
+    return sets, tuple(adopted)
+
+
+def _check_path(proved: ProvedValue, root: bytes, where: str) -> None:
+    try:
+        found = root_from_path(proved.key, proved.value, proved.path)
+    except ValueError as error:
+        raise BundleRefused(f"{where}: {error}") from None
+    if found != root:
+        raise BundleRefused(f"{where}: the value and path of {proved.key!r} do not lead to the anchor's state root")
+
+
+def _proved_int(proved: ProvedValue, key: str, root: bytes, where: str) -> int:
+    if proved.key != key:
+        raise BundleRefused(f"{where}: proves {proved.key!r}, not {key!r}")
+    _check_path(proved, root, where)
+    return 0 if proved.value is None else _decode(int, proved.value, 64, where)
+
+
+def verify_bundle(
+    proof: ReportProof, chain_id: str, genesis_keys: tuple[bytes, ...], verifier: Verifier
+) -> VerifiedReport:
+    """Check ``proof`` from genesis (its chain id and validator keys); raise ``BundleRefused``."""
+    if proof.chain_id != chain_id:
+        raise BundleRefused(f"chain_id: the bundle is of chain {proof.chain_id!r}, the genesis of {chain_id!r}")
+    sets, adopted = _adopt_epochs(proof, genesis_keys, verifier)
+    header = proof.header
+    anchor_set = [epoch for epoch in sets if epoch.first_height <= header.height][-1]
+    try:
+        validators = anchor_set.validators(chain_id, verifier)
+        validators.check_commit_certificate(proof.certificate, header.height, header_digest(header))
+    except InvalidMessage as error:
+        raise BundleRefused(
+            f"anchor: certificate of block {header.height}: {error.reason} (the header or certificate was altered,"
+            f" or epoch {anchor_set.number}'s set did not order it)"
+        ) from None
+    root = header.state.state_root
+    latest = _proved_int(proof.latest, membership.LATEST_KEY, root, "latest")
+    if latest != len(sets) - 1:
+        raise BundleRefused(
+            f"latest: the anchor's state is at epoch {latest}, the bundle carries the sets up to {len(sets) - 1}"
+        )
+    count = _proved_int(proof.count, count_key(proof.by, proof.subject), root, "count")
+    entries = _checked_entries(proof, root)
+    if proof.complete and len(entries) != count:
+        raise BundleRefused(
+            f"entries: the bundle claims the whole trail, but carries {len(entries)} of the {count} entries"
+            f" the state holds for this {proof.by}"
+        )
+    return VerifiedReport(proof, adopted, anchor_set.number, count, entries)
+
+
+def _checked_entries(proof: ReportProof, root: bytes) -> tuple[AuditEntry, ...]:
+    entries: list[AuditEntry] = []
+    for index, proved in enumerate(proof.entries):
+        where = f"entries[{index}]"
+        if proved.value is None:
+            raise BundleRefused(f"{where}: an entry must have a value")
+        entry = _decode(AuditEntry, proved.value, STATE_VALUE_SIZE_MAX, where)
+        if proved.key != entry_key(proof.by, proof.subject, entry.height, entry.tx_id):
+            raise BundleRefused(f"{where}: the entry is not one the {proof.by} index keeps for this subject")
+        if index and proved.key <= proof.entries[index - 1].key:
+            raise BundleRefused(f"{where}: entries must be in key order, each once")
+        if not _in_period(entry.time_ms, proof.since_ms, proof.until_ms):
+            raise BundleRefused(f"{where}: the entry's time is outside the bundle's period")
+        _check_path(proved, root, where)
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _in_period(time_ms: int, since_ms: int, until_ms: int | None) -> bool:
+    return time_ms >= since_ms and (until_ms is None or time_ms < until_ms)
+
+
+# -- the JSON document -----------------------------------------------------------------------------
+
+
+def _iso(time_ms: int) -> str:
+    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=time_ms)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _entry_fields(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "date": _iso(entry.time_ms),
+        "time_ms": entry.time_ms,
+        "kind": entry.kind,
+        "patient": entry.patient.hex(),
+        "actor": entry.actor.hex(),
+        "record_id": entry.record_id.hex(),
+        "category": entry.category,
+        "purpose": entry.purpose,
+        "detail": entry.detail,
+        "height": entry.height,
+        "tx_id": entry.tx_id.hex(),
+    }
+
+
+def _proved_fields(proved: ProvedValue) -> dict[str, Any]:
+    value = None if proved.value is None else proved.value.hex()
+    return {"value": value, "path": codec.encode(proved.path).hex()}
+
+
+def bundle_document(proof: ReportProof) -> dict[str, Any]:
+    """The bundle as JSON: each proof's bytes in hex, beside the fields they prove in plain.
+    A document is accepted only if it is exactly this for the proof it carries."""
+    header = proof.header
+    epochs = [_decode(membership.Epoch, p.value or b"", STATE_VALUE_SIZE_MAX, "epochs") for p in proof.epochs]
+    entries = [_decode(AuditEntry, p.value or b"", STATE_VALUE_SIZE_MAX, "entries") for p in proof.entries]
+    return {
+        "format": BUNDLE_FORMAT,
+        "chain_id": proof.chain_id,
+        "by": proof.by,
+        "subject": proof.subject.hex(),
+        "period": {"since_ms": proof.since_ms, "until_ms": proof.until_ms},
+        "complete": proof.complete,
+        "epochs": [
+            {
+                "number": epoch.number,
+                "first_height": epoch.first_height,
+                "validators": [key.hex() for key in epoch.keys],
+                "proof": codec.encode(epoch_proof).hex(),
+            }
+            for epoch, epoch_proof in zip(epochs, proof.epochs, strict=True)
+        ],
+        "anchor": {
+            "block_height": header.height,
+            "date": _iso(header.time_ms),
+            "state_height": header.state.height,
+            "state_root": header.state.state_root.hex(),
+            "header_digest": header_digest(header).hex(),
+            "header": codec.encode(header).hex(),
+            "certificate": codec.encode(proof.certificate).hex(),
+        },
+        "latest": _proved_fields(proof.latest),
+        "count": _proved_fields(proof.count),
+        "entries": [
+            {**_entry_fields(entry), **_proved_fields(proved)}
+            for entry, proved in zip(entries, proof.entries, strict=True)
+        ],
+    }
+
+
+def load_bundle(data: bytes, chain_id: str, genesis_keys: tuple[bytes, ...], verifier: Verifier) -> VerifiedReport:
+    """Untrusted bytes of a bundle document, checked in full; raise ``BundleRefused``."""
+    if len(data) > BUNDLE_SIZE_MAX:
+        raise BundleRefused(f"the bundle is {len(data)} bytes, more than {BUNDLE_SIZE_MAX}")
+    try:
+        document = strict_json.loads(data, _DEPTH_MAX)
+    except strict_json.JsonProblem as error:
+        raise BundleRefused(f"the bundle is not strict JSON: {error}") from None
+    proof = _proof_from(document)
+    report = verify_bundle(proof, chain_id, genesis_keys, verifier)
+    _require_same(bundle_document(proof), document, "")
+    return report
+
+
+def _proof_from(document: Any) -> ReportProof:
+    doc = _Fields(document, "")
+    if doc.get("format", str) != BUNDLE_FORMAT:
+        raise BundleRefused(f"format: not a {BUNDLE_FORMAT} bundle")
+    by = doc.get("by", str)
+    if by not in AUDIT_INDEXES:
+        raise BundleRefused(f"by: one of {', '.join(AUDIT_INDEXES)}")
+    period = _Fields(doc.get("period", dict), "period")
+    anchor = _Fields(doc.get("anchor", dict), "anchor")
+    epochs = _bounded(doc.get("epochs", list), EPOCHS_MAX, "epochs")
+    entries = _bounded(doc.get("entries", list), ENTRIES_MAX, "entries")
+    until_ms = period.get("until_ms", (int, type(None)))
+    return ReportProof(
+        doc.get("chain_id", str),
+        by,
+        _hex(doc.get("subject", str), "subject"),
+        period.get("since_ms", int),
+        until_ms if isinstance(until_ms, int) else None,
+        doc.get("complete", bool),
+        tuple(
+            _decode(StateProof, _Fields(item, f"epochs[{index}]").hex_of("proof"), STATE_PROOF_SIZE_MAX, "epochs")
+            for index, item in enumerate(epochs)
+        ),
+        _decode(ProposalHeader, anchor.hex_of("header"), STATE_PROOF_SIZE_MAX, "anchor.header"),
+        _decode(CommitCertificate, anchor.hex_of("certificate"), STATE_PROOF_SIZE_MAX, "anchor.certificate"),
+        _proved(doc.get("latest", dict), membership.LATEST_KEY, "latest"),
+        _proved(doc.get("count", dict), count_key(by, _hex(doc.get("subject", str), "subject")), "count"),
+        tuple(_proved_entry(item, f"entries[{index}]", by, doc) for index, item in enumerate(entries)),
+    )
+
+
+def _proved(item: Any, key: str, where: str) -> ProvedValue:
+    fields = _Fields(item, where)
+    value = fields.get("value", (str, type(None)))
+    return ProvedValue(
+        key,
+        None if value is None else _hex(value, f"{where}.value"),
+        _decode(TreePath, fields.hex_of("path"), _PATH_SIZE_MAX, f"{where}.path"),
+    )
+
+
+def _proved_entry(item: Any, where: str, by: str, doc: _Fields) -> ProvedValue:
+    """An entry's key is not in the document: it follows from the value (height, tx id) and the subject."""
+    proved = _proved(item, "", where)
+    if proved.value is None:
+        raise BundleRefused(f"{where}.value: an entry must have a value")
+    entry = _decode(AuditEntry, proved.value, STATE_VALUE_SIZE_MAX, where)
+    key = entry_key(by, _hex(doc.get("subject", str), "subject"), entry.height, entry.tx_id)
+    return ProvedValue(key, proved.value, proved.path)
+
+
+def _bounded(items: list[Any], count_max: int, where: str) -> list[Any]:
+    if len(items) > count_max:
+        raise BundleRefused(f"{where}: {len(items)} items, at most {count_max}")
+    return items
+
+
+def _hex(text: str, where: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise BundleRefused(f"{where}: not hex") from None
+
+
+class _Fields:
+    """A JSON object's fields, each read with its type checked; errors name the field's path."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise BundleRefused(f"{where or 'the bundle'}: must be a JSON object")
+        self.value, self.where = value, where
+
+    def get(self, name: str, kind: type[_T] | tuple[type, ...]) -> Any:
+        where = f"{self.where}.{name}" if self.where else name
+        if name not in self.value:
+            raise BundleRefused(f"{where}: missing")
+        found = self.value[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(found, kinds) or (isinstance(found, bool) and bool not in kinds):
+            raise BundleRefused(f"{where}: wrong type ({type(found).__name__})")
+        return found
+
+    def hex_of(self, name: str) -> bytes:
+        return _hex(self.get(name, str), f"{self.where}.{name}")
+
+
+def _require_same(expected: Any, found: Any, where: str) -> None:
+    """Refuse a document whose readable fields differ from what its proofs say, naming the first."""
+    here = where or "the bundle"
+    if isinstance(expected, dict) and isinstance(found, dict):
+        for name in sorted(expected.keys() | found.keys()):
+            inner = f"{where}.{name}" if where else name
+            if name not in found or name not in expected:
+                raise BundleRefused(f"{inner}: {'missing' if name not in found else 'not part of a bundle'}")
+            _require_same(expected[name], found[name], inner)
+        return
+    if isinstance(expected, list) and isinstance(found, list) and len(expected) == len(found):
+        for index, (left, right) in enumerate(zip(expected, found, strict=True)):
+            _require_same(left, right, f"{where}[{index}]")
+        return
+    if type(expected) is not type(found) or expected != found:
+        raise BundleRefused(f"{here}: the bundle says {found!r}, its proofs say {expected!r}")

@@ -1,0 +1,112 @@
+"""``report.bundle``: a subject's audit entries over a period, each proved, as a bundle that
+``p2pmed report verify`` checks offline from genesis (``p2pmed.consensus.report_bundle``).
+
+Every key is proved against one certified block, the head (``state.proof``'s newest
+certified state): the entries of the subject up to that block's state, in the period, with
+the subject's entry count and the newest epoch number in the same state, and the kept proof
+of every validator set change (``p2pmed.node.epoch_proofs``). A bundle holds at most
+``ENTRIES_MAX`` entries; a longer period is refused with the count, to be split. Making one
+takes a path per entry (about 20 tree records read) on the node's thread. A read of a
+patient's trail goes into the site audit log first, as ``audit.query`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from p2pmed import codec
+from p2pmed.consensus.report_bundle import ENTRIES_MAX, ProvedValue, ReportProof, bundle_document
+from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, StateProof
+from p2pmed.ledger.contracts import membership
+from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, AuditEntry, count_key, entry_prefix
+from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
+from p2pmed.node.api.port import NodePort
+from p2pmed.node.api.proofs import state_proof
+from p2pmed.rpc.errors import ErrorCode, RpcError
+from p2pmed.rpc.params import Method, Param
+from p2pmed.store import Store
+
+__all__ = ["report_methods", "report_proof"]
+
+SUBJECT_SIZE_MAX = 64
+
+
+def report_methods(node: NodePort) -> dict[str, Method]:
+    async def bundle(params: dict[str, Any]) -> dict[str, Any]:
+        by, subject, since_ms, until_ms = params["by"], params["subject"], params["since_ms"], params["until_ms"]
+        if by not in AUDIT_INDEXES or not 0 < len(subject) <= SUBJECT_SIZE_MAX:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                f'report.bundle: "by" is one of {", ".join(AUDIT_INDEXES)}, "subject" an id of 1..{SUBJECT_SIZE_MAX}'
+                " bytes",
+            )
+        if since_ms < 0 or (until_ms is not None and until_ms <= since_ms):
+            raise RpcError(ErrorCode.INVALID_PARAMS, 'report.bundle: "since_ms" >= 0 and "until_ms" after it')
+        if by == "patient":
+            node.site_audit.trail_read(subject, since_ms, until_ms, ENTRIES_MAX, "report")
+        return {"bundle": bundle_document(report_proof(node.store, by, subject, since_ms, until_ms))}
+
+    return {
+        "report.bundle": Method(
+            bundle,
+            {
+                "by": str,
+                "subject": bytes,
+                "since_ms": Param(int, optional=True, default=0),
+                "until_ms": Param(int, optional=True),
+            },
+        )
+    }
+
+
+def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms: int | None) -> ReportProof:
+    """The entries ``by`` keeps for ``subject`` with a time in ``[since_ms, until_ms)``, proved
+    to the newest certified state; raise ``RpcError`` when there is none or too many entries."""
+    latest = state_proof(store, membership.LATEST_KEY, None)
+    state_height = latest.header.state.height
+    latest_number = codec.decode(int, latest.value or b"", 64)
+    epochs = tuple(_epoch_proof(store, number) for number in range(1, latest_number + 1))
+    count_value, count_path = store.state_path(count_key(by, subject), state_height)
+    entries: list[ProvedValue] = []
+    for key, data in store.state_items(entry_prefix(by, subject)):
+        entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
+        if (
+            entry.height > state_height
+            or entry.time_ms < since_ms
+            or (until_ms is not None and entry.time_ms >= until_ms)
+        ):
+            continue
+        if len(entries) == ENTRIES_MAX:
+            raise RpcError(
+                ErrorCode.INVALID_PARAMS,
+                f"report.bundle: more than {ENTRIES_MAX} entries in the period; ask for shorter periods",
+            )
+        value, path = store.state_path(key, state_height)
+        assert value == data, "an audit entry is never changed"
+        entries.append(ProvedValue(key, value, path))
+    count = 0 if count_value is None else codec.decode(int, count_value, 64)
+    return ReportProof(
+        store.chain_id,
+        by,
+        subject,
+        since_ms,
+        until_ms,
+        len(entries) == count,
+        epochs,
+        latest.header,
+        latest.certificate,
+        ProvedValue(latest.key, latest.value, latest.path),
+        ProvedValue(count_key(by, subject), count_value, count_path),
+        tuple(entries),
+    )
+
+
+def _epoch_proof(store: Store, number: int) -> StateProof:
+    kept = store.epoch_proof(number)
+    if kept is None:
+        raise RpcError(
+            ErrorCode.NOT_FOUND,
+            f"report.bundle: this node keeps no proof of epoch {number}'s validator set (it was not following the"
+            " chain with this version when the change passed); ask another site's node",
+        )
+    return codec.decode(StateProof, kept, STATE_PROOF_SIZE_MAX)
