@@ -24,7 +24,9 @@ from p2pmed.testing.process_network import ProcessNetwork
 
 pytestmark = pytest.mark.xdist_group("report-real-network")
 
-CONFIG = NodeConfig(request_timeout_ms=1_500, view_change_timeout_ms=1_500)
+CONFIG = NodeConfig(  # empty blocks each second: the last entry is soon in a certified state
+    request_timeout_ms=1_500, view_change_timeout_ms=1_500, heartbeat_interval_ms=1_000
+)
 WAIT_S = 60.0
 HOSPITAL = 0
 KINDS = ["record-write", "consent-grant", "record-read", "break-glass", "record-read-refused"]
