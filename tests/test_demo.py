@@ -25,6 +25,11 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
         assert any("FAKE0001 turns up: unknown-suspect-counterfeit" in line for line in lines)
         assert any("audit trail" in line and "break-glass (reason sha256 " in line for line in lines)
         assert not any("unconscious" in line and "audit trail" in line for line in lines), "the reason stays sealed"
+        assert any(
+            "p2pmed report for the patient: 7 audit entries" in line and "complete (7 of the 7" in line
+            for line in lines
+        )
+        assert any("refused offline, entries[6].purpose: the bundle says 'TREAT'" in line for line in lines)
         heads, trails = set(), set()
         for index in range(network.size):
             with network.open_store(index) as store:

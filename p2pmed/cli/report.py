@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, JSON_OPTION, emit, fail, node
-from p2pmed.cli.report_render import render_html, render_pdf, verification_lines
 from p2pmed.cli.signing import ID, UtcTime
+from p2pmed.client.compliance_report import render_html, render_pdf, verification_lines
 from p2pmed.consensus.report_bundle import BUNDLE_SIZE_MAX, BundleRefused, VerifiedReport, load_bundle
 from p2pmed.crypto import Ed25519Verifier
 from p2pmed.site.genesis import Genesis, GenesisError, load_genesis

@@ -4,17 +4,18 @@ Only a ``VerifiedReport`` is rendered, never the bundle's JSON as it came: what 
 sees is what the proofs said. The sections follow HIPAA 45 CFR 164.528 (an accounting of
 disclosures: date, recipient, what was disclosed, purpose), then the consent history, the
 refusals and the rest of the trail; a bar chart counts disclosures per month. The PDF is
-drawn with ReportLab (the ``reports`` extra), which needs no system libraries.
+drawn with ReportLab (the ``reports`` extra), which needs no system libraries. The
+``p2pmed report`` commands and the demo use it.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2pmed.cli.common import utc_time
 from p2pmed.consensus.report_bundle import VerifiedReport
 from p2pmed.ledger.contracts.audit import AuditEntry
 
@@ -22,6 +23,13 @@ __all__ = ["Section", "render_html", "render_pdf", "sections", "verification_lin
 
 DISCLOSURE_KINDS = ("record-read", "break-glass", "research-export")
 REFUSAL_KINDS = ("record-read-refused",)
+
+
+def _utc_time(time_ms: int | None) -> str:
+    if time_ms is None:
+        return "-"
+    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=time_ms)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,12 @@ def _disclosure_row(entry: AuditEntry) -> tuple[str, ...]:
         purpose = f"EMERGENCY ({purpose}): {entry.detail}"
     elif entry.kind == "research-export":
         purpose = f"research ({purpose}) {entry.detail}".strip()
-    return (utc_time(entry.time_ms), _short(entry.actor), what, purpose, str(entry.height))
+    return (_utc_time(entry.time_ms), _short(entry.actor), what, purpose, str(entry.height))
 
 
 def _plain_row(entry: AuditEntry) -> tuple[str, ...]:
     facts = " ".join(part for part in (entry.category, entry.purpose, entry.detail) if part)
-    return (utc_time(entry.time_ms), entry.kind, _short(entry.actor), facts or "-", str(entry.height))
+    return (_utc_time(entry.time_ms), entry.kind, _short(entry.actor), facts or "-", str(entry.height))
 
 
 def sections(report: VerifiedReport) -> tuple[Section, ...]:
@@ -87,7 +95,7 @@ def sections(report: VerifiedReport) -> tuple[Section, ...]:
 
 
 def disclosures_per_month(report: VerifiedReport) -> list[tuple[str, int]]:
-    counted = Counter(utc_time(entry.time_ms)[:7] for entry in report.entries if entry.kind in DISCLOSURE_KINDS)
+    counted = Counter(_utc_time(entry.time_ms)[:7] for entry in report.entries if entry.kind in DISCLOSURE_KINDS)
     return sorted(counted.items())
 
 
@@ -95,8 +103,8 @@ def verification_lines(report: VerifiedReport, genesis_hash: bytes) -> list[str]
     """What was checked, in words a compliance officer can repeat."""
     proof = report.proof
     header = proof.header
-    start = utc_time(proof.since_ms) if proof.since_ms else "the start of the chain"
-    end = utc_time(proof.until_ms) if proof.until_ms is not None else f"block {header.height}"
+    start = _utc_time(proof.since_ms) if proof.since_ms else "the start of the chain"
+    end = _utc_time(proof.until_ms) if proof.until_ms is not None else f"block {header.height}"
     changes = len(report.epochs)
     completeness = (
         f"Complete: the ledger holds {report.count} entries for this {proof.by}, and all of them are here."
@@ -108,7 +116,7 @@ def verification_lines(report: VerifiedReport, genesis_hash: bytes) -> list[str]
         f"Subject: {proof.by} {proof.subject.hex()}",
         f"Period: {start} to {end}",
         f"Chain: {proof.chain_id}, genesis {genesis_hash.hex()}",
-        f"Each entry is proved to block {header.height} ({utc_time(header.time_ms)}), header digest"
+        f"Each entry is proved to block {header.height} ({_utc_time(header.time_ms)}), header digest"
         f" {report.anchor_digest.hex()}, certified by {len(proof.certificate.commits)} validators of epoch"
         f" {report.anchor_epoch}.",
         f"Validator sets followed from genesis through {changes} change{'' if changes == 1 else 's'},"
