@@ -146,6 +146,7 @@ TAMPERINGS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "the count's path": (_set("count.path", lambda v: flip_hex(v, 3)), r"^count"),
     "a certificate signature": (_set("anchor.certificate", lambda v: flip_hex(v, 5)), r"anchor: certificate"),
     "the anchor header": (_set("anchor.header", lambda v: flip_hex(v, 70)), r"anchor"),
+    "the anchor's previous hash": (_set("anchor.previous_hash", lambda v: flip_hex(v, 1)), r"anchor\.block_hash"),
     "a dropped entry of a complete bundle": (_drop_entry, r"carries 2 of the 3 entries"),
     "the chain": (_set("chain_id", lambda _: "other-chain"), r"chain_id"),
     "an added field": (_set("anchor", lambda anchor: {**anchor, "note": "trust me"}), r"anchor\.note"),

@@ -103,6 +103,7 @@ def made() -> Iterator[tuple[Path, dict[str, Any]]]:
             WAIT_S,
             "to certify the state holding the patient's whole trail",
         )
+        summary["node_block_hash"] = net.call(HOSPITAL, "chain.block", height=summary["anchor_height"])["hash"]
     finally:
         net.close()  # every node stopped: what follows is offline
     yield out, summary
@@ -122,6 +123,7 @@ def test_the_report_lists_disclosures_consents_and_refusals_in_html_and_pdf(
 ) -> None:
     out, summary = made
     assert (summary["entries"], summary["complete"], summary["anchor_epoch"]) == (len(KINDS), True, 0)
+    assert summary["anchor_block_hash"] == summary["node_block_hash"]  # what a site shows for that height
     kinds = [entry["kind"] for entry in json.loads((out / "bundle.json").read_text())["entries"]]
     assert kinds == KINDS
     page = (out / "report.html").read_text()

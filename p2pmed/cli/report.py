@@ -71,6 +71,7 @@ def _summary(report: VerifiedReport, genesis: Genesis, written: list[str]) -> di
         "count": report.count,
         "complete": proof.complete,
         "anchor_height": proof.header.height,
+        "anchor_block_hash": report.anchor_block_hash.hex(),
         "anchor_epoch": report.anchor_epoch,
         "epochs_followed": len(report.epochs),
         "statement": verification_lines(report, genesis.hash),

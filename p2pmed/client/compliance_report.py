@@ -65,7 +65,8 @@ def sections(report: VerifiedReport) -> tuple[Section, ...]:
     return (
         Section(
             "Accounting of disclosures",
-            "Every read of a record, emergency (break-glass) access and research export: 45 CFR 164.528.",
+            "Every read of a record, emergency (break-glass) access and research export, with the fields of"
+            " 45 CFR 164.528(b)(2). It includes reads for treatment (TREAT), which 164.528(a)(1)(i) exempts.",
             ("Date (UTC)", "Recipient", "What was disclosed", "Purpose", "Block"),
             tuple(_disclosure_row(entry) for entry in entries if entry.kind in DISCLOSURE_KINDS),
         ),
@@ -116,9 +117,10 @@ def verification_lines(report: VerifiedReport, genesis_hash: bytes) -> list[str]
         f"Subject: {proof.by} {proof.subject.hex()}",
         f"Period: {start} to {end}",
         f"Chain: {proof.chain_id}, genesis {genesis_hash.hex()}",
-        f"Each entry is proved to block {header.height} ({_utc_time(header.time_ms)}), header digest"
-        f" {report.anchor_digest.hex()}, certified by {len(proof.certificate.commits)} validators of epoch"
-        f" {report.anchor_epoch}.",
+        f"Each entry is proved to block {header.height} ({_utc_time(header.time_ms)}), certified by"
+        f" {len(proof.certificate.commits)} validators of epoch {report.anchor_epoch}; its hash"
+        f" {report.anchor_block_hash.hex()} is what any site shows for that height (p2pmed block get"
+        f" {header.height}).",
         f"Validator sets followed from genesis through {changes} change{'' if changes == 1 else 's'},"
         " each certified by the set before it.",
         completeness,

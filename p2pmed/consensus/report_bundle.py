@@ -9,7 +9,9 @@ actor (a person or an organisation), over a period. It carries:
   verifier adopts the sets in order, each on the word of a quorum of the one before.
 - ``anchor``: one certified block header (the node's head when the bundle was made) and
   its commit certificate, signed by the set of its epoch. Its header commits to a state
-  root; every key below is proved against that root by its path in the state tree.
+  root; every key below is proved against that root by its path in the state tree. With
+  the block's ``previous_hash`` (which the certificate does not cover) it gives the block
+  hash, which any site's node shows for that height (``p2pmed block get``).
 - ``latest``: the number of the newest epoch in that state, which must be the last one the
   bundle carries, so a bundle cannot leave out a change it knew of;
 - ``count``: how many entries the audit index keeps for the subject in that state
@@ -28,7 +30,7 @@ either a proof that fails or a field that does not match its proof.
 
 What it cannot show: that a set voted out long ago, whose keys leaked later, did not sign a
 different history (a bundle that stops at that set's epoch could be forged by it). The
-``anchor`` names its height, epoch and header digest: compare them with any site's node.
+``anchor`` names its height and block hash: compare them with any site's node.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from p2pmed.consensus.certificates import InvalidMessage, Validators
 from p2pmed.consensus.messages import CommitCertificate, ProposalHeader, header_digest
 from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, ProofRefused, StateProof, verify_state_proof
 from p2pmed.crypto import Verifier
+from p2pmed.ledger.block import HASH_SIZE, BlockHeader
 from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, AuditEntry, count_key, entry_key
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
@@ -55,6 +58,7 @@ __all__ = [
     "ProvedValue",
     "ReportProof",
     "VerifiedReport",
+    "anchor_block_hash",
     "bundle_document",
     "load_bundle",
     "verify_bundle",
@@ -96,6 +100,8 @@ class ReportProof:
     epochs: tuple[StateProof, ...]
     header: ProposalHeader
     certificate: CommitCertificate
+    previous_hash: bytes
+    """The anchor block's parent hash: not certified, only for ``anchor_block_hash``."""
     latest: ProvedValue
     count: ProvedValue
     entries: tuple[ProvedValue, ...]
@@ -114,8 +120,24 @@ class VerifiedReport:
     entries: tuple[AuditEntry, ...]
 
     @property
-    def anchor_digest(self) -> bytes:
-        return header_digest(self.proof.header)
+    def anchor_block_hash(self) -> bytes:
+        return anchor_block_hash(self.proof)
+
+
+def anchor_block_hash(proof: ReportProof) -> bytes:
+    """The hash of the anchor block as nodes store it: its certified header with ``previous_hash``.
+    A wrong ``previous_hash`` gives a hash no site shows at that height."""
+    header = proof.header
+    return BlockHeader(
+        proof.chain_id,
+        header.height,
+        proof.previous_hash,
+        header.tx_root,
+        header.tx_count,
+        header.proposer,
+        header.time_ms,
+        header.state,
+    ).hash
 
 
 @dataclass(frozen=True)
@@ -285,7 +307,8 @@ def bundle_document(proof: ReportProof) -> dict[str, Any]:
             "date": _iso(header.time_ms),
             "state_height": header.state.height,
             "state_root": header.state.state_root.hex(),
-            "header_digest": header_digest(header).hex(),
+            "block_hash": anchor_block_hash(proof).hex(),
+            "previous_hash": proof.previous_hash.hex(),
             "header": codec.encode(header).hex(),
             "certificate": codec.encode(proof.certificate).hex(),
         },
@@ -337,10 +360,18 @@ def _proof_from(document: Any) -> ReportProof:
         ),
         _decode(ProposalHeader, anchor.hex_of("header"), STATE_PROOF_SIZE_MAX, "anchor.header"),
         _decode(CommitCertificate, anchor.hex_of("certificate"), STATE_PROOF_SIZE_MAX, "anchor.certificate"),
+        _previous_hash(anchor),
         _proved(doc.get("latest", dict), membership.LATEST_KEY, "latest"),
         _proved(doc.get("count", dict), count_key(by, _hex(doc.get("subject", str), "subject")), "count"),
         tuple(_proved_entry(item, f"entries[{index}]", by, doc) for index, item in enumerate(entries)),
     )
+
+
+def _previous_hash(anchor: _Fields) -> bytes:
+    previous_hash = anchor.hex_of("previous_hash")
+    if len(previous_hash) != HASH_SIZE:
+        raise BundleRefused(f"anchor.previous_hash: must be {HASH_SIZE} bytes")
+    return previous_hash
 
 
 def _proved(item: Any, key: str, where: str) -> ProvedValue:

@@ -95,10 +95,17 @@ def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms:
         epochs,
         latest.header,
         latest.certificate,
+        _previous_hash(store, latest.header.height),
         ProvedValue(latest.key, latest.value, latest.path),
         ProvedValue(count_key(by, subject), count_value, count_path),
         tuple(entries),
     )
+
+
+def _previous_hash(store: Store, height: int) -> bytes:
+    block = store.block(height)
+    assert block is not None, "the certifying block is stored"
+    return block.header.previous_hash
 
 
 def _epoch_proof(store: Store, number: int) -> StateProof:
