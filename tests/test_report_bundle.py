@@ -4,16 +4,19 @@ change; and every kind of tampering refused, naming what failed."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from p2pmed.consensus.replica import ReplicaConfig
-from p2pmed.consensus.report_bundle import BundleRefused, bundle_document, load_bundle
+from p2pmed.consensus.report_bundle import ENTRIES_MAX, BundleRefused, bundle_document, load_bundle
 from p2pmed.crypto import Ed25519Verifier, EncryptionPrivateKey, SigningKey
 from p2pmed.ledger.contracts import membership
 from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
@@ -21,7 +24,9 @@ from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.membership import ValidatorChange, ValidatorJoin, ValidatorProfile
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.node.api.report import report_proof
+from p2pmed.node.api import report as report_api
+from p2pmed.node.api.report import report_methods, report_proof
+from p2pmed.rpc.errors import RpcError
 from p2pmed.testing.local_network import LocalNetwork
 
 CHAIN = "report-test"
@@ -173,10 +178,55 @@ def test_a_bundle_checked_against_another_validator_set_is_refused(chain: Chain)
         check(document, swapped)  # every vote in the certificate must be of the set, not only a quorum
 
 
+def test_the_rpc_refuses_bad_requests_and_logs_a_patients_trail_read(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[tuple[Any, ...]] = []
+    site_audit = SimpleNamespace(trail_read=lambda *args: reads.append(args))
+    method = report_methods(SimpleNamespace(store=chain.store, site_audit=site_audit))["report.bundle"]  # type: ignore[arg-type]
+
+    def call(**params: Any) -> dict[str, Any]:
+        wire = {name: value.hex() if isinstance(value, bytes) else value for name, value in params.items()}
+        return asyncio.run(method.handler(method.bind("report.bundle", wire)))
+
+    answer = call(by="patient", subject=PATIENT.public_key)
+    assert len(answer["bundle"]["entries"]) == 3 and reads == [(PATIENT.public_key, 0, None, ENTRIES_MAX, "report")]
+    for params, named in (
+        ({"by": "neighbour", "subject": PATIENT.public_key}, '"by" is one of patient, actor, record'),
+        ({"by": "patient", "subject": b""}, '"subject" an id'),
+        ({"by": "patient", "subject": PATIENT.public_key, "since_ms": 5, "until_ms": 5}, '"until_ms" after it'),
+    ):
+        with pytest.raises(RpcError, match=named):
+            call(**params)
+    monkeypatch.setattr(report_api, "ENTRIES_MAX", 2)
+    with pytest.raises(RpcError, match="more than 2 entries in the period"):
+        call(by="patient", subject=PATIENT.public_key)
+    assert len(reads) == 2, "a request refused for its parameters reads and logs nothing"
+
+
 def test_garbage_is_refused_with_a_reason() -> None:
     for data, named in ((b"\xff", "not UTF-8"), (b"[]", "JSON object"), (b'{"format": "x"}', "format")):
         with pytest.raises(BundleRefused, match=named):
             load_bundle(data, CHAIN, (bytes(32),), Ed25519Verifier())
+
+
+def test_random_corruption_is_refused_or_changes_nothing(chain: Chain) -> None:
+    """Bundles are untrusted input: whatever bytes change, the verifier refuses with a reason
+    (``BundleRefused``, no other exception) or accepts a document equal to the original."""
+    document = chain.document()
+    data = json.dumps(document).encode()
+    rng = random.Random(18)
+    for _ in range(300):
+        corrupted = bytearray(data)
+        for _ in range(rng.choice((1, 3))):
+            corrupted[rng.randrange(len(corrupted))] = (
+                rng.choice(b'0123456789abcdef"{}[],: x') if rng.random() < 0.8 else rng.randrange(256)
+            )
+        try:
+            load_bundle(bytes(corrupted), CHAIN, genesis_keys(chain), Ed25519Verifier())
+        except BundleRefused:
+            continue
+        assert json.loads(bytes(corrupted)) == document
 
 
 # -- across a validator set change -----------------------------------------------------------------
