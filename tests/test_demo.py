@@ -30,6 +30,7 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
             for line in lines
         )
         assert any("refused offline, entries[6].purpose: the bundle says 'TREAT'" in line for line in lines)
+        assert any("the pharmacy's site report:" in line and "dispense" in line for line in lines)
         heads, trails = set(), set()
         for index in range(network.size):
             with network.open_store(index) as store:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from p2pmed.client.compliance_report import render_html
 from p2pmed.consensus.replica import ReplicaConfig
 from p2pmed.consensus.report_bundle import ENTRIES_MAX, BundleRefused, bundle_document, load_bundle
 from p2pmed.crypto import Ed25519Verifier, EncryptionPrivateKey, SigningKey
@@ -23,6 +24,7 @@ from p2pmed.ledger.contracts.consent import ConsentGrant, ConsentRevoke
 from p2pmed.ledger.contracts.identity import PersonRegister
 from p2pmed.ledger.contracts.membership import ValidatorChange, ValidatorJoin, ValidatorProfile
 from p2pmed.ledger.contracts.probe import Probe
+from p2pmed.ledger.contracts.trials import Protocol, TrialRegister
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.node.api import report as report_api
 from p2pmed.node.api.report import report_methods, report_proof
@@ -192,7 +194,7 @@ def test_the_rpc_refuses_bad_requests_and_logs_a_patients_trail_read(
     answer = call(by="patient", subject=PATIENT.public_key)
     assert len(answer["bundle"]["entries"]) == 3 and reads == [(PATIENT.public_key, 0, None, ENTRIES_MAX, "report")]
     for params, named in (
-        ({"by": "neighbour", "subject": PATIENT.public_key}, '"by" is one of patient, actor, record'),
+        ({"by": "neighbour", "subject": PATIENT.public_key}, '"by" is one of patient, actor, site'),
         ({"by": "patient", "subject": b""}, '"subject" an id'),
         ({"by": "patient", "subject": PATIENT.public_key, "since_ms": 5, "until_ms": 5}, '"until_ms" after it'),
     ):
@@ -202,6 +204,35 @@ def test_the_rpc_refuses_bad_requests_and_logs_a_patients_trail_read(
     with pytest.raises(RpcError, match="more than 2 entries in the period"):
         call(by="patient", subject=PATIENT.public_key)
     assert len(reads) == 2, "a request refused for its parameters reads and logs nothing"
+
+
+def test_a_sites_report_proves_the_trials_it_sponsors_and_its_own_trail(chain: Chain) -> None:
+    hospital = chain.network.keys[0]
+    protocol = Protocol(bytes(32), ("hba1c at 26 weeks",), (), 200)
+    chain.commit(hospital, "trial.register", TrialRegister("NCT00000018", protocol))
+    chain.commit(SigningKey.from_seed(b"x" * 32), "load.probe", Probe("certify the trial"))
+    proof = report_proof(chain.store, "site", hospital.public_key, 0, None)
+    document = json.loads(json.dumps(bundle_document(proof)))
+    report = check(document, genesis_keys(chain))
+    [trial] = document["activity"]
+    assert (trial["kind"], trial["trial_id"], trial["sponsor"]) == ("trial", "NCT00000018", hospital.public_key.hex())
+    assert [activity.kind for activity in report.activity] == ["trial"]
+    assert report.count == len(report.entries) and report.proof.complete  # the site's own trail, as actor
+    page = chain.network.paths[0].parent / "site.html"
+    render_html(report, bytes(32), page)
+    assert "Clinical trials sponsored" in page.read_text() and "NCT00000018" in page.read_text()
+    other = report_proof(chain.store, "site", chain.network.keys[1].public_key, 0, None)
+    assert other.activity == ()
+    for tampered, named in (
+        (_set("activity.0.enrolled", lambda _: 150), r"activity\[0\]\.enrolled"),
+        (_set("activity.0.value", lambda v: flip_hex(v, 10)), r"activity\[0\]"),
+        (_set("subject", lambda _: chain.network.keys[1].public_key.hex()), r"count|activity\[0\]"),
+        (_set("by", lambda _: "actor"), r"activity: only a site's bundle carries activity"),
+    ):
+        copied = copy.deepcopy(document)
+        tampered(copied)
+        with pytest.raises(BundleRefused, match=named):
+            check(copied, genesis_keys(chain))
 
 
 def test_garbage_is_refused_with_a_reason() -> None:

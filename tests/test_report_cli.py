@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from p2pmed import codec
 from p2pmed.cli.main import cli
+from p2pmed.consensus.messages import CommitCertificate
 from p2pmed.crypto import SigningKey
 from p2pmed.site.config import NodeConfig
-from p2pmed.site.home import GENESIS, NODE_KEY
+from p2pmed.site.home import GENESIS, NODE_KEY, load_home
 from p2pmed.testing.process_network import ProcessNetwork
 
 pytestmark = pytest.mark.xdist_group("report-real-network")
@@ -104,6 +106,10 @@ def made() -> Iterator[tuple[Path, dict[str, Any]]]:
             "to certify the state holding the patient's whole trail",
         )
         summary["node_block_hash"] = net.call(HOSPITAL, "chain.block", height=summary["anchor_height"])["hash"]
+        site = load_home(net.homes[HOSPITAL]).key.public_key.hex()
+        summary["site"] = json.loads(
+            ok("report", "--home", scene.home, "--site", site, "--out", str(out.parent / "site"), "--no-pdf", "--json")
+        )
     finally:
         net.close()  # every node stopped: what follows is offline
     yield out, summary
@@ -130,6 +136,9 @@ def test_the_report_lists_disclosures_consents_and_refusals_in_html_and_pdf(
     for text in ("Accounting of disclosures", "EMERGENCY", "Refusals", "Consent history", "Complete: the ledger holds"):
         assert text in page, text
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    site = summary["site"]  # the hospital wrote the record: an entry of its own trail, as actor
+    assert (site["by"], site["entries"], site["complete"], site["activity"]) == ("site", 1, True, 0)
+    assert not (out.parent / "site" / "report.pdf").exists()
 
 
 def test_the_bundle_verifies_offline_from_genesis_alone(made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
@@ -195,11 +204,13 @@ def test_a_tampered_bundle_is_refused_offline_naming_what_failed(
 def test_a_swapped_validator_set_is_refused(made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     out, _ = made
     genesis = json.loads(Path(genesis_of(out)).read_text())
-    genesis["validators"][1]["public_key"] = SigningKey.from_seed(b"m" * 32).public_key.hex()
+    certificate = json.loads((out / "bundle.json").read_text())["anchor"]["certificate"]
+    signer = codec.decode(CommitCertificate, bytes.fromhex(certificate), 1 << 20).commits[0].replica
+    genesis["validators"][signer]["public_key"] = SigningKey.from_seed(b"m" * 32).public_key.hex()
     swapped = tmp_path / "genesis.json"
     swapped.write_text(json.dumps(genesis))
     result = verify(out, out / "bundle.json", str(swapped))
-    assert result.exit_code == 1 and "anchor: certificate" in result.stderr, result.output
+    assert result.exit_code == 1 and f"bad commit signature from replica {signer}" in result.stderr, result.output
 
 
 def test_verify_without_a_bundle_or_with_garbage_says_why(made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:

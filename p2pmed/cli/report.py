@@ -68,6 +68,7 @@ def _summary(report: VerifiedReport, genesis: Genesis, written: list[str]) -> di
         "by": proof.by,
         "subject": proof.subject.hex(),
         "entries": len(report.entries),
+        "activity": len(report.activity),
         "count": report.count,
         "complete": proof.complete,
         "anchor_height": proof.header.height,
@@ -89,7 +90,10 @@ def _human(summary: dict[str, Any]) -> str:
 @click.option("--home", type=click.Path(path_type=Path), envvar="P2PMED_HOME", help="The node's home directory.")
 @JSON_OPTION
 @click.option("--patient", type=ID, default=None, help="Report on this patient.")
-@click.option("--actor", type=ID, default=None, help="Report on this person's or organisation's (site's) actions.")
+@click.option("--actor", type=ID, default=None, help="Report on this person's or organisation's actions.")
+@click.option(
+    "--site", type=ID, default=None, help="Report on this organisation: its actions, supply events and trials."
+)
 @click.option("--since", type=UtcTime(), default=None, help="From this time (UTC) on.")
 @click.option("--until", type=UtcTime(), default=None, help="Before this time (UTC).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Directory to write to.")
@@ -100,19 +104,21 @@ def report(
     as_json: bool,
     patient: bytes | None,
     actor: bytes | None,
+    site: bytes | None,
     since: int | None,
     until: int | None,
     out: Path | None,
     no_pdf: bool,
 ) -> None:
-    """A compliance report for exactly one of --patient or --actor: an accounting of disclosures
+    """A compliance report for exactly one of --patient, --actor, --site: an accounting of disclosures
     (HIPAA 45 CFR 164.528), consent history and refusals, as a bundle of proofs anyone can check
     offline (`p2pmed report verify`) and as HTML and PDF."""
     if context.invoked_subcommand is not None:
         return
-    chosen = [(by, subject) for by, subject in (("patient", patient), ("actor", actor)) if subject is not None]
+    subjects = (("patient", patient), ("actor", actor), ("site", site))
+    chosen = [(by, subject) for by, subject in subjects if subject is not None]
     if len(chosen) != 1 or home is None or out is None:
-        fail("give --home, --out and exactly one of --patient, --actor", EXIT_BAD_INPUT)
+        fail("give --home, --out and exactly one of --patient, --actor, --site", EXIT_BAD_INPUT)
     by, subject = chosen[0]
     with node(home) as client:
         answer = client.call("report.bundle", by=by, subject=subject.hex(), since_ms=since or 0, until_ms=until)

@@ -3,7 +3,8 @@
 Only a ``VerifiedReport`` is rendered, never the bundle's JSON as it came: what a reader
 sees is what the proofs said. The sections follow HIPAA 45 CFR 164.528 (an accounting of
 disclosures: date, recipient, what was disclosed, purpose), then the consent history, the
-refusals and the rest of the trail; a bar chart counts disclosures per month. The PDF is
+refusals and the rest of the trail; a bar chart counts disclosures per month. A site's
+report adds its supply-chain events and the trials it sponsors. The PDF is
 drawn with ReportLab (the ``reports`` extra), which needs no system libraries. The
 ``p2pmed report`` commands and the demo use it.
 """
@@ -16,8 +17,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from p2pmed.consensus.report_activity import Activity
 from p2pmed.consensus.report_bundle import VerifiedReport
 from p2pmed.ledger.contracts.audit import AuditEntry
+from p2pmed.ledger.contracts.supply import PackEvent
+from p2pmed.ledger.contracts.trials import Trial
 
 __all__ = ["Section", "render_html", "render_pdf", "sections", "verification_lines"]
 
@@ -59,8 +63,52 @@ def _plain_row(entry: AuditEntry) -> tuple[str, ...]:
     return (_utc_time(entry.time_ms), entry.kind, _short(entry.actor), facts or "-", str(entry.height))
 
 
+def _supply_row(activity: Activity, event: PackEvent) -> tuple[str, ...]:
+    pack = activity.key.removeprefix("supply/event/").rsplit("/", 1)[0]
+    party = _short(event.party) if event.party else "-"
+    return (_utc_time(event.time_ms), event.kind, pack, f"{party} {event.detail}".strip(), str(event.height))
+
+
+def _trial_row(trial: Trial) -> tuple[str, ...]:
+    flagged = "OUTCOME SWITCHING FLAGGED" if trial.flagged else "no flag"
+    return (
+        _utc_time(trial.versions[0].time_ms) if trial.versions else "-",
+        trial.trial_id,
+        f"{len(trial.versions)} protocol version(s)",
+        f"{trial.enrolled} enrolled, {trial.withdrawn} withdrawn, {len(trial.results)} result(s); {flagged}",
+        str(trial.versions[0].height) if trial.versions else "-",
+    )
+
+
+def _site_sections(report: VerifiedReport) -> tuple[Section, ...]:
+    if report.proof.by != "site":
+        return ()
+    supply = tuple(
+        _supply_row(activity, activity.value) for activity in report.activity if isinstance(activity.value, PackEvent)
+    )
+    trials = tuple(_trial_row(activity.value) for activity in report.activity if isinstance(activity.value, Trial))
+    return (
+        Section(
+            "Supply-chain activity",
+            "Drug pack events this site recorded (commission, ship, receive, dispense, ...); each proved, not proved"
+            " to be all of them.",
+            ("Date (UTC)", "Event", "Pack (GTIN/serial)", "Other party, details", "Block"),
+            supply,
+        ),
+        Section(
+            "Clinical trials sponsored",
+            "Trials this site sponsors, as they stand at the report's block; each proved, not proved to be all.",
+            ("Registered (UTC)", "Trial", "Protocol", "Enrolment and results", "Block"),
+            trials,
+        ),
+    )
+
+
 def sections(report: VerifiedReport) -> tuple[Section, ...]:
-    entries = report.entries
+    return (*_trail_sections(report.entries), *_site_sections(report))
+
+
+def _trail_sections(entries: tuple[AuditEntry, ...]) -> tuple[Section, ...]:
     plain_columns = ("Date (UTC)", "Event", "By", "Details", "Block")
     return (
         Section(

@@ -1,7 +1,8 @@
 """Compliance report bundles: a subject's audit entries, each proved, checked offline from genesis.
 
-A bundle (``p2pmed report``) is one JSON document about one subject: a patient, or an
-actor (a person or an organisation), over a period. It carries:
+A bundle (``p2pmed report``) is one JSON document about one subject: a patient, an actor
+(a person or an organisation), or a site (an organisation as actor, with its supply-chain
+and trial activity, ``p2pmed.consensus.report_activity``), over a period. It carries:
 
 - ``epochs``: for each validator set change since genesis, a state proof of the new set's
   record (``validators/epoch/<n>``) certified by a block of the set before it
@@ -17,7 +18,9 @@ actor (a person or an organisation), over a period. It carries:
 - ``count``: how many entries the audit index keeps for the subject in that state
   (``p2pmed.ledger.contracts.audit.count_key``);
 - ``entries``: each audit entry's value and path. Its key is derived from its value and
-  the subject, so an entry of another subject does not fit.
+  the subject, so an entry of another subject does not fit;
+- ``activity`` (a site's bundle only): supply events the site made and trials it sponsors,
+  each record's key, value and path; each proved, none proved complete.
 
 Every entry lies in the bundle's period. ``complete`` says they are all the subject's
 entries, which the verifier checks against the proved count; otherwise the bundle proves
@@ -42,11 +45,12 @@ from typing import Any, TypeVar
 from p2pmed import codec, strict_json
 from p2pmed.consensus.certificates import InvalidMessage, Validators
 from p2pmed.consensus.messages import CommitCertificate, ProposalHeader, header_digest
+from p2pmed.consensus.report_activity import Activity, activity_fields, decode_activity
 from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, ProofRefused, StateProof, verify_state_proof
 from p2pmed.crypto import Verifier
 from p2pmed.ledger.block import HASH_SIZE, BlockHeader
 from p2pmed.ledger.contracts import membership
-from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, AuditEntry, count_key, entry_key
+from p2pmed.ledger.contracts.audit import AuditEntry, count_key, entry_key
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
 from p2pmed.ledger.state_tree import PATH_BITS, TreePath, root_from_path
 
@@ -54,11 +58,13 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_SIZE_MAX",
     "ENTRIES_MAX",
+    "SUBJECT_KINDS",
     "BundleRefused",
     "ProvedValue",
     "ReportProof",
     "VerifiedReport",
     "anchor_block_hash",
+    "audit_index",
     "bundle_document",
     "load_bundle",
     "verify_bundle",
@@ -67,7 +73,9 @@ __all__ = [
 BUNDLE_FORMAT = "p2pmed-report/1"
 BUNDLE_SIZE_MAX = 64 << 20
 ENTRIES_MAX = 5_000
-"""Entries one bundle carries at most (about 1.5 KB each as JSON)."""
+"""Entries one bundle carries at most (about 2.2 KB each as JSON); as many activity records."""
+SUBJECT_KINDS = ("patient", "actor", "site")
+KEY_LENGTH_MAX = 1_024
 EPOCHS_MAX = 1_000
 _PATH_SIZE_MAX = (PATH_BITS + 2) * 40
 _DEPTH_MAX = 8
@@ -85,6 +93,11 @@ class ProvedValue:
     key: str
     value: bytes | None
     path: TreePath
+
+
+def audit_index(by: str) -> str:
+    """The audit index a bundle about a ``by`` reads: a site's is its actor trail."""
+    return "actor" if by == "site" else by
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,7 @@ class ReportProof:
     latest: ProvedValue
     count: ProvedValue
     entries: tuple[ProvedValue, ...]
+    activity: tuple[ProvedValue, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,7 @@ class VerifiedReport:
     count: int
     """How many entries the subject has in the anchor's state."""
     entries: tuple[AuditEntry, ...]
+    activity: tuple[Activity, ...] = ()
 
     @property
     def anchor_block_hash(self) -> bytes:
@@ -219,14 +234,15 @@ def verify_bundle(
         raise BundleRefused(
             f"latest: the anchor's state is at epoch {latest}, the bundle carries the sets up to {len(sets) - 1}"
         )
-    count = _proved_int(proof.count, count_key(proof.by, proof.subject), root, "count")
+    count = _proved_int(proof.count, count_key(audit_index(proof.by), proof.subject), root, "count")
     entries = _checked_entries(proof, root)
+    activity = _checked_activity(proof, root)
     if proof.complete and len(entries) != count:
         raise BundleRefused(
             f"entries: the bundle claims the whole trail, but carries {len(entries)} of the {count} entries"
             f" the state holds for this {proof.by}"
         )
-    return VerifiedReport(proof, adopted, anchor_set.number, count, entries)
+    return VerifiedReport(proof, adopted, anchor_set.number, count, entries, activity)
 
 
 def _checked_entries(proof: ReportProof, root: bytes) -> tuple[AuditEntry, ...]:
@@ -236,7 +252,7 @@ def _checked_entries(proof: ReportProof, root: bytes) -> tuple[AuditEntry, ...]:
         if proved.value is None:
             raise BundleRefused(f"{where}: an entry must have a value")
         entry = _decode(AuditEntry, proved.value, STATE_VALUE_SIZE_MAX, where)
-        if proved.key != entry_key(proof.by, proof.subject, entry.height, entry.tx_id):
+        if proved.key != entry_key(audit_index(proof.by), proof.subject, entry.height, entry.tx_id):
             raise BundleRefused(f"{where}: the entry is not one the {proof.by} index keeps for this subject")
         if index and proved.key <= proof.entries[index - 1].key:
             raise BundleRefused(f"{where}: entries must be in key order, each once")
@@ -245,6 +261,27 @@ def _checked_entries(proof: ReportProof, root: bytes) -> tuple[AuditEntry, ...]:
         _check_path(proved, root, where)
         entries.append(entry)
     return tuple(entries)
+
+
+def _checked_activity(proof: ReportProof, root: bytes) -> tuple[Activity, ...]:
+    if proof.activity and proof.by != "site":
+        raise BundleRefused(f"activity: only a site's bundle carries activity, not a {proof.by}'s")
+    found: list[Activity] = []
+    for index, proved in enumerate(proof.activity):
+        where = f"activity[{index}]"
+        if index and proved.key <= proof.activity[index - 1].key:
+            raise BundleRefused(f"{where}: records must be in key order, each once")
+        try:
+            activity = decode_activity(proved.key, proved.value or b"")
+        except ValueError as error:
+            raise BundleRefused(f"{where}: {error}") from None
+        if activity.subject != proof.subject:
+            raise BundleRefused(f"{where}: the {activity.kind} is another organisation's")
+        if activity.time_ms is not None and not _in_period(activity.time_ms, proof.since_ms, proof.until_ms):
+            raise BundleRefused(f"{where}: the {activity.kind}'s time is outside the bundle's period")
+        _check_path(proved, root, where)
+        found.append(activity)
+    return tuple(found)
 
 
 def _in_period(time_ms: int, since_ms: int, until_ms: int | None) -> bool:
@@ -318,6 +355,14 @@ def bundle_document(proof: ReportProof) -> dict[str, Any]:
             {**_entry_fields(entry), **_proved_fields(proved)}
             for entry, proved in zip(entries, proof.entries, strict=True)
         ],
+        "activity": [
+            {
+                "key": proved.key,
+                **activity_fields(decode_activity(proved.key, proved.value or b"")),
+                **_proved_fields(proved),
+            }
+            for proved in proof.activity
+        ],
     }
 
 
@@ -340,12 +385,13 @@ def _proof_from(document: Any) -> ReportProof:
     if doc.get("format", str) != BUNDLE_FORMAT:
         raise BundleRefused(f"format: not a {BUNDLE_FORMAT} bundle")
     by = doc.get("by", str)
-    if by not in AUDIT_INDEXES:
-        raise BundleRefused(f"by: one of {', '.join(AUDIT_INDEXES)}")
+    if by not in SUBJECT_KINDS:
+        raise BundleRefused(f"by: one of {', '.join(SUBJECT_KINDS)}")
     period = _Fields(doc.get("period", dict), "period")
     anchor = _Fields(doc.get("anchor", dict), "anchor")
     epochs = _bounded(doc.get("epochs", list), EPOCHS_MAX, "epochs")
     entries = _bounded(doc.get("entries", list), ENTRIES_MAX, "entries")
+    activity = _bounded(doc.get("activity", list), ENTRIES_MAX, "activity")
     until_ms = period.get("until_ms", (int, type(None)))
     return ReportProof(
         doc.get("chain_id", str),
@@ -362,8 +408,9 @@ def _proof_from(document: Any) -> ReportProof:
         _decode(CommitCertificate, anchor.hex_of("certificate"), STATE_PROOF_SIZE_MAX, "anchor.certificate"),
         _previous_hash(anchor),
         _proved(doc.get("latest", dict), membership.LATEST_KEY, "latest"),
-        _proved(doc.get("count", dict), count_key(by, _hex(doc.get("subject", str), "subject")), "count"),
+        _proved(doc.get("count", dict), count_key(audit_index(by), _hex(doc.get("subject", str), "subject")), "count"),
         tuple(_proved_entry(item, f"entries[{index}]", by, doc) for index, item in enumerate(entries)),
+        tuple(_proved_activity(item, f"activity[{index}]") for index, item in enumerate(activity)),
     )
 
 
@@ -390,8 +437,18 @@ def _proved_entry(item: Any, where: str, by: str, doc: _Fields) -> ProvedValue:
     if proved.value is None:
         raise BundleRefused(f"{where}.value: an entry must have a value")
     entry = _decode(AuditEntry, proved.value, STATE_VALUE_SIZE_MAX, where)
-    key = entry_key(by, _hex(doc.get("subject", str), "subject"), entry.height, entry.tx_id)
+    key = entry_key(audit_index(by), _hex(doc.get("subject", str), "subject"), entry.height, entry.tx_id)
     return ProvedValue(key, proved.value, proved.path)
+
+
+def _proved_activity(item: Any, where: str) -> ProvedValue:
+    key = _Fields(item, where).get("key", str)
+    if not 0 < len(key) <= KEY_LENGTH_MAX:
+        raise BundleRefused(f"{where}.key: 1..{KEY_LENGTH_MAX} characters")
+    proved = _proved(item, key, where)
+    if proved.value is None:
+        raise BundleRefused(f"{where}.value: a record must have a value")
+    return proved
 
 
 def _bounded(items: list[Any], count_max: int, where: str) -> list[Any]:

@@ -2,7 +2,8 @@
 
 The hospital's node makes the bundle (``report.bundle``); it is checked from genesis.json
 alone, as ``p2pmed report verify`` does, and rendered as HTML and PDF; then one altered
-field of it is refused, naming the field.
+field of it is refused, naming the field. Last, the pharmacy's site report: its own trail and
+the drug pack events it recorded, each proved.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from p2pmed.testing.process_network import ProcessNetwork
 __all__ = ["report_scene"]
 
 
-def report_scene(net: ProcessNetwork, node: int, patient: bytes, step: int, out: Callable[[str], None]) -> None:
+def report_scene(
+    net: ProcessNetwork, node: int, patient: bytes, pharmacy: bytes, step: int, out: Callable[[str], None]
+) -> None:
     directory = net.directory / "report"
     directory.mkdir(exist_ok=True)
     document = net.call(node, "report.bundle", by="patient", subject=patient.hex())["bundle"]
@@ -46,3 +49,10 @@ def report_scene(net: ProcessNetwork, node: int, patient: bytes, step: int, out:
         raise AssertionError("an altered bundle must be refused")
     except BundleRefused as refused:
         out(f"{step + 1}. the break-glass entry's purpose altered in the bundle: refused offline, {refused}")
+    site = net.call(node, "report.bundle", by="site", subject=pharmacy.hex())["bundle"]
+    checked = load_bundle(json.dumps(site).encode(), genesis.chain_id, genesis.validator_keys, Ed25519Verifier())
+    events = [record["event"] for record in site["activity"] if record["kind"] == "supply-event"]
+    out(
+        f"{step + 2}. the pharmacy's site report: {len(checked.activity)} drug pack events it recorded"
+        f" ({', '.join(events)}), each proved to block {checked.proof.header.height}"
+    )

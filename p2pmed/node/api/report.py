@@ -15,10 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 from p2pmed import codec
-from p2pmed.consensus.report_bundle import ENTRIES_MAX, ProvedValue, ReportProof, bundle_document
+from p2pmed.consensus.report_activity import ACTIVITY_PREFIXES, decode_activity
+from p2pmed.consensus.report_bundle import (
+    ENTRIES_MAX,
+    SUBJECT_KINDS,
+    ProvedValue,
+    ReportProof,
+    audit_index,
+    bundle_document,
+)
 from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, StateProof
 from p2pmed.ledger.contracts import membership
-from p2pmed.ledger.contracts.audit import AUDIT_INDEXES, AuditEntry, count_key, entry_prefix
+from p2pmed.ledger.contracts.audit import AuditEntry, count_key, entry_prefix
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
 from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.proofs import state_proof
@@ -34,10 +42,10 @@ SUBJECT_SIZE_MAX = 64
 def report_methods(node: NodePort) -> dict[str, Method]:
     async def bundle(params: dict[str, Any]) -> dict[str, Any]:
         by, subject, since_ms, until_ms = params["by"], params["subject"], params["since_ms"], params["until_ms"]
-        if by not in AUDIT_INDEXES or not 0 < len(subject) <= SUBJECT_SIZE_MAX:
+        if by not in SUBJECT_KINDS or not 0 < len(subject) <= SUBJECT_SIZE_MAX:
             raise RpcError(
                 ErrorCode.INVALID_PARAMS,
-                f'report.bundle: "by" is one of {", ".join(AUDIT_INDEXES)}, "subject" an id of 1..{SUBJECT_SIZE_MAX}'
+                f'report.bundle: "by" is one of {", ".join(SUBJECT_KINDS)}, "subject" an id of 1..{SUBJECT_SIZE_MAX}'
                 " bytes",
             )
         if since_ms < 0 or (until_ms is not None and until_ms <= since_ms):
@@ -66,9 +74,10 @@ def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms:
     state_height = latest.header.state.height
     latest_number = codec.decode(int, latest.value or b"", 64)
     epochs = tuple(_epoch_proof(store, number) for number in range(1, latest_number + 1))
-    count_value, count_path = store.state_path(count_key(by, subject), state_height)
+    index = audit_index(by)
+    count_value, count_path = store.state_path(count_key(index, subject), state_height)
     entries: list[ProvedValue] = []
-    for key, data in store.state_items(entry_prefix(by, subject)):
+    for key, data in store.state_items(entry_prefix(index, subject)):
         entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
         if (
             entry.height > state_height
@@ -97,9 +106,35 @@ def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms:
         latest.certificate,
         _previous_hash(store, latest.header.height),
         ProvedValue(latest.key, latest.value, latest.path),
-        ProvedValue(count_key(by, subject), count_value, count_path),
+        ProvedValue(count_key(index, subject), count_value, count_path),
         tuple(entries),
+        _site_activity(store, subject, since_ms, until_ms, state_height) if by == "site" else (),
     )
+
+
+def _site_activity(
+    store: Store, site: bytes, since_ms: int, until_ms: int | None, state_height: int
+) -> tuple[ProvedValue, ...]:
+    """The site's supply events in the period and the trials it sponsors, as of ``state_height``.
+    A scan of every pack's history and every trial: there is no index by site."""
+    found: list[ProvedValue] = []
+    for prefix in ACTIVITY_PREFIXES:
+        for key, data in store.state_items(prefix):
+            if decode_activity(key, data).subject != site:  # whose it is never changes: skip the path
+                continue
+            value, path = store.state_path(key, state_height)
+            if value is None:
+                continue  # written after the anchor's state
+            time_ms = decode_activity(key, value).time_ms
+            if time_ms is not None and (time_ms < since_ms or (until_ms is not None and time_ms >= until_ms)):
+                continue
+            if len(found) == ENTRIES_MAX:
+                raise RpcError(
+                    ErrorCode.INVALID_PARAMS,
+                    f"report.bundle: more than {ENTRIES_MAX} supply events and trials; ask for shorter periods",
+                )
+            found.append(ProvedValue(key, value, path))
+    return tuple(found)  # in key order: the prefixes are, and each scan is
 
 
 def _previous_hash(store: Store, height: int) -> bytes:
