@@ -11,7 +11,7 @@ import pytest
 
 from ledger_harness import LedgerHarness, glass, key, person_rotation
 from p2pmed import codec
-from p2pmed.ledger.contracts.audit import audit_trail, count_key, record_event
+from p2pmed.ledger.contracts.audit import NETWORK_COUNT_KEY, audit_trail, count_key, record_event
 from p2pmed.ledger.contracts.consent import (
     EVERYONE,
     NEVER_MS,
@@ -251,6 +251,7 @@ def test_every_consent_change_is_an_audit_entry_for_the_patient(ledger: LedgerHa
     assert [entry.kind for entry in audit_trail(ledger.state, "actor", CARER.public_key)] == ["consent-grant"]
     assert ledger.state.state_get(count_key("patient", P)) == codec.encode(3)
     assert ledger.state.state_get(count_key("actor", CARER.public_key)) == codec.encode(1)
+    assert ledger.state.state_get(NETWORK_COUNT_KEY) == codec.encode(3), "one patient's entries so far"
 
 
 def test_an_entry_recorded_twice_by_one_transaction_is_counted_once(ledger: LedgerHarness) -> None:

@@ -204,6 +204,11 @@ def test_the_rpc_refuses_bad_requests_and_logs_a_patients_trail_read(
     with pytest.raises(RpcError, match="more than 2 entries in the period"):
         call(by="patient", subject=PATIENT.public_key)
     assert len(reads) == 2, "a request refused for its parameters reads and logs nothing"
+    monkeypatch.undo()
+    call(by="network", subject=b"")
+    assert reads[-1] == (b"", 0, None, ENTRIES_MAX, "report"), "every patient's trail read: logged"
+    with pytest.raises(RpcError, match='"" for the network'):
+        call(by="network", subject=PATIENT.public_key)
 
 
 def test_a_sites_report_proves_the_trials_it_sponsors_and_its_own_trail(chain: Chain) -> None:
@@ -228,6 +233,28 @@ def test_a_sites_report_proves_the_trials_it_sponsors_and_its_own_trail(chain: C
         (_set("activity.0.value", lambda v: flip_hex(v, 10)), r"activity\[0\]"),
         (_set("subject", lambda _: chain.network.keys[1].public_key.hex()), r"count|activity\[0\]"),
         (_set("by", lambda _: "actor"), r"activity: only a site's bundle carries activity"),
+    ):
+        copied = copy.deepcopy(document)
+        tampered(copied)
+        with pytest.raises(BundleRefused, match=named):
+            check(copied, genesis_keys(chain))
+
+
+def test_the_networks_report_holds_every_patients_entries_and_proves_it(chain: Chain) -> None:
+    other = SigningKey.from_seed(b"o" * 32)
+    register = PersonRegister(other.public_key, "patient", EncryptionPrivateKey.generate().public_key)
+    chain.commit(chain.network.keys[0], "identity.person.register", register)
+    grant = ConsentGrant(other.public_key, DOCTOR.public_key, ("imaging",), ("TREAT",), FAR_MS)
+    chain.commit(other, "consent.grant", grant)
+    chain.commit(SigningKey.from_seed(b"x" * 32), "load.probe", Probe("certify the other patient's grant"))
+    document = json.loads(json.dumps(bundle_document(report_proof(chain.store, "network", b"", 0, None))))
+    report = check(document, genesis_keys(chain))
+    assert {entry.patient for entry in report.entries} == {PATIENT.public_key, other.public_key}
+    assert report.count == len(report.entries) == 4 and report.proof.complete
+    for tampered, named in (
+        (_drop_entry, r"carries 3 of the 4 entries"),
+        (_set("subject", lambda _: PATIENT.public_key.hex()), r"subject: the network's bundle has none"),
+        (_set("by", lambda _: "patient"), r"subject: the network's bundle has none"),
     ):
         copied = copy.deepcopy(document)
         tampered(copied)

@@ -110,6 +110,8 @@ def made() -> Iterator[tuple[Path, dict[str, Any]]]:
         summary["site"] = json.loads(
             ok("report", "--home", scene.home, "--site", site, "--out", str(out.parent / "site"), "--no-pdf", "--json")
         )
+        network = ("report", "--home", scene.home, "--network", "--out", str(out.parent / "network"), "--no-pdf")
+        summary["network"] = json.loads(ok(*network, "--json"))
     finally:
         net.close()  # every node stopped: what follows is offline
     yield out, summary
@@ -139,6 +141,8 @@ def test_the_report_lists_disclosures_consents_and_refusals_in_html_and_pdf(
     site = summary["site"]  # the hospital wrote the record: an entry of its own trail, as actor
     assert (site["by"], site["entries"], site["complete"], site["activity"]) == ("site", 1, True, 0)
     assert not (out.parent / "site" / "report.pdf").exists()
+    network = summary["network"]  # one patient on this network so far
+    assert (network["by"], network["entries"], network["complete"]) == ("network", len(KINDS), True)
 
 
 def test_the_bundle_verifies_offline_from_genesis_alone(made: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:

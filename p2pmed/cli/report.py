@@ -94,6 +94,7 @@ def _human(summary: dict[str, Any]) -> str:
 @click.option(
     "--site", type=ID, default=None, help="Report on this organisation: its actions, supply events and trials."
 )
+@click.option("--network", is_flag=True, help="Report on every patient of the network.")
 @click.option("--since", type=UtcTime(), default=None, help="From this time (UTC) on.")
 @click.option("--until", type=UtcTime(), default=None, help="Before this time (UTC).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="Directory to write to.")
@@ -105,20 +106,21 @@ def report(
     patient: bytes | None,
     actor: bytes | None,
     site: bytes | None,
+    network: bool,
     since: int | None,
     until: int | None,
     out: Path | None,
     no_pdf: bool,
 ) -> None:
-    """A compliance report for exactly one of --patient, --actor, --site: an accounting of disclosures
+    """A compliance report for exactly one of --patient, --actor, --site, --network: an accounting of disclosures
     (HIPAA 45 CFR 164.528), consent history and refusals, as a bundle of proofs anyone can check
     offline (`p2pmed report verify`) and as HTML and PDF."""
     if context.invoked_subcommand is not None:
         return
-    subjects = (("patient", patient), ("actor", actor), ("site", site))
+    subjects = (("patient", patient), ("actor", actor), ("site", site), ("network", b"" if network else None))
     chosen = [(by, subject) for by, subject in subjects if subject is not None]
     if len(chosen) != 1 or home is None or out is None:
-        fail("give --home, --out and exactly one of --patient, --actor, --site", EXIT_BAD_INPUT)
+        fail("give --home, --out and exactly one of --patient, --actor, --site, --network", EXIT_BAD_INPUT)
     by, subject = chosen[0]
     with node(home) as client:
         answer = client.call("report.bundle", by=by, subject=subject.hex(), since_ms=since or 0, until_ms=until)

@@ -48,8 +48,10 @@ def _short(identifier: bytes) -> str:
     return identifier.hex()[:16] + "…" if identifier else "-"
 
 
-def _disclosure_row(entry: AuditEntry) -> tuple[str, ...]:
+def _disclosure_row(entry: AuditEntry, by: str) -> tuple[str, ...]:
     what = f"{entry.category or '-'} record {_short(entry.record_id)}" if entry.record_id else entry.category or "-"
+    if by != "patient":
+        what = f"{what} of patient {_short(entry.patient)}"
     purpose = entry.purpose or "-"
     if entry.kind == "break-glass":
         purpose = f"EMERGENCY ({purpose}): {entry.detail}"
@@ -105,10 +107,10 @@ def _site_sections(report: VerifiedReport) -> tuple[Section, ...]:
 
 
 def sections(report: VerifiedReport) -> tuple[Section, ...]:
-    return (*_trail_sections(report.entries), *_site_sections(report))
+    return (*_trail_sections(report.entries, report.proof.by), *_site_sections(report))
 
 
-def _trail_sections(entries: tuple[AuditEntry, ...]) -> tuple[Section, ...]:
+def _trail_sections(entries: tuple[AuditEntry, ...], by: str) -> tuple[Section, ...]:
     plain_columns = ("Date (UTC)", "Event", "By", "Details", "Block")
     return (
         Section(
@@ -116,7 +118,7 @@ def _trail_sections(entries: tuple[AuditEntry, ...]) -> tuple[Section, ...]:
             "Every read of a record, emergency (break-glass) access and research export, with the fields of"
             " 45 CFR 164.528(b)(2). It includes reads for treatment (TREAT), which 164.528(a)(1)(i) exempts.",
             ("Date (UTC)", "Recipient", "What was disclosed", "Purpose", "Block"),
-            tuple(_disclosure_row(entry) for entry in entries if entry.kind in DISCLOSURE_KINDS),
+            tuple(_disclosure_row(entry, by) for entry in entries if entry.kind in DISCLOSURE_KINDS),
         ),
         Section(
             "Consent history",
@@ -162,7 +164,7 @@ def verification_lines(report: VerifiedReport, genesis_hash: bytes) -> list[str]
         " (those of the period) are here; that none of the period's was left out is not proved."
     )
     return [
-        f"Subject: {proof.by} {proof.subject.hex()}",
+        f"Subject: {proof.by} {proof.subject.hex()}" if proof.subject else "Subject: every patient of the network",
         f"Period: {start} to {end}",
         f"Chain: {proof.chain_id}, genesis {genesis_hash.hex()}",
         f"Each entry is proved to block {header.height} ({_utc_time(header.time_ms)}), certified by"

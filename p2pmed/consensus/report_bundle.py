@@ -1,8 +1,9 @@
 """Compliance report bundles: a subject's audit entries, each proved, checked offline from genesis.
 
 A bundle (``p2pmed report``) is one JSON document about one subject: a patient, an actor
-(a person or an organisation), or a site (an organisation as actor, with its supply-chain
-and trial activity, ``p2pmed.consensus.report_activity``), over a period. It carries:
+(a person or an organisation), a site (an organisation as actor, with its supply-chain
+and trial activity, ``p2pmed.consensus.report_activity``), or the whole network (every
+patient's entries; its subject is empty), over a period. It carries:
 
 - ``epochs``: for each validator set change since genesis, a state proof of the new set's
   record (``validators/epoch/<n>``) certified by a block of the set before it
@@ -16,7 +17,7 @@ and trial activity, ``p2pmed.consensus.report_activity``), over a period. It car
 - ``latest``: the number of the newest epoch in that state, which must be the last one the
   bundle carries, so a bundle cannot leave out a change it knew of;
 - ``count``: how many entries the audit index keeps for the subject in that state
-  (``p2pmed.ledger.contracts.audit.count_key``);
+  (``p2pmed.ledger.contracts.audit.count_key``; for the network, ``NETWORK_COUNT_KEY``);
 - ``entries``: each audit entry's value and path. Its key is derived from its value and
   the subject, so an entry of another subject does not fit;
 - ``activity`` (a site's bundle only): supply events the site made and trials it sponsors,
@@ -50,7 +51,7 @@ from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, ProofRefused, Sta
 from p2pmed.crypto import Verifier
 from p2pmed.ledger.block import HASH_SIZE, BlockHeader
 from p2pmed.ledger.contracts import membership
-from p2pmed.ledger.contracts.audit import AuditEntry, count_key, entry_key
+from p2pmed.ledger.contracts.audit import NETWORK_COUNT_KEY, AuditEntry, count_key, entry_key
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
 from p2pmed.ledger.state_tree import PATH_BITS, TreePath, root_from_path
 
@@ -66,7 +67,9 @@ __all__ = [
     "anchor_block_hash",
     "audit_index",
     "bundle_document",
+    "entry_subject",
     "load_bundle",
+    "subject_count_key",
     "verify_bundle",
 ]
 
@@ -74,7 +77,7 @@ BUNDLE_FORMAT = "p2pmed-report/1"
 BUNDLE_SIZE_MAX = 64 << 20
 ENTRIES_MAX = 5_000
 """Entries one bundle carries at most (about 2.2 KB each as JSON); as many activity records."""
-SUBJECT_KINDS = ("patient", "actor", "site")
+SUBJECT_KINDS = ("patient", "actor", "site", "network")
 KEY_LENGTH_MAX = 1_024
 EPOCHS_MAX = 1_000
 _PATH_SIZE_MAX = (PATH_BITS + 2) * 40
@@ -96,8 +99,18 @@ class ProvedValue:
 
 
 def audit_index(by: str) -> str:
-    """The audit index a bundle about a ``by`` reads: a site's is its actor trail."""
-    return "actor" if by == "site" else by
+    """The audit index a bundle about a ``by`` reads: a site's is its actor trail, the
+    network's every patient's."""
+    return {"site": "actor", "network": "patient"}.get(by, by)
+
+
+def subject_count_key(by: str, subject: bytes) -> str:
+    return NETWORK_COUNT_KEY if by == "network" else count_key(audit_index(by), subject)
+
+
+def entry_subject(by: str, subject: bytes, entry: AuditEntry) -> bytes:
+    """Whom the index keeps ``entry`` under in a bundle about ``subject``."""
+    return entry.patient if by == "network" else subject
 
 
 @dataclass(frozen=True)
@@ -234,7 +247,9 @@ def verify_bundle(
         raise BundleRefused(
             f"latest: the anchor's state is at epoch {latest}, the bundle carries the sets up to {len(sets) - 1}"
         )
-    count = _proved_int(proof.count, count_key(audit_index(proof.by), proof.subject), root, "count")
+    if (proof.by == "network") == bool(proof.subject):
+        raise BundleRefused("subject: the network's bundle has none, every other bundle one")
+    count = _proved_int(proof.count, subject_count_key(proof.by, proof.subject), root, "count")
     entries = _checked_entries(proof, root)
     activity = _checked_activity(proof, root)
     if proof.complete and len(entries) != count:
@@ -252,7 +267,8 @@ def _checked_entries(proof: ReportProof, root: bytes) -> tuple[AuditEntry, ...]:
         if proved.value is None:
             raise BundleRefused(f"{where}: an entry must have a value")
         entry = _decode(AuditEntry, proved.value, STATE_VALUE_SIZE_MAX, where)
-        if proved.key != entry_key(audit_index(proof.by), proof.subject, entry.height, entry.tx_id):
+        subject = entry_subject(proof.by, proof.subject, entry)
+        if proved.key != entry_key(audit_index(proof.by), subject, entry.height, entry.tx_id):
             raise BundleRefused(f"{where}: the entry is not one the {proof.by} index keeps for this subject")
         if index and proved.key <= proof.entries[index - 1].key:
             raise BundleRefused(f"{where}: entries must be in key order, each once")
@@ -408,7 +424,7 @@ def _proof_from(document: Any) -> ReportProof:
         _decode(CommitCertificate, anchor.hex_of("certificate"), STATE_PROOF_SIZE_MAX, "anchor.certificate"),
         _previous_hash(anchor),
         _proved(doc.get("latest", dict), membership.LATEST_KEY, "latest"),
-        _proved(doc.get("count", dict), count_key(audit_index(by), _hex(doc.get("subject", str), "subject")), "count"),
+        _proved(doc.get("count", dict), subject_count_key(by, _hex(doc.get("subject", str), "subject")), "count"),
         tuple(_proved_entry(item, f"entries[{index}]", by, doc) for index, item in enumerate(entries)),
         tuple(_proved_activity(item, f"activity[{index}]") for index, item in enumerate(activity)),
     )
@@ -437,7 +453,8 @@ def _proved_entry(item: Any, where: str, by: str, doc: _Fields) -> ProvedValue:
     if proved.value is None:
         raise BundleRefused(f"{where}.value: an entry must have a value")
     entry = _decode(AuditEntry, proved.value, STATE_VALUE_SIZE_MAX, where)
-    key = entry_key(audit_index(by), _hex(doc.get("subject", str), "subject"), entry.height, entry.tx_id)
+    subject = entry_subject(by, _hex(doc.get("subject", str), "subject"), entry)
+    key = entry_key(audit_index(by), subject, entry.height, entry.tx_id)
     return ProvedValue(key, proved.value, proved.path)
 
 

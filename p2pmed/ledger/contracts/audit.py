@@ -11,7 +11,8 @@ Beside the entries, each index keeps how many entries it holds for a subject
 count in the same certified state as the entries it carries, so a report that claims
 to hold a patient's whole trail can be checked to hold every entry, not only that each
 entry it holds is real. The count grows only when an entry key is new: an event a
-transaction records twice for one subject is one entry.
+transaction records twice for one subject is one entry. ``NETWORK_COUNT_KEY`` counts the
+entries of every patient together (each event has one patient), for a network-wide report.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, ScanState, StateOverlay
 __all__ = [
     "AUDIT_INDEXES",
     "AUDIT_KINDS",
+    "NETWORK_COUNT_KEY",
     "AuditEntry",
     "audit_trail",
     "count_key",
@@ -81,6 +83,10 @@ def entry_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:
     return f"{entry_prefix(by, subject)}{height:012d}/{tx_id.hex()}"
 
 
+NETWORK_COUNT_KEY = "audit/count/network"
+"""How many entries the patient index holds over all patients."""
+
+
 def count_key(by: str, subject: bytes) -> str:
     """The state key of how many entries ``by`` keeps for ``subject`` (absent: none)."""
     return f"audit/count/{by}/{subject.hex()}"
@@ -105,8 +111,14 @@ def record_event(
         if subject:
             key = entry_key(by, subject, context.height, context.tx_id)
             if state.state_get(key) is None:
-                state.put(count_key(by, subject), (state.get(int, count_key(by, subject)) or 0) + 1)
+                _increment(state, count_key(by, subject))
+                if by == "patient":
+                    _increment(state, NETWORK_COUNT_KEY)
             state.put(key, entry)
+
+
+def _increment(state: StateOverlay, key: str) -> None:
+    state.put(key, (state.get(int, key) or 0) + 1)
 
 
 def entries_at(state: ScanState, by: str, subject: bytes, height: int) -> list[AuditEntry]:

@@ -7,7 +7,8 @@ the subject's entry count and the newest epoch number in the same state, and the
 of every validator set change (``p2pmed.node.epoch_proofs``). A bundle holds at most
 ``ENTRIES_MAX`` entries; a longer period is refused with the count, to be split. Making one
 takes a path per entry (about 20 tree records read) on the node's thread. A read of a
-patient's trail goes into the site audit log first, as ``audit.query`` does.
+patient's trail goes into the site audit log first, as ``audit.query`` does; so does the
+network's report, which reads every patient's (logged with an empty patient id).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from p2pmed.consensus.report_bundle import (
     ReportProof,
     audit_index,
     bundle_document,
+    subject_count_key,
 )
 from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, StateProof
 from p2pmed.ledger.contracts import membership
-from p2pmed.ledger.contracts.audit import AuditEntry, count_key, entry_prefix
+from p2pmed.ledger.contracts.audit import AuditEntry, entry_prefix
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
 from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.proofs import state_proof
@@ -42,15 +44,16 @@ SUBJECT_SIZE_MAX = 64
 def report_methods(node: NodePort) -> dict[str, Method]:
     async def bundle(params: dict[str, Any]) -> dict[str, Any]:
         by, subject, since_ms, until_ms = params["by"], params["subject"], params["since_ms"], params["until_ms"]
-        if by not in SUBJECT_KINDS or not 0 < len(subject) <= SUBJECT_SIZE_MAX:
+        subject_size = range(0, 1) if by == "network" else range(1, SUBJECT_SIZE_MAX + 1)
+        if by not in SUBJECT_KINDS or len(subject) not in subject_size:
             raise RpcError(
                 ErrorCode.INVALID_PARAMS,
                 f'report.bundle: "by" is one of {", ".join(SUBJECT_KINDS)}, "subject" an id of 1..{SUBJECT_SIZE_MAX}'
-                " bytes",
+                ' bytes ("" for the network)',
             )
         if since_ms < 0 or (until_ms is not None and until_ms <= since_ms):
             raise RpcError(ErrorCode.INVALID_PARAMS, 'report.bundle: "since_ms" >= 0 and "until_ms" after it')
-        if by == "patient":
+        if by in ("patient", "network"):
             node.site_audit.trail_read(subject, since_ms, until_ms, ENTRIES_MAX, "report")
         return {"bundle": bundle_document(report_proof(node.store, by, subject, since_ms, until_ms))}
 
@@ -68,16 +71,17 @@ def report_methods(node: NodePort) -> dict[str, Method]:
 
 
 def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms: int | None) -> ReportProof:
-    """The entries ``by`` keeps for ``subject`` with a time in ``[since_ms, until_ms)``, proved
+    """The entries of ``subject`` (a ``by``; none for the network) with a time in ``[since_ms, until_ms)``, proved
     to the newest certified state; raise ``RpcError`` when there is none or too many entries."""
     latest = state_proof(store, membership.LATEST_KEY, None)
     state_height = latest.header.state.height
     latest_number = codec.decode(int, latest.value or b"", 64)
     epochs = tuple(_epoch_proof(store, number) for number in range(1, latest_number + 1))
     index = audit_index(by)
-    count_value, count_path = store.state_path(count_key(index, subject), state_height)
+    count_value, count_path = store.state_path(subject_count_key(by, subject), state_height)
     entries: list[ProvedValue] = []
-    for key, data in store.state_items(entry_prefix(index, subject)):
+    prefix = f"audit/{index}/" if by == "network" else entry_prefix(index, subject)
+    for key, data in store.state_items(prefix):
         entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
         if (
             entry.height > state_height
@@ -106,7 +110,7 @@ def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms:
         latest.certificate,
         _previous_hash(store, latest.header.height),
         ProvedValue(latest.key, latest.value, latest.path),
-        ProvedValue(count_key(index, subject), count_value, count_path),
+        ProvedValue(subject_count_key(by, subject), count_value, count_path),
         tuple(entries),
         _site_activity(store, subject, since_ms, until_ms, state_height) if by == "site" else (),
     )
