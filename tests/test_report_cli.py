@@ -225,3 +225,5 @@ def test_verify_without_a_bundle_or_with_garbage_says_why(made: tuple[Path, dict
     garbage.write_bytes(b'{"format": "p2pmed-report/1", "format": 2}')
     result = verify(out, garbage)
     assert result.exit_code == 1 and "not strict JSON" in result.stderr, result.output
+    no_subject = run("report", "--home", str(out.parent / "node0"), "--out", str(tmp_path / "none"))
+    assert no_subject.exit_code == 2 and "exactly one of --patient, --actor, --site, --network" in no_subject.stderr
