@@ -33,6 +33,7 @@ __all__ = [
     "entries_at",
     "entry_key",
     "entry_prefix",
+    "index_prefix",
     "record_event",
 ]
 
@@ -73,9 +74,14 @@ class AuditEntry:
     tx_id: bytes
 
 
+def index_prefix(by: str) -> str:
+    """The prefix of every entry key the index ``by`` keeps, for every subject."""
+    return f"audit/{by}/"
+
+
 def entry_prefix(by: str, subject: bytes) -> str:
     """The prefix of every entry key ``by`` keeps for ``subject``."""
-    return f"audit/{by}/{subject.hex()}/"
+    return f"{index_prefix(by)}{subject.hex()}/"
 
 
 def entry_key(by: str, subject: bytes, height: int, tx_id: bytes) -> str:

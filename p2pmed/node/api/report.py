@@ -28,7 +28,7 @@ from p2pmed.consensus.report_bundle import (
 )
 from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, StateProof
 from p2pmed.ledger.contracts import membership
-from p2pmed.ledger.contracts.audit import AuditEntry, entry_prefix
+from p2pmed.ledger.contracts.audit import AuditEntry, entry_prefix, index_prefix
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX
 from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.proofs import state_proof
@@ -80,7 +80,7 @@ def report_proof(store: Store, by: str, subject: bytes, since_ms: int, until_ms:
     index = audit_index(by)
     count_value, count_path = store.state_path(subject_count_key(by, subject), state_height)
     entries: list[ProvedValue] = []
-    prefix = f"audit/{index}/" if by == "network" else entry_prefix(index, subject)
+    prefix = index_prefix(index) if by == "network" else entry_prefix(index, subject)
     for key, data in store.state_items(prefix):
         entry = codec.decode(AuditEntry, data, STATE_VALUE_SIZE_MAX)
         if (
