@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from ledger_harness import LedgerHarness, glass, key, person_rotation
-from p2pmed.ledger.contracts.audit import audit_trail
+from p2pmed import codec
+from p2pmed.ledger.contracts.audit import NETWORK_COUNT_KEY, audit_trail, count_key, record_event
 from p2pmed.ledger.contracts.consent import (
     EVERYONE,
     NEVER_MS,
@@ -30,6 +31,8 @@ from p2pmed.ledger.contracts.consent import (
 from p2pmed.ledger.contracts.identity import PersonRevoke
 from p2pmed.ledger.contracts.records import RecordRead
 from p2pmed.ledger.errors import RejectReason
+from p2pmed.ledger.rules import TxContext
+from p2pmed.ledger.state import StateOverlay
 
 HOSPITAL, LAB = key("hospital"), key("lab")
 PATIENT, OTHER_PATIENT, DOCTOR, CARER = key("patient"), key("other-patient"), key("doctor"), key("carer")
@@ -246,6 +249,18 @@ def test_every_consent_change_is_an_audit_entry_for_the_patient(ledger: LedgerHa
         ("consent-revoke", P),
     ]
     assert [entry.kind for entry in audit_trail(ledger.state, "actor", CARER.public_key)] == ["consent-grant"]
+    assert ledger.state.state_get(count_key("patient", P)) == codec.encode(3)
+    assert ledger.state.state_get(count_key("actor", CARER.public_key)) == codec.encode(1)
+    assert ledger.state.state_get(NETWORK_COUNT_KEY) == codec.encode(3), "one patient's entries so far"
+
+
+def test_an_entry_recorded_twice_by_one_transaction_is_counted_once(ledger: LedgerHarness) -> None:
+    """The count a report proves its completeness with equals the number of entry keys."""
+    state = StateOverlay(ledger.state)
+    context = TxContext("chain", 7, 1_000, P, bytes(32))
+    for kind in ("consent-grant", "consent-revoke"):
+        record_event(state, context, kind, P, DOCTOR.public_key)
+    assert state.get(int, count_key("patient", P)) == len(audit_trail(ledger.state, "patient", P)) + 1
 
 
 def test_a_patients_consents_and_delegates_in_force_are_listed(ledger: LedgerHarness) -> None:

@@ -36,6 +36,12 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
         assert any("its next batch is refused at the door" in line and "device in force" in line for line in lines)
         assert any("audit trail" in line and "break-glass (reason sha256 " in line for line in lines)
         assert not any("unconscious" in line and "audit trail" in line for line in lines), "the reason stays sealed"
+        assert any(
+            "p2pmed report for the patient: 7 audit entries" in line and "complete (7 of the 7" in line
+            for line in lines
+        )
+        assert any("refused offline, entries[6].purpose: the bundle says 'TREAT'" in line for line in lines)
+        assert any("the pharmacy's site report:" in line and "dispense" in line for line in lines)
         heads, trails = set(), set()
         for index in range(network.size):
             with network.open_store(index) as store:

@@ -22,7 +22,7 @@ from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import sign_transaction
 from p2pmed.rpc.client import RpcError
 from p2pmed.site.config import NodeConfig
-from p2pmed.site.home import NODE_KEY, load_home
+from p2pmed.site.home import GENESIS, NODE_KEY, load_home
 from p2pmed.testing.process_network import ProcessNetwork
 
 pytestmark = pytest.mark.xdist_group("processes")
@@ -157,3 +157,11 @@ def test_a_validator_added_one_removed_and_one_rotated_under_load(net: ProcessNe
     assert net.call(late_observer, "node.status")["epoch"] == 3
     fetched = net.call(late_observer, "node.counters")["block_sync"]
     assert fetched["blocks"] >= head and fetched.get("refused", 0) == 0
+
+    out = tmp_path / "report"  # a compliance report spans the three changes: checked from genesis alone
+    made = p2pmed(net, 0, "report", "--network", "--out", str(out), "--no-pdf")
+    checked = CliRunner().invoke(
+        cli, ["report", "verify", str(out / "bundle.json"), "--genesis", str(net.homes[0] / GENESIS), "--json"]
+    )
+    assert checked.exit_code == 0, checked.output
+    assert made["epochs_followed"] == json.loads(checked.stdout)["epochs_followed"] == 3

@@ -11,6 +11,7 @@ from p2pmed.cli.device import DEVICE_COMMANDS
 from p2pmed.cli.identity import IDENTITY_COMMANDS
 from p2pmed.cli.keys import KEYS_COMMANDS
 from p2pmed.cli.record import RECORD_COMMANDS
+from p2pmed.cli.report import REPORT_COMMANDS
 from p2pmed.cli.research import RESEARCH_COMMANDS
 from p2pmed.cli.sim import SIM_COMMANDS
 from p2pmed.cli.site import SITE_COMMANDS
@@ -46,6 +47,7 @@ for command in (
     *SUPPLY_COMMANDS,
     *RECORD_COMMANDS,
     *DEVICE_COMMANDS,
+    *REPORT_COMMANDS,
     *RESEARCH_COMMANDS,
     *VALIDATOR_COMMANDS,
 ):

@@ -22,7 +22,9 @@ epoch takes over from it, with that epoch's ``Validators``, an empty consensus l
 old epoch's records are deleted in the same write that notes the new epoch: nothing of
 the old epoch is signed again) and the transactions waiting in the mempool. A node
 outside the set of the current epoch runs no replica (``replica`` is None): it orders
-nothing and only executes blocks it is given (``apply_synced``). Peers are named by their
+nothing and only executes blocks it is given (``apply_synced``). Every node keeps a proof
+of each change, certified by the old set (``p2pmed.node.epoch_proofs``), for reports
+checked offline from genesis. Peers are named by their
 validator key, not by an index: indexes change from one epoch to the next.
 
 State commitments. Each header commits to the outcome of an earlier block
@@ -70,8 +72,8 @@ from p2pmed.ledger.errors import TxRejected
 from p2pmed.ledger.machine import BlockExecution, Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.admission import TxAdmission
+from p2pmed.node.epoch_proofs import keep_epoch_proof
 from p2pmed.node.mempool import Mempool
-from p2pmed.node.snapshots import keep_epoch_proof
 from p2pmed.store import Store
 from p2pmed.store.sqlite import SNAPSHOT_INTERVAL_BLOCKS
 

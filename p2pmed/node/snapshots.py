@@ -1,13 +1,10 @@
 """What a node keeps and serves so that another can start from a recent state
 (``p2pmed.node.fast_start``) instead of replaying every block since genesis.
 
-- Epoch proofs (``keep_epoch_proof``, after every block): once the block that passed a
-  change of the validator set is certified, the node proves the new set's record
-  (``validators/epoch/<n>``) with that certificate, a block of the old set's epoch, and
-  keeps the proof for good. A chain of such proofs takes a node from the genesis set to
-  the set in force (``p2pmed.consensus.snapshot_offer``). A node that was down for all of
-  an epoch's last ``EPOCH_DELAY_BLOCKS`` blocks misses the window and offers no snapshots;
-  one started from a snapshot keeps the proofs it was given.
+- Epoch proofs (``p2pmed.node.epoch_proofs``): a chain of them takes a node from the
+  genesis set to the set in force (``p2pmed.consensus.snapshot_offer``). A node that was
+  down for all of an epoch's last ``EPOCH_DELAY_BLOCKS`` blocks misses the window and
+  offers no snapshots; one started from a snapshot keeps the proofs it was given.
 - The offer (``offer``): the newest snapshot height (``Store.snapshot_heights``, every
   ``snapshot_interval`` blocks) whose next block commits to its state, with both blocks'
   certificates and the epoch proofs.
@@ -26,28 +23,11 @@ from p2pmed.consensus.snapshot_offer import SnapshotOffer
 from p2pmed.consensus.state_proof import StateProof
 from p2pmed.ledger.contracts import membership
 from p2pmed.net.snapshot_sync import CHUNK_BYTES_MAX, SnapshotAnswer, StateEntry
-from p2pmed.node.state_proofs import ProofUnavailable, state_proof
 from p2pmed.store import Store, StoreError
 
-__all__ = ["entries", "keep_epoch_proof", "offer"]
+__all__ = ["entries", "offer"]
 
 log = structlog.get_logger(__name__)
-
-
-def keep_epoch_proof(store: Store) -> None:
-    """After a block: prove and keep the newest epoch's set, while the old set still certifies blocks."""
-    latest = membership.latest_epoch(store)
-    if latest is None or latest.number == 0 or store.epoch_proof(latest.number) is not None:
-        return
-    if store.head()[0] >= latest.first_height:  # the old set certifies nothing any more: too late
-        return
-    try:
-        proof = state_proof(store, membership.epoch_key(latest.number), None)
-    except ProofUnavailable:
-        return
-    if proof.value is not None:  # else the head does not commit to the passing block's state yet
-        store.put_epoch_proof(latest.number, codec.encode(proof))
-        log.info("epoch proof kept", epoch=latest.number, certified_by=proof.header.height)
 
 
 def offer(store: Store) -> SnapshotAnswer:

@@ -124,7 +124,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX state_undo_by_height ON state_undo (height);
     """,
     # Proofs of each epoch's validator set, certified by the set before it, kept for good
-    # (``p2pmed.node.snapshots``): what a node started from a snapshot checks the chain with.
+    # (``p2pmed.node.epoch_proofs``): what a node started from a snapshot, or an auditor
+    # with a report bundle, checks the chain of sets with.
     """
     CREATE TABLE epoch_proofs (number INTEGER PRIMARY KEY, proof BLOB NOT NULL) STRICT;
     """,
@@ -495,8 +496,9 @@ class Store:
         return proofs
 
     def put_epoch_proof(self, number: int, proof: bytes) -> None:
+        """Keep the proof of epoch ``number``'s set; the first kept stays."""
         with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO epoch_proofs (number, proof) VALUES (?, ?)", (number, proof))
+            self._db.execute("INSERT OR IGNORE INTO epoch_proofs (number, proof) VALUES (?, ?)", (number, proof))
 
     # -- consensus records ----------------------------------------------------
 

@@ -41,6 +41,7 @@ from p2pmed.rpc.client import RpcClient
 from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
 from p2pmed.testing.demo_devices import device_scene
+from p2pmed.testing.demo_report import report_scene
 from p2pmed.testing.demo_supply import supply_scene
 from p2pmed.testing.process_network import ProcessNetwork
 
@@ -194,6 +195,7 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         entry["kind"] + (f" ({entry['detail'][:30]}…)" if entry["kind"] == "break-glass" else "") for entry in trail
     )
     out(f"15. the patient's audit trail, as the restarted {SITES[primary]} node tells it: {events}")
+    report_scene(net, HOSPITAL, patient.id, sites[PHARMACY].public_key, 16, out)
     codes = [net.stop(index) for index in range(len(SITES))]
     out(
         "demo finished: four processes agreed, a killed primary was survived and caught up; nodes stopped (exit "

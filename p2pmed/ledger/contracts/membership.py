@@ -47,6 +47,7 @@ from p2pmed.quorum import quorum_size
 
 __all__ = [
     "EPOCH_DELAY_BLOCKS",
+    "LATEST_KEY",
     "TX_TYPES",
     "VALIDATORS_MAX",
     "Epoch",
@@ -108,10 +109,12 @@ class Epoch:
 
 
 def epoch_key(number: int) -> str:
+    """The state key of epoch ``number`` (an ``Epoch``): written once, when its change passes."""
     return f"validators/epoch/{number:010d}"
 
 
-_LATEST_KEY = "validators/latest"
+LATEST_KEY = "validators/latest"
+"""The state key of the newest epoch's number (in force, or passed and waiting)."""
 
 
 def _served_key(validator: bytes) -> str:
@@ -142,7 +145,7 @@ def _decoded_epoch(data: bytes) -> Epoch:
 
 def latest_epoch(state: StateReader) -> Epoch | None:
     """The newest epoch: in force, or passed and waiting for its first height."""
-    number = StateOverlay(state).get(int, _LATEST_KEY)
+    number = StateOverlay(state).get(int, LATEST_KEY)
     return None if number is None else epoch_record(state, number)
 
 
@@ -184,7 +187,7 @@ def genesis_state(validators: Iterable[ValidatorProfile]) -> dict[str, bytes]:
     """Epoch 0: the genesis validators, from height 1."""
     epoch = Epoch(0, 1, tuple(validators))
     served = {_served_key(validator.key): codec.encode(validator.organisation) for validator in epoch.validators}
-    return {epoch_key(0): codec.encode(epoch), _LATEST_KEY: codec.encode(0), **served}
+    return {epoch_key(0): codec.encode(epoch), LATEST_KEY: codec.encode(0), **served}
 
 
 # -- joining ---------------------------------------------------------------------------
@@ -267,7 +270,7 @@ def apply_change(state: StateOverlay, context: TxContext, change: ValidatorChang
         state.put(_served_key(join.profile.key), join.profile.organisation)
     epoch = Epoch(current.number + 1, context.height + EPOCH_DELAY_BLOCKS, validators)
     state.put(epoch_key(epoch.number), epoch)
-    state.put(_LATEST_KEY, epoch.number)
+    state.put(LATEST_KEY, epoch.number)
 
 
 TX_TYPES = (TxType("validator.change", ValidatorChange, apply_change),)

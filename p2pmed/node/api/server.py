@@ -11,6 +11,7 @@ from p2pmed.node.api.health import health_methods
 from p2pmed.node.api.port import NodePort
 from p2pmed.node.api.proofs import proof_methods
 from p2pmed.node.api.records import record_methods
+from p2pmed.node.api.report import report_methods
 from p2pmed.node.api.research import research_methods
 from p2pmed.node.api.site import site_methods
 from p2pmed.node.api.supply import supply_methods
@@ -33,6 +34,7 @@ def methods(node: NodePort) -> dict[str, Method]:
         **site_methods(node),
         **supply_methods(node),
         **proof_methods(node),
+        **report_methods(node),
     }
 
 
