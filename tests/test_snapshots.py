@@ -146,7 +146,7 @@ def test_an_offer_that_leaves_out_the_newest_set_or_alters_a_certified_field_is_
         ),
         "epoch proof of another key": (
             dataclasses.replace(offer, epochs=(dataclasses.replace(offer.epochs[0], key="validators/latest"),)),
-            "epoch 1's proof",
+            "not the record of epoch 1",
         ),
     }
     for what, (lie, reason) in lies.items():

@@ -44,10 +44,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from p2pmed import codec, strict_json
-from p2pmed.consensus.certificates import InvalidMessage, Validators
+from p2pmed.consensus.certificates import InvalidMessage
+from p2pmed.consensus.epoch_chain import EpochChainRefused, adopt_epochs, set_at
 from p2pmed.consensus.messages import CommitCertificate, ProposalHeader, header_digest
 from p2pmed.consensus.report_activity import Activity, activity_fields, decode_activity
-from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, ProofRefused, StateProof, verify_state_proof
+from p2pmed.consensus.state_proof import STATE_PROOF_SIZE_MAX, StateProof
 from p2pmed.crypto import Verifier
 from p2pmed.ledger.block import HASH_SIZE, BlockHeader
 from p2pmed.ledger.contracts import membership
@@ -168,44 +169,11 @@ def anchor_block_hash(proof: ReportProof) -> bytes:
     ).hash
 
 
-@dataclass(frozen=True)
-class _EpochSet:
-    number: int
-    first_height: int
-    keys: tuple[bytes, ...]
-
-    def validators(self, chain_id: str, verifier: Verifier) -> Validators:
-        return Validators(chain_id, self.keys, verifier, None, self.number, self.first_height)
-
-
 def _decode(cls: type[_T], data: bytes, size_max: int, where: str) -> _T:
     try:
         return codec.decode(cls, data, size_max)
     except (codec.CodecError, ValueError) as error:
         raise BundleRefused(f"{where}: malformed: {error}") from None
-
-
-def _adopt_epochs(
-    proof: ReportProof, genesis_keys: tuple[bytes, ...], verifier: Verifier
-) -> tuple[list[_EpochSet], tuple[membership.Epoch, ...]]:
-    """Genesis's set, then each later one on the word of a quorum of the set before it."""
-    sets, adopted = [_EpochSet(0, 1, genesis_keys)], []
-    for index, epoch_proof in enumerate(proof.epochs):
-        where, number, previous = f"epochs[{index}]", index + 1, sets[-1]
-        if epoch_proof.key != membership.epoch_key(number) or epoch_proof.value is None:
-            raise BundleRefused(f"{where}: proves {epoch_proof.key!r}, not the record of epoch {number}")
-        epoch = _decode(membership.Epoch, epoch_proof.value, STATE_VALUE_SIZE_MAX, where)
-        if epoch.number != number or epoch.first_height <= previous.first_height or not epoch.validators:
-            raise BundleRefused(f"{where}: the record is not of epoch {number} after epoch {previous.number}")
-        if epoch_proof.header.height >= epoch.first_height:
-            raise BundleRefused(f"{where}: certified by block {epoch_proof.header.height}, not one of epoch {index}")
-        try:
-            verify_state_proof(epoch_proof, previous.validators(proof.chain_id, verifier))
-        except ProofRefused as error:
-            raise BundleRefused(f"{where} (epoch {number}'s set, certified by epoch {index}'s): {error}") from None
-        sets.append(_EpochSet(epoch.number, epoch.first_height, epoch.keys))
-        adopted.append(epoch)
-    return sets, tuple(adopted)
 
 
 def _check_path(proved: ProvedValue, root: bytes, where: str) -> None:
@@ -230,9 +198,12 @@ def verify_bundle(
     """Check ``proof`` from genesis (its chain id and validator keys); raise ``BundleRefused``."""
     if proof.chain_id != chain_id:
         raise BundleRefused(f"chain_id: the bundle is of chain {proof.chain_id!r}, the genesis of {chain_id!r}")
-    sets, adopted = _adopt_epochs(proof, genesis_keys, verifier)
+    try:
+        sets, adopted = adopt_epochs(proof.epochs, genesis_keys, proof.chain_id, verifier)
+    except EpochChainRefused as error:
+        raise BundleRefused(str(error)) from None
     header = proof.header
-    anchor_set = [epoch for epoch in sets if epoch.first_height <= header.height][-1]
+    anchor_set = set_at(sets, header.height)
     try:
         validators = anchor_set.validators(chain_id, verifier)
         validators.check_commit_certificate(proof.certificate, header.height, header_digest(header))

@@ -8,7 +8,7 @@ An offer names the state after block ``base`` (a snapshot height). It carries:
   before it. The record is written by the block that passes the change, at least
   ``EPOCH_DELAY_BLOCKS`` before the new set orders anything, so the old set certifies
   it. From the genesis set alone, a node so learns every later set, each vouched for by
-  a quorum of the one before (``verify_epochs``);
+  a quorum of the one before (``p2pmed.consensus.epoch_chain``);
 - ``base`` with its commit certificate: the header of block ``base``, whose hash the next
   block must extend and whose time is the ledger's clock;
 - ``anchor`` with its commit certificate: the proposal header of block ``base + 1``, which
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from p2pmed import codec
-from p2pmed.consensus.certificates import InvalidMessage, Validators
+from p2pmed.consensus.certificates import InvalidMessage
+from p2pmed.consensus.epoch_chain import EpochChainRefused, adopt_epochs, set_at
 from p2pmed.consensus.messages import CommitCertificate, ProposalHeader, header_digest, proposal_header
-from p2pmed.consensus.state_proof import ProofRefused, StateProof, verify_state_proof
+from p2pmed.consensus.state_proof import StateProof
 from p2pmed.crypto import Verifier
 from p2pmed.ledger.block import BlockHeader, StateCommitment
 from p2pmed.ledger.contracts import membership
-from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, StateReader
+from p2pmed.ledger.state import StateReader
 
 __all__ = [
     "EPOCHS_OFFERED_MAX",
@@ -82,7 +82,11 @@ class VerifiedOffer:
 
 def verify_offer(offer: SnapshotOffer, genesis: membership.Epoch, chain_id: str, verifier: Verifier) -> VerifiedOffer:
     """Check ``offer`` from nothing but the genesis set; raise ``OfferRefused``."""
-    epochs = verify_epochs(offer.epochs, genesis, chain_id, verifier)
+    try:
+        sets, adopted = adopt_epochs(offer.epochs, genesis.keys, chain_id, verifier)
+    except EpochChainRefused as error:
+        raise OfferRefused(str(error)) from None
+    epochs = (genesis, *adopted)
     base, anchor = offer.base, offer.anchor
     if base.chain_id != chain_id:
         raise OfferRefused(f"the base block is of chain {base.chain_id!r}, not {chain_id!r}")
@@ -92,7 +96,7 @@ def verify_offer(offer: SnapshotOffer, genesis: membership.Epoch, chain_id: str,
             f" expected block {base.height + 1} committing to the state after block {base.height}"
         )
     for header, certificate in ((proposal_header(base), offer.base_certificate), (anchor, offer.anchor_certificate)):
-        validators = _validators(_epoch_of(epochs, header.height), chain_id, verifier)
+        validators = set_at(sets, header.height).validators(chain_id, verifier)
         try:
             validators.check_commit_certificate(certificate, header.height, header_digest(header))
         except InvalidMessage as error:
@@ -100,31 +104,6 @@ def verify_offer(offer: SnapshotOffer, genesis: membership.Epoch, chain_id: str,
                 f"block {header.height}: {error.reason} (not certified by epoch {validators.epoch}'s set)"
             ) from None
     return VerifiedOffer(base, anchor.state, epochs, offer.epochs, header_digest(anchor))
-
-
-def verify_epochs(
-    proofs: tuple[StateProof, ...], genesis: membership.Epoch, chain_id: str, verifier: Verifier
-) -> tuple[membership.Epoch, ...]:
-    """The sets after genesis, each proved by a quorum of the set before it."""
-    epochs = [genesis]
-    for number, proof in enumerate(proofs, 1):
-        previous = epochs[-1]
-        try:
-            verify_state_proof(proof, _validators(previous, chain_id, verifier))
-        except ProofRefused as error:
-            raise OfferRefused(f"epoch {number}'s proof: {error}") from None
-        if proof.key != membership.epoch_key(number) or proof.value is None:
-            raise OfferRefused(f"epoch {number}'s proof is of {proof.key!r}, not of that epoch's set")
-        try:
-            epoch = codec.decode(membership.Epoch, proof.value, STATE_VALUE_SIZE_MAX)
-        except codec.CodecError as error:
-            raise OfferRefused(f"epoch {number}'s set is malformed: {error}") from None
-        if epoch.number != number or not proof.header.height < epoch.first_height:
-            raise OfferRefused(f"epoch {number}'s record names epoch {epoch.number} from height {epoch.first_height}")
-        if not epoch.keys or len(set(epoch.keys)) != len(epoch.keys):
-            raise OfferRefused(f"epoch {number}'s set is empty or lists a key twice")
-        epochs.append(epoch)
-    return tuple(epochs)
 
 
 def check_epochs_in_state(state: StateReader, epochs: tuple[membership.Epoch, ...]) -> None:
@@ -136,11 +115,3 @@ def check_epochs_in_state(state: StateReader, epochs: tuple[membership.Epoch, ..
     for number in range(latest.number + 1):
         if membership.epoch_record(state, number) != epochs[number]:
             raise OfferRefused(f"the state's set of epoch {number} is not the one the offer proved")
-
-
-def _epoch_of(epochs: tuple[membership.Epoch, ...], height: int) -> membership.Epoch:
-    return [epoch for epoch in epochs if epoch.first_height <= height][-1]
-
-
-def _validators(epoch: membership.Epoch, chain_id: str, verifier: Verifier) -> Validators:
-    return Validators(chain_id, epoch.keys, verifier, None, epoch.number, epoch.first_height)
