@@ -42,6 +42,7 @@ from p2pmed.site.config import NodeConfig
 from p2pmed.site.home import load_home
 from p2pmed.testing.demo_devices import device_scene
 from p2pmed.testing.demo_report import report_scene
+from p2pmed.testing.demo_research import research_scene
 from p2pmed.testing.demo_supply import supply_scene
 from p2pmed.testing.process_network import ProcessNetwork
 
@@ -177,6 +178,7 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
         manufacturer = _supply_chain(net, node, sites, survivors, out)
         supply_scene(node, manufacturer, GTIN, sites[DISTRIBUTOR], sites[PHARMACY], out)
         device_scene(node, sites[HOSPITAL], out)
+        research_scene(node, sites[HOSPITAL], load_home(net.homes[HOSPITAL]).encryption_key, sites[:3], out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
     out(
         f"13. a burst of 200 probe transactions at 50 tx/s through the {SITES[survivors[1]]}: "
