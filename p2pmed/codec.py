@@ -45,6 +45,7 @@ __all__ = [
     "decode",
     "decode_value",
     "encode",
+    "encode_omitting",
     "from_value",
     "to_value",
 ]
@@ -156,21 +157,26 @@ def _head(major: int, argument: int) -> bytes:
     return bytes((major << 5 | 27,)) + argument.to_bytes(8, "big")
 
 
+_HEADS = [[_head(major, argument) for argument in range(0x100)] for major in range(8)]
+"""Every head with an argument below 256, by major type: most lengths and integers."""
+_UNSIGNED_HEADS, _NEGATIVE_HEADS, _BYTES_HEADS, _TEXT_HEADS, _ARRAY_HEADS, _MAP_HEADS = _HEADS[:6]
+
+
 def _encode_int(value: int) -> bytes:
-    if 0 <= value < 24:
-        return _SMALL_INTS[value]
+    if 0 <= value < 0x100:
+        return _UNSIGNED_HEADS[value]
     if 0 <= value < 1 << 64:
         return _head(0, value)
+    if -0x100 <= value < 0:
+        return _NEGATIVE_HEADS[-1 - value]
     if -(1 << 64) <= value < 0:
         return _head(1, -1 - value)
     return cbor2.dumps(value, canonical=True)  # a bignum: cbor2 writes its tag
 
 
-_SMALL_INTS = [bytes((value,)) for value in range(24)]
-
-
 def _encode_bytes(value: bytes) -> bytes:
-    return _head(2, len(value)) + value
+    length = len(value)
+    return (_BYTES_HEADS[length] if length < 0x100 else _head(2, length)) + value
 
 
 def _encode_str(value: str) -> bytes:
@@ -178,17 +184,22 @@ def _encode_str(value: str) -> bytes:
         data = value.encode("utf-8")
     except UnicodeEncodeError:
         return cbor2.dumps(value, canonical=True)  # a lone surrogate: fail as cbor2 fails
-    return _head(3, len(data)) + data
+    length = len(data)
+    return (_TEXT_HEADS[length] if length < 0x100 else _head(3, length)) + data
 
 
 def _encode_array(value: list[Any] | tuple[Any, ...]) -> bytes:
-    return _head(4, len(value)) + b"".join([encode(item) for item in value])
+    length = len(value)
+    head = _ARRAY_HEADS[length] if length < 0x100 else _head(4, length)
+    return head + b"".join([encode(item) for item in value])
 
 
 def _encode_map(value: dict[Any, Any]) -> bytes:
     """Canonical order: shorter encoded key first, then bytewise (as cbor2's canonical mode)."""
     pairs = sorted(((encode(key), item) for key, item in value.items()), key=_canonical_key_order)
-    return _head(5, len(value)) + b"".join([key + encode(item) for key, item in pairs])
+    length = len(value)
+    head = _MAP_HEADS[length] if length < 0x100 else _head(5, length)
+    return head + b"".join([key + encode(item) for key, item in pairs])
 
 
 def _canonical_key_order(pair: tuple[bytes, Any]) -> tuple[int, bytes]:
@@ -239,8 +250,9 @@ def _enum_encoder(kind: type[enum.Enum]) -> _Encoder:
     return encode_member
 
 
-def _dataclass_encoder(kind: type) -> _Encoder:
-    names = list(_field_types(kind))
+def _dataclass_encoder(kind: type, omitted: str | None = None) -> _Encoder:
+    """The map of ``kind``'s fields (but ``omitted``): constant head and keys, in canonical order."""
+    names = [name for name in _field_types(kind) if name != omitted]
     keys = {name: _encode_str(name) for name in names}
     names.sort(key=lambda name: (len(keys[name]), keys[name]))
     fields = [(keys[name], name) for name in names]
@@ -250,10 +262,14 @@ def _dataclass_encoder(kind: type) -> _Encoder:
         parts = [head]
         for key, name in fields:
             parts.append(key)
-            parts.append(encode(getattr(obj, name)))
+            value = getattr(obj, name)
+            try:
+                parts.append(_ENCODERS[type(value)](value))
+            except KeyError:
+                parts.append(_encoder_for(type(value))(value))
         return b"".join(parts)
 
-    if not getattr(kind, "CODEC_CACHE", False):
+    if omitted is not None or not getattr(kind, "CODEC_CACHE", False):
         return encode_fields
 
     def encode_cached(obj: Any) -> bytes:
@@ -263,6 +279,21 @@ def _dataclass_encoder(kind: type) -> _Encoder:
         return cached
 
     return encode_cached
+
+
+def encode_omitting(obj: Any, omitted: str) -> bytes:
+    """The canonical encoding of the dataclass ``obj`` as if it had no field ``omitted``
+    (what a signature covers: the message without its signature)."""
+    kind: type = type(obj)
+    try:
+        encoder = _OMITTING_ENCODERS[kind, omitted]
+    except KeyError:
+        assert omitted in _field_types(kind), f"{kind.__name__} has no field {omitted!r}"
+        encoder = _OMITTING_ENCODERS[kind, omitted] = _dataclass_encoder(kind, omitted)
+    return encoder(obj)
+
+
+_OMITTING_ENCODERS: dict[tuple[type, str], _Encoder] = {}
 
 
 def to_value(obj: Any) -> Any:

@@ -17,12 +17,15 @@ from p2pmed.consensus.messages import (
     CommitCertificate,
     Envelope,
     MessageKind,
+    NewView,
     PrePrepare,
     Proposal,
+    ViewChange,
     Vote,
     VoteKind,
     decode_message,
     encode_message,
+    signing_payload,
 )
 from p2pmed.ledger.block import StateCommitment
 from p2pmed.ledger.tx import Transaction
@@ -69,6 +72,12 @@ ENVELOPES = (
 )
 HOT = TRANSACTIONS | PROPOSALS | VOTES | PRE_PREPARES | CHECKPOINTS | CERTIFICATES | ENVELOPES
 HOT_TYPES: list[type] = [Transaction, Proposal, Vote, PrePrepare, Checkpoint, CommitCertificate]
+
+
+def _reference_signing_payload(message: Any) -> bytes:
+    value = dict(codec_reference.to_value(message))
+    del value["signature"]
+    return codec_reference.encode(value)
 
 
 def _outcome(decode: Any, cls: type, data: bytes) -> tuple[Any, ...]:
@@ -151,3 +160,17 @@ def test_every_message_real_validators_sent_decodes_as_the_reference_and_encodes
         message = decode_message(data)
         assert encode_message(message) == data
         assert codec_reference.encode(Envelope(envelope.kind, message)) == data
+
+
+@FAST
+@given(VOTES | CHECKPOINTS)
+def test_a_signing_payload_is_the_reference_encoding_without_the_signature(message: Vote | Checkpoint) -> None:
+    assert signing_payload(message) == _reference_signing_payload(message)
+
+
+def test_every_signed_message_real_validators_sent_signs_the_reference_payload() -> None:
+    signed = [decode_message(data) for _sender, data in corpus()]
+    signed = [message for message in signed if isinstance(message, Vote | Checkpoint | ViewChange | NewView)]
+    assert {type(message) for message in signed} == {Vote, Checkpoint, ViewChange, NewView}
+    for message in signed:
+        assert signing_payload(message) == _reference_signing_payload(message)

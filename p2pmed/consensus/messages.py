@@ -79,6 +79,8 @@ class ProposalHeader:
     tx_count: int
     state: StateCommitment
 
+    CODEC_CACHE = True
+
     def __post_init__(self) -> None:
         if self.height < 1 or self.time_ms < 0 or self.tx_count < 0:
             raise ValueError("height must be >= 1, time_ms and tx_count >= 0")
@@ -197,6 +199,8 @@ class Vote:
     replica: int
     signature: bytes
 
+    CODEC_CACHE = True
+
     def __post_init__(self) -> None:
         if self.view < 0 or self.sequence < 1 or self.replica < 0:
             raise ValueError("view and replica must be >= 0, sequence >= 1")
@@ -224,6 +228,8 @@ class Checkpoint:
     block_hash: bytes
     replica: int
     signature: bytes
+
+    CODEC_CACHE = True
 
     def __post_init__(self) -> None:
         if self.sequence < 0 or self.replica < 0:
@@ -419,7 +425,5 @@ def signing_payload(message: Vote | Checkpoint | ViewChange | NewView) -> bytes:
     """
     cached = message.__dict__.get("_signing_payload")
     if cached is None:
-        value = dict(codec.to_value(message))
-        del value["signature"]
-        cached = message.__dict__["_signing_payload"] = codec.encode(value)
+        cached = message.__dict__["_signing_payload"] = codec.encode_omitting(message, "signature")
     return cached
