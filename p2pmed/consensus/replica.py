@@ -71,7 +71,6 @@ Message handling is split into "a peer sent garbage" (``InvalidMessage``,
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +100,7 @@ from p2pmed.consensus.messages import (
     header_digest,
     message_kind,
     signing_payload,
+    with_signature,
 )
 from p2pmed.consensus.sizes import new_view_fits
 from p2pmed.consensus.state_commitments import STATELESS, StateCommitments, check_commitment
@@ -1212,7 +1212,7 @@ class Replica:
     def _sign(self, message: SignedT) -> SignedT:
         """``message`` (built with a placeholder signature) signed by this replica."""
         signature = self._signer.sign(message.domain, self.validators.signing_context, signing_payload(message))
-        return dataclasses.replace(message, signature=signature)
+        return with_signature(message, signature)
 
     def _note(self, text: str) -> None:
         if len(self._notes) < NOTES_MAX:
