@@ -118,25 +118,65 @@ _PLAIN_SCALARS = (bool, int, str, bytes, type(None))
 
 
 def _check_plain(value: Any, path: str, depth: int) -> None:
+    try:
+        _walk_plain(value, depth)
+    except _NotPlain as refusal:
+        raise CodecError(path + "".join(reversed(refusal.steps)), refusal.reason) from None
+
+
+class _NotPlain(Exception):
+    """A value ``_walk_plain`` refuses; its path is collected on the way out (only on failure)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.steps: list[str] = []
+
+
+_INT_MIN, _INT_END = -(1 << 64), 1 << 64
+_EXACT_SCALARS = frozenset({str, bytes, bool, type(None)})
+"""Types whose values need no check beyond their type (ints need their range checked)."""
+
+
+def _is_plain_scalar(item: Any) -> bool:
+    kind = type(item)
+    return kind in _EXACT_SCALARS or (kind is int and _INT_MIN <= item < _INT_END)
+
+
+def _walk_plain(value: Any, depth: int) -> None:
     if depth > DEPTH_MAX:
-        raise CodecError(path, f"nested deeper than {DEPTH_MAX}")
-    if isinstance(value, int) and not -(1 << 64) <= value < (1 << 64):
+        raise _NotPlain(f"nested deeper than {DEPTH_MAX}")
+    if isinstance(value, int) and not _INT_MIN <= value < _INT_END:
         # cbor2 reads bignum tags 2/3 as plain ints and writes them back, so the
         # canonical re-encoding check alone would let these tags through.
-        raise CodecError(path, "integer outside the 64-bit CBOR range (bignum tag 2/3 is not allowed)")
+        raise _NotPlain("integer outside the 64-bit CBOR range (bignum tag 2/3 is not allowed)")
     if isinstance(value, _PLAIN_SCALARS):
         return
+    # A scalar item in range needs no call of its own, unless it sits too deep.
+    scalars_pass = depth + 1 <= DEPTH_MAX
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _check_plain(item, f"{path}[{index}]", depth + 1)
+            if scalars_pass and _is_plain_scalar(item):
+                continue
+            try:
+                _walk_plain(item, depth + 1)
+            except _NotPlain as refusal:
+                refusal.steps.append(f"[{index}]")
+                raise
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise CodecError(path, f"map key {key!r} is not a text string")
-            _check_plain(item, f"{path}.{key}", depth + 1)
+                raise _NotPlain(f"map key {key!r} is not a text string")
+            if scalars_pass and _is_plain_scalar(item):
+                continue
+            try:
+                _walk_plain(item, depth + 1)
+            except _NotPlain as refusal:
+                refusal.steps.append(f".{key}")
+                raise
         return
-    raise CodecError(path, f"CBOR type {type(value).__name__} is not allowed (tagged or float value)")
+    raise _NotPlain(f"CBOR type {type(value).__name__} is not allowed (tagged or float value)")
 
 
 # -- encoding: one compiled encoder per type --------------------------------------
@@ -432,11 +472,19 @@ def _union_decoder(cls: Any) -> _Decoder:
 
 
 def _member_decoder(cls: Any) -> _Decoder:
-    """A nested hint's decoder: a class's from the shared table (compiled on first use,
-    so a dataclass may nest itself), any other compiled here, once, for its parent."""
-    if isinstance(cls, type):
-        return lambda value, path: from_value(cls, value, path)
-    return _decoder_for(cls)
+    """A nested hint's decoder, compiled once for its parent; a dataclass's is looked up in
+    the shared table when first called (so a dataclass may nest itself)."""
+    if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
+        return _decoder_for(cls)
+    decoder: _Decoder | None = None
+
+    def decode_member(value: Any, path: str) -> Any:
+        nonlocal decoder
+        if decoder is None:
+            decoder = _DECODERS.get(cls) or _DECODERS.setdefault(cls, _decoder_for(cls))
+        return decoder(value, path)
+
+    return decode_member
 
 
 def _tuple_decoder(cls: Any) -> _Decoder:

@@ -1,7 +1,8 @@
 """The codec as it was before its compiled fast path: the reference the fast path must equal.
 
 ``encode`` walks the object into plain values and lets ``cbor2`` write them in
-canonical mode; ``from_value`` reflects on the type hint at every call. Tests
+canonical mode; ``decode_value`` checks what ``cbor2`` read with a walk that builds
+every path as it goes; ``from_value`` reflects on the type hint at every call. Tests
 compare ``p2pmed.codec`` with these on random values (``test_codec_fast_path``):
 the same bytes out, the same objects or the same errors in.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 import cbor2
 
-from p2pmed.codec import CodecError, decode_value
+from p2pmed.codec import DEPTH_MAX, CodecError
 
 _PLAIN_SCALARS = (bool, int, str, bytes, type(None))
 
@@ -28,6 +29,58 @@ def encode(obj: Any) -> bytes:
 
 def decode(cls: Any, data: bytes, size_max: int) -> Any:
     return from_value(cls, decode_value(data, size_max), cls.__name__)
+
+
+def decode_value(data: bytes, size_max: int) -> Any:
+    """Decode canonical, plain CBOR of at most ``size_max`` bytes."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError("", f"expected bytes, got {type(data).__name__}")
+    if len(data) > size_max:
+        raise CodecError("", f"too big: {len(data)} bytes, limit {size_max}")
+    if not data:
+        raise CodecError("", "empty input")
+    try:
+        value = cbor2.loads(
+            data,
+            max_depth=DEPTH_MAX,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            tag_hook=_reject_tag,
+        )
+    except CodecError:
+        raise
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError) as error:
+        raise CodecError("", f"malformed CBOR: {error}") from None
+    _check_plain(value, "", 0)
+    if cbor2.dumps(value, canonical=True) != bytes(data):
+        raise CodecError("", "not the canonical encoding (or trailing bytes)")
+    return value
+
+
+def _reject_tag(tag: cbor2.CBORTag, _immutable: bool) -> Any:
+    raise CodecError("", f"CBOR tag {tag.tag} is not allowed")
+
+
+def _check_plain(value: Any, path: str, depth: int) -> None:
+    if depth > DEPTH_MAX:
+        raise CodecError(path, f"nested deeper than {DEPTH_MAX}")
+    if isinstance(value, int) and not -(1 << 64) <= value < (1 << 64):
+        # cbor2 reads bignum tags 2/3 as plain ints and writes them back, so the
+        # canonical re-encoding check alone would let these tags through.
+        raise CodecError(path, "integer outside the 64-bit CBOR range (bignum tag 2/3 is not allowed)")
+    if isinstance(value, _PLAIN_SCALARS):
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{path}[{index}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CodecError(path, f"map key {key!r} is not a text string")
+            _check_plain(item, f"{path}.{key}", depth + 1)
+        return
+    raise CodecError(path, f"CBOR type {type(value).__name__} is not allowed (tagged or float value)")
 
 
 def to_value(obj: Any) -> Any:

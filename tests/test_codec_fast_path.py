@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import cbor2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,6 +93,68 @@ def _outcome(decode: Any, cls: type, data: bytes) -> tuple[Any, ...]:
 def _same_outcome(cls: type, data: bytes) -> None:
     fast, reference = _outcome(codec.decode, cls, data), _outcome(codec_reference.decode, cls, data)
     assert fast == reference
+
+
+def _value_outcome(decode_value: Any, data: bytes) -> tuple[Any, ...]:
+    try:
+        value = decode_value(data, SIZE)
+    except codec.CodecError as error:
+        return ("refused", error.path, error.reason)
+    return ("decoded", repr(value))  # repr: [True] == [1], but not as text
+
+
+def _same_value_outcome(data: bytes) -> None:
+    assert _value_outcome(codec.decode_value, data) == _value_outcome(codec_reference.decode_value, data)
+
+
+NESTED = st.recursive(
+    PLAIN_VALUES,
+    lambda children: (
+        st.lists(children, min_size=1, max_size=2)
+        | st.dictionaries(st.text(max_size=3), children, min_size=1, max_size=2)
+    ),
+    max_leaves=40,
+)
+"""Plain values nested up to and past ``DEPTH_MAX``."""
+
+
+@FAST
+@given(st.binary(max_size=80) | mutated(PLAIN_VALUES.map(codec_reference.encode)))
+def test_any_bytes_decode_to_the_same_plain_value_or_the_same_error_as_the_reference(data: bytes) -> None:
+    _same_value_outcome(data)
+
+
+@FAST
+@given(NESTED, st.integers(0, 20), st.sampled_from([b"\x81", b"\xa1\x61\x61"]))
+def test_deep_nesting_is_refused_at_the_same_depth_and_path_as_the_reference(
+    value: Any, depth: int, wrap: bytes
+) -> None:
+    _same_value_outcome(wrap * depth + cbor2.dumps(value, canonical=True))
+
+
+@pytest.mark.parametrize(
+    "hex_data",
+    [
+        "c11a514b67b0",  # tag 1: epoch date/time
+        "c249010000000000000000",  # tag 2: 2**64
+        "c349010000000000000000",  # tag 3: -2**64 - 1
+        "82c2490100000000000000000a",  # a bignum inside an array
+        "a16161c349010000000000000000",  # a bignum inside a map
+        "d81c81d81d00",  # a list that contains itself
+        "d81c8201d81d00",  # [1, itself]: a scalar found too deep, before the list
+        "d81ca2616101616281d81d00",  # {"a": 1, "b": [itself]}
+        "a2616201616102",  # keys out of order
+        "f93c00",  # a float
+        "81f7",  # undefined inside an array
+        "a10102",  # an integer map key
+        "a1f501",  # a boolean map key
+        "1b0000000000000001",  # a non-minimal integer
+        "1bffffffffffffffff",  # 2**64 - 1
+        "3bffffffffffffffff",  # -2**64
+    ],
+)
+def test_edge_inputs_decode_or_fail_exactly_as_the_reference(hex_data: str) -> None:
+    _same_value_outcome(bytes.fromhex(hex_data))
 
 
 @FAST
