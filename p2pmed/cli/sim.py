@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from p2pmed.cli.common import EXIT_BAD_INPUT, EXIT_VIOLATION
+
+if TYPE_CHECKING:
+    from p2pmed.sim.cluster import ClusterPool
+    from p2pmed.sim.sweep import SeedOutcome
 
 __all__ = ["SIM_COMMANDS"]
 
@@ -92,6 +98,14 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None)
 @click.option("--seeds", "seed_range", default="1..20", show_default=True, help="Seeds A..B (inclusive) or one seed.")
 @click.option("--jobs", type=int, default=None, help="Parallel processes [default: all cores].")
 @click.option(
+    "--cluster",
+    "cluster_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the seeds on the Dask scheduler at ADDRESS (tcp://HOST:PORT, tls://HOST:PORT) instead of local "
+    "processes; its workers need the same p2pmed (pip install 'p2pmed[cluster]').",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("sim-out"),
@@ -105,53 +119,82 @@ def sim_run(scenario: Path, seed: int, out: Path, mode: str, rate: float | None)
     show_default=True,
     help="Shrink the first 5 failures to smaller scenarios that fail the same way (at most 40 runs each).",
 )
-def sim_sweep(scenario: Path, seed_range: str, jobs: int | None, out: Path, shrink_failures_on: bool) -> None:
+def sim_sweep(
+    scenario: Path, seed_range: str, jobs: int | None, cluster_address: str | None, out: Path, shrink_failures_on: bool
+) -> None:
     """Run SCENARIO on many seeds; print pass/fail, latency spread and a replay command per failure,
     and the replay command of each shrunk failure. Exit 0 when every seed passes, 1 otherwise,
-    2 on a bad scenario or seed range."""
+    2 on a bad scenario, seed range or cluster address, or a cluster that cannot run the sweep."""
+    from p2pmed.sim.cluster import ClusterError, connect, parse_address
     from p2pmed.sim.planted import WEAK_QUORUM_ENV, planted_quorum, replay_prefix
     from p2pmed.sim.scenario import ScenarioError
     from p2pmed.sim.scenario_file import load_scenario
-    from p2pmed.sim.sweep import SHRINK_FAILURES_MAX, parse_seed_range, shrink_failures, summarise, sweep, write_shrunk
+    from p2pmed.sim.sweep import parse_seed_range, summarise
 
     try:
         loaded = load_scenario(scenario)
         seeds = parse_seed_range(seed_range)
+        address = parse_address(cluster_address) if cluster_address is not None else None
     except (ScenarioError, ValueError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    quorum_override, prefix = planted_quorum(loaded.network.nodes), replay_prefix()
+    quorum_override = planted_quorum(loaded.network.nodes)
     if quorum_override is not None:
         click.echo(
             f"warning: {WEAK_QUORUM_ENV}=1 plants a bug (a quorum of {quorum_override}); expect failures", err=True
         )
-    with click.progressbar(
-        sweep(scenario, seeds, jobs, quorum_override), length=len(seeds), label="seeds", file=sys.stderr
-    ) as bar:
-        outcomes = list(bar)
-    failed = [outcome.seed for outcome in outcomes if not outcome.ok]
-    notes: dict[int, list[str]] = {}
-    if shrink_failures_on and failed:
-        chosen = failed[:SHRINK_FAILURES_MAX]
-        shrinking = shrink_failures(scenario, chosen, jobs, quorum_override)
-        with click.progressbar(shrinking, length=len(chosen), label="shrinking", file=sys.stderr) as shrink_bar:
-            for shrunk in shrink_bar:
-                path = write_shrunk(shrunk, scenario, out)
-                notes[shrunk.seed] = [
-                    f"  shrunk: {shrunk.summary()}",
-                    f"  replay shrunk: {prefix}p2pmed sim run {path} --seed {shrunk.seed} --out "
-                    f"{out}/shrunk-seed-{shrunk.seed}",
-                ]
-        for seed in failed[SHRINK_FAILURES_MAX:]:
-            notes[seed] = [f"  not shrunk: only the first {SHRINK_FAILURES_MAX} failures are"]
+    try:
+        with connect(address, quorum_override is not None) if address else nullcontext() as cluster:
+            outcomes, notes = _sweep_and_shrink(
+                scenario, seeds, jobs, cluster, out, shrink_failures_on, quorum_override
+            )
+    except ClusterError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    prefix = replay_prefix()
 
     def replay(seed: int) -> str:
         return f"{prefix}p2pmed sim run {scenario} --seed {seed} --out {out}/seed-{seed}"
 
     for line in summarise(outcomes, replay, notes):
         click.echo(line)
-    if failed:
+    if any(not outcome.ok for outcome in outcomes):
         sys.exit(EXIT_VIOLATION)
+
+
+def _sweep_and_shrink(
+    scenario: Path,
+    seeds: range,
+    jobs: int | None,
+    cluster: ClusterPool | None,
+    out: Path,
+    shrink_failures_on: bool,
+    quorum_override: int | None,
+) -> tuple[list[SeedOutcome], dict[int, list[str]]]:
+    """Every seed's outcome, and the lines to print under each failure (its shrunk replay)."""
+    from p2pmed.sim.planted import replay_prefix
+    from p2pmed.sim.sweep import SHRINK_FAILURES_MAX, shrink_failures, sweep, write_shrunk
+
+    with click.progressbar(
+        sweep(scenario, seeds, jobs, quorum_override, cluster), length=len(seeds), label="seeds", file=sys.stderr
+    ) as bar:
+        outcomes = list(bar)
+    failed = [outcome.seed for outcome in outcomes if not outcome.ok]
+    notes: dict[int, list[str]] = {}
+    if shrink_failures_on and failed:
+        chosen = failed[:SHRINK_FAILURES_MAX]
+        shrinking = shrink_failures(scenario, chosen, jobs, quorum_override, cluster)
+        with click.progressbar(shrinking, length=len(chosen), label="shrinking", file=sys.stderr) as shrink_bar:
+            for shrunk in shrink_bar:
+                path = write_shrunk(shrunk, scenario, out)
+                notes[shrunk.seed] = [
+                    f"  shrunk: {shrunk.summary()}",
+                    f"  replay shrunk: {replay_prefix()}p2pmed sim run {path} --seed {shrunk.seed} --out "
+                    f"{out}/shrunk-seed-{shrunk.seed}",
+                ]
+        for seed in failed[SHRINK_FAILURES_MAX:]:
+            notes[seed] = [f"  not shrunk: only the first {SHRINK_FAILURES_MAX} failures are"]
+    return outcomes, notes
 
 
 SIM_COMMANDS = [sim]

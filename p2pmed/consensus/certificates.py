@@ -9,6 +9,7 @@ peer sent garbage": it drops the message, counts it and carries on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,7 +69,8 @@ class Validators:
         assert len(self.keys) >= 1 and len(set(self.keys)) == len(self.keys), "validator keys must be distinct"
         assert self.epoch >= 0 and self.first_height >= 1 and (self.epoch > 0 or self.first_height == 1)
 
-    @property
+    # Read on every vote: worked out once (the set is frozen).
+    @functools.cached_property
     def signing_context(self) -> str:
         """What votes are signed under: the chain id, and the epoch after the first."""
         return self.chain_id if self.epoch == 0 else f"{self.chain_id}/epoch/{self.epoch}"
@@ -78,7 +80,7 @@ class Validators:
         """The epoch's genesis checkpoint: the last block before its first height."""
         return self.first_height - 1
 
-    @property
+    @functools.cached_property
     def n(self) -> int:
         return len(self.keys)
 
@@ -86,7 +88,7 @@ class Validators:
     def f(self) -> int:
         return quorum.fault_tolerance(self.n)
 
-    @property
+    @functools.cached_property
     def quorum(self) -> int:
         return self.quorum_override or quorum.quorum_size(self.n)
 

@@ -16,12 +16,13 @@ are checked by the replica, which knows the validator set.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from p2pmed import codec
 from p2pmed.crypto import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, SignatureDomain
@@ -54,6 +55,7 @@ __all__ = [
     "proposal_digest",
     "proposal_header",
     "signing_payload",
+    "with_signature",
 ]
 
 PROPOSAL_TXS_MAX = 10_000
@@ -78,6 +80,8 @@ class ProposalHeader:
     tx_root: bytes
     tx_count: int
     state: StateCommitment
+
+    CODEC_CACHE = True
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.time_ms < 0 or self.tx_count < 0:
@@ -197,6 +201,8 @@ class Vote:
     replica: int
     signature: bytes
 
+    CODEC_CACHE = True
+
     def __post_init__(self) -> None:
         if self.view < 0 or self.sequence < 1 or self.replica < 0:
             raise ValueError("view and replica must be >= 0, sequence >= 1")
@@ -224,6 +230,8 @@ class Checkpoint:
     block_hash: bytes
     replica: int
     signature: bytes
+
+    CODEC_CACHE = True
 
     def __post_init__(self) -> None:
         if self.sequence < 0 or self.replica < 0:
@@ -419,7 +427,18 @@ def signing_payload(message: Vote | Checkpoint | ViewChange | NewView) -> bytes:
     """
     cached = message.__dict__.get("_signing_payload")
     if cached is None:
-        value = dict(codec.to_value(message))
-        del value["signature"]
-        cached = message.__dict__["_signing_payload"] = codec.encode(value)
+        cached = message.__dict__["_signing_payload"] = codec.encode_omitting(message, "signature")
     return cached
+
+
+SignedT = TypeVar("SignedT", Vote, Checkpoint, ViewChange, NewView)
+
+
+def with_signature(message: SignedT, signature: bytes) -> SignedT:
+    """``message`` (built with a placeholder signature) with ``signature``; it signs the same
+    payload, so the signed copy keeps the one already encoded for signing."""
+    signed = dataclasses.replace(message, signature=signature)
+    payload = message.__dict__.get("_signing_payload")
+    if payload is not None:
+        signed.__dict__["_signing_payload"] = payload
+    return signed

@@ -71,7 +71,6 @@ Message handling is split into "a peer sent garbage" (``InvalidMessage``,
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +100,7 @@ from p2pmed.consensus.messages import (
     header_digest,
     message_kind,
     signing_payload,
+    with_signature,
 )
 from p2pmed.consensus.sizes import new_view_fits
 from p2pmed.consensus.state_commitments import STATELESS, StateCommitments, check_commitment
@@ -464,16 +464,23 @@ class Replica:
             return
         signer = message.vote.replica if isinstance(message, PrePrepare) else message.replica
         self._require_sender(sender, signer)
-        handlers = {
-            PrePrepare: self._on_pre_prepare,
-            Vote: self._on_vote,
-            Checkpoint: self._on_checkpoint,
-            ViewChange: self._on_view_change,
-            NewView: self._on_new_view,
-            FetchBlocks: self._on_fetch_blocks,
-            FetchProposal: self._on_fetch_proposal,
-        }
-        handlers[type(message)](message)  # type: ignore[operator]
+        match message:
+            case Vote():
+                self._on_vote(message)
+            case PrePrepare():
+                self._on_pre_prepare(message)
+            case Checkpoint():
+                self._on_checkpoint(message)
+            case ViewChange():
+                self._on_view_change(message)
+            case NewView():
+                self._on_new_view(message)
+            case FetchBlocks():
+                self._on_fetch_blocks(message)
+            case FetchProposal():
+                self._on_fetch_proposal(message)
+            case _:
+                assert_never(message)
 
     def _on_fetch_blocks(self, fetch: FetchBlocks) -> None:
         """Serve a peer at most once per ``fetch_serve_interval_ms``: an answer costs up to
@@ -1193,7 +1200,10 @@ class Replica:
     # -- helpers --------------------------------------------------------------
 
     def _slot(self, sequence: int) -> Slot:
-        return self._log.setdefault(sequence, Slot())
+        slot = self._log.get(sequence)
+        if slot is None:
+            slot = self._log[sequence] = Slot()
+        return slot
 
     def _genesis_state(self) -> StateCommitment:
         state = self._commitments.commitment(0)
@@ -1212,7 +1222,7 @@ class Replica:
     def _sign(self, message: SignedT) -> SignedT:
         """``message`` (built with a placeholder signature) signed by this replica."""
         signature = self._signer.sign(message.domain, self.validators.signing_context, signing_payload(message))
-        return dataclasses.replace(message, signature=signature)
+        return with_signature(message, signature)
 
     def _note(self, text: str) -> None:
         if len(self._notes) < NOTES_MAX:

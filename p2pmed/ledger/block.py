@@ -61,6 +61,8 @@ class StateCommitment:
     """The Merkle root (``merkle_root``) of the SHA-256s of block ``height``'s encoded
     transaction results, in block order."""
 
+    CODEC_CACHE = True
+
     def __post_init__(self) -> None:
         if self.height < 0:
             raise ValueError("state height must be >= 0")

@@ -15,12 +15,18 @@ A validator voted in must prove it holds its key with a real Ed25519 signature
 (``membership.sign_join``), so the nodes outside the genesis set get an Ed25519 key from
 the seed, which is also the public key of their fast signer. Signing a join costs one
 Ed25519 signature per joiner, once per vote.
+
+Every node commits the same blocks, so ``SharedLedger`` executes each block once for all
+of them (and for the checker's own chain): a block's hash commits to its parent's, hence
+to the whole chain below it, so every chain that commits a block holds the same state
+under it and gets the same changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from p2pmed import codec
@@ -30,13 +36,31 @@ from p2pmed.ledger.block import GENESIS_PARENT_HASH, Block
 from p2pmed.ledger.contracts import identity, membership
 from p2pmed.ledger.contracts.identity import OrganisationProfile
 from p2pmed.ledger.contracts.membership import ValidatorChange, ValidatorJoin, ValidatorProfile
-from p2pmed.ledger.machine import Ledger
+from p2pmed.ledger.machine import BlockExecution, Ledger
+from p2pmed.ledger.state import StateReader
 from p2pmed.ledger.tx import Transaction, UnsignedTransaction
 from p2pmed.sim.fastsig import FastSigner
 
-__all__ = ["VOTE_TYPE", "NodeChain", "SimSites"]
+__all__ = ["VOTE_TYPE", "NodeChain", "SharedLedger", "SimSites"]
 
 VOTE_TYPE = "validator.change"
+
+
+class SharedLedger(Ledger):
+    """A ``Ledger`` that executes each block once, for chains of certified blocks that all
+    start from its genesis state (the simulated nodes' and the checker's), by block hash."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger.chain_id, ledger.tx_types.values(), ledger.genesis_state)
+        self._executions: dict[bytes, BlockExecution] = {}
+
+    def execute_block(
+        self, state: StateReader, block: Block, verified_tx_ids: Container[bytes] = frozenset()
+    ) -> BlockExecution:
+        execution = self._executions.get(block.hash)
+        if execution is None:
+            execution = self._executions[block.hash] = super().execute_block(state, block, verified_tx_ids)
+        return execution
 
 
 @dataclass
@@ -119,7 +143,7 @@ class SimSites:
             key, organisation, f"/ip4/10.0.{index // 250}.{index % 250 + 1}/tcp/26656", self.encryption_keys[index]
         )
 
-    def ledger(self) -> Ledger:
+    def ledger(self) -> SharedLedger:
         """The rules every node runs, from the genesis sites and validators."""
         keys = [signer.public_key for signer in self.signers[: self.genesis]]
         sites = [
@@ -127,11 +151,8 @@ class SimSites:
             for index, key in enumerate(keys)
         ]
         validators = [self._profile(index, key) for index, key in enumerate(keys)]
-        return Ledger(
-            self.chain_id,
-            membership.TX_TYPES,
-            identity.genesis_state(sites) | membership.genesis_state(validators),
-        )
+        genesis = identity.genesis_state(sites) | membership.genesis_state(validators)
+        return SharedLedger(Ledger(self.chain_id, membership.TX_TYPES, genesis))
 
     def change(self, remove: list[int], join: list[int]) -> ValidatorChange:
         """The change removing nodes ``remove`` and voting in nodes ``join``, each joiner run

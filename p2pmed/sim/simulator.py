@@ -40,7 +40,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from p2pmed import codec
 from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Send, ServeBlocks
@@ -246,11 +246,13 @@ class Simulation:
         if kind == "deliver":
             source, destination, data, serial = payload
             self._trace.update(b"d%d|%d|%d|%d" % (self.now, source, destination, serial))
-            for node in self._receivers(source, destination):
-                if node.paused:
-                    node.held.append((source, data))
-                elif node.up:
-                    self._deliver(node, source, data)
+            node = self.nodes[destination]
+            if node.twin is not None:
+                node = self._reached(source, node)
+            if node.paused:
+                node.held.append((source, data))
+            elif node.up:
+                self._deliver(node, source, data)
         elif kind == "tick":
             node = payload
             if node.replica is not None and node.tick_at == self.now and not node.paused:
@@ -316,18 +318,14 @@ class Simulation:
         if node.replica is not None:
             self._carry_out(node, node.replica.submit(tx, self._local(node)))
 
-    def _receivers(self, source: int, destination: int) -> list[SimNode]:
-        """The copies of ``destination`` that a message from ``source`` reaches: the
-        node itself unless it is twinned; each client submission reaches one twin or
-        the other, so the two copies propose different batches."""
-        node = self.nodes[destination]
+    def _reached(self, source: int, node: SimNode) -> SimNode:
+        """The copy of the twinned ``node`` that a message from ``source`` reaches; each
+        client submission reaches one twin or the other, so the two propose different batches."""
         twin = node.twin
-        if twin is None:
-            return [node]
+        assert twin is not None and twin.byzantine is not None
         if source == CLIENT:
-            return [twin] if self.rng.random() < 0.5 else [node]
-        assert twin.byzantine is not None
-        return [twin] if source in twin.byzantine.reach else [node]
+            return twin if self.rng.random() < 0.5 else node
+        return twin if source in twin.byzantine.reach else node
 
     def _local(self, node: SimNode) -> int:
         return max(0, self.now + node.skew_ms)
@@ -386,24 +384,29 @@ class Simulation:
         work = deque(actions)
         while work:
             action = work.popleft()
-            if isinstance(action, Persist):
-                for key, value in action.records.items():
-                    if value is None:
-                        node.records.pop(key, None)
-                    else:
-                        node.records[key] = value
-            elif isinstance(action, Send):
-                outgoing.append((node.peers[action.to], action.message))
-            elif isinstance(action, Broadcast):
-                outgoing.extend((peer, action.message) for peer in node.peers if peer != node.index)
-            elif isinstance(action, CommitBlock):
-                epoch = node.validators.epoch
-                self._commit(node, action.block, action.certificate)
-                if node.validators.epoch != epoch:
-                    work = deque(self._begin_epoch(node))
-            elif isinstance(action, ServeBlocks):
-                outgoing.append((node.peers[action.to], node.chain.answer(action.from_height)))
-        self._send(node, outgoing)
+            match action:
+                case Broadcast():
+                    outgoing.extend((peer, action.message) for peer in node.peers if peer != node.index)
+                case Persist():
+                    records = node.records
+                    for key, value in action.records.items():
+                        if value is None:
+                            records.pop(key, None)
+                        else:
+                            records[key] = value
+                case Send():
+                    outgoing.append((node.peers[action.to], action.message))
+                case CommitBlock():
+                    epoch = node.validators.epoch
+                    self._commit(node, action.block, action.certificate)
+                    if node.validators.epoch != epoch:
+                        work = deque(self._begin_epoch(node))
+                case ServeBlocks():
+                    outgoing.append((node.peers[action.to], node.chain.answer(action.from_height)))
+                case _:
+                    assert_never(action)
+        if outgoing:
+            self._send(node, outgoing)
         self._schedule_tick(node)
 
     def _send(

@@ -1,5 +1,8 @@
 """Many seeds of one scenario in parallel processes, summarised, with a replay command per
-failure; the first failures shrunk (``p2pmed.sim.shrink``) and written as scenario files."""
+failure; the first failures shrunk (``p2pmed.sim.shrink``) and written as scenario files.
+
+The processes are local (``jobs`` of them) or the workers of a Dask cluster
+(``p2pmed.sim.cluster``); either runs the same functions on the parsed scenario."""
 
 from __future__ import annotations
 
@@ -7,10 +10,13 @@ import os
 import statistics
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from p2pmed.sim.cluster import ClusterPool, Future
+from p2pmed.sim.scenario import Scenario
 from p2pmed.sim.scenario_file import dump_scenario, load_scenario
 from p2pmed.sim.shrink import Shrunk, shrink, worst_violation
 from p2pmed.sim.simulator import run_simulation
@@ -27,6 +33,12 @@ __all__ = [
 
 SEEDS_MAX = 1_000_000
 SHRINK_FAILURES_MAX = 5
+
+R = TypeVar("R")
+
+
+class Pool(Protocol):
+    def submit(self, task: Callable[..., R], /, *arguments: Any) -> Future[R]: ...
 
 
 @dataclass(frozen=True)
@@ -53,8 +65,8 @@ def parse_seed_range(text: str) -> range:
     return range(low, high + 1)
 
 
-def _run_one(path: Path, seed: int, quorum_override: int | None) -> SeedOutcome:
-    report: dict[str, Any] = run_simulation(load_scenario(path), seed, quorum_override=quorum_override).report
+def _run_one(scenario: Scenario, seed: int, quorum_override: int | None) -> SeedOutcome:
+    report: dict[str, Any] = run_simulation(scenario, seed, quorum_override=quorum_override).report
     worst = worst_violation(report)
     liveness = report["liveness"]
     problem = ""
@@ -69,27 +81,48 @@ def _run_one(path: Path, seed: int, quorum_override: int | None) -> SeedOutcome:
 
 
 def sweep(
-    path: Path, seeds: range, jobs: int | None = None, quorum_override: int | None = None
+    path: Path,
+    seeds: range,
+    jobs: int | None = None,
+    quorum_override: int | None = None,
+    cluster: ClusterPool | None = None,
 ) -> Iterator[SeedOutcome]:
-    """Yield each seed's outcome in seed order (the scenario must already load)."""
-    with ProcessPoolExecutor(max_workers=_workers(jobs, len(seeds))) as pool:
-        futures = [pool.submit(_run_one, path, seed, quorum_override) for seed in seeds]
-        for future in futures:
-            yield future.result()
+    """Yield each seed's outcome in seed order (the scenario must already load); on ``cluster``
+    if given, else in ``jobs`` local processes."""
+    scenario = load_scenario(path)
+    with _pool(jobs, len(seeds), cluster) as pool:
+        futures = [(seed, pool.submit(_run_one, scenario, seed, quorum_override)) for seed in seeds]
+        for seed, future in futures:
+            outcome = future.result()
+            assert isinstance(outcome, SeedOutcome) and outcome.seed == seed, "a worker answered another task"
+            yield outcome
 
 
-def _shrink_one(path: Path, seed: int, quorum_override: int | None) -> Shrunk:
-    return shrink(load_scenario(path), seed, quorum_override=quorum_override)
+def _shrink_one(scenario: Scenario, seed: int, quorum_override: int | None) -> Shrunk:
+    return shrink(scenario, seed, quorum_override=quorum_override)
 
 
 def shrink_failures(
-    path: Path, seeds: list[int], jobs: int | None = None, quorum_override: int | None = None
+    path: Path,
+    seeds: list[int],
+    jobs: int | None = None,
+    quorum_override: int | None = None,
+    cluster: ClusterPool | None = None,
 ) -> Iterator[Shrunk]:
     """Shrink the failure of each of ``seeds``, in parallel; yield the results in the order of ``seeds``."""
-    with ProcessPoolExecutor(max_workers=_workers(jobs, len(seeds))) as pool:
-        futures = [pool.submit(_shrink_one, path, seed, quorum_override) for seed in seeds]
-        for future in futures:
-            yield future.result()
+    scenario = load_scenario(path)
+    with _pool(jobs, len(seeds), cluster) as pool:
+        futures = [(seed, pool.submit(_shrink_one, scenario, seed, quorum_override)) for seed in seeds]
+        for seed, future in futures:
+            shrunk = future.result()
+            assert isinstance(shrunk, Shrunk) and shrunk.seed == seed, "a worker answered another task"
+            yield shrunk
+
+
+def _pool(jobs: int | None, tasks: int, cluster: ClusterPool | None) -> AbstractContextManager[Pool]:
+    if cluster is not None:
+        return nullcontext(cluster)  # the caller connected it and closes it
+    return ProcessPoolExecutor(max_workers=_workers(jobs, tasks))
 
 
 def write_shrunk(shrunk: Shrunk, source: Path, out: Path) -> Path:
