@@ -103,3 +103,20 @@ def test_bytes_are_bounded_in_all_and_per_sender_and_freed_on_commit() -> None:
     pool.committed([probe(0, 0, big), probe(0, 1, big)], lambda sender: 2 if sender == PATIENTS[0].public_key else 0)
     assert pool.size_bytes == 3 * size and len(pool) == 3
     assert pool.add(probe(0, 2, big), 2) == [probe(0, 2, big)]
+
+
+def test_transactions_stuck_behind_a_missing_nonce_make_room_for_one_consensus_can_order() -> None:
+    """A mempool full of transactions whose lower nonce never came (refused while full, or
+    sent so on purpose) would refuse everything for good, and consensus, handed nothing,
+    would never suspect anyone. A sender's next transaction evicts the highest stuck nonce
+    of the sender with most of them; a stuck one is still refused."""
+    pool = Mempool(size_max=4)
+    for nonce in (1, 2, 3):  # patient 0's nonce 0 never arrives
+        assert pool.add(probe(0, nonce), 0) == []
+    assert pool.add(probe(2, 0), 0) == [probe(2, 0)]
+    assert rejection(pool, probe(1, 5)) is RejectReason.MEMPOOL_FULL  # stuck itself: no eviction
+    assert pool.add(probe(1, 0), 0) == [probe(1, 0)]  # releasable: evicts patient 0's nonce 3
+    assert probe(0, 3).id not in pool and probe(0, 2).id in pool and len(pool) == 4
+    assert pool.add(probe(0, 0), 0) == [probe(0, 0), probe(0, 1)]  # evicts nonce 2, releases the rest
+    assert probe(0, 2).id not in pool and len(pool) == 4
+    assert rejection(pool, probe(2, 1)) is RejectReason.MEMPOOL_FULL  # nothing stuck is left to evict

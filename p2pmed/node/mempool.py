@@ -18,6 +18,15 @@ Bounded: ``size_max`` transactions and ``bytes_max`` bytes in all, at most
 ``sender_bytes_max`` bytes and ``ahead_max`` nonces past its next committed one per
 sender, so one sender cannot fill it (1 MiB transactions, 5,000 of them, would
 otherwise be 5 GiB of memory).
+
+A full mempool still takes a transaction that consensus can order at once (its
+sender's next nonce): it makes room by evicting transactions that wait behind a
+missing nonce, the highest nonce of the sender with the most of them first. Without
+that, transactions whose lower nonce never arrived (refused while the mempool was
+full, or sent that way on purpose by any registered sender, up to ``ahead_max`` each)
+would fill it for good: nothing released, so consensus idles without suspecting
+anyone, and every new transaction is refused as mempool-full (``p2pmed bench`` saw
+a network stop committing so after an overload).
 """
 
 from __future__ import annotations
@@ -69,15 +78,19 @@ class Mempool:
 
     def check_room(self, tx: Transaction) -> None:
         """Raise ``TxRejected`` (mempool-full) unless ``tx`` is waiting or there is room for it,
-        in all and for its sender; cheap, so a caller can refuse before any costlier check."""
+        in all and for its sender; cheap, so a caller can refuse before any costlier check.
+        A transaction that may be its sender's next (``add`` decides) finds room while
+        transactions wait behind a missing nonce."""
         if tx.id in self._by_id:
             return
-        if len(self._by_id) >= self.size_max:
-            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_max} transactions are waiting; try again later")
-        size = len(tx.encoded)
-        if self.size_bytes + size > self.bytes_max:
-            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{self.size_bytes} bytes are waiting; try again later")
         sender = self._senders.get(tx.sender)
+        size = len(tx.encoded)
+        full = len(self._by_id) >= self.size_max or self.size_bytes + size > self.bytes_max
+        if full and not ((sender is None or tx.nonce == sender.next_release) and self._any_stuck()):
+            raise TxRejected(
+                RejectReason.MEMPOOL_FULL,
+                f"{len(self._by_id)} transactions ({self.size_bytes} bytes) are waiting; try again later",
+            )
         if sender is not None and sender.size_bytes + size > self.sender_bytes_max:
             raise TxRejected(
                 RejectReason.MEMPOOL_FULL,
@@ -126,6 +139,10 @@ class Mempool:
                 RejectReason.NONCE_PENDING, f"another transaction with nonce {tx.nonce} from this sender is waiting"
             )
         self.check_room(tx)
+        if tx.nonce == (next_committed if sender is None else sender.next_release):
+            self._evict_stuck(len(tx.encoded))
+        if len(self._by_id) >= self.size_max or self.size_bytes + len(tx.encoded) > self.bytes_max:
+            raise TxRejected(RejectReason.MEMPOOL_FULL, f"{len(self._by_id)} transactions are waiting; try again later")
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)
         sender.by_nonce[tx.nonce] = tx
@@ -156,6 +173,30 @@ class Mempool:
             if not sender.by_nonce:
                 del self._senders[public_key]
         return released
+
+    def _any_stuck(self) -> bool:
+        """Whether a transaction waits behind a missing nonce of its sender (never handed to consensus)."""
+        return any(
+            len(sender.by_nonce) > sender.next_release - sender.next_committed for sender in self._senders.values()
+        )
+
+    def _evict_stuck(self, size: int) -> None:
+        """Make room for ``size`` bytes and one transaction by dropping stuck ones (see the module)."""
+        while len(self._by_id) >= self.size_max or self.size_bytes + size > self.bytes_max:
+            stuck = {
+                key: [nonce for nonce in sender.by_nonce if nonce >= sender.next_release]
+                for key, sender in self._senders.items()
+            }
+            key = max(stuck, key=lambda key: len(stuck[key]), default=None)
+            if key is None or not stuck[key]:
+                return
+            sender = self._senders[key]
+            tx = sender.by_nonce.pop(max(stuck[key]))
+            del self._by_id[tx.id]
+            sender.size_bytes -= len(tx.encoded)
+            self.size_bytes -= len(tx.encoded)
+            if not sender.by_nonce:
+                del self._senders[key]
 
     def _release(self, sender: _Sender) -> list[Transaction]:
         ready = []
