@@ -13,7 +13,7 @@ from p2pmed import codec
 from p2pmed.ledger.contracts import devices, identity, membership
 from p2pmed.ledger.contracts.probe import PROBE_TYPE
 from p2pmed.ledger.errors import RejectReason, TxRejected
-from p2pmed.ledger.machine import Ledger, next_nonce
+from p2pmed.ledger.machine import Ledger, ledger_time_ms, next_nonce
 from p2pmed.ledger.tx import Transaction
 from p2pmed.node.mempool import Mempool
 from p2pmed.store import Store
@@ -62,7 +62,7 @@ class TxAdmission:
 
     def _check_device_rate(self, tx: Transaction) -> None:
         """Refuse a device's batch that would be over its rate: the ledger would refuse it too,
-        but only after it took a place in a block. Judged at the head's block time, which the
+        but only after it took a place in a block. Judged at the ledger's time (the head's), which the
         next block's exceeds: a batch due a moment from now waits for it (the refusal says
         how long), rather than let an early one into a block again and again."""
         if tx.type != DEVICE_BATCH:
@@ -71,9 +71,7 @@ class TxAdmission:
             batch = codec.from_value(devices.DeviceBatch, tx.body, "body")
         except codec.CodecError:
             return  # accept() refused it already: a body that decodes passed it
-        head = self.store.block(self.store.head()[0])
-        now_ms = 0 if head is None else head.header.time_ms
-        problem = devices.rate_problem(self.store, batch.gtin, batch.serial, now_ms)
+        problem = devices.rate_problem(self.store, batch.gtin, batch.serial, ledger_time_ms(self.store))
         if problem is not None:
             raise TxRejected(RejectReason.NOT_AUTHORISED, problem)
 
