@@ -37,11 +37,11 @@ def offer(store: Store) -> SnapshotAnswer:
     if latest is not None and latest.number > len(epochs):
         return SnapshotAnswer(f"no snapshot: this node lacks the proof of epoch {len(epochs) + 1}")
     for height in store.snapshot_heights():
-        base, anchor = store.block_header(height), store.block(height + 1)
+        base, anchor = store.block_header(height), store.block_header(height + 1)
         base_certificate, anchor_certificate = store.certificate(height), store.certificate(height + 1)
         if base is None or anchor is None or base_certificate is None or anchor_certificate is None:
             continue
-        if anchor.header.state.height != height:
+        if anchor.state.height != height:
             continue  # pipelined: block height + 1 commits to an older state
         return SnapshotAnswer(
             "",
@@ -49,7 +49,7 @@ def offer(store: Store) -> SnapshotAnswer:
                 epochs,
                 base,
                 _certificate(base_certificate),
-                proposal_header(anchor.header),
+                proposal_header(anchor),
                 _certificate(anchor_certificate),
             ),
         )

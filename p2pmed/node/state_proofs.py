@@ -7,7 +7,7 @@ from __future__ import annotations
 from p2pmed import codec
 from p2pmed.consensus.messages import CommitCertificate, proposal_header
 from p2pmed.consensus.state_proof import StateProof
-from p2pmed.ledger.block import STATE_LAG_MAX, Block
+from p2pmed.ledger.block import STATE_LAG_MAX, BlockHeader
 from p2pmed.ledger.contracts import membership
 from p2pmed.store import Store, StoreError
 
@@ -21,12 +21,12 @@ class ProofUnavailable(Exception):
 def state_proof(store: Store, key: str, height: int | None) -> StateProof:
     """The proof of ``key`` in the state after block ``height`` (None: the newest certified
     state); raise ``ProofUnavailable`` when no certified block commits to it or it is not kept."""
-    block, certificate = _certifying_block(store, height)
+    header, certificate = _certifying_header(store, height)
     try:
-        value, path = store.state_path(key, block.header.state.height)
+        value, path = store.state_path(key, header.state.height)
     except StoreError as error:
         raise ProofUnavailable(str(error)) from None
-    return StateProof(key, value, path, proposal_header(block.header), certificate)
+    return StateProof(key, value, path, proposal_header(header), certificate)
 
 
 def certifying_epoch(store: Store, height: int) -> membership.Epoch:
@@ -38,7 +38,7 @@ def certifying_epoch(store: Store, height: int) -> membership.Epoch:
     return epoch
 
 
-def _certifying_block(store: Store, height: int | None) -> tuple[Block, CommitCertificate]:
+def _certifying_header(store: Store, height: int | None) -> tuple[BlockHeader, CommitCertificate]:
     head = store.head()[0]
     if height is None:
         candidates = range(head, head + 1) if head else range(0)
@@ -47,10 +47,10 @@ def _certifying_block(store: Store, height: int | None) -> tuple[Block, CommitCe
     else:
         candidates = range(0)
     for number in candidates:
-        block, encoded = store.block(number), store.certificate(number)
-        if block is None or encoded is None:
+        header, encoded = store.block_header(number), store.certificate(number)
+        if header is None or encoded is None:
             continue
-        if height is None or block.header.state.height == height:
-            return block, codec.decode(CommitCertificate, encoded, codec.BLOCK_SIZE_MAX)
+        if height is None or header.state.height == height:
+            return header, codec.decode(CommitCertificate, encoded, codec.BLOCK_SIZE_MAX)
     what = "any state" if height is None else f"the state after block {height}"
     raise ProofUnavailable(f"no certified block here commits to {what} yet")

@@ -145,9 +145,9 @@ def _site_activity(
 
 
 def _previous_hash(store: Store, height: int) -> bytes:
-    block = store.block(height)
-    assert block is not None, "the certifying block is stored"
-    return block.header.previous_hash
+    header = store.block_header(height)
+    assert header is not None, "the certifying block is stored"
+    return header.previous_hash
 
 
 def _epoch_proof(store: Store, number: int) -> StateProof:
