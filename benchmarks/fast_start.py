@@ -86,8 +86,7 @@ def _snapshot(home: LoadedHome, validator: NodeCore, path: Path) -> tuple[float,
     start = time.perf_counter()
     offer = _wire(snapshots.offer(source), wire).offer
     assert offer is not None
-    genesis_epoch = membership.epoch_record(source.state_at(source.head()[0]), 0)
-    assert genesis_epoch is not None
+    genesis_epoch = membership.genesis_epoch(genesis.validator_profiles)
     verified = verify_offer(offer, genesis_epoch, genesis.chain_id, Ed25519Verifier())
     entries, after, more = _Entries(), "", True
     while more:

@@ -88,14 +88,6 @@ class _Entries:
         self.last = key
 
 
-class _GenesisState:
-    def __init__(self, home: LoadedHome) -> None:
-        self._state = home.genesis.ledger_state()
-
-    def state_get(self, key: str) -> bytes | None:
-        return self._state.get(key)
-
-
 async def fast_start(home: LoadedHome) -> int:
     """Start ``home``'s empty store from the validators' newest agreed snapshot; returns its
     height (0: the store has blocks already, nothing done). Raises ``FastStartFailed``."""
@@ -127,8 +119,7 @@ def _open_store(home: LoadedHome) -> Store:
 
 
 async def _agreed_offer(host: IHost, home: LoadedHome) -> Agreed:
-    genesis = membership.epoch_at(_GenesisState(home), 1)
-    assert genesis is not None, "genesis.json lists the validators"
+    genesis = membership.genesis_epoch(home.genesis.validator_profiles)
     client = SnapshotClient(host)
     asked: set[bytes] = set()
     offers: dict[ID, VerifiedOffer] = {}

@@ -57,6 +57,7 @@ __all__ = [
     "epoch_at",
     "epoch_key",
     "epoch_record",
+    "genesis_epoch",
     "genesis_state",
     "known_validator_keys",
     "latest_epoch",
@@ -183,9 +184,14 @@ def served_for(state: StateReader, key: bytes) -> bytes | None:
     return StateOverlay(state).get(bytes, _served_key(key))
 
 
-def genesis_state(validators: Iterable[ValidatorProfile]) -> dict[str, bytes]:
+def genesis_epoch(validators: Iterable[ValidatorProfile]) -> Epoch:
     """Epoch 0: the genesis validators, from height 1."""
-    epoch = Epoch(0, 1, tuple(validators))
+    return Epoch(0, 1, tuple(validators))
+
+
+def genesis_state(validators: Iterable[ValidatorProfile]) -> dict[str, bytes]:
+    """The state that records epoch 0 (``genesis_epoch``) as the latest."""
+    epoch = genesis_epoch(validators)
     served = {_served_key(validator.key): codec.encode(validator.organisation) for validator in epoch.validators}
     return {epoch_key(0): codec.encode(epoch), LATEST_KEY: codec.encode(0), **served}
 
