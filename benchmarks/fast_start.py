@@ -37,6 +37,7 @@ from p2pmed.node.core import NodeCore
 from p2pmed.node.daemon import replica_config
 from p2pmed.site.home import LoadedHome, create_testnet, load_home
 from p2pmed.store import Store
+from p2pmed.store.sqlite import SNAPSHOT_INTERVAL_BLOCKS
 from p2pmed.testing.certified_chain import write_certified_chain
 
 CHAIN_ID = "p2pmed-bench-fast-start"
@@ -109,6 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--blocks", type=int, default=100_000, help="chain length, a multiple of 16")
     args = parser.parse_args()
+    if args.blocks <= SNAPSHOT_INTERVAL_BLOCKS or args.blocks % 16:
+        parser.error(f"--blocks must be a multiple of 16 above the snapshot interval, {SNAPSHOT_INTERVAL_BLOCKS}")
     with tempfile.TemporaryDirectory(prefix="p2pmed-bench-fs-") as scratch:
         directory = Path(scratch)
         homes = create_testnet(directory / "net", 4, 40_000, CHAIN_ID)
