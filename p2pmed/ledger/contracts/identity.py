@@ -67,7 +67,7 @@ from p2pmed.ledger.contracts.policy import REGISTRARS, STAFF_ROLES
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
-from p2pmed.quorum import quorum_size
+from p2pmed.ledger.votes import quorum_agrees
 
 __all__ = [
     "ORGANISATION_KINDS",
@@ -347,13 +347,9 @@ def _check_profile(profile: OrganisationProfile) -> None:
 
 def _tally(state: StateOverlay, context: TxContext, subject: bytes, vote: _Vote) -> bool:
     """Record the sender's vote on ``subject``; True once a quorum votes the same."""
-    state.put(_vote_key(subject, context.sender), vote)
-    same = sum(1 for validator in context.validators if state.get(_Vote, _vote_key(subject, validator)) == vote)
-    if same < quorum_size(len(context.validators)):
-        return False
-    for validator in context.validators:
-        state.delete(_vote_key(subject, validator))
-    return True
+    return quorum_agrees(
+        state, context.validators, context.sender, lambda validator: _vote_key(subject, validator), vote
+    )
 
 
 def _put_organisation(state: StateOverlay, found: Organisation, profile: OrganisationProfile, active: bool) -> None:

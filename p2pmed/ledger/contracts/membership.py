@@ -43,7 +43,7 @@ from p2pmed.ledger.contracts import identity
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import STATE_VALUE_SIZE_MAX, StateOverlay, StateReader
-from p2pmed.quorum import quorum_size
+from p2pmed.ledger.votes import quorum_agrees
 
 __all__ = [
     "EPOCH_DELAY_BLOCKS",
@@ -265,12 +265,8 @@ def apply_change(state: StateOverlay, context: TxContext, change: ValidatorChang
         )
     validators = _changed_set(state, context, current, change)
     digest = hashlib.sha256(codec.encode(change)).digest()
-    state.put(_vote_key(context.sender), digest)
-    votes = sum(1 for key in current.keys if state.get(bytes, _vote_key(key)) == digest)
-    if votes < quorum_size(len(current.keys)):
+    if not quorum_agrees(state, current.keys, context.sender, _vote_key, digest):
         return
-    for key in current.keys:
-        state.delete(_vote_key(key))
     for join in change.join:
         identity.mark_key_used(state, join.profile.key)
         state.put(_served_key(join.profile.key), join.profile.organisation)

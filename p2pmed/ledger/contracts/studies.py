@@ -35,7 +35,7 @@ from p2pmed.ledger.contracts.policy import CATEGORIES, PURPOSES_OF
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
-from p2pmed.quorum import quorum_size
+from p2pmed.ledger.votes import quorum_agrees
 
 __all__ = [
     "DEIDENTIFICATION_LEVELS",
@@ -206,12 +206,10 @@ def apply_approve(state: StateOverlay, context: TxContext, approve: StudyApprove
         raise TxRejected(
             RejectReason.INVALID, "the study's SHA-256 does not match its registration: approve what was registered"
         )
-    state.put(_vote_key(found.study_id, context.sender), True)
-    votes = sum(1 for validator in context.validators if state.state_get(_vote_key(found.study_id, validator)))
-    if votes < quorum_size(len(context.validators)):
+    if not quorum_agrees(
+        state, context.validators, context.sender, lambda validator: _vote_key(found.study_id, validator), True
+    ):
         return
-    for validator in context.validators:
-        state.delete(_vote_key(found.study_id, validator))
     state.put(_study_key(found.study_id), dataclasses.replace(found, approved_height=context.height))
 
 

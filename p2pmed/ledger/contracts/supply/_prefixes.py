@@ -35,7 +35,7 @@ from p2pmed.ledger.contracts.supply._codes import short
 from p2pmed.ledger.errors import RejectReason, TxRejected
 from p2pmed.ledger.rules import TxContext, TxType
 from p2pmed.ledger.state import StateOverlay, StateReader
-from p2pmed.quorum import quorum_size
+from p2pmed.ledger.votes import quorum_agrees
 
 __all__ = [
     "GRANTOR_KIND",
@@ -153,15 +153,9 @@ def _decided(state: StateOverlay, context: TxContext, action: str, prefix: str, 
     sender = organisation_of(state, context.sender)
     if sender is not None and sender.kind == GRANTOR_KIND:
         return True
-    state.put(_vote_key(action, prefix, context.sender), organisation)
-    same = sum(
-        1 for validator in context.validators if state.get(bytes, _vote_key(action, prefix, validator)) == organisation
+    return quorum_agrees(
+        state, context.validators, context.sender, lambda validator: _vote_key(action, prefix, validator), organisation
     )
-    if same < quorum_size(len(context.validators)):
-        return False
-    for validator in context.validators:
-        state.delete(_vote_key(action, prefix, validator))
-    return True
 
 
 def _require_authority(state: StateOverlay, context: TxContext, does: str) -> None:
