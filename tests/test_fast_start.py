@@ -66,6 +66,9 @@ def test_an_empty_observer_starts_from_the_newest_snapshot_and_syncs_only_what_f
         net.call(OBSERVER, "chain.block", height=base)
     served = [net.call(index, "node.counters")["block_sync_served"] for index in range(VALIDATORS)]
     assert sum(counter.get("blocks", 0) for counter in served) == fetched
+    snapshots = [net.call(index, "node.counters")["snapshot_served"] for index in range(VALIDATORS)]
+    assert sum(counter.get("offers", 0) for counter in snapshots) == VALIDATORS  # it asked every validator
+    assert sum(counter.get("chunks", 0) for counter in snapshots) >= 1
 
 
 def test_the_state_it_started_from_answers_reads_and_what_it_relays_commits(

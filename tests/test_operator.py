@@ -241,6 +241,7 @@ def test_node_status_counters_and_peers_describe_the_running_node(net: ProcessNe
         "gossip_txs_rebroadcast",
         "block_sync",
         "block_sync_served",
+        "snapshot_served",
         "consensus_strangers",
     }
     assert counters["transport"]["streams_refused"] == 0 and counters["transport"]["streams_malformed"] == 0

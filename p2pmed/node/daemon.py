@@ -272,6 +272,7 @@ class Node:
             rpc=server.counters if server is not None else RpcCounters(),
             rpc_connections=server.connections if server is not None else 0,
             block_sync_served=self.block_sync.served if self.block_sync is not None else {},
+            snapshot_served=self.snapshot_service.served if self.snapshot_service is not None else {},
             block_sync_fetched=self.follower.counters,
             consensus_strangers=self.core.refused_senders,
         )

@@ -216,6 +216,13 @@ class NodeCollector(Collector):
             "outcome",
             served | dict(traffic.block_sync_served),
         )
+        snapshots = {outcome: 0 for outcome in ("offers", "chunks", "malformed", "strangers", "throttled")}
+        yield _by_label(
+            "p2pmed_snapshot_served",
+            "/p2pmed/snapshot/1 offers and state chunks this node answered, and requests it refused, by outcome.",
+            "outcome",
+            snapshots | dict(traffic.snapshot_served),
+        )
         fetched = {outcome: 0 for outcome in ("answers", "failed", "refused", "blocks")}
         yield _by_label(
             "p2pmed_block_sync_fetched",

@@ -92,6 +92,7 @@ def chain_methods(node: NodePort) -> dict[str, Method]:
             "gossip_txs_rebroadcast": traffic.gossip_txs_rebroadcast,
             "block_sync": dict(traffic.block_sync_fetched),
             "block_sync_served": dict(traffic.block_sync_served),
+            "snapshot_served": dict(traffic.snapshot_served),
             "consensus_strangers": traffic.consensus_strangers,
         }
 

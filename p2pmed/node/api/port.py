@@ -46,6 +46,8 @@ class Traffic:
     rpc_connections: int
     block_sync_served: Mapping[str, int]
     """``/p2pmed/blocks/1`` requests this node answered or refused, by outcome."""
+    snapshot_served: Mapping[str, int]
+    """``/p2pmed/snapshot/1`` offers and chunks this node answered, and requests it refused, by outcome."""
     block_sync_fetched: Mapping[str, int]
     """This node's own block sync (outside the validator set): answers by outcome, and blocks taken."""
     consensus_strangers: int
