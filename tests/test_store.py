@@ -569,3 +569,24 @@ def test_a_kill_while_writing_a_block_leaves_the_previous_block_as_head(tmp_path
         assert store.head() == (count + 1, blocks[count].hash)
         assert list(store.state_items("")) == expected_state_after
         assert store.transaction(blocks[count].txs[0].id).height == count + 1
+
+
+def test_undo_rows_are_forgotten_per_kind_without_walking_the_rows_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tree undo rows go after STATE_HISTORY_BLOCKS, state undo rows only behind the older
+    snapshot height, and each delete searches its own kind's heights (no scan of the rest)."""
+    monkeypatch.setattr(store_sqlite, "STATE_HISTORY_BLOCKS", 4)
+    with Store.open(tmp_path / "node.sqlite3", CHAIN, snapshot_interval=8) as store:
+        writer.append_blocks(store, LEDGER, writer.chain_blocks(CHAIN, 30))
+        kept = dict(store._db.execute("SELECT kind, min(height) FROM state_undo GROUP BY kind").fetchall())
+        assert kept == {store_sqlite._UNDO_TREE: 27, store_sqlite._UNDO_STATE: 17}  # the state after 16 stays readable
+        assert store.snapshot_heights() == [24, 16]
+        plans = [
+            row[3]
+            for kind in (store_sqlite._UNDO_TREE, store_sqlite._UNDO_STATE)
+            for row in store._db.execute(
+                "EXPLAIN QUERY PLAN DELETE FROM state_undo WHERE kind = ? AND height <= ?", (kind, 20)
+            )
+        ]
+        assert plans == ["SEARCH state_undo USING COVERING INDEX state_undo_by_kind_height (kind=? AND height<?)"] * 2
