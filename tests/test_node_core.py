@@ -337,6 +337,22 @@ def test_a_primary_working_through_a_backlog_in_order_is_not_suspected(tmp_path:
     network.close()
 
 
+def test_the_backlog_of_a_crashed_primary_is_served_after_one_view_change(tmp_path: Path) -> None:
+    """The next primary inherits a backlog already older than the request timeout; working
+    through it in order, it is not suspected in turn (no cascade of view changes)."""
+    network = slow_network(tmp_path)
+    network.crash(0)
+    txs = [probe(SigningKey.from_seed(bytes([index]) * 32), 0) for index in range(20)]
+    for tx in txs:
+        network.submit_everywhere(tx)
+    for _ in range(150):
+        hop(network, 100)
+    cores = [core for core in network.cores if core is not None]
+    assert all(core.store.transaction(tx.id) is not None for core in cores for tx in txs)
+    assert [core.replica.view for core in cores] == [1, 1, 1]
+    network.close()
+
+
 def test_a_primary_that_orders_newer_transactions_while_one_starves_is_replaced(tmp_path: Path) -> None:
     network = slow_network(tmp_path)
     censored = probe(SigningKey.from_seed(b"c" * 32), 0)
