@@ -37,6 +37,7 @@ __all__ = [
     "Envelope",
     "FetchBlocks",
     "FetchProposal",
+    "Forward",
     "Message",
     "MessageKind",
     "NewView",
@@ -64,6 +65,10 @@ PROPOSAL_BYTES_MAX = 4 << 20
 canonical encodings). A pre-prepare or a block is then a quarter of the 16 MiB frame, so
 the answers and view changes that carry several stay under it by construction; a primary
 proposes at most its configured ``block_bytes_max``, which may be lower, never higher."""
+FORWARD_TXS_MAX = 32
+FORWARD_BYTES_MAX = 1 << 20
+"""A forward carries at most this many transactions and bytes of them (always at least the
+first, which ``codec.TX_SIZE_MAX`` keeps under it)."""
 FETCH_BLOCKS_MAX = 64
 FETCH_BYTES_MAX = 8 << 20
 """A block-fetch answer carries blocks while their encodings total at most this (and always
@@ -332,6 +337,24 @@ class FetchProposal:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """A backup hands the primary the transactions it has waited on longest, as a PBFT backup
+    relays a client's request to the primary: gossip is best effort, and a primary that never
+    received a transaction must get it before it is suspected of leaving it out. The
+    transport authenticates the sender; each transaction carries its own signature."""
+
+    txs: tuple[Transaction, ...]
+    replica: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.txs) <= FORWARD_TXS_MAX or self.replica < 0:
+            raise ValueError(f"a forward carries 1..{FORWARD_TXS_MAX} transactions; replica >= 0")
+        size = sum(len(tx.encoded) for tx in self.txs)
+        if len(self.txs) > 1 and size > FORWARD_BYTES_MAX:
+            raise ValueError(f"{size} bytes of transactions; a forward carries at most {FORWARD_BYTES_MAX}")
+
+
+@dataclass(frozen=True)
 class BlockWithCertificate:
     block: Block
     certificate: CommitCertificate
@@ -365,7 +388,9 @@ def blocks_answer(available: Iterable[BlockWithCertificate]) -> Blocks:
     return Blocks(tuple(chosen), more=False)
 
 
-Message = PrePrepare | Vote | Checkpoint | ViewChange | NewView | FetchBlocks | Blocks | FetchProposal | Proposal
+Message = (
+    PrePrepare | Vote | Checkpoint | ViewChange | NewView | FetchBlocks | Blocks | FetchProposal | Proposal | Forward
+)
 
 
 class MessageKind(enum.StrEnum):
@@ -378,6 +403,7 @@ class MessageKind(enum.StrEnum):
     BLOCKS = "blocks"
     FETCH_PROPOSAL = "fetch-proposal"
     PROPOSAL = "proposal"
+    FORWARD = "forward"
 
 
 _MESSAGE_TYPES: dict[MessageKind, type] = {
@@ -390,6 +416,7 @@ _MESSAGE_TYPES: dict[MessageKind, type] = {
     MessageKind.BLOCKS: Blocks,
     MessageKind.FETCH_PROPOSAL: FetchProposal,
     MessageKind.PROPOSAL: Proposal,
+    MessageKind.FORWARD: Forward,
 }
 _KINDS = {message_type: kind for kind, message_type in _MESSAGE_TYPES.items()}
 

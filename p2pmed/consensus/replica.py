@@ -16,6 +16,17 @@ Checkpoints (§4.3). After executing a sequence number that is a multiple of K,
 a replica broadcasts CHECKPOINT(s, block hash). q matching checkpoints make it
 stable: the low watermark h moves to s and the log up to s is dropped.
 
+Forwarding (§4.1: a backup relays a client's request to the primary). Transactions
+reach the replicas by best-effort gossip, so a backup may hold one the primary never
+received. Before it suspects the primary for its oldest pending transaction, a backup
+sends the primary its oldest pending ones that no proposal carries (``Forward``, at most
+``FORWARD_TXS_MAX``) along with its probe for missed blocks; the primary checks them and
+proposes them before its own queue. An honest primary then orders them within the probe's
+wait, and only one that leaves them out is replaced. A forward moves at most
+``FORWARD_TXS_MAX`` transactions of a backup ahead per half request timeout (the rest are
+refused as ``forward-too-often``), so a Byzantine backup cannot starve the others' queue,
+and costs the primary as many signature checks.
+
 View change (§4.4). A backup that waited ``request_timeout_ms`` for pending
 transactions to commit (twice as long after each view change, until a block
 executes: a network slower than the timeout still gets a primary through), or
@@ -81,12 +92,15 @@ from p2pmed.consensus.actions import Action, Broadcast, CommitBlock, Persist, Se
 from p2pmed.consensus.certificates import InvalidMessage, Validators, selected_proposals
 from p2pmed.consensus.messages import (
     FETCH_BYTES_MAX,
+    FORWARD_BYTES_MAX,
+    FORWARD_TXS_MAX,
     PROPOSAL_BYTES_MAX,
     Blocks,
     Checkpoint,
     CommitCertificate,
     FetchBlocks,
     FetchProposal,
+    Forward,
     Message,
     NewView,
     PreparedCertificate,
@@ -274,6 +288,9 @@ class Replica:
         self._my_checkpoints: dict[int, bytes] = {}
         self._checkpoint_votes: dict[int, dict[int, Checkpoint]] = {}
         self._pending: dict[bytes, tuple[Transaction, int]] = {}  # id -> (transaction, arrival_ms)
+        self._forwarded: dict[bytes, None] = {}
+        """Pending transactions backups forwarded, which this replica proposes first as primary."""
+        self._forward_taken_at_ms: dict[int, int] = {}
         # Ids of recently committed transactions (the host passes those of its last
         # blocks after a restart), so a resubmitted one is never ordered again.
         self._committed_ids: dict[bytes, None] = dict.fromkeys(committed_tx_ids)
@@ -374,6 +391,7 @@ class Replica:
         took their nonce), so that waiting for them does not make us suspect the primary."""
         for tx_id in tx_ids:
             self._pending.pop(tx_id, None)
+            self._forwarded.pop(tx_id, None)
         self._refresh_progress_deadline()
 
     def state_advanced(self, now_ms: int) -> list[Action]:
@@ -479,6 +497,8 @@ class Replica:
                 self._on_fetch_blocks(message)
             case FetchProposal():
                 self._on_fetch_proposal(message)
+            case Forward():
+                self._on_forward(message)
             case _:
                 assert_never(message)
 
@@ -492,6 +512,41 @@ class Replica:
         self._fetch_served_at_ms[fetch.replica] = self._now_ms
         self._decided.append(ServeBlocks(fetch.replica, fetch.from_height))
 
+    def _on_forward(self, forward: Forward) -> None:
+        """A backup's oldest waiting transactions: proposed before this primary's own queue.
+        Taken once per half a request timeout from each backup (what an honest one sends while
+        it probes), so a backup can move at most ``FORWARD_TXS_MAX`` transactions ahead, and
+        makes this replica check only as many signatures, per interval."""
+        if not self.is_primary or self.view_phase is not ViewPhase.ACTIVE:
+            self.rejected["forward-not-primary"] += 1
+            return
+        taken_ms = self._forward_taken_at_ms.get(forward.replica)
+        if taken_ms is not None and self._now_ms - taken_ms < self.config.request_timeout_ms // 2:
+            self.rejected["forward-too-often"] += 1
+            return
+        self._forward_taken_at_ms[forward.replica] = self._now_ms
+        for tx in forward.txs:
+            if tx.id in self._committed_ids:
+                continue
+            if tx.id not in self._pending:
+                if not self._tx_check(tx):
+                    raise InvalidMessage(f"forward carries invalid transaction {tx.id.hex()[:16]}")
+                self._pending[tx.id] = (tx, self._now_ms)
+            self._forwarded[tx.id] = None
+        self._maybe_propose()
+
+    def _forward_oldest(self) -> None:
+        """Hand the primary our oldest pending transactions that no proposal carries."""
+        txs: list[Transaction] = []
+        size = 0
+        for tx in self._unproposed():
+            if len(txs) == FORWARD_TXS_MAX or (txs and size + len(tx.encoded) > FORWARD_BYTES_MAX):
+                break
+            txs.append(tx)
+            size += len(tx.encoded)
+        if txs:
+            self._messages.append(Send(self.primary, Forward(tuple(txs), self.index)))
+
     def _require_sender(self, sender: int, replica: int) -> None:
         if sender != replica:
             raise InvalidMessage(f"replica {sender} relayed a message signed by {replica}")
@@ -504,8 +559,13 @@ class Replica:
     # -- normal case ----------------------------------------------------------
 
     def _unproposed(self) -> list[Transaction]:
+        """Pending transactions in no proposal of the log: those backups forwarded first, then
+        the rest by arrival."""
         in_flight = {tx.id for slot in self._log.values() if slot.proposal for tx in slot.proposal.txs}
-        return [tx for tx_id, (tx, _) in self._pending.items() if tx_id not in in_flight]
+        forwarded = [self._pending[tx_id][0] for tx_id in self._forwarded if tx_id not in in_flight]
+        return forwarded + [
+            tx for tx_id, (tx, _) in self._pending.items() if tx_id not in in_flight and tx_id not in self._forwarded
+        ]
 
     def _can_propose(self) -> bool:
         return (
@@ -541,7 +601,11 @@ class Replica:
                 if owed:
                     self._propose(())
                 return
-            if not full and not owed and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms:
+            overdue = batch[0].id in self._forwarded  # forwarded ones come first, and waited at a backup
+            if (
+                not (full or owed or overdue)
+                and self._now_ms < self._pending[batch[0].id][1] + self.config.batch_delay_ms
+            ):
                 return
             self._propose(tuple(batch))
 
@@ -743,6 +807,7 @@ class Replica:
         arrivals_ms = []
         for tx in block.txs:
             waited = self._pending.pop(tx.id, None)
+            self._forwarded.pop(tx.id, None)
             if waited is not None:
                 arrivals_ms.append(waited[1])
             self._committed_ids[tx.id] = None
@@ -818,7 +883,8 @@ class Replica:
     def _suspect_primary(self) -> None:
         """The oldest pending transaction waited too long. Not while blocks fetched from peers
         are still arriving; otherwise first make sure we are not simply behind (ask every
-        peer for blocks after our head), and if that brings nothing, change view."""
+        peer for blocks after our head) and that the primary has it (forward it), and if
+        that brings nothing, change view."""
         if self._timers.hold_for_fetched_blocks(self._now_ms):
             # Still fetching blocks that peers committed: our transaction may be in one of
             # them. A node catching up after a restart must not blame a primary that did its job.
@@ -827,6 +893,7 @@ class Replica:
         if self._probed_for != oldest_id:
             self._probed_for = oldest_id
             self._messages.append(Broadcast(FetchBlocks(self.last_executed + 1, self.index)))
+            self._forward_oldest()
             self._timers.start_probe(self._now_ms)
             return
         self._start_view_change(self.view + 1)

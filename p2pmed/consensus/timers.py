@@ -10,8 +10,9 @@ simulator and the daemon drive the same code. This object says *when*; the repli
 - Request (progress) timer, ``progress_deadline_ms``, runs while the view is active and a backup
   has pending transactions: the oldest should commit within ``request_timeout_ms`` of its
   arrival, or of the last block that committed transactions about as old
-  (``served_oldest_at_ms``). When it expires the replica first asks every peer for blocks and
-  waits until ``probe_deadline_ms``; only then does it change view. While blocks fetched from
+  (``served_oldest_at_ms``). When it expires the replica first asks every peer for blocks,
+  forwards its oldest transactions to the primary, and waits until ``probe_deadline_ms``;
+  only then does it change view. While blocks fetched from
   peers keep executing (``fetched_at_ms``) the expiry is put off.
 - Request timeout backoff: ``request_timeout_ms`` doubles with each view change started, up to
   ``REQUEST_TIMEOUT_MAX_MS``, and returns to its configured value when a block executes. If new
