@@ -25,6 +25,7 @@ from p2pmed.consensus.messages import (
     Checkpoint,
     FetchBlocks,
     FetchProposal,
+    Forward,
     Message,
     NewView,
     PrePrepare,
@@ -38,6 +39,7 @@ from p2pmed.consensus.messages import (
 )
 from p2pmed.crypto import Signer
 from p2pmed.ledger.block import Block
+from p2pmed.ledger.tx import Transaction
 from p2pmed.sim.scenario import Behaviour
 
 __all__ = ["ByzantineBehaviour", "twin_sides"]
@@ -110,8 +112,12 @@ class ByzantineBehaviour:
         if self.behaviour is Behaviour.BAD_BLOCKS and isinstance(message, Blocks) and message.blocks:
             return [(destination, encode_message(self._bad_blocks(message)))]
         if self.behaviour is Behaviour.FLOOD:
-            fetches: list[Message] = [FetchBlocks(1, self.index), FetchProposal(1, self.rng.randbytes(32), self.index)]
-            return [*honest, *((destination, encode_message(fetch)) for fetch in fetches * FLOOD_COPIES)]
+            flood: list[Message] = [
+                FetchBlocks(1, self.index),
+                FetchProposal(1, self.rng.randbytes(32), self.index),
+                Forward((self._forged_transaction(),), self.index),
+            ]
+            return [*honest, *((destination, encode_message(message)) for message in flood * FLOOD_COPIES)]
         if self.behaviour is Behaviour.FORGE and isinstance(message, Vote):
             forged = Vote(
                 message.kind,
@@ -123,6 +129,10 @@ class ByzantineBehaviour:
             )
             return [*honest, (destination, encode_message(forged))]
         return honest
+
+    def _forged_transaction(self) -> Transaction:
+        """A transaction of a random sender with a random signature: it checks out nowhere."""
+        return Transaction("sim.noop", "p2pmed-sim", self.rng.randbytes(32), 0, {}, self.rng.randbytes(64))
 
     def _other_proposal(self, pre_prepare: PrePrepare) -> PrePrepare:
         """Same view and sequence, different batch: the classic equivocating primary."""
