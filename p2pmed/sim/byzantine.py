@@ -53,6 +53,8 @@ WARP_MS = 10 * 365 * 24 * 3600 * 1000
 CHECKPOINT_CLAIM_FACTOR = 1 << 40
 """``bad_checkpoint`` claims this many times its real checkpoint sequence (still a checkpoint multiple)."""
 FLOOD_COPIES = 4
+CENSORED_OF = 4
+"""A censoring primary leaves out the transactions whose id's first byte is a multiple of this."""
 """``flood`` sends this many block fetches and proposal fetches beside each message."""
 
 
@@ -98,6 +100,8 @@ class ByzantineBehaviour:
             return [*honest, (destination, self.rng.randbytes(self.rng.randint(0, GARBAGE_SIZE_MAX)))]
         if self.behaviour is Behaviour.REPLAY and self._sent:
             return [*honest, *(self._sent[self.rng.randrange(len(self._sent))] for _ in range(2))]
+        if self.behaviour is Behaviour.CENSOR and isinstance(message, PrePrepare):
+            return [(destination, encode_message(self._censored(message)))]
         if self.behaviour is Behaviour.TIME_WARP and isinstance(message, PrePrepare):
             return [(destination, encode_message(self._warped(message)))]
         if self.behaviour is Behaviour.BAD_CHECKPOINT and isinstance(message, Checkpoint):
@@ -141,6 +145,16 @@ class ByzantineBehaviour:
         proposal = Proposal(original.height, original.time_ms + 1, original.proposer, txs, original.state)
         vote = self._resign(pre_prepare.vote, digest=proposal.digest)
         return PrePrepare(vote, proposal)
+
+    def _censored(self, pre_prepare: PrePrepare) -> PrePrepare:
+        """The batch without the transactions it censors (a quarter, by id), the same to every
+        replica and validly signed: whatever a backup forwards of them, it leaves out again."""
+        original = pre_prepare.proposal
+        txs = tuple(tx for tx in original.txs if tx.id[0] % CENSORED_OF)
+        if len(txs) == len(original.txs):
+            return pre_prepare
+        proposal = Proposal(original.height, original.time_ms, original.proposer, txs, original.state)
+        return PrePrepare(self._resign(pre_prepare.vote, digest=proposal.digest), proposal)
 
     def _warped(self, pre_prepare: PrePrepare) -> PrePrepare:
         """The same batch dated years ahead (odd heights) or at the start of time (even ones),

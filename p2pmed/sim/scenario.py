@@ -56,6 +56,7 @@ class Behaviour(enum.StrEnum):
     BAD_NEW_VIEW = "bad_new_view"
     BAD_BLOCKS = "bad_blocks"
     FLOOD = "flood"
+    CENSOR = "censor"
 
 
 @dataclass(frozen=True)
