@@ -114,7 +114,7 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
         at_ms = now_ms if params["at_ms"] is None else params["at_ms"]
         if not 1 <= weeks_back <= CANDIDATE_WEEKS_MAX:
             raise _invalid("supply.flag_candidates", f'"weeks_back" must be 1..{CANDIDATE_WEEKS_MAX}')
-        if not now_ms <= at_ms <= now_ms + CANDIDATE_WEEKS_MAX * supply.thresholds.WEEK_MS:
+        if not now_ms <= at_ms <= now_ms + CANDIDATE_WEEKS_MAX * supply.signal_week_ms(store):
             raise _invalid(
                 "supply.flag_candidates", f'"at_ms" must be ledger time up to {CANDIDATE_WEEKS_MAX} weeks on'
             )

@@ -82,9 +82,9 @@ The package, one module per job: ``limits`` (every bound, read when a rule runs)
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
 ``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
 ``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
-``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events),
-``_coldchain`` (storage temperatures and sensor readings), ``_returns`` (saleable returns) and
-``_queries`` (reads for the RPC layer).
+``_tally``, ``_week``, ``_signals``, ``thresholds`` and ``_flags`` (diversion),
+``_records`` (kept EPCIS events), ``_coldchain`` (storage temperatures and sensor readings),
+``_returns`` (saleable returns) and ``_queries`` (reads for the RPC layer).
 """
 
 from __future__ import annotations
@@ -215,8 +215,9 @@ from p2pmed.ledger.contracts.supply._suspects import (
     suspect_cases,
     suspect_count,
 )
-from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, schedule_of, tally, week_of
+from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, schedule_of, tally
 from p2pmed.ledger.contracts.supply._verify import apply_verify, verify
+from p2pmed.ledger.contracts.supply._week import signal_week_ms, voted_week_ms, week_of
 from p2pmed.ledger.contracts.supply.limits import (
     ALERTS_PAGE_MAX,
     LOT_PACKS_MAX,
@@ -330,6 +331,7 @@ __all__ = [
     "sensor_reports",
     "shipment",
     "shipment_of",
+    "signal_week_ms",
     "sscc_problem",
     "storage_of",
     "suspect_case",
@@ -339,6 +341,7 @@ __all__ = [
     "thresholds",
     "trace",
     "verify",
+    "voted_week_ms",
     "week_of",
 ]
 

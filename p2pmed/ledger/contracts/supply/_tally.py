@@ -2,7 +2,8 @@
 diversion signals read instead of the events themselves.
 
 Each pack event adds one to a field of two ``Tally`` records, the product's and the site's
-``*`` (every product), of the ledger-time week it happens in: a constant cost per pack,
+``*`` (every product), of the ledger-time week it happens in (``_week``: the chain's signal
+week): a constant cost per pack,
 paid by the transaction that moves it, so no flood of events makes the signals dearer.
 ``still_held`` lives on the week a pack was received and is taken back when the pack
 leaves the site (dispensed, shipped on or back, decommissioned), so a week's tally says
@@ -24,6 +25,7 @@ from p2pmed.ledger.contracts.identity import organisation
 from p2pmed.ledger.contracts.supply import thresholds
 from p2pmed.ledger.contracts.supply._model import Pack, PackEvent, PackRef
 from p2pmed.ledger.contracts.supply._store import event_key
+from p2pmed.ledger.contracts.supply._week import signal_week_ms
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay, StateReader
 
@@ -40,7 +42,6 @@ __all__ = [
     "schedule_of",
     "tally",
     "tally_key",
-    "week_of",
 ]
 
 ALL_PRODUCTS = "*"
@@ -61,10 +62,6 @@ class Tally:
     """Packs received this week that the site still holds."""
     incidents: tuple[bytes, ...] = ()
     """The first transactions of the week that reported packs stolen, lost or missing."""
-
-
-def week_of(time_ms: int) -> int:
-    return time_ms // thresholds.WEEK_MS
 
 
 def tally_key(site: bytes, product: str, week: int) -> str:
@@ -118,10 +115,13 @@ class TallyBatch:
     transaction of a thousand packs of one product reads and writes its tallies once, not a
     thousand times."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: StateReader) -> None:
+        self._week_ms = signal_week_ms(state)
         self._changes: dict[tuple[bytes, str, int], _Change] = {}
 
-    def add(self, site: bytes, gtin: str, week: int, fields: tuple[Field, ...], held: int, incident: bytes) -> None:
+    def add(self, site: bytes, gtin: str, time_ms: int, fields: tuple[Field, ...], held: int, incident: bytes) -> None:
+        """Count a pack event of ledger time ``time_ms`` in the tallies of its week."""
+        week = time_ms // self._week_ms
         for product in (gtin, ALL_PRODUCTS):
             change = self._changes.setdefault((site, product, week), _Change({}, 0, []))
             for name in fields:
@@ -151,11 +151,11 @@ class TallyBatch:
 
 
 def count_receive(batch: TallyBatch, context: TxContext, receiver: bytes, ref: PackRef) -> None:
-    batch.add(receiver, ref.gtin, week_of(context.time_ms), ("received",), 1, b"")
+    batch.add(receiver, ref.gtin, context.time_ms, ("received",), 1, b"")
 
 
 def count_missing(batch: TallyBatch, context: TxContext, source: bytes, ref: PackRef) -> None:
-    batch.add(source, ref.gtin, week_of(context.time_ms), ("missing",), 0, context.tx_id)
+    batch.add(source, ref.gtin, context.time_ms, ("missing",), 0, context.tx_id)
 
 
 def count_leave(
@@ -168,6 +168,6 @@ def count_leave(
     came = state.get(PackEvent, event_key(ref, found.status_event))
     assert came is not None, "a pack's status event is in its history"
     if came.kind == "receive" and came.organisation == holder:
-        batch.add(holder, ref.gtin, week_of(came.time_ms), (), -1, b"")
+        batch.add(holder, ref.gtin, came.time_ms, (), -1, b"")
     incident = context.tx_id if "stolen_lost" in fields else b""
-    batch.add(holder, ref.gtin, week_of(context.time_ms), fields, 0, incident)
+    batch.add(holder, ref.gtin, context.time_ms, fields, 0, incident)
