@@ -3,7 +3,7 @@ diversion signals read instead of the events themselves.
 
 Each pack event adds one to a field of two ``Tally`` records, the product's and the site's
 ``*`` (every product), of the ledger-time week it happens in (``_week``: the chain's signal
-week): a constant cost per pack,
+week, 7 days unless its validators voted another before the first tally): a constant cost per pack,
 paid by the transaction that moves it, so no flood of events makes the signals dearer.
 ``still_held`` lives on the week a pack was received and is taken back when the pack
 leaves the site (dispensed, shipped on or back, decommissioned), so a week's tally says
@@ -13,7 +13,9 @@ shipper, in the week the receiver declared them.
 ``peers`` lists, per product (or ``*``) and organisation kind, the sites that have a tally
 for it (at most ``PEERS_MAX``, in the order they first appeared): the peer group a
 site's counts are compared with. The product's schedule (a controlled substance) is set by
-its maker with ``supply.product.schedule`` and read here too.
+its maker with ``supply.product.schedule`` and read here too. A site's first tally puts it on
+the ``*`` list of its kind, and lists only grow: whether anything was ever counted is a
+lookup per organisation kind (``counted_any``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from p2pmed.ledger.contracts.identity import organisation
+from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS, organisation
 from p2pmed.ledger.contracts.supply import thresholds
 from p2pmed.ledger.contracts.supply._model import Pack, PackEvent, PackRef
 from p2pmed.ledger.contracts.supply._store import event_key
@@ -37,6 +39,7 @@ __all__ = [
     "count_leave",
     "count_missing",
     "count_receive",
+    "counted_any",
     "peers",
     "schedule_key",
     "schedule_of",
@@ -88,6 +91,11 @@ class _Peers:
 def peers(state: StateReader, product: str, kind: str) -> tuple[bytes, ...]:
     found = StateOverlay(state).get(_Peers, peers_key(product, kind))
     return () if found is None else found.sites
+
+
+def counted_any(state: StateReader) -> bool:
+    """Whether any supply event was ever counted in a tally (module docstring)."""
+    return any(peers(state, ALL_PRODUCTS, kind) for kind in sorted(ORGANISATION_KINDS))
 
 
 def schedule_of(state: StateReader, gtin: str) -> str | None:

@@ -1,7 +1,8 @@
 """The length of the diversion signals' week on this chain.
 
-``thresholds.WEEK_MS`` (7 days) unless a week was set in state under ``WEEK_MS_KEY``, so that
-a demo or test chain can close its signals' weeks in seconds. Every week the signals use (the
+Production chains keep ``thresholds.WEEK_MS`` (7 days); a demo or test chain may have its
+validators vote a shorter one before anything is counted (``_clock``), so that its signals
+close weeks in seconds. Every week the signals use (the
 tallies' buckets, the windows, the balance and custody-gap delays) is read through
 ``signal_week_ms``, so the ledger recomputing a flag and a validator's scan count the same weeks.
 """
