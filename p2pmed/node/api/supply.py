@@ -1,4 +1,5 @@
-"""JSON-RPC methods for containers, suspect products and diversion flags on the supply ledger.
+"""JSON-RPC methods for containers, suspect products, diversion flags and the signals' week
+on the supply ledger.
 
 Reads only, like the other health methods (``p2pmed.node.api.health`` holds the pack
 reads: trace, lot, verify, alerts): changes are signed transactions sent with
@@ -122,7 +123,17 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
         fresh = [(subject, evidence) for subject, evidence in found if supply.flag_of(store, subject) is None]
         return {"candidates": [{"subject": plain(subject), "evidence": plain(evidence)} for subject, evidence in fresh]}
 
+    async def signal_week(params: dict[str, Any]) -> dict[str, Any]:
+        """The signals' week on this chain, whether the validators voted it, and why it can no
+        longer be voted (null while it still can)."""
+        return {
+            "week_ms": supply.signal_week_ms(store),
+            "voted": supply.voted_week_ms(store) is not None,
+            "fixed": supply.clock_fixed(store),
+        }
+
     return {
+        "supply.signal_week": Method(signal_week),
         "supply.flags": Method(
             flags, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
         ),
