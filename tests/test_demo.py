@@ -1,6 +1,7 @@
 import tempfile
 from pathlib import Path
 
+from p2pmed.ledger.contracts import supply
 from p2pmed.ledger.contracts.audit import audit_trail
 from p2pmed.ledger.contracts.records import Record
 from p2pmed.ledger.state import StateOverlay
@@ -28,7 +29,10 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
             line.startswith("12b.") and "mismatch-suspect alert" in line and "quarantined-suspect" in line
             for line in lines
         )
-        assert any(line.startswith("12c.") and "transit-loss signal against the distributor" in line for line in lines)
+        assert any(
+            line.startswith("12c.") and "raises a transit-loss flag against the distributor" in line for line in lines
+        )
+        assert any(line.startswith("12d.") and "it is under-review" in line for line in lines)
         assert any("filed as vital-signs by their LOINC codes" in line for line in lines)
         assert any("reads them back as FHIR Observations naming the device: 8867-4 = 72 /min" in line for line in lines)
         assert any("proves one reading alone (59408-5 = 97 %)" in line and "checked offline" in line for line in lines)
@@ -57,6 +61,10 @@ def test_demo_tells_the_story_survives_a_killed_primary_and_leaves_identical_sto
                 ]
                 trails.add(tuple((entry.kind, entry.actor) for entry in trail))
         assert len(heads) == 1 and len(trails) == 1
+        with network.open_store(0) as store:
+            (flag,) = supply.flags(store)
+            assert (flag.subject.rule, flag.status) == ("transit-loss", "under-review")
+            assert supply.signal_week_ms(store) == 2_000
         kinds = [kind for kind, _ in trails.pop()]
         assert kinds == [
             "consent-grant",

@@ -25,8 +25,9 @@ def key_file(directory: Path, key: SigningKey, name: str) -> str:
 
 
 def run(home: Path, *args: str) -> Result:
-    """Run ``p2pmed`` with ``--home`` after the command's name (``supply suspect`` and ``supply flag`` are groups)."""
-    depth = 3 if args[:2] in {("supply", "suspect"), ("supply", "flag")} else 2
+    """Run ``p2pmed`` with ``--home`` after the command's name (``supply suspect``, ``supply flag`` and
+    ``supply clock`` are groups)."""
+    depth = 3 if args[:2] in {("supply", "suspect"), ("supply", "flag"), ("supply", "clock")} else 2
     return CliRunner().invoke(cli, [*args[:depth], "--home", str(home), *args[depth:]])
 
 
@@ -177,6 +178,45 @@ def test_flag_candidates_preview_a_closed_week_and_no_further(client: InProcessC
         with pytest.raises(RpcError) as raised:
             client.call("supply.flag_candidates", at_ms=bad)
         assert "up to 12 weeks on" in raised.value.message
+
+
+def test_validators_vote_a_short_week_and_a_custody_gap_is_flagged_on_it_through_the_cli(
+    home: Path, directory: Path, client: InProcessClient
+) -> None:
+    """The world has commissioned and packed, never counted a shipment: 2f+1 validators vote a
+    one-minute week, after which a shipment is a custody gap two minutes on, not two weeks."""
+    from p2pmed.rpc.errors import RpcError
+
+    week_ms = 60_000
+    validators = [key_file(directory, v, f"validator-{i}") for i, v in enumerate(client.ledger.validators)]
+    shown = ok(home, "supply", "clock", "show")
+    assert shown == {"week_ms": 7 * 24 * 3600 * 1000, "voted": False, "fixed": None}
+    assert "(the default); still open to a 2f+1 vote" in run(home, "supply", "clock", "show").output
+    short = run(home, "supply", "clock", "vote", "--week-ms", "999", "--key", validators[0])
+    assert short.exit_code == 2 and "999 is not in the range 1000<=x<=604800000" in short.output
+    for validator in validators[:3]:
+        assert ok(home, "supply", "clock", "show")["week_ms"] != week_ms, "not before the 2f+1-th vote"
+        ok(home, "supply", "clock", "vote", "--week-ms", str(week_ms), "--key", validator)
+    assert run(home, "supply", "clock", "show").output == (
+        f"signals' week: {week_ms} ms (voted by the validators); fixed: the signals' week was set to {week_ms} ms,"
+        " and it never changes\n"
+    )
+    again = run(home, "supply", "clock", "vote", "--week-ms", "120000", "--key", validators[3], "--wait")
+    assert again.exit_code == 1 and "it never changes" in again.output
+    maker = key_file(directory, MAKER, "maker")
+    ok(home, "supply", "ship", "--to", PHARMACY.public_key.hex(), "--pack", f"{GTIN}:S2", "--key", maker)
+    now_ms = client.ledger.time_ms
+    with pytest.raises(RpcError, match="up to 12 weeks on"):
+        client.call("supply.flag_candidates", at_ms=now_ms + 12 * week_ms + 1)
+    client.ledger.time_ms += 2 * week_ms  # two of its weeks, never received
+    client.ledger.ok(MAKER, "supply.verify", SupplyVerify(GTIN, "S1", "LOT1", "2099-12-31"))  # a block then
+    (raised,) = ok(home, "supply", "flag", "scan", "--key", validators[1])
+    assert raised["status"] == "committed"
+    (flag,) = ok(home, "supply", "flags")["flags"]
+    assert (flag["subject"]["rule"], flag["evidence"]["norm"]) == ("custody-gap", 2 * week_ms)
+    assert flag["subject"]["week"] == now_ms // week_ms
+    ok(home, "supply", "flag", "review", flag["id"], "--key", validators[2])
+    assert ok(home, "supply", "flag", "show", flag["id"])["status"] == "under-review"
 
 
 def test_import_epcis_receives_a_pallet_in_transit_on_the_ledger(

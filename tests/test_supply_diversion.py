@@ -57,11 +57,11 @@ class Supplier:
 
 
 def week(ledger: LedgerHarness) -> int:
-    return supply.week_of(ledger.time_ms)
+    return supply.week_of(ledger.state, ledger.time_ms)
 
 
 def next_week(ledger: LedgerHarness, weeks: int = 1) -> None:
-    ledger.time_ms = (week(ledger) + weeks) * supply.thresholds.WEEK_MS
+    ledger.time_ms = (week(ledger) + weeks) * supply.signal_week_ms(ledger.state)
 
 
 def raise_flag(ledger: LedgerHarness, subject: FlagSubject, signer: SigningKey | None = None) -> str:

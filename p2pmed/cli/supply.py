@@ -27,6 +27,7 @@ from p2pmed.cli.signing import (
     submit_signed,
     write_options,
 )
+from p2pmed.cli.supply_clock import clock
 from p2pmed.cli.supply_gs1 import export_epcis, prefix, query, storage, ti_ts
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts import supply as supply_rules
@@ -864,6 +865,6 @@ def supply_schedule(
     submit(home, as_json, load_key(key_file), wait, timeout, "supply.product.schedule", body)
 
 
-for command in (prefix, export_epcis, query, storage, ti_ts):
+for command in (prefix, clock, export_epcis, query, storage, ti_ts):
     supply.add_command(command)
 SUPPLY_COMMANDS = [supply]

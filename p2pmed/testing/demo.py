@@ -43,7 +43,7 @@ from p2pmed.site.home import load_home
 from p2pmed.testing.demo_devices import device_scene
 from p2pmed.testing.demo_report import report_scene
 from p2pmed.testing.demo_research import research_scene
-from p2pmed.testing.demo_supply import supply_scene
+from p2pmed.testing.demo_supply import SIGNAL_WEEK_MS, supply_scene, vote_signal_week
 from p2pmed.testing.process_network import ProcessNetwork
 
 CHAIN_ID = "p2pmed-demo"
@@ -176,7 +176,8 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
             " patient and the hospital, only its salted SHA-256 is on the ledger"
         )
         manufacturer = _supply_chain(net, node, sites, survivors, out)
-        supply_scene(node, manufacturer, GTIN, sites[DISTRIBUTOR], sites[PHARMACY], out)
+        overseers = ((SITES[LAB], sites[LAB]), (SITES[HOSPITAL], sites[HOSPITAL]))
+        supply_scene(node, manufacturer, GTIN, sites[DISTRIBUTOR], sites[PHARMACY], overseers, out)
         device_scene(node, sites[HOSPITAL], out)
         research_scene(node, sites[HOSPITAL], load_home(net.homes[HOSPITAL]).encryption_key, sites[:3], out)
     report = run_load(net.homes[survivors[1]] / CONFIG.rpc_socket, 200, rate=50, wait=True, timeout_s=WAIT_S)
@@ -208,7 +209,9 @@ def _story(net: ProcessNetwork, out: Callable[[str], None]) -> None:
 def _supply_chain(
     net: ProcessNetwork, node: RpcClient, sites: list[SigningKey], voters: list[int], out: Callable[[str], None]
 ) -> SigningKey:
-    """Admit a manufacturer, which commissions, ships and sees a pack dispensed; returns its key."""
+    """Set the chain's signal week, admit a manufacturer, which commissions, ships and sees a pack
+    dispensed; returns its key."""
+    vote_signal_week(node, [sites[voter] for voter in voters])  # before any supply event is counted
     manufacturer = SigningKey.generate()
     profile = OrganisationProfile(
         manufacturer.public_key, "Acme Pharma", "manufacturer", EncryptionPrivateKey.generate().public_key
@@ -228,10 +231,10 @@ def _supply_chain(
         shipped = submit(node, sender, "supply.ship", SupplyShip(receiver.public_key, packs[:2]))
         submit(node, receiver, "supply.receive", SupplyReceive(bytes.fromhex(shipped["tx_id"]), packs[:2], ()))
     out(
-        f"10. the validators admit a drug manufacturer and grant it GS1 company prefix {GTIN_PREFIX}, each by a vote"
-        " of three; it commissions 3 serialised packs and "
-        "ships two"
-        " to the distributor, who receives them and ships them on to the pharmacy"
+        f"10. the validators set this demo chain's diversion-signal week to {SIGNAL_WEEK_MS // 1000} s (production"
+        f" keeps 7 days), admit a drug manufacturer and grant it GS1 company prefix {GTIN_PREFIX}, each by a vote"
+        " of three; it commissions 3 serialised packs and ships two to the distributor, who receives them and ships"
+        " them on to the pharmacy"
     )
     verdict = node.call(
         "supply.verify", gtin=GTIN, serial=packs[0].serial, organisation=sites[PHARMACY].public_key.hex()

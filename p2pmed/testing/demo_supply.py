@@ -1,19 +1,28 @@
 """The demo's supply-chain scene, after the manufacturer's first packs: a pallet shipped as one
-unit, a suspect product found and quarantined, and the diversion signal a validator's scan finds
-(flags are raised on complete weeks, so the scene previews the closed week: see 12c).
+unit, a suspect product found and quarantined, and a diversion flag raised and reviewed.
 
-It runs on the demo's live network through one node's RPC socket, every transaction signed by
-the party that acts and waited for (``p2pmed.client.records.submit``): about ten blocks.
+Flags are raised on complete weeks of the signals. Before the first supply event, the demo's
+validators vote its chain a week of ``SIGNAL_WEEK_MS`` (``vote_signal_week``; production keeps
+7 days), so 12c waits for one to close, and a validator raises a real flag that every node
+recomputes. It runs on the demo's live network through one node's RPC socket, every transaction
+signed by the party that acts and waited for (``p2pmed.client.records.submit``): about fifteen
+blocks.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from p2pmed.client.records import submit
 from p2pmed.crypto import SigningKey
 from p2pmed.ledger.contracts.supply import (
+    FlagRaise,
+    FlagReview,
+    FlagSubject,
     PackRef,
+    SignalClock,
     SupplyAggregate,
     SupplyCommission,
     SupplyReceive,
@@ -22,12 +31,21 @@ from p2pmed.ledger.contracts.supply import (
     SuspectQuarantine,
     gs1_check_digit,
 )
-from p2pmed.ledger.contracts.supply.thresholds import WEEK_MS
 from p2pmed.rpc.client import RpcClient
 
-__all__ = ["supply_scene"]
+__all__ = ["SIGNAL_WEEK_MS", "supply_scene", "vote_signal_week"]
 
 LOT, EXPIRY = "LOT-8", "2031-12-31"
+SIGNAL_WEEK_MS = 2_000
+"""Short enough that 12c waits at most 2 s for its week to close; long enough that the shipment
+and the receipt declaring its packs missing (two blocks) fall in the 4 weeks the transit-loss
+rule reads."""
+
+
+def vote_signal_week(node: RpcClient, validators: list[SigningKey]) -> None:
+    """2f+1 ``validators`` set the demo chain's signal week, before anything is counted in weeks."""
+    for validator in validators:
+        submit(node, validator, "supply.signals.clock", SignalClock(SIGNAL_WEEK_MS))
 
 
 def _sscc(company_prefix: str, serial_reference: int) -> str:
@@ -41,9 +59,12 @@ def supply_scene(
     gtin: str,
     distributor: SigningKey,
     pharmacy: SigningKey,
+    overseers: tuple[tuple[str, SigningKey], tuple[str, SigningKey]],
     out: Callable[[str], None],
 ) -> None:
-    """Print lines 12a-12c of the demo; ``gtin`` carries the manufacturer's company prefix."""
+    """Print lines 12a-12d of the demo; ``gtin`` carries the manufacturer's company prefix. The
+    first of ``overseers`` (named validators, neither the distributor) raises the flag, the
+    second reviews it."""
     packs = tuple(PackRef(gtin, f"PAL{serial:03d}") for serial in range(12))
     case, pallet = _sscc(gtin[1:8], 1), _sscc(gtin[1:8], 2)
     submit(node, manufacturer, "supply.commission", SupplyCommission(gtin, LOT, EXPIRY, tuple(p.serial for p in packs)))
@@ -78,15 +99,33 @@ def supply_scene(
     sent = submit(node, distributor, "supply.ship", SupplyShip(pharmacy.public_key, onward))
     submit(node, pharmacy, "supply.receive", SupplyReceive(bytes.fromhex(sent["tx_id"]), (), onward))
     missing = node.call("supply.alerts", start=node.call("supply.alerts")["count"] - len(onward))["alerts"]
-    # Flags are raised on complete weeks only; the demo cannot wait for this one to close, so it asks the
-    # node what the same rules find on today's committed state at the time the week has closed.
-    shipped_ms = node.call("supply.trace", gtin=gtin, serial=onward[0].serial)["events"][-2]["time_ms"]
-    week_closed_ms = (shipped_ms // WEEK_MS + 1) * WEEK_MS
-    candidates = node.call("supply.flag_candidates", at_ms=week_closed_ms)["candidates"]
-    found = next(c for c in candidates if c["subject"]["rule"] == "transit-loss")
+    flag = _raise_transit_loss(node, gtin, onward[0], overseers[0][1])
+    evidence = flag["evidence"]
     out(
         f"12c. the distributor ships the other {len(onward)} loose packs to the pharmacy, which reports all of them"
-        f" missing on arrival ({len(missing)} {missing[0]['kind']} alerts); once the week closes, a validator's scan"
-        f" finds a {found['subject']['rule']} signal against the distributor, and a diversion flag it raises will be"
-        f" recomputed by every node: {found['evidence']['summary']}"
+        f" missing on arrival ({len(missing)} {missing[0]['kind']} alerts); the chain's {SIGNAL_WEEK_MS // 1000}-s"
+        f" signal week closes, the {overseers[0][0]}'s validator scans and raises a {flag['subject']['rule']} flag"
+        f" against the distributor (block {flag['raised']['height']}), and every node recomputed its evidence:"
+        f" {evidence['summary']} (incidents: {', '.join(tx[:16] + '…' for tx in evidence['incidents'])})"
     )
+    submit(node, overseers[1][1], "supply.flag.review", FlagReview(bytes.fromhex(flag["id"])))
+    reviewed = node.call("supply.flag", flag=flag["id"])
+    out(
+        f"12d. the {overseers[1][0]}'s validator takes flag {flag['id'][:16]}… under review: it is"
+        f" {reviewed['status']} (raised at block {reviewed['raised']['height']}, reviewed at block"
+        f" {reviewed['reviewed']['height']}); a regulator or validator closes it with a finding"
+    )
+
+
+def _raise_transit_loss(node: RpcClient, gtin: str, lost: PackRef, validator: SigningKey) -> dict[str, Any]:
+    """Wait for the week the packs were declared missing in to close, then raise the flag a
+    validator's scan finds then (``supply.flag_candidates`` at that time); returns it as committed."""
+    declared_ms = node.call("supply.trace", gtin=gtin, serial=lost.serial)["events"][-1]["time_ms"]
+    closes_ms = (declared_ms // SIGNAL_WEEK_MS + 1) * SIGNAL_WEEK_MS
+    # The nodes date blocks by this host's clock, so the raise's block is dated after the week closed.
+    time.sleep(max(closes_ms - time.time() * 1000, 0) / 1000)
+    candidates = node.call("supply.flag_candidates", at_ms=closes_ms)["candidates"]
+    subject = next(c["subject"] for c in candidates if c["subject"]["rule"] == "transit-loss")
+    body = FlagRaise(FlagSubject(subject["rule"], bytes.fromhex(subject["site"]), subject["product"], subject["week"]))
+    raised = submit(node, validator, "supply.flag.raise", body)
+    return dict(node.call("supply.flag", flag=raised["tx_id"]))

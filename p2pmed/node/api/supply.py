@@ -1,4 +1,5 @@
-"""JSON-RPC methods for containers, suspect products and diversion flags on the supply ledger.
+"""JSON-RPC methods for containers, suspect products, diversion flags and the signals' week
+on the supply ledger.
 
 Reads only, like the other health methods (``p2pmed.node.api.health`` holds the pack
 reads: trace, lot, verify, alerts): changes are signed transactions sent with
@@ -114,7 +115,7 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
         at_ms = now_ms if params["at_ms"] is None else params["at_ms"]
         if not 1 <= weeks_back <= CANDIDATE_WEEKS_MAX:
             raise _invalid("supply.flag_candidates", f'"weeks_back" must be 1..{CANDIDATE_WEEKS_MAX}')
-        if not now_ms <= at_ms <= now_ms + CANDIDATE_WEEKS_MAX * supply.thresholds.WEEK_MS:
+        if not now_ms <= at_ms <= now_ms + CANDIDATE_WEEKS_MAX * supply.signal_week_ms(store):
             raise _invalid(
                 "supply.flag_candidates", f'"at_ms" must be ledger time up to {CANDIDATE_WEEKS_MAX} weeks on'
             )
@@ -122,7 +123,17 @@ def supply_methods(node: NodePort) -> dict[str, Method]:
         fresh = [(subject, evidence) for subject, evidence in found if supply.flag_of(store, subject) is None]
         return {"candidates": [{"subject": plain(subject), "evidence": plain(evidence)} for subject, evidence in fresh]}
 
+    async def signal_week(params: dict[str, Any]) -> dict[str, Any]:
+        """The signals' week on this chain, whether the validators voted it, and why it can no
+        longer be voted (null while it still can)."""
+        return {
+            "week_ms": supply.signal_week_ms(store),
+            "voted": supply.voted_week_ms(store) is not None,
+            "fixed": supply.clock_fixed(store),
+        }
+
     return {
+        "supply.signal_week": Method(signal_week),
         "supply.flags": Method(
             flags, {"start": Param(int, optional=True, default=0), "limit": Param(int, optional=True, default=100)}
         ),

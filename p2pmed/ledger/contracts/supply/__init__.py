@@ -49,6 +49,9 @@ stays continuous when an organisation rotates its keys.
   the ledger recomputes its evidence and refuses the flag if it does not hold; overseers
   review and close it with a finding. ``supply.product.schedule``: a GTIN's maker declares
   it a controlled substance, watched by stricter thresholds. Rules in ``_flags``.
+- ``supply.signals.clock``: 2f+1 validators set the signals' week (7 days unless voted), once,
+  on a chain that has counted nothing yet: a demo's or a test's, whose weeks last seconds.
+  Rules in ``_clock``; every use of the week reads it through ``_week``.
 - ``supply.epcis.record``: any organisation keeps an EPCIS event the rules have no use for
   (an inspection, a TransactionEvent, a TransformationEvent...), listed under the packs it
   holds or made. Rules in ``_records``.
@@ -82,14 +85,21 @@ The package, one module per job: ``limits`` (every bound, read when a rule runs)
 dates), ``_store`` (state keys, histories, alerts, the checks shared by the rules),
 ``_prefixes`` (who commissions which GTINs), ``_custody`` (the rules that move packs),
 ``_containers`` (aggregation), ``_verify`` (verdicts and scans), ``_suspects`` (suspect products),
-``_tally``, ``_signals``, ``thresholds`` and ``_flags`` (diversion), ``_records`` (kept EPCIS events),
-``_coldchain`` (storage temperatures and sensor readings), ``_returns`` (saleable returns) and
-``_queries`` (reads for the RPC layer).
+``_tally``, ``_week``, ``_clock``, ``_signals``, ``thresholds`` and ``_flags`` (diversion),
+``_records`` (kept EPCIS events), ``_coldchain`` (storage temperatures and sensor readings),
+``_returns`` (saleable returns) and ``_queries`` (reads for the RPC layer).
 """
 
 from __future__ import annotations
 
 from p2pmed.ledger.contracts.supply import limits, thresholds
+from p2pmed.ledger.contracts.supply._clock import (
+    CLOCK_TX_TYPES,
+    WEEK_MS_MAX,
+    WEEK_MS_MIN,
+    SignalClock,
+    clock_fixed,
+)
 from p2pmed.ledger.contracts.supply._codes import (
     DAY_MS,
     code_problem,
@@ -215,8 +225,9 @@ from p2pmed.ledger.contracts.supply._suspects import (
     suspect_cases,
     suspect_count,
 )
-from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, schedule_of, tally, week_of
+from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, schedule_of, tally
 from p2pmed.ledger.contracts.supply._verify import apply_verify, verify
+from p2pmed.ledger.contracts.supply._week import signal_week_ms, voted_week_ms, week_of
 from p2pmed.ledger.contracts.supply.limits import (
     ALERTS_PAGE_MAX,
     LOT_PACKS_MAX,
@@ -250,6 +261,8 @@ __all__ = [
     "TEMPERATURE_CENTI_C_MIN",
     "TX_TYPES",
     "VERDICT_STATUSES",
+    "WEEK_MS_MAX",
+    "WEEK_MS_MIN",
     "Alert",
     "Container",
     "ContainerEvent",
@@ -277,6 +290,7 @@ __all__ = [
     "SensorReading",
     "SensorReport",
     "Shipment",
+    "SignalClock",
     "SupplyAggregate",
     "SupplyCommission",
     "SupplyDecommission",
@@ -299,6 +313,7 @@ __all__ = [
     "alerts",
     "biz_step_problem",
     "candidates",
+    "clock_fixed",
     "code_problem",
     "container",
     "container_contents",
@@ -330,6 +345,7 @@ __all__ = [
     "sensor_reports",
     "shipment",
     "shipment_of",
+    "signal_week_ms",
     "sscc_problem",
     "storage_of",
     "suspect_case",
@@ -339,6 +355,7 @@ __all__ = [
     "thresholds",
     "trace",
     "verify",
+    "voted_week_ms",
     "week_of",
 ]
 
@@ -357,4 +374,5 @@ TX_TYPES = (
     *COLD_CHAIN_TX_TYPES,
     *SUSPECT_TX_TYPES,
     *FLAG_TX_TYPES,
+    *CLOCK_TX_TYPES,
 )

@@ -179,7 +179,7 @@ def apply_ship(state: StateOverlay, context: TxContext, ship: SupplyShip) -> Non
     check_refs(ship.packs, "packs", empty_ok=bool(ship.containers))
     taken = take_containers(state, source, ship.containers, len(ship.packs), "ship")
     detail = f"shipment {context.tx_id.hex()}"
-    batch = TallyBatch()
+    batch = TallyBatch(state)
     for ref in ship.packs:
         _ship_pack(state, batch, context, source, ship.destination, held_pack(state, source, ref, "ship"), detail)
     for top in taken:
@@ -317,7 +317,7 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
     sent = _sent_to(state, receiver, receive.shipment)
     _check_receipt_matches(receive, sent)
     detail = f"shipment {sent.id.hex()}"
-    batch = TallyBatch()
+    batch = TallyBatch(state)
     for refs, arrived in ((receive.packs, True), (receive.missing, False)):
         for ref in refs:
             _receive_pack(state, batch, context, receiver, sent, ref, arrived, detail)
@@ -335,7 +335,7 @@ def apply_receive(state: StateOverlay, context: TxContext, receive: SupplyReceiv
 def apply_dispense(state: StateOverlay, context: TxContext, dispense: SupplyDispense) -> None:
     dispenser = require_organisation(state, context, "dispenses packs", DISPENSER_KINDS)
     check_refs(dispense.packs, "packs")
-    batch = TallyBatch()
+    batch = TallyBatch(state)
     for ref in dispense.packs:
         found = held_pack(state, dispenser, ref, "dispense", repeat="dispensed")
         refuse_quarantined(state, ref, "dispense")
@@ -364,7 +364,7 @@ def apply_decommission(state: StateOverlay, context: TxContext, decommission: Su
     check_refs(decommission.packs, "packs")
     alerting = decommission.reason in ALERTING_DECOMMISSIONS
     counted: tuple[Field, ...] = ("decommissioned", "stolen_lost") if alerting else ("decommissioned",)
-    batch = TallyBatch()
+    batch = TallyBatch(state)
     for ref in decommission.packs:
         found = held_pack(state, holder, ref, "decommission", repeat="decommissioned")
         count_leave(state, batch, context, holder, found, *counted)

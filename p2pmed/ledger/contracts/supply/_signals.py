@@ -19,7 +19,10 @@ The rules (thresholds and their reasons in ``thresholds``):
     volume-peers     last of PEER_WEEKS         dispensed departs from same-kind peers' totals for the product
     stolen-lost      last of PEER_WEEKS         stolen/lost packs per pack handled: >= floor and >= ratio x peers
     transit-loss     last of PEER_WEEKS         shipped packs declared missing on arrival, likewise, for the shipper
-    custody-gap      the shipment's week        a shipment still not received custody_gap_ms after it left
+    custody-gap      the shipment's week        a shipment still not received custody_gap_weeks after it left
+
+A week is the chain's signal week (``_week``): 7 days, unless the validators voted a shorter
+one on a fresh chain (a demo's or a test's). Every delay above is counted in those weeks.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from p2pmed.ledger.contracts.supply import thresholds
 from p2pmed.ledger.contracts.supply._codes import gtin_problem, short
 from p2pmed.ledger.contracts.supply._model import DISPENSER_KINDS, Shipment
 from p2pmed.ledger.contracts.supply._store import shipment_key
-from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, peers, schedule_of, tally, week_of
+from p2pmed.ledger.contracts.supply._tally import ALL_PRODUCTS, Tally, peers, schedule_of, tally
+from p2pmed.ledger.contracts.supply._week import signal_week_ms, week_of
 from p2pmed.ledger.contracts.supply.limits import SHIPMENT_ID_SIZE
 from p2pmed.ledger.state import ScanState, StateOverlay, StateReader
 
@@ -64,7 +68,7 @@ class FlagSubject:
     product: str
     """A GTIN, or ``*`` for every product of the site."""
     week: int
-    """Ledger-time week (``time_ms // WEEK_MS``): see the table in the module docstring."""
+    """Ledger-time week (``time_ms // signal_week_ms``): see the table in the module docstring."""
     shipment: bytes = b""
     """A custody gap's shipment id; empty for the other rules."""
 
@@ -284,29 +288,39 @@ def _transit_loss(state: StateReader, subject: FlagSubject, now_week: int) -> Ev
     return _loss(state, subject, lambda window: window.missing, lambda window: window.shipped, "shipped went missing")
 
 
+def _elapsed(ms: int) -> str:
+    """A delay in the largest whole unit it reaches: a 7-day week's delays read in days, a
+    demo chain's seconds-long ones in seconds."""
+    for unit_ms, unit in ((86_400_000, "days"), (3_600_000, "h"), (1_000, "s")):
+        if ms >= unit_ms:
+            return f"{ms // unit_ms} {unit}"
+    return f"{ms} ms"
+
+
 def _custody_gap(state: StateReader, subject: FlagSubject, now_ms: int) -> Evidence:
     if len(subject.shipment) != SHIPMENT_ID_SIZE:
         raise NoSignal(f"a custody gap names a shipment by its {SHIPMENT_ID_SIZE}-byte id")
     sent = StateOverlay(state).get(Shipment, shipment_key(subject.shipment))
     if sent is None:
         raise NoSignal(f"no shipment has id {subject.shipment.hex()}")
-    if (sent.source, ALL_PRODUCTS, week_of(sent.time_ms)) != (subject.site, subject.product, subject.week):
-        raise NoSignal(f"shipment {sent.id.hex()} left {short(sent.source)} in week {week_of(sent.time_ms)}, for *")
+    sent_week = week_of(state, sent.time_ms)
+    if (sent.source, ALL_PRODUCTS, sent_week) != (subject.site, subject.product, subject.week):
+        raise NoSignal(f"shipment {sent.id.hex()} left {short(sent.source)} in week {sent_week}, for *")
     if sent.receipt is not None:
         raise NoSignal(f"shipment {sent.id.hex()} was received at height {sent.receipt.height}")
     schedules = sorted({schedule for ref in sent.packs if (schedule := schedule_of(state, ref.gtin)) is not None})
     rules = thresholds.CONTROLLED if schedules else thresholds.ORDINARY
-    waited_ms = now_ms - sent.time_ms
-    if waited_ms < rules.custody_gap_ms:
-        raise NoSignal(f"shipment {sent.id.hex()} left {waited_ms // 3_600_000} h ago: still within its delivery time")
+    waited_ms, gap_ms = now_ms - sent.time_ms, rules.custody_gap_weeks * signal_week_ms(state)
+    if waited_ms < gap_ms:
+        raise NoSignal(f"shipment {sent.id.hex()} left {_elapsed(waited_ms)} ago: still within its delivery time")
     summary = (
         f"shipment {sent.id.hex()} of {len(sent.packs)} packs and {len(sent.containers)} containers from"
-        f" {short(sent.source)} to {short(sent.destination)} not received {waited_ms // 86_400_000} days after it left"
+        f" {short(sent.source)} to {short(sent.destination)} not received {_elapsed(waited_ms)} after it left"
     )
     return Evidence(
         len(sent.packs),
         0,
-        rules.custody_gap_ms,
+        gap_ms,
         0,
         (),
         subject.week,
@@ -340,7 +354,7 @@ def _check_subject(subject: FlagSubject, now_week: int) -> None:
 
 def evidence(state: StateReader, subject: FlagSubject, now_ms: int) -> Evidence:
     """The evidence for ``subject`` at ledger time ``now_ms``, or ``NoSignal`` saying why there is none."""
-    now_week = week_of(now_ms)
+    now_week = week_of(state, now_ms)
     _check_subject(subject, now_week)
     if subject.rule == "custody-gap":
         return _custody_gap(state, subject, now_ms)
@@ -384,7 +398,8 @@ def candidates(state: ScanState, now_ms: int, weeks_back: int = 1) -> list[tuple
     """The subjects that fell due in the last ``weeks_back`` weeks (the module docstring's table)
     whose evidence holds at ``now_ms``, and every shipment in a custody gap. Off the ledger:
     it walks every tally key and every shipment; a node runs it once a week."""
-    now_week = week_of(now_ms)
+    week_ms = signal_week_ms(state)
+    now_week = now_ms // week_ms
     due = range(now_week - weeks_back + 1, now_week + 1)
     oldest = due.start - thresholds.ORDINARY.balance_weeks - 1
     subjects = [
@@ -395,7 +410,7 @@ def candidates(state: ScanState, now_ms: int, weeks_back: int = 1) -> list[tuple
     for _, data in state.state_items("supply/shipment/"):
         sent = codec.decode(Shipment, data, 1 << 20)
         if sent.receipt is None:
-            subjects.append(FlagSubject("custody-gap", sent.source, ALL_PRODUCTS, week_of(sent.time_ms), sent.id))
+            subjects.append(FlagSubject("custody-gap", sent.source, ALL_PRODUCTS, sent.time_ms // week_ms, sent.id))
     found: list[tuple[FlagSubject, Evidence]] = []
     for subject in subjects:
         try:

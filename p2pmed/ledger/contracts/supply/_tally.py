@@ -2,7 +2,8 @@
 diversion signals read instead of the events themselves.
 
 Each pack event adds one to a field of two ``Tally`` records, the product's and the site's
-``*`` (every product), of the ledger-time week it happens in: a constant cost per pack,
+``*`` (every product), of the ledger-time week it happens in (``_week``: the chain's signal
+week, 7 days unless its validators voted another before the first tally): a constant cost per pack,
 paid by the transaction that moves it, so no flood of events makes the signals dearer.
 ``still_held`` lives on the week a pack was received and is taken back when the pack
 leaves the site (dispensed, shipped on or back, decommissioned), so a week's tally says
@@ -12,7 +13,9 @@ shipper, in the week the receiver declared them.
 ``peers`` lists, per product (or ``*``) and organisation kind, the sites that have a tally
 for it (at most ``PEERS_MAX``, in the order they first appeared): the peer group a
 site's counts are compared with. The product's schedule (a controlled substance) is set by
-its maker with ``supply.product.schedule`` and read here too.
+its maker with ``supply.product.schedule`` and read here too. A site's first tally puts it on
+the ``*`` list of its kind, and lists only grow: whether anything was ever counted is a
+lookup per organisation kind (``counted_any``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from p2pmed.ledger.contracts.identity import organisation
+from p2pmed.ledger.contracts.identity import ORGANISATION_KINDS, organisation
 from p2pmed.ledger.contracts.supply import thresholds
 from p2pmed.ledger.contracts.supply._model import Pack, PackEvent, PackRef
 from p2pmed.ledger.contracts.supply._store import event_key
+from p2pmed.ledger.contracts.supply._week import signal_week_ms
 from p2pmed.ledger.rules import TxContext
 from p2pmed.ledger.state import StateOverlay, StateReader
 
@@ -35,12 +39,12 @@ __all__ = [
     "count_leave",
     "count_missing",
     "count_receive",
+    "counted_any",
     "peers",
     "schedule_key",
     "schedule_of",
     "tally",
     "tally_key",
-    "week_of",
 ]
 
 ALL_PRODUCTS = "*"
@@ -61,10 +65,6 @@ class Tally:
     """Packs received this week that the site still holds."""
     incidents: tuple[bytes, ...] = ()
     """The first transactions of the week that reported packs stolen, lost or missing."""
-
-
-def week_of(time_ms: int) -> int:
-    return time_ms // thresholds.WEEK_MS
 
 
 def tally_key(site: bytes, product: str, week: int) -> str:
@@ -93,6 +93,11 @@ def peers(state: StateReader, product: str, kind: str) -> tuple[bytes, ...]:
     return () if found is None else found.sites
 
 
+def counted_any(state: StateReader) -> bool:
+    """Whether any supply event was ever counted in a tally (module docstring)."""
+    return any(peers(state, ALL_PRODUCTS, kind) for kind in sorted(ORGANISATION_KINDS))
+
+
 def schedule_of(state: StateReader, gtin: str) -> str | None:
     """The controlled-substance schedule its maker declared for ``gtin``, if any."""
     return StateOverlay(state).get(str, schedule_key(gtin))
@@ -118,10 +123,13 @@ class TallyBatch:
     transaction of a thousand packs of one product reads and writes its tallies once, not a
     thousand times."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: StateReader) -> None:
+        self._week_ms = signal_week_ms(state)
         self._changes: dict[tuple[bytes, str, int], _Change] = {}
 
-    def add(self, site: bytes, gtin: str, week: int, fields: tuple[Field, ...], held: int, incident: bytes) -> None:
+    def add(self, site: bytes, gtin: str, time_ms: int, fields: tuple[Field, ...], held: int, incident: bytes) -> None:
+        """Count a pack event of ledger time ``time_ms`` in the tallies of its week."""
+        week = time_ms // self._week_ms
         for product in (gtin, ALL_PRODUCTS):
             change = self._changes.setdefault((site, product, week), _Change({}, 0, []))
             for name in fields:
@@ -151,11 +159,11 @@ class TallyBatch:
 
 
 def count_receive(batch: TallyBatch, context: TxContext, receiver: bytes, ref: PackRef) -> None:
-    batch.add(receiver, ref.gtin, week_of(context.time_ms), ("received",), 1, b"")
+    batch.add(receiver, ref.gtin, context.time_ms, ("received",), 1, b"")
 
 
 def count_missing(batch: TallyBatch, context: TxContext, source: bytes, ref: PackRef) -> None:
-    batch.add(source, ref.gtin, week_of(context.time_ms), ("missing",), 0, context.tx_id)
+    batch.add(source, ref.gtin, context.time_ms, ("missing",), 0, context.tx_id)
 
 
 def count_leave(
@@ -168,6 +176,6 @@ def count_leave(
     came = state.get(PackEvent, event_key(ref, found.status_event))
     assert came is not None, "a pack's status event is in its history"
     if came.kind == "receive" and came.organisation == holder:
-        batch.add(holder, ref.gtin, week_of(came.time_ms), (), -1, b"")
+        batch.add(holder, ref.gtin, came.time_ms, (), -1, b"")
     incident = context.tx_id if "stolen_lost" in fields else b""
-    batch.add(holder, ref.gtin, week_of(context.time_ms), fields, 0, incident)
+    batch.add(holder, ref.gtin, context.time_ms, fields, 0, incident)

@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 WEEK_MS = 7 * 24 * 3600 * 1000
-"""Counts are kept per site, product and ledger-time week (``time_ms // WEEK_MS``)."""
+"""Counts are kept per site, product and ledger-time week (``time_ms // WEEK_MS``). A demo or
+test chain's validators may vote a shorter week before anything is counted (``_week``); every
+number of weeks below is then that many of its weeks."""
 HISTORY_WEEKS = 8
 """A week's dispenses are compared with the site's eight weeks before it: two months is
 long enough for a median to mean something, short enough to follow a real trend."""
@@ -85,8 +87,8 @@ class Thresholds:
     whatever the peers do: honest losses run near 0.1 %."""
     loss_ratio: int
     """Times the peers' median loss rate."""
-    custody_gap_ms: int
-    """A shipment not received this long after it left is a custody gap: deliveries take days."""
+    custody_gap_weeks: int
+    """A shipment not received this many weeks after it left is a custody gap: deliveries take days."""
 
 
 ORDINARY = Thresholds(
@@ -99,7 +101,7 @@ ORDINARY = Thresholds(
     loss_min=5,
     loss_rate_floor_bp=100,
     loss_ratio=3,
-    custody_gap_ms=14 * 24 * 3600 * 1000,
+    custody_gap_weeks=2,
 )
 CONTROLLED = Thresholds(
     volume_min=10,
@@ -111,5 +113,5 @@ CONTROLLED = Thresholds(
     loss_min=3,
     loss_rate_floor_bp=50,
     loss_ratio=2,
-    custody_gap_ms=7 * 24 * 3600 * 1000,
+    custody_gap_weeks=1,
 )
