@@ -353,6 +353,26 @@ def test_the_backlog_of_a_crashed_primary_is_served_after_one_view_change(tmp_pa
     network.close()
 
 
+def test_a_network_slower_than_the_request_timeout_stops_changing_view_once_the_timeout_fits(
+    tmp_path: Path,
+) -> None:
+    """Blocks take longer than the configured request timeout (an overloaded network, a slow
+    link): after view changes double the timeout past the time a block takes, a block that
+    executes late must not put it back, or every new primary is voted out after one block."""
+    network = LocalNetwork(
+        tmp_path, CHAIN, config=ReplicaConfig(batch_size_max=1, pipeline_max=1, request_timeout_ms=150)
+    )
+    txs = [probe(SigningKey.from_seed(bytes([index]) * 32), 0) for index in range(30)]
+    for tx in txs:
+        network.submit_everywhere(tx)
+    for _ in range(400):  # a hop of 100 ms: a block every ~300 ms or more
+        hop(network, 100)
+    cores = [core for core in network.cores if core is not None]
+    assert all(core.store.transaction(tx.id) is not None for core in cores for tx in txs)
+    assert max(core.replica.view_changes_started for core in cores) <= 3
+    network.close()
+
+
 def test_a_primary_that_orders_newer_transactions_while_one_starves_is_replaced(tmp_path: Path) -> None:
     network = slow_network(tmp_path)
     censored = probe(SigningKey.from_seed(b"c" * 32), 0)

@@ -40,12 +40,15 @@ def test_the_retransmit_timer_rearms_one_interval_after_it_fires() -> None:
     assert t.retransmit_at_ms == 650 and not t.retransmit_expired(649)
 
 
-def test_the_request_timeout_doubles_per_view_change_up_to_its_cap_and_resets_on_a_block() -> None:
+def test_the_request_timeout_doubles_per_view_change_up_to_its_cap_and_resets_on_a_prompt_commit() -> None:
     t = timers()
     for _ in range(10):
         t.view_change_started()
     assert t.request_timeout_ms == REQUEST_TIMEOUT_MAX_MS
-    t.reset_backoff()
+    t.block_executed(None)  # committed nothing of ours
+    t.block_executed(2_001)  # committed only what waited longer than the configured timeout
+    assert t.request_timeout_ms == REQUEST_TIMEOUT_MAX_MS
+    t.block_executed(2_000)
     assert t.request_timeout_ms == 2_000
 
 

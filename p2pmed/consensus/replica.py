@@ -29,7 +29,8 @@ and costs the primary as many signature checks.
 
 View change (§4.4). A backup that waited ``request_timeout_ms`` for pending
 transactions to commit (twice as long after each view change, until a block
-executes: a network slower than the timeout still gets a primary through), or
+commits a transaction within the configured timeout: a network slower than the
+timeout gets a primary through and keeps it; see ``timers``), or
 saw f+1 replicas move to higher views, moves to view v+1: it stops accepting
 messages of view v and broadcasts VIEW-CHANGE with its stable checkpoint proof
 and every prepared certificate above it. The new primary collects q view
@@ -817,7 +818,7 @@ class Replica:
         while len(self._committed_ids) > self.config.committed_ids_max:
             del self._committed_ids[next(iter(self._committed_ids))]
         self._next_sequence = max(self._next_sequence, block.height + 1)
-        self._timers.reset_backoff()
+        self._timers.block_executed(self._now_ms - min(arrivals_ms) if arrivals_ms else None)
         self._refresh_progress_deadline()
         if self._timers.syncing and self.last_executed >= self._sync_target():
             self._timers.stop_sync()

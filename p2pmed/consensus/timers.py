@@ -15,11 +15,16 @@ simulator and the daemon drive the same code. This object says *when*; the repli
   only then does it change view. While blocks fetched from
   peers keep executing (``fetched_at_ms``) the expiry is put off.
 - Request timeout backoff: ``request_timeout_ms`` doubles with each view change started, up to
-  ``REQUEST_TIMEOUT_MAX_MS``, and returns to its configured value when a block executes. If new
-  primaries keep failing, the network may simply be slower than the timeout (eventual synchrony).
+  ``REQUEST_TIMEOUT_MAX_MS``. If new primaries keep failing, the network may simply be slower
+  than the timeout (eventual synchrony), so the timeouts return to their configured values
+  only when a block commits a transaction within the configured request timeout of its
+  arrival here: the network is as fast again as they assume. A block that merely executes
+  proves less: on a network slower than the configured timeout (overloaded, or a slow
+  link), each new primary got its first block through only because the timeout had grown,
+  and putting it back then voted that primary out too, one view change per block.
 - View-change timer, ``view_change_deadline_ms``, runs while the view is changing, from when a
   quorum wants the view; on expiry the replica moves on to the next view. Its timeout doubles
-  each time it is armed, up to ``VIEW_CHANGE_TIMEOUT_MAX_MS``, until a block executes.
+  each time it is armed, up to ``VIEW_CHANGE_TIMEOUT_MAX_MS``, and returns with the request timeout.
 - Retransmit timer, ``retransmit_at_ms``: fires every ``retransmit_interval_ms``.
 - Head probe: at a retransmit, if no peer was heard for ``head_probe_idle_ms`` (``heard_at_ms``),
   ask one peer for blocks after our head; on an idle network nothing else tells a replica that
@@ -156,10 +161,13 @@ class LivenessTimers:
         if served_arrival_ms <= oldest_arrival_ms + self.request_timeout_ms_base // 4:
             self.served_oldest_at_ms = now_ms
 
-    def reset_backoff(self) -> None:
-        """A block executed: the request and view-change timeouts are back to their configured values."""
-        self.view_change_timeout_ms = self.view_change_timeout_ms_base
-        self.request_timeout_ms = self.request_timeout_ms_base
+    def block_executed(self, served_wait_ms: int | None) -> None:
+        """A block executed; ``served_wait_ms``: how long the longest-waiting transaction it
+        committed of ours waited (None: it committed none). If that fits the configured request
+        timeout, the timeouts are back to their configured values (see the backoff above)."""
+        if served_wait_ms is not None and served_wait_ms <= self.request_timeout_ms_base:
+            self.view_change_timeout_ms = self.view_change_timeout_ms_base
+            self.request_timeout_ms = self.request_timeout_ms_base
 
     # -- view-change timer -----------------------------------------------------
 
