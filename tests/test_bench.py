@@ -176,3 +176,25 @@ def test_a_bad_option_exits_2_naming_it(tmp_path: Path, args: list[str], option:
     result = CliRunner().invoke(cli, ["bench", "--out", str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and option in result.output
     assert not (tmp_path / "out").exists()
+
+
+class _RefusalsArrivingWhileRead(dict[int, str]):
+    """A submitter's refusals, to which its reader thread adds one each time they are iterated."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for index in super().__iter__():
+            self[len(self)] = "mempool-full"
+            yield index
+
+
+def test_waiting_for_commits_survives_refusals_that_arrive_while_it_reads_them() -> None:
+    from types import SimpleNamespace
+
+    from p2pmed.bench.step import _wait_commits
+
+    refused = _RefusalsArrivingWhileRead({0: "mempool-full"})
+    submitter = SimpleNamespace(
+        load=SimpleNamespace(tx_ids=[["aa", "bb", "cc"]]), written_at=[0.0, 0.0], refused=refused, answered=True
+    )
+    watchers = SimpleNamespace(committed_at=[{"bb": 1.0}])
+    _wait_commits([submitter], watchers, time.monotonic() + 5)  # type: ignore[list-item, arg-type]

@@ -268,7 +268,8 @@ def _wait_commits(submitters: list[_Submitter], watchers: CommitWatchers, deadli
             waiting[node].update(submitter.load.tx_ids[node][counted[node] : written])
             counted[node] = written
             seen = watchers.committed_at[node]
-            refused = {submitter.load.tx_ids[node][index] for index in submitter.refused}
+            # The reader thread adds refusals meanwhile: iterate over a copy (taken atomically).
+            refused = {submitter.load.tx_ids[node][index] for index in submitter.refused.copy()}
             waiting[node] = {tx_id for tx_id in waiting[node] if tx_id not in seen and tx_id not in refused}
         if all(submitter.answered for submitter in submitters) and not any(waiting):
             return
