@@ -15,9 +15,11 @@ from p2pmed.consensus.messages import (
     FETCH_BLOCKS_MAX,
     BlockWithCertificate,
     CommitCertificate,
+    PrePrepare,
     Vote,
     VoteKind,
     blocks_answer,
+    decode_message,
     encode_message,
     proposal_digest,
 )
@@ -389,6 +391,20 @@ def test_a_primary_that_orders_newer_transactions_while_one_starves_is_replaced(
     assert all(core.replica.view >= 1 for core in backups)
     assert all(core.store.transaction(censored.id) is not None for core in backups)
     network.close()
+
+
+def test_an_idle_primary_proposes_a_gossip_batch_as_one_block(network: LocalNetwork) -> None:
+    """The primary proposes as soon as its pipeline has room (no batch delay); transactions
+    that arrived together go into one block, not the first alone and the rest a round later."""
+    primary = network.cores[0]
+    assert primary is not None
+    batch = [probe(SigningKey.from_seed(bytes([index + 100]) * 32), 0) for index in range(5)]
+    outgoing, refused = primary.submit_many([*batch, batch[0]], network.now_ms)
+    assert [error.reason for error in refused] == [RejectReason.DUPLICATE]
+    proposals = {decode_message(data) for _, data in outgoing}
+    assert [[tx.id for tx in p.proposal.txs] for p in proposals if isinstance(p, PrePrepare)] == [
+        [tx.id for tx in batch]
+    ]
 
 
 def test_a_full_mempool_refuses_before_checking_the_signature(tmp_path: Path) -> None:

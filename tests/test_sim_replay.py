@@ -1,9 +1,8 @@
 """A seed replays exactly across versions of the simulator, not only within one.
 
 The traces below were recorded when backups began to forward their oldest transactions
-to the primary before suspecting it (a new consensus message; the fault-free bench trace
-is unchanged, and the scenarios with faults commit the same transactions with fewer
-view changes). Each speed-up must keep every delivery, tick, commit and block hash in
+to the primary before suspecting it (a new consensus message), and the primary began to
+propose as soon as the block before is done (``batch_delay_ms`` 0, as the daemon now runs). Each speed-up must keep every delivery, tick, commit and block hash in
 place, so that a seed reported as failing yesterday still fails the same way today. A
 change that alters what is simulated on purpose (the workload, the fault model, the
 consensus messages) records them anew and says so in its commit message.
@@ -25,19 +24,19 @@ NOT_REPLAYED = {"wall_s", "speedup", "events"}
 """How long the run took, and how many queue entries it used to simulate the same trace."""
 
 RECORDED = [
-    ("clock_skew", 1, "cdcb2c7d08c728ec64ff07b7362ce94a797f82dad44badb19547c9f9276bc959", 3000, 3),
-    ("crash_primary", 1, "d357b3f595b20e242393020ff9cb6ea0da969e2feea8fa33850bde79343babdb", 3000, 1),
-    ("f_plus_one_crash", 2, "4983f1b422a7db605ba0259ebf95d2b8081d63242b3ca2a966ace46a1ccd05ed", 3000, 1),
-    ("flaky_network", 1, "91d1cd4d74861533bc7bb4864198d49b823289c2e122892b1e24d852754a6f7c", 3000, 1),
-    ("lossy_reordering", 2, "07f6c34ea7e71f7f23e222e8aadb37af5cb9f10df2652c056acc6616e952b56c", 3000, 0),
-    ("partition", 1, "cef27c628c3a209d045142bd26f6cc9c2c4f8d6c9a38f2c8abb60ffc4ee191e2", 3000, 1),
-    ("twins", 1, "d67de6eee6689711d8b7d4d1f69fe96c890680e8debe9abafcfbe9f2196eae87", 3000, 0),
-    ("byzantine_primary", 2, "91b19dd30fe593b711a3cd09174f70c59e30750991e2975d182e90a1259fbda9", 3000, 0),
-    ("epoch_remove_primary", 1, "7677370c25a6f5d8b0944535494fe63191d3ba3ab796e99413019da428712921", 3000, 0),
-    ("bad_checkpoint", 1, "7f0793bc5a154fed164ac2485491d138505dc338c324679c18e4af1ab7a47443", 3000, 0),
+    ("clock_skew", 1, "8f58dea30c2cec8958c35f732991a0e3376dabab50830905b375e0470c37a318", 3000, 3),
+    ("crash_primary", 1, "9745b989cd03ae25f9613a0b874af8caa81e48eee8a1d9b750f48833ac2d510e", 3000, 1),
+    ("f_plus_one_crash", 2, "f1134a85b01c76ac23d9c7636956b7b0e53854047a3be1772f10277422435a3f", 3000, 1),
+    ("flaky_network", 1, "26a7d6c0063228808714b26cc24212706bea6b1e2da63d97ee5ffbccf849c8a8", 3000, 0),
+    ("lossy_reordering", 2, "bb61f7e2b95d9a386221714c0580b31861361747a19131e02158dc223e2b5c32", 3000, 1),
+    ("partition", 1, "36e7f99af882e7244ac2fe3655a7c890907fe31c0fc3637a7fa0fa9ce9205667", 3000, 1),
+    ("twins", 1, "e730ab574b8b029b3b0a2cfa0443dfb1032daa89a1d1f30266af61816ae2b3cd", 3000, 0),
+    ("byzantine_primary", 2, "63aaf9f64a631a28f3fc80619c5479ba3eb960f292a557528a7e287850314571", 3000, 0),
+    ("epoch_remove_primary", 1, "4c6570c87308353c43956b1db502e958614e0edc2f00ba74eed2a9b60b20a234", 3000, 0),
+    ("bad_checkpoint", 1, "b4786330cd3b19fd5a64079b6dabda22c1faff8c5c16fadfed45d9be33676592", 3000, 0),
 ]
 BENCH = Scenario("bench 4 nodes at 100 tx/s", NetworkSpec(4), WorkloadSpec(100.0, 30.0), ())
-BENCH_TRACE = "0b9b5b576809ef5818c1950e4cd36962ae839b960f8eeb17792c139b8d90f018"
+BENCH_TRACE = "ad76c0b6e7587b5e37bebb60821a9144c1407e79e5a2b5d4d7c2496aa4df9dcf"
 
 
 def _replayed(report: dict[str, Any]) -> dict[str, Any]:

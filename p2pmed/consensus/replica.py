@@ -141,7 +141,7 @@ class ReplicaConfig:
     block_bytes_max: int = 2 << 20
     """The most bytes of transactions this replica proposes in one block (at most the
     protocol's ``PROPOSAL_BYTES_MAX``; at least a transaction's ``TX_SIZE_MAX``)."""
-    batch_delay_ms: int = 10
+    batch_delay_ms: int = 0
     pipeline_max: int = 1
     checkpoint_interval: int = 16
     watermark_window: int = 64
@@ -364,14 +364,23 @@ class Replica:
 
     def submit(self, tx: Transaction, now_ms: int) -> list[Action]:
         """A client transaction reached this node (already checked by the host)."""
+        return self.submit_many((tx,), now_ms)
+
+    def submit_many(self, txs: Iterable[Transaction], now_ms: int) -> list[Action]:
+        """Client transactions that reached this node together (a gossip batch, checked by the
+        host): a primary with room in its pipeline proposes them together, not the first alone."""
         self._now_ms = now_ms
-        if tx.id in self._pending or tx.id in self._committed_ids:
-            self.rejected["duplicate-transaction"] += 1
+        added = False
+        for tx in txs:
+            if tx.id in self._pending or tx.id in self._committed_ids:
+                self.rejected["duplicate-transaction"] += 1
+            elif len(self._pending) >= self.config.pending_max:
+                self.rejected["pending-full"] += 1
+            else:
+                self._pending[tx.id] = (tx, now_ms)
+                added = True
+        if not added:
             return []
-        if len(self._pending) >= self.config.pending_max:
-            self.rejected["pending-full"] += 1
-            return []
-        self._pending[tx.id] = (tx, now_ms)
         if self._timers.progress_deadline_ms is None:
             self._refresh_progress_deadline()
         self._maybe_propose()

@@ -195,6 +195,20 @@ class NodeCore:
         self._now_ms = now_ms
         return self._carry_out(self._hand_to_replica(self.admission.hold(self.mempool, tx)))
 
+    def submit_many(self, txs: Iterable[Transaction], now_ms: int) -> tuple[Outgoing, list[TxRejected]]:
+        """Transactions that arrived together (a gossip batch), each held as ``submit`` holds
+        it and handed to the replica in one go, so that a primary proposes them together; with
+        why each refused one was refused."""
+        self._now_ms = now_ms
+        released: list[Transaction] = []
+        refused: list[TxRejected] = []
+        for tx in txs:
+            try:
+                released.extend(self.admission.hold(self.mempool, tx))
+            except TxRejected as error:
+                refused.append(error)
+        return self._carry_out(self._hand_to_replica(released)), refused
+
     def admit(self, tx: Transaction) -> bool:
         """``TxAdmission.admit``: may ``tx`` wait in the mempool and be relayed."""
         return self.admission.admit(tx)
@@ -263,12 +277,7 @@ class NodeCore:
             return False
 
     def _hand_to_replica(self, txs: Iterable[Transaction]) -> list[Action]:
-        if self.replica is None:
-            return []
-        actions: list[Action] = []
-        for tx in txs:
-            actions.extend(self.replica.submit(tx, self._now_ms))
-        return actions
+        return [] if self.replica is None else self.replica.submit_many(txs, self._now_ms)
 
     def _carry_out(self, actions: Iterable[Action]) -> Outgoing:
         if self._storage_error is not None:  # nothing may leave a node whose memory is ahead of its disk

@@ -485,12 +485,10 @@ class Node:
 
     async def _gossip_pump(self, gossip: TxGossip) -> None:
         async for batch in gossip.incoming:
-            now_ms = self.clock.now_ms()
-            for tx in batch:
-                try:
-                    self._send(self.core.submit(tx, now_ms))
-                except TxRejected as error:  # mostly duplicates: a client sent it to several nodes
-                    self.counters.gossip_txs_refused[error.reason.value] += 1
+            outgoing, refused = self.core.submit_many(batch, self.clock.now_ms())
+            for error in refused:  # mostly duplicates: a client sent it to several nodes
+                self.counters.gossip_txs_refused[error.reason.value] += 1
+            self._send(outgoing)
 
     async def _timer(self) -> None:
         while True:

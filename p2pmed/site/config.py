@@ -50,7 +50,7 @@ class NodeConfig:
     metrics_port: int = 0
     batch_size_max: int = 500
     block_bytes_max: int = 2 << 20
-    batch_delay_ms: int = 10
+    batch_delay_ms: int = 0
     pipeline_max: int = 1
     block_time_skew_max_ms: int = 10_000
     request_timeout_ms: int = 2_000
@@ -112,7 +112,8 @@ port = {metrics_port}
 
 [consensus]
 # Most transactions and most bytes of transactions in one proposal (1 MiB to
-# 4 MiB), and how long the primary waits to fill one.
+# 4 MiB), and how long the primary waits to fill one (0: not at all; it proposes
+# once the block before is done, and under load blocks grow by themselves).
 batch_size_max = {batch_size_max}
 block_bytes_max = {block_bytes_max}
 batch_delay_ms = {batch_delay_ms}
