@@ -2,10 +2,11 @@
 
 The traces below were recorded when backups began to forward their oldest transactions
 to the primary before suspecting it (a new consensus message), and the primary began to
-propose as soon as the block before is done (``batch_delay_ms`` 0, as the daemon now runs). Each speed-up must keep every delivery, tick, commit and block hash in
-place, so that a seed reported as failing yesterday still fails the same way today. A
-change that alters what is simulated on purpose (the workload, the fault model, the
-consensus messages) records them anew and says so in its commit message.
+propose as soon as the block before is done (``batch_delay_ms`` 0, as the daemon now
+runs). Each speed-up must keep every delivery, tick, commit and block hash in place, so
+that a seed reported as failing yesterday still fails the same way today. A change that
+alters what is simulated on purpose (the workload, the fault model, the consensus
+messages) records them anew and says so in its commit message.
 """
 
 from __future__ import annotations
