@@ -5,6 +5,7 @@ through another node with ``--wait``, and a third node answers ``consent.list`` 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -65,6 +66,9 @@ def make_person(net: ProcessNetwork, name: str, role: str) -> tuple[str, Path]:
         "--timeout",
         str(WAIT_S),
     )
+    for index in range(len(net.homes)):  # committed at node 0; the next request may go to any node
+        known = functools.partial(net.call, index, "identity.person", id_or_key=keys["public_key"])
+        net.wait_for(index, known, WAIT_S, f"to know {name}")
     return keys["public_key"], out / "signing_key.pem"
 
 
