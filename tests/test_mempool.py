@@ -120,3 +120,38 @@ def test_transactions_stuck_behind_a_missing_nonce_make_room_for_one_consensus_c
     assert pool.add(probe(0, 0), 0) == [probe(0, 0), probe(0, 1)]  # evicts nonce 2, releases the rest
     assert probe(0, 2).id not in pool and len(pool) == 4
     assert rejection(pool, probe(2, 1)) is RejectReason.MEMPOOL_FULL  # nothing stuck is left to evict
+
+
+def count_stuck(pool: Mempool) -> int:
+    """Transactions waiting behind a missing nonce, counted afresh."""
+    return sum(1 for sender in pool._senders.values() for nonce in sender.by_nonce if nonce >= sender.next_release)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 2), st.integers(0, 3)),
+            st.tuples(st.just("commit"), st.integers(0, 2), st.integers(1, 3)),
+        ),
+        max_size=40,
+    )
+)
+def test_the_count_of_stuck_transactions_follows_every_change(steps: list[tuple[str, int, int]]) -> None:
+    """A full mempool asks whether anything is stuck on every refusal, so it keeps a count
+    instead of walking every sender; the count must agree with a walk after any adds, commits,
+    releases and evictions."""
+    pool = Mempool(size_max=3)
+    chain_next = [0, 0, 0]
+    for kind, patient, number in steps:
+        if kind == "add":
+            try:
+                pool.add(probe(patient, number), chain_next[patient])
+            except TxRejected:
+                pass
+        else:  # a block commits the patient's next ``number`` nonces (whichever transactions)
+            committed = [probe(patient, chain_next[patient] + offset) for offset in range(number)]
+            chain_next[patient] += number
+            pool.committed(committed, lambda key: chain_next[[p.public_key for p in PATIENTS].index(key)])
+        assert pool._stuck == count_stuck(pool)
+        assert pool._any_stuck() == (count_stuck(pool) > 0)

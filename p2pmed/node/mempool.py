@@ -55,6 +55,11 @@ class _Sender:
     by_nonce: dict[int, Transaction] = field(default_factory=dict)
     size_bytes: int = 0
 
+    @property
+    def stuck(self) -> int:
+        """Its transactions waiting behind a missing nonce (never handed to consensus)."""
+        return len(self.by_nonce) - (self.next_release - self.next_committed)
+
 
 class Mempool:
     def __init__(
@@ -69,6 +74,10 @@ class Mempool:
         self.size_bytes = 0
         self._by_id: dict[bytes, Transaction] = {}
         self._senders: dict[bytes, _Sender] = {}
+        self._stuck = 0
+        """Transactions waiting behind a missing nonce, kept as senders change: a full mempool
+        asks on every refusal, which must stay cheap under overload (a walk over every sender
+        cost 0.2 ms a refusal at 5,000 waiting, more than a signature check)."""
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -145,11 +154,14 @@ class Mempool:
             raise TxRejected(RejectReason.MEMPOOL_FULL, f"{len(self._by_id)} transactions are waiting; try again later")
         if sender is None:
             sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)
+        stuck_before = sender.stuck
         sender.by_nonce[tx.nonce] = tx
         sender.size_bytes += len(tx.encoded)
         self.size_bytes += len(tx.encoded)
         self._by_id[tx.id] = tx
-        return self._release(sender)
+        ready = self._release(sender)
+        self._stuck += sender.stuck - stuck_before
+        return ready
 
     def committed(self, txs: Iterable[Transaction], next_nonce: Callable[[bytes], int]) -> Released:
         """A block with ``txs`` committed; ``next_nonce(sender)`` reads the new chain state."""
@@ -160,6 +172,7 @@ class Mempool:
             sender = self._senders.get(public_key)
             if sender is None:
                 continue
+            stuck_before = sender.stuck
             sender.next_committed = next_nonce(public_key)
             for nonce in [nonce for nonce in sender.by_nonce if nonce < sender.next_committed]:
                 tx = sender.by_nonce.pop(nonce)
@@ -170,15 +183,14 @@ class Mempool:
                     released.dropped.append(tx.id)
             sender.next_release = max(sender.next_release, sender.next_committed)
             released.ready.extend(self._release(sender))
+            self._stuck += sender.stuck - stuck_before
             if not sender.by_nonce:
                 del self._senders[public_key]
         return released
 
     def _any_stuck(self) -> bool:
         """Whether a transaction waits behind a missing nonce of its sender (never handed to consensus)."""
-        return any(
-            len(sender.by_nonce) > sender.next_release - sender.next_committed for sender in self._senders.values()
-        )
+        return self._stuck > 0
 
     def _evict_stuck(self, size: int) -> None:
         """Make room for ``size`` bytes and one transaction by dropping stuck ones (see the module)."""
@@ -192,6 +204,7 @@ class Mempool:
                 return
             sender = self._senders[key]
             tx = sender.by_nonce.pop(max(stuck[key]))
+            self._stuck -= 1
             del self._by_id[tx.id]
             sender.size_bytes -= len(tx.encoded)
             self.size_bytes -= len(tx.encoded)
