@@ -1,6 +1,7 @@
 """A backup forwards the transactions it waited on longest to the primary before suspecting it
 (``Forward``): gossip may lose a transaction on its way to the primary, and that alone must not
-cost a view change; a primary that leaves forwarded transactions out is still replaced."""
+cost a view change; a primary that leaves forwarded transactions out is still replaced. And a
+pre-prepare that overtakes its view's NEW-VIEW is kept for that view, not dropped."""
 
 from __future__ import annotations
 
@@ -11,12 +12,22 @@ import pytest
 from p2pmed import codec
 from p2pmed.consensus.actions import Broadcast
 from p2pmed.consensus.certificates import Validators
-from p2pmed.consensus.messages import FORWARD_TXS_MAX, Forward, PrePrepare, decode_message, encode_message
+from p2pmed.consensus.messages import (
+    FORWARD_TXS_MAX,
+    Forward,
+    PrePrepare,
+    Proposal,
+    Vote,
+    VoteKind,
+    decode_message,
+    encode_message,
+)
 from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.testing.local_network import LocalNetwork
+from signing import signed
 
 CHAIN = "forwarding-test"
 KEYS = [SigningKey.from_seed(bytes([i + 1]) * 32) for i in range(4)]  # LocalNetwork's validator keys
@@ -127,3 +138,21 @@ def test_a_forward_of_no_or_too_many_transactions_does_not_decode(count: int) ->
     data = encode_message(Forward((probe(60),), 1)).replace(codec.encode((probe(60),)), codec.encode(txs))
     with pytest.raises(codec.CodecError):
         decode_message(data)
+
+
+def early_pre_prepare(view: int, signer: int, sequence: int = 1) -> PrePrepare:
+    proposal = Proposal(sequence, 1_000, KEYS[signer].public_key, (probe(70),))
+    vote = signed(Vote(VoteKind.PRE_PREPARE, view, sequence, proposal.digest, signer, bytes(64)), KEYS[signer], CHAIN)
+    return PrePrepare(vote, proposal)
+
+
+def test_only_the_next_views_primary_gets_a_pre_prepare_kept_before_its_new_view() -> None:
+    """A pre-prepare can overtake its view's NEW-VIEW; a replica keeps one per sequence from the
+    next view's primary (taken up when the view starts), and nothing from anyone else."""
+    backup = fresh_replica(2)
+    backup.deliver(3, early_pre_prepare(1, 3), 1_000)  # replica 3 is not view 1's primary
+    backup.deliver(1, early_pre_prepare(5, 1), 1_000)  # nor is view 5 the next one
+    assert backup._early == {}
+    kept = early_pre_prepare(1, 1)
+    backup.deliver(1, kept, 1_000)
+    assert backup._early == {1: kept}

@@ -151,13 +151,12 @@ def test_a_primary_nobody_hears_is_replaced_and_the_others_keep_committing(name:
 
 
 def test_one_way_the_unheard_primary_still_hears_a_quorum_and_keeps_up() -> None:
-    # Not on every seed: on some (2 and 4 before the forward message, 3 since) the new
-    # primary's first pre-prepare reaches node 0 before the NEW-VIEW does, so node 0, still in
-    # view 0, drops it; the others decide that block without node 0, nobody sends it again,
-    # and node 0 cannot ask for it (what it sends is cut), so it follows again only after the
-    # heal. The sweeps check that everything commits in the end.
-    report = run_simulation(shipped(SIMULATIONS / "one_way_partition.toml"), 1).report
-    assert heights(report, 14.0)[0] > heights(report, 7.0)[0], "node 0 hears the new view's quorum and commits along"
+    # The new primary's first pre-prepare often overtakes its NEW-VIEW; node 0, whose sends
+    # are cut, could not fetch it later, so it keeps it until the view starts (seeds 2 and 4
+    # stalled until the heal before it did).
+    for seed in range(1, 6):
+        report = run_simulation(shipped(SIMULATIONS / "one_way_partition.toml"), seed).report
+        assert heights(report, 14.0)[0] > heights(report, 7.0)[0], f"seed {seed}: node 0 commits along"
     isolated = run_simulation(shipped(SIMULATIONS / "partition_primary.toml"), 3).report
     assert heights(isolated, 14.0)[0] == heights(isolated, 7.0)[0]
 

@@ -273,6 +273,9 @@ class Replica:
         self._commitments = commitments
         self._awaiting_state: dict[int, PrePrepare] = {}
         """Pre-prepares held until the host executed the block their proposal commits to."""
+        self._early: dict[int, PrePrepare] = {}
+        """Pre-prepares of the next view that overtook its NEW-VIEW, by sequence: taken up
+        when that view starts (a replica that cannot send could not fetch them later)."""
         self._now_ms = now_ms
         self.view = 0
         self.view_phase = ViewPhase.ACTIVE
@@ -666,6 +669,7 @@ class Replica:
     def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
         vote = pre_prepare.vote
         if not self._admits(vote):
+            self._keep_early(pre_prepare)
             return
         self.validators.check_pre_prepare(pre_prepare)
         self._note_ahead(vote.replica, vote.sequence)
@@ -840,6 +844,21 @@ class Replica:
         self._maybe_stabilize()
 
     # -- checkpoints and garbage collection ------------------------------------
+
+    def _keep_early(self, pre_prepare: PrePrepare) -> None:
+        """Keep a pre-prepare of the view after ours, or of the view we are changing to, from
+        that view's primary, inside the watermarks: at most one per sequence, checked in full
+        when the view starts."""
+        vote = pre_prepare.vote
+        changing_to = vote.view == self.view and self.view_phase is ViewPhase.CHANGING
+        if not (changing_to or vote.view == self.view + 1) or vote.replica != self.validators.primary(vote.view):
+            return
+        if not self._in_window(vote.sequence) or vote.sequence <= self.last_executed:
+            return
+        self.validators.check_signed(vote)
+        held = self._early.get(vote.sequence)
+        if held is None or held.vote.view <= vote.view:
+            self._early[vote.sequence] = pre_prepare
 
     def _on_checkpoint(self, checkpoint: Checkpoint) -> None:
         if checkpoint.sequence <= self.stable_sequence or checkpoint.sequence % self.config.checkpoint_interval:
@@ -1055,6 +1074,14 @@ class Replica:
         self._pending = {tx_id: (tx, self._now_ms) for tx_id, (tx, _) in self._pending.items()}
         self._probed_for = None
         self._refresh_progress_deadline()
+        early, self._early = self._early, {}
+        for sequence in sorted(early):
+            if early[sequence].vote.view == self.view:
+                try:
+                    self._on_pre_prepare(early[sequence])
+                except InvalidMessage as error:
+                    self.rejected["invalid"] += 1
+                    self._note(f"invalid early pre-prepare from {self.primary}: {error.reason}")
         self._execute_ready()
         self._maybe_propose()
 
