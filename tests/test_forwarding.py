@@ -26,11 +26,11 @@ from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import Transaction, sign_transaction
-from p2pmed.testing.local_network import LocalNetwork
+from p2pmed.testing.local_network import LocalNetwork, validator_keys
 from signing import signed
 
 CHAIN = "forwarding-test"
-KEYS = [SigningKey.from_seed(bytes([i + 1]) * 32) for i in range(4)]  # LocalNetwork's validator keys
+KEYS = validator_keys(4)
 TIMEOUT_MS = 1_000
 
 

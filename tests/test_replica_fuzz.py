@@ -30,12 +30,12 @@ from p2pmed.consensus.replica import Replica, ReplicaConfig
 from p2pmed.crypto import Ed25519Verifier, SigningKey
 from p2pmed.ledger.contracts.probe import Probe
 from p2pmed.ledger.tx import sign_transaction
-from p2pmed.testing.local_network import LocalNetwork
+from p2pmed.testing.local_network import LocalNetwork, validator_keys
 from signing import signed
 from strategies import mutated
 
 CHAIN = "replica-fuzz"
-KEYS = [SigningKey.from_seed(bytes([i + 1]) * 32) for i in range(4)]  # LocalNetwork's validator keys
+KEYS = validator_keys(4)
 CONFIG = ReplicaConfig(checkpoint_interval=2, watermark_window=8, batch_size_max=2)
 
 

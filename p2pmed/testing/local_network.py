@@ -23,9 +23,14 @@ from p2pmed.ledger.tx import Transaction
 from p2pmed.node.core import NodeCore, Outgoing
 from p2pmed.store.sqlite import SNAPSHOT_INTERVAL_BLOCKS
 
-__all__ = ["LocalNetwork"]
+__all__ = ["LocalNetwork", "validator_keys"]
 
 STEP_MS = 5
+
+
+def validator_keys(count: int) -> list[SigningKey]:
+    """The keys of a local network's first ``count`` nodes (fixed seeds, so tests can sign as them)."""
+    return [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(count)]
 
 
 class LocalNetwork:
@@ -42,7 +47,7 @@ class LocalNetwork:
     ) -> None:
         self.probes_from_anyone = probes_from_anyone
         self.snapshot_interval = snapshot_interval
-        self.keys = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(n + joiners)]
+        self.keys = validator_keys(n + joiners)
         self.validators = Validators(chain_id, tuple(key.public_key for key in self.keys[:n]), Ed25519Verifier())
         self._index_of = {key.public_key: index for index, key in enumerate(self.keys)}
         sites = [  # each validator runs a hospital in force from genesis, as ``p2pmed testnet`` sets up
