@@ -5,6 +5,7 @@ pre-prepare that overtakes its view's NEW-VIEW is kept for that view, not droppe
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,10 @@ def test_only_the_next_views_primary_gets_a_pre_prepare_kept_before_its_new_view
     backup = fresh_replica(2)
     backup.deliver(3, early_pre_prepare(1, 3), 1_000)  # replica 3 is not view 1's primary
     backup.deliver(1, early_pre_prepare(5, 1), 1_000)  # nor is view 5 the next one
-    assert backup._early == {}
+    honest = early_pre_prepare(1, 1)
+    forged = PrePrepare(dataclasses.replace(honest.vote, signature=bytes(64)), honest.proposal)
+    backup.deliver(1, forged, 1_000)
+    assert backup._early == {} and backup.rejected["invalid"] == 1
     kept = early_pre_prepare(1, 1)
     backup.deliver(1, kept, 1_000)
     assert backup._early == {1: kept}

@@ -855,7 +855,8 @@ class Replica:
             return
         if not self._in_window(vote.sequence) or vote.sequence <= self.last_executed:
             return
-        self.validators.check_signed(vote)
+        if changing_to:  # a later view's vote had its signature checked by ``_admits`` already
+            self.validators.check_signed(vote)
         held = self._early.get(vote.sequence)
         if held is None or held.vote.view <= vote.view:
             self._early[vote.sequence] = pre_prepare
