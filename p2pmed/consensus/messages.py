@@ -69,6 +69,7 @@ FORWARD_TXS_MAX = 32
 FORWARD_BYTES_MAX = 1 << 20
 """A forward carries at most this many transactions and bytes of them (always at least the
 first, which ``codec.TX_SIZE_MAX`` keeps under it)."""
+assert codec.TX_SIZE_MAX <= FORWARD_BYTES_MAX, "every transaction must fit a forward"
 FETCH_BLOCKS_MAX = 64
 FETCH_BYTES_MAX = 8 << 20
 """A block-fetch answer carries blocks while their encodings total at most this (and always

@@ -549,14 +549,9 @@ class Replica:
         self._maybe_propose()
 
     def _forward_oldest(self) -> None:
-        """Hand the primary our oldest pending transactions that no proposal carries."""
-        txs: list[Transaction] = []
-        size = 0
-        for tx in self._unproposed():
-            if len(txs) == FORWARD_TXS_MAX or (txs and size + len(tx.encoded) > FORWARD_BYTES_MAX):
-                break
-            txs.append(tx)
-            size += len(tx.encoded)
+        """Hand the primary our oldest pending transactions that no proposal carries (any one
+        fits a forward: ``FORWARD_BYTES_MAX`` is at least ``codec.TX_SIZE_MAX``)."""
+        txs, _ = self._oldest_unproposed(FORWARD_TXS_MAX, FORWARD_BYTES_MAX)
         if txs:
             self._messages.append(Send(self.primary, Forward(tuple(txs), self.index)))
 
@@ -589,17 +584,17 @@ class Replica:
             and self._next_sequence - STATE_LAG_MAX <= self._commitments.executed_height()
         )
 
-    def _next_batch(self) -> tuple[list[Transaction], bool]:
-        """The oldest unproposed transactions that fit one block by count and by bytes, and
-        whether the block is full (so it need not wait for more)."""
+    def _oldest_unproposed(self, count_max: int, bytes_max: int) -> tuple[list[Transaction], bool]:
+        """The oldest unproposed transactions that fit ``count_max`` and ``bytes_max`` (a block,
+        a forward), and whether they are full (a block that need not wait for more)."""
         batch: list[Transaction] = []
         size = 0
         for tx in self._unproposed():
-            if len(batch) == self.config.batch_size_max or size + len(tx.encoded) > self.config.block_bytes_max:
+            if len(batch) == count_max or size + len(tx.encoded) > bytes_max:
                 return batch, True
             batch.append(tx)
             size += len(tx.encoded)
-        return batch, len(batch) == self.config.batch_size_max
+        return batch, len(batch) == count_max
 
     def _maybe_propose(self) -> None:
         """Propose while the window and pipeline allow: a full batch now, a partial one once its
@@ -607,7 +602,7 @@ class Replica:
         heartbeat is due: a block is owed then, and the deadline ``next_deadline_ms`` gave
         ``tick`` was the heartbeat's."""
         while self._can_propose():
-            batch, full = self._next_batch()
+            batch, full = self._oldest_unproposed(self.config.batch_size_max, self.config.block_bytes_max)
             heartbeat_ms = self._heartbeat_at_ms()
             owed = heartbeat_ms is not None and self._now_ms >= heartbeat_ms
             if not batch:
