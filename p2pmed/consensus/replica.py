@@ -584,6 +584,11 @@ class Replica:
             and self._next_sequence - STATE_LAG_MAX <= self._commitments.executed_height()
         )
 
+    def _next_batch(self) -> tuple[list[Transaction], bool]:
+        """The oldest unproposed transactions that fit one block, and whether the block is full
+        (so it need not wait for more)."""
+        return self._oldest_unproposed(self.config.batch_size_max, self.config.block_bytes_max)
+
     def _oldest_unproposed(self, count_max: int, bytes_max: int) -> tuple[list[Transaction], bool]:
         """The oldest unproposed transactions that fit ``count_max`` and ``bytes_max`` (a block,
         a forward), and whether they are full (a block that need not wait for more)."""
@@ -602,7 +607,7 @@ class Replica:
         heartbeat is due: a block is owed then, and the deadline ``next_deadline_ms`` gave
         ``tick`` was the heartbeat's."""
         while self._can_propose():
-            batch, full = self._oldest_unproposed(self.config.batch_size_max, self.config.block_bytes_max)
+            batch, full = self._next_batch()
             heartbeat_ms = self._heartbeat_at_ms()
             owed = heartbeat_ms is not None and self._now_ms >= heartbeat_ms
             if not batch:
