@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from p2pmed.crypto import SigningKey
@@ -16,7 +16,7 @@ from p2pmed.ledger.tx import Transaction, sign_transaction
 from p2pmed.node.mempool import Mempool
 
 CHAIN = "mempool-test"
-PATIENTS = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(3)]
+PATIENTS = [SigningKey.from_seed(bytes([index + 1]) * 32) for index in range(4)]
 
 
 @functools.cache
@@ -155,3 +155,94 @@ def test_the_count_of_stuck_transactions_follows_every_change(steps: list[tuple[
             pool.committed(committed, lambda key: chain_next[[p.public_key for p in PATIENTS].index(key)])
         assert pool._stuck == count_stuck(pool)
         assert pool._any_stuck() == (count_stuck(pool) > 0)
+
+
+def naive_evictions(pool: Mempool) -> list[tuple[bytes, int]]:
+    """Every stuck transaction as ``(sender, nonce)``, in the order the mempool's first
+    algorithm evicts them, walking every transaction held for each: the highest stuck nonce
+    of the sender with the most stuck, the first such sender in ``_senders``' order."""
+    stuck = {
+        key: [nonce for nonce in sender.by_nonce if nonce >= sender.next_release]
+        for key, sender in pool._senders.items()
+    }
+    order = []
+    while (key := max(stuck, key=lambda key: len(stuck[key]), default=None)) is not None and stuck[key]:
+        nonce = max(stuck[key])
+        stuck[key].remove(nonce)
+        order.append((key, nonce))
+    return order
+
+
+def live_index(pool: Mempool) -> set[tuple[int, int, bytes]]:
+    """The entries of the mempool's most-stuck heap that describe a sender as it is."""
+    live = set()
+    for stuck, arrival, key in pool._most_stuck:
+        sender = pool._senders.get(key)
+        if sender is not None and sender.arrival == arrival and sender.stuck == -stuck:
+            live.add((stuck, arrival, key))
+    return live
+
+
+def check_senders(pool: Mempool) -> None:
+    """What the eviction choice relies on: each sender holds every nonce from its next
+    committed one to its next released one (excluded), and otherwise only higher ones; its
+    arrivals follow ``_senders``' order; the heap holds a live entry for each sender with
+    stuck transactions."""
+    arrivals = [sender.arrival for sender in pool._senders.values()]
+    assert arrivals == sorted(set(arrivals))
+    for sender in pool._senders.values():
+        released = range(sender.next_committed, sender.next_release)
+        assert all(nonce in sender.by_nonce for nonce in released)
+        assert all(nonce in released or nonce > sender.next_release for nonce in sender.by_nonce)
+    fresh = {(-sender.stuck, sender.arrival, key) for key, sender in pool._senders.items() if sender.stuck}
+    assert live_index(pool) == fresh
+
+
+STEP = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 5), st.just(False)),  # often stuck
+    st.tuples(st.just("next"), st.integers(0, 3), st.just(0), st.booleans()),  # evicts if the pool is full
+    st.tuples(st.just("commit"), st.integers(0, 3), st.integers(1, 3), st.just(False)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(1, len(PATIENTS)), st.integers(2, 5), st.booleans(), st.lists(STEP, max_size=60))
+# A commit leaves the sender one stuck after the heap was compacted to its entry for three.
+@example(1, 3, False, [("add", 0, 1, False), ("add", 0, 2, False), ("add", 0, 4, False), ("commit", 0, 1, False)])
+# Bytes bound: a big next transaction evicts two stuck ones, from senders tied at two each.
+@example(
+    3,
+    5,
+    True,
+    [("add", 0, 1, False), ("add", 0, 2, False), ("add", 1, 1, False), ("add", 1, 2, False), ("next", 2, 0, True)],
+)
+def test_evictions_choose_as_a_walk_over_every_sender_would(
+    senders: int, size_max: int, bytes_bound: bool, steps: list[tuple[str, int, int, bool]]
+) -> None:
+    """The mempool keeps a heap of senders by stuck count instead of walking every sender
+    on each eviction; after any adds (releasing, stuck or evicting, by count or by bytes)
+    and commits, it must choose the sender and nonce the walk chooses, and the heap must
+    agree with one built afresh."""
+    big = "x" * 200  # under the bytes bound, a big transaction may need more than one small one evicted
+    pool = Mempool(size_max=size_max, bytes_max=2 * len(probe(0, 0, big).encoded) if bytes_bound else 64 << 20)
+    chain_next = [0] * len(PATIENTS)
+    for kind, drawn, number, large in steps:
+        patient = drawn % senders
+        if kind in ("add", "next"):
+            if kind == "next":
+                number = pool.next_free_nonce(PATIENTS[patient].public_key, chain_next[patient]) - chain_next[patient]
+            expected = naive_evictions(pool)
+            held = {tx.id: (tx.sender, tx.nonce) for tx in pool.transactions()}
+            try:
+                pool.add(probe(patient, chain_next[patient] + number, big if large else "p"), chain_next[patient])
+            except TxRejected:
+                pass
+            evicted = {held[tx_id] for tx_id in held if tx_id not in pool}
+            assert evicted == set(expected[: len(evicted)])
+        else:  # a block commits the patient's next ``number`` nonces (whichever transactions)
+            committed = [probe(patient, chain_next[patient] + offset) for offset in range(number)]
+            chain_next[patient] += number
+            pool.committed(committed, lambda key: chain_next[[p.public_key for p in PATIENTS].index(key)])
+        check_senders(pool)
+        assert pool._to_evict() == next(iter(naive_evictions(pool)), None)
+        assert pool._stuck == count_stuck(pool)

@@ -26,11 +26,17 @@ that, transactions whose lower nonce never arrived (refused while the mempool wa
 full, or sent that way on purpose by any registered sender, up to ``ahead_max`` each)
 would fill it for good: nothing released, so consensus idles without suspecting
 anyone, and every new transaction is refused as mempool-full (``p2pmed bench`` saw
-a network stop committing so after an overload).
+a network stop committing so after an overload). Of senders with as many stuck, the
+one that has waited here longest goes first (the first in ``_senders``' order: a sender
+that left, its transactions all gone, and came back counts from its return). This runs
+on the event loop, under overload or attack, so choosing the sender costs O(log senders)
+amortised, and its highest nonce a look at that sender's nonces only (at most
+``ahead_max``), not a walk over every transaction held.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -50,6 +56,8 @@ class Released:
 
 @dataclass
 class _Sender:
+    arrival: int
+    """Its place in ``Mempool._senders``' order, which breaks ties between senders to evict from."""
     next_committed: int
     next_release: int
     by_nonce: dict[int, Transaction] = field(default_factory=dict)
@@ -57,7 +65,9 @@ class _Sender:
 
     @property
     def stuck(self) -> int:
-        """Its transactions waiting behind a missing nonce (never handed to consensus)."""
+        """Its transactions waiting behind a missing nonce (never handed to consensus): those
+        above ``next_release``, as every nonce from ``next_committed`` up to it (excluded) is
+        held and released. So while any is stuck, its highest nonce held is stuck."""
         return len(self.by_nonce) - (self.next_release - self.next_committed)
 
 
@@ -74,10 +84,16 @@ class Mempool:
         self.size_bytes = 0
         self._by_id: dict[bytes, Transaction] = {}
         self._senders: dict[bytes, _Sender] = {}
+        self._arrivals = 0
         self._stuck = 0
         """Transactions waiting behind a missing nonce, kept as senders change: a full mempool
         asks on every refusal, which must stay cheap under overload (a walk over every sender
         cost 0.2 ms a refusal at 5,000 waiting, more than a signature check)."""
+        self._most_stuck: list[tuple[int, int, bytes]] = []
+        """A heap of ``(-stuck, arrival, key)``, pushed whenever a sender's stuck count changes,
+        so its top live entry names the sender to evict from. An entry is live while its sender
+        is in ``_senders`` with that arrival and count; the others are dropped when they reach
+        the top, or all at once when the heap holds more than two entries a sender."""
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -153,14 +169,15 @@ class Mempool:
         if len(self._by_id) >= self.size_max or self.size_bytes + len(tx.encoded) > self.bytes_max:
             raise TxRejected(RejectReason.MEMPOOL_FULL, f"{len(self._by_id)} transactions are waiting; try again later")
         if sender is None:
-            sender = self._senders[tx.sender] = _Sender(next_committed, next_committed)
+            sender = self._senders[tx.sender] = _Sender(self._arrivals, next_committed, next_committed)
+            self._arrivals += 1
         stuck_before = sender.stuck
         sender.by_nonce[tx.nonce] = tx
         sender.size_bytes += len(tx.encoded)
         self.size_bytes += len(tx.encoded)
         self._by_id[tx.id] = tx
         ready = self._release(sender)
-        self._stuck += sender.stuck - stuck_before
+        self._stuck_changed(tx.sender, sender, stuck_before)
         return ready
 
     def committed(self, txs: Iterable[Transaction], next_nonce: Callable[[bytes], int]) -> Released:
@@ -183,7 +200,7 @@ class Mempool:
                     released.dropped.append(tx.id)
             sender.next_release = max(sender.next_release, sender.next_committed)
             released.ready.extend(self._release(sender))
-            self._stuck += sender.stuck - stuck_before
+            self._stuck_changed(public_key, sender, stuck_before)
             if not sender.by_nonce:
                 del self._senders[public_key]
         return released
@@ -192,22 +209,42 @@ class Mempool:
         """Whether a transaction waits behind a missing nonce of its sender (never handed to consensus)."""
         return self._stuck > 0
 
+    def _stuck_changed(self, key: bytes, sender: _Sender, before: int) -> None:
+        """Keep ``_stuck`` and ``_most_stuck`` as ``sender``'s stuck count changes from ``before``."""
+        stuck = sender.stuck
+        if stuck == before:
+            return
+        self._stuck += stuck - before
+        if stuck:
+            heapq.heappush(self._most_stuck, (-stuck, sender.arrival, key))
+            if len(self._most_stuck) > 2 * len(self._senders):
+                self._most_stuck = [(-s.stuck, s.arrival, k) for k, s in self._senders.items() if s.stuck]
+                heapq.heapify(self._most_stuck)
+
+    def _to_evict(self) -> tuple[bytes, int] | None:
+        """The sender and nonce to evict next (see the module), if any transaction is stuck."""
+        while self._most_stuck:
+            stuck, arrival, key = self._most_stuck[0]
+            sender = self._senders.get(key)
+            if sender is not None and sender.arrival == arrival and sender.stuck == -stuck:
+                return key, max(sender.by_nonce)
+            heapq.heappop(self._most_stuck)
+        return None
+
     def _evict_stuck(self, size: int) -> None:
         """Make room for ``size`` bytes and one transaction by dropping stuck ones (see the module)."""
         while len(self._by_id) >= self.size_max or self.size_bytes + size > self.bytes_max:
-            stuck = {
-                key: [nonce for nonce in sender.by_nonce if nonce >= sender.next_release]
-                for key, sender in self._senders.items()
-            }
-            key = max(stuck, key=lambda key: len(stuck[key]), default=None)
-            if key is None or not stuck[key]:
+            chosen = self._to_evict()
+            if chosen is None:
                 return
+            key, nonce = chosen
             sender = self._senders[key]
-            tx = sender.by_nonce.pop(max(stuck[key]))
-            self._stuck -= 1
+            stuck_before = sender.stuck
+            tx = sender.by_nonce.pop(nonce)
             del self._by_id[tx.id]
             sender.size_bytes -= len(tx.encoded)
             self.size_bytes -= len(tx.encoded)
+            self._stuck_changed(key, sender, stuck_before)
             if not sender.by_nonce:
                 del self._senders[key]
 
