@@ -7,9 +7,12 @@ report); these tests check that each part measures something and reports it.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ from p2pmed.bench.cpu import cpu_seconds
 from p2pmed.bench.limit import measure_signature_limit
 from p2pmed.bench.plan import AUTO_STEPS_MAX, COMMITTED_FRACTION_MIN, PRECISION, REPEATS, RatePlan, parse_rates
 from p2pmed.bench.report import repeat_spread
-from p2pmed.bench.step import StepResult
+from p2pmed.bench.step import StepLoad, StepResult, _Submitter
 from p2pmed.cli.main import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +34,7 @@ STEP_FIELDS = {
     "sent",
     "committed",
     "refused",
+    "resent",
     "send_window_s",
     "latency_ms",
     "send_lag_ms",
@@ -170,6 +174,8 @@ def test_sim_reports_the_simulators_speedup(tmp_path: Path) -> None:
         (["--duration", "0"], "--duration"),
         (["--duration", "-1"], "--duration"),
         (["--duration", "soon"], "--duration"),
+        (["--resend-after-ms", "0"], "--resend-after-ms"),
+        (["--resend-after-ms", "100", "--sim"], "--resend-after-ms"),
     ],
 )
 def test_a_bad_option_exits_2_naming_it(tmp_path: Path, args: list[str], option: str) -> None:
@@ -198,3 +204,55 @@ def test_waiting_for_commits_survives_refusals_that_arrive_while_it_reads_them()
     )
     watchers = SimpleNamespace(committed_at=[{"bb": 1.0}])
     _wait_commits([submitter], watchers, time.monotonic() + 5)  # type: ignore[list-item, arg-type]
+
+
+def _refusing_node(path: Path, refusals: dict[int, list[str]], seen: Counter[int]) -> threading.Thread:
+    """A node's RPC socket that answers request ``id`` with the refusals listed for it, in turn,
+    then with success; ``seen`` counts the requests of each id."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection, server, connection.makefile("rwb") as stream:
+            for line in stream:
+                request_id = json.loads(line)["id"]
+                seen[request_id] += 1
+                pending = refusals.get(request_id, [])
+                if pending:
+                    reason = pending.pop(0)
+                    reply = {"jsonrpc": "2.0", "id": request_id, "error": {"code": 1, "data": {"reason": reason}}}
+                else:
+                    reply = {"jsonrpc": "2.0", "id": request_id, "result": {"tx_id": "00"}}
+                stream.write(json.dumps(reply).encode() + b"\n")
+                stream.flush()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("resend_after_s", [None, 0.02], ids=["open-loop", "resending"])
+def test_a_resending_client_writes_a_mempool_full_refusal_again_and_nothing_else(
+    tmp_path: Path, resend_after_s: float | None
+) -> None:
+    lines = tuple(json.dumps({"id": index, "method": "tx.submit"}).encode() + b"\n" for index in range(3))
+    load = StepLoad(rate=1_000.0, lines=(lines,), tx_ids=(("a", "b", "c"),))
+    seen: Counter[int] = Counter()
+    node = _refusing_node(tmp_path / "rpc.sock", {1: ["mempool-full", "mempool-full"], 2: ["bad-signature"]}, seen)
+    submitter = _Submitter(tmp_path / "rpc.sock", load, 0, resend_after_s)
+    try:
+        submitter.begin(time.monotonic())
+        deadline = time.monotonic() + 10
+        while not submitter.answered and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        submitter.close()
+    node.join(5)
+    if resend_after_s is None:
+        assert submitter.refused == {1: "mempool-full", 2: "bad-signature"} and submitter.resent == 0
+        assert seen == {0: 1, 1: 1, 2: 1}
+    else:  # refused twice, then taken; the bad transaction is not tried again
+        assert submitter.refused == {2: "bad-signature"} and submitter.resent == 2
+        assert seen == {0: 1, 1: 3, 2: 1}

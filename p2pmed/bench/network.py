@@ -56,6 +56,7 @@ class NetworkBench:
     half_rate: StepResult | None
     stop_reason: str
     watch_drops: int
+    resend_after_ms: int | None = None
 
     @property
     def best(self) -> StepResult | None:
@@ -71,6 +72,7 @@ class NetworkBench:
             "half_rate": None if self.half_rate is None else self.half_rate.as_json(),
             "stop_reason": self.stop_reason,
             "watch_drops": self.watch_drops,
+            "resend_after_ms": self.resend_after_ms,
         }
 
 
@@ -80,12 +82,14 @@ def run_network_bench(
     duration_s: float,
     logs: Path,
     progress: Callable[[StepResult], None] = lambda step: None,
+    resend_after_ms: int | None = None,
 ) -> NetworkBench:
-    """Run the steps of ``rates`` (None: auto) for ``duration_s`` each; raises ``NodeFailed`` if a node dies."""
+    """Run the steps of ``rates`` (None: auto) for ``duration_s`` each, open loop or resending
+    refused transactions (``resend_after_ms``); raises ``NodeFailed`` if a node dies."""
     with tempfile.TemporaryDirectory(prefix="p2pmed-bench-") as directory:
         try:
             with ProcessNetwork(Path(directory), nodes, CONFIG, CHAIN_ID) as net:
-                return _Run(net, duration_s, progress).play(RatePlan(rates))
+                return _Run(net, duration_s, progress, resend_after_ms).play(RatePlan(rates))
         finally:
             logs.mkdir(parents=True, exist_ok=True)
             for log in Path(directory).glob("node*.log"):
@@ -93,8 +97,15 @@ def run_network_bench(
 
 
 class _Run:
-    def __init__(self, net: ProcessNetwork, duration_s: float, progress: Callable[[StepResult], None]) -> None:
+    def __init__(
+        self,
+        net: ProcessNetwork,
+        duration_s: float,
+        progress: Callable[[StepResult], None],
+        resend_after_ms: int | None,
+    ) -> None:
         self.net, self.duration_s, self.progress = net, duration_s, progress
+        self.resend_after_ms = resend_after_ms
         self.rng = random.Random(SEED)
         net.start_all(START_TIMEOUT_S)
         for index in range(net.size):
@@ -121,14 +132,22 @@ class _Run:
             if half_rate is not None:
                 self.progress(half_rate)
             return NetworkBench(
-                self.net.size, self.duration_s, warmup, steps, half_rate, plan.stop_reason, watchers.drops
+                self.net.size,
+                self.duration_s,
+                warmup,
+                steps,
+                half_rate,
+                plan.stop_reason,
+                watchers.drops,
+                self.resend_after_ms,
             )
 
     def _step(self, watchers: CommitWatchers, label: str, rate: float, duration_s: float) -> StepResult:
         load = prepare_load(CHAIN_ID, self.net.size, rate, duration_s, self.rng)
         backlog = self._settle()
         drain_s = min(DRAIN_MAX_S, max(DRAIN_MIN_S, duration_s))
-        result = run_step(label, load, self.sockets, watchers, self.pids, drain_s, backlog)
+        resend_after_s = None if self.resend_after_ms is None else self.resend_after_ms / 1000
+        result = run_step(label, load, self.sockets, watchers, self.pids, drain_s, backlog, resend_after_s)
         for index in range(self.net.size):
             self._process(index)
         return result

@@ -25,6 +25,7 @@ def run_bench(
     out: Path,
     command: str,
     echo: Callable[[str], None],
+    resend_after_ms: int | None = None,
 ) -> dict[str, object]:
     """The real-network benchmark; writes ``out/bench.json``, ``out/bench.png`` and ``out/logs/``. Returns the JSON."""
     host = machine()
@@ -33,7 +34,9 @@ def run_bench(
     echo(f"signature limit: {limit.tx_per_s:.0f} tx/s; starting {nodes} nodes")
     for line in table_header(nodes):
         echo(line)
-    bench = run_network_bench(nodes, rates, duration_s, out / "logs", lambda step: echo(table_row(step)))
+    bench = run_network_bench(
+        nodes, rates, duration_s, out / "logs", lambda step: echo(table_row(step)), resend_after_ms
+    )
     data = bench_json(bench, limit, command, host)
     json_path = write_json(data, out / "bench.json")
     title = f"{nodes} nodes, {host['cores']} cores: latency vs committed throughput"

@@ -13,6 +13,14 @@ socket, and when a node stops reading, the sender blocks, the *achieved*
 offered rate falls below the asked one and the send lag grows: both are
 reported, so a client that cannot keep up is seen, not mistaken for the network.
 
+With ``resend_after_s`` the client is closed loop where the network pushes back, as a
+real client is: a transaction refused as ``mempool-full`` is written again that long after
+the refusal came back (by a third thread per node), again on each refusal, until the step
+ends. Without it, a refused transaction is lost, and so are its sender's later nonces,
+which then wait in the mempools behind the missing one: at twice the capacity that is
+most senders, so an open-loop overload step measures the doomed senders as much as the
+network.
+
 Latency is from the moment a transaction was *due* (not when it was written)
 to its commit announced by the node it went to: time spent queued behind a
 stalled socket counts, as it would for a real client (no coordinated omission).
@@ -22,6 +30,7 @@ one written.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import os
@@ -46,6 +55,8 @@ STEP_TXS_MAX = 100_000
 SEND_TIMEOUT_S = 30.0
 """A node that reads nothing of ours for this long ends that node's sending for the step."""
 POLL_S = 0.05
+RESENT_REASON = "mempool-full"
+"""The refusal a resending client tries again: the others (a bad or stale transaction) stay refused."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,8 @@ class StepResult:
     cpu_per_node: list[float]
     client_cpu: float
     refused: dict[str, int] = field(default_factory=dict)
+    resent: int = 0
+    """Writes of refused transactions again (``resend_after_s``); not in ``sent``."""
     mempool_at_start: int = 0
     send_errors: list[str] = field(default_factory=list)
 
@@ -125,6 +138,7 @@ class StepResult:
             "sent": self.sent,
             "committed": self.committed,
             "refused": self.refused,
+            "resent": self.resent,
             "send_window_s": round(self.window_s, 3),
             "latency_ms": self.latency_ms,
             "send_lag_ms": self.send_lag_ms,
@@ -137,13 +151,19 @@ class StepResult:
 
 
 class _Submitter:
-    """One node's connection: a thread writing its due lines, another reading the replies."""
+    """One node's connection: a thread writing its due lines, another reading the replies, and
+    with ``resend_after_s`` a third writing refused ones again."""
 
-    def __init__(self, socket_path: Path, load: StepLoad, node: int) -> None:
+    def __init__(self, socket_path: Path, load: StepLoad, node: int, resend_after_s: float | None = None) -> None:
         self.load, self.node = load, node
         self.lines = load.lines[node]
         self.written_at: list[float] = []
         self.refused: dict[int, str] = {}  # request index -> reason
+        self.resend_after_s = resend_after_s
+        self.resent = 0
+        self._resends: list[tuple[float, int]] = []  # a heap of (monotonic s when due, request index)
+        self._resends_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # two threads write one socket: whole lines only
         self.replies = 0
         self.error: str | None = None
         self.start = 0.0  # monotonic s; set by begin
@@ -157,9 +177,9 @@ class _Submitter:
             raise
         self._reader = self._socket.dup()  # its own timeout, so reading polls while writing may block
         self._reader.settimeout(POLL_S)
+        targets = (self._send, self._read) + ((self._resend,) if resend_after_s is not None else ())
         self._threads = [
-            threading.Thread(target=target, name=f"bench-{target.__name__}-{node}", daemon=True)
-            for target in (self._send, self._read)
+            threading.Thread(target=target, name=f"bench-{target.__name__}-{node}", daemon=True) for target in targets
         ]
 
     def begin(self, start: float) -> None:
@@ -172,7 +192,9 @@ class _Submitter:
 
     @property
     def answered(self) -> bool:
-        return self.replies >= len(self.written_at) and not self._threads[0].is_alive()
+        with self._resends_lock:
+            resending = bool(self._resends)
+        return self.replies >= len(self.written_at) + self.resent and not resending and not self._threads[0].is_alive()
 
     def close(self) -> None:
         self._stop.set()
@@ -193,7 +215,8 @@ class _Submitter:
                 self._stop.wait(self.load.due_s(self.node, index) - now)
                 continue
             try:
-                self._socket.sendall(b"".join(self.lines[index:end]))
+                with self._write_lock:
+                    self._socket.sendall(b"".join(self.lines[index:end]))
             except OSError as error:
                 self.error = f"node {self.node}: sending stopped after {index} transactions: {error!r}"
                 return
@@ -202,7 +225,7 @@ class _Submitter:
 
     def _read(self) -> None:
         buffer = bytearray()
-        while not self._stop.is_set() and self.replies < len(self.lines):
+        while not self._stop.is_set() and (self.replies < len(self.lines) or self.resend_after_s is not None):
             try:
                 chunk = self._reader.recv(64 * 1024)
             except TimeoutError:
@@ -223,8 +246,33 @@ class _Submitter:
         reply = json.loads(line)
         error = reply.get("error") or {}
         data = error.get("data")
-        reason = data.get("reason") if isinstance(data, dict) else None
-        self.refused[reply.get("id")] = str(reason or error.get("message") or "unknown")
+        reason = str((data.get("reason") if isinstance(data, dict) else None) or error.get("message") or "unknown")
+        index = reply.get("id")
+        if self.resend_after_s is not None and reason == RESENT_REASON and isinstance(index, int):
+            with self._resends_lock:
+                heapq.heappush(self._resends, (time.monotonic() + self.resend_after_s, index))
+            return
+        self.refused[index] = reason
+
+    def _resend(self) -> None:
+        assert self.resend_after_s is not None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._resends_lock:
+                due = []
+                while self._resends and self._resends[0][0] <= now:
+                    due.append(heapq.heappop(self._resends)[1])
+                wait_s = self._resends[0][0] - now if self._resends else POLL_S
+            if not due:
+                self._stop.wait(min(wait_s, POLL_S))
+                continue
+            try:
+                with self._write_lock:
+                    self._socket.sendall(b"".join(self.lines[index] for index in due))
+            except OSError as error:
+                self.error = f"node {self.node}: resending stopped: {error!r}"
+                return
+            self.resent += len(due)
 
 
 def run_step(
@@ -235,13 +283,15 @@ def run_step(
     pids: list[int],
     drain_s: float,
     mempool_at_start: int = 0,
+    resend_after_s: float | None = None,
 ) -> StepResult:
-    """Send ``load``, then wait at most ``drain_s`` seconds after the last write for its commits."""
+    """Send ``load``, then wait at most ``drain_s`` seconds after the last write for its commits
+    (resending those refused as ``mempool-full`` ``resend_after_s`` after each refusal, if set)."""
     assert len(socket_paths) == len(load.lines) == len(pids)
     submitters: list[_Submitter] = []
     try:
         for node, path in enumerate(socket_paths):
-            submitters.append(_Submitter(path, load, node))
+            submitters.append(_Submitter(path, load, node, resend_after_s))
         cpu_before = [cpu_seconds(pid) for pid in [*pids, os.getpid()]]
         start = time.monotonic()
         for submitter in submitters:
@@ -311,6 +361,7 @@ def _result(
         cpu_per_node=cpu_used[:-1],
         client_cpu=cpu_used[-1],
         refused=dict(refused),
+        resent=sum(submitter.resent for submitter in submitters),
         mempool_at_start=mempool_at_start,
         send_errors=[submitter.error for submitter in submitters if submitter.error],
     )

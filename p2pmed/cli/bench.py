@@ -65,8 +65,15 @@ def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float)
     show_default=True,
     help="Directory for bench.json, bench.png and the nodes' logs (with --sim: sim.json).",
 )
+@click.option(
+    "--resend-after-ms",
+    type=click.IntRange(1, 60_000),
+    default=None,
+    help="Resend a transaction refused as mempool-full this long after each refusal, as a real client "
+    "would (default: open loop, a refused transaction is lost and its sender's later ones wait behind it).",
+)
 @click.option("--sim", "sim_only", is_flag=True, help="Measure the simulator's speed against real time instead.")
-def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) -> None:
+def bench(nodes: int, rates: str, duration: float, out: Path, resend_after_ms: int | None, sim_only: bool) -> None:
     """Throughput and latency of real node processes on 127.0.0.1 under open-loop load, against
     this machine's signature limit; prints a table and writes bench.json and bench.png (benchmarks/README.md).
     Exit 0 whether or not the targets are met, 1 if the network fails, 2 on a bad option."""
@@ -87,8 +94,15 @@ def bench(nodes: int, rates: str, duration: float, out: Path, sim_only: bool) ->
         raise click.BadParameter(str(error), param_hint="'--rates'") from None
     command = f"p2pmed bench --nodes {nodes} --rates {rates} --duration {duration:g} --out {out}"
     command += " --sim" if sim_only else ""
+    if resend_after_ms is not None:
+        if sim_only:
+            raise click.BadParameter("the simulator has no client to resend", param_hint="'--resend-after-ms'")
+        command += f" --resend-after-ms {resend_after_ms}"
     try:
-        (run_sim_bench if sim_only else run_bench)(nodes, parsed, duration, out, command, click.echo)
+        if sim_only:
+            run_sim_bench(nodes, parsed, duration, out, command, click.echo)
+        else:
+            run_bench(nodes, parsed, duration, out, command, click.echo, resend_after_ms)
     except (NodeFailed, OSError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_FAILURE)
