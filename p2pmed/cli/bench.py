@@ -69,8 +69,9 @@ def load(home: Path, count: int, rate: float | None, wait: bool, timeout: float)
     "--resend-after-ms",
     type=click.IntRange(1, 60_000),
     default=None,
-    help="Resend a transaction refused as mempool-full this long after each refusal, as a real client "
-    "would (default: open loop, a refused transaction is lost and its sender's later ones wait behind it).",
+    help="Resend a transaction refused as mempool-full this long after, doubling after each further refusal "
+    "(up to 64x), as a real client would (default: open loop: a refused transaction is lost and its "
+    "sender's later ones wait behind it).",
 )
 @click.option("--sim", "sim_only", is_flag=True, help="Measure the simulator's speed against real time instead.")
 def bench(nodes: int, rates: str, duration: float, out: Path, resend_after_ms: int | None, sim_only: bool) -> None:
