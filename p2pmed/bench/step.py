@@ -18,10 +18,10 @@ real client is: a transaction refused as ``mempool-full`` is written again that 
 the refusal came back (by a third thread per node), twice as long after each further
 refusal of it (up to ``RESEND_BACKOFF_MAX`` times; a fixed delay is a retry storm: at
 twice the capacity it made ~16,000 writes a second and the network committed 3-8 % of
-the load), until the step ends. Without it, a refused transaction is lost, and so are its sender's later nonces,
-which then wait in the mempools behind the missing one: at twice the capacity that is
-most senders, so an open-loop overload step measures the doomed senders as much as the
-network.
+the load), until the step ends. Without it, a refused transaction is lost, and so are its
+sender's later nonces, which then wait in the mempools behind the missing one: at twice
+the capacity that is most senders, so an open-loop overload step measures the doomed
+senders as much as the network.
 
 Latency is from the moment a transaction was *due* (not when it was written)
 to its commit announced by the node it went to: time spent queued behind a
@@ -252,7 +252,8 @@ class _Submitter:
         data = error.get("data")
         reason = str((data.get("reason") if isinstance(data, dict) else None) or error.get("message") or "unknown")
         index = reply.get("id")
-        if self.resend_after_s is not None and reason == RESENT_REASON and isinstance(index, int):
+        ours = isinstance(index, int) and 0 <= index < len(self.lines)
+        if self.resend_after_s is not None and reason == RESENT_REASON and ours:
             backoff = min(2 ** self._refusals[index], RESEND_BACKOFF_MAX)
             self._refusals[index] += 1
             with self._resends_lock:
