@@ -417,11 +417,7 @@ class Replica:
             if sequence > self.last_executed and pre_prepare.proposal.state.height > executed:
                 continue
             del self._awaiting_state[sequence]
-            try:
-                self._on_pre_prepare(pre_prepare)
-            except InvalidMessage as error:
-                self.rejected["invalid"] += 1
-                self._note(f"invalid pre-prepare from {pre_prepare.vote.replica}: {error.reason}")
+            self._take_up(pre_prepare, "pre-prepare")
         self._maybe_propose()
         return self._flush()
 
@@ -698,6 +694,14 @@ class Replica:
             self._persist_slot(vote.sequence)
             self._messages.append(Broadcast(slot.my_prepare))
         self._check_prepared(vote.sequence)
+
+    def _take_up(self, pre_prepare: PrePrepare, what: str) -> None:
+        """Handle a pre-prepare that waited here (its sender was checked when it came)."""
+        try:
+            self._on_pre_prepare(pre_prepare)
+        except InvalidMessage as error:
+            self.rejected["invalid"] += 1
+            self._note(f"invalid {what} from {pre_prepare.vote.replica}: {error.reason}")
 
     def _check_proposal(self, proposal: Proposal, sequence: int) -> None:
         if proposal.proposer != self.validators.keys[self.primary]:
@@ -1077,12 +1081,8 @@ class Replica:
         self._refresh_progress_deadline()
         early, self._early = self._early, {}
         for sequence in sorted(early):
-            if early[sequence].vote.view == self.view:
-                try:
-                    self._on_pre_prepare(early[sequence])
-                except InvalidMessage as error:
-                    self.rejected["invalid"] += 1
-                    self._note(f"invalid early pre-prepare from {self.primary}: {error.reason}")
+            if early[sequence].vote.view == self.view:  # its signer is this view's primary
+                self._take_up(early[sequence], "early pre-prepare")
         self._execute_ready()
         self._maybe_propose()
 
